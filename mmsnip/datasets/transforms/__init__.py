@@ -1,0 +1,2 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""Data transforms (registered into ``mmsnip.registry.TRANSFORMS``)."""

@@ -1,0 +1,2 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""Runtime hooks (registered into ``mmsnip.registry.HOOKS``)."""

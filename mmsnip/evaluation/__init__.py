@@ -1,0 +1,2 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""Metrics (registered into ``mmsnip.registry.METRICS``)."""

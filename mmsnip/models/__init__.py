@@ -1,0 +1,2 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""Models, heads and task modules (``mmsnip.registry.MODELS``/``TASK_UTILS``)."""

@@ -1,0 +1,47 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""Distributed runs on machines without CUDA.
+
+mmengine 0.10.7 assumes CUDA for the ``pytorch`` launcher: ``init_dist``
+calls ``torch.cuda.set_device`` and the DDP wrapper gets
+``device_ids=[LOCAL_RANK]``. On a CPU-only machine both fail. The tools call
+:func:`setup_cpu_distributed` first: it starts a gloo process group (the
+runner then skips its own ``init_dist``) and wraps the model in DDP without
+device ids. On CUDA machines it does nothing.
+"""
+import os
+
+import torch
+import torch.distributed as torch_dist
+from mmengine.config import Config
+
+
+def setup_cpu_distributed(cfg: Config) -> bool:
+    """Prepare ``cfg`` for a CPU-only distributed run, if this is one.
+
+    Args:
+        cfg (Config): The full config; ``cfg.launcher`` must be set.
+
+    Returns:
+        bool: True if a gloo process group was started here.
+    """
+    launcher = cfg.get('launcher', 'none')
+    if launcher == 'none' or torch.cuda.is_available():
+        return False
+    if launcher != 'pytorch':
+        raise NotImplementedError(
+            f'launcher "{launcher}" on a machine without CUDA: only '
+            '"pytorch" (tools/dist_train.sh, dist_test.sh) is supported')
+    if not torch_dist.is_initialized():
+        torch_dist.init_process_group(
+            backend='gloo',
+            rank=int(os.environ['RANK']),
+            world_size=int(os.environ['WORLD_SIZE']))
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel',
+        broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+    env_cfg = cfg.setdefault('env_cfg', {})
+    env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
+    return True

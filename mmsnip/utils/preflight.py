@@ -1,0 +1,162 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""Input checks that turn common mistakes into one-line errors.
+
+The tools call these before building a runner (so a typo in a path costs a
+second, not a dataloader worker crash) and after a failure (to name the
+annotation file that could not be parsed instead of showing a traceback
+from deep inside pycocotools).
+"""
+import json
+import os.path as osp
+from typing import Iterator, List, Optional, Tuple
+
+from mmengine.config import Config
+
+DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+COCO_KEYS = ('images', 'annotations', 'categories')
+
+
+class UserInputError(ValueError):
+    """A problem with a user-supplied file, path or config value.
+
+    Tools print ``error: <message>`` and exit with status 2 on it.
+    """
+
+
+def load_config(path: str) -> Config:
+    """Load an MMEngine config, with a clear error for a bad path or file.
+
+    Args:
+        path (str): Path of a ``.py`` config file.
+
+    Returns:
+        Config: The loaded config.
+    """
+    if not osp.isfile(path):
+        raise UserInputError(f'config file "{path}" does not exist')
+    if not path.endswith('.py'):
+        raise UserInputError(
+            f'config file "{path}" is not a Python (.py) config')
+    try:
+        return Config.fromfile(path)
+    except SyntaxError as e:
+        raise UserInputError(
+            f'config file "{e.filename or path}" line {e.lineno}: '
+            f'{e.msg}') from e
+    except (FileNotFoundError, AssertionError, KeyError, NameError) as e:
+        raise UserInputError(
+            f'config file "{path}" could not be loaded: '
+            f'{type(e).__name__}: {e}') from e
+
+
+def iter_dataset_cfgs(cfg: Config,
+                      keys=DATALOADER_KEYS) -> Iterator[Tuple[str, dict]]:
+    """Yield ``(name, dataset_cfg)`` for every dataset in the dataloaders.
+
+    Wrappers (``dataset=`` or ``datasets=[...]``) are unwrapped, so
+    ``train_dataloader.dataset.dataset`` of a ``SniperDataset`` or
+    ``RepeatDataset`` is checked too.
+    """
+    for key in keys:
+        loader = cfg.get(key)
+        if not loader or 'dataset' not in loader:
+            continue
+        stack: List[Tuple[str, dict]] = [(f'{key}.dataset', loader.dataset)]
+        while stack:
+            name, ds = stack.pop()
+            if 'dataset' in ds:
+                stack.append((f'{name}.dataset', ds['dataset']))
+            for i, child in enumerate(ds.get('datasets', None) or []):
+                stack.append((f'{name}.datasets[{i}]', child))
+            if 'ann_file' in ds or 'data_prefix' in ds:
+                yield name, ds
+
+
+def _join(root: Optional[str], path: str) -> str:
+    if not path or osp.isabs(path) or not root or '://' in path:
+        return path
+    return osp.join(root, path)
+
+
+def dataset_paths(ds: dict) -> List[Tuple[str, str]]:
+    """``(field, resolved local path)`` pairs of a dataset config."""
+    root = ds.get('data_root') or ''
+    paths = []
+    if ds.get('ann_file'):
+        paths.append(('ann_file', _join(root, ds['ann_file'])))
+    prefix = ds.get('data_prefix') or {}
+    if isinstance(prefix, dict):
+        for k, v in prefix.items():
+            if isinstance(v, str) and v:
+                paths.append((f'data_prefix.{k}', _join(root, v)))
+    return [(f, p) for f, p in paths if '://' not in p]
+
+
+def check_data_paths(cfg: Config, keys=DATALOADER_KEYS) -> None:
+    """Raise :class:`UserInputError` for a dataset file or folder missing.
+
+    Args:
+        cfg (Config): A full config.
+        keys (tuple[str]): Dataloaders to check.
+    """
+    for name, ds in iter_dataset_cfgs(cfg, keys):
+        for field, path in dataset_paths(ds):
+            if not osp.exists(path):
+                hint = ''
+                if 'demo' in path:
+                    hint = (' (generate the demo data with `make demo` or '
+                            '`python tools/make_demo_dataset.py data/demo`)')
+                raise UserInputError(
+                    f'{name}.{field}: "{path}" does not exist{hint}')
+
+
+def check_coco_file(path: str) -> None:
+    """Raise :class:`UserInputError` if ``path`` is not a COCO json file."""
+    try:
+        with open(path, encoding='utf-8') as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise UserInputError(
+            f'annotation file "{path}" is not valid JSON: {e.msg} at line '
+            f'{e.lineno} column {e.colno}') from e
+    except UnicodeDecodeError as e:
+        raise UserInputError(
+            f'annotation file "{path}" is not UTF-8 text') from e
+    if not isinstance(data, dict):
+        raise UserInputError(
+            f'annotation file "{path}" must hold a JSON object with keys '
+            f'{list(COCO_KEYS)}, got {type(data).__name__}')
+    missing = [k for k in COCO_KEYS if k not in data]
+    if missing:
+        raise UserInputError(
+            f'annotation file "{path}" lacks the COCO key(s) {missing}')
+
+
+def explain_failure(cfg: Config, keys=DATALOADER_KEYS) -> None:
+    """After a failure, raise a clear error if an annotation file is bad.
+
+    Only ``.json`` annotation files are parsed, and only once something
+    failed, so a healthy run never pays for a second parse.
+    """
+    for name, ds in iter_dataset_cfgs(cfg, keys):
+        for field, path in dataset_paths(ds):
+            if field == 'ann_file' and path.endswith('.json') \
+                    and osp.isfile(path):
+                try:
+                    check_coco_file(path)
+                except UserInputError as e:
+                    raise UserInputError(f'{name}.{field}: {e}') from None
+
+
+def run_cli(main) -> None:
+    """Run a tool's ``main()``; print a :class:`UserInputError` on one line.
+
+    Exits with status 2 (as argparse does for usage errors) instead of
+    showing a traceback for mistakes in user input.
+    """
+    import sys
+    try:
+        main()
+    except UserInputError as e:
+        print(f'error: {e}', file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,2 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""Visualizers (registered into ``mmsnip.registry.VISUALIZERS``)."""

@@ -1,0 +1,86 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""Shared fixtures: tiny demo datasets and configs for CPU tests."""
+import os
+import os.path as osp
+import socket
+import subprocess
+import sys
+
+import pytest
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+BASELINE_CONFIG = osp.join(
+    REPO_ROOT, 'configs/baseline/faster-rcnn_r18-w16_fpn_12e_demo.py')
+
+
+def run_tool(args, cwd=REPO_ROOT, env=None, timeout=600, check=True):
+    """Run ``python tools/...`` (or another command) and return the result.
+
+    ``args[0]`` ending in ``.py`` is run with this interpreter. On failure
+    with ``check=True`` the output tail is shown in the assertion message.
+    """
+    cmd = [sys.executable] + list(args) if args[0].endswith('.py') \
+        else list(args)
+    full_env = dict(os.environ, PYTHONPATH=REPO_ROOT, **(env or {}))
+    proc = subprocess.run(
+        cmd, cwd=cwd, env=full_env, capture_output=True, text=True,
+        timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f'{" ".join(cmd)} exited {proc.returncode}\n'
+            f'--- stdout ---\n{proc.stdout[-4000:]}\n'
+            f'--- stderr ---\n{proc.stderr[-4000:]}')
+    return proc
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope='session')
+def tiny_demo_root(tmp_path_factory):
+    """A few small demo images (COCO format), made by the real tool."""
+    root = tmp_path_factory.mktemp('demo') / 'data'
+    run_tool([
+        'tools/make_demo_dataset.py', str(root), '--num-train', '6',
+        '--num-val', '3', '--min-side', '256', '--max-side', '320',
+        '--min-obj', '12', '--max-obj', '96', '--empty-frac', '0',
+        '--seed', '3'
+    ])
+    return str(root)
+
+
+def tiny_config(data_root: str, work_dir: str, out_path: str,
+                max_epochs: int = 1, base: str = BASELINE_CONFIG) -> str:
+    """Write a CPU-fast variant of ``base`` on ``data_root`` to ``out_path``.
+
+    Small images (longer side 256), batch 2, no workers, ``max_epochs``
+    epochs with a checkpoint and validation at the end.
+    """
+    from mmengine.config import Config
+    cfg = Config.fromfile(base)
+    root = data_root.rstrip('/') + '/'
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg[key]
+        loader.num_workers = 0
+        loader.persistent_workers = False
+        ds = loader.dataset
+        while 'dataset' in ds:
+            ds = ds.dataset
+        ds.data_root = root
+        for step in ds.pipeline:
+            if step['type'] == 'Resize':
+                step['scale'] = (256, 256)
+    cfg.train_dataloader.batch_size = 2
+    for key in ('val_evaluator', 'test_evaluator'):
+        cfg[key].ann_file = root + 'annotations/instances_val.json'
+    cfg.train_cfg.max_epochs = max_epochs
+    cfg.train_cfg.val_interval = max_epochs
+    cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0)]
+    cfg.default_hooks.logger.interval = 1
+    cfg.default_hooks.checkpoint.interval = 1
+    cfg.work_dir = work_dir
+    cfg.dump(out_path)
+    return out_path

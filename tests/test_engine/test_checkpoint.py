@@ -1,0 +1,47 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from mmengine.runner.checkpoint import CheckpointLoader
+
+import mmsnip.engine  # noqa: F401  (registers the loader)
+
+
+def _resume_style_checkpoint(path):
+    # What mmengine's runner saves: tensors plus numpy scalars in `meta`.
+    ckpt = dict(
+        meta=dict(epoch=3, iter=np.int64(120), seed=np.int64(7)),
+        state_dict=dict(w=torch.ones(2)))
+    torch.save(ckpt, path)
+
+
+def test_resume_style_checkpoint_loads(tmp_path):
+    path = str(tmp_path / 'epoch_3.pth')
+    _resume_style_checkpoint(path)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path, weights_only=True)  # what torch >= 2.6 does
+    ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    assert int(ckpt['meta']['iter']) == 120
+    assert torch.equal(ckpt['state_dict']['w'], torch.ones(2))
+
+
+def test_plain_state_dict_uses_safe_loader(tmp_path):
+    path = str(tmp_path / 'weights.pth')
+    torch.save(dict(state_dict=dict(w=torch.zeros(3))), path)
+    ckpt = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    assert torch.equal(ckpt['state_dict']['w'], torch.zeros(3))
+
+
+def test_safe_mode_refuses_pickled_objects(tmp_path, monkeypatch):
+    path = str(tmp_path / 'epoch_1.pth')
+    _resume_style_checkpoint(path)
+    monkeypatch.setenv('MMSNIP_SAFE_CHECKPOINTS', '1')
+    with pytest.raises(pickle.UnpicklingError):
+        CheckpointLoader.load_checkpoint(path, map_location='cpu')
+
+
+def test_missing_checkpoint_names_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match='nope.pth'):
+        CheckpointLoader.load_checkpoint(str(tmp_path / 'nope.pth'))

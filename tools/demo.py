@@ -1,0 +1,118 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""The `make demo` pipeline: generate data, train, test, print a table.
+
+Every step is the command a user would type (tools/make_demo_dataset.py,
+tools/train.py, tools/test.py), run as a subprocess, so the demo exercises
+the real entry points. Steps whose outputs exist are skipped, so a second
+`make demo` only prints the table (`--force` re-runs everything).
+
+    python tools/demo.py [--data-root data/demo] [--work-dir work_dirs/demo]
+"""
+import argparse
+import glob
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+# (row name, config, notes). Later features add rows here.
+EXPERIMENTS = [
+    ('single-scale baseline', 'configs/baseline/faster-rcnn_r18-w16_fpn_12e_demo.py',
+     'longer side 800 px'),
+]
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--data-root', default='data/demo')
+    parser.add_argument('--work-dir', default='work_dirs/demo')
+    parser.add_argument(
+        '--force', action='store_true', help='re-run steps that are done')
+    return parser.parse_args()
+
+
+def run(cmd, log_path=None):
+    """Run ``cmd`` from the repository root; stream or log its output."""
+    print('$ ' + ' '.join(cmd), flush=True)
+    start = time.time()
+    if log_path is None:
+        subprocess.run(cmd, cwd=ROOT, check=True)
+    else:
+        with open(log_path, 'w') as log:
+            proc = subprocess.run(
+                cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        if proc.returncode != 0:
+            with open(log_path) as log:
+                sys.stdout.write(''.join(log.readlines()[-40:]))
+            raise SystemExit(
+                f'step failed (exit {proc.returncode}); log: {log_path}')
+    print(f'  done in {time.time() - start:.0f} s', flush=True)
+
+
+def latest_metrics(work_dir):
+    """The metrics dict of the newest test run logged under ``work_dir``."""
+    found = []
+    for path in glob.glob(osp.join(work_dir, '*', '*.json')):
+        if osp.basename(osp.dirname(path)) + '.json' != osp.basename(path):
+            continue  # only mmengine's <timestamp>/<timestamp>.json logs
+        with open(path) as f:
+            lines = [json.loads(line) for line in f if line.strip()]
+        for record in lines:
+            if 'coco/bbox_mAP' in record:
+                found.append((osp.getmtime(path), record))
+    return max(found, key=lambda x: x[0])[1] if found else None
+
+
+def main():
+    args = parse_args()
+    os.chdir(ROOT)
+    py = sys.executable
+    data_cmd = [py, 'tools/make_demo_dataset.py', args.data_root]
+    run(data_cmd + (['--force'] if args.force else []))
+
+    rows = []
+    for name, config, notes in EXPERIMENTS:
+        stem = osp.splitext(osp.basename(config))[0]
+        work_dir = osp.join(args.work_dir, stem)
+        os.makedirs(work_dir, exist_ok=True)
+        ckpt = osp.join(work_dir, 'last_checkpoint')
+        data_opts = [
+            '--cfg-options', f'data_root={args.data_root}/',
+            f'train_dataloader.dataset.data_root={args.data_root}/',
+            f'val_dataloader.dataset.data_root={args.data_root}/',
+            f'test_dataloader.dataset.data_root={args.data_root}/',
+            f'val_evaluator.ann_file={args.data_root}/'
+            'annotations/instances_val.json',
+            f'test_evaluator.ann_file={args.data_root}/'
+            'annotations/instances_val.json',
+        ]
+        if args.force or not osp.isfile(ckpt):
+            print(f'[{name}] training (log: {work_dir}/train.log)')
+            run([py, 'tools/train.py', config, '--work-dir', work_dir,
+                 '--resume'] + data_opts, osp.join(work_dir, 'train.log'))
+        with open(ckpt) as f:
+            checkpoint = f.read().strip()
+        test_dir = osp.join(work_dir, 'test')
+        if args.force or latest_metrics(test_dir) is None:
+            print(f'[{name}] testing (log: {work_dir}/test.log)')
+            run([py, 'tools/test.py', config, checkpoint, '--work-dir',
+                 test_dir] + data_opts, osp.join(work_dir, 'test.log'))
+        metrics = latest_metrics(test_dir)
+        rows.append((name, metrics, notes))
+
+    print('\nmmsnip demo results (COCO bbox AP on the demo val split)\n')
+    print('| method | AP | AP50 | AP_small | AP_medium | AP_large | notes |')
+    print('| --- | --- | --- | --- | --- | --- | --- |')
+    for name, m, notes in rows:
+        vals = [m[f'coco/bbox_{k}'] for k in
+                ('mAP', 'mAP_50', 'mAP_s', 'mAP_m', 'mAP_l')]
+        print(f'| {name} | ' + ' | '.join(f'{100 * v:.1f}' for v in vals) +
+              f' | {notes} |')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,167 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""Test (and evaluate) a detector; MMDetection 3.3's tools/test.py interface.
+
+    python tools/test.py CONFIG CHECKPOINT [--tta] [--out results.pkl]
+    bash tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCS [...]
+    mim test mmsnip CONFIG --checkpoint CHECKPOINT [...]
+
+``--tta`` wraps the model in the config's ``tta_model`` (for mmsnip configs
+a multi-scale model such as SNIP's full pyramid or AutoFocus) and runs the
+test set through ``tta_pipeline``.
+"""
+import argparse
+import os
+import os.path as osp
+import warnings
+from copy import deepcopy
+
+from mmengine import ConfigDict
+from mmengine.config import DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from mmdet.utils import setup_cache_size_limit_of_dynamo
+from mmsnip.utils import register_all_modules
+from mmsnip.utils.dist import setup_cpu_distributed
+from mmsnip.utils.preflight import (UserInputError, check_data_paths,
+                                    explain_failure, load_config, run_cli)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description='MMSNIP test (and eval) a model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--work-dir',
+        help='the directory to save the file containing evaluation metrics')
+    parser.add_argument(
+        '--out',
+        type=str,
+        help='dump predictions to a pickle file for offline evaluation')
+    parser.add_argument(
+        '--show', action='store_true', help='show prediction results')
+    parser.add_argument(
+        '--show-dir',
+        help='directory where painted images will be saved. '
+        'If specified, it will be automatically saved '
+        'to the work_dir/timestamp/show_dir')
+    parser.add_argument(
+        '--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override some settings in the used config, the key-value pair '
+        'in xxx=yyy format will be merged into config file. If the value to '
+        'be overwritten is a list, it should be like key="[a,b]" or key=a,b '
+        'It also allows nested list/tuple values, e.g. key="[(a,b),(c,d)]" '
+        'Note that the quotation marks are necessary and that no white space '
+        'is allowed.')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument(
+        '--tta',
+        action='store_true',
+        help='test with the config\'s `tta_model` (multi-scale inference)')
+    # torch.distributed.launch passes `--local-rank` (torch >= 2.0).
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def apply_tta(cfg) -> None:
+    """Wrap ``cfg.model`` in ``cfg.tta_model``, as mmdet's test.py does."""
+    if 'tta_model' not in cfg:
+        warnings.warn('Cannot find ``tta_model`` in config, '
+                      'we will set it as default.')
+        cfg.tta_model = dict(
+            type='DetTTAModel',
+            tta_cfg=dict(
+                nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+    if 'tta_pipeline' not in cfg:
+        warnings.warn('Cannot find ``tta_pipeline`` in config, '
+                      'we will set it as default.')
+        test_data_cfg = cfg.test_dataloader.dataset
+        while 'dataset' in test_data_cfg:
+            test_data_cfg = test_data_cfg['dataset']
+        cfg.tta_pipeline = deepcopy(test_data_cfg.pipeline)
+        flip_tta = dict(
+            type='TestTimeAug',
+            transforms=[
+                [
+                    dict(type='RandomFlip', prob=1.),
+                    dict(type='RandomFlip', prob=0.)
+                ],
+                [
+                    dict(
+                        type='PackDetInputs',
+                        meta_keys=('img_id', 'img_path', 'ori_shape',
+                                   'img_shape', 'scale_factor', 'flip',
+                                   'flip_direction'))
+                ],
+            ])
+        cfg.tta_pipeline[-1] = flip_tta
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+
+
+def main():
+    args = parse_args()
+    setup_cache_size_limit_of_dynamo()
+    register_all_modules(init_default_scope=False)
+
+    cfg = load_config(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+
+    # work_dir is determined in this priority: CLI > segment in file > filename
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+
+    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
+        raise UserInputError(
+            f'checkpoint file "{args.checkpoint}" does not exist')
+    cfg.load_from = args.checkpoint
+
+    if args.show or args.show_dir:
+        from mmdet.engine.hooks.utils import trigger_visualization_hook
+        cfg = trigger_visualization_hook(cfg, args)
+
+    if args.tta:
+        apply_tta(cfg)
+
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        raise UserInputError(f'--out "{args.out}" must be a .pkl file')
+
+    keys = ['test_dataloader']
+    check_data_paths(cfg, keys)
+    setup_cpu_distributed(cfg)
+    if 'runner_type' not in cfg:
+        runner = Runner.from_cfg(cfg)
+    else:
+        runner = RUNNERS.build(cfg)
+
+    if args.out is not None:
+        from mmdet.evaluation import DumpDetResults
+        runner.test_evaluator.metrics.append(
+            DumpDetResults(out_file_path=args.out))
+
+    try:
+        runner.test()
+    except Exception:
+        explain_failure(cfg, keys)
+        raise
+
+
+if __name__ == '__main__':
+    run_cli(main)
