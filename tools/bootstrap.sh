@@ -34,8 +34,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 pip() { "$VENV/bin/python" -m pip --disable-pip-version-check "$@"; }
 
-# setuptools < 81: mmcv's setup.py, openmim and mmengine's `mmdet::` lookup
-# import pkg_resources, which setuptools 82 removed; torch 2.13 needs >= 77.0.3.
+# Pinned pip and setuptools: see requirements/build.txt.
 log "installing build requirements and torch $TORCH_VERSION (CPU)"
 pip install -q -r "$ROOT/requirements/build.txt"
 if ! "$VENV/bin/python" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null; then
@@ -72,7 +71,10 @@ pip install -q -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/tests.
 # mmcv's runtime deps (addict, yapf, ...) are not pulled by a --no-deps install.
 pip install -q addict packaging pyyaml yapf
 
+# Legacy `setup.py develop` editable install: it links configs/ and tools/
+# into mmsnip/.mim and registers the repository itself as the package
+# location, which `mim train/test mmsnip` need (a PEP 660 install hides it).
 log "installing mmsnip (editable)"
-pip install -q --no-build-isolation -e "$ROOT"
+pip install -q --no-build-isolation --no-use-pep517 -e "$ROOT"
 "$VENV/bin/python" -c 'import mmcv.ops, mmdet, mmsnip; print("[bootstrap] ok: mmcv", mmcv.__version__, "mmdet", mmdet.__version__, "mmsnip", mmsnip.__version__)'
 echo "$stamp" >"$VENV/.mmsnip-stamp"
