@@ -40,9 +40,9 @@ def load_config(path: str) -> Config:
     try:
         return Config.fromfile(path)
     except SyntaxError as e:
+        where = e.filename if e.filename and e.filename[0] != '<' else path
         raise UserInputError(
-            f'config file "{e.filename or path}" line {e.lineno}: '
-            f'{e.msg}') from e
+            f'config file "{where}" line {e.lineno}: {e.msg}') from e
     except (FileNotFoundError, AssertionError, KeyError, NameError) as e:
         raise UserInputError(
             f'config file "{path}" could not be loaded: '

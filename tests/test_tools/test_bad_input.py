@@ -1,0 +1,56 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""Bad input gives a one-line `error:` naming the thing, exit status 2."""
+import os.path as osp
+import shutil
+
+from conftest import run_tool, tiny_config
+
+
+def _single_error_line(proc):
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith('error:')]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr
+    return errors[0]
+
+
+def test_missing_config():
+    proc = run_tool(['tools/train.py', 'configs/nope.py'], check=False)
+    assert 'configs/nope.py' in _single_error_line(proc)
+
+
+def test_config_with_syntax_error(tmp_path):
+    bad = tmp_path / 'bad.py'
+    bad.write_text('model = dict(\n')
+    proc = run_tool(['tools/train.py', str(bad)], check=False)
+    assert 'bad.py' in _single_error_line(proc)
+
+
+def test_missing_dataset_path(tmp_path):
+    cfg = tiny_config(str(tmp_path / 'no_such_root'), str(tmp_path / 'w'),
+                      str(tmp_path / 'cfg.py'))
+    proc = run_tool(['tools/train.py', cfg], check=False)
+    line = _single_error_line(proc)
+    assert 'train_dataloader.dataset.ann_file' in line
+    assert 'no_such_root' in line
+
+
+def test_corrupt_annotation_file(tiny_demo_root, tmp_path):
+    root = tmp_path / 'data'
+    shutil.copytree(tiny_demo_root, root)
+    ann = root / 'annotations' / 'instances_train.json'
+    ann.write_text(ann.read_text()[:200])  # truncated json
+    cfg = tiny_config(str(root), str(tmp_path / 'w'),
+                      str(tmp_path / 'cfg.py'))
+    proc = run_tool(['tools/train.py', cfg], check=False)
+    line = _single_error_line(proc)
+    assert 'instances_train.json' in line and 'not valid JSON' in line
+
+
+def test_missing_checkpoint(tiny_demo_root, tmp_path):
+    cfg = tiny_config(tiny_demo_root, str(tmp_path / 'w'),
+                      str(tmp_path / 'cfg.py'))
+    proc = run_tool(['tools/test.py', cfg, str(tmp_path / 'none.pth')],
+                    check=False)
+    assert 'none.pth' in _single_error_line(proc)
+    assert not osp.exists(tmp_path / 'none.pth')
