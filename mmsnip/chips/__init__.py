@@ -1,0 +1,27 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""The paper's algorithms as vectorized numpy (no torch, no mmdet).
+
+Frames: ORIGINAL image pixels, SCALED pixels (image resized by a scale's
+factor), CHIP pixels (scaled, relative to a chip's corner); boxes xyxy.
+"""
+from .boxes import (box_sizes, boxes_overlap, check_boxes, in_range,
+                    inside_matrix, sanitize_boxes)
+from .focus import (BACKGROUND, FOCUS, IGNORE, focus_chips,
+                    focus_pixel_labels, focus_stack_keep_mask,
+                    grow_to_min_size, merge_overlapping, oracle_focus_chips)
+from .negative import generate_negative_chips, sample_negative_chips
+from .positive import (ChipGroundTruth, ChipSet, PositiveChipResult,
+                       chip_ground_truth, chip_starts,
+                       generate_positive_chips, greedy_cover)
+from .scales import ChipConfig, ScaleSpec, range_gap
+
+__all__ = [
+    'BACKGROUND', 'FOCUS', 'IGNORE', 'ChipConfig', 'ChipGroundTruth',
+    'ChipSet', 'PositiveChipResult', 'ScaleSpec', 'box_sizes',
+    'boxes_overlap', 'check_boxes', 'chip_ground_truth', 'chip_starts',
+    'focus_chips', 'focus_pixel_labels', 'focus_stack_keep_mask',
+    'generate_negative_chips', 'generate_positive_chips', 'greedy_cover',
+    'grow_to_min_size', 'in_range', 'inside_matrix', 'merge_overlapping',
+    'oracle_focus_chips', 'range_gap', 'sample_negative_chips',
+    'sanitize_boxes'
+]

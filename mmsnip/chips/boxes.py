@@ -1,0 +1,124 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""Box helpers shared by the chip algorithms (pure numpy).
+
+Conventions for the whole ``mmsnip.chips`` package:
+
+* boxes and chips are float ``(N, 4)`` arrays ``[x1, y1, x2, y2]`` in
+  continuous pixel coordinates (a box covering pixels 0..9 is ``[0, 10]``),
+  width ``x2 - x1``;
+* every function names the frame of its boxes: *original* image pixels,
+  *scaled* pixels (the image resized by a scale's factor) or *chip* pixels
+  (scaled pixels relative to a chip's top-left corner);
+* a box's *size* is ``sqrt(width * height)``, the paper's sqrt(area).
+"""
+from typing import Tuple
+
+import numpy as np
+
+
+def as_boxes(boxes, name: str = 'boxes') -> np.ndarray:
+    """Return ``boxes`` as a float64 ``(N, 4)`` array (``(0, 4)`` if empty).
+
+    Raises:
+        ValueError: If the array cannot be read as ``(N, 4)``.
+    """
+    arr = np.asarray(boxes, dtype=np.float64)
+    if arr.size == 0:
+        return arr.reshape(0, 4)
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise ValueError(f'{name} must have shape (N, 4), got {arr.shape}')
+    return arr
+
+
+def box_sizes(boxes: np.ndarray) -> np.ndarray:
+    """sqrt(area) of ``(N, 4)`` xyxy boxes, ``(N,)``; 0 for empty boxes."""
+    wh = np.clip(boxes[:, 2:4] - boxes[:, 0:2], 0, None)
+    return np.sqrt(wh[:, 0] * wh[:, 1])
+
+
+def in_range(sizes: np.ndarray, size_range: Tuple[float, float]) -> np.ndarray:
+    """``lo < size < hi``: the paper's strict valid-range test (Sec. 3.2.1)."""
+    lo, hi = size_range
+    return (sizes > lo) & (sizes < hi)
+
+
+def sanitize_boxes(boxes, img_h: float, img_w: float
+                   ) -> Tuple[np.ndarray, np.ndarray]:
+    """Clip original-image boxes to the image; flag the unusable ones.
+
+    The rule used everywhere in mmsnip for annotations: a box with a NaN or
+    infinite coordinate, or with zero area after clipping to the image
+    (including boxes with x2 <= x1 or y2 <= y1, and boxes wholly outside the
+    image), is dropped; every other box is clipped to ``[0, img_w] x
+    [0, img_h]``.
+
+    Args:
+        boxes (array): ``(N, 4)`` xyxy boxes, original image pixels.
+        img_h, img_w (float): Image size in pixels.
+
+    Returns:
+        tuple: ``(clipped, keep)``: ``(N, 4)`` float64 clipped boxes (rows of
+        dropped boxes are zeros) and an ``(N,)`` bool mask of kept boxes.
+    """
+    if not (img_h > 0 and img_w > 0):
+        raise ValueError(f'image size must be positive, got {img_h}x{img_w}')
+    arr = as_boxes(boxes)
+    finite = np.isfinite(arr).all(axis=1)
+    clipped = np.where(finite[:, None], arr, 0.0)
+    clipped = np.clip(clipped, 0, [img_w, img_h, img_w, img_h])
+    keep = finite & (clipped[:, 2] > clipped[:, 0]) & \
+        (clipped[:, 3] > clipped[:, 1])
+    clipped[~keep] = 0.0
+    return clipped, keep
+
+
+def check_boxes(boxes, img_h: float, img_w: float,
+                name: str = 'boxes') -> np.ndarray:
+    """Strict variant of :func:`sanitize_boxes`: raise on any bad box.
+
+    Raises:
+        ValueError: Naming the first offending index and the reason.
+    """
+    arr = as_boxes(boxes, name)
+    bad = ~np.isfinite(arr).all(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f'{name}[{i}] = {arr[i].tolist()} is not finite')
+    empty = (arr[:, 2] <= arr[:, 0]) | (arr[:, 3] <= arr[:, 1])
+    if empty.any():
+        i = int(np.flatnonzero(empty)[0])
+        raise ValueError(
+            f'{name}[{i}] = {arr[i].tolist()} has zero or negative size')
+    outside = (arr[:, 0] < 0) | (arr[:, 1] < 0) | (arr[:, 2] > img_w) | \
+        (arr[:, 3] > img_h)
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        raise ValueError(f'{name}[{i}] = {arr[i].tolist()} is outside the '
+                         f'{img_w}x{img_h} image')
+    return arr
+
+
+def inside_matrix(boxes: np.ndarray, chips: np.ndarray) -> np.ndarray:
+    """Which boxes lie fully inside which chips (same frame, xyxy).
+
+    Args:
+        boxes (np.ndarray): ``(N, 4)``.
+        chips (np.ndarray): ``(C, 4)``.
+
+    Returns:
+        np.ndarray: ``(C, N)`` bool, ``[c, n]`` true iff box n is inside
+        chip c (touching the border counts as inside).
+    """
+    return ((boxes[None, :, 0] >= chips[:, None, 0]) &
+            (boxes[None, :, 1] >= chips[:, None, 1]) &
+            (boxes[None, :, 2] <= chips[:, None, 2]) &
+            (boxes[None, :, 3] <= chips[:, None, 3]))
+
+
+def boxes_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(A, B)`` bool: positive-area intersection of xyxy boxes."""
+    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - \
+        np.maximum(a[:, None, 0], b[None, :, 0])
+    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - \
+        np.maximum(a[:, None, 1], b[None, :, 1])
+    return (iw > 0) & (ih > 0)
