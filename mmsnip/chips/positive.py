@@ -255,15 +255,17 @@ class ChipGroundTruth:
     covered: np.ndarray
 
 
-def chip_ground_truth(chip_box, factor: float, gt_boxes,
+def chip_ground_truth(chip_box, factor, gt_boxes,
                       valid_range: Tuple[float, float],
                       iscrowd: Optional[np.ndarray] = None
                       ) -> ChipGroundTruth:
     """Every ground-truth box overlapping a chip, cropped to it.
 
     Args:
-        chip_box (array): ``(4,)`` the chip in ORIGINAL-image pixels.
-        factor (float): The chip's scale factor.
+        chip_box (array): ``(4,)`` the chip (or the exact pixel window cut
+            for it) in ORIGINAL-image pixels.
+        factor (float | tuple[float, float]): ORIGINAL to CHIP pixels: one
+            factor or ``(fx, fy)`` (a crop resized to integer sides).
         gt_boxes (array): ``(N, 4)`` in ORIGINAL-image pixels (sanitised).
         valid_range (tuple[float, float]): The scale's range, ORIGINAL px.
         iscrowd (np.ndarray, optional): ``(N,)`` bool.
@@ -279,8 +281,9 @@ def chip_ground_truth(chip_box, factor: float, gt_boxes,
     rb = np.minimum(boxes[:, 2:], chip[2:])
     overlap = ((rb - lt) > 0).all(axis=1)
     idx = np.flatnonzero(overlap)
+    fx, fy = np.broadcast_to(np.asarray(factor, np.float64), (2,))
     clipped = (np.concatenate([lt[idx], rb[idx]], axis=1) -
-               np.tile(chip[:2], 2)) * factor
+               np.tile(chip[:2], 2)) * [fx, fy, fx, fy]
     inside = (boxes[idx, :2] >= chip[:2]).all(1) & \
         (boxes[idx, 2:] <= chip[2:]).all(1)
     return ChipGroundTruth(

@@ -1,3 +1,8 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 """Datasets, samplers and transforms (``mmsnip.registry.DATASETS`` ...)."""
+from .proposals import load_proposals, save_proposals
+from .samplers import *  # noqa: F401,F403
+from .sniper_dataset import SniperDataset
 from .transforms import *  # noqa: F401,F403
+
+__all__ = ['SniperDataset', 'load_proposals', 'save_proposals']

@@ -1,2 +1,5 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 """Data transforms (registered into ``mmsnip.registry.TRANSFORMS``)."""
+from .chip_transforms import CropChip, PackChipInputs, chip_window
+
+__all__ = ['CropChip', 'PackChipInputs', 'chip_window']

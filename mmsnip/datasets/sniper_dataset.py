@@ -1,0 +1,302 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""``SniperDataset``: any MMDetection detection dataset, one item per chip.
+
+The wrapper asks the chip engine (:mod:`mmsnip.chips`) for every image's
+positive chips and, given a proposal file, its negative-chip pool, caches
+them on disk, and serves chip ``i`` as the inner dataset's data info of the
+chip's image plus a ``chip`` dict; its own pipeline (typically
+``LoadImageFromFile`` -> ``LoadAnnotations`` -> ``CropChip`` -> ``RandomFlip``
+-> ``PackChipInputs``) cuts and resizes the chip.
+
+Index layout: ``[0, P)`` are the positive chips, ``[P, P + N)`` the whole
+negative pool. Which negatives an epoch uses is decided by
+:class:`~mmsnip.datasets.samplers.SniperSampler` from ``(seed, epoch)``
+(:meth:`SniperDataset.epoch_indices`), so the choice reaches dataloader
+workers without any state in the dataset.
+"""
+import copy
+import hashlib
+import json
+import os
+import os.path as osp
+import tempfile
+from typing import List, Optional, Union
+
+import numpy as np
+from mmengine.dataset import BaseDataset, Compose, force_full_init
+from mmengine.logging import print_log
+
+from mmsnip.chips import (ChipConfig, ChipSet, generate_negative_chips,
+                          generate_positive_chips, sample_negative_chips)
+from mmsnip.registry import DATASETS
+from .proposals import load_proposals
+
+CACHE_VERSION = 1
+
+
+@DATASETS.register_module()
+class SniperDataset:
+    """A dataset wrapper whose items are SNIPER chips (Sec. 3.3).
+
+    Args:
+        dataset (dict | BaseDataset): Any MMDetection detection dataset
+            (``CocoDataset``, ``VOCDataset``, ...). Its own pipeline is not
+            used; its data infos must hold ``height``, ``width`` and
+            ``instances`` (``bbox`` xyxy in original pixels,
+            ``bbox_label``, ``ignore_flag``).
+        chip_cfg (dict): :class:`~mmsnip.chips.ChipConfig` fields: ``scales``
+            (list of ``dict(factor=|max_side=|short_max=, valid_range=)``),
+            ``chip_size``, ``chip_stride``, ``neg_min_proposals``,
+            ``neg_per_image``.
+        pipeline (list[dict]): Transforms applied to each chip.
+        negatives (bool): Train with negative chips. Requires
+            ``proposal_file``; ``False`` trains on positive chips only (the
+            paper's stage 1 and its "no negatives" ablation). There is no
+            silent fallback: ``negatives=True`` without proposals is an error.
+        proposal_file (str, optional): Proposals for negative mining
+            (:mod:`mmsnip.datasets.proposals`, written by
+            ``tools/mine_proposals.py``).
+        cache_dir (str, optional): Where chip tables are cached, keyed by the
+            annotations, the chip settings and the proposals. Defaults to
+            ``~/.cache/mmsnip/chips``. ``None``-like ``''`` disables caching.
+        seed (int): Seed of the per-epoch negative sampling.
+        max_refetch (int): Retries with another chip when the pipeline
+            returns None.
+        lazy_init (bool): Defer building the chip table to first use.
+    """
+
+    def __init__(self,
+                 dataset: Union[dict, BaseDataset],
+                 chip_cfg: dict,
+                 pipeline: List[dict],
+                 negatives: bool = False,
+                 proposal_file: Optional[str] = None,
+                 cache_dir: Optional[str] = None,
+                 seed: int = 0,
+                 max_refetch: int = 15,
+                 lazy_init: bool = False):
+        self.dataset = DATASETS.build(dataset) if isinstance(dataset, dict) \
+            else dataset
+        self.chip_cfg = chip_cfg if isinstance(chip_cfg, ChipConfig) else \
+            ChipConfig.from_dict(dict(chip_cfg))
+        if negatives and not proposal_file:
+            raise ValueError(
+                'SniperDataset: negatives=True needs a proposal_file (mine '
+                'one with tools/mine_proposals.py); set negatives=False to '
+                'train on positive chips only')
+        if proposal_file and not negatives:
+            raise ValueError('SniperDataset: proposal_file is set but '
+                             'negatives=False; drop one of the two')
+        if seed < 0:
+            raise ValueError(f'SniperDataset: seed must be >= 0, got {seed}')
+        self.negatives = negatives
+        self.proposal_file = proposal_file
+        self.cache_dir = osp.expanduser(
+            '~/.cache/mmsnip/chips' if cache_dir is None else cache_dir)
+        self.seed = seed
+        self.max_refetch = max_refetch
+        self.pipeline = Compose(pipeline)
+        self._metainfo = self.dataset.metainfo
+        self._fully_initialized = False
+        if not lazy_init:
+            self.full_init()
+
+    @property
+    def metainfo(self) -> dict:
+        return copy.deepcopy(self._metainfo)
+
+    def full_init(self) -> None:
+        """Build (or load from the cache) the chip table."""
+        if self._fully_initialized:
+            return
+        self.dataset.full_init()
+        key = self._cache_key()
+        table = self._load_cache(key)
+        if table is None:
+            table = self._build_table()
+            self._save_cache(key, table)
+        self.chips = ChipSet(*(table[f] for f in (
+            'boxes', 'boxes_scaled', 'scale_index', 'scale_factor',
+            'is_positive')))
+        self.chip_img = table['img_index']
+        # The table lists all positive chips first, then the negative pools
+        # image by image (see _build_table).
+        self.num_positive = int(self.chips.is_positive.sum())
+        # Negative pool of image i: rows neg_start[i]:neg_start[i + 1].
+        neg_img = self.chip_img[self.num_positive:]
+        self.neg_start = self.num_positive + np.searchsorted(
+            neg_img, np.arange(len(self.dataset) + 1))
+        self._fully_initialized = True
+        print_log(self.summary(), logger='current')
+
+    # -- chip table -----------------------------------------------------
+    def _image_arrays(self, idx: int):
+        info = self.dataset.get_data_info(idx)
+        h, w = info.get('height'), info.get('width')
+        if not h or not w:
+            raise ValueError(
+                f'SniperDataset: image {info.get("img_path")} has no '
+                'height/width in its annotations (needed for chips)')
+        inst = info.get('instances', [])
+        boxes = np.array([i['bbox'] for i in inst],
+                         np.float64).reshape(-1, 4)
+        crowd = np.array([i.get('ignore_flag', 0) for i in inst], bool)
+        return info, h, w, boxes, crowd
+
+    def _build_table(self) -> dict:
+        cfg = self.chip_cfg
+        proposals = None
+        if self.negatives:
+            proposals = load_proposals(
+                self.proposal_file, [
+                    self.dataset.get_data_info(i)['img_id']
+                    for i in range(len(self.dataset))
+                ], num_scales=len(cfg.scales))
+        pos_sets, neg_sets, pos_img, neg_img = [], [], [], []
+        for i in range(len(self.dataset)):
+            info, h, w, boxes, crowd = self._image_arrays(i)
+            result = generate_positive_chips(boxes, h, w, cfg, crowd)
+            pos_sets.append(result.chips)
+            pos_img.append(np.full(len(result.chips), i))
+            if proposals is not None:
+                neg = generate_negative_chips(proposals[info['img_id']], h, w,
+                                              cfg, result.chips)
+                neg_sets.append(neg)
+                neg_img.append(np.full(len(neg), i))
+        chips = ChipSet.concat(pos_sets + neg_sets)
+        img_index = np.concatenate(pos_img + neg_img + [np.zeros(0)])
+        return dict(boxes=chips.boxes, boxes_scaled=chips.boxes_scaled,
+                    scale_index=chips.scale_index,
+                    scale_factor=chips.scale_factor,
+                    is_positive=chips.is_positive,
+                    img_index=img_index.astype(np.int64))
+
+    def _cache_key(self) -> str:
+        digest = hashlib.sha256()
+
+        def add(obj):
+            digest.update(
+                json.dumps(obj, sort_keys=True, default=str).encode())
+
+        add([CACHE_VERSION, repr(self.chip_cfg)])
+        for i in range(len(self.dataset)):
+            info = self.dataset.get_data_info(i)
+            add([
+                info.get('img_id'), info.get('img_path'), info.get('height'),
+                info.get('width'),
+                [(x['bbox'], x.get('ignore_flag', 0))
+                 for x in info.get('instances', [])]
+            ])
+        if self.negatives:
+            with open(self.proposal_file, 'rb') as f:
+                for block in iter(lambda: f.read(1 << 20), b''):
+                    digest.update(block)
+        return digest.hexdigest()[:24]
+
+    def _cache_path(self, key: str) -> Optional[str]:
+        if not self.cache_dir:
+            return None
+        return osp.join(self.cache_dir, f'chips-{key}.npz')
+
+    def _load_cache(self, key: str) -> Optional[dict]:
+        path = self._cache_path(key)
+        if path is None or not osp.isfile(path):
+            return None
+        try:
+            with np.load(path) as data:
+                return {k: data[k] for k in data.files}
+        except (OSError, ValueError, EOFError) as e:
+            print_log(f'ignoring unreadable chip cache {path}: {e}',
+                      logger='current')
+            return None
+
+    def _save_cache(self, key: str, table: dict) -> None:
+        path = self._cache_path(key)
+        if path is None:
+            return
+        os.makedirs(self.cache_dir, exist_ok=True)
+        # Write to a temporary file in the same folder, then rename: readers
+        # (other ranks, later runs) never see a partial file.
+        fd, tmp = tempfile.mkstemp(dir=self.cache_dir, suffix='.npz.tmp')
+        with os.fdopen(fd, 'wb') as f:
+            np.savez(f, **table)
+        os.replace(tmp, path)
+
+    # -- epochs -----------------------------------------------------------
+    @force_full_init
+    def epoch_indices(self, epoch: int) -> np.ndarray:
+        """Chips of an epoch: every positive plus this epoch's negatives.
+
+        ``neg_per_image`` negatives per image, drawn from the image's pool
+        by :func:`~mmsnip.chips.sample_negative_chips` from ``(seed, epoch,
+        image index)``. Sorted ascending; shuffling is the sampler's job.
+        """
+        picks = [np.arange(self.num_positive)]
+        sizes = np.diff(self.neg_start)
+        for img in np.flatnonzero(sizes):
+            local = sample_negative_chips(int(sizes[img]),
+                                          self.chip_cfg.neg_per_image,
+                                          self.seed, epoch, int(img))
+            picks.append(self.neg_start[img] + local)
+        return np.concatenate(picks).astype(np.int64)
+
+    @force_full_init
+    def epoch_size(self) -> int:
+        """Number of chips in every epoch (the same for all epochs)."""
+        sizes = np.diff(self.neg_start)
+        return self.num_positive + int(
+            np.minimum(sizes, self.chip_cfg.neg_per_image).sum())
+
+    @force_full_init
+    def summary(self) -> str:
+        """Chips per epoch and pixels per epoch against the full pyramid."""
+        k2 = float(self.chip_cfg.chip_size)**2
+        pyramid = 0.0
+        for i in range(len(self.dataset)):
+            info = self.dataset.get_data_info(i)
+            for spec in self.chip_cfg.scales:
+                sh, sw = spec.scaled_shape(info['height'], info['width'])
+                pyramid += sh * sw
+        epoch = self.epoch_size()
+        negatives = epoch - self.num_positive
+        pixels = epoch * k2
+        return (f'SniperDataset: {len(self.dataset)} images, '
+                f'{self.num_positive} positive chips, '
+                f'{len(self) - self.num_positive} negatives in the pool, '
+                f'{epoch} chips per epoch ({self.num_positive} pos + '
+                f'{negatives} neg, {epoch / max(len(self.dataset), 1):.2f} '
+                f'per image); {pixels / 1e6:.1f} MPix per epoch vs '
+                f'{pyramid / 1e6:.1f} MPix for the full pyramid '
+                f'({pyramid / max(pixels, 1):.2f}x fewer)')
+
+    # -- items ------------------------------------------------------------
+    @force_full_init
+    def get_data_info(self, idx: int) -> dict:
+        """The image's data info plus the chip of index ``idx``."""
+        img = int(self.chip_img[idx])
+        info = self.dataset.get_data_info(img)
+        s = int(self.chips.scale_index[idx])
+        info['chip'] = dict(
+            index=int(idx),
+            box=self.chips.boxes[idx].copy(),
+            box_scaled=self.chips.boxes_scaled[idx].copy(),
+            scale_index=s,
+            scale_factor=float(self.chips.scale_factor[idx]),
+            valid_range=self.chip_cfg.scales[s].valid_range,
+            chip_size=self.chip_cfg.chip_size,
+            is_positive=bool(self.chips.is_positive[idx]))
+        return info
+
+    @force_full_init
+    def __len__(self) -> int:
+        return len(self.chips)
+
+    def __getitem__(self, idx: int) -> dict:
+        for _ in range(self.max_refetch + 1):
+            data = self.pipeline(self.get_data_info(idx))
+            if data is not None:
+                return data
+            idx = int(np.random.randint(0, len(self)))
+        raise RuntimeError(
+            f'SniperDataset: the pipeline returned None for '
+            f'{self.max_refetch + 1} chips in a row')

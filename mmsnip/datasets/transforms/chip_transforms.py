@@ -1,0 +1,154 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""Transforms that turn an image + a chip into a training sample."""
+from typing import Optional
+
+import mmcv
+import numpy as np
+from mmcv.transforms import BaseTransform
+from mmdet.datasets.transforms import PackDetInputs
+from mmdet.structures.bbox import HorizontalBoxes
+
+from mmsnip.chips import chip_ground_truth
+from mmsnip.registry import TRANSFORMS
+
+
+def chip_window(chip_box: np.ndarray, factor: float, img_h: int, img_w: int,
+                chip_size: int):
+    """The integer pixel window to cut for a chip and its output size.
+
+    Args:
+        chip_box (np.ndarray): ``(4,)`` chip in ORIGINAL pixels (float).
+        factor (float): The chip's scale factor.
+        img_h, img_w (int): Original image size.
+        chip_size (int): ``K``; the output never exceeds it.
+
+    Returns:
+        tuple: ``(window, out_w, out_h)``: ``(4,)`` int window
+        ``[x1, y1, x2, y2]`` in ORIGINAL pixels (the chip grown to whole
+        pixels, inside the image) and the size of the resized crop.
+    """
+    x1, y1 = np.floor(chip_box[:2]).astype(int)
+    x2, y2 = np.ceil(chip_box[2:]).astype(int)
+    x1, y1 = max(x1, 0), max(y1, 0)
+    x2, y2 = min(max(x2, x1 + 1), img_w), min(max(y2, y1 + 1), img_h)
+    out_w = int(min(max(round((x2 - x1) * factor), 1), chip_size))
+    out_h = int(min(max(round((y2 - y1) * factor), 1), chip_size))
+    return np.array([x1, y1, x2, y2]), out_w, out_h
+
+
+@TRANSFORMS.register_module()
+class CropChip(BaseTransform):
+    """Cut a chip out of the original image and resize only the crop.
+
+    The image is never resized as a whole (a 3x pyramid level of a large
+    image would not fit in memory): the chip's window is cropped in ORIGINAL
+    pixels, then resized to the chip's size at its scale. Boxes overlapping
+    the chip are kept, cropped to it (Sec. 3.3.2); each gets a scale
+    validity flag decided on its whole, unclipped size
+    (:func:`mmsnip.chips.chip_ground_truth`).
+
+    Required Keys:
+
+    - img
+    - gt_bboxes (HorizontalBoxes, ORIGINAL pixels), gt_bboxes_labels,
+      gt_ignore_flags (crowd)
+    - gt_masks (optional)
+    - chip (dict from ``SniperDataset.get_data_info``: ``box``,
+      ``scale_factor``, ``valid_range``, ``chip_size``, ...)
+
+    Modified Keys:
+
+    - img, img_shape, gt_bboxes (CHIP pixels), gt_bboxes_labels,
+      gt_ignore_flags, gt_masks
+
+    Added Keys:
+
+    - gt_scale_valid (np.bool_ array): the box's size is in the chip scale's
+      valid range and at least ``min_visible`` chip pixels of it are in
+      the chip (thinner slivers of cut objects count as invalid: they can
+      not be learned, so they only invalidate anchors).
+    - scale_factor (tuple[float, float]): ORIGINAL to CHIP pixels (exact,
+      after rounding the window to whole pixels).
+    - chip_box (np.ndarray): the pixel window cut, ORIGINAL pixels.
+    - chip_valid_range (tuple[float, float]): valid range in CHIP pixels.
+    - chip_scale_index (int), chip_is_positive (bool).
+
+    Args:
+        min_visible (float): Minimum visible width and height, in chip
+            pixels, of a box to stay valid. Defaults to 2.
+    """
+
+    def __init__(self, min_visible: float = 2.0):
+        self.min_visible = min_visible
+
+    def transform(self, results: dict) -> Optional[dict]:
+        chip = results['chip']
+        img = results['img']
+        img_h, img_w = img.shape[:2]
+        factor = chip['scale_factor']
+        window, out_w, out_h = chip_window(
+            np.asarray(chip['box']), factor, img_h, img_w, chip['chip_size'])
+        x1, y1, x2, y2 = window
+        fx, fy = out_w / (x2 - x1), out_h / (y2 - y1)
+        crop = img[y1:y2, x1:x2]
+        interp = 'area' if max(fx, fy) < 1 else 'bilinear'
+        results['img'] = mmcv.imresize(crop, (out_w, out_h),
+                                       interpolation=interp)
+        results['img_shape'] = (out_h, out_w)
+        results['scale_factor'] = (fx, fy)
+        results['chip_box'] = window.astype(np.float32)
+        results['chip_scale_index'] = chip['scale_index']
+        results['chip_is_positive'] = chip['is_positive']
+        results['chip_valid_range'] = (float(chip['valid_range'][0] * fx),
+                                       float(chip['valid_range'][1] * fx))
+
+        boxes = results['gt_bboxes'].numpy() if 'gt_bboxes' in results \
+            else np.zeros((0, 4), np.float32)
+        crowd = results.get('gt_ignore_flags', np.zeros(len(boxes), bool))
+        gt = chip_ground_truth(window, (fx, fy), boxes, chip['valid_range'],
+                               crowd)
+        visible = (gt.boxes[:, 2:] - gt.boxes[:, :2]).min(axis=1) \
+            >= self.min_visible if len(gt.boxes) else np.zeros(0, bool)
+        results['gt_bboxes'] = HorizontalBoxes(gt.boxes.astype(np.float32))
+        if 'gt_bboxes_labels' in results:
+            results['gt_bboxes_labels'] = \
+                results['gt_bboxes_labels'][gt.indices]
+        results['gt_ignore_flags'] = gt.crowd
+        results['gt_scale_valid'] = gt.valid & visible
+        if 'gt_masks' in results:
+            masks = results['gt_masks'][gt.indices]
+            results['gt_masks'] = masks.crop(window).resize((out_h, out_w))
+        return results
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(min_visible={self.min_visible})'
+
+
+@TRANSFORMS.register_module()
+class PackChipInputs(PackDetInputs):
+    """``PackDetInputs`` that also carries the SNIP scale validity.
+
+    ``gt_scale_valid`` becomes ``gt_instances.scale_valid`` (and
+    ``ignored_instances.scale_valid`` for crowd boxes), split by
+    ``gt_ignore_flags`` like the boxes; the chip's valid range (CHIP pixels)
+    is stored in ``gt_instances.metainfo['valid_range']`` for the
+    scale-aware assigners and in the sample's metainfo as
+    ``chip_valid_range`` with the other chip keys.
+    """
+    mapping_table = dict(PackDetInputs.mapping_table,
+                         gt_scale_valid='scale_valid')
+
+    def __init__(self,
+                 meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                            'scale_factor', 'flip', 'flip_direction',
+                            'chip_box', 'chip_scale_index',
+                            'chip_is_positive', 'chip_valid_range')):
+        super().__init__(meta_keys=meta_keys)
+
+    def transform(self, results: dict) -> dict:
+        packed = super().transform(results)
+        if 'chip_valid_range' in results:
+            sample = packed['data_samples']
+            sample.gt_instances.set_metainfo(
+                dict(valid_range=tuple(results['chip_valid_range'])))
+        return packed

@@ -1,0 +1,78 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+import cv2
+import numpy as np
+from mmdet.structures.bbox import HorizontalBoxes
+
+from mmsnip.datasets.transforms import CropChip, PackChipInputs, chip_window
+
+
+def _results(chip_box, factor, boxes, labels=None, crowd=None,
+             valid_range=(0, 1000), size=(300, 400)):
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 255, (size[0] // 10, size[1] // 10, 3), np.uint8)
+    img = cv2.resize(small, (size[1], size[0]),
+                     interpolation=cv2.INTER_LINEAR)
+    boxes = np.asarray(boxes, np.float32)
+    n = len(boxes)
+    return dict(
+        img=img, img_shape=img.shape[:2], ori_shape=img.shape[:2],
+        gt_bboxes=HorizontalBoxes(boxes),
+        gt_bboxes_labels=np.arange(n) if labels is None else labels,
+        gt_ignore_flags=np.zeros(n, bool) if crowd is None else crowd,
+        chip=dict(box=np.asarray(chip_box, float), scale_factor=factor,
+                  valid_range=valid_range, chip_size=128, scale_index=1,
+                  is_positive=True))
+
+
+def test_crop_then_resize_matches_resizing_the_whole_image():
+    factor = 2.0
+    chip = [50, 40, 114, 104]  # 64x64 original -> 128x128 chip
+    boxes = [[60, 50, 80, 70], [100, 90, 200, 200], [0, 0, 10, 10]]
+    out = CropChip()(_results(chip, factor, boxes))
+    assert out['img'].shape == (128, 128, 3)
+    assert out['scale_factor'] == (2.0, 2.0)
+    # the direct computation: resize everything, then crop the chip
+    full = cv2.resize(_results(chip, factor, boxes)['img'], None, fx=2, fy=2,
+                      interpolation=cv2.INTER_LINEAR)
+    direct = full[80:208, 100:228].astype(float)
+    assert np.abs(out['img'].astype(float) - direct).mean() < 3
+    expected = np.array([[20, 20, 60, 60], [100, 100, 128, 128]])
+    np.testing.assert_allclose(out['gt_bboxes'].numpy(), expected)
+    np.testing.assert_array_equal(out['gt_bboxes_labels'], [0, 1])
+
+
+def test_validity_uses_the_whole_box_and_slivers_are_invalid():
+    chip = [50, 40, 114, 104]
+    boxes = [[60, 50, 80, 70],      # 20 px: valid for (0, 40)
+             [100, 50, 300, 70],    # 63 px, cut by the chip: invalid
+             [113.5, 60, 125, 70]]  # 11 px but 1 chip px visible: invalid
+    out = CropChip()(_results(chip, 2.0, boxes, valid_range=(0, 40)))
+    np.testing.assert_array_equal(out['gt_scale_valid'], [True, False, False])
+    assert out['chip_valid_range'] == (0.0, 80.0)  # chip pixels
+
+
+def test_downscaled_chip_with_fractional_window():
+    window, out_w, out_h = chip_window(np.array([10.4, 0, 330.2, 300]), 0.4,
+                                       300, 400, 128)
+    np.testing.assert_array_equal(window, [10, 0, 331, 300])
+    assert (out_w, out_h) == (128, 120)
+    out = CropChip()(_results([10.4, 0, 330.2, 300], 0.4,
+                              [[10, 0, 331, 300]]))
+    assert out['img'].shape[:2] == (120, 128)
+    np.testing.assert_allclose(out['gt_bboxes'].numpy(), [[0, 0, 128, 120]],
+                               atol=1e-4)
+
+
+def test_crowd_and_empty_chips_pack():
+    out = CropChip()(_results([0, 0, 64, 64], 1.0, [[5, 5, 20, 20],
+                                                    [200, 200, 220, 220]],
+                              crowd=np.array([True, False])))
+    packed = PackChipInputs()(out)
+    sample = packed['data_samples']
+    assert len(sample.gt_instances) == 0
+    assert len(sample.ignored_instances) == 1
+    assert sample.gt_instances.metainfo['valid_range'] == (0.0, 1000.0)
+    empty = CropChip()(_results([0, 0, 64, 64], 1.0, np.zeros((0, 4))))
+    packed = PackChipInputs()(empty)
+    assert len(packed['data_samples'].gt_instances) == 0
+    assert packed['inputs'].shape == (3, 64, 64)

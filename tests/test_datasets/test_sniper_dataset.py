@@ -1,0 +1,136 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+import os.path as osp
+
+import numpy as np
+import pytest
+
+from mmsnip.chips import ChipConfig, generate_positive_chips, inside_matrix
+from mmsnip.datasets import SniperDataset, save_proposals
+from mmsnip.utils import register_all_modules
+
+register_all_modules()
+
+CHIP_CFG = dict(
+    chip_size=128, chip_stride=32, neg_min_proposals=2, neg_per_image=1,
+    scales=[dict(max_side=128, valid_range=(40, float('inf'))),
+            dict(factor=1.0, valid_range=(16, 64)),
+            dict(factor=2.0, valid_range=(0, 24))])
+PIPELINE = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='CropChip'),
+    dict(type='PackChipInputs')
+]
+
+
+def coco(root):
+    return dict(type='CocoDataset', data_root=root + '/',
+                ann_file='annotations/instances_train.json',
+                data_prefix=dict(img='train/'),
+                filter_cfg=dict(filter_empty_gt=False), pipeline=[],
+                metainfo=dict(classes=('disc', 'square', 'triangle', 'cross',
+                                       'ring')))
+
+
+def build(root, cache_dir='', **kw):
+    return SniperDataset(dataset=coco(root), chip_cfg=CHIP_CFG,
+                         pipeline=PIPELINE, cache_dir=cache_dir, **kw)
+
+
+def test_positive_chips_cover_every_valid_box(tiny_demo_root):
+    ds = build(tiny_demo_root)
+    cfg = ChipConfig.from_dict(CHIP_CFG)
+    assert ds.num_positive == len(ds) > 0
+    for img in range(len(ds.dataset)):
+        info, h, w, boxes, crowd = ds._image_arrays(img)
+        res = generate_positive_chips(boxes, h, w, cfg, crowd)
+        mine = ds.chip_img == img
+        for s in range(3):
+            chips = ds.chips.boxes[mine & (ds.chips.scale_index == s)]
+            need = res.valid[s] & ~res.uncoverable[s]
+            if need.any():
+                assert inside_matrix(boxes[need], chips + [-1e-6, -1e-6,
+                                                           1e-6, 1e-6]
+                                     ).any(0).all()
+
+
+def test_items_are_chips_with_validity(tiny_demo_root):
+    ds = build(tiny_demo_root)
+    item = ds[0]
+    sample = item['data_samples']
+    assert item['inputs'].shape[1] <= 128 and item['inputs'].shape[2] <= 128
+    n = len(sample.gt_instances)
+    assert sample.gt_instances.scale_valid.shape == (n, )
+    assert sample.gt_instances.scale_valid.any()  # a positive chip
+    assert 'valid_range' in sample.gt_instances.metainfo
+    assert sample.metainfo['chip_is_positive']
+
+
+def test_cache_is_written_atomically_and_reused(tiny_demo_root, tmp_path):
+    cache = str(tmp_path / 'cache')
+    a = build(tiny_demo_root, cache_dir=cache)
+    files = list((tmp_path / 'cache').iterdir())
+    assert len(files) == 1 and files[0].suffix == '.npz'
+    b = build(tiny_demo_root, cache_dir=cache)
+    np.testing.assert_array_equal(a.chips.boxes, b.chips.boxes)
+    # other chip settings -> another cache entry
+    SniperDataset(dataset=coco(tiny_demo_root),
+                  chip_cfg=dict(CHIP_CFG, chip_stride=64), pipeline=PIPELINE,
+                  cache_dir=cache)
+    assert len(list((tmp_path / 'cache').iterdir())) == 2
+    # a corrupt cache file is ignored and rebuilt
+    files[0].write_bytes(b'garbage')
+    c = build(tiny_demo_root, cache_dir=cache)
+    np.testing.assert_array_equal(a.chips.boxes, c.chips.boxes)
+
+
+def _proposals(ds, per_image=30, seed=0):
+    rng = np.random.default_rng(seed)
+    out = {}
+    for i in range(len(ds.dataset)):
+        info = ds.dataset.get_data_info(i)
+        xy = rng.uniform(0, min(info['width'], info['height']) - 30,
+                         (per_image, 2))
+        boxes = np.c_[xy, xy + rng.uniform(8, 30, (per_image, 2)),
+                      rng.uniform(0, 1, per_image)]
+        out[info['img_id']] = [boxes] * 3
+    return out
+
+
+def test_negatives_and_epoch_sampling(tiny_demo_root, tmp_path):
+    pos_only = build(tiny_demo_root)
+    path = str(tmp_path / 'props.pkl')
+    save_proposals(path, _proposals(pos_only), num_scales=3)
+    ds = build(tiny_demo_root, negatives=True, proposal_file=path, seed=3)
+    assert len(ds) > ds.num_positive  # a negative pool exists
+    assert not ds.chips.is_positive[ds.num_positive:].any()
+    e0, e0b, e1 = (ds.epoch_indices(0), ds.epoch_indices(0),
+                   ds.epoch_indices(1))
+    np.testing.assert_array_equal(e0, e0b)
+    assert len(e0) == len(e1) == ds.epoch_size()
+    assert (e0[:ds.num_positive] == np.arange(ds.num_positive)).all()
+    # at most neg_per_image negatives of each image per epoch
+    neg_imgs = ds.chip_img[e0[e0 >= ds.num_positive]]
+    assert np.bincount(neg_imgs).max() <= 1
+    item = ds[int(e0[-1])]
+    assert not item['data_samples'].metainfo['chip_is_positive']
+
+
+def test_negatives_need_proposals_and_matching_ids(tiny_demo_root, tmp_path):
+    with pytest.raises(ValueError, match='needs a proposal_file'):
+        build(tiny_demo_root, negatives=True)
+    with pytest.raises(FileNotFoundError, match='nope.pkl'):
+        build(tiny_demo_root, negatives=True,
+              proposal_file=str(tmp_path / 'nope.pkl'))
+    ds = build(tiny_demo_root)
+    props = _proposals(ds)
+    props.pop(next(iter(props)))
+    path = str(tmp_path / 'partial.pkl')
+    save_proposals(path, props, num_scales=3)
+    with pytest.raises(ValueError, match='lacks 1 of'):
+        build(tiny_demo_root, negatives=True, proposal_file=path)
+    path2 = str(tmp_path / 'two_scales.pkl')
+    save_proposals(path2, _proposals(ds), num_scales=2)
+    with pytest.raises(ValueError, match='2 scales'):
+        build(tiny_demo_root, negatives=True, proposal_file=path2)
+    assert not osp.exists(str(tmp_path / 'nope.pkl'))
