@@ -57,13 +57,16 @@ def tiny_config(data_root: str, work_dir: str, out_path: str,
     """Write a CPU-fast variant of ``base`` on ``data_root`` to ``out_path``.
 
     Small images (longer side 256), batch 2, no workers, ``max_epochs``
-    epochs with a checkpoint and validation at the end.
+    epochs with a checkpoint (and validation, if the config has one) at the
+    end. Chip datasets keep their chip settings and cache nothing.
     """
     from mmengine.config import Config
     cfg = Config.fromfile(base)
     root = data_root.rstrip('/') + '/'
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        loader = cfg[key]
+        loader = cfg.get(key)
+        if not loader:
+            continue
         loader.num_workers = 0
         loader.persistent_workers = False
         ds = loader.dataset
@@ -74,10 +77,14 @@ def tiny_config(data_root: str, work_dir: str, out_path: str,
             if step['type'] == 'Resize':
                 step['scale'] = (256, 256)
     cfg.train_dataloader.batch_size = 2
+    if cfg.train_dataloader.dataset.type == 'SniperDataset':
+        cfg.train_dataloader.dataset.cache_dir = ''
     for key in ('val_evaluator', 'test_evaluator'):
-        cfg[key].ann_file = root + 'annotations/instances_val.json'
+        if cfg.get(key):
+            cfg[key].ann_file = root + 'annotations/instances_val.json'
     cfg.train_cfg.max_epochs = max_epochs
-    cfg.train_cfg.val_interval = max_epochs
+    if cfg.get('val_cfg'):
+        cfg.train_cfg.val_interval = max_epochs
     cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0)]
     cfg.default_hooks.logger.interval = 1
     cfg.default_hooks.checkpoint.interval = 1

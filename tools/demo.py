@@ -13,16 +13,21 @@ import glob
 import json
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 import time
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
-# (row name, config, notes). Later features add rows here.
+# (row name, config, extra test.py arguments, notes).
 EXPERIMENTS = [
-    ('single-scale baseline', 'configs/baseline/faster-rcnn_r18-w16_fpn_12e_demo.py',
-     'longer side 800 px'),
+    ('single-scale baseline',
+     'configs/baseline/faster-rcnn_r18-w16_fpn_12e_demo.py', [],
+     'train and test: longer side 800 px'),
+    ('SNIPER (positive chips)',
+     'configs/sniper/sniper_faster-rcnn_r18-w16_fpn_12e_demo.py', ['--tta'],
+     'train: 256 px chips at 3 scales; test: SNIP full pyramid'),
 ]
 
 
@@ -75,7 +80,7 @@ def main():
     run(data_cmd + (['--force'] if args.force else []))
 
     rows = []
-    for name, config, notes in EXPERIMENTS:
+    for name, config, test_args, notes in EXPERIMENTS:
         stem = osp.splitext(osp.basename(config))[0]
         work_dir = osp.join(args.work_dir, stem)
         os.makedirs(work_dir, exist_ok=True)
@@ -100,18 +105,41 @@ def main():
         if args.force or latest_metrics(test_dir) is None:
             print(f'[{name}] testing (log: {work_dir}/test.log)')
             run([py, 'tools/test.py', config, checkpoint, '--work-dir',
-                 test_dir] + data_opts, osp.join(work_dir, 'test.log'))
+                 test_dir] + test_args + data_opts,
+                osp.join(work_dir, 'test.log'))
         metrics = latest_metrics(test_dir)
-        rows.append((name, metrics, notes))
+        mpix = train_mpix_per_epoch(osp.join(work_dir, 'train.log'),
+                                    args.data_root)
+        rows.append((name, metrics, mpix, notes))
 
     print('\nmmsnip demo results (COCO bbox AP on the demo val split)\n')
-    print('| method | AP | AP50 | AP_small | AP_medium | AP_large | notes |')
-    print('| --- | --- | --- | --- | --- | --- | --- |')
-    for name, m, notes in rows:
+    print('| method | AP | AP50 | AP_small | AP_medium | AP_large | '
+          'train MPix/epoch | notes |')
+    print('| --- | --- | --- | --- | --- | --- | --- | --- |')
+    for name, m, mpix, notes in rows:
         vals = [m[f'coco/bbox_{k}'] for k in
                 ('mAP', 'mAP_50', 'mAP_s', 'mAP_m', 'mAP_l')]
         print(f'| {name} | ' + ' | '.join(f'{100 * v:.1f}' for v in vals) +
-              f' | {notes} |')
+              f' | {mpix} | {notes} |')
+
+
+def train_mpix_per_epoch(train_log, data_root, max_side=800):
+    """Training pixels per epoch: from the SniperDataset summary in the
+    log, or for whole-image training the images resized to ``max_side``."""
+    if osp.isfile(train_log):
+        with open(train_log) as f:
+            for line in f:
+                match = re.search(r'([\d.]+) MPix per epoch vs ([\d.]+) '
+                                  r'MPix for the full pyramid', line)
+                if match:
+                    return (f'{match.group(1)} (pyramid: '
+                            f'{match.group(2)})')
+    with open(osp.join(data_root, 'annotations', 'instances_train.json')) as f:
+        images = json.load(f)['images']
+    total = sum(i['width'] * i['height'] *
+                min(max_side / i['width'], max_side / i['height'])**2
+                for i in images)
+    return f'{total / 1e6:.1f}'
 
 
 if __name__ == '__main__':

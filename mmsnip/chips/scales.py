@@ -26,7 +26,9 @@ class ScaleSpec:
             resize ``(short, max)``: ``factor = min(short / min(h, w),
             max / max(h, w))``, e.g. ``(800, 1200)``.
         valid_range (tuple[float, float]): ``(min, max)`` sqrt(area) in
-            ORIGINAL-image pixels; ``max`` may be ``inf``. A box is valid
+            ORIGINAL-image pixels; ``max`` may be ``inf`` or ``None`` (no
+            upper bound; configs use ``None`` because MMEngine cannot dump
+            ``inf`` into a loadable config). A box is valid
             when ``min < size < max`` (strict, Sec. 3.2.1).
     """
     factor: Optional[float] = None
@@ -53,7 +55,7 @@ class ScaleSpec:
                 raise ValueError('ScaleSpec.short_max must be (short, max) '
                                  f'with positive sides, got {sm}')
             object.__setattr__(self, 'short_max', sm)
-        vr = tuple(float(v) for v in self.valid_range)
+        vr = tuple(INF if v is None else float(v) for v in self.valid_range)
         if len(vr) != 2 or not (0 <= vr[0] < vr[1]) or math.isnan(vr[1]):
             raise ValueError('ScaleSpec.valid_range must be (min, max) with '
                              f'0 <= min < max, got {self.valid_range}')

@@ -1,2 +1,3 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 """Models, heads and task modules (``mmsnip.registry.MODELS``/``TASK_UTILS``)."""
+from .test_time_augs import *  # noqa: F401,F403

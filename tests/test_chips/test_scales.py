@@ -69,3 +69,8 @@ def test_chip_config_validation():
 def test_range_gap():
     assert range_gap([(120, math.inf), (32, 150), (0, 80)]) is None
     assert range_gap([(0, 10), (20, 30)]) == (10, 20)
+
+
+def test_none_means_no_upper_bound():
+    assert ScaleSpec(factor=1, valid_range=(120, None)).valid_range == \
+        (120, math.inf)

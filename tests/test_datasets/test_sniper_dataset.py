@@ -12,7 +12,7 @@ register_all_modules()
 
 CHIP_CFG = dict(
     chip_size=128, chip_stride=32, neg_min_proposals=2, neg_per_image=1,
-    scales=[dict(max_side=128, valid_range=(40, float('inf'))),
+    scales=[dict(max_side=128, valid_range=(40, None)),
             dict(factor=1.0, valid_range=(16, 64)),
             dict(factor=2.0, valid_range=(0, 24))])
 PIPELINE = [

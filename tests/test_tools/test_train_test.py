@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from conftest import free_port, run_tool, tiny_config
+from conftest import REPO_ROOT, free_port, run_tool, tiny_config
 
 
 def _metrics(work_dir):
@@ -66,3 +66,19 @@ def test_dist_train_two_cpu_processes(tiny_demo_root, tmp_path):
     assert 'Distributed training: True' in log, log[-3000:]
     assert 'GPU number: 2' in log, log[-3000:]  # mmengine's world size
     assert osp.isfile(osp.join(work_dir, 'epoch_1.pth'))
+
+
+def test_sniper_train_then_full_pyramid_tta_test(tiny_demo_root, tmp_path):
+    work_dir = str(tmp_path / 'sniper')
+    cfg = tiny_config(
+        tiny_demo_root, work_dir, str(tmp_path / 'sniper.py'), max_epochs=1,
+        base=osp.join(REPO_ROOT, 'configs/sniper/'
+                      'sniper_faster-rcnn_r18-w16_fpn_12e_demo.py'))
+    proc = run_tool(['tools/train.py', cfg])
+    assert 'positive chips' in proc.stdout + proc.stderr  # chip summary
+    test_dir = str(tmp_path / 'test')
+    run_tool([
+        'tools/test.py', cfg,
+        osp.join(work_dir, 'epoch_1.pth'), '--tta', '--work-dir', test_dir
+    ])
+    assert _metrics(test_dir) is not None

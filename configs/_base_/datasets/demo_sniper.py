@@ -10,7 +10,7 @@ chip_cfg = dict(
     chip_size=256,
     chip_stride=32,
     scales=[
-        dict(max_side=512, valid_range=(100, float('inf'))),
+        dict(max_side=512, valid_range=(100, None)),
         dict(factor=1.0, valid_range=(32, 160)),
         dict(factor=2.0, valid_range=(0, 48)),
     ],

@@ -1,0 +1,39 @@
+# SNIPER on the demo data (CPU): the narrow Faster R-CNN trained on 256 px
+# chips at three scales (positive chips only: the paper's stage 1 and its
+# "no negatives" ablation; see the two-stage pipeline in docs/sniper.md),
+# tested on the full pyramid with SNIP's valid ranges (`tools/test.py --tta`).
+_base_ = [
+    '../_base_/models/faster-rcnn_r18-w16_fpn.py',
+    '../_base_/datasets/demo_sniper.py',
+    '../_base_/schedules/demo_schedule.py', '../_base_/default_runtime.py'
+]
+model = dict(roi_head=dict(bbox_head=dict(num_classes=5)))
+
+# Full-pyramid test (SNIP inference, Sec. 3.2.2): one view per chip scale,
+# each keeping only detections in its valid range, merged by NMS.
+tta_model = dict(
+    type='SnipTTAModel',
+    scales={{_base_.chip_cfg.scales}},
+    tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+tta_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=None),
+    dict(
+        type='TestTimeAug',
+        transforms=[[
+            dict(type='Resize', scale=(512, 512), keep_ratio=True),
+            dict(type='Resize', scale_factor=1.0, keep_ratio=True),
+            dict(type='Resize', scale_factor=2.0, keep_ratio=True),
+        ], [dict(type='LoadAnnotations', with_bbox=True)],
+                    [
+                        dict(
+                            type='PackDetInputs',
+                            meta_keys=('img_id', 'img_path', 'ori_shape',
+                                       'img_shape', 'scale_factor'))
+                    ]])
+]
+
+# Chips are not whole images: evaluate with `tools/test.py --tta` instead of
+# a single-scale validation during training.
+val_cfg = None
+val_dataloader = None
+val_evaluator = None

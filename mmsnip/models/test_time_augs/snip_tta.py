@@ -1,0 +1,105 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""SNIP inference on the full image pyramid (Sec. 3.2.2)."""
+from typing import List, Sequence
+
+import numpy as np
+import torch
+from mmcv.ops import batched_nms
+from mmdet.models.test_time_augs import DetTTAModel
+from mmdet.structures import DetDataSample
+from mmengine.config import ConfigDict
+from mmengine.structures import InstanceData
+
+from mmsnip.chips import ScaleSpec, box_sizes, in_range
+from mmsnip.registry import MODELS
+
+
+@MODELS.register_module()
+class SnipTTAModel(DetTTAModel):
+    """Full-pyramid multi-scale testing with SNIP's valid ranges.
+
+    Each view of the ``tta_pipeline`` (one ``Resize`` per scale, optionally
+    times flips) runs the detector on the whole resized image; its
+    detections, mapped back to original pixels, are kept only if their size
+    lies in the valid range of the view's scale (Sec. 3.2.2: "we do not
+    select detections which fall outside a specified range at each
+    resolution"); the survivors of all views are merged by
+    ``tta_cfg.nms`` (``nms`` or ``soft_nms``) and ``max_per_img``.
+
+    A view's scale is recognised by its ``scale_factor``: it must match the
+    factor one of ``scales`` gives for the image (within 2%), so a
+    ``tta_pipeline`` that disagrees with ``scales`` is an error, not a
+    silent wrong filter.
+
+    Every merged prediction carries ``pixels_per_scale`` (list of
+    ``h * w`` of each view's network input, summed over flips) and
+    ``pixels`` (their sum) in its metainfo.
+
+    Args:
+        scales (list[dict]): :class:`~mmsnip.chips.ScaleSpec` fields per
+            scale: a factor rule and ``valid_range`` (ORIGINAL pixels).
+        tta_cfg (dict, optional): ``nms`` and ``max_per_img``, as
+            ``DetTTAModel``; default NMS at IoU 0.5, 100 detections.
+    """
+
+    def __init__(self, scales: Sequence[dict], tta_cfg=None, **kwargs):
+        tta_cfg = ConfigDict(tta_cfg or dict(
+            nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+        super().__init__(tta_cfg=tta_cfg, **kwargs)
+        self.scales = [
+            s if isinstance(s, ScaleSpec) else ScaleSpec.from_dict(dict(s))
+            for s in scales
+        ]
+
+    def scale_of_view(self, meta: dict) -> int:
+        """Index of the scale a view was resized to."""
+        h, w = meta['ori_shape'][:2]
+        actual = float(np.mean(meta['scale_factor']))
+        expected = np.array([s.factor_for(h, w) for s in self.scales])
+        err = np.abs(expected / actual - 1)
+        best = int(err.argmin())
+        if err[best] > 0.02:
+            raise ValueError(
+                f'SnipTTAModel: a view of {meta.get("img_path")} was resized '
+                f'by {actual:.4f}, but the scales give {expected.round(4)}; '
+                'make tta_pipeline match tta_model.scales')
+        return best
+
+    def _merge_single_sample(
+            self, data_samples: List[DetDataSample]) -> DetDataSample:
+        boxes, scores, labels, metas = [], [], [], []
+        pixels = [0] * len(self.scales)
+        for sample in data_samples:
+            meta = sample.metainfo
+            scale = self.scale_of_view(meta)
+            pixels[scale] += int(np.prod(meta['img_shape'][:2]))
+            pred = sample.pred_instances
+            sizes = box_sizes(pred.bboxes.detach().float().cpu().numpy())
+            keep = torch.from_numpy(
+                in_range(sizes, self.scales[scale].valid_range)).to(
+                    pred.bboxes.device)
+            boxes.append(pred.bboxes[keep])
+            scores.append(pred.scores[keep])
+            labels.append(pred.labels[keep])
+            # views without a RandomFlip carry no flip keys
+            metas.append(dict(meta, flip=meta.get('flip', False),
+                              flip_direction=meta.get('flip_direction')))
+        merged_boxes, merged_scores = self.merge_aug_bboxes(
+            boxes, scores, metas)
+        merged_labels = torch.cat(labels)
+        result = data_samples[0]
+        result.set_metainfo(dict(pixels_per_scale=pixels, pixels=sum(pixels)))
+        out = InstanceData()
+        if merged_boxes.numel() == 0:
+            out.bboxes = merged_boxes.reshape(0, 4)
+            out.scores = merged_scores
+            out.labels = merged_labels
+        else:
+            dets, keep = batched_nms(merged_boxes, merged_scores,
+                                     merged_labels, self.tta_cfg.nms)
+            dets = dets[:self.tta_cfg.max_per_img]
+            out.bboxes = dets[:, :-1]
+            out.scores = dets[:, -1]
+            out.labels = merged_labels[keep][:self.tta_cfg.max_per_img]
+        result.pred_instances = out
+        return result
