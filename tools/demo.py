@@ -6,7 +6,9 @@ tools/train.py, tools/test.py), run as a subprocess, so the demo exercises
 the real entry points. Steps whose outputs exist are skipped, so a second
 `make demo` only prints the table (`--force` re-runs everything).
 
-    python tools/demo.py [--data-root data/demo] [--work-dir work_dirs/demo]
+    python tools/demo.py [--work-dir work_dirs/demo] [--force]
+
+The data goes to ``data/demo``, the ``data_root`` of the demo configs.
 """
 import argparse
 import glob
@@ -19,6 +21,7 @@ import sys
 import time
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+DATA_ROOT = 'data/demo'
 
 # (row name, config, extra test.py arguments, notes).
 EXPERIMENTS = [
@@ -33,7 +36,6 @@ EXPERIMENTS = [
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--data-root', default='data/demo')
     parser.add_argument('--work-dir', default='work_dirs/demo')
     parser.add_argument(
         '--force', action='store_true', help='re-run steps that are done')
@@ -76,7 +78,7 @@ def main():
     args = parse_args()
     os.chdir(ROOT)
     py = sys.executable
-    data_cmd = [py, 'tools/make_demo_dataset.py', args.data_root]
+    data_cmd = [py, 'tools/make_demo_dataset.py', DATA_ROOT]
     run(data_cmd + (['--force'] if args.force else []))
 
     rows = []
@@ -85,31 +87,21 @@ def main():
         work_dir = osp.join(args.work_dir, stem)
         os.makedirs(work_dir, exist_ok=True)
         ckpt = osp.join(work_dir, 'last_checkpoint')
-        data_opts = [
-            '--cfg-options', f'data_root={args.data_root}/',
-            f'train_dataloader.dataset.data_root={args.data_root}/',
-            f'val_dataloader.dataset.data_root={args.data_root}/',
-            f'test_dataloader.dataset.data_root={args.data_root}/',
-            f'val_evaluator.ann_file={args.data_root}/'
-            'annotations/instances_val.json',
-            f'test_evaluator.ann_file={args.data_root}/'
-            'annotations/instances_val.json',
-        ]
         if args.force or not osp.isfile(ckpt):
             print(f'[{name}] training (log: {work_dir}/train.log)')
             run([py, 'tools/train.py', config, '--work-dir', work_dir,
-                 '--resume'] + data_opts, osp.join(work_dir, 'train.log'))
+                 '--resume'], osp.join(work_dir, 'train.log'))
         with open(ckpt) as f:
             checkpoint = f.read().strip()
         test_dir = osp.join(work_dir, 'test')
         if args.force or latest_metrics(test_dir) is None:
             print(f'[{name}] testing (log: {work_dir}/test.log)')
             run([py, 'tools/test.py', config, checkpoint, '--work-dir',
-                 test_dir] + test_args + data_opts,
+                 test_dir] + test_args,
                 osp.join(work_dir, 'test.log'))
         metrics = latest_metrics(test_dir)
         mpix = train_mpix_per_epoch(osp.join(work_dir, 'train.log'),
-                                    args.data_root)
+                                    DATA_ROOT)
         rows.append((name, metrics, mpix, notes))
 
     print('\nmmsnip demo results (COCO bbox AP on the demo val split)\n')

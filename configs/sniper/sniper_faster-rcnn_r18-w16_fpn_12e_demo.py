@@ -7,7 +7,12 @@ _base_ = [
     '../_base_/datasets/demo_sniper.py',
     '../_base_/schedules/demo_schedule.py', '../_base_/default_runtime.py'
 ]
-model = dict(roi_head=dict(bbox_head=dict(num_classes=5)))
+model = dict(
+    roi_head=dict(bbox_head=dict(num_classes=5)),
+    train_cfg=dict(
+        # Sec. 3.3.4: 300 proposals per chip.
+        rpn_proposal=dict(nms_pre=1000, max_per_img=300),
+        rcnn=dict(sampler=dict(num=256))))
 
 # Full-pyramid test (SNIP inference, Sec. 3.2.2): one view per chip scale,
 # each keeping only detections in its valid range, merged by NMS.

@@ -1,0 +1,129 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""Draw the SNIPER chips of images, one panel per scale.
+
+    python tools/browse_chips.py ANN.json IMG_DIR --config CFG \
+        [--proposals FILE] [--image-ids 1 2] [--num 4] --out-dir chips_vis/
+
+Each output PNG shows, per scale, the image with its boxes (green: valid at
+that scale, grey: not valid there, red: crowd) and the chips (blue:
+positive, orange: negative). Use it to check scales and valid ranges before
+training.
+"""
+import argparse
+import os
+import os.path as osp
+from collections import defaultdict
+
+import cv2
+import numpy as np
+
+from mmsnip.chips import (ChipConfig, box_sizes, generate_negative_chips,
+                          generate_positive_chips, in_range, sanitize_boxes)
+
+VALID, INVALID, CROWD = (60, 200, 60), (150, 150, 150), (40, 40, 230)
+POSITIVE, NEGATIVE = (230, 120, 30), (0, 150, 255)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('ann_file')
+    parser.add_argument('img_dir')
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument('--config')
+    source.add_argument('--paper-defaults', action='store_true')
+    parser.add_argument('--proposals')
+    parser.add_argument('--image-ids', type=int, nargs='*')
+    parser.add_argument('--num', type=int, default=4)
+    parser.add_argument('--panel-size', type=int, default=480,
+                        help='longer side of each panel, px')
+    parser.add_argument('--out-dir', required=True)
+    return parser.parse_args()
+
+
+def draw_scale_panel(img, boxes, crowd, cfg, s, positive, negative, size):
+    """One scale: boxes coloured by validity, chips of that scale."""
+    spec = cfg.scales[s]
+    scale = size / max(img.shape[:2])
+    panel = cv2.resize(img, None, fx=scale, fy=scale,
+                       interpolation=cv2.INTER_AREA)
+    valid = in_range(box_sizes(boxes), spec.valid_range)
+    for box, ok, is_crowd in zip(boxes * scale, valid, crowd):
+        color = CROWD if is_crowd else VALID if ok else INVALID
+        x1, y1, x2, y2 = box.round().astype(int)
+        cv2.rectangle(panel, (x1, y1), (x2, y2), color, 1)
+    for chips, color in ((positive, POSITIVE), (negative, NEGATIVE)):
+        for box in chips.boxes[chips.scale_index == s] * scale:
+            x1, y1, x2, y2 = box.round().astype(int)
+            cv2.rectangle(panel, (x1, y1), (x2 - 1, y2 - 1), color, 2)
+    hi = 'inf' if np.isinf(spec.valid_range[1]) else \
+        f'{spec.valid_range[1]:g}'
+    rule = (f'x{spec.factor:g}' if spec.factor else
+            f'max side {spec.max_side:g}' if spec.max_side else
+            f'short/max {spec.short_max}')
+    label = f'scale {s}: {rule}, valid ({spec.valid_range[0]:g}, {hi}) px'
+    cv2.rectangle(panel, (0, 0), (panel.shape[1], 18), (255, 255, 255), -1)
+    cv2.putText(panel, label, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42,
+                (0, 0, 0), 1, cv2.LINE_AA)
+    return panel
+
+
+def draw_image_chips(img, boxes, crowd, cfg, proposals=None, size=480):
+    """All scale panels of one image side by side, (H, W, 3) uint8 BGR."""
+    h, w = img.shape[:2]
+    boxes, keep = sanitize_boxes(boxes, h, w)
+    boxes, crowd = boxes[keep], np.asarray(crowd, bool)[keep]
+    positive = generate_positive_chips(boxes, h, w, cfg, crowd).chips
+    negative = positive.select(np.zeros(len(positive), bool))
+    if proposals is not None:
+        negative = generate_negative_chips(proposals, h, w, cfg, positive)
+    panels = [draw_scale_panel(img, boxes, crowd, cfg, s, positive, negative,
+                               size) for s in range(len(cfg.scales))]
+    height = max(p.shape[0] for p in panels)
+    panels = [cv2.copyMakeBorder(p, 0, height - p.shape[0], 0, 6,
+                                 cv2.BORDER_CONSTANT, value=(255, 255, 255))
+              for p in panels]
+    return np.hstack(panels)
+
+
+def main():
+    args = parse_args()
+    # Reuse the checks and config lookup of export_chips.
+    from export_chips import chip_config_from, fail, load_coco
+    cfg = ChipConfig.paper_coco() if args.paper_defaults else \
+        chip_config_from(args.config)
+    coco = load_coco(args.ann_file)
+    proposals = None
+    if args.proposals:
+        from mmsnip.datasets.proposals import load_proposals
+        try:
+            proposals = load_proposals(
+                args.proposals, [i['id'] for i in coco['images']],
+                len(cfg.scales))
+        except (ValueError, FileNotFoundError) as e:
+            fail(str(e))
+    by_image = defaultdict(list)
+    for ann in coco['annotations']:
+        by_image[ann['image_id']].append(ann)
+    images = coco['images']
+    if args.image_ids:
+        images = [i for i in images if i['id'] in set(args.image_ids)]
+    os.makedirs(args.out_dir, exist_ok=True)
+    for info in images[:args.num if not args.image_ids else None]:
+        path = osp.join(args.img_dir, info['file_name'])
+        img = cv2.imread(path)
+        if img is None:
+            fail(f'image "{path}" (image id {info["id"]}) cannot be read')
+        anns = by_image[info['id']]
+        xywh = np.array([a['bbox'] for a in anns], float).reshape(-1, 4)
+        boxes = np.c_[xywh[:, :2], xywh[:, :2] + xywh[:, 2:]]
+        crowd = [a.get('iscrowd', 0) for a in anns]
+        props = proposals[info['id']] if proposals else None
+        canvas = draw_image_chips(img, boxes, crowd, cfg, props,
+                                  args.panel_size)
+        out = osp.join(args.out_dir, f'chips_{info["id"]}.png')
+        cv2.imwrite(out, canvas)
+        print(out)
+
+
+if __name__ == '__main__':
+    main()
