@@ -171,9 +171,11 @@ class PositiveChipResult:
         chips (ChipSet): The positive chips of all scales.
         valid (np.ndarray): ``(S, N)`` bool, box n valid at scale s (size in
             the scale's range, not crowd, not dropped by sanitising).
-        uncoverable (np.ndarray): ``(S, N)`` bool, valid at scale s but
-            larger than a chip there, so no chip can enclose it. Such boxes
-            still appear (cropped) in every chip they overlap.
+        uncoverable (np.ndarray): ``(S, N)`` bool, valid at scale s but no
+            chip of the grid can enclose it: larger than a chip there, or
+            with a side longer than ``K - d`` that falls between grid
+            positions. Such boxes still appear (cropped) in every chip they
+            overlap.
     """
     chips: ChipSet
     valid: np.ndarray
