@@ -24,10 +24,11 @@ tta_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),
     dict(
         type='TestTimeAug',
+        # ResizeToScale uses the chips' factor rules: same scales as chip_cfg
         transforms=[[
-            dict(type='Resize', scale=(512, 512), keep_ratio=True),
-            dict(type='Resize', scale_factor=1.0, keep_ratio=True),
-            dict(type='Resize', scale_factor=2.0, keep_ratio=True),
+            dict(type='ResizeToScale', scale=dict(max_side=512)),
+            dict(type='ResizeToScale', scale=dict(factor=1.0)),
+            dict(type='ResizeToScale', scale=dict(factor=2.0)),
         ], [dict(type='LoadAnnotations', with_bbox=True)],
                     [
                         dict(

@@ -76,3 +76,20 @@ def test_crowd_and_empty_chips_pack():
     packed = PackChipInputs()(empty)
     assert len(packed['data_samples'].gt_instances) == 0
     assert packed['inputs'].shape == (3, 64, 64)
+
+
+def test_resize_to_scale_uses_the_chip_factor_rule():
+    from mmsnip.chips import ScaleSpec
+    from mmsnip.datasets.transforms import ResizeToScale
+    for scale in (dict(max_side=512), dict(factor=1.667),
+                  dict(short_max=(800, 1200), valid_range=(0, 80))):
+        res = _results([0, 0, 10, 10], 1.0, [[10, 20, 110, 220]])
+        out = ResizeToScale(scale)(res)
+        spec = ScaleSpec.from_dict(scale)
+        assert out['img_shape'] == spec.scaled_shape(300, 400)
+        assert out['img'].shape[:2] == spec.scaled_shape(300, 400)
+        f = spec.factor_for(300, 400)
+        np.testing.assert_allclose(out['scale_factor'], (f, f), rtol=2e-3)
+        np.testing.assert_allclose(out['gt_bboxes'].numpy()[0],
+                                   np.array([10, 20, 110, 220]) * f,
+                                   rtol=2e-3)

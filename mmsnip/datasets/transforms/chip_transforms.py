@@ -5,10 +5,10 @@ from typing import Optional
 import mmcv
 import numpy as np
 from mmcv.transforms import BaseTransform
-from mmdet.datasets.transforms import PackDetInputs
+from mmdet.datasets.transforms import PackDetInputs, Resize
 from mmdet.structures.bbox import HorizontalBoxes
 
-from mmsnip.chips import chip_ground_truth
+from mmsnip.chips import ScaleSpec, chip_ground_truth
 from mmsnip.registry import TRANSFORMS
 
 
@@ -152,3 +152,45 @@ class PackChipInputs(PackDetInputs):
             sample.gt_instances.set_metainfo(
                 dict(valid_range=tuple(results['chip_valid_range'])))
         return packed
+
+
+@TRANSFORMS.register_module()
+class ResizeToScale(Resize):
+    """Resize a whole image to one pyramid scale of a ``ScaleSpec``.
+
+    The factor comes from :meth:`mmsnip.chips.ScaleSpec.factor_for`, the
+    same rule the chips use, so a test-time pyramid (``SnipTTAModel``,
+    proposal mining) and the training chips always agree. The canvas size
+    is :meth:`ScaleSpec.scaled_shape`.
+
+    Required Keys: img (and the optional keys of mmdet's ``Resize``).
+
+    Modified Keys: img, img_shape, gt_bboxes, gt_masks, gt_seg_map.
+
+    Added Keys: scale, scale_factor, keep_ratio, homography_matrix,
+    pyramid_scale (the ``ScaleSpec``'s index is not known here; the factor
+    rule as a dict).
+
+    Args:
+        scale (dict): :class:`~mmsnip.chips.ScaleSpec` fields, e.g.
+            ``dict(max_side=512)`` or ``dict(factor=3.0)``; a
+            ``valid_range`` may be included and is ignored here.
+    """
+
+    def __init__(self, scale: dict, **kwargs):
+        super().__init__(scale_factor=1.0, keep_ratio=False, **kwargs)
+        self.spec = ScaleSpec.from_dict(dict(scale))
+
+    def transform(self, results: dict) -> dict:
+        h, w = results['img'].shape[:2]
+        sh, sw = self.spec.scaled_shape(h, w)
+        results['scale'] = (sw, sh)
+        self._resize_img(results)
+        self._resize_bboxes(results)
+        self._resize_masks(results)
+        self._resize_seg(results)
+        self._record_homography_matrix(results)
+        return results
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(scale={self.spec})'
