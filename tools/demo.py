@@ -6,9 +6,11 @@ tools/train.py, tools/test.py), run as a subprocess, so the demo exercises
 the real entry points. Steps whose outputs exist are skipped, so a second
 `make demo` only prints the table (`--force` re-runs everything).
 
-    python tools/demo.py [--work-dir work_dirs/demo] [--force]
+    python tools/demo.py [--force]
 
-The data goes to ``data/demo``, the ``data_root`` of the demo configs.
+The data goes to ``data/demo`` (the ``data_root`` of the demo configs), the
+work dirs to ``work_dirs/demo/<config name>`` (the stage-2 SNIPER config
+loads its stage-1 weights from there).
 """
 import argparse
 import glob
@@ -22,21 +24,31 @@ import time
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DATA_ROOT = 'data/demo'
+WORK_DIR = 'work_dirs/demo'
 
-# (row name, config, extra test.py arguments, notes).
+SNIPER_STAGE1 = 'configs/sniper/sniper_faster-rcnn_r18-w16_fpn_12e_demo.py'
+PROPOSALS = 'data/demo/proposals/stage1_train.pkl'
+# (row name, config, extra test.py arguments, notes, preparation command:
+# run before training unless its output file (the last argument) exists).
 EXPERIMENTS = [
     ('single-scale baseline',
      'configs/baseline/faster-rcnn_r18-w16_fpn_12e_demo.py', [],
-     'train and test: longer side 800 px'),
-    ('SNIPER (positive chips)',
-     'configs/sniper/sniper_faster-rcnn_r18-w16_fpn_12e_demo.py', ['--tta'],
-     'train: 256 px chips at 3 scales; test: SNIP full pyramid'),
+     'train and test: longer side 800 px', None),
+    ('SNIPER, positive chips (stage 1)', SNIPER_STAGE1, ['--tta'],
+     'train: 256 px chips at 3 scales; test: SNIP full pyramid', None),
+    ('SNIPER + negative chips (stage 2)',
+     'configs/sniper/sniper_faster-rcnn_r18-w16_fpn_4e-neg_demo.py',
+     ['--tta'], 'stage 1 + 4 epochs with mined negatives; test: SNIP full '
+     'pyramid', [
+         'tools/mine_proposals.py', SNIPER_STAGE1,
+         osp.join(WORK_DIR, osp.splitext(osp.basename(SNIPER_STAGE1))[0],
+                  'epoch_12.pth'), '--out', PROPOSALS
+     ]),
 ]
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--work-dir', default='work_dirs/demo')
     parser.add_argument(
         '--force', action='store_true', help='re-run steps that are done')
     return parser.parse_args()
@@ -82,11 +94,14 @@ def main():
     run(data_cmd + (['--force'] if args.force else []))
 
     rows = []
-    for name, config, test_args, notes in EXPERIMENTS:
+    for name, config, test_args, notes, prepare in EXPERIMENTS:
         stem = osp.splitext(osp.basename(config))[0]
-        work_dir = osp.join(args.work_dir, stem)
+        work_dir = osp.join(WORK_DIR, stem)
         os.makedirs(work_dir, exist_ok=True)
         ckpt = osp.join(work_dir, 'last_checkpoint')
+        if prepare and (args.force or not osp.isfile(prepare[-1])):
+            print(f'[{name}] preparing (log: {work_dir}/prepare.log)')
+            run([py] + prepare, osp.join(work_dir, 'prepare.log'))
         if args.force or not osp.isfile(ckpt):
             print(f'[{name}] training (log: {work_dir}/train.log)')
             run([py, 'tools/train.py', config, '--work-dir', work_dir,

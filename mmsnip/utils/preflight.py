@@ -68,7 +68,7 @@ def iter_dataset_cfgs(cfg: Config,
                 stack.append((f'{name}.dataset', ds['dataset']))
             for i, child in enumerate(ds.get('datasets', None) or []):
                 stack.append((f'{name}.datasets[{i}]', child))
-            if 'ann_file' in ds or 'data_prefix' in ds:
+            if {'ann_file', 'data_prefix', 'proposal_file'} & set(ds):
                 yield name, ds
 
 
@@ -82,8 +82,9 @@ def dataset_paths(ds: dict) -> List[Tuple[str, str]]:
     """``(field, resolved local path)`` pairs of a dataset config."""
     root = ds.get('data_root') or ''
     paths = []
-    if ds.get('ann_file'):
-        paths.append(('ann_file', _join(root, ds['ann_file'])))
+    for field in ('ann_file', 'proposal_file'):
+        if ds.get(field):
+            paths.append((field, _join(root, ds[field])))
     prefix = ds.get('data_prefix') or {}
     if isinstance(prefix, dict):
         for k, v in prefix.items():
@@ -103,7 +104,11 @@ def check_data_paths(cfg: Config, keys=DATALOADER_KEYS) -> None:
         for field, path in dataset_paths(ds):
             if not osp.exists(path):
                 hint = ''
-                if 'demo' in path:
+                if field == 'proposal_file':
+                    hint = (' (mine it with tools/mine_proposals.py, or set '
+                            'negatives=False to train on positive chips '
+                            'only)')
+                elif 'demo' in path:
                     hint = (' (generate the demo data with `make demo` or '
                             '`python tools/make_demo_dataset.py data/demo`)')
                 raise UserInputError(

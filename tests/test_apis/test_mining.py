@@ -1,0 +1,116 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""tools/mine_proposals.py on the tiny demo data: output, resume, errors."""
+import os
+import os.path as osp
+import pickle
+import sys
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+
+from conftest import REPO_ROOT, free_port, run_tool, tiny_config
+from mmsnip.datasets import SniperDataset
+from mmsnip.datasets.proposals import load_proposals
+from mmsnip.registry import MODELS
+from mmsnip.utils import register_all_modules
+
+STAGE1 = osp.join(REPO_ROOT,
+                  'configs/sniper/sniper_faster-rcnn_r18-w16_fpn_12e_demo.py')
+STAGE2 = osp.join(
+    REPO_ROOT, 'configs/sniper/sniper_faster-rcnn_r18-w16_fpn_4e-neg_demo.py')
+
+
+@pytest.fixture(scope='module')
+def stage1(tiny_demo_root, tmp_path_factory):
+    """A tiny stage-1 config and a (randomly initialised) checkpoint."""
+    register_all_modules()
+    tmp = tmp_path_factory.mktemp('stage1')
+    cfg_path = tiny_config(tiny_demo_root, str(tmp / 'work'),
+                           str(tmp / 'stage1.py'), base=STAGE1)
+    cfg = Config.fromfile(cfg_path)
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        model = MODELS.build(cfg.model)
+    ckpt = str(tmp / 'stage1.pth')
+    torch.save(dict(state_dict=model.state_dict()), ckpt)
+    return cfg_path, ckpt
+
+
+def _image_ids(cfg_path):
+    cfg = Config.fromfile(cfg_path)
+    ds = SniperDataset(**{k: v for k, v in cfg.train_dataloader.dataset.items()
+                          if k != 'type'})
+    return [ds.dataset.get_data_info(i)['img_id']
+            for i in range(len(ds.dataset))]
+
+
+def test_mining_writes_proposals_for_every_image_and_scale(stage1, tmp_path):
+    cfg_path, ckpt = stage1
+    out = str(tmp_path / 'props.pkl')
+    run_tool(['tools/mine_proposals.py', cfg_path, ckpt, '--out', out,
+              '--num-per-scale', '20', '--shard-size', '2'])
+    ids = _image_ids(cfg_path)
+    props = load_proposals(out, ids, num_scales=3)
+    for i in ids:
+        for p in props[i]:
+            assert p.shape[1] == 5 and len(p) <= 20
+    assert not osp.exists(out + '.parts')
+
+    # The proposals feed stage 2's negative chips.
+    cfg = Config.fromfile(cfg_path)
+    ds_cfg = cfg.train_dataloader.dataset
+    ds_cfg.update(negatives=True, proposal_file=out)
+    ds = SniperDataset(**{k: v for k, v in ds_cfg.items() if k != 'type'})
+    assert len(ds) >= ds.num_positive
+
+
+def test_mining_resumes_from_existing_shards(stage1, tmp_path):
+    cfg_path, ckpt = stage1
+    out = str(tmp_path / 'props.pkl')
+    ids = _image_ids(cfg_path)
+    os.makedirs(out + '.parts')
+    sentinel = [np.full((1, 5), 7.0, np.float32)] * 3
+    with open(osp.join(out + '.parts', 'rank0-00000000.pkl'), 'wb') as f:
+        pickle.dump({ids[0]: sentinel}, f)
+    proc = run_tool(['tools/mine_proposals.py', cfg_path, ckpt, '--out',
+                     out, '--num-per-scale', '5'])
+    assert f'{len(ids) - 1} of its {len(ids)} images left' in \
+        proc.stdout + proc.stderr
+    props = load_proposals(out, ids, num_scales=3)
+    assert (props[ids[0]][0] == 7).all()  # taken from the shard
+
+
+def test_mining_with_two_processes(stage1, tmp_path):
+    cfg_path, ckpt = stage1
+    out = str(tmp_path / 'dist.pkl')
+    run_tool(['bash', 'tools/dist_mine.sh', cfg_path, ckpt, '2', '--out', out,
+              '--num-per-scale', '5'],
+             env=dict(PORT=str(free_port()), PYTHON=sys.executable,
+                      OMP_NUM_THREADS='1'))
+    load_proposals(out, _image_ids(cfg_path), num_scales=3)
+
+
+def test_mining_bad_input(stage1, tmp_path):
+    cfg_path, ckpt = stage1
+    proc = run_tool(['tools/mine_proposals.py', cfg_path,
+                     str(tmp_path / 'x.pth'), '--out',
+                     str(tmp_path / 'p.pkl')], check=False)
+    assert proc.returncode == 2 and 'x.pth' in proc.stderr
+    proc = run_tool(['tools/mine_proposals.py', osp.join(
+        REPO_ROOT, 'configs/baseline/faster-rcnn_r18-w16_fpn_12e_demo.py'),
+        ckpt, '--out', str(tmp_path / 'p.pkl')], check=False)
+    assert proc.returncode == 2 and 'SniperDataset' in proc.stderr
+
+
+def test_stage2_config_refuses_missing_proposals(tiny_demo_root, tmp_path):
+    cfg_path = tiny_config(tiny_demo_root, str(tmp_path / 'w'),
+                           str(tmp_path / 's2.py'), base=STAGE2)
+    cfg = Config.fromfile(cfg_path)
+    cfg.train_dataloader.dataset.proposal_file = str(tmp_path / 'none.pkl')
+    cfg.dump(cfg_path)
+    proc = run_tool(['tools/train.py', cfg_path], check=False)
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr
+    assert 'train_dataloader.dataset.proposal_file' in proc.stderr
+    assert 'none.pkl' in proc.stderr and 'mine_proposals' in proc.stderr

@@ -1,0 +1,68 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""Mine RPN proposals for SNIPER negative chips (stage 1 -> stage 2).
+
+    python tools/mine_proposals.py STAGE1_CONFIG STAGE1_CKPT --out props.pkl
+    bash tools/dist_mine.sh STAGE1_CONFIG STAGE1_CKPT NUM_PROCS --out props.pkl
+
+Runs the stage-1 model's RPN over every training image of the config's
+``SniperDataset`` at every chip scale and writes the top ``--num-per-scale``
+proposals per scale in ORIGINAL pixels. Resumable: re-running the same
+command continues from the shards in ``<out>.parts/``.
+"""
+import argparse
+import os
+import os.path as osp
+
+from mmengine.config import DictAction
+from mmengine.dist import init_dist
+
+from mmsnip.apis import mine_proposals
+from mmsnip.utils import register_all_modules
+from mmsnip.utils.dist import setup_cpu_distributed
+from mmsnip.utils.preflight import (UserInputError, check_data_paths,
+                                    load_config, run_cli)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config', help='stage-1 SNIPER config')
+    parser.add_argument('checkpoint', help='stage-1 checkpoint')
+    parser.add_argument('--out', required=True, help='proposal file (.pkl)')
+    parser.add_argument('--num-per-scale', type=int, default=300)
+    parser.add_argument('--nms-iou', type=float, default=0.7)
+    parser.add_argument('--shard-size', type=int, default=50,
+                        help='images per resumable shard')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument('--launcher', default='none',
+                        choices=['none', 'pytorch', 'slurm', 'mpi'])
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main():
+    args = parse_args()
+    register_all_modules()
+    cfg = load_config(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    if not args.out.endswith('.pkl'):
+        raise UserInputError(f'--out "{args.out}" must be a .pkl file')
+    if not osp.isfile(args.checkpoint):
+        raise UserInputError(
+            f'checkpoint file "{args.checkpoint}" does not exist')
+    check_data_paths(cfg, ['train_dataloader'])
+    cfg.launcher = args.launcher
+    if args.launcher != 'none' and not setup_cpu_distributed(cfg):
+        init_dist(args.launcher)
+    try:
+        mine_proposals(cfg, args.checkpoint, args.out,
+                       num_per_scale=args.num_per_scale,
+                       nms_iou=args.nms_iou, shard_size=args.shard_size)
+    except ValueError as e:
+        raise UserInputError(str(e)) from e
+
+
+if __name__ == '__main__':
+    run_cli(main)
