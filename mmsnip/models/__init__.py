@@ -1,3 +1,4 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 """Models, heads and task modules (``mmsnip.registry.MODELS``/``TASK_UTILS``)."""
+from .task_modules import *  # noqa: F401,F403
 from .test_time_augs import *  # noqa: F401,F403

@@ -1,0 +1,3 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""Assigners and samplers (registered into ``mmsnip.registry.TASK_UTILS``)."""
+from .assigners import *  # noqa: F401,F403
