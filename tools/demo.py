@@ -6,7 +6,7 @@ tools/train.py, tools/test.py), run as a subprocess, so the demo exercises
 the real entry points. Steps whose outputs exist are skipped, so a second
 `make demo` only prints the table (`--force` re-runs everything).
 
-    python tools/demo.py [--force]
+    python tools/demo.py [--force] [--full]
 
 The data goes to ``data/demo`` (the ``data_root`` of the demo configs), the
 work dirs to ``work_dirs/demo/<config name>`` (the stage-2 SNIPER config
@@ -45,12 +45,22 @@ EXPERIMENTS = [
                   'epoch_12.pth'), '--out', PROPOSALS
      ]),
 ]
+# Rows added by --full (slow on a CPU).
+FULL_EXPERIMENTS = [
+    ('SNIP full pyramid (same training pixels)',
+     'configs/snip/snip_faster-rcnn_r18-w16_fpn_1e_demo.py', ['--tta'],
+     'train: whole images at 3 scales, 1 epoch; test: SNIP full pyramid',
+     None),
+]
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         '--force', action='store_true', help='re-run steps that are done')
+    parser.add_argument(
+        '--full', action='store_true',
+        help='also train SNIP on the full pyramid (slow on a CPU)')
     return parser.parse_args()
 
 
@@ -94,7 +104,8 @@ def main():
     run(data_cmd + (['--force'] if args.force else []))
 
     rows = []
-    for name, config, test_args, notes, prepare in EXPERIMENTS:
+    experiments = EXPERIMENTS + (FULL_EXPERIMENTS if args.full else [])
+    for name, config, test_args, notes, prepare in experiments:
         stem = osp.splitext(osp.basename(config))[0]
         work_dir = osp.join(WORK_DIR, stem)
         os.makedirs(work_dir, exist_ok=True)

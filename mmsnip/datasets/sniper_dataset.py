@@ -249,23 +249,29 @@ class SniperDataset:
 
     @force_full_init
     def summary(self) -> str:
-        """Chips per epoch and pixels per epoch against the full pyramid."""
-        k2 = float(self.chip_cfg.chip_size)**2
+        """Chips per epoch and pixels per epoch against the full pyramid.
+
+        Pixels are the chips' areas at their scale (a chip clipped to a
+        small canvas counts what it holds; batch padding is not counted),
+        for the chips of epoch 0.
+        """
         pyramid = 0.0
         for i in range(len(self.dataset)):
             info = self.dataset.get_data_info(i)
             for spec in self.chip_cfg.scales:
                 sh, sw = spec.scaled_shape(info['height'], info['width'])
                 pyramid += sh * sw
-        epoch = self.epoch_size()
-        negatives = epoch - self.num_positive
-        pixels = epoch * k2
-        return (f'SniperDataset: {len(self.dataset)} images, '
+        epoch = self.epoch_indices(0)
+        wh = self.chips.boxes_scaled[epoch, 2:] - \
+            self.chips.boxes_scaled[epoch, :2]
+        pixels = float((wh[:, 0] * wh[:, 1]).sum())
+        negatives = len(epoch) - self.num_positive
+        return (f'{type(self).__name__}: {len(self.dataset)} images, '
                 f'{self.num_positive} positive chips, '
                 f'{len(self) - self.num_positive} negatives in the pool, '
-                f'{epoch} chips per epoch ({self.num_positive} pos + '
-                f'{negatives} neg, {epoch / max(len(self.dataset), 1):.2f} '
-                f'per image); {pixels / 1e6:.1f} MPix per epoch vs '
+                f'{len(epoch)} chips per epoch ({self.num_positive} pos + '
+                f'{negatives} neg, {len(epoch) / max(len(self.dataset), 1):.2f}'
+                f' per image); {pixels / 1e6:.1f} MPix per epoch vs '
                 f'{pyramid / 1e6:.1f} MPix for the full pyramid '
                 f'({pyramid / max(pixels, 1):.2f}x fewer)')
 
@@ -300,3 +306,49 @@ class SniperDataset:
         raise RuntimeError(
             f'SniperDataset: the pipeline returned None for '
             f'{self.max_refetch + 1} chips in a row')
+
+
+@DATASETS.register_module()
+class SnipDataset(SniperDataset):
+    """SNIP's full-pyramid training: every image at every scale (Sec. 3.2).
+
+    The baseline SNIPER is measured against: one item per (image, scale),
+    the whole image resized to that scale, with the same valid ranges and
+    the same transforms as ``SniperDataset`` (``CropChip`` then cuts the
+    whole image; its size is not capped by ``chip_size``). ``chip_size``
+    and ``chip_stride`` of ``chip_cfg`` are unused; there are no negatives.
+    """
+
+    def __init__(self, *args, **kwargs):
+        if kwargs.get('negatives') or kwargs.get('proposal_file'):
+            raise ValueError('SnipDataset trains on whole images: it takes '
+                             'no negatives or proposal_file')
+        super().__init__(*args, **kwargs)
+
+    def _build_table(self) -> dict:
+        boxes, scaled, scale_index, factors, img_index = [], [], [], [], []
+        for i in range(len(self.dataset)):
+            _, h, w, _, _ = self._image_arrays(i)
+            for s, spec in enumerate(self.chip_cfg.scales):
+                sh, sw = spec.scaled_shape(h, w)
+                boxes.append([0, 0, w, h])
+                scaled.append([0, 0, sw, sh])
+                scale_index.append(s)
+                factors.append(spec.factor_for(h, w))
+                img_index.append(i)
+        n = len(boxes)
+        return dict(boxes=np.array(boxes, np.float64).reshape(n, 4),
+                    boxes_scaled=np.array(scaled, np.float64).reshape(n, 4),
+                    scale_index=np.array(scale_index, np.int64),
+                    scale_factor=np.array(factors, np.float64),
+                    is_positive=np.ones(n, bool),
+                    img_index=np.array(img_index, np.int64))
+
+    def _cache_path(self, key: str) -> Optional[str]:
+        return None  # one row per (image, scale): cheaper than a cache read
+
+    def get_data_info(self, idx: int) -> dict:
+        info = super().get_data_info(idx)
+        scaled = self.chips.boxes_scaled[idx]
+        info['chip']['chip_size'] = int(max(scaled[2], scaled[3]))
+        return info

@@ -134,3 +134,19 @@ def test_negatives_need_proposals_and_matching_ids(tiny_demo_root, tmp_path):
     with pytest.raises(ValueError, match='2 scales'):
         build(tiny_demo_root, negatives=True, proposal_file=path2)
     assert not osp.exists(str(tmp_path / 'nope.pkl'))
+
+
+def test_snip_dataset_is_every_image_at_every_scale(tiny_demo_root):
+    from mmsnip.datasets import SnipDataset
+    ds = SnipDataset(dataset=coco(tiny_demo_root), chip_cfg=CHIP_CFG,
+                     pipeline=PIPELINE, cache_dir='')
+    cfg = ChipConfig.from_dict(CHIP_CFG)
+    assert len(ds) == 3 * len(ds.dataset) == ds.epoch_size()
+    for idx in range(3):
+        info = ds.dataset.get_data_info(0)
+        item = ds[idx]
+        shape = cfg.scales[idx].scaled_shape(info['height'], info['width'])
+        assert tuple(item['inputs'].shape[1:]) == shape
+    with pytest.raises(ValueError, match='no negatives'):
+        SnipDataset(dataset=coco(tiny_demo_root), chip_cfg=CHIP_CFG,
+                    pipeline=PIPELINE, negatives=True, proposal_file='x')
