@@ -84,8 +84,19 @@ def retinanet():
     return model
 
 
+def fcos():
+    model = _tiny(get_config(
+        'mmdet::fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py').model)
+    model.backbone.update(style='pytorch', norm_cfg=dict(type='BN'))
+    model.data_preprocessor.update(mean=[0, 0, 0], std=[1, 1, 1])
+    model.neck.update(start_level=1, num_outs=5)
+    model.bbox_head.update(type='mmsnip.ScaleAwareFCOSHead', in_channels=32,
+                           feat_channels=32, num_classes=3, stacked_convs=1)
+    return model
+
+
 DETECTORS = dict(faster_rcnn=faster_rcnn, mask_rcnn=mask_rcnn,
-                 cascade_rcnn=cascade_rcnn, retinanet=retinanet)
+                 cascade_rcnn=cascade_rcnn, retinanet=retinanet, fcos=fcos)
 
 
 def _sample(boxes, valid, labels, with_mask, size=128):
