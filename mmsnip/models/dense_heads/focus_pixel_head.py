@@ -1,0 +1,98 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""The FocusPixel head of AutoFocus (Sec. 3.4.1, Fig. 11)."""
+from typing import List, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mmdet.structures import DetDataSample
+from mmdet.structures.bbox import get_box_tensor
+from mmengine.model import BaseModule
+from torch import Tensor, nn
+
+from mmsnip.chips import FOCUS, IGNORE, focus_pixel_labels
+from mmsnip.registry import MODELS
+
+
+@MODELS.register_module()
+class FocusPixelHead(BaseModule):
+    """Predicts FocusPixels: where small objects are, on a stride-s map.
+
+    3x3 conv + ReLU + 1x1 conv to 2 classes (background, focus), trained
+    with softmax cross-entropy on the labels of
+    :func:`mmsnip.chips.focus_pixel_labels` computed from the chip's boxes
+    (1 for objects of size ``(a, b)``, -1 ignored for ``< a`` and
+    ``(b, c)``, 0 elsewhere; sizes in network-input pixels). Crowd boxes
+    (``ignored_instances``) mark their cells as ignored unless a small
+    object makes them FocusPixels. The paper applies no re-weighting: the
+    classes are about 1:10 on 512 px chips.
+
+    Args:
+        in_channels (int): Channels of the input feature map.
+        feat_channels (int): Channels of the 3x3 conv (256).
+        stride (int): Stride of the input feature map (16).
+        thresholds (Sequence[float]): ``(a, b, c)`` = (5, 64, 90).
+        loss_weight (float): Weight of the loss.
+    """
+
+    def __init__(self,
+                 in_channels: int = 256,
+                 feat_channels: int = 256,
+                 stride: int = 16,
+                 thresholds: Sequence[float] = (5, 64, 90),
+                 loss_weight: float = 1.0,
+                 init_cfg=dict(
+                     type='Normal', layer='Conv2d', std=0.01)):
+        super().__init__(init_cfg=init_cfg)
+        self.stride = stride
+        self.thresholds = tuple(thresholds)
+        self.loss_weight = loss_weight
+        self.conv = nn.Conv2d(in_channels, feat_channels, 3, padding=1)
+        self.cls = nn.Conv2d(feat_channels, 2, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, C, H, W)`` features -> ``(B, 2, H, W)`` logits."""
+        return self.cls(F.relu(self.conv(x)))
+
+    def predict(self, x: Tensor) -> Tensor:
+        """``(B, H, W)`` FocusPixel probabilities."""
+        return self.forward(x).float().softmax(dim=1)[:, 1]
+
+    def get_targets(self, data_samples: List[DetDataSample],
+                    map_hw) -> Tensor:
+        """``(B, H, W)`` long labels in {-1, 0, 1} for a map of ``map_hw``."""
+        h, w = map_hw
+        canvas = (h * self.stride, w * self.stride)
+        out = []
+        for sample in data_samples:
+            boxes = get_box_tensor(sample.gt_instances.bboxes)
+            labels = focus_pixel_labels(
+                boxes.detach().float().cpu().numpy(), canvas, self.stride,
+                *self.thresholds)
+            ignored = sample.get('ignored_instances', None)
+            if ignored is not None and len(ignored) > 0:
+                crowd = get_box_tensor(ignored.bboxes).detach().float()
+                crowd_cells = _cells_covered(crowd.cpu().numpy(), canvas,
+                                             self.stride)
+                labels = np.where(crowd_cells & (labels != FOCUS), IGNORE,
+                                  labels)
+            out.append(torch.from_numpy(labels[:h, :w].astype(np.int64)))
+        return torch.stack(out)
+
+    def loss(self, x: Tensor, data_samples: List[DetDataSample]) -> dict:
+        """``dict(loss_focus=...)``; cells labelled -1 are ignored."""
+        logits = self.forward(x)
+        targets = self.get_targets(data_samples,
+                                   logits.shape[-2:]).to(logits.device)
+        loss = F.cross_entropy(
+            logits.float(), targets, ignore_index=IGNORE, reduction='sum')
+        num = (targets != IGNORE).sum().clamp(min=1)
+        return dict(loss_focus=self.loss_weight * loss / num)
+
+
+def _cells_covered(boxes: np.ndarray, canvas_hw, stride: int) -> np.ndarray:
+    """Cells of a stride grid any box overlaps (bool ``(H', W')``): the
+    FocusPixel rule with every size counted as focus."""
+    labels = focus_pixel_labels(boxes, canvas_hw, stride, a=0, b=np.inf,
+                                c=np.inf)
+    return labels == FOCUS

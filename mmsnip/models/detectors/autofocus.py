@@ -1,0 +1,137 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""The AutoFocus detector wrapper (Sec. 3.4, Fig. 11)."""
+import copy
+from contextlib import contextmanager
+from typing import List, Tuple, Union
+
+from mmdet.models.detectors import BaseDetector
+from mmdet.structures import DetDataSample
+from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
+from torch import Tensor
+
+from mmsnip.registry import MODELS
+
+
+@contextmanager
+def reuse_features(detector, feats: Tuple[Tensor]):
+    """Make ``detector.extract_feat`` return ``feats`` inside the block.
+
+    MMDetection's ``loss``/``predict`` start by extracting features; the
+    wrapper has already done it (the focus head needs them too), so the
+    backbone runs once per batch.
+    """
+    detector.extract_feat = lambda inputs: feats
+    try:
+        yield
+    finally:
+        del detector.extract_feat  # back to the class's method
+
+
+@MODELS.register_module()
+class AutoFocus(BaseDetector):
+    """Any MMDetection detector plus a FocusPixel head.
+
+    Training (on SNIPER chips) adds the focus loss to the detector's losses;
+    the features are extracted once and shared. Inference on whole images
+    is the wrapped detector's; the coarse-to-fine cascade is
+    ``AutoFocusTTAModel``'s job.
+
+    Checkpoints: the state dict is the detector's under ``detector.`` plus
+    ``focus_head.``; a plain detector checkpoint (no prefix) loads into
+    ``detector`` (the focus head keeps its initialisation), and
+    ``model.detector.state_dict()`` is a plain detector checkpoint again.
+
+    Args:
+        detector (dict): The detector config (two-stage or one-stage).
+        focus_head (dict): ``FocusPixelHead`` config.
+        focus_level (int): Which neck output feeds the focus head: the one
+            whose stride is ``focus_head.stride`` (checked), e.g. 2 for an
+            FPN starting at stride 4 (Faster R-CNN), 1 for one starting at
+            stride 8 (RetinaNet, FCOS).
+        data_preprocessor (dict, optional): Defaults to the detector's.
+    """
+
+    def __init__(self,
+                 detector: ConfigType,
+                 focus_head: ConfigType,
+                 focus_level: int = 2,
+                 data_preprocessor: OptConfigType = None,
+                 init_cfg: OptMultiConfig = None):
+        detector = copy.deepcopy(detector)
+        inner_preprocessor = detector.pop('data_preprocessor', None)
+        super().__init__(
+            data_preprocessor=data_preprocessor or inner_preprocessor,
+            init_cfg=init_cfg)
+        self.detector = MODELS.build(detector)
+        self.focus_head = MODELS.build(focus_head)
+        self.focus_level = focus_level
+        self._register_load_state_dict_pre_hook(self._load_plain_detector)
+
+    @staticmethod
+    def _load_plain_detector(state_dict, prefix, *args, **kwargs):
+        """Move the keys of a plain detector checkpoint under ``detector.``.
+        """
+        own = (prefix + 'detector.', prefix + 'focus_head.')
+        for key in [k for k in state_dict if k.startswith(prefix)]:
+            if not key.startswith(own):
+                state_dict[prefix + 'detector.' + key[len(prefix):]] = \
+                    state_dict.pop(key)
+
+    def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tensor]:
+        return self.detector.extract_feat(batch_inputs)
+
+    def focus_features(self, feats: Tuple[Tensor],
+                       batch_inputs: Tensor) -> Tensor:
+        """The feature map the focus head reads, checked against its stride.
+        """
+        if self.focus_level >= len(feats):
+            raise ValueError(f'AutoFocus.focus_level={self.focus_level} but '
+                             f'the detector has {len(feats)} feature levels')
+        feat = feats[self.focus_level]
+        stride = self.focus_head.stride
+        expected = -(-batch_inputs.shape[-1] // stride)
+        if feat.shape[-1] != expected:
+            actual = batch_inputs.shape[-1] / feat.shape[-1]
+            raise ValueError(
+                f'AutoFocus: feature level {self.focus_level} has stride '
+                f'{actual:g}, but focus_head.stride is {stride}; pick the '
+                'focus_level of that stride')
+        return feat
+
+    def loss(self, batch_inputs: Tensor,
+             batch_data_samples: List[DetDataSample]) -> dict:
+        feats = self.extract_feat(batch_inputs)
+        with reuse_features(self.detector, feats):
+            losses = self.detector.loss(batch_inputs, batch_data_samples)
+        losses.update(
+            self.focus_head.loss(
+                self.focus_features(feats, batch_inputs),
+                batch_data_samples))
+        return losses
+
+    def predict(self,
+                batch_inputs: Tensor,
+                batch_data_samples: List[DetDataSample],
+                rescale: bool = True) -> List[DetDataSample]:
+        return self.detector.predict(batch_inputs, batch_data_samples,
+                                     rescale)
+
+    def predict_with_focus(self, batch_inputs: Tensor,
+                           batch_data_samples: List[DetDataSample],
+                           rescale: bool = True):
+        """Detections and FocusPixel probabilities in one forward pass.
+
+        Returns:
+            tuple: the detector's predictions and ``(B, H, W)`` focus
+            probabilities on the ``focus_level`` map.
+        """
+        feats = self.extract_feat(batch_inputs)
+        with reuse_features(self.detector, feats):
+            results = self.detector.predict(batch_inputs, batch_data_samples,
+                                            rescale)
+        return results, self.focus_head.predict(
+            self.focus_features(feats, batch_inputs))
+
+    def _forward(self, batch_inputs: Tensor,
+                 batch_data_samples=None) -> Union[tuple, Tensor]:
+        return self.detector._forward(batch_inputs, batch_data_samples)

@@ -1,0 +1,86 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+import copy
+
+import torch
+from mmengine.config import ConfigDict
+from mmengine.registry import DefaultScope
+
+from mmsnip.registry import MODELS
+from mmsnip.utils import register_all_modules
+from test_models.test_detectors_snip import _sample, faster_rcnn, retinanet
+
+register_all_modules(init_default_scope=False)
+
+
+def _autofocus(detector_cfg, focus_level=2):
+    return ConfigDict(
+        type='AutoFocus', detector=detector_cfg,
+        focus_head=dict(type='FocusPixelHead', in_channels=32,
+                        feat_channels=32, stride=16),
+        focus_level=focus_level)
+
+
+def _build(cfg):
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        return MODELS.build(cfg)
+
+
+def _batch(model):
+    samples = [
+        _sample([[10, 10, 50, 50], [0, 0, 128, 128]], [True, False], [0, 1],
+                False),
+        _sample([[60, 60, 64, 64]], [True], [2], False),
+    ]
+    inputs = list(torch.rand(2, 3, 128, 128) * 255)
+    return model.data_preprocessor(
+        dict(inputs=inputs, data_samples=copy.deepcopy(samples)), True)
+
+
+def test_two_stage_and_one_stage_train_both_losses():
+    # stride 16 is FPN level 2 for Faster R-CNN, level 1 for RetinaNet
+    for detector, level in ((faster_rcnn(), 2), (retinanet(), 1)):
+        model = _build(_autofocus(detector, level))
+        data = _batch(model)
+        calls = []
+        original = type(model.detector).extract_feat
+
+        def counting(self, inputs):
+            calls.append(1)
+            return original(self, inputs)
+
+        type(model.detector).extract_feat = counting
+        try:
+            losses = model.loss(data['inputs'], data['data_samples'])
+        finally:
+            type(model.detector).extract_feat = original
+        assert len(calls) == 1  # features extracted once, shared
+        assert 'loss_focus' in losses and torch.isfinite(losses['loss_focus'])
+        assert any(k.startswith('loss_') and k != 'loss_focus'
+                   for k in losses)
+        model.eval()
+        with torch.no_grad():
+            results, focus = model.predict_with_focus(
+                data['inputs'], data['data_samples'])
+        assert len(results) == 2 and focus.shape == (2, 8, 8)
+
+
+def test_plain_detector_checkpoint_loads_and_exports():
+    plain = _build(ConfigDict(faster_rcnn()))
+    model = _build(_autofocus(faster_rcnn()))
+    missing, unexpected = model.load_state_dict(plain.state_dict(),
+                                                strict=False)
+    assert not unexpected
+    assert all(k.startswith('focus_head.') for k in missing)
+    for key, value in plain.state_dict().items():
+        assert torch.equal(model.detector.state_dict()[key], value)
+    # and the wrapped detector exports as a plain detector again
+    again = _build(ConfigDict(faster_rcnn()))
+    again.load_state_dict(model.detector.state_dict())
+
+
+def test_focus_level_of_another_stride_is_an_error():
+    import pytest
+    model = _build(_autofocus(retinanet(), focus_level=2))
+    data = _batch(model)
+    with pytest.raises(ValueError, match='focus_head.stride is 16'):
+        model.loss(data['inputs'], data['data_samples'])
