@@ -1,0 +1,144 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""AutoFocusTTAModel: consistency with SnipTTAModel, pixel savings."""
+import os.path as osp
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from mmcv.transforms import BaseTransform, Compose
+from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmengine.registry import DefaultScope
+
+from conftest import REPO_ROOT
+from mmsnip.chips import ScaleSpec
+from mmsnip.models import crop_resize
+from mmsnip.registry import MODELS
+from mmsnip.utils import register_all_modules
+
+register_all_modules(init_default_scope=False)
+CONFIG = osp.join(REPO_ROOT, 'configs/autofocus/'
+                  'autofocus_faster-rcnn_r18-w16_fpn_12e_demo.py')
+SCALES = [dict(max_side=256, valid_range=(60, None)),
+          dict(factor=1.0, valid_range=(20, 120)),
+          dict(factor=2.0, valid_range=(0, 40))]
+
+
+@pytest.fixture(scope='module')
+def autofocus():
+    torch.manual_seed(0)
+    cfg = Config.fromfile(CONFIG)
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        model = MODELS.build(cfg.model)
+    model.init_weights()
+    # a confident box head: random init scores are ~uniform
+    model.eval()
+    return model
+
+
+def _image(tiny_demo_root):
+    path = osp.join(tiny_demo_root, 'val', 'val_000000.jpg')
+    return dict(img_path=path, img_id=1)
+
+
+def _autofocus_tta(model, threshold, min_size=64):
+    scales = [dict(s, threshold=threshold, dilation=3, min_size=min_size)
+              for s in SCALES]
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        return MODELS.build(dict(type='AutoFocusTTAModel', module=model,
+                                 scales=scales, max_chips=64))
+
+
+def _run_autofocus(tta, info):
+    pipeline = Compose([
+        dict(type='LoadImageFromFile'),
+        dict(type='mmdet.PackDetInputs',
+             meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape'))])
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        data = pseudo_collate([pipeline(dict(info))])
+    return tta.test_step(data)[0]
+
+
+class _TorchResizeToScale(BaseTransform):
+    """ResizeToScale with the cascade's own resize (``crop_resize`` on the
+    whole image), so both paths see the same pixels."""
+
+    def __init__(self, scale):
+        self.spec = ScaleSpec.from_dict(scale)
+
+    def transform(self, results):
+        img = torch.from_numpy(results['img']).permute(2, 0, 1)
+        h, w = img.shape[-2:]
+        crop, _, (fx, fy) = crop_resize(img, np.array([0, 0, w, h]),
+                                        self.spec.factor_for(h, w))
+        results['img'] = crop.permute(1, 2, 0).numpy().astype(np.uint8)
+        results['img_shape'] = tuple(crop.shape[-2:])
+        results['scale_factor'] = (fx, fy)
+        return results
+
+
+def _run_snip(model, info, torch_resize=False):
+    views = [_TorchResizeToScale(s) if torch_resize else
+             dict(type='ResizeToScale', scale=s) for s in SCALES]
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        tta = MODELS.build(dict(type='SnipTTAModel', module=model,
+                                scales=SCALES))
+        pipeline = Compose([
+            dict(type='LoadImageFromFile'),
+            dict(type='TestTimeAug', transforms=[
+                views,
+                [dict(type='mmdet.PackDetInputs', meta_keys=(
+                    'img_id', 'img_path', 'ori_shape', 'img_shape',
+                    'scale_factor'))]])])
+        data = pseudo_collate([pipeline(dict(info))])
+    with torch.no_grad():
+        return tta.test_step(data)[0]
+
+
+def test_select_every_pixel_equals_the_full_pyramid(autofocus,
+                                                    tiny_demo_root):
+    info = _image(tiny_demo_root)
+    full = _run_snip(autofocus, info, torch_resize=True)
+    cascade = _run_autofocus(_autofocus_tta(autofocus, threshold=-1.0), info)
+    assert cascade.metainfo['chips_per_scale'] == [1, 1, 1]
+    assert cascade.metainfo['pixels_per_scale'] == \
+        full.metainfo['pixels_per_scale']
+    a, b = full.pred_instances, cascade.pred_instances
+    assert len(a) > 0 and len(a) == len(b)
+    torch.testing.assert_close(a.bboxes, b.bboxes, atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(a.scores, b.scores, atol=1e-5, rtol=1e-4)
+    assert torch.equal(a.labels, b.labels)
+
+
+def test_device_resize_matches_the_opencv_pipeline(tiny_demo_root):
+    from mmsnip.datasets.transforms import ResizeToScale
+    img = cv2.imread(_image(tiny_demo_root)['img_path'])
+    for scale in SCALES:
+        ref = ResizeToScale(scale)(dict(img=img.copy()))
+        ours = _TorchResizeToScale(scale)(dict(img=img.copy()))
+        assert ref['img'].shape == ours['img'].shape
+        diff = np.abs(ref['img'].astype(int) - ours['img'].astype(int))
+        assert diff.max() <= 2 and diff.mean() < 0.5
+        np.testing.assert_allclose(ref['scale_factor'], ours['scale_factor'])
+
+
+def test_real_threshold_processes_fewer_pixels(autofocus, tiny_demo_root):
+    info = _image(tiny_demo_root)
+    everything = _run_autofocus(_autofocus_tta(autofocus, -1.0), info)
+    focused = _run_autofocus(_autofocus_tta(autofocus, 0.5, 32), info)
+    assert focused.metainfo['chips_per_scale'][0] == 1
+    assert focused.metainfo['pixels'] <= everything.metainfo['pixels']
+    nothing = _run_autofocus(_autofocus_tta(autofocus, 1.1), info)
+    # no FocusPixels: only the coarsest scale runs
+    assert nothing.metainfo['chips_per_scale'] == [1, 0, 0]
+    assert nothing.metainfo['pixels_per_scale'][1:] == [0, 0]
+
+
+def test_needs_a_focus_head(tiny_demo_root):
+    cfg = Config.fromfile(CONFIG)
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        plain = MODELS.build(cfg.model.detector)
+        with pytest.raises(TypeError, match='FocusPixel head'):
+            MODELS.build(dict(type='AutoFocusTTAModel', module=plain,
+                              scales=SCALES))
