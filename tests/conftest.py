@@ -80,8 +80,11 @@ def tiny_config(data_root: str, work_dir: str, out_path: str,
     if cfg.train_dataloader.dataset.type == 'SniperDataset':
         cfg.train_dataloader.dataset.cache_dir = ''
     for key in ('val_evaluator', 'test_evaluator'):
-        if cfg.get(key):
-            cfg[key].ann_file = root + 'annotations/instances_val.json'
+        evaluators = cfg.get(key) or []
+        for evaluator in (evaluators if isinstance(evaluators, list) else
+                          [evaluators]):
+            if 'ann_file' in evaluator:
+                evaluator.ann_file = root + 'annotations/instances_val.json'
     cfg.train_cfg.max_epochs = max_epochs
     if cfg.get('val_cfg'):
         cfg.train_cfg.val_interval = max_epochs

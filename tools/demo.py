@@ -44,6 +44,10 @@ EXPERIMENTS = [
          osp.join(WORK_DIR, osp.splitext(osp.basename(SNIPER_STAGE1))[0],
                   'epoch_12.pth'), '--out', PROPOSALS
      ]),
+    ('AutoFocus',
+     'configs/autofocus/autofocus_faster-rcnn_r18-w16_fpn_12e_demo.py',
+     ['--tta'], 'stage 2 + FocusPixel head, 2 epochs; test: coarse to fine',
+     None),
 ]
 # Rows added by --full (slow on a CPU).
 FULL_EXPERIMENTS = [
@@ -132,13 +136,18 @@ def main():
 
     print('\nmmsnip demo results (COCO bbox AP on the demo val split)\n')
     print('| method | AP | AP50 | AP_small | AP_medium | AP_large | '
-          'train MPix/epoch | notes |')
-    print('| --- | --- | --- | --- | --- | --- | --- | --- |')
+          'train MPix/epoch | test pixels/img | test img/s | notes |')
+    print('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |')
     for name, m, mpix, notes in rows:
         vals = [m[f'coco/bbox_{k}'] for k in
                 ('mAP', 'mAP_50', 'mAP_s', 'mAP_m', 'mAP_l')]
+        pixels = m.get('pixels/mean')
+        pixels = f'{pixels / 1e6:.2f} M ({m["pixels/sqrt_mean"]:.0f}^2)' \
+            if pixels else '-'
+        speed = f'{m["pixels/img_per_s"]:.2f}' \
+            if 'pixels/img_per_s' in m else '-'
         print(f'| {name} | ' + ' | '.join(f'{100 * v:.1f}' for v in vals) +
-              f' | {mpix} | {notes} |')
+              f' | {mpix} | {pixels} | {speed} | {notes} |')
 
 
 def train_mpix_per_epoch(train_log, data_root, max_side=800):

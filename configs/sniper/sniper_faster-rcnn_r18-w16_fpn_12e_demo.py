@@ -59,6 +59,15 @@ tta_pipeline = [
                     ]])
 ]
 
+# COCO AP plus the pixels the full pyramid processes per image.
+test_evaluator = [
+    dict(
+        type='CocoMetric',
+        ann_file='data/demo/annotations/instances_val.json',
+        metric='bbox'),
+    dict(type='PixelMetric')
+]
+
 # Chips are not whole images: evaluate with `tools/test.py --tta` instead of
 # a single-scale validation during training.
 val_cfg = None
