@@ -98,9 +98,14 @@ def test_mining_bad_input(stage1, tmp_path):
                      str(tmp_path / 'x.pth'), '--out',
                      str(tmp_path / 'p.pkl')], check=False)
     assert proc.returncode == 2 and 'x.pth' in proc.stderr
-    proc = run_tool(['tools/mine_proposals.py', osp.join(
-        REPO_ROOT, 'configs/baseline/faster-rcnn_r18-w16_fpn_12e_demo.py'),
-        ckpt, '--out', str(tmp_path / 'p.pkl')], check=False)
+    # a config without chips (here the single-scale baseline)
+    plain = tiny_config(
+        Config.fromfile(cfg_path).train_dataloader.dataset.dataset.data_root,
+        str(tmp_path / 'w'), str(tmp_path / 'plain.py'), base=osp.join(
+            REPO_ROOT,
+            'configs/baseline/faster-rcnn_r18-w16_fpn_12e_demo.py'))
+    proc = run_tool(['tools/mine_proposals.py', plain, ckpt, '--out',
+                     str(tmp_path / 'p.pkl')], check=False)
     assert proc.returncode == 2 and 'SniperDataset' in proc.stderr
 
 
