@@ -22,6 +22,8 @@ import subprocess
 import sys
 import time
 
+from mmengine.config import Config
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DATA_ROOT = 'data/demo'
 WORK_DIR = 'work_dirs/demo'
@@ -113,16 +115,18 @@ def main():
         stem = osp.splitext(osp.basename(config))[0]
         work_dir = osp.join(WORK_DIR, stem)
         os.makedirs(work_dir, exist_ok=True)
-        ckpt = osp.join(work_dir, 'last_checkpoint')
+        # Train unless the last epoch's checkpoint exists; an interrupted
+        # run resumes from its latest checkpoint (--resume).
+        max_epochs = Config.fromfile(config).train_cfg.max_epochs
+        final = osp.join(work_dir, f'epoch_{max_epochs}.pth')
         if prepare and (args.force or not osp.isfile(prepare[-1])):
             print(f'[{name}] preparing (log: {work_dir}/prepare.log)')
             run([py] + prepare, osp.join(work_dir, 'prepare.log'))
-        if args.force or not osp.isfile(ckpt):
+        if args.force or not osp.isfile(final):
             print(f'[{name}] training (log: {work_dir}/train.log)')
             run([py, 'tools/train.py', config, '--work-dir', work_dir,
                  '--resume'], osp.join(work_dir, 'train.log'))
-        with open(ckpt) as f:
-            checkpoint = f.read().strip()
+        checkpoint = final
         test_dir = osp.join(work_dir, 'test')
         if args.force or latest_metrics(test_dir) is None:
             print(f'[{name}] testing (log: {work_dir}/test.log)')
