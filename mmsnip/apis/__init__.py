@@ -1,5 +1,6 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 """High-level functions the tools call."""
+from .autofocus import evaluate_cascade, load_autofocus
 from .mining import mine_proposals
 
-__all__ = ['mine_proposals']
+__all__ = ['evaluate_cascade', 'load_autofocus', 'mine_proposals']

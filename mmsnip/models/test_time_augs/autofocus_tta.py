@@ -8,13 +8,14 @@ import torch
 import torch.nn.functional as F
 from mmcv.ops import batched_nms
 from mmdet.structures import DetDataSample
+from mmdet.structures.bbox import get_box_tensor
 from mmengine.config import ConfigDict
 from mmengine.model import BaseTTAModel
 from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmsnip.chips import (ScaleSpec, focus_chips, focus_stack_keep_mask,
-                          merge_overlapping)
+                          merge_overlapping, oracle_focus_chips)
 from mmsnip.registry import MODELS
 
 
@@ -86,6 +87,9 @@ class AutoFocusTTAModel(BaseTTAModel):
         max_chips (int): At most this many FocusChips per scale (the
             largest first).
         border_tol (float): Focus-stacking border tolerance, ORIGINAL px.
+        oracle (bool): Build FocusChips from the ground truth of the test
+            sample (``gt_instances``, loaded by the test pipeline) instead
+            of the predicted maps: the upper bound of Sec. 4.4.1.
         tta_cfg (dict): ``nms`` and ``max_per_img``.
     """
 
@@ -93,6 +97,7 @@ class AutoFocusTTAModel(BaseTTAModel):
                  scales: Sequence[dict],
                  max_chips: int = 32,
                  border_tol: float = 1.0,
+                 oracle: bool = False,
                  tta_cfg: Optional[dict] = None,
                  **kwargs):
         super().__init__(**kwargs)
@@ -109,6 +114,7 @@ class AutoFocusTTAModel(BaseTTAModel):
             self.scales.append(FocusScale(ScaleSpec.from_dict(cfg), **focus))
         self.max_chips = max_chips
         self.border_tol = border_tol
+        self.oracle = oracle
         self.tta_cfg = ConfigDict(tta_cfg or dict(
             nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
 
@@ -183,9 +189,14 @@ class AutoFocusTTAModel(BaseTTAModel):
                 labels.append(lb[keep])
             if s + 1 == len(self.scales):
                 break
-            chips = self._next_chips(focus, crops, factor, scale,
-                                     self.scales[s + 1], stride,
-                                     (img_h, img_w))
+            if self.oracle:
+                chips = self._oracle_chips(sample, factor, scale,
+                                           self.scales[s + 1], stride,
+                                           (img_h, img_w))
+            else:
+                chips = self._next_chips(focus, crops, factor, scale,
+                                         self.scales[s + 1], stride,
+                                         (img_h, img_w))
         result = DetDataSample(metainfo=meta)
         result.set_metainfo(dict(pixels_per_scale=pixels,
                                  pixels=sum(pixels), chips_per_scale=counts))
@@ -214,6 +225,21 @@ class AutoFocusTTAModel(BaseTTAModel):
                                                    merged[:, 1])
             merged = merged[np.argsort(-area, kind='stable')[:self.max_chips]]
         return merged
+
+    def _oracle_chips(self, sample, factor, scale, next_scale, stride,
+                      img_hw) -> np.ndarray:
+        """FocusChips of the next scale from perfect FocusPixels: the
+        sample's ground truth labelled at this scale."""
+        img_h, img_w = img_hw
+        gt = sample.gt_instances.bboxes if 'gt_instances' in sample else []
+        gt = get_box_tensor(gt).float().cpu().numpy() if len(gt) else \
+            np.zeros((0, 4))
+        next_factor = next_scale.spec.factor_for(img_h, img_w)
+        a, b, c = self.module.focus_head.thresholds
+        _, orig = oracle_focus_chips(
+            gt, img_h, img_w, factor, stride, a, b, c, scale.dilation,
+            scale.min_size * factor / next_factor)
+        return orig[:self.max_chips]
 
     def _merge(self, boxes, scores, labels) -> InstanceData:
         out = InstanceData()
