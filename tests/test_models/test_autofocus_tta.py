@@ -142,3 +142,25 @@ def test_needs_a_focus_head(tiny_demo_root):
         with pytest.raises(TypeError, match='FocusPixel head'):
             MODELS.build(dict(type='AutoFocusTTAModel', module=plain,
                               scales=SCALES))
+
+
+def test_sliced_inference_tiles_and_merges(autofocus, tiny_demo_root):
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        sliced = MODELS.build(dict(type='SlicedTTAModel',
+                                   module=autofocus, tile_size=128,
+                                   overlap=32, full_image=True))
+    tiles = sliced.tiles(300, 250)
+    assert (tiles[:, :2] >= 0).all() and (tiles[:, 2] <= 250).all()
+    assert tiles[:, 2].max() == 250 and tiles[:, 3].max() == 300
+    assert ((tiles[:, 2:] - tiles[:, :2]) <= 128).all()
+    info = _image(tiny_demo_root)
+    result = _run_autofocus(sliced, info)
+    h, w = result.metainfo['ori_shape']
+    n = len(sliced.tiles(h, w))
+    assert result.metainfo['chips_per_scale'] == [n, 1]
+    assert result.metainfo['pixels_per_scale'][1] == h * w
+    b = result.pred_instances.bboxes
+    assert len(b) == 0 or ((b[:, 2] <= w + 1e-3) & (b[:, 3] <= h + 1e-3)).all()
+    with pytest.raises(ValueError, match='overlap < tile_size'):
+        MODELS.build(dict(type='mmsnip.SlicedTTAModel', module=autofocus,
+                          tile_size=64, overlap=64))

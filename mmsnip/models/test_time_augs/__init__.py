@@ -1,6 +1,10 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 """Multi-scale test-time models (``tta_model`` in configs)."""
-from .autofocus_tta import AutoFocusTTAModel, crop_resize
+from .autofocus_tta import AutoFocusTTAModel, crop_resize, merge_detections
+from .sliced_tta import SlicedTTAModel
 from .snip_tta import SnipTTAModel
 
-__all__ = ['AutoFocusTTAModel', 'SnipTTAModel', 'crop_resize']
+__all__ = [
+    'AutoFocusTTAModel', 'SlicedTTAModel', 'SnipTTAModel', 'crop_resize',
+    'merge_detections'
+]

@@ -200,7 +200,8 @@ class AutoFocusTTAModel(BaseTTAModel):
         result = DetDataSample(metainfo=meta)
         result.set_metainfo(dict(pixels_per_scale=pixels,
                                  pixels=sum(pixels), chips_per_scale=counts))
-        result.pred_instances = self._merge(boxes, scores, labels)
+        result.pred_instances = merge_detections(boxes, scores, labels,
+                                                 self.tta_cfg)
         return result
 
     def _next_chips(self, focus: Tensor, crops, factor, scale, next_scale,
@@ -241,19 +242,22 @@ class AutoFocusTTAModel(BaseTTAModel):
             scale.min_size * factor / next_factor)
         return orig[:self.max_chips]
 
-    def _merge(self, boxes, scores, labels) -> InstanceData:
-        out = InstanceData()
-        boxes = torch.cat(boxes) if boxes else torch.zeros((0, 4))
-        scores = torch.cat(scores) if scores else torch.zeros(0)
-        labels = torch.cat(labels) if labels else torch.zeros(
-            0, dtype=torch.long)
-        if boxes.numel() == 0:
-            out.bboxes, out.scores, out.labels = boxes.reshape(0, 4), \
-                scores, labels
-            return out
-        dets, keep = batched_nms(boxes, scores, labels, self.tta_cfg.nms)
-        dets = dets[:self.tta_cfg.max_per_img]
-        out.bboxes = dets[:, :-1]
-        out.scores = dets[:, -1]
-        out.labels = labels[keep][:self.tta_cfg.max_per_img]
+
+def merge_detections(boxes: List[Tensor], scores: List[Tensor],
+                     labels: List[Tensor], tta_cfg) -> InstanceData:
+    """Concatenate detections (ORIGINAL pixels) and merge them by
+    ``tta_cfg.nms`` (class-aware), keeping ``tta_cfg.max_per_img``."""
+    out = InstanceData()
+    boxes = torch.cat(boxes) if boxes else torch.zeros((0, 4))
+    scores = torch.cat(scores) if scores else torch.zeros(0)
+    labels = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long)
+    if boxes.numel() == 0:
+        out.bboxes, out.scores, out.labels = boxes.reshape(0, 4), scores, \
+            labels
         return out
+    dets, keep = batched_nms(boxes, scores, labels, tta_cfg.nms)
+    dets = dets[:tta_cfg.max_per_img]
+    out.bboxes = dets[:, :-1]
+    out.scores = dets[:, -1]
+    out.labels = labels[keep][:tta_cfg.max_per_img]
+    return out
