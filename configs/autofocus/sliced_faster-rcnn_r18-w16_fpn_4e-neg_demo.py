@@ -5,7 +5,7 @@
 #       work_dirs/demo/sniper_faster-rcnn_r18-w16_fpn_4e-neg_demo/epoch_4.pth --tta
 #
 # 256 px tiles (original pixels) with 64 px overlap at the finest scale
-# (x2), plus the whole image at the coarsest scale.
+# (x2), plus the whole image at 0.32x (the coarse scale of a 1600 px image).
 _base_ = '../sniper/sniper_faster-rcnn_r18-w16_fpn_4e-neg_demo.py'
 
 tta_model = dict(
