@@ -2,30 +2,53 @@
 """Export the SNIPER chips of a COCO annotation file, with statistics.
 
     python tools/export_chips.py ANN.json --config CFG --out chips.json \
-        [--proposals proposals.pkl] [--seed 0 --epoch 0]
+        [--proposals proposals.pkl] [--scales 0 2] [--seed 0 --epoch 0] \
+        [--strict]
     python tools/export_chips.py ANN.json --paper-defaults --out chips.json
 
-For every image, writes its chips: ``box`` [x1, y1, x2, y2] in ORIGINAL
-pixels, ``scale_index``, ``scale_factor``, ``positive``, and ``covers``, the
-annotation ids fully inside the chip. Prints chips per image, training
-pixels per image per epoch for SNIPER (positives + the negatives sampled
-for ``--epoch``) against the full pyramid (SNIP), and coverage: the fraction
-of valid annotations fully inside a chip of a scale where they are valid
-(1.0 by construction, except boxes larger than a chip, listed apart).
+The chip settings are the config's ``chip_cfg`` (top level, or the one of
+``train_dataloader.dataset``), or the paper's COCO settings. For every image
+it writes its chips: ``box`` [x1, y1, x2, y2] in ORIGINAL pixels,
+``box_scaled`` in the scale's pixels, ``scale_index`` (into the config's
+scales), ``scale_factor``, ``positive``, ``sampled`` (positives, and the
+negatives drawn for ``--epoch``) and ``covers``: the ids of the
+annotations fully inside the chip. The file is written atomically.
+
+It prints chips per image, pixels per image per epoch for SNIPER (positive
++ sampled negative chips, ``K x K`` each, batch padding included) against
+the full pyramid (SNIP: every scale's whole canvas), and coverage: the
+fraction of valid annotations fully inside a positive chip of a scale where
+they are valid. Coverage is 1.0 by construction; annotations larger than a
+chip at a scale where they are valid cannot be enclosed and are listed
+apart.
+
+Annotations: a ``bbox`` that is not four finite numbers with ``w, h >= 0``
+is an error. Boxes of zero area or outside the image are dropped and
+reported (``mmsnip.chips.sanitize_boxes``), or an error with ``--strict``.
+``--proposals`` takes a proposal file of ``tools/mine_proposals.py``
+(``mmsnip.datasets.proposals``: per image id, one ``(P, 5)`` array
+``[x1, y1, x2, y2, score]`` in ORIGINAL pixels per scale); a file for other
+images or another number of scales is refused.
 """
 import argparse
+import dataclasses
 import json
 import os
 import os.path as osp
 import sys
 import tempfile
 from collections import defaultdict
+from typing import Dict, List, NoReturn, Optional, Sequence
 
 import numpy as np
 
-from mmsnip.chips import (ChipConfig, generate_negative_chips,
-                          generate_positive_chips, inside_matrix,
-                          sample_negative_chips, sanitize_boxes)
+from mmsnip.chips import (ChipConfig, ChipSet, box_sizes,
+                          generate_negative_chips, generate_positive_chips,
+                          inside_matrix, sample_negative_chips, sanitize_boxes)
+
+# Chips snap to whole pixels of the scale; ORIGINAL coordinates carry the
+# rounding of the division by the factor.
+_TOL = 1e-6
 
 
 def parse_args():
@@ -37,12 +60,20 @@ def parse_args():
                         help="the paper's COCO chip settings")
     parser.add_argument('--out', required=True, help='output json')
     parser.add_argument('--proposals', help='proposal file for negatives')
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--epoch', type=int, default=0)
+    parser.add_argument('--scales', type=int, nargs='+',
+                        help='export only these scale indices of the config')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='seed of the negative-chip sampling')
+    parser.add_argument('--epoch', type=int, default=0,
+                        help='epoch whose negatives are marked sampled')
+    parser.add_argument('--strict', action='store_true',
+                        help='fail on boxes of zero area or outside the '
+                        'image instead of dropping them')
     return parser.parse_args()
 
 
-def fail(msg: str):
+def fail(msg: str) -> NoReturn:
+    """Print ``error: msg`` and exit with status 2."""
     print(f'error: {msg}', file=sys.stderr)
     sys.exit(2)
 
@@ -62,13 +93,42 @@ def chip_config_from(path: str) -> ChipConfig:
         fail(f'config "{path}" has no `chip_cfg` (top level or in '
              'train_dataloader.dataset)')
     try:
-        return ChipConfig.from_dict(dict(chip_cfg))
-    except ValueError as e:
+        return ChipConfig.from_dict(_plain(chip_cfg))
+    except (TypeError, ValueError) as e:
         fail(f'config "{path}": chip_cfg: {e}')
 
 
+def _plain(obj):
+    """ConfigDicts and lists of them as plain dicts and tuples."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def select_scales(cfg: ChipConfig, indices: Sequence[int]) -> ChipConfig:
+    """The config restricted to some scales (gaps between them allowed)."""
+    bad = [i for i in indices if not 0 <= i < len(cfg.scales)]
+    if bad or len(set(indices)) != len(indices):
+        fail(f'--scales {list(indices)}: the config has scales 0..'
+             f'{len(cfg.scales) - 1}, each may be given once')
+    m = cfg.negative.min_proposals
+    negative = dataclasses.replace(
+        cfg.negative, min_proposals=tuple(m[i] for i in indices)
+        if isinstance(m, tuple) else m)
+    return dataclasses.replace(cfg, scales=tuple(cfg.scales[i]
+                                                 for i in indices),
+                               negative=negative, allow_range_gaps=True)
+
+
 def load_coco(path: str) -> dict:
-    """Read a COCO json; one-line errors for the usual problems."""
+    """Read a COCO json; one-line errors for the usual problems.
+
+    Checks the top-level keys, every image's ``id``, ``width``,
+    ``height`` (> 0), and every annotation's ``image_id`` and ``bbox``
+    (four finite numbers ``[x, y, w, h]`` with ``w, h >= 0``).
+    """
     if not osp.isfile(path):
         fail(f'annotation file "{path}" does not exist')
     try:
@@ -76,48 +136,86 @@ def load_coco(path: str) -> dict:
             coco = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         fail(f'annotation file "{path}" is not valid JSON: {e}')
+    if not isinstance(coco, dict):
+        fail(f'annotation file "{path}" is not a COCO dict')
     for key in ('images', 'annotations'):
-        if key not in coco:
-            fail(f'annotation file "{path}" lacks the COCO key "{key}"')
+        if not isinstance(coco.get(key), list):
+            fail(f'annotation file "{path}" lacks the COCO list "{key}"')
     for i, img in enumerate(coco['images']):
         for key in ('id', 'width', 'height'):
             if key not in img:
                 fail(f'{path}: images[{i}] lacks "{key}"')
-        if not (img['width'] > 0 and img['height'] > 0):
+        if not (_is_number(img['width']) and _is_number(img['height'])
+                and img['width'] > 0 and img['height'] > 0):
             fail(f'{path}: image {img["id"]} ({img.get("file_name")}) has '
                  f'size {img["width"]}x{img["height"]}')
     ids = {img['id'] for img in coco['images']}
     for i, ann in enumerate(coco['annotations']):
-        if 'bbox' not in ann or len(ann['bbox']) != 4:
-            fail(f'{path}: annotations[{i}] (id {ann.get("id")}) has no '
-                 '[x, y, w, h] bbox')
+        where = f'{path}: annotations[{i}] (id {ann.get("id")}'
         if ann.get('image_id') not in ids:
-            fail(f'{path}: annotation {ann.get("id")} refers to unknown '
-                 f'image_id {ann.get("image_id")}')
+            fail(f'{where}) refers to unknown image_id '
+                 f'{ann.get("image_id")}')
+        bbox = ann.get('bbox')
+        where += f', image {ann["image_id"]})'
+        if not (isinstance(bbox, list) and len(bbox) == 4
+                and all(_is_number(v) for v in bbox)):
+            fail(f'{where} has no [x, y, w, h] bbox of numbers: {bbox!r}')
+        if not np.isfinite(bbox).all() or bbox[2] < 0 or bbox[3] < 0:
+            fail(f'{where}: bbox {bbox} is not finite or has a negative '
+                 'width or height')
     return coco
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def atomic_json(obj, path: str) -> None:
+    """Write ``obj`` as JSON: a temporary file in the folder, then rename."""
     folder = osp.dirname(osp.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, suffix='.tmp')
-    with os.fdopen(fd, 'w') as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, 'w') as f:
+            json.dump(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _chip_records(chips: ChipSet, scale_ids: np.ndarray,
+                  sampled: np.ndarray, inside: np.ndarray,
+                  ann_ids: List) -> List[dict]:
+    return [dict(box=[round(float(v), 3) for v in chips.boxes[c]],
+                 box_scaled=[round(float(v), 3)
+                             for v in chips.boxes_scaled[c]],
+                 scale_index=int(scale_ids[chips.scale_index[c]]),
+                 scale_factor=float(chips.scale_factor[c]),
+                 positive=bool(chips.is_positive[c]),
+                 sampled=bool(sampled[c]),
+                 covers=[ann_ids[j] for j in np.flatnonzero(inside[c])])
+            for c in range(len(chips))]
 
 
 def main():
     args = parse_args()
     cfg = ChipConfig.paper_coco() if args.paper_defaults else \
         chip_config_from(args.config)
+    full_cfg = cfg
+    scale_ids = np.arange(len(cfg.scales))
+    if args.scales:
+        cfg = select_scales(cfg, args.scales)
+        scale_ids = np.array(args.scales)
     coco = load_coco(args.ann_file)
-    proposals = None
+    proposals: Optional[Dict] = None
     if args.proposals:
         from mmsnip.datasets.proposals import load_proposals
         try:
             proposals = load_proposals(
                 args.proposals, [img['id'] for img in coco['images']],
-                len(cfg.scales))
+                len(full_cfg.scales))
         except (ValueError, FileNotFoundError) as e:
             fail(str(e))
 
@@ -126,72 +224,100 @@ def main():
         by_image[ann['image_id']].append(ann)
     k2 = float(cfg.chip_size)**2
     out, stats = [], defaultdict(float)
-    uncoverable = []
+    uncoverable, dropped = [], []
     for img in coco['images']:
         h, w = img['height'], img['width']
         anns = by_image[img['id']]
+        ann_ids = [a.get('id') for a in anns]
         xywh = np.array([a['bbox'] for a in anns], np.float64).reshape(-1, 4)
         boxes = np.c_[xywh[:, :2], xywh[:, :2] + xywh[:, 2:]]
-        crowd = np.array([a.get('iscrowd', 0) for a in anns], bool)
+        crowd = np.array([bool(a.get('iscrowd', 0)) for a in anns], bool)
         boxes, keep = sanitize_boxes(boxes, h, w)
-        stats['dropped_boxes'] += int((~keep).sum())
+        for j in np.flatnonzero(~keep):
+            if args.strict:
+                fail(f'{args.ann_file}: annotation {ann_ids[j]} (image '
+                     f'{img["id"]}, {w}x{h}): bbox {anns[j]["bbox"]} has '
+                     'zero area inside the image')
+            dropped.append((img['id'], ann_ids[j]))
         res = generate_positive_chips(boxes, h, w, cfg, crowd)
         chips = res.chips
-        negatives = 0
+        sampled = np.ones(len(chips), bool)
         if proposals is not None:
-            neg = generate_negative_chips(proposals[img['id']], h, w, cfg,
-                                          chips)
-            picked = sample_negative_chips(len(neg), cfg.neg_per_image,
-                                           args.seed, args.epoch, img['id'])
-            negatives = len(picked)
+            props = [proposals[img['id']][i] for i in scale_ids]
+            neg = generate_negative_chips(props, h, w, cfg, chips)
+            picked = np.zeros(len(neg), bool)
+            picked[sample_negative_chips(len(neg), cfg.neg_per_image,
+                                         args.seed, args.epoch,
+                                         img['id'])] = True
             stats['negative_pool'] += len(neg)
-            chips = type(chips).concat([chips, neg])
-        inside = inside_matrix(boxes, chips.boxes + [-1e-6, -1e-6, 1e-6,
-                                                     1e-6])
+            stats['negative_sampled'] += int(picked.sum())
+            chips = ChipSet.concat([chips, neg])
+            sampled = np.concatenate([sampled, picked])
+        tol = np.array([-_TOL, -_TOL, _TOL, _TOL])
+        inside = inside_matrix(boxes, chips.boxes + tol) & keep
+        sizes = box_sizes(boxes)
         for s in range(len(cfg.scales)):
             need = res.valid[s] & ~res.uncoverable[s]
             mine = chips.is_positive & (chips.scale_index == s)
             stats['valid'] += int(need.sum())
             stats['covered'] += int((inside[mine][:, need]).any(0).sum())
             for j in np.flatnonzero(res.uncoverable[s]):
-                uncoverable.append((img['id'], anns[j].get('id'), s))
-        num_pos = int(chips.is_positive.sum())
-        stats['positive'] += num_pos
-        stats['sniper_pixels'] += (num_pos + negatives) * k2
+                uncoverable.append((img['id'], ann_ids[j], int(scale_ids[s]),
+                                    round(float(sizes[j]), 1)))
+        num_sampled = int(sampled.sum())
+        wh = chips.boxes_scaled[sampled, 2:] - chips.boxes_scaled[sampled, :2]
+        stats['positive'] += int(chips.is_positive.sum())
+        stats['sniper_pixels'] += num_sampled * k2
+        stats['sniper_pixels_unpadded'] += float((wh[:, 0] * wh[:, 1]).sum())
         stats['pyramid_pixels'] += sum(
             np.prod(spec.scaled_shape(h, w)) for spec in cfg.scales)
-        out.append(dict(
-            image_id=img['id'], file_name=img.get('file_name'),
-            chips=[dict(box=[round(float(v), 2) for v in chips.boxes[c]],
-                        scale_index=int(chips.scale_index[c]),
-                        scale_factor=float(chips.scale_factor[c]),
-                        positive=bool(chips.is_positive[c]),
-                        covers=[anns[j].get('id')
-                                for j in np.flatnonzero(inside[c])])
-                   for c in range(len(chips))]))
-    atomic_json(dict(chip_cfg=repr(cfg), images=out), args.out)
+        out.append(dict(image_id=img['id'], file_name=img.get('file_name'),
+                        width=w, height=h,
+                        chips=_chip_records(chips, scale_ids, sampled, inside,
+                                            ann_ids)))
 
     n = max(len(coco['images']), 1)
     coverage = stats['covered'] / stats['valid'] if stats['valid'] else 1.0
+    summary = dict(
+        images=len(coco['images']),
+        positive_chips_per_image=stats['positive'] / n,
+        negative_pool_per_image=stats['negative_pool'] / n,
+        negative_sampled_per_image=stats['negative_sampled'] / n,
+        sniper_mpix_per_image=stats['sniper_pixels'] / n / 1e6,
+        sniper_mpix_per_image_unpadded=(stats['sniper_pixels_unpadded'] / n /
+                                        1e6),
+        pyramid_mpix_per_image=stats['pyramid_pixels'] / n / 1e6,
+        coverage=coverage, valid_annotations=int(stats['valid']),
+        uncoverable=[dict(image_id=i, ann_id=a, scale_index=s, size=z)
+                     for i, a, s, z in uncoverable],
+        dropped=[dict(image_id=i, ann_id=a) for i, a in dropped])
+    atomic_json(dict(chip_cfg=repr(full_cfg),
+                     scales=[int(s) for s in scale_ids], summary=summary,
+                     images=out), args.out)
+
     print(f'{len(coco["images"])} images -> {args.out}')
-    print(f'positive chips per image: {stats["positive"] / n:.2f}')
+    print('positive chips per image: '
+          f'{summary["positive_chips_per_image"]:.2f}')
     if proposals is not None:
-        print(f'negative pool per image: {stats["negative_pool"] / n:.2f} '
-              f'({cfg.neg_per_image} sampled per image per epoch)')
+        print(f'negative pool per image: '
+              f'{summary["negative_pool_per_image"]:.2f} '
+              f'({cfg.neg_per_image} sampled per image per epoch: '
+              f'{summary["negative_sampled_per_image"]:.2f} on average)')
+    ratio = stats['pyramid_pixels'] / max(stats['sniper_pixels'], 1)
     print(f'pixels per image per epoch: SNIPER '
-          f'{stats["sniper_pixels"] / n / 1e6:.3f} MPix vs full pyramid '
-          f'{stats["pyramid_pixels"] / n / 1e6:.3f} MPix '
-          f'({stats["pyramid_pixels"] / max(stats["sniper_pixels"], 1):.2f}x'
-          ' fewer)')
+          f'{summary["sniper_mpix_per_image"]:.3f} MPix '
+          f'({summary["sniper_mpix_per_image_unpadded"]:.3f} without padding)'
+          f' vs full pyramid {summary["pyramid_mpix_per_image"]:.3f} MPix '
+          f'({ratio:.2f}x fewer)')
     print(f'coverage of valid annotations: {coverage:.4f} '
           f'({int(stats["covered"])}/{int(stats["valid"])})')
     if uncoverable:
         print(f'{len(uncoverable)} valid annotations are larger than a chip '
-              'at their scale and are only seen cropped (image, ann, scale):'
-              f' {uncoverable[:10]}')
-    if stats['dropped_boxes']:
-        print(f'{int(stats["dropped_boxes"])} degenerate boxes dropped '
-              '(zero size or outside the image after clipping)')
+              'at a scale where they are valid and are only seen cropped '
+              f'there (image, ann, scale, size): {uncoverable[:10]}')
+    if dropped:
+        print(f'{len(dropped)} boxes dropped (zero area inside the image; '
+              f'--strict makes this an error) (image, ann): {dropped[:10]}')
 
 
 if __name__ == '__main__':

@@ -2,26 +2,28 @@
 """The paper's algorithms as vectorized numpy (no torch, no mmdet).
 
 Frames: ORIGINAL image pixels, SCALED pixels (image resized by a scale's
-factor), CHIP pixels (scaled, relative to a chip's corner); boxes xyxy.
+factor), CHIP pixels (SCALED, relative to a chip's corner); boxes xyxy.
 """
-from .boxes import (box_sizes, boxes_overlap, check_boxes, in_range,
-                    inside_matrix, sanitize_boxes)
-from .focus import (BACKGROUND, FOCUS, IGNORE, focus_chips,
-                    focus_pixel_labels, focus_stack_keep_mask,
-                    grow_to_min_size, merge_overlapping, oracle_focus_chips)
+from .boxes import (as_boxes, box_sizes, boxes_overlap, check_boxes, in_range,
+                    inside_matrix, rectangle_counts, sanitize_boxes)
+from .focus import (BACKGROUND, FOCUS, IGNORE, focus_chips, focus_pixel_labels,
+                    focus_stack_keep_mask, grow_to_min_size, merge_overlapping,
+                    oracle_focus_chips)
 from .negative import generate_negative_chips, sample_negative_chips
 from .positive import (ChipGroundTruth, ChipSet, PositiveChipResult,
-                       chip_ground_truth, chip_starts,
-                       generate_positive_chips, greedy_cover)
-from .scales import ChipConfig, ScaleSpec, range_gap
+                       chip_ground_truth, chip_starts, generate_positive_chips,
+                       greedy_cover, make_chip_set, to_canvas)
+from .scales import (ChipConfig, FocusConfig, NegativeConfig, ScaleSpec,
+                     range_gap)
 
 __all__ = [
     'BACKGROUND', 'FOCUS', 'IGNORE', 'ChipConfig', 'ChipGroundTruth',
-    'ChipSet', 'PositiveChipResult', 'ScaleSpec', 'box_sizes',
-    'boxes_overlap', 'check_boxes', 'chip_ground_truth', 'chip_starts',
-    'focus_chips', 'focus_pixel_labels', 'focus_stack_keep_mask',
-    'generate_negative_chips', 'generate_positive_chips', 'greedy_cover',
-    'grow_to_min_size', 'in_range', 'inside_matrix', 'merge_overlapping',
-    'oracle_focus_chips', 'range_gap', 'sample_negative_chips',
-    'sanitize_boxes'
+    'ChipSet', 'FocusConfig', 'NegativeConfig', 'PositiveChipResult',
+    'ScaleSpec', 'as_boxes', 'box_sizes', 'boxes_overlap', 'check_boxes',
+    'chip_ground_truth', 'chip_starts', 'focus_chips', 'focus_pixel_labels',
+    'focus_stack_keep_mask', 'generate_negative_chips',
+    'generate_positive_chips', 'greedy_cover', 'grow_to_min_size',
+    'in_range', 'inside_matrix', 'make_chip_set', 'merge_overlapping',
+    'oracle_focus_chips', 'range_gap', 'rectangle_counts',
+    'sample_negative_chips', 'sanitize_boxes', 'to_canvas'
 ]

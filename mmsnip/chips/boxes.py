@@ -17,7 +17,16 @@ import numpy as np
 
 
 def as_boxes(boxes, name: str = 'boxes') -> np.ndarray:
-    """Return ``boxes`` as a float64 ``(N, 4)`` array (``(0, 4)`` if empty).
+    """Return ``boxes`` as a float64 ``(N, 4)`` xyxy array, any frame.
+
+    Args:
+        boxes (array-like): ``(N, 4)`` numbers, or anything empty (then the
+            result is ``(0, 4)``).
+        name (str): Name used in the error message.
+
+    Returns:
+        np.ndarray: ``(N, 4)`` float64 (a copy only if a conversion was
+        needed).
 
     Raises:
         ValueError: If the array cannot be read as ``(N, 4)``.
@@ -31,13 +40,31 @@ def as_boxes(boxes, name: str = 'boxes') -> np.ndarray:
 
 
 def box_sizes(boxes: np.ndarray) -> np.ndarray:
-    """sqrt(area) of ``(N, 4)`` xyxy boxes, ``(N,)``; 0 for empty boxes."""
+    """The paper's size, sqrt(area), of xyxy boxes (any frame).
+
+    Args:
+        boxes (np.ndarray): ``(N, 4)`` float xyxy.
+
+    Returns:
+        np.ndarray: ``(N,)`` float64 ``sqrt(w * h)`` in the boxes' frame;
+        0 for boxes with ``x2 <= x1`` or ``y2 <= y1``, NaN for NaN boxes.
+    """
     wh = np.clip(boxes[:, 2:4] - boxes[:, 0:2], 0, None)
     return np.sqrt(wh[:, 0] * wh[:, 1])
 
 
 def in_range(sizes: np.ndarray, size_range: Tuple[float, float]) -> np.ndarray:
-    """``lo < size < hi``: the paper's strict valid-range test (Sec. 3.2.1)."""
+    """The strict valid-range test ``lo < size < hi``.
+
+    Args:
+        sizes (np.ndarray): ``(N,)`` float sizes.
+        size_range (tuple[float, float]): ``(lo, hi)`` in the same frame as
+            ``sizes``; ``hi`` may be ``inf``.
+
+    Returns:
+        np.ndarray: ``(N,)`` bool; False for NaN sizes.
+    """
+    # Sec. 3.2.1: a box is valid at a scale iff its size is inside R_i.
     lo, hi = size_range
     return (sizes > lo) & (sizes < hi)
 
@@ -57,8 +84,14 @@ def sanitize_boxes(boxes, img_h: float, img_w: float
         img_h, img_w (float): Image size in pixels.
 
     Returns:
-        tuple: ``(clipped, keep)``: ``(N, 4)`` float64 clipped boxes (rows of
-        dropped boxes are zeros) and an ``(N,)`` bool mask of kept boxes.
+        tuple: ``(clipped, keep)``: ``(N, 4)`` float64 clipped boxes
+        (ORIGINAL pixels; rows of dropped boxes are zeros) and an ``(N,)``
+        bool mask of kept boxes. Rows keep their positions, so indices into
+        the input stay valid.
+
+    Raises:
+        ValueError: If the image size is not positive or ``boxes`` is not
+            ``(N, 4)``.
     """
     if not (img_h > 0 and img_w > 0):
         raise ValueError(f'image size must be positive, got {img_h}x{img_w}')
@@ -75,6 +108,15 @@ def sanitize_boxes(boxes, img_h: float, img_w: float
 def check_boxes(boxes, img_h: float, img_w: float,
                 name: str = 'boxes') -> np.ndarray:
     """Strict variant of :func:`sanitize_boxes`: raise on any bad box.
+
+    Args:
+        boxes (array): ``(N, 4)`` xyxy boxes, ORIGINAL image pixels.
+        img_h, img_w (float): Image size in pixels.
+        name (str): Name used in the error message.
+
+    Returns:
+        np.ndarray: ``(N, 4)`` float64, unchanged: every box is finite,
+        has ``x2 > x1`` and ``y2 > y1`` and lies inside the image.
 
     Raises:
         ValueError: Naming the first offending index and the reason.
@@ -101,9 +143,12 @@ def check_boxes(boxes, img_h: float, img_w: float,
 def inside_matrix(boxes: np.ndarray, chips: np.ndarray) -> np.ndarray:
     """Which boxes lie fully inside which chips (same frame, xyxy).
 
+    Dense: ``C * N`` booleans, for the small sets of the data path (chips
+    of one image); the greedy cover never builds it.
+
     Args:
-        boxes (np.ndarray): ``(N, 4)``.
-        chips (np.ndarray): ``(C, 4)``.
+        boxes (np.ndarray): ``(N, 4)`` float xyxy.
+        chips (np.ndarray): ``(C, 4)`` float xyxy, same frame.
 
     Returns:
         np.ndarray: ``(C, N)`` bool, ``[c, n]`` true iff box n is inside
@@ -116,9 +161,43 @@ def inside_matrix(boxes: np.ndarray, chips: np.ndarray) -> np.ndarray:
 
 
 def boxes_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(A, B)`` bool: positive-area intersection of xyxy boxes."""
+    """Which boxes intersect with positive area (same frame, xyxy).
+
+    Args:
+        a (np.ndarray): ``(A, 4)`` float xyxy.
+        b (np.ndarray): ``(B, 4)`` float xyxy, same frame.
+
+    Returns:
+        np.ndarray: ``(A, B)`` bool; boxes that only touch do not overlap.
+    """
     iw = np.minimum(a[:, None, 2], b[None, :, 2]) - \
         np.maximum(a[:, None, 0], b[None, :, 0])
     ih = np.minimum(a[:, None, 3], b[None, :, 3]) - \
         np.maximum(a[:, None, 1], b[None, :, 1])
     return (iw > 0) & (ih > 0)
+
+
+def rectangle_counts(shape: Tuple[int, int], r0: np.ndarray, r1: np.ndarray,
+                     c0: np.ndarray, c1: np.ndarray) -> np.ndarray:
+    """How many cell rectangles cover each cell of a grid.
+
+    A 2-D difference array (one ``bincount``) and two cumulative sums: no
+    loop over rectangles or cells.
+
+    Args:
+        shape (tuple[int, int]): ``(rows, cols)`` of the grid.
+        r0, r1, c0, c1 (np.ndarray): ``(N,)`` int rectangles ``[r0, r1) x
+            [c0, c1)`` in grid cells, ``0 <= r0 <= r1 <= rows`` and
+            ``0 <= c0 <= c1 <= cols`` (empty rectangles add nothing).
+
+    Returns:
+        np.ndarray: ``(rows, cols)`` float64 counts (exact integers).
+    """
+    rows, cols = shape
+    stride = cols + 1
+    flat = np.concatenate([r0 * stride + c0, r0 * stride + c1,
+                           r1 * stride + c0, r1 * stride + c1])
+    sign = np.repeat(np.array([1.0, -1.0, -1.0, 1.0]), len(r0))
+    diff = np.bincount(flat, weights=sign, minlength=(rows + 1) * stride)
+    grid = diff.reshape(rows + 1, stride).cumsum(0).cumsum(1)
+    return grid[:rows, :cols]

@@ -8,63 +8,76 @@
   (the upper bound of Sec. 4.4.1).
 * :func:`focus_stack_keep_mask`: which detections of a chip survive focus
   stacking (Sec. 3.4.3).
+
+Defaults come from :class:`~mmsnip.chips.scales.FocusConfig`.
 """
-from typing import Tuple
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .boxes import as_boxes, box_sizes, boxes_overlap, in_range
+from .boxes import (as_boxes, box_sizes, boxes_overlap, in_range,
+                    rectangle_counts)
+from .scales import FocusConfig
 
+# FocusPixel labels (Sec. 3.4.1).
 IGNORE = -1
 BACKGROUND = 0
 FOCUS = 1
 
+_DEFAULT = FocusConfig()
+_EPS = 1e-6
+
 
 def _cell_runs(boxes: np.ndarray, stride: float, shape: Tuple[int, int]):
-    """Per box, the cells ``[x0, x1) x [y0, y1)`` it overlaps (positive
-    area) on a stride grid of ``shape = (rows, cols)``."""
-    x0 = np.clip(np.floor(boxes[:, 0] / stride), 0, shape[1]).astype(int)
-    y0 = np.clip(np.floor(boxes[:, 1] / stride), 0, shape[0]).astype(int)
-    x1 = np.clip(np.ceil(boxes[:, 2] / stride), 0, shape[1]).astype(int)
-    y1 = np.clip(np.ceil(boxes[:, 3] / stride), 0, shape[0]).astype(int)
+    """Per xyxy box (CHIP pixels), the cells ``[x0, x1) x [y0, y1)`` it
+    overlaps with positive area on a stride grid of ``shape = (rows,
+    cols)``: cell ``j`` spans ``[j * s, (j + 1) * s]``, so a box from ``u``
+    to ``v`` covers cells ``floor(u / s)`` to ``ceil(v / s) - 1`` (clipped
+    to the grid). Returns four ``(N,)`` intp arrays."""
+    x0 = np.clip(np.floor(boxes[:, 0] / stride), 0, shape[1]).astype(np.intp)
+    y0 = np.clip(np.floor(boxes[:, 1] / stride), 0, shape[0]).astype(np.intp)
+    x1 = np.clip(np.ceil(boxes[:, 2] / stride), 0, shape[1]).astype(np.intp)
+    y1 = np.clip(np.ceil(boxes[:, 3] / stride), 0, shape[0]).astype(np.intp)
     return x0, y0, x1, y1
 
 
-def _paint_count(shape, x0, y0, x1, y1) -> np.ndarray:
-    """How many of the rectangles cover each cell (2-D difference array)."""
-    rows, cols = shape
-    diff = np.zeros((rows + 1, cols + 1), np.int32)
-    ok = (x1 > x0) & (y1 > y0)
-    for ys, xs, v in ((y0, x0, 1), (y0, x1, -1), (y1, x0, -1), (y1, x1, 1)):
-        np.add.at(diff, (ys[ok], xs[ok]), v)
-    return diff.cumsum(0).cumsum(1)[:rows, :cols]
-
-
 def focus_pixel_labels(boxes_chip, chip_hw: Tuple[int, int],
-                       stride: int = 16, a: float = 5, b: float = 64,
-                       c: float = 90) -> np.ndarray:
+                       stride: int = _DEFAULT.stride,
+                       a: float = _DEFAULT.a, b: float = _DEFAULT.b,
+                       c: float = _DEFAULT.c) -> np.ndarray:
     """FocusPixel labels of a chip (Sec. 3.4.1).
 
-    A cell of the stride-``s`` grid (``s x s`` chip pixels) gets
+    A cell of the stride-``s`` grid (``s x s`` chip pixels; the last row and
+    column may be partial) gets
 
     * ``FOCUS`` (1) if a box with ``a < size < b`` overlaps it,
     * else ``IGNORE`` (-1) if a box with ``size < a`` or ``b < size < c``
       overlaps it,
     * else ``BACKGROUND`` (0),
 
-    where ``size = sqrt(area)`` of the box in CHIP pixels and "overlaps"
-    means a positive-area intersection. 1 wins over -1 wins over 0 ("1
-    wins", as in the paper; the original code let the last box win). Sizes
-    exactly equal to ``a`` or ``b`` and sizes ``>= c`` are background.
+    where ``size = sqrt(area)`` of the whole box in CHIP pixels and
+    "overlaps" means a positive-area intersection (the paper's IoU > 0).
+    1 wins over -1 wins over 0 ("FocusPixels are given precedence"; the
+    original code let the last box win). Boundary values follow the paper's
+    strict inequalities: sizes exactly ``a`` or ``b`` match no rule, and
+    ``size >= c`` is large: all three label background.
+
+    Example:
+        With ``s = 16`` and defaults (5, 64, 90), a 20 px box makes its
+        cells 1, a 3 px box -1, a 70 px box -1, a 100 px box 0; where the
+        20 px and 70 px boxes overlap the cell is 1.
 
     Args:
-        boxes_chip (array): ``(N, 4)`` xyxy in CHIP pixels.
-        chip_hw (tuple[int, int]): Chip ``(h, w)`` in pixels.
+        boxes_chip (array): ``(N, 4)`` float xyxy in CHIP pixels (they may
+            extend beyond the chip; boxes with zero area or a NaN
+            coordinate are ignored).
+        chip_hw (tuple[int, int]): Chip ``(h, w)`` in pixels, > 0.
         stride (int): ``s``, the feature stride of the FocusPixel head.
-        a, b, c (float): Size thresholds in CHIP pixels (5, 64, 90).
+        a, b, c (float): Size thresholds in CHIP pixels,
+            ``0 <= a < b <= c``.
 
     Returns:
         np.ndarray: ``(ceil(h / s), ceil(w / s))`` int8 labels.
@@ -72,15 +85,24 @@ def focus_pixel_labels(boxes_chip, chip_hw: Tuple[int, int],
     if not (0 <= a < b <= c):
         raise ValueError(f'focus thresholds need 0 <= a < b <= c, got '
                          f'{(a, b, c)}')
+    if not (stride > 0 and chip_hw[0] > 0 and chip_hw[1] > 0):
+        raise ValueError(f'need stride > 0 and a positive chip size, got '
+                         f'stride {stride}, chip (h, w) {tuple(chip_hw)}')
     shape = (-(-int(chip_hw[0]) // stride), -(-int(chip_hw[1]) // stride))
     boxes = as_boxes(boxes_chip, 'boxes_chip')
     sizes = box_sizes(boxes)
-    focus = (sizes > a) & (sizes < b)
-    ignore = (sizes < a) | ((sizes > b) & (sizes < c))
-    runs = _cell_runs(boxes, stride, shape)
+    real = (sizes > 0) & np.isfinite(boxes).all(axis=1)
+    # Sec. 3.4.1: 1 for a < size < b; -1 for size < a or b < size < c.
+    focus = real & (sizes > a) & (sizes < b)
+    ignore = real & ((sizes < a) | ((sizes > b) & (sizes < c)))
+    x0, y0, x1, y1 = _cell_runs(np.where(real[:, None], boxes, 0), stride,
+                                shape)
     labels = np.zeros(shape, np.int8)
-    labels[_paint_count(shape, *(r[ignore] for r in runs)) > 0] = IGNORE
-    labels[_paint_count(shape, *(r[focus] for r in runs)) > 0] = FOCUS
+    for rule, value in ((ignore, IGNORE), (focus, FOCUS)):
+        # Sec. 3.4.1: FOCUS is painted last: FocusPixels take precedence.
+        cover = rectangle_counts(shape, y0[rule], y1[rule], x0[rule],
+                                 x1[rule])
+        labels[cover > 0] = value
     return labels
 
 
@@ -88,14 +110,16 @@ def merge_overlapping(boxes: np.ndarray) -> np.ndarray:
     """Replace overlapping boxes by their enclosing box until none overlap.
 
     Each round joins every group of transitively overlapping boxes (a
-    connected component of the overlap graph) into its enclosing box; the
-    enclosing boxes may overlap again, so rounds repeat until stable.
+    connected component of the pairwise overlap graph) into its enclosing
+    box; the enclosing boxes may overlap again, so rounds repeat until
+    stable. Boxes that only touch do not overlap and are not merged.
 
     Args:
-        boxes (np.ndarray): ``(N, 4)`` xyxy.
+        boxes (np.ndarray): ``(N, 4)`` float xyxy, any frame.
 
     Returns:
-        np.ndarray: ``(M, 4)`` pairwise non-overlapping boxes, sorted by
+        np.ndarray: ``(M, 4)`` float64 pairwise non-overlapping boxes in the
+        same frame, each the enclosing box of some inputs, sorted by
         ``(y1, x1)``.
     """
     boxes = as_boxes(boxes)
@@ -120,18 +144,19 @@ def grow_to_min_size(boxes: np.ndarray, min_size: float,
                      canvas_hw: Tuple[float, float]) -> np.ndarray:
     """Grow boxes symmetrically to at least ``min_size`` per side.
 
-    A grown box crossing the canvas border is shifted back inside; a canvas
-    side shorter than ``min_size`` gives a box spanning that side.
+    A grown box crossing the canvas border is shifted back inside (so it
+    keeps ``min_size``); a canvas side shorter than ``min_size`` gives a box
+    spanning that side. Boxes already larger are unchanged.
 
     Args:
-        boxes (np.ndarray): ``(N, 4)`` xyxy inside the canvas.
+        boxes (np.ndarray): ``(N, 4)`` float xyxy inside the canvas.
         min_size (float): ``k``, in the canvas' pixels.
         canvas_hw (tuple): ``(h, w)`` of the canvas.
 
     Returns:
-        np.ndarray: ``(N, 4)`` xyxy inside the canvas.
+        np.ndarray: ``(N, 4)`` float64 xyxy inside the canvas.
     """
-    out = boxes.astype(np.float64).copy()
+    out = as_boxes(boxes).copy()
     for lo, hi, side in ((0, 2, canvas_hw[1]), (1, 3, canvas_hw[0])):
         length = np.minimum(np.maximum(out[:, hi] - out[:, lo], min_size),
                             side)
@@ -141,74 +166,111 @@ def grow_to_min_size(boxes: np.ndarray, min_size: float,
     return out
 
 
-def focus_chips(prob_map: np.ndarray, threshold: float, dilation: int,
-                min_size: float, stride: float,
-                canvas_hw: Tuple[int, int], factor: float = 1.0
+def focus_chips(prob_map: np.ndarray, threshold: float = _DEFAULT.threshold,
+                dilation: int = _DEFAULT.dilation,
+                min_size: float = _DEFAULT.min_size,
+                stride: float = _DEFAULT.stride,
+                canvas_hw: Optional[Tuple[int, int]] = None,
+                factor: float = 1.0,
+                inclusive: bool = _DEFAULT.inclusive_threshold
                 ) -> Tuple[np.ndarray, np.ndarray]:
     """FocusChips from a FocusPixel probability map (Algorithm 2).
 
-    1. FocusPixels: ``prob > threshold`` (the paper's "greater than t").
+    1. FocusPixels: ``prob > threshold`` (the paper's "greater than t";
+       ``prob >= threshold`` with ``inclusive``, as the original code).
     2. Dilate with a ``dilation x dilation`` square (1: no dilation).
-    3. Connected components (8-connectivity).
+    3. Connected components (8-connectivity, OpenCV).
     4. Their enclosing boxes in the scale's pixels (cells times
-       ``stride``), clipped to the canvas, grown to at least ``min_size``.
-    5. Merge overlapping chips until none overlap.
+       ``stride``), clipped to the canvas, grown to at least ``min_size``
+       (:func:`grow_to_min_size`).
+    5. Merge overlapping chips until none overlap
+       (:func:`merge_overlapping`); merging only enlarges, so chips stay
+       at least ``min_size`` where the canvas allows.
 
     Args:
-        prob_map (np.ndarray): ``(H', W')`` foreground probability on the
-            stride grid of the scale the map was predicted at.
+        prob_map (np.ndarray): ``(H', W')`` float foreground probability on
+            the stride grid of the scale the map was predicted at.
         threshold (float): ``t``.
-        dilation (int): ``d``.
+        dilation (int): ``d``, in map cells, >= 1.
         min_size (float): ``k``, minimum chip side in that scale's pixels.
         stride (float): Feature stride of the map, in that scale's pixels.
-        canvas_hw (tuple[int, int]): The scale's image ``(h, w)``.
-        factor (float): That scale's factor (scaled / original pixels).
+        canvas_hw (tuple[int, int]): That scale's image ``(h, w)`` in its
+            pixels; default ``(H' * stride, W' * stride)``.
+        factor (float): That scale's factor (its pixels / ORIGINAL pixels).
+        inclusive (bool): Threshold with ``>=`` instead of ``>``.
 
     Returns:
-        tuple: ``(chips_scaled, chips_orig)``, ``(C, 4)`` xyxy in the map's
-        scale pixels and in ORIGINAL-image pixels.
+        tuple: ``(chips_scaled, chips_orig)``: ``(C, 4)`` float64 xyxy in
+        the map's scale pixels and in ORIGINAL-image pixels, pairwise
+        non-overlapping, sorted by ``(y1, x1)``.
     """
     prob = np.asarray(prob_map, np.float32)
     if prob.ndim != 2:
         raise ValueError(f'prob_map must be 2-D, got shape {prob.shape}')
-    binary = (prob > threshold).astype(np.uint8)
-    if dilation > 1:
-        binary = cv2.dilate(binary, np.ones((dilation, dilation), np.uint8))
-    num, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
-    stats = stats[1:]  # label 0 is the background
+    if not (int(dilation) == dilation and dilation >= 1 and stride > 0
+            and min_size >= 0 and factor > 0):
+        raise ValueError(
+            'focus_chips needs an integer dilation >= 1, stride > 0, '
+            f'min_size >= 0 and factor > 0, got dilation {dilation}, stride '
+            f'{stride}, min_size {min_size}, factor {factor}')
+    if canvas_hw is None:
+        canvas_hw = (prob.shape[0] * stride, prob.shape[1] * stride)
     h, w = canvas_hw
-    if num <= 1:
-        empty = np.zeros((0, 4))
+    empty = np.zeros((0, 4))
+    if prob.size == 0:
         return empty, empty
+    # Sec. 3.4.2, Algorithm 2 line 1: FocusPixels are the cells above t.
+    binary = (prob >= threshold if inclusive else prob > threshold)
+    binary = binary.astype(np.uint8)
+    if dilation > 1:
+        # Sec. 3.4.2, Algorithm 2 line 2: dilate with a d x d filter.
+        binary = cv2.dilate(binary, np.ones((dilation, dilation), np.uint8))
+    # Sec. 3.4.2, Algorithm 2 line 3: connected components.
+    num, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    if num <= 1:
+        return empty, empty
+    stats = stats[1:]  # label 0 is the background
     cells = np.stack([
         stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP],
         stats[:, cv2.CC_STAT_LEFT] + stats[:, cv2.CC_STAT_WIDTH],
         stats[:, cv2.CC_STAT_TOP] + stats[:, cv2.CC_STAT_HEIGHT]
     ], axis=1).astype(np.float64)
     chips = np.clip(cells * stride, 0, [w, h, w, h])
+    # Sec. 3.4.2, Algorithm 2 lines 4-5: chips >= k, merged if overlapping.
     chips = merge_overlapping(grow_to_min_size(chips, min_size, (h, w)))
     return chips, chips / factor
 
 
 def oracle_focus_chips(gt_boxes, img_h: int, img_w: int, factor: float,
-                       stride: int = 16, a: float = 5, b: float = 64,
-                       c: float = 90, dilation: int = 3,
-                       min_size: float = 512
+                       stride: int = _DEFAULT.stride,
+                       a: float = _DEFAULT.a, b: float = _DEFAULT.b,
+                       c: float = _DEFAULT.c,
+                       dilation: int = _DEFAULT.dilation,
+                       min_size: float = _DEFAULT.min_size
                        ) -> Tuple[np.ndarray, np.ndarray]:
     """FocusChips from ground truth: perfect FocusPixels (Sec. 4.4.1).
 
-    Labels the whole scaled image with :func:`focus_pixel_labels` and runs
-    :func:`focus_chips` on the FOCUS cells. The upper bound on AutoFocus's
-    savings for given ``(d, k)``.
+    Labels the whole SCALED image (``factor`` times the original) with
+    :func:`focus_pixel_labels` and runs :func:`focus_chips` on its
+    ``FOCUS`` cells (ignored cells are not FocusPixels): the upper bound on
+    AutoFocus's savings for given ``(d, k)``. Costs
+    ``O(canvas pixels / stride^2)`` memory for the label map.
 
     Args:
-        gt_boxes (array): ``(N, 4)`` xyxy in ORIGINAL-image pixels.
-        img_h, img_w (int): Original image size.
+        gt_boxes (array): ``(N, 4)`` float xyxy in ORIGINAL-image pixels.
+        img_h, img_w (int): ORIGINAL image size, > 0.
         factor (float): Scale at which FocusPixels are predicted.
+        stride, a, b, c: As :func:`focus_pixel_labels` (``a, b, c`` in the
+            SCALED pixels of ``factor``).
+        dilation, min_size: As :func:`focus_chips` (``min_size`` in SCALED
+            pixels).
 
     Returns:
         tuple: ``(chips_scaled, chips_orig)`` as :func:`focus_chips`.
     """
+    if not (img_h > 0 and img_w > 0 and factor > 0):
+        raise ValueError(f'need a positive image size and factor, got '
+                         f'{img_h}x{img_w}, factor {factor}')
     canvas = (max(int(round(img_h * factor)), 1),
               max(int(round(img_w * factor)), 1))
     labels = focus_pixel_labels(as_boxes(gt_boxes) * factor, canvas, stride,
@@ -219,36 +281,52 @@ def oracle_focus_chips(gt_boxes, img_h: int, img_w: int, factor: float,
 
 def focus_stack_keep_mask(dets, chip, img_hw: Tuple[float, float],
                           valid_range: Tuple[float, float],
-                          border_tol: float = 1.0) -> np.ndarray:
+                          border_tol: float = 0.0) -> np.ndarray:
     """Which detections of a chip survive focus stacking (Sec. 3.4.3).
 
-    A detection is dropped when it touches a side of the chip (within
-    ``border_tol``) that is not on the image border: it may be a cropped
-    large object. Each side is checked on its own, which gives the paper's
-    corner cases: a chip sharing its left side with the image keeps a
-    detection touching that side only if the detection's other sides are
-    inside the chip. A detection is also dropped when its size is outside
-    the scale's valid range.
+    A detection is dropped when it touches a side of the chip that is not
+    on the image border: it may be a cropped large object. Each of the four
+    sides is checked on its own, which gives the paper's corner cases:
+
+    * chip side on the image border: a detection touching it is kept if
+      its other sides are inside the chip;
+    * chip sharing both sides of an axis (or all four) with the image: a
+      detection touching those sides is kept;
+    * a detection touching an inner chip side is dropped, whatever else.
+
+    "Touching" means within ``border_tol`` of the chip side (plus 1e-6 px
+    for rounding; detections beyond the side also touch). A detection is
+    also dropped when its size is outside the scale's valid range.
+
+    Example:
+        For a chip ``[0, 200, 200, 400]`` of a 1000 x 1000 image, whose left
+        side is the image border, ``[0, 250, 50, 300]`` is kept and
+        ``[0, 250, 200, 300]`` (touching the inner right side) dropped.
 
     Args:
-        dets (array): ``(N, 4)`` xyxy detections in ORIGINAL-image pixels.
-        chip (array): ``(4,)`` the chip in ORIGINAL-image pixels.
-        img_hw (tuple): Original image ``(h, w)``.
-        valid_range (tuple): The scale's ``(min, max)`` size, ORIGINAL px.
-        border_tol (float): Touching tolerance in ORIGINAL pixels (the
-            original code used 10).
+        dets (array): ``(N, 4)`` float xyxy detections in ORIGINAL-image
+            pixels (projected from the chip).
+        chip (array): ``(4,)`` float xyxy, the chip in ORIGINAL pixels.
+        img_hw (tuple): ORIGINAL image ``(h, w)``.
+        valid_range (tuple): The scale's ``(min, max)`` size, ORIGINAL px,
+            strict as everywhere (Sec. 3.2.1).
+        border_tol (float): Touching tolerance in ORIGINAL pixels, >= 0
+            (the paper: 0; the original code: 10).
 
     Returns:
         np.ndarray: ``(N,)`` bool keep mask.
     """
+    if border_tol < 0:
+        raise ValueError(f'border_tol must be >= 0, got {border_tol}')
     dets = as_boxes(dets, 'dets')
     chip = np.asarray(chip, np.float64).reshape(4)
     h, w = img_hw
-    on_image = np.array([chip[0] <= border_tol, chip[1] <= border_tol,
-                         chip[2] >= w - border_tol, chip[3] >= h - border_tol])
-    touches = np.stack([
-        dets[:, 0] <= chip[0] + border_tol, dets[:, 1] <= chip[1] + border_tol,
-        dets[:, 2] >= chip[2] - border_tol, dets[:, 3] >= chip[3] - border_tol
-    ], axis=1)
+    tol = border_tol + _EPS
+    on_image = np.array([chip[0] <= tol, chip[1] <= tol,
+                         chip[2] >= w - tol, chip[3] >= h - tol])
+    touches = np.concatenate([dets[:, :2] <= chip[:2] + tol,
+                              dets[:, 2:] >= chip[2:] - tol], axis=1)
+    # Sec. 3.4.3: drop detections at a chip border that is not the image's.
     at_inner_border = (touches & ~on_image).any(axis=1)
+    # Sec. 3.4.3: keep only detections inside the scale's valid range.
     return ~at_inner_border & in_range(box_sizes(dets), valid_range)

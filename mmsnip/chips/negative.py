@@ -3,76 +3,152 @@
 
 Per scale: drop the proposals that the scale's positive chips already
 enclose, keep those whose size is in the scale's valid range, then cover
-them greedily with chips holding at least ``M`` proposals (the same greedy
-cover as positive chips). The union over scales is the image's negative
-pool; every epoch samples a fixed number of chips per image from it.
+them greedily with chips holding at least ``M`` proposals (the same
+:func:`~mmsnip.chips.positive.greedy_cover` as positive chips). The union
+over scales is the image's negative pool; every epoch samples a fixed number
+of chips per image from it (:func:`sample_negative_chips`).
 """
+import hashlib
+import numbers
 from typing import Sequence, Union
 
 import numpy as np
 
-from .boxes import as_boxes, box_sizes, in_range, inside_matrix
-from .positive import ChipSet, _make_chip_set, greedy_cover
+from .boxes import box_sizes, in_range, inside_matrix, sanitize_boxes
+from .positive import ChipSet, greedy_cover, make_chip_set, to_canvas
 from .scales import ChipConfig
 
+ProposalInput = Union[np.ndarray, Sequence[np.ndarray]]
 
-def generate_negative_chips(proposals: Union[np.ndarray, Sequence],
-                            img_h: int, img_w: int, cfg: ChipConfig,
-                            positive: ChipSet) -> ChipSet:
-    """The negative-chip pool of one image.
+
+def _as_proposals(props, scale_index: int) -> np.ndarray:
+    """``(P, 4)`` or ``(P, 5)`` proposals as float64 ``(P, 5)``; a missing
+    score column is filled with ones."""
+    arr = np.asarray(props, np.float64)
+    if arr.size == 0:
+        return np.zeros((0, 5))
+    if arr.ndim != 2 or arr.shape[1] not in (4, 5):
+        raise ValueError(f'proposals of scale {scale_index} must have shape '
+                         f'(P, 4) or (P, 5), got {arr.shape}')
+    if arr.shape[1] == 4:
+        arr = np.concatenate([arr, np.ones((len(arr), 1))], axis=1)
+    return arr
+
+
+def generate_negative_chips(proposals: ProposalInput, img_h: int, img_w: int,
+                            cfg: ChipConfig, positive: ChipSet) -> ChipSet:
+    """The negative-chip pool of one image (Sec. 3.3.3).
+
+    Per scale ``i``: proposals are sanitised like ground truth (clipped to
+    the image, NaN/inf or empty ones dropped); with
+    ``cfg.negative.max_proposals`` only the top-scoring ones are kept; those
+    fully inside a positive chip of scale ``i`` are dropped; with
+    ``cfg.negative.filter_range`` (the paper) only those whose size is in
+    ``R_i`` are kept; chips enclosing at least
+    ``cfg.negative.min_proposals_for(i)`` of them are picked greedily.
 
     Args:
-        proposals: ``(P, 4)`` or ``(P, 5)`` (with scores) xyxy proposals in
-            ORIGINAL-image pixels shared by all scales, or a sequence of one
-            such array per scale. Proposals are clipped to the image and
-            empty ones ignored.
-        img_h, img_w (int): Original image size.
-        cfg (ChipConfig): Scales, chip size, stride and ``neg_min_proposals``.
+        proposals (np.ndarray | Sequence[np.ndarray]): ``(P, 4)`` or
+            ``(P, 5)`` (``[x1, y1, x2, y2, score]``) float proposals, xyxy in
+            ORIGINAL-image pixels, shared by all scales; or a sequence of
+            one such array per scale.
+        img_h, img_w (int): ORIGINAL image size.
+        cfg (ChipConfig): Scales, chip size, stride, negative settings.
         positive (ChipSet): The image's positive chips.
 
     Returns:
-        ChipSet: Negative chips (``is_positive`` false), all scales.
+        ChipSet: Negative chips (``is_positive`` false) of all scales,
+        scale by scale.
+
+    Raises:
+        ValueError: On mis-shaped proposals or a number of per-scale arrays
+            different from the number of scales.
     """
-    per_scale = proposals if isinstance(proposals, (list, tuple)) else \
-        [proposals] * len(cfg.scales)
-    if len(per_scale) != len(cfg.scales):
-        raise ValueError(f'got proposals for {len(per_scale)} scales, the '
-                         f'config has {len(cfg.scales)}')
+    num_scales = len(cfg.scales)
+    if isinstance(proposals, (list, tuple)):
+        per_scale = list(proposals)
+        if len(per_scale) != num_scales:
+            raise ValueError(f'got proposals for {len(per_scale)} scales, '
+                             f'the config has {num_scales}')
+    else:
+        per_scale = [proposals] * num_scales
+    neg_cfg = cfg.negative
     sets = []
     for s, spec in enumerate(cfg.scales):
-        props = as_boxes(np.asarray(per_scale[s])[:, :4]
-                         if len(per_scale[s]) else [], 'proposals')
-        props = np.clip(props, 0, [img_w, img_h, img_w, img_h])
+        props = _as_proposals(per_scale[s], s)
+        boxes, keep = sanitize_boxes(props[:, :4], img_h, img_w)
+        if neg_cfg.max_proposals is not None:
+            # Top-k by score; equal scores keep their input order.
+            order = np.argsort(-props[:, 4], kind='stable')
+            order = order[keep[order]][:neg_cfg.max_proposals]
+            keep = np.zeros_like(keep)
+            keep[order] = True
         factor = spec.factor_for(img_h, img_w)
         canvas = spec.scaled_shape(img_h, img_w)
-        # Sec. 3.3.3: proposals in R_i not covered by this scale's C_pos.
-        keep = in_range(box_sizes(props), spec.valid_range)
-        scaled = np.minimum(props[keep] * factor,
-                            [canvas[1], canvas[0], canvas[1], canvas[0]])
+        if neg_cfg.filter_range:
+            # Sec. 3.3.3: only proposals whose size lies in R_i count.
+            keep &= in_range(box_sizes(boxes), spec.valid_range)
+        scaled = to_canvas(boxes[keep], factor, canvas)
         pos_chips = positive.boxes_scaled[positive.scale_index == s]
         if len(pos_chips) and len(scaled):
+            # Sec. 3.3.3: remove the proposals covered by C^i_pos.
             scaled = scaled[~inside_matrix(scaled, pos_chips).any(axis=0)]
+        # Sec. 3.3.3: greedily pick chips covering at least M proposals.
         chips, _, _ = greedy_cover(scaled, canvas, cfg.chip_size,
                                    cfg.chip_stride,
-                                   min_count=cfg.neg_min_proposals)
-        sets.append(_make_chip_set(chips, s, factor, img_h, img_w, False))
+                                   min_count=neg_cfg.min_proposals_for(s),
+                                   off_grid=cfg.off_grid)
+        sets.append(make_chip_set(chips, s, factor, canvas, img_h, img_w,
+                                  False))
     return ChipSet.concat(sets)
 
 
+def _key_entropy(image_key: Union[int, str]) -> int:
+    """A non-negative integer for ``SeedSequence`` from an image key.
+
+    Non-negative integers are used as they are; strings (file names) and
+    negative integers go through SHA-256 (stable across processes, unlike
+    Python's salted ``hash``).
+    """
+    if isinstance(image_key, numbers.Integral) and \
+            not isinstance(image_key, bool) and image_key >= 0:
+        return int(image_key)
+    if isinstance(image_key, (str, numbers.Integral)) and \
+            not isinstance(image_key, bool):
+        digest = hashlib.sha256(repr(image_key).encode()).digest()
+        return int.from_bytes(digest[:8], 'little')
+    raise ValueError('image_key must be an int or a str, got '
+                     f'{type(image_key).__name__}')
+
+
 def sample_negative_chips(pool_size: int, num: int, seed: int, epoch: int,
-                          image_key: int) -> np.ndarray:
+                          image_key: Union[int, str]) -> np.ndarray:
     """This epoch's negative chips of one image, as pool indices.
 
-    Deterministic from ``(seed, epoch, image_key)`` (a ``SeedSequence``, not
-    Python's salted ``hash``), independent of other images and of the order
-    in which images are visited. Without replacement; the whole pool when it
-    holds ``num`` chips or fewer.
+    Sec. 3.3.3: a fixed number of negative chips per image per epoch is
+    sampled from the image's pool. Deterministic from ``(seed, epoch,
+    image_key)`` through ``np.random.SeedSequence``: independent of other
+    images, of the order in which images are visited and of the process.
+    Without replacement; the whole pool when it holds ``num`` chips or
+    fewer.
+
+    Args:
+        pool_size (int): Chips in the image's pool, >= 0.
+        num (int): Chips to draw, >= 0.
+        seed (int): Run seed, >= 0.
+        epoch (int): Epoch, >= 0.
+        image_key (int | str): A stable key of the image (its index or id,
+            or its file name).
 
     Returns:
-        np.ndarray: Sorted int64 indices into the pool.
+        np.ndarray: ``(min(num, pool_size),)`` int64 indices into the pool,
+        sorted ascending.
     """
+    if pool_size < 0 or num < 0:
+        raise ValueError(f'pool_size and num must be >= 0, got {pool_size}, '
+                         f'{num}')
     if pool_size <= num:
         return np.arange(pool_size, dtype=np.int64)
-    rng = np.random.default_rng(
-        np.random.SeedSequence([int(seed), int(epoch), int(image_key)]))
+    rng = np.random.default_rng(np.random.SeedSequence(
+        [int(seed), int(epoch), _key_entropy(image_key)]))
     return np.sort(rng.choice(pool_size, size=num, replace=False))

@@ -2,38 +2,51 @@
 """SNIPER chips: the chip grid, the greedy cover and positive chips.
 
 Algorithm 1 of the paper (Sec. 3.3.2): per scale, ``K x K`` candidate chips
-lie on a stride-``d`` grid over the scaled canvas; chips are picked greedily,
-each time the one that fully encloses the most not-yet-covered valid boxes,
-until every valid box is covered.
+lie on a stride-``d`` grid over the SCALED canvas; chips are picked
+greedily, each time the one that fully encloses the most not-yet-covered
+valid boxes, until every valid box is covered.
 
 The cover never materialises the candidates: along one axis the chips that
 can enclose a box ``[b1, b2]`` are those with start ``s`` in ``[b2 - K, b1]``,
-a contiguous run of grid indices, so "chip (ix, iy) covers box n" is a
-rectangle in index space. Counting boxes per candidate is then a 2-D
-difference array over the few distinct rectangle borders (coordinate
-compression), whatever the canvas size (a 60000 px canvas costs nothing).
+a contiguous run of grid indices, so "chip (ix, iy) encloses box n" is a
+rectangle in index space. Boxes whose rectangles do not meet are split into
+independent groups; per group, counts per candidate are a 2-D difference
+array over the rectangles' distinct borders (coordinate compression),
+updated locally after each pick. Cost depends on the boxes, not on the
+canvas (a 60000 px canvas costs nothing).
 """
 import dataclasses
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
-from .boxes import as_boxes, box_sizes, in_range, sanitize_boxes
+from .boxes import (as_boxes, box_sizes, in_range, rectangle_counts,
+                    sanitize_boxes)
 from .scales import ChipConfig
 
 _EPS = 1e-6
+# Split boxes into independent groups only when one count grid would have
+# more cells than this; buckets with more boxes are joined whole.
+_MAX_CELLS = 1 << 16
+_DENSE_BUCKET = 32
 
 
 @dataclasses.dataclass
 class ChipSet:
-    """Chips of one image (any scales), as arrays.
+    """Chips of one or more images and scales, as parallel arrays.
 
     Attributes:
-        boxes (np.ndarray): ``(C, 4)`` xyxy in ORIGINAL-image pixels.
-        boxes_scaled (np.ndarray): ``(C, 4)`` xyxy in the chip's SCALED
-            canvas; integer-valued, side ``min(K, canvas side)``.
+        boxes (np.ndarray): ``(C, 4)`` float64 xyxy in ORIGINAL-image
+            pixels (the SCALED chip divided by the factor, inside the
+            image).
+        boxes_scaled (np.ndarray): ``(C, 4)`` float64 xyxy in the chip's
+            SCALED canvas; side ``min(K, canvas side)``; integer-valued
+            (grid chips, and off-grid chips whenever an integer position
+            encloses their box).
         scale_index (np.ndarray): ``(C,)`` int64, index into the scales.
-        scale_factor (np.ndarray): ``(C,)`` float64, scaled / original.
+        scale_factor (np.ndarray): ``(C,)`` float64, SCALED / ORIGINAL.
         is_positive (np.ndarray): ``(C,)`` bool, positive or negative chip.
     """
     boxes: np.ndarray
@@ -47,11 +60,13 @@ class ChipSet:
 
     @classmethod
     def empty(cls) -> 'ChipSet':
+        """No chips, with the documented shapes and dtypes."""
         return cls(np.zeros((0, 4)), np.zeros((0, 4)),
                    np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool))
 
     @classmethod
     def concat(cls, sets: Sequence['ChipSet']) -> 'ChipSet':
+        """All chips of ``sets``, in order (empty sets are skipped)."""
         sets = [s for s in sets if len(s)]
         if not sets:
             return cls.empty()
@@ -70,14 +85,24 @@ def chip_starts(length: int, chip_size: int, stride: int) -> np.ndarray:
     Starts at 0, d, 2d, ... while the chip ends before the canvas border,
     plus one chip anchored at the border (``length - K``), so the last
     row/column of chips stays inside the canvas and reaches its edge. A
-    canvas side ``<= K`` gets the single start 0 (the chip is then clipped
-    to the canvas: its side is ``length``).
+    canvas side ``<= K`` gets the single start 0: the chip is clipped to the
+    canvas (its side is ``length``, never padded beyond it).
+
+    Args:
+        length (int): Canvas side in SCALED pixels.
+        chip_size (int): ``K``.
+        stride (int): ``d``.
 
     Returns:
-        np.ndarray: ``(S,)`` float64, sorted, unique.
+        np.ndarray: ``(S,)`` float64 starts in SCALED pixels, sorted, unique.
+
+    Example:
+        >>> chip_starts(600, 512, 32)
+        array([ 0., 32., 64., 88.])
     """
     if length <= chip_size:
         return np.zeros(1)
+    # Sec. 3.3.1: K x K chips placed at equal intervals of d pixels.
     starts = np.arange(0, length - chip_size, stride, dtype=np.float64)
     return np.append(starts, float(length - chip_size))
 
@@ -85,82 +110,263 @@ def chip_starts(length: int, chip_size: int, stride: int) -> np.ndarray:
 def _feasible_runs(lo_edge: np.ndarray, hi_edge: np.ndarray,
                    starts: np.ndarray, extent: float
                    ) -> Tuple[np.ndarray, np.ndarray]:
-    """Per box, the index run ``[first, last)`` of chips enclosing it."""
+    """Per box, the index run ``[first, last)`` of chips enclosing it.
+
+    Along one axis a chip ``[s, s + extent]`` encloses ``[lo, hi]`` iff
+    ``hi - extent <= s <= lo``: a contiguous run of the sorted ``starts``.
+    """
     first = np.searchsorted(starts, hi_edge - extent - _EPS, side='left')
     last = np.searchsorted(starts, lo_edge + _EPS, side='right')
     return first, last
 
 
+def _axis_candidates(lo_edge: np.ndarray, hi_edge: np.ndarray, length: int,
+                     chip_size: int, stride: int, off_grid: bool):
+    """Candidate starts along one axis and every box's run in them.
+
+    With ``off_grid``, a box that fits in a chip (``hi - lo <= extent``) but
+    whose run on the stride grid is empty gets one extra start: the integer
+    nearest the middle of its feasible interval ``[hi - extent, lo]``
+    (clipped to the canvas), or the interval's start if it holds no integer.
+
+    Returns:
+        tuple: ``(starts (S,) float64, extent, first (N,), last (N,))``.
+    """
+    extent = min(chip_size, length)
+    starts = chip_starts(length, chip_size, stride)
+    first, last = _feasible_runs(lo_edge, hi_edge, starts, extent)
+    stuck = (first >= last) & (hi_edge - lo_edge <= extent + _EPS)
+    if off_grid and stuck.any():
+        lo = np.maximum(hi_edge[stuck] - extent, 0.0)
+        hi = np.minimum(lo_edge[stuck], length - extent)
+        lo_int, hi_int = np.ceil(lo), np.floor(hi)
+        extra = np.where(lo_int <= hi_int,
+                         np.clip(np.round((lo + hi) / 2), lo_int, hi_int), lo)
+        starts = np.union1d(starts, extra)
+        first, last = _feasible_runs(lo_edge, hi_edge, starts, extent)
+    return starts, extent, first, last
+
+
+def _independent_groups(lo_x: np.ndarray, hi_x: np.ndarray,
+                        lo_y: np.ndarray, hi_y: np.ndarray
+                        ) -> Tuple[np.ndarray, int]:
+    """Split boxes into groups that no chip can mix.
+
+    Box ``n`` fits in the chips of the index rectangle ``[lo_x, hi_x) x
+    [lo_y, hi_y)``; two boxes can share a chip only if their rectangles
+    intersect. Groups are the connected components of that intersection
+    graph, found without testing all pairs: the index plane is cut into
+    buckets as large as the widest rectangle (so each touches at most
+    2 x 2 buckets) and only rectangles sharing a bucket are tested. A
+    bucket holding more than ``_DENSE_BUCKET`` rectangles joins them all
+    (a coarser partition, still independent: the greedy result does not
+    depend on how finely the groups are cut).
+
+    Returns:
+        tuple: ``(group (N,) int64, number of groups)``.
+    """
+    n = len(lo_x)
+    if n < 2:
+        return np.zeros(n, np.int64), n
+    width_x = max(int((hi_x - lo_x).max()), 1)
+    width_y = max(int((hi_y - lo_y).max()), 1)
+    bx0, bx1 = lo_x // width_x, (hi_x - 1) // width_x
+    by0, by1 = lo_y // width_y, (hi_y - 1) // width_y
+    rows = int(by1.max()) + 1
+    key = np.concatenate([bx0 * rows + by0, bx1 * rows + by0,
+                          bx0 * rows + by1, bx1 * rows + by1])
+    # Unique (bucket, box) rows, sorted by bucket.
+    key, owner = np.unique(
+        np.stack([key, np.tile(np.arange(n), 4)], axis=1), axis=0).T
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    counts = np.diff(np.r_[starts, len(key)])
+    dense = counts > _DENSE_BUCKET
+    # Dense buckets: a star from each bucket's first box.
+    in_dense = np.repeat(dense, counts)
+    heads = np.repeat(owner[starts], counts)[in_dense]
+    edges = [(heads, owner[in_dense])]
+    # Sparse buckets: every pair of boxes, kept where the rectangles meet.
+    m, s0 = counts[~dense], starts[~dense]
+    sq = m * m
+    k = np.arange(sq.sum()) - np.repeat(np.cumsum(sq) - sq, sq)
+    mm, base = np.repeat(m, sq), np.repeat(s0, sq)
+    a, b = owner[base + k // mm], owner[base + k % mm]
+    meet = (a < b) & (lo_x[a] < hi_x[b]) & (lo_x[b] < hi_x[a]) & \
+        (lo_y[a] < hi_y[b]) & (lo_y[b] < hi_y[a])
+    edges.append((a[meet], b[meet]))
+    i = np.concatenate([e[0] for e in edges])
+    j = np.concatenate([e[1] for e in edges])
+    graph = coo_matrix((np.ones(len(i), bool), (i, j)), shape=(n, n))
+    num, group = connected_components(graph, directed=False)
+    return group.astype(np.int64), int(num)
+
+
+def _greedy_group(lo_x: np.ndarray, hi_x: np.ndarray, lo_y: np.ndarray,
+                  hi_y: np.ndarray, min_count: int
+                  ) -> Tuple[np.ndarray, np.ndarray]:
+    """Greedy cover of one group of index rectangles.
+
+    The index plane is compressed to the rectangles' distinct borders; the
+    number of remaining boxes each compressed cell encloses is painted once
+    and, after each pick, the picked boxes' rectangles are subtracted in
+    the window they span (with the per-row maxima of that window), so a
+    pick costs about the size of its neighbourhood, not of the grid. The
+    first best position in row-major order selects the boxes ``S`` to
+    enclose; the chip goes to the middle of the positions enclosing ``S``
+    (the intersection of their rectangles, where no other remaining box
+    fits, since the count is maximal there).
+
+    Returns:
+        tuple: ``(picks, covered)``: ``(P, 5)`` int64 rows ``(ix, iy,
+        boxes newly enclosed, iy, ix of the first best position)``;
+        ``(N,)`` bool.
+    """
+    remaining = np.ones(len(lo_x), bool)
+    picks = []
+    if len(lo_x) < min_count:
+        return np.zeros((0, 5), np.int64), ~remaining
+    xs = np.unique(np.concatenate([lo_x, hi_x]))
+    ys = np.unique(np.concatenate([lo_y, hi_y]))
+    cx0, cx1 = np.searchsorted(xs, lo_x), np.searchsorted(xs, hi_x)
+    cy0, cy1 = np.searchsorted(ys, lo_y), np.searchsorted(ys, hi_y)
+    counts = rectangle_counts((len(ys), len(xs)), cy0, cy1, cx0, cx1)
+    row_max = counts.max(axis=1)
+    # Sec. 3.3.2, Algorithm 1 lines 8-12: pick the chip covering the most
+    # uncovered boxes (fully enclosed), until none is left.
+    while True:
+        by = int(np.argmax(row_max))
+        count = int(row_max[by])
+        if count < min_count:
+            break
+        bx = int(np.argmax(counts[by]))
+        hit = remaining & (cx0 <= bx) & (bx < cx1) & (cy0 <= by) & \
+            (by < cy1)
+        ix = (lo_x[hit].max() + hi_x[hit].min() - 1) // 2
+        iy = (lo_y[hit].max() + hi_y[hit].min() - 1) // 2
+        picks.append((ix, iy, count, ys[by], xs[bx]))
+        remaining &= ~hit
+        if np.count_nonzero(remaining) < min_count:
+            break
+        r0, r1 = cy0[hit].min(), cy1[hit].max()
+        c0, c1 = cx0[hit].min(), cx1[hit].max()
+        counts[r0:r1, c0:c1] -= rectangle_counts(
+            (r1 - r0, c1 - c0), cy0[hit] - r0, cy1[hit] - r0, cx0[hit] - c0,
+            cx1[hit] - c0)
+        row_max[r0:r1] = counts[r0:r1].max(axis=1)
+    return np.array(picks, np.int64).reshape(-1, 5), ~remaining
+
+
 def greedy_cover(boxes_scaled: np.ndarray, canvas_hw: Tuple[int, int],
-                 chip_size: int, chip_stride: int, min_count: int = 1
+                 chip_size: int, chip_stride: int, min_count: int = 1,
+                 off_grid: bool = True
                  ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Greedily cover boxes with chips of the stride grid (Algorithm 1).
 
     Each step picks the candidate chip that fully encloses the most boxes
-    not yet covered (ties: the first in row-major grid order, and within the
-    run of equally good positions the middle one, so boxes sit away from
-    chip borders); it stops when every coverable box is covered or the best
-    chip would enclose fewer than ``min_count`` boxes (negative chips, Sec.
-    3.3.3). The result does not depend on the order of the boxes.
+    not yet covered; it stops when every coverable box is covered, or when
+    the best chip would enclose fewer than ``min_count`` boxes (negative
+    chips, Sec. 3.3.3). Ties: the first best position in row-major order
+    (top to bottom, then left to right) decides WHICH boxes ``S`` the chip
+    encloses; the chip goes to the middle of all positions enclosing
+    ``S``, so boxes sit away from chip borders. The result does not depend
+    on the order of the boxes.
+
+    A box is *uncoverable* when no candidate can enclose it: a side longer
+    than the chip (``min(K, canvas side)``), or, with ``off_grid=False``, a
+    side longer than ``K - d`` that falls between grid positions. It never
+    makes the loop spin: it is left out of the cover and reported.
+
+    The candidates are never materialised: along an axis the chips that
+    enclose a box form a contiguous run of start indices, so "chip
+    ``(ix, iy)`` encloses box ``n``" is a rectangle in index space. Boxes
+    are split into groups no chip can mix (their rectangles do not meet);
+    a lone box gets the chip in the middle of its runs, larger groups run
+    the greedy loop of :func:`_greedy_group`. Memory and time depend on
+    the boxes, not on the canvas. Picks in different groups never
+    interact, so sorting all picks by (boxes newly enclosed, descending;
+    then row-major first best position) gives the order of one global
+    greedy loop; the result equals a plain loop over every candidate
+    (property-tested).
 
     Args:
-        boxes_scaled (np.ndarray): ``(N, 4)`` xyxy in SCALED pixels, inside
-            the canvas.
-        canvas_hw (tuple[int, int]): Scaled canvas ``(h, w)``.
+        boxes_scaled (np.ndarray): ``(N, 4)`` float xyxy in SCALED pixels,
+            inside the canvas.
+        canvas_hw (tuple[int, int]): SCALED canvas ``(h, w)``.
         chip_size (int): ``K``.
         chip_stride (int): ``d``.
         min_count (int): Smallest number of boxes a chip must enclose.
+        off_grid (bool): Add a candidate for each box that fits in a chip
+            but falls between grid positions (see ``ChipConfig.off_grid``).
 
     Returns:
-        tuple: ``(chips, covered, coverable)``: ``(C, 4)`` chips in SCALED
-        pixels; ``(N,)`` bool, box enclosed by a picked chip; ``(N,)`` bool,
-        box fits in a chip at all (false for boxes larger than a chip).
+        tuple: ``(chips, covered, coverable)``: ``(C, 4)`` float64 chips,
+        xyxy in SCALED pixels, in greedy order; ``(N,)`` bool, box enclosed
+        by a picked chip; ``(N,)`` bool, box fits in some candidate.
     """
+    boxes_scaled = as_boxes(boxes_scaled, 'boxes_scaled')
+    min_count = max(int(min_count), 1)
     h, w = canvas_hw
-    starts_x = chip_starts(w, chip_size, chip_stride)
-    starts_y = chip_starts(h, chip_size, chip_stride)
-    ext_x, ext_y = min(chip_size, w), min(chip_size, h)
-    lo_x, hi_x = _feasible_runs(boxes_scaled[:, 0], boxes_scaled[:, 2],
-                                starts_x, ext_x)
-    lo_y, hi_y = _feasible_runs(boxes_scaled[:, 1], boxes_scaled[:, 3],
-                                starts_y, ext_y)
+    starts_x, ext_x, lo_x, hi_x = _axis_candidates(
+        boxes_scaled[:, 0], boxes_scaled[:, 2], w, chip_size, chip_stride,
+        off_grid)
+    starts_y, ext_y, lo_y, hi_y = _axis_candidates(
+        boxes_scaled[:, 1], boxes_scaled[:, 3], h, chip_size, chip_stride,
+        off_grid)
     coverable = (lo_x < hi_x) & (lo_y < hi_y)
-    remaining = coverable.copy()
+    idx = np.flatnonzero(coverable)
+    runs = lo_x[idx], hi_x[idx], lo_y[idx], hi_y[idx]
     covered = np.zeros(len(boxes_scaled), bool)
-    picks: List[Tuple[int, int]] = []
-    while remaining.any():
-        idx = np.flatnonzero(remaining)
-        # Coordinate compression: borders of the index-space rectangles.
-        xs = np.unique(np.concatenate([lo_x[idx], hi_x[idx]]))
-        ys = np.unique(np.concatenate([lo_y[idx], hi_y[idx]]))
-        cx0, cx1 = np.searchsorted(xs, lo_x[idx]), np.searchsorted(
-            xs, hi_x[idx])
-        cy0, cy1 = np.searchsorted(ys, lo_y[idx]), np.searchsorted(
-            ys, hi_y[idx])
-        nx, ny = len(xs), len(ys)
-        flat = np.concatenate(
-            [cy0 * nx + cx0, cy0 * nx + cx1, cy1 * nx + cx0, cy1 * nx + cx1])
-        sign = np.repeat([1, -1, -1, 1], len(idx))
-        diff = np.bincount(flat, weights=sign, minlength=nx * ny)
-        counts = diff.reshape(ny, nx).cumsum(0).cumsum(1)
-        best = int(np.argmax(counts))
-        by, bx = divmod(best, nx)
-        if counts[by, bx] < min_count:
-            break
-        ix = int((xs[bx] + xs[bx + 1] - 1) // 2)
-        iy = int((ys[by] + ys[by + 1] - 1) // 2)
-        hit = remaining & (lo_x <= ix) & (ix < hi_x) & (lo_y <= iy) & \
-            (iy < hi_y)
-        covered |= hit
-        remaining &= ~hit
-        picks.append((ix, iy))
-    if not picks:
-        return np.zeros((0, 4)), covered, coverable
-    ix, iy = np.array(picks).T
+    cells = min(2 * len(idx), len(starts_x) + 1) * \
+        min(2 * len(idx), len(starts_y) + 1)
+    if cells <= _MAX_CELLS:
+        picks, covered[idx] = _greedy_group(*runs, min_count)
+    else:
+        # Large canvas and many boxes: independent groups keep the count
+        # grids small (the result is the same, only cheaper).
+        picks, covered[idx] = _cover_groups(runs, min_count)
+    ix, iy = picks[:, 0], picks[:, 1]
     chips = np.stack([
         starts_x[ix], starts_y[iy], starts_x[ix] + ext_x, starts_y[iy] + ext_y
     ], axis=1)
     return chips, covered, coverable
+
+
+def _cover_groups(runs, min_count: int) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`_greedy_group` per independent group, merged in the order of
+    one global greedy loop: most boxes first, ties in row-major order of
+    the first best position (within a group this is its own pick order).
+
+    Args:
+        runs (tuple): ``(lo_x, hi_x, lo_y, hi_y)``, ``(N,)`` int runs.
+        min_count (int): Smallest number of boxes a chip must enclose.
+
+    Returns:
+        tuple: ``(picks (P, 5) int64, covered (N,) bool)`` as
+        :func:`_greedy_group`.
+    """
+    group, num = _independent_groups(*runs)
+    sizes = np.bincount(group, minlength=num)
+    covered = np.zeros(len(group), bool)
+    picks = [np.zeros((0, 5), np.int64)]
+    alone = sizes[group] == 1
+    if min_count == 1:
+        # A lone box: the chip in the middle of its runs (what the greedy
+        # loop would pick, without the loop).
+        lx, hx, ly, hy = (r[alone] for r in runs)
+        picks.append(np.stack([(lx + hx - 1) // 2, (ly + hy - 1) // 2,
+                               np.ones(len(lx), np.int64), ly, lx], axis=1))
+        covered[alone] = True
+    # A loop over groups of two or more boxes (each yields a chip when it
+    # holds min_count boxes).
+    order = np.argsort(group, kind='stable')
+    for members in np.split(order, np.cumsum(sizes)[:-1]):
+        if len(members) >= max(min_count, 2):
+            found, covered[members] = _greedy_group(
+                *(r[members] for r in runs), min_count)
+            picks.append(found)
+    picks = np.concatenate(picks)
+    order = np.lexsort((picks[:, 4], picks[:, 3], -picks[:, 2]))
+    return picks[order], covered
 
 
 @dataclasses.dataclass
@@ -168,14 +374,14 @@ class PositiveChipResult:
     """Positive chips of an image and per-scale bookkeeping.
 
     Attributes:
-        chips (ChipSet): The positive chips of all scales.
-        valid (np.ndarray): ``(S, N)`` bool, box n valid at scale s (size in
-            the scale's range, not crowd, not dropped by sanitising).
+        chips (ChipSet): The positive chips of all scales, scale by scale.
+        valid (np.ndarray): ``(S, N)`` bool, box n is in ``G_i`` of scale s:
+            size in the scale's range, not crowd, not dropped by
+            :func:`~mmsnip.chips.boxes.sanitize_boxes`.
         uncoverable (np.ndarray): ``(S, N)`` bool, valid at scale s but no
-            chip of the grid can enclose it: larger than a chip there, or
-            with a side longer than ``K - d`` that falls between grid
-            positions. Such boxes still appear (cropped) in every chip they
-            overlap.
+            candidate chip can enclose it (a side longer than the chip
+            there; see :func:`greedy_cover`). Such a box still appears,
+            cropped, in every chip it overlaps (:func:`chip_ground_truth`).
     """
     chips: ChipSet
     valid: np.ndarray
@@ -189,16 +395,20 @@ def generate_positive_chips(gt_boxes, img_h: int, img_w: int,
     """Positive chips of one image at every scale (Algorithm 1, Sec. 3.3.2).
 
     Args:
-        gt_boxes (array): ``(N, 4)`` xyxy in ORIGINAL-image pixels. Boxes are
-            sanitised first (:func:`~mmsnip.chips.boxes.sanitize_boxes`:
-            clipped to the image; NaN/inf or empty boxes dropped).
-        img_h, img_w (int): Original image size.
-        cfg (ChipConfig): Scales, chip size and stride.
-        iscrowd (np.ndarray, optional): ``(N,)`` bool; crowd boxes never
-            need covering.
+        gt_boxes (array): ``(N, 4)`` float xyxy in ORIGINAL-image pixels.
+            Sanitised first (:func:`~mmsnip.chips.boxes.sanitize_boxes`:
+            clipped to the image; NaN/inf or empty boxes are never valid).
+        img_h, img_w (int): ORIGINAL image size, > 0.
+        cfg (ChipConfig): Scales, chip size, stride, ``off_grid``.
+        iscrowd (array, optional): ``(N,)`` bool; crowd boxes never need
+            covering (they are not in ``G_i``).
 
     Returns:
-        PositiveChipResult: chips in original and scaled pixels.
+        PositiveChipResult: chips in ORIGINAL and SCALED pixels, indices of
+        ``valid`` / ``uncoverable`` aligned with ``gt_boxes``.
+
+    Raises:
+        ValueError: On a non-positive image size or mis-shaped inputs.
     """
     boxes, keep = sanitize_boxes(gt_boxes, img_h, img_w)
     crowd = np.zeros(len(boxes), bool) if iscrowd is None else \
@@ -214,25 +424,67 @@ def generate_positive_chips(gt_boxes, img_h: int, img_w: int,
     for s, spec in enumerate(cfg.scales):
         factor = spec.factor_for(img_h, img_w)
         canvas = spec.scaled_shape(img_h, img_w)
-        # Sec. 3.3.2: G_i = ground truth whose size lies in R_i.
+        # Sec. 3.3.2: G_i = non-crowd ground truth whose size lies in R_i.
         valid[s] = keep & ~crowd & in_range(sizes, spec.valid_range)
         idx = np.flatnonzero(valid[s])
-        scaled = np.minimum(boxes[idx] * factor,
-                            [canvas[1], canvas[0], canvas[1], canvas[0]])
+        scaled = to_canvas(boxes[idx], factor, canvas)
         chips, _, coverable = greedy_cover(scaled, canvas, cfg.chip_size,
-                                           cfg.chip_stride)
+                                           cfg.chip_stride,
+                                           off_grid=cfg.off_grid)
         uncoverable[s, idx] = ~coverable
-        sets.append(_make_chip_set(chips, s, factor, img_h, img_w, True))
+        sets.append(make_chip_set(chips, s, factor, canvas, img_h, img_w,
+                                  True))
     return PositiveChipResult(ChipSet.concat(sets), valid, uncoverable)
 
 
-def _make_chip_set(chips_scaled: np.ndarray, scale_index: int, factor: float,
-                   img_h: int, img_w: int, positive: bool) -> ChipSet:
-    """A ChipSet from chips in scaled pixels (original boxes clipped)."""
+def to_canvas(boxes: np.ndarray, factor: float,
+              canvas_hw: Tuple[int, int]) -> np.ndarray:
+    """ORIGINAL-image boxes to SCALED pixels, clipped to the canvas.
+
+    Args:
+        boxes (np.ndarray): ``(N, 4)`` float xyxy, ORIGINAL pixels, inside
+            the image.
+        factor (float): The scale's factor.
+        canvas_hw (tuple[int, int]): SCALED canvas ``(h, w)`` (rounded, so
+            ``side * factor`` may exceed it by under half a pixel).
+
+    Returns:
+        np.ndarray: ``(N, 4)`` float64 xyxy, SCALED pixels.
+    """
+    h, w = canvas_hw
+    return np.minimum(boxes * factor, [w, h, w, h])
+
+
+def make_chip_set(chips_scaled: np.ndarray, scale_index: int, factor: float,
+                  canvas_hw: Tuple[int, int], img_h: int, img_w: int,
+                  positive: bool) -> ChipSet:
+    """A :class:`ChipSet` of one scale from chips in SCALED pixels.
+
+    ORIGINAL boxes are ``chips_scaled / factor`` clipped to the image; a
+    chip side on the canvas border is put exactly on the image border (the
+    canvas is rounded, so ``canvas / factor`` can fall short of the image
+    by a fraction of a pixel).
+
+    Args:
+        chips_scaled (np.ndarray): ``(C, 4)`` float xyxy, SCALED pixels.
+        scale_index (int): Index of the scale in the config.
+        factor (float): The scale's factor.
+        canvas_hw (tuple[int, int]): SCALED canvas ``(h, w)``.
+        img_h, img_w (int): ORIGINAL image size.
+        positive (bool): Positive or negative chips.
+
+    Returns:
+        ChipSet: ``C`` chips.
+    """
     n = len(chips_scaled)
-    orig = np.clip(chips_scaled / factor, 0, [img_w, img_h, img_w, img_h])
-    return ChipSet(orig, chips_scaled, np.full(n, scale_index, np.int64),
-                   np.full(n, factor), np.full(n, positive))
+    h, w = canvas_hw
+    size = np.array([img_w, img_h, img_w, img_h], np.float64)
+    orig = np.clip(chips_scaled / factor, 0, size)
+    at_far_border = chips_scaled[:, 2:] >= [w, h]
+    orig[:, 2:] = np.where(at_far_border, size[2:], orig[:, 2:])
+    return ChipSet(orig, chips_scaled.astype(np.float64),
+                   np.full(n, scale_index, np.int64),
+                   np.full(n, float(factor)), np.full(n, positive))
 
 
 @dataclasses.dataclass
@@ -241,14 +493,17 @@ class ChipGroundTruth:
 
     Attributes:
         indices (np.ndarray): ``(M,)`` int64 indices into the image's boxes
-            of every box overlapping the chip (positive-area intersection).
-        boxes (np.ndarray): ``(M, 4)`` those boxes clipped to the chip, in
-            CHIP pixels (scaled, relative to the chip's top-left corner).
+            of every box overlapping the chip (positive-area intersection),
+            ascending.
+        boxes (np.ndarray): ``(M, 4)`` float64 xyxy, those boxes clipped to
+            the chip, in CHIP pixels (SCALED, relative to the chip's
+            top-left corner).
         valid (np.ndarray): ``(M,)`` bool, the UNCLIPPED box's size lies in
-            the chip scale's valid range (Sec. 3.3.2: cropped boxes keep
-            the validity of the whole object).
+            the chip scale's valid range (cropped boxes keep the validity
+            of the whole object, Sec. 3.3.2 / 3.3.4).
         crowd (np.ndarray): ``(M,)`` bool crowd flags.
-        covered (np.ndarray): ``(M,)`` bool, the box lies fully inside.
+        covered (np.ndarray): ``(M,)`` bool, the box lies fully inside the
+            chip.
     """
     indices: np.ndarray
     boxes: np.ndarray
@@ -264,33 +519,42 @@ def chip_ground_truth(chip_box, factor, gt_boxes,
     """Every ground-truth box overlapping a chip, cropped to it.
 
     Args:
-        chip_box (array): ``(4,)`` the chip (or the exact pixel window cut
-            for it) in ORIGINAL-image pixels.
+        chip_box (array): ``(4,)`` xyxy, the chip (or the exact pixel
+            window cut for it) in ORIGINAL-image pixels.
         factor (float | tuple[float, float]): ORIGINAL to CHIP pixels: one
             factor or ``(fx, fy)`` (a crop resized to integer sides).
-        gt_boxes (array): ``(N, 4)`` in ORIGINAL-image pixels (sanitised).
-        valid_range (tuple[float, float]): The scale's range, ORIGINAL px.
-        iscrowd (np.ndarray, optional): ``(N,)`` bool.
+        gt_boxes (array): ``(N, 4)`` float xyxy, ORIGINAL pixels
+            (sanitised).
+        valid_range (tuple[float, float]): The scale's range, ORIGINAL
+            pixels (the same test as the unclipped SCALED size against the
+            scaled range).
+        iscrowd (array, optional): ``(N,)`` bool.
 
     Returns:
-        ChipGroundTruth: boxes in CHIP pixels.
+        ChipGroundTruth: boxes in CHIP pixels. "Fully inside" tolerates
+        ``1e-6`` ORIGINAL pixels of rounding.
     """
     boxes = as_boxes(gt_boxes, 'gt_boxes')
     chip = np.asarray(chip_box, np.float64).reshape(4)
     crowd = np.zeros(len(boxes), bool) if iscrowd is None else \
         np.asarray(iscrowd, bool).reshape(-1)
+    if len(crowd) != len(boxes):
+        raise ValueError(f'iscrowd has {len(crowd)} entries for '
+                         f'{len(boxes)} boxes')
     lt = np.maximum(boxes[:, :2], chip[:2])
     rb = np.minimum(boxes[:, 2:], chip[2:])
+    # Sec. 3.3.2: boxes partly inside a chip (IoU > 0) are cropped, kept.
     overlap = ((rb - lt) > 0).all(axis=1)
     idx = np.flatnonzero(overlap)
     fx, fy = np.broadcast_to(np.asarray(factor, np.float64), (2,))
     clipped = (np.concatenate([lt[idx], rb[idx]], axis=1) -
                np.tile(chip[:2], 2)) * [fx, fy, fx, fy]
-    inside = (boxes[idx, :2] >= chip[:2]).all(1) & \
-        (boxes[idx, 2:] <= chip[2:]).all(1)
+    inside = (boxes[idx, :2] >= chip[:2] - _EPS).all(1) & \
+        (boxes[idx, 2:] <= chip[2:] + _EPS).all(1)
     return ChipGroundTruth(
         indices=idx.astype(np.int64),
         boxes=clipped,
+        # Sec. 3.3.2: validity is decided by the whole object's size.
         valid=in_range(box_sizes(boxes[idx]), valid_range),
         crowd=crowd[idx],
         covered=inside)

@@ -1,17 +1,38 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
-"""Scale specifications and chip settings (pure numpy).
+"""Scale specifications and chip settings (pure python).
 
 A *scale* resizes the original image by a factor and owns a *valid range*:
 the sizes (sqrt of box area, in ORIGINAL-image pixels) of the objects it
 learns from and reports (SNIP, Sec. 3.2). The paper's SNIPER scales on COCO
 are ``512 / max(h, w)``, 1.667 and 3 with valid ranges (120, inf),
 (32, 150) and (0, 80) (Sec. 4.1, DESIGN.md).
+
+:class:`ChipConfig` gathers every setting of the chip engine and is built
+from the plain dict an MMEngine config holds (``chip_cfg = dict(...)``).
 """
 import dataclasses
 import math
-from typing import Optional, Sequence, Tuple
+import numbers
+from typing import Optional, Sequence, Tuple, Union
 
 INF = float('inf')
+
+
+def _positive_number(value, name: str) -> float:
+    """``float(value)`` if it is a finite number > 0, else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(value) or value <= 0:
+        raise ValueError(f'{name} must be a finite number > 0, got {value!r}')
+    return float(value)
+
+
+def _positive_int(value, name: str, minimum: int = 1) -> int:
+    """``int(value)`` if it is an integer >= ``minimum``, else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
+            or value < minimum:
+        raise ValueError(f'{name} must be an integer >= {minimum}, got '
+                         f'{value!r}')
+    return int(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,21 +41,31 @@ class ScaleSpec:
 
     Args:
         factor (float, optional): A fixed factor, e.g. 1.667 or 3.0.
-        max_side (int, optional): Resize so the longer side is ``max_side``
-            pixels: ``factor = max_side / max(h, w)`` (the paper's 512/ms).
-        short_max (tuple[int, int], optional): MMDetection's keep-ratio
-            resize ``(short, max)``: ``factor = min(short / min(h, w),
-            max / max(h, w))``, e.g. ``(800, 1200)``.
+        max_side (float, optional): Resize so the longer side is
+            ``max_side`` pixels: ``factor = max_side / max(h, w)`` (the
+            paper's ``512 / max(h, w)``).
+        short_max (tuple[float, float], optional): MMDetection's keep-ratio
+            resize to ``(short, max)``, e.g. ``(800, 1200)``: ``factor =
+            min(short / min(h, w), max / max(h, w))``. As in MMEngine's
+            ``rescale_size``, the smaller number bounds the short side and
+            the larger the long side, so ``(1200, 800)`` is the same scale.
         valid_range (tuple[float, float]): ``(min, max)`` sqrt(area) in
-            ORIGINAL-image pixels; ``max`` may be ``inf`` or ``None`` (no
-            upper bound; configs use ``None`` because MMEngine cannot dump
-            ``inf`` into a loadable config). A box is valid
-            when ``min < size < max`` (strict, Sec. 3.2.1).
+            ORIGINAL-image pixels, ``0 <= min < max``; ``max`` may be
+            ``inf`` or ``None`` (no upper bound; configs use ``None``
+            because MMEngine cannot dump ``inf`` into a loadable config).
+            A box is valid when ``min < size < max`` (strict, Sec. 3.2.1).
+
+    Example:
+        >>> spec = ScaleSpec(max_side=512, valid_range=(120, None))
+        >>> spec.factor_for(480, 640), spec.scaled_shape(480, 640)
+        (0.8, (384, 512))
+        >>> spec.valid_range_scaled(0.8)
+        (96.0, inf)
     """
     factor: Optional[float] = None
     max_side: Optional[float] = None
     short_max: Optional[Tuple[float, float]] = None
-    valid_range: Tuple[float, float] = (0.0, INF)
+    valid_range: Tuple[float, Optional[float]] = (0.0, INF)
 
     def __post_init__(self):
         rules = [r for r in ('factor', 'max_side', 'short_max')
@@ -43,96 +74,290 @@ class ScaleSpec:
             raise ValueError(
                 'ScaleSpec needs exactly one of factor, max_side, short_max; '
                 f'got {rules or "none"}')
-        if self.factor is not None and not self.factor > 0:
-            raise ValueError(f'ScaleSpec.factor must be > 0, got '
-                             f'{self.factor}')
-        if self.max_side is not None and not self.max_side > 0:
-            raise ValueError(f'ScaleSpec.max_side must be > 0, got '
-                             f'{self.max_side}')
+        if self.factor is not None:
+            _positive_number(self.factor, 'ScaleSpec.factor')
+        if self.max_side is not None:
+            _positive_number(self.max_side, 'ScaleSpec.max_side')
         if self.short_max is not None:
             sm = tuple(self.short_max)
-            if len(sm) != 2 or not (0 < sm[0] and 0 < sm[1]):
-                raise ValueError('ScaleSpec.short_max must be (short, max) '
-                                 f'with positive sides, got {sm}')
+            if len(sm) != 2:
+                raise ValueError('ScaleSpec.short_max must be (short, max), '
+                                 f'got {self.short_max!r}')
+            sm = tuple(_positive_number(v, 'ScaleSpec.short_max side')
+                       for v in sm)
             object.__setattr__(self, 'short_max', sm)
-        vr = tuple(INF if v is None else float(v) for v in self.valid_range)
-        if len(vr) != 2 or not (0 <= vr[0] < vr[1]) or math.isnan(vr[1]):
+        vr = tuple(self.valid_range)
+        if len(vr) != 2:
+            raise ValueError('ScaleSpec.valid_range must be (min, max), got '
+                             f'{self.valid_range!r}')
+        vr = (float(vr[0]), INF if vr[1] is None else float(vr[1]))
+        if not (0 <= vr[0] < vr[1]) or math.isinf(vr[0]):
             raise ValueError('ScaleSpec.valid_range must be (min, max) with '
-                             f'0 <= min < max, got {self.valid_range}')
+                             f'0 <= min < max, got {self.valid_range!r}')
         object.__setattr__(self, 'valid_range', vr)
 
     @classmethod
     def from_dict(cls, cfg: dict) -> 'ScaleSpec':
         """Build from a config dict, e.g. ``dict(factor=3, valid_range=(0,
         80))``; unknown keys raise a ``ValueError`` naming them."""
+        if isinstance(cfg, cls):
+            return cfg
         unknown = set(cfg) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f'unknown ScaleSpec field(s) {sorted(unknown)}')
         return cls(**cfg)
 
+    @property
+    def rule(self) -> str:
+        """The factor rule in use: ``'factor'``, ``'max_side'`` or
+        ``'short_max'``."""
+        for name in ('factor', 'max_side', 'short_max'):
+            if getattr(self, name) is not None:
+                return name
+        raise AssertionError('unreachable: checked in __post_init__')
+
     def factor_for(self, img_h: float, img_w: float) -> float:
-        """The resize factor for an ``img_h x img_w`` original image."""
+        """The resize factor (SCALED / ORIGINAL pixels) of an image.
+
+        Args:
+            img_h, img_w (float): ORIGINAL image size in pixels, > 0.
+
+        Returns:
+            float: The factor.
+
+        Raises:
+            ValueError: If the image size is not positive.
+        """
         if not (img_h > 0 and img_w > 0):
             raise ValueError(
-                f'image size must be positive, got {img_h}x{img_w}')
+                f'image size must be positive, got {img_h}x{img_w} (h x w)')
         if self.factor is not None:
             return float(self.factor)
         if self.max_side is not None:
             return float(self.max_side) / max(img_h, img_w)
-        short, long = self.short_max
+        short, long = min(self.short_max), max(self.short_max)
         return min(short / min(img_h, img_w), long / max(img_h, img_w))
 
     def scaled_shape(self, img_h: float, img_w: float) -> Tuple[int, int]:
-        """``(h, w)`` of the scaled canvas in pixels (rounded, at least 1)."""
+        """``(h, w)`` of the SCALED canvas: ``round(side * factor)``, >= 1.
+
+        Args:
+            img_h, img_w (float): ORIGINAL image size in pixels, > 0.
+
+        Returns:
+            tuple[int, int]: Canvas height and width in SCALED pixels.
+        """
         f = self.factor_for(img_h, img_w)
         return max(int(round(img_h * f)), 1), max(int(round(img_w * f)), 1)
 
     def valid_range_scaled(self, factor: float) -> Tuple[float, float]:
-        """The valid range in scaled (= chip) pixels for ``factor``."""
+        """The valid range in SCALED (= CHIP) pixels at ``factor``.
+
+        Args:
+            factor (float): SCALED / ORIGINAL pixels.
+
+        Returns:
+            tuple[float, float]: ``(min * factor, max * factor)``.
+        """
         return self.valid_range[0] * factor, self.valid_range[1] * factor
+
+    def finer_or_equal(self, other: 'ScaleSpec') -> Optional[bool]:
+        """Whether this scale's factor is >= ``other``'s for EVERY image.
+
+        Only rules that can be compared independently of the image size
+        are compared: two fixed factors, two ``max_side`` rules, two
+        ``short_max`` rules (component-wise).
+
+        Returns:
+            bool | None: True / False when the order holds / fails for
+            every image size, None when it depends on the image.
+        """
+        if self.rule != other.rule:
+            return None
+        if self.short_max is not None:
+            mine, theirs = sorted(self.short_max), sorted(other.short_max)
+            if mine[0] >= theirs[0] and mine[1] >= theirs[1]:
+                return True
+            if mine[0] <= theirs[0] and mine[1] <= theirs[1]:
+                return False
+            return None
+        return getattr(self, self.rule) >= getattr(other, self.rule)
+
+
+IntPerScale = Union[int, Tuple[int, ...]]
+
+
+@dataclasses.dataclass(frozen=True)
+class NegativeConfig:
+    """Settings of negative chips (Sec. 3.3.3).
+
+    Args:
+        min_proposals (int | tuple[int, ...]): ``M``: a negative chip must
+            fully enclose at least this many proposals; one number for all
+            scales or one per scale (the original code used > 25 at the
+            finest scale and > 10 elsewhere).
+        num_per_image (int): Negative chips sampled per image per epoch
+            from the image's pool (2 in the original code).
+        max_proposals (int, optional): Keep only the top-scoring
+            ``max_proposals`` proposals per scale before building chips
+            (needs scores; the original code used 300). None: all.
+        filter_range (bool): Keep only proposals whose size is in the
+            scale's valid range (the paper's rule). False: use all.
+    """
+    min_proposals: IntPerScale = 10
+    num_per_image: int = 2
+    max_proposals: Optional[int] = None
+    filter_range: bool = True
+
+    def __post_init__(self):
+        m = self.min_proposals
+        if isinstance(m, (list, tuple)):
+            if not m:
+                raise ValueError('negative.min_proposals must not be empty')
+            m = tuple(_positive_int(v, 'negative.min_proposals') for v in m)
+        else:
+            m = _positive_int(m, 'negative.min_proposals')
+        object.__setattr__(self, 'min_proposals', m)
+        _positive_int(self.num_per_image, 'negative.num_per_image', 0)
+        if self.max_proposals is not None:
+            _positive_int(self.max_proposals, 'negative.max_proposals')
+
+    def min_proposals_for(self, scale_index: int) -> int:
+        """``M`` of scale ``scale_index``."""
+        m = self.min_proposals
+        return m[scale_index] if isinstance(m, tuple) else m
+
+
+@dataclasses.dataclass(frozen=True)
+class FocusConfig:
+    """Settings of AutoFocus (Sec. 3.4); sizes in the pixels noted.
+
+    Args:
+        stride (int): ``s``, stride of the FocusPixel map in SCALED (chip)
+            pixels (16: conv5 / C4).
+        a, b, c (float): FocusPixel size thresholds in CHIP pixels,
+            ``0 <= a < b <= c`` (5, 64, 90; Sec. 3.4.1).
+        threshold (float): ``t``: FocusPixels are cells whose probability
+            is ``> t`` (``>= t`` with ``inclusive_threshold``). The paper
+            sweeps ``t``; 0.5 is the two-class argmax.
+        dilation (int): ``d``, side of the square dilation kernel in map
+            cells (3 in the paper; 1 = no dilation).
+        min_size (float): ``k``, minimum FocusChip side in the pixels of
+            the scale the map was predicted at (the paper sweeps 64..512;
+            the original code used 256 after the coarsest scale).
+        inclusive_threshold (bool): Use ``>= t`` (the original code)
+            instead of the paper's ``> t``.
+    """
+    stride: int = 16
+    a: float = 5.0
+    b: float = 64.0
+    c: float = 90.0
+    threshold: float = 0.5
+    dilation: int = 3
+    min_size: float = 256.0
+    inclusive_threshold: bool = False
+
+    def __post_init__(self):
+        _positive_int(self.stride, 'focus.stride')
+        _positive_int(self.dilation, 'focus.dilation')
+        if not (0 <= self.a < self.b <= self.c):
+            raise ValueError('focus thresholds need 0 <= a < b <= c, got '
+                             f'a={self.a}, b={self.b}, c={self.c}')
+        if not (0 <= self.threshold <= 1):
+            raise ValueError('focus.threshold must be in [0, 1], got '
+                             f'{self.threshold!r}')
+        if not (self.min_size >= 0 and math.isfinite(self.min_size)):
+            raise ValueError('focus.min_size must be a finite number >= 0, '
+                             f'got {self.min_size!r}')
+
+
+def _sub_config(cls, value, name: str):
+    """``value`` as a ``cls`` (dataclass instance or plain dict)."""
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f'ChipConfig.{name} must be a dict, got {value!r}')
+    unknown = set(value) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f'unknown ChipConfig.{name} field(s) '
+                         f'{sorted(unknown)}')
+    return cls(**value)
+
+
+# Flat config keys kept for existing configs: alias -> (section, field).
+_ALIASES = {
+    'neg_min_proposals': ('negative', 'min_proposals'),
+    'neg_per_image': ('negative', 'num_per_image'),
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class ChipConfig:
-    """Settings of SNIPER chip generation (Sec. 3.3).
+    """Every setting of the chip engine (SNIPER Sec. 3.3, AutoFocus 3.4).
 
     Args:
-        scales (Sequence[ScaleSpec]): The pyramid, any order.
-        chip_size (int): ``K``, side of a chip in scaled pixels (512).
+        scales (Sequence[ScaleSpec | dict]): The pyramid, in any order.
+        chip_size (int): ``K``, side of a chip in SCALED pixels (512).
         chip_stride (int): ``d``, the grid step of candidate chips (32).
-            ``chip_size`` must be a multiple of it.
-        neg_min_proposals (int): ``M``: a negative chip must hold at least
-            this many proposals (Sec. 3.3.3).
-        neg_per_image (int): Negative chips sampled per image per epoch.
-        allow_range_gaps (bool): Accept valid ranges that leave sizes valid
-            at no scale (by default such a config is an error).
+            ``chip_size`` must be a multiple of ``chip_stride``, so chips
+            ``K`` apart are grid neighbours and ``K`` divides by the
+            network stride whenever ``d`` does (512 = 16 x 32).
+        negative (NegativeConfig | dict): Negative chips.
+        focus (FocusConfig | dict): AutoFocus labels and FocusChips.
+        off_grid (bool): Add, for each box that fits in a chip but that no
+            chip of the stride grid can enclose (a side longer than
+            ``K - d`` falling between grid positions), one candidate chip
+            at the box, so that every box no larger than a chip is covered
+            as the paper states ("every ground-truth box is covered",
+            Sec. 3.3.2). False: the pure stride grid of the paper's text.
+        allow_range_gaps (bool): Accept valid ranges whose union leaves a
+            gap (sizes valid at no scale, never trained on); by default
+            such a config is an error.
+
+    Validation (``ValueError`` naming the field): exactly one factor rule
+    per scale, positive sizes, ``0 <= min < max`` per range; no gap in the
+    union of the ranges (touching open ranges such as (0, 80) and
+    (80, inf) count as contiguous); and *ordered* ranges: of two scales
+    whose factors compare the same way for every image (see
+    :meth:`ScaleSpec.finer_or_equal`), the finer one must not admit larger
+    objects: its ``min`` and ``max`` are <= the coarser one's (SNIP: small
+    objects are learned at up-sampled scales, Sec. 3.2). A fixed factor and
+    a ``max_side`` rule are not compared (their order depends on the
+    image).
+
+    The flat keys ``neg_min_proposals`` and ``neg_per_image`` of older
+    configs are accepted by :meth:`from_dict` and readable as properties.
     """
     scales: Tuple[ScaleSpec, ...]
     chip_size: int = 512
     chip_stride: int = 32
-    neg_min_proposals: int = 10
-    neg_per_image: int = 2
+    negative: NegativeConfig = dataclasses.field(
+        default_factory=NegativeConfig)
+    focus: FocusConfig = dataclasses.field(default_factory=FocusConfig)
+    off_grid: bool = True
     allow_range_gaps: bool = False
 
     def __post_init__(self):
-        scales = tuple(
-            s if isinstance(s, ScaleSpec) else ScaleSpec.from_dict(dict(s))
-            for s in self.scales)
+        scales = tuple(ScaleSpec.from_dict(s) for s in self.scales)
         object.__setattr__(self, 'scales', scales)
+        object.__setattr__(self, 'negative', _sub_config(
+            NegativeConfig, self.negative, 'negative'))
+        object.__setattr__(self, 'focus', _sub_config(
+            FocusConfig, self.focus, 'focus'))
         if not scales:
             raise ValueError('ChipConfig.scales must not be empty')
-        for name in ('chip_size', 'chip_stride'):
-            value = getattr(self, name)
-            if int(value) != value or value <= 0:
-                raise ValueError(f'ChipConfig.{name} must be a positive '
-                                 f'integer, got {value}')
+        _positive_int(self.chip_size, 'ChipConfig.chip_size')
+        _positive_int(self.chip_stride, 'ChipConfig.chip_stride')
         if self.chip_size % self.chip_stride:
             raise ValueError(
                 f'ChipConfig.chip_size ({self.chip_size}) must be a multiple '
                 f'of chip_stride ({self.chip_stride})')
-        if self.neg_min_proposals < 1 or self.neg_per_image < 0:
-            raise ValueError('ChipConfig needs neg_min_proposals >= 1 and '
-                             'neg_per_image >= 0')
+        m = self.negative.min_proposals
+        if isinstance(m, tuple) and len(m) != len(scales):
+            raise ValueError(
+                f'ChipConfig.negative.min_proposals has {len(m)} values for '
+                f'{len(scales)} scales')
+        _check_range_order(scales)
         gap = range_gap([s.valid_range for s in scales])
         if gap is not None and not self.allow_range_gaps:
             raise ValueError(
@@ -140,23 +365,59 @@ class ChipConfig:
                 'px are valid at no scale; make adjacent valid ranges '
                 'overlap or set allow_range_gaps=True')
 
+    @property
+    def neg_min_proposals(self) -> IntPerScale:
+        """Alias of ``negative.min_proposals``."""
+        return self.negative.min_proposals
+
+    @property
+    def neg_per_image(self) -> int:
+        """Alias of ``negative.num_per_image``."""
+        return self.negative.num_per_image
+
     @classmethod
     def from_dict(cls, cfg: dict) -> 'ChipConfig':
-        """Build from a plain config dict (``scales`` as a list of dicts)."""
+        """Build from a plain config dict.
+
+        Args:
+            cfg (dict): ``scales`` (list of :class:`ScaleSpec` dicts) and
+                optionally ``chip_size``, ``chip_stride``, ``negative``
+                (dict), ``focus`` (dict), ``off_grid``,
+                ``allow_range_gaps``; the flat aliases ``neg_min_proposals``
+                / ``neg_per_image`` go into ``negative``.
+
+        Example:
+            >>> cfg = ChipConfig.from_dict(dict(
+            ...     chip_size=512, chip_stride=32,
+            ...     scales=[dict(max_side=512, valid_range=(120, None)),
+            ...             dict(factor=1.667, valid_range=(32, 150)),
+            ...             dict(factor=3.0, valid_range=(0, 80))],
+            ...     negative=dict(min_proposals=10, num_per_image=2)))
+            >>> cfg.negative.num_per_image
+            2
+        """
+        if isinstance(cfg, cls):
+            return cfg
         cfg = dict(cfg)
+        if 'scales' not in cfg:
+            raise ValueError('ChipConfig needs `scales`')
+        for alias, (section, name) in _ALIASES.items():
+            if alias not in cfg:
+                continue
+            sub = dict(cfg.get(section) or {})
+            if name in sub:
+                raise ValueError(f'ChipConfig: both {alias} and '
+                                 f'{section}.{name} are set')
+            sub[name] = cfg.pop(alias)
+            cfg[section] = sub
         unknown = set(cfg) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f'unknown ChipConfig field(s) {sorted(unknown)}')
-        if 'scales' not in cfg:
-            raise ValueError('ChipConfig needs `scales`')
-        cfg['scales'] = tuple(
-            s if isinstance(s, ScaleSpec) else ScaleSpec.from_dict(dict(s))
-            for s in cfg['scales'])
         return cls(**cfg)
 
     @classmethod
     def paper_coco(cls) -> 'ChipConfig':
-        """The paper's COCO settings (Sec. 3.3, 4.1; DESIGN.md)."""
+        """The paper's COCO SNIPER settings (Sec. 3.3, 4.1; DESIGN.md)."""
         return cls(scales=(
             ScaleSpec(max_side=512, valid_range=(120, INF)),
             ScaleSpec(factor=1.667, valid_range=(32, 150)),
@@ -164,13 +425,37 @@ class ChipConfig:
         ))
 
 
+def _check_range_order(scales: Sequence[ScaleSpec]) -> None:
+    """Finer scales must not admit larger objects (Sec. 3.2)."""
+    for i, fine in enumerate(scales):
+        for j, coarse in enumerate(scales):
+            if i == j or fine.finer_or_equal(coarse) is not True or \
+                    coarse.finer_or_equal(fine) is True:
+                continue  # not strictly finer for every image
+            if fine.valid_range[0] > coarse.valid_range[0] or \
+                    fine.valid_range[1] > coarse.valid_range[1]:
+                raise ValueError(
+                    f'ChipConfig.scales[{i}] ({fine.rule}='
+                    f'{getattr(fine, fine.rule)}) is finer than scales[{j}] '
+                    f'({coarse.rule}={getattr(coarse, coarse.rule)}) but its '
+                    f'valid_range {fine.valid_range} admits larger objects '
+                    f'than {coarse.valid_range}: finer scales take smaller '
+                    'objects (SNIP, Sec. 3.2)')
+
+
 def range_gap(ranges: Sequence[Tuple[float, float]]
               ) -> Optional[Tuple[float, float]]:
     """The first interval of sizes covered by no range, or None.
 
-    Only the span between the smallest minimum and the largest maximum is
-    checked. Ranges are open intervals, so touching ranges ``(0, 80)`` and
-    ``(80, inf)`` leave size 80 uncovered but are accepted as contiguous.
+    Args:
+        ranges (Sequence[tuple[float, float]]): ``(min, max)`` sizes.
+
+    Returns:
+        tuple[float, float] | None: The gap ``(lo, hi)``, or None. Only the
+        span between the smallest minimum and the largest maximum is
+        checked. Ranges are open intervals, so touching ranges ``(0, 80)``
+        and ``(80, inf)`` leave size 80 uncovered but are accepted as
+        contiguous.
     """
     ordered = sorted(ranges)
     reach = ordered[0][1]

@@ -1,34 +1,52 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
+import time
+import tracemalloc
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmsnip.chips import (ChipConfig, ScaleSpec, chip_ground_truth,
-                          chip_starts, generate_positive_chips, greedy_cover,
-                          inside_matrix)
-from mmsnip.chips.boxes import box_sizes, in_range, sanitize_boxes
+from mmsnip.chips import (ChipConfig, ChipSet, ScaleSpec, box_sizes,
+                          chip_ground_truth, chip_starts,
+                          generate_positive_chips, greedy_cover, in_range,
+                          inside_matrix, positive, sanitize_boxes)
+
+ONE_SCALE = ChipConfig(scales=(ScaleSpec(factor=1.0),))
 
 
 def test_chip_starts_reach_the_border():
     np.testing.assert_array_equal(chip_starts(600, 512, 32), [0, 32, 64, 88])
     np.testing.assert_array_equal(chip_starts(512, 512, 32), [0])
     np.testing.assert_array_equal(chip_starts(300, 512, 32), [0])
+    np.testing.assert_array_equal(chip_starts(544, 512, 32), [0, 32])
     starts = chip_starts(1024, 512, 32)
     assert starts[-1] == 512 and len(np.unique(starts)) == len(starts)
 
 
-def test_hand_checked_cover():
-    # Two boxes 100 px apart fit one 512 chip; a third far away needs a
-    # second chip; the chips are centred on the feasible runs.
-    boxes = np.array([[100, 100, 150, 150], [200, 200, 260, 260],
-                      [1500, 100, 1540, 140]], float)
-    chips, covered, coverable = greedy_cover(boxes, (600, 2000), 512, 32)
-    assert covered.all() and coverable.all()
-    assert len(chips) == 2
-    assert inside_matrix(boxes[:2], chips[:1]).all()
-    assert inside_matrix(boxes[2:], chips[1:]).all()
-    assert (chips[:, 2] - chips[:, 0] == 512).all()
+def test_hand_checked_1000x600_image():
+    # Grid: x starts 0, 32, ..., 480 and 488; y starts 0, 32, 64 and 88.
+    # A and B share the first chip [0, 0, 512, 512] (first in row-major
+    # order). C alone: x starts 448..488 (indices 14-16) -> middle 480;
+    # y starts 64, 88 (indices 2-3) -> the first of the two middles, 64.
+    boxes = np.array([[10, 10, 60, 60],      # A
+                      [400, 300, 450, 350],  # B
+                      [900, 500, 950, 550]],  # C
+                     float)
+    res = generate_positive_chips(boxes, 600, 1000, ONE_SCALE)
+    np.testing.assert_array_equal(res.chips.boxes_scaled,
+                                  [[0, 0, 512, 512], [480, 64, 992, 576]])
+    np.testing.assert_array_equal(res.chips.boxes, res.chips.boxes_scaled)
+    assert res.valid.all() and not res.uncoverable.any()
+    # The same image at factor 2 (canvas 1200 x 2000): ORIGINAL chips are
+    # the SCALED ones halved, and every box is covered in SCALED pixels.
+    cfg = ChipConfig(scales=(ScaleSpec(factor=2.0),))
+    res = generate_positive_chips(boxes, 600, 1000, cfg)
+    chips = res.chips
+    np.testing.assert_allclose(chips.boxes, chips.boxes_scaled / 2)
+    assert inside_matrix(boxes * 2, chips.boxes_scaled).any(0).all()
+    assert (chips.scale_factor == 2).all() and chips.is_positive.all()
 
 
 def test_small_canvas_gives_one_clipped_chip():
@@ -36,6 +54,11 @@ def test_small_canvas_gives_one_clipped_chip():
                                      (200, 300), 512, 32)
     np.testing.assert_array_equal(chips, [[0, 0, 300, 200]])
     assert covered.all()
+    # one side small, the other large: clipped on that side only
+    chips, _, _ = greedy_cover(np.array([[900., 10, 920, 20]]),
+                               (200, 1000), 512, 32)
+    np.testing.assert_array_equal(chips[:, [1, 3]], [[0, 200]])
+    assert chips[0, 2] - chips[0, 0] == 512
 
 
 def test_box_larger_than_chip_is_uncoverable_not_an_infinite_loop():
@@ -44,6 +67,29 @@ def test_box_larger_than_chip_is_uncoverable_not_an_infinite_loop():
     np.testing.assert_array_equal(coverable, [False, True])
     np.testing.assert_array_equal(covered, [False, True])
     assert len(chips) == 1
+    res = generate_positive_chips(boxes, 1000, 1000, ONE_SCALE)
+    np.testing.assert_array_equal(res.uncoverable, [[True, False]])
+    np.testing.assert_array_equal(res.valid, [[True, True]])
+    # ... and it is seen, cropped, in the chip it overlaps
+    gt = chip_ground_truth(res.chips.boxes[0], 1.0, boxes, (0, np.inf))
+    np.testing.assert_array_equal(gt.indices, [0, 1])
+    np.testing.assert_array_equal(gt.covered, [False, True])
+    assert gt.valid.all()
+
+
+def test_off_grid_chip_for_a_box_between_grid_positions():
+    # 495 px wide: no grid chip (starts 0, 32, ...) encloses [20, 515].
+    box = np.array([[20., 0, 515, 50]])
+    chips, covered, _ = greedy_cover(box, (1000, 1000), 512, 32,
+                                     off_grid=False)
+    assert len(chips) == 0 and not covered.any()
+    chips, covered, _ = greedy_cover(box, (1000, 1000), 512, 32)
+    # feasible starts [3, 20] -> middle 11.5 -> 12 (integer)
+    np.testing.assert_array_equal(chips, [[12, 0, 524, 512]])
+    assert covered.all()
+    cfg = ChipConfig(scales=(ScaleSpec(factor=1.0),), off_grid=False)
+    res = generate_positive_chips(box, 1000, 1000, cfg)
+    assert res.uncoverable.all() and len(res.chips) == 0
 
 
 def test_paper_scales_pick_the_right_boxes():
@@ -63,107 +109,107 @@ def test_paper_scales_pick_the_right_boxes():
     np.testing.assert_allclose(coarse.boxes, [[0, 0, 640, 480]])
 
 
+def test_chip_reaching_the_canvas_border_reaches_the_image_border():
+    # 1003 * 1.667 = 1672.001 rounds down to 1672: 1672 / 1.667 < 1003.
+    cfg = ChipConfig(scales=(ScaleSpec(factor=1.667),))
+    box = np.array([[953., 10, 1003, 60]])
+    res = generate_positive_chips(box, 600, 1003, cfg)
+    assert res.chips.boxes[0, 2] == 1003
+    gt = chip_ground_truth(res.chips.boxes[0], 1.667, box, (0, np.inf))
+    assert gt.covered.all()
+
+
 def test_crowd_boxes_need_no_cover_and_empty_images_work():
     cfg = ChipConfig.paper_coco()
     res = generate_positive_chips(np.array([[10., 10, 30, 30]]), 480, 640,
                                   cfg, iscrowd=np.array([True]))
     assert len(res.chips) == 0 and not res.valid.any()
     empty = generate_positive_chips(np.zeros((0, 4)), 480, 640, cfg)
-    assert len(empty.chips) == 0 and empty.chips.boxes.shape == (0, 4)
-    assert empty.valid.shape == (3, 0)
+    chips = empty.chips
+    assert len(chips) == 0 and chips.boxes.shape == (0, 4)
+    assert chips.boxes_scaled.shape == (0, 4)
+    assert chips.scale_index.dtype == np.int64
+    assert chips.is_positive.dtype == bool
+    assert empty.valid.shape == (3, 0) and empty.uncoverable.shape == (3, 0)
+    # no box valid anywhere (all degenerate)
+    res = generate_positive_chips([[5, 5, 5, 5]], 480, 640, cfg)
+    assert len(res.chips) == 0 and res.valid.shape == (3, 1)
     with pytest.raises(ValueError, match='image size'):
         generate_positive_chips(np.zeros((0, 4)), 0, 640, cfg)
+    with pytest.raises(ValueError, match='iscrowd has 2 entries'):
+        generate_positive_chips([[0, 0, 5, 5]], 480, 640, cfg, [0, 1])
 
 
 def test_degenerate_boxes_are_dropped_or_clipped():
     boxes = np.array([[10, 10, 10, 50], [np.nan, 0, 5, 5], [-50, -50, 30, 30],
                       [700, 10, 800, 50], [20, 20, 10, 10]], float)
-    clipped, keep = sanitize_boxes(boxes, 480, 640)
-    np.testing.assert_array_equal(keep, [False, False, True, False, False])
-    np.testing.assert_array_equal(clipped[2], [0, 0, 30, 30])
     res = generate_positive_chips(boxes, 480, 640, ChipConfig.paper_coco())
     assert not res.valid[:, [0, 1, 3, 4]].any()
+    assert res.valid[:, 2].any()  # clipped to [0, 0, 30, 30]: 30 px
 
 
-def test_huge_image_does_not_allocate_the_canvas():
+def test_huge_image_is_fast_and_never_allocates_the_canvas():
     cfg = ChipConfig.paper_coco()
-    boxes = np.array([[100, 100, 120, 120], [19000, 14000, 19030, 14040]])
+    boxes = np.array([[100, 100, 120, 120], [19000, 14000, 19030, 14040],
+                      [5000, 5000, 5060, 5050]], float)
+    tracemalloc.start()
+    start = time.perf_counter()
     res = generate_positive_chips(boxes, 15000, 20000, cfg)
+    seconds = time.perf_counter() - start
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
     fine = res.chips.select(res.chips.scale_index == 2)
-    assert len(fine) == 2  # 3x canvas is 60000x45000 px
+    assert len(fine) == 3  # 3x canvas is 45000 x 60000 px
+    assert inside_matrix(boxes * 3, fine.boxes_scaled).any(0).all()
+    # guards against O(canvas) regressions, not benchmarks: a uint8 canvas
+    # would be 2.7 GB, the candidate grid 2.6 M cells
+    assert peak < 4 << 20
+    assert seconds < 5.0
+
+
+def test_huge_image_with_many_scattered_boxes():
+    # aerial-like: 2000 small objects, split into independent groups
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, [19900, 14900], (2000, 2))
+    boxes = np.c_[xy, xy + rng.uniform(5, 60, (2000, 2))]
+    cfg = ChipConfig.paper_coco()
+    res = generate_positive_chips(boxes, 15000, 20000, cfg)
+    for s in range(3):
+        mine = res.chips.boxes[res.chips.scale_index == s]
+        need = res.valid[s]
+        tol = [-1e-6, -1e-6, 1e-6, 1e-6]
+        assert inside_matrix(boxes[need], mine + tol).any(0).all()
+    assert not res.uncoverable.any()
 
 
 def test_chip_ground_truth_crops_and_keeps_validity():
-    gt = np.array([[90, 90, 130, 130], [0, 0, 300, 300], [500, 500, 520, 520]],
-                  float)
+    gt = np.array([[90, 90, 130, 130], [0, 0, 300, 300], [500, 500, 520, 520],
+                   [120, 120, 150, 150]], float)
     chip = np.array([100, 100, 200, 200])
-    out = chip_ground_truth(chip, 2.0, gt, (0, 80), iscrowd=[False, True,
-                                                             False])
-    np.testing.assert_array_equal(out.indices, [0, 1])
-    np.testing.assert_allclose(out.boxes, [[0, 0, 60, 60], [0, 0, 200, 200]])
+    out = chip_ground_truth(chip, 2.0, gt, (0, 80),
+                            iscrowd=[False, True, False, False])
+    np.testing.assert_array_equal(out.indices, [0, 1, 3])
+    np.testing.assert_allclose(out.boxes, [[0, 0, 60, 60], [0, 0, 200, 200],
+                                           [40, 40, 100, 100]])
     # validity is decided on the whole (unclipped) box: 40 px valid, 300 not
-    np.testing.assert_array_equal(out.valid, [True, False])
-    np.testing.assert_array_equal(out.crowd, [False, True])
-    np.testing.assert_array_equal(out.covered, [False, False])
+    np.testing.assert_array_equal(out.valid, [True, False, True])
+    np.testing.assert_array_equal(out.crowd, [False, True, False])
+    np.testing.assert_array_equal(out.covered, [False, False, True])
+    # anisotropic factor of an integer crop
+    out = chip_ground_truth(chip, (2.0, 1.0), gt[3:], (0, 80))
+    np.testing.assert_allclose(out.boxes, [[40, 20, 100, 50]])
+    empty = chip_ground_truth(chip, 1.0, np.zeros((0, 4)), (0, 80))
+    assert empty.boxes.shape == (0, 4) and empty.indices.dtype == np.int64
 
 
-boxes_strategy = st.lists(
-    st.tuples(st.floats(0, 1900), st.floats(0, 1400), st.floats(2, 400),
-              st.floats(2, 400)), min_size=0, max_size=25)
-
-
-def _to_boxes(raw, w=2000, h=1500):
-    arr = np.array([[x, y, min(x + bw, w), min(y + bh, h)]
-                    for x, y, bw, bh in raw]).reshape(-1, 4)
-    return arr
-
-
-@settings(max_examples=60, deadline=None)
-@given(boxes_strategy, st.sampled_from([(1500, 2000), (400, 300),
-                                        (700, 2000)]))
-def test_every_valid_box_is_inside_a_chip_of_its_scale(raw, hw):
-    h, w = hw
-    boxes = _to_boxes(raw, w, h)
-    boxes, keep = sanitize_boxes(boxes, h, w)
-    boxes = boxes[keep]
-    cfg = ChipConfig.paper_coco()
-    res = generate_positive_chips(boxes, h, w, cfg)
-    chips = res.chips
-    for s, spec in enumerate(cfg.scales):
-        canvas = spec.scaled_shape(h, w)
-        mine = chips.boxes_scaled[chips.scale_index == s]
-        # chips lie inside the scaled canvas
-        assert (mine[:, :2] >= 0).all()
-        assert (mine[:, 2] <= canvas[1]).all()
-        assert (mine[:, 3] <= canvas[0]).all()
-        need = res.valid[s] & ~res.uncoverable[s]
-        f = spec.factor_for(h, w)
-        scaled = np.minimum(boxes[need] * f,
-                            [canvas[1], canvas[0], canvas[1], canvas[0]])
-        if need.any():
-            assert inside_matrix(scaled, mine).any(axis=0).all()
-        # uncoverable boxes are (nearly) as large as a chip: a side longer
-        # than K - d may fall between the positions of the stride grid
-        big = boxes[res.uncoverable[s]] * f
-        limit = min(cfg.chip_size, *canvas) - cfg.chip_stride
-        assert ((big[:, 2:] - big[:, :2]) > limit).any(axis=1).all()
-        assert (res.valid[s] == in_range(box_sizes(boxes),
-                                         spec.valid_range)).all()
-
-
-@settings(max_examples=40, deadline=None)
-@given(boxes_strategy, st.randoms(use_true_random=False))
-def test_result_does_not_depend_on_box_order(raw, rnd):
-    boxes = _to_boxes(raw)
-    perm = list(range(len(boxes)))
-    rnd.shuffle(perm)
-    cfg = ChipConfig.paper_coco()
-    a = generate_positive_chips(boxes, 1500, 2000, cfg).chips
-    b = generate_positive_chips(boxes[perm], 1500, 2000, cfg).chips
-
-    def key(c):
-        return sorted(map(tuple, np.c_[c.scale_index, c.boxes_scaled]))
-    assert key(a) == key(b)
+def test_chip_set_helpers():
+    res = generate_positive_chips([[10, 10, 30, 30], [300, 200, 500, 400]],
+                                  480, 640, ChipConfig.paper_coco())
+    both = ChipSet.concat([res.chips, ChipSet.empty(), res.chips])
+    assert len(both) == 2 * len(res.chips)
+    np.testing.assert_array_equal(both.select(slice(0, len(res.chips))).boxes,
+                                  res.chips.boxes)
+    assert len(ChipSet.concat([])) == 0
 
 
 def test_custom_scales_and_stride():
@@ -174,3 +220,138 @@ def test_custom_scales_and_stride():
     assert len(res.chips) == 2
     assert ((res.chips.boxes_scaled[:, 2:] -
              res.chips.boxes_scaled[:, :2]) == 128).all()
+
+
+# -- properties --------------------------------------------------------------
+boxes_strategy = st.lists(
+    st.tuples(st.floats(-50, 1950), st.floats(-50, 1450), st.floats(0, 600),
+              st.floats(0, 600)), min_size=0, max_size=25)
+
+
+def _to_boxes(raw):
+    return np.array([[x, y, x + bw, y + bh]
+                     for x, y, bw, bh in raw]).reshape(-1, 4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(boxes_strategy, st.sampled_from([(1500, 2000), (400, 300),
+                                        (700, 2000), (97, 1203)]),
+       st.booleans(), st.booleans())
+def test_every_valid_box_is_inside_a_chip_of_its_scale(
+        raw, hw, crowd_first, off_grid):
+    h, w = hw
+    boxes = _to_boxes(raw)
+    crowd = np.zeros(len(boxes), bool)
+    crowd[:1] = crowd_first
+    cfg = ChipConfig(scales=ChipConfig.paper_coco().scales,
+                     off_grid=off_grid)
+    res = generate_positive_chips(boxes, h, w, cfg, crowd)
+    chips = res.chips
+    clipped, keep = sanitize_boxes(boxes, h, w)
+    for s, spec in enumerate(cfg.scales):
+        # G_i: sane, not crowd, in range
+        np.testing.assert_array_equal(
+            res.valid[s],
+            keep & ~crowd & in_range(box_sizes(clipped), spec.valid_range))
+        f = spec.factor_for(h, w)
+        canvas = spec.scaled_shape(h, w)
+        mine = chips.select(chips.scale_index == s)
+        # chips lie inside the scaled canvas, with side min(K, canvas side)
+        sc = mine.boxes_scaled
+        assert (sc[:, :2] >= 0).all()
+        assert (sc[:, 2] <= canvas[1]).all() and (sc[:, 3] <= canvas[0]).all()
+        np.testing.assert_allclose(sc[:, 2] - sc[:, 0], min(512, canvas[1]))
+        np.testing.assert_allclose(sc[:, 3] - sc[:, 1], min(512, canvas[0]))
+        # ... and inside the image in ORIGINAL pixels
+        assert (mine.boxes[:, :2] >= 0).all()
+        assert (mine.boxes[:, 2] <= w).all() and (mine.boxes[:, 3] <= h).all()
+        need = res.valid[s] & ~res.uncoverable[s]
+        scaled = np.minimum(clipped * f,
+                            [canvas[1], canvas[0], canvas[1], canvas[0]])
+        assert inside_matrix(scaled[need], sc).any(axis=0).all()
+        # the same in ORIGINAL pixels (what CropChip and export see)
+        for n in np.flatnonzero(need):
+            assert any(chip_ground_truth(c, f, clipped[n:n + 1],
+                                         spec.valid_range).covered.any()
+                       for c in mine.boxes)
+        # no more chips than boxes to cover (each chip covers a new box)
+        assert len(mine) <= need.sum()
+        # uncoverable: larger than a chip (or between grid positions)
+        big = scaled[res.uncoverable[s]]
+        side = big[:, 2:] - big[:, :2]
+        limit = np.array([min(512, canvas[1]), min(512, canvas[0])])
+        if off_grid:
+            assert (side > limit + 1e-6).any(axis=1).all()
+        else:
+            assert (side > limit - 32).any(axis=1).all()
+
+
+@settings(max_examples=100, deadline=None)
+@given(boxes_strategy, st.randoms(use_true_random=False))
+def test_result_does_not_depend_on_box_order(raw, rnd):
+    boxes = _to_boxes(raw)
+    perm = list(range(len(boxes)))
+    rnd.shuffle(perm)
+    cfg = ChipConfig.paper_coco()
+    a = generate_positive_chips(boxes, 1500, 2000, cfg)
+    b = generate_positive_chips(boxes[perm], 1500, 2000, cfg)
+    for f in ('boxes', 'boxes_scaled', 'scale_index', 'scale_factor'):
+        np.testing.assert_array_equal(getattr(a.chips, f),
+                                      getattr(b.chips, f))
+    np.testing.assert_array_equal(a.valid[:, perm], b.valid)
+    np.testing.assert_array_equal(a.uncoverable[:, perm], b.uncoverable)
+
+
+def _dense_greedy(boxes, hw, k, d):
+    """Algorithm 1 over every grid candidate, written plainly: the first
+    best candidate in row-major order picks the boxes S; the chip is the
+    middle of the candidates enclosing S (the documented tie-break)."""
+    h, w = hw
+    sx, sy = chip_starts(w, k, d), chip_starts(h, k, d)
+    iy, ix = np.divmod(np.arange(len(sx) * len(sy)), len(sx))
+    cand = np.stack([sx[ix], sy[iy], sx[ix] + min(k, w), sy[iy] + min(k, h)],
+                    axis=1)
+    inside = inside_matrix(boxes, cand)
+    remaining = inside.any(0)
+    chips = []
+    while remaining.any():
+        best = int(np.argmax((inside & remaining).sum(1)))
+        s = inside[best] & remaining
+        ok = inside[:, s].all(1)
+        mid_x = (ix[ok].min() + ix[ok].max()) // 2
+        mid_y = (iy[ok].min() + iy[ok].max()) // 2
+        chips.append(cand[(ix == mid_x) & (iy == mid_y)][0])
+        remaining &= ~s
+    return np.array(chips).reshape(-1, 4), inside.any(0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1300), st.integers(0, 700),
+                          st.integers(1, 300), st.integers(1, 300)),
+                max_size=20),
+       st.sampled_from([(600, 800), (300, 1400), (700, 700)]),
+       st.sampled_from([(256, 32), (256, 64), (128, 16)]))
+def test_greedy_cover_equals_a_dense_enumeration(raw, hw, k_d):
+    h, w = hw
+    k, d = k_d
+    boxes = np.minimum(np.array([[x, y, x + bw, y + bh]
+                                 for x, y, bw, bh in raw]).reshape(-1, 4),
+                       [w, h, w, h]).astype(float)
+    chips, covered, coverable = greedy_cover(boxes, hw, k, d,
+                                             off_grid=False)
+    expected, fits = _dense_greedy(boxes, hw, k, d)
+    np.testing.assert_array_equal(chips, expected)
+    np.testing.assert_array_equal(coverable, fits)
+    np.testing.assert_array_equal(covered, coverable)
+
+
+@settings(max_examples=50, deadline=None)
+@given(boxes_strategy)
+def test_group_splitting_does_not_change_the_cover(raw):
+    boxes = np.minimum(_to_boxes(raw), [2000, 1500, 2000, 1500]) * 3
+    hw = (4500, 6000)
+    chips, covered, _ = greedy_cover(boxes, hw, 512, 32)
+    with mock.patch.object(positive, '_DENSE_BUCKET', 0):
+        coarse, coarse_covered, _ = greedy_cover(boxes, hw, 512, 32)
+    np.testing.assert_array_equal(chips, coarse)
+    np.testing.assert_array_equal(covered, coarse_covered)

@@ -3,7 +3,8 @@ import math
 
 import pytest
 
-from mmsnip.chips import ChipConfig, ScaleSpec, range_gap
+from mmsnip.chips import (ChipConfig, FocusConfig, NegativeConfig, ScaleSpec,
+                          range_gap)
 
 
 def test_factor_rules():
@@ -14,24 +15,42 @@ def test_factor_rules():
         pytest.approx(800 / 480)
     # a very wide image is limited by the max side instead
     assert ScaleSpec(short_max=(800, 1200)).factor_for(100, 2400) == 0.5
+    # as in mmengine's rescale_size, the order of the two numbers is free
+    assert ScaleSpec(short_max=(1200, 800)).factor_for(100, 2400) == 0.5
     assert ScaleSpec(factor=1.667).scaled_shape(480, 640) == (800, 1067)
+    assert ScaleSpec(max_side=512).scaled_shape(480, 640) == (384, 512)
     assert ScaleSpec(factor=1e-4).scaled_shape(10, 10) == (1, 1)
+    assert [ScaleSpec(**{r: v}).rule for r, v in (
+        ('factor', 2), ('max_side', 5), ('short_max', (1, 2)))] == [
+            'factor', 'max_side', 'short_max']
+
+
+@pytest.mark.parametrize('h, w', [(0, 640), (480, -1), (math.nan, 5)])
+def test_bad_image_size(h, w):
+    with pytest.raises(ValueError, match='image size must be positive'):
+        ScaleSpec(factor=2).factor_for(h, w)
 
 
 def test_valid_range_units():
     spec = ScaleSpec(factor=3.0, valid_range=(0, 80))
     assert spec.valid_range_scaled(3.0) == (0, 240)
     assert math.isinf(ScaleSpec(factor=1).valid_range[1])
+    assert ScaleSpec(factor=1, valid_range=[120, None]).valid_range == \
+        (120, math.inf)
 
 
 @pytest.mark.parametrize('kwargs, match', [
     (dict(), 'exactly one'),
     (dict(factor=1, max_side=512), 'exactly one'),
-    (dict(factor=0), 'factor must be > 0'),
-    (dict(max_side=-1), 'max_side'),
-    (dict(short_max=(800,)), 'short_max'),
+    (dict(factor=0), 'ScaleSpec.factor must be a finite number > 0'),
+    (dict(factor=math.inf), 'ScaleSpec.factor'),
+    (dict(max_side=-1), 'ScaleSpec.max_side'),
+    (dict(short_max=(800,)), 'ScaleSpec.short_max'),
+    (dict(short_max=(800, 0)), 'ScaleSpec.short_max'),
     (dict(factor=1, valid_range=(80, 32)), 'valid_range'),
     (dict(factor=1, valid_range=(-1, 32)), 'valid_range'),
+    (dict(factor=1, valid_range=(5, 5)), 'valid_range'),
+    (dict(factor=1, valid_range=(1, 2, 3)), 'valid_range'),
 ])
 def test_bad_scale_specs(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -46,31 +65,112 @@ def test_paper_defaults_pair_ranges_with_scales():
     assert coarse.max_side == 512 and coarse.valid_range == (120, math.inf)
     assert middle.factor == 1.667 and middle.valid_range == (32, 150)
     assert fine.factor == 3.0 and fine.valid_range == (0, 80)
+    assert cfg.focus == FocusConfig() and (cfg.focus.a, cfg.focus.b,
+                                           cfg.focus.c) == (5, 64, 90)
+    assert cfg.focus.stride == 16 and cfg.focus.dilation == 3
+    assert cfg.off_grid and not cfg.allow_range_gaps
+
+
+def test_from_dict_nested_and_flat_aliases():
+    scales = [dict(max_side=512, valid_range=(120, None)),
+              dict(factor=1.667, valid_range=(32, 150)),
+              dict(factor=3.0, valid_range=(0, 80))]
+    nested = ChipConfig.from_dict(dict(
+        chip_size=512, chip_stride=32, scales=scales,
+        negative=dict(min_proposals=(10, 10, 25), num_per_image=3),
+        focus=dict(threshold=0.2, min_size=320)))
+    assert nested.negative == NegativeConfig(min_proposals=(10, 10, 25),
+                                             num_per_image=3)
+    assert nested.negative.min_proposals_for(2) == 25
+    assert nested.neg_per_image == 3
+    assert nested.focus.threshold == 0.2 and nested.focus.min_size == 320
+    assert nested.scales == ChipConfig.paper_coco().scales
+    flat = ChipConfig.from_dict(dict(scales=scales, neg_min_proposals=5,
+                                     neg_per_image=1))
+    assert flat.negative == NegativeConfig(min_proposals=5, num_per_image=1)
+    assert flat.neg_min_proposals == 5
+    with pytest.raises(ValueError, match='both neg_per_image and negative'):
+        ChipConfig.from_dict(dict(scales=scales, neg_per_image=1,
+                                  negative=dict(num_per_image=2)))
+    assert ChipConfig.from_dict(flat) is flat
+    # the repr is stable (SniperDataset hashes it into its cache key)
+    assert repr(flat) == repr(ChipConfig.from_dict(dict(
+        scales=scales, negative=dict(min_proposals=5, num_per_image=1))))
 
 
 def test_chip_config_validation():
     scales = [dict(factor=1, valid_range=(0, 100))]
+
+    def make(**kw):
+        return ChipConfig.from_dict(dict(dict(scales=scales), **kw))
+
     with pytest.raises(ValueError, match='multiple of chip_stride'):
-        ChipConfig.from_dict(dict(scales=scales, chip_size=500,
-                                  chip_stride=32))
-    with pytest.raises(ValueError, match='positive integer'):
-        ChipConfig.from_dict(dict(scales=scales, chip_size=0))
-    with pytest.raises(ValueError, match='unknown ChipConfig'):
-        ChipConfig.from_dict(dict(scales=scales, chipsize=512))
+        make(chip_size=500, chip_stride=32)
+    with pytest.raises(ValueError, match='chip_size must be an integer'):
+        make(chip_size=0)
+    with pytest.raises(ValueError, match='chip_stride must be an integer'):
+        make(chip_stride=2.5)
+    with pytest.raises(ValueError, match='unknown ChipConfig field'):
+        make(chipsize=512)
+    with pytest.raises(ValueError, match='unknown ChipConfig.negative'):
+        make(negative=dict(num=2))
     with pytest.raises(ValueError, match='unknown ScaleSpec'):
         ChipConfig.from_dict(dict(scales=[dict(factor=1, range=(0, 1))]))
+    with pytest.raises(ValueError, match='scales must not be empty'):
+        ChipConfig.from_dict(dict(scales=[]))
+    with pytest.raises(ValueError, match='needs `scales`'):
+        ChipConfig.from_dict(dict(chip_size=512))
+    with pytest.raises(ValueError, match='negative.min_proposals'):
+        make(negative=dict(min_proposals=0))
+    with pytest.raises(ValueError, match='2 values for 1 scales'):
+        make(negative=dict(min_proposals=(3, 4)))
+    with pytest.raises(ValueError, match='negative.num_per_image'):
+        make(neg_per_image=-1)
+    with pytest.raises(ValueError, match='a < b <= c'):
+        make(focus=dict(a=10, b=5))
+    with pytest.raises(ValueError, match='focus.threshold'):
+        make(focus=dict(threshold=1.5))
+    with pytest.raises(ValueError, match='focus.dilation'):
+        make(focus=dict(dilation=0))
     gap = [dict(factor=1, valid_range=(0, 50)),
            dict(factor=2, valid_range=(60, 100))]
+    # (the second range is also mis-ordered: allow the gap, then check that)
     with pytest.raises(ValueError, match='50-60 px are valid at no scale'):
-        ChipConfig.from_dict(dict(scales=gap))
-    ChipConfig.from_dict(dict(scales=gap, allow_range_gaps=True))
+        ChipConfig.from_dict(dict(scales=gap[:1] + [
+            dict(factor=0.5, valid_range=(60, 100))]))
+    with pytest.raises(ValueError, match='finer than scales'):
+        ChipConfig.from_dict(dict(scales=gap, allow_range_gaps=True))
+
+
+@pytest.mark.parametrize('scales, ok', [
+    # paper order, reversed order: both fine
+    ([(dict(factor=3), (0, 80)), (dict(factor=1.667), (32, 150))], True),
+    ([(dict(factor=1.667), (32, 150)), (dict(factor=3), (0, 80))], True),
+    # the fine scale paired with the large objects: error
+    ([(dict(factor=3), (32, 150)), (dict(factor=1.667), (0, 80))], False),
+    # nested ranges where the finer admits larger objects: error
+    ([(dict(factor=2), (0, 200)), (dict(factor=1), (0, 150))], False),
+    # SNIP with a catch-all coarse scale: fine
+    ([(dict(factor=2), (0, 80)), (dict(factor=1), (0, None))], True),
+    ([(dict(max_side=1000), (60, None)), (dict(max_side=2000), (0, 80))],
+     True),
+    ([(dict(max_side=2000), (60, None)), (dict(max_side=1000), (0, 80))],
+     False),
+    ([(dict(short_max=(800, 1333)), (0, 200)),
+      (dict(short_max=(480, 800)), (0, 100))], False),
+    # a fixed factor and a max-side rule are not comparable: accepted
+    ([(dict(max_side=512), (0, 80)), (dict(factor=3), (32, None))], True),
+])
+def test_ranges_must_shrink_as_factors_grow(scales, ok):
+    cfg = dict(scales=[dict(rule, valid_range=vr) for rule, vr in scales])
+    if ok:
+        ChipConfig.from_dict(cfg)
+    else:
+        with pytest.raises(ValueError, match='finer scales take smaller'):
+            ChipConfig.from_dict(cfg)
 
 
 def test_range_gap():
     assert range_gap([(120, math.inf), (32, 150), (0, 80)]) is None
     assert range_gap([(0, 10), (20, 30)]) == (10, 20)
-
-
-def test_none_means_no_upper_bound():
-    assert ScaleSpec(factor=1, valid_range=(120, None)).valid_range == \
-        (120, math.inf)
+    assert range_gap([(0, 80), (80, math.inf)]) is None  # touching

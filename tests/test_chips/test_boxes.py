@@ -1,0 +1,87 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+import numpy as np
+import pytest
+
+from mmsnip.chips import (as_boxes, box_sizes, boxes_overlap, check_boxes,
+                          in_range, inside_matrix, rectangle_counts,
+                          sanitize_boxes)
+
+
+def test_as_boxes_shapes():
+    assert as_boxes([]).shape == (0, 4)
+    assert as_boxes(np.zeros((0, 5))).shape == (0, 4)
+    assert as_boxes([[0, 0, 1, 1]]).dtype == np.float64
+    with pytest.raises(ValueError, match=r'gt must have shape \(N, 4\)'):
+        as_boxes([[0, 0, 1]], 'gt')
+
+
+def test_box_sizes_and_strict_range():
+    boxes = np.array([[0, 0, 4, 9], [5, 5, 5, 9], [3, 3, 1, 1]], float)
+    np.testing.assert_allclose(box_sizes(boxes), [6, 0, 0])
+    np.testing.assert_array_equal(
+        in_range(np.array([32, 32.5, 150, np.nan]), (32, 150)),
+        [False, True, False, False])
+    assert in_range(np.array([1e9]), (120, np.inf)).all()
+
+
+def test_sanitize_rule():
+    boxes = np.array([
+        [10, 10, 10, 50],     # zero width: dropped
+        [np.nan, 0, 5, 5],    # NaN: dropped
+        [-50, -50, 30, 30],   # partly outside: clipped
+        [700, 10, 800, 50],   # wholly outside (right): dropped
+        [20, 20, 10, 10],     # negative size: dropped
+        [0, 0, np.inf, 5],    # inf: dropped
+        [600, 400, 700, 500],  # partly outside (bottom right): clipped
+    ], float)
+    clipped, keep = sanitize_boxes(boxes, 480, 640)
+    np.testing.assert_array_equal(
+        keep, [False, False, True, False, False, False, True])
+    np.testing.assert_array_equal(clipped[2], [0, 0, 30, 30])
+    np.testing.assert_array_equal(clipped[6], [600, 400, 640, 480])
+    assert (clipped[~keep] == 0).all()
+    clipped, keep = sanitize_boxes(np.zeros((0, 4)), 1, 1)
+    assert clipped.shape == (0, 4) and keep.shape == (0,)
+    for h, w in ((0, 10), (10, -1), (np.nan, 10)):
+        with pytest.raises(ValueError, match='image size must be positive'):
+            sanitize_boxes(np.zeros((0, 4)), h, w)
+
+
+@pytest.mark.parametrize('box, match', [
+    ([np.nan, 0, 1, 1], r'gt\[1\] .* is not finite'),
+    ([5, 5, 5, 9], r'gt\[1\] .* zero or negative size'),
+    ([5, 5, 9, 2], r'gt\[1\] .* zero or negative size'),
+    ([-1, 0, 9, 9], r'gt\[1\] .* outside the 640x480 image'),
+    ([600, 0, 641, 9], r'gt\[1\] .* outside'),
+])
+def test_check_boxes_names_the_offending_index(box, match):
+    boxes = np.array([[0, 0, 10, 10], box], float)
+    with pytest.raises(ValueError, match=match):
+        check_boxes(boxes, 480, 640, name='gt')
+    np.testing.assert_array_equal(check_boxes(boxes[:1], 480, 640),
+                                  boxes[:1])
+
+
+def test_inside_and_overlap_matrices():
+    chips = np.array([[0, 0, 100, 100], [50, 50, 150, 150]], float)
+    boxes = np.array([[0, 0, 100, 100], [60, 60, 120, 120],
+                      [100, 0, 120, 20]], float)
+    np.testing.assert_array_equal(inside_matrix(boxes, chips),
+                                  [[True, False, False],
+                                   [False, True, False]])
+    # touching is not overlapping
+    np.testing.assert_array_equal(boxes_overlap(boxes, chips),
+                                  [[True, True], [True, True],
+                                   [False, False]])
+    assert inside_matrix(np.zeros((0, 4)), chips).shape == (2, 0)
+
+
+def test_rectangle_counts():
+    r0, r1 = np.array([0, 1, 2]), np.array([2, 3, 2])
+    c0, c1 = np.array([0, 1, 0]), np.array([2, 4, 4])  # last one is empty
+    counts = rectangle_counts((3, 4), r0, r1, c0, c1)
+    expected = np.zeros((3, 4))
+    expected[0:2, 0:2] += 1
+    expected[1:3, 1:4] += 1
+    np.testing.assert_array_equal(counts, expected)
+    assert rectangle_counts((2, 2), *[np.zeros(0, int)] * 4).shape == (2, 2)
