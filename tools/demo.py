@@ -124,8 +124,12 @@ def main():
             run([py] + prepare, osp.join(work_dir, 'prepare.log'))
         if args.force or not osp.isfile(final):
             print(f'[{name}] training (log: {work_dir}/train.log)')
-            run([py, 'tools/train.py', config, '--work-dir', work_dir,
-                 '--resume'], osp.join(work_dir, 'train.log'))
+            # --resume only for an interrupted run: it replaces load_from
+            # (the stage-2 and AutoFocus configs start from other weights).
+            resume = ['--resume'] if osp.isfile(
+                osp.join(work_dir, 'last_checkpoint')) else []
+            run([py, 'tools/train.py', config, '--work-dir', work_dir] +
+                resume, osp.join(work_dir, 'train.log'))
         checkpoint = final
         test_dir = osp.join(work_dir, 'test')
         if args.force or latest_metrics(test_dir) is None:
