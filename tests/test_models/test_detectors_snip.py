@@ -1,147 +1,326 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
-"""SNIP label assignment inside real MMDetection detectors (CPU, tiny)."""
-import copy
+"""SNIP label assignment inside real MMDetection detectors (CPU, tiny).
+
+Each detector is mmdet's own config (``mmengine.hub.get_config``), made
+tiny (ResNet-18 with 16 base channels, 32-channel FPN) and switched to the
+mmsnip assigners / sampler / head by config fields only, as a user would.
+"""
 
 import numpy as np
 import pytest
 import torch
 from mmdet.structures import DetDataSample
 from mmdet.structures.mask import BitmapMasks
-from mmengine.config import ConfigDict
+from mmengine.config import Config, ConfigDict
 from mmengine.hub import get_config
 from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
 
+from mmsnip.models import (ScaleAwareFCOSHead, ScaleAwareMaxIoUAssigner,
+                           ScaleAwareRandomSampler, ScaleAwareRoIAssigner)
+from mmsnip.models.utils import scale_valid_mask, valid_range_of
 from mmsnip.registry import MODELS
-from mmsnip.utils import register_all_modules
 
-register_all_modules(init_default_scope=False)
-
-RPN_ASSIGNER = dict(type='mmsnip.ScaleAwareMaxIoUAssigner', pos_iou_thr=0.7,
-                    neg_iou_thr=0.3, min_pos_iou=0.3, match_low_quality=True,
-                    invalid_iou_thr=0.3)
+SIZE = 128
+VALID_RANGE = (16.0, 96.0)  # sqrt(area), network-input pixels
+RPN_ASSIGNER = dict(
+    type='mmsnip.ScaleAwareMaxIoUAssigner',
+    pos_iou_thr=0.7,
+    neg_iou_thr=0.3,
+    min_pos_iou=0.3,
+    match_low_quality=True,
+    invalid_iou_thr=0.3)
+ROI_SAMPLER = dict(
+    type='mmsnip.ScaleAwareRandomSampler', num=64, pos_fraction=0.25)
 
 
 def _roi_assigner(iou):
-    return dict(type='mmsnip.ScaleAwareRoIAssigner', pos_iou_thr=iou,
-                neg_iou_thr=iou, min_pos_iou=iou, match_low_quality=False)
+    return dict(
+        type='mmsnip.ScaleAwareRoIAssigner',
+        pos_iou_thr=iou,
+        neg_iou_thr=iou,
+        min_pos_iou=iou,
+        match_low_quality=False)
 
 
 def _tiny(model):
     model.backbone.update(depth=18, base_channels=16, init_cfg=None)
     model.neck.update(in_channels=[16, 32, 64, 128], out_channels=32)
+    if 'rpn_head' in model:
+        model.rpn_head.update(in_channels=32, feat_channels=32)
+        model.train_cfg.rpn.assigner = RPN_ASSIGNER
+        model.train_cfg.rpn_proposal.update(nms_pre=200, max_per_img=100)
     return model
 
 
 def faster_rcnn():
-    model = _tiny(get_config(
-        'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py').model)
-    model.rpn_head.update(in_channels=32, feat_channels=32)
+    model = _tiny(
+        get_config('mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py').model)
     model.roi_head.bbox_roi_extractor.out_channels = 32
-    model.roi_head.bbox_head.update(in_channels=32, fc_out_channels=64,
-                                    num_classes=3)
-    model.train_cfg.rpn.assigner = RPN_ASSIGNER
-    model.train_cfg.rcnn.assigner = _roi_assigner(0.5)
+    model.roi_head.bbox_head.update(
+        in_channels=32, fc_out_channels=64, num_classes=3)
+    model.train_cfg.rcnn.update(
+        assigner=_roi_assigner(0.5), sampler=ROI_SAMPLER)
     return model
 
 
 def mask_rcnn():
-    model = _tiny(get_config(
-        'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py').model)
-    model.rpn_head.update(in_channels=32, feat_channels=32)
+    model = _tiny(
+        get_config('mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py').model)
     for key in ('bbox_roi_extractor', 'mask_roi_extractor'):
         model.roi_head[key].out_channels = 32
-    model.roi_head.bbox_head.update(in_channels=32, fc_out_channels=64,
-                                    num_classes=3)
-    model.roi_head.mask_head.update(in_channels=32, conv_out_channels=32,
-                                    num_classes=3)
-    model.train_cfg.rpn.assigner = RPN_ASSIGNER
-    model.train_cfg.rcnn.assigner = _roi_assigner(0.5)
+    model.roi_head.bbox_head.update(
+        in_channels=32, fc_out_channels=64, num_classes=3)
+    model.roi_head.mask_head.update(
+        in_channels=32, conv_out_channels=32, num_convs=1, num_classes=3)
+    model.train_cfg.rcnn.update(
+        assigner=_roi_assigner(0.5), sampler=ROI_SAMPLER)
     return model
 
 
 def cascade_rcnn():
-    model = _tiny(get_config(
-        'mmdet::cascade_rcnn/cascade-rcnn_r50_fpn_1x_coco.py').model)
-    model.rpn_head.update(in_channels=32, feat_channels=32)
+    model = _tiny(
+        get_config(
+            'mmdet::cascade_rcnn/cascade-rcnn_r50_fpn_1x_coco.py').model)
     model.roi_head.bbox_roi_extractor.out_channels = 32
     for head in model.roi_head.bbox_head:
         head.update(in_channels=32, fc_out_channels=64, num_classes=3)
-    model.train_cfg.rpn.assigner = RPN_ASSIGNER
     for stage, iou in zip(model.train_cfg.rcnn, (0.5, 0.6, 0.7)):
-        stage.assigner = _roi_assigner(iou)
+        stage.update(assigner=_roi_assigner(iou), sampler=ROI_SAMPLER)
     return model
 
 
 def retinanet():
-    model = _tiny(get_config(
-        'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py').model)
+    model = _tiny(
+        get_config('mmdet::retinanet/retinanet_r50_fpn_1x_coco.py').model)
     model.neck.update(start_level=1, num_outs=5)
-    model.bbox_head.update(in_channels=32, feat_channels=32, num_classes=3,
-                           stacked_convs=1)
-    model.train_cfg.assigner = dict(RPN_ASSIGNER, pos_iou_thr=0.5,
-                                    neg_iou_thr=0.4, min_pos_iou=0)
+    model.bbox_head.update(
+        in_channels=32, feat_channels=32, num_classes=3, stacked_convs=1)
+    model.train_cfg.assigner = dict(
+        RPN_ASSIGNER,
+        pos_iou_thr=0.5,
+        neg_iou_thr=0.4,
+        min_pos_iou=0,
+        match_low_quality=True)
     return model
 
 
 def fcos():
-    model = _tiny(get_config(
-        'mmdet::fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py').model)
+    model = _tiny(
+        get_config('mmdet::fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py').model)
     model.backbone.update(style='pytorch', norm_cfg=dict(type='BN'))
     model.data_preprocessor.update(mean=[0, 0, 0], std=[1, 1, 1])
     model.neck.update(start_level=1, num_outs=5)
-    model.bbox_head.update(type='mmsnip.ScaleAwareFCOSHead', in_channels=32,
-                           feat_channels=32, num_classes=3, stacked_convs=1)
+    model.bbox_head.update(
+        type='mmsnip.ScaleAwareFCOSHead',
+        in_channels=32,
+        feat_channels=32,
+        num_classes=3,
+        stacked_convs=1)
     return model
 
 
-DETECTORS = dict(faster_rcnn=faster_rcnn, mask_rcnn=mask_rcnn,
-                 cascade_rcnn=cascade_rcnn, retinanet=retinanet, fcos=fcos)
+DETECTORS = dict(
+    faster_rcnn=faster_rcnn,
+    mask_rcnn=mask_rcnn,
+    cascade_rcnn=cascade_rcnn,
+    retinanet=retinanet,
+    fcos=fcos)
 
 
-def _sample(boxes, valid, labels, with_mask, size=128):
-    sample = DetDataSample(metainfo=dict(
-        img_shape=(size, size), ori_shape=(size, size),
-        pad_shape=(size, size), scale_factor=(1.0, 1.0),
-        batch_input_shape=(size, size)))
+def _build(cfg):
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        return MODELS.build(ConfigDict(cfg))
+
+
+@pytest.fixture(scope='module')
+def models():
+    """Build each tiny detector once for all tests of this module."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            torch.manual_seed(0)
+            cache[name] = _build(DETECTORS[name]()).train()
+        return cache[name]
+
+    return get
+
+
+def _sample(boxes, valid, labels, with_mask):
+    sample = DetDataSample(
+        metainfo=dict(
+            img_shape=(SIZE, SIZE),
+            ori_shape=(SIZE, SIZE),
+            pad_shape=(SIZE, SIZE),
+            scale_factor=(1.0, 1.0)))
     gt = InstanceData(
         bboxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
         labels=torch.tensor(labels, dtype=torch.long),
         scale_valid=torch.tensor(valid, dtype=torch.bool))
-    gt.set_metainfo(dict(valid_range=(16.0, 96.0)))
+    gt.set_metainfo(dict(valid_range=VALID_RANGE))
     if with_mask:
-        masks = np.zeros((len(boxes), size, size), np.uint8)
+        masks = np.zeros((len(boxes), SIZE, SIZE), np.uint8)
         for m, (x1, y1, x2, y2) in zip(masks, np.array(boxes, int)):
             m[y1:y2, x1:x2] = 1
-        gt.masks = BitmapMasks(masks, size, size)
+        gt.masks = BitmapMasks(masks, SIZE, SIZE)
     sample.gt_instances = gt
     sample.ignored_instances = InstanceData(
         bboxes=torch.zeros((0, 4)), labels=torch.zeros(0, dtype=torch.long))
     return sample
 
 
-@pytest.mark.parametrize('name', sorted(DETECTORS))
-def test_losses_with_scale_validity(name):
+MIXED = [  # (boxes, scale_valid, labels) per image
+    ([[10, 10, 50, 50], [0, 0, 128, 128],
+      [70, 70, 80, 80]], [True, False, False], [0, 1, 2]),
+    ([[60, 20, 110, 90], [5, 70, 45, 120]], [True, False], [2, 1]),
+]
+EMPTY = ([], [], [])
+ONLY_INVALID = ([[0, 0, 120, 100], [40, 40, 50, 50]], [False, False], [1, 0])
+
+
+def _loss(model, name, images):
+    samples = [_sample(*img, with_mask=name == 'mask_rcnn') for img in images]
     torch.manual_seed(0)
-    with DefaultScope.overwrite_default_scope('mmsnip'):
-        model = MODELS.build(ConfigDict(DETECTORS[name]()))
-    model.train()
-    with_mask = name == 'mask_rcnn'
-    samples = [
-        _sample([[10, 10, 50, 50], [0, 0, 128, 128], [70, 70, 80, 80]],
-                [True, False, False], [0, 1, 2], with_mask),
-        _sample([[0, 0, 120, 100]], [False], [1], with_mask),  # only invalid
-        _sample(np.zeros((0, 4)), [], [], with_mask),  # empty chip
-    ]
-    inputs = torch.rand(3, 3, 128, 128) * 255
+    inputs = list(torch.rand(len(images), 3, SIZE, SIZE) * 255)
     data = model.data_preprocessor(
-        dict(inputs=list(inputs), data_samples=copy.deepcopy(samples)), True)
-    losses = model.loss(data['inputs'], data['data_samples'])
-    total = 0
+        dict(inputs=inputs, data_samples=samples), True)
+    return model.loss(data['inputs'], data['data_samples'])
+
+
+def _flat(losses):
+    """``{name: tensor}`` of the loss terms (Cascade gives per-stage
+    ``s0.loss_cls``...; RPN/RetinaNet give per-level lists)."""
+    out = {}
     for key, value in losses.items():
-        values = value if isinstance(value, list) else [value]
-        for v in values:
-            if 'loss' in key:
-                assert torch.isfinite(v).all(), key
-                total = total + v.sum()
-    total.backward()
+        if 'loss' in key:
+            out[key] = sum(value) if isinstance(value, list) else value
+    return out
+
+
+def _uses_mmsnip(model):
+    if hasattr(model, 'rpn_head'):
+        assert isinstance(model.rpn_head.assigner, ScaleAwareMaxIoUAssigner)
+        samplers = model.roi_head.bbox_sampler
+        assigners = model.roi_head.bbox_assigner
+        for smp, asg in zip(
+                *
+            [x if isinstance(x, list) else [x]
+             for x in (samplers, assigners)]):
+            assert isinstance(smp, ScaleAwareRandomSampler)
+            assert isinstance(asg, ScaleAwareRoIAssigner)
+    elif isinstance(model.bbox_head, ScaleAwareFCOSHead):
+        pass
+    else:
+        assert isinstance(model.bbox_head.assigner, ScaleAwareMaxIoUAssigner)
+
+
+@pytest.mark.parametrize('name', sorted(DETECTORS))
+def test_losses_with_mixed_validity(name, models):
+    model = models(name)
+    _uses_mmsnip(model)
+    losses = _flat(_loss(model, name, MIXED))
+    assert all(torch.isfinite(v).all() for v in losses.values()), losses
+    sum(losses.values()).backward()
+
+
+@pytest.mark.parametrize('name', sorted(DETECTORS))
+def test_empty_and_only_invalid_targets(name, models):
+    """torchvision-style: no boxes, or only invalid ones, train without
+    error; with no valid box the dense heads have no box loss."""
+    model = models(name)
+    two_stage = hasattr(model, 'rpn_head')
+    # dense box losses, zero when no box is valid
+    dense = ['loss_rpn_bbox'] if two_stage else ['loss_bbox']
+    if name == 'fcos':
+        dense.append('loss_centerness')
+    # batches of two: BatchNorm on FCOS's 1x1 top level needs two values
+    for images in ([EMPTY, ONLY_INVALID], [EMPTY] * 2):
+        losses = _flat(_loss(model, name, images))
+        assert all(torch.isfinite(v).all() for v in losses.values())
+        for key in dense:
+            assert losses[key] == 0, (images, key)
+        if two_stage and images == [EMPTY] * 2:  # no box at all: RoI too
+            for key in losses:
+                if key.endswith('loss_bbox') or key.endswith('loss_mask'):
+                    assert losses[key] == 0, key
+
+
+def test_contract_reaches_the_assigners(models):
+    """``scale_valid`` and ``metainfo['valid_range']`` survive the data
+    preprocessor, TwoStageDetector's deep copy for the RPN and the RoI
+    head, so the assigners see them."""
+    model = models('faster_rcnn')
+    seen = []
+
+    def spy(assigner, tag):
+        original = assigner.assign
+
+        def assign(pred, gt, *args, **kwargs):
+            seen.append(
+                (tag, scale_valid_mask(gt).tolist(), valid_range_of(gt)))
+            return original(pred, gt, *args, **kwargs)
+
+        return assign
+
+    model.rpn_head.assigner.assign = spy(model.rpn_head.assigner, 'rpn')
+    model.roi_head.bbox_assigner.assign = spy(model.roi_head.bbox_assigner,
+                                              'rcnn')
+    try:
+        _loss(model, 'faster_rcnn', MIXED)
+    finally:
+        del model.rpn_head.assigner.assign, model.roi_head.bbox_assigner.assign
+    expected = [img[1] for img in MIXED]
+    for tag in ('rpn', 'rcnn'):
+        got = [s for s in seen if s[0] == tag]
+        assert [s[1] for s in got] == expected
+        assert all(s[2] == VALID_RANGE for s in got)
+
+
+DOC_CONFIG = """
+_base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
+model = dict(
+    train_cfg=dict(
+        rpn=dict(assigner=dict(type='mmsnip.ScaleAwareMaxIoUAssigner',
+                               invalid_iou_thr=0.3)),
+        rcnn=dict(assigner=dict(type='mmsnip.ScaleAwareRoIAssigner'),
+                  sampler=dict(type='mmsnip.ScaleAwareRandomSampler'))))
+"""
+
+
+def test_documented_config_diff(tmp_path):
+    """The diff of docs/snip_assignment.md over an ``mmdet::`` base: the
+    ``mmsnip.`` types resolve and mmdet's other fields are kept."""
+    path = tmp_path / 'snip_faster-rcnn.py'
+    path.write_text(DOC_CONFIG)
+    cfg = Config.fromfile(str(path)).model
+    assert cfg.train_cfg.rpn.assigner.pos_iou_thr == 0.7  # inherited
+    assert cfg.train_cfg.rcnn.sampler.num == 512
+    cfg.backbone.update(depth=18, base_channels=16, init_cfg=None)
+    cfg.neck.update(in_channels=[16, 32, 64, 128], out_channels=32)
+    cfg.rpn_head.update(in_channels=32, feat_channels=32)
+    cfg.roi_head.bbox_roi_extractor.out_channels = 32
+    cfg.roi_head.bbox_head.update(in_channels=32, fc_out_channels=64)
+    model = _build(cfg)
+    assert type(model.rpn_head.assigner) is ScaleAwareMaxIoUAssigner
+    assert model.rpn_head.assigner.invalid_iou_thr == 0.3
+    assert type(model.roi_head.bbox_assigner) is ScaleAwareRoIAssigner
+    assert model.roi_head.bbox_assigner.pos_iou_thr == 0.5
+    assert type(model.roi_head.bbox_sampler) is ScaleAwareRandomSampler
+    assert model.roi_head.bbox_sampler.num == 512
+
+
+def test_plain_data_trains_as_mmdet(models):
+    """No SNIP fields (plain MMDetection data): no error, same code path."""
+    model = models('cascade_rcnn')
+    samples = [_sample(*img, with_mask=False) for img in MIXED]
+    for sample in samples:  # no scale_valid, no valid_range
+        sample.gt_instances = InstanceData(
+            bboxes=sample.gt_instances.bboxes,
+            labels=sample.gt_instances.labels)
+    data = model.data_preprocessor(
+        dict(
+            inputs=list(torch.rand(2, 3, SIZE, SIZE) * 255),
+            data_samples=samples), True)
+    losses = _flat(model.loss(data['inputs'], data['data_samples']))
+    assert all(torch.isfinite(v).all() for v in losses.values())
