@@ -88,7 +88,7 @@ def draw_image_chips(img, boxes, crowd, cfg, proposals=None, size=480):
 def main():
     args = parse_args()
     # Reuse the checks and config lookup of export_chips.
-    from export_chips import chip_config_from, fail, load_coco
+    from export_chips import chip_config_from, coco_boxes, fail, load_coco
     cfg = ChipConfig.paper_coco() if args.paper_defaults else \
         chip_config_from(args.config)
     coco = load_coco(args.ann_file)
@@ -114,9 +114,7 @@ def main():
         if img is None:
             fail(f'image "{path}" (image id {info["id"]}) cannot be read')
         anns = by_image[info['id']]
-        xywh = np.array([a['bbox'] for a in anns], float).reshape(-1, 4)
-        boxes = np.c_[xywh[:, :2], xywh[:, :2] + xywh[:, 2:]]
-        crowd = [a.get('iscrowd', 0) for a in anns]
+        boxes, crowd = coco_boxes(anns)
         props = proposals[info['id']] if proposals else None
         canvas = draw_image_chips(img, boxes, crowd, cfg, props,
                                   args.panel_size)

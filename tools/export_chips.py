@@ -170,6 +170,15 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def coco_boxes(anns: list):
+    """``(N, 4)`` xyxy boxes (ORIGINAL pixels) and ``(N,)`` crowd flags of
+    COCO annotations."""
+    xywh = np.array([a['bbox'] for a in anns], np.float64).reshape(-1, 4)
+    boxes = np.c_[xywh[:, :2], xywh[:, :2] + xywh[:, 2:]]
+    crowd = np.array([bool(a.get('iscrowd', 0)) for a in anns], bool)
+    return boxes, crowd
+
+
 def atomic_json(obj, path: str) -> None:
     """Write ``obj`` as JSON: a temporary file in the folder, then rename."""
     folder = osp.dirname(osp.abspath(path))
@@ -229,9 +238,7 @@ def main():
         h, w = img['height'], img['width']
         anns = by_image[img['id']]
         ann_ids = [a.get('id') for a in anns]
-        xywh = np.array([a['bbox'] for a in anns], np.float64).reshape(-1, 4)
-        boxes = np.c_[xywh[:, :2], xywh[:, :2] + xywh[:, 2:]]
-        crowd = np.array([bool(a.get('iscrowd', 0)) for a in anns], bool)
+        boxes, crowd = coco_boxes(anns)
         boxes, keep = sanitize_boxes(boxes, h, w)
         for j in np.flatnonzero(~keep):
             if args.strict:

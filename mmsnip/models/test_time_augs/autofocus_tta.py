@@ -132,32 +132,14 @@ class AutoFocusTTAModel(BaseTTAModel):
     def _detect(self, crops: list, meta: dict):
         """Run the detector on the crops of one scale as one padded batch.
 
-        Args:
-            crops (list): ``(crop, origin, (fx, fy))`` from
-                :func:`crop_resize`.
-
         Returns:
             tuple: per crop ``(boxes, scores, labels)`` with boxes in
             ORIGINAL pixels, and the ``(N, H', W')`` FocusPixel maps.
         """
-        samples = [
-            DetDataSample(metainfo=dict(
-                meta, img_shape=tuple(crop.shape[-2:]), scale_factor=f))
-            for crop, _, f in crops
-        ]
-        data = self.module.data_preprocessor(
-            dict(inputs=[c for c, _, _ in crops], data_samples=samples),
-            False)
+        data = pack_crops(self.module, crops, meta)
         results, focus = self.module.predict_with_focus(
             data['inputs'], data['data_samples'], rescale=False)
-        out = []
-        for (_, (x0, y0), (fx, fy)), result in zip(crops, results):
-            pred = result.pred_instances
-            scale = pred.bboxes.new_tensor([fx, fy, fx, fy])
-            offset = pred.bboxes.new_tensor([x0, y0, x0, y0])
-            out.append((pred.bboxes / scale + offset, pred.scores,
-                        pred.labels))
-        return out, focus
+        return detections_in_image(results, crops), focus
 
     def cascade(self, image: Tensor, sample: DetDataSample) -> DetDataSample:
         """AutoFocus on one image (``(C, H, W)`` at its original size)."""
@@ -241,6 +223,36 @@ class AutoFocusTTAModel(BaseTTAModel):
             gt, img_h, img_w, factor, stride, a, b, c, scale.dilation,
             scale.min_size * factor / next_factor)
         return orig[:self.max_chips]
+
+
+def pack_crops(module, crops: list, meta: dict) -> dict:
+    """Preprocess crops from :func:`crop_resize` into one padded batch.
+
+    Args:
+        module: The detector (its ``data_preprocessor`` normalises and pads).
+        crops (list): ``(crop, origin, (fx, fy))`` tuples.
+        meta (dict): The image's metainfo (``img_shape`` and
+            ``scale_factor`` are set per crop).
+    """
+    samples = [
+        DetDataSample(metainfo=dict(
+            meta, img_shape=tuple(crop.shape[-2:]), scale_factor=f))
+        for crop, _, f in crops
+    ]
+    return module.data_preprocessor(
+        dict(inputs=[c for c, _, _ in crops], data_samples=samples), False)
+
+
+def detections_in_image(results: List[DetDataSample], crops: list) -> list:
+    """Per crop ``(boxes, scores, labels)``, boxes mapped from the crop's
+    network input back to ORIGINAL pixels (``rescale=False`` predictions)."""
+    out = []
+    for (_, (x0, y0), (fx, fy)), result in zip(crops, results):
+        pred = result.pred_instances
+        scale = pred.bboxes.new_tensor([fx, fy, fx, fy])
+        offset = pred.bboxes.new_tensor([x0, y0, x0, y0])
+        out.append((pred.bboxes / scale + offset, pred.scores, pred.labels))
+    return out
 
 
 def merge_detections(boxes: List[Tensor], scores: List[Tensor],

@@ -11,7 +11,8 @@ from torch import Tensor
 
 from mmsnip.chips import chip_starts
 from mmsnip.registry import MODELS
-from .autofocus_tta import crop_resize, merge_detections
+from .autofocus_tta import (crop_resize, detections_in_image, merge_detections,
+                            pack_crops)
 
 
 @MODELS.register_module()
@@ -72,27 +73,17 @@ class SlicedTTAModel(BaseTTAModel):
                          np.minimum(y0 + self.tile_size, img_h)], axis=1)
 
     def _run(self, crops: list, meta: dict):
-        boxes, scores, labels = [], [], []
+        """Detect in ``crops`` by batches; boxes, scores, labels lists."""
+        dets = []
         for i in range(0, len(crops), self.batch_size):
             part = crops[i:i + self.batch_size]
-            samples = [
-                DetDataSample(metainfo=dict(
-                    meta, img_shape=tuple(c.shape[-2:]), scale_factor=f))
-                for c, _, f in part
-            ]
-            data = self.module.data_preprocessor(
-                dict(inputs=[c for c, _, _ in part], data_samples=samples),
-                False)
+            data = pack_crops(self.module, part, meta)
             results = self.module.predict(data['inputs'],
                                           data['data_samples'],
                                           rescale=False)
-            for (_, (x0, y0), (fx, fy)), res in zip(part, results):
-                pred = res.pred_instances
-                boxes.append(pred.bboxes / pred.bboxes.new_tensor(
-                    [fx, fy, fx, fy]) + pred.bboxes.new_tensor(
-                        [x0, y0, x0, y0]))
-                scores.append(pred.scores)
-                labels.append(pred.labels)
+            dets.extend(detections_in_image(results, part))
+        boxes, scores, labels = (list(x) for x in zip(*dets)) if dets \
+            else ([], [], [])
         return boxes, scores, labels
 
     @torch.no_grad()

@@ -4,14 +4,13 @@ from typing import List, Sequence
 
 import numpy as np
 import torch
-from mmcv.ops import batched_nms
 from mmdet.models.test_time_augs import DetTTAModel
 from mmdet.structures import DetDataSample
 from mmengine.config import ConfigDict
-from mmengine.structures import InstanceData
 
 from mmsnip.chips import ScaleSpec, box_sizes, in_range
 from mmsnip.registry import MODELS
+from .autofocus_tta import merge_detections
 
 
 @MODELS.register_module()
@@ -86,20 +85,9 @@ class SnipTTAModel(DetTTAModel):
                               flip_direction=meta.get('flip_direction')))
         merged_boxes, merged_scores = self.merge_aug_bboxes(
             boxes, scores, metas)
-        merged_labels = torch.cat(labels)
         result = data_samples[0]
         result.set_metainfo(dict(pixels_per_scale=pixels, pixels=sum(pixels)))
-        out = InstanceData()
-        if merged_boxes.numel() == 0:
-            out.bboxes = merged_boxes.reshape(0, 4)
-            out.scores = merged_scores
-            out.labels = merged_labels
-        else:
-            dets, keep = batched_nms(merged_boxes, merged_scores,
-                                     merged_labels, self.tta_cfg.nms)
-            dets = dets[:self.tta_cfg.max_per_img]
-            out.bboxes = dets[:, :-1]
-            out.scores = dets[:, -1]
-            out.labels = merged_labels[keep][:self.tta_cfg.max_per_img]
+        out = merge_detections([merged_boxes], [merged_scores],
+                               [torch.cat(labels)], self.tta_cfg)
         result.pred_instances = out
         return result
