@@ -1,7 +1,7 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 """The AutoFocus detector wrapper (Sec. 3.4, Fig. 11)."""
 import copy
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import List, Tuple, Union
 
 from mmdet.models.detectors import BaseDetector
@@ -118,19 +118,29 @@ class AutoFocus(BaseDetector):
 
     def predict_with_focus(self, batch_inputs: Tensor,
                            batch_data_samples: List[DetDataSample],
-                           rescale: bool = True):
+                           rescale: bool = True, timer=None):
         """Detections and FocusPixel probabilities in one forward pass.
+
+        Args:
+            timer (callable, optional): ``timer(stage)`` returns a context
+                manager timing a stage (``StageTimer``): the backbone and
+                detector run under ``'detector'``, the FocusPixel head under
+                ``'focus_map'``.
 
         Returns:
             tuple: the detector's predictions and ``(B, H, W)`` focus
             probabilities on the ``focus_level`` map.
         """
-        feats = self.extract_feat(batch_inputs)
-        with reuse_features(self.detector, feats):
-            results = self.detector.predict(batch_inputs, batch_data_samples,
-                                            rescale)
-        return results, self.focus_head.predict(
-            self.focus_features(feats, batch_inputs))
+        timer = timer or (lambda stage: nullcontext())
+        with timer('detector'):
+            feats = self.extract_feat(batch_inputs)
+            with reuse_features(self.detector, feats):
+                results = self.detector.predict(batch_inputs,
+                                                batch_data_samples, rescale)
+        with timer('focus_map'):
+            focus = self.focus_head.predict(
+                self.focus_features(feats, batch_inputs))
+        return results, focus
 
     def _forward(self, batch_inputs: Tensor,
                  batch_data_samples=None) -> Union[tuple, Tensor]:

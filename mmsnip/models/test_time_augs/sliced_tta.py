@@ -11,8 +11,9 @@ from torch import Tensor
 
 from mmsnip.chips import chip_starts
 from mmsnip.registry import MODELS
-from .autofocus_tta import (crop_resize, detections_in_image, merge_detections,
-                            pack_crops)
+from .autofocus_tta import (MaskPaster, StageTimer, add_masks, crop_resize,
+                            detections_in_image, pack_crops)
+from .merge import MergeConfig, merge_detections
 
 
 @MODELS.register_module()
@@ -23,10 +24,16 @@ class SlicedTTAModel(BaseTTAModel):
     by ``overlap`` pixels; the last row and column are anchored at the image
     border (:func:`mmsnip.chips.chip_starts`). With ``full_image=True`` the
     whole image (resized by ``full_image_factor``) is processed too. All
-    detections are projected to the image and merged by ``tta_cfg.nms``.
-    Predictions carry ``pixels``, ``pixels_per_scale`` (``[tiles, full
-    image]``) and ``chips_per_scale`` like ``AutoFocusTTAModel``; use the
-    same test pipeline (the image unresized).
+    detections are projected to the image and merged by
+    :func:`~mmsnip.models.test_time_augs.merge.merge_detections`
+    (``tta_cfg``); masks of a mask detector are pasted into the ORIGINAL
+    image for the merged detections only. Predictions carry ``pixels``,
+    ``pixels_per_scale`` (``[tiles, full image]``) and ``chips_per_scale``
+    like ``AutoFocusTTAModel``, and ``stage_seconds`` with the keys
+    ``chip_generation`` (tiling), ``crop_resize`` (cutting, resizing and
+    preprocessing tiles), ``detector`` (forward passes) and ``merge``
+    (mapping to the image, :func:`merge_detections`, pasting masks). Use
+    the same test pipeline (the image unresized).
 
     Args:
         tile_size (int): Tile side in ORIGINAL pixels.
@@ -35,8 +42,9 @@ class SlicedTTAModel(BaseTTAModel):
         full_image (bool): Also run the whole image.
         full_image_factor (float): Its resize factor.
         batch_size (int): Tiles per forward pass.
-        tta_cfg (dict): ``nms`` and ``max_per_img``.
+        tta_cfg (dict): Merge settings, :class:`MergeConfig`.
     """
+    STAGES = ('chip_generation', 'crop_resize', 'detector', 'merge')
 
     def __init__(self,
                  tile_size: int = 512,
@@ -58,6 +66,7 @@ class SlicedTTAModel(BaseTTAModel):
         self.batch_size = batch_size
         self.tta_cfg = ConfigDict(tta_cfg or dict(
             nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+        self.merge_cfg = MergeConfig.from_dict(self.tta_cfg)
 
     def merge_preds(self, data_samples_list):  # pragma: no cover
         raise NotImplementedError('SlicedTTAModel merges its own tiles')
@@ -72,18 +81,26 @@ class SlicedTTAModel(BaseTTAModel):
         return np.stack([x0, y0, np.minimum(x0 + self.tile_size, img_w),
                          np.minimum(y0 + self.tile_size, img_h)], axis=1)
 
-    def _run(self, crops: list, meta: dict):
-        """Detect in ``crops`` by batches; boxes, scores, labels lists."""
-        dets = []
+    def _run(self, crops: list, meta: dict, timer: StageTimer,
+             masks: MaskPaster):
+        """Detect in ``crops`` by batches; boxes, scores, labels lists
+        (ORIGINAL pixels); masks go to ``masks``."""
+        boxes, scores, labels = [], [], []
         for i in range(0, len(crops), self.batch_size):
             part = crops[i:i + self.batch_size]
-            data = pack_crops(self.module, part, meta)
-            results = self.module.predict(data['inputs'],
-                                          data['data_samples'],
-                                          rescale=False)
-            dets.extend(detections_in_image(results, part))
-        boxes, scores, labels = (list(x) for x in zip(*dets)) if dets \
-            else ([], [], [])
+            with timer('crop_resize'):
+                data = pack_crops(self.module, part, meta)
+            with timer('detector'):
+                results = self.module.predict(data['inputs'],
+                                              data['data_samples'],
+                                              rescale=True)
+            with timer('merge'):
+                dets = detections_in_image(results, part, rescaled=True)
+                for crop, result, (b, s, lb) in zip(part, results, dets):
+                    boxes.append(b)
+                    scores.append(s)
+                    labels.append(lb)
+                    add_masks(masks, result, None, crop.origin)
         return boxes, scores, labels
 
     @torch.no_grad()
@@ -92,26 +109,34 @@ class SlicedTTAModel(BaseTTAModel):
         device = next(self.module.parameters()).device
         out = []
         for image, sample in zip(inputs, samples):
-            image: Tensor = image.to(device)
+            timer = StageTimer(device, self.STAGES)
+            with timer('crop_resize'):
+                image: Tensor = image.to(device)
             img_h, img_w = image.shape[-2:]
-            tiles = self.tiles(img_h, img_w)
-            crops = [crop_resize(image, t, self.factor) for t in tiles]
-            pixels = [sum(c.shape[-2] * c.shape[-1] for c, _, _ in crops)]
-            boxes, scores, labels = self._run(crops, sample.metainfo)
-            counts = [len(tiles)]
+            with timer('chip_generation'):
+                views = [(self.tiles(img_h, img_w), self.factor)]
             if self.full_image:
-                whole = [crop_resize(image, np.array([0, 0, img_w, img_h]),
-                                     self.full_image_factor)]
-                pixels.append(whole[0][0].shape[-2] * whole[0][0].shape[-1])
-                counts.append(1)
-                b, s, lb = self._run(whole, sample.metainfo)
+                views.append((np.array([[0, 0, img_w, img_h]]),
+                              self.full_image_factor))
+            masks = MaskPaster((img_h, img_w), device)
+            boxes, scores, labels, pixels, counts = [], [], [], [], []
+            for windows, factor in views:
+                with timer('crop_resize'):
+                    crops = [crop_resize(image, w, factor) for w in windows]
+                pixels.append(int(sum(c.image.shape[-2] * c.image.shape[-1]
+                                      for c in crops)))
+                counts.append(len(windows))
+                b, s, lb = self._run(crops, sample.metainfo, timer, masks)
                 boxes, scores, labels = boxes + b, scores + s, labels + lb
+            with timer('merge'):
+                pred = merge_detections(
+                    boxes, scores, labels, self.merge_cfg,
+                    masks=masks if masks.parts else None)
             result = DetDataSample(metainfo=sample.metainfo)
-            result.set_metainfo(dict(pixels_per_scale=[int(p)
-                                                       for p in pixels],
+            result.set_metainfo(dict(pixels_per_scale=pixels,
                                      pixels=int(sum(pixels)),
-                                     chips_per_scale=counts))
-            result.pred_instances = merge_detections(boxes, scores, labels,
-                                                     self.tta_cfg)
+                                     chips_per_scale=counts,
+                                     stage_seconds=timer.seconds))
+            result.pred_instances = pred
             out.append(result)
         return out

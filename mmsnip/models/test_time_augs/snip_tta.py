@@ -10,7 +10,8 @@ from mmengine.config import ConfigDict
 
 from mmsnip.chips import ScaleSpec, box_sizes, in_range
 from mmsnip.registry import MODELS
-from .autofocus_tta import merge_detections
+from .autofocus_tta import MaskPaster, StageTimer, add_masks
+from .merge import MergeConfig, merge_detections
 
 
 @MODELS.register_module()
@@ -23,7 +24,14 @@ class SnipTTAModel(DetTTAModel):
     lies in the valid range of the view's scale (Sec. 3.2.2: "we do not
     select detections which fall outside a specified range at each
     resolution"); the survivors of all views are merged by
-    ``tta_cfg.nms`` (``nms`` or ``soft_nms``) and ``max_per_img``.
+    :func:`~mmsnip.models.test_time_augs.merge.merge_detections`
+    (``tta_cfg``: NMS or soft-NMS, optional box voting, ``max_per_img``;
+    see ``docs/merge.md``).
+
+    Masks: unlike mmdet's ``DetTTAModel``, predictions of a mask detector
+    keep their masks: each view's masks (``(N, H, W)`` of the ORIGINAL
+    image, pasted by mmdet) are flipped back for flipped views and follow
+    their detections through the merge.
 
     A view's scale is recognised by its ``scale_factor``: it must match the
     factor one of ``scales`` gives for the image (within 2%), so a
@@ -31,24 +39,45 @@ class SnipTTAModel(DetTTAModel):
     silent wrong filter.
 
     Every merged prediction carries ``pixels_per_scale`` (list of
-    ``h * w`` of each view's network input, summed over flips) and
-    ``pixels`` (their sum) in its metainfo.
+    ``h * w`` of each view's network input, summed over flips),
+    ``pixels`` (their sum) and ``stage_seconds`` in its metainfo:
+    ``merge`` (this image's valid-range filtering and merge) and, when run
+    through :meth:`test_step`, ``detector`` (the forward passes of all
+    views of the batch, preprocessing and mmdet's mask pasting included,
+    shared equally by the batch's images: exact for one image per batch).
+    Resizing happens in the data pipeline and is not timed here.
 
     Args:
         scales (list[dict]): :class:`~mmsnip.chips.ScaleSpec` fields per
             scale: a factor rule and ``valid_range`` (ORIGINAL pixels).
-        tta_cfg (dict, optional): ``nms`` and ``max_per_img``, as
-            ``DetTTAModel``; default NMS at IoU 0.5, 100 detections.
+        tta_cfg (dict, optional): Merge settings, :class:`MergeConfig`;
+            default NMS at IoU 0.5, 100 detections.
     """
 
     def __init__(self, scales: Sequence[dict], tta_cfg=None, **kwargs):
         tta_cfg = ConfigDict(tta_cfg or dict(
             nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+        merge_cfg = MergeConfig.from_dict(tta_cfg)  # fail early
         super().__init__(tta_cfg=tta_cfg, **kwargs)
+        self.merge_cfg = merge_cfg
         self.scales = [
             s if isinstance(s, ScaleSpec) else ScaleSpec.from_dict(dict(s))
             for s in scales
         ]
+
+    def test_step(self, data) -> List[DetDataSample]:
+        """Views through the detector, then the merge; adds the batch's
+        detector time to ``stage_seconds``."""
+        timer = StageTimer(_device(self.module), ('total', ))
+        with timer('total'):
+            results = super().test_step(data)
+        merge = sum(r.metainfo['stage_seconds']['merge'] for r in results)
+        share = max(timer.seconds['total'] - merge, 0.0) / max(
+            len(results), 1)
+        for result in results:
+            result.set_metainfo(dict(stage_seconds=dict(
+                result.metainfo['stage_seconds'], detector=share)))
+        return results
 
     def scale_of_view(self, meta: dict) -> int:
         """Index of the scale a view was resized to."""
@@ -66,8 +95,19 @@ class SnipTTAModel(DetTTAModel):
 
     def _merge_single_sample(
             self, data_samples: List[DetDataSample]) -> DetDataSample:
+        timer = StageTimer(_device(self.module), ('merge', ))
+        with timer('merge'):
+            result = self._merge_views(data_samples)
+        result.set_metainfo(dict(stage_seconds=timer.seconds))
+        return result
+
+    def _merge_views(self,
+                     data_samples: List[DetDataSample]) -> DetDataSample:
         boxes, scores, labels, metas = [], [], [], []
         pixels = [0] * len(self.scales)
+        first = data_samples[0]
+        masks = MaskPaster(first.metainfo['ori_shape'][:2],
+                           first.pred_instances.bboxes.device)
         for sample in data_samples:
             meta = sample.metainfo
             scale = self.scale_of_view(meta)
@@ -81,13 +121,23 @@ class SnipTTAModel(DetTTAModel):
             scores.append(pred.scores[keep])
             labels.append(pred.labels[keep])
             # views without a RandomFlip carry no flip keys
-            metas.append(dict(meta, flip=meta.get('flip', False),
+            flip = meta.get('flip', False)
+            metas.append(dict(meta, flip=flip,
                               flip_direction=meta.get('flip_direction')))
+            add_masks(masks, sample, keep,
+                      flip_direction=meta.get('flip_direction')
+                      if flip else None)
+        # flipped views' boxes back to the image (DetTTAModel's helper)
         merged_boxes, merged_scores = self.merge_aug_bboxes(
             boxes, scores, metas)
-        result = data_samples[0]
-        result.set_metainfo(dict(pixels_per_scale=pixels, pixels=sum(pixels)))
-        out = merge_detections([merged_boxes], [merged_scores],
-                               [torch.cat(labels)], self.tta_cfg)
-        result.pred_instances = out
-        return result
+        first.pred_instances = merge_detections(
+            [merged_boxes], [merged_scores], [torch.cat(labels)],
+            self.merge_cfg, masks=masks if masks.parts else None)
+        first.set_metainfo(dict(pixels_per_scale=pixels, pixels=sum(pixels)))
+        return first
+
+
+def _device(module) -> torch.device:
+    """The module's device (CPU for a module without parameters)."""
+    param = next(module.parameters(), None)
+    return torch.device('cpu') if param is None else param.device
