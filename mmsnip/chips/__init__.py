@@ -4,12 +4,15 @@
 Frames: ORIGINAL image pixels, SCALED pixels (image resized by a scale's
 factor), CHIP pixels (SCALED, relative to a chip's corner); boxes xyxy.
 """
-from .boxes import (as_boxes, box_sizes, boxes_overlap, check_boxes, in_range,
-                    inside_matrix, rectangle_counts, sanitize_boxes)
+from .boxes import (as_boxes, box_issues, box_sizes, boxes_overlap,
+                    check_boxes, in_range, inside_matrix, rectangle_counts,
+                    sanitize_boxes)
 from .focus import (BACKGROUND, FOCUS, IGNORE, focus_chips, focus_pixel_labels,
                     focus_stack_keep_mask, grow_to_min_size, merge_overlapping,
                     oracle_focus_chips)
 from .negative import generate_negative_chips, sample_negative_chips
+from .params import (ChipStatistics, ParamSuggestion, chip_statistics,
+                     object_sizes, sample_images, scale_table, suggest_params)
 from .positive import (ChipGroundTruth, ChipSet, PositiveChipResult,
                        chip_ground_truth, chip_starts, generate_positive_chips,
                        greedy_cover, make_chip_set, to_canvas)
@@ -18,12 +21,15 @@ from .scales import (ChipConfig, FocusConfig, NegativeConfig, ScaleSpec,
 
 __all__ = [
     'BACKGROUND', 'FOCUS', 'IGNORE', 'ChipConfig', 'ChipGroundTruth',
-    'ChipSet', 'FocusConfig', 'NegativeConfig', 'PositiveChipResult',
-    'ScaleSpec', 'as_boxes', 'box_sizes', 'boxes_overlap', 'check_boxes',
-    'chip_ground_truth', 'chip_starts', 'focus_chips', 'focus_pixel_labels',
+    'ChipSet', 'ChipStatistics', 'FocusConfig', 'NegativeConfig',
+    'ParamSuggestion', 'PositiveChipResult', 'ScaleSpec', 'as_boxes',
+    'box_issues', 'box_sizes', 'boxes_overlap', 'check_boxes',
+    'chip_ground_truth', 'chip_statistics', 'chip_starts', 'focus_chips',
+    'focus_pixel_labels',
     'focus_stack_keep_mask', 'generate_negative_chips',
     'generate_positive_chips', 'greedy_cover', 'grow_to_min_size',
     'in_range', 'inside_matrix', 'make_chip_set', 'merge_overlapping',
-    'oracle_focus_chips', 'range_gap', 'rectangle_counts',
-    'sample_negative_chips', 'sanitize_boxes', 'to_canvas'
+    'object_sizes', 'oracle_focus_chips', 'range_gap', 'rectangle_counts',
+    'sample_images', 'sample_negative_chips', 'sanitize_boxes',
+    'scale_table', 'suggest_params', 'to_canvas'
 ]

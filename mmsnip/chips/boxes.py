@@ -11,7 +11,7 @@ Conventions for the whole ``mmsnip.chips`` package:
   (scaled pixels relative to a chip's top-left corner);
 * a box's *size* is ``sqrt(width * height)``, the paper's sqrt(area).
 """
-from typing import Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 
@@ -81,7 +81,8 @@ def sanitize_boxes(boxes, img_h: float, img_w: float
 
     Args:
         boxes (array): ``(N, 4)`` xyxy boxes, original image pixels.
-        img_h, img_w (float): Image size in pixels.
+        img_h, img_w (float | array): Image size in pixels: one size for
+            all boxes, or ``(N,)`` sizes (boxes of many images at once).
 
     Returns:
         tuple: ``(clipped, keep)``: ``(N, 4)`` float64 clipped boxes
@@ -90,19 +91,56 @@ def sanitize_boxes(boxes, img_h: float, img_w: float
         the input stay valid.
 
     Raises:
-        ValueError: If the image size is not positive or ``boxes`` is not
+        ValueError: If an image size is not positive or ``boxes`` is not
             ``(N, 4)``.
     """
-    if not (img_h > 0 and img_w > 0):
-        raise ValueError(f'image size must be positive, got {img_h}x{img_w}')
     arr = as_boxes(boxes)
+    img_h, img_w = _image_sizes(img_h, img_w, len(arr))
     finite = np.isfinite(arr).all(axis=1)
     clipped = np.where(finite[:, None], arr, 0.0)
-    clipped = np.clip(clipped, 0, [img_w, img_h, img_w, img_h])
+    clipped = np.clip(clipped, 0, np.stack([img_w, img_h, img_w, img_h], 1))
     keep = finite & (clipped[:, 2] > clipped[:, 0]) & \
         (clipped[:, 3] > clipped[:, 1])
     clipped[~keep] = 0.0
     return clipped, keep
+
+
+def _image_sizes(img_h, img_w, n: int) -> Tuple[np.ndarray, np.ndarray]:
+    """``(N,)`` float64 heights and widths from scalars or ``(N,)`` arrays;
+    ValueError naming the first size that is not positive (or NaN)."""
+    h = np.asarray(img_h, np.float64)
+    w = np.asarray(img_w, np.float64)
+    bad = ~((h > 0) & (w > 0))
+    if bad.any():
+        first = np.unravel_index(int(np.argmax(bad)), bad.shape)
+        hh = h[first] if h.ndim else h
+        ww = w[first] if w.ndim else w
+        raise ValueError(f'image size must be positive, got {hh:g}x{ww:g}')
+    return np.broadcast_to(h, (n, )), np.broadcast_to(w, (n, ))
+
+
+def box_issues(boxes, img_h, img_w) -> Dict[str, np.ndarray]:
+    """Classify annotation boxes by what :func:`sanitize_boxes` does.
+
+    Args:
+        boxes (array): ``(N, 4)`` xyxy, ORIGINAL image pixels.
+        img_h, img_w (float | array): Image size, one or ``(N,)``.
+
+    Returns:
+        dict[str, np.ndarray]: ``(N,)`` bool masks, each box in exactly one
+        of ``'ok'`` (inside the image, kept as is), ``'clipped'`` (partly
+        outside: clipped), ``'not_finite'`` (NaN/inf: dropped), ``'empty'``
+        (``x2 <= x1`` or ``y2 <= y1``: zero-area or negative size, dropped)
+        and ``'outside'`` (positive size but no area inside the image:
+        dropped).
+    """
+    arr = as_boxes(boxes)
+    clipped, keep = sanitize_boxes(arr, img_h, img_w)
+    finite = np.isfinite(arr).all(axis=1)
+    empty = finite & ((arr[:, 2] <= arr[:, 0]) | (arr[:, 3] <= arr[:, 1]))
+    changed = keep & (clipped != arr).any(axis=1)
+    return dict(ok=keep & ~changed, clipped=changed, not_finite=~finite,
+                empty=empty, outside=finite & ~empty & ~keep)
 
 
 def check_boxes(boxes, img_h: float, img_w: float,

@@ -13,12 +13,22 @@ negative pool. Which negatives an epoch uses is decided by
 :class:`~mmsnip.datasets.samplers.SniperSampler` from ``(seed, epoch)``
 (:meth:`SniperDataset.epoch_indices`), so the choice reaches dataloader
 workers without any state in the dataset.
+
+Annotation checks (``docs/custom_dataset.md``): boxes are sanitised with
+:func:`~mmsnip.chips.sanitize_boxes` both for the chip table and for the
+boxes served to the pipeline (clipped to the image; zero-area, negative-size
+and wholly-outside boxes dropped), and one summary warning per dataset
+counts what was dropped or clipped; non-finite boxes and images without a
+size are errors naming the image. When the inner dataset cannot even be
+built (a COCO file lacking ``height``, ``file_name``, ``area``, ...), the
+error names the file, the image or annotation and the field.
 """
 import copy
 import hashlib
 import json
 import os
 import os.path as osp
+import logging
 import tempfile
 from typing import List, Optional, Union
 
@@ -26,9 +36,11 @@ import numpy as np
 from mmengine.dataset import BaseDataset, Compose, force_full_init
 from mmengine.logging import print_log
 
-from mmsnip.chips import (ChipConfig, ChipSet, generate_negative_chips,
-                          generate_positive_chips, sample_negative_chips)
+from mmsnip.chips import (ChipConfig, ChipSet, box_issues,
+                          generate_negative_chips, generate_positive_chips,
+                          sample_negative_chips, sanitize_boxes)
 from mmsnip.registry import DATASETS
+from mmsnip.utils.preflight import coco_problem
 from .proposals import load_proposals
 
 CACHE_VERSION = 1
@@ -75,7 +87,7 @@ class SniperDataset:
                  seed: int = 0,
                  max_refetch: int = 15,
                  lazy_init: bool = False):
-        self.dataset = DATASETS.build(dataset) if isinstance(dataset, dict) \
+        self.dataset = _build_inner(dataset) if isinstance(dataset, dict) \
             else dataset
         self.chip_cfg = chip_cfg if isinstance(chip_cfg, ChipConfig) else \
             ChipConfig.from_dict(dict(chip_cfg))
@@ -110,6 +122,8 @@ class SniperDataset:
         if self._fully_initialized:
             return
         self.dataset.full_init()
+        _check_classes(self.dataset)
+        self.annotation_report = self._audit()
         key = self._cache_key()
         table = self._load_cache(key)
         if table is None:
@@ -130,18 +144,87 @@ class SniperDataset:
         print_log(self.summary(), logger='current')
 
     # -- chip table -----------------------------------------------------
+    def _where(self, info: dict) -> str:
+        """``ann_file: image <id> (<path>)`` for messages."""
+        ann = getattr(self.dataset, 'ann_file', None) or \
+            type(self.dataset).__name__
+        return (f'{ann}: image {info.get("img_id")} '
+                f'({info.get("img_path")})')
+
     def _image_arrays(self, idx: int):
+        """Data info, ORIGINAL size and raw ``(N, 4)`` xyxy boxes and
+        ``(N,)`` crowd (``ignore_flag``) flags of image ``idx``."""
         info = self.dataset.get_data_info(idx)
         h, w = info.get('height'), info.get('width')
-        if not h or not w:
+        if not _positive_number(h) or not _positive_number(w):
             raise ValueError(
-                f'SniperDataset: image {info.get("img_path")} has no '
-                'height/width in its annotations (needed for chips)')
+                f'SniperDataset: {self._where(info)} has height={h!r}, '
+                f'width={w!r}; chips need its size in the annotations')
         inst = info.get('instances', [])
-        boxes = np.array([i['bbox'] for i in inst],
-                         np.float64).reshape(-1, 4)
+        try:
+            boxes = np.array([i['bbox'] for i in inst],
+                             np.float64).reshape(-1, 4)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f'SniperDataset: {self._where(info)}: an '
+                             'instance has no [x1, y1, x2, y2] bbox of '
+                             f'numbers ({type(e).__name__}: {e})') from e
         crowd = np.array([i.get('ignore_flag', 0) for i in inst], bool)
         return info, h, w, boxes, crowd
+
+    def _audit(self) -> dict:
+        """Check every image's boxes once; one summary warning.
+
+        Returns:
+            dict: Counts: ``images``, ``empty_images`` (no box), and
+            ``crowd_only_images`` (only crowd / ignore boxes): both get no
+            positive chip; ``boxes`` and the :func:`~mmsnip.chips.box_issues`
+            classes ``clipped``, ``empty``, ``outside`` (dropped),
+            ``examples``: the first offending image per class.
+
+        Raises:
+            ValueError: A box with a NaN/inf coordinate, naming the image.
+        """
+        counts = dict(images=len(self.dataset), empty_images=0,
+                      crowd_only_images=0, boxes=0, clipped=0, empty=0,
+                      outside=0)
+        examples = {}
+        for i in range(len(self.dataset)):
+            info, h, w, boxes, crowd = self._image_arrays(i)
+            issues = box_issues(boxes, h, w)
+            if issues['not_finite'].any():
+                j = int(np.flatnonzero(issues['not_finite'])[0])
+                raise ValueError(
+                    f'SniperDataset: {self._where(info)}: instance {j} has '
+                    f'a non-finite bbox {boxes[j].tolist()}')
+            counts['boxes'] += len(boxes)
+            for name in ('clipped', 'empty', 'outside'):
+                num = int(issues[name].sum())
+                counts[name] += num
+                if num and name not in examples:
+                    j = int(np.flatnonzero(issues[name])[0])
+                    examples[name] = (f'{self._where(info)}, bbox '
+                                      f'{boxes[j].tolist()} in {w}x{h}')
+            usable = ~(issues['empty'] | issues['outside'])
+            if not usable.any():
+                counts['empty_images'] += 1
+            elif crowd[usable].all():
+                counts['crowd_only_images'] += 1
+        parts = []
+        if counts['empty']:
+            parts.append(f'{counts["empty"]} boxes of zero or negative size '
+                         f'dropped (first: {examples["empty"]})')
+        if counts['outside']:
+            parts.append(f'{counts["outside"]} boxes wholly outside their '
+                         f'image dropped (first: {examples["outside"]})')
+        if counts['clipped']:
+            parts.append(f'{counts["clipped"]} boxes partly outside their '
+                         f'image clipped to it (first: {examples["clipped"]})')
+        if parts:
+            print_log(f'SniperDataset: of {counts["boxes"]} boxes, ' +
+                      '; '.join(parts), logger='current',
+                      level=logging.WARNING)
+        counts['examples'] = examples
+        return counts
 
     def _build_table(self) -> dict:
         cfg = self.chip_cfg
@@ -266,6 +349,12 @@ class SniperDataset:
             self.chips.boxes_scaled[epoch, :2]
         pixels = float((wh[:, 0] * wh[:, 1]).sum())
         negatives = len(epoch) - self.num_positive
+        report = getattr(self, 'annotation_report', None) or {}
+        no_pos = report.get('empty_images', 0) + \
+            report.get('crowd_only_images', 0)
+        extra = (f'; {report.get("empty_images", 0)} images without boxes '
+                 f'and {report.get("crowd_only_images", 0)} with only crowd '
+                 'boxes have no positive chip') if no_pos else ''
         return (f'{type(self).__name__}: {len(self.dataset)} images, '
                 f'{self.num_positive} positive chips, '
                 f'{len(self) - self.num_positive} negatives in the pool, '
@@ -273,14 +362,14 @@ class SniperDataset:
                 f'{negatives} neg, {len(epoch) / max(len(self.dataset), 1):.2f}'
                 f' per image); {pixels / 1e6:.1f} MPix per epoch vs '
                 f'{pyramid / 1e6:.1f} MPix for the full pyramid '
-                f'({pyramid / max(pixels, 1):.2f}x fewer)')
+                f'({pyramid / max(pixels, 1):.2f}x fewer){extra}')
 
     # -- items ------------------------------------------------------------
     @force_full_init
     def get_data_info(self, idx: int) -> dict:
         """The image's data info plus the chip of index ``idx``."""
         img = int(self.chip_img[idx])
-        info = self.dataset.get_data_info(img)
+        info = _sanitize_instances(self.dataset.get_data_info(img))
         s = int(self.chips.scale_index[idx])
         info['chip'] = dict(
             index=int(idx),
@@ -352,3 +441,78 @@ class SnipDataset(SniperDataset):
         scaled = self.chips.boxes_scaled[idx]
         info['chip']['chip_size'] = int(max(scaled[2], scaled[3]))
         return info
+
+
+def _positive_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and \
+        not isinstance(value, bool) and bool(np.isfinite(value)) and value > 0
+
+
+def _sanitize_instances(info: dict) -> dict:
+    """``info`` with its instances' boxes as the chip table saw them:
+    clipped to the image, zero-area ones dropped
+    (:func:`~mmsnip.chips.sanitize_boxes`)."""
+    inst = info.get('instances') or []
+    if not inst:
+        return info
+    boxes = np.array([i['bbox'] for i in inst], np.float64).reshape(-1, 4)
+    clipped, keep = sanitize_boxes(boxes, info['height'], info['width'])
+    info['instances'] = [dict(inst[j], bbox=clipped[j].tolist())
+                         for j in np.flatnonzero(keep)]
+    return info
+
+
+def _build_inner(cfg: dict):
+    """Build the wrapped dataset; explain a failure on a bad COCO file.
+
+    MMDetection's ``CocoDataset`` fails with a bare ``KeyError('height')``
+    (or ``'file_name'``, ``'area'``, ``'bbox'``, ``'categories'``) on a file
+    lacking a field; this re-raises it as a ``ValueError`` naming the file,
+    the image or annotation and the field.
+    """
+    try:
+        return DATASETS.build(cfg)
+    except (KeyError, TypeError, IndexError) as e:
+        ann = cfg.get('ann_file')
+        if ann and not osp.isabs(ann) and cfg.get('data_root'):
+            ann = osp.join(cfg['data_root'], ann)
+        problem = None
+        if ann and str(ann).endswith('.json') and osp.isfile(ann):
+            with open(ann, encoding='utf-8') as f:
+                problem = coco_problem(json.load(f))
+        if problem is None:
+            raise
+        raise ValueError(f'SniperDataset: {ann}: {problem} (MMDetection: '
+                         f'{type(e).__name__}: {e})') from e
+
+
+def _check_classes(dataset) -> None:
+    """Class names and category ids of a COCO-style dataset agree.
+
+    ``CocoDataset`` keeps the categories whose name is in
+    ``metainfo['classes']`` and silently drops annotations of any other
+    category id. A class name not in the file's ``categories`` would shift
+    every label: an error. Annotations of category ids outside the classes
+    (missing from ``categories``, or left out of ``classes`` on purpose):
+    one warning with their count.
+    """
+    cat_ids = getattr(dataset, 'cat_ids', None)
+    if cat_ids is None:
+        return
+    classes = dataset.metainfo.get('classes') or ()
+    ann = getattr(dataset, 'ann_file', '')
+    if len(cat_ids) != len(classes):
+        raise ValueError(
+            f'SniperDataset: {ann}: metainfo classes has {len(classes)} '
+            f'names but only {len(cat_ids)} of them are in the file\'s '
+            '"categories"; check the spelling of the classes')
+    img_map = getattr(dataset, 'cat_img_map', None) or {}
+    kept = set(cat_ids)
+    dropped = {c: len(v) for c, v in img_map.items() if c not in kept and v}
+    if dropped:
+        print_log(
+            f'SniperDataset: {ann}: {sum(dropped.values())} annotations of '
+            f'category ids {sorted(dropped)} are not among the '
+            f'{len(classes)} classes (not in "categories", or not in '
+            'metainfo classes) and were dropped by CocoDataset',
+            logger='current', level=logging.WARNING)

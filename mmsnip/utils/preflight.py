@@ -115,6 +115,41 @@ def check_data_paths(cfg: Config, keys=DATALOADER_KEYS) -> None:
                     f'{name}.{field}: "{path}" does not exist{hint}')
 
 
+# Fields MMDetection's CocoDataset reads from every image / annotation.
+COCO_IMAGE_FIELDS = ('id', 'file_name', 'height', 'width')
+COCO_ANN_FIELDS = ('id', 'image_id', 'category_id', 'bbox', 'area')
+
+
+def coco_problem(coco) -> Optional[str]:
+    """The first structural problem of a COCO dict that breaks
+    ``CocoDataset``, or None.
+
+    Args:
+        coco (dict): A parsed COCO annotation file.
+
+    Returns:
+        str | None: e.g. ``'images[3] (id 7, "a.jpg") lacks "height"'``.
+    """
+    if not isinstance(coco, dict):
+        return f'not a COCO dict but a {type(coco).__name__}'
+    for key in ('images', 'annotations', 'categories'):
+        if not isinstance(coco.get(key), list):
+            return f'lacks the COCO list "{key}"'
+    for where, rows, fields in (('images', coco['images'],
+                                 COCO_IMAGE_FIELDS),
+                                ('annotations', coco['annotations'],
+                                 COCO_ANN_FIELDS)):
+        bad = next(((i, f) for i, row in enumerate(rows) for f in fields
+                    if not isinstance(row, dict) or f not in row), None)
+        if bad is not None:
+            i, field = bad
+            row = rows[i] if isinstance(rows[i], dict) else {}
+            name = f', "{row["file_name"]}"' if 'file_name' in row else ''
+            return (f'{where}[{i}] (id {row.get("id")}{name}) lacks '
+                    f'"{field}"')
+    return None
+
+
 def check_coco_file(path: str) -> None:
     """Raise :class:`UserInputError` if ``path`` is not a COCO json file."""
     try:
@@ -135,6 +170,9 @@ def check_coco_file(path: str) -> None:
     if missing:
         raise UserInputError(
             f'annotation file "{path}" lacks the COCO key(s) {missing}')
+    problem = coco_problem(data)
+    if problem:
+        raise UserInputError(f'annotation file "{path}": {problem}')
 
 
 def explain_failure(cfg: Config, keys=DATALOADER_KEYS) -> None:

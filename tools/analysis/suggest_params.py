@@ -1,0 +1,266 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""Suggest SNIPER chip settings (scales, valid ranges, chip size) for a
+COCO-format annotation file.
+
+    python tools/analysis/suggest_params.py ANN.json [--chip-size 512] \
+        [--num-scales 3] [--target 30 500] [--max-images 500] \
+        [--out-config chips.py] [--plot sizes.png] [--out-json stats.json]
+
+Reads every object's size (sqrt(w * h), ORIGINAL pixels; crowd boxes and
+boxes of zero area inside the image left out) and proposes fixed-factor
+scales whose valid ranges overlap and bring each object to ``--target``
+pixels at some scale (:func:`mmsnip.chips.suggest_params`). It then runs
+the real chip generator on (a sample of ``--max-images``) images and
+prints positive chips per image, pixels per epoch against the full
+pyramid (every scale's whole canvas, SNIP) and the fraction of objects
+valid at no scale (:func:`mmsnip.chips.chip_statistics`).
+
+``--out-config`` writes a config snippet (``chip_cfg`` as
+``SniperDataset`` and the TTA models take it) to paste into a config that
+inherits a SNIPER one; ``--plot`` draws the size histogram with each
+scale's valid range. Bad input (missing file, not COCO JSON, no usable
+annotation) prints one ``error:`` line and exits with status 2.
+"""
+import argparse
+import dataclasses
+import os
+import os.path as osp
+import sys
+import textwrap
+import time
+
+import numpy as np
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from export_chips import atomic_json, coco_boxes, fail, load_coco  # noqa
+
+from mmsnip.chips import (chip_statistics, object_sizes,  # noqa: E402
+                          sample_images, scale_table, suggest_params)
+from mmsnip.chips.params import (DEFAULT_MAX_FACTOR,  # noqa: E402
+                                 DEFAULT_OVERLAP, DEFAULT_TARGET)
+
+# Print progress when measuring more images than this.
+PROGRESS_MIN_IMAGES = 200
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('ann_file', help='COCO-format annotation json')
+    parser.add_argument('--chip-size', type=int, default=512,
+                        help='K, chip side in scaled pixels')
+    parser.add_argument('--chip-stride', type=int, default=32,
+                        help='d, chip grid step in scaled pixels')
+    parser.add_argument('--num-scales', type=int, default=3)
+    parser.add_argument('--target', type=float, nargs=2,
+                        default=list(DEFAULT_TARGET), metavar=('MIN', 'MAX'),
+                        help='object size (sqrt(area)) wanted at a valid '
+                        'scale, scaled pixels')
+    parser.add_argument('--overlap', type=float, default=DEFAULT_OVERLAP,
+                        help='ratio by which neighbouring ranges overlap')
+    parser.add_argument('--max-factor', type=float,
+                        default=DEFAULT_MAX_FACTOR,
+                        help='largest up-sampling factor')
+    parser.add_argument('--closed-ends', action='store_true',
+                        help='bound the finest range below and the coarsest '
+                        'above (default: 0 and inf, as the paper)')
+    parser.add_argument('--max-images', type=int,
+                        help='measure chips on a fixed-seed sample of this '
+                        'many images (sizes always use every image)')
+    parser.add_argument('--seed', type=int, default=0,
+                        help='seed of the image sample')
+    parser.add_argument('--out-config', help='write a config snippet (.py)')
+    parser.add_argument('--plot', help='write the size histogram (.png)')
+    parser.add_argument('--out-json', help='write suggestion + statistics')
+    return parser.parse_args(argv)
+
+
+def read_annotations(path: str):
+    """Boxes, image index, crowd flags and image shapes of a COCO file."""
+    coco = load_coco(path)
+    if not coco['images']:
+        fail(f'annotation file "{path}" has no images')
+    if not coco['annotations']:
+        fail(f'annotation file "{path}" has no annotations: nothing to '
+             'measure object sizes on')
+    row = {img['id']: i for i, img in enumerate(coco['images'])}
+    shapes = np.array([[img['height'], img['width']]
+                       for img in coco['images']], np.float64)
+    boxes, crowd = coco_boxes(coco['annotations'])
+    img_index = np.array([row[a['image_id']] for a in coco['annotations']],
+                         np.int64)
+    return boxes, img_index, crowd, shapes
+
+
+def _progress(start: float):
+    def report(done: int, total: int):
+        if done == total or done % max(total // 10, 1) == 0:
+            print(f'  [{done}/{total} images, {time.time() - start:.0f} s]',
+                  file=sys.stderr, flush=True)
+    return report
+
+
+def write_snippet(path: str, suggestion, ann_file: str, summary: str):
+    """A config snippet: ``chip_cfg`` and where it goes."""
+    cfg = suggestion.chip_cfg()
+    scales = ''.join(f'        dict(factor={s["factor"]!r}, valid_range='
+                     f'({s["valid_range"][0]!r}, {s["valid_range"][1]!r})),\n'
+                     for s in cfg['scales'])
+    resize = ''.join(f"#         dict(type='ResizeToScale', scale=dict("
+                     f'factor={s["factor"]!r})),\n' for s in cfg['scales'])
+    text = (
+        f'# Chip settings suggested by tools/analysis/suggest_params.py for\n'
+        f'# {ann_file}\n'
+        + ''.join(f'# {line}\n' for line in textwrap.wrap(summary, 76)) +
+        '# Paste into a config that inherits a SNIPER config, e.g.\n'
+        "# _base_ = '../sniper/sniper_faster-rcnn_r18-w16_fpn_12e_demo.py'.\n"
+        '# Valid ranges: sqrt(area) in ORIGINAL pixels; scales coarse to '
+        'fine.\n'
+        'chip_cfg = dict(\n'
+        f'    chip_size={cfg["chip_size"]},\n'
+        f'    chip_stride={cfg["chip_stride"]},\n'
+        '    scales=[\n' + scales + '    ])\n'
+        'train_dataloader = dict(dataset=dict(chip_cfg=chip_cfg))\n'
+        '# Full-pyramid test (SNIP) on the same scales:\n'
+        "# tta_model = dict(type='SnipTTAModel', scales=chip_cfg['scales'])\n"
+        '# with, in tta_pipeline, TestTimeAug transforms=[[\n' + resize +
+        '#     ], ...]\n')
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write(text)
+
+
+def plot_sizes(path: str, sizes: np.ndarray, suggestion) -> None:
+    """Histogram of object sizes (log x) with each scale's valid range."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+    lo, hi = max(sizes.min() / 1.5, 0.5), sizes.max() * 1.5
+    bins = np.geomspace(lo, hi, 50)
+    fig, (top, bottom) = plt.subplots(
+        2, 1, sharex=True, figsize=(8, 5),
+        gridspec_kw=dict(height_ratios=[3, 1.4]))
+    top.hist(sizes, bins=bins, color='0.45')
+    top.set_xscale('log')
+    top.set_ylabel('objects (dashed: range ends)')
+    top.set_title(f'{len(sizes)} objects: size histogram and suggested '
+                  'valid ranges')
+    colors = plt.get_cmap('tab10')
+    t0, t1 = suggestion.target
+    for i, s in enumerate(suggestion.scales):
+        a, b = s.valid_range
+        c = colors(i % 10)
+        for end in (a, b):
+            if lo < end < hi:
+                top.axvline(end, color=c, ls='--', lw=1)
+        bottom.plot([max(a, lo), min(b, hi)], [i, i], color=c, lw=2,
+                    label=f'factor {s.factor:g}: ({a:g}, {b:g}) px')
+        # the part of the range that is on target at this scale
+        on = (max(a, t0 / s.factor, lo), min(b, t1 / s.factor, hi))
+        bottom.plot(on, [i, i], color=c, lw=7, solid_capstyle='butt')
+    bottom.xaxis.set_major_locator(
+        matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    bottom.xaxis.set_major_formatter(
+        matplotlib.ticker.FuncFormatter(lambda v, _: f'{v:g}'))
+    bottom.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    bottom.set_yticks(range(len(suggestion.scales)))
+    bottom.set_yticklabels([f'{s.factor:g}x' for s in suggestion.scales])
+    bottom.set_ylim(-0.7, len(suggestion.scales) - 0.3)
+    bottom.set_xlabel('object size sqrt(w * h), original pixels (thick: '
+                      f'{t0:g}-{t1:g} px at that scale)')
+    bottom.legend(fontsize=7, loc='center left', bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    folder = osp.dirname(osp.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    start = time.time()
+    boxes, img_index, crowd, shapes = read_annotations(args.ann_file)
+    sizes = object_sizes(boxes, img_index, shapes, crowd)
+    if not len(sizes):
+        fail(f'annotation file "{args.ann_file}": no annotation is a '
+             'non-crowd box with positive area inside its image')
+    try:
+        suggestion = suggest_params(
+            sizes, num_scales=args.num_scales, chip_size=args.chip_size,
+            chip_stride=args.chip_stride, target=tuple(args.target),
+            overlap=args.overlap, max_factor=args.max_factor,
+            open_ends=not args.closed_ends)
+    except ValueError as e:
+        fail(str(e))
+    m = len(shapes)
+    try:
+        picked = sample_images(m, args.max_images, args.seed)
+    except ValueError as e:
+        fail(f'--max-images: {e}')
+    # boxes of the sampled images, image indices renumbered
+    row = np.full(m, -1, np.int64)
+    row[picked] = np.arange(len(picked))
+    mine = row[img_index] >= 0
+    total = len(picked)
+    stats = chip_statistics(
+        suggestion.chip_config(), boxes[mine], row[img_index[mine]],
+        shapes[picked], crowd[mine], target=suggestion.target,
+        progress=_progress(start) if total > PROGRESS_MIN_IMAGES else None)
+
+    q = np.quantile(sizes, [0, 0.05, 0.5, 0.95, 1])
+    side = shapes.max(axis=1)
+    summary = (
+        f'{m} images (longer side {side.min():.0f}-{side.max():.0f} px), '
+        f'{len(sizes)} objects, {int(crowd.sum())} crowd; object size '
+        f'min/5%/50%/95%/max: ' + '/'.join(f'{v:.1f}' for v in q) + ' px')
+    lines = [summary, '', f'suggested chip_size={suggestion.chip_size}, '
+             f'chip_stride={suggestion.chip_stride}, scales coarse to fine '
+             f'(target {suggestion.target[0]:g}-{suggestion.target[1]:g} px '
+             'at a valid scale):']
+    lines += ['  ' + ln for ln in scale_table(suggestion.chip_config())]
+    lines.append(f'  objects {suggestion.span[0]:g}-{suggestion.span[1]:g} '
+                 'px (original) are on target at some scale')
+    lines += [f'  note: {n}' for n in suggestion.notes]
+    sampled = '' if total == m else f' (sample of {total} images)'
+    per_scale = ', '.join(f'{v:.2f}' for v in stats.chips_per_scale)
+    lines += [
+        '', f'expected on {total} images{sampled}:',
+        f'  positive chips per image: {stats.chips_per_image:.2f} '
+        f'(per scale, coarse to fine: {per_scale})',
+        f'  pixels per epoch (positive chips, {suggestion.chip_size}^2 '
+        f'each): {stats.chip_pixels_per_image * m / 1e6:.1f} MPix vs full '
+        f'pyramid {stats.pyramid_pixels_per_image * m / 1e6:.1f} MPix '
+        f'({stats.pyramid_ratio:.2f}x fewer; negative chips add more)',
+        f'  objects valid at no scale: {stats.frac_valid_nowhere:.2%}; '
+        f'valid only off target: {stats.frac_off_target:.2%}; larger than '
+        f'a chip where valid: {stats.frac_uncoverable:.2%}; valid at '
+        f'{stats.valid_scales_per_object:.2f} scales on average']
+    print('\n'.join(lines))
+
+    if args.out_config:
+        write_snippet(args.out_config, suggestion, args.ann_file, summary)
+        print(f'config snippet -> {args.out_config}')
+    if args.plot:
+        plot_sizes(args.plot, sizes, suggestion)
+        print(f'size histogram -> {args.plot}')
+    if args.out_json:
+        atomic_json(dict(
+            ann_file=args.ann_file, num_images=m, num_objects=len(sizes),
+            sampled_images=total,
+            size_quantiles=dict(zip(['min', 'p5', 'p50', 'p95', 'max'],
+                                    q.tolist())),
+            chip_cfg=suggestion.chip_cfg(), target=suggestion.target,
+            span=suggestion.span, notes=list(suggestion.notes),
+            statistics=dict(dataclasses.asdict(stats),
+                            pyramid_ratio=stats.pyramid_ratio,
+                            chip_mpix_per_epoch=stats.chip_pixels_per_image *
+                            m / 1e6,
+                            pyramid_mpix_per_epoch=(
+                                stats.pyramid_pixels_per_image * m / 1e6))),
+            args.out_json)
+        print(f'suggestion and statistics -> {args.out_json}')
+
+
+if __name__ == '__main__':
+    main()
