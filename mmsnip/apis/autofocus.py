@@ -36,10 +36,86 @@ def test_subset(cfg: Config, num_images: Optional[int]):
     return dataset, pipeline, list(range(count))
 
 
+def coco_metric_for(cfg: Config, dataset, indices: Sequence[int]):
+    """The config's ``CocoMetric``, restricted to the images ``indices``."""
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        evaluators = cfg.test_evaluator if isinstance(
+            cfg.test_evaluator, list) else [cfg.test_evaluator]
+        coco_cfg = next((e for e in evaluators if e['type'] == 'CocoMetric'),
+                        None)
+        if coco_cfg is None:
+            raise ValueError('the config\'s test_evaluator has no CocoMetric')
+        metric = METRICS.build(dict(coco_cfg, format_only=False))
+    metric.dataset_meta = dataset.metainfo
+    metric.img_ids = [dataset.get_data_info(i)['img_id'] for i in indices]
+    return metric
+
+
+def _sync(device) -> None:
+    if torch.device(device).type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
 @torch.no_grad()
+def evaluate_tta(tta, cfg: Config, num_images: Optional[int] = None,
+                 warmup: int = 0) -> Dict[str, object]:
+    """COCO AP, pixels per image and speed of any multi-scale test model.
+
+    Runs ``tta.test_step`` one image at a time on the first ``num_images``
+    images of the config's test set (``tta_pipeline``: the image
+    unresized). Loading and decoding the image is not timed; the model is.
+
+    Args:
+        tta: An object with ``test_step(data) -> [DetDataSample]`` whose
+            predictions (ORIGINAL pixels) carry ``pixels`` in their
+            metainfo: ``AutoFocusTTAModel``, ``SlicedTTAModel``, or the
+            SAHI peer (:class:`mmsnip.apis.sahi_peer.SahiSlicedModel`).
+        cfg (Config): Test dataset, ``tta_pipeline``, ``test_evaluator``.
+        num_images (int, optional): The first images of the test set.
+        warmup (int): Images run once, untimed, before the measured pass.
+
+    Returns:
+        dict: ``AP``, ``AP50``, ``AP_s`` (0-1), ``pixels`` (mean network
+        input pixels per image), ``img_per_s``, ``mpix_per_s`` (pixels
+        processed per second of model time, millions), ``seconds`` (total
+        model time) and ``stage_seconds`` (mean seconds per image of each
+        stage the predictions report in ``stage_seconds``; empty if none).
+    """
+    dataset, pipeline, indices = test_subset(cfg, num_images)
+    metric = coco_metric_for(cfg, dataset, indices)
+    device = next(tta.parameters()).device if hasattr(
+        tta, 'parameters') else 'cpu'
+    for idx in indices[:warmup]:
+        tta.test_step(pseudo_collate([pipeline(dataset.get_data_info(idx))]))
+    pixels: List[int] = []
+    stages: Dict[str, float] = {}
+    seconds = 0.0
+    for idx in indices:
+        data = pseudo_collate([pipeline(dataset.get_data_info(idx))])
+        _sync(device)
+        start = time.perf_counter()
+        result = tta.test_step(data)[0]
+        _sync(device)
+        seconds += time.perf_counter() - start
+        pixels.append(result.metainfo['pixels'])
+        for key, value in result.metainfo.get('stage_seconds', {}).items():
+            stages[key] = stages.get(key, 0.0) + float(value)
+        metric.process({}, [result.to_dict()])
+    coco = metric.compute_metrics(metric.results)
+    count = max(len(indices), 1)
+    return dict(AP=coco.get('bbox_mAP', 0.0),
+                AP50=coco.get('bbox_mAP_50', 0.0),
+                AP_s=coco.get('bbox_mAP_s', 0.0),
+                pixels=float(np.mean(pixels)) if pixels else 0.0,
+                img_per_s=len(indices) / max(seconds, 1e-9),
+                mpix_per_s=float(np.sum(pixels)) / 1e6 / max(seconds, 1e-9),
+                seconds=seconds,
+                stage_seconds={k: v / count for k, v in stages.items()})
+
+
 def evaluate_cascade(model, cfg: Config, scales: Sequence[dict],
                      num_images: Optional[int] = None, oracle: bool = False,
-                     max_chips: int = 32) -> Dict[str, float]:
+                     max_chips: int = 32) -> Dict[str, object]:
     """COCO AP, pixels per image and speed of one cascade setting.
 
     Args:
@@ -51,32 +127,10 @@ def evaluate_cascade(model, cfg: Config, scales: Sequence[dict],
         oracle (bool): FocusChips from ground truth.
 
     Returns:
-        dict: ``AP``, ``AP50``, ``AP_s``, ``pixels`` (mean per image),
-        ``img_per_s``.
+        dict: as :func:`evaluate_tta`.
     """
     with DefaultScope.overwrite_default_scope('mmsnip'):
         tta = MODELS.build(dict(type='AutoFocusTTAModel', module=model,
                                 scales=scales, oracle=oracle,
                                 max_chips=max_chips))
-        evaluators = cfg.test_evaluator if isinstance(
-            cfg.test_evaluator, list) else [cfg.test_evaluator]
-        coco_cfg = next(e for e in evaluators if e['type'] == 'CocoMetric')
-        metric = METRICS.build(dict(coco_cfg, format_only=False))
-    dataset, pipeline, indices = test_subset(cfg, num_images)
-    metric.dataset_meta = dataset.metainfo
-    # COCO evaluation restricted to the images of the subset.
-    metric.img_ids = [dataset.get_data_info(i)['img_id'] for i in indices]
-    pixels: List[int] = []
-    start = time.perf_counter()
-    for idx in indices:
-        data = pseudo_collate([pipeline(dataset.get_data_info(idx))])
-        result = tta.test_step(data)[0]
-        pixels.append(result.metainfo['pixels'])
-        metric.process({}, [result.to_dict()])
-    elapsed = time.perf_counter() - start
-    coco = metric.compute_metrics(metric.results)
-    return dict(AP=coco.get('bbox_mAP', 0.0),
-                AP50=coco.get('bbox_mAP_50', 0.0),
-                AP_s=coco.get('bbox_mAP_s', 0.0),
-                pixels=float(np.mean(pixels)),
-                img_per_s=len(indices) / elapsed)
+    return evaluate_tta(tta, cfg, num_images)

@@ -1,0 +1,281 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""Measurements behind ``tools/benchmark.py``: training and inference
+throughput, pixels processed and the detector's own speed limit.
+
+Every function measures real code paths (the config's Runner pieces, the
+test-time models of :mod:`mmsnip.models.test_time_augs`); timings
+synchronise CUDA before the clock is read.
+"""
+import datetime
+import os
+import platform
+import resource
+import tempfile
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmengine.registry import DefaultScope
+from mmengine.runner import Runner
+
+from mmsnip.chips import ScaleSpec
+from mmsnip.models.test_time_augs.autofocus_tta import crop_resize, pack_crops
+from .autofocus import _sync, test_subset
+
+
+def machine_info() -> Dict[str, str]:
+    """The device, CPU model, versions and date a measurement ran with."""
+    import mmcv
+    import mmdet
+    import mmengine
+
+    import mmsnip
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            cpu = next(line.split(':', 1)[1].strip() for line in f
+                       if line.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    info = dict(
+        date=datetime.date.today().isoformat(), cpu=cpu,
+        cpu_count=str(os.cpu_count()),
+        gpu=torch.cuda.get_device_name() if torch.cuda.is_available() else
+        'none', python=platform.python_version(), torch=torch.__version__,
+        mmcv=mmcv.__version__, mmdet=mmdet.__version__,
+        mmengine=mmengine.__version__, mmsnip=mmsnip.__version__)
+    try:
+        import sahi
+        info['sahi'] = sahi.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def _epoch_pixels(dataset) -> Optional[float]:
+    """Exact network-input pixels of epoch 0 for chip datasets
+    (``SniperDataset``/``SnipDataset``: the chips' areas at their scale),
+    else ``None``."""
+    if not hasattr(dataset, 'epoch_indices'):
+        return None
+    boxes = dataset.chips.boxes_scaled[dataset.epoch_indices(0)]
+    return float(np.prod(boxes[:, 2:] - boxes[:, :2], axis=1).sum())
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    """Peak CUDA memory allocated, or the process's peak RSS on CPU."""
+    if device.type == 'cuda':
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure_training(cfg: Config, num_iters: int = 20,
+                     warmup: int = 3) -> Dict[str, object]:
+    """Training throughput of a config: ``train_step`` on its own loader.
+
+    Builds the model, optimizer wrapper and train dataloader exactly as the
+    Runner does (``load_from`` is not loaded: speed does not depend on the
+    weights), then times ``warmup + num_iters`` iterations. Run one config
+    per process for a meaningful CPU peak memory (peak RSS of the process).
+
+    Returns:
+        dict: ``samples_per_s`` (images or chips), ``mpix_per_s``
+        (network-input pixels of the samples, padding excluded, millions),
+        ``data_s`` and ``step_s`` (mean seconds per iteration waiting for
+        data and in ``train_step``), ``batch_size``, ``peak_mem_mb``,
+        ``epoch_samples``, ``epoch_mpix`` (exact for chip datasets, else
+        estimated from the measured mean) and ``epoch_mpix_exact``.
+    """
+    cfg = cfg.copy()
+    cfg.work_dir = tempfile.mkdtemp(prefix='mmsnip_bench_')
+    cfg.load_from, cfg.resume = None, False
+    cfg.visualizer = dict(type='DetLocalVisualizer', vis_backends=[])
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        runner = Runner.from_cfg(cfg)
+        optim_wrapper = runner.build_optim_wrapper(cfg.optim_wrapper)
+        loader = runner.build_dataloader(cfg.train_dataloader)
+    model = runner.model
+    model.train()
+    device = next(model.parameters()).device
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+    data_s, step_s, pixels, samples = [], [], [], []
+    batches = iter(loader)
+    for it in range(warmup + num_iters):
+        start = time.perf_counter()
+        try:
+            data = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            data = next(batches)
+        loaded = time.perf_counter()
+        model.train_step(data, optim_wrapper)
+        _sync(device)
+        if it >= warmup:
+            data_s.append(loaded - start)
+            step_s.append(time.perf_counter() - loaded)
+            pixels.append(sum(x.shape[-2] * x.shape[-1]
+                              for x in data['inputs']))
+            samples.append(len(data['inputs']))
+    seconds = float(np.sum(data_s) + np.sum(step_s))
+    dataset = loader.dataset
+    epoch_samples = dataset.epoch_size() if hasattr(
+        dataset, 'epoch_size') else len(dataset)
+    exact = _epoch_pixels(dataset)
+    estimate = np.sum(pixels) / max(np.sum(samples), 1) * epoch_samples
+    return dict(
+        samples_per_s=float(np.sum(samples)) / seconds,
+        mpix_per_s=float(np.sum(pixels)) / 1e6 / seconds,
+        data_s=float(np.mean(data_s)), step_s=float(np.mean(step_s)),
+        batch_size=int(cfg.train_dataloader.batch_size),
+        peak_mem_mb=_peak_memory_mb(device),
+        epoch_samples=int(epoch_samples),
+        epoch_mpix=(exact if exact is not None else float(estimate)) / 1e6,
+        epoch_mpix_exact=exact is not None,
+        device=str(device))
+
+
+@torch.no_grad()
+def detector_throughput(model, cfg: Config, scales: Sequence[dict],
+                        num_images: Optional[int] = None,
+                        warmup: int = 1) -> Dict[str, float]:
+    """The limit: the detector alone on whole images of the pyramid's sizes.
+
+    Every test image is resized to each scale (``ScaleSpec`` fields) and
+    run through ``model.predict`` one image per forward pass: no FocusPixel
+    head, no chips, no filtering, no merge. Megapixels per second here is
+    what a cascade could at best achieve on the same device.
+
+    Returns:
+        dict: ``mpix_per_s``, ``seconds``, ``pixels`` (mean per image).
+    """
+    dataset, pipeline, indices = test_subset(cfg, num_images)
+    specs = [ScaleSpec.from_dict({k: v for k, v in dict(s).items()
+                                  if k not in ('threshold', 'dilation',
+                                               'min_size')})
+             for s in scales]
+    device = next(model.parameters()).device
+
+    def run(idx):
+        data = pipeline(dataset.get_data_info(idx))
+        image = data['inputs'].to(device)
+        h, w = image.shape[-2:]
+        whole = np.array([0, 0, w, h], np.float64)
+        seconds, pixels = 0.0, 0
+        for spec in specs:
+            crop = crop_resize(image, whole, spec.factor_for(h, w))
+            batch = pack_crops(model, [crop], data['data_samples'].metainfo)
+            _sync(device)
+            start = time.perf_counter()
+            model.predict(batch['inputs'], batch['data_samples'],
+                          rescale=False)
+            _sync(device)
+            seconds += time.perf_counter() - start
+            pixels += crop[0].shape[-2] * crop[0].shape[-1]
+        return seconds, pixels
+
+    for idx in indices[:warmup]:
+        run(idx)
+    seconds, pixels = (np.sum(x) for x in zip(*(run(i) for i in indices)))
+    return dict(mpix_per_s=float(pixels) / 1e6 / max(float(seconds), 1e-9),
+                seconds=float(seconds),
+                pixels=float(pixels) / max(len(indices), 1))
+
+
+def inference_methods(cfg: Config, methods: Sequence[str],
+                      thresholds: Sequence[float], single_scale: dict,
+                      tile: dict) -> List[dict]:
+    """The test-time models to compare, as ``(name, params, tta cfg)``.
+
+    All share the trained model of an AutoFocus config and its
+    ``tta_model.scales``:
+
+    - ``single``: one scale (``single_scale``), the whole image.
+    - ``pyramid``: every scale on the whole image (threshold -1 selects
+      every pixel: the cascade then equals ``SnipTTAModel``, tested).
+    - ``autofocus``: the cascade with each threshold in ``thresholds`` on
+      every transition (``None``: the config's own values).
+    - ``oracle``: FocusChips from ground truth (the upper bound).
+    - ``tiling``: ``SlicedTTAModel`` with ``tile`` (tile_size, overlap,
+      factor, full_image, full_image_factor).
+    - ``sahi``: SAHI's sliced inference with the same ``tile`` settings.
+    """
+    base = [dict(s) for s in cfg.tta_model.scales]
+    common = {k: cfg.tta_model[k] for k in ('max_chips', 'tta_cfg')
+              if k in cfg.tta_model}
+    rows = []
+    for method in methods:
+        if method == 'single':
+            rows.append(('single', dict(single_scale), dict(
+                type='AutoFocusTTAModel', scales=[dict(
+                    single_scale, valid_range=(0, None))], **common)))
+        elif method == 'pyramid':
+            rows.append(('pyramid', {}, dict(
+                type='AutoFocusTTAModel',
+                scales=[dict(s, threshold=-1.0) for s in base], **common)))
+        elif method == 'autofocus':
+            for t in thresholds:
+                scales = base if t is None else [
+                    dict(s, threshold=t) if i + 1 < len(base) else s
+                    for i, s in enumerate(base)]
+                params = dict(t=t if t is not None else
+                              [s.get('threshold') for s in base[:-1]])
+                rows.append(('autofocus', params, dict(
+                    type='AutoFocusTTAModel', scales=scales, **common)))
+        elif method == 'oracle':
+            rows.append(('oracle', {}, dict(
+                type='AutoFocusTTAModel', scales=base, oracle=True,
+                **common)))
+        elif method == 'tiling':
+            rows.append(('tiling', dict(tile), dict(
+                type='SlicedTTAModel', tta_cfg=common.get('tta_cfg'),
+                **tile)))
+        elif method == 'sahi':
+            rows.append(('sahi', dict(tile), dict(type='sahi', **tile)))
+        else:
+            raise ValueError(f'unknown inference method "{method}"')
+    return rows
+
+
+def format_markdown(rows: Sequence[dict], columns: Sequence[tuple]) -> str:
+    """A Markdown table: ``columns`` are ``(header, key, format)``."""
+    lines = ['| ' + ' | '.join(c[0] for c in columns) + ' |',
+             '| ' + ' | '.join('---' for _ in columns) + ' |']
+    for row in rows:
+        cells = []
+        for _, key, fmt in columns:
+            value = row.get(key)
+            cells.append('-' if value is None else
+                         fmt(value) if callable(fmt) else fmt.format(value))
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def plot_ap_vs_pixels(rows: Sequence[dict], path: str, title: str) -> None:
+    """AP against mean pixels per image, one marker per method (PNG)."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    markers = dict(single='x', pyramid='s', autofocus='o', oracle='^',
+                   tiling='D', sahi='v')
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name, marker in markers.items():
+        sel = sorted((r for r in rows if r['method'] == name),
+                     key=lambda r: r['pixels'])
+        if not sel:
+            continue
+        ax.plot([r['pixels'] / 1e6 for r in sel],
+                [100 * r['AP'] for r in sel], marker=marker,
+                linestyle='-' if len(sel) > 1 else 'none', label=name)
+    ax.set_xscale('log')
+    ax.set_xlabel('pixels processed per image (M, log)')
+    ax.set_ylabel('COCO AP')
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

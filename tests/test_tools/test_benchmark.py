@@ -1,0 +1,108 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""tools/benchmark.py on tiny data: every method runs and reports."""
+import json
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+
+from conftest import REPO_ROOT, run_tool, tiny_config
+from mmsnip.registry import MODELS
+from mmsnip.utils import register_all_modules
+
+AUTOFOCUS = osp.join(REPO_ROOT, 'configs/autofocus/'
+                     'autofocus_faster-rcnn_r18-w16_fpn_12e_demo.py')
+SNIPER = osp.join(REPO_ROOT, 'configs/sniper/'
+                  'sniper_faster-rcnn_r18-w16_fpn_12e_demo.py')
+SNIP = osp.join(REPO_ROOT, 'configs/snip/snip_faster-rcnn_r18-w16_fpn_1e_demo.py')
+
+
+@pytest.fixture(scope='module')
+def autofocus_ckpt(tiny_demo_root, tmp_path_factory):
+    register_all_modules()
+    tmp = tmp_path_factory.mktemp('bench')
+    cfg_path = tiny_config(tiny_demo_root, str(tmp / 'work'),
+                           str(tmp / 'af.py'), base=AUTOFOCUS)
+    cfg = Config.fromfile(cfg_path)
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        model = MODELS.build(cfg.model)
+    model.init_weights()
+    ckpt = str(tmp / 'af.pth')
+    torch.save(dict(state_dict=model.state_dict()), ckpt)
+    return cfg_path, ckpt
+
+
+def test_infer_compares_every_method(autofocus_ckpt, tmp_path):
+    cfg_path, ckpt = autofocus_ckpt
+    out = tmp_path / 'infer'
+    md = tmp_path / 'bench.md'
+    md.write_text('# Benchmarks\n')
+    proc = run_tool([
+        'tools/benchmark.py', 'infer', cfg_path, ckpt, '--num-images', '2',
+        '--thresholds', '-1', '2', '--tile-size', '160', '--tile-overlap',
+        '32', '--out-dir', str(out), '--append', str(md), '--warmup', '0'
+    ])
+    assert '[infer] sahi' in proc.stdout
+    data = json.loads((out / 'infer.json').read_text())
+    rows = {(r['method'], str(r['params'].get('t'))): r
+            for r in data['rows']}
+    assert {m for m, _ in rows} == {'single', 'pyramid', 'autofocus',
+                                    'oracle', 'tiling', 'sahi'}
+    pyramid = rows[('pyramid', 'None')]
+    # t = -1 selects every pixel: the cascade is the full pyramid
+    assert rows[('autofocus', '-1.0')]['pixels'] == pyramid['pixels']
+    # t = 2 selects none: only the coarsest scale runs
+    coarse = rows[('autofocus', '2.0')]['pixels']
+    assert 0 < coarse < pyramid['pixels']
+    assert rows[('single', 'None')]['pixels'] < pyramid['pixels']
+    # our tiling and SAHI slice the same windows at the same factor
+    assert rows[('tiling', 'None')]['pixels'] == rows[('sahi',
+                                                       'None')]['pixels']
+    for row in data['rows']:
+        assert row['img_per_s'] > 0 and 0 <= row['AP'] <= 1
+        assert row['limit_fraction'] > 0
+    assert data['limit']['mpix_per_s'] > 0
+    assert 'cpu' in data['machine'] and 'torch' in data['machine']
+    assert (out / 'infer.png').stat().st_size > 0
+    text = md.read_text()
+    assert text.startswith('# Benchmarks\n') and 'tools/benchmark.py infer' \
+        in text and '| method | setting |' in text and 'Limit' in text
+
+
+def test_train_measures_chips_pyramid_and_single_scale(
+        tiny_demo_root, tmp_path):
+    configs = [
+        tiny_config(tiny_demo_root, str(tmp_path / 'w'),
+                    str(tmp_path / f'{name}.py'), base=base)
+        for name, base in (('sniper', SNIPER), ('snip', SNIP),
+                           ('single', osp.join(
+                               REPO_ROOT, 'configs/baseline/'
+                               'faster-rcnn_r18-w16_fpn_12e_demo.py')))
+    ]
+    out = tmp_path / 'train'
+    run_tool(['tools/benchmark.py', 'train', *configs, '--iters', '2',
+              '--warmup', '1', '--out-dir', str(out)])
+    data = json.loads((out / 'train.json').read_text())
+    sniper, snip, single = data['rows']
+    assert [r['label'] for r in data['rows']] == ['sniper', 'snip', 'single']
+    for row in data['rows']:
+        assert row['samples_per_s'] > 0 and row['mpix_per_s'] > 0
+        assert row['peak_mem_mb'] > 0
+    assert sniper['epoch_mpix_exact'] and snip['epoch_mpix_exact']
+    assert not single['epoch_mpix_exact']
+    # chips hold fewer pixels than the pyramid they are cut from
+    assert sniper['epoch_mpix'] < snip['epoch_mpix']
+    assert (out / 'train.md').read_text().startswith('| config |')
+
+
+def test_bad_input(autofocus_ckpt, tmp_path):
+    cfg_path, ckpt = autofocus_ckpt
+    proc = run_tool(['tools/benchmark.py', 'infer', cfg_path,
+                     str(tmp_path / 'missing.pth'), '--out-dir',
+                     str(tmp_path)], check=False)
+    assert proc.returncode == 2 and 'missing.pth' in proc.stderr
+    proc = run_tool(['tools/benchmark.py', 'infer', SNIPER, ckpt,
+                     '--out-dir', str(tmp_path)], check=False)
+    assert proc.returncode == 2 and 'AutoFocusTTAModel' in proc.stderr

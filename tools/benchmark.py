@@ -1,0 +1,300 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""Benchmark training and inference: SNIPER/AutoFocus vs the full pyramid,
+tiling (ours and SAHI) and single scale, side by side in one run.
+
+    # training: the same detector on chips, on the full pyramid, single scale
+    python tools/benchmark.py train CFG [CFG ...] --out-dir DIR \
+        [--iters 20] [--warmup 3] [--append docs/benchmarks.md]
+
+    # inference: one trained AutoFocus model, every method on the same images
+    python tools/benchmark.py infer AUTOFOCUS_CFG CKPT --out-dir DIR \
+        [--methods single pyramid autofocus oracle tiling sahi] \
+        [--thresholds 0.05 0.3] [--single-scale factor=1.0] \
+        [--tile-size 256] [--tile-overlap 32] [--tile-factor 2.0] \
+        [--num-images 100] [--append docs/benchmarks.md]
+
+Writes ``train.json``/``train.md`` or ``infer.json``/``infer.md``/
+``infer.png`` (AP vs pixels per image) to ``--out-dir``; ``--append``
+adds a dated section (command, machine, versions, table) to a Markdown file.
+Training runs every config in its own process (clean peak memory).
+``infer`` also measures the limit: the detector alone on whole images of
+the pyramid's sizes (megapixels per second), and reports each method's
+megapixels per second as a fraction of it. No GPU needed; on a CUDA
+machine everything runs on the GPU and synchronises before timing.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import shlex
+import subprocess
+import sys
+
+from mmengine.config import DictAction
+
+from mmsnip.utils import register_all_modules
+from mmsnip.utils.preflight import (UserInputError, check_data_paths,
+                                    load_config, run_cli)
+
+METHODS = ('single', 'pyramid', 'autofocus', 'oracle', 'tiling', 'sahi')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest='command', required=True)
+
+    train = sub.add_parser('train', help='training throughput per config')
+    train.add_argument('configs', nargs='+')
+    train.add_argument('--labels', nargs='+',
+                       help='row names (default: config file names)')
+    train.add_argument('--iters', type=int, default=20,
+                       help='measured iterations per config')
+    train.add_argument('--warmup', type=int, default=3)
+    train.add_argument('--out-dir', required=True)
+    train.add_argument('--append', help='Markdown file to append a section')
+    train.add_argument('--cfg-options', nargs='+', action=DictAction,
+                       help='overrides applied to every config')
+
+    one = sub.add_parser('train-one', help=argparse.SUPPRESS)
+    one.add_argument('config')
+    one.add_argument('--iters', type=int, default=20)
+    one.add_argument('--warmup', type=int, default=3)
+    one.add_argument('--json', required=True)
+    one.add_argument('--cfg-options', nargs='+', action=DictAction)
+
+    infer = sub.add_parser('infer', help='inference methods on one model')
+    infer.add_argument('config', help='an AutoFocus config (tta_model: '
+                       'AutoFocusTTAModel)')
+    infer.add_argument('checkpoint')
+    infer.add_argument('--methods', nargs='+', choices=METHODS,
+                       default=list(METHODS))
+    infer.add_argument('--thresholds', type=float, nargs='+',
+                       help='AutoFocus thresholds t (every transition); '
+                       'default: the config\'s values')
+    infer.add_argument('--single-scale', nargs='+', action=DictAction,
+                       default=None, help='ScaleSpec rule of the single-'
+                       'scale run, e.g. factor=1.0 or max_side=800 '
+                       '(default: factor=1.0)')
+    infer.add_argument('--tile-size', type=int, default=512,
+                       help='tiles and SAHI slices, ORIGINAL px')
+    infer.add_argument('--tile-overlap', type=int, default=64)
+    infer.add_argument('--tile-factor', type=float, default=1.0,
+                       help='resize factor of the tiles')
+    infer.add_argument('--full-image-factor', type=float, default=1.0,
+                       help='resize factor of the whole-image pass of '
+                       'tiling and SAHI')
+    infer.add_argument('--no-full-image', action='store_true',
+                       help='tiling and SAHI without the whole-image pass')
+    infer.add_argument('--num-images', type=int, default=100)
+    infer.add_argument('--warmup', type=int, default=1,
+                       help='images run untimed before each method')
+    infer.add_argument('--out-dir', required=True)
+    infer.add_argument('--append', help='Markdown file to append a section')
+    infer.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return parser.parse_args(argv)
+
+
+def _command_line() -> str:
+    return 'python ' + ' '.join(shlex.quote(a) for a in sys.argv)
+
+
+def _write(out_dir: str, name: str, payload: dict, table: str) -> None:
+    os.makedirs(out_dir, exist_ok=True)
+    with open(osp.join(out_dir, f'{name}.json'), 'w') as f:
+        json.dump(payload, f, indent=2)
+    with open(osp.join(out_dir, f'{name}.md'), 'w') as f:
+        f.write(table)
+
+
+def _append(path: str, title: str, machine: dict, table: str,
+            extra: str = '') -> None:
+    device = machine['gpu'] if machine['gpu'] != 'none' else \
+        f'CPU only: {machine["cpu"]} ({machine["cpu_count"]} cores)'
+    versions = ', '.join(f'{k} {machine[k]}' for k in (
+        'python', 'torch', 'mmcv', 'mmdet', 'mmengine', 'mmsnip', 'sahi')
+        if k in machine)
+    with open(path, 'a') as f:
+        f.write(f'\n### {title} ({machine["date"]})\n\n```bash\n'
+                f'{_command_line()}\n```\n\nDevice: {device}. {versions}.\n\n'
+                f'{table}{extra}')
+
+
+def _load(path: str, options):
+    cfg = load_config(path)
+    if options:
+        cfg.merge_from_dict(options)
+    return cfg
+
+
+# -- training ---------------------------------------------------------------
+def train_one(args) -> None:
+    from mmsnip.apis.benchmark import measure_training
+    cfg = _load(args.config, args.cfg_options)
+    check_data_paths(cfg, ['train_dataloader'])
+    row = measure_training(cfg, args.iters, args.warmup)
+    with open(args.json, 'w') as f:
+        json.dump(row, f)
+
+
+def train(args) -> None:
+    from mmsnip.apis.benchmark import format_markdown, machine_info
+    labels = args.labels or [osp.splitext(osp.basename(c))[0]
+                             for c in args.configs]
+    if len(labels) != len(args.configs):
+        raise UserInputError('--labels needs one name per config')
+    for path in args.configs:
+        cfg = _load(path, args.cfg_options)  # fail fast, before any run
+        check_data_paths(cfg, ['train_dataloader'])
+    os.makedirs(args.out_dir, exist_ok=True)
+    rows = []
+    for label, path in zip(labels, args.configs):
+        out = osp.join(args.out_dir, f'train_{len(rows)}.json')
+        cmd = [sys.executable, osp.abspath(__file__), 'train-one', path,
+               '--iters', str(args.iters), '--warmup', str(args.warmup),
+               '--json', out]
+        if args.cfg_options:
+            cmd += ['--cfg-options'] + [f'{k}={v}' for k, v in
+                                        args.cfg_options.items()]
+        print(f'[train] {label}: {args.warmup} + {args.iters} iterations',
+              flush=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode:
+            sys.stderr.write(proc.stderr[-4000:])
+            raise SystemExit(f'error: benchmarking {path} failed '
+                             f'(exit {proc.returncode})')
+        with open(out) as f:
+            row = dict(config=path, label=label, **json.load(f))
+        os.remove(out)
+        rows.append(row)
+        print(f'[train] {label}: {row["samples_per_s"]:.2f} samples/s, '
+              f'{row["mpix_per_s"]:.2f} MPix/s, peak {row["peak_mem_mb"]:.0f}'
+              f' MB, {row["epoch_mpix"]:.1f} MPix/epoch', flush=True)
+    smallest = min(r['epoch_mpix'] for r in rows)
+    for row in rows:
+        row['epoch_mpix_ratio'] = row['epoch_mpix'] / max(smallest, 1e-9)
+    table = format_markdown(rows, [
+        ('config', 'label', '{}'),
+        ('batch', 'batch_size', '{}'),
+        ('samples/s', 'samples_per_s', '{:.2f}'),
+        ('MPix/s', 'mpix_per_s', '{:.2f}'),
+        ('data s/iter', 'data_s', '{:.3f}'),
+        ('step s/iter', 'step_s', '{:.3f}'),
+        ('peak memory (MB)', 'peak_mem_mb', '{:.0f}'),
+        ('samples/epoch', 'epoch_samples', '{}'),
+        ('MPix/epoch', 'epoch_mpix', '{:.1f}'),
+        ('x fewest', 'epoch_mpix_ratio', '{:.2f}'),
+    ])
+    machine = machine_info()
+    _write(args.out_dir, 'train',
+           dict(command=_command_line(), machine=machine, rows=rows), table)
+    print(table)
+    if args.append:
+        _append(args.append, 'Training throughput', machine, table,
+                '\nPeak memory: CUDA max allocated, or the peak RSS of the '
+                'process on CPU. MPix/epoch is exact for chip datasets and '
+                'estimated from the measured mean otherwise.\n')
+
+
+# -- inference --------------------------------------------------------------
+def infer(args) -> None:
+    from mmengine.registry import DefaultScope
+
+    from mmsnip.apis import evaluate_tta, load_autofocus
+    from mmsnip.apis.benchmark import (detector_throughput, format_markdown,
+                                       inference_methods, machine_info,
+                                       plot_ap_vs_pixels)
+    from mmsnip.registry import MODELS
+    cfg = _load(args.config, args.cfg_options)
+    if cfg.get('tta_model', {}).get('type') != 'AutoFocusTTAModel':
+        raise UserInputError(f'config "{args.config}" has no '
+                             'AutoFocusTTAModel tta_model')
+    if not osp.isfile(args.checkpoint):
+        raise UserInputError(f'checkpoint "{args.checkpoint}" does not exist')
+    check_data_paths(cfg, ['test_dataloader'])
+    single = dict(args.single_scale or dict(factor=1.0))
+    tile = dict(tile_size=args.tile_size, overlap=args.tile_overlap,
+                factor=args.tile_factor, full_image=not args.no_full_image,
+                full_image_factor=args.full_image_factor)
+    try:
+        methods = inference_methods(cfg, args.methods,
+                                    args.thresholds or [None], single, tile)
+    except ValueError as e:
+        raise UserInputError(str(e))
+    model = load_autofocus(cfg, args.checkpoint)
+    num = args.num_images
+
+    print('[infer] limit: the detector alone on whole images', flush=True)
+    limit = detector_throughput(model, cfg, cfg.tta_model.scales, num,
+                                args.warmup)
+    rows = []
+    for name, params, tta_cfg in methods:
+        if name == 'sahi':
+            from mmsnip.apis.sahi_peer import SahiSlicedModel
+            tile_args = {k: v for k, v in tta_cfg.items() if k != 'type'}
+            tta = SahiSlicedModel(
+                model, slice_size=tile_args.pop('tile_size'), **tile_args)
+        else:
+            with DefaultScope.overwrite_default_scope('mmsnip'):
+                tta = MODELS.build(dict(tta_cfg, module=model))
+        metrics = evaluate_tta(tta, cfg, num, warmup=args.warmup)
+        row = dict(method=name, params=params, **metrics)
+        row['limit_fraction'] = row['mpix_per_s'] / max(
+            limit['mpix_per_s'], 1e-9)
+        rows.append(row)
+        print(f'[infer] {name} {params}: AP {100 * row["AP"]:.1f} AP_s '
+              f'{100 * row["AP_s"]:.1f} {row["pixels"] / 1e6:.3f} MPix/img '
+              f'{row["img_per_s"]:.2f} img/s', flush=True)
+    pyramid = next((r for r in rows if r['method'] == 'pyramid'), None)
+    for row in rows:
+        if pyramid:
+            row['pixel_ratio'] = pyramid['pixels'] / max(row['pixels'], 1)
+            row['speedup'] = row['img_per_s'] / max(pyramid['img_per_s'],
+                                                    1e-9)
+        stages = row['stage_seconds']
+        total = sum(stages.values())
+        row['time_split'] = ', '.join(
+            f'{k} {100 * v / total:.0f}%' for k, v in stages.items()) \
+            if total > 0 else None
+
+    def describe(row):
+        params = row['params']
+        return ' '.join(f'{k}={v}' for k, v in params.items()) or '-'
+
+    for row in rows:
+        row['setting'] = describe(row)
+    table = format_markdown(rows, [
+        ('method', 'method', '{}'), ('setting', 'setting', '{}'),
+        ('AP', 'AP', lambda v: f'{100 * v:.1f}'),
+        ('AP_small', 'AP_s', lambda v: f'{100 * v:.1f}'),
+        ('MPix/img', 'pixels', lambda v: f'{v / 1e6:.3f}'),
+        ('x fewer than pyramid', 'pixel_ratio', '{:.2f}'),
+        ('img/s', 'img_per_s', '{:.2f}'),
+        ('x pyramid img/s', 'speedup', '{:.2f}'),
+        ('MPix/s', 'mpix_per_s', '{:.2f}'),
+        ('of limit', 'limit_fraction', lambda v: f'{100 * v:.0f}%'),
+        ('time split', 'time_split', '{}'),
+    ])
+    table += (f'\nLimit (detector alone on whole images of the pyramid\'s '
+              f'sizes): {limit["mpix_per_s"]:.2f} MPix/s.\n')
+    machine = machine_info()
+    _write(args.out_dir, 'infer',
+           dict(command=_command_line(), machine=machine, limit=limit,
+                num_images=num, rows=rows), table)
+    plot = osp.join(args.out_dir, 'infer.png')
+    plot_ap_vs_pixels(rows, plot, f'{osp.basename(args.config)}, '
+                      f'{num} images')
+    print(table)
+    if args.append:
+        _append(args.append, 'Inference: AutoFocus vs full pyramid, tiling, '
+                'SAHI, single scale', machine, table)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    register_all_modules()
+    commands = {'train': train, 'train-one': train_one, 'infer': infer}
+    commands[args.command](args)
+
+
+if __name__ == '__main__':
+    run_cli(main)
