@@ -25,10 +25,9 @@ from, and the pixels each scale processed against the full pyramid.
 ``autofocus_<id>[_oracle].json`` holds the numbers behind the picture.
 
 Everything drawn comes from one real run of ``AutoFocusTTAModel.cascade``:
-:func:`record_cascade` wraps the methods of that one TTA model (and its
-detector) that see the intermediate values (``predict_with_focus``,
-``_next_chips``, ``_oracle_chips``) and passes their results through
-unchanged.
+:func:`record_cascade` wraps the methods of that one TTA model that see
+the intermediate values (``detect_chips``, ``_next_chips``,
+``_oracle_chips``) and passes their results through unchanged.
 """
 import argparse
 import dataclasses
@@ -156,23 +155,21 @@ def record_cascade(tta):
     """Record what every ``tta.cascade()`` call inside the block does.
 
     Wraps, on these instances only (instance attributes, removed on exit),
-    ``tta.cascade`` (image size, result), ``tta.module.predict_with_focus``
-    (each scale's batch: crop sizes, factors, detections, FocusPixel maps)
+    ``tta.cascade`` (image size, result), ``tta.detect_chips`` (each
+    scale's crops: origins, sizes, factors, detections, FocusPixel maps)
     and ``tta._next_chips`` / ``tta._oracle_chips`` (the chips handed to the
     next scale). The wrapped methods run unchanged and their results are
     passed through, so the trace is exactly what the cascade used.
 
-    A chip's crop window starts at ``floor`` of its top-left corner
-    (``autofocus_tta.crop_resize``); the recorder checks each crop's size
-    and factors against that window and raises if the cascade changed.
+    The recorder checks that each scale got one crop per recorded chip and
+    raises if the cascade changed.
 
     Yields:
         list[CascadeTrace]: one entry per ``cascade()`` call, in order.
     """
     traces: List[CascadeTrace] = []
-    stride = tta.module.focus_head.stride
     methods = {(tta, 'cascade'), (tta, '_next_chips'), (tta, '_oracle_chips'),
-               (tta.module, 'predict_with_focus')}
+               (tta, 'detect_chips')}
     originals = {name: getattr(obj, name) for obj, name in methods}
 
     def cascade(image, sample, *args, **kwargs):
@@ -181,37 +178,28 @@ def record_cascade(tta):
         traces[-1].result = result
         return result
 
-    def predict_with_focus(inputs, samples, rescale=True, **kwargs):
-        results, focus = originals['predict_with_focus'](inputs, samples,
-                                                         rescale, **kwargs)
+    def detect_chips(crops, meta, timer):
+        results, maps = originals['detect_chips'](crops, meta, timer)
         trace = traces[-1]
         if trace.scales:
             chips = trace.scales[-1].next_chips
         else:
             h, w = trace.img_hw
             chips = np.array([[0, 0, w, h]], np.float64)
-        crop_hw = np.array([m.img_shape[:2] for m in samples], np.int64)
-        factors = np.array([m.scale_factor for m in samples], np.float64)
-        origins = np.floor(chips[:, :2]) if chips is not None else None
-        if origins is None or len(chips) != len(samples) or \
-                not np.array_equal(
-                    factors, crop_hw[:, ::-1] /
-                    (np.ceil(chips[:, 2:]) - origins)):
+        if chips is None or len(chips) != len(crops):
             raise RuntimeError(
                 'record_cascade: the crops of a scale do not match the chips '
                 'recorded for it; AutoFocusTTAModel.cascade changed, update '
                 'tools/visualize_autofocus.py')
-        windows = [(None, tuple(o), tuple(f)) for o, f in zip(
-            origins.astype(int).tolist(), factors.tolist())]
-        dets = detections_in_image(results, windows, rescaled=rescale)
-        grid = -(-crop_hw // stride)  # cells covering each crop
-        maps = _to_numpy(focus)
+        dets = detections_in_image(results, crops, rescaled=True)
         trace.scales.append(ScaleTrace(
-            chips=np.array(chips, np.float64), origins=origins,
-            factors=factors, crop_hw=crop_hw,
-            focus=[m[:gh, :gw] for m, (gh, gw) in zip(maps, grid)],
+            chips=np.array(chips, np.float64),
+            origins=np.array([c.origin for c in crops], np.float64),
+            factors=np.array([c.factors for c in crops], np.float64),
+            crop_hw=np.array([c.image.shape[-2:] for c in crops], np.int64),
+            focus=[_to_numpy(m) for m in maps],
             dets=[tuple(_to_numpy(v) for v in d[:3]) for d in dets]))
-        return results, focus
+        return results, maps
 
     def next_chips_of(name):
         def wrapped(*args, **kwargs):
@@ -222,7 +210,7 @@ def record_cascade(tta):
 
     wrappers = {
         (tta, 'cascade'): cascade,
-        (tta.module, 'predict_with_focus'): predict_with_focus,
+        (tta, 'detect_chips'): detect_chips,
         (tta, '_next_chips'): next_chips_of('_next_chips'),
         (tta, '_oracle_chips'): next_chips_of('_oracle_chips')
     }

@@ -4,6 +4,7 @@
 Frames: ORIGINAL image pixels, SCALED pixels (image resized by a scale's
 factor), CHIP pixels (SCALED, relative to a chip's corner); boxes xyxy.
 """
+from .batching import group_by_shape
 from .boxes import (as_boxes, box_issues, box_sizes, boxes_overlap,
                     check_boxes, in_range, inside_matrix, rectangle_counts,
                     sanitize_boxes)
@@ -26,7 +27,7 @@ __all__ = [
     'box_issues', 'box_sizes', 'boxes_overlap', 'check_boxes',
     'chip_ground_truth', 'chip_statistics', 'chip_starts', 'focus_chips',
     'focus_pixel_labels',
-    'focus_stack_keep_mask', 'generate_negative_chips',
+    'focus_stack_keep_mask', 'generate_negative_chips', 'group_by_shape',
     'generate_positive_chips', 'greedy_cover', 'grow_to_min_size',
     'in_range', 'inside_matrix', 'make_chip_set', 'merge_overlapping',
     'object_sizes', 'oracle_focus_chips', 'range_gap', 'rectangle_counts',

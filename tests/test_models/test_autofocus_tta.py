@@ -164,3 +164,25 @@ def test_sliced_inference_tiles_and_merges(autofocus, tiny_demo_root):
     with pytest.raises(ValueError, match='overlap < tile_size'):
         MODELS.build(dict(type='mmsnip.SlicedTTAModel', module=autofocus,
                           tile_size=64, overlap=64))
+
+
+def test_shape_batching_keeps_every_chip_and_its_detections(
+        autofocus, tiny_demo_root):
+    """Chips batched by shape (few pads) or all in one padded batch: the
+    same chips, pixels and detections; only the padding differs."""
+    info = _image(tiny_demo_root)
+    results = []
+    for ratio, batch in ((0.0, 1), (float('inf'), None), (0.3, 2)):
+        tta = _autofocus_tta(autofocus, threshold=0.3, min_size=32)
+        tta.max_pad_ratio, tta.max_batch = ratio, batch
+        results.append(_run_autofocus(tta, info))
+    first = results[0]
+    assert sum(first.metainfo['chips_per_scale'][1:]) > 1
+    for other in results[1:]:
+        assert other.metainfo['chips_per_scale'] == \
+            first.metainfo['chips_per_scale']
+        assert other.metainfo['pixels'] == first.metainfo['pixels']
+        a, b = first.pred_instances, other.pred_instances
+        assert len(a) == len(b)
+        torch.testing.assert_close(a.bboxes, b.bboxes, atol=1e-3, rtol=0)
+        torch.testing.assert_close(a.scores, b.scores, atol=1e-4, rtol=0)

@@ -15,7 +15,8 @@ from mmengine.model import BaseTTAModel
 from torch import Tensor
 
 from mmsnip.chips import (ScaleSpec, focus_chips, focus_stack_keep_mask,
-                          merge_overlapping, oracle_focus_chips)
+                          group_by_shape, merge_overlapping,
+                          oracle_focus_chips)
 from mmsnip.registry import MODELS
 from .merge import MergeConfig, merge_detections, part_rows
 
@@ -201,8 +202,8 @@ class AutoFocusTTAModel(BaseTTAModel):
     The coarsest scale runs on the whole image and predicts FocusPixels;
     Algorithm 2 (:func:`mmsnip.chips.focus_chips`) turns them into
     FocusChips, which alone are cropped from the ORIGINAL image (on its
-    device), resized to the next scale and run as one padded batch; their
-    FocusPixel maps give the chips of the scale after, and so on. Every
+    device), resized to the next scale and run in batches of similar shape;
+    their FocusPixel maps give the chips of the scale after, and so on. Every
     scale's detections are pruned by focus stacking
     (:func:`mmsnip.chips.focus_stack_keep_mask`: chip-border and valid-range
     rules), projected to image coordinates and merged by
@@ -248,6 +249,10 @@ class AutoFocusTTAModel(BaseTTAModel):
             sample (``gt_instances``, loaded by the test pipeline) instead
             of the predicted maps: the upper bound of Sec. 4.4.1.
         tta_cfg (dict): Merge settings, :class:`MergeConfig`.
+        max_pad_ratio (float): Chips of a scale are batched by shape; a
+            batch pads at most this fraction of its real pixels
+            (:func:`mmsnip.chips.group_by_shape`).
+        max_batch (int, optional): At most this many chips per forward.
     """
     STAGES = ('focus_map', 'chip_generation', 'crop_resize', 'detector',
               'merge')
@@ -258,6 +263,8 @@ class AutoFocusTTAModel(BaseTTAModel):
                  border_tol: float = 1.0,
                  oracle: bool = False,
                  tta_cfg: Optional[dict] = None,
+                 max_pad_ratio: float = 0.3,
+                 max_batch: Optional[int] = 16,
                  **kwargs):
         super().__init__(**kwargs)
         if not hasattr(self.module, 'predict_with_focus'):
@@ -272,6 +279,8 @@ class AutoFocusTTAModel(BaseTTAModel):
                                              'min_size') if k in cfg}
             self.scales.append(FocusScale(ScaleSpec.from_dict(cfg), **focus))
         self.max_chips = max_chips
+        self.max_pad_ratio, self.max_batch = max_pad_ratio, max_batch
+        group_by_shape([], max_pad_ratio, max_batch)  # validates both
         self.border_tol = border_tol
         self.oracle = oracle
         self.tta_cfg = ConfigDict(tta_cfg or dict(
@@ -310,13 +319,10 @@ class AutoFocusTTAModel(BaseTTAModel):
             factor = scale.spec.factor_for(img_h, img_w)
             with timer('crop_resize'):
                 crops = [crop_resize(image, c, factor) for c in chips]
-                data = pack_crops(self.module, crops, meta)
             pixels.append(
                 int(sum(c.image.shape[-2] * c.image.shape[-1]
                         for c in crops)))
-            results, focus = self.module.predict_with_focus(
-                data['inputs'], data['data_samples'], rescale=True,
-                timer=timer)
+            results, focus = self.detect_chips(crops, meta, timer)
             with timer('merge'):
                 dets = detections_in_image(results, crops, rescaled=True)
                 for chip, crop, result, (b, sc, lb) in zip(
@@ -338,7 +344,7 @@ class AutoFocusTTAModel(BaseTTAModel):
                                                (img_h, img_w))
                 continue
             with timer('focus_map'):
-                maps = focus.float().cpu().numpy()
+                maps = [m.float().cpu().numpy() for m in focus]
             with timer('chip_generation'):
                 chips = self._next_chips(maps, crops, factor, scale,
                                          self.scales[s + 1], stride,
@@ -353,18 +359,49 @@ class AutoFocusTTAModel(BaseTTAModel):
         result.pred_instances = pred
         return result
 
-    def _next_chips(self, maps: np.ndarray, crops: List[Crop], factor,
+    def detect_chips(self, crops: List[Crop], meta: dict,
+                     timer: 'StageTimer'):
+        """Detections and FocusPixel maps of the crops of one scale.
+
+        Crops are batched by shape (:func:`mmsnip.chips.group_by_shape`:
+        a batch pads to its largest crop, with at most ``max_pad_ratio``
+        extra pixels and ``max_batch`` crops), each batch one
+        ``predict_with_focus`` pass, timed by ``timer``.
+
+        Returns:
+            tuple: per crop, in the order of ``crops``: the prediction
+            (``rescale=True``: boxes in the crop's window, ORIGINAL
+            pixels) and its ``(ceil(h / s), ceil(w / s))`` FocusPixel
+            probabilities (padding dropped; ``s`` the head's stride).
+        """
+        stride = self.module.focus_head.stride
+        results, maps = [None] * len(crops), [None] * len(crops)
+        shapes = [c.image.shape[-2:] for c in crops]
+        for group in group_by_shape(shapes, self.max_pad_ratio,
+                                    self.max_batch):
+            part = [crops[i] for i in group]
+            with timer('crop_resize'):
+                data = pack_crops(self.module, part, meta)
+            out, focus = self.module.predict_with_focus(
+                data['inputs'], data['data_samples'], rescale=True,
+                timer=timer)
+            for i, result, prob in zip(group, out, focus):
+                h, w = shapes[i]
+                results[i] = result
+                maps[i] = prob[:-(-h // stride), :-(-w // stride)]
+        return results, maps
+
+    def _next_chips(self, maps: List[np.ndarray], crops: List[Crop], factor,
                     scale, next_scale, stride, img_hw) -> np.ndarray:
         """FocusChips (ORIGINAL pixels) of the next scale from every chip's
-        FocusPixel map (``(N, H', W')`` probabilities, padded batch), merged
-        across chips until none overlap."""
+        FocusPixel map (per chip ``(ceil(h / stride), ceil(w / stride))``
+        probabilities), merged across chips until none overlap."""
         img_h, img_w = img_hw
         next_factor = next_scale.spec.factor_for(img_h, img_w)
         min_size = scale.min_size * factor / next_factor
         found = []
         for prob, (crop, (x0, y0), (fx, fy)) in zip(maps, crops):
             h, w = crop.shape[-2:]
-            prob = prob[:-(-h // stride), :-(-w // stride)]  # drop padding
             scaled, _ = focus_chips(prob, scale.threshold, scale.dilation,
                                     min_size, stride, (h, w), factor)
             found.append(scaled / [fx, fy, fx, fy] + [x0, y0, x0, y0])
