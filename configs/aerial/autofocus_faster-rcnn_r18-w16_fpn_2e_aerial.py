@@ -1,0 +1,55 @@
+# AutoFocus on the aerial demo data (docs/custom_dataset.md): the stage-2
+# detector plus a FocusPixel head on its stride-16 level, 2 epochs on the
+# same chips; tested coarse to fine (`tools/test.py ... --tta`).
+_base_ = './sniper_faster-rcnn_r18-w16_fpn_3e-neg_aerial.py'
+
+model = dict(
+    _delete_=True,
+    type='AutoFocus',
+    detector={{_base_.model}},
+    focus_head=dict(
+        type='FocusPixelHead',
+        in_channels=64,
+        feat_channels=64,
+        stride=16,
+        # (a, b, c) in chip pixels: objects of 2-48 px are FocusPixels
+        # (aerial objects are 2-14 px at the coarse scale).
+        thresholds=(2, 48, 72),
+        loss_weight=1.0),
+    focus_level=2)
+load_from = ('work_dirs/aerial/sniper_faster-rcnn_r18-w16_fpn_3e-neg_aerial/'
+             'epoch_3.pth')
+max_epochs = 2
+train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=20),
+    dict(
+        type='CosineAnnealingLR',
+        begin=0,
+        end=max_epochs,
+        by_epoch=True,
+        eta_min_ratio=0.05,
+        convert_to_iter_based=True)
+]
+
+# Coarse to fine; (threshold, dilation, min_size) make the next scale's
+# FocusChips (min_size in that scale's pixels).
+tta_model = dict(
+    _delete_=True,
+    type='AutoFocusTTAModel',
+    scales=[
+        dict(max_side=1024, valid_range=(40, None), threshold=0.1,
+             dilation=3, min_size=128),
+        dict(factor=1.0, valid_range=(16, 64), threshold=0.1, dilation=3,
+             min_size=128),
+        dict(factor=2.0, valid_range=(0, 24)),
+    ],
+    max_chips=32,
+    tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+tta_pipeline = [
+    dict(type='LoadImageFromFile', backend_args=None),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape'))
+]
