@@ -85,6 +85,10 @@ def parse_args(argv=None):
                        'tiling and SAHI')
     infer.add_argument('--no-full-image', action='store_true',
                        help='tiling and SAHI without the whole-image pass')
+    infer.add_argument('--rpn-proposals-per-mpix', type=float,
+                       help='the same RPN budget rule for every method '
+                       '(two-stage detectors; default: the config\'s '
+                       'tta_model value, else the detector\'s test_cfg)')
     infer.add_argument('--num-images', type=int, default=100)
     infer.add_argument('--warmup', type=int, default=1,
                        help='images run untimed before each method')
@@ -217,7 +221,8 @@ def infer(args) -> None:
                 full_image_factor=args.full_image_factor)
     try:
         methods = inference_methods(cfg, args.methods,
-                                    args.thresholds or [None], single, tile)
+                                    args.thresholds or [None], single, tile,
+                                    args.rpn_proposals_per_mpix)
     except ValueError as e:
         raise UserInputError(str(e))
     model = load_autofocus(cfg, args.checkpoint)
@@ -274,8 +279,12 @@ def infer(args) -> None:
         ('of limit', 'limit_fraction', lambda v: f'{100 * v:.0f}%'),
         ('time split', 'time_split', '{}'),
     ])
+    budget = methods[0][2].get('rpn_proposals_per_mpix') if methods else None
     table += (f'\nLimit (detector alone on whole images of the pyramid\'s '
-              f'sizes): {limit["mpix_per_s"]:.2f} MPix/s.\n')
+              f'sizes): {limit["mpix_per_s"]:.2f} MPix/s. RPN proposals: '
+              + (f'{budget:g} per MPix of input (at most the detector\'s '
+                 'test_cfg)' if budget else 'the detector\'s test_cfg for '
+                 'every input') + '.\n')
     machine = machine_info()
     _write(args.out_dir, 'infer',
            dict(command=_command_line(), machine=machine, limit=limit,

@@ -7,11 +7,6 @@ train_dataloader = dict(
     dataset=dict(
         negatives=True,
         proposal_file='data/aerial/proposals/stage1_train.pkl'))
-# Test time: 300 RPN proposals per image, view or chip (not 1000). Every
-# FocusChip gets the full budget, so with many small chips the RoI head
-# dominates AutoFocus's time; with 1000 the learned cascade was slower
-# than the full pyramid on this data (docs/custom_dataset.md).
-model = dict(test_cfg=dict(rpn=dict(nms_pre=300, max_per_img=300)))
 load_from = ('work_dirs/aerial/sniper_faster-rcnn_r18-w16_fpn_8e_aerial/'
              'epoch_8.pth')
 

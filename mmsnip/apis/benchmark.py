@@ -187,7 +187,9 @@ def detector_throughput(model, cfg: Config, scales: Sequence[dict],
 
 def inference_methods(cfg: Config, methods: Sequence[str],
                       thresholds: Sequence[float], single_scale: dict,
-                      tile: dict) -> List[dict]:
+                      tile: dict,
+                      rpn_proposals_per_mpix: Optional[float] = None
+                      ) -> List[tuple]:
     """The test-time models to compare, as ``(name, params, tta cfg)``.
 
     All share the trained model of an AutoFocus config and its
@@ -202,10 +204,18 @@ def inference_methods(cfg: Config, methods: Sequence[str],
     - ``tiling``: ``SlicedTTAModel`` with ``tile`` (tile_size, overlap,
       factor, full_image, full_image_factor).
     - ``sahi``: SAHI's sliced inference with the same ``tile`` settings.
+
+    ``rpn_proposals_per_mpix`` (default: the config's ``tta_model`` value)
+    gives every method the same RPN budget rule (``proposal_budget``).
     """
     base = [dict(s) for s in cfg.tta_model.scales]
-    common = {k: cfg.tta_model[k] for k in ('max_chips', 'tta_cfg')
+    common = {k: cfg.tta_model[k] for k in ('max_chips', 'tta_cfg',
+                                             'max_pad_ratio', 'max_batch')
               if k in cfg.tta_model}
+    budget = rpn_proposals_per_mpix if rpn_proposals_per_mpix is not None \
+        else cfg.tta_model.get('rpn_proposals_per_mpix')
+    common['rpn_proposals_per_mpix'] = budget
+    shown, tile = dict(tile), dict(tile, rpn_proposals_per_mpix=budget)
     rows = []
     for method in methods:
         if method == 'single':
@@ -230,11 +240,11 @@ def inference_methods(cfg: Config, methods: Sequence[str],
                 type='AutoFocusTTAModel', scales=base, oracle=True,
                 **common)))
         elif method == 'tiling':
-            rows.append(('tiling', dict(tile), dict(
+            rows.append(('tiling', shown, dict(
                 type='SlicedTTAModel', tta_cfg=common.get('tta_cfg'),
                 **tile)))
         elif method == 'sahi':
-            rows.append(('sahi', dict(tile), dict(type='sahi', **tile)))
+            rows.append(('sahi', shown, dict(type='sahi', **tile)))
         else:
             raise ValueError(f'unknown inference method "{method}"')
     return rows

@@ -18,9 +18,9 @@ from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from mmsnip.models.test_time_augs.autofocus_tta import (crop_resize,
-                                                        detections_in_image,
-                                                        pack_crops)
+from mmsnip.models.test_time_augs.autofocus_tta import (
+    check_proposal_budget, crop_resize, detections_in_image, pack_crops,
+    proposal_budget, rpn_budget)
 
 
 def _require_sahi():
@@ -48,7 +48,9 @@ def _detection_model_class():
         """
 
         def __init__(self, detector, factor: float,
-                     full_image_factor: float, meta: dict):
+                     full_image_factor: float, meta: dict,
+                     rpn_proposals_per_mpix: Optional[float] = None):
+            self.rpn_proposals_per_mpix = rpn_proposals_per_mpix
             self.factor = factor
             self.full_image_factor = full_image_factor
             self.meta = meta
@@ -76,8 +78,14 @@ def _detection_model_class():
                                          np.array([0, 0, w, h]), factor))
             self.pixels += sum(c.shape[-2] * c.shape[-1] for c, _, _ in crops)
             data = pack_crops(self.model, crops, self.meta)
-            results = self.model.predict(data['inputs'],
-                                         data['data_samples'], rescale=False)
+            budget = rpn_budget(
+                max(c.image.shape[-2] * c.image.shape[-1] for c in crops),
+                self.rpn_proposals_per_mpix)
+            with proposal_budget(getattr(self.model, 'detector', self.model),
+                                 budget):
+                results = self.model.predict(data['inputs'],
+                                             data['data_samples'],
+                                             rescale=False)
             return detections_in_image(results, crops)
 
         def perform_inference(self, image: np.ndarray) -> None:
@@ -131,12 +139,16 @@ class SahiSlicedModel:
         batch_size (int): Slices per forward pass.
         postprocess (dict): SAHI's postprocess, default class-aware NMS at
             IoU 0.5 as our ``tta_cfg``.
+        rpn_proposals_per_mpix (float, optional): The RPN budget rule of
+            our test-time models (``proposal_budget``), for a fair
+            comparison; ``None``: the detector's own ``test_cfg``.
     """
 
     def __init__(self, detector, slice_size: int = 512, overlap: int = 64,
                  factor: float = 1.0, full_image: bool = True,
                  full_image_factor: float = 1.0, batch_size: int = 8,
-                 postprocess: Optional[dict] = None):
+                 postprocess: Optional[dict] = None,
+                 rpn_proposals_per_mpix: Optional[float] = None):
         if not 0 <= overlap < slice_size:
             raise ValueError(f'SahiSlicedModel needs 0 <= overlap < '
                              f'slice_size, got {overlap}, {slice_size}')
@@ -145,6 +157,9 @@ class SahiSlicedModel:
         self.factor, self.full_image = factor, full_image
         self.full_image_factor = full_image_factor
         self.batch_size = batch_size
+        check_proposal_budget(getattr(detector, 'detector', detector),
+                              rpn_proposals_per_mpix, type(self).__name__)
+        self.rpn_proposals_per_mpix = rpn_proposals_per_mpix
         self.postprocess = dict(postprocess_type='NMS',
                                 postprocess_match_metric='IOU',
                                 postprocess_match_threshold=0.5,
@@ -163,7 +178,8 @@ class SahiSlicedModel:
             image: Tensor  # (3, H, W) BGR uint8, ORIGINAL size
             model = self._model_class(self.detector, self.factor,
                                       self.full_image_factor,
-                                      sample.metainfo)
+                                      sample.metainfo,
+                                      self.rpn_proposals_per_mpix)
             rgb = image.permute(1, 2, 0).numpy()[..., ::-1]
             prediction = get_sliced_prediction(
                 np.ascontiguousarray(rgb), model,

@@ -186,3 +186,36 @@ def test_shape_batching_keeps_every_chip_and_its_detections(
         assert len(a) == len(b)
         torch.testing.assert_close(a.bboxes, b.bboxes, atol=1e-3, rtol=0)
         torch.testing.assert_close(a.scores, b.scores, atol=1e-4, rtol=0)
+
+
+def test_rpn_proposal_budget_follows_chip_size(autofocus, tiny_demo_root):
+    """rpn_proposals_per_mpix caps the RPN per batch by its largest chip
+    and restores the detector's test_cfg afterwards."""
+    from mmsnip.models.test_time_augs.autofocus_tta import (
+        check_proposal_budget, rpn_budget)
+    rpn_head = autofocus.detector.rpn_head
+    own = dict(rpn_head.test_cfg)
+    seen = []
+    original = rpn_head.predict_by_feat
+
+    def spy(*args, **kwargs):
+        seen.append(rpn_head.test_cfg.max_per_img)
+        return original(*args, **kwargs)
+
+    tta = _autofocus_tta(autofocus, threshold=0.3, min_size=32)
+    tta.rpn_proposals_per_mpix, tta.min_rpn_proposals = 2000, 50
+    rpn_head.predict_by_feat = spy
+    try:
+        result = _run_autofocus(tta, _image(tiny_demo_root))
+    finally:
+        del rpn_head.predict_by_feat
+    assert dict(rpn_head.test_cfg) == own
+    assert len(seen) >= 2 and max(seen) <= own['max_per_img']
+    assert min(seen) < own['max_per_img']  # small chips, smaller budget
+    assert result.metainfo['pixels'] > 0
+    assert rpn_budget(1e6, 2000) == 2000 and rpn_budget(1e3, 2000) == 100
+    assert rpn_budget(1e6, None) is None
+    with pytest.raises(ValueError, match='> 0'):
+        check_proposal_budget(autofocus.detector, 0, 'X')
+    with pytest.raises(TypeError, match='rpn_head'):
+        check_proposal_budget(torch.nn.Linear(1, 1), 1000, 'X')

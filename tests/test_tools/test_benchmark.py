@@ -42,7 +42,8 @@ def test_infer_compares_every_method(autofocus_ckpt, tmp_path):
     proc = run_tool([
         'tools/benchmark.py', 'infer', cfg_path, ckpt, '--num-images', '2',
         '--thresholds', '-1', '2', '--tile-size', '160', '--tile-overlap',
-        '32', '--out-dir', str(out), '--append', str(md), '--warmup', '0'
+        '32', '--out-dir', str(out), '--append', str(md), '--warmup', '0',
+        '--rpn-proposals-per-mpix', '2000'
     ])
     assert '[infer] sahi' in proc.stdout
     data = json.loads((out / 'infer.json').read_text())
@@ -69,6 +70,7 @@ def test_infer_compares_every_method(autofocus_ckpt, tmp_path):
     text = md.read_text()
     assert text.startswith('# Benchmarks\n') and 'tools/benchmark.py infer' \
         in text and '| method | setting |' in text and 'Limit' in text
+    assert '2000 per MPix' in text
 
 
 def test_train_measures_chips_pyramid_and_single_scale(

@@ -120,6 +120,55 @@ class StageTimer:
             self.seconds[stage] += self._now() - start
 
 
+def rpn_budget(pixels: float, per_mpix: Optional[float],
+               minimum: int = 100) -> Optional[int]:
+    """RPN proposals for an input of ``pixels`` network pixels:
+    ``ceil(per_mpix * pixels / 1e6)``, at least ``minimum``; ``None`` if
+    ``per_mpix`` is ``None`` (the detector's own ``test_cfg``)."""
+    if per_mpix is None:
+        return None
+    return max(int(np.ceil(per_mpix * pixels / 1e6)), minimum)
+
+
+@contextmanager
+def proposal_budget(detector, num: Optional[int]):
+    """Cap a two-stage detector's RPN proposals per image for a block.
+
+    Lowers ``rpn_head.test_cfg.nms_pre`` and ``max_per_img`` to ``num``
+    (never raises them) and restores them afterwards. Small chips need far
+    fewer proposals than whole images; with the whole-image budget the RoI
+    head dominates the cost of many small chips.
+    """
+    if num is None:
+        yield
+        return
+    cfg = detector.rpn_head.test_cfg
+    saved = {k: cfg[k] for k in ('nms_pre', 'max_per_img') if k in cfg}
+    for key, value in saved.items():
+        cfg[key] = min(int(num), value)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            cfg[key] = value
+
+
+def check_proposal_budget(detector, per_mpix: Optional[float],
+                          owner: str) -> None:
+    """A clear error if a proposal budget is set for a detector without an
+    RPN (one-stage detectors have none) or is not positive."""
+    if per_mpix is None:
+        return
+    if not per_mpix > 0:
+        raise ValueError(f'{owner}: rpn_proposals_per_mpix must be > 0, '
+                         f'got {per_mpix}')
+    if getattr(getattr(detector, 'rpn_head', None), 'test_cfg',
+               None) is None:
+        raise TypeError(f'{owner}: rpn_proposals_per_mpix needs a '
+                        'two-stage detector with an rpn_head, got '
+                        f'{type(detector).__name__}')
+
+
 class MaskPaster:
     """The masks of one image's chips or views, pasted on demand.
 
@@ -253,6 +302,12 @@ class AutoFocusTTAModel(BaseTTAModel):
             batch pads at most this fraction of its real pixels
             (:func:`mmsnip.chips.group_by_shape`).
         max_batch (int, optional): At most this many chips per forward.
+        rpn_proposals_per_mpix (float, optional): Two-stage detectors: RPN
+            proposals per million input pixels of a batch's largest chip,
+            at least ``min_rpn_proposals`` and at most the detector's own
+            ``test_cfg.rpn`` (:func:`proposal_budget`). ``None``: the
+            detector's budget for every chip.
+        min_rpn_proposals (int): Floor of that budget.
     """
     STAGES = ('focus_map', 'chip_generation', 'crop_resize', 'detector',
               'merge')
@@ -265,6 +320,8 @@ class AutoFocusTTAModel(BaseTTAModel):
                  tta_cfg: Optional[dict] = None,
                  max_pad_ratio: float = 0.3,
                  max_batch: Optional[int] = 16,
+                 rpn_proposals_per_mpix: Optional[float] = None,
+                 min_rpn_proposals: int = 100,
                  **kwargs):
         super().__init__(**kwargs)
         if not hasattr(self.module, 'predict_with_focus'):
@@ -281,6 +338,10 @@ class AutoFocusTTAModel(BaseTTAModel):
         self.max_chips = max_chips
         self.max_pad_ratio, self.max_batch = max_pad_ratio, max_batch
         group_by_shape([], max_pad_ratio, max_batch)  # validates both
+        check_proposal_budget(self.module.detector, rpn_proposals_per_mpix,
+                              type(self).__name__)
+        self.rpn_proposals_per_mpix = rpn_proposals_per_mpix
+        self.min_rpn_proposals = min_rpn_proposals
         self.border_tol = border_tol
         self.oracle = oracle
         self.tta_cfg = ConfigDict(tta_cfg or dict(
@@ -382,9 +443,13 @@ class AutoFocusTTAModel(BaseTTAModel):
             part = [crops[i] for i in group]
             with timer('crop_resize'):
                 data = pack_crops(self.module, part, meta)
-            out, focus = self.module.predict_with_focus(
-                data['inputs'], data['data_samples'], rescale=True,
-                timer=timer)
+            budget = rpn_budget(max(np.prod(shapes[i]) for i in group),
+                                self.rpn_proposals_per_mpix,
+                                self.min_rpn_proposals)
+            with proposal_budget(self.module.detector, budget):
+                out, focus = self.module.predict_with_focus(
+                    data['inputs'], data['data_samples'], rescale=True,
+                    timer=timer)
             for i, result, prob in zip(group, out, focus):
                 h, w = shapes[i]
                 results[i] = result

@@ -11,8 +11,10 @@ from torch import Tensor
 
 from mmsnip.chips import chip_starts
 from mmsnip.registry import MODELS
-from .autofocus_tta import (MaskPaster, StageTimer, add_masks, crop_resize,
-                            detections_in_image, pack_crops)
+from .autofocus_tta import (MaskPaster, StageTimer, add_masks,
+                            check_proposal_budget, crop_resize,
+                            detections_in_image, pack_crops, proposal_budget,
+                            rpn_budget)
 from .merge import MergeConfig, merge_detections
 
 
@@ -43,6 +45,10 @@ class SlicedTTAModel(BaseTTAModel):
         full_image_factor (float): Its resize factor.
         batch_size (int): Tiles per forward pass.
         tta_cfg (dict): Merge settings, :class:`MergeConfig`.
+        rpn_proposals_per_mpix (float, optional): Two-stage detectors: RPN
+            proposals per million input pixels of a batch's largest tile,
+            as ``AutoFocusTTAModel`` (:func:`proposal_budget`).
+        min_rpn_proposals (int): Floor of that budget.
     """
     STAGES = ('chip_generation', 'crop_resize', 'detector', 'merge')
 
@@ -54,8 +60,15 @@ class SlicedTTAModel(BaseTTAModel):
                  full_image_factor: float = 1.0,
                  batch_size: int = 8,
                  tta_cfg: Optional[dict] = None,
+                 rpn_proposals_per_mpix: Optional[float] = None,
+                 min_rpn_proposals: int = 100,
                  **kwargs):
         super().__init__(**kwargs)
+        self.detector = getattr(self.module, 'detector', self.module)
+        check_proposal_budget(self.detector, rpn_proposals_per_mpix,
+                              type(self).__name__)
+        self.rpn_proposals_per_mpix = rpn_proposals_per_mpix
+        self.min_rpn_proposals = min_rpn_proposals
         if not 0 <= overlap < tile_size:
             raise ValueError(f'SlicedTTAModel needs 0 <= overlap < '
                              f'tile_size, got {overlap}, {tile_size}')
@@ -90,7 +103,10 @@ class SlicedTTAModel(BaseTTAModel):
             part = crops[i:i + self.batch_size]
             with timer('crop_resize'):
                 data = pack_crops(self.module, part, meta)
-            with timer('detector'):
+            budget = rpn_budget(
+                max(c.image.shape[-2] * c.image.shape[-1] for c in part),
+                self.rpn_proposals_per_mpix, self.min_rpn_proposals)
+            with timer('detector'), proposal_budget(self.detector, budget):
                 results = self.module.predict(data['inputs'],
                                               data['data_samples'],
                                               rescale=True)
