@@ -269,6 +269,7 @@ def plot_ap_vs_pixels(rows: Sequence[dict], path: str, title: str) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     markers = dict(single='x', pyramid='s', autofocus='o', oracle='^',
                    tiling='D', sahi='v')
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -281,6 +282,9 @@ def plot_ap_vs_pixels(rows: Sequence[dict], path: str, title: str) -> None:
                 [100 * r['AP'] for r in sel], marker=marker,
                 linestyle='-' if len(sel) > 1 else 'none', label=name)
     ax.set_xscale('log')
+    plain = matplotlib.ticker.FuncFormatter(lambda v, _: f'{v:g}')
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
     ax.set_xlabel('pixels processed per image (M, log)')
     ax.set_ylabel('COCO AP')
     ax.set_title(title)
