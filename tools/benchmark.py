@@ -110,8 +110,11 @@ def _write(out_dir: str, name: str, payload: dict, table: str) -> None:
         f.write(table)
 
 
-def _append(path: str, title: str, machine: dict, table: str,
-            extra: str = '') -> None:
+def append_section(path: str, title: str, payload: dict, table: str,
+                   extra: str = '') -> None:
+    """Append a dated section (command, device, versions, table) for a
+    run's ``payload`` (``command`` and ``machine`` of its JSON)."""
+    machine = payload['machine']
     device = machine['gpu'] if machine['gpu'] != 'none' else \
         f'CPU only: {machine["cpu"]} ({machine["cpu_count"]} cores)'
     versions = ', '.join(f'{k} {machine[k]}' for k in (
@@ -119,8 +122,8 @@ def _append(path: str, title: str, machine: dict, table: str,
         if k in machine)
     with open(path, 'a') as f:
         f.write(f'\n### {title} ({machine["date"]})\n\n```bash\n'
-                f'{_command_line()}\n```\n\nDevice: {device}. {versions}.\n\n'
-                f'{table}{extra}')
+                f'{payload["command"]}\n```\n\nDevice: {device}. '
+                f'{versions}.\n\n{table}{extra}')
 
 
 def _load(path: str, options):
@@ -188,12 +191,12 @@ def train(args) -> None:
         ('MPix/epoch', 'epoch_mpix', '{:.1f}'),
         ('x fewest', 'epoch_mpix_ratio', '{:.2f}'),
     ])
-    machine = machine_info()
-    _write(args.out_dir, 'train',
-           dict(command=_command_line(), machine=machine, rows=rows), table)
+    payload = dict(command=_command_line(), machine=machine_info(),
+                   rows=rows)
+    _write(args.out_dir, 'train', payload, table)
     print(table)
     if args.append:
-        _append(args.append, 'Training throughput', machine, table,
+        append_section(args.append, 'Training throughput', payload, table,
                 '\nPeak memory: CUDA max allocated, or the peak RSS of the '
                 'process on CPU. MPix/epoch is exact for chip datasets and '
                 'estimated from the measured mean otherwise.\n')
@@ -285,17 +288,16 @@ def infer(args) -> None:
               + (f'{budget:g} per MPix of input (at most the detector\'s '
                  'test_cfg)' if budget else 'the detector\'s test_cfg for '
                  'every input') + '.\n')
-    machine = machine_info()
-    _write(args.out_dir, 'infer',
-           dict(command=_command_line(), machine=machine, limit=limit,
-                num_images=num, rows=rows), table)
+    payload = dict(command=_command_line(), machine=machine_info(),
+                   limit=limit, num_images=num, rows=rows)
+    _write(args.out_dir, 'infer', payload, table)
     plot = osp.join(args.out_dir, 'infer.png')
     plot_ap_vs_pixels(rows, plot, f'{osp.basename(args.config)}, '
                       f'{num} images')
     print(table)
     if args.append:
-        _append(args.append, 'Inference: AutoFocus vs full pyramid, tiling, '
-                'SAHI, single scale', machine, table)
+        append_section(args.append, 'Inference: AutoFocus vs full '
+                       'pyramid, tiling, SAHI, single scale', payload, table)
 
 
 def main(argv=None):

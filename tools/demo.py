@@ -30,6 +30,10 @@ WORK_DIR = 'work_dirs/demo'
 
 SNIPER_STAGE1 = 'configs/sniper/sniper_faster-rcnn_r18-w16_fpn_12e_demo.py'
 PROPOSALS = 'data/demo/proposals/stage1_train.pkl'
+SNIPER_STAGE2 = 'configs/sniper/sniper_faster-rcnn_r18-w16_fpn_4e-neg_demo.py'
+SLICED = 'configs/autofocus/sliced_faster-rcnn_r18-w16_fpn_4e-neg_demo.py'
+# Test-only rows: the config whose trained weights they test.
+TEST_ONLY = {SLICED: SNIPER_STAGE2}
 # (row name, config, extra test.py arguments, notes, preparation command:
 # run before training unless its output file (the last argument) exists).
 EXPERIMENTS = [
@@ -38,14 +42,16 @@ EXPERIMENTS = [
      'train and test: longer side 800 px', None),
     ('SNIPER, positive chips (stage 1)', SNIPER_STAGE1, ['--tta'],
      'train: 256 px chips at 3 scales; test: SNIP full pyramid', None),
-    ('SNIPER + negative chips (stage 2)',
-     'configs/sniper/sniper_faster-rcnn_r18-w16_fpn_4e-neg_demo.py',
+    ('SNIPER + negative chips (stage 2)', SNIPER_STAGE2,
      ['--tta'], 'stage 1 + 4 epochs with mined negatives; test: SNIP full '
      'pyramid', [
          'tools/mine_proposals.py', SNIPER_STAGE1,
          osp.join(WORK_DIR, osp.splitext(osp.basename(SNIPER_STAGE1))[0],
                   'epoch_12.pth'), '--out', PROPOSALS
      ]),
+    ('uniform tiling (SAHI-style)', SLICED, ['--tta'],
+     'stage-2 detector, not trained again; test: 256 px tiles at x2 + '
+     'the whole image at 0.32x', None),
     ('AutoFocus',
      'configs/autofocus/autofocus_faster-rcnn_r18-w16_fpn_12e_demo.py',
      ['--tta'], 'stage 2 + FocusPixel head, 2 epochs; test: coarse to fine',
@@ -112,17 +118,17 @@ def main():
     rows = []
     experiments = EXPERIMENTS + (FULL_EXPERIMENTS if args.full else [])
     for name, config, test_args, notes, prepare in experiments:
-        stem = osp.splitext(osp.basename(config))[0]
-        work_dir = osp.join(WORK_DIR, stem)
+        work_dir = osp.join(WORK_DIR, _stem(config))
         os.makedirs(work_dir, exist_ok=True)
         # Train unless the last epoch's checkpoint exists; an interrupted
         # run resumes from its latest checkpoint (--resume).
-        max_epochs = Config.fromfile(config).train_cfg.max_epochs
-        final = osp.join(work_dir, f'epoch_{max_epochs}.pth')
+        trained = TEST_ONLY.get(config, config)
+        max_epochs = Config.fromfile(trained).train_cfg.max_epochs
+        final = osp.join(WORK_DIR, _stem(trained), f'epoch_{max_epochs}.pth')
         if prepare and (args.force or not osp.isfile(prepare[-1])):
             print(f'[{name}] preparing (log: {work_dir}/prepare.log)')
             run([py] + prepare, osp.join(work_dir, 'prepare.log'))
-        if args.force or not osp.isfile(final):
+        if config not in TEST_ONLY and (args.force or not osp.isfile(final)):
             print(f'[{name}] training (log: {work_dir}/train.log)')
             # --resume only for an interrupted run: it replaces load_from
             # (the stage-2 and AutoFocus configs start from other weights).
@@ -138,8 +144,8 @@ def main():
                  test_dir] + test_args,
                 osp.join(work_dir, 'test.log'))
         metrics = latest_metrics(test_dir)
-        mpix = train_mpix_per_epoch(osp.join(work_dir, 'train.log'),
-                                    DATA_ROOT)
+        mpix = train_mpix_per_epoch(
+            osp.join(WORK_DIR, _stem(trained), 'train.log'), DATA_ROOT)
         rows.append((name, metrics, mpix, notes))
 
     print('\nmmsnip demo results (COCO bbox AP on the demo val split)\n')
@@ -156,6 +162,10 @@ def main():
             if 'pixels/img_per_s' in m else '-'
         print(f'| {name} | ' + ' | '.join(f'{100 * v:.1f}' for v in vals) +
               f' | {mpix} | {pixels} | {speed} | {notes} |')
+
+
+def _stem(config: str) -> str:
+    return osp.splitext(osp.basename(config))[0]
 
 
 def train_mpix_per_epoch(train_log, data_root, max_side=800):

@@ -221,3 +221,35 @@ def test_rpn_proposal_budget_follows_chip_size(autofocus, tiny_demo_root):
         check_proposal_budget(autofocus.detector, 0, 'X')
     with pytest.raises(TypeError, match='rpn_head'):
         check_proposal_budget(torch.nn.Linear(1, 1), 1000, 'X')
+
+
+def test_plain_checkpoint_is_refused_unless_oracle(tiny_demo_root):
+    """A plain detector checkpoint leaves the FocusPixel head untrained:
+    the cascade refuses it (clear error); oracle FocusChips need no head."""
+    cfg = Config.fromfile(CONFIG)
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        model = MODELS.build(cfg.model)
+    model.init_weights()
+    model.eval()
+    assert model.focus_head_loaded is None
+    model.load_state_dict(model.detector.state_dict(), strict=False)
+    assert model.focus_head_loaded is False
+    info = _image(tiny_demo_root)
+    with pytest.raises(RuntimeError, match='focus_head'):
+        _run_autofocus(_autofocus_tta(model, 0.5), info)
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        oracle = MODELS.build(dict(
+            type='AutoFocusTTAModel', module=model, oracle=True,
+            scales=[dict(s, dilation=3, min_size=64) for s in SCALES]))
+    pipeline = Compose([
+        dict(type='LoadImageFromFile'),
+        dict(type='mmdet.LoadAnnotations', with_bbox=True),
+        dict(type='mmdet.PackDetInputs',
+             meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape'))])
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        data = pseudo_collate([pipeline(dict(
+            info, instances=[dict(bbox=[10, 10, 30, 30], bbox_label=0,
+                                  ignore_flag=0)]))])
+    assert oracle.test_step(data)[0].metainfo['pixels'] > 0
+    model.load_state_dict(model.state_dict())
+    assert model.focus_head_loaded is True

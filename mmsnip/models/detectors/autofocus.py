@@ -2,7 +2,7 @@
 """The AutoFocus detector wrapper (Sec. 3.4, Fig. 11)."""
 import copy
 from contextlib import contextmanager, nullcontext
-from typing import List, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 from mmdet.models.detectors import BaseDetector
 from mmdet.structures import DetDataSample
@@ -65,13 +65,18 @@ class AutoFocus(BaseDetector):
         self.detector = MODELS.build(detector)
         self.focus_head = MODELS.build(focus_head)
         self.focus_level = focus_level
+        # None: no weights loaded yet (initialisation); False: the last
+        # loaded state dict had no ``focus_head.`` weights (a plain
+        # detector checkpoint): its FocusPixel maps would be noise.
+        self.focus_head_loaded: Optional[bool] = None
         self._register_load_state_dict_pre_hook(self._load_plain_detector)
 
-    @staticmethod
-    def _load_plain_detector(state_dict, prefix, *args, **kwargs):
-        """Move the keys of a plain detector checkpoint under ``detector.``.
-        """
+    def _load_plain_detector(self, state_dict, prefix, *args, **kwargs):
+        """Move the keys of a plain detector checkpoint under ``detector.``
+        and note whether it held FocusPixel head weights."""
         own = (prefix + 'detector.', prefix + 'focus_head.')
+        self.focus_head_loaded = any(
+            k.startswith(prefix + 'focus_head.') for k in state_dict)
         for key in [k for k in state_dict if k.startswith(prefix)]:
             if not key.startswith(own):
                 state_dict[prefix + 'detector.' + key[len(prefix):]] = \

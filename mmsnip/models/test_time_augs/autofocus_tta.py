@@ -361,6 +361,14 @@ class AutoFocusTTAModel(BaseTTAModel):
 
     def cascade(self, image: Tensor, sample: DetDataSample) -> DetDataSample:
         """AutoFocus on one image (``(C, H, W)`` at its original size)."""
+        if self.module.focus_head_loaded is False and not self.oracle:
+            raise RuntimeError(
+                'AutoFocusTTAModel: the loaded checkpoint has no FocusPixel '
+                'head weights (focus_head.*), e.g. a plain detector '
+                'checkpoint: its focus maps would be noise. Test an '
+                'AutoFocus-trained checkpoint, or the full pyramid '
+                '(SnipTTAModel), or FocusChips from ground truth '
+                '(oracle=True)')
         meta = sample.metainfo
         img_h, img_w = image.shape[-2:]
         device = next(self.module.parameters()).device
