@@ -94,3 +94,30 @@ def tiny_config(data_root: str, work_dir: str, out_path: str,
     cfg.work_dir = work_dir
     cfg.dump(out_path)
     return out_path
+
+
+def tiny_checkpoint(data_root: str, tmp_dir, base: str,
+                    name: str = 'model') -> tuple:
+    """A :func:`tiny_config` of ``base`` and a randomly initialised
+    checkpoint of its model (seeded: the same weights every run).
+
+    Returns:
+        tuple: ``(config path, checkpoint path)`` under ``tmp_dir``.
+    """
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+
+    from mmsnip.registry import MODELS
+    from mmsnip.utils import register_all_modules
+    register_all_modules()
+    tmp_dir = str(tmp_dir)
+    cfg_path = tiny_config(data_root, osp.join(tmp_dir, 'work'),
+                           osp.join(tmp_dir, f'{name}.py'), base=base)
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        model = MODELS.build(Config.fromfile(cfg_path).model)
+    model.init_weights()
+    ckpt = osp.join(tmp_dir, f'{name}.pth')
+    torch.save(dict(state_dict=model.state_dict()), ckpt)
+    return cfg_path, ckpt

@@ -51,7 +51,7 @@ def coco_metric_for(cfg: Config, dataset, indices: Sequence[int]):
     return metric
 
 
-def _sync(device) -> None:
+def synchronize(device) -> None:
     if torch.device(device).type == 'cuda':
         torch.cuda.synchronize(device)
 
@@ -92,10 +92,10 @@ def evaluate_tta(tta, cfg: Config, num_images: Optional[int] = None,
     seconds = 0.0
     for idx in indices:
         data = pseudo_collate([pipeline(dataset.get_data_info(idx))])
-        _sync(device)
+        synchronize(device)
         start = time.perf_counter()
         result = tta.test_step(data)[0]
-        _sync(device)
+        synchronize(device)
         seconds += time.perf_counter() - start
         pixels.append(result.metainfo['pixels'])
         for key, value in result.metainfo.get('stage_seconds', {}).items():

@@ -17,13 +17,12 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 from mmengine.config import Config
-from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
 from mmsnip.chips import ScaleSpec
 from mmsnip.models.test_time_augs.autofocus_tta import crop_resize, pack_crops
-from .autofocus import _sync, test_subset
+from .autofocus import synchronize, test_subset
 
 
 def machine_info() -> Dict[str, str]:
@@ -59,10 +58,9 @@ def _epoch_pixels(dataset) -> Optional[float]:
     """Exact network-input pixels of epoch 0 for chip datasets
     (``SniperDataset``/``SnipDataset``: the chips' areas at their scale),
     else ``None``."""
-    if not hasattr(dataset, 'epoch_indices'):
+    if not hasattr(dataset, 'epoch_pixels'):
         return None
-    boxes = dataset.chips.boxes_scaled[dataset.epoch_indices(0)]
-    return float(np.prod(boxes[:, 2:] - boxes[:, :2], axis=1).sum())
+    return dataset.epoch_pixels(0)
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -113,7 +111,7 @@ def measure_training(cfg: Config, num_iters: int = 20,
             data = next(batches)
         loaded = time.perf_counter()
         model.train_step(data, optim_wrapper)
-        _sync(device)
+        synchronize(device)
         if it >= warmup:
             data_s.append(loaded - start)
             step_s.append(time.perf_counter() - loaded)
@@ -168,11 +166,11 @@ def detector_throughput(model, cfg: Config, scales: Sequence[dict],
         for spec in specs:
             crop = crop_resize(image, whole, spec.factor_for(h, w))
             batch = pack_crops(model, [crop], data['data_samples'].metainfo)
-            _sync(device)
+            synchronize(device)
             start = time.perf_counter()
             model.predict(batch['inputs'], batch['data_samples'],
                           rescale=False)
-            _sync(device)
+            synchronize(device)
             seconds += time.perf_counter() - start
             pixels += crop[0].shape[-2] * crop[0].shape[-1]
         return seconds, pixels

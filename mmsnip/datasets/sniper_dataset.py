@@ -331,6 +331,14 @@ class SniperDataset:
             np.minimum(sizes, self.chip_cfg.neg_per_image).sum())
 
     @force_full_init
+    def epoch_pixels(self, epoch: int = 0) -> float:
+        """Network-input pixels of an epoch's chips: their areas at their
+        scale (a chip clipped to a small canvas counts what it holds;
+        batch padding is not counted)."""
+        boxes = self.chips.boxes_scaled[self.epoch_indices(epoch)]
+        return float(np.prod(boxes[:, 2:] - boxes[:, :2], axis=1).sum())
+
+    @force_full_init
     def summary(self) -> str:
         """Chips per epoch and pixels per epoch against the full pyramid.
 
@@ -345,9 +353,7 @@ class SniperDataset:
                 sh, sw = spec.scaled_shape(info['height'], info['width'])
                 pyramid += sh * sw
         epoch = self.epoch_indices(0)
-        wh = self.chips.boxes_scaled[epoch, 2:] - \
-            self.chips.boxes_scaled[epoch, :2]
-        pixels = float((wh[:, 0] * wh[:, 1]).sum())
+        pixels = self.epoch_pixels(0)
         negatives = len(epoch) - self.num_positive
         report = getattr(self, 'annotation_report', None) or {}
         no_pos = report.get('empty_images', 0) + \
@@ -359,8 +365,9 @@ class SniperDataset:
                 f'{self.num_positive} positive chips, '
                 f'{len(self) - self.num_positive} negatives in the pool, '
                 f'{len(epoch)} chips per epoch ({self.num_positive} pos + '
-                f'{negatives} neg, {len(epoch) / max(len(self.dataset), 1):.2f}'
-                f' per image); {pixels / 1e6:.1f} MPix per epoch vs '
+                f'{negatives} neg, '
+                f'{len(epoch) / max(len(self.dataset), 1):.2f} per image); '
+                f'{pixels / 1e6:.1f} MPix per epoch vs '
                 f'{pyramid / 1e6:.1f} MPix for the full pyramid '
                 f'({pyramid / max(pixels, 1):.2f}x fewer){extra}')
 

@@ -7,15 +7,12 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from mmengine.config import Config
-from mmengine.registry import DefaultScope
 
-from conftest import REPO_ROOT, free_port, run_tool, tiny_config
+from conftest import (REPO_ROOT, free_port, run_tool, tiny_checkpoint,
+                      tiny_config)
 from mmsnip.datasets import SniperDataset
 from mmsnip.datasets.proposals import load_proposals
-from mmsnip.registry import MODELS
-from mmsnip.utils import register_all_modules
 
 STAGE1 = osp.join(REPO_ROOT,
                   'configs/sniper/sniper_faster-rcnn_r18-w16_fpn_12e_demo.py')
@@ -26,16 +23,8 @@ STAGE2 = osp.join(
 @pytest.fixture(scope='module')
 def stage1(tiny_demo_root, tmp_path_factory):
     """A tiny stage-1 config and a (randomly initialised) checkpoint."""
-    register_all_modules()
-    tmp = tmp_path_factory.mktemp('stage1')
-    cfg_path = tiny_config(tiny_demo_root, str(tmp / 'work'),
-                           str(tmp / 'stage1.py'), base=STAGE1)
-    cfg = Config.fromfile(cfg_path)
-    with DefaultScope.overwrite_default_scope('mmsnip'):
-        model = MODELS.build(cfg.model)
-    ckpt = str(tmp / 'stage1.pth')
-    torch.save(dict(state_dict=model.state_dict()), ckpt)
-    return cfg_path, ckpt
+    return tiny_checkpoint(tiny_demo_root, tmp_path_factory.mktemp('stage1'),
+                           STAGE1, 'stage1')
 
 
 def _image_ids(cfg_path):

@@ -4,34 +4,21 @@ import json
 import os.path as osp
 
 import pytest
-import torch
-from mmengine.config import Config
-from mmengine.registry import DefaultScope
 
-from conftest import REPO_ROOT, run_tool, tiny_config
-from mmsnip.registry import MODELS
-from mmsnip.utils import register_all_modules
+from conftest import REPO_ROOT, run_tool, tiny_checkpoint, tiny_config
 
 AUTOFOCUS = osp.join(REPO_ROOT, 'configs/autofocus/'
                      'autofocus_faster-rcnn_r18-w16_fpn_12e_demo.py')
 SNIPER = osp.join(REPO_ROOT, 'configs/sniper/'
                   'sniper_faster-rcnn_r18-w16_fpn_12e_demo.py')
-SNIP = osp.join(REPO_ROOT, 'configs/snip/snip_faster-rcnn_r18-w16_fpn_1e_demo.py')
+SNIP = osp.join(REPO_ROOT,
+                'configs/snip/snip_faster-rcnn_r18-w16_fpn_1e_demo.py')
 
 
 @pytest.fixture(scope='module')
 def autofocus_ckpt(tiny_demo_root, tmp_path_factory):
-    register_all_modules()
-    tmp = tmp_path_factory.mktemp('bench')
-    cfg_path = tiny_config(tiny_demo_root, str(tmp / 'work'),
-                           str(tmp / 'af.py'), base=AUTOFOCUS)
-    cfg = Config.fromfile(cfg_path)
-    with DefaultScope.overwrite_default_scope('mmsnip'):
-        model = MODELS.build(cfg.model)
-    model.init_weights()
-    ckpt = str(tmp / 'af.pth')
-    torch.save(dict(state_dict=model.state_dict()), ckpt)
-    return cfg_path, ckpt
+    return tiny_checkpoint(tiny_demo_root, tmp_path_factory.mktemp('bench'),
+                           AUTOFOCUS, 'af')
 
 
 def test_infer_compares_every_method(autofocus_ckpt, tmp_path):

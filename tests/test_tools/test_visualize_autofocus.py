@@ -14,12 +14,11 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope
 
-from conftest import REPO_ROOT, run_tool, tiny_config
+from conftest import REPO_ROOT, run_tool, tiny_checkpoint
 from mmsnip.apis import load_autofocus
 from mmsnip.apis.autofocus import test_subset as load_test_subset
 from mmsnip.models.test_time_augs import merge_detections
 from mmsnip.registry import MODELS
-from mmsnip.utils import register_all_modules
 from mmsnip.utils.preflight import UserInputError
 
 CONFIG = osp.join(REPO_ROOT, 'configs/autofocus/'
@@ -40,20 +39,16 @@ vis = _load_tool()
 
 @pytest.fixture(scope='module')
 def autofocus_ckpt(tiny_demo_root, tmp_path_factory):
-    """A tiny demo AutoFocus config and a random-weight checkpoint."""
-    register_all_modules()
+    """A tiny demo AutoFocus config, a random-weight checkpoint and the
+    same weights as a plain detector checkpoint (no focus head)."""
     tmp = tmp_path_factory.mktemp('autofocus_vis')
-    cfg_path = tiny_config(tiny_demo_root, str(tmp / 'work'),
-                           str(tmp / 'af.py'), base=CONFIG)
-    cfg = Config.fromfile(cfg_path)
-    torch.manual_seed(0)
-    with DefaultScope.overwrite_default_scope('mmsnip'):
-        model = MODELS.build(cfg.model)
-    model.init_weights()
-    ckpt = str(tmp / 'af.pth')
-    torch.save(dict(state_dict=model.state_dict()), ckpt)
+    cfg_path, ckpt = tiny_checkpoint(tiny_demo_root, tmp, CONFIG, 'af')
+    state = torch.load(ckpt, map_location='cpu')['state_dict']
     plain = str(tmp / 'plain.pth')
-    torch.save(dict(state_dict=model.detector.state_dict()), plain)
+    torch.save(dict(state_dict={
+        k[len('detector.'):]: v
+        for k, v in state.items() if k.startswith('detector.')
+    }), plain)
     return cfg_path, ckpt, plain
 
 
