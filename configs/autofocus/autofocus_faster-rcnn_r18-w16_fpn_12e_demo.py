@@ -49,6 +49,9 @@ tta_model = dict(
         dict(factor=2.0, valid_range=(0, 48)),
     ],
     max_chips=16,
+    # RPN proposals in proportion to a chip's pixels (whole images keep the
+    # detector's 1000): small FocusChips need few (docs/autofocus.md).
+    rpn_proposals_per_mpix=2000,
     tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
 tta_pipeline = [
     dict(type='LoadImageFromFile', backend_args=None),
