@@ -36,11 +36,17 @@ def _cell_runs(boxes: np.ndarray, stride: float, shape: Tuple[int, int]):
     overlaps with positive area on a stride grid of ``shape = (rows,
     cols)``: cell ``j`` spans ``[j * s, (j + 1) * s]``, so a box from ``u``
     to ``v`` covers cells ``floor(u / s)`` to ``ceil(v / s) - 1`` (clipped
-    to the grid). Returns four ``(N,)`` intp arrays."""
-    x0 = np.clip(np.floor(boxes[:, 0] / stride), 0, shape[1]).astype(np.intp)
-    y0 = np.clip(np.floor(boxes[:, 1] / stride), 0, shape[0]).astype(np.intp)
-    x1 = np.clip(np.ceil(boxes[:, 2] / stride), 0, shape[1]).astype(np.intp)
-    y1 = np.clip(np.ceil(boxes[:, 3] / stride), 0, shape[0]).astype(np.intp)
+    to the grid); a box of positive extent covers at least one cell even
+    where ``v / s`` rounds down to ``u / s`` (sub-normal extents, or ``v``
+    just past a cell border). Returns four ``(N,)`` intp arrays."""
+    start = np.floor(boxes[:, :2] / stride)
+    end = np.ceil(boxes[:, 2:] / stride)
+    end = np.where(boxes[:, 2:] > boxes[:, :2], np.maximum(end, start + 1),
+                   end)
+    x0, y0 = (np.clip(start[:, i], 0, shape[1 - i]).astype(np.intp)
+              for i in (0, 1))
+    x1, y1 = (np.clip(end[:, i], 0, shape[1 - i]).astype(np.intp)
+              for i in (0, 1))
     return x0, y0, x1, y1
 
 

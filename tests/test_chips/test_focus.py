@@ -1,7 +1,7 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mmsnip.chips import (BACKGROUND, FOCUS, IGNORE, boxes_overlap,
@@ -86,6 +86,7 @@ def _reference_labels(boxes, hw, s, a, b, c):
 
 
 @settings(max_examples=100, deadline=None)
+@example([(0.0, 0.0, 1.0, 5e-324)], (128, 128), 8)  # sub-normal height
 @given(st.lists(st.tuples(st.floats(-20, 130), st.floats(-20, 130),
                           st.floats(0, 110), st.floats(0, 110)),
                 max_size=12),
