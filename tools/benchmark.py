@@ -126,17 +126,10 @@ def append_section(path: str, title: str, payload: dict, table: str,
                 f'{versions}.\n\n{table}{extra}')
 
 
-def _load(path: str, options):
-    cfg = load_config(path)
-    if options:
-        cfg.merge_from_dict(options)
-    return cfg
-
-
 # -- training ---------------------------------------------------------------
 def train_one(args) -> None:
     from mmsnip.apis.benchmark import measure_training
-    cfg = _load(args.config, args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     check_data_paths(cfg, ['train_dataloader'])
     row = measure_training(cfg, args.iters, args.warmup)
     with open(args.json, 'w') as f:
@@ -150,7 +143,7 @@ def train(args) -> None:
     if len(labels) != len(args.configs):
         raise UserInputError('--labels needs one name per config')
     for path in args.configs:
-        cfg = _load(path, args.cfg_options)  # fail fast, before any run
+        cfg = load_config(path, args.cfg_options)  # fail fast, before any run
         check_data_paths(cfg, ['train_dataloader'])
     os.makedirs(args.out_dir, exist_ok=True)
     rows = []
@@ -211,7 +204,7 @@ def infer(args) -> None:
                                        inference_methods, machine_info,
                                        plot_ap_vs_pixels)
     from mmsnip.registry import MODELS
-    cfg = _load(args.config, args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     if cfg.get('tta_model', {}).get('type') != 'AutoFocusTTAModel':
         raise UserInputError(f'config "{args.config}" has no '
                              'AutoFocusTTAModel tta_model')
@@ -238,9 +231,8 @@ def infer(args) -> None:
     for name, params, tta_cfg in methods:
         if name == 'sahi':
             from mmsnip.apis.sahi_peer import SahiSlicedModel
-            tile_args = {k: v for k, v in tta_cfg.items() if k != 'type'}
-            tta = SahiSlicedModel(
-                model, slice_size=tile_args.pop('tile_size'), **tile_args)
+            tta = SahiSlicedModel(model, **{k: v for k, v in tta_cfg.items()
+                                            if k != 'type'})
         else:
             with DefaultScope.overwrite_default_scope('mmsnip'):
                 tta = MODELS.build(dict(tta_cfg, module=model))

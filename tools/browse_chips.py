@@ -12,7 +12,6 @@ training.
 import argparse
 import os
 import os.path as osp
-from collections import defaultdict
 
 import cv2
 import numpy as np
@@ -88,22 +87,15 @@ def draw_image_chips(img, boxes, crowd, cfg, proposals=None, size=480):
 def main():
     args = parse_args()
     # Reuse the checks and config lookup of export_chips.
-    from export_chips import chip_config_from, coco_boxes, fail, load_coco
+    from export_chips import (annotations_by_image, chip_config_from,
+                              coco_boxes, fail, load_coco,
+                              load_coco_proposals)
     cfg = ChipConfig.paper_coco() if args.paper_defaults else \
         chip_config_from(args.config)
     coco = load_coco(args.ann_file)
-    proposals = None
-    if args.proposals:
-        from mmsnip.datasets.proposals import load_proposals
-        try:
-            proposals = load_proposals(
-                args.proposals, [i['id'] for i in coco['images']],
-                len(cfg.scales))
-        except (ValueError, FileNotFoundError) as e:
-            fail(str(e))
-    by_image = defaultdict(list)
-    for ann in coco['annotations']:
-        by_image[ann['image_id']].append(ann)
+    proposals = load_coco_proposals(args.proposals, coco, len(
+        cfg.scales)) if args.proposals else None
+    by_image = annotations_by_image(coco)
     images = coco['images']
     if args.image_ids:
         images = [i for i in images if i['id'] in set(args.image_ids)]

@@ -179,6 +179,26 @@ def coco_boxes(anns: list):
     return boxes, crowd
 
 
+def annotations_by_image(coco: dict) -> Dict[int, list]:
+    """The annotations of a COCO dict grouped by ``image_id``."""
+    by_image = defaultdict(list)
+    for ann in coco['annotations']:
+        by_image[ann['image_id']].append(ann)
+    return by_image
+
+
+def load_coco_proposals(path: str, coco: dict, num_scales: int) -> Dict:
+    """The proposal file's boxes for every image of ``coco``
+    (:func:`mmsnip.datasets.proposals.load_proposals`); a missing or
+    mismatched file ends the tool with one ``error:`` line."""
+    from mmsnip.datasets.proposals import load_proposals
+    try:
+        return load_proposals(path, [img['id'] for img in coco['images']],
+                              num_scales)
+    except (ValueError, FileNotFoundError) as e:
+        fail(str(e))
+
+
 def atomic_json(obj, path: str) -> None:
     """Write ``obj`` as JSON: a temporary file in the folder, then rename."""
     folder = osp.dirname(osp.abspath(path))
@@ -218,19 +238,10 @@ def main():
         cfg = select_scales(cfg, args.scales)
         scale_ids = np.array(args.scales)
     coco = load_coco(args.ann_file)
-    proposals: Optional[Dict] = None
-    if args.proposals:
-        from mmsnip.datasets.proposals import load_proposals
-        try:
-            proposals = load_proposals(
-                args.proposals, [img['id'] for img in coco['images']],
-                len(full_cfg.scales))
-        except (ValueError, FileNotFoundError) as e:
-            fail(str(e))
-
-    by_image = defaultdict(list)
-    for ann in coco['annotations']:
-        by_image[ann['image_id']].append(ann)
+    proposals: Optional[Dict] = load_coco_proposals(
+        args.proposals, coco, len(full_cfg.scales)) if args.proposals \
+        else None
+    by_image = annotations_by_image(coco)
     k2 = float(cfg.chip_size)**2
     out, stats = [], defaultdict(float)
     uncoverable, dropped = [], []

@@ -44,9 +44,7 @@ def parse_args():
 def main():
     args = parse_args()
     register_all_modules()
-    cfg = load_config(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     if not args.out.endswith('.pkl'):
         raise UserInputError(f'--out "{args.out}" must be a .pkl file')
     if not osp.isfile(args.checkpoint):

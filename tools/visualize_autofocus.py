@@ -619,9 +619,7 @@ def build_tta(cfg, args):
 def main():
     args = parse_args()
     register_all_modules()
-    cfg = load_config(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     if args.num < 1 or args.panel_size < 32 or not (
             args.colors == 0 or 2 <= args.colors <= 256):
         raise UserInputError('--num must be >= 1, --panel-size >= 32 and '

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from mmsnip.models.test_time_augs.autofocus_tta import (
     check_proposal_budget, crop_resize, detections_in_image, pack_crops,
-    proposal_budget, rpn_budget)
+    proposal_budget)
 
 
 def _require_sahi():
@@ -78,11 +78,8 @@ def _detection_model_class():
                                          np.array([0, 0, w, h]), factor))
             self.pixels += sum(c.shape[-2] * c.shape[-1] for c, _, _ in crops)
             data = pack_crops(self.model, crops, self.meta)
-            budget = rpn_budget(
-                max(c.image.shape[-2] * c.image.shape[-1] for c in crops),
-                self.rpn_proposals_per_mpix)
-            with proposal_budget(getattr(self.model, 'detector', self.model),
-                                 budget):
+            with proposal_budget(self.model, crops,
+                                 self.rpn_proposals_per_mpix):
                 results = self.model.predict(data['inputs'],
                                              data['data_samples'],
                                              rescale=False)
@@ -130,9 +127,10 @@ class SahiSlicedModel:
     Args:
         detector: A built, loaded detector in eval mode (an ``AutoFocus``
             model or any MMDet detector; its ``predict`` is used).
-        slice_size (int): Slice side in ORIGINAL pixels.
+        tile_size (int): Slice side in ORIGINAL pixels (the name of
+            ``SlicedTTAModel``'s argument).
         overlap (int): Overlap of neighbouring slices, ORIGINAL pixels
-            (SAHI takes it as a ratio of ``slice_size``).
+            (SAHI takes it as a ratio of ``tile_size``).
         factor (float): Resize factor of the slices.
         full_image (bool): SAHI's ``perform_standard_pred``: also run the
             whole image, resized by ``full_image_factor``.
@@ -144,21 +142,21 @@ class SahiSlicedModel:
             comparison; ``None``: the detector's own ``test_cfg``.
     """
 
-    def __init__(self, detector, slice_size: int = 512, overlap: int = 64,
+    def __init__(self, detector, tile_size: int = 512, overlap: int = 64,
                  factor: float = 1.0, full_image: bool = True,
                  full_image_factor: float = 1.0, batch_size: int = 8,
                  postprocess: Optional[dict] = None,
                  rpn_proposals_per_mpix: Optional[float] = None):
-        if not 0 <= overlap < slice_size:
+        if not 0 <= overlap < tile_size:
             raise ValueError(f'SahiSlicedModel needs 0 <= overlap < '
-                             f'slice_size, got {overlap}, {slice_size}')
+                             f'tile_size, got {overlap}, {tile_size}')
         self.detector = detector
-        self.slice_size, self.overlap = slice_size, overlap
+        self.tile_size, self.overlap = tile_size, overlap
         self.factor, self.full_image = factor, full_image
         self.full_image_factor = full_image_factor
         self.batch_size = batch_size
-        check_proposal_budget(getattr(detector, 'detector', detector),
-                              rpn_proposals_per_mpix, type(self).__name__)
+        check_proposal_budget(detector, rpn_proposals_per_mpix,
+                              type(self).__name__)
         self.rpn_proposals_per_mpix = rpn_proposals_per_mpix
         self.postprocess = dict(postprocess_type='NMS',
                                 postprocess_match_metric='IOU',
@@ -183,9 +181,9 @@ class SahiSlicedModel:
             rgb = image.permute(1, 2, 0).numpy()[..., ::-1]
             prediction = get_sliced_prediction(
                 np.ascontiguousarray(rgb), model,
-                slice_height=self.slice_size, slice_width=self.slice_size,
-                overlap_height_ratio=self.overlap / self.slice_size,
-                overlap_width_ratio=self.overlap / self.slice_size,
+                slice_height=self.tile_size, slice_width=self.tile_size,
+                overlap_height_ratio=self.overlap / self.tile_size,
+                overlap_width_ratio=self.overlap / self.tile_size,
                 perform_standard_pred=self.full_image,
                 batch_size=self.batch_size, verbose=0,
                 **self.postprocess)

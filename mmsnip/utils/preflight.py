@@ -23,11 +23,12 @@ class UserInputError(ValueError):
     """
 
 
-def load_config(path: str) -> Config:
+def load_config(path: str, options: Optional[dict] = None) -> Config:
     """Load an MMEngine config, with a clear error for a bad path or file.
 
     Args:
         path (str): Path of a ``.py`` config file.
+        options (dict, optional): ``--cfg-options`` to merge into it.
 
     Returns:
         Config: The loaded config.
@@ -38,7 +39,7 @@ def load_config(path: str) -> Config:
         raise UserInputError(
             f'config file "{path}" is not a Python (.py) config')
     try:
-        return Config.fromfile(path)
+        cfg = Config.fromfile(path)
     except SyntaxError as e:
         where = e.filename if e.filename and e.filename[0] != '<' else path
         raise UserInputError(
@@ -47,6 +48,9 @@ def load_config(path: str) -> Config:
         raise UserInputError(
             f'config file "{path}" could not be loaded: '
             f'{type(e).__name__}: {e}') from e
+    if options:
+        cfg.merge_from_dict(options)
+    return cfg
 
 
 def iter_dataset_cfgs(cfg: Config,

@@ -130,19 +130,34 @@ def rpn_budget(pixels: float, per_mpix: Optional[float],
     return max(int(np.ceil(per_mpix * pixels / 1e6)), minimum)
 
 
-@contextmanager
-def proposal_budget(detector, num: Optional[int]):
-    """Cap a two-stage detector's RPN proposals per image for a block.
+def _inner_detector(module):
+    """The detector inside an ``AutoFocus`` wrapper, else ``module``."""
+    return getattr(module, 'detector', module)
 
-    Lowers ``rpn_head.test_cfg.nms_pre`` and ``max_per_img`` to ``num``
-    (never raises them) and restores them afterwards. Small chips need far
-    fewer proposals than whole images; with the whole-image budget the RoI
-    head dominates the cost of many small chips.
+
+@contextmanager
+def proposal_budget(module, crops: Sequence[Crop],
+                    per_mpix: Optional[float], minimum: int = 100):
+    """Cap a two-stage detector's RPN proposals for one batch of crops.
+
+    The budget is :func:`rpn_budget` of the batch's largest crop. Lowers
+    ``rpn_head.test_cfg.nms_pre`` and ``max_per_img`` to it (never raises
+    them) and restores them afterwards; ``per_mpix=None`` changes nothing.
+    Small chips need far fewer proposals than whole images; with the
+    whole-image budget the RoI head dominates the cost of many small chips.
+
+    Args:
+        module: The detector, or an ``AutoFocus`` wrapping one.
+        crops (list[Crop]): The batch (:func:`crop_resize`).
+        per_mpix (float, optional): Proposals per million input pixels.
+        minimum (int): Floor of the budget.
     """
+    num = rpn_budget(max(c.image.shape[-2] * c.image.shape[-1]
+                         for c in crops), per_mpix, minimum)
     if num is None:
         yield
         return
-    cfg = detector.rpn_head.test_cfg
+    cfg = _inner_detector(module).rpn_head.test_cfg
     saved = {k: cfg[k] for k in ('nms_pre', 'max_per_img') if k in cfg}
     for key, value in saved.items():
         cfg[key] = min(int(num), value)
@@ -153,12 +168,14 @@ def proposal_budget(detector, num: Optional[int]):
             cfg[key] = value
 
 
-def check_proposal_budget(detector, per_mpix: Optional[float],
+def check_proposal_budget(module, per_mpix: Optional[float],
                           owner: str) -> None:
-    """A clear error if a proposal budget is set for a detector without an
-    RPN (one-stage detectors have none) or is not positive."""
+    """A clear error if a proposal budget is set for a detector (or the
+    detector inside an ``AutoFocus``) without an RPN (one-stage detectors
+    have none) or is not positive."""
     if per_mpix is None:
         return
+    detector = _inner_detector(module)
     if not per_mpix > 0:
         raise ValueError(f'{owner}: rpn_proposals_per_mpix must be > 0, '
                          f'got {per_mpix}')
@@ -338,7 +355,7 @@ class AutoFocusTTAModel(BaseTTAModel):
         self.max_chips = max_chips
         self.max_pad_ratio, self.max_batch = max_pad_ratio, max_batch
         group_by_shape([], max_pad_ratio, max_batch)  # validates both
-        check_proposal_budget(self.module.detector, rpn_proposals_per_mpix,
+        check_proposal_budget(self.module, rpn_proposals_per_mpix,
                               type(self).__name__)
         self.rpn_proposals_per_mpix = rpn_proposals_per_mpix
         self.min_rpn_proposals = min_rpn_proposals
@@ -451,10 +468,9 @@ class AutoFocusTTAModel(BaseTTAModel):
             part = [crops[i] for i in group]
             with timer('crop_resize'):
                 data = pack_crops(self.module, part, meta)
-            budget = rpn_budget(max(np.prod(shapes[i]) for i in group),
-                                self.rpn_proposals_per_mpix,
-                                self.min_rpn_proposals)
-            with proposal_budget(self.module.detector, budget):
+            with proposal_budget(self.module, part,
+                                 self.rpn_proposals_per_mpix,
+                                 self.min_rpn_proposals):
                 out, focus = self.module.predict_with_focus(
                     data['inputs'], data['data_samples'], rescale=True,
                     timer=timer)

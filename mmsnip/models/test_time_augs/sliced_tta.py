@@ -13,8 +13,7 @@ from mmsnip.chips import chip_starts
 from mmsnip.registry import MODELS
 from .autofocus_tta import (MaskPaster, StageTimer, add_masks,
                             check_proposal_budget, crop_resize,
-                            detections_in_image, pack_crops, proposal_budget,
-                            rpn_budget)
+                            detections_in_image, pack_crops, proposal_budget)
 from .merge import MergeConfig, merge_detections
 
 
@@ -64,8 +63,7 @@ class SlicedTTAModel(BaseTTAModel):
                  min_rpn_proposals: int = 100,
                  **kwargs):
         super().__init__(**kwargs)
-        self.detector = getattr(self.module, 'detector', self.module)
-        check_proposal_budget(self.detector, rpn_proposals_per_mpix,
+        check_proposal_budget(self.module, rpn_proposals_per_mpix,
                               type(self).__name__)
         self.rpn_proposals_per_mpix = rpn_proposals_per_mpix
         self.min_rpn_proposals = min_rpn_proposals
@@ -103,10 +101,9 @@ class SlicedTTAModel(BaseTTAModel):
             part = crops[i:i + self.batch_size]
             with timer('crop_resize'):
                 data = pack_crops(self.module, part, meta)
-            budget = rpn_budget(
-                max(c.image.shape[-2] * c.image.shape[-1] for c in part),
-                self.rpn_proposals_per_mpix, self.min_rpn_proposals)
-            with timer('detector'), proposal_budget(self.detector, budget):
+            with timer('detector'), proposal_budget(
+                    self.module, part, self.rpn_proposals_per_mpix,
+                    self.min_rpn_proposals):
                 results = self.module.predict(data['inputs'],
                                               data['data_samples'],
                                               rescale=True)
