@@ -13,32 +13,35 @@ the oracle FocusChips from ground truth (the upper bound) with each
 (d, k). Writes ``sweep.json``, ``sweep.md`` and ``sweep.png`` (AP vs
 average pixels per image).
 """
-import argparse
 import copy
 import itertools
-import json
-import os
 import os.path as osp
 
 from mmsnip.apis import evaluate_cascade, load_autofocus
+from mmsnip.chips import EVERY_PIXEL
 from mmsnip.utils import register_all_modules
+from mmsnip.utils.cli import (ArgumentParser, non_negative_int, positive_float,
+                              positive_int, unit_interval)
+from mmsnip.utils.fileio import (check_output_dir, save_figure, write_json,
+                                 write_text)
 from mmsnip.utils.preflight import (UserInputError, check_data_paths,
                                     load_config, run_cli)
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
     parser.add_argument('checkpoint')
     parser.add_argument('--out-dir', required=True)
-    parser.add_argument('--thresholds', type=float, nargs='+',
+    parser.add_argument('--thresholds', type=unit_interval, nargs='+',
                         default=[0.1, 0.3, 0.5])
-    parser.add_argument('--dilations', type=int, nargs='+', default=[3])
-    parser.add_argument('--min-sizes', type=float, nargs='+',
+    parser.add_argument('--dilations', type=positive_int, nargs='+',
+                        default=[3])
+    parser.add_argument('--min-sizes', type=positive_float, nargs='+',
                         default=[64, 128])
-    parser.add_argument('--transition', type=int, default=0,
+    parser.add_argument('--transition', type=non_negative_int, default=0,
                         help='which scale hands on chips (0: the coarsest)')
-    parser.add_argument('--num-images', type=int, default=100)
+    parser.add_argument('--num-images', type=positive_int, default=100)
     return parser.parse_args()
 
 
@@ -61,6 +64,7 @@ def main():
     if not 0 <= args.transition < len(base) - 1:
         raise UserInputError(f'--transition must be in [0, {len(base) - 2}]')
     check_data_paths(cfg, ['test_dataloader'])
+    check_output_dir(args.out_dir)
     model = load_autofocus(cfg, args.checkpoint)
     rows = []
 
@@ -74,18 +78,17 @@ def main():
               f'{metrics["img_per_s"]:.2f}', flush=True)
 
     tr = args.transition
-    run('full pyramid', [dict(s, threshold=-1.0) for s in base])
+    run('full pyramid', [dict(s, **EVERY_PIXEL) for s in base])
     for t, d, k in itertools.product(args.thresholds, args.dilations,
                                      args.min_sizes):
         run('autofocus', settings(base, tr, t, d, k), t=t, d=d, k=k)
     for d, k in itertools.product(args.dilations, args.min_sizes):
         run('oracle', settings(base, tr, 0.5, d, k), oracle=True, d=d, k=k)
 
-    os.makedirs(args.out_dir, exist_ok=True)
-    with open(osp.join(args.out_dir, 'sweep.json'), 'w') as f:
-        json.dump(dict(config=args.config, checkpoint=args.checkpoint,
-                       transition=tr, num_images=args.num_images, rows=rows),
-                  f, indent=2)
+    write_json(osp.join(args.out_dir, 'sweep.json'),
+               dict(config=args.config, checkpoint=args.checkpoint,
+                    transition=tr, num_images=args.num_images, rows=rows),
+               indent=2)
     lines = ['| setting | t | d | k | AP | AP_small | pixels/img (M) | '
              'img/s |', '| --- | --- | --- | --- | --- | --- | --- | --- |']
     for r in rows:
@@ -94,8 +97,7 @@ def main():
             f'{r.get("k", "-")} | {100 * r["AP"]:.1f} | '
             f'{100 * r["AP_s"]:.1f} | {r["pixels"] / 1e6:.3f} | '
             f'{r["img_per_s"]:.2f} |')
-    with open(osp.join(args.out_dir, 'sweep.md'), 'w') as f:
-        f.write('\n'.join(lines) + '\n')
+    write_text(osp.join(args.out_dir, 'sweep.md'), '\n'.join(lines) + '\n')
     print('\n'.join(lines))
 
     import matplotlib
@@ -112,7 +114,10 @@ def main():
     ax.set_title(f'AutoFocus sweep, transition {tr}')
     ax.legend()
     fig.tight_layout()
-    fig.savefig(osp.join(args.out_dir, 'sweep.png'), dpi=100)
+    try:
+        save_figure(fig, osp.join(args.out_dir, 'sweep.png'), dpi=100)
+    finally:
+        plt.close(fig)
 
 
 if __name__ == '__main__':

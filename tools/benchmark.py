@@ -33,6 +33,10 @@ import sys
 from mmengine.config import DictAction
 
 from mmsnip.utils import register_all_modules
+from mmsnip.utils.cli import (ArgumentParser, finite_float, non_negative_int,
+                              positive_float, positive_int)
+from mmsnip.utils.fileio import (check_output_dir, check_output_file,
+                                 checked_write, write_json, write_text)
 from mmsnip.utils.preflight import (UserInputError, check_data_paths,
                                     load_config, run_cli)
 
@@ -40,16 +44,16 @@ METHODS = ('single', 'pyramid', 'autofocus', 'oracle', 'tiling', 'sahi')
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest='command', required=True)
 
     train = sub.add_parser('train', help='training throughput per config')
     train.add_argument('configs', nargs='+')
     train.add_argument('--labels', nargs='+',
                        help='row names (default: config file names)')
-    train.add_argument('--iters', type=int, default=20,
+    train.add_argument('--iters', type=positive_int, default=20,
                        help='measured iterations per config')
-    train.add_argument('--warmup', type=int, default=3)
+    train.add_argument('--warmup', type=non_negative_int, default=3)
     train.add_argument('--out-dir', required=True)
     train.add_argument('--append', help='Markdown file to append a section')
     train.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -57,8 +61,8 @@ def parse_args(argv=None):
 
     one = sub.add_parser('train-one', help=argparse.SUPPRESS)
     one.add_argument('config')
-    one.add_argument('--iters', type=int, default=20)
-    one.add_argument('--warmup', type=int, default=3)
+    one.add_argument('--iters', type=positive_int, default=20)
+    one.add_argument('--warmup', type=non_negative_int, default=3)
     one.add_argument('--json', required=True)
     one.add_argument('--cfg-options', nargs='+', action=DictAction)
 
@@ -68,29 +72,29 @@ def parse_args(argv=None):
     infer.add_argument('checkpoint')
     infer.add_argument('--methods', nargs='+', choices=METHODS,
                        default=list(METHODS))
-    infer.add_argument('--thresholds', type=float, nargs='+',
+    infer.add_argument('--thresholds', type=finite_float, nargs='+',
                        help='AutoFocus thresholds t (every transition); '
                        'default: the config\'s values')
     infer.add_argument('--single-scale', nargs='+', action=DictAction,
                        default=None, help='ScaleSpec rule of the single-'
                        'scale run, e.g. factor=1.0 or max_side=800 '
                        '(default: factor=1.0)')
-    infer.add_argument('--tile-size', type=int, default=512,
+    infer.add_argument('--tile-size', type=positive_int, default=512,
                        help='tiles and SAHI slices, ORIGINAL px')
-    infer.add_argument('--tile-overlap', type=int, default=64)
-    infer.add_argument('--tile-factor', type=float, default=1.0,
+    infer.add_argument('--tile-overlap', type=non_negative_int, default=64)
+    infer.add_argument('--tile-factor', type=positive_float, default=1.0,
                        help='resize factor of the tiles')
-    infer.add_argument('--full-image-factor', type=float, default=1.0,
+    infer.add_argument('--full-image-factor', type=positive_float, default=1.0,
                        help='resize factor of the whole-image pass of '
                        'tiling and SAHI')
     infer.add_argument('--no-full-image', action='store_true',
                        help='tiling and SAHI without the whole-image pass')
-    infer.add_argument('--rpn-proposals-per-mpix', type=float,
+    infer.add_argument('--rpn-proposals-per-mpix', type=positive_float,
                        help='the same RPN budget rule for every method '
                        '(two-stage detectors; default: the config\'s '
                        'tta_model value, else the detector\'s test_cfg)')
-    infer.add_argument('--num-images', type=int, default=100)
-    infer.add_argument('--warmup', type=int, default=1,
+    infer.add_argument('--num-images', type=positive_int, default=100)
+    infer.add_argument('--warmup', type=non_negative_int, default=1,
                        help='images run untimed before each method')
     infer.add_argument('--out-dir', required=True)
     infer.add_argument('--append', help='Markdown file to append a section')
@@ -103,11 +107,15 @@ def _command_line() -> str:
 
 
 def _write(out_dir: str, name: str, payload: dict, table: str) -> None:
-    os.makedirs(out_dir, exist_ok=True)
-    with open(osp.join(out_dir, f'{name}.json'), 'w') as f:
-        json.dump(payload, f, indent=2)
-    with open(osp.join(out_dir, f'{name}.md'), 'w') as f:
-        f.write(table)
+    write_json(osp.join(out_dir, f'{name}.json'), payload, indent=2)
+    write_text(osp.join(out_dir, f'{name}.md'), table)
+
+
+def _check_outputs(args) -> None:
+    """Fail before any measurement if an output cannot be written."""
+    check_output_dir(args.out_dir)
+    if args.append:
+        check_output_file(args.append, '--append', ('.md', ))
 
 
 def append_section(path: str, title: str, payload: dict, table: str,
@@ -120,7 +128,7 @@ def append_section(path: str, title: str, payload: dict, table: str,
     versions = ', '.join(f'{k} {machine[k]}' for k in (
         'python', 'torch', 'mmcv', 'mmdet', 'mmengine', 'mmsnip', 'sahi')
         if k in machine)
-    with open(path, 'a') as f:
+    with checked_write(path), open(path, 'a', encoding='utf-8') as f:
         f.write(f'\n### {title} ({machine["date"]})\n\n```bash\n'
                 f'{payload["command"]}\n```\n\nDevice: {device}. '
                 f'{versions}.\n\n{table}{extra}')
@@ -131,9 +139,9 @@ def train_one(args) -> None:
     from mmsnip.apis.benchmark import measure_training
     cfg = load_config(args.config, args.cfg_options)
     check_data_paths(cfg, ['train_dataloader'])
+    check_output_file(args.json, '--json')
     row = measure_training(cfg, args.iters, args.warmup)
-    with open(args.json, 'w') as f:
-        json.dump(row, f)
+    write_json(args.json, row)
 
 
 def train(args) -> None:
@@ -145,7 +153,7 @@ def train(args) -> None:
     for path in args.configs:
         cfg = load_config(path, args.cfg_options)  # fail fast, before any run
         check_data_paths(cfg, ['train_dataloader'])
-    os.makedirs(args.out_dir, exist_ok=True)
+    _check_outputs(args)
     rows = []
     for label, path in zip(labels, args.configs):
         out = osp.join(args.out_dir, f'train_{len(rows)}.json')
@@ -211,6 +219,7 @@ def infer(args) -> None:
     if not osp.isfile(args.checkpoint):
         raise UserInputError(f'checkpoint "{args.checkpoint}" does not exist')
     check_data_paths(cfg, ['test_dataloader'])
+    _check_outputs(args)
     single = dict(args.single_scale or dict(factor=1.0))
     tile = dict(tile_size=args.tile_size, overlap=args.tile_overlap,
                 factor=args.tile_factor, full_image=not args.no_full_image,
@@ -284,8 +293,9 @@ def infer(args) -> None:
                    limit=limit, num_images=num, rows=rows)
     _write(args.out_dir, 'infer', payload, table)
     plot = osp.join(args.out_dir, 'infer.png')
-    plot_ap_vs_pixels(rows, plot, f'{osp.basename(args.config)}, '
-                      f'{num} images')
+    with checked_write(plot):
+        plot_ap_vs_pixels(rows, plot, f'{osp.basename(args.config)}, '
+                          f'{num} images')
     print(table)
     if args.append:
         append_section(args.append, 'Inference: AutoFocus vs full '

@@ -1,8 +1,11 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
-"""Benchmark chip generation (ms per image) on synthetic COCO-like boxes.
+"""Benchmark chip generation: per image (engine) and whole tables (table).
 
-    OMP_NUM_THREADS=1 python tools/benchmark_chips.py [--num-images 5000] \
-        [--proposals 1000] [--large-images 20] [--seed 0] \
+Engine (default): ms per image on synthetic COCO-like boxes, against the
+released SNIPER generator's algorithm run on the same images::
+
+    OMP_NUM_THREADS=1 python tools/benchmark_chips.py [--num-images 5000] \\
+        [--proposals 300] [--large-images 20] [--seed 0] \\
         [--out work_dirs/benchmark_chips.json]
 
 Images are 640x480-ish with Poisson(7) boxes whose sqrt(area) is
@@ -11,40 +14,94 @@ ratios log-normal around 1 (COCO-like); the paper's chip settings (3
 scales 512/max(h, w), 1.667, 3; K = 512, d = 32). Positive chips are timed
 on every image; negative chips with ``--proposals`` random proposals for
 each of the 3 scales; and positive chips of a few 20000 x 15000 images with
-2000 scattered boxes. One process, pure numpy (no BLAS): one core. Prints a
-Markdown table (mean, median and p99 ms per image) and writes JSON.
+2000 scattered boxes. "original algorithm" replaces the greedy cover by the
+released generator's (every grid candidate materialised, a candidates x
+boxes inclusion matrix, the candidate enclosing most uncovered boxes picked
+until none is left), everything else equal. One process, pure numpy: one
+core. Prints a Markdown table (mean, median and p99 ms per image).
+
+Table: a train2017-sized dataset (118,287 images, 7.3 boxes each, about
+860k) with a 300-per-scale proposal file, through ``SniperDataset``::
+
+    OMP_NUM_THREADS=1 python tools/benchmark_chips.py --mode table \\
+        [--num-images 118287] [--proposals 300] [--workers N] \\
+        [--work-dir work_dirs/benchmark_chip_table]
+
+It writes the proposal file (compact format; size and time), opens it,
+then builds the chip table cold (empty cache) and starts warm (cache
+present), each in a fresh process, and reports wall time, the inner
+dataset's own load time, and the peak resident memory of the process and
+of its build workers.
 """
 import argparse
 import json
+import multiprocessing
 import os
+import os.path as osp
 import platform
+import resource
+import shutil
 import time
 
 import numpy as np
 
-from mmsnip.chips import (ChipConfig, generate_negative_chips,
-                          generate_positive_chips)
+from mmsnip.chips import (ChipConfig, chip_starts, generate_negative_chips,
+                          generate_positive_chips, inside_matrix, negative,
+                          positive)
+from mmsnip.chips.positive import positive_chips_batch
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--num-images', type=int, default=5000)
-    parser.add_argument('--proposals', type=int, default=1000,
+    parser.add_argument('--mode', choices=['engine', 'table', 'datapath'],
+                        default='engine')
+    parser.add_argument('--num-images', type=int, default=None,
+                        help='engine: 5000; table: 118287 (train2017); '
+                        'datapath: 48 (coco), 8 (aerial)')
+    parser.add_argument('--proposals', type=int, default=300,
                         help='proposals per scale per image for negatives')
     parser.add_argument('--large-images', type=int, default=20,
-                        help='also time this many 20000x15000 images with '
-                        '2000 boxes each (0: skip)')
+                        help='engine: also time this many 20000x15000 '
+                        'images with 2000 boxes each (0: skip)')
+    parser.add_argument('--no-original', action='store_true',
+                        help='engine: skip the original algorithm')
+    parser.add_argument('--workers', type=int, default=None,
+                        help='table: build processes (default: one per '
+                        'core); datapath: DataLoader workers (default 2)')
+    parser.add_argument('--work-dir', default=None,
+                        help='table: files go here (about 1.1 GB for '
+                        'train2017 size; default '
+                        'work_dirs/benchmark_chip_table); datapath: the '
+                        'generated images (default '
+                        'work_dirs/benchmark_datapath, kept)')
+    parser.add_argument('--keep', action='store_true',
+                        help='table: keep the work dir')
+    parser.add_argument('--presets', nargs='+', default=['coco', 'aerial'],
+                        help='datapath: demo data presets')
+    parser.add_argument('--chips', type=int, default=240,
+                        help='datapath: chips timed per path and preset')
+    parser.add_argument('--batch-size', type=int, default=8,
+                        help='datapath: chips per batch')
+    parser.add_argument('--image-window', type=int, nargs='+',
+                        default=[1, 4, 8],
+                        help='datapath: SniperSampler image_window values '
+                        'of the shared path')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', help='write the results as JSON here')
     return parser.parse_args()
+
+
+# -- synthetic data ------------------------------------------------------
+SIDES_W = np.array([640, 612, 500, 427])
+SIDES_H = np.array([480, 427, 375, 640])
 
 
 def synthetic_images(num: int, seed: int):
     """Yield ``(h, w, boxes)``: boxes ``(N, 4)`` xyxy, ORIGINAL pixels."""
     rng = np.random.default_rng(seed)
     for _ in range(num):
-        w = int(rng.choice([640, 612, 500, 427]))
-        h = int(rng.choice([480, 427, 375, 640]))
+        w = int(rng.choice(SIDES_W))
+        h = int(rng.choice(SIDES_H))
         n = int(rng.poisson(7))
         size = np.clip(np.exp(rng.normal(np.log(40), 1.1, n)), 5, 500)
         aspect = np.exp(rng.normal(0, 0.5, n))
@@ -53,6 +110,32 @@ def synthetic_images(num: int, seed: int):
         x = rng.uniform(0, w - bw)
         y = rng.uniform(0, h - bh)
         yield h, w, np.stack([x, y, x + bw, y + bh], axis=1)
+
+
+def synthetic_dataset(num: int, seed: int, boxes_per_image: float = 7.3):
+    """The same distribution as :func:`synthetic_images`, vectorized for
+    train2017 sizes.
+
+    Returns:
+        dict: ``heights``, ``widths`` ``(N,)`` int64; ``box_start``
+        ``(N + 1,)``; ``boxes`` ``(M, 4)`` float64 xyxy ORIGINAL pixels.
+    """
+    rng = np.random.default_rng(seed)
+    w = rng.choice(SIDES_W, num)
+    h = rng.choice(SIDES_H, num)
+    count = rng.poisson(boxes_per_image, num)
+    start = np.concatenate([[0], np.cumsum(count)])
+    img = np.repeat(np.arange(num), count)
+    m = len(img)
+    size = np.clip(np.exp(rng.normal(np.log(40), 1.1, m)), 5, 500)
+    aspect = np.exp(rng.normal(0, 0.5, m))
+    bw = np.minimum(size * np.sqrt(aspect), w[img] - 1)
+    bh = np.minimum(size / np.sqrt(aspect), h[img] - 1)
+    x = rng.uniform(0, 1, m) * (w[img] - bw)
+    y = rng.uniform(0, 1, m) * (h[img] - bh)
+    return dict(heights=h.astype(np.int64), widths=w.astype(np.int64),
+                box_start=start.astype(np.int64),
+                boxes=np.stack([x, y, x + bw, y + bh], axis=1))
 
 
 def large_images(num: int, seed: int):
@@ -72,6 +155,83 @@ def random_proposals(rng, h: int, w: int, num: int) -> np.ndarray:
     return np.c_[boxes, rng.uniform(0, 1, num)]
 
 
+def write_synthetic_proposals(path: str, data: dict, per_scale: int,
+                              num_scales: int, seed: int,
+                              chunk: int = 4096) -> None:
+    """A compact proposal file with ``per_scale`` random proposals per
+    image and scale (:func:`random_proposals`' distribution), generated in
+    chunks straight into float16 arrays."""
+    from mmsnip.datasets.proposals import write_proposal_arrays
+    rng = np.random.default_rng(seed)
+    n = len(data['heights'])
+    rows = per_scale * num_scales
+    boxes = np.empty((n * rows, 4), np.float16)
+    scores = np.empty(n * rows, np.float16)
+    for a in range(0, n, chunk):
+        b = min(a + chunk, n)
+        k = (b - a) * rows
+        size = np.repeat(np.stack([data['widths'][a:b],
+                                   data['heights'][a:b]], 1), rows, axis=0)
+        xy = rng.uniform(0, 1, (k, 2)) * size
+        wh = np.exp(rng.normal(np.log(60), 0.9, (k, 2)))
+        boxes[a * rows:b * rows] = np.clip(np.c_[xy, xy + wh], 0,
+                                           np.tile(size, 2))
+        scores[a * rows:b * rows] = rng.uniform(0, 1, k)
+    offsets = np.arange(n * num_scales + 1, dtype=np.int64) * per_scale
+    write_proposal_arrays(path, np.arange(n), offsets, boxes, scores,
+                          num_scales)
+
+
+# -- the released generator's algorithm ------------------------------------
+def original_greedy_cover(boxes_scaled, canvas_hw, chip_size, chip_stride,
+                          min_count=1, off_grid=True):
+    """The released SNIPER generator's algorithm, written with numpy: every
+    candidate chip of the stride grid (border-anchored last row/column), a
+    ``(C, N)`` "box fully inside chip" matrix, then the candidate enclosing
+    most uncovered boxes is picked until none (fewer than ``min_count``)
+    is left. ``off_grid`` is ignored (the original has no such chips).
+    Same return shapes as :func:`~mmsnip.chips.greedy_cover`."""
+    h, w = canvas_hw
+    sx = chip_starts(w, chip_size, chip_stride)
+    sy = chip_starts(h, chip_size, chip_stride)
+    gx, gy = np.meshgrid(sx, sy)
+    gx, gy = gx.ravel(), gy.ravel()
+    cand = np.stack([gx, gy, gx + min(chip_size, w), gy + min(chip_size, h)],
+                    axis=1)
+    boxes = np.asarray(boxes_scaled, np.float64).reshape(-1, 4)
+    inside = inside_matrix(boxes, cand)
+    coverable = inside.any(axis=0)
+    remaining = coverable.copy()
+    counts = inside.sum(axis=1)
+    chips = []
+    while True:
+        best = int(np.argmax(counts))
+        if counts[best] < max(min_count, 1):
+            break
+        newly = inside[best] & remaining
+        chips.append(cand[best])
+        remaining &= ~newly
+        counts = counts - inside[:, newly].sum(axis=1)
+    return (np.array(chips, np.float64).reshape(-1, 4),
+            coverable & ~remaining, coverable)
+
+
+class original_algorithm:
+    """Context manager: the chip engine with the original greedy cover."""
+
+    def __enter__(self):
+        self.saved = (positive.greedy_cover, negative.greedy_cover,
+                      positive._SMALL)
+        positive.greedy_cover = original_greedy_cover
+        negative.greedy_cover = original_greedy_cover
+        positive._SMALL = -1  # every image through greedy_cover
+
+    def __exit__(self, *exc):
+        (positive.greedy_cover, negative.greedy_cover,
+         positive._SMALL) = self.saved
+
+
+# -- reporting -------------------------------------------------------------
 def cpu_name() -> str:
     try:
         with open('/proc/cpuinfo') as f:
@@ -81,6 +241,13 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or 'unknown CPU'
+
+
+def load_average() -> str:
+    try:
+        return ' '.join(f'{v:.2f}' for v in os.getloadavg())
+    except OSError:
+        return 'unknown'
 
 
 def timed(fn, items):
@@ -100,60 +267,366 @@ def row(what: str, seconds: np.ndarray, chips: float) -> dict:
                 p99_ms=float(np.percentile(ms, 99)), chips_per_image=chips)
 
 
-def main():
-    args = parse_args()
+def environment() -> dict:
+    return dict(cpu=cpu_name(), cores=os.cpu_count(),
+                python=platform.python_version(), numpy=np.__version__,
+                date=time.strftime('%Y-%m-%d %H:%M'),
+                load_average_before=load_average())
+
+
+# -- engine ------------------------------------------------------------------
+def engine(args) -> dict:
     cfg = ChipConfig.paper_coco()
-    images = list(synthetic_images(args.num_images, args.seed))
+    num = args.num_images or 5000
+    images = list(synthetic_images(num, args.seed))
     rng = np.random.default_rng(args.seed + 1)
     proposals = [[random_proposals(rng, h, w, args.proposals)
                   for _ in cfg.scales] for h, w, _ in images]
+    env = environment()
 
-    pos_results, pos_s = timed(
-        lambda h, w, b: generate_positive_chips(b, h, w, cfg),
-        [(h, w, b) for h, w, b in images])
+    def run_pos():
+        return timed(lambda h, w, b: generate_positive_chips(b, h, w, cfg),
+                     [(h, w, b) for h, w, b in images])
+
+    def run_neg(pos):
+        return timed(
+            lambda h, w, p, c: generate_negative_chips(p, h, w, cfg, c),
+            [(h, w, p, c) for (h, w, _), p, c in zip(images, proposals,
+                                                     pos)])
+
+    pos_results, pos_s = run_pos()
     positives = [r.chips for r in pos_results]
-    negatives, neg_s = timed(
-        lambda h, w, p, pos: generate_negative_chips(p, h, w, cfg, pos),
-        [(h, w, p, pos)
-         for (h, w, _), p, pos in zip(images, proposals, positives)])
-
-    large = list(large_images(args.large_images, args.seed))
-    large_results, large_s = timed(
-        lambda h, w, b: generate_positive_chips(b, h, w, cfg), large)
-
-    boxes = float(np.mean([len(b) for _, _, b in images]))
+    negatives, neg_s = run_neg(positives)
+    # The chip table's path: positive_chips_batch over 1000 images at a
+    # time; per image = the batch's time / its images.
+    batch_s = []
+    for a in range(0, num, 1000):
+        part = images[a:a + 1000]
+        counts = [len(b) for _, _, b in part]
+        start = time.perf_counter()
+        positive_chips_batch(
+            np.concatenate([b for _, _, b in part]),
+            np.concatenate([[0], np.cumsum(counts)]),
+            np.array([h for h, _, _ in part], np.float64),
+            np.array([w for _, w, _ in part], np.float64), cfg)
+        batch_s.extend([(time.perf_counter() - start) / len(part)] *
+                       len(part))
     rows = [
-        row(f'positive chips, 3 scales, {boxes:.1f} boxes', pos_s,
+        row(f'positive chips, 3 scales, '
+            f'{np.mean([len(b) for _, _, b in images]):.1f} boxes', pos_s,
             float(np.mean([len(p) for p in positives]))),
+        row('positive chips, batches of 1000 images (chip table path)',
+            np.array(batch_s), float(np.mean([len(p) for p in positives]))),
         row(f'negative chips, {args.proposals} proposals x 3 scales', neg_s,
             float(np.mean([len(n) for n in negatives]))),
     ]
+    result = dict(num_images=num, proposals_per_scale=args.proposals,
+                  seed=args.seed, positive_ms_per_image=rows[0]['mean_ms'],
+                  positive_batch_ms_per_image=rows[1]['mean_ms'],
+                  negative_ms_per_image=rows[2]['mean_ms'],
+                  positive_chips_per_image=rows[0]['chips_per_image'],
+                  negative_pool_per_image=rows[2]['chips_per_image'],
+                  uncoverable_per_image=float(np.mean(
+                      [r.uncoverable.sum() for r in pos_results])))
+    if not args.no_original:
+        with original_algorithm():
+            orig_pos, orig_pos_s = run_pos()
+            orig_neg, orig_neg_s = run_neg([r.chips for r in orig_pos])
+        rows += [
+            row('positive chips, original algorithm', orig_pos_s,
+                float(np.mean([len(r.chips) for r in orig_pos]))),
+            row('negative chips, original algorithm', orig_neg_s,
+                float(np.mean([len(n) for n in orig_neg]))),
+        ]
+        result.update(
+            positive_speedup_vs_original=float(orig_pos_s.mean() /
+                                               pos_s.mean()),
+            positive_batch_speedup_vs_original=float(
+                orig_pos_s.mean() / np.mean(batch_s)),
+            positive_median_speedup_vs_original=float(
+                np.median(orig_pos_s) / np.median(pos_s)),
+            negative_speedup_vs_original=float(orig_neg_s.mean() /
+                                               neg_s.mean()),
+            negative_median_speedup_vs_original=float(
+                np.median(orig_neg_s) / np.median(neg_s)))
+    large = list(large_images(args.large_images, args.seed))
     if large:
+        large_results, large_s = timed(
+            lambda h, w, b: generate_positive_chips(b, h, w, cfg), large)
         rows.append(row('positive chips, 20000x15000 image, 2000 boxes',
                         large_s, float(np.mean([len(r.chips)
                                                 for r in large_results]))))
-    result = dict(
-        num_images=len(images), boxes_per_image=boxes,
-        proposals_per_scale=args.proposals, seed=args.seed,
-        positive_ms_per_image=rows[0]['mean_ms'],
-        negative_ms_per_image=rows[1]['mean_ms'],
-        positive_chips_per_image=rows[0]['chips_per_image'],
-        negative_pool_per_image=rows[1]['chips_per_image'], rows=rows,
-        uncoverable_per_image=float(np.mean(
-            [r.uncoverable.sum() for r in pos_results])),
-        cpu=cpu_name(), python=platform.python_version(),
-        numpy=np.__version__, date=time.strftime('%Y-%m-%d'))
+    result.update(rows=rows, **env, load_average_after=load_average())
     print('| what | mean ms / image | median | p99 | chips / image |')
     print('| --- | --- | --- | --- | --- |')
     for r in rows:
         print(f'| {r["what"]} | {r["mean_ms"]:.3f} | {r["median_ms"]:.3f} | '
               f'{r["p99_ms"]:.3f} | {r["chips_per_image"]:.2f} |')
-    print(f'({len(images)} images, {result["cpu"]}, Python '
-          f'{result["python"]}, numpy {np.__version__}, {result["date"]})')
+    if 'positive_speedup_vs_original' in result:
+        print('speed-up vs the original algorithm (same run, means; '
+              'medians in brackets): positives '
+              f'{result["positive_speedup_vs_original"]:.2f}x '
+              f'({result["positive_median_speedup_vs_original"]:.2f}x), '
+              'positives in batches '
+              f'{result["positive_batch_speedup_vs_original"]:.2f}x, '
+              f'negatives {result["negative_speedup_vs_original"]:.2f}x '
+              f'({result["negative_median_speedup_vs_original"]:.2f}x)')
+    print(f'({num} images, {env["cpu"]}, Python {env["python"]}, numpy '
+          f'{np.__version__}, {env["date"]}, load average '
+          f'{env["load_average_before"]} -> {result["load_average_after"]})')
+    return result
+
+
+# -- table -------------------------------------------------------------------
+def _peak_mb(who) -> float:
+    """Peak resident memory in MB. For this process: ``VmHWM`` (reset by
+    exec, unlike ``ru_maxrss``, which a spawned process inherits from its
+    parent); for its waited-for children: ``ru_maxrss`` (KiB on Linux)."""
+    if who == resource.RUSAGE_SELF:
+        try:
+            with open('/proc/self/status') as f:
+                for line in f:
+                    if line.startswith('VmHWM:'):
+                        return int(line.split()[1]) / 1024.0
+        except OSError:
+            pass
+    return resource.getrusage(who).ru_maxrss / 1024.0
+
+
+def _cpu_s() -> float:
+    """CPU seconds (user + system) of this process and its children."""
+    return sum(resource.getrusage(who).ru_utime +
+               resource.getrusage(who).ru_stime
+               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+
+
+def _table_child(work: str, negatives: bool, workers, queue) -> None:
+    """In a fresh process: build the inner dataset, then SniperDataset."""
+    from mmsnip.datasets import SniperDataset
+    start = time.perf_counter()
+    inner = _synthetic_coco_class()(osp.join(work, 'records.npz'))
+    inner.full_init()
+    inner_s = time.perf_counter() - start
+    start = time.perf_counter()
+    cpu = _cpu_s()
+    ds = SniperDataset(
+        dataset=inner, pipeline=[],
+        chip_cfg=dict(scales=[dict(max_side=512, valid_range=(120, None)),
+                              dict(factor=1.667, valid_range=(32, 150)),
+                              dict(factor=3.0, valid_range=(0, 80))]),
+        negatives=negatives,
+        proposal_file=osp.join(work, 'proposals.npz') if negatives else None,
+        cache_dir=osp.join(work, 'cache'), build_workers=workers)
+    wrapper_s = time.perf_counter() - start
+    cpu = _cpu_s() - cpu
+    queue.put(dict(inner_load_s=inner_s, sniper_dataset_s=wrapper_s,
+                   sniper_dataset_cpu_s=cpu,
+                   chips=len(ds), positive_chips=ds.num_positive,
+                   peak_rss_mb=_peak_mb(resource.RUSAGE_SELF),
+                   peak_rss_workers_mb=_peak_mb(resource.RUSAGE_CHILDREN)))
+
+
+def _in_fresh_process(*args) -> dict:
+    ctx = multiprocessing.get_context('spawn')
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_table_child, args=args + (queue, ))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    if proc.exitcode:
+        raise RuntimeError(f'table child exited {proc.exitcode}')
+    return result
+
+
+def _synthetic_coco_class():
+    from mmdet.datasets import BaseDetDataset
+
+    class SyntheticCoco(BaseDetDataset):
+        """The table benchmark's images as MMDetection data infos (what
+        ``CocoDataset`` makes of a COCO file, without the JSON)."""
+        METAINFO = dict(classes=('object', ))
+
+        def __init__(self, path, **kwargs):
+            self._path = path
+            super().__init__(ann_file='', pipeline=[], **kwargs)
+
+        def load_data_list(self):
+            with np.load(self._path) as data:
+                h, w = data['heights'].tolist(), data['widths'].tolist()
+                start = data['box_start'].tolist()
+                boxes = data['boxes'].tolist()
+            return [dict(img_id=i, img_path=f'{i:012d}.jpg', height=h[i],
+                         width=w[i], instances=[
+                             dict(bbox=b, bbox_label=0, ignore_flag=0)
+                             for b in boxes[start[i]:start[i + 1]]])
+                    for i in range(len(h))]
+
+    return SyntheticCoco
+
+
+def table(args) -> dict:
+    from mmsnip.datasets.proposals import open_proposals, check_proposals
+    num = args.num_images or 118287
+    work = args.work_dir or 'work_dirs/benchmark_chip_table'
+    if osp.isdir(work):
+        shutil.rmtree(work)
+    os.makedirs(work)
+    env = environment()
+    data = synthetic_dataset(num, args.seed)
+    np.savez(osp.join(work, 'records.npz'), **data)
+    prop_path = osp.join(work, 'proposals.npz')
+    start = time.perf_counter()
+    write_synthetic_proposals(prop_path, data, args.proposals, 3,
+                              args.seed + 1)
+    write_s = time.perf_counter() - start
+    del data
+    start = time.perf_counter()
+    props, scales, _ = open_proposals(prop_path)
+    check_proposals(prop_path, props, scales, list(range(num)), 3)
+    open_s = time.perf_counter() - start
+    del props
+    result = dict(num_images=num, proposals_per_scale=args.proposals,
+                  proposal_file_bytes=osp.getsize(prop_path),
+                  proposal_write_s=write_s, proposal_open_s=open_s,
+                  workers=args.workers, **env)
+    for name, negatives in (('positives', False), ('negatives', True)):
+        cold = _in_fresh_process(work, negatives, args.workers)
+        warm = _in_fresh_process(work, negatives, args.workers)
+        result[name] = dict(cold=cold, warm=warm)
+    result['load_average_after'] = load_average()
+    with np.load(osp.join(work, 'records.npz')) as data:
+        result['boxes'] = int(data['box_start'][-1])
+    gib = result['proposal_file_bytes'] / 2 ** 30
+    print(f'{num} images, {result["boxes"]} boxes; proposal file '
+          f'{args.proposals} x 3 scales: {gib:.2f} GiB, written in '
+          f'{write_s:.1f} s, opened and checked in {open_s:.2f} s')
+    print('| table | start | inner dataset s | SniperDataset s (CPU s) | '
+          'chips | peak RSS MB (process / build worker) |')
+    print('| --- | --- | --- | --- | --- | --- |')
+    for name in ('positives', 'negatives'):
+        for when in ('cold', 'warm'):
+            r = result[name][when]
+            print(f'| {name} | {when} | {r["inner_load_s"]:.1f} | '
+                  f'{r["sniper_dataset_s"]:.1f} '
+                  f'({r["sniper_dataset_cpu_s"]:.1f}) | {r["chips"]} | '
+                  f'{r["peak_rss_mb"]:.0f} / '
+                  f'{r["peak_rss_workers_mb"]:.0f} |')
+    print(f'({env["cpu"]}, {env["cores"]} cores, workers '
+          f'{args.workers if args.workers is not None else "default"}, '
+          f'{env["date"]}, load average {env["load_average_before"]} -> '
+          f'{result["load_average_after"]})')
+    if not args.keep:
+        shutil.rmtree(work)
+    return result
+
+
+# -- datapath ----------------------------------------------------------------
+DATAPATH_CONFIGS = {
+    'coco': 'configs/sniper/sniper_faster-rcnn_r18-w16_fpn_12e_demo.py',
+    'aerial': 'configs/aerial/sniper_faster-rcnn_r18-w16_fpn_8e_aerial.py',
+}
+DATAPATH_IMAGES = {'coco': 48, 'aerial': 8}
+
+
+def _worker_share(order, batch_size: int, workers: int, limit: int):
+    """The items DataLoader worker 0 of ``workers`` runs: batches 0,
+    ``workers``, 2 ``workers``, ... of ``order``; the first ``limit``."""
+    batches = [order[i:i + batch_size]
+               for i in range(0, len(order), batch_size)]
+    share = [i for b in batches[::workers] for i in b]
+    return share[:limit]
+
+
+def datapath(args) -> dict:
+    from mmengine.config import Config
+
+    from mmsnip.datasets import SniperDataset, SniperSampler
+    from mmsnip.utils import register_all_modules
+    from mmsnip.utils.demo_data import PRESETS, generate_split
+    register_all_modules()
+    root = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    result = dict(environment(), mode='datapath', workers=args.workers or 2,
+                  batch_size=args.batch_size,
+                  image_window=args.image_window, rows=[])
+    workers = result['workers']
+    print('| preset | images | path | chips | chips/s per worker | MPix/s | '
+          'decodes per chip | images per batch | speed-up |')
+    print('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
+    for preset in args.presets:
+        data_root = osp.join(args.work_dir or 'work_dirs/benchmark_datapath',
+                             preset)
+        num = args.num_images or DATAPATH_IMAGES[preset]
+        generate_split(data_root, 'train', num, args.seed, PRESETS[preset])
+        cfg = Config.fromfile(osp.join(root, DATAPATH_CONFIGS[preset]))
+        ds_cfg = cfg.train_dataloader.dataset.to_dict()
+        ds_cfg.pop('type')
+        ds_cfg['dataset']['data_root'] = data_root + '/'
+        ds_cfg['cache_dir'] = ''
+        paths = {
+            'per-chip decode, shuffled': (0, 0),
+            'shared decode, shuffled': (None, 0),
+        }
+        for window in args.image_window:
+            paths[f'shared decode, image_window={window}'] = (None, window)
+        runs = {}
+        for name, (cache_mb, window) in paths.items():
+            ds = SniperDataset(**ds_cfg, decode_cache_mb=cache_mb)
+            sampler = SniperSampler(ds, seed=args.seed,
+                                    image_window=window)
+            order = list(sampler)
+            share = _worker_share(order, args.batch_size, workers,
+                                  args.chips)
+            img = ds.chip_img[order]
+            per_batch = np.mean([
+                len(np.unique(img[i:i + args.batch_size]))
+                for i in range(0, len(img), args.batch_size)])
+            runs[name] = dict(ds=ds, share=share, done=0, seconds=0.0,
+                              pixels=0.0, per_batch=per_batch)
+        block = 16
+        while any(r['done'] < len(r['share']) for r in runs.values()):
+            for r in runs.values():  # interleaved blocks
+                todo = r['share'][r['done']:r['done'] + block]
+                start = time.perf_counter()
+                for idx in todo:
+                    item = r['ds'][idx]
+                    r['pixels'] += item['inputs'].shape[1] * \
+                        item['inputs'].shape[2]
+                r['seconds'] += time.perf_counter() - start
+                r['done'] += len(todo)
+        base = None
+        for name, r in runs.items():
+            cache = r['ds'].decode_cache
+            decodes = cache.misses if r['ds'].decode_cache_mb else r['done']
+            rate = r['done'] / r['seconds']
+            base = base or rate
+            row_ = dict(preset=preset, images=num, path=name,
+                        chips=r['done'], chips_per_s=rate,
+                        mpix_per_s=r['pixels'] / 1e6 / r['seconds'],
+                        decodes_per_chip=decodes / r['done'],
+                        images_per_batch=float(r['per_batch']),
+                        speedup=rate / base)
+            result['rows'].append(row_)
+            print(f'| {preset} | {num} | {name} | {r["done"]} | '
+                  f'{rate:.1f} | {row_["mpix_per_s"]:.2f} | '
+                  f'{row_["decodes_per_chip"]:.3f} | '
+                  f'{row_["images_per_batch"]:.2f} | '
+                  f'{row_["speedup"]:.1f}x |', flush=True)
+    result['load_average_after'] = load_average()
+    print(f'\n{result["cpu"]}, {result["cores"]} cores; load average '
+          f'before {result["load_average_before"]}, after '
+          f'{result["load_average_after"]}; worker 0 of {workers}, batch '
+          f'{args.batch_size}')
+    return result
+
+
+def main():
+    args = parse_args()
+    modes = dict(engine=engine, table=table, datapath=datapath)
+    result = modes[args.mode](args)
     if args.out:
-        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, 'w') as f:
-            json.dump(result, f, indent=2)
+        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+        from mmsnip.utils.fileio import atomic_write_text
+        atomic_write_text(args.out, json.dumps(result, indent=2))
 
 
 if __name__ == '__main__':

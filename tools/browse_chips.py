@@ -9,8 +9,6 @@ that scale, grey: not valid there, red: crowd) and the chips (blue:
 positive, orange: negative). Use it to check scales and valid ranges before
 training.
 """
-import argparse
-import os
 import os.path as osp
 
 import cv2
@@ -18,13 +16,16 @@ import numpy as np
 
 from mmsnip.chips import (ChipConfig, box_sizes, generate_negative_chips,
                           generate_positive_chips, in_range, sanitize_boxes)
+from mmsnip.utils.cli import ArgumentParser, number, positive_int
+from mmsnip.utils.fileio import check_output_dir, write_image
+from mmsnip.utils.preflight import run_cli
 
 VALID, INVALID, CROWD = (60, 200, 60), (150, 150, 150), (40, 40, 230)
 POSITIVE, NEGATIVE = (230, 120, 30), (0, 150, 255)
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('ann_file')
     parser.add_argument('img_dir')
     source = parser.add_mutually_exclusive_group(required=True)
@@ -32,8 +33,8 @@ def parse_args():
     source.add_argument('--paper-defaults', action='store_true')
     parser.add_argument('--proposals')
     parser.add_argument('--image-ids', type=int, nargs='*')
-    parser.add_argument('--num', type=int, default=4)
-    parser.add_argument('--panel-size', type=int, default=480,
+    parser.add_argument('--num', type=positive_int, default=4)
+    parser.add_argument('--panel-size', type=number(int, 32), default=480,
                         help='longer side of each panel, px')
     parser.add_argument('--out-dir', required=True)
     return parser.parse_args()
@@ -90,6 +91,7 @@ def main():
     from export_chips import (annotations_by_image, chip_config_from,
                               coco_boxes, fail, load_coco,
                               load_coco_proposals)
+    check_output_dir(args.out_dir)
     cfg = ChipConfig.paper_coco() if args.paper_defaults else \
         chip_config_from(args.config)
     coco = load_coco(args.ann_file)
@@ -99,7 +101,6 @@ def main():
     images = coco['images']
     if args.image_ids:
         images = [i for i in images if i['id'] in set(args.image_ids)]
-    os.makedirs(args.out_dir, exist_ok=True)
     for info in images[:args.num if not args.image_ids else None]:
         path = osp.join(args.img_dir, info['file_name'])
         img = cv2.imread(path)
@@ -111,9 +112,9 @@ def main():
         canvas = draw_image_chips(img, boxes, crowd, cfg, props,
                                   args.panel_size)
         out = osp.join(args.out_dir, f'chips_{info["id"]}.png')
-        cv2.imwrite(out, canvas)
+        write_image(out, canvas)
         print(out)
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -8,21 +8,34 @@ the real entry points. Steps whose outputs exist are skipped, so a second
 
     python tools/demo.py [--force] [--full]
 
+Progress: every step's output goes to its log file, and its progress lines
+are shown as they come: MMEngine's logger lines (``Epoch(train) [4][10/12]
+... eta: 0:09:36 ...``, every 10 iterations; ``Epoch(test) [..]``) and
+MMEngine's progress bar (proposal mining; at most one line every 30 s),
+plus a line saying the step is still running when it has printed no
+progress for a minute (building chip tables, loading).
+
 The data goes to ``data/demo`` (the ``data_root`` of the demo configs), the
 work dirs to ``work_dirs/demo/<config name>`` (the stage-2 SNIPER config
 loads its stage-1 weights from there).
 """
-import argparse
+import contextlib
 import glob
+import io
 import json
 import os
 import os.path as osp
-import re
+import queue
 import subprocess
 import sys
+import threading
 import time
 
 from mmengine.config import Config
+
+from mmsnip.utils.cli import ArgumentParser
+from mmsnip.utils.fileio import check_output_dir
+from mmsnip.utils.preflight import run_cli
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DATA_ROOT = 'data/demo'
@@ -67,7 +80,7 @@ FULL_EXPERIMENTS = [
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         '--force', action='store_true', help='re-run steps that are done')
     parser.add_argument(
@@ -76,22 +89,94 @@ def parse_args():
     return parser.parse_args()
 
 
+# Substrings of a progress line: MMEngine's LoggerHook ("Epoch(train)
+# [4][10/12]  lr: ..  eta: 0:09:36 ..", "Epoch(test) [10/16] ..") and
+# ProgressBar ("[>>>  ] 10/48, 2.3 task/s, elapsed: 4s, ETA: 16s").
+PROGRESS_MARKS = ('Epoch(', 'ETA:')
+SHOWN_WIDTH = 110  # console characters per progress line
+BAR_EVERY_S = 30  # at most one progress-bar line this often
+QUIET_S = 60  # say "still running" after this long without progress
+
+
 def run(cmd, log_path=None):
-    """Run ``cmd`` from the repository root; stream or log its output."""
+    """Run ``cmd`` from the repository root; stream or log its output.
+
+    With ``log_path`` the whole output goes there and its progress lines
+    (:data:`PROGRESS_MARKS`) to the console, the fields that fit in
+    :data:`SHOWN_WIDTH` characters; a failed step prints its log's last 40
+    lines.
+    """
     print('$ ' + ' '.join(cmd), flush=True)
     start = time.time()
     if log_path is None:
         subprocess.run(cmd, cwd=ROOT, check=True)
     else:
-        with open(log_path, 'w') as log:
-            proc = subprocess.run(
-                cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        if proc.returncode != 0:
+        returncode = _run_logged(cmd, log_path, start)
+        if returncode != 0:
             with open(log_path) as log:
                 sys.stdout.write(''.join(log.readlines()[-40:]))
             raise SystemExit(
-                f'step failed (exit {proc.returncode}); log: {log_path}')
-    print(f'  done in {time.time() - start:.0f} s', flush=True)
+                f'step failed (exit {returncode}); log: {log_path}')
+    print(f'  done in {_minutes(time.time() - start)}', flush=True)
+
+
+def _run_logged(cmd, log_path, start) -> int:
+    """Run ``cmd`` with its output to ``log_path``, showing progress."""
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    with open(log_path, 'w') as log:
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT)
+        lines = queue.Queue()
+        reader = threading.Thread(
+            target=_split_lines, args=(proc.stdout, log, lines), daemon=True)
+        reader.start()
+        last_shown = last_bar = time.time()
+        while True:
+            try:
+                line = lines.get(timeout=5)
+            except queue.Empty:
+                line = ''
+            if line is None:  # end of output
+                break
+            now = time.time()
+            if any(mark in line for mark in PROGRESS_MARKS):
+                bar = 'Epoch(' not in line
+                if not bar or now - last_bar >= BAR_EVERY_S:
+                    text = line.split(' - INFO - ')[-1].strip()
+                    if len(text) > SHOWN_WIDTH:  # whole fields ("  " apart)
+                        text = text[:SHOWN_WIDTH].rsplit('  ', 1)[0]
+                    print(f'  [{_minutes(now - start)}] {text}', flush=True)
+                    last_shown = now
+                    last_bar = now if bar else last_bar
+            elif now - last_shown >= QUIET_S:
+                print(f'  [{_minutes(now - start)}] still running '
+                      f'(log: {log_path})', flush=True)
+                last_shown = now
+        reader.join()
+        return proc.wait()
+
+
+def _split_lines(stream, log, lines: queue.Queue) -> None:
+    """Copy ``stream`` to ``log``; put its lines (split at ``\\n`` and at
+    the progress bar's ``\\r``) on ``lines``, then None."""
+    pending = ''
+    for chunk in iter(lambda: stream.read1(65536), b''):
+        text = chunk.decode('utf-8', 'replace')
+        log.write(text)
+        log.flush()
+        parts = (pending + text).replace('\r', '\n').split('\n')
+        pending = parts.pop()
+        for part in parts:
+            lines.put(part)
+    if pending:
+        lines.put(pending)
+    lines.put(None)
+
+
+def _minutes(seconds: float) -> str:
+    """``95.2`` -> ``'1m35s'``."""
+    return f'{int(seconds // 60)}m{int(seconds % 60):02d}s'
 
 
 def latest_metrics(work_dir):
@@ -111,6 +196,8 @@ def latest_metrics(work_dir):
 def main():
     args = parse_args()
     os.chdir(ROOT)
+    check_output_dir(WORK_DIR, 'the demo work folder')
+    check_output_dir(osp.dirname(DATA_ROOT), 'the demo data folder')
     py = sys.executable
     data_cmd = [py, 'tools/make_demo_dataset.py', DATA_ROOT]
     run(data_cmd + (['--force'] if args.force else []))
@@ -144,8 +231,7 @@ def main():
                  test_dir] + test_args,
                 osp.join(work_dir, 'test.log'))
         metrics = latest_metrics(test_dir)
-        mpix = train_mpix_per_epoch(
-            osp.join(WORK_DIR, _stem(trained), 'train.log'), DATA_ROOT)
+        mpix = train_mpix_per_epoch(trained, DATA_ROOT)
         rows.append((name, metrics, mpix, notes))
 
     print('\nmmsnip demo results (COCO bbox AP on the demo val split)\n')
@@ -168,17 +254,25 @@ def _stem(config: str) -> str:
     return osp.splitext(osp.basename(config))[0]
 
 
-def train_mpix_per_epoch(train_log, data_root, max_side=800):
-    """Training pixels per epoch: from the SniperDataset summary in the
-    log, or for whole-image training the images resized to ``max_side``."""
-    if osp.isfile(train_log):
-        with open(train_log) as f:
-            for line in f:
-                match = re.search(r'([\d.]+) MPix per epoch vs ([\d.]+) '
-                                  r'MPix for the full pyramid', line)
-                if match:
-                    return (f'{match.group(1)} (pyramid: '
-                            f'{match.group(2)})')
+def train_mpix_per_epoch(config, data_root, max_side=800):
+    """Training pixels per epoch of ``config``: for chip training its
+    dataset's own count (``SniperDataset.epoch_pixels`` against
+    ``pyramid_pixels``; the chip table comes from the cache training
+    wrote), for whole-image training the images resized to ``max_side``."""
+    ds_cfg = Config.fromfile(config).train_dataloader.dataset
+    if ds_cfg.type.split('.')[-1] in ('SniperDataset', 'SnipDataset'):
+        from mmengine.logging import MMLogger
+
+        from mmsnip.registry import DATASETS
+        from mmsnip.utils import register_all_modules
+        register_all_modules()
+        # Warnings only (the training log has the dataset's summary), and
+        # not pycocotools' "loading annotations" prints.
+        MMLogger.get_instance('mmsnip_demo', log_level='WARNING')
+        with contextlib.redirect_stdout(io.StringIO()):
+            ds = DATASETS.build(ds_cfg)
+        return (f'{ds.epoch_pixels(0) / 1e6:.1f} (pyramid: '
+                f'{ds.pyramid_pixels() / 1e6:.1f})')
     with open(osp.join(data_root, 'annotations', 'instances_train.json')) as f:
         images = json.load(f)['images']
     total = sum(i['width'] * i['height'] *
@@ -188,4 +282,4 @@ def train_mpix_per_epoch(train_log, data_root, max_side=800):
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -30,13 +30,10 @@ reported (``mmsnip.chips.sanitize_boxes``), or an error with ``--strict``.
 ``[x1, y1, x2, y2, score]`` in ORIGINAL pixels per scale); a file for other
 images or another number of scales is refused.
 """
-import argparse
 import dataclasses
 import json
-import os
 import os.path as osp
 import sys
-import tempfile
 from collections import defaultdict
 from typing import Dict, List, NoReturn, Optional, Sequence
 
@@ -45,6 +42,9 @@ import numpy as np
 from mmsnip.chips import (ChipConfig, ChipSet, box_sizes,
                           generate_negative_chips, generate_positive_chips,
                           inside_matrix, sample_negative_chips, sanitize_boxes)
+from mmsnip.utils.cli import ArgumentParser, non_negative_int
+from mmsnip.utils.fileio import check_output_file, write_json
+from mmsnip.utils.preflight import run_cli
 
 # Chips snap to whole pixels of the scale; ORIGINAL coordinates carry the
 # rounding of the division by the factor.
@@ -52,7 +52,7 @@ _TOL = 1e-6
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('ann_file', help='COCO-format annotation json')
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument('--config', help='config with a `chip_cfg`')
@@ -60,11 +60,11 @@ def parse_args():
                         help="the paper's COCO chip settings")
     parser.add_argument('--out', required=True, help='output json')
     parser.add_argument('--proposals', help='proposal file for negatives')
-    parser.add_argument('--scales', type=int, nargs='+',
+    parser.add_argument('--scales', type=non_negative_int, nargs='+',
                         help='export only these scale indices of the config')
-    parser.add_argument('--seed', type=int, default=0,
+    parser.add_argument('--seed', type=non_negative_int, default=0,
                         help='seed of the negative-chip sampling')
-    parser.add_argument('--epoch', type=int, default=0,
+    parser.add_argument('--epoch', type=non_negative_int, default=0,
                         help='epoch whose negatives are marked sampled')
     parser.add_argument('--strict', action='store_true',
                         help='fail on boxes of zero area or outside the '
@@ -199,21 +199,6 @@ def load_coco_proposals(path: str, coco: dict, num_scales: int) -> Dict:
         fail(str(e))
 
 
-def atomic_json(obj, path: str) -> None:
-    """Write ``obj`` as JSON: a temporary file in the folder, then rename."""
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix='.tmp')
-    try:
-        with os.fdopen(fd, 'w') as f:
-            json.dump(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _chip_records(chips: ChipSet, scale_ids: np.ndarray,
                   sampled: np.ndarray, inside: np.ndarray,
                   ann_ids: List) -> List[dict]:
@@ -230,6 +215,7 @@ def _chip_records(chips: ChipSet, scale_ids: np.ndarray,
 
 def main():
     args = parse_args()
+    check_output_file(args.out, '--out')
     cfg = ChipConfig.paper_coco() if args.paper_defaults else \
         chip_config_from(args.config)
     full_cfg = cfg
@@ -309,9 +295,9 @@ def main():
         uncoverable=[dict(image_id=i, ann_id=a, scale_index=s, size=z)
                      for i, a, s, z in uncoverable],
         dropped=[dict(image_id=i, ann_id=a) for i, a in dropped])
-    atomic_json(dict(chip_cfg=repr(full_cfg),
-                     scales=[int(s) for s in scale_ids], summary=summary,
-                     images=out), args.out)
+    write_json(args.out, dict(chip_cfg=repr(full_cfg),
+                               scales=[int(s) for s in scale_ids],
+                               summary=summary, images=out))
 
     print(f'{len(coco["images"])} images -> {args.out}')
     print('positive chips per image: '
@@ -339,4 +325,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -7,9 +7,10 @@
 Runs the stage-1 model's RPN over every training image of the config's
 ``SniperDataset`` at every chip scale and writes the top ``--num-per-scale``
 proposals per scale in ORIGINAL pixels. Resumable: re-running the same
-command continues from the shards in ``<out>.parts/``.
+command continues from the shards in ``<out>.parts/``; a run with another
+checkpoint, ``--num-per-scale``, ``--nms-iou``, chip scales or image list
+refuses to mix them (``--restart`` discards them and starts over).
 """
-import argparse
 import os
 import os.path as osp
 
@@ -18,20 +19,26 @@ from mmengine.dist import init_dist
 
 from mmsnip.apis import mine_proposals
 from mmsnip.utils import register_all_modules
+from mmsnip.utils.cli import ArgumentParser, number, positive_int
 from mmsnip.utils.dist import setup_cpu_distributed
+from mmsnip.utils.fileio import check_output_file
 from mmsnip.utils.preflight import (UserInputError, check_data_paths,
                                     load_config, run_cli)
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', help='stage-1 SNIPER config')
     parser.add_argument('checkpoint', help='stage-1 checkpoint')
     parser.add_argument('--out', required=True, help='proposal file (.pkl)')
-    parser.add_argument('--num-per-scale', type=int, default=300)
-    parser.add_argument('--nms-iou', type=float, default=0.7)
-    parser.add_argument('--shard-size', type=int, default=50,
+    parser.add_argument('--num-per-scale', type=positive_int, default=300)
+    parser.add_argument('--nms-iou', type=number(float, 0, 1, low_open=True),
+                        default=0.7)
+    parser.add_argument('--shard-size', type=positive_int, default=50,
                         help='images per resumable shard')
+    parser.add_argument('--restart', action='store_true',
+                        help='discard the shards of an earlier run in '
+                        '<out>.parts instead of resuming from them')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     parser.add_argument('--launcher', default='none',
                         choices=['none', 'pytorch', 'slurm', 'mpi'])
@@ -45,8 +52,7 @@ def main():
     args = parse_args()
     register_all_modules()
     cfg = load_config(args.config, args.cfg_options)
-    if not args.out.endswith('.pkl'):
-        raise UserInputError(f'--out "{args.out}" must be a .pkl file')
+    check_output_file(args.out, '--out', suffixes=('.pkl', ))
     if not osp.isfile(args.checkpoint):
         raise UserInputError(
             f'checkpoint file "{args.checkpoint}" does not exist')
@@ -57,9 +63,15 @@ def main():
     try:
         mine_proposals(cfg, args.checkpoint, args.out,
                        num_per_scale=args.num_per_scale,
-                       nms_iou=args.nms_iou, shard_size=args.shard_size)
+                       nms_iou=args.nms_iou, shard_size=args.shard_size,
+                       restart=args.restart)
     except ValueError as e:
         raise UserInputError(str(e)) from e
+    except OSError as e:
+        if not e.filename:
+            raise
+        raise UserInputError(
+            f'cannot write "{e.filename}": {e.strerror}') from None
 
 
 if __name__ == '__main__':

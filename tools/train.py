@@ -15,6 +15,7 @@ from mmengine.runner import Runner
 
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 
+from mmsnip.engine import require_snip_runner
 from mmsnip.utils import register_all_modules
 from mmsnip.utils.dist import setup_cpu_distributed
 from mmsnip.utils.preflight import (check_data_paths, explain_failure,
@@ -112,6 +113,7 @@ def main():
     if cfg.get('val_cfg'):
         keys.append('val_dataloader')
     check_data_paths(cfg, keys)
+    require_snip_runner(cfg)
 
     setup_cpu_distributed(cfg)
     if 'runner_type' not in cfg:

@@ -20,8 +20,8 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
-from mmsnip.chips import ScaleSpec
-from mmsnip.models.test_time_augs.autofocus_tta import crop_resize, pack_crops
+from mmsnip.chips import EVERY_PIXEL, FocusScale
+from mmsnip.models.test_time_augs.chip_runner import crop_resize, pack_crops
 from .autofocus import synchronize, test_subset
 
 
@@ -151,10 +151,7 @@ def detector_throughput(model, cfg: Config, scales: Sequence[dict],
         dict: ``mpix_per_s``, ``seconds``, ``pixels`` (mean per image).
     """
     dataset, pipeline, indices = test_subset(cfg, num_images)
-    specs = [ScaleSpec.from_dict({k: v for k, v in dict(s).items()
-                                  if k not in ('threshold', 'dilation',
-                                               'min_size')})
-             for s in scales]
+    specs = [FocusScale.from_dict(s).spec for s in scales]
     device = next(model.parameters()).device
 
     def run(idx):
@@ -194,8 +191,9 @@ def inference_methods(cfg: Config, methods: Sequence[str],
     ``tta_model.scales``:
 
     - ``single``: one scale (``single_scale``), the whole image.
-    - ``pyramid``: every scale on the whole image (threshold -1 selects
-      every pixel: the cascade then equals ``SnipTTAModel``, tested).
+    - ``pyramid``: every scale on the whole image (threshold 0 with
+      ``inclusive_threshold`` selects every pixel: the cascade then equals
+      ``SnipTTAModel``, tested).
     - ``autofocus``: the cascade with each threshold in ``thresholds`` on
       every transition (``None``: the config's own values).
     - ``oracle``: FocusChips from ground truth (the upper bound).
@@ -223,7 +221,7 @@ def inference_methods(cfg: Config, methods: Sequence[str],
         elif method == 'pyramid':
             rows.append(('pyramid', {}, dict(
                 type='AutoFocusTTAModel',
-                scales=[dict(s, threshold=-1.0) for s in base], **common)))
+                scales=[dict(s, **EVERY_PIXEL) for s in base], **common)))
         elif method == 'autofocus':
             for t in thresholds:
                 scales = base if t is None else [

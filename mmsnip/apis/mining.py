@@ -11,13 +11,23 @@ and written in shards ``<out>.parts/rank<r>-<first image>.pkl``, each
 atomically; a restarted run skips the images already in a shard, so an
 interrupted mining job resumes where it stopped. Rank 0 merges the shards
 into the final file.
+
+A resume is only safe with the same inputs, so ``<out>.parts/settings.json``
+records them when the folder is made (:func:`mining_settings`): the
+checkpoint's size and sha256, ``num_per_scale``, the NMS IoU, the chip
+scales and the image list. A run whose settings differ refuses to mix its
+proposals with the old shards (:class:`MiningResumeError`, naming each
+setting that differs) unless it is told to start over (``restart=True``,
+``--restart``), which deletes the folder first.
 """
 import dataclasses
 import glob
+import hashlib
+import json
 import os
 import os.path as osp
 import pickle
-import tempfile
+import shutil
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -32,6 +42,9 @@ from mmengine.utils import ProgressBar
 from mmsnip.chips import ChipConfig
 from mmsnip.datasets.proposals import save_proposals
 from mmsnip.registry import DATASETS, MODELS
+from mmsnip.utils.fileio import atomic_open
+
+SETTINGS_FILE = 'settings.json'
 
 
 def _train_dataset_cfg(cfg: Config) -> dict:
@@ -44,11 +57,121 @@ def _train_dataset_cfg(cfg: Config) -> dict:
     return ds
 
 
+class MiningResumeError(ValueError):
+    """``<out>.parts`` holds shards mined with other settings."""
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def mining_settings(checkpoint: str, chip_cfg: ChipConfig, images: list,
+                    num_per_scale: int, nms_iou: float) -> dict:
+    """What the proposals of a mining run depend on (JSON-ready).
+
+    Args:
+        checkpoint (str): Stage-1 weights: recorded by size and sha256 of
+            the file, so a moved copy still matches and a retrained one
+            does not.
+        chip_cfg (ChipConfig): Its scales are recorded.
+        images (list): ``(img_id, file name)`` of every image, in order.
+        num_per_scale (int): Proposals kept per image and scale.
+        nms_iou (float): RPN NMS IoU.
+
+    Returns:
+        dict: ``checkpoint``, ``num_per_scale``, ``nms_iou``, ``scales``,
+        ``images`` (count and sha256 of the list).
+    """
+    image_list = json.dumps([[int(i), str(f)] for i, f in images])
+    settings = dict(
+        checkpoint=dict(file=osp.basename(checkpoint),
+                        size=osp.getsize(checkpoint),
+                        sha256=_sha256(checkpoint)),
+        num_per_scale=int(num_per_scale),
+        nms_iou=float(nms_iou),
+        scales=[dataclasses.asdict(spec) for spec in chip_cfg.scales],
+        images=dict(count=len(images),
+                    sha256=hashlib.sha256(image_list.encode()).hexdigest()))
+    # as read back from settings.json (tuples become lists, inf stays)
+    return json.loads(json.dumps(settings))
+
+
+def settings_differences(old: dict, new: dict) -> List[str]:
+    """``'num_per_scale (300 before, 20 now)'``-style lines, one per
+    setting of :func:`mining_settings` that differs."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if key == 'checkpoint' and isinstance(a, dict) and \
+                isinstance(b, dict):
+            out.append(f'checkpoint (content differs: {a.get("file")}, '
+                       f'{a.get("size")} bytes before; {b.get("file")}, '
+                       f'{b.get("size")} bytes now)')
+        elif key == 'images' and isinstance(a, dict) and isinstance(b, dict):
+            out.append(f'images ({a.get("count")} before, {b.get("count")} '
+                       'now, or other ids/files)')
+        else:
+            out.append(f'{key} ({a} before, {b} now)')
+    return out
+
+
+def prepare_parts(parts: str, settings: dict, restart: bool = False) -> None:
+    """Make ``parts`` for a run with ``settings`` (rank 0 only).
+
+    Records ``settings`` in a new folder; checks them against an existing
+    one; with ``restart`` deletes an existing folder first.
+
+    Raises:
+        MiningResumeError: The folder holds shards of other settings, or
+            shards without a settings record (an older mmsnip).
+    """
+    if restart and osp.isdir(parts):
+        shutil.rmtree(parts)
+    os.makedirs(parts, exist_ok=True)
+    record = osp.join(parts, SETTINGS_FILE)
+    if not osp.isfile(record):
+        if glob.glob(osp.join(parts, 'rank*-*.pkl')):
+            raise MiningResumeError(
+                f'"{parts}" holds proposal shards without a settings record '
+                f'({SETTINGS_FILE}), so they may come from another '
+                'checkpoint or settings; rerun with --restart (restart=True) '
+                'to discard them, or delete the folder')
+        with atomic_open(record, 'w') as f:
+            json.dump(settings, f, indent=1)
+    check_parts(parts, settings)
+
+
+def check_parts(parts: str, settings: dict) -> None:
+    """Raise :class:`MiningResumeError` if ``parts`` was made for other
+    settings (every rank checks, after rank 0 made the folder)."""
+    record = osp.join(parts, SETTINGS_FILE)
+    try:
+        with open(record, encoding='utf-8') as f:
+            old = json.load(f)
+    except (OSError, ValueError) as e:
+        raise MiningResumeError(
+            f'"{record}" cannot be read ({e}); rerun with --restart '
+            '(restart=True) to start over, or delete the folder') from None
+    diff = settings_differences(old, settings)
+    if diff:
+        raise MiningResumeError(
+            f'"{parts}" holds proposals mined with other settings: '
+            f'{"; ".join(diff)}. Mixing them would give a proposal file of '
+            'two models or settings: rerun with --restart (restart=True) '
+            'to discard them and start over, or rerun with the earlier '
+            'settings to resume')
+
+
 def _write_shard(folder: str, rank: int, first: int, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix='.tmp')
-    with os.fdopen(fd, 'wb') as f:
+    path = osp.join(folder, f'rank{rank}-{first:08d}.pkl')
+    with atomic_open(path) as f:
         pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, osp.join(folder, f'rank{rank}-{first:08d}.pkl'))
 
 
 def _read_shards(folder: str) -> Dict[int, List[np.ndarray]]:
@@ -66,7 +189,8 @@ def mine_proposals(cfg: Config,
                    num_per_scale: int = 300,
                    nms_iou: float = 0.7,
                    shard_size: int = 50,
-                   device: Optional[str] = None) -> Optional[str]:
+                   device: Optional[str] = None,
+                   restart: bool = False) -> Optional[str]:
     """Run the stage-1 RPN over the training images at every chip scale.
 
     Args:
@@ -79,9 +203,16 @@ def mine_proposals(cfg: Config,
         nms_iou (float): RPN NMS IoU (0.7).
         shard_size (int): Images per shard file (the resume granularity).
         device (str, optional): Defaults to CUDA if available.
+        restart (bool): Discard shards of an earlier run instead of
+            resuming from them (a resume needs the same settings, see
+            :func:`mining_settings`).
 
     Returns:
         str | None: ``out_file`` on rank 0, None elsewhere.
+
+    Raises:
+        MiningResumeError: ``<out_file>.parts`` holds shards of other
+            settings and ``restart`` is False.
     """
     rank, world_size = get_dist_info()
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
@@ -94,6 +225,26 @@ def mine_proposals(cfg: Config,
     if getattr(model, 'rpn_head', None) is None:
         raise ValueError('mine_proposals needs a model with an rpn_head '
                          f'(two-stage detector), got {type(model).__name__}')
+    parts = out_file + '.parts'
+    images = [(dataset.get_data_info(i)['img_id'],
+               osp.basename(dataset.get_data_info(i)['img_path']))
+              for i in range(len(dataset))]
+    settings = mining_settings(checkpoint, chip_cfg, images, num_per_scale,
+                               nms_iou)
+    error = None
+    if rank == 0:
+        try:
+            prepare_parts(parts, settings, restart)
+        except MiningResumeError as e:
+            error = e
+    barrier()
+    if rank != 0:
+        try:
+            check_parts(parts, settings)
+        except MiningResumeError as e:
+            error = e
+    if error is not None:
+        raise error
     load_checkpoint(model, checkpoint, map_location='cpu', logger='current')
     model.to(device).eval()
     rpn_cfg = model.rpn_head.test_cfg
@@ -111,10 +262,6 @@ def mine_proposals(cfg: Config,
         ]) for spec in chip_cfg.scales
     ]
 
-    parts = out_file + '.parts'
-    if rank == 0:
-        os.makedirs(parts, exist_ok=True)
-    barrier()
     done = _read_shards(parts)
     mine = [i for i in range(rank, len(dataset), world_size)]
     todo = [i for i in mine
@@ -155,9 +302,7 @@ def mine_proposals(cfg: Config,
                            f'{len(missing)} images (e.g. {missing[:5]})')
     save_proposals(out_file, {i: proposals[i] for i in ids},
                    num_scales=len(chip_cfg.scales))
-    for path in glob.glob(osp.join(parts, 'rank*-*.pkl')):
-        os.remove(path)
-    os.rmdir(parts)
+    shutil.rmtree(parts)
     sizes = [sum(len(p) for p in proposals[i]) for i in ids]
     print_log(f'wrote {out_file}: {len(ids)} images, '
               f'{np.mean(sizes):.0f} proposals per image (all scales)',

@@ -18,9 +18,10 @@ from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from mmsnip.models.test_time_augs.autofocus_tta import (
-    check_proposal_budget, crop_resize, detections_in_image, pack_crops,
-    proposal_budget)
+from mmsnip.models.test_time_augs.chip_runner import (ChipRunner,
+                                                      check_proposal_budget,
+                                                      crop_resize,
+                                                      detections_in_image)
 
 
 def _require_sahi():
@@ -50,7 +51,11 @@ def _detection_model_class():
         def __init__(self, detector, factor: float,
                      full_image_factor: float, meta: dict,
                      rpn_proposals_per_mpix: Optional[float] = None):
-            self.rpn_proposals_per_mpix = rpn_proposals_per_mpix
+            # SAHI hands the batches: run each as it comes, in one pass.
+            self.runner = ChipRunner(
+                detector, max_pad_ratio=None, max_batch=None,
+                rpn_proposals_per_mpix=rpn_proposals_per_mpix,
+                rescale=False, owner='SahiSlicedModel')
             self.factor = factor
             self.full_image_factor = full_image_factor
             self.meta = meta
@@ -77,12 +82,7 @@ def _detection_model_class():
                 crops.append(crop_resize(tensor.to(device),
                                          np.array([0, 0, w, h]), factor))
             self.pixels += sum(c.shape[-2] * c.shape[-1] for c, _, _ in crops)
-            data = pack_crops(self.model, crops, self.meta)
-            with proposal_budget(self.model, crops,
-                                 self.rpn_proposals_per_mpix):
-                results = self.model.predict(data['inputs'],
-                                             data['data_samples'],
-                                             rescale=False)
+            results, _ = self.runner.run(crops, self.meta)
             return detections_in_image(results, crops)
 
         def perform_inference(self, image: np.ndarray) -> None:

@@ -11,6 +11,10 @@ from .boxes import (as_boxes, box_issues, box_sizes, boxes_overlap,
 from .focus import (BACKGROUND, FOCUS, IGNORE, focus_chips, focus_pixel_labels,
                     focus_stack_keep_mask, grow_to_min_size, merge_overlapping,
                     oracle_focus_chips)
+from .focus_plan import (EVERY_PIXEL, NO_PIXEL, CascadeTrace, FocusLabelRule,
+                         FocusScale, ScaleTrace, Windows, cap_chips,
+                         cascade_limits, focus_scales, plan_next_chips,
+                         plan_oracle_chips, stack_keep_masks)
 from .negative import generate_negative_chips, sample_negative_chips
 from .params import (ChipStatistics, ParamSuggestion, chip_statistics,
                      object_sizes, sample_images, scale_table, suggest_params)
@@ -21,8 +25,12 @@ from .scales import (ChipConfig, FocusConfig, NegativeConfig, ScaleSpec,
                      range_gap)
 
 __all__ = [
-    'BACKGROUND', 'FOCUS', 'IGNORE', 'ChipConfig', 'ChipGroundTruth',
-    'ChipSet', 'ChipStatistics', 'FocusConfig', 'NegativeConfig',
+    'BACKGROUND', 'EVERY_PIXEL', 'FOCUS', 'IGNORE', 'NO_PIXEL',
+    'CascadeTrace', 'ChipConfig', 'ChipGroundTruth', 'ChipSet',
+    'ChipStatistics', 'FocusConfig', 'FocusLabelRule', 'FocusScale',
+    'NegativeConfig', 'ScaleTrace', 'Windows', 'cap_chips', 'cascade_limits',
+    'focus_scales', 'plan_next_chips', 'plan_oracle_chips',
+    'stack_keep_masks',
     'ParamSuggestion', 'PositiveChipResult', 'ScaleSpec', 'as_boxes',
     'box_issues', 'box_sizes', 'boxes_overlap', 'check_boxes',
     'chip_ground_truth', 'chip_statistics', 'chip_starts', 'focus_chips',

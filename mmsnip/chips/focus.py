@@ -9,7 +9,9 @@
 * :func:`focus_stack_keep_mask`: which detections of a chip survive focus
   stacking (Sec. 3.4.3).
 
-Defaults come from :class:`~mmsnip.chips.scales.FocusConfig`.
+Defaults come from :class:`~mmsnip.chips.scales.FocusConfig`. The
+AutoFocus cascade's own settings and its planner (these functions applied
+across a scale's chips) are in :mod:`mmsnip.chips.focus_plan`.
 """
 from typing import Optional, Tuple
 

@@ -15,7 +15,7 @@ from typing import Sequence, Union
 import numpy as np
 
 from .boxes import box_sizes, in_range, inside_matrix, sanitize_boxes
-from .positive import ChipSet, greedy_cover, make_chip_set, to_canvas
+from .positive import ChipSet, _chip_set_rows, greedy_cover, to_canvas
 from .scales import ChipConfig
 
 ProposalInput = Union[np.ndarray, Sequence[np.ndarray]]
@@ -73,10 +73,18 @@ def generate_negative_chips(proposals: ProposalInput, img_h: int, img_w: int,
     else:
         per_scale = [proposals] * num_scales
     neg_cfg = cfg.negative
-    sets = []
+    # Sanitise and size the proposals of all scales in one go.
+    arrays = [_as_proposals(per_scale[s], s) for s in range(num_scales)]
+    bounds = np.cumsum([0] + [len(a) for a in arrays])
+    all_props = np.concatenate(arrays)
+    all_boxes, all_keep = sanitize_boxes(all_props[:, :4], img_h, img_w)
+    all_sizes = box_sizes(all_boxes)
+    chips_scaled, rows = [], []
     for s, spec in enumerate(cfg.scales):
-        props = _as_proposals(per_scale[s], s)
-        boxes, keep = sanitize_boxes(props[:, :4], img_h, img_w)
+        a, b = bounds[s], bounds[s + 1]
+        if a == b:
+            continue
+        props, boxes, keep = all_props[a:b], all_boxes[a:b], all_keep[a:b]
         if neg_cfg.max_proposals is not None:
             # Top-k by score; equal scores keep their input order.
             order = np.argsort(-props[:, 4], kind='stable')
@@ -87,20 +95,33 @@ def generate_negative_chips(proposals: ProposalInput, img_h: int, img_w: int,
         canvas = spec.scaled_shape(img_h, img_w)
         if neg_cfg.filter_range:
             # Sec. 3.3.3: only proposals whose size lies in R_i count.
-            keep &= in_range(box_sizes(boxes), spec.valid_range)
+            keep = keep & in_range(all_sizes[a:b], spec.valid_range)
+        if not keep.any():
+            continue
         scaled = to_canvas(boxes[keep], factor, canvas)
         pos_chips = positive.boxes_scaled[positive.scale_index == s]
         if len(pos_chips) and len(scaled):
             # Sec. 3.3.3: remove the proposals covered by C^i_pos.
             scaled = scaled[~inside_matrix(scaled, pos_chips).any(axis=0)]
+        min_count = neg_cfg.min_proposals_for(s)
+        if len(scaled) < min_count:
+            continue  # no chip can hold M of them
         # Sec. 3.3.3: greedily pick chips covering at least M proposals.
         chips, _, _ = greedy_cover(scaled, canvas, cfg.chip_size,
                                    cfg.chip_stride,
-                                   min_count=neg_cfg.min_proposals_for(s),
+                                   min_count=min_count,
                                    off_grid=cfg.off_grid)
-        sets.append(make_chip_set(chips, s, factor, canvas, img_h, img_w,
-                                  False))
-    return ChipSet.concat(sets)
+        if len(chips):
+            chips_scaled.append(chips)
+            rows.append((len(chips), s, factor, canvas))
+    if not rows:
+        return ChipSet.empty()
+    num, index, factor, canvas = zip(*rows)
+    return _chip_set_rows(
+        np.concatenate(chips_scaled), np.repeat(index, num),
+        np.repeat(factor, num),
+        np.repeat(np.array(canvas, np.float64), num, axis=0), img_h, img_w,
+        False)
 
 
 def _key_entropy(image_key: Union[int, str]) -> int:

@@ -14,16 +14,29 @@ independent groups; per group, counts per candidate are a 2-D difference
 array over the rectangles' distinct borders (coordinate compression),
 updated locally after each pick. Cost depends on the boxes, not on the
 canvas (a 60000 px canvas costs nothing).
+
+Three implementations of the same greedy loop, picked by size (each
+property-tested against the others and against a dense enumeration): up to
+``_SMALL`` boxes, plain Python on bit masks (:func:`_cover_lists`; a
+COCO image has about 7, where numpy's per-call cost would dominate); small
+index grids, the whole count grid as one matrix product
+(:func:`_greedy_small_grid`); large ones, compressed grids updated in the
+picked window (:func:`_greedy_group`). :func:`positive_chips_batch` covers
+many images at once (the chip table's path): annotation clean-up and
+validity for all boxes in one go, then the Python path per image.
 """
+import bisect
 import dataclasses
+import functools
+import math
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .boxes import (as_boxes, box_sizes, in_range, rectangle_counts,
-                    sanitize_boxes)
+from .boxes import (_image_sizes, as_boxes, box_sizes, in_range,
+                    rectangle_counts, sanitize_boxes)
 from .scales import ChipConfig
 
 _EPS = 1e-6
@@ -31,6 +44,14 @@ _EPS = 1e-6
 # more cells than this; buckets with more boxes are joined whole.
 _MAX_CELLS = 1 << 16
 _DENSE_BUCKET = 32
+# Up to this many boxes, greedy_cover runs in plain Python on bit masks
+# (_greedy_cover_small): for a handful of boxes numpy's per-call cost
+# dominates. The result is the same (property-tested).
+_SMALL = 24
+# Count grids up to this many cells are re-integrated whole after each pick
+# (_greedy_small_grid); larger ones are updated in the picked window.
+_SMALL_GRID = 4096
+_BIG = 1 << 62
 
 
 @dataclasses.dataclass
@@ -107,6 +128,15 @@ def chip_starts(length: int, chip_size: int, stride: int) -> np.ndarray:
     return np.append(starts, float(length - chip_size))
 
 
+@functools.lru_cache(maxsize=4096)
+def _cached_starts(length: int, chip_size: int, stride: int) -> np.ndarray:
+    """:func:`chip_starts`, read-only and cached (images of a dataset share
+    a few canvas sizes)."""
+    starts = chip_starts(length, chip_size, stride)
+    starts.flags.writeable = False
+    return starts
+
+
 def _feasible_runs(lo_edge: np.ndarray, hi_edge: np.ndarray,
                    starts: np.ndarray, extent: float
                    ) -> Tuple[np.ndarray, np.ndarray]:
@@ -133,7 +163,7 @@ def _axis_candidates(lo_edge: np.ndarray, hi_edge: np.ndarray, length: int,
         tuple: ``(starts (S,) float64, extent, first (N,), last (N,))``.
     """
     extent = min(chip_size, length)
-    starts = chip_starts(length, chip_size, stride)
+    starts = _cached_starts(length, chip_size, stride)
     first, last = _feasible_runs(lo_edge, hi_edge, starts, extent)
     stuck = (first >= last) & (hi_edge - lo_edge <= extent + _EPS)
     if off_grid and stuck.any():
@@ -225,10 +255,21 @@ def _greedy_group(lo_x: np.ndarray, hi_x: np.ndarray, lo_y: np.ndarray,
     picks = []
     if len(lo_x) < min_count:
         return np.zeros((0, 5), np.int64), ~remaining
+    rows, cols = int(hi_y.max()), int(hi_x.max())
+    if rows * cols <= _SMALL_GRID:
+        # The uncompressed index grid is small: use it as it is (its first
+        # best cell in row-major order starts where the compressed one's
+        # does, so the picks are the same).
+        return _greedy_small_grid(lo_x, hi_x, lo_y, hi_y, np.arange(cols),
+                                  np.arange(rows), lo_x, hi_x, lo_y, hi_y,
+                                  min_count)
     xs = np.unique(np.concatenate([lo_x, hi_x]))
     ys = np.unique(np.concatenate([lo_y, hi_y]))
     cx0, cx1 = np.searchsorted(xs, lo_x), np.searchsorted(xs, hi_x)
     cy0, cy1 = np.searchsorted(ys, lo_y), np.searchsorted(ys, hi_y)
+    if len(ys) * len(xs) <= _SMALL_GRID:
+        return _greedy_small_grid(lo_x, hi_x, lo_y, hi_y, xs, ys, cx0, cx1,
+                                  cy0, cy1, min_count)
     counts = rectangle_counts((len(ys), len(xs)), cy0, cy1, cx0, cx1)
     row_max = counts.max(axis=1)
     # Sec. 3.3.2, Algorithm 1 lines 8-12: pick the chip covering the most
@@ -253,6 +294,48 @@ def _greedy_group(lo_x: np.ndarray, hi_x: np.ndarray, lo_y: np.ndarray,
             (r1 - r0, c1 - c0), cy0[hit] - r0, cy1[hit] - r0, cx0[hit] - c0,
             cx1[hit] - c0)
         row_max[r0:r1] = counts[r0:r1].max(axis=1)
+    return np.array(picks, np.int64).reshape(-1, 5), ~remaining
+
+
+def _greedy_small_grid(lo_x, hi_x, lo_y, hi_y, xs, ys, cx0, cx1, cy0, cy1,
+                       min_count: int) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`_greedy_group` on a small compressed grid (at most
+    ``_SMALL_GRID`` cells): fewer numpy calls per pick.
+
+    With ``R[r, n]`` (box ``n``'s rectangle spans row ``r``) and ``C[c,
+    n]`` (it spans column ``c``), the count grid of the remaining boxes is
+    ``R[:, rem] @ C[:, rem].T``; a pick subtracts the same product over the
+    picked boxes. Counts are small integers, exact in float64. Same picks,
+    same order as :func:`_greedy_group`.
+    """
+    n = len(lo_x)
+    rows, cols = len(ys), len(xs)
+    r = np.arange(rows)[:, None]
+    c = np.arange(cols)[:, None]
+    row_in = ((cy0 <= r) & (r < cy1)).astype(np.float64)
+    col_in = ((cx0 <= c) & (c < cx1)).astype(np.float64)
+    counts = row_in @ col_in.T
+    lo = np.stack([lo_x, lo_y])
+    hi = np.stack([hi_x, hi_y])
+    remaining = np.ones(n, bool)
+    left = n
+    picks = []
+    while True:
+        flat = int(counts.argmax())
+        by, bx = divmod(flat, cols)
+        count = int(round(counts[by, bx]))
+        if count < min_count:
+            break
+        hit = (row_in[by] * col_in[bx]).astype(bool) & remaining
+        # Runs are >= 0 and < 2**62: safe neutral elements.
+        (ix, iy) = (lo.max(axis=1, where=hit, initial=-1) +
+                    hi.min(axis=1, where=hit, initial=_BIG) - 1) // 2
+        picks.append((ix, iy, count, ys[by], xs[bx]))
+        remaining &= ~hit
+        left -= count
+        if left < min_count:
+            break
+        counts -= row_in[:, hit] @ col_in[:, hit].T
     return np.array(picks, np.int64).reshape(-1, 5), ~remaining
 
 
@@ -306,6 +389,9 @@ def greedy_cover(boxes_scaled: np.ndarray, canvas_hw: Tuple[int, int],
     boxes_scaled = as_boxes(boxes_scaled, 'boxes_scaled')
     min_count = max(int(min_count), 1)
     h, w = canvas_hw
+    if len(boxes_scaled) <= _SMALL:
+        return _greedy_cover_small(boxes_scaled, canvas_hw, chip_size,
+                                   chip_stride, min_count, off_grid)
     starts_x, ext_x, lo_x, hi_x = _axis_candidates(
         boxes_scaled[:, 0], boxes_scaled[:, 2], w, chip_size, chip_stride,
         off_grid)
@@ -313,11 +399,16 @@ def greedy_cover(boxes_scaled: np.ndarray, canvas_hw: Tuple[int, int],
         boxes_scaled[:, 1], boxes_scaled[:, 3], h, chip_size, chip_stride,
         off_grid)
     coverable = (lo_x < hi_x) & (lo_y < hi_y)
-    idx = np.flatnonzero(coverable)
-    runs = lo_x[idx], hi_x[idx], lo_y[idx], hi_y[idx]
+    if coverable.all():  # the usual case: no copies
+        idx = slice(None)
+        runs = lo_x, hi_x, lo_y, hi_y
+    else:
+        idx = np.flatnonzero(coverable)
+        runs = lo_x[idx], hi_x[idx], lo_y[idx], hi_y[idx]
+    num = len(runs[0])
     covered = np.zeros(len(boxes_scaled), bool)
-    cells = min(2 * len(idx), len(starts_x) + 1) * \
-        min(2 * len(idx), len(starts_y) + 1)
+    cells = min(2 * num, len(starts_x) + 1) * \
+        min(2 * num, len(starts_y) + 1)
     if cells <= _MAX_CELLS:
         picks, covered[idx] = _greedy_group(*runs, min_count)
     else:
@@ -328,6 +419,132 @@ def greedy_cover(boxes_scaled: np.ndarray, canvas_hw: Tuple[int, int],
     chips = np.stack([
         starts_x[ix], starts_y[iy], starts_x[ix] + ext_x, starts_y[iy] + ext_y
     ], axis=1)
+    return chips, covered, coverable
+
+
+def _runs_small(lo_edges, hi_edges, length: int, chip_size: int,
+                stride: int, off_grid: bool):
+    """:func:`_axis_candidates` on Python floats (a few boxes).
+
+    Returns:
+        tuple: ``(starts (list[float]), extent, first (list[int]),
+        last (list[int]))``, the same numbers as :func:`_axis_candidates`.
+    """
+    extent = min(chip_size, length)
+    if length <= chip_size:
+        starts = [0.0]
+    else:
+        starts = [float(v) for v in range(0, length - chip_size, stride)]
+        starts.append(float(length - chip_size))
+
+    def runs(starts):
+        return ([bisect.bisect_left(starts, hi - extent - _EPS)
+                 for hi in hi_edges],
+                [bisect.bisect_right(starts, lo + _EPS) for lo in lo_edges])
+
+    first, last = runs(starts)
+    if off_grid:
+        extra = []
+        for lo_e, hi_e, a, b in zip(lo_edges, hi_edges, first, last):
+            if a < b or hi_e - lo_e > extent + _EPS:
+                continue
+            lo = max(hi_e - extent, 0.0)
+            hi = min(lo_e, float(length - extent))
+            lo_int, hi_int = math.ceil(lo), math.floor(hi)
+            # np.round and round() both round half to even.
+            extra.append(float(min(max(round((lo + hi) / 2), lo_int),
+                                   hi_int)) if lo_int <= hi_int else lo)
+        if extra:
+            starts = sorted(set(starts).union(extra))
+            first, last = runs(starts)
+    return starts, extent, first, last
+
+
+def _greedy_cover_small(boxes_scaled: np.ndarray, canvas_hw, chip_size: int,
+                        chip_stride: int, min_count: int, off_grid: bool):
+    """:func:`greedy_cover` for a few boxes, in plain Python (see
+    :func:`_cover_lists`)."""
+    n = len(boxes_scaled)
+    cols = boxes_scaled.T.tolist() if n else ([], [], [], [])
+    chips, covered, coverable = _cover_lists(*cols, canvas_hw, chip_size,
+                                             chip_stride, min_count,
+                                             off_grid)
+    return (np.array(chips, np.float64).reshape(-1, 4),
+            np.array(covered, bool).reshape(n),
+            np.array(coverable, bool).reshape(n))
+
+
+def _cover_lists(x1, y1, x2, y2, canvas_hw, chip_size: int, chip_stride: int,
+                 min_count: int, off_grid: bool):
+    """The greedy cover of a few boxes given as coordinate lists (SCALED
+    pixels), in plain Python.
+
+    The same picks as :func:`_greedy_group`, found without the count grid:
+    the first best cell in row-major order always starts at the lower
+    border of a remaining box's rectangle on both axes (a cell above or to
+    the left of it would be enclosed by the same boxes and come first), so
+    only those ``(lo_y, lo_x)`` pairs are scored, each as the popcount of
+    two bit masks (boxes whose run holds ``lo_y`` / ``lo_x``). A canvas no
+    larger than a chip has one candidate: the whole canvas.
+
+    Returns:
+        tuple: ``(chips, covered, coverable)``: a list of ``(x1, y1, x2,
+        y2)`` float tuples in greedy order; two lists of ``N`` bools.
+    """
+    h, w = canvas_hw
+    n = len(x1)
+    if h <= chip_size and w <= chip_size and n and min(x1) >= 0 and \
+            min(y1) >= 0 and max(x2) <= w and max(y2) <= h:
+        # One candidate, the canvas, encloses every box (Algorithm 1 picks
+        # it once if there are enough boxes).
+        if n >= min_count:
+            return [(0.0, 0.0, float(w), float(h))], [True] * n, [True] * n
+        return [], [False] * n, [True] * n
+    starts_x, ext_x, lo_x, hi_x = _runs_small(x1, x2, w, chip_size,
+                                              chip_stride, off_grid)
+    starts_y, ext_y, lo_y, hi_y = _runs_small(y1, y2, h, chip_size,
+                                              chip_stride, off_grid)
+    coverable = [lo_x[i] < hi_x[i] and lo_y[i] < hi_y[i] for i in range(n)]
+    idx = [i for i in range(n) if coverable[i]]
+    m = len(idx)
+    remaining = (1 << m) - 1
+    lx = [lo_x[i] for i in idx]
+    hx = [hi_x[i] for i in idx]
+    ly = [lo_y[i] for i in idx]
+    hy = [hi_y[i] for i in idx]
+    mask_y = [sum(1 << b for b in range(m) if ly[b] <= v < hy[b])
+              for v in sorted(set(ly))]
+    mask_x = [sum(1 << b for b in range(m) if lx[b] <= u < hx[b])
+              for u in sorted(set(lx))]
+    chips = []
+    covered_bits = 0
+    if m >= min_count:
+        while True:
+            best, hit = 0, 0
+            for my in mask_y:
+                my &= remaining
+                if my.bit_count() <= best:
+                    continue
+                for mx in mask_x:
+                    c = (my & mx).bit_count()
+                    if c > best:
+                        best, hit = c, my & mx
+            if best < min_count:
+                break
+            members = [b for b in range(m) if hit >> b & 1]
+            ix = (max(lx[b] for b in members) +
+                  min(hx[b] for b in members) - 1) // 2
+            iy = (max(ly[b] for b in members) +
+                  min(hy[b] for b in members) - 1) // 2
+            chips.append((starts_x[ix], starts_y[iy], starts_x[ix] + ext_x,
+                          starts_y[iy] + ext_y))
+            remaining &= ~hit
+            covered_bits |= hit
+            if remaining.bit_count() < min_count:
+                break
+    covered = [False] * n
+    for b, i in enumerate(idx):
+        covered[i] = bool(covered_bits >> b & 1)
     return chips, covered, coverable
 
 
@@ -417,24 +634,183 @@ def generate_positive_chips(gt_boxes, img_h: int, img_w: int,
         raise ValueError(f'iscrowd has {len(crowd)} entries for '
                          f'{len(boxes)} boxes')
     sizes = box_sizes(boxes)
-    num_scales = len(cfg.scales)
-    valid = np.zeros((num_scales, len(boxes)), bool)
+    ranges = np.array([spec.valid_range for spec in cfg.scales], np.float64)
+    # Sec. 3.3.2: G_i = non-crowd ground truth whose size lies in R_i (the
+    # strict test of in_range, for all scales at once).
+    valid = (keep & ~crowd) & (sizes > ranges[:, :1]) & \
+        (sizes < ranges[:, 1:])
     uncoverable = np.zeros_like(valid)
-    sets = []
+    if len(boxes) <= _SMALL:
+        # A few boxes: plain Python per scale, one array at the end.
+        return PositiveChipResult(_positive_small(
+            boxes, valid, uncoverable, img_h, img_w, cfg), valid,
+            uncoverable)
+    chips, rows = [], []
     for s, spec in enumerate(cfg.scales):
+        idx = np.flatnonzero(valid[s])
+        if not len(idx):
+            continue
         factor = spec.factor_for(img_h, img_w)
         canvas = spec.scaled_shape(img_h, img_w)
-        # Sec. 3.3.2: G_i = non-crowd ground truth whose size lies in R_i.
-        valid[s] = keep & ~crowd & in_range(sizes, spec.valid_range)
-        idx = np.flatnonzero(valid[s])
         scaled = to_canvas(boxes[idx], factor, canvas)
-        chips, _, coverable = greedy_cover(scaled, canvas, cfg.chip_size,
+        found, _, coverable = greedy_cover(scaled, canvas, cfg.chip_size,
                                            cfg.chip_stride,
                                            off_grid=cfg.off_grid)
         uncoverable[s, idx] = ~coverable
-        sets.append(make_chip_set(chips, s, factor, canvas, img_h, img_w,
-                                  True))
-    return PositiveChipResult(ChipSet.concat(sets), valid, uncoverable)
+        chips.append(found)
+        rows.append((len(found), s, factor, canvas))
+    if not chips:
+        return PositiveChipResult(ChipSet.empty(), valid, uncoverable)
+    # One make_chip_set for all scales (per-row factor and canvas).
+    num, index, factor, canvas = zip(*rows)
+    return PositiveChipResult(
+        _chip_set_rows(np.concatenate(chips), np.repeat(index, num),
+                       np.repeat(factor, num),
+                       np.repeat(np.array(canvas, np.float64), num, axis=0),
+                       img_h, img_w, True), valid, uncoverable)
+
+
+def _positive_small(boxes: np.ndarray, valid: np.ndarray,
+                    uncoverable: np.ndarray, img_h, img_w,
+                    cfg: ChipConfig) -> ChipSet:
+    """Positive chips of an image with a few boxes (``<= _SMALL``): the
+    numbers of :func:`to_canvas` and :func:`greedy_cover`, computed on
+    Python floats; fills ``uncoverable`` in place."""
+    box_list = boxes.tolist()
+    valid_list = valid.tolist()
+    chips, index, factors, canvases = [], [], [], []
+    for s, spec in enumerate(cfg.scales):
+        idx = [i for i, v in enumerate(valid_list[s]) if v]
+        if not idx:
+            continue
+        factor = spec.factor_for(img_h, img_w)
+        ch, cw = canvas = spec.scaled_shape(img_h, img_w)
+        # to_canvas: boxes * factor, clipped to the canvas.
+        cols = [[], [], [], []]
+        for i in idx:
+            x1, y1, x2, y2 = box_list[i]
+            cols[0].append(min(x1 * factor, cw))
+            cols[1].append(min(y1 * factor, ch))
+            cols[2].append(min(x2 * factor, cw))
+            cols[3].append(min(y2 * factor, ch))
+        found, _, coverable = _cover_lists(*cols, canvas, cfg.chip_size,
+                                           cfg.chip_stride, 1, cfg.off_grid)
+        if not all(coverable):
+            uncoverable[s, idx] = [not c for c in coverable]
+        chips.extend(found)
+        index.extend([s] * len(found))
+        factors.extend([factor] * len(found))
+        canvases.extend([canvas] * len(found))
+    if not chips:
+        return ChipSet.empty()
+    return _chip_set_rows(np.array(chips, np.float64), np.array(index),
+                          np.array(factors, np.float64),
+                          np.array(canvases, np.float64), img_h, img_w, True)
+
+
+def positive_chips_batch(boxes, box_start, heights, widths, cfg: ChipConfig,
+                         crowd: Optional[np.ndarray] = None
+                         ) -> Tuple[ChipSet, np.ndarray]:
+    """Positive chips of many images at once: the concatenation of
+    :func:`generate_positive_chips` over the images, cheaper per image.
+
+    The annotation clean-up, sizes and validity of all boxes are computed
+    in one go; each image with at most ``_SMALL`` boxes is then covered in
+    plain Python, larger ones by :func:`generate_positive_chips`.
+
+    Args:
+        boxes (np.ndarray): ``(M, 4)`` float xyxy, ORIGINAL pixels, the
+            boxes of all images one image after the other.
+        box_start (np.ndarray): ``(N + 1,)`` int: image ``n``'s boxes are
+            rows ``box_start[n]:box_start[n + 1]``.
+        heights, widths (np.ndarray): ``(N,)`` ORIGINAL image sizes, > 0.
+        cfg (ChipConfig): The chip settings.
+        crowd (np.ndarray, optional): ``(M,)`` bool crowd flags.
+
+    Returns:
+        tuple: ``(chips, counts)``: the chips of image 0, then image 1, ...
+        (each scale by scale, as :func:`generate_positive_chips`) and
+        ``(N,)`` int64 chips per image.
+    """
+    boxes = as_boxes(boxes)
+    box_start = np.asarray(box_start, np.int64)
+    n = len(box_start) - 1
+    per_image = np.diff(box_start)
+    img = np.repeat(np.arange(n), per_image)
+    heights = np.asarray(heights)
+    widths = np.asarray(widths)
+    _image_sizes(heights, widths, n)  # ValueError on a size <= 0
+    clipped, keep = sanitize_boxes(boxes, heights[img], widths[img])
+    crowd = np.zeros(len(boxes), bool) if crowd is None else \
+        np.asarray(crowd, bool).reshape(-1)
+    sizes = box_sizes(clipped)
+    ranges = np.array([spec.valid_range for spec in cfg.scales], np.float64)
+    valid = (keep & ~crowd) & (sizes > ranges[:, :1]) & \
+        (sizes < ranges[:, 1:])
+    box_list = clipped.tolist()
+    valid_t = valid.T.tolist()
+    h_list, w_list = heights.tolist(), widths.tolist()
+    starts = box_start.tolist()
+    geometry = {}  # (h, w) -> [(factor, canvas) per scale]
+    sets, counts = [], np.zeros(n, np.int64)
+    chips, index, factors, canvases = [], [], [], []
+    for k in range(n):
+        a, b = starts[k], starts[k + 1]
+        img_h, img_w = h_list[k], w_list[k]
+        if b - a > _SMALL:
+            if chips:
+                sets.append(_chip_set_rows_lists(chips, index, factors,
+                                                 canvases, None))
+                chips, index, factors, canvases = [], [], [], []
+            res = generate_positive_chips(boxes[a:b], img_h, img_w, cfg,
+                                          crowd[a:b]).chips
+            sets.append(res)
+            counts[k] = len(res)
+            continue
+        geo = geometry.get((img_h, img_w))
+        if geo is None:
+            geo = geometry[(img_h, img_w)] = [
+                (spec.factor_for(img_h, img_w),
+                 spec.scaled_shape(img_h, img_w)) for spec in cfg.scales]
+        before = len(chips)
+        for s, (factor, canvas) in enumerate(geo):
+            idx = [i for i in range(a, b) if valid_t[i][s]]
+            if not idx:
+                continue
+            ch, cw = canvas
+            cols = [[], [], [], []]
+            for i in idx:
+                x1, y1, x2, y2 = box_list[i]
+                cols[0].append(min(x1 * factor, cw))
+                cols[1].append(min(y1 * factor, ch))
+                cols[2].append(min(x2 * factor, cw))
+                cols[3].append(min(y2 * factor, ch))
+            found, _, _ = _cover_lists(*cols, canvas, cfg.chip_size,
+                                       cfg.chip_stride, 1, cfg.off_grid)
+            chips.extend(found)
+            index.extend([s] * len(found))
+            factors.extend([factor] * len(found))
+            canvases.extend([(ch, cw, img_h, img_w)] * len(found))
+        counts[k] = len(chips) - before
+    if chips:
+        sets.append(_chip_set_rows_lists(chips, index, factors, canvases,
+                                         None))
+    return ChipSet.concat(sets), counts
+
+
+def _chip_set_rows_lists(chips, index, factors, geometry, _) -> ChipSet:
+    """:func:`_chip_set_rows` for rows of several images: ``geometry`` is
+    ``(canvas h, canvas w, image h, image w)`` per row."""
+    chips_scaled = np.array(chips, np.float64).reshape(-1, 4)
+    geo = np.array(geometry, np.float64).reshape(-1, 4)
+    size = np.stack([geo[:, 3], geo[:, 2], geo[:, 3], geo[:, 2]], axis=1)
+    orig = np.clip(chips_scaled / np.array(factors, np.float64)[:, None], 0,
+                   size)
+    at_far_border = chips_scaled[:, 2:] >= geo[:, 1::-1]
+    orig[:, 2:] = np.where(at_far_border, size[:, 2:], orig[:, 2:])
+    return ChipSet(orig, chips_scaled, np.array(index, np.int64),
+                   np.array(factors, np.float64),
+                   np.ones(len(chips_scaled), bool))
 
 
 def to_canvas(boxes: np.ndarray, factor: float,
@@ -477,14 +853,26 @@ def make_chip_set(chips_scaled: np.ndarray, scale_index: int, factor: float,
         ChipSet: ``C`` chips.
     """
     n = len(chips_scaled)
-    h, w = canvas_hw
+    return _chip_set_rows(np.asarray(chips_scaled),
+                          np.full(n, scale_index, np.int64),
+                          np.full(n, float(factor)),
+                          np.tile(np.array(canvas_hw, np.float64), (n, 1)),
+                          img_h, img_w, positive)
+
+
+def _chip_set_rows(chips_scaled: np.ndarray, scale_index: np.ndarray,
+                   factor: np.ndarray, canvas_hw: np.ndarray, img_h: int,
+                   img_w: int, positive: bool) -> ChipSet:
+    """:func:`make_chip_set` with a scale per row: ``(C,)`` indices and
+    factors, ``(C, 2)`` canvas ``(h, w)``."""
+    n = len(chips_scaled)
     size = np.array([img_w, img_h, img_w, img_h], np.float64)
-    orig = np.clip(chips_scaled / factor, 0, size)
-    at_far_border = chips_scaled[:, 2:] >= [w, h]
+    orig = np.clip(chips_scaled / factor[:, None], 0, size)
+    at_far_border = chips_scaled[:, 2:] >= canvas_hw[:, ::-1]
     orig[:, 2:] = np.where(at_far_border, size[2:], orig[:, 2:])
     return ChipSet(orig, chips_scaled.astype(np.float64),
-                   np.full(n, scale_index, np.int64),
-                   np.full(n, float(factor)), np.full(n, positive))
+                   np.asarray(scale_index, np.int64),
+                   np.asarray(factor, np.float64), np.full(n, positive))
 
 
 @dataclasses.dataclass

@@ -1,48 +1,353 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 """Proposal files for SNIPER negative-chip mining.
 
-Format (a pickle written by ``tools/mine_proposals.py``)::
-
-    dict(format='mmsnip.proposals', version=1, num_scales=S,
-         proposals={img_id: [array (P_s, 5) for each scale s], ...})
-
 Rows are ``[x1, y1, x2, y2, score]`` in ORIGINAL-image pixels (the miner
-maps each scale's proposals back to the original image). Every image of the
-dataset must have an entry; a file made for other images or another number
-of scales is refused with an error naming the file and the mismatch.
+maps each scale's proposals back to the original image), one array per
+scale and image. Every image of the dataset must have an entry; a file made
+for other images or another number of scales is refused with an error
+naming the file and the mismatch.
+
+Two formats are read; the content decides, not the file name:
+
+- **Compact (version 2, written by** :func:`save_proposals` **)**: an
+  uncompressed ``.npz`` (a zip of ``.npy`` members, ``ZIP_STORED``) opened
+  with memory maps, so opening reads only the small index and each image's
+  rows are read when asked for::
+
+      meta      JSON: format, version, num_scales, content_id (sha256)
+      img_ids   (N,) int64
+      offsets   (N * S + 1,) int64: rows of image n, scale s are
+                offsets[n * S + s] : offsets[n * S + s + 1]
+      boxes     (T, 4) float16 (float32 when a coordinate exceeds 2048 px,
+                where float16 steps would exceed 1 px)
+      scores    (T,) float16
+
+  10 bytes per proposal: train2017 (118,287 images) at 300 proposals x 3
+  scales is 1.06e9 bytes (0.99 GiB) instead of 2.1 GB of float32 pickle.
+  float16 holds a coordinate below 1024 to 0.5 px and below 2048 to 1 px.
+- **Legacy (version 1)**: a pickle ``dict(format='mmsnip.proposals',
+  version=1, num_scales=S, proposals={img_id: [array (P_s, 5), ...]})``,
+  loaded whole. Convert it with ``tools/misc/convert_proposals.py``.
+
+Reading gives float32 arrays either way.
 """
+import hashlib
+import json
 import os
 import os.path as osp
 import pickle
-import tempfile
-from typing import Dict, List, Sequence
+import zipfile
+from collections.abc import Mapping
+from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
+from mmsnip.utils.fileio import atomic_open
+
 FORMAT = 'mmsnip.proposals'
-VERSION = 1
+VERSION = 2
+LEGACY_VERSION = 1
+# float16 steps are <= 1 px below 2048 (0.5 px below 1024).
+FLOAT16_MAX_COORD = 2048.0
+_MEMBERS = ('meta', 'img_ids', 'offsets', 'boxes', 'scores')
+
+
+def _top_n(rows: np.ndarray, top_n: Optional[int]) -> np.ndarray:
+    """The ``top_n`` highest-scoring rows (stable for equal scores; NaN
+    scores last); all rows when ``top_n`` is None."""
+    if top_n is None or len(rows) <= top_n:
+        return rows
+    score = np.nan_to_num(rows[:, 4], nan=-np.inf)
+    order = np.argsort(-score, kind='stable')[:top_n]
+    return rows[np.sort(order)]
 
 
 def save_proposals(path: str, proposals: Dict[int, List[np.ndarray]],
-                   num_scales: int) -> None:
-    """Write a proposal file atomically (temporary file, then rename)."""
-    data = dict(format=FORMAT, version=VERSION, num_scales=num_scales,
-                proposals={
-                    int(k): [np.asarray(p, np.float32).reshape(-1, 5)
-                             for p in v]
-                    for k, v in proposals.items()
-                })
+                   num_scales: int, top_n: Optional[int] = None,
+                   box_dtype: str = 'auto') -> None:
+    """Write a compact proposal file atomically (:func:`atomic_open`).
+
+    Args:
+        path (str): The file; its folder is created. Any extension (the
+            configs' ``.pkl`` names keep working: readers look at the
+            content).
+        proposals (dict): ``img_id (int) -> [ (P_s, 5) array per scale ]``,
+            rows ``[x1, y1, x2, y2, score]`` in ORIGINAL pixels.
+        num_scales (int): Scales of the chip config, ``S``.
+        top_n (int, optional): Keep at most this many highest-scoring
+            proposals per image and scale (rows keep their order).
+        box_dtype (str): ``'auto'`` (float16 when every finite coordinate
+            is <= 2048, else float32), ``'float16'`` or ``'float32'``.
+
+    Example:
+        >>> save_proposals('props.npz', {7: [np.array([[0, 0, 10, 10, .9],
+        ...                                            [5, 5, 9, 9, .2]])]},
+        ...                num_scales=1, top_n=1)
+        >>> load_proposals('props.npz', [7], 1)[7][0]
+        array([[ 0. ,  0. , 10. , 10. ,  0.9]], dtype=float32)  # ~ f16
+    """
+    if box_dtype not in ('auto', 'float16', 'float32'):
+        raise ValueError("save_proposals: box_dtype must be 'auto', "
+                         f"'float16' or 'float32', got {box_dtype!r}")
+    if top_n is not None and int(top_n) < 1:
+        raise ValueError(f'save_proposals: top_n must be >= 1, got {top_n}')
+    ids = sorted(int(k) for k in proposals)
+    by_id = {int(k): v for k, v in proposals.items()}
+    rows, counts = [], []
+    for i in ids:
+        per_scale = list(by_id[i])
+        if len(per_scale) != num_scales:
+            raise ValueError(f'save_proposals: img_id {i} has '
+                             f'{len(per_scale)} scales, expected '
+                             f'{num_scales}')
+        for p in per_scale:
+            p = _top_n(np.asarray(p, np.float32).reshape(-1, 5), top_n)
+            rows.append(p)
+            counts.append(len(p))
+    table = np.concatenate(rows) if rows else np.zeros((0, 5), np.float32)
+    offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
+    coords = table[:, :4]
+    finite = coords[np.isfinite(coords)]
+    big = finite.size and float(np.abs(finite).max()) > FLOAT16_MAX_COORD
+    dtype = np.float32 if box_dtype == 'float32' or (
+        box_dtype == 'auto' and big) else np.float16
+    write_proposal_arrays(path, np.array(ids, np.int64), offsets,
+                          coords.astype(dtype), table[:, 4], num_scales,
+                          top_n=top_n)
+
+
+def write_proposal_arrays(path: str, img_ids: np.ndarray,
+                          offsets: np.ndarray, boxes: np.ndarray,
+                          scores: np.ndarray, num_scales: int,
+                          top_n: Optional[int] = None) -> None:
+    """Write a compact proposal file from its arrays (see the module
+    docstring for the layout); :func:`save_proposals` without the per-image
+    dict, for writers that already hold flat arrays (a miner's shards, the
+    benchmark's train2017-sized file).
+
+    Args:
+        img_ids (np.ndarray): ``(N,)`` int image ids.
+        offsets (np.ndarray): ``(N * S + 1,)`` int row offsets.
+        boxes (np.ndarray): ``(T, 4)`` float16 or float32 xyxy, ORIGINAL
+            pixels.
+        scores (np.ndarray): ``(T,)`` scores (stored as float16).
+        num_scales (int): ``S``.
+    """
+    img_ids = np.asarray(img_ids, np.int64)
+    offsets = np.asarray(offsets, np.int64)
+    if offsets.shape != (len(img_ids) * num_scales + 1, ) or \
+            offsets[-1] != len(boxes) or len(boxes) != len(scores):
+        raise ValueError(
+            f'write_proposal_arrays: offsets {offsets.shape} do not fit '
+            f'{len(img_ids)} images x {num_scales} scales and '
+            f'{len(boxes)} boxes / {len(scores)} scores')
+    if np.dtype(boxes.dtype) not in (np.float16, np.float32):
+        raise ValueError('write_proposal_arrays: boxes must be float16 or '
+                         f'float32, got {boxes.dtype}')
+    arrays = dict(img_ids=img_ids, offsets=offsets,
+                  boxes=np.ascontiguousarray(boxes).reshape(-1, 4),
+                  scores=np.asarray(scores).astype(np.float16, copy=False))
+    digest = hashlib.sha256()
+    for name in ('img_ids', 'offsets', 'boxes', 'scores'):
+        digest.update(name.encode() + arrays[name].dtype.str.encode())
+        digest.update(np.ascontiguousarray(arrays[name]).data)
+    meta = dict(format=FORMAT, version=VERSION, num_scales=int(num_scales),
+                content_id=digest.hexdigest(), top_n=top_n)
+    arrays['meta'] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     folder = osp.dirname(osp.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix='.tmp')
-    with os.fdopen(fd, 'wb') as f:
-        pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
+    with atomic_open(path) as f:
+        np.savez(f, **arrays)
 
 
-def load_proposals(path: str, img_ids: Sequence[int],
-                   num_scales: int) -> Dict[int, List[np.ndarray]]:
-    """Read and check a proposal file against a dataset.
+def _npz_memmap(path: str) -> Dict[str, np.ndarray]:
+    """Memory-map every member of an uncompressed ``.npz``.
+
+    ``np.load(mmap_mode=...)`` ignores the mode for ``.npz`` files; this
+    finds each member's ``.npy`` header inside the zip and maps its data.
+    """
+    out = {}
+    with zipfile.ZipFile(path) as zf, open(path, 'rb') as raw:
+        for member in zf.infolist():
+            name = member.filename
+            if not name.endswith('.npy'):
+                continue
+            if member.compress_type != zipfile.ZIP_STORED:
+                raise ValueError(f'member {name} is compressed')
+            raw.seek(member.header_offset)
+            local = raw.read(30)
+            if local[:4] != b'PK\x03\x04':
+                raise ValueError(f'member {name}: bad zip local header')
+            name_len = int.from_bytes(local[26:28], 'little')
+            extra_len = int.from_bytes(local[28:30], 'little')
+            raw.seek(member.header_offset + 30 + name_len + extra_len)
+            version = np.lib.format.read_magic(raw)
+            if version == (1, 0):
+                shape, fortran, dtype = \
+                    np.lib.format.read_array_header_1_0(raw)
+            else:
+                shape, fortran, dtype = \
+                    np.lib.format.read_array_header_2_0(raw)
+            if dtype.hasobject or fortran:
+                raise ValueError(f'member {name}: unsupported array')
+            offset = raw.tell()
+            if int(np.prod(shape)) == 0:
+                arr = np.zeros(shape, dtype)
+            else:
+                arr = np.memmap(path, dtype=dtype, mode='r', offset=offset,
+                                shape=shape)
+            out[name[:-4]] = arr
+    return out
+
+
+class ProposalFile(Mapping):
+    """A compact proposal file, read lazily: ``img_id -> [ (P_s, 5)
+    float32 array per scale ]``.
+
+    Opening maps the arrays (no data is read but the ``(N,)`` ids and
+    ``(N * S + 1,)`` offsets); ``file[img_id]`` reads that image's rows.
+    Picklable (a dataloader worker or a chip-building process reopens the
+    file by its path).
+
+    Attributes:
+        path (str): The file.
+        num_scales (int): ``S``.
+        content_id (str): sha256 of the arrays, written by
+            :func:`save_proposals` (a cache key that needs no re-read).
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        try:
+            arrays = _npz_memmap(path)
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+            raise ValueError(f'proposal file "{path}" is not readable: '
+                             f'{type(e).__name__}: {e}') from e
+        missing = [m for m in _MEMBERS if m not in arrays]
+        if missing:
+            raise ValueError(f'proposal file "{path}" is not an mmsnip '
+                             f'proposal file (no {missing})')
+        try:
+            meta = json.loads(bytes(np.asarray(arrays['meta'])).decode())
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ValueError(f'proposal file "{path}": unreadable meta '
+                             f'({e})') from e
+        if meta.get('format') != FORMAT or meta.get('version') != VERSION:
+            raise ValueError(f'proposal file "{path}" is not an mmsnip '
+                             f'proposal file (format {FORMAT!r}, version '
+                             f'{VERSION})')
+        self.num_scales = int(meta['num_scales'])
+        self.content_id = str(meta['content_id'])
+        self.img_ids = np.asarray(arrays['img_ids'])
+        self.offsets = np.asarray(arrays['offsets'])
+        self._boxes, self._scores = arrays['boxes'], arrays['scores']
+        n, s = len(self.img_ids), self.num_scales
+        if self.offsets.shape != (n * s + 1, ) or \
+                (len(self._boxes), len(self._scores)) != \
+                (int(self.offsets[-1]),) * 2:
+            raise ValueError(f'proposal file "{path}" is inconsistent '
+                             '(offsets do not match the arrays): '
+                             'truncated or corrupt; mine it again')
+        self._row = {int(i): k for k, i in enumerate(self.img_ids.tolist())}
+
+    def __getstate__(self):
+        return dict(path=self.path)
+
+    def __setstate__(self, state):
+        self.__init__(state['path'])
+
+    def __getitem__(self, img_id) -> List[np.ndarray]:
+        k = self._row[int(img_id)]
+        s = self.num_scales
+        out = []
+        for j in range(k * s, k * s + s):
+            a, b = int(self.offsets[j]), int(self.offsets[j + 1])
+            rows = np.empty((b - a, 5), np.float32)
+            rows[:, :4] = self._boxes[a:b]
+            rows[:, 4] = self._scores[a:b]
+            out.append(rows)
+        return out
+
+    def __contains__(self, img_id) -> bool:
+        try:
+            return int(img_id) in self._row
+        except (TypeError, ValueError):
+            return False
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._row)
+
+    def __len__(self) -> int:
+        return len(self._row)
+
+
+def is_legacy_file(path: str) -> bool:
+    """True for a version-1 pickle, False for a zip (compact file)."""
+    with open(path, 'rb') as f:
+        head = f.read(4)
+    return head[:2] != b'PK'
+
+
+def _load_legacy(path: str) -> dict:
+    try:
+        with open(path, 'rb') as f:
+            data = pickle.load(f)
+    except (pickle.UnpicklingError, EOFError, AttributeError,
+            ValueError) as e:
+        raise ValueError(f'proposal file "{path}" is not readable: {e}')
+    if not isinstance(data, dict) or data.get('format') != FORMAT:
+        raise ValueError(f'proposal file "{path}" is not an mmsnip proposal '
+                         f'file (format {FORMAT!r})')
+    return data
+
+
+def open_proposals(path: str):
+    """Open a proposal file of either format, unchecked.
+
+    Returns:
+        tuple: ``(proposals, num_scales, identity)``: a mapping ``img_id ->
+        [ (P_s, 5) array per scale ]`` (a :class:`ProposalFile` or, for a
+        legacy pickle, a dict), the file's number of scales, and a string
+        that changes with the content (the compact file's ``content_id``;
+        for a pickle, the sha256 of its bytes).
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'proposal file "{path}" does not exist')
+    if not is_legacy_file(path):
+        props = ProposalFile(path)
+        return props, props.num_scales, 'v2:' + props.content_id
+    data = _load_legacy(path)
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return data['proposals'], data.get('num_scales'), \
+        'v1:' + digest.hexdigest()
+
+
+def check_proposals(path: str, props, file_scales, img_ids: Sequence[int],
+                    num_scales: int) -> None:
+    """Errors naming ``path`` for a file of another dataset or config."""
+    if file_scales != num_scales:
+        raise ValueError(
+            f'proposal file "{path}" has proposals for {file_scales} '
+            f'scales, the chip config has {num_scales}')
+    missing = [i for i in img_ids if i not in props]
+    if missing:
+        raise ValueError(
+            f'proposal file "{path}" lacks {len(missing)} of the dataset\'s '
+            f'{len(img_ids)} images (e.g. img_id {missing[:5]}): it was '
+            'mined for another dataset or is incomplete')
+    if isinstance(props, dict):
+        for i in img_ids:
+            if len(props[i]) != num_scales:
+                raise ValueError(
+                    f'proposal file "{path}": img_id {i} has '
+                    f'{len(props[i])} scales, expected {num_scales}')
+
+
+def load_proposals(path: str, img_ids: Sequence[int], num_scales: int):
+    """Open and check a proposal file (either format) against a dataset.
 
     Args:
         path (str): The proposal file.
@@ -50,35 +355,28 @@ def load_proposals(path: str, img_ids: Sequence[int],
         num_scales (int): Scales of the chip config.
 
     Returns:
-        dict: ``img_id -> [ (P, 5) float32 array per scale ]``.
+        Mapping: ``img_id -> [ (P, 5) float32 array per scale ]``; a
+        :class:`ProposalFile` (lazy) or, for a legacy pickle, a dict.
 
     Raises:
         ValueError / FileNotFoundError: Naming the file and the problem.
     """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'proposal file "{path}" does not exist')
-    try:
-        with open(path, 'rb') as f:
-            data = pickle.load(f)
-    except (pickle.UnpicklingError, EOFError, AttributeError) as e:
-        raise ValueError(f'proposal file "{path}" is not readable: {e}')
-    if not isinstance(data, dict) or data.get('format') != FORMAT:
-        raise ValueError(f'proposal file "{path}" is not an mmsnip proposal '
-                         f'file (format {FORMAT!r})')
-    if data.get('num_scales') != num_scales:
-        raise ValueError(
-            f'proposal file "{path}" has proposals for '
-            f'{data.get("num_scales")} scales, the chip config has '
-            f'{num_scales}')
-    props = data['proposals']
-    missing = [i for i in img_ids if i not in props]
-    if missing:
-        raise ValueError(
-            f'proposal file "{path}" lacks {len(missing)} of the dataset\'s '
-            f'{len(img_ids)} images (e.g. img_id {missing[:5]}): it was '
-            'mined for another dataset or is incomplete')
-    for i in img_ids:
-        if len(props[i]) != num_scales:
-            raise ValueError(f'proposal file "{path}": img_id {i} has '
-                             f'{len(props[i])} scales, expected {num_scales}')
+    props, file_scales, _ = open_proposals(path)
+    check_proposals(path, props, file_scales, img_ids, num_scales)
     return props
+
+
+def convert_proposals(src: str, dst: str, top_n: Optional[int] = None,
+                      box_dtype: str = 'auto') -> dict:
+    """Rewrite a proposal file (legacy pickle or compact) compactly.
+
+    Returns:
+        dict: ``images``, ``proposals`` (rows written), ``bytes_in``,
+        ``bytes_out``.
+    """
+    props, num_scales, _ = open_proposals(src)
+    data = {int(k): props[k] for k in props}
+    save_proposals(dst, data, num_scales, top_n=top_n, box_dtype=box_dtype)
+    written = ProposalFile(dst)
+    return dict(images=len(written), proposals=int(written.offsets[-1]),
+                bytes_in=osp.getsize(src), bytes_out=osp.getsize(dst))

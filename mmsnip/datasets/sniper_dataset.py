@@ -22,28 +22,40 @@ counts what was dropped or clipped; non-finite boxes and images without a
 size are errors naming the image. When the inner dataset cannot even be
 built (a COCO file lacking ``height``, ``file_name``, ``area``, ...), the
 error names the file, the image or annotation and the field.
+
+Chip tables (:mod:`mmsnip.datasets.chip_table`): the dataset is read once
+into flat arrays; the table is built in processes for large datasets and
+cached in ``cache_dir`` (a corrupt cache is rebuilt, an unwritable folder
+means no cache, distributed ranks build once: one takes a lock, the others
+wait and load). Degraded setups are refused: zero chips, identical scales
+and a proposal file without a usable proposal are errors; NaN proposals and
+an empty negative pool are warnings.
 """
 import copy
 import hashlib
 import json
-import os
 import os.path as osp
 import logging
-import tempfile
 from typing import List, Optional, Union
 
 import numpy as np
+from mmcv.transforms import LoadImageFromFile
 from mmengine.dataset import BaseDataset, Compose, force_full_init
 from mmengine.logging import print_log
 
-from mmsnip.chips import (ChipConfig, ChipSet, box_issues,
-                          generate_negative_chips, generate_positive_chips,
-                          sample_negative_chips, sanitize_boxes)
+from mmsnip.chips import (ChipConfig, ChipSet, box_issues, box_sizes,
+                          in_range, sample_negative_chips, sanitize_boxes)
 from mmsnip.registry import DATASETS
 from mmsnip.utils.preflight import coco_problem
-from .proposals import load_proposals
+from .chip_table import (CACHE_VERSION, ChipTableCache, ImageRecords,
+                         build_chip_table, duplicate_scales, positive_number)
+from .decode_cache import (DecodedImageCache, check_shared_loader,
+                           run_pipeline_shared)
+from .proposals import check_proposals, open_proposals
 
-CACHE_VERSION = 1
+# Default decoded-image budget per process (MiB): about 9 decoded 3000 px
+# aerial images, or every image of the demo datasets.
+DEFAULT_DECODE_CACHE_MB = 256
 
 
 @DATASETS.register_module()
@@ -71,11 +83,33 @@ class SniperDataset:
         cache_dir (str, optional): Where chip tables are cached, keyed by the
             annotations, the chip settings and the proposals. Defaults to
             ``~/.cache/mmsnip/chips``. ``None``-like ``''`` disables caching.
+            A corrupt cache file is rebuilt; an unwritable folder means no
+            cache (a warning).
+        build_workers (int, optional): Processes that build the chip table
+            (0: this process; None: one per core from 2000 images on). The
+            table is the same for any number.
+        cache_wait_timeout (float): Seconds to wait for another process
+            (rank) building the same table before an error naming its lock
+            file.
         seed (int): Seed of the per-epoch negative sampling.
         max_refetch (int): Retries with another chip when the pipeline
             returns None.
         lazy_init (bool): Defer building the chip table to first use.
+        decode_cache_mb (float, optional): Per-process (per dataloader
+            worker) byte budget, in MiB, of decoded images shared by the
+            chips of an image (:mod:`mmsnip.datasets.decode_cache`): the
+            pipeline's first transform, which must then be
+            ``LoadImageFromFile``, runs once per image while the image stays
+            cached. The items are exactly those of the per-chip path. 0
+            decodes the image for every chip; None (default): 256 when the
+            pipeline starts with ``LoadImageFromFile``, else 0. Hits need
+            an order that visits an image's chips close together
+            (``SniperSampler(image_window=...)``) or a dataset whose images
+            fit in the budget (``docs/sniper.md``, "Data path").
     """
+
+    # Whether chip tables go to ``cache_dir`` (SnipDataset: never).
+    _use_cache = True
 
     def __init__(self,
                  dataset: Union[dict, BaseDataset],
@@ -86,7 +120,10 @@ class SniperDataset:
                  cache_dir: Optional[str] = None,
                  seed: int = 0,
                  max_refetch: int = 15,
-                 lazy_init: bool = False):
+                 lazy_init: bool = False,
+                 build_workers: Optional[int] = None,
+                 cache_wait_timeout: float = 1800.0,
+                 decode_cache_mb: Optional[float] = None):
         self.dataset = _build_inner(dataset) if isinstance(dataset, dict) \
             else dataset
         self.chip_cfg = chip_cfg if isinstance(chip_cfg, ChipConfig) else \
@@ -101,6 +138,15 @@ class SniperDataset:
                              'negatives=False; drop one of the two')
         if seed < 0:
             raise ValueError(f'SniperDataset: seed must be >= 0, got {seed}')
+        for i, j in duplicate_scales(self.chip_cfg):
+            spec = self.chip_cfg.scales[i]
+            raise ValueError(
+                f'SniperDataset: chip_cfg.scales[{i}] and scales[{j}] are the '
+                f'same scale ({spec.rule}={getattr(spec, spec.rule)}): every '
+                'chip of it would be made twice; remove one of them (give '
+                'the remaining one the union of their valid ranges)')
+        self.build_workers = build_workers
+        self.cache_wait_timeout = cache_wait_timeout
         self.negatives = negatives
         self.proposal_file = proposal_file
         self.cache_dir = osp.expanduser(
@@ -108,6 +154,19 @@ class SniperDataset:
         self.seed = seed
         self.max_refetch = max_refetch
         self.pipeline = Compose(pipeline)
+        if decode_cache_mb is None:
+            decode_cache_mb = DEFAULT_DECODE_CACHE_MB if isinstance(
+                next(iter(self.pipeline.transforms), None),
+                LoadImageFromFile) else 0
+        if not (isinstance(decode_cache_mb, (int, float))
+                and decode_cache_mb >= 0):
+            raise ValueError('SniperDataset: decode_cache_mb must be a '
+                             f'number >= 0 (MiB), got {decode_cache_mb!r}')
+        if decode_cache_mb:
+            check_shared_loader(self.pipeline.transforms,
+                                f'{type(self).__name__}')
+        self.decode_cache_mb = decode_cache_mb
+        self.decode_cache = DecodedImageCache(int(decode_cache_mb * 2**20))
         self._metainfo = self.dataset.metainfo
         self._fully_initialized = False
         if not lazy_init:
@@ -123,25 +182,114 @@ class SniperDataset:
             return
         self.dataset.full_init()
         _check_classes(self.dataset)
-        self.annotation_report = self._audit()
-        key = self._cache_key()
-        table = self._load_cache(key)
-        if table is None:
-            table = self._build_table()
-            self._save_cache(key, table)
+        records = ImageRecords.from_infos(
+            (self.dataset.get_data_info(i) for i in range(len(self.dataset))),
+            self._where)
+        self.annotation_report = self._audit(records)
+        proposals, identity = self._open_proposals(records)
+        key = self._cache_key(records, identity)
+        cache = ChipTableCache(self.cache_dir if self._use_cache else '',
+                               wait_timeout=self.cache_wait_timeout)
+        table = cache.load_or_build(
+            key, len(records),
+            lambda: self._build_table(records, proposals))
         self.chips = ChipSet(*(table[f] for f in (
             'boxes', 'boxes_scaled', 'scale_index', 'scale_factor',
             'is_positive')))
         self.chip_img = table['img_index']
+        self._records = records
         # The table lists all positive chips first, then the negative pools
-        # image by image (see _build_table).
+        # image by image (see build_chip_table).
         self.num_positive = int(self.chips.is_positive.sum())
         # Negative pool of image i: rows neg_start[i]:neg_start[i + 1].
         neg_img = self.chip_img[self.num_positive:]
         self.neg_start = self.num_positive + np.searchsorted(
             neg_img, np.arange(len(self.dataset) + 1))
+        self._check_degraded(records, table.get('stats') or {})
         self._fully_initialized = True
         print_log(self.summary(), logger='current')
+
+    def _open_proposals(self, records: ImageRecords):
+        """``(proposals, identity)`` of the proposal file (checked against
+        the dataset), or ``(None, None)`` without negatives."""
+        if not self.negatives:
+            return None, None
+        props, file_scales, identity = open_proposals(self.proposal_file)
+        check_proposals(self.proposal_file, props, file_scales,
+                        records.img_ids, len(self.chip_cfg.scales))
+        return props, identity
+
+    def _check_degraded(self, records: ImageRecords, stats: dict) -> None:
+        """Refuse a table nothing can be trained on; warn about proposals
+        that were dropped or gave no negative chip.
+
+        Raises:
+            ValueError: No positive chip (naming ``chip_cfg.scales`` and
+                the boxes' sizes), or ``negatives=True`` with a proposal
+                file whose proposals are all NaN/inf (or absent).
+        """
+        where = getattr(self.dataset, 'ann_file', None) or \
+            type(self.dataset).__name__
+        if self.num_positive == 0:
+            img = records.box_image()
+            boxes, keep = sanitize_boxes(records.boxes, records.heights[img],
+                                         records.widths[img])
+            usable = keep & ~records.crowd
+            ranges = ', '.join(
+                f'scales[{i}].valid_range={s.valid_range}'
+                for i, s in enumerate(self.chip_cfg.scales))
+            sizes = box_sizes(boxes[usable])
+            valid = np.zeros(len(sizes), bool)
+            for spec in self.chip_cfg.scales:
+                valid |= in_range(sizes, spec.valid_range)
+            if valid.any():
+                found = (f'its {int(valid.sum())} boxes inside a valid range '
+                         'are all larger than a chip at their scale '
+                         f'(chip_cfg.chip_size={self.chip_cfg.chip_size})')
+            elif usable.any():
+                found = (f'none of its {int(usable.sum())} usable boxes '
+                         f'(sqrt(area) {sizes.min():.1f} to '
+                         f'{sizes.max():.1f} px, ORIGINAL pixels) lies in '
+                         'a valid range')
+            else:
+                found = (f'its {len(records)} images have no usable '
+                         '(non-crowd, non-empty) box')
+            raise ValueError(
+                f'SniperDataset: {where}: no positive chip: {found} '
+                f'(chip_cfg {ranges}). Training would write untrained '
+                'checkpoints. Fix: widen chip_cfg.scales[*].valid_range to '
+                'the sizes of your objects (tools/analysis/suggest_params.py '
+                'suggests ranges; a larger chip_size takes larger objects), '
+                'or check ann_file / filter_cfg')
+        if not self.negatives:
+            return
+        total = int(stats.get('proposals', 0))
+        finite = int(stats.get('finite_proposals', 0))
+        src = f'proposal file "{self.proposal_file}"'
+        if finite == 0:
+            raise ValueError(
+                f'SniperDataset: negatives=True but {src} has no usable '
+                f'proposal ({total} rows, all with NaN/inf coordinates) for '
+                'the dataset: negative chips cannot be mined. Fix: mine it '
+                'again with tools/mine_proposals.py from a stage-1 '
+                'checkpoint that did not diverge, or set negatives=False')
+        if finite < total:
+            print_log(
+                f'SniperDataset: {src}: {total - finite} of {total} '
+                f'proposals ({100 * (total - finite) / total:.1f}%) have '
+                'NaN/inf coordinates and were dropped; if that is many, the '
+                'stage-1 model diverged: mine the proposals again',
+                logger='current', level=logging.WARNING)
+        if len(self.chips) == self.num_positive:
+            print_log(
+                f'SniperDataset: negatives=True but {src} gives no negative '
+                f'chip: each of its {finite} proposals is inside a positive '
+                'chip, outside its scale\'s valid range, or in a region '
+                'with fewer than chip_cfg.negative.min_proposals '
+                f'({self.chip_cfg.negative.min_proposals}) proposals per '
+                'chip. Training runs on positive chips only; lower '
+                'min_proposals or set negatives=False to say so',
+                logger='current', level=logging.WARNING)
 
     # -- chip table -----------------------------------------------------
     def _where(self, info: dict) -> str:
@@ -156,7 +304,7 @@ class SniperDataset:
         ``(N,)`` crowd (``ignore_flag``) flags of image ``idx``."""
         info = self.dataset.get_data_info(idx)
         h, w = info.get('height'), info.get('width')
-        if not _positive_number(h) or not _positive_number(w):
+        if not positive_number(h) or not positive_number(w):
             raise ValueError(
                 f'SniperDataset: {self._where(info)} has height={h!r}, '
                 f'width={w!r}; chips need its size in the annotations')
@@ -171,8 +319,9 @@ class SniperDataset:
         crowd = np.array([i.get('ignore_flag', 0) for i in inst], bool)
         return info, h, w, boxes, crowd
 
-    def _audit(self) -> dict:
-        """Check every image's boxes once; one summary warning.
+    def _audit(self, records: ImageRecords) -> dict:
+        """Check every image's boxes once (vectorized); one summary
+        warning.
 
         Returns:
             dict: Counts: ``images``, ``empty_images`` (no box), and
@@ -184,31 +333,38 @@ class SniperDataset:
         Raises:
             ValueError: A box with a NaN/inf coordinate, naming the image.
         """
-        counts = dict(images=len(self.dataset), empty_images=0,
-                      crowd_only_images=0, boxes=0, clipped=0, empty=0,
-                      outside=0)
+        n = len(records)
+        img = records.box_image()
+        issues = box_issues(records.boxes, records.heights[img],
+                            records.widths[img])
+        boxes = records.boxes
+
+        def where(k):
+            return self._where(dict(img_id=records.img_ids[img[k]],
+                                    img_path=records.img_paths[img[k]]))
+
+        if issues['not_finite'].any():
+            k = int(np.flatnonzero(issues['not_finite'])[0])
+            raise ValueError(
+                f'SniperDataset: {where(k)}: instance '
+                f'{k - records.box_start[img[k]]} has a non-finite bbox '
+                f'{boxes[k].tolist()}')
+        counts = dict(images=n, boxes=len(boxes))
         examples = {}
-        for i in range(len(self.dataset)):
-            info, h, w, boxes, crowd = self._image_arrays(i)
-            issues = box_issues(boxes, h, w)
-            if issues['not_finite'].any():
-                j = int(np.flatnonzero(issues['not_finite'])[0])
-                raise ValueError(
-                    f'SniperDataset: {self._where(info)}: instance {j} has '
-                    f'a non-finite bbox {boxes[j].tolist()}')
-            counts['boxes'] += len(boxes)
-            for name in ('clipped', 'empty', 'outside'):
-                num = int(issues[name].sum())
-                counts[name] += num
-                if num and name not in examples:
-                    j = int(np.flatnonzero(issues[name])[0])
-                    examples[name] = (f'{self._where(info)}, bbox '
-                                      f'{boxes[j].tolist()} in {w}x{h}')
-            usable = ~(issues['empty'] | issues['outside'])
-            if not usable.any():
-                counts['empty_images'] += 1
-            elif crowd[usable].all():
-                counts['crowd_only_images'] += 1
+        for name in ('clipped', 'empty', 'outside'):
+            hits = np.flatnonzero(issues[name])
+            counts[name] = len(hits)
+            if len(hits):
+                k = int(hits[0])
+                h, w = records.heights[img[k]], records.widths[img[k]]
+                examples[name] = (f'{where(k)}, bbox {boxes[k].tolist()} in '
+                                  f'{_num(w)}x{_num(h)}')
+        usable = ~(issues['empty'] | issues['outside'])
+        num_usable = np.bincount(img[usable], minlength=n)
+        num_crowd = np.bincount(img[usable & records.crowd], minlength=n)
+        counts['empty_images'] = int((num_usable == 0).sum())
+        counts['crowd_only_images'] = int(
+            ((num_usable > 0) & (num_crowd == num_usable)).sum())
         parts = []
         if counts['empty']:
             parts.append(f'{counts["empty"]} boxes of zero or negative size '
@@ -226,84 +382,20 @@ class SniperDataset:
         counts['examples'] = examples
         return counts
 
-    def _build_table(self) -> dict:
-        cfg = self.chip_cfg
-        proposals = None
-        if self.negatives:
-            proposals = load_proposals(
-                self.proposal_file, [
-                    self.dataset.get_data_info(i)['img_id']
-                    for i in range(len(self.dataset))
-                ], num_scales=len(cfg.scales))
-        pos_sets, neg_sets, pos_img, neg_img = [], [], [], []
-        for i in range(len(self.dataset)):
-            info, h, w, boxes, crowd = self._image_arrays(i)
-            result = generate_positive_chips(boxes, h, w, cfg, crowd)
-            pos_sets.append(result.chips)
-            pos_img.append(np.full(len(result.chips), i))
-            if proposals is not None:
-                neg = generate_negative_chips(proposals[info['img_id']], h, w,
-                                              cfg, result.chips)
-                neg_sets.append(neg)
-                neg_img.append(np.full(len(neg), i))
-        chips = ChipSet.concat(pos_sets + neg_sets)
-        img_index = np.concatenate(pos_img + neg_img + [np.zeros(0)])
-        return dict(boxes=chips.boxes, boxes_scaled=chips.boxes_scaled,
-                    scale_index=chips.scale_index,
-                    scale_factor=chips.scale_factor,
-                    is_positive=chips.is_positive,
-                    img_index=img_index.astype(np.int64))
+    def _build_table(self, records: ImageRecords, proposals=None) -> dict:
+        return build_chip_table(records, self.chip_cfg, proposals,
+                                workers=self.build_workers)
 
-    def _cache_key(self) -> str:
+    def _cache_key(self, records: ImageRecords,
+                   proposal_identity: Optional[str]) -> str:
+        """sha256 (24 hex digits) of the cache layout version, the chip
+        settings, the images' records and the proposal file's content."""
         digest = hashlib.sha256()
-
-        def add(obj):
-            digest.update(
-                json.dumps(obj, sort_keys=True, default=str).encode())
-
-        add([CACHE_VERSION, repr(self.chip_cfg)])
-        for i in range(len(self.dataset)):
-            info = self.dataset.get_data_info(i)
-            add([
-                info.get('img_id'), info.get('img_path'), info.get('height'),
-                info.get('width'),
-                [(x['bbox'], x.get('ignore_flag', 0))
-                 for x in info.get('instances', [])]
-            ])
-        if self.negatives:
-            with open(self.proposal_file, 'rb') as f:
-                for block in iter(lambda: f.read(1 << 20), b''):
-                    digest.update(block)
+        digest.update(json.dumps(
+            [CACHE_VERSION, repr(self.chip_cfg), proposal_identity],
+            default=str).encode())
+        digest.update(records.digest().encode())
         return digest.hexdigest()[:24]
-
-    def _cache_path(self, key: str) -> Optional[str]:
-        if not self.cache_dir:
-            return None
-        return osp.join(self.cache_dir, f'chips-{key}.npz')
-
-    def _load_cache(self, key: str) -> Optional[dict]:
-        path = self._cache_path(key)
-        if path is None or not osp.isfile(path):
-            return None
-        try:
-            with np.load(path) as data:
-                return {k: data[k] for k in data.files}
-        except (OSError, ValueError, EOFError) as e:
-            print_log(f'ignoring unreadable chip cache {path}: {e}',
-                      logger='current')
-            return None
-
-    def _save_cache(self, key: str, table: dict) -> None:
-        path = self._cache_path(key)
-        if path is None:
-            return
-        os.makedirs(self.cache_dir, exist_ok=True)
-        # Write to a temporary file in the same folder, then rename: readers
-        # (other ranks, later runs) never see a partial file.
-        fd, tmp = tempfile.mkstemp(dir=self.cache_dir, suffix='.npz.tmp')
-        with os.fdopen(fd, 'wb') as f:
-            np.savez(f, **table)
-        os.replace(tmp, path)
 
     # -- epochs -----------------------------------------------------------
     @force_full_init
@@ -335,8 +427,25 @@ class SniperDataset:
         """Network-input pixels of an epoch's chips: their areas at their
         scale (a chip clipped to a small canvas counts what it holds;
         batch padding is not counted)."""
-        boxes = self.chips.boxes_scaled[self.epoch_indices(epoch)]
+        return self._pixels(self.epoch_indices(epoch))
+
+    def _pixels(self, indices: np.ndarray) -> float:
+        boxes = self.chips.boxes_scaled[indices]
         return float(np.prod(boxes[:, 2:] - boxes[:, :2], axis=1).sum())
+
+    @force_full_init
+    def pyramid_pixels(self) -> float:
+        """Pixels of every image at every scale of ``chip_cfg`` (what SNIP's
+        full pyramid trains on per epoch), scaled canvas sizes summed."""
+        pyramid = 0.0
+        sizes, num = np.unique(np.stack(
+            [self._records.heights, self._records.widths], axis=1),
+            axis=0, return_counts=True)
+        for (h, w), count in zip(sizes.tolist(), num.tolist()):
+            for spec in self.chip_cfg.scales:
+                sh, sw = spec.scaled_shape(_num(h), _num(w))
+                pyramid += count * sh * sw
+        return pyramid
 
     @force_full_init
     def summary(self) -> str:
@@ -346,14 +455,9 @@ class SniperDataset:
         small canvas counts what it holds; batch padding is not counted),
         for the chips of epoch 0.
         """
-        pyramid = 0.0
-        for i in range(len(self.dataset)):
-            info = self.dataset.get_data_info(i)
-            for spec in self.chip_cfg.scales:
-                sh, sw = spec.scaled_shape(info['height'], info['width'])
-                pyramid += sh * sw
+        pyramid = self.pyramid_pixels()
         epoch = self.epoch_indices(0)
-        pixels = self.epoch_pixels(0)
+        pixels = self._pixels(epoch)
         negatives = len(epoch) - self.num_positive
         report = getattr(self, 'annotation_report', None) or {}
         no_pos = report.get('empty_images', 0) + \
@@ -393,9 +497,35 @@ class SniperDataset:
     def __len__(self) -> int:
         return len(self.chips)
 
+    def __getstate__(self) -> dict:
+        # Workers start with an empty cache of their own (spawn pickles the
+        # dataset; a cache filled in the main process is not sent along).
+        state = self.__dict__.copy()
+        state['decode_cache'] = DecodedImageCache(
+            self.decode_cache.max_bytes)
+        return state
+
+    def _run_pipeline(self, info: dict) -> Optional[dict]:
+        """The pipeline on one chip's info, sharing decodes when
+        ``decode_cache_mb`` > 0."""
+        if not self.decode_cache_mb:
+            return self.pipeline(info)
+        return run_pipeline_shared(self.pipeline.transforms, info,
+                                   self.decode_cache)
+
     def __getitem__(self, idx: int) -> dict:
         for _ in range(self.max_refetch + 1):
-            data = self.pipeline(self.get_data_info(idx))
+            info = self.get_data_info(idx)
+            try:
+                data = self._run_pipeline(info)
+            except Exception as e:
+                # mmcv / cv2 errors (a truncated JPEG, an image smaller than
+                # annotated) name no dataset entry: name it.
+                raise RuntimeError(
+                    f'SniperDataset: chip {idx} of {self._where(info)} '
+                    f'failed in the pipeline: {type(e).__name__}: {e}. '
+                    'Check the images with `python tools/check_dataset.py '
+                    'CONFIG --full-decode`') from e
             if data is not None:
                 return data
             idx = int(np.random.randint(0, len(self)))
@@ -421,10 +551,12 @@ class SnipDataset(SniperDataset):
                              'no negatives or proposal_file')
         super().__init__(*args, **kwargs)
 
-    def _build_table(self) -> dict:
+    _use_cache = False  # one row per (image, scale): cheaper than a cache read
+
+    def _build_table(self, records: ImageRecords, proposals=None) -> dict:
         boxes, scaled, scale_index, factors, img_index = [], [], [], [], []
-        for i in range(len(self.dataset)):
-            _, h, w, _, _ = self._image_arrays(i)
+        for i in range(len(records)):
+            h, w = _num(records.heights[i]), _num(records.widths[i])
             for s, spec in enumerate(self.chip_cfg.scales):
                 sh, sw = spec.scaled_shape(h, w)
                 boxes.append([0, 0, w, h])
@@ -440,9 +572,6 @@ class SnipDataset(SniperDataset):
                     is_positive=np.ones(n, bool),
                     img_index=np.array(img_index, np.int64))
 
-    def _cache_path(self, key: str) -> Optional[str]:
-        return None  # one row per (image, scale): cheaper than a cache read
-
     def get_data_info(self, idx: int) -> dict:
         info = super().get_data_info(idx)
         scaled = self.chips.boxes_scaled[idx]
@@ -450,9 +579,10 @@ class SnipDataset(SniperDataset):
         return info
 
 
-def _positive_number(value) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and \
-        not isinstance(value, bool) and bool(np.isfinite(value)) and value > 0
+def _num(value):
+    """An integral float as int (messages and sizes read as annotated)."""
+    value = float(value)
+    return int(value) if value.is_integer() else value
 
 
 def _sanitize_instances(info: dict) -> dict:

@@ -30,6 +30,8 @@ from typing import Dict, List, Optional, Tuple
 import cv2
 import numpy as np
 
+from mmsnip.utils.fileio import atomic_open, write_image
+
 CATEGORIES = ('disc', 'square', 'triangle', 'cross', 'ring')
 # BGR base colour per category (OpenCV images are BGR).
 _BASE_COLORS = np.array([[40, 60, 220], [220, 120, 30], [40, 200, 60],
@@ -304,13 +306,6 @@ def generate_image(params: DemoDataParams, seed: int,
     return img, anns
 
 
-def _atomic_write_json(obj, path: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=osp.dirname(path), suffix='.tmp')
-    with os.fdopen(fd, 'w') as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
-
-
 def split_is_complete(out_dir: str, split: str, info: dict) -> bool:
     """True if ``out_dir`` holds ``split`` generated with exactly ``info``."""
     ann = osp.join(out_dir, 'annotations', f'instances_{split}.json')
@@ -348,7 +343,7 @@ def generate_split(out_dir: str, split: str, num_images: int, seed: int,
     for i in range(num_images):
         img, anns = generate_image(params, seed, i)
         name = f'{split}_{i:06d}.jpg'
-        cv2.imwrite(osp.join(tmp_dir, name), img,
+        write_image(osp.join(tmp_dir, name), img,
                     [cv2.IMWRITE_JPEG_QUALITY, params.jpeg_quality])
         images.append(dict(id=i + 1, file_name=name, width=img.shape[1],
                            height=img.shape[0]))
@@ -365,7 +360,8 @@ def generate_split(out_dir: str, split: str, num_images: int, seed: int,
         images=images, annotations=annotations,
         categories=[dict(id=i + 1, name=n, supercategory='shape')
                     for i, n in enumerate(CATEGORIES)])
-    _atomic_write_json(coco, ann_path)
+    with atomic_open(ann_path, 'w') as f:
+        json.dump(coco, f)
     return coco
 
 

@@ -1,6 +1,5 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 """tools/mine_proposals.py on the tiny demo data: output, resume, errors."""
-import os
 import os.path as osp
 import pickle
 import sys
@@ -11,6 +10,7 @@ from mmengine.config import Config
 
 from conftest import (REPO_ROOT, free_port, run_tool, tiny_checkpoint,
                       tiny_config)
+from mmsnip.apis.mining import mining_settings, prepare_parts
 from mmsnip.datasets import SniperDataset
 from mmsnip.datasets.proposals import load_proposals
 
@@ -59,7 +59,15 @@ def test_mining_resumes_from_existing_shards(stage1, tmp_path):
     cfg_path, ckpt = stage1
     out = str(tmp_path / 'props.pkl')
     ids = _image_ids(cfg_path)
-    os.makedirs(out + '.parts')
+    # the record of an interrupted run with the same settings (a resume
+    # needs them: mmsnip.apis.mining.mining_settings)
+    ds = SniperDataset(**{
+        k: v for k, v in Config.fromfile(cfg_path).train_dataloader.dataset
+        .items() if k != 'type'})
+    images = [(i, osp.basename(ds.dataset.get_data_info(n)['img_path']))
+              for n, i in enumerate(ids)]
+    prepare_parts(out + '.parts',
+                  mining_settings(ckpt, ds.chip_cfg, images, 5, 0.7))
     sentinel = [np.full((1, 5), 7.0, np.float32)] * 3
     with open(osp.join(out + '.parts', 'rank0-00000000.pkl'), 'wb') as f:
         pickle.dump({ids[0]: sentinel}, f)

@@ -355,3 +355,77 @@ def test_group_splitting_does_not_change_the_cover(raw):
         coarse, coarse_covered, _ = greedy_cover(boxes, hw, 512, 32)
     np.testing.assert_array_equal(chips, coarse)
     np.testing.assert_array_equal(covered, coarse_covered)
+
+
+# The three implementations of the greedy loop behind greedy_cover: plain
+# Python bit masks (a few boxes), the whole small count grid, and the
+# compressed grid updated in windows. Each setting forces one of them.
+PATHS = {
+    'python': dict(_SMALL=10 ** 6),
+    'small_grid': dict(_SMALL=0),
+    'window': dict(_SMALL=0, _SMALL_GRID=0),
+}
+
+
+def _cover_with(path, *args, **kwargs):
+    with mock.patch.multiple(positive, **PATHS[path]):
+        return greedy_cover(*args, **kwargs)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1300), st.integers(0, 700),
+                          st.integers(1, 300), st.integers(1, 300)),
+                max_size=40),
+       st.sampled_from([(600, 800), (300, 1400), (700, 700), (400, 200)]),
+       st.sampled_from([(256, 32), (256, 64), (128, 16), (512, 32)]),
+       st.sampled_from([1, 2, 5]), st.booleans())
+def test_every_greedy_path_gives_the_same_cover(raw, hw, k_d, min_count,
+                                                off_grid):
+    h, w = hw
+    k, d = k_d
+    boxes = np.minimum(np.array([[x, y, x + bw, y + bh]
+                                 for x, y, bw, bh in raw]).reshape(-1, 4),
+                       [w, h, w, h]).astype(float) * 0.97
+    results = {p: _cover_with(p, boxes, hw, k, d, min_count=min_count,
+                              off_grid=off_grid) for p in PATHS}
+    for path in ('small_grid', 'window'):
+        for got, want in zip(results[path], results['python']):
+            np.testing.assert_array_equal(got, want, err_msg=path)
+    if min_count == 1 and not off_grid:
+        expected, fits = _dense_greedy(boxes, hw, k, d)
+        np.testing.assert_array_equal(results['window'][0], expected)
+        np.testing.assert_array_equal(results['window'][2], fits)
+
+
+def test_batch_equals_one_image_at_a_time():
+    rng = np.random.default_rng(5)
+    cfg = ChipConfig.paper_coco()
+    boxes, starts, heights, widths, crowd = [], [0], [], [], []
+    for k in range(300):
+        h, w = int(rng.integers(200, 900)), int(rng.integers(200, 900))
+        # mostly a few boxes (plain Python path), sometimes many (numpy)
+        n = int(rng.integers(30, 60)) if k % 25 == 0 else \
+            int(rng.poisson(6))
+        xy = rng.uniform(-20, [w, h], (n, 2))
+        b = np.c_[xy, xy + np.exp(rng.normal(3.5, 1.2, (n, 2)))]
+        if k % 40 == 1 and n:
+            b[0, 2] = np.nan  # dropped by sanitize_boxes in both
+        boxes.append(b)
+        crowd.append(rng.random(n) < 0.1)
+        starts.append(starts[-1] + n)
+        heights.append(h)
+        widths.append(w)
+    chips, counts = positive.positive_chips_batch(
+        np.concatenate(boxes), starts, np.array(heights, float),
+        np.array(widths, float), cfg, np.concatenate(crowd))
+    expected = ChipSet.concat([
+        generate_positive_chips(b, h, w, cfg, c).chips
+        for b, h, w, c in zip(boxes, heights, widths, crowd)])
+    for f in ('boxes', 'boxes_scaled', 'scale_index', 'scale_factor',
+              'is_positive'):
+        np.testing.assert_array_equal(getattr(chips, f),
+                                      getattr(expected, f), err_msg=f)
+        assert getattr(chips, f).dtype == getattr(expected, f).dtype
+    np.testing.assert_array_equal(counts, [
+        len(generate_positive_chips(b, h, w, cfg, c).chips)
+        for b, h, w, c in zip(boxes, heights, widths, crowd)])

@@ -93,3 +93,14 @@ def test_resize_to_scale_uses_the_chip_factor_rule():
         np.testing.assert_allclose(out['gt_bboxes'].numpy()[0],
                                    np.array([10, 20, 110, 220]) * f,
                                    rtol=2e-3)
+
+
+def test_image_of_another_size_than_annotated_is_an_error_naming_it():
+    import pytest
+    results = _results([0, 0, 64, 64], 1.0, [[10, 10, 30, 30]])
+    results.update(height=300, width=400, img_path='x/a.jpg', img_id=7)
+    CropChip()(dict(results))  # the annotated size: fine
+    results.update(height=320)
+    with pytest.raises(ValueError,
+                       match=r'x/a.jpg \(img_id 7\).*400x300 px.*400x320'):
+        CropChip()(results)

@@ -130,7 +130,10 @@ def test_negatives_need_proposals_and_matching_ids(tiny_demo_root, tmp_path):
     with pytest.raises(ValueError, match='lacks 1 of'):
         build(tiny_demo_root, negatives=True, proposal_file=path)
     path2 = str(tmp_path / 'two_scales.pkl')
-    save_proposals(path2, _proposals(ds), num_scales=2)
+    with pytest.raises(ValueError, match='has 3 scales, expected 2'):
+        save_proposals(path2, _proposals(ds), num_scales=2)
+    save_proposals(path2, {k: v[:2] for k, v in _proposals(ds).items()},
+                   num_scales=2)
     with pytest.raises(ValueError, match='2 scales'):
         build(tiny_demo_root, negatives=True, proposal_file=path2)
     assert not osp.exists(str(tmp_path / 'nope.pkl'))

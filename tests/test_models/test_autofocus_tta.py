@@ -12,7 +12,7 @@ from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope
 
 from conftest import REPO_ROOT
-from mmsnip.chips import ScaleSpec
+from mmsnip.chips import EVERY_PIXEL, NO_PIXEL, ScaleSpec
 from mmsnip.models import crop_resize
 from mmsnip.registry import MODELS
 from mmsnip.utils import register_all_modules
@@ -43,7 +43,10 @@ def _image(tiny_demo_root):
 
 
 def _autofocus_tta(model, threshold, min_size=64):
-    scales = [dict(s, threshold=threshold, dilation=3, min_size=min_size)
+    """``threshold``: t, or a dict of FocusChip settings (EVERY_PIXEL...)."""
+    focus = threshold if isinstance(threshold, dict) else dict(
+        threshold=threshold)
+    scales = [dict(s, dilation=3, min_size=min_size, **focus)
               for s in SCALES]
     with DefaultScope.overwrite_default_scope('mmsnip'):
         return MODELS.build(dict(type='AutoFocusTTAModel', module=model,
@@ -100,7 +103,7 @@ def test_select_every_pixel_equals_the_full_pyramid(autofocus,
                                                     tiny_demo_root):
     info = _image(tiny_demo_root)
     full = _run_snip(autofocus, info, torch_resize=True)
-    cascade = _run_autofocus(_autofocus_tta(autofocus, threshold=-1.0), info)
+    cascade = _run_autofocus(_autofocus_tta(autofocus, EVERY_PIXEL), info)
     assert cascade.metainfo['chips_per_scale'] == [1, 1, 1]
     assert cascade.metainfo['pixels_per_scale'] == \
         full.metainfo['pixels_per_scale']
@@ -125,11 +128,11 @@ def test_device_resize_matches_the_opencv_pipeline(tiny_demo_root):
 
 def test_real_threshold_processes_fewer_pixels(autofocus, tiny_demo_root):
     info = _image(tiny_demo_root)
-    everything = _run_autofocus(_autofocus_tta(autofocus, -1.0), info)
+    everything = _run_autofocus(_autofocus_tta(autofocus, EVERY_PIXEL), info)
     focused = _run_autofocus(_autofocus_tta(autofocus, 0.5, 32), info)
     assert focused.metainfo['chips_per_scale'][0] == 1
     assert focused.metainfo['pixels'] <= everything.metainfo['pixels']
-    nothing = _run_autofocus(_autofocus_tta(autofocus, 1.1), info)
+    nothing = _run_autofocus(_autofocus_tta(autofocus, NO_PIXEL), info)
     # no FocusPixels: only the coarsest scale runs
     assert nothing.metainfo['chips_per_scale'] == [1, 0, 0]
     assert nothing.metainfo['pixels_per_scale'][1:] == [0, 0]
@@ -193,7 +196,7 @@ def test_shape_batching_keeps_every_chip_and_its_detections(
 def test_rpn_proposal_budget_follows_chip_size(autofocus, tiny_demo_root):
     """rpn_proposals_per_mpix caps the RPN per batch by its largest chip
     and restores the detector's test_cfg afterwards."""
-    from mmsnip.models.test_time_augs.autofocus_tta import (
+    from mmsnip.models.test_time_augs.chip_runner import (
         check_proposal_budget, rpn_budget)
     rpn_head = autofocus.detector.rpn_head
     own = dict(rpn_head.test_cfg)
@@ -253,3 +256,98 @@ def test_plain_checkpoint_is_refused_unless_oracle(tiny_demo_root):
     assert oracle.test_step(data)[0].metainfo['pixels'] > 0
     model.load_state_dict(model.state_dict())
     assert model.focus_head_loaded is True
+
+
+def _batch(tiny_demo_root, names=('val_000000', 'val_000001',
+                                  'val_000002')):
+    pipeline = Compose([
+        dict(type='LoadImageFromFile'),
+        dict(type='mmdet.PackDetInputs',
+             meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape'))])
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        return pseudo_collate([
+            pipeline(dict(img_path=osp.join(tiny_demo_root, 'val',
+                                            f'{n}.jpg'), img_id=i))
+            for i, n in enumerate(names)])
+
+
+@pytest.mark.parametrize('ratio', [0.0, 0.3])
+def test_batch_of_images_equals_single_image_runs(autofocus, tiny_demo_root,
+                                                   ratio):
+    """Chips of several images run together; per image the chips, pixels
+    and detections are those of a batch of one (each chip sees the same
+    padding and RPN budget; only float rounding of a larger batch may
+    differ)."""
+    tta = _autofocus_tta(autofocus, threshold=0.3, min_size=32)
+    tta.max_pad_ratio = ratio
+    data = _batch(tiny_demo_root)
+    together, traces = tta.predict_cascade(data['inputs'],
+                                           data['data_samples'], trace=True)
+    assert len(together) == len(traces) == 3
+    assert sum(sum(r.metainfo['chips_per_scale'][1:]) for r in together) > 3
+    for i, result in enumerate(together):
+        (alone, ), (trace, ) = tta.predict_cascade(
+            [data['inputs'][i]], [data['data_samples'][i]], trace=True)
+        assert result.metainfo['img_id'] == i
+        for key in ('chips_per_scale', 'pixels_per_scale', 'pixels'):
+            assert result.metainfo[key] == alone.metainfo[key], key
+        for s, t in zip(traces[i].scales, trace.scales):
+            np.testing.assert_array_equal(s.chips, t.chips)
+        a, b = alone.pred_instances, result.pred_instances
+        assert len(a) == len(b)
+        torch.testing.assert_close(a.bboxes, b.bboxes, atol=1e-4, rtol=0)
+        torch.testing.assert_close(a.scores, b.scores, atol=1e-5, rtol=0)
+        assert torch.equal(a.labels, b.labels)
+        assert set(result.metainfo['stage_seconds']) == set(tta.STAGES)
+    # Forward passes: each image's groups as alone (64 x 64 and 64 x 56
+    # share a pass only at ratio 0.3), fused across images where the
+    # padded shape and the budget agree.
+    crops = [crop_resize(torch.zeros(3, 64, 64), np.array(b, float), 1.0)
+             for b in ([0, 0, 64, 64], [0, 0, 56, 64], [0, 0, 64, 64])]
+    assert [g.tolist() for g in tta.runner.groups(crops, [0, 0, 1])] == \
+        ([[0, 2], [1]] if ratio == 0 else [[0, 1, 2]])
+    assert [g.tolist() for g in tta.runner.groups(crops)] == \
+        ([[0, 2], [1]] if ratio == 0 else [[0, 2, 1]])
+
+
+def test_checkpoint_missing_part_of_the_focus_head_is_refused(
+        tiny_demo_root):
+    cfg = Config.fromfile(CONFIG)
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        model = MODELS.build(cfg.model)
+    model.eval()
+    state = {k: v for k, v in model.state_dict().items()
+             if not k.startswith('focus_head.cls.')}
+    model.load_state_dict(state, strict=False)
+    assert model.focus_head_loaded is False
+    assert model.focus_head_missing == ['focus_head.cls.weight',
+                                        'focus_head.cls.bias']
+    with pytest.raises(RuntimeError, match='missing focus_head.cls.weight, '
+                       'focus_head.cls.bias'):
+        _run_autofocus(_autofocus_tta(model, 0.5), _image(tiny_demo_root))
+
+
+def test_settings_are_validated_at_build_time(autofocus):
+    with pytest.raises(ValueError, match=r'scales\[0\]\.threshold must be '
+                       r'a finite number in \[0, 1\], got -1.0'):
+        _autofocus_tta(autofocus, -1.0)
+    with pytest.raises(ValueError, match=r'max_chips must be an integer'):
+        with DefaultScope.overwrite_default_scope('mmsnip'):
+            MODELS.build(dict(type='AutoFocusTTAModel', module=autofocus,
+                              scales=SCALES, max_chips=0))
+    with pytest.raises(ValueError, match=r'border_tol must be a finite'):
+        with DefaultScope.overwrite_default_scope('mmsnip'):
+            MODELS.build(dict(type='AutoFocusTTAModel', module=autofocus,
+                              scales=SCALES, border_tol=float('nan')))
+
+
+def test_head_label_rule_is_validated_and_shared(autofocus):
+    from mmsnip.chips import FocusLabelRule
+    assert autofocus.focus_head.rule == FocusLabelRule(5, 64, 90, stride=16)
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        for bad, match in (((64, 5, 90), r' need 0 <= a < b <= c'),
+                           ((5, float('nan'), 90), r': b must'),
+                           ((5, 64), r' must be \(a, b, c\)')):
+            with pytest.raises(ValueError,
+                               match=r'FocusPixelHead\.thresholds' + match):
+                MODELS.build(dict(type='FocusPixelHead', thresholds=bad))

@@ -14,6 +14,7 @@ from mmengine.config import ConfigDict
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope
 
+from mmsnip.chips import EVERY_PIXEL
 from mmsnip.registry import MODELS
 from mmsnip.utils import register_all_modules
 from test_models.test_autofocus_tta import (SCALES, _autofocus_tta, _image,
@@ -69,7 +70,7 @@ def test_autofocus_everywhere_equals_snip_with_masks(mask_autofocus,
                                                      tiny_demo_root):
     info = _image(tiny_demo_root)
     full = _run_snip(mask_autofocus, info, torch_resize=True)
-    cascade = _run_autofocus(_autofocus_tta(mask_autofocus, threshold=-1.0),
+    cascade = _run_autofocus(_autofocus_tta(mask_autofocus, EVERY_PIXEL),
                              info)
     assert cascade.metainfo['chips_per_scale'] == [1, 1, 1]
     a, b = full.pred_instances, cascade.pred_instances

@@ -28,7 +28,7 @@ def test_infer_compares_every_method(autofocus_ckpt, tmp_path):
     md.write_text('# Benchmarks\n')
     proc = run_tool([
         'tools/benchmark.py', 'infer', cfg_path, ckpt, '--num-images', '2',
-        '--thresholds', '-1', '2', '--tile-size', '160', '--tile-overlap',
+        '--thresholds', '0', '1', '--tile-size', '160', '--tile-overlap',
         '32', '--out-dir', str(out), '--append', str(md), '--warmup', '0',
         '--rpn-proposals-per-mpix', '2000'
     ])
@@ -39,10 +39,10 @@ def test_infer_compares_every_method(autofocus_ckpt, tmp_path):
     assert {m for m, _ in rows} == {'single', 'pyramid', 'autofocus',
                                     'oracle', 'tiling', 'sahi'}
     pyramid = rows[('pyramid', 'None')]
-    # t = -1 selects every pixel: the cascade is the full pyramid
-    assert rows[('autofocus', '-1.0')]['pixels'] == pyramid['pixels']
-    # t = 2 selects none: only the coarsest scale runs
-    coarse = rows[('autofocus', '2.0')]['pixels']
+    # t = 0 selects every pixel (p > 0): the cascade is the full pyramid
+    assert rows[('autofocus', '0.0')]['pixels'] == pyramid['pixels']
+    # t = 1 selects none (p > 1): only the coarsest scale runs
+    coarse = rows[('autofocus', '1.0')]['pixels']
     assert 0 < coarse < pyramid['pixels']
     assert rows[('single', 'None')]['pixels'] < pyramid['pixels']
     # our tiling and SAHI slice the same windows at the same factor

@@ -17,9 +17,11 @@ from mmengine.registry import DefaultScope
 from conftest import REPO_ROOT, run_tool, tiny_checkpoint
 from mmsnip.apis import load_autofocus
 from mmsnip.apis.autofocus import test_subset as load_test_subset
+from mmsnip.chips import ScaleTrace
 from mmsnip.models.test_time_augs import merge_detections
 from mmsnip.registry import MODELS
 from mmsnip.utils.preflight import UserInputError
+from mmsnip.visualization import autofocus as draw
 
 CONFIG = osp.join(REPO_ROOT, 'configs/autofocus/'
                   'autofocus_faster-rcnn_r18-w16_fpn_12e_demo.py')
@@ -63,8 +65,8 @@ def _expected_size(img_hw, panel_size, num_scales=3):
     per scale and a caption column at least CAPTION_MIN_W wide."""
     r = panel_size / max(img_hw)
     ph, pw = round(img_hw[0] * r), round(img_hw[1] * r)
-    return (3 * (vis.TITLE_H + ph) + 2 * vis.GAP,
-            num_scales * (pw + vis.GAP) + max(pw, vis.CAPTION_MIN_W))
+    return (3 * (draw.TITLE_H + ph) + 2 * draw.GAP,
+            num_scales * (pw + draw.GAP) + max(pw, draw.CAPTION_MIN_W))
 
 
 @pytest.mark.parametrize('oracle', [False, True])
@@ -100,7 +102,7 @@ def test_no_focus_pixels_leaves_finer_scales_unrun(autofocus_ckpt,
     images = _ann(tiny_demo_root)['images']
     out = tmp_path / 'vis'
     run_tool([TOOL, cfg_path, ckpt, '--out-dir', str(out), '--num', '1',
-              '--cfg-options', 'tta_model.scales.0.threshold=1.01'])
+              '--cfg-options', 'tta_model.scales.0.threshold=1.0'])
     summary = json.loads((out / f'autofocus_{images[0]["id"]}.json')
                          .read_text())
     assert summary['chips_per_scale'] == [1, 0, 0]
@@ -127,15 +129,16 @@ def _same(a, b):
 
 
 @pytest.mark.parametrize('oracle', [False, True])
-def test_recording_matches_the_cascade(autofocus_ckpt, oracle):
+def test_trace_matches_the_cascade(autofocus_ckpt, oracle):
     cfg_path, ckpt, _ = autofocus_ckpt
     tta, batches = _tta(cfg_path, ckpt, oracle)
     if not oracle:
         # Random weights give p ~ 0.5 everywhere; threshold the maps at
         # their 95% quantile, with small chips, so that the finer scales
         # run on FocusChips smaller than the image.
-        with vis.record_cascade(tta) as traces:
-            tta.test_step(batches[0])
+        data = batches[0]
+        _, traces = tta.predict_cascade(data['inputs'],
+                                        data['data_samples'], trace=True)
         for s in range(2):
             t = float(np.quantile(traces[0].scales[s].focus[0], 0.95))
             tta.scales[s] = dataclasses.replace(tta.scales[s], threshold=t,
@@ -143,14 +146,11 @@ def test_recording_matches_the_cascade(autofocus_ckpt, oracle):
     partial = 0
     for data in batches:
         plain = tta.test_step(data)[0]
-        with vis.record_cascade(tta) as traces:
-            result = tta.test_step(data)[0]
-        # unwrapped again
-        assert not {'cascade', '_next_chips', '_oracle_chips',
-                    'detect_chips'} & set(vars(tta))
+        (result, ), (trace, ) = tta.predict_cascade(
+            data['inputs'], data['data_samples'], trace=True)
         _same(plain.pred_instances, result.pred_instances)
-        assert len(traces) == 1 and traces[0].result is result
-        trace, meta = traces[0], result.metainfo
+        assert trace.result is result and trace.oracle is oracle
+        meta = result.metainfo
         h, w = data['inputs'][0].shape[-2:]
         assert trace.img_hw == (h, w)
         counts = [len(s.chips) for s in trace.scales]
@@ -163,19 +163,22 @@ def test_recording_matches_the_cascade(autofocus_ckpt, oracle):
         for prev, cur in zip(trace.scales, trace.scales[1:]):
             np.testing.assert_array_equal(cur.chips, prev.next_chips)
             partial += bool((cur.chips != [0, 0, w, h]).any())
+        assert trace.scales[-1].next_chips is None or \
+            len(trace.scales) < len(tta.scales)
         stride = tta.module.focus_head.stride
         for s in trace.scales:
             assert [m.shape for m in s.focus] == [
                 tuple(-(-s.crop_hw[c] // stride)) for c in range(len(s.chips))]
+            assert [len(k) for k in s.keep] == [len(d[0]) for d in s.dets]
         # The kept detections, merged as the cascade merges, are its result.
-        kept = vis.kept_detections(tta, trace)
+        kept = [s.kept() for s in trace.scales]
         merged = merge_detections(
             [torch.from_numpy(k[0]) for k in kept],
             [torch.from_numpy(k[1]) for k in kept],
             [torch.from_numpy(k[2]).long() for k in kept], tta.merge_cfg)
         _same(merged, result.pred_instances)
-        src = vis.source_scales(kept, merged.bboxes.numpy(),
-                                merged.scores.numpy())
+        src = draw.source_scales(kept, merged.bboxes.numpy(),
+                                 merged.scores.numpy())
         assert ((src >= 0) & (src < len(trace.scales))).all()
     assert partial > 0, 'no scale ran on chips smaller than the image'
 
@@ -186,12 +189,12 @@ def test_stitched_focus_map_geometry():
     # 10 * row + col.
     focus = ((10 * np.arange(4)[:, None] + np.arange(6)[None]) /
              100).astype(np.float32)
-    rec = vis.ScaleTrace(
-        chips=np.array([[40, 20, 88, 52]], float),
+    rec = ScaleTrace(
+        factor=2.0, chips=np.array([[40, 20, 88, 52]], float),
         origins=np.array([[40, 20]], float),
         factors=np.array([[2.0, 2.0]]), crop_hw=np.array([[64, 96]]),
         focus=[focus], dets=[])
-    prob, inside = vis.stitch_focus(rec, (100, 120), 1.0, 16)
+    prob, inside = draw.stitch_focus(rec, (100, 120), 1.0, 16)
     assert inside.sum() == 32 * 48
     assert inside[20:52, 40:88].all()
     # ORIGINAL pixel (x, y) -> cell (floor((y - 20) * 2 / 16),
@@ -202,7 +205,7 @@ def test_stitched_focus_map_geometry():
     assert prob[30, 70] == focus[1, 3]
     assert prob[19, 40] == 0 and prob[20, 88] == 0
     # Half-resolution panel: pixel centre (u + 0.5) / 0.5 ORIGINAL.
-    small, _ = vis.stitch_focus(rec, (50, 60), 0.5, 16)
+    small, _ = draw.stitch_focus(rec, (50, 60), 0.5, 16)
     assert small[15, 35] == focus[1, 3]  # ORIGINAL (71, 31)
 
 
@@ -224,6 +227,22 @@ def test_bad_input_errors(autofocus_ckpt, tmp_path):
     cfg = Config.fromfile(cfg_path)
     with pytest.raises(UserInputError, match='plain.pth.*focus_head'):
         vis.build_tta(cfg, _args(cfg_path, plain))
+    # A checkpoint missing only part of the head is refused too, by name.
+    state = torch.load(ckpt, map_location='cpu')['state_dict']
+    partial = str(tmp_path / 'partial.pth')
+    torch.save(dict(state_dict={k: v for k, v in state.items()
+                                if not k.startswith('focus_head.cls.')}),
+               partial)
+    with pytest.raises(UserInputError,
+                       match=r'partial.pth.*\(focus_head\.cls\.weight, '
+                       r'focus_head\.cls\.bias\)'):
+        vis.build_tta(cfg, _args(cfg_path, partial))
+    # A threshold outside [0, 1] is a one-line error naming the scale.
+    bad = Config.fromfile(cfg_path)
+    bad.tta_model.scales[0]['threshold'] = 1.01
+    with pytest.raises(UserInputError,
+                       match=r'scales\[0\]\.threshold must be .* \[0, 1\]'):
+        vis.build_tta(bad, _args(cfg_path, ckpt))
     with pytest.raises(UserInputError, match=r'image id\(s\) \[9999\]'):
         vis.select_items(cfg, _args(cfg_path, ckpt, image_ids=[9999]))
     with pytest.raises(UserInputError, match='--oracle needs ground truth'):

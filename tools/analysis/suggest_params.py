@@ -21,9 +21,7 @@ inherits a SNIPER one; ``--plot`` draws the size histogram with each
 scale's valid range. Bad input (missing file, not COCO JSON, no usable
 annotation) prints one ``error:`` line and exits with status 2.
 """
-import argparse
 import dataclasses
-import os
 import os.path as osp
 import sys
 import textwrap
@@ -32,41 +30,48 @@ import time
 import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from export_chips import atomic_json, coco_boxes, fail, load_coco  # noqa
+from export_chips import coco_boxes, fail, load_coco  # noqa
+
 
 from mmsnip.chips import (chip_statistics, object_sizes,  # noqa: E402
                           sample_images, scale_table, suggest_params)
 from mmsnip.chips.params import (DEFAULT_MAX_FACTOR,  # noqa: E402
                                  DEFAULT_OVERLAP, DEFAULT_TARGET)
+from mmsnip.utils.cli import (ArgumentParser, non_negative_int,  # noqa: E402
+                              number, positive_float, positive_int)
+from mmsnip.utils.fileio import (check_output_file, save_figure,  # noqa
+                                 write_json, write_text)
+from mmsnip.utils.preflight import run_cli  # noqa: E402
 
 # Print progress when measuring more images than this.
 PROGRESS_MIN_IMAGES = 200
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('ann_file', help='COCO-format annotation json')
-    parser.add_argument('--chip-size', type=int, default=512,
+    parser.add_argument('--chip-size', type=positive_int, default=512,
                         help='K, chip side in scaled pixels')
-    parser.add_argument('--chip-stride', type=int, default=32,
+    parser.add_argument('--chip-stride', type=positive_int, default=32,
                         help='d, chip grid step in scaled pixels')
-    parser.add_argument('--num-scales', type=int, default=3)
-    parser.add_argument('--target', type=float, nargs=2,
+    parser.add_argument('--num-scales', type=positive_int, default=3)
+    parser.add_argument('--target', type=positive_float, nargs=2,
                         default=list(DEFAULT_TARGET), metavar=('MIN', 'MAX'),
                         help='object size (sqrt(area)) wanted at a valid '
                         'scale, scaled pixels')
-    parser.add_argument('--overlap', type=float, default=DEFAULT_OVERLAP,
+    parser.add_argument('--overlap', type=number(float, 1, low_open=True),
+                        default=DEFAULT_OVERLAP,
                         help='ratio by which neighbouring ranges overlap')
-    parser.add_argument('--max-factor', type=float,
+    parser.add_argument('--max-factor', type=positive_float,
                         default=DEFAULT_MAX_FACTOR,
                         help='largest up-sampling factor')
     parser.add_argument('--closed-ends', action='store_true',
                         help='bound the finest range below and the coarsest '
                         'above (default: 0 and inf, as the paper)')
-    parser.add_argument('--max-images', type=int,
+    parser.add_argument('--max-images', type=positive_int,
                         help='measure chips on a fixed-seed sample of this '
                         'many images (sizes always use every image)')
-    parser.add_argument('--seed', type=int, default=0,
+    parser.add_argument('--seed', type=non_negative_int, default=0,
                         help='seed of the image sample')
     parser.add_argument('--out-config', help='write a config snippet (.py)')
     parser.add_argument('--plot', help='write the size histogram (.png)')
@@ -124,10 +129,7 @@ def write_snippet(path: str, suggestion, ann_file: str, summary: str):
         "# tta_model = dict(type='SnipTTAModel', scales=chip_cfg['scales'])\n"
         '# with, in tta_pipeline, TestTimeAug transforms=[[\n' + resize +
         '#     ], ...]\n')
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    with open(path, 'w', encoding='utf-8') as f:
-        f.write(text)
+    write_text(path, text)
 
 
 def plot_sizes(path: str, sizes: np.ndarray, suggestion) -> None:
@@ -171,15 +173,21 @@ def plot_sizes(path: str, sizes: np.ndarray, suggestion) -> None:
                       f'{t0:g}-{t1:g} px at that scale)')
     bottom.legend(fontsize=7, loc='center left', bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        save_figure(fig, path, dpi=100)
+    finally:
+        plt.close(fig)
 
 
 def main(argv=None):
     args = parse_args(argv)
     start = time.time()
+    if args.out_config:
+        check_output_file(args.out_config, '--out-config', ('.py', ))
+    if args.plot:
+        check_output_file(args.plot, '--plot')
+    if args.out_json:
+        check_output_file(args.out_json, '--out-json')
     boxes, img_index, crowd, shapes = read_annotations(args.ann_file)
     sizes = object_sizes(boxes, img_index, shapes, crowd)
     if not len(sizes):
@@ -245,7 +253,7 @@ def main(argv=None):
         plot_sizes(args.plot, sizes, suggestion)
         print(f'size histogram -> {args.plot}')
     if args.out_json:
-        atomic_json(dict(
+        write_json(args.out_json, dict(
             ann_file=args.ann_file, num_images=m, num_objects=len(sizes),
             sampled_images=total,
             size_quantiles=dict(zip(['min', 'p5', 'p50', 'p95', 'max'],
@@ -257,10 +265,9 @@ def main(argv=None):
                             chip_mpix_per_epoch=stats.chip_pixels_per_image *
                             m / 1e6,
                             pyramid_mpix_per_epoch=(
-                                stats.pyramid_pixels_per_image * m / 1e6))),
-            args.out_json)
+                                stats.pyramid_pixels_per_image * m / 1e6))))
         print(f'suggestion and statistics -> {args.out_json}')
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

@@ -7,8 +7,6 @@ Every picture is computed by ``mmsnip.chips`` on small hand-made inputs
 (fixed, no randomness beyond a seeded generator), so the figures show what
 the code does, not what it should do.
 """
-import argparse
-import os
 import os.path as osp
 
 import matplotlib
@@ -23,16 +21,26 @@ from mmsnip.chips import (BACKGROUND, FOCUS, IGNORE, ChipConfig,  # noqa: E402
                           focus_pixel_labels, focus_stack_keep_mask,
                           generate_negative_chips, generate_positive_chips,
                           in_range)
+from mmsnip.utils.cli import ArgumentParser, number  # noqa: E402
+from mmsnip.utils.fileio import check_output_dir, save_figure  # noqa: E402
+from mmsnip.utils.preflight import run_cli  # noqa: E402
 
 VALID, INVALID, CROWD = '#2ca02c', '#9a9a9a', '#d62728'
 POSITIVE, NEGATIVE = '#1f77b4', '#ff7f0e'
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--out-dir', default='docs/img')
-    parser.add_argument('--dpi', type=int, default=80)
+    parser.add_argument('--dpi', type=number(int, 10, 1200), default=80)
     return parser.parse_args()
+
+
+def _save(fig, out: str) -> None:
+    try:
+        save_figure(fig, out)
+    finally:
+        plt.close(fig)
 
 
 def draw_boxes(ax, boxes, color, lw=1.5, ls='-', fill=False, alpha=1.0,
@@ -80,8 +88,7 @@ def fig_grid(out):
             ax.text(box[0], box[3] + 30, 'wider than K: uncoverable, seen '
                     'cropped', color=CROWD, fontsize=8)
     fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
+    _save(fig, out)
 
 
 def demo_image():
@@ -117,8 +124,7 @@ def fig_scales(out):
         draw_boxes(ax, chips, POSITIVE, lw=2.5)
         draw_boxes(ax, chips, POSITIVE, fill=True, alpha=0.08)
     fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
+    _save(fig, out)
 
 
 def fig_negative(out):
@@ -151,8 +157,7 @@ def fig_negative(out):
     c = (props[:, :2] + props[:, 2:]) / 2 * f
     ax.plot(c[:, 0], c[:, 1], 'o', color=CROWD, ms=3)
     fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
+    _save(fig, out)
 
 
 def fig_focus_labels(out):
@@ -179,8 +184,7 @@ def fig_focus_labels(out):
     ax.set_title('FocusPixels (s = 16; a, b, c = 5, 64, 90): green 1, '
                  'grey -1, white 0', fontsize=9)
     fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
+    _save(fig, out)
 
 
 def fig_focus_chips(out):
@@ -212,8 +216,7 @@ def fig_focus_chips(out):
     for ax in axes:
         ax.tick_params(labelsize=7)
     fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
+    _save(fig, out)
 
 
 def fig_stacking(out):
@@ -236,13 +239,12 @@ def fig_stacking(out):
     for det, k in zip(dets, keep):
         draw_boxes(ax, det, VALID if k else CROWD, lw=2)
     fig.tight_layout()
-    fig.savefig(out)
-    plt.close(fig)
+    _save(fig, out)
 
 
 def main():
     args = parse_args()
-    os.makedirs(args.out_dir, exist_ok=True)
+    check_output_dir(args.out_dir)
     plt.rcParams['savefig.dpi'] = args.dpi
     for name, fn in (('grid', fig_grid), ('scales', fig_scales),
                      ('negative', fig_negative),
@@ -255,4 +257,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_cli(main)

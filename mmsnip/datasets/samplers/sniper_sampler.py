@@ -16,56 +16,198 @@ class SniperSampler(Sampler):
     Every epoch yields all positive chips plus the negatives the dataset
     picks for that epoch (:meth:`SniperDataset.epoch_indices`, deterministic
     from the dataset's seed and the epoch), shuffled from ``(seed, epoch)``
-    and split across ranks like mmengine's ``DefaultSampler``: rank ``r``
-    takes items ``r, r + world, ...``. With ``round_up=False`` every chip of
-    the epoch is seen exactly once across ranks (ranks may then differ by
-    one chip); with ``round_up=True`` (the default, what DDP needs) the
-    list is padded by repeating its first chips so every rank gets the same
-    number. The train loop calls :meth:`set_epoch`, also on resume, so the
-    same epoch always sees the same chips.
+    into the epoch's *global order* and split across ranks like mmengine's
+    ``DefaultSampler``: rank ``r`` takes items ``r, r + world, ...``. With
+    ``round_up=False`` every chip of the epoch is seen exactly once across
+    ranks (ranks may then differ by one chip); with ``round_up=True`` (the
+    default, what DDP needs) the list is padded by repeating the epoch's
+    first chips so every rank gets the same number. The train loop calls
+    :meth:`set_epoch` before each epoch, so the same epoch always sees the
+    same chips.
+
+    **Resume.** The state is ``(seed, epoch, consumed)``: ``consumed`` is
+    how many chips of the epoch's global order were trained on.
+    :meth:`load_state_dict` (called by
+    :class:`~mmsnip.engine.hooks.SamplerResumeHook` from the checkpoint)
+    makes that epoch yield only ``order[consumed:]``, padded and sharded as
+    above, on any number of ranks; later epochs are whole again.
+
+    Worked example: 13 chips, 2 ranks, batch 2, ``round_up=True``. The
+    padded order ``o0 .. o12, o0`` gives rank 0 ``o0 o2 .. o12`` and rank 1
+    ``o1 o3 .. o11 o0`` (7 each, 4 iterations). A checkpoint after 3
+    iterations has ``consumed = 3 * 2 * 2 = 12``; resumed, rank 0 yields
+    ``o12`` and rank 1 ``o0``: exactly the 4th iteration of the
+    uninterrupted run. Resumed on 1 rank it yields ``o12`` alone.
+
+    **Image windows.** With ``image_window=W`` (and ``shuffle``) the
+    epoch's images are shuffled, cut into windows of ``W`` consecutive
+    images, and the chips of each window shuffled among themselves: every
+    chip of an image lies inside its window's stretch of the order, so a
+    dataloader worker's decoded-image cache
+    (``SniperDataset(decode_cache_mb=...)``) decodes each image about once
+    per window instead of once per chip. The price: a batch holds chips of
+    at most about ``W`` (+ ``W`` at a window boundary) images instead of
+    chips from all over the dataset. Worked example: 3 images with chips
+    ``a0 a1 | b0 b1 b2 | c0``, ``W = 2``; the image order ``c, a, b`` gives
+    windows ``{c, a}`` and ``{b}``, e.g. the order ``a1 c0 a0 b2 b0 b1``.
+    ``W = 0`` (default) shuffles all chips of the epoch together.
+    The order is still a function of ``(seed, epoch)``, so resume is exact.
 
     Args:
         dataset (SniperDataset): The chip dataset.
         shuffle (bool): Shuffle the chips of an epoch.
-        seed (int, optional): Shuffle seed, synced across ranks.
+        seed (int, optional): Shuffle seed, synced across ranks. The runner
+            passes the run's seed (``randomness.seed``, random when unset);
+            the checkpoint's seed replaces it on resume.
         round_up (bool): Pad to equal shards.
+        image_window (int): Keep the chips of this many images together
+            (see above); 0: no grouping. Needs the dataset's ``chip_img``
+            (the image of every chip).
     """
 
     def __init__(self, dataset, shuffle: bool = True,
-                 seed: Optional[int] = None, round_up: bool = True):
+                 seed: Optional[int] = None, round_up: bool = True,
+                 image_window: int = 0):
         if not hasattr(dataset, 'epoch_indices'):
             raise TypeError('SniperSampler needs a SniperDataset, got '
                             f'{type(dataset).__name__}')
+        if isinstance(image_window, bool) or not isinstance(
+                image_window, int) or image_window < 0:
+            raise ValueError('SniperSampler: image_window must be an int '
+                             f'>= 0 (images per window), got {image_window!r}')
+        self.image_window = image_window
         rank, world_size = get_dist_info()
         self.rank, self.world_size = rank, world_size
         self.dataset = dataset
         self.shuffle = shuffle
-        self.seed = sync_random_seed() if seed is None else seed
+        self.seed = sync_random_seed() if seed is None else int(seed)
         self.round_up = round_up
         self.epoch = 0
-        total = dataset.epoch_size()
-        if round_up:
-            self.num_samples = math.ceil(total / world_size)
-            self.total_size = self.num_samples * world_size
-        else:
-            self.num_samples = math.ceil((total - rank) / world_size)
-            self.total_size = total
+        # (epoch, chips of its global order already trained on) after a
+        # resume; None otherwise.
+        self._resume: Optional[tuple] = None
+        total = dataset.epoch_size()  # builds a lazy dataset's chip table
+        if image_window and not hasattr(dataset, 'chip_img'):
+            raise TypeError(
+                f'SniperSampler: image_window={image_window} needs the image '
+                f'of every chip (a SniperDataset\'s chip_img); '
+                f'{type(dataset).__name__} has none: set image_window=0')
+        self.num_samples = self._shard_len(total)
+        self.total_size = self.num_samples * world_size if round_up \
+            else total
 
-    def __iter__(self) -> Iterator[int]:
-        indices = self.dataset.epoch_indices(self.epoch)
+    def _shard_len(self, remaining: int) -> int:
+        """Items this rank yields when ``remaining`` chips are left."""
+        if self.round_up:
+            return math.ceil(remaining / self.world_size)
+        return max(math.ceil((remaining - self.rank) / self.world_size), 0)
+
+    def epoch_order(self, epoch: Optional[int] = None) -> np.ndarray:
+        """The epoch's global order (all ranks, no padding).
+
+        Returns:
+            np.ndarray: ``(N,)`` int64 chip indices of the dataset.
+        """
+        epoch = self.epoch if epoch is None else epoch
+        indices = self.dataset.epoch_indices(epoch)
         if self.shuffle:
             rng = np.random.default_rng(
-                np.random.SeedSequence([self.seed, self.epoch]))
-            indices = indices[rng.permutation(len(indices))]
-        if self.round_up and len(indices) < self.total_size:
-            reps = math.ceil(self.total_size / max(len(indices), 1))
-            indices = np.tile(indices, reps)[:self.total_size]
-        return iter(indices[self.rank:self.total_size:self.world_size]
-                    .tolist())
+                np.random.SeedSequence([self.seed, epoch]))
+            if self.image_window:
+                indices = indices[self._window_order(indices, rng)]
+            else:
+                indices = indices[rng.permutation(len(indices))]
+        return indices
+
+    def _window_order(self, indices: np.ndarray,
+                      rng: np.random.Generator) -> np.ndarray:
+        """Permutation of ``indices`` that shuffles the images, then the
+        chips inside each window of ``image_window`` images."""
+        img = np.asarray(self.dataset.chip_img)[indices]
+        images = np.unique(img)
+        position = np.zeros(int(img.max()) + 1 if len(img) else 0,
+                            np.int64)
+        position[images[rng.permutation(len(images))]] = np.arange(
+            len(images))
+        window = position[img] // self.image_window
+        # lexsort: the last key is the primary one.
+        return np.lexsort((rng.permutation(len(indices)), window))
+
+    @property
+    def consumed_at_start(self) -> int:
+        """Chips of the current epoch trained before this run (resume)."""
+        if self._resume is not None and self._resume[0] == self.epoch:
+            return self._resume[1]
+        return 0
+
+    def __iter__(self) -> Iterator[int]:
+        order = self.epoch_order()
+        rest = order[min(self.consumed_at_start, len(order)):]
+        if self.round_up and len(rest):
+            pad = -len(rest) % self.world_size
+            if pad:
+                reps = math.ceil(pad / len(order))
+                rest = np.concatenate([rest, np.tile(order, reps)[:pad]])
+        return iter(rest[self.rank::self.world_size].tolist())
 
     def __len__(self) -> int:
-        return self.num_samples
+        """Items this rank yields this epoch (fewer in a resumed epoch)."""
+        consumed = self.consumed_at_start
+        if not consumed:
+            return self.num_samples
+        return self._shard_len(
+            max(self.dataset.epoch_size() - consumed, 0))
 
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch (called by the train loop before each epoch)."""
         self.epoch = epoch
+
+    def state_dict(self, consumed: int = 0) -> dict:
+        """What a checkpoint needs to continue this epoch exactly.
+
+        Args:
+            consumed (int): Chips of the current epoch's global order
+                trained on so far (all ranks together).
+
+        Returns:
+            dict: ``seed``, ``epoch``, ``consumed``, ``epoch_size``,
+            ``shuffle``, ``world_size``, ``image_window``.
+        """
+        return dict(seed=int(self.seed), epoch=int(self.epoch),
+                    consumed=int(min(consumed, self.dataset.epoch_size())),
+                    epoch_size=int(self.dataset.epoch_size()),
+                    shuffle=bool(self.shuffle), world_size=self.world_size,
+                    image_window=int(self.image_window))
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict`: its seed, and its epoch
+        without the chips already trained on.
+
+        Raises:
+            ValueError: The checkpoint's epoch had another number of chips
+                (another dataset or chip config), or another
+                ``image_window`` (another order: the rest of its epoch
+                would repeat some chips and skip others). Checkpoints
+                written before ``image_window`` existed were trained
+                without windows (0).
+        """
+        size = self.dataset.epoch_size()
+        if int(state['epoch_size']) != size:
+            raise ValueError(
+                f'SniperSampler: the checkpoint was trained on '
+                f'{state["epoch_size"]} chips per epoch, this dataset has '
+                f'{size}: the chip config, data or proposals changed. '
+                'Resume with the same data, or start a new run with '
+                '`load_from` instead of `resume`')
+        window = int(state.get('image_window', 0))
+        if window != self.image_window and int(state['consumed']):
+            raise ValueError(
+                f'SniperSampler: the checkpoint stopped mid-epoch with '
+                f'image_window={window}, this sampler has '
+                f'image_window={self.image_window}: the rest of the epoch '
+                'would not be the chips it has not seen. Resume with '
+                f'train_dataloader.sampler.image_window={window}')
+        self.seed = int(state['seed'])
+        self.epoch = int(state['epoch'])
+        consumed = int(state['consumed'])
+        self._resume = (self.epoch, consumed) if consumed else None

@@ -55,6 +55,9 @@ class CropChip(BaseTransform):
     - gt_masks (optional)
     - chip (dict from ``SniperDataset.get_data_info``: ``box``,
       ``scale_factor``, ``valid_range``, ``chip_size``, ...)
+    - height, width (optional): the annotated image size, which the chips
+      were computed for; a decoded image of another size is an error
+      naming the image (its chips and boxes would be wrong).
 
     Modified Keys:
 
@@ -85,6 +88,16 @@ class CropChip(BaseTransform):
         chip = results['chip']
         img = results['img']
         img_h, img_w = img.shape[:2]
+        annotated = (results.get('height'), results.get('width'))
+        if None not in annotated and annotated != (img_h, img_w):
+            raise ValueError(
+                f'{results.get("img_path")} (img_id '
+                f'{results.get("img_id")}): the image decodes to '
+                f'{img_w}x{img_h} px but its annotation says '
+                f'{annotated[1]}x{annotated[0]} (width x height); its chips '
+                'and boxes are computed in the annotated size. Fix the '
+                'annotation\'s width/height or the image file '
+                '(tools/check_dataset.py CONFIG lists every such image)')
         factor = chip['scale_factor']
         window, out_w, out_h = chip_window(
             np.asarray(chip['box']), factor, img_h, img_w, chip['chip_size'])

@@ -10,7 +10,7 @@ from mmdet.structures.bbox import get_box_tensor
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from mmsnip.chips import FOCUS, IGNORE, focus_pixel_labels
+from mmsnip.chips import FOCUS, IGNORE, FocusLabelRule, focus_pixel_labels
 from mmsnip.registry import MODELS
 
 
@@ -31,7 +31,11 @@ class FocusPixelHead(BaseModule):
         in_channels (int): Channels of the input feature map.
         feat_channels (int): Channels of the 3x3 conv (256).
         stride (int): Stride of the input feature map (16).
-        thresholds (Sequence[float]): ``(a, b, c)`` = (5, 64, 90).
+        thresholds (Sequence[float]): ``(a, b, c)`` = (5, 64, 90),
+            ``0 <= a < b <= c``, CHIP pixels. With ``stride`` they form
+            :attr:`rule` (:class:`~mmsnip.chips.FocusLabelRule`, validated
+            at build time), which the oracle FocusChips of
+            ``AutoFocusTTAModel`` read too: one home for the label rule.
         loss_weight (float): Weight of the loss.
     """
 
@@ -44,8 +48,13 @@ class FocusPixelHead(BaseModule):
                  init_cfg=dict(
                      type='Normal', layer='Conv2d', std=0.01)):
         super().__init__(init_cfg=init_cfg)
-        self.stride = stride
-        self.thresholds = tuple(thresholds)
+        if len(tuple(thresholds)) != 3:
+            raise ValueError('FocusPixelHead.thresholds must be (a, b, c), '
+                             f'got {thresholds!r}')
+        self.rule = FocusLabelRule(*thresholds, stride=stride,
+                                   where='FocusPixelHead.thresholds')
+        self.stride = self.rule.stride
+        self.thresholds = self.rule.thresholds
         self.loss_weight = loss_weight
         self.conv = nn.Conv2d(in_channels, feat_channels, 3, padding=1)
         self.cls = nn.Conv2d(feat_channels, 2, 1)

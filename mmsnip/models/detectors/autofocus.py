@@ -66,17 +66,21 @@ class AutoFocus(BaseDetector):
         self.focus_head = MODELS.build(focus_head)
         self.focus_level = focus_level
         # None: no weights loaded yet (initialisation); False: the last
-        # loaded state dict had no ``focus_head.`` weights (a plain
-        # detector checkpoint): its FocusPixel maps would be noise.
+        # loaded state dict lacked some or all ``focus_head.`` weights (a
+        # plain detector checkpoint, or a partial one; the missing keys in
+        # ``focus_head_missing``): its FocusPixel maps would be noise.
         self.focus_head_loaded: Optional[bool] = None
+        self.focus_head_missing: List[str] = []
         self._register_load_state_dict_pre_hook(self._load_plain_detector)
 
     def _load_plain_detector(self, state_dict, prefix, *args, **kwargs):
         """Move the keys of a plain detector checkpoint under ``detector.``
-        and note whether it held FocusPixel head weights."""
+        and note whether it held every FocusPixel head weight."""
         own = (prefix + 'detector.', prefix + 'focus_head.')
-        self.focus_head_loaded = any(
-            k.startswith(prefix + 'focus_head.') for k in state_dict)
+        self.focus_head_missing = [
+            'focus_head.' + k for k in self.focus_head.state_dict()
+            if prefix + 'focus_head.' + k not in state_dict]
+        self.focus_head_loaded = not self.focus_head_missing
         for key in [k for k in state_dict if k.startswith(prefix)]:
             if not key.startswith(own):
                 state_dict[prefix + 'detector.' + key[len(prefix):]] = \

@@ -21,7 +21,8 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 
 import torch
 from mmcv.ops import batched_nms
-from mmdet.structures.bbox import bbox_overlaps
+from mmdet.structures import DetDataSample
+from mmdet.structures.bbox import bbox_overlaps, get_box_tensor
 from mmengine.structures import InstanceData
 from torch import Tensor
 
@@ -323,3 +324,119 @@ def merge_detections(boxes: Sequence[Tensor],
         elif len(masks):  # no parts: no mask shape to give
             out.masks = gather_rows(masks, keep)
     return out
+
+
+# --------------------------------------------------------------------------
+# Masks of the parts (chips, tiles, views) of one image
+# --------------------------------------------------------------------------
+# ``flip_direction`` of a view -> the mask dims to flip back.
+FLIP_DIMS = {None: (), 'horizontal': (-1, ), 'vertical': (-2, ),
+             'diagonal': (-2, -1)}
+
+
+class MaskPaster:
+    """The masks of one image's chips or views, pasted on demand.
+
+    Each part (a chip, a tile or a view) adds its detections' masks in its
+    window's ORIGINAL pixels; :func:`merge_detections` calls the paster with
+    the indices it keeps (into the concatenation of the parts, in the order
+    they were added), and only those are pasted into ``(K, H, W)`` masks of
+    the whole ORIGINAL image: memory stays at the kept detections.
+
+    Args:
+        img_hw (tuple[int, int]): ``(H, W)`` of the ORIGINAL image.
+        device: Where empty results are made.
+    """
+
+    def __init__(self, img_hw: Tuple[int, int], device='cpu'):
+        self.img_hw = tuple(int(v) for v in img_hw)
+        self.device = device
+        self.parts = []
+        self.sizes = []
+
+    def add(self,
+            masks: Tensor,
+            rows: Optional[Tensor] = None,
+            origin: Tuple[int, int] = (0, 0),
+            flip_direction: Optional[str] = None) -> None:
+        """Add a part.
+
+        Args:
+            masks (Tensor): ``(N, h, w)`` masks of the part's detections,
+                ORIGINAL pixels of its window (bool, or uint8 if the head's
+                ``mask_thr_binary < 0``).
+            rows (Tensor, optional): Which of them belong to the part's
+                (pruned) detections: bool ``(N,)`` or indices; default all.
+            origin (tuple[int, int]): Window top-left ``(x, y)`` in the
+                image.
+            flip_direction (str, optional): The view was flipped
+                (``'horizontal'``, ``'vertical'``, ``'diagonal'``): the
+                masks are flipped back within the window when pasted.
+        """
+        if masks.dim() != 3:
+            raise ValueError(f'MaskPaster: masks must be (N, h, w), got '
+                             f'{tuple(masks.shape)}')
+        if rows is None:
+            rows = torch.arange(len(masks), device=masks.device)
+        elif rows.dtype == torch.bool:
+            rows = rows.nonzero()[:, 0]
+        if flip_direction not in FLIP_DIMS:
+            raise ValueError(f'MaskPaster: unknown flip_direction '
+                             f'{flip_direction!r}')
+        self.parts.append((masks, rows.to(masks.device), origin,
+                           FLIP_DIMS[flip_direction]))
+        self.sizes.append(len(rows))
+
+    def __call__(self, inds: Tensor) -> Tensor:
+        """``(K, H, W)`` masks in the ORIGINAL image of detections ``inds``
+        (indices into the concatenation of the parts)."""
+        img_h, img_w = self.img_hw
+        if not self.parts:
+            if len(inds):
+                raise ValueError('MaskPaster: indices given but no parts')
+            return torch.zeros((0, img_h, img_w), dtype=torch.bool,
+                               device=self.device)
+        out = self.parts[0][0].new_zeros((len(inds), img_h, img_w))
+        for i, pos, local in part_rows(self.sizes, inds):
+            masks, rows, (x0, y0), dims = self.parts[i]
+            chunk = masks[rows[local.to(rows.device)]]
+            if dims:
+                chunk = chunk.flip(dims)
+            h = min(chunk.shape[-2], img_h - y0)
+            w = min(chunk.shape[-1], img_w - x0)
+            out[pos.to(out.device), y0:y0 + h, x0:x0 + w] = \
+                chunk[:, :h, :w].to(out.device, out.dtype)
+        return out
+
+
+def add_masks(paster: MaskPaster, result: DetDataSample,
+              keep: Optional[Tensor],
+              origin: Tuple[int, int] = (0, 0),
+              flip_direction: Optional[str] = None) -> None:
+    """Hand a part's kept masks to ``paster``, if its detector made masks.
+
+    Args:
+        paster (MaskPaster): The image's paster.
+        result (DetDataSample): The part's prediction (``rescale=True``:
+            masks in the window's ORIGINAL pixels).
+        keep (Tensor, optional): Bool ``(N,)`` or indices of its kept
+            detections; None keeps all.
+        origin, flip_direction: See :meth:`MaskPaster.add`.
+    """
+    pred = result.pred_instances
+    if 'masks' not in pred:
+        if paster.parts:
+            raise ValueError('detections of one image come with and without '
+                             'masks; every part must come from the same '
+                             'detector')
+        return
+    masks = pred.masks
+    if not isinstance(masks, Tensor):  # BitmapMasks and the like
+        masks = masks.to_tensor(torch.bool, get_box_tensor(pred.bboxes).device)
+    expected = tuple(result.metainfo['ori_shape'][:2])
+    if tuple(masks.shape[-2:]) != expected:
+        raise ValueError(
+            f'masks of {result.metainfo.get("img_path")} are '
+            f'{tuple(masks.shape[-2:])}, expected the window {expected}: '
+            'predict with rescale=True')
+    paster.add(masks, keep, origin, flip_direction)

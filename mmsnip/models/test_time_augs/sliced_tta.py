@@ -11,10 +11,9 @@ from torch import Tensor
 
 from mmsnip.chips import chip_starts
 from mmsnip.registry import MODELS
-from .autofocus_tta import (MaskPaster, StageTimer, add_masks,
-                            check_proposal_budget, crop_resize,
-                            detections_in_image, pack_crops, proposal_budget)
-from .merge import MergeConfig, merge_detections
+from .chip_runner import (ChipRunner, StageTimer, crop_resize,
+                          detections_in_image)
+from .merge import MaskPaster, MergeConfig, add_masks, merge_detections
 
 
 @MODELS.register_module()
@@ -63,10 +62,12 @@ class SlicedTTAModel(BaseTTAModel):
                  min_rpn_proposals: int = 100,
                  **kwargs):
         super().__init__(**kwargs)
-        check_proposal_budget(self.module, rpn_proposals_per_mpix,
-                              type(self).__name__)
-        self.rpn_proposals_per_mpix = rpn_proposals_per_mpix
-        self.min_rpn_proposals = min_rpn_proposals
+        # Tiles run in their order, batch_size at a time (they share one
+        # shape, except when the image is smaller than a tile).
+        self.runner = ChipRunner(
+            self.module, max_pad_ratio=None, max_batch=batch_size,
+            rpn_proposals_per_mpix=rpn_proposals_per_mpix,
+            min_rpn_proposals=min_rpn_proposals, owner=type(self).__name__)
         if not 0 <= overlap < tile_size:
             raise ValueError(f'SlicedTTAModel needs 0 <= overlap < '
                              f'tile_size, got {overlap}, {tile_size}')
@@ -74,7 +75,6 @@ class SlicedTTAModel(BaseTTAModel):
         self.factor = factor
         self.full_image, self.full_image_factor = full_image, \
             full_image_factor
-        self.batch_size = batch_size
         self.tta_cfg = ConfigDict(tta_cfg or dict(
             nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
         self.merge_cfg = MergeConfig.from_dict(self.tta_cfg)
@@ -92,28 +92,24 @@ class SlicedTTAModel(BaseTTAModel):
         return np.stack([x0, y0, np.minimum(x0 + self.tile_size, img_w),
                          np.minimum(y0 + self.tile_size, img_h)], axis=1)
 
+    @property
+    def batch_size(self) -> int:
+        """Tiles per forward pass (the runner's ``max_batch``)."""
+        return self.runner.max_batch
+
     def _run(self, crops: list, meta: dict, timer: StageTimer,
              masks: MaskPaster):
-        """Detect in ``crops`` by batches; boxes, scores, labels lists
-        (ORIGINAL pixels); masks go to ``masks``."""
+        """Detect in ``crops`` (:class:`ChipRunner`); boxes, scores, labels
+        lists (ORIGINAL pixels); masks go to ``masks``."""
+        results, _ = self.runner.run(crops, meta, timer)
         boxes, scores, labels = [], [], []
-        for i in range(0, len(crops), self.batch_size):
-            part = crops[i:i + self.batch_size]
-            with timer('crop_resize'):
-                data = pack_crops(self.module, part, meta)
-            with timer('detector'), proposal_budget(
-                    self.module, part, self.rpn_proposals_per_mpix,
-                    self.min_rpn_proposals):
-                results = self.module.predict(data['inputs'],
-                                              data['data_samples'],
-                                              rescale=True)
-            with timer('merge'):
-                dets = detections_in_image(results, part, rescaled=True)
-                for crop, result, (b, s, lb) in zip(part, results, dets):
-                    boxes.append(b)
-                    scores.append(s)
-                    labels.append(lb)
-                    add_masks(masks, result, None, crop.origin)
+        with timer('merge'):
+            dets = detections_in_image(results, crops, rescaled=True)
+            for crop, result, (b, s, lb) in zip(crops, results, dets):
+                boxes.append(b)
+                scores.append(s)
+                labels.append(lb)
+                add_masks(masks, result, None, crop.origin)
         return boxes, scores, labels
 
     @torch.no_grad()

@@ -10,8 +10,8 @@ from mmengine.config import ConfigDict
 
 from mmsnip.chips import ScaleSpec, box_sizes, in_range
 from mmsnip.registry import MODELS
-from .autofocus_tta import MaskPaster, StageTimer, add_masks
-from .merge import MergeConfig, merge_detections
+from .chip_runner import StageTimer
+from .merge import MaskPaster, MergeConfig, add_masks, merge_detections
 
 
 @MODELS.register_module()

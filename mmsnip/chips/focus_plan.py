@@ -1,0 +1,329 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""The AutoFocus cascade's settings and planner (pure numpy, Sec. 3.4).
+
+The cascade runs scale ``s`` on some windows (chips) of the ORIGINAL
+image, gets per window a FocusPixel map and detections, and must decide
+(1) which detections of scale ``s`` survive focus stacking and (2) which
+windows scale ``s + 1`` runs on. Both decisions are pure array work and
+live here; running the network on the windows is the torch chip runner's
+job (``mmsnip.models.test_time_augs.chip_runner``) and the loop that
+alternates the two is ``AutoFocusTTAModel``.
+
+Settings have one home each:
+
+* :class:`FocusLabelRule`: ``(a, b, c)`` and the map stride ``s``, shared
+  by the FocusPixel head (its training labels) and the oracle (labels of
+  the ground truth at test time).
+* :class:`FocusScale`: one scale of the cascade and the transition it
+  hands on: ``t, d, k`` (Algorithm 2) and the stacking tolerance of its own
+  chips. ``k`` (``min_size``) is in the NEXT scale's pixels everywhere in
+  the cascade (converted once, in :func:`plan_next_chips`).
+
+Frames: ORIGINAL pixels (the input image), SCALED pixels of a scale
+(ORIGINAL times its factor), CROP pixels (SCALED, relative to a window's
+top-left corner; the network input). Boxes are xyxy.
+"""
+import dataclasses
+import math
+import numbers
+from typing import List, NamedTuple, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .focus import (focus_chips, focus_stack_keep_mask, merge_overlapping,
+                    oracle_focus_chips)
+from .scales import ScaleSpec, _positive_int
+
+# The FocusChip keys of a scale dict (``AutoFocusTTAModel.scales``).
+TRANSITION_KEYS = ('threshold', 'dilation', 'min_size',
+                   'inclusive_threshold', 'border_tol')
+
+# FocusChip settings that select every cell (every chip the whole window:
+# the cascade is then the full pyramid) and none (only the coarsest scale).
+EVERY_PIXEL = dict(threshold=0.0, inclusive_threshold=True)
+NO_PIXEL = dict(threshold=1.0, inclusive_threshold=False)
+
+
+def _number(value, name: str, low: float = -math.inf,
+            high: float = math.inf, finite: bool = True) -> float:
+    """``float(value)`` if it is a real number (not bool, not NaN; finite
+    if asked) in ``[low, high]``, else a ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or math.isnan(value) or (finite and math.isinf(value)) \
+            or not low <= value <= high:
+        bounds = f'in [{low:g}, {high:g}]'
+        raise ValueError(f'{name} must be a{" finite" if finite else ""} '
+                         f'number {bounds}, got {value!r}')
+    return float(value)
+
+
+def cascade_limits(max_chips: int, border_tol: float,
+                   owner: str = 'AutoFocusTTAModel') -> Tuple[int, float]:
+    """The cascade-wide settings, validated: ``max_chips`` (FocusChips per
+    scale and image, an integer >= 1) and ``border_tol`` (the default
+    stacking tolerance, ORIGINAL px, finite and >= 0)."""
+    return (_positive_int(max_chips, f'{owner}.max_chips'),
+            _number(border_tol, f'{owner}.border_tol', 0))
+
+
+@dataclasses.dataclass(frozen=True)
+class FocusLabelRule:
+    """The FocusPixel label rule (Sec. 3.4.1): sizes ``a, b, c`` in CHIP
+    (network-input) pixels and the stride ``s`` of the map.
+
+    Shared by :class:`~mmsnip.models.FocusPixelHead` (training labels) and
+    the oracle FocusChips (ground truth labelled at test time), so both
+    always use the same rule. Validation: ``0 <= a < b <= c`` (``c`` may be
+    ``inf``), no NaN, ``stride`` an integer >= 1.
+
+    Example:
+        ``FocusLabelRule(5, 64, 90)``: a 20 px object is a FocusPixel, a
+        3 px or 70 px one is ignored, a 100 px one is background.
+    """
+    a: float = 5.0
+    b: float = 64.0
+    c: float = 90.0
+    stride: int = 16
+    where: str = dataclasses.field(default='focus thresholds', compare=False)
+
+    def __post_init__(self):
+        for name in 'abc':
+            _number(getattr(self, name), f'{self.where}: {name}', 0,
+                    finite=name == 'a')
+        if not self.a < self.b <= self.c:
+            raise ValueError(f'{self.where} need 0 <= a < b <= c, got '
+                             f'(a, b, c) = {(self.a, self.b, self.c)}')
+        _positive_int(self.stride, f'{self.where}: stride')
+
+    @property
+    def thresholds(self) -> Tuple[float, float, float]:
+        return (self.a, self.b, self.c)
+
+
+@dataclasses.dataclass(frozen=True)
+class FocusScale:
+    """A scale of the cascade and the FocusChip settings it hands on.
+
+    ``threshold``/``dilation``/``min_size`` (``t``, ``d``, ``k``) turn this
+    scale's FocusPixel maps into the chips of the NEXT scale (Algorithm 2);
+    the last scale's are unused. ``border_tol`` is the focus-stacking
+    tolerance of this scale's own chips (``None``: the cascade's
+    ``border_tol``).
+
+    Args:
+        spec (ScaleSpec): Factor rule and valid range (ORIGINAL pixels).
+        threshold (float): ``t`` in [0, 1]: FocusPixels are cells with
+            probability ``> t`` (``>= t`` with ``inclusive_threshold``, as
+            the original code). ``t = 0`` inclusive selects every cell;
+            ``t = 1`` exclusive none.
+        dilation (int): ``d``, in map cells, >= 1.
+        min_size (float): ``k``, minimum FocusChip side in the NEXT scale's
+            pixels, finite and >= 0.
+        inclusive_threshold (bool): ``>= t`` instead of the paper's ``> t``.
+        border_tol (float, optional): Stacking tolerance, ORIGINAL px, >= 0.
+    """
+    spec: ScaleSpec
+    threshold: float = 0.5
+    dilation: int = 3
+    min_size: float = 256
+    inclusive_threshold: bool = False
+    border_tol: Optional[float] = None
+    where: str = dataclasses.field(default='scale', compare=False)
+
+    def __post_init__(self):
+        _number(self.threshold, f'{self.where}.threshold', 0, 1)
+        _positive_int(self.dilation, f'{self.where}.dilation')
+        _number(self.min_size, f'{self.where}.min_size', 0)
+        if not isinstance(self.inclusive_threshold, bool):
+            raise ValueError(f'{self.where}.inclusive_threshold must be a '
+                             f'bool, got {self.inclusive_threshold!r}')
+        if self.border_tol is not None:
+            _number(self.border_tol, f'{self.where}.border_tol', 0)
+
+    @classmethod
+    def from_dict(cls, cfg: dict, where: str = 'scale') -> 'FocusScale':
+        """Build from a scale dict: :class:`ScaleSpec` fields plus
+        :data:`TRANSITION_KEYS`; errors name ``where`` and the field."""
+        if isinstance(cfg, cls):
+            return cfg
+        cfg = dict(cfg)
+        focus = {k: cfg.pop(k) for k in TRANSITION_KEYS if k in cfg}
+        try:
+            spec = ScaleSpec.from_dict(cfg)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f'{where}: {e} (FocusChip keys: '
+                             f'{", ".join(TRANSITION_KEYS)})') from e
+        return cls(spec, where=where, **focus)
+
+
+def focus_scales(scales: Sequence[dict],
+                 owner: str = 'AutoFocusTTAModel') -> List[FocusScale]:
+    """Validated :class:`FocusScale` list from config dicts (coarse to
+    fine); errors name ``owner.scales[i]``."""
+    if not len(scales):
+        raise ValueError(f'{owner}.scales must hold at least one scale')
+    return [FocusScale.from_dict(s, f'{owner}.scales[{i}]')
+            for i, s in enumerate(scales)]
+
+
+class Windows(NamedTuple):
+    """Where a scale's crops came from, per crop ``i`` of ``C``.
+
+    Attributes:
+        origins (np.ndarray): ``(C, 2)`` top-left ``(x0, y0)``, ORIGINAL px.
+        factors (np.ndarray): ``(C, 2)`` exact ``(fx, fy)``: CROP px per
+            ORIGINAL px.
+        shapes (np.ndarray): ``(C, 2)`` int crop ``(h, w)`` in CROP px.
+    """
+    origins: np.ndarray
+    factors: np.ndarray
+    shapes: np.ndarray
+
+
+def cap_chips(chips: np.ndarray, max_chips: int) -> np.ndarray:
+    """At most ``max_chips`` chips: all of them (order unchanged) if they
+    fit, else the ``max_chips`` largest by area, largest first (ties in
+    input order).
+
+    Example:
+        Areas ``[4, 9, 1]`` with ``max_chips=2`` give chips 1, 0.
+    """
+    if len(chips) <= max_chips:
+        return chips
+    area = (chips[:, 2] - chips[:, 0]) * (chips[:, 3] - chips[:, 1])
+    return chips[np.argsort(-area, kind='stable')[:max_chips]]
+
+
+def plan_next_chips(maps: Sequence[np.ndarray], windows: Windows,
+                    scale: FocusScale, factor: float, next_factor: float,
+                    stride: int, img_hw: Tuple[int, int],
+                    max_chips: int) -> np.ndarray:
+    """FocusChips of the next scale from one image's maps (Algorithm 2).
+
+    Per crop, :func:`~mmsnip.chips.focus_chips` with ``t, d`` and
+    ``k' = k * factor / next_factor`` (``k`` is in the NEXT scale's pixels,
+    ``k'`` in this scale's) on the crop's map, in CROP pixels; the chips of
+    all crops are mapped to ORIGINAL pixels (divided by the crop's exact
+    factors, shifted by its origin), clipped to the image, merged until
+    none overlap (:func:`~mmsnip.chips.merge_overlapping`) and capped to
+    the ``max_chips`` largest (:func:`cap_chips`).
+
+    Example:
+        Scale factors 0.5 then 1.0, ``k = 128``: chips are grown to 64 px
+        of this scale, i.e. 128 ORIGINAL px = 128 px of the next scale.
+
+    Args:
+        maps (list[np.ndarray]): Per crop the ``(ceil(h / stride),
+            ceil(w / stride))`` FocusPixel probabilities (padding dropped).
+        windows (Windows): The crops' origins, factors and shapes.
+        scale (FocusScale): This scale (``t, d, k``).
+        factor, next_factor (float): This and the next scale's factors.
+        stride (int): Map stride, CROP px.
+        img_hw (tuple): ORIGINAL ``(h, w)``.
+        max_chips (int): Cap.
+
+    Returns:
+        np.ndarray: ``(C', 4)`` float64 xyxy ORIGINAL px, pairwise
+        non-overlapping.
+    """
+    img_h, img_w = img_hw
+    min_size = scale.min_size * factor / next_factor
+    found = [np.zeros((0, 4))]
+    for prob, (x0, y0), (fx, fy), (h, w) in zip(maps, windows.origins,
+                                                windows.factors,
+                                                windows.shapes):
+        scaled, _ = focus_chips(prob, scale.threshold, scale.dilation,
+                                min_size, stride, (int(h), int(w)), factor,
+                                inclusive=scale.inclusive_threshold)
+        found.append(scaled / [fx, fy, fx, fy] + [x0, y0, x0, y0])
+    merged = merge_overlapping(np.clip(
+        np.concatenate(found), 0, [img_w, img_h, img_w, img_h]))
+    return cap_chips(merged, max_chips)
+
+
+def plan_oracle_chips(gt_boxes: np.ndarray, scale: FocusScale,
+                      factor: float, next_factor: float,
+                      rule: FocusLabelRule, img_hw: Tuple[int, int],
+                      max_chips: int) -> np.ndarray:
+    """FocusChips of the next scale from perfect FocusPixels (Sec. 4.4.1):
+    the ground truth labelled at this scale with ``rule``
+    (:func:`~mmsnip.chips.oracle_focus_chips`, ``d`` and ``k`` as
+    :func:`plan_next_chips`). The cap keeps the first ``max_chips`` in the
+    oracle's ``(y1, x1)`` order (not the largest; kept so that published
+    oracle numbers stay reproducible).
+
+    Returns:
+        np.ndarray: ``(C', 4)`` float64 xyxy ORIGINAL px.
+    """
+    img_h, img_w = img_hw
+    _, orig = oracle_focus_chips(
+        gt_boxes, img_h, img_w, factor, rule.stride, rule.a, rule.b, rule.c,
+        scale.dilation, scale.min_size * factor / next_factor)
+    return orig[:max_chips]
+
+
+def stack_keep_masks(dets: Sequence[np.ndarray], chips: np.ndarray,
+                     img_hw: Tuple[int, int],
+                     valid_range: Tuple[float, float],
+                     border_tol: float) -> List[np.ndarray]:
+    """Per chip, the bool keep mask of focus stacking (Sec. 3.4.3,
+    :func:`~mmsnip.chips.focus_stack_keep_mask`) of its ``(N_i, 4)``
+    ORIGINAL-px detections."""
+    return [focus_stack_keep_mask(b, chip, img_hw, valid_range, border_tol)
+            for b, chip in zip(dets, chips)]
+
+
+@dataclasses.dataclass
+class ScaleTrace:
+    """What one scale of the cascade processed and produced, one image.
+
+    Boxes are xyxy in ORIGINAL-image pixels; ``C`` is the number of chips.
+
+    Attributes:
+        factor (float): The scale's factor for this image.
+        chips (np.ndarray): ``(C, 4)`` float chips run at this scale (the
+            whole image at the coarsest).
+        origins, factors, crop_hw (np.ndarray): The crops' :class:`Windows`
+            (``crop_hw`` = ``shapes``: network input, padding excluded).
+        focus (list[np.ndarray]): Per chip the ``(ceil(h / stride),
+            ceil(w / stride))`` FocusPixel probability (empty list when
+            the maps were not read: oracle chips or the last scale).
+        dets (list[tuple]): Per chip ``(boxes (N, 4), scores (N,), labels
+            (N,))`` numpy detections before focus stacking.
+        keep (list[np.ndarray]): Per chip the ``(N,)`` bool stacking mask.
+        next_chips (np.ndarray, optional): ``(C', 4)`` FocusChips this scale
+            hands to the next; ``None`` at the last scale.
+    """
+    factor: float
+    chips: np.ndarray
+    origins: np.ndarray
+    factors: np.ndarray
+    crop_hw: np.ndarray
+    focus: List[np.ndarray]
+    dets: List[Tuple[np.ndarray, np.ndarray, np.ndarray]]
+    keep: List[np.ndarray] = dataclasses.field(default_factory=list)
+    next_chips: Optional[np.ndarray] = None
+
+    def kept(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(boxes, scores, labels)`` that focus stacking kept, the
+        chips' detections concatenated."""
+        parts = [tuple(v[k] for v in d) for d, k in zip(self.dets,
+                                                          self.keep)]
+        if not parts:
+            return np.zeros((0, 4), np.float32), np.zeros(0, np.float32), \
+                np.zeros(0, np.int64)
+        return tuple(np.concatenate(p) for p in zip(*parts))
+
+
+@dataclasses.dataclass
+class CascadeTrace:
+    """One image through the cascade: the ORIGINAL ``(h, w)``, the map
+    ``stride``, whether chips came from the ground truth (``oracle``), one
+    :class:`ScaleTrace` per scale that ran (coarse to fine; scales after
+    one without FocusChips do not run) and the returned prediction
+    (``result``, a ``DetDataSample``)."""
+    img_hw: Tuple[int, int]
+    stride: int
+    oracle: bool = False
+    scales: List[ScaleTrace] = dataclasses.field(default_factory=list)
+    result: object = None

@@ -1,0 +1,498 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""Chip tables of whole datasets: compact image records, a parallel build
+and a cache that fails safe.
+
+A chip table is the list of every chip of a dataset (parallel arrays; see
+:func:`build_chip_table`). Three pieces, no torch, no mmdet:
+
+- :class:`ImageRecords`: every image's size, boxes and crowd flags in a few
+  flat arrays, read from the dataset ONCE; the audit, the cache key and the
+  build all use them (train2017: 118k images, 860k boxes in about 30 MB).
+- :func:`build_chip_table`: the chip engine over all images, in processes
+  (``fork``) when there are many; the result equals the serial one.
+- :class:`ChipTableCache`: ``<cache_dir>/chips-<key>.npz``. A corrupt,
+  truncated or foreign file is rebuilt (with a warning); an unwritable
+  folder means no cache (with a warning); files are written with
+  :func:`~mmsnip.utils.fileio.atomic_open` (no temporary file left, the
+  user's umask). Several processes (distributed ranks) wanting the same
+  table: the first takes ``chips-<key>.npz.lock`` and builds, the others
+  wait for the file and load it (a timeout names the lock file).
+"""
+import dataclasses
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import os.path as osp
+import socket
+import time
+from typing import Callable, List, Optional, Sequence
+
+import numpy as np
+from mmengine.logging import print_log
+
+from mmsnip.chips import ChipConfig, ChipSet, generate_negative_chips
+from mmsnip.chips.positive import positive_chips_batch
+from mmsnip.utils.fileio import atomic_open
+
+# Version of the cache file layout and of the chip engine's output; bump it
+# when either changes so old caches are rebuilt.
+CACHE_VERSION = 2
+TABLE_FIELDS = ('boxes', 'boxes_scaled', 'scale_index', 'scale_factor',
+                'is_positive', 'img_index')
+# Below this many images the table is built in this process.
+PARALLEL_MIN_IMAGES = 2000
+
+
+@dataclasses.dataclass
+class ImageRecords:
+    """What the chip engine needs of a dataset, as flat arrays.
+
+    Attributes:
+        img_ids (list): ``N`` image ids (``img_id`` of the data infos).
+        img_paths (list[str]): ``N`` image paths (for messages).
+        heights, widths (np.ndarray): ``(N,)`` float64 ORIGINAL sizes.
+        box_start (np.ndarray): ``(N + 1,)`` int64: image ``n``'s boxes are
+            rows ``box_start[n]:box_start[n + 1]``.
+        boxes (np.ndarray): ``(M, 4)`` float64 raw xyxy, ORIGINAL pixels,
+            as annotated (not yet sanitised).
+        crowd (np.ndarray): ``(M,)`` bool ``ignore_flag``.
+    """
+    img_ids: list
+    img_paths: list
+    heights: np.ndarray
+    widths: np.ndarray
+    box_start: np.ndarray
+    boxes: np.ndarray
+    crowd: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.img_ids)
+
+    def image(self, n: int):
+        """``(h, w, boxes (B, 4), crowd (B,))`` of image ``n``."""
+        a, b = self.box_start[n], self.box_start[n + 1]
+        return (self.heights[n], self.widths[n], self.boxes[a:b],
+                self.crowd[a:b])
+
+    def box_image(self) -> np.ndarray:
+        """``(M,)`` int64 image index of every box."""
+        return np.repeat(np.arange(len(self)), np.diff(self.box_start))
+
+    def digest(self) -> str:
+        """sha256 of everything the chips depend on (and the ids/paths)."""
+        h = hashlib.sha256()
+        h.update(json.dumps([self.img_ids, self.img_paths],
+                            default=str).encode())
+        for arr in (self.heights, self.widths, self.box_start, self.boxes,
+                    self.crowd):
+            h.update(str(arr.shape).encode())
+            h.update(np.ascontiguousarray(arr).tobytes())
+        return h.hexdigest()
+
+    @classmethod
+    def from_infos(cls, infos, where: Callable[[dict], str]
+                   ) -> 'ImageRecords':
+        """Records of data infos (``height``, ``width``, ``instances``).
+
+        Args:
+            infos (Iterable[dict]): The dataset's data infos, in order.
+            where (callable): ``info -> 'file: image <id> (<path>)'`` for
+                error messages.
+
+        Raises:
+            ValueError: An image without a positive size, an instance
+                without a numeric ``[x1, y1, x2, y2]``, naming the image.
+        """
+        ids, paths, hs, ws, counts, boxes, crowd = [], [], [], [], [], [], []
+        for info in infos:
+            h, w = info.get('height'), info.get('width')
+            if not positive_number(h) or not positive_number(w):
+                raise ValueError(
+                    f'SniperDataset: {where(info)} has height={h!r}, '
+                    f'width={w!r}; chips need its size in the annotations')
+            inst = info.get('instances') or []
+            try:
+                b = np.array([i['bbox'] for i in inst],
+                             np.float64).reshape(-1, 4)
+            except (KeyError, TypeError, ValueError) as e:
+                raise ValueError(
+                    f'SniperDataset: {where(info)}: an instance has no '
+                    '[x1, y1, x2, y2] bbox of numbers '
+                    f'({type(e).__name__}: {e})') from e
+            ids.append(info.get('img_id'))
+            paths.append(info.get('img_path'))
+            hs.append(h)
+            ws.append(w)
+            counts.append(len(b))
+            boxes.append(b)
+            crowd.extend(bool(i.get('ignore_flag', 0)) for i in inst)
+        start = np.zeros(len(counts) + 1, np.int64)
+        np.cumsum(counts, out=start[1:])
+        return cls(ids, paths, np.array(hs, np.float64),
+                   np.array(ws, np.float64), start,
+                   np.concatenate(boxes + [np.zeros((0, 4))]),
+                   np.array(crowd, bool))
+
+
+def positive_number(value) -> bool:
+    """A finite number > 0 (not a bool)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and \
+        not isinstance(value, bool) and bool(np.isfinite(value)) and value > 0
+
+
+# -- the build ------------------------------------------------------------
+# Inputs of the worker processes, set before they fork (not pickled).
+_JOB = {}
+
+
+def _size(value):
+    """An integral float as int (the chip engine's rounding sees the same
+    number as with the annotation's int)."""
+    value = float(value)
+    return int(value) if value.is_integer() else value
+
+
+def _build_range(first: int, last: int) -> dict:
+    """Chips of images ``[first, last)`` of ``_JOB``: positives and
+    negatives as arrays, plus proposal counts."""
+    records, cfg, props = _JOB['records'], _JOB['cfg'], _JOB['proposals']
+    a, b = records.box_start[first], records.box_start[last]
+    pos, pos_n = positive_chips_batch(
+        records.boxes[a:b], records.box_start[first:last + 1] - a,
+        records.heights[first:last], records.widths[first:last], cfg,
+        records.crowd[a:b])
+    neg, neg_n = [], []
+    total = finite = 0
+    if props is not None:
+        offsets = np.concatenate([[0], np.cumsum(pos_n)])
+        for k, n in enumerate(range(first, last)):
+            per_scale = props[records.img_ids[n]]
+            for p in per_scale:
+                p = np.asarray(p)
+                if p.ndim == 2 and p.shape[1] >= 4:
+                    total += len(p)
+                    finite += int(np.isfinite(p[:, :4]).all(axis=1).sum())
+            negs = generate_negative_chips(
+                list(per_scale), _size(records.heights[n]),
+                _size(records.widths[n]), cfg,
+                pos.select(slice(offsets[k], offsets[k + 1])))
+            neg.append(negs)
+            neg_n.append(len(negs))
+    return dict(pos=pos, neg=ChipSet.concat(neg), pos_n=pos_n,
+                neg_n=np.array(neg_n, np.int64), proposals=total,
+                finite_proposals=finite)
+
+
+def default_workers(num_images: int) -> int:
+    """Processes for a build: 0 (this one) under
+    :data:`PARALLEL_MIN_IMAGES` images, else the usable cores (<= 16)."""
+    if num_images < PARALLEL_MIN_IMAGES:
+        return 0
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return min(cores, 16) if cores > 1 else 0
+
+
+def build_chip_table(records: ImageRecords, cfg: ChipConfig,
+                     proposals=None, workers: Optional[int] = None,
+                     chunk_size: Optional[int] = None) -> dict:
+    """Every chip of a dataset (Sec. 3.3): positives, then negative pools.
+
+    Args:
+        records (ImageRecords): The images.
+        cfg (ChipConfig): The chip settings.
+        proposals (Mapping, optional): ``img_id -> [ (P_s, 5) per scale ]``
+            (:func:`~mmsnip.datasets.proposals.load_proposals`); None: no
+            negatives.
+        workers (int, optional): Processes; 0 builds here; None:
+            :func:`default_workers`. Processes need the ``fork`` start
+            method (Linux); elsewhere the build runs here and says so.
+        chunk_size (int, optional): Images per task (default: about 8 tasks
+            per process; 4096 in this process).
+
+    Returns:
+        dict: ``boxes`` ``(C, 4)`` ORIGINAL and ``boxes_scaled`` ``(C, 4)``
+        SCALED xyxy float64, ``scale_index`` ``(C,)`` int64,
+        ``scale_factor`` ``(C,)`` float64, ``is_positive`` ``(C,)`` bool,
+        ``img_index`` ``(C,)`` int64; rows: every positive chip image by
+        image, then every negative chip image by image. Also ``stats``:
+        ``proposals`` and ``finite_proposals`` (rows read / with finite
+        coordinates). The same for any ``workers``.
+    """
+    n = len(records)
+    workers = default_workers(n) if workers is None else int(workers)
+    if workers > 0 and 'fork' not in multiprocessing.get_all_start_methods():
+        print_log('chip table: no fork start method here; building in one '
+                  'process', logger='current')
+        workers = 0
+    if workers > 0 and multiprocessing.current_process().daemon:
+        # e.g. lazy_init=True and the first use in a dataloader worker:
+        # daemonic processes may not start children.
+        print_log('chip table: building in this (daemonic) process',
+                  logger='current')
+        workers = 0
+    if chunk_size is None:
+        chunk_size = max(1, -(-n // (8 * workers))) if workers > 0 else 4096
+    bounds = [(a, min(a + chunk_size, n)) for a in range(0, n, chunk_size)]
+    _JOB.update(records=records, cfg=cfg, proposals=proposals)
+    try:
+        if workers > 0 and len(bounds) > 1:
+            ctx = multiprocessing.get_context('fork')
+            with ctx.Pool(min(workers, len(bounds))) as pool:
+                parts = pool.starmap(_build_range, bounds, chunksize=1)
+        else:
+            parts = [_build_range(a, b) for a, b in bounds]
+    finally:
+        _JOB.clear()
+    pos_n = np.concatenate([p['pos_n'] for p in parts] +
+                           [np.zeros(0, np.int64)])
+    neg_n = np.concatenate([p['neg_n'] for p in parts] +
+                           [np.zeros(0, np.int64)])
+    chips = ChipSet.concat([p['pos'] for p in parts] +
+                           [p['neg'] for p in parts])
+    img_index = np.concatenate([np.repeat(np.arange(n), pos_n),
+                                np.repeat(np.arange(len(neg_n)), neg_n)])
+    return dict(boxes=chips.boxes, boxes_scaled=chips.boxes_scaled,
+                scale_index=chips.scale_index,
+                scale_factor=chips.scale_factor,
+                is_positive=chips.is_positive,
+                img_index=img_index.astype(np.int64),
+                stats=dict(proposals=sum(p['proposals'] for p in parts),
+                           finite_proposals=sum(p['finite_proposals']
+                                                for p in parts)))
+
+
+# -- the cache ----------------------------------------------------------------
+class CacheWaitTimeout(TimeoutError):
+    """Another process held the build lock for too long."""
+
+
+def _warn(msg: str) -> None:
+    print_log(msg, logger='current', level=logging.WARNING)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class ChipTableCache:
+    """``<folder>/chips-<key>.npz`` with a build lock beside it.
+
+    Args:
+        folder (str): The cache folder; ``''`` disables the cache.
+        wait_timeout (float): Seconds to wait for another process's build
+            (its lock file) before giving up with :class:`CacheWaitTimeout`.
+        poll (float): Seconds between looks at the lock.
+
+    Layout of a cache file (``np.savez``, uncompressed, no pickle): the
+    :data:`TABLE_FIELDS` arrays and ``meta``, a JSON string (uint8 bytes)
+    with ``version``, ``key``, ``num_images`` and ``stats``. A file whose
+    meta, fields, dtypes or shapes do not match is rebuilt.
+    """
+
+    def __init__(self, folder: str, wait_timeout: float = 1800.0,
+                 poll: float = 0.5):
+        self.folder = folder
+        self.wait_timeout = float(wait_timeout)
+        self.poll = float(poll)
+
+    def path(self, key: str) -> str:
+        return osp.join(self.folder, f'chips-{key}.npz')
+
+    # reading ------------------------------------------------------------
+    def load(self, key: str, num_images: int) -> Optional[dict]:
+        """The cached table, or None (absent, or unreadable: warned)."""
+        path = self.path(key)
+        if not osp.isfile(path):
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                table = {k: data[k] for k in data.files}
+            problem = _table_problem(table, key, num_images)
+        except Exception as e:  # noqa: BLE001 - any damage means rebuild
+            problem = f'unreadable ({type(e).__name__}: {e})'
+        if problem:
+            _warn(f'chip cache {path} is {problem}; rebuilding it')
+            return None
+        meta = json.loads(bytes(table.pop('meta')).decode())
+        table['stats'] = meta.get('stats', {})
+        return table
+
+    # writing ------------------------------------------------------------
+    def writable(self) -> bool:
+        """Create the folder if needed; False (warned) if it cannot be
+        written."""
+        try:
+            os.makedirs(self.folder, exist_ok=True)
+        except OSError as e:
+            _warn(f'chip cache folder {self.folder} cannot be created '
+                  f'({e}); continuing without a chip cache (set cache_dir '
+                  'to a writable folder to reuse the chip table)')
+            return False
+        if not os.access(self.folder, os.W_OK | os.X_OK):
+            _warn(f'chip cache folder {self.folder} is not writable; '
+                  'continuing without a chip cache (set cache_dir to a '
+                  'writable folder to reuse the chip table)')
+            return False
+        return True
+
+    def save(self, key: str, table: dict, num_images: int) -> bool:
+        """Write atomically; a failure is a warning, never a leftover."""
+        path = self.path(key)
+        meta = dict(version=CACHE_VERSION, key=key, num_images=num_images,
+                    stats=table.get('stats', {}))
+        arrays = {k: table[k] for k in TABLE_FIELDS}
+        arrays['meta'] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+        try:
+            with atomic_open(path) as f:
+                np.savez(f, **arrays)
+        except OSError as e:
+            _warn(f'could not write chip cache {path} ({e}); continuing '
+                  'without it')
+            return False
+        return True
+
+    # the lock -------------------------------------------------------------
+    def _try_lock(self, lock: str) -> bool:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, 'w') as f:
+            json.dump(dict(host=socket.gethostname(), pid=os.getpid(),
+                           time=time.time()), f)
+        return True
+
+    def _stale(self, lock: str) -> bool:
+        """The lock's owner is a dead process of this host."""
+        try:
+            with open(lock) as f:
+                owner = json.load(f)
+        except (OSError, ValueError):
+            return False  # being written, or gone
+        return owner.get('host') == socket.gethostname() and \
+            not _pid_alive(int(owner.get('pid', -1)))
+
+    def load_or_build(self, key: str, num_images: int,
+                      build: Callable[[], dict]) -> dict:
+        """The cached table, or ``build()`` (saved for the next time).
+
+        With another process building the same key (its lock file exists),
+        waits for its file and loads it, taking over if the lock's owner
+        died (same host) or left without a file.
+        """
+        if not self.folder:
+            return build()
+        if not osp.isdir(self.folder) or \
+                not os.access(self.folder, os.W_OK | os.X_OK):
+            table = self.load(key, num_images) if osp.isdir(self.folder) \
+                else None
+            if table is not None:
+                return table
+            if not self.writable():
+                return build()
+        seen = _file_id(self.path(key))
+        table = self.load(key, num_images)
+        if table is not None:
+            return table
+        lock = self.path(key) + '.lock'
+        deadline = time.monotonic() + self.wait_timeout
+        announced = False
+        while not self._try_lock(lock):
+            if self._stale(lock):
+                _warn(f'removing stale chip-cache lock {lock} (its process '
+                      'is gone)')
+                try:
+                    os.remove(lock)
+                except FileNotFoundError:
+                    pass
+                continue
+            if not announced:
+                print_log(f'waiting for another process building the chip '
+                          f'table ({lock})', logger='current')
+                announced = True
+            if time.monotonic() > deadline:
+                raise CacheWaitTimeout(
+                    f'waited {self.wait_timeout:.0f} s for another process '
+                    f'to build the chip table (lock file {lock}); if no '
+                    'other process is building it, delete that file, or '
+                    'raise cache_wait_timeout')
+            time.sleep(self.poll)
+            if not osp.exists(lock):
+                table = self.load(key, num_images)
+                if table is not None:
+                    return table
+        try:
+            # Another process may have finished just before our lock.
+            table = self.load(key, num_images) \
+                if _file_id(self.path(key)) != seen else None
+            if table is None:
+                table = build()
+                self.save(key, table, num_images)
+            return table
+        finally:
+            try:
+                os.remove(lock)
+            except OSError:
+                pass
+
+
+def _file_id(path: str):
+    """``(inode, size, mtime)`` of a file, or None."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _table_problem(table: dict, key: str, num_images: int) -> Optional[str]:
+    """Why a loaded cache cannot be used, or None."""
+    missing = [k for k in TABLE_FIELDS + ('meta', ) if k not in table]
+    if missing:
+        return f'missing arrays {missing} (another format)'
+    try:
+        meta = json.loads(bytes(table['meta']).decode())
+    except (ValueError, UnicodeDecodeError):
+        return 'without readable meta data'
+    if meta.get('version') != CACHE_VERSION or meta.get('key') != key or \
+            meta.get('num_images') != num_images:
+        return (f'for another table (version {meta.get("version")}, key '
+                f'{meta.get("key")}, expected {CACHE_VERSION}, {key})')
+    c = len(table['boxes'])
+    shapes = dict(boxes=(c, 4), boxes_scaled=(c, 4), scale_index=(c, ),
+                  scale_factor=(c, ), is_positive=(c, ), img_index=(c, ))
+    kinds = dict(boxes='f', boxes_scaled='f', scale_index='i',
+                 scale_factor='f', is_positive='b', img_index='i')
+    for name, shape in shapes.items():
+        arr = table[name]
+        if arr.shape != shape or arr.dtype.kind != kinds[name]:
+            return f'inconsistent ({name} {arr.dtype}{arr.shape})'
+    img = table['img_index']
+    if c and (img.min() < 0 or img.max() >= num_images):
+        return 'inconsistent (image index out of range)'
+    pos = table['is_positive']
+    if c and np.any(pos[1:] & ~pos[:-1]):
+        return 'inconsistent (positives not first)'
+    return None
+
+
+def duplicate_scales(cfg: ChipConfig) -> List[Sequence[int]]:
+    """Pairs ``(i, j)`` of scales with the same factor rule and value."""
+    pairs = []
+    for i, a in enumerate(cfg.scales):
+        for j in range(i + 1, len(cfg.scales)):
+            b = cfg.scales[j]
+            if a.rule == b.rule and getattr(a, a.rule) == getattr(b, b.rule):
+                pairs.append((i, j))
+    return pairs

@@ -1,0 +1,161 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""Exact resume of :class:`~mmsnip.datasets.SniperSampler` epochs.
+
+MMEngine's ``EpochBasedTrainLoop`` resumes ``epoch`` and ``iter`` from a
+checkpoint but restarts the epoch's dataloader from its first batch, and
+the runner builds the sampler with the new run's seed before the
+checkpoint is read. A mid-epoch resume therefore trains the epoch's first
+chips twice (and ``iter`` runs past ``max_iters``: a negative ETA), and an
+epoch-boundary resume with ``randomness.seed`` unset draws another order.
+
+:class:`SamplerResumeHook` stores the sampler's state in every checkpoint
+(``meta['sniper_sampler']``) and restores it on resume: the checkpoint's
+seed, and the chips of the epoch already trained on, which the sampler then
+skips (:meth:`SniperSampler.load_state_dict`). The resumed epoch has
+exactly the iterations the interrupted one had left, so ``iter`` ends the
+epoch at ``(epoch + 1) * len(dataloader)`` as an uninterrupted run does.
+"""
+import logging
+import math
+from typing import Optional
+
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.runner import EpochBasedTrainLoop
+from torch.utils.data import BatchSampler
+
+from mmsnip.registry import HOOKS
+
+STATE_KEY = 'sniper_sampler'
+
+
+def _sniper_sampler(runner):
+    """The train dataloader's SniperSampler, or None."""
+    loop = getattr(runner, '_train_loop', None)
+    loader = getattr(loop, 'dataloader', None)
+    sampler = getattr(loader, 'sampler', None)
+    return sampler if hasattr(sampler, 'load_state_dict') and \
+        hasattr(sampler, 'epoch_order') else None
+
+
+@HOOKS.register_module()
+class SamplerResumeHook(Hook):
+    """Save and restore :class:`~mmsnip.datasets.SniperSampler` state.
+
+    Registered by mmsnip's ``configs/_base_/default_runtime.py`` as
+    ``default_hooks.sampler_resume``; it does nothing for other samplers.
+
+    Worked example: 14 chips, batch 2, 1 rank: 7 iterations per epoch. A
+    checkpoint saved after iteration 10 (``iter=10``, ``epoch=1``) records
+    ``consumed = (10 - 7) * 2 * 1 = 6`` chips of epoch 1. Resumed, epoch 1
+    yields its chips 6..13 in the same order (4 iterations, 11..14) and
+    epoch 2 starts at iteration 14 as in the uninterrupted run.
+
+    ``consumed`` counts chips of the epoch's global order (all ranks), so
+    a resume on another number of ranks or another batch size continues
+    with the same chips; the loop's ``iter`` is then set so that the epoch
+    still ends at ``(epoch + 1) * len(dataloader)`` (logged).
+    """
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self) -> None:
+        self._epoch_start_iter = 0
+        self._loaded: Optional[dict] = None
+
+    def before_train_epoch(self, runner) -> None:
+        self._epoch_start_iter = runner.iter
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        sampler = _sniper_sampler(runner)
+        meta = checkpoint.get('meta')
+        if sampler is None or meta is None:
+            return
+        loader = runner.train_dataloader
+        consumed = 0
+        if int(meta['epoch']) == sampler.epoch and isinstance(
+                runner.train_loop, EpochBasedTrainLoop):
+            # Saved inside the epoch (by iteration): meta['iter'] counts the
+            # iterations finished so far.
+            done = int(meta['iter']) - self._epoch_start_iter
+            consumed = sampler.consumed_at_start + \
+                done * loader.batch_size * runner.world_size
+        # Otherwise saved at the epoch's end: meta['epoch'] is the next one.
+        state = sampler.state_dict(consumed)
+        state.update(epoch=int(meta['epoch']), batch_size=loader.batch_size)
+        meta[STATE_KEY] = state
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        meta = checkpoint.get('meta') or {}
+        self._loaded = dict(state=meta.get(STATE_KEY),
+                            epoch=meta.get('epoch'), iter=meta.get('iter'),
+                            seed=meta.get('seed'))
+
+    def before_train(self, runner) -> None:
+        loaded, self._loaded = self._loaded, None
+        sampler = _sniper_sampler(runner)
+        if sampler is None or loaded is None or \
+                not getattr(runner, '_resume', False):
+            return  # a fresh run, or weights from `load_from` only
+        loop = runner.train_loop
+        state = loaded['state'] or self._legacy_state(runner, loaded)
+        if not isinstance(loop, EpochBasedTrainLoop):
+            # IterBasedTrainLoop skips the trained batches itself.
+            sampler.seed = int(state['seed'])
+            return
+        loader = runner.train_dataloader
+        if int(state['consumed']) and \
+                type(loader.batch_sampler) is not BatchSampler:
+            raise RuntimeError(
+                'SamplerResumeHook: train_dataloader.batch_sampler '
+                f'{type(loader.batch_sampler).__name__} regroups the '
+                "sampler's chips, so the chips trained before the checkpoint "
+                'are not a prefix of its order; SniperSampler configs set '
+                'train_dataloader.batch_sampler=None')
+        if int(state['epoch']) != runner.epoch:
+            raise RuntimeError(
+                "SamplerResumeHook: the checkpoint's sampler state is for "
+                f'epoch {state["epoch"]}, the loop resumed epoch '
+                f'{runner.epoch}')
+        full_len = len(loader)
+        sampler.load_state_dict(state)
+        remaining = math.ceil(len(sampler) / loader.batch_size)
+        target = (sampler.epoch + 1) * full_len - remaining
+        if target != loop.iter:
+            print_log(
+                f'SamplerResumeHook: iteration counter {loop.iter} -> '
+                f'{target} so that epoch {sampler.epoch} ends at iteration '
+                f'{(sampler.epoch + 1) * full_len} (the checkpoint was saved '
+                f'with world size {state["world_size"]}, batch size '
+                f'{state.get("batch_size")})',
+                logger='current', level=logging.WARNING)
+            loop._iter = target
+        print_log(
+            f'SamplerResumeHook: epoch {sampler.epoch} continues after '
+            f'{state["consumed"]} of its {state["epoch_size"]} chips '
+            f'({remaining} iterations left), seed {sampler.seed}',
+            logger='current')
+
+    @staticmethod
+    def _legacy_state(runner, loaded: dict) -> dict:
+        """The state of a checkpoint saved without this hook, assuming the
+        same world size and batch size: ``consumed`` from its ``iter`` and
+        ``epoch``, the seed the runner gave the sampler (``meta['seed']``)
+        unless the config fixes ``train_dataloader.sampler.seed``."""
+        sampler = _sniper_sampler(runner)
+        loader = runner.train_dataloader
+        epoch, it = int(loaded['epoch']), int(loaded['iter'])
+        done = max(it - epoch * len(loader), 0)
+        cfg_seed = (runner.cfg.get('train_dataloader') or {}).get(
+            'sampler', {}).get('seed')
+        seed = cfg_seed if cfg_seed is not None else loaded['seed']
+        state = sampler.state_dict(done * loader.batch_size *
+                                   runner.world_size)
+        state.update(epoch=epoch,
+                     seed=int(sampler.seed if seed is None else seed))
+        print_log(
+            'SamplerResumeHook: the checkpoint has no SniperSampler state '
+            f'(saved without this hook); assuming it was trained with world '
+            f'size {runner.world_size} and batch size {loader.batch_size}',
+            logger='current', level=logging.WARNING)
+        return state

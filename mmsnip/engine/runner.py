@@ -1,0 +1,151 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""``SnipRunner``: MMEngine's runner that makes SNIP/SNIPER training safe.
+
+A config selects it with ``runner_type = 'mmsnip.engine.SnipRunner'`` (the
+project's ``configs/_base_/sniper_runtime.py`` does), which MMDetection's
+and mmsnip's ``tools/train.py``/``tools/test.py``, ``mim`` and the
+``dist_*``/``slurm_*`` scripts all honour.
+"""
+import copy
+from typing import Iterator, List
+
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+from mmsnip.registry import RUNNERS
+from mmsnip.utils.preflight import UserInputError
+
+# Training datasets that carry SNIP's per-box scale validity.
+CHIP_DATASETS = ('SniperDataset', 'SnipDataset')
+# Hooks and batch augments that act on the data behind the chips' back.
+_SWITCH_HOOKS = {
+    'PipelineSwitchHook':
+    'it replaces the training pipeline, the chip pipeline included, late '
+    'in training',
+    'YOLOXModeSwitchHook':
+    'it switches mosaic/mixup off in the dataset, which chips do not use',
+}
+_RESIZING_BATCH_AUGMENTS = ('BatchSyncRandomResize', 'BatchResize')
+
+
+def _base_type(type_name) -> str:
+    return type_name.split('.')[-1] if isinstance(type_name, str) else ''
+
+
+def _datasets(ds) -> Iterator[dict]:
+    """A dataset config and every dataset config nested in it."""
+    if isinstance(ds, dict):
+        yield ds
+        for key in ('dataset', 'datasets'):
+            inner = ds.get(key)
+            for sub in inner if isinstance(inner, (list, tuple)) else [inner]:
+                yield from _datasets(sub)
+
+
+def trains_on_chips(cfg: Config) -> bool:
+    """Whether the config's training data is a SNIP/SNIPER dataset."""
+    loader = cfg.get('train_dataloader') or {}
+    return any(
+        _base_type(ds.get('type')) in CHIP_DATASETS
+        for ds in _datasets(loader.get('dataset')))
+
+
+def chip_training_problems(cfg: Config) -> List[str]:
+    """Config parts that would silently undo the chips' scale information.
+
+    Returns:
+        list[str]: One message per problem with its fix.
+    """
+    problems = []
+    for hook in cfg.get('custom_hooks') or []:
+        name = _base_type(hook.get('type'))
+        if name in _SWITCH_HOOKS:
+            problems.append(
+                f'custom_hooks: {name} cannot run on SNIPER chips '
+                f'({_SWITCH_HOOKS[name]}); remove it from custom_hooks')
+    preprocessor = (cfg.get('model') or {}).get('data_preprocessor') or {}
+    if 'detector' in cfg.get('model', {}) and not preprocessor:
+        preprocessor = cfg.model.detector.get('data_preprocessor') or {}
+    for augment in preprocessor.get('batch_augments') or []:
+        name = _base_type(augment.get('type'))
+        if name in _RESIZING_BATCH_AUGMENTS:
+            problems.append(
+                f'model.data_preprocessor.batch_augments: {name} rescales '
+                'chips and their boxes but not their valid range; chips are '
+                'already at their scale: set '
+                'model.data_preprocessor.batch_augments=None')
+    return problems
+
+
+@RUNNERS.register_module()
+class SnipRunner(Runner):
+    """``Runner`` that applies SNIP's label rule to any detector.
+
+    When the config trains on ``SniperDataset`` / ``SnipDataset`` data,
+    :meth:`from_cfg`
+
+    1. refuses switch hooks and resizing batch augments that would undo
+       the chips' scale information (:func:`chip_training_problems`);
+    2. rewrites the model config with
+       :func:`mmsnip.models.snip_labels.make_scale_aware_cfg` (the user's
+       assigners keep their settings; each change is logged and the dumped
+       config in the work dir shows the result);
+    3. adds ``SamplerResumeHook`` (exact mid-epoch resume of the chip
+       sampler) to ``custom_hooks`` unless the config has it;
+    4. builds the runner and checks the built model with
+       :func:`mmsnip.models.snip_labels.check_scale_aware`: a module that
+       would still train on out-of-range objects is an error naming it,
+       unless the config opts out with
+       ``snip_labels = dict(allow_unaware=True)`` (logged as a warning).
+
+    Other configs run exactly as with MMEngine's ``Runner``.
+    """
+
+    @classmethod
+    def from_cfg(cls, cfg: Config) -> 'SnipRunner':
+        from mmsnip.models.snip_labels import (check_scale_aware,
+                                               make_scale_aware_cfg,
+                                               snip_label_settings)
+        if not trains_on_chips(cfg):
+            return super().from_cfg(cfg)
+        source = cfg.filename or 'the config'
+        problems = chip_training_problems(cfg)
+        if problems:
+            raise UserInputError(f'{source}: ' + '; '.join(problems))
+        settings = snip_label_settings(cfg)
+        cfg = copy.deepcopy(cfg)
+        cfg.model, changes = make_scale_aware_cfg(
+            cfg.model, invalid_iou_thr=settings['invalid_iou_thr'])
+        hooks = list((cfg.get('default_hooks') or {}).values()) + list(
+            cfg.get('custom_hooks') or [])
+        if not any(
+                _base_type(h.get('type')) == 'SamplerResumeHook'
+                for h in hooks if isinstance(h, dict)):
+            cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
+                dict(type='mmsnip.SamplerResumeHook')
+            ]
+            changes.append('custom_hooks: + SamplerResumeHook')
+        runner = super().from_cfg(cfg)
+        for change in changes:
+            runner.logger.info(f'SnipRunner: {change}')
+        model = runner.model.module if hasattr(runner.model,
+                                               'module') else runner.model
+        check_scale_aware(
+            model, source, settings['allow_unaware'], logger=runner.logger)
+        return runner
+
+
+def require_snip_runner(cfg: Config) -> None:
+    """Refuse to train SNIP/SNIPER data with a runner that would not make
+    the labels scale-aware (called by ``tools/train.py``)."""
+    if not trains_on_chips(cfg):
+        return
+    if _base_type(cfg.get('runner_type')) != 'SnipRunner':
+        raise UserInputError(
+            f'{cfg.filename or "the config"}: trains on SniperDataset / '
+            'SnipDataset data but runner_type is '
+            f'{cfg.get("runner_type", "Runner (the default)")!r}, so '
+            "nothing makes the detector's labels scale-aware: set "
+            "runner_type = 'mmsnip.engine.SnipRunner' (or inherit "
+            'configs/_base_/sniper/coco_chips.py or '
+            'configs/_base_/default_runtime.py)')

@@ -1,0 +1,217 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""One home for writing files safely (no torch, no mmdet).
+
+Every file mmsnip writes (chip caches, proposal files and shards, exported
+chips, demo annotations, pictures) goes through :func:`atomic_open`:
+readers never see a half-written file, a failed write leaves no temporary
+file behind, and the final file gets the permissions the user's umask
+gives (``tempfile.mkstemp`` alone would create it ``0600``).
+
+The tools use the checked helpers below it: :func:`check_output_dir` and
+:func:`check_output_file` before any work, :func:`write_json`,
+:func:`write_text`, :func:`write_image` (``cv2.imwrite`` only returns
+False) and :func:`save_figure` for the writes; a failure is a
+``UserInputError`` naming the file (one ``error:`` line, exit status 2).
+"""
+import contextlib
+import os
+import os.path as osp
+import tempfile
+from typing import IO, Iterator
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_open(path: str, mode: str = 'wb') -> Iterator[IO]:
+    """Open a temporary file beside ``path``; rename it onto ``path`` on
+    success, remove it on any failure.
+
+    Example::
+
+        with atomic_open('out/table.npz') as f:
+            np.savez(f, boxes=boxes)
+
+    Args:
+        path (str): Final file. Its folder must exist and be writable
+            (``OSError`` otherwise, raised before anything is written).
+        mode (str): ``'wb'`` (default) or ``'w'`` (text, UTF-8).
+
+    Yields:
+        IO: The open temporary file.
+    """
+    if mode not in ('wb', 'w'):
+        raise ValueError(f"atomic_open: mode must be 'wb' or 'w', got "
+                         f'{mode!r}')
+    folder = osp.dirname(osp.abspath(path))
+    fd, tmp = tempfile.mkstemp(
+        dir=folder, prefix=f'.{osp.basename(path)}.', suffix='.tmp')
+    try:
+        kwargs = {} if mode == 'wb' else dict(encoding='utf-8')
+        with os.fdopen(fd, mode, **kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+
+
+def atomic_write_bytes(path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` with :func:`atomic_open`."""
+    with atomic_open(path, 'wb') as f:
+        f.write(data)
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` with :func:`atomic_open`."""
+    with atomic_open(path, 'w') as f:
+        f.write(text)
+
+
+# ---------------------------------------------------------------------------
+# Outputs of the tools: checked before the work starts, every write checked.
+# Failures raise ``UserInputError`` (``error: ...`` and exit 2 under
+# ``mmsnip.utils.preflight.run_cli``) naming the option and the path.
+
+
+def _user_error(msg: str) -> Exception:
+    from mmsnip.utils.preflight import UserInputError
+    return UserInputError(msg)
+
+
+def _reason(err: OSError) -> str:
+    return err.strerror or type(err).__name__
+
+
+def check_output_dir(folder: str, what: str = '--out-dir') -> str:
+    """Create ``folder`` if missing and check that files can be made in it.
+
+    Checked by creating (and removing) a temporary file, so it holds for
+    root and read-only mounts alike, where ``os.access`` misleads.
+
+    Args:
+        folder (str): The output folder.
+        what (str): The option or setting that names it, for the message.
+
+    Returns:
+        str: ``folder``.
+
+    Raises:
+        UserInputError: e.g. ``--out-dir "a.txt/x": cannot create the folder
+        (Not a directory)`` or ``--out-dir "/ro": the folder is not writable
+        (Read-only file system)``.
+    """
+    folder = folder or '.'
+    if osp.exists(folder) and not osp.isdir(folder):
+        raise _user_error(f'{what} "{folder}" is a file, not a folder')
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise _user_error(f'{what} "{folder}": cannot create the folder '
+                          f'({_reason(e)})') from None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix='.mmsnip-check-')
+        os.close(fd)
+        os.remove(tmp)
+    except OSError as e:
+        raise _user_error(f'{what} "{folder}": the folder is not writable '
+                          f'({_reason(e)})') from None
+    return folder
+
+
+def check_output_file(path: str, what: str = '--out',
+                      suffixes: tuple = ()) -> str:
+    """Check that ``path`` can be written: its folder (created if missing)
+    is writable, ``path`` is not a folder, and it ends with one of
+    ``suffixes`` (when given, e.g. ``('.json',)``).
+
+    Returns:
+        str: ``path``.
+
+    Raises:
+        UserInputError: Naming ``what`` and ``path``.
+    """
+    if not path:
+        raise _user_error(f'{what}: empty file name')
+    if suffixes and not path.endswith(tuple(suffixes)):
+        raise _user_error(f'{what} "{path}" must end with '
+                          f'{" or ".join(suffixes)}')
+    if osp.isdir(path):
+        raise _user_error(f'{what} "{path}" is a folder, not a file')
+    check_output_dir(osp.dirname(path) or '.', f'{what} "{path}": folder')
+    return path
+
+
+@contextlib.contextmanager
+def checked_write(path: str) -> Iterator[None]:
+    """Turn an ``OSError`` of the block into ``UserInputError`` naming
+    ``path`` (a full disk, a folder removed mid-run)."""
+    try:
+        yield
+    except OSError as e:
+        raise _user_error(f'cannot write "{path}": {_reason(e)}') from None
+
+
+def write_json(path: str, obj, **kwargs) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (``kwargs`` go to
+    ``json.dump``); ``UserInputError`` if it cannot be written."""
+    import json
+    with checked_write(path), atomic_open(path, 'w') as f:
+        json.dump(obj, f, **kwargs)
+
+
+def write_text(path: str, text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically; ``UserInputError`` if
+    it cannot be written."""
+    with checked_write(path):
+        atomic_write_text(path, text)
+
+
+def write_image(path: str, img, params=None) -> None:
+    """Write a BGR uint8 image with OpenCV, format from the extension.
+
+    ``cv2.imwrite`` returns False (no exception) when it cannot write;
+    this encodes first (``cv2.imencode``), checks the result, and writes the
+    bytes atomically.
+
+    Args:
+        path (str): ``.jpg``, ``.png``, ... file.
+        img (np.ndarray): ``(H, W, 3)`` or ``(H, W)`` uint8, BGR.
+        params (list, optional): ``cv2.imencode`` flags.
+
+    Raises:
+        UserInputError: The extension has no encoder, encoding failed, or
+            the file cannot be written.
+    """
+    import cv2
+    ext = osp.splitext(path)[1]
+    try:
+        ok, buf = cv2.imencode(ext or '.none', img, params or [])
+    except cv2.error:
+        ok, buf = False, None
+    if not ok:
+        raise _user_error(f'cannot write image "{path}": OpenCV could not '
+                          f'encode it as "{ext}" (use .jpg or .png)')
+    with checked_write(path):
+        atomic_write_bytes(path, buf.tobytes())
+
+
+def save_figure(fig, path: str, **kwargs) -> None:
+    """``fig.savefig`` to ``path`` atomically (format from the extension,
+    ``kwargs`` to ``savefig``); ``UserInputError`` if it cannot be written
+    or the extension is not a matplotlib format."""
+    fmt = osp.splitext(path)[1].lstrip('.').lower()
+    supported = fig.canvas.get_supported_filetypes()
+    if fmt not in supported:
+        raise _user_error(f'cannot write figure "{path}": matplotlib writes '
+                          f'{", ".join("." + k for k in sorted(supported))}')
+    with checked_write(path), atomic_open(path, 'wb') as f:
+        fig.savefig(f, format=fmt, **kwargs)

@@ -1,0 +1,180 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""The cascade planner (pure numpy): hand-made maps, exact chips."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mmsnip.chips import (EVERY_PIXEL, NO_PIXEL, FocusLabelRule, FocusScale,
+                          ScaleSpec, Windows, cap_chips, focus_scales,
+                          plan_next_chips, plan_oracle_chips,
+                          stack_keep_masks)
+
+SPEC = ScaleSpec(factor=1.0, valid_range=(0, None))
+
+
+def _scale(**kw):
+    return FocusScale(SPEC, **dict(dict(threshold=0.5, dilation=1,
+                                        min_size=0), **kw))
+
+
+def _windows(origins, factors, shapes):
+    return Windows(np.array(origins, float), np.array(factors, float),
+                   np.array(shapes, np.int64))
+
+
+def test_min_size_is_in_the_next_scales_pixels():
+    # A 200 x 200 image at factor 0.5: one 100 x 100 crop, stride 10, one
+    # FocusPixel at row 2, col 3 = CROP [30, 20, 40, 30]. k = 40 px of the
+    # next scale (factor 1.0) = 20 CROP px: grown about its centre
+    # (35, 25) to [25, 15, 45, 35] CROP = [50, 30, 90, 70] ORIGINAL, 40 px
+    # wide: 40 px of the next scale.
+    prob = np.zeros((10, 10))
+    prob[2, 3] = 1
+    win = _windows([[0, 0]], [[0.5, 0.5]], [[100, 100]])
+    chips = plan_next_chips([prob], win, _scale(min_size=40), 0.5, 1.0, 10,
+                            (200, 200), max_chips=8)
+    np.testing.assert_array_equal(chips, [[50, 30, 90, 70]])
+    # The same k with the next scale at factor 2.0: 10 CROP px, no growth.
+    chips = plan_next_chips([prob], win, _scale(min_size=40), 0.5, 2.0, 10,
+                            (200, 200), max_chips=8)
+    np.testing.assert_array_equal(chips, [[60, 40, 80, 60]])
+
+
+def test_chips_of_overlapping_windows_are_merged():
+    # Two 40 x 40 windows at factor 1, origins x = 0 and x = 30, stride 10.
+    # Window 0: cells (0, 2), (0, 3) -> [20, 0, 40, 10]. Window 1: cells
+    # (0, 0), (0, 1) -> [30, 0, 50, 10] ORIGINAL: they overlap and merge to
+    # [20, 0, 50, 10]; its cell (3, 3) -> [60, 30, 70, 40] stays apart.
+    a, b = np.zeros((4, 4)), np.zeros((4, 4))
+    a[0, 2:4] = 1
+    b[0, 0:2] = 1
+    b[3, 3] = 1
+    win = _windows([[0, 0], [30, 0]], [[1, 1], [1, 1]], [[40, 40], [40, 40]])
+    chips = plan_next_chips([a, b], win, _scale(), 1.0, 1.0, 10, (40, 70),
+                            max_chips=8)
+    np.testing.assert_array_equal(chips, [[20, 0, 50, 10], [60, 30, 70, 40]])
+
+
+def test_cap_keeps_the_largest_chips():
+    # One 60 x 60 window, stride 10, four separate components of areas
+    # 100, 200, 300 and 100 ORIGINAL px^2.
+    prob = np.zeros((6, 6))
+    prob[0, 0] = 1              # [0, 0, 10, 10]
+    prob[0, 3:5] = 1            # [30, 0, 50, 10]
+    prob[3:6, 0] = 1            # [0, 30, 10, 60]
+    prob[4, 3] = 1              # [30, 40, 40, 50]
+    win = _windows([[0, 0]], [[1, 1]], [[60, 60]])
+    args = ([prob], win, _scale(), 1.0, 1.0, 10, (60, 60))
+    assert len(plan_next_chips(*args, max_chips=8)) == 4
+    np.testing.assert_array_equal(plan_next_chips(*args, max_chips=2),
+                                  [[0, 30, 10, 60], [30, 0, 50, 10]])
+    # cap_chips alone: ties keep their input order.
+    boxes = np.array([[0, 0, 2, 2], [0, 0, 3, 3], [5, 5, 7, 7]], float)
+    np.testing.assert_array_equal(cap_chips(boxes, 2), boxes[[1, 0]])
+    assert cap_chips(boxes, 3) is boxes
+
+
+def test_threshold_inclusive_and_the_extremes():
+    prob = np.full((2, 2), 0.5)
+    prob[1, 1] = 0.0
+    win = _windows([[0, 0]], [[1, 1]], [[20, 20]])
+    run = (lambda **kw: plan_next_chips([prob], win, _scale(**kw), 1.0, 1.0,
+                                        10, (20, 20), max_chips=8))
+    assert len(run(threshold=0.5)) == 0           # the paper's > t
+    np.testing.assert_array_equal(run(threshold=0.5,
+                                      inclusive_threshold=True),
+                                  [[0, 0, 20, 20]])
+    # EVERY_PIXEL selects even p = 0; NO_PIXEL nothing, even p = 1.
+    np.testing.assert_array_equal(run(**EVERY_PIXEL), [[0, 0, 20, 20]])
+    assert len(plan_next_chips([np.ones((2, 2))], win, _scale(**NO_PIXEL),
+                               1.0, 1.0, 10, (20, 20), 8)) == 0
+
+
+def test_oracle_plan_labels_ground_truth_with_the_rule():
+    # A 20 px object at (40, 40) in a 128 x 128 image, factor 1, stride 16:
+    # FocusPixels rows/cols 2..3 -> [32, 32, 64, 64]; a 3 px object is
+    # ignored (not a FocusPixel), a 100 px one is background.
+    gt = np.array([[40, 40, 60, 60], [100, 100, 103, 103]], float)
+    rule = FocusLabelRule(5, 64, 90, stride=16)
+    chips = plan_oracle_chips(gt, _scale(), 1.0, 1.0, rule, (128, 128), 8)
+    np.testing.assert_array_equal(chips, [[32, 32, 64, 64]])
+    big = np.array([[0, 0, 100, 100]], float)
+    assert len(plan_oracle_chips(big, _scale(), 1.0, 1.0, rule, (128, 128),
+                                 8)) == 0
+    # A stricter rule (a = 25) ignores the 20 px object too.
+    strict = FocusLabelRule(25, 64, 90, stride=16)
+    assert len(plan_oracle_chips(gt, _scale(), 1.0, 1.0, strict, (128, 128),
+                                 8)) == 0
+
+
+def test_stacking_masks_per_chip():
+    # Chip [0, 200, 200, 400] of a 1000 x 1000 image (left side on the
+    # image border): touching the left side is fine, the inner right side
+    # is not; the second chip's valid range drops the 150 px detection.
+    dets = [np.array([[0, 250, 50, 300], [0, 250, 200, 300]], float),
+            np.array([[300, 300, 450, 450], [300, 300, 330, 330]], float)]
+    chips = np.array([[0, 200, 200, 400], [250, 250, 600, 600]], float)
+    keep = stack_keep_masks(dets, chips, (1000, 1000), (0, 100), 0.0)
+    assert [k.tolist() for k in keep] == [[True, False], [False, True]]
+    # within border_tol (ORIGINAL px) of an inner side counts as touching
+    keep = stack_keep_masks([np.array([[0, 250, 195, 300]], float)],
+                            chips[:1], (1000, 1000), (0, 100), 10.0)
+    assert keep[0].tolist() == [False]
+
+
+@pytest.mark.parametrize('field,value,match', [
+    ('threshold', float('nan'), r'scales\[0\]\.threshold .*got nan'),
+    ('threshold', -0.1, r'scales\[0\]\.threshold .*\[0, 1\]'),
+    ('threshold', 1.01, r'scales\[0\]\.threshold .*\[0, 1\]'),
+    ('dilation', 0, r'scales\[0\]\.dilation must be an integer >= 1'),
+    ('dilation', 2.5, r'scales\[0\]\.dilation'),
+    ('min_size', -1, r'scales\[0\]\.min_size'),
+    ('min_size', float('inf'), r'scales\[0\]\.min_size .*finite'),
+    ('border_tol', float('nan'), r'scales\[0\]\.border_tol'),
+    ('inclusive_threshold', 'yes',
+     r'scales\[0\]\.inclusive_threshold must be a bool'),
+])
+def test_scale_settings_are_validated(field, value, match):
+    cfg = dict(factor=1.0, valid_range=(0, None), **{field: value})
+    with pytest.raises(ValueError, match='AutoFocusTTAModel.' + match):
+        focus_scales([cfg])
+
+
+def test_scale_dicts_and_unknown_keys():
+    scales = focus_scales([
+        dict(max_side=512, valid_range=(100, None), threshold=0.3,
+             dilation=3, min_size=128),
+        dict(factor=2.0, valid_range=(0, 80))])
+    assert scales[0] == FocusScale(ScaleSpec(max_side=512,
+                                             valid_range=(100, None)),
+                                   0.3, 3, 128)
+    assert scales[1].border_tol is None and not scales[1].inclusive_threshold
+    with pytest.raises(ValueError, match=r'X.scales\[1\]: unknown ScaleSpec '
+                       r"field\(s\) \['min_sise'\].*min_size"):
+        focus_scales([dict(factor=1.0), dict(factor=2.0, min_sise=3)], 'X')
+    with pytest.raises(ValueError, match='at least one scale'):
+        focus_scales([])
+
+
+@pytest.mark.parametrize('abc,stride,match', [
+    ((64, 5, 90), 16, r'0 <= a < b <= c'),
+    ((5, 64, 60), 16, r'0 <= a < b <= c'),
+    ((float('nan'), 64, 90), 16, r': a must be'),
+    ((-1, 64, 90), 16, r': a must be'),
+    ((5, 64, 90), 0, r'stride must be an integer >= 1'),
+])
+def test_label_rule_is_validated(abc, stride, match):
+    with pytest.raises(ValueError, match=match):
+        FocusLabelRule(*abc, stride=stride)
+    assert FocusLabelRule(0, 64, float('inf')).thresholds == (0, 64,
+                                                              float('inf'))
+
+
+def test_planner_needs_no_torch():
+    code = ('import sys; import mmsnip.chips.focus_plan; '
+            'print("torch" in sys.modules)')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert out == 'False'

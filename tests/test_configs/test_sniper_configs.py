@@ -1,0 +1,217 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""The shipped SNIPER configs of every detector family: a short delta on
+the `mmdet::` config, labels made scale-aware at build time, two training
+iterations through tools/train.py and a full-pyramid test through
+tools/test.py --tta."""
+import os.path as osp
+
+import pytest
+from conftest import REPO_ROOT, run_tool
+from mmengine.config import Config
+from shipped_configs import SHIPPED, tiny_sniper_config
+
+from mmsnip.engine.runner import chip_training_problems, trains_on_chips
+from mmsnip.models.snip_labels import make_scale_aware_cfg
+
+NAMES = [osp.basename(p) for p in SHIPPED]
+
+# What SnipRunner rewrites in each shipped config (and nothing else).
+EXPECTED_CHANGES = {
+    'sniper_atss_r50_fpn_1x_coco.py': [
+        'model.train_cfg.assigner: ATSSAssigner -> ScaleValidAssigner'
+    ],
+    'sniper_cascade-rcnn_r50_fpn_1x_coco.py': [
+        'model.train_cfg.rpn.assigner: MaxIoUAssigner -> '
+        'ScaleAwareMaxIoUAssigner',
+    ] + [
+        f'model.train_cfg.rcnn[{i}].assigner: MaxIoUAssigner -> '
+        'ScaleAwareRoIAssigner' for i in range(3)
+    ],
+    'sniper_dino-4scale_r50_12e_coco.py': [
+        'model: DINO -> ScaleAwareDINO',
+        'model.bbox_head: DINOHead -> ScaleAwareDINOHead'
+    ],
+    'sniper_faster-rcnn_r50_fpn_1x_coco.py': [
+        'model.train_cfg.rpn.assigner: MaxIoUAssigner -> '
+        'ScaleAwareMaxIoUAssigner',
+        'model.train_cfg.rcnn.assigner: MaxIoUAssigner -> '
+        'ScaleAwareRoIAssigner'
+    ],
+    'sniper_fcos_r50-caffe_fpn_gn-head_1x_coco.py': [
+        'model.bbox_head: FCOSHead -> ScaleAwareFCOSHead'
+    ],
+    'sniper_gfl_r50_fpn_1x_coco.py': [
+        'model.train_cfg.assigner: ATSSAssigner -> ScaleValidAssigner'
+    ],
+    'sniper_mask-rcnn_r50_fpn_1x_coco.py': [
+        'model.train_cfg.rpn.assigner: MaxIoUAssigner -> '
+        'ScaleAwareMaxIoUAssigner',
+        'model.train_cfg.rcnn.assigner: MaxIoUAssigner -> '
+        'ScaleAwareRoIAssigner'
+    ],
+    'sniper_retinanet_r50_fpn_1x_coco.py': [
+        'model.train_cfg.assigner: MaxIoUAssigner -> '
+        'ScaleAwareMaxIoUAssigner'
+    ],
+    'sniper_rtmdet_tiny_300e_coco.py': [
+        'model.train_cfg.assigner: DynamicSoftLabelAssigner -> '
+        'ScaleValidAssigner'
+    ],
+    'sniper_yolox_s_300e_coco.py': [
+        'model.bbox_head: YOLOXHead -> ScaleAwareYOLOXHead',
+        'model.train_cfg.assigner: SimOTAAssigner -> ScaleValidAssigner'
+    ],
+}
+
+
+def test_every_family_is_shipped():
+    families = ('faster-rcnn', 'cascade-rcnn', 'mask-rcnn', 'retinanet',
+                'fcos', 'atss', 'gfl', 'rtmdet', 'yolox', 'dino')
+    for family in families:
+        assert any(n.startswith(f'sniper_{family}') for n in NAMES), family
+
+
+@pytest.mark.parametrize('name', sorted(EXPECTED_CHANGES))
+def test_rewrite(name):
+    cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs/sniper', name))
+    assert trains_on_chips(cfg)
+    assert cfg.runner_type == 'mmsnip.engine.SnipRunner'
+    assert chip_training_problems(cfg) == []
+    new, changes = make_scale_aware_cfg(cfg.model)
+    assert changes == EXPECTED_CHANGES[name]
+    # The user's assigner settings are kept.
+    again, more = make_scale_aware_cfg(new)
+    assert more == [] and again == new
+    # The full-pyramid test is exactly the base's (no leftover of an
+    # inherited DetTTAModel), its views built from the same scales.
+    tta = cfg.tta_model.to_dict()
+    tta.pop('_scope_', None)
+    assert tta == dict(cfg.snip_tta_model.to_dict())
+    views = cfg.tta_pipeline[1].transforms[0]
+    assert [v['scale'] for v in views] == list(cfg.tta_model.scales)
+
+
+def test_delta_is_short():
+    """Each shipped config adds a few lines to its mmdet config (code
+    lines, comments not counted; docs/sniper.md publishes the counts)."""
+    for path in SHIPPED:
+        code = [
+            line for line in open(path).read().splitlines()
+            if line.strip() and not line.lstrip().startswith('#')
+        ]
+        assert len(code) <= 30, (path, len(code))
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_train_two_iterations_and_test_pyramid(name, tiny_demo_root,
+                                               tmp_path):
+    cfg = tiny_sniper_config(
+        osp.join(REPO_ROOT, 'configs/sniper', name), tiny_demo_root,
+        str(tmp_path / 'work'), str(tmp_path / name))
+    train = run_tool(['tools/train.py', cfg], timeout=900)
+    log = train.stdout + train.stderr
+    assert 'SnipRunner: model.' in log
+    assert 'SnipRunner: custom_hooks: + SamplerResumeHook' in log
+    ckpt = tmp_path / 'work' / 'iter_2.pth'
+    assert ckpt.exists()
+    test = run_tool(['tools/test.py', cfg, str(ckpt), '--tta'], timeout=900)
+    out = test.stdout + test.stderr
+    # Two iterations from random weights rarely score above the test
+    # threshold; the pyramid ran over every image and reached the metric.
+    assert 'Epoch(test) [3/3]' in out
+    assert 'coco/bbox_mAP' in out or 'whole dataset is empty' in out
+
+
+def test_switch_hooks_and_batch_resize_refused(tiny_demo_root, tmp_path):
+    path = osp.join(REPO_ROOT, 'configs/sniper',
+                    'sniper_yolox_s_300e_coco.py')
+    cfg = Config.fromfile(path)
+    cfg.custom_hooks.append(dict(type='YOLOXModeSwitchHook'))
+    cfg.model.data_preprocessor.batch_augments = [
+        dict(type='BatchSyncRandomResize', random_size_range=(480, 800))
+    ]
+    problems = chip_training_problems(cfg)
+    assert len(problems) == 2
+    assert 'YOLOXModeSwitchHook' in problems[0]
+    assert 'batch_augments=None' in problems[1]
+    # Through tools/train.py: one error line, exit 2.
+    tiny = tiny_sniper_config(path, tiny_demo_root, str(tmp_path / 'w'),
+                              str(tmp_path / 'yolox.py'))
+    proc = run_tool([
+        'tools/train.py', tiny, '--cfg-options',
+        'custom_hooks.0.type=PipelineSwitchHook'
+    ], check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert 'error:' in proc.stderr and 'PipelineSwitchHook' in proc.stderr
+
+
+def test_chip_training_without_snip_runner_refused(tiny_demo_root,
+                                                   tmp_path):
+    path = osp.join(REPO_ROOT, 'configs/sniper',
+                    'sniper_retinanet_r50_fpn_1x_coco.py')
+    tiny = tiny_sniper_config(path, tiny_demo_root, str(tmp_path / 'w'),
+                              str(tmp_path / 'retina.py'))
+    proc = run_tool(
+        ['tools/train.py', tiny, '--cfg-options', 'runner_type=Runner'],
+        check=False)
+    assert proc.returncode == 2
+    assert "runner_type = 'mmsnip.engine.SnipRunner'" in proc.stderr
+
+
+def test_unaware_detector_refused_and_opt_out(tiny_demo_root, tmp_path):
+    """A head mmsnip cannot make scale-aware: an error naming it; the
+    explicit opt-out trains and says so in the log."""
+    path = osp.join(REPO_ROOT, 'configs/sniper',
+                    'sniper_retinanet_r50_fpn_1x_coco.py')
+    tiny = tiny_sniper_config(path, tiny_demo_root, str(tmp_path / 'w'),
+                              str(tmp_path / 'retina.py'))
+    child = tmp_path / 'unaware.py'
+    child.write_text(
+        "_base_ = './retina.py'\n"
+        "model = dict(train_cfg=dict(assigner=dict(\n"
+        "    _delete_=True, type='mmdet.PointAssigner')))\n")
+    proc = run_tool(['tools/train.py', str(child)], check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert 'model.bbox_head.assigner (PointAssigner)' in proc.stderr
+    assert 'allow_unaware=True' in proc.stderr
+    # Opt-out: PointAssigner cannot label RetinaNet anchors either, so
+    # check the opt-out on the check itself (the runner calls it).
+    from mmsnip.models.snip_labels import check_scale_aware, SnipLabelError
+    from mmdet.models.task_modules.assigners import PointAssigner
+    from torch import nn
+
+    class Head(nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.assigner = PointAssigner()
+
+    model = nn.Module()
+    model.bbox_head = Head()
+    with pytest.raises(SnipLabelError, match='model.bbox_head.assigner'):
+        check_scale_aware(model)
+    messages = []
+
+    class Logger:
+
+        def warning(self, msg):
+            messages.append(msg)
+
+    check_scale_aware(model, allow_unaware=True, logger=Logger())
+    assert 'allow_unaware=True' in messages[0]
+
+
+def test_docs_quote_the_real_config():
+    """docs/sniper.md shows the RetinaNet delta verbatim and the line
+    count of every shipped config."""
+    doc = open(osp.join(REPO_ROOT, 'docs/sniper.md')).read()
+    path = osp.join(REPO_ROOT, 'configs/sniper',
+                    'sniper_retinanet_r50_fpn_1x_coco.py')
+    assert '```python\n' + open(path).read() + '```' in doc
+    for path in SHIPPED:
+        code = [
+            line for line in open(path).read().splitlines()
+            if line.strip() and not line.lstrip().startswith('#')
+        ]
+        name = osp.basename(path)
+        assert f'`configs/sniper/{name}` | {len(code)} |' in doc, name

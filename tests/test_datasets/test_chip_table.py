@@ -1,0 +1,127 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""Chip tables: parallel build == serial build; one builder per key, the
+other processes (ranks) wait for its file and load it."""
+import json
+import os
+import socket
+import threading
+import time
+from unittest import mock
+
+import numpy as np
+import pytest
+
+from mmsnip.chips import ChipConfig
+from mmsnip.datasets import chip_table
+from mmsnip.datasets.chip_table import (CacheWaitTimeout, ChipTableCache,
+                                        ImageRecords, build_chip_table)
+
+CFG = ChipConfig.from_dict(dict(
+    chip_size=128, chip_stride=32, neg_min_proposals=2,
+    scales=[dict(max_side=128, valid_range=(40, None)),
+            dict(factor=1.0, valid_range=(16, 64)),
+            dict(factor=2.0, valid_range=(0, 24))]))
+
+
+def records(num=40, seed=0):
+    rng = np.random.default_rng(seed)
+    infos = []
+    for i in range(num):
+        h, w = int(rng.integers(150, 300)), int(rng.integers(150, 300))
+        n = int(rng.integers(0, 8))
+        xy = rng.uniform(0, 120, (n, 2))
+        boxes = np.c_[xy, xy + rng.uniform(4, 90, (n, 2))]
+        infos.append(dict(img_id=100 + i, img_path=f'{i}.jpg', height=h,
+                          width=w, instances=[
+                              dict(bbox=b.tolist(), ignore_flag=int(k == 3))
+                              for k, b in enumerate(boxes)]))
+    return ImageRecords.from_infos(infos, str)
+
+
+def proposals(rec, seed=1):
+    rng = np.random.default_rng(seed)
+    out = {}
+    for n, img_id in enumerate(rec.img_ids):
+        xy = rng.uniform(0, 120, (25, 2))
+        p = np.c_[xy, xy + rng.uniform(6, 30, (25, 2)), rng.uniform(0, 1, 25)]
+        out[img_id] = [p, p[:10], p[5:]]
+    return out
+
+
+def test_parallel_build_equals_serial():
+    rec = records()
+    props = proposals(rec)
+    serial = build_chip_table(rec, CFG, props, workers=0)
+    parallel = build_chip_table(rec, CFG, props, workers=2, chunk_size=3)
+    assert serial.keys() == parallel.keys()
+    for k in chip_table.TABLE_FIELDS:
+        assert serial[k].dtype == parallel[k].dtype
+        np.testing.assert_array_equal(serial[k], parallel[k])
+    assert serial['stats'] == parallel['stats'] == dict(
+        proposals=40 * 55, finite_proposals=40 * 55)
+    # layout: all positives first, image by image, then the negatives
+    pos = serial['is_positive']
+    assert pos[:pos.sum()].all() and not pos[pos.sum():].any()
+    assert (np.diff(serial['img_index'][:pos.sum()]) >= 0).all()
+    assert (np.diff(serial['img_index'][pos.sum():]) >= 0).all()
+    assert 0 < pos.sum() < len(pos)
+
+
+def _lock_as_other_rank(path, pid=None):
+    with open(path, 'w') as f:
+        json.dump(dict(host=socket.gethostname(), pid=pid or os.getppid(),
+                       time=time.time()), f)
+
+
+def test_rank_finding_a_build_in_progress_waits_and_loads_it(tmp_path):
+    rec = records(12)
+    table = build_chip_table(rec, CFG, workers=0)
+    cache = ChipTableCache(str(tmp_path), wait_timeout=30, poll=0.05)
+    lock = cache.path('k') + '.lock'
+    _lock_as_other_rank(lock)  # "rank 0" (a live process) is building
+
+    def rank0_finishes():
+        time.sleep(0.3)
+        ChipTableCache(str(tmp_path)).save('k', table, len(rec))
+        os.remove(lock)
+
+    thread = threading.Thread(target=rank0_finishes)
+    thread.start()
+    never = mock.Mock(side_effect=AssertionError('built twice'))
+    loaded = cache.load_or_build('k', len(rec), never)
+    thread.join()
+    never.assert_not_called()
+    for k in chip_table.TABLE_FIELDS:
+        np.testing.assert_array_equal(loaded[k], table[k])
+    assert sorted(os.listdir(tmp_path)) == ['chips-k.npz']
+
+
+def test_waiting_rank_times_out_naming_the_lock(tmp_path):
+    cache = ChipTableCache(str(tmp_path), wait_timeout=0.2, poll=0.05)
+    lock = cache.path('k') + '.lock'
+    _lock_as_other_rank(lock)
+    with pytest.raises(CacheWaitTimeout, match='lock file .*chips-k.npz.lock'
+                       '.*delete that file'):
+        cache.load_or_build('k', 1, lambda: {})
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
+    rec = records(5)
+    cache = ChipTableCache(str(tmp_path), wait_timeout=5, poll=0.05)
+    lock = cache.path('k') + '.lock'
+    pid = 2 ** 22 + 12345  # above pid_max on Linux: no such process
+    _lock_as_other_rank(lock, pid)
+    table = cache.load_or_build(
+        'k', len(rec), lambda: build_chip_table(rec, CFG, workers=0))
+    assert len(table['boxes']) > 0
+    assert sorted(os.listdir(tmp_path)) == ['chips-k.npz']
+
+
+def test_records_keep_images_in_order():
+    rec = records(6)
+    h, w, boxes, crowd = rec.image(2)
+    assert boxes.shape[1] == 4 and len(crowd) == len(boxes)
+    assert len(rec) == 6 and rec.box_start[-1] == len(rec.boxes)
+    np.testing.assert_array_equal(
+        rec.box_image(), np.repeat(np.arange(6), np.diff(rec.box_start)))
+    assert rec.digest() == records(6).digest() != records(6, seed=1).digest()

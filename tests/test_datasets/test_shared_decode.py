@@ -1,0 +1,247 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""One decode per image (decode_cache.py) and image windows (SniperSampler):
+the shared-decode path yields exactly the items of the per-chip path."""
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from mmcv.transforms import BaseTransform
+
+from mmsnip.datasets import SniperDataset, SniperSampler
+from mmsnip.datasets.decode_cache import DecodedImageCache
+from mmsnip.datasets.samplers import sniper_sampler
+from mmsnip.registry import TRANSFORMS
+from mmsnip.utils import register_all_modules
+
+register_all_modules()
+
+CHIP_CFG = dict(
+    chip_size=128, chip_stride=32, neg_min_proposals=2, neg_per_image=1,
+    scales=[dict(max_side=128, valid_range=(40, None)),
+            dict(factor=1.0, valid_range=(16, 64)),
+            dict(factor=2.0, valid_range=(0, 24))])
+PIPELINE = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True),
+    dict(type='CropChip'),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackChipInputs')
+]
+
+
+def coco(root):
+    return dict(type='CocoDataset', data_root=root + '/',
+                ann_file='annotations/instances_train.json',
+                data_prefix=dict(img='train/'),
+                filter_cfg=dict(filter_empty_gt=False), pipeline=[],
+                metainfo=dict(classes=('disc', 'square', 'triangle', 'cross',
+                                       'ring')))
+
+
+def build(root, pipeline=PIPELINE, **kw):
+    return SniperDataset(dataset=coco(root), chip_cfg=CHIP_CFG,
+                         pipeline=pipeline, cache_dir='', **kw)
+
+
+def _item(ds, idx):
+    np.random.seed(idx)  # the same RandomFlip draw on both paths
+    return ds[idx]
+
+
+def test_cache_evicts_least_recently_used_by_bytes():
+    cache = DecodedImageCache(max_bytes=250)
+    a, b, c = (dict(img=np.zeros(100, np.uint8)) for _ in range(3))
+    cache.put('a', a)
+    cache.put('b', b)
+    assert cache.get('a') is a  # a is now the most recently used
+    cache.put('c', c)  # 300 bytes > 250: b goes
+    assert cache.get('b') is None
+    assert cache.get('a') is a and cache.get('c') is c
+    assert (len(cache), cache.nbytes, cache.hits, cache.misses) == \
+        (2, 200, 3, 1)
+    big = dict(img=np.zeros(1000, np.uint8))
+    cache.put('big', big)  # over the budget alone: kept alone
+    assert (len(cache), cache.nbytes) == (1, 1000)
+    assert cache.get('big') is big
+    assert not big['img'].flags.writeable
+    off = DecodedImageCache(0)
+    off.put('a', dict(img=np.zeros(4)))
+    assert len(off) == 0 and off.get('a') is None
+
+
+def test_shared_decode_yields_the_per_chip_items(tiny_demo_root,
+                                                 monkeypatch):
+    per_chip = build(tiny_demo_root, decode_cache_mb=0)
+    shared = build(tiny_demo_root, decode_cache_mb=64)
+    assert per_chip.decode_cache_mb == 0 and len(per_chip) == len(shared)
+    monkeypatch.setattr(sniper_sampler, 'get_dist_info', lambda: (0, 1))
+    order = list(SniperSampler(shared, seed=1, image_window=2))
+    assert sorted(order) == list(range(len(shared)))
+    flips = set()
+    for idx in order:
+        a, b = _item(per_chip, idx), _item(shared, idx)
+        assert torch.equal(a['inputs'], b['inputs'])
+        sa, sb = a['data_samples'], b['data_samples']
+        assert sa.metainfo.keys() == sb.metainfo.keys()
+        for key, value in sa.metainfo.items():
+            np.testing.assert_array_equal(value, sb.metainfo[key], key)
+        flips.add(sa.metainfo['flip'])
+        for part in ('gt_instances', 'ignored_instances'):
+            ia, ib = getattr(sa, part), getattr(sb, part)
+            assert ia.keys() == ib.keys()
+            for key in ia.keys():
+                va, vb = ia.get(key), ib.get(key)
+                va = va.tensor if hasattr(va, 'tensor') else va
+                vb = vb.tensor if hasattr(vb, 'tensor') else vb
+                assert torch.equal(torch.as_tensor(va),
+                                   torch.as_tensor(vb)), (idx, part, key)
+    assert flips == {True, False}  # both flip branches were compared
+    # Every image decoded once: its chips are inside a 2-image window and
+    # the 64 MiB cache holds all six 320 px images.
+    num_images = len(np.unique(shared.chip_img))
+    assert shared.decode_cache.misses == num_images
+    assert shared.decode_cache.hits == len(order) - num_images
+    assert per_chip.decode_cache.misses == per_chip.decode_cache.hits == 0
+
+
+@TRANSFORMS.register_module()
+class _PaintInPlace(BaseTransform):
+    """Writes into the decoded image (what a shared image must refuse)."""
+
+    def transform(self, results):
+        results['img'][0, 0] = 0
+        return results
+
+
+def test_cached_image_is_read_only(tiny_demo_root):
+    ds = build(tiny_demo_root, decode_cache_mb=64,
+               pipeline=[PIPELINE[0], dict(type='_PaintInPlace')] +
+               PIPELINE[1:])
+    with pytest.raises(RuntimeError, match='read-only'):
+        ds[0]
+    # The per-chip path decodes a fresh, writable image for every chip.
+    assert build(tiny_demo_root, decode_cache_mb=0,
+                 pipeline=[PIPELINE[0], dict(type='_PaintInPlace')] +
+                 PIPELINE[1:])[0] is not None
+
+
+def test_default_and_bad_settings(tiny_demo_root):
+    assert build(tiny_demo_root).decode_cache_mb == 256
+    no_loader = [dict(type='PackChipInputs')]
+    assert build(tiny_demo_root, pipeline=no_loader).decode_cache_mb == 0
+    with pytest.raises(ValueError, match='LoadImageFromFile first'):
+        build(tiny_demo_root, pipeline=no_loader, decode_cache_mb=8)
+    with pytest.raises(ValueError, match='decode_cache_mb must be'):
+        build(tiny_demo_root, decode_cache_mb=-1)
+
+
+def test_workers_start_with_an_empty_cache(tiny_demo_root):
+    ds = build(tiny_demo_root, decode_cache_mb=64)
+    ds[0]
+    assert len(ds.decode_cache) == 1
+    copy = pickle.loads(pickle.dumps(ds))
+    assert len(copy.decode_cache) == 0
+    assert copy.decode_cache.max_bytes == 64 * 2**20
+
+
+class FakeChips:
+    """Chips 0..8 of images ``CHIP_IMG``; every chip in every epoch."""
+    CHIP_IMG = np.array([0, 0, 1, 1, 1, 2, 3, 3, 4])
+
+    def __init__(self):
+        self.chip_img = self.CHIP_IMG
+
+    def epoch_size(self):
+        return len(self.chip_img)
+
+    def epoch_indices(self, epoch):
+        return np.arange(len(self.chip_img))
+
+
+def _windows(order, window):
+    """The images of each window of ``order`` (each image's chips must be
+    inside one stretch of ``window`` images)."""
+    imgs = FakeChips.CHIP_IMG[order]
+    seen, stretches = [], []
+    for img in imgs:
+        if img not in seen:
+            seen.append(img)
+        stretches.append(len(seen) - 1)
+    return imgs, seen, np.array(stretches) // window
+
+
+@pytest.mark.parametrize('window', [1, 2, 3])
+def test_image_window_keeps_each_images_chips_together(window,
+                                                       monkeypatch):
+    monkeypatch.setattr(sniper_sampler, 'get_dist_info', lambda: (0, 1))
+    sampler = SniperSampler(FakeChips(), seed=3, image_window=window)
+    for epoch in range(4):
+        sampler.set_epoch(epoch)
+        order = np.array(list(sampler))
+        assert sorted(order.tolist()) == list(range(9))
+        assert order.tolist() == sampler.epoch_order(epoch).tolist()
+        imgs, _, win = _windows(order, window)
+        # The windows are consecutive stretches, each of <= window images,
+        # and no image has chips in two windows.
+        assert (np.diff(win) >= 0).all()
+        for w in np.unique(win):
+            assert len(np.unique(imgs[win == w])) <= window
+        for img in range(5):
+            assert len(np.unique(win[imgs == img])) == 1
+        if window == 1:  # each image's chips are contiguous
+            runs = imgs[np.r_[True, imgs[1:] != imgs[:-1]]]
+            assert sorted(runs.tolist()) == list(range(5))
+
+
+def test_image_window_resume_is_exact_and_checked(monkeypatch):
+    monkeypatch.setattr(sniper_sampler, 'get_dist_info', lambda: (0, 1))
+    whole = SniperSampler(FakeChips(), seed=3, image_window=2)
+    whole.set_epoch(1)
+    state = whole.state_dict(consumed=4)
+    assert state['image_window'] == 2
+    resumed = SniperSampler(FakeChips(), seed=9, image_window=2)
+    resumed.load_state_dict(state)
+    assert list(resumed) == list(whole)[4:]
+    with pytest.raises(ValueError, match='image_window=2'):
+        SniperSampler(FakeChips(), image_window=0).load_state_dict(state)
+    with pytest.raises(ValueError, match='image_window must be'):
+        SniperSampler(FakeChips(), image_window=-1)
+
+    class NoImages:  # a chip dataset that does not say chips' images
+
+        def epoch_size(self):
+            return 3
+
+        def epoch_indices(self, epoch):
+            return np.arange(3)
+
+    with pytest.raises(TypeError, match='image_window=0'):
+        SniperSampler(NoImages(), image_window=2)
+
+
+def test_dataloader_workers_share_decodes_like_one_process(tiny_demo_root,
+                                                           monkeypatch):
+    from mmengine.dataset import pseudo_collate
+    from torch.utils.data import DataLoader
+    no_flip = [t for t in PIPELINE if t['type'] != 'RandomFlip']
+    shared = build(tiny_demo_root, pipeline=no_flip, decode_cache_mb=64)
+    per_chip = build(tiny_demo_root, pipeline=no_flip, decode_cache_mb=0)
+    monkeypatch.setattr(sniper_sampler, 'get_dist_info', lambda: (0, 1))
+    sampler = SniperSampler(shared, seed=2, image_window=2)
+    loader = DataLoader(shared, batch_size=4, sampler=sampler,
+                        num_workers=2, collate_fn=pseudo_collate)
+    order = list(sampler)  # the loader keeps the sampler's order
+    inputs = [x for batch in loader for x in batch['inputs']]
+    assert len(inputs) == len(order) == len(shared)
+    for idx, x in zip(order, inputs):
+        assert torch.equal(x, per_chip[idx]['inputs'])
+
+
+def test_image_window_on_a_lazy_dataset(tiny_demo_root, monkeypatch):
+    monkeypatch.setattr(sniper_sampler, 'get_dist_info', lambda: (0, 1))
+    lazy = build(tiny_demo_root, lazy_init=True)
+    order = list(SniperSampler(lazy, seed=1, image_window=1))
+    imgs = lazy.chip_img[order]
+    runs = imgs[np.r_[True, imgs[1:] != imgs[:-1]]]
+    assert sorted(runs.tolist()) == sorted(np.unique(lazy.chip_img).tolist())

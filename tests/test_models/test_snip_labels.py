@@ -1,0 +1,113 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""SNIP's label rule in every shipped detector family, built the way
+SnipRunner builds it (its config rewritten by make_scale_aware_cfg), with
+random weights: a chip whose only object is out of range gives exactly
+zero in every positive-only loss, one with an in-range object does not;
+detectors mmsnip cannot make scale-aware are refused by name."""
+import os.path as osp
+import sys
+
+import pytest
+import torch
+from mmdet.structures import DetDataSample
+from mmdet.structures.mask import BitmapMasks
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+from mmengine.structures import InstanceData
+
+from mmsnip.models.snip_labels import (check_scale_aware,
+                                       make_scale_aware_cfg,
+                                       scale_aware_problems)
+from mmsnip.registry import MODELS
+from mmsnip.utils import register_all_modules
+
+sys.path.insert(0, osp.join(osp.dirname(osp.dirname(__file__)),
+                            'test_configs'))
+from shipped_configs import SHIPPED, _no_pretrained  # noqa: E402
+
+# Losses that only positives (matched objects) produce.
+POSITIVE_ONLY = ('bbox', 'iou', 'dfl', 'centerness', 'mask', 'l1')
+SIZE = 128
+# One 40 x 40 px object; valid ranges in chip pixels (sqrt(area) = 40).
+BOX = [40.0, 40.0, 80.0, 80.0]
+OUT_OF_RANGE = (0.0, 20.0)
+IN_RANGE = (0.0, 1000.0)
+
+
+def _build(path: str):
+    register_all_modules(init_default_scope=False)
+    cfg = Config.fromfile(path)
+    _no_pretrained(cfg.model)
+    if 'num_queries' in cfg.model:
+        cfg.model.num_queries = 50  # 128 px input: few encoder tokens
+    model_cfg, _ = make_scale_aware_cfg(cfg.model)
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        model = MODELS.build(model_cfg)
+    model.init_weights()
+    return model
+
+
+def _chip(valid_range, with_mask: bool) -> DetDataSample:
+    lo, hi = valid_range
+    valid = lo < 40.0 < hi
+    sample = DetDataSample(metainfo=dict(
+        img_shape=(SIZE, SIZE), ori_shape=(SIZE, SIZE), scale_factor=(1., 1.),
+        pad_shape=(SIZE, SIZE)))
+    gt = InstanceData(metainfo=dict(valid_range=valid_range))
+    gt.bboxes = torch.tensor([BOX])
+    gt.labels = torch.tensor([0])
+    gt.scale_valid = torch.tensor([valid])
+    if with_mask:
+        mask = torch.zeros(1, SIZE, SIZE, dtype=torch.uint8)
+        mask[:, 40:80, 40:80] = 1
+        gt.masks = BitmapMasks(mask.numpy(), SIZE, SIZE)
+    sample.gt_instances = gt
+    sample.ignored_instances = InstanceData(
+        bboxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.long))
+    return sample
+
+
+def _positive_only_loss(model, valid_range) -> torch.Tensor:
+    with_mask = getattr(model, 'with_mask', False)
+    torch.manual_seed(1)
+    img = torch.randint(0, 255, (3, SIZE, SIZE), dtype=torch.uint8)
+    data = model.data_preprocessor(
+        dict(inputs=[img], data_samples=[_chip(valid_range, with_mask)]),
+        training=True)
+    model.train()
+    losses = model.loss(data['inputs'], data['data_samples'])
+    total = torch.zeros(())
+    names = []
+    for name, value in losses.items():
+        if any(k in name for k in POSITIVE_ONLY) and 'cls' not in name:
+            names.append(name)
+            values = value if isinstance(value, (list, tuple)) else [value]
+            total = total + sum(v.detach().float().sum() for v in values)
+    assert names, f'no positive-only loss among {sorted(losses)}'
+    return total
+
+
+@pytest.mark.parametrize('path', SHIPPED, ids=osp.basename)
+def test_out_of_range_object_trains_no_positive(path):
+    model = _build(path)
+    assert scale_aware_problems(model) == []
+    assert _positive_only_loss(model, OUT_OF_RANGE).item() == 0.0
+    assert _positive_only_loss(model, IN_RANGE).item() > 0.0
+
+
+@pytest.mark.parametrize('base, module', [
+    ('yolof/yolof_r50-c5_8xb8-1x_coco.py', 'model.bbox_head.assigner'),
+    ('yolo/yolov3_d53_8xb8-320-273e_coco.py', 'model.bbox_head.assigner'),
+    ('fsaf/fsaf_r50_fpn_1x_coco.py', 'model.bbox_head.assigner'),
+    ('centernet/centernet_r18_8xb16-crop512-140e_coco.py',
+     'model.bbox_head (CenterNetHead)'),
+])
+def test_unaware_detectors_refused_by_name(base, module, tmp_path):
+    child = tmp_path / 'child.py'
+    child.write_text(f"_base_ = 'mmdet::{base}'\n")
+    model = _build(str(child))
+    problems = scale_aware_problems(model)
+    assert any(p.startswith(module) for p in problems), problems
+    with pytest.raises(ValueError, match='allow_unaware=True'):
+        check_scale_aware(model, source=base)

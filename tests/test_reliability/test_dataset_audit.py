@@ -1,0 +1,448 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""The dataset audit (mmsnip.datasets.audit): one problem per bad entry,
+naming the file and the entry (docs/reliability.md)."""
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from mmsnip.datasets.audit import (
+    BAD_BBOX, CATEGORY_ID, CLASS_MISSING, CLASS_ORDER, DROPPED_BOXES,
+    DUPLICATE_ANN_ID, DUPLICATE_IMAGE_ID, ERROR, IMAGE_FILE, IMAGE_SIZE,
+    IMAGES_SKIPPED, MISSING_CATEGORY, MISSING_IMAGE, NO_IMAGES, WARNING,
+    AnnSource, audit_config, audit_sources, errors, image_size, label_names,
+    sources_from_config)
+from mmsnip.utils.preflight import UserInputError, check_annotations
+
+CLASSES = ('disc', 'square', 'triangle', 'cross', 'ring')
+
+
+@pytest.fixture
+def demo(tiny_demo_root, tmp_path):
+    """A private copy of the tiny demo data (train: 6 images, val: 3)."""
+    root = tmp_path / 'data'
+    shutil.copytree(tiny_demo_root, root)
+    return root
+
+
+def read(root, split='train'):
+    return json.loads(
+        (root / 'annotations' / f'instances_{split}.json').read_text())
+
+
+def write(root, coco, split='train'):
+    path = root / 'annotations' / f'instances_{split}.json'
+    path.write_text(json.dumps(coco))
+    return str(path)
+
+
+def source(root, split='train', **kwargs):
+    kwargs.setdefault('classes', CLASSES)
+    kwargs.setdefault('explicit_classes', True)
+    return AnnSource(
+        ann_file=str(root / 'annotations' / f'instances_{split}.json'),
+        source=f'{split}_dataloader.dataset',
+        img_prefix=str(root / split),
+        **kwargs)
+
+
+def audit(root, splits=('train', ), **kwargs):
+    return audit_sources([source(root, s) for s in splits], **kwargs)
+
+
+def only(problems, kind):
+    """The single problem of ``kind``; fails if there are others."""
+    assert [p.kind for p in problems] == [kind], [str(p) for p in problems]
+    return problems[0]
+
+
+def dup(coco):
+    """Give image 5 (and its annotations) the id 2 of another image."""
+    coco['images'][4]['id'] = 2
+    for ann in coco['annotations']:
+        if ann['image_id'] == 5:
+            ann['image_id'] = 2
+
+
+def cfg_of(root, train_classes=CLASSES, val_classes=CLASSES):
+    """A dataloader + evaluator config over ``root`` (plain dicts)."""
+
+    def ds(split, classes):
+        return dict(
+            type='CocoDataset',
+            data_root=str(root) + '/',
+            ann_file=f'annotations/instances_{split}.json',
+            data_prefix=dict(img=f'{split}/'),
+            metainfo=dict(classes=classes),
+            pipeline=[])
+
+    return dict(
+        train_dataloader=dict(
+            dataset=dict(
+                type='SniperDataset',
+                dataset=dict(
+                    type='RepeatDataset',
+                    times=2,
+                    dataset=ds('train', train_classes)))),
+        val_dataloader=dict(dataset=ds('val', val_classes)),
+        val_evaluator=[
+            dict(
+                type='CocoMetric',
+                ann_file=str(root / 'annotations' / 'instances_val.json')),
+            dict(type='PixelMetric')
+        ])
+
+
+def test_clean_demo_has_no_problem(demo):
+    assert audit(demo, ('train', 'val')) == []
+    assert audit_config(cfg_of(demo)) == []
+
+
+def test_sources_unwrap_datasets_and_evaluators(demo):
+    sources = sources_from_config(cfg_of(demo))
+    assert [s.source for s in sources] == [
+        'train_dataloader.dataset.dataset.dataset', 'val_dataloader.dataset',
+        'val_evaluator[0]'
+    ]
+    assert sources[0].img_prefix == str(demo) + '/train/'
+    assert sources[2].img_prefix is None and sources[2].classes == CLASSES
+
+
+def test_duplicate_image_id(demo):
+    coco = read(demo)
+    dup(coco)
+    path = write(demo, coco)
+    p = only(audit(demo), DUPLICATE_IMAGE_ID)
+    assert p.file == path and p.severity == ERROR
+    assert p.entry == 'image 2 ("train_000004.jpg")'
+    assert 'images[1] (image 2 ("train_000001.jpg"))' in p.message
+    assert 'give every image its own id' in p.message
+
+
+def test_duplicate_annotation_id(demo):
+    coco = read(demo)
+    coco['annotations'][3]['id'] = coco['annotations'][0]['id']
+    path = write(demo, coco)
+    p = only(audit(demo), DUPLICATE_ANN_ID)
+    img = coco['annotations'][3]['image_id']
+    assert (p.file, p.entry) == (path, f'annotation 1 (image {img})')
+    assert 'annotations[0]' in p.message
+
+
+def test_annotation_of_a_missing_image(demo):
+    coco = read(demo)
+    coco['annotations'][2]['image_id'] = 99
+    coco['annotations'][5]['image_id'] = 99
+    path = write(demo, coco)
+    p = only(audit(demo), MISSING_IMAGE)
+    assert (p.file, p.entry) == (path, 'image 99')
+    assert '2 annotation(s) refer to it (annotation 3 (image 99), ' \
+        'annotation 6 (image 99))' in p.message
+
+
+def test_annotation_of_a_missing_category(demo):
+    coco = read(demo)
+    coco['annotations'][0]['category_id'] = 42
+    path = write(demo, coco)
+    p = only(audit(demo), MISSING_CATEGORY)
+    assert (p.file, p.entry) == (path, 'category 42')
+    assert 'annotation 1 (image 1)' in p.message
+
+
+@pytest.mark.parametrize(
+    'bbox',
+    [
+        ['10', '10', '20', '20'],  # strings: CocoDataset's TypeError
+        [10, 10, 20],  # three numbers
+        [10, 10, None, 20],  # null
+        [10, 10, float('nan'), 20],  # NaN (json.dumps writes NaN)
+        [10, 10, True, 20],  # a bool is not a number
+        '10 10 20 20',
+    ])
+def test_bad_bbox(demo, bbox):
+    coco = read(demo)
+    coco['annotations'][1]['bbox'] = bbox
+    path = write(demo, coco)
+    p = only(audit(demo), BAD_BBOX)
+    assert (p.file, p.entry) == (path, 'annotation 2 (image 1)')
+    assert 'four finite numbers' in p.message
+
+
+def test_boxes_mmdet_drops_are_warnings(demo):
+    coco = read(demo)
+    coco['annotations'][0]['bbox'] = [5, 5, 0.5, 10]  # w < 1
+    coco['annotations'][1]['bbox'] = [5000, 5, 10, 10]  # outside
+    write(demo, coco)
+    problems = audit(demo)
+    assert [(p.kind, p.severity, p.entry) for p in problems
+            ] == [(DROPPED_BOXES, WARNING, 'annotation 1 (image 1)'),
+                  (DROPPED_BOXES, WARNING, 'annotation 2 (image 1)')]
+    assert errors(problems) == []
+
+
+def test_file_without_images(demo):
+    coco = read(demo)
+    coco['images'], coco['annotations'] = [], []
+    path = write(demo, coco)
+    p = only(audit(demo), NO_IMAGES)
+    assert (p.file, p.entry) == (path, 'file')
+
+
+def test_class_order_differs_between_train_and_val(demo):
+    val = read(demo, 'val')
+    val['categories'] = val['categories'][::-1]  # ids stay, order reversed
+    path = write(demo, val, 'val')
+    problems = audit(demo, ('train', 'val'), images=False)
+    kinds = sorted(p.kind for p in problems)
+    assert kinds == [CLASS_ORDER], [str(p) for p in problems]
+    p = problems[0]
+    assert p.file == path and p.source == 'val_dataloader.dataset'
+    # names both files, both orders, and the fix
+    assert str(demo / 'annotations' / 'instances_train.json') in p.message
+    assert f'as {list(CLASSES[::-1])} (label 0 first)' in p.message
+    assert f'numbers them as {list(CLASSES)}' in p.message
+    assert f'reorder "categories" in {path} to {list(CLASSES)}' \
+        in p.message
+
+
+def test_class_order_of_the_evaluator_file(demo):
+    # the val dataset agrees with train but the metric reads another file
+    val = read(demo, 'val')
+    val['categories'] = val['categories'][1:] + val['categories'][:1]
+    other = demo / 'annotations' / 'metric.json'
+    other.write_text(json.dumps(val))
+    cfg = cfg_of(demo)
+    cfg['val_evaluator'][0]['ann_file'] = str(other)
+    (p, ) = audit_config(cfg, images=False)
+    assert (p.kind, p.file, p.source) == (CLASS_ORDER, str(other),
+                                          'val_evaluator[0]')
+
+
+def test_classes_in_another_order_than_the_files(demo):
+    # both files agree, but metainfo.classes names the labels wrongly
+    shuffled = ('square', 'disc', 'triangle', 'cross', 'ring')
+    problems = audit_config(cfg_of(demo, shuffled, shuffled), images=False)
+    files = {p.file for p in problems}
+    assert {p.kind for p in problems} == {CLASS_ORDER}
+    assert files == {
+        str(demo / 'annotations' / f'instances_{s}.json')
+        for s in ('train', 'val')
+    }
+    assert f'set metainfo.classes to {CLASSES}' in problems[0].message
+
+
+def test_class_missing_from_a_file(demo):
+    problems = audit_config(
+        cfg_of(demo, CLASSES + ('rnig', ), CLASSES + ('rnig', )), images=False)
+    assert {(p.kind, p.entry)
+            for p in problems} == {(CLASS_MISSING, 'categories')}
+    assert "has no category named ['rnig']" in problems[0].message
+
+
+def test_same_name_other_id_is_a_warning(demo):
+    val = read(demo, 'val')
+    for cat in val['categories']:
+        cat['id'] += 10
+    for ann in val['annotations']:
+        ann['category_id'] += 10
+    path = write(demo, val, 'val')
+    problems = audit(demo, ('train', 'val'), images=False)
+    assert {(p.kind, p.severity, p.file)
+            for p in problems} == {(CATEGORY_ID, WARNING, path)}
+    assert problems[0].entry == 'category 11 ("disc")'
+
+
+def test_label_names_follow_the_file_order():
+    coco = dict(categories=[
+        dict(id=3, name='bird'),
+        dict(id=1, name='cat'),
+        dict(id=2, name='dog')
+    ])
+    assert label_names(coco, ('cat', 'dog', 'bird')) == ['bird', 'cat', 'dog']
+    assert label_names(coco, ('dog', )) == ['dog']
+
+
+def test_image_size_differs_from_annotation(demo):
+    coco = read(demo)
+    img = coco['images'][2]
+    w, h = img['width'], img['height']
+    img['width'] += 40  # the file is smaller than annotated
+    path = write(demo, coco)
+    p = only(audit(demo), IMAGE_SIZE)
+    assert (p.file, p.entry) == (path, 'image 3 ("train_000002.jpg")')
+    assert f'is {w}x{h} (width x height) but the annotation says ' \
+        f'width={w + 40}, height={h}' in p.message
+
+
+def test_exif_rotation_counts_as_mmcv_loads_it(tmp_path):
+    path = str(tmp_path / 'rot.jpg')
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90: mmcv's loader swaps width and height
+    Image.fromarray(np.zeros((40, 100, 3), np.uint8)).save(path, exif=exif)
+    loaded = cv2.imread(path, cv2.IMREAD_COLOR).shape
+    assert image_size(path) == ((loaded[1], loaded[0]), '') == ((40, 100), '')
+    assert image_size(path, apply_orientation=False) == ((100, 40), '')
+
+
+def test_huge_images_are_not_decompression_bombs(tmp_path, monkeypatch):
+    path = str(tmp_path / 'big.png')
+    Image.fromarray(np.zeros((40, 100), np.uint8)).save(path)
+    # as if the image had 4x PIL's limit (a 20000 x 15000 aerial image)
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 1000)
+    assert image_size(path, full_decode=True) == ((100, 40), '')
+    assert Image.MAX_IMAGE_PIXELS == 1000  # restored
+
+
+def test_missing_and_unreadable_image_files(demo):
+    (demo / 'train' / 'train_000001.jpg').unlink()
+    (demo / 'train' / 'train_000003.jpg').write_bytes(b'not an image')
+    problems = audit(demo)
+    assert [(p.kind, p.entry) for p in problems
+            ] == [(IMAGE_FILE, 'image 2 ("train_000001.jpg")'),
+                  (IMAGE_FILE, 'image 4 ("train_000003.jpg")')]
+    assert 'train_000001.jpg" does not exist' in problems[0].message
+    assert 'cannot be read' in problems[1].message
+
+
+def test_truncated_jpeg_only_found_by_full_decode(demo):
+    jpg = demo / 'train' / 'train_000005.jpg'
+    data = jpg.read_bytes()
+    jpg.write_bytes(data[:len(data) // 2])
+    assert audit(demo) == []  # the header is intact
+    p = only(audit(demo, full_decode=True), IMAGE_FILE)
+    assert p.entry == 'image 6 ("train_000005.jpg")'
+    assert 'truncated' in p.message
+
+
+def test_image_reads_in_a_process_pool_agree(demo):
+    coco = read(demo)
+    coco['images'] = [
+        dict(
+            img,
+            id=i + 1 + 100 * k,
+            height=img['height'] + (k == 3 and i == 0)) for k in range(12)
+        for i, img in enumerate(coco['images'])
+    ]
+    coco['annotations'] = []
+    write(demo, coco)
+    serial = errors(audit(demo))  # and duplicate_file_name warnings
+    assert [p.entry for p in serial] == ['image 301 ("train_000000.jpg")']
+    assert errors(audit(demo, workers=2)) == serial
+
+
+def test_image_reads_skipped_above_max_images(demo):
+    p = only(audit(demo, max_images=5), IMAGES_SKIPPED)
+    assert p.severity == WARNING and '6 images' in p.message
+
+
+def test_preflight_raises_one_error_naming_the_file_and_entry(demo):
+    coco = read(demo)
+    dup(coco)
+    path = write(demo, coco)
+    from mmengine.config import Config
+    with pytest.raises(UserInputError) as e:
+        check_annotations(Config(cfg_of(demo)))
+    first = str(e.value).splitlines()[0]
+    assert first.startswith(f'{path}: image 2 ("train_000004.jpg"): ')
+    assert 'tools/check_dataset.py' in str(e.value)
+
+
+def test_worked_example_of_the_module_docstring(tmp_path):
+
+    def coco(cats):
+        return dict(
+            images=[dict(id=1, file_name='a.jpg', width=10, height=10)],
+            annotations=[],
+            categories=[dict(id=i, name=n) for i, n in cats])
+
+    train, val = tmp_path / 'train.json', tmp_path / 'val.json'
+    train.write_text(json.dumps(coco([(1, 'cat'), (2, 'dog'), (3, 'bird')])))
+    val.write_text(json.dumps(coco([(3, 'bird'), (1, 'cat'), (2, 'dog')])))
+    classes = ('cat', 'dog', 'bird')
+    (p, ) = audit_sources([
+        AnnSource(
+            str(train),
+            'train_dataloader.dataset',
+            classes=classes,
+            explicit_classes=True),
+        AnnSource(
+            str(val),
+            'val_dataloader.dataset',
+            classes=classes,
+            explicit_classes=True)
+    ])
+    assert str(p) == (
+        f"{val}: categories: numbers the classes as ['bird', 'cat', 'dog'] "
+        f"(label 0 first) but {train} (train_dataloader.dataset) numbers "
+        "them as ['cat', 'dog', 'bird']: CocoDataset and CocoMetric number "
+        "the classes by each file's own \"categories\" order, so the same "
+        'class gets another label in each file and training or evaluation '
+        f'is wrong; reorder "categories" in {val} to [\'cat\', \'dog\', '
+        "'bird'] (ids and annotations may stay as they are)")
+
+
+def test_default_classes_none_in_the_file_is_an_error(demo):
+    coco80 = tuple(f'coco{i}' for i in range(80))
+    (p, ) = audit_sources(
+        [source(demo, classes=coco80, explicit_classes=False)], images=False)
+    assert (p.kind, p.entry) == (CLASS_MISSING, 'categories')
+    assert f'set metainfo=dict(classes={CLASSES})' in p.message
+
+
+def test_registered_coco_subclasses_are_audited():
+    from mmsnip.utils import register_all_modules
+    from mmsnip.utils.preflight import registry_classes, registry_is_coco
+    register_all_modules(init_default_scope=False)
+    assert registry_is_coco('CocoDataset') and registry_is_coco('CocoMetric')
+    assert registry_is_coco('Objects365V1Dataset')  # CocoDataset subclass
+    assert not registry_is_coco('VOCDataset')
+    assert not registry_is_coco('LVISV1Dataset')  # LVIS ids and files
+    assert not registry_is_coco('NoSuchDataset')
+    classes = registry_classes('CocoDataset')
+    assert len(classes) == 80 and classes[:2] == ('person', 'bicycle')
+
+
+def test_duplicate_category_name_and_id(demo):
+    coco = read(demo)
+    coco['categories'][3]['name'] = 'disc'  # names: disc, ..., disc, ring
+    coco['categories'][4]['id'] = 1
+    path = write(demo, coco)
+    # (also: annotations of category 5 and the class 'cross' now missing)
+    problems = [p for p in audit(demo, images=False)
+                if p.kind == 'bad_category']
+    assert [(p.file, p.entry, p.kind) for p in problems] == [
+        (path, 'category 4 ("disc")', 'bad_category'),
+        (path, 'category 1 ("ring")', 'bad_category')]
+    assert 'the name is also used by categories[0]' in problems[0].message
+    assert 'the id is also used by categories[0]' in problems[1].message
+
+
+def test_evaluator_file_without_the_dataset_images(demo):
+    # the metric reads the train file while the val dataset serves val
+    cfg = cfg_of(demo)
+    train = str(demo / 'annotations' / 'instances_train.json')
+    cfg['val_evaluator'][0]['ann_file'] = train
+    (p, ) = audit_config(cfg, images=False)
+    assert (p.kind, p.file, p.entry, p.source) == (
+        'evaluator_images', train, 'images', 'val_evaluator[0]')
+    assert p.message.startswith(
+        'has other files under 3 image id(s) of '
+        f'{demo / "annotations" / "instances_val.json"} '
+        '(val_dataloader.dataset), which val_evaluator[0] scores (image 1 '
+        '("val_000000.jpg") is "train_000000.jpg" there, ')
+
+
+def test_default_classes_in_another_order_is_a_warning(demo):
+    # metainfo.classes not set: labels are named by the type's defaults
+    defaults = ('square', 'disc', 'triangle', 'cross', 'ring', 'other')
+    (p, ) = audit_sources([source(demo, classes=defaults,
+                                  explicit_classes=False)], images=False)
+    assert (p.kind, p.severity) == (CLASS_ORDER, WARNING)
+    assert f'set metainfo.classes to {CLASSES}' in p.message
+    # a file in the defaults' order (COCO's own files): nothing to say
+    assert audit_sources([source(demo, classes=CLASSES + ('other', ),
+                                 explicit_classes=False)],
+                         images=False) == []

@@ -1,0 +1,176 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""Exact resume: a resumed SNIPER epoch trains exactly the chips not yet
+seen, in the same order, on any number of ranks."""
+import glob
+import os.path as osp
+import re
+
+import numpy as np
+import pytest
+import torch
+from mmengine.config import Config
+
+from conftest import REPO_ROOT, run_tool, tiny_config
+from mmsnip.datasets import SniperDataset, SniperSampler
+from mmsnip.datasets.samplers import sniper_sampler
+from mmsnip.utils import register_all_modules
+
+STAGE1 = osp.join(REPO_ROOT,
+                  'configs/sniper/sniper_faster-rcnn_r18-w16_fpn_12e_demo.py')
+
+
+class FakeChips:
+    """An epoch of ``n`` chips: ``epoch_indices`` is ``10 * epoch + 0..n-1``
+    (a different set per epoch, as negatives are)."""
+
+    def __init__(self, n=13):
+        self.n = n
+
+    def epoch_size(self):
+        return self.n
+
+    def epoch_indices(self, epoch):
+        return np.arange(self.n) + 100 * epoch
+
+
+def _sampler(ds, rank, world, monkeypatch, **kw):
+    monkeypatch.setattr(sniper_sampler, 'get_dist_info',
+                        lambda: (rank, world))
+    return SniperSampler(ds, **kw)
+
+
+def test_worked_example_two_ranks_unshuffled(monkeypatch):
+    """The docstring's case: 13 chips, 2 ranks, batch 2, 3 iterations
+    done: rank 0 has o12 left, rank 1 the padding o0."""
+    ds = FakeChips(13)
+    state = _sampler(ds, 0, 2, monkeypatch, shuffle=False,
+                     seed=1).state_dict(consumed=3 * 2 * 2)
+    left = []
+    for rank in range(2):
+        s = _sampler(ds, rank, 2, monkeypatch, shuffle=False, seed=5)
+        s.load_state_dict(state)
+        left.append(list(s))
+        assert len(s) == 1
+    assert left == [[12], [0]]
+
+
+@pytest.mark.parametrize('world,round_up', [(1, True), (2, True), (2, False),
+                                            (3, True)])
+def test_mid_epoch_resume_yields_the_rest_per_rank(world, round_up,
+                                                   monkeypatch):
+    ds, bs, epoch = FakeChips(13), 2, 1
+    whole = []
+    for rank in range(world):
+        s = _sampler(ds, rank, world, monkeypatch, seed=7, round_up=round_up)
+        s.set_epoch(epoch)
+        whole.append(list(s))
+    iters = max(len(w) for w in whole) // bs + 1
+    for done in range(iters + 1):
+        saver = _sampler(ds, 0, world, monkeypatch, seed=7,
+                         round_up=round_up)
+        saver.set_epoch(epoch)
+        state = saver.state_dict(consumed=done * bs * world)
+        for rank in range(world):
+            # a new run: another seed until the state is loaded
+            s = _sampler(ds, rank, world, monkeypatch, seed=99,
+                         round_up=round_up)
+            s.load_state_dict(state)
+            s.set_epoch(epoch)  # the loop does this again; no effect
+            assert list(s) == whole[rank][done * bs:]
+            assert len(s) == len(whole[rank][done * bs:])
+            s.set_epoch(epoch + 1)  # later epochs are whole again
+            assert len(list(s)) == len(s) == len(whole[rank])
+
+
+def test_resume_on_another_number_of_ranks_sees_each_chip_once(monkeypatch):
+    """Trained 2 iterations of batch 2 on 2 ranks, resumed on 1 rank."""
+    ds = FakeChips(13)
+    two = [_sampler(ds, r, 2, monkeypatch, seed=3, round_up=False)
+           for r in range(2)]
+    seen = sum((list(s)[:4] for s in two), [])
+    state = two[0].state_dict(consumed=2 * 2 * 2)
+    one = _sampler(ds, 0, 1, monkeypatch, seed=0, round_up=False)
+    one.load_state_dict(state)
+    rest = list(one)
+    assert sorted(seen + rest) == list(range(13))
+    assert rest == one.epoch_order().tolist()[8:]
+
+
+def test_state_of_another_dataset_is_refused(monkeypatch):
+    state = _sampler(FakeChips(13), 0, 1, monkeypatch, seed=0).state_dict(4)
+    s = _sampler(FakeChips(12), 0, 1, monkeypatch, seed=0)
+    with pytest.raises(ValueError, match='13 chips per epoch.*has 12'):
+        s.load_state_dict(state)
+
+
+RECORDER = '''
+import os
+import runpy
+import sys
+
+from mmsnip.datasets import SniperDataset
+
+_get = SniperDataset.__getitem__
+
+
+def _recording(self, idx):
+    with open(os.environ['RECORD'], 'a') as f:
+        f.write(f'{idx}\\n')
+    return _get(self, idx)
+
+
+SniperDataset.__getitem__ = _recording
+sys.argv = ['tools/train.py'] + sys.argv[1:]
+runpy.run_path('tools/train.py', run_name='__main__')
+'''
+
+
+def _train(tmp_path, cfg_path, record, *args):
+    driver = tmp_path / 'record_train.py'
+    driver.write_text(RECORDER)
+    proc = run_tool([str(driver), cfg_path, *args],
+                    env=dict(RECORD=str(record), OMP_NUM_THREADS='1'))
+    return [int(v) for v in record.read_text().split()], \
+        proc.stdout + proc.stderr
+
+
+def test_training_resumed_mid_epoch_continues_exactly(tiny_demo_root,
+                                                      tmp_path):
+    """tools/train.py: epoch 0 with a checkpoint every 3 iterations, then
+    resumed from iteration 3 (mid-epoch 0) with 2 epochs. ``randomness.seed``
+    is unset, so the new run draws another seed until the checkpoint's
+    comes back."""
+    work = tmp_path / 'work'
+    cfg_path = tiny_config(tiny_demo_root, str(work),
+                           str(tmp_path / 'cfg.py'), max_epochs=1,
+                           base=STAGE1)
+    cfg = Config.fromfile(cfg_path)
+    cfg.default_hooks.checkpoint = dict(
+        type='CheckpointHook', by_epoch=False, interval=3)
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    cfg.dump(cfg_path)
+
+    epoch0, _ = _train(tmp_path, cfg_path, tmp_path / 'epoch0.txt')
+    iters = -(-len(epoch0) // 2)  # batch 2, one rank
+    assert iters > 3, 'the test needs an epoch of more than 3 iterations'
+    ckpt = torch.load(str(work / 'iter_3.pth'), weights_only=False)
+    state = ckpt['meta']['sniper_sampler']
+    assert (state['epoch'], state['consumed']) == (0, 6)
+
+    resumed, log = _train(tmp_path, cfg_path, tmp_path / 'resumed.txt',
+                          '--resume', str(work / 'iter_3.pth'),
+                          '--cfg-options', 'train_cfg.max_epochs=2')
+    # Epoch 0: the chips not yet seen, in the same order.
+    assert resumed[:len(epoch0) - 6] == epoch0[6:]
+    assert 'continues after 6 of its' in log
+    # Epoch 1: the order the checkpoint's seed gives.
+    register_all_modules()
+    ds_cfg = Config.fromfile(cfg_path).train_dataloader.dataset
+    ds = SniperDataset(**{k: v for k, v in ds_cfg.items() if k != 'type'})
+    sampler = SniperSampler(ds, seed=state['seed'])
+    assert resumed[len(epoch0) - 6:] == sampler.epoch_order(1).tolist()
+    # The iteration counter ends where an uninterrupted run ends.
+    assert osp.exists(work / f'iter_{2 * iters}.pth')
+    assert not glob.glob(str(work / f'iter_{2 * iters + 1}*.pth'))
+    etas = re.findall(r'eta: (\S+)', log)
+    assert etas and not any(e.startswith('-') or 'day' in e for e in etas)

@@ -1,0 +1,94 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""Audit the COCO annotation files and images of a config.
+
+    python tools/check_dataset.py CONFIG [--full-decode] [--workers N] \
+        [--keys train_dataloader val_dataloader] [--max-per-kind 20] \
+        [--cfg-options ...]
+
+Checks every COCO annotation file the config uses (train / val / test
+datasets, wrapped or not, and the evaluators' ``ann_file``) and every image
+they list (``mmsnip.datasets.audit``; docs/reliability.md lists the
+checks): duplicate ids, dangling references, bad boxes, category order
+across files, and image files whose size (read from the header) disagrees
+with the annotation. ``--full-decode`` decodes every image too (finds
+truncated files). Prints each problem and a summary; exit status 0 if
+there is no error (warnings allowed), 2 with one ``error:`` line if there
+is.
+"""
+import argparse
+import os
+
+from mmengine.config import DictAction
+
+from mmsnip.utils.preflight import (DATALOADER_KEYS, UserInputError,
+                                    check_data_paths, load_config,
+                                    registry_classes, registry_is_coco,
+                                    run_cli)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('config', help='config file')
+    parser.add_argument(
+        '--full-decode',
+        action='store_true',
+        help='decode every image, not just its header')
+    parser.add_argument(
+        '--workers',
+        type=int,
+        default=0,
+        help='processes reading images (0: this one)')
+    parser.add_argument(
+        '--keys',
+        nargs='+',
+        default=list(DATALOADER_KEYS),
+        choices=list(DATALOADER_KEYS),
+        help='dataloaders to check (with their evaluators)')
+    parser.add_argument(
+        '--max-per-kind',
+        type=int,
+        default=20,
+        help='problems printed per kind (0: all)')
+    parser.add_argument('--no-progress', action='store_true')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return parser.parse_args()
+
+
+def main():
+    args = parse_args()
+    if args.workers < 0:
+        raise UserInputError(f'--workers {args.workers}: must be >= 0')
+    from mmsnip.datasets.audit import ERROR, audit_config, summary
+    from mmsnip.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
+    cfg = load_config(args.config, args.cfg_options)
+    check_data_paths(cfg, args.keys, audit=False)
+    problems = audit_config(
+        cfg,
+        args.keys,
+        default_classes=registry_classes,
+        is_coco=registry_is_coco,
+        images=True,
+        full_decode=args.full_decode,
+        workers=args.workers or 0,
+        progress=not args.no_progress)
+    shown = {}
+    for p in problems:
+        shown[p.kind] = shown.get(p.kind, 0) + 1
+        if args.max_per_kind and shown[p.kind] > args.max_per_kind:
+            continue
+        print(f'{p.severity}: {p}' if p.severity != ERROR else f'- {p}')
+    hidden = sum(max(0, n - args.max_per_kind) for n in shown.values()) \
+        if args.max_per_kind else 0
+    if hidden:
+        print(f'... {hidden} more not shown (--max-per-kind 0 shows all)')
+    n_errors = sum(p.severity == ERROR for p in problems)
+    print(f'{os.path.basename(args.config)}: {summary(problems)}')
+    if n_errors:
+        raise UserInputError(
+            f'the dataset of "{args.config}" has {n_errors} error(s) (listed '
+            'above)')
+
+
+if __name__ == '__main__':
+    run_cli(main)
