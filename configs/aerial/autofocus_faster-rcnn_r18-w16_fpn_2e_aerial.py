@@ -15,6 +15,11 @@ model = dict(
         # (a, b, c) in chip pixels: objects of 2-48 px are FocusPixels
         # (aerial objects are 2-14 px at the coarse scale).
         thresholds=(2, 48, 72),
+        # The measured (published) setting, not the paper's default: the
+        # one-conv head (its checkpoints' layout) and sizes exactly a or b
+        # labelled background (docs/autofocus.md, 'Paper and original').
+        num_convs=1,
+        boundary_ignore=False,
         loss_weight=1.0),
     focus_level=2)
 load_from = ('work_dirs/aerial/sniper_faster-rcnn_r18-w16_fpn_3e-neg_aerial/'
@@ -38,11 +43,12 @@ tta_model = dict(
     _delete_=True,
     type='AutoFocusTTAModel',
     scales=[
+        # border_tol=1.0: the measured (published) setting; the paper's is 0
         dict(max_side=1024, valid_range=(40, None), threshold=0.1,
-             dilation=3, min_size=128),
+             dilation=3, min_size=128, border_tol=1.0),
         dict(factor=1.0, valid_range=(16, 64), threshold=0.1, dilation=3,
-             min_size=128),
-        dict(factor=2.0, valid_range=(0, 24)),
+             min_size=128, border_tol=1.0),
+        dict(factor=2.0, valid_range=(0, 24), border_tol=1.0),
     ],
     max_chips=32,
     # RPN proposals in proportion to a chip's pixels (whole images keep the

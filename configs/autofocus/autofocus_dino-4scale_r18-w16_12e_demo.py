@@ -73,6 +73,11 @@ model = dict(
         feat_channels=64,
         stride=16,
         thresholds=(5, 64, 90),
+        # The measured (published) setting, not the paper's default: the
+        # one-conv head (its checkpoints' layout) and sizes exactly a or b
+        # labelled background (docs/autofocus.md, 'Paper and original').
+        num_convs=1,
+        boundary_ignore=False,
         loss_weight=1.0),
     focus_level=1)
 
@@ -80,11 +85,12 @@ tta_model = dict(
     _delete_=True,
     type='mmsnip.AutoFocusTTAModel',
     scales=[
+        # border_tol=1.0: the measured (published) setting; the paper's is 0
         dict(max_side=512, valid_range=(100, None), threshold=0.3,
-             dilation=3, min_size=128),
+             dilation=3, min_size=128, border_tol=1.0),
         dict(factor=1.0, valid_range=(32, 160), threshold=0.3, dilation=3,
-             min_size=128),
-        dict(factor=2.0, valid_range=(0, 48)),
+             min_size=128, border_tol=1.0),
+        dict(factor=2.0, valid_range=(0, 48), border_tol=1.0),
     ],
     max_chips=16,
     tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))

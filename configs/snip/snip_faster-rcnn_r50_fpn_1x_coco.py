@@ -9,7 +9,7 @@ train_dataloader = dict(
         type='SnipDataset',
         negatives=False,
         proposal_file=None,
-        chip_cfg=dict(scales={{_base_.tta_scales}})))
+        chip_cfg=dict(scales={{_base_.snip_train_scales}})))
 train_cfg = dict(max_epochs=12, val_interval=12)
 param_scheduler = [
     dict(

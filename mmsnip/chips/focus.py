@@ -55,28 +55,35 @@ def _cell_runs(boxes: np.ndarray, stride: float, shape: Tuple[int, int]):
 def focus_pixel_labels(boxes_chip, chip_hw: Tuple[int, int],
                        stride: int = _DEFAULT.stride,
                        a: float = _DEFAULT.a, b: float = _DEFAULT.b,
-                       c: float = _DEFAULT.c) -> np.ndarray:
+                       c: float = _DEFAULT.c,
+                       boundary_ignore: bool = True) -> np.ndarray:
     """FocusPixel labels of a chip (Sec. 3.4.1).
 
     A cell of the stride-``s`` grid (``s x s`` chip pixels; the last row and
     column may be partial) gets
 
     * ``FOCUS`` (1) if a box with ``a < size < b`` overlaps it,
-    * else ``IGNORE`` (-1) if a box with ``size < a`` or ``b < size < c``
-      overlaps it,
+    * else ``IGNORE`` (-1) if a box with ``size <= a`` or
+      ``b <= size < c`` overlaps it,
     * else ``BACKGROUND`` (0),
 
-    where ``size = sqrt(area)`` of the whole box in CHIP pixels and
-    "overlaps" means a positive-area intersection (the paper's IoU > 0).
-    1 wins over -1 wins over 0 ("FocusPixels are given precedence"; the
-    original code let the last box win). Boundary values follow the paper's
-    strict inequalities: sizes exactly ``a`` or ``b`` match no rule, and
-    ``size >= c`` is large: all three label background.
+    where ``size = sqrt(area)`` of the box in CHIP pixels and "overlaps"
+    means a positive-area intersection (the paper's IoU > 0). 1 wins over
+    -1 wins over 0 ("FocusPixels are given precedence"; the original code
+    let the last box win). Boundaries follow the paper's text ("objects
+    ... <= 5x5 pixels are marked invalid", "between 64x64 and 90x90 ...
+    invalid"): sizes exactly ``a`` or ``b`` are ignored, ``size >= c`` is
+    large (background). ``boundary_ignore=False`` is mmsnip's earlier rule
+    (the formula's strict inequalities only: sizes exactly ``a`` or ``b``
+    match no case and label background), kept for the demo and aerial
+    configs whose published numbers were trained with it.
 
     Example:
         With ``s = 16`` and defaults (5, 64, 90), a 20 px box makes its
         cells 1, a 3 px box -1, a 70 px box -1, a 100 px box 0; where the
-        20 px and 70 px boxes overlap the cell is 1.
+        20 px and 70 px boxes overlap the cell is 1. Boxes of exactly 5,
+        64 and 90 px give -1, -1, 0 (0, 0, 0 with
+        ``boundary_ignore=False``).
 
     Args:
         boxes_chip (array): ``(N, 4)`` float xyxy in CHIP pixels (they may
@@ -86,6 +93,8 @@ def focus_pixel_labels(boxes_chip, chip_hw: Tuple[int, int],
         stride (int): ``s``, the feature stride of the FocusPixel head.
         a, b, c (float): Size thresholds in CHIP pixels,
             ``0 <= a < b <= c``.
+        boundary_ignore (bool): Sizes exactly ``a`` or ``b`` are ignored
+            (the paper's text, default) instead of background.
 
     Returns:
         np.ndarray: ``(ceil(h / s), ceil(w / s))`` int8 labels.
@@ -100,9 +109,13 @@ def focus_pixel_labels(boxes_chip, chip_hw: Tuple[int, int],
     boxes = as_boxes(boxes_chip, 'boxes_chip')
     sizes = box_sizes(boxes)
     real = (sizes > 0) & np.isfinite(boxes).all(axis=1)
-    # Sec. 3.4.1: 1 for a < size < b; -1 for size < a or b < size < c.
+    # Sec. 3.4.1: 1 for a < size < b; -1 for size <= a or b <= size < c
+    # (strict at a and b without boundary_ignore).
     focus = real & (sizes > a) & (sizes < b)
-    ignore = real & ((sizes < a) | ((sizes > b) & (sizes < c)))
+    if boundary_ignore:
+        ignore = real & ((sizes <= a) | ((sizes >= b) & (sizes < c)))
+    else:
+        ignore = real & ((sizes < a) | ((sizes > b) & (sizes < c)))
     x0, y0, x1, y1 = _cell_runs(np.where(real[:, None], boxes, 0), stride,
                                 shape)
     labels = np.zeros(shape, np.int8)

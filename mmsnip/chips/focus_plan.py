@@ -16,8 +16,12 @@ Settings have one home each:
   the ground truth at test time).
 * :class:`FocusScale`: one scale of the cascade and the transition it
   hands on: ``t, d, k`` (Algorithm 2) and the stacking tolerance of its own
-  chips. ``k`` (``min_size``) is in the NEXT scale's pixels everywhere in
-  the cascade (converted once, in :func:`plan_next_chips`).
+  chips. ``k`` (``min_size``) is in the NEXT scale's pixels by default
+  (the network input the chip becomes: Sec. 3.4.2 sets ``k`` for context
+  and batching of the chips processed next); ``min_size_frame='current'``
+  counts it in this scale's pixels, as the original code (chips about
+  ``next_factor / factor`` times larger per side). Converted once, in
+  :func:`min_size_here`.
 
 Frames: ORIGINAL pixels (the input image), SCALED pixels of a scale
 (ORIGINAL times its factor), CROP pixels (SCALED, relative to a window's
@@ -35,8 +39,12 @@ from .focus import (focus_chips, focus_stack_keep_mask, merge_overlapping,
 from .scales import ScaleSpec, _positive_int
 
 # The FocusChip keys of a scale dict (``AutoFocusTTAModel.scales``).
-TRANSITION_KEYS = ('threshold', 'dilation', 'min_size',
+TRANSITION_KEYS = ('threshold', 'dilation', 'min_size', 'min_size_frame',
                    'inclusive_threshold', 'border_tol')
+
+# Frames ``k`` (``min_size``) can be counted in: the NEXT scale's pixels
+# (default) or this scale's (the original code).
+MIN_SIZE_FRAMES = ('next', 'current')
 
 # FocusChip settings that select every cell (every chip the whole window:
 # the cascade is then the full pyramid) and none (only the coarsest scale).
@@ -74,16 +82,22 @@ class FocusLabelRule:
     Shared by :class:`~mmsnip.models.FocusPixelHead` (training labels) and
     the oracle FocusChips (ground truth labelled at test time), so both
     always use the same rule. Validation: ``0 <= a < b <= c`` (``c`` may be
-    ``inf``), no NaN, ``stride`` an integer >= 1.
+    ``inf``), no NaN, ``stride`` an integer >= 1. ``boundary_ignore``:
+    sizes exactly ``a`` or ``b`` are ignored (the paper's text, default)
+    rather than background (mmsnip's earlier rule; see
+    :func:`~mmsnip.chips.focus_pixel_labels`).
 
     Example:
         ``FocusLabelRule(5, 64, 90)``: a 20 px object is a FocusPixel, a
-        3 px or 70 px one is ignored, a 100 px one is background.
+        3 px, 5 px, 64 px or 70 px one is ignored, a 90 px or 100 px one is
+        background (5 px and 64 px background with
+        ``boundary_ignore=False``).
     """
     a: float = 5.0
     b: float = 64.0
     c: float = 90.0
     stride: int = 16
+    boundary_ignore: bool = True
     where: str = dataclasses.field(default='focus thresholds', compare=False)
 
     def __post_init__(self):
@@ -94,6 +108,9 @@ class FocusLabelRule:
             raise ValueError(f'{self.where} need 0 <= a < b <= c, got '
                              f'(a, b, c) = {(self.a, self.b, self.c)}')
         _positive_int(self.stride, f'{self.where}: stride')
+        if not isinstance(self.boundary_ignore, bool):
+            raise ValueError(f'{self.where}: boundary_ignore must be a '
+                             f'bool, got {self.boundary_ignore!r}')
 
     @property
     def thresholds(self) -> Tuple[float, float, float]:
@@ -117,10 +134,15 @@ class FocusScale:
             the original code). ``t = 0`` inclusive selects every cell;
             ``t = 1`` exclusive none.
         dilation (int): ``d``, in map cells, >= 1.
-        min_size (float): ``k``, minimum FocusChip side in the NEXT scale's
-            pixels, finite and >= 0.
+        min_size (float): ``k``, minimum FocusChip side, finite and >= 0,
+            in the pixels of ``min_size_frame``.
         inclusive_threshold (bool): ``>= t`` instead of the paper's ``> t``.
         border_tol (float, optional): Stacking tolerance, ORIGINAL px, >= 0.
+        min_size_frame (str): ``'next'`` (default): ``k`` in the NEXT
+            scale's pixels; ``'current'``: in this scale's pixels, as the
+            original code. Example: factors 0.5 then 1.0 and ``k = 128``
+            give chips of at least 128 ORIGINAL px (``'next'``) or 256
+            (``'current'``).
     """
     spec: ScaleSpec
     threshold: float = 0.5
@@ -128,12 +150,17 @@ class FocusScale:
     min_size: float = 256
     inclusive_threshold: bool = False
     border_tol: Optional[float] = None
+    min_size_frame: str = 'next'
     where: str = dataclasses.field(default='scale', compare=False)
 
     def __post_init__(self):
         _number(self.threshold, f'{self.where}.threshold', 0, 1)
         _positive_int(self.dilation, f'{self.where}.dilation')
         _number(self.min_size, f'{self.where}.min_size', 0)
+        if self.min_size_frame not in MIN_SIZE_FRAMES:
+            raise ValueError(f'{self.where}.min_size_frame must be one of '
+                             f'{MIN_SIZE_FRAMES}, got '
+                             f'{self.min_size_frame!r}')
         if not isinstance(self.inclusive_threshold, bool):
             raise ValueError(f'{self.where}.inclusive_threshold must be a '
                              f'bool, got {self.inclusive_threshold!r}')
@@ -154,6 +181,19 @@ class FocusScale:
             raise ValueError(f'{where}: {e} (FocusChip keys: '
                              f'{", ".join(TRANSITION_KEYS)})') from e
         return cls(spec, where=where, **focus)
+
+    def min_size_here(self, factor: float, next_factor: float) -> float:
+        """``k`` in this scale's (SCALED) pixels: ``k * factor /
+        next_factor`` for ``min_size_frame='next'``, ``k`` for
+        ``'current'``.
+
+        Example:
+            ``k = 128``, factors 0.5 then 1.0: 64 (``'next'``) or 128
+            (``'current'``) px of this scale.
+        """
+        if self.min_size_frame == 'current':
+            return float(self.min_size)
+        return self.min_size * factor / next_factor
 
 
 def focus_scales(scales: Sequence[dict],
@@ -201,8 +241,8 @@ def plan_next_chips(maps: Sequence[np.ndarray], windows: Windows,
     """FocusChips of the next scale from one image's maps (Algorithm 2).
 
     Per crop, :func:`~mmsnip.chips.focus_chips` with ``t, d`` and
-    ``k' = k * factor / next_factor`` (``k`` is in the NEXT scale's pixels,
-    ``k'`` in this scale's) on the crop's map, in CROP pixels; the chips of
+    ``k'`` = :meth:`FocusScale.min_size_here` (``k`` in this scale's
+    pixels) on the crop's map, in CROP pixels; the chips of
     all crops are mapped to ORIGINAL pixels (divided by the crop's exact
     factors, shifted by its origin), clipped to the image, merged until
     none overlap (:func:`~mmsnip.chips.merge_overlapping`) and capped to
@@ -227,7 +267,7 @@ def plan_next_chips(maps: Sequence[np.ndarray], windows: Windows,
         non-overlapping.
     """
     img_h, img_w = img_hw
-    min_size = scale.min_size * factor / next_factor
+    min_size = scale.min_size_here(factor, next_factor)
     found = [np.zeros((0, 4))]
     for prob, (x0, y0), (fx, fy), (h, w) in zip(maps, windows.origins,
                                                 windows.factors,
@@ -258,7 +298,7 @@ def plan_oracle_chips(gt_boxes: np.ndarray, scale: FocusScale,
     img_h, img_w = img_hw
     _, orig = oracle_focus_chips(
         gt_boxes, img_h, img_w, factor, rule.stride, rule.a, rule.b, rule.c,
-        scale.dilation, scale.min_size * factor / next_factor)
+        scale.dilation, scale.min_size_here(factor, next_factor))
     return orig[:max_chips]
 
 

@@ -194,8 +194,9 @@ class NegativeConfig:
     Args:
         min_proposals (int | tuple[int, ...]): ``M``: a negative chip must
             fully enclose at least this many proposals; one number for all
-            scales or one per scale (the original code used > 25 at the
-            finest scale and > 10 elsewhere).
+            scales or one per scale, coarse to fine. The original code
+            used more than 25 at the finest scale and more than 10
+            elsewhere: ``(11, 11, 26)`` for three scales.
         num_per_image (int): Negative chips sampled per image per epoch
             from the image's pool (2 in the original code).
         max_proposals (int, optional): Keep only the top-scoring

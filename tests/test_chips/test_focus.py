@@ -37,12 +37,29 @@ def test_focus_wins_and_boundary_sizes():
     labels = focus_pixel_labels(boxes, (80, 128), stride=16)
     assert (labels[:2, :2] == FOCUS).all()  # 1 wins over the 70 px ignore
     assert labels[3, 3] == IGNORE
-    assert labels[0, 6] == BACKGROUND  # exactly a = 5
-    for size, label in ((5, BACKGROUND), (64, BACKGROUND), (90, BACKGROUND),
-                        (4.99, IGNORE), (5.01, FOCUS), (63.9, FOCUS),
-                        (64.1, IGNORE), (89.9, IGNORE)):
-        out = focus_pixel_labels([[0, 0, size, size]], (96, 96), stride=16)
+    assert labels[0, 6] == IGNORE  # exactly a = 5: the paper's "<= 5x5"
+    strict = focus_pixel_labels(boxes, (80, 128), stride=16,
+                                boundary_ignore=False)
+    assert strict[0, 6] == BACKGROUND
+    changed = strict != labels
+    assert changed.sum() == 1 and changed[0, 6]
+    # size: (paper text, default), (boundary_ignore=False: earlier rule)
+    for size, label, old in ((5, IGNORE, BACKGROUND), (64, IGNORE, BACKGROUND),
+                             (90, BACKGROUND, BACKGROUND),
+                             (4.99, IGNORE, IGNORE), (5.01, FOCUS, FOCUS),
+                             (63.9, FOCUS, FOCUS), (64.1, IGNORE, IGNORE),
+                             (89.9, IGNORE, IGNORE), (90.1, BACKGROUND,
+                                                      BACKGROUND)):
+        box = [[0, 0, size, size]]
+        out = focus_pixel_labels(box, (96, 96), stride=16)
         assert out[0, 0] == label, size
+        out = focus_pixel_labels(box, (96, 96), stride=16,
+                                 boundary_ignore=False)
+        assert out[0, 0] == old, size
+    # A 5 px box and a 20 px box on the same cell: FOCUS still wins.
+    out = focus_pixel_labels([[0, 0, 5, 5], [0, 0, 20, 20]], (32, 32),
+                             stride=16)
+    assert out[0, 0] == FOCUS
     with pytest.raises(ValueError, match='a < b <= c'):
         focus_pixel_labels(boxes, (80, 128), a=10, b=5)
     with pytest.raises(ValueError, match='stride > 0'):

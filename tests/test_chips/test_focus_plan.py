@@ -42,6 +42,31 @@ def test_min_size_is_in_the_next_scales_pixels():
     np.testing.assert_array_equal(chips, [[60, 40, 80, 60]])
 
 
+def test_min_size_in_the_current_scales_pixels_as_the_original_code():
+    # The map of test_min_size_is_in_the_next_scales_pixels; k = 40 counted
+    # in THIS scale's pixels (factor 0.5): grown about (35, 25) CROP to
+    # [15, 5, 55, 45] CROP = [30, 10, 110, 90] ORIGINAL, 80 px of the next
+    # scale (factor 1.0): twice the default frame's chip per side.
+    prob = np.zeros((10, 10))
+    prob[2, 3] = 1
+    win = _windows([[0, 0]], [[0.5, 0.5]], [[100, 100]])
+    scale = _scale(min_size=40, min_size_frame='current')
+    assert scale.min_size_here(0.5, 1.0) == 40
+    assert _scale(min_size=40).min_size_here(0.5, 1.0) == 20
+    chips = plan_next_chips([prob], win, scale, 0.5, 1.0, 10, (200, 200),
+                            max_chips=8)
+    np.testing.assert_array_equal(chips, [[30, 10, 110, 90]])
+    # The next scale's factor no longer matters.
+    np.testing.assert_array_equal(
+        plan_next_chips([prob], win, scale, 0.5, 2.0, 10, (200, 200),
+                        max_chips=8), [[30, 10, 110, 90]])
+    assert FocusScale.from_dict(dict(factor=1.0, min_size_frame='current')
+                                ).min_size_frame == 'current'
+    with pytest.raises(ValueError, match=r"scale\.min_size_frame must be "
+                       r"one of \('next', 'current'\), got 'map'"):
+        _scale(min_size_frame='map')
+
+
 def test_chips_of_overlapping_windows_are_merged():
     # Two 40 x 40 windows at factor 1, origins x = 0 and x = 30, stride 10.
     # Window 0: cells (0, 2), (0, 3) -> [20, 0, 40, 10]. Window 1: cells
@@ -170,6 +195,21 @@ def test_label_rule_is_validated(abc, stride, match):
         FocusLabelRule(*abc, stride=stride)
     assert FocusLabelRule(0, 64, float('inf')).thresholds == (0, 64,
                                                               float('inf'))
+
+
+def test_label_rule_boundary_flag():
+    assert FocusLabelRule().boundary_ignore is True
+    assert FocusLabelRule(5, 64, 90, 16, False) != FocusLabelRule()
+    with pytest.raises(ValueError, match='boundary_ignore must be a bool'):
+        FocusLabelRule(boundary_ignore=1)
+    # Oracle chips use FocusPixels only: the flag (ignore or background at
+    # exactly a, b) does not move them. A 64 px object is neither.
+    gt = np.array([[40, 40, 60, 60], [0, 0, 64, 64]], float)
+    for flag in (True, False):
+        rule = FocusLabelRule(5, 64, 90, 16, flag)
+        np.testing.assert_array_equal(
+            plan_oracle_chips(gt, _scale(), 1.0, 1.0, rule, (128, 128), 8),
+            [[32, 32, 64, 64]])
 
 
 def test_planner_needs_no_torch():

@@ -343,7 +343,10 @@ def test_settings_are_validated_at_build_time(autofocus):
 
 def test_head_label_rule_is_validated_and_shared(autofocus):
     from mmsnip.chips import FocusLabelRule
-    assert autofocus.focus_head.rule == FocusLabelRule(5, 64, 90, stride=16)
+    # The demo config keeps the measured rule (sizes exactly a, b:
+    # background).
+    assert autofocus.focus_head.rule == FocusLabelRule(
+        5, 64, 90, stride=16, boundary_ignore=False)
     with DefaultScope.overwrite_default_scope('mmsnip'):
         for bad, match in (((64, 5, 90), r' need 0 <= a < b <= c'),
                            ((5, float('nan'), 90), r': b must'),
@@ -351,3 +354,112 @@ def test_head_label_rule_is_validated_and_shared(autofocus):
             with pytest.raises(ValueError,
                                match=r'FocusPixelHead\.thresholds' + match):
                 MODELS.build(dict(type='FocusPixelHead', thresholds=bad))
+
+
+# The configs whose numbers are published (docs/benchmarks.md,
+# docs/autofocus.md, docs/custom_dataset.md, docs/get_started.md).
+PUBLISHED = ['configs/autofocus/autofocus_faster-rcnn_r18-w16_fpn_12e_demo.py',
+             'configs/autofocus/autofocus_retinanet_r18-w16_fpn_12e_demo.py',
+             'configs/autofocus/autofocus_dino-4scale_r18-w16_12e_demo.py',
+             'configs/aerial/autofocus_faster-rcnn_r18-w16_fpn_2e_aerial.py']
+
+
+@pytest.mark.parametrize('path', PUBLISHED)
+def test_published_configs_set_the_measured_settings(path):
+    """Defaults moved to the paper (two-conv head, sizes exactly a or b
+    ignored, border_tol 0); the published configs set the old values."""
+    cfg = Config.fromfile(osp.join(REPO_ROOT, path))
+    head = cfg.model.focus_head
+    assert head.num_convs == 1 and head.boundary_ignore is False
+    assert 'border_tol' not in cfg.tta_model
+    for scale in cfg.tta_model.scales:
+        assert scale['border_tol'] == 1.0
+        assert scale.get('min_size_frame', 'next') == 'next'
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        built = MODELS.build(head)
+    assert sorted(built.state_dict()) == ['cls.bias', 'cls.weight',
+                                          'conv.bias', 'conv.weight']
+
+
+def test_demo_config_cascade_equals_the_old_defaults(autofocus,
+                                                     tiny_demo_root):
+    """The demo config's scales (explicit border_tol 1.0 per scale) give
+    the same chips, stacking masks and detections as the old cascade-wide
+    default border_tol=1.0, on a random-weight model; border_tol 0 (the
+    new default) keeps more here."""
+    cfg = Config.fromfile(CONFIG)
+    scales = [dict(s, threshold=0.5) if 'threshold' in s else dict(s)
+              for s in cfg.tta_model.scales]
+    old = [{k: v for k, v in s.items() if k != 'border_tol'}
+           for s in scales]
+    data = _batch(tiny_demo_root)
+    runs = []
+    for kw in (dict(scales=scales), dict(scales=old, border_tol=1.0),
+               dict(scales=old)):
+        with DefaultScope.overwrite_default_scope('mmsnip'):
+            tta = MODELS.build(dict(type='AutoFocusTTAModel',
+                                    module=autofocus, max_chips=16, **kw))
+        runs.append(tta.predict_cascade(data['inputs'],
+                                        data['data_samples'], trace=True))
+    (new, new_traces), (ref, ref_traces), (_, zero_traces) = runs
+    assert sum(len(s.chips) for t in ref_traces for s in t.scales[1:]) > 0
+    for a, b, ta, tb in zip(new, ref, new_traces, ref_traces):
+        for s, t in zip(ta.scales, tb.scales):
+            np.testing.assert_array_equal(s.chips, t.chips)
+            assert [k.tolist() for k in s.keep] == \
+                [k.tolist() for k in t.keep]
+        assert torch.equal(a.pred_instances.bboxes, b.pred_instances.bboxes)
+        assert torch.equal(a.pred_instances.scores, b.pred_instances.scores)
+    kept = [int(k.sum()) for t in ref_traces for s in t.scales
+            for k in s.keep]
+    kept_zero = [int(k.sum()) for t in zero_traces for s in t.scales
+                 for k in s.keep]
+    # A tolerance of 0 prunes only detections touching an inner side: it
+    # keeps at least as many per chip, and here strictly more.
+    assert all(z >= k for z, k in zip(kept_zero, kept))
+    assert sum(kept_zero) > sum(kept)
+
+
+def test_one_conv_checkpoint_in_the_default_head_is_refused_by_name(
+        autofocus, tiny_demo_root):
+    """A checkpoint of the one-conv head loaded into the default
+    (two-conv) head: the refusal names the missing weights and the fix."""
+    cfg = Config.fromfile(CONFIG)
+    head = {k: v for k, v in cfg.model.focus_head.items()
+            if k != 'num_convs'}
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        model = MODELS.build(dict(cfg.model, focus_head=head))
+    model.eval()
+    model.load_state_dict(autofocus.state_dict(), strict=False)
+    assert model.focus_head_missing == ['focus_head.conv_1x1.weight',
+                                        'focus_head.conv_1x1.bias']
+    with pytest.raises(RuntimeError, match=r'missing '
+                       r'focus_head\.conv_1x1\.weight, focus_head\.conv_1x1'
+                       r'\.bias; .*FocusPixelHead\(num_convs=1\)'):
+        _run_autofocus(_autofocus_tta(model, 0.5), _image(tiny_demo_root))
+
+
+def test_coco_config_uses_the_paper_settings():
+    """No published numbers: the COCO AutoFocus config follows the paper
+    (test pyramid from a 512 px longer side as training, two-conv head,
+    border_tol 0, NMS merge) with the original code's (t, d, k) counted in
+    its frame."""
+    cfg = Config.fromfile(osp.join(
+        REPO_ROOT, 'configs/autofocus/'
+        'autofocus_faster-rcnn_r50_fpn_7e_coco.py'))
+    scales = cfg.tta_model.scales
+    assert {k: scales[0][k] for k in ('max_side', 'min_size',
+                                      'min_size_frame')} == \
+        dict(max_side=512, min_size=256, min_size_frame='current')
+    assert scales[0]['max_side'] == \
+        cfg.train_dataloader.dataset.chip_cfg.scales[0]['max_side']
+    assert scales[1]['min_size'] == 320
+    assert all('border_tol' not in s for s in scales)
+    assert 'border_tol' not in cfg.tta_model
+    assert 'num_convs' not in cfg.model.focus_head
+    assert 'boundary_ignore' not in cfg.model.focus_head
+    assert cfg.tta_model.tta_cfg == dict(
+        nms=dict(type='nms', iou_threshold=0.5), max_per_img=100)
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        head = MODELS.build(dict(cfg.model.focus_head))
+    assert head.num_convs == 2 and head.rule.boundary_ignore

@@ -73,6 +73,30 @@ def test_soft_nms_decays_the_second_score():
     assert pruned.bboxes.tolist() == [A]
 
 
+# The original SNIPER/AutoFocus code's merge (docs/merge.md): Gaussian
+# soft-NMS, sigma 0.55, 200 detections per image.
+ORIGINAL = dict(nms=dict(type='soft_nms', method='gaussian', sigma=0.55,
+                         min_score=0.001), max_per_img=200)
+
+
+def test_original_codes_gaussian_soft_nms():
+    # docs/merge.md: A (0.9) and C (0.6), IoU 5/6: C decays to
+    # 0.6 x exp(-(5/6)^2 / 0.55) = 0.6 x 0.2829 = 0.1698 (linear at 0.5
+    # gives 0.1).
+    out = _merge([A, C], [0.9, 0.6], [0, 0], ORIGINAL)
+    assert out.bboxes.tolist() == [A, C]
+    assert out.scores.tolist() == pytest.approx(
+        [0.9, 0.6 * math.exp(-(5 / 6)**2 / 0.55)], abs=1e-5)
+    assert out.scores[1].item() == pytest.approx(0.1698, abs=1e-4)
+    # 250 disjoint boxes: 200 kept (the default 100 keeps 100).
+    boxes = [[20 * i, 0, 20 * i + 10, 10] for i in range(250)]
+    scores = [1 - i / 1000 for i in range(250)]
+    assert len(_merge(boxes, scores, [0] * 250, ORIGINAL)) == 200
+    assert len(_merge(boxes, scores, [0] * 250, dict(
+        ORIGINAL, max_per_img=100))) == 100
+    assert MergeConfig.from_dict(ORIGINAL).max_per_img == 200
+
+
 def test_box_voting_returns_the_score_weighted_box():
     cfg = dict(NMS, box_voting=dict(iou_threshold=0.8))
     # B (IoU 1/3 with A) does not vote; another class does not vote

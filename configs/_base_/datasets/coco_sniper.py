@@ -77,9 +77,18 @@ val_evaluator = dict(
 test_evaluator = val_evaluator
 
 # Full-pyramid test (SNIP inference, Sec. 3.2.2 / 4.1): the paper's test
-# resolutions (480, 800), (800, 1200), (1400, 2000) with the valid ranges
-# of the matching training scales; `tools/test.py --tta`.
+# resolutions, a 512 px longer side (as the coarsest training scale), (800,
+# 1200) and (1400, 2000), with the valid ranges of the matching training
+# scales; `tools/test.py --tta`. The pipeline reads the same list.
 tta_scales = [
+    dict(max_side=512, valid_range=(120, None)),
+    dict(short_max=(800, 1200), valid_range=(32, 150)),
+    dict(short_max=(1400, 2000), valid_range=(0, 80)),
+]
+# SNIP's training pyramid (Sec. 4.1: "3 resolutions of (480, 800), (800,
+# 1200), and (1400, 2000) pixels for training"): the test pyramid with the
+# coarsest at (480, 800); configs/snip/ reads it.
+snip_train_scales = [
     dict(short_max=(480, 800), valid_range=(120, None)),
     dict(short_max=(800, 1200), valid_range=(32, 150)),
     dict(short_max=(1400, 2000), valid_range=(0, 80)),
@@ -95,9 +104,7 @@ tta_pipeline = [
     dict(
         type='TestTimeAug',
         transforms=[[
-            dict(type='ResizeToScale', scale=dict(short_max=(480, 800))),
-            dict(type='ResizeToScale', scale=dict(short_max=(800, 1200))),
-            dict(type='ResizeToScale', scale=dict(short_max=(1400, 2000))),
+            dict(type='ResizeToScale', scale=scale) for scale in tta_scales
         ], [dict(type='LoadAnnotations', with_bbox=True)],
                     [
                         dict(

@@ -49,10 +49,11 @@ mask_chip_pipeline = [
 chip_sampler = dict(type='mmsnip.SniperSampler', shuffle=True)
 
 # Full-pyramid (SNIP) test, `tools/test.py --tta`: the paper's test
-# resolutions with the valid ranges of the matching training scales. The
+# resolutions (the coarsest a 512 px longer side, as the coarsest training
+# scale) with the valid ranges of the matching training scales. The
 # scales are written once: the TTA model and its pipeline both read them.
 snip_test_scales = [
-    dict(short_max=(480, 800), valid_range=(120, None)),
+    dict(max_side=512, valid_range=(120, None)),
     dict(short_max=(800, 1200), valid_range=(32, 150)),
     dict(short_max=(1400, 2000), valid_range=(0, 80)),
 ]

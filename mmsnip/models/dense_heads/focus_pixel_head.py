@@ -18,7 +18,13 @@ from mmsnip.registry import MODELS
 class FocusPixelHead(BaseModule):
     """Predicts FocusPixels: where small objects are, on a stride-s map.
 
-    3x3 conv + ReLU + 1x1 conv to 2 classes (background, focus), trained
+    ``num_convs=2`` (default, Sec. 3.4.1 "two convolutional layers (3x3
+    and 1x1) with ReLU" then a binary softmax classifier; the original
+    code's head too): 3x3 conv + ReLU, 1x1 conv + ReLU, 1x1 conv to 2
+    classes (background, focus). ``num_convs=1`` (mmsnip's earlier head,
+    kept by the demo and aerial configs so their checkpoints load): 3x3
+    conv + ReLU, 1x1 conv to 2 classes. Parameter names: ``conv`` (3x3),
+    ``conv_1x1`` (the hidden 1x1, ``num_convs=2`` only), ``cls``. Trained
     with softmax cross-entropy on the labels of
     :func:`mmsnip.chips.focus_pixel_labels` computed from the chip's boxes
     (1 for objects of size ``(a, b)``, -1 ignored for ``< a`` and
@@ -29,14 +35,25 @@ class FocusPixelHead(BaseModule):
 
     Args:
         in_channels (int): Channels of the input feature map.
-        feat_channels (int): Channels of the 3x3 conv (256).
+        feat_channels (int): Channels of the hidden convs (256).
         stride (int): Stride of the input feature map (16).
         thresholds (Sequence[float]): ``(a, b, c)`` = (5, 64, 90),
             ``0 <= a < b <= c``, CHIP pixels. With ``stride`` they form
             :attr:`rule` (:class:`~mmsnip.chips.FocusLabelRule`, validated
             at build time), which the oracle FocusChips of
             ``AutoFocusTTAModel`` read too: one home for the label rule.
+        boundary_ignore (bool): Sizes exactly ``a`` or ``b`` are ignored
+            (the paper's text, default) rather than background (mmsnip's
+            earlier rule); part of :attr:`rule`.
+        num_convs (int): Hidden conv layers before the classifier: 2
+            (3x3 + 1x1, default) or 1 (3x3 only).
         loss_weight (float): Weight of the loss.
+
+    Example:
+        ``in_channels=64, feat_channels=64``: ``num_convs=2`` has
+        ``(64*64*9 + 64) + (64*64 + 64) + (64*2 + 2) = 41218`` parameters,
+        ``num_convs=1`` ``36928 + 130 = 37058``; both map ``(B, 64, H, W)`` to
+        ``(B, 2, H, W)``.
     """
 
     def __init__(self,
@@ -44,6 +61,8 @@ class FocusPixelHead(BaseModule):
                  feat_channels: int = 256,
                  stride: int = 16,
                  thresholds: Sequence[float] = (5, 64, 90),
+                 boundary_ignore: bool = True,
+                 num_convs: int = 2,
                  loss_weight: float = 1.0,
                  init_cfg=dict(
                      type='Normal', layer='Conv2d', std=0.01)):
@@ -51,17 +70,27 @@ class FocusPixelHead(BaseModule):
         if len(tuple(thresholds)) != 3:
             raise ValueError('FocusPixelHead.thresholds must be (a, b, c), '
                              f'got {thresholds!r}')
+        if isinstance(num_convs, bool) or num_convs not in (1, 2):
+            raise ValueError('FocusPixelHead.num_convs must be 1 (3x3) or 2 '
+                             f'(3x3 + 1x1, the paper), got {num_convs!r}')
         self.rule = FocusLabelRule(*thresholds, stride=stride,
+                                   boundary_ignore=boundary_ignore,
                                    where='FocusPixelHead.thresholds')
         self.stride = self.rule.stride
         self.thresholds = self.rule.thresholds
         self.loss_weight = loss_weight
+        self.num_convs = num_convs
         self.conv = nn.Conv2d(in_channels, feat_channels, 3, padding=1)
+        if num_convs == 2:
+            self.conv_1x1 = nn.Conv2d(feat_channels, feat_channels, 1)
         self.cls = nn.Conv2d(feat_channels, 2, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, C, H, W)`` features -> ``(B, 2, H, W)`` logits."""
-        return self.cls(F.relu(self.conv(x)))
+        x = F.relu(self.conv(x))
+        if self.num_convs == 2:
+            x = F.relu(self.conv_1x1(x))
+        return self.cls(x)
 
     def predict(self, x: Tensor) -> Tensor:
         """``(B, H, W)`` FocusPixel probabilities."""
@@ -77,7 +106,7 @@ class FocusPixelHead(BaseModule):
             boxes = get_box_tensor(sample.gt_instances.bboxes)
             labels = focus_pixel_labels(
                 boxes.detach().float().cpu().numpy(), canvas, self.stride,
-                *self.thresholds)
+                *self.thresholds, boundary_ignore=self.rule.boundary_ignore)
             ignored = sample.get('ignored_instances', None)
             if ignored is not None and len(ignored) > 0:
                 crowd = get_box_tensor(ignored.bboxes).detach().float()

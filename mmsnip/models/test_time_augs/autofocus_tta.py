@@ -99,7 +99,8 @@ class AutoFocusTTAModel(BaseTTAModel):
         scales (list[dict]): Coarse to fine: ``ScaleSpec`` fields plus the
             FocusChip settings of :class:`~mmsnip.chips.FocusScale`:
             ``threshold`` (t, in [0, 1]), ``dilation`` (d),
-            ``min_size`` (k, in the NEXT scale's pixels),
+            ``min_size`` (k, in the NEXT scale's pixels; this scale's
+            with ``min_size_frame='current'``, the original code),
             ``inclusive_threshold`` (``>= t``) and ``border_tol`` (this
             scale's stacking tolerance; default the ``border_tol`` below).
             Validated at build time: an error names ``scales[i]`` and the
@@ -108,7 +109,10 @@ class AutoFocusTTAModel(BaseTTAModel):
             (the largest first; oracle chips: the first in ``(y1, x1)``
             order).
         border_tol (float): Focus-stacking border tolerance, ORIGINAL px,
-            of scales without their own.
+            of scales without their own: 0 (default, the paper: a
+            detection touching a chip side not on the image border is
+            pruned); the original code used 10; the demo and aerial
+            configs set 1 (their published numbers).
         oracle (bool): Build FocusChips from the ground truth of the test
             sample (``gt_instances``, loaded by the test pipeline) instead
             of the predicted maps: the upper bound of Sec. 4.4.1.
@@ -130,7 +134,7 @@ class AutoFocusTTAModel(BaseTTAModel):
     def __init__(self,
                  scales: Sequence[dict],
                  max_chips: int = 32,
-                 border_tol: float = 1.0,
+                 border_tol: float = 0.0,
                  oracle: bool = False,
                  tta_cfg: Optional[dict] = None,
                  max_pad_ratio: float = 0.3,
@@ -184,10 +188,17 @@ class AutoFocusTTAModel(BaseTTAModel):
         head's weights, unless the chips come from the ground truth."""
         if self.module.focus_head_loaded is False and not self.oracle:
             missing = getattr(self.module, 'focus_head_missing', None) or []
+            hint = ''
+            if missing and all(k.startswith('focus_head.conv_1x1.')
+                               for k in missing):
+                hint = ('; only the hidden 1x1 conv is missing: a '
+                        'checkpoint of the one-conv head, load it with '
+                        'FocusPixelHead(num_convs=1)')
             raise RuntimeError(
                 'AutoFocusTTAModel: the loaded checkpoint has no FocusPixel '
                 'head weights (focus_head.*'
                 + (f'; missing {", ".join(missing)}' if missing else '')
+                + hint
                 + '), e.g. a plain detector checkpoint: its focus maps '
                 'would be noise. Test an AutoFocus-trained checkpoint, or the '
                 'full pyramid (SnipTTAModel), or FocusChips from ground truth '

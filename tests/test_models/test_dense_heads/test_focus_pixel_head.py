@@ -1,4 +1,5 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
+import pytest
 import torch
 from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
@@ -61,3 +62,73 @@ def test_loss_ignores_minus_one_and_learns():
     only_tiny = [_sample([[i * 16, j * 16, i * 16 + 3, j * 16 + 3]
                           for i in range(8) for j in range(8)])]
     assert head.loss(x, only_tiny)['loss_focus'].item() == 0
+
+
+def test_head_variants_shapes_parameters_and_layers():
+    # num_convs=2 (default, the paper): 3x3 + ReLU, 1x1 + ReLU, 1x1 -> 2;
+    # num_convs=1 (the demo/aerial checkpoints): 3x3 + ReLU, 1x1 -> 2.
+    deep = FocusPixelHead(in_channels=64, feat_channels=64)
+    shallow = FocusPixelHead(in_channels=64, feat_channels=64, num_convs=1)
+    assert deep.num_convs == 2
+    assert sorted(deep.state_dict()) == [
+        'cls.bias', 'cls.weight', 'conv.bias', 'conv.weight',
+        'conv_1x1.bias', 'conv_1x1.weight']
+    assert sorted(shallow.state_dict()) == [
+        'cls.bias', 'cls.weight', 'conv.bias', 'conv.weight']
+    assert sum(p.numel() for p in deep.parameters()) == 41218
+    assert sum(p.numel() for p in shallow.parameters()) == 37058
+    x = torch.rand(2, 64, 5, 7)
+    for head in (deep, shallow):
+        assert head(x).shape == (2, 2, 5, 7)
+        assert head.predict(x).shape == (2, 5, 7)
+    # The deep head's chain: conv, ReLU, conv_1x1, ReLU, cls.
+    with torch.no_grad():
+        expected = deep.cls(torch.relu(deep.conv_1x1(
+            torch.relu(deep.conv(x)))))
+    torch.testing.assert_close(deep(x), expected)
+    for bad in (0, 3, True, 1.5):
+        with pytest.raises(ValueError, match='FocusPixelHead.num_convs'):
+            FocusPixelHead(num_convs=bad)
+
+
+def test_head_variants_losses():
+    # Both variants: zero weights except the classifier bias give the
+    # same logits everywhere, so the loss is the hand-computed
+    # cross-entropy: bias (0, log 3) -> p(focus) = 0.75; targets on an
+    # 8 x 8 map from a 40 px box (cells [0:3, 0:3] focus, 9 cells) and
+    # background elsewhere (55 cells): loss = (9 * -log 0.75 +
+    # 55 * -log 0.25) / 64.
+    import math
+    sample = _sample([[0, 0, 40, 40]])
+    expected = (9 * -math.log(0.75) + 55 * -math.log(0.25)) / 64
+    for n in (1, 2):
+        head = FocusPixelHead(in_channels=4, feat_channels=4, num_convs=n,
+                              loss_weight=2.0)
+        with torch.no_grad():
+            for p in head.parameters():
+                p.zero_()
+            head.cls.bias.copy_(torch.tensor([0.0, math.log(3.0)]))
+        loss = head.loss(torch.rand(1, 4, 8, 8), [sample])['loss_focus']
+        assert loss.item() == pytest.approx(2 * expected, rel=1e-6)
+
+
+def test_targets_at_the_size_boundaries():
+    # Exactly a = 5, b = 64 and c = 90 px, and a 5.01 px box: the paper's
+    # text ignores a and b (default); boundary_ignore=False labels them
+    # background (the demo/aerial configs' measured setting); c is
+    # background either way, 5.01 a FocusPixel.
+    boxes = [[0, 0, 5, 5], [16, 16, 21.01, 21.01], [32, 32, 96, 96],
+             [0, 128, 90, 218]]
+    for flag, at_a, at_b in ((True, -1, -1), (False, 0, 0)):
+        head = FocusPixelHead(in_channels=4, feat_channels=4,
+                              boundary_ignore=flag)
+        assert head.rule.boundary_ignore is flag
+        t = head.get_targets([_sample(boxes[:1])], (16, 16))
+        assert t[0, 0, 0] == at_a and (t[0] != 0).sum() == (flag is True)
+        t = head.get_targets([_sample(boxes[1:2])], (16, 16))
+        assert t[0, 1, 1] == 1
+        t = head.get_targets([_sample(boxes[2:3])], (16, 16))
+        assert (t[0, 2:6, 2:6] == at_b).all() and (t[0] == at_b).sum() == \
+            (16 if flag else 256)
+        t = head.get_targets([_sample(boxes[3:4])], (16, 16))
+        assert (t[0] == 0).all()
