@@ -56,7 +56,8 @@ def focus_pixel_labels(boxes_chip, chip_hw: Tuple[int, int],
                        stride: int = _DEFAULT.stride,
                        a: float = _DEFAULT.a, b: float = _DEFAULT.b,
                        c: float = _DEFAULT.c,
-                       boundary_ignore: bool = True) -> np.ndarray:
+                       boundary_ignore: bool = True,
+                       sizes=None) -> np.ndarray:
     """FocusPixel labels of a chip (Sec. 3.4.1).
 
     A cell of the stride-``s`` grid (``s x s`` chip pixels; the last row and
@@ -95,6 +96,12 @@ def focus_pixel_labels(boxes_chip, chip_hw: Tuple[int, int],
             ``0 <= a < b <= c``.
         boundary_ignore (bool): Sizes exactly ``a`` or ``b`` are ignored
             (the paper's text, default) instead of background.
+        sizes (array, optional): ``(N,)`` sqrt(area) in CHIP pixels to
+            classify each box by, e.g. of the whole re-scaled ground-truth
+            box when ``boxes_chip`` were clipped to the chip (the paper
+            labels from the re-scaled box); the cells painted are still
+            those ``boxes_chip`` cover. Default: the sizes of
+            ``boxes_chip``.
 
     Returns:
         np.ndarray: ``(ceil(h / s), ceil(w / s))`` int8 labels.
@@ -107,8 +114,16 @@ def focus_pixel_labels(boxes_chip, chip_hw: Tuple[int, int],
                          f'stride {stride}, chip (h, w) {tuple(chip_hw)}')
     shape = (-(-int(chip_hw[0]) // stride), -(-int(chip_hw[1]) // stride))
     boxes = as_boxes(boxes_chip, 'boxes_chip')
-    sizes = box_sizes(boxes)
-    real = (sizes > 0) & np.isfinite(boxes).all(axis=1)
+    extent = box_sizes(boxes)
+    real = (extent > 0) & np.isfinite(boxes).all(axis=1)
+    if sizes is None:
+        sizes = extent
+    else:
+        sizes = np.asarray(sizes, np.float64).reshape(-1)
+        if len(sizes) != len(boxes):
+            raise ValueError(f'focus_pixel_labels: {len(sizes)} sizes for '
+                             f'{len(boxes)} boxes')
+        real &= np.isfinite(sizes)
     # Sec. 3.4.1: 1 for a < size < b; -1 for size <= a or b <= size < c
     # (strict at a and b without boundary_ignore).
     focus = real & (sizes > a) & (sizes < b)

@@ -295,3 +295,22 @@ def test_focus_stack_tolerance_and_shapes():
                                  (0, 10)).shape == (0,)
     with pytest.raises(ValueError, match='border_tol'):
         focus_stack_keep_mask(dets, INNER, IMG, (0, 10), border_tol=-1)
+
+
+def test_labels_from_whole_box_sizes():
+    """A box cut by the chip border: 10 x 100 px inside the chip (size 31.6,
+    a FocusPixel by itself) of a 100 x 100 px object (size 100 >= c: large,
+    background), as in the paper's labels from the re-scaled box."""
+    from mmsnip.chips import focus_pixel_labels
+    clipped = np.array([[0, 0, 10, 100]], float)
+    by_extent = focus_pixel_labels(clipped, (128, 128), 16)
+    assert (by_extent[:7, 0] == 1).all() and (by_extent[:, 1:] == 0).all()
+    by_whole = focus_pixel_labels(clipped, (128, 128), 16, sizes=[100.0])
+    assert (by_whole == 0).all()
+    # a whole size in (b, c) ignores the same cells; NaN sizes are skipped
+    mid = focus_pixel_labels(clipped, (128, 128), 16, sizes=[70.0])
+    assert (mid[:7, 0] == -1).all() and (mid[:, 1:] == 0).all()
+    assert (focus_pixel_labels(clipped, (128, 128), 16,
+                               sizes=[np.nan]) == 0).all()
+    with pytest.raises(ValueError, match='2 sizes for 1 boxes'):
+        focus_pixel_labels(clipped, (128, 128), 16, sizes=[1.0, 2.0])

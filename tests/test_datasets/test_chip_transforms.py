@@ -104,3 +104,15 @@ def test_image_of_another_size_than_annotated_is_an_error_naming_it():
     with pytest.raises(ValueError,
                        match=r'x/a.jpg \(img_id 7\).*400x300 px.*400x320'):
         CropChip()(results)
+
+
+def test_whole_box_sizes_are_passed_in_chip_pixels():
+    # chip [50, 40, 114, 104] at factor 2; the second box is cut by the
+    # chip border: 28 x 28 chip px visible of a 200 x 220 chip px box.
+    out = CropChip()(_results([50, 40, 114, 104], 2.0,
+                              [[60, 50, 80, 70], [100, 90, 200, 200]]))
+    np.testing.assert_allclose(out['gt_box_sizes'],
+                               [40.0, np.sqrt(200.0 * 220.0)], rtol=1e-6)
+    packed = PackChipInputs()(out)['data_samples'].gt_instances
+    np.testing.assert_allclose(packed.box_sizes.numpy(),
+                               out['gt_box_sizes'])

@@ -70,6 +70,9 @@ class CropChip(BaseTransform):
       valid range and at least ``min_visible`` chip pixels of it are in
       the chip (thinner slivers of cut objects count as invalid: they can
       not be learned, so they only invalidate anchors).
+    - gt_box_sizes (np.float32 array): sqrt(area) of each whole box (not
+      clipped to the chip) in CHIP pixels: what the paper's FocusPixel
+      labels are decided by (``FocusPixelHead(labels_from='whole')``).
     - scale_factor (tuple[float, float]): ORIGINAL to CHIP pixels (exact,
       after rounding the window to whole pixels).
     - chip_box (np.ndarray): the pixel window cut, ORIGINAL pixels.
@@ -128,6 +131,11 @@ class CropChip(BaseTransform):
                 results['gt_bboxes_labels'][gt.indices]
         results['gt_ignore_flags'] = gt.crowd
         results['gt_scale_valid'] = gt.valid & visible
+        whole = boxes[gt.indices].astype(np.float64)
+        results['gt_box_sizes'] = np.sqrt(
+            np.clip((whole[:, 2] - whole[:, 0]) * fx, 0, None) *
+            np.clip((whole[:, 3] - whole[:, 1]) * fy, 0, None)).astype(
+                np.float32)
         if 'gt_masks' in results:
             masks = results['gt_masks'][gt.indices]
             results['gt_masks'] = masks.crop(window).resize((out_h, out_w))
@@ -141,6 +149,8 @@ class CropChip(BaseTransform):
 class PackChipInputs(PackDetInputs):
     """``PackDetInputs`` that also carries the SNIP scale validity.
 
+    ``gt_box_sizes`` becomes ``gt_instances.box_sizes`` (whole-box sizes
+    for the FocusPixel labels) the same way.
     ``gt_scale_valid`` becomes ``gt_instances.scale_valid`` (and
     ``ignored_instances.scale_valid`` for crowd boxes), split by
     ``gt_ignore_flags`` like the boxes; the chip's valid range (CHIP pixels)
@@ -149,7 +159,8 @@ class PackChipInputs(PackDetInputs):
     ``chip_valid_range`` with the other chip keys.
     """
     mapping_table = dict(PackDetInputs.mapping_table,
-                         gt_scale_valid='scale_valid')
+                         gt_scale_valid='scale_valid',
+                         gt_box_sizes='box_sizes')
 
     def __init__(self,
                  meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',

@@ -45,6 +45,14 @@ class FocusPixelHead(BaseModule):
         boundary_ignore (bool): Sizes exactly ``a`` or ``b`` are ignored
             (the paper's text, default) rather than background (mmsnip's
             earlier rule); part of :attr:`rule`.
+        labels_from (str): ``'whole'`` (default, the paper: "labels are
+            computed from the re-scaled ground-truth box"): a box cut by the
+            chip border is classified by the size of the whole box
+            (``gt_instances.box_sizes`` from ``CropChip``; without it, the
+            boxes' own sizes); ``'clipped'``: by the size of its part inside
+            the chip (mmsnip's earlier rule, kept by the demo and aerial
+            configs). The cells labelled are those the box covers in the
+            chip either way.
         num_convs (int): Hidden conv layers before the classifier: 2
             (3x3 + 1x1, default) or 1 (3x3 only).
         loss_weight (float): Weight of the loss.
@@ -62,6 +70,7 @@ class FocusPixelHead(BaseModule):
                  stride: int = 16,
                  thresholds: Sequence[float] = (5, 64, 90),
                  boundary_ignore: bool = True,
+                 labels_from: str = 'whole',
                  num_convs: int = 2,
                  loss_weight: float = 1.0,
                  init_cfg=dict(
@@ -70,6 +79,10 @@ class FocusPixelHead(BaseModule):
         if len(tuple(thresholds)) != 3:
             raise ValueError('FocusPixelHead.thresholds must be (a, b, c), '
                              f'got {thresholds!r}')
+        if labels_from not in ('whole', 'clipped'):
+            raise ValueError("FocusPixelHead.labels_from must be 'whole' "
+                             f"or 'clipped', got {labels_from!r}")
+        self.labels_from = labels_from
         if isinstance(num_convs, bool) or num_convs not in (1, 2):
             raise ValueError('FocusPixelHead.num_convs must be 1 (3x3) or 2 '
                              f'(3x3 + 1x1, the paper), got {num_convs!r}')
@@ -103,10 +116,15 @@ class FocusPixelHead(BaseModule):
         canvas = (h * self.stride, w * self.stride)
         out = []
         for sample in data_samples:
-            boxes = get_box_tensor(sample.gt_instances.bboxes)
+            gt = sample.gt_instances
+            boxes = get_box_tensor(gt.bboxes)
+            sizes = None
+            if self.labels_from == 'whole' and 'box_sizes' in gt.keys():
+                sizes = gt.box_sizes.detach().double().cpu().numpy()
             labels = focus_pixel_labels(
                 boxes.detach().float().cpu().numpy(), canvas, self.stride,
-                *self.thresholds, boundary_ignore=self.rule.boundary_ignore)
+                *self.thresholds, boundary_ignore=self.rule.boundary_ignore,
+                sizes=sizes)
             ignored = sample.get('ignored_instances', None)
             if ignored is not None and len(ignored) > 0:
                 crowd = get_box_tensor(ignored.bboxes).detach().float()

@@ -132,3 +132,24 @@ def test_targets_at_the_size_boundaries():
             (16 if flag else 256)
         t = head.get_targets([_sample(boxes[3:4])], (16, 16))
         assert (t[0] == 0).all()
+
+
+def test_labels_from_the_whole_box_or_its_clipped_part():
+    """A box cut by the chip border, 10 x 100 px inside the chip, of an
+    object 100 x 100 px at this scale (``box_sizes`` from CropChip): the
+    paper's default labels it by the whole box (size 100: background), the
+    'clipped' rule by its visible part (size 31.6: FocusPixels)."""
+    sample = _sample([[0, 0, 10, 100]])
+    sample.gt_instances.box_sizes = torch.tensor([100.0])
+    whole = FocusPixelHead(in_channels=8, feat_channels=8)
+    clipped = FocusPixelHead(in_channels=8, feat_channels=8,
+                             labels_from='clipped')
+    assert (whole.get_targets([sample], (8, 8)) == 0).all()
+    t = clipped.get_targets([sample], (8, 8))[0]
+    assert (t[:7, 0] == 1).all() and (t[:, 1:] == 0).all()
+    # without box_sizes (plain data, boxes not clipped) both agree
+    plain = _sample([[0, 0, 10, 100]])
+    assert torch.equal(whole.get_targets([plain], (8, 8)),
+                       clipped.get_targets([plain], (8, 8)))
+    with pytest.raises(ValueError, match="labels_from must be 'whole'"):
+        FocusPixelHead(labels_from='visible')
