@@ -447,11 +447,11 @@ def _synthetic_coco_class():
         METAINFO = dict(classes=('object', ))
 
         def __init__(self, path, **kwargs):
-            self._path = path
+            self.table_file = path
             super().__init__(ann_file='', pipeline=[], **kwargs)
 
         def load_data_list(self):
-            with np.load(self._path) as data:
+            with np.load(self.table_file) as data:
                 h, w = data['heights'].tolist(), data['widths'].tolist()
                 start = data['box_start'].tolist()
                 boxes = data['boxes'].tolist()

@@ -12,6 +12,7 @@ from typing import Iterator, List
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from mmsnip.models.snip_labels import base_type
 from mmsnip.registry import RUNNERS
 from mmsnip.utils.preflight import UserInputError
 
@@ -28,10 +29,6 @@ _SWITCH_HOOKS = {
 _RESIZING_BATCH_AUGMENTS = ('BatchSyncRandomResize', 'BatchResize')
 
 
-def _base_type(type_name) -> str:
-    return type_name.split('.')[-1] if isinstance(type_name, str) else ''
-
-
 def _datasets(ds) -> Iterator[dict]:
     """A dataset config and every dataset config nested in it."""
     if isinstance(ds, dict):
@@ -46,7 +43,7 @@ def trains_on_chips(cfg: Config) -> bool:
     """Whether the config's training data is a SNIP/SNIPER dataset."""
     loader = cfg.get('train_dataloader') or {}
     return any(
-        _base_type(ds.get('type')) in CHIP_DATASETS
+        base_type(ds.get('type')) in CHIP_DATASETS
         for ds in _datasets(loader.get('dataset')))
 
 
@@ -58,7 +55,7 @@ def chip_training_problems(cfg: Config) -> List[str]:
     """
     problems = []
     for hook in cfg.get('custom_hooks') or []:
-        name = _base_type(hook.get('type'))
+        name = base_type(hook.get('type'))
         if name in _SWITCH_HOOKS:
             problems.append(
                 f'custom_hooks: {name} cannot run on SNIPER chips '
@@ -67,7 +64,7 @@ def chip_training_problems(cfg: Config) -> List[str]:
     if 'detector' in cfg.get('model', {}) and not preprocessor:
         preprocessor = cfg.model.detector.get('data_preprocessor') or {}
     for augment in preprocessor.get('batch_augments') or []:
-        name = _base_type(augment.get('type'))
+        name = base_type(augment.get('type'))
         if name in _RESIZING_BATCH_AUGMENTS:
             problems.append(
                 f'model.data_preprocessor.batch_augments: {name} rescales '
@@ -119,7 +116,7 @@ class SnipRunner(Runner):
         hooks = list((cfg.get('default_hooks') or {}).values()) + list(
             cfg.get('custom_hooks') or [])
         if not any(
-                _base_type(h.get('type')) == 'SamplerResumeHook'
+                base_type(h.get('type')) == 'SamplerResumeHook'
                 for h in hooks if isinstance(h, dict)):
             cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
                 dict(type='mmsnip.SamplerResumeHook')
@@ -140,7 +137,7 @@ def require_snip_runner(cfg: Config) -> None:
     the labels scale-aware (called by ``tools/train.py``)."""
     if not trains_on_chips(cfg):
         return
-    if _base_type(cfg.get('runner_type')) != 'SnipRunner':
+    if base_type(cfg.get('runner_type')) != 'SnipRunner':
         raise UserInputError(
             f'{cfg.filename or "the config"}: trains on SniperDataset / '
             'SnipDataset data but runner_type is '

@@ -70,14 +70,15 @@ MODULE_REWRITES = {
 INVALID_IOU_THR = 0.3
 
 
-def _base_type(type_name: Any) -> str:
-    """``'mmdet.MaxIoUAssigner'`` -> ``'MaxIoUAssigner'``."""
+def base_type(type_name: Any) -> str:
+    """A config ``type`` without its scope or module path:
+    ``'mmdet.MaxIoUAssigner'`` -> ``'MaxIoUAssigner'`` ('' if not a str)."""
     return type_name.split('.')[-1] if isinstance(type_name, str) else ''
 
 
 def _rewrite_assigner(cfg: dict, in_rcnn: bool, invalid_iou_thr: float,
                       where: str, changes: List[str]) -> dict:
-    name = _base_type(cfg.get('type'))
+    name = base_type(cfg.get('type'))
     if name in _AWARE_ASSIGNERS:
         return cfg
     if name == 'MaxIoUAssigner':
@@ -92,7 +93,7 @@ def _rewrite_assigner(cfg: dict, in_rcnn: bool, invalid_iou_thr: float,
                          assigner=copy.deepcopy(cfg))
     else:
         return cfg  # unknown: scale_aware_problems() names it after build
-    changes.append(f'{where}: {name} -> {_base_type(new["type"])}')
+    changes.append(f'{where}: {name} -> {base_type(new["type"])}')
     return new
 
 
@@ -104,7 +105,7 @@ def _walk_train_cfg(node: Any, path: str, in_rcnn: bool,
                             changes) for i, v in enumerate(node))
     if not isinstance(node, dict):
         return node
-    if 'Assigner' in _base_type(node.get('type')):
+    if 'Assigner' in base_type(node.get('type')):
         return _rewrite_assigner(node, in_rcnn, invalid_iou_thr, path,
                                  changes)
     for key in list(node.keys()):
@@ -121,7 +122,7 @@ def _walk_modules(node: Any, path: str, changes: List[str]) -> None:
         return
     if not isinstance(node, dict):
         return
-    name = _base_type(node.get('type'))
+    name = base_type(node.get('type'))
     if name in MODULE_REWRITES:
         node['type'] = 'mmsnip.' + MODULE_REWRITES[name]
         changes.append(f'{path}: {name} -> {MODULE_REWRITES[name]}')
@@ -222,10 +223,17 @@ def scale_aware_problems(model: nn.Module) -> List[str]:
                     f'{where} ({cls}) matches queries to out-of-range '
                     f'objects and pushes the rest to background: {fix}')
             continue
-        if cls in rewrite_names and not isinstance(module, aware_types):
+        # The closest class in its MRO with a scale-aware version: a user's
+        # subclass of YOLOXHead weighs objectness like YOLOXHead.
+        rewritten = next((c.__name__ for c in type(module).__mro__
+                          if c.__name__ in rewrite_names), None)
+        if rewritten and not isinstance(module, aware_types):
             problems.append(
                 f'{where} ({cls}) assigns labels itself and ignores '
-                f'scale_valid: use type="mmsnip.{MODULE_REWRITES[cls]}"')
+                'scale_valid: use type="mmsnip.'
+                f'{MODULE_REWRITES[rewritten]}"'
+                + ('' if rewritten == cls else
+                   f' or a scale-aware version of {cls}'))
             continue
         assigners = _assigners_of(module)
         for attr, assigner in assigners:

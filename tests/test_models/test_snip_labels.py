@@ -111,3 +111,22 @@ def test_unaware_detectors_refused_by_name(base, module, tmp_path):
     assert any(p.startswith(module) for p in problems), problems
     with pytest.raises(ValueError, match='allow_unaware=True'):
         check_scale_aware(model, source=base)
+
+
+def test_subclass_of_a_rewritten_head_is_refused():
+    """A user's subclass of YOLOXHead keeps YOLOX's objectness loss on
+    every prior: refused, naming the scale-aware head to start from."""
+    from mmdet.models.dense_heads import YOLOXHead
+    from torch import nn
+
+    class MyYOLOXHead(YOLOXHead):
+        pass
+
+    model = nn.Module()
+    model.bbox_head = MyYOLOXHead(num_classes=2, in_channels=8,
+                                  feat_channels=8, stacked_convs=1,
+                                  strides=(8, ))
+    problems = scale_aware_problems(model)
+    assert len(problems) == 1
+    assert problems[0].startswith('model.bbox_head (MyYOLOXHead)')
+    assert 'mmsnip.ScaleAwareYOLOXHead' in problems[0]
