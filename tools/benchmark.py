@@ -4,14 +4,14 @@ tiling (ours and SAHI) and single scale, side by side in one run.
 
     # training: the same detector on chips, on the full pyramid, single scale
     python tools/benchmark.py train CFG [CFG ...] --out-dir DIR \
-        [--iters 20] [--warmup 3] [--append docs/benchmarks.md]
+        [--iters 20] [--warmup 3] [--amp] [--append docs/benchmarks.md]
 
     # inference: one trained AutoFocus model, every method on the same images
     python tools/benchmark.py infer AUTOFOCUS_CFG CKPT --out-dir DIR \
         [--methods single pyramid autofocus oracle tiling sahi] \
         [--thresholds 0.05 0.3] [--single-scale factor=1.0] \
         [--tile-size 256] [--tile-overlap 32] [--tile-factor 2.0] \
-        [--num-images 100] [--append docs/benchmarks.md]
+        [--num-images 100] [--amp] [--append docs/benchmarks.md]
 
 Writes ``train.json``/``train.md`` or ``infer.json``/``infer.md``/
 ``infer.png`` (AP vs pixels per image) to ``--out-dir``; ``--append``
@@ -19,10 +19,13 @@ adds a dated section (command, machine, versions, table) to a Markdown file.
 Training runs every config in its own process (clean peak memory).
 ``infer`` also measures the limit: the detector alone on whole images of
 the pyramid's sizes (megapixels per second), and reports each method's
-megapixels per second as a fraction of it. No GPU needed; on a CUDA
-machine everything runs on the GPU and synchronises before timing.
+megapixels per second as a fraction of it (on a GPU not a bound: see
+docs/benchmarks.md). No GPU needed; on a CUDA machine everything runs on
+the GPU and synchronises before timing; ``--amp`` (CUDA only) trains with
+``AmpOptimWrapper`` and runs inference under fp16 autocast.
 """
 import argparse
+import contextlib
 import json
 import os
 import os.path as osp
@@ -56,6 +59,9 @@ def parse_args(argv=None):
     train.add_argument('--warmup', type=non_negative_int, default=3)
     train.add_argument('--out-dir', required=True)
     train.add_argument('--append', help='Markdown file to append a section')
+    train.add_argument('--amp', action='store_true',
+                       help='mixed precision (AmpOptimWrapper, fp16 '
+                       'autocast); needs a CUDA device')
     train.add_argument('--cfg-options', nargs='+', action=DictAction,
                        help='overrides applied to every config')
 
@@ -64,6 +70,7 @@ def parse_args(argv=None):
     one.add_argument('--iters', type=positive_int, default=20)
     one.add_argument('--warmup', type=non_negative_int, default=3)
     one.add_argument('--json', required=True)
+    one.add_argument('--amp', action='store_true')
     one.add_argument('--cfg-options', nargs='+', action=DictAction)
 
     infer = sub.add_parser('infer', help='inference methods on one model')
@@ -96,6 +103,9 @@ def parse_args(argv=None):
     infer.add_argument('--num-images', type=positive_int, default=100)
     infer.add_argument('--warmup', type=non_negative_int, default=1,
                        help='images run untimed before each method')
+    infer.add_argument('--amp', action='store_true',
+                       help='run the models under fp16 autocast; needs a '
+                       'CUDA device')
     infer.add_argument('--out-dir', required=True)
     infer.add_argument('--append', help='Markdown file to append a section')
     infer.add_argument('--cfg-options', nargs='+', action=DictAction)
@@ -109,6 +119,20 @@ def _command_line() -> str:
 def _write(out_dir: str, name: str, payload: dict, table: str) -> None:
     write_json(osp.join(out_dir, f'{name}.json'), payload, indent=2)
     write_text(osp.join(out_dir, f'{name}.md'), table)
+
+
+def _check_amp(args) -> None:
+    import torch
+    if args.amp and not torch.cuda.is_available():
+        raise UserInputError('--amp needs a CUDA device (fp16 autocast); '
+                             'this machine has none: drop --amp')
+
+
+def _autocast(amp: bool):
+    """fp16 autocast on CUDA for ``--amp``, else no change."""
+    import torch
+    return torch.autocast('cuda', dtype=torch.float16) if amp else \
+        contextlib.nullcontext()
 
 
 def _check_outputs(args) -> None:
@@ -140,7 +164,8 @@ def train_one(args) -> None:
     cfg = load_config(args.config, args.cfg_options)
     check_data_paths(cfg, ['train_dataloader'])
     check_output_file(args.json, '--json')
-    row = measure_training(cfg, args.iters, args.warmup)
+    _check_amp(args)
+    row = measure_training(cfg, args.iters, args.warmup, amp=args.amp)
     write_json(args.json, row)
 
 
@@ -153,13 +178,14 @@ def train(args) -> None:
     for path in args.configs:
         cfg = load_config(path, args.cfg_options)  # fail fast, before any run
         check_data_paths(cfg, ['train_dataloader'])
+    _check_amp(args)
     _check_outputs(args)
     rows = []
     for label, path in zip(labels, args.configs):
         out = osp.join(args.out_dir, f'train_{len(rows)}.json')
         cmd = [sys.executable, osp.abspath(__file__), 'train-one', path,
                '--iters', str(args.iters), '--warmup', str(args.warmup),
-               '--json', out]
+               '--json', out] + (['--amp'] if args.amp else [])
         if args.cfg_options:
             cmd += ['--cfg-options'] + [f'{k}={v}' for k, v in
                                         args.cfg_options.items()]
@@ -182,11 +208,13 @@ def train(args) -> None:
         row['epoch_mpix_ratio'] = row['epoch_mpix'] / max(smallest, 1e-9)
     table = format_markdown(rows, [
         ('config', 'label', '{}'),
+        ('precision', 'precision', '{}'),
         ('batch', 'batch_size', '{}'),
         ('samples/s', 'samples_per_s', '{:.2f}'),
         ('MPix/s', 'mpix_per_s', '{:.2f}'),
         ('data s/iter', 'data_s', '{:.3f}'),
         ('step s/iter', 'step_s', '{:.3f}'),
+        ('data wait', 'data_wait', lambda v: f'{100 * v:.0f}%'),
         ('peak memory (MB)', 'peak_mem_mb', '{:.0f}'),
         ('samples/epoch', 'epoch_samples', '{}'),
         ('MPix/epoch', 'epoch_mpix', '{:.1f}'),
@@ -219,6 +247,7 @@ def infer(args) -> None:
     if not osp.isfile(args.checkpoint):
         raise UserInputError(f'checkpoint "{args.checkpoint}" does not exist')
     check_data_paths(cfg, ['test_dataloader'])
+    _check_amp(args)
     _check_outputs(args)
     single = dict(args.single_scale or dict(factor=1.0))
     tile = dict(tile_size=args.tile_size, overlap=args.tile_overlap,
@@ -234,8 +263,9 @@ def infer(args) -> None:
     num = args.num_images
 
     print('[infer] limit: the detector alone on whole images', flush=True)
-    limit = detector_throughput(model, cfg, cfg.tta_model.scales, num,
-                                args.warmup)
+    with _autocast(args.amp):
+        limit = detector_throughput(model, cfg, cfg.tta_model.scales, num,
+                                    args.warmup)
     rows = []
     for name, params, tta_cfg in methods:
         if name == 'sahi':
@@ -245,7 +275,8 @@ def infer(args) -> None:
         else:
             with DefaultScope.overwrite_default_scope('mmsnip'):
                 tta = MODELS.build(dict(tta_cfg, module=model))
-        metrics = evaluate_tta(tta, cfg, num, warmup=args.warmup)
+        with _autocast(args.amp):
+            metrics = evaluate_tta(tta, cfg, num, warmup=args.warmup)
         row = dict(method=name, params=params, **metrics)
         row['limit_fraction'] = row['mpix_per_s'] / max(
             limit['mpix_per_s'], 1e-9)
@@ -288,9 +319,10 @@ def infer(args) -> None:
               f'sizes): {limit["mpix_per_s"]:.2f} MPix/s. RPN proposals: '
               + (f'{budget:g} per MPix of input (at most the detector\'s '
                  'test_cfg)' if budget else 'the detector\'s test_cfg for '
-                 'every input') + '.\n')
+                 'every input') + '. Precision: '
+              + ('fp16 autocast (--amp)' if args.amp else 'fp32') + '.\n')
     payload = dict(command=_command_line(), machine=machine_info(),
-                   limit=limit, num_images=num, rows=rows)
+                   limit=limit, num_images=num, amp=args.amp, rows=rows)
     _write(args.out_dir, 'infer', payload, table)
     plot = osp.join(args.out_dir, 'infer.png')
     with checked_write(plot):

@@ -12,12 +12,14 @@ Images are 640x480-ish with Poisson(7) boxes whose sqrt(area) is
 log-normal (median 40 px) clipped to 5-500 px and to the image, aspect
 ratios log-normal around 1 (COCO-like); the paper's chip settings (3
 scales 512/max(h, w), 1.667, 3; K = 512, d = 32). Positive chips are timed
-on every image; negative chips with ``--proposals`` random proposals for
-each of the 3 scales; and positive chips of a few 20000 x 15000 images with
-2000 scattered boxes. "original algorithm" replaces the greedy cover by the
-released generator's (every grid candidate materialised, a candidates x
-boxes inclusion matrix, the candidate enclosing most uncovered boxes picked
-until none is left), everything else equal. One process, pure numpy: one
+on every image, one call per image and in batches (the chip table's path);
+negative chips with ``--proposals`` random proposals for each of the 3
+scales, one call per image and in batches (checked equal); and positive
+chips of a few 20000 x 15000 images with 2000 scattered boxes. "original
+algorithm" replaces the greedy cover by the released generator's (every
+grid candidate materialised, a candidates x boxes inclusion matrix, the
+candidate enclosing most uncovered boxes picked until none is left),
+everything else equal. One process, pure numpy: one
 core. Prints a Markdown table (mean, median and p99 ms per image).
 
 Table: a train2017-sized dataset (118,287 images, 7.3 boxes each, about
@@ -27,11 +29,13 @@ Table: a train2017-sized dataset (118,287 images, 7.3 boxes each, about
         [--num-images 118287] [--proposals 300] [--workers N] \\
         [--work-dir work_dirs/benchmark_chip_table]
 
-It writes the proposal file (compact format; size and time), opens it,
-then builds the chip table cold (empty cache) and starts warm (cache
-present), each in a fresh process, and reports wall time, the inner
-dataset's own load time, and the peak resident memory of the process and
-of its build workers.
+It writes the proposal file (compact format, version 3; size and time),
+opens it, then builds the chip table cold (empty cache) and starts warm
+(cache present), each in a fresh process, and reports wall time, CPU
+seconds (the process and its build workers), the inner dataset's own load
+time, and the peak resident memory of the process and of its build
+workers. ``--num-images`` takes a smaller dataset of the same
+distribution (profiling).
 """
 import argparse
 import json
@@ -45,9 +49,11 @@ import time
 
 import numpy as np
 
-from mmsnip.chips import (ChipConfig, chip_starts, generate_negative_chips,
+from mmsnip.chips import (ChipConfig, ChipSet, chip_starts,
+                          generate_negative_chips,
                           generate_positive_chips, inside_matrix, negative,
                           positive)
+from mmsnip.chips.negative import negative_chips_batch
 from mmsnip.chips.positive import positive_chips_batch
 
 
@@ -158,15 +164,16 @@ def random_proposals(rng, h: int, w: int, num: int) -> np.ndarray:
 def write_synthetic_proposals(path: str, data: dict, per_scale: int,
                               num_scales: int, seed: int,
                               chunk: int = 4096) -> None:
-    """A compact proposal file with ``per_scale`` random proposals per
-    image and scale (:func:`random_proposals`' distribution), generated in
-    chunks straight into float16 arrays."""
+    """A compact proposal file (version 3) with ``per_scale`` random
+    proposals per image and scale (:func:`random_proposals`'
+    distribution), generated in chunks straight into float16 boxes and
+    float32 scores."""
     from mmsnip.datasets.proposals import write_proposal_arrays
     rng = np.random.default_rng(seed)
     n = len(data['heights'])
     rows = per_scale * num_scales
     boxes = np.empty((n * rows, 4), np.float16)
-    scores = np.empty(n * rows, np.float16)
+    scores = np.empty(n * rows, np.float32)
     for a in range(0, n, chunk):
         b = min(a + chunk, n)
         k = (b - a) * rows
@@ -311,6 +318,32 @@ def engine(args) -> dict:
             np.array([w for _, w, _ in part], np.float64), cfg)
         batch_s.extend([(time.perf_counter() - start) / len(part)] *
                        len(part))
+    # Negatives the chip table's way: negative_chips_batch over blocks of
+    # NEGATIVE_BLOCK images (flat proposal rows, as read from a proposal
+    # file); checked equal to the per-image chips.
+    from mmsnip.datasets.chip_table import NEGATIVE_BLOCK
+    neg_batch_s, same = [], True
+    for a in range(0, num, NEGATIVE_BLOCK):
+        part = slice(a, min(a + NEGATIVE_BLOCK, num))
+        flat = [p for per in proposals[part] for p in per]
+        row_start = np.concatenate([[0], np.cumsum([len(p) for p in flat])])
+        flat = np.concatenate(flat)
+        pos_part = positives[part]
+        pos_set = ChipSet.concat(pos_part)
+        pos_start = np.concatenate([[0], np.cumsum([len(c)
+                                                    for c in pos_part])])
+        hw = np.array([(h, w) for h, w, _ in images[part]], np.float64)
+        start = time.perf_counter()
+        got, _ = negative_chips_batch(flat, row_start, hw[:, 0], hw[:, 1],
+                                      cfg, pos_set, pos_start)
+        neg_batch_s.extend([(time.perf_counter() - start) /
+                            len(pos_part)] * len(pos_part))
+        same &= np.array_equal(
+            got.boxes_scaled,
+            ChipSet.concat(negatives[part]).boxes_scaled)
+    if not same:
+        raise RuntimeError('negative_chips_batch differs from '
+                           'generate_negative_chips')
     rows = [
         row(f'positive chips, 3 scales, '
             f'{np.mean([len(b) for _, _, b in images]):.1f} boxes', pos_s,
@@ -319,11 +352,15 @@ def engine(args) -> dict:
             np.array(batch_s), float(np.mean([len(p) for p in positives]))),
         row(f'negative chips, {args.proposals} proposals x 3 scales', neg_s,
             float(np.mean([len(n) for n in negatives]))),
+        row(f'negative chips, batches of {NEGATIVE_BLOCK} images (chip '
+            'table path)', np.array(neg_batch_s),
+            float(np.mean([len(n) for n in negatives]))),
     ]
     result = dict(num_images=num, proposals_per_scale=args.proposals,
                   seed=args.seed, positive_ms_per_image=rows[0]['mean_ms'],
                   positive_batch_ms_per_image=rows[1]['mean_ms'],
                   negative_ms_per_image=rows[2]['mean_ms'],
+                  negative_batch_ms_per_image=rows[3]['mean_ms'],
                   positive_chips_per_image=rows[0]['chips_per_image'],
                   negative_pool_per_image=rows[2]['chips_per_image'],
                   uncoverable_per_image=float(np.mean(
@@ -496,10 +533,13 @@ def table(args) -> dict:
     result['load_average_after'] = load_average()
     with np.load(osp.join(work, 'records.npz')) as data:
         result['boxes'] = int(data['box_start'][-1])
-    gib = result['proposal_file_bytes'] / 2 ** 30
+    size = result['proposal_file_bytes']
+    per = size / max(1, num * 3 * args.proposals)
     print(f'{num} images, {result["boxes"]} boxes; proposal file '
-          f'{args.proposals} x 3 scales: {gib:.2f} GiB, written in '
-          f'{write_s:.1f} s, opened and checked in {open_s:.2f} s')
+          f'{args.proposals} x 3 scales: {size / 1e9:.3f} GB '
+          f'({size / 2 ** 30:.2f} GiB, {per:.2f} bytes per proposal), '
+          f'written in {write_s:.1f} s, opened and checked in '
+          f'{open_s:.2f} s')
     print('| table | start | inner dataset s | SniperDataset s (CPU s) | '
           'chips | peak RSS MB (process / build worker) |')
     print('| --- | --- | --- | --- | --- | --- |')

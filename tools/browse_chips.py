@@ -16,9 +16,13 @@ import numpy as np
 
 from mmsnip.chips import (ChipConfig, box_sizes, generate_negative_chips,
                           generate_positive_chips, in_range, sanitize_boxes)
+from mmsnip.datasets.coco_file import (BOX_IMAGE_FIELDS, annotations_by_image,
+                                       coco_boxes, load_coco,
+                                       load_coco_proposals)
 from mmsnip.utils.cli import ArgumentParser, number, positive_int
 from mmsnip.utils.fileio import check_output_dir, write_image
-from mmsnip.utils.preflight import run_cli
+from mmsnip.utils.preflight import (UserInputError, chip_config_of,
+                                    load_config, run_cli)
 
 VALID, INVALID, CROWD = (60, 200, 60), (150, 150, 150), (40, 40, 230)
 POSITIVE, NEGATIVE = (230, 120, 30), (0, 150, 255)
@@ -87,14 +91,11 @@ def draw_image_chips(img, boxes, crowd, cfg, proposals=None, size=480):
 
 def main():
     args = parse_args()
-    # Reuse the checks and config lookup of export_chips.
-    from export_chips import (annotations_by_image, chip_config_from,
-                              coco_boxes, fail, load_coco,
-                              load_coco_proposals)
     check_output_dir(args.out_dir)
     cfg = ChipConfig.paper_coco() if args.paper_defaults else \
-        chip_config_from(args.config)
-    coco = load_coco(args.ann_file)
+        chip_config_of(load_config(args.config))
+    # the pictures need every image's file as well as its size
+    coco = load_coco(args.ann_file, BOX_IMAGE_FIELDS + ('file_name', ))
     proposals = load_coco_proposals(args.proposals, coco, len(
         cfg.scales)) if args.proposals else None
     by_image = annotations_by_image(coco)
@@ -105,7 +106,8 @@ def main():
         path = osp.join(args.img_dir, info['file_name'])
         img = cv2.imread(path)
         if img is None:
-            fail(f'image "{path}" (image id {info["id"]}) cannot be read')
+            raise UserInputError(
+                f'image "{path}" (image id {info["id"]}) cannot be read')
         anns = by_image[info['id']]
         boxes, crowd = coco_boxes(anns)
         props = proposals[info['id']] if proposals else None

@@ -7,7 +7,7 @@
 
 Checks every COCO annotation file the config uses (train / val / test
 datasets, wrapped or not, and the evaluators' ``ann_file``) and every image
-they list (``mmsnip.datasets.audit``; docs/reliability.md lists the
+they list (``mmsnip.utils.dataset_audit``; docs/reliability.md lists the
 checks): duplicate ids, dangling references, bad boxes, category order
 across files, and image files whose size (read from the header) disagrees
 with the annotation. ``--full-decode`` decodes every image too (finds
@@ -15,11 +15,12 @@ truncated files). Prints each problem and a summary; exit status 0 if
 there is no error (warnings allowed), 2 with one ``error:`` line if there
 is.
 """
-import argparse
 import os
 
 from mmengine.config import DictAction
 
+from mmsnip.utils.cli import ArgumentParser, non_negative_int
+from mmsnip.utils.dataset_audit import ERROR, audit_config, summary
 from mmsnip.utils.preflight import (DATALOADER_KEYS, UserInputError,
                                     check_data_paths, load_config,
                                     registry_classes, registry_is_coco,
@@ -27,7 +28,7 @@ from mmsnip.utils.preflight import (DATALOADER_KEYS, UserInputError,
 
 
 def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', help='config file')
     parser.add_argument(
         '--full-decode',
@@ -35,7 +36,7 @@ def parse_args():
         help='decode every image, not just its header')
     parser.add_argument(
         '--workers',
-        type=int,
+        type=non_negative_int,
         default=0,
         help='processes reading images (0: this one)')
     parser.add_argument(
@@ -46,7 +47,7 @@ def parse_args():
         help='dataloaders to check (with their evaluators)')
     parser.add_argument(
         '--max-per-kind',
-        type=int,
+        type=non_negative_int,
         default=20,
         help='problems printed per kind (0: all)')
     parser.add_argument('--no-progress', action='store_true')
@@ -56,9 +57,6 @@ def parse_args():
 
 def main():
     args = parse_args()
-    if args.workers < 0:
-        raise UserInputError(f'--workers {args.workers}: must be >= 0')
-    from mmsnip.datasets.audit import ERROR, audit_config, summary
     from mmsnip.utils import register_all_modules
     register_all_modules(init_default_scope=False)
     cfg = load_config(args.config, args.cfg_options)

@@ -67,8 +67,8 @@ EXPERIMENTS = [
      'the whole image at 0.32x', None),
     ('AutoFocus',
      'configs/autofocus/autofocus_faster-rcnn_r18-w16_fpn_12e_demo.py',
-     ['--tta'], 'stage 2 + FocusPixel head, 2 epochs; test: coarse to fine',
-     None),
+     ['--tta'], 'stage 2 + FocusPixel head, 2 epochs; test: coarse to '
+     'fine, (t, d, k) calibrated for half the pyramid\'s pixels', None),
 ]
 # Rows added by --full (slow on a CPU).
 FULL_EXPERIMENTS = [
@@ -268,7 +268,10 @@ def train_mpix_per_epoch(config, data_root, max_side=800):
         register_all_modules()
         # Warnings only (the training log has the dataset's summary), and
         # not pycocotools' "loading annotations" prints.
-        MMLogger.get_instance('mmsnip_demo', log_level='WARNING')
+        # (once: MMEngine warns when an existing logger gets arguments)
+        MMLogger.get_instance('mmsnip_demo', **(
+            {} if MMLogger.check_instance_created('mmsnip_demo') else
+            dict(log_level='WARNING')))
         with contextlib.redirect_stdout(io.StringIO()):
             ds = DATASETS.build(ds_cfg)
         return (f'{ds.epoch_pixels(0) / 1e6:.1f} (pyramid: '

@@ -22,29 +22,33 @@ they are valid. Coverage is 1.0 by construction; annotations larger than a
 chip at a scale where they are valid cannot be enclosed and are listed
 apart.
 
-Annotations: a ``bbox`` that is not four finite numbers with ``w, h >= 0``
-is an error. Boxes of zero area or outside the image are dropped and
-reported (``mmsnip.chips.sanitize_boxes``), or an error with ``--strict``.
+Annotations are read and checked by ``mmsnip.datasets.coco_file.load_coco``
+(the dataset audit's checks): a ``bbox`` that is not four finite numbers,
+an image size that is not positive, an annotation of an image the file
+lacks, duplicate ids are errors naming the file and entry. Boxes of zero
+area inside the image (negative width or height included) or outside it
+are dropped and reported (``mmsnip.chips.sanitize_boxes``), or an error
+with ``--strict``.
 ``--proposals`` takes a proposal file of ``tools/mine_proposals.py``
 (``mmsnip.datasets.proposals``: per image id, one ``(P, 5)`` array
 ``[x1, y1, x2, y2, score]`` in ORIGINAL pixels per scale); a file for other
 images or another number of scales is refused.
 """
 import dataclasses
-import json
-import os.path as osp
-import sys
 from collections import defaultdict
-from typing import Dict, List, NoReturn, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence
 
 import numpy as np
 
 from mmsnip.chips import (ChipConfig, ChipSet, box_sizes,
                           generate_negative_chips, generate_positive_chips,
                           inside_matrix, sample_negative_chips, sanitize_boxes)
+from mmsnip.datasets.coco_file import (annotations_by_image, coco_boxes,
+                                       load_coco, load_coco_proposals)
 from mmsnip.utils.cli import ArgumentParser, non_negative_int
 from mmsnip.utils.fileio import check_output_file, write_json
-from mmsnip.utils.preflight import run_cli
+from mmsnip.utils.preflight import (UserInputError, chip_config_of,
+                                    load_config, run_cli)
 
 # Chips snap to whole pixels of the scale; ORIGINAL coordinates carry the
 # rounding of the division by the factor.
@@ -72,47 +76,13 @@ def parse_args():
     return parser.parse_args()
 
 
-def fail(msg: str) -> NoReturn:
-    """Print ``error: msg`` and exit with status 2."""
-    print(f'error: {msg}', file=sys.stderr)
-    sys.exit(2)
-
-
-def chip_config_from(path: str) -> ChipConfig:
-    """``chip_cfg`` of a config: top level or the train dataset's."""
-    from mmsnip.utils.preflight import UserInputError, load_config
-    try:
-        cfg = load_config(path)
-    except UserInputError as e:
-        fail(str(e))
-    chip_cfg = cfg.get('chip_cfg')
-    if chip_cfg is None:
-        ds = cfg.get('train_dataloader', {}).get('dataset', {})
-        chip_cfg = ds.get('chip_cfg')
-    if chip_cfg is None:
-        fail(f'config "{path}" has no `chip_cfg` (top level or in '
-             'train_dataloader.dataset)')
-    try:
-        return ChipConfig.from_dict(_plain(chip_cfg))
-    except (TypeError, ValueError) as e:
-        fail(f'config "{path}": chip_cfg: {e}')
-
-
-def _plain(obj):
-    """ConfigDicts and lists of them as plain dicts and tuples."""
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
-
-
 def select_scales(cfg: ChipConfig, indices: Sequence[int]) -> ChipConfig:
     """The config restricted to some scales (gaps between them allowed)."""
     bad = [i for i in indices if not 0 <= i < len(cfg.scales)]
     if bad or len(set(indices)) != len(indices):
-        fail(f'--scales {list(indices)}: the config has scales 0..'
-             f'{len(cfg.scales) - 1}, each may be given once')
+        raise UserInputError(
+            f'--scales {list(indices)}: the config has scales 0..'
+            f'{len(cfg.scales) - 1}, each may be given once')
     m = cfg.negative.min_proposals
     negative = dataclasses.replace(
         cfg.negative, min_proposals=tuple(m[i] for i in indices)
@@ -120,83 +90,6 @@ def select_scales(cfg: ChipConfig, indices: Sequence[int]) -> ChipConfig:
     return dataclasses.replace(cfg, scales=tuple(cfg.scales[i]
                                                  for i in indices),
                                negative=negative, allow_range_gaps=True)
-
-
-def load_coco(path: str) -> dict:
-    """Read a COCO json; one-line errors for the usual problems.
-
-    Checks the top-level keys, every image's ``id``, ``width``,
-    ``height`` (> 0), and every annotation's ``image_id`` and ``bbox``
-    (four finite numbers ``[x, y, w, h]`` with ``w, h >= 0``).
-    """
-    if not osp.isfile(path):
-        fail(f'annotation file "{path}" does not exist')
-    try:
-        with open(path, encoding='utf-8') as f:
-            coco = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        fail(f'annotation file "{path}" is not valid JSON: {e}')
-    if not isinstance(coco, dict):
-        fail(f'annotation file "{path}" is not a COCO dict')
-    for key in ('images', 'annotations'):
-        if not isinstance(coco.get(key), list):
-            fail(f'annotation file "{path}" lacks the COCO list "{key}"')
-    for i, img in enumerate(coco['images']):
-        for key in ('id', 'width', 'height'):
-            if key not in img:
-                fail(f'{path}: images[{i}] lacks "{key}"')
-        if not (_is_number(img['width']) and _is_number(img['height'])
-                and img['width'] > 0 and img['height'] > 0):
-            fail(f'{path}: image {img["id"]} ({img.get("file_name")}) has '
-                 f'size {img["width"]}x{img["height"]}')
-    ids = {img['id'] for img in coco['images']}
-    for i, ann in enumerate(coco['annotations']):
-        where = f'{path}: annotations[{i}] (id {ann.get("id")}'
-        if ann.get('image_id') not in ids:
-            fail(f'{where}) refers to unknown image_id '
-                 f'{ann.get("image_id")}')
-        bbox = ann.get('bbox')
-        where += f', image {ann["image_id"]})'
-        if not (isinstance(bbox, list) and len(bbox) == 4
-                and all(_is_number(v) for v in bbox)):
-            fail(f'{where} has no [x, y, w, h] bbox of numbers: {bbox!r}')
-        if not np.isfinite(bbox).all() or bbox[2] < 0 or bbox[3] < 0:
-            fail(f'{where}: bbox {bbox} is not finite or has a negative '
-                 'width or height')
-    return coco
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def coco_boxes(anns: list):
-    """``(N, 4)`` xyxy boxes (ORIGINAL pixels) and ``(N,)`` crowd flags of
-    COCO annotations."""
-    xywh = np.array([a['bbox'] for a in anns], np.float64).reshape(-1, 4)
-    boxes = np.c_[xywh[:, :2], xywh[:, :2] + xywh[:, 2:]]
-    crowd = np.array([bool(a.get('iscrowd', 0)) for a in anns], bool)
-    return boxes, crowd
-
-
-def annotations_by_image(coco: dict) -> Dict[int, list]:
-    """The annotations of a COCO dict grouped by ``image_id``."""
-    by_image = defaultdict(list)
-    for ann in coco['annotations']:
-        by_image[ann['image_id']].append(ann)
-    return by_image
-
-
-def load_coco_proposals(path: str, coco: dict, num_scales: int) -> Dict:
-    """The proposal file's boxes for every image of ``coco``
-    (:func:`mmsnip.datasets.proposals.load_proposals`); a missing or
-    mismatched file ends the tool with one ``error:`` line."""
-    from mmsnip.datasets.proposals import load_proposals
-    try:
-        return load_proposals(path, [img['id'] for img in coco['images']],
-                              num_scales)
-    except (ValueError, FileNotFoundError) as e:
-        fail(str(e))
 
 
 def _chip_records(chips: ChipSet, scale_ids: np.ndarray,
@@ -217,14 +110,14 @@ def main():
     args = parse_args()
     check_output_file(args.out, '--out')
     cfg = ChipConfig.paper_coco() if args.paper_defaults else \
-        chip_config_from(args.config)
+        chip_config_of(load_config(args.config))
     full_cfg = cfg
     scale_ids = np.arange(len(cfg.scales))
     if args.scales:
         cfg = select_scales(cfg, args.scales)
         scale_ids = np.array(args.scales)
     coco = load_coco(args.ann_file)
-    proposals: Optional[Dict] = load_coco_proposals(
+    proposals: Optional[Mapping] = load_coco_proposals(
         args.proposals, coco, len(full_cfg.scales)) if args.proposals \
         else None
     by_image = annotations_by_image(coco)
@@ -239,9 +132,10 @@ def main():
         boxes, keep = sanitize_boxes(boxes, h, w)
         for j in np.flatnonzero(~keep):
             if args.strict:
-                fail(f'{args.ann_file}: annotation {ann_ids[j]} (image '
-                     f'{img["id"]}, {w}x{h}): bbox {anns[j]["bbox"]} has '
-                     'zero area inside the image')
+                raise UserInputError(
+                    f'{args.ann_file}: annotation {ann_ids[j]} (image '
+                    f'{img["id"]}, {w}x{h}): bbox {anns[j]["bbox"]} has '
+                    'zero area inside the image')
             dropped.append((img['id'], ann_ids[j]))
         res = generate_positive_chips(boxes, h, w, cfg, crowd)
         chips = res.chips

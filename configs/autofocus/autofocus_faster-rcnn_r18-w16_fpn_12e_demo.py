@@ -44,15 +44,17 @@ param_scheduler = [
 ]
 
 # Coarse to fine; (threshold, dilation, min_size) make the FocusChips of the
-# next scale (min_size in that scale's pixels).
+# next scale (min_size in that scale's pixels). Calibrated on a separate
+# split for the highest AP at half the full pyramid's pixels
+# (`tools/autofocus_sweep.py`, the rule of --target-pixels; docs/autofocus.md).
 tta_model = dict(
     _delete_=True,
     type='AutoFocusTTAModel',
     scales=[
         # border_tol=1.0: the measured (published) setting; the paper's is 0
-        dict(max_side=512, valid_range=(100, None), threshold=0.3,
+        dict(max_side=512, valid_range=(100, None), threshold=0.02,
              dilation=3, min_size=128, border_tol=1.0),
-        dict(factor=1.0, valid_range=(32, 160), threshold=0.3, dilation=3,
+        dict(factor=1.0, valid_range=(32, 160), threshold=0.05, dilation=3,
              min_size=128, border_tol=1.0),
         dict(factor=2.0, valid_range=(0, 48), border_tol=1.0),
     ],

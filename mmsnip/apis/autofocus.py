@@ -1,6 +1,7 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 """Run and evaluate AutoFocus cascades outside the Runner (sweeps)."""
 import copy
+import os.path as osp
 import time
 from typing import Dict, List, Optional, Sequence
 
@@ -12,6 +13,7 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import load_checkpoint
 
 from mmsnip.registry import DATASETS, METRICS, MODELS
+from mmsnip.utils.preflight import UserInputError
 
 
 def load_autofocus(cfg: Config, checkpoint: str,
@@ -45,6 +47,16 @@ def coco_metric_for(cfg: Config, dataset, indices: Sequence[int]):
                         None)
         if coco_cfg is None:
             raise ValueError('the config\'s test_evaluator has no CocoMetric')
+        metric_ann = coco_cfg.get('ann_file')
+        data_ann = getattr(dataset, 'ann_file', None)
+        if metric_ann and data_ann and \
+                osp.abspath(metric_ann) != osp.abspath(data_ann):
+            # Ground truth from one file, images from another: wrong AP.
+            raise UserInputError(
+                f'test_evaluator CocoMetric.ann_file "{metric_ann}" is not '
+                f'the test dataset\'s annotation file "{data_ann}": set both '
+                '(e.g. --cfg-options test_dataloader.dataset.ann_file=... '
+                'test_evaluator.0.ann_file=...)')
         metric = METRICS.build(dict(coco_cfg, format_only=False))
     metric.dataset_meta = dataset.metainfo
     metric.img_ids = [dataset.get_data_info(i)['img_id'] for i in indices]
@@ -114,23 +126,30 @@ def evaluate_tta(tta, cfg: Config, num_images: Optional[int] = None,
 
 
 def evaluate_cascade(model, cfg: Config, scales: Sequence[dict],
-                     num_images: Optional[int] = None, oracle: bool = False,
-                     max_chips: int = 32) -> Dict[str, object]:
-    """COCO AP, pixels per image and speed of one cascade setting.
+                     num_images: Optional[int] = None,
+                     oracle: bool = False) -> Dict[str, object]:
+    """COCO AP, pixels per image and speed of the config's cascade with
+    other ``scales`` (t, d, k per transition).
+
+    Runs the config's own ``tta_model`` (``AutoFocusTTAModel``) with its
+    ``scales`` replaced: every other setting (``max_chips``,
+    ``border_tol``, ``tta_cfg``, the RPN budget, ...) as ``tools/test.py
+    --tta`` runs it, so a sweep or a calibration measures what testing
+    will run.
 
     Args:
         model: An ``AutoFocus`` model (:func:`load_autofocus`).
         cfg (Config): Its config (test dataset, ``tta_pipeline``,
-            ``test_evaluator``'s COCO annotation file).
-        scales (list[dict]): ``AutoFocusTTAModel`` scales (t, d, k).
+            ``test_evaluator``'s COCO annotation file, ``tta_model``).
+        scales (list[dict]): ``AutoFocusTTAModel`` scales, coarse to fine.
         num_images (int, optional): The first images of the test set.
         oracle (bool): FocusChips from ground truth.
 
     Returns:
         dict: as :func:`evaluate_tta`.
     """
+    tta_cfg = copy.deepcopy(cfg.tta_model)
+    tta_cfg.update(scales=[dict(s) for s in scales], oracle=oracle)
     with DefaultScope.overwrite_default_scope('mmsnip'):
-        tta = MODELS.build(dict(type='AutoFocusTTAModel', module=model,
-                                scales=scales, oracle=oracle,
-                                max_chips=max_chips))
+        tta = MODELS.build(dict(tta_cfg, module=model))
     return evaluate_tta(tta, cfg, num_images)

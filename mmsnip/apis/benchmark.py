@@ -70,20 +70,23 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure_training(cfg: Config, num_iters: int = 20,
-                     warmup: int = 3) -> Dict[str, object]:
+def measure_training(cfg: Config, num_iters: int = 20, warmup: int = 3,
+                     amp: bool = False) -> Dict[str, object]:
     """Training throughput of a config: ``train_step`` on its own loader.
 
     Builds the model, optimizer wrapper and train dataloader exactly as the
     Runner does (``load_from`` is not loaded: speed does not depend on the
     weights), then times ``warmup + num_iters`` iterations. Run one config
     per process for a meaningful CPU peak memory (peak RSS of the process).
+    ``amp``: the config's optimizer in an ``AmpOptimWrapper`` (fp16
+    autocast, dynamic loss scale; what ``tools/train.py --amp`` does).
 
     Returns:
         dict: ``samples_per_s`` (images or chips), ``mpix_per_s``
         (network-input pixels of the samples, padding excluded, millions),
         ``data_s`` and ``step_s`` (mean seconds per iteration waiting for
-        data and in ``train_step``), ``batch_size``, ``peak_mem_mb``,
+        data and in ``train_step``), ``data_wait`` (fraction of the time
+        spent waiting for data), ``batch_size``, ``peak_mem_mb``,
         ``epoch_samples``, ``epoch_mpix`` (exact for chip datasets, else
         estimated from the measured mean) and ``epoch_mpix_exact``.
     """
@@ -91,6 +94,8 @@ def measure_training(cfg: Config, num_iters: int = 20,
     cfg.work_dir = tempfile.mkdtemp(prefix='mmsnip_bench_')
     cfg.load_from, cfg.resume = None, False
     cfg.visualizer = dict(type='DetLocalVisualizer', vis_backends=[])
+    if amp:
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
     with DefaultScope.overwrite_default_scope('mmsnip'):
         runner = Runner.from_cfg(cfg)
         optim_wrapper = runner.build_optim_wrapper(cfg.optim_wrapper)
@@ -128,11 +133,14 @@ def measure_training(cfg: Config, num_iters: int = 20,
         samples_per_s=float(np.sum(samples)) / seconds,
         mpix_per_s=float(np.sum(pixels)) / 1e6 / seconds,
         data_s=float(np.mean(data_s)), step_s=float(np.mean(step_s)),
+        data_wait=float(np.sum(data_s)) / max(seconds, 1e-9),
         batch_size=int(cfg.train_dataloader.batch_size),
         peak_mem_mb=_peak_memory_mb(device),
         epoch_samples=int(epoch_samples),
         epoch_mpix=(exact if exact is not None else float(estimate)) / 1e6,
         epoch_mpix_exact=exact is not None,
+        precision=('amp (fp16)' if cfg.optim_wrapper.get('type') ==
+                   'AmpOptimWrapper' else 'fp32'),
         device=str(device))
 
 

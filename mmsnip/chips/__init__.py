@@ -8,6 +8,10 @@ from .batching import group_by_shape
 from .boxes import (as_boxes, box_issues, box_sizes, boxes_overlap,
                     check_boxes, in_range, inside_matrix, rectangle_counts,
                     sanitize_boxes)
+from .calibration import (CalibrationError, CalibrationResult,
+                          OperatingPoint, Reference, Target, Transition,
+                          apply_setting, calibrate_greedy, config_snippet,
+                          rank_points, select_operating_point, setting_of)
 from .focus import (BACKGROUND, FOCUS, IGNORE, focus_chips, focus_pixel_labels,
                     focus_stack_keep_mask, grow_to_min_size, merge_overlapping,
                     oracle_focus_chips)
@@ -21,13 +25,16 @@ from .params import (ChipStatistics, ParamSuggestion, chip_statistics,
 from .positive import (ChipGroundTruth, ChipSet, PositiveChipResult,
                        chip_ground_truth, chip_starts, generate_positive_chips,
                        greedy_cover, make_chip_set, to_canvas)
-from .scales import (ChipConfig, FocusConfig, NegativeConfig, ScaleSpec,
+from .scales import (ChipConfig, NegativeConfig, ScaleSpec,
                      range_gap)
 
 __all__ = [
+    'CalibrationError', 'CalibrationResult', 'OperatingPoint', 'Reference',
+    'Target', 'Transition', 'apply_setting', 'calibrate_greedy',
+    'config_snippet', 'rank_points', 'select_operating_point', 'setting_of',
     'BACKGROUND', 'EVERY_PIXEL', 'FOCUS', 'IGNORE', 'NO_PIXEL',
     'CascadeTrace', 'ChipConfig', 'ChipGroundTruth', 'ChipSet',
-    'ChipStatistics', 'FocusConfig', 'FocusLabelRule', 'FocusScale',
+    'ChipStatistics', 'FocusLabelRule', 'FocusScale',
     'NegativeConfig', 'ScaleTrace', 'Windows', 'cap_chips', 'cascade_limits',
     'focus_scales', 'plan_next_chips', 'plan_oracle_chips',
     'stack_keep_masks',

@@ -9,9 +9,10 @@
 * :func:`focus_stack_keep_mask`: which detections of a chip survive focus
   stacking (Sec. 3.4.3).
 
-Defaults come from :class:`~mmsnip.chips.scales.FocusConfig`. The
-AutoFocus cascade's own settings and its planner (these functions applied
-across a scale's chips) are in :mod:`mmsnip.chips.focus_plan`.
+The paper's values (the constants below) are the defaults here and of
+the cascade's settings, :class:`~mmsnip.chips.focus_plan.FocusLabelRule`
+and :class:`~mmsnip.chips.focus_plan.FocusScale`, which also hold the
+planner (these functions applied across a scale's chips).
 """
 from typing import Optional, Tuple
 
@@ -22,14 +23,19 @@ from scipy.sparse.csgraph import connected_components
 
 from .boxes import (as_boxes, box_sizes, boxes_overlap, in_range,
                     rectangle_counts)
-from .scales import FocusConfig
-
 # FocusPixel labels (Sec. 3.4.1).
 IGNORE = -1
 BACKGROUND = 0
 FOCUS = 1
 
-_DEFAULT = FocusConfig()
+# The paper's settings (Sec. 3.4): the label sizes a, b, c in CHIP pixels
+# and the map stride s (conv5 / C4); t, d (map cells) and k (px) of
+# Algorithm 2, k after the coarsest scale as in the original code.
+PAPER_LABEL_SIZES = (5.0, 64.0, 90.0)
+PAPER_STRIDE = 16
+PAPER_THRESHOLD = 0.5
+PAPER_DILATION = 3
+PAPER_MIN_SIZE = 256.0
 _EPS = 1e-6
 
 
@@ -53,9 +59,10 @@ def _cell_runs(boxes: np.ndarray, stride: float, shape: Tuple[int, int]):
 
 
 def focus_pixel_labels(boxes_chip, chip_hw: Tuple[int, int],
-                       stride: int = _DEFAULT.stride,
-                       a: float = _DEFAULT.a, b: float = _DEFAULT.b,
-                       c: float = _DEFAULT.c,
+                       stride: int = PAPER_STRIDE,
+                       a: float = PAPER_LABEL_SIZES[0],
+                       b: float = PAPER_LABEL_SIZES[1],
+                       c: float = PAPER_LABEL_SIZES[2],
                        boundary_ignore: bool = True,
                        sizes=None) -> np.ndarray:
     """FocusPixel labels of a chip (Sec. 3.4.1).
@@ -202,13 +209,13 @@ def grow_to_min_size(boxes: np.ndarray, min_size: float,
     return out
 
 
-def focus_chips(prob_map: np.ndarray, threshold: float = _DEFAULT.threshold,
-                dilation: int = _DEFAULT.dilation,
-                min_size: float = _DEFAULT.min_size,
-                stride: float = _DEFAULT.stride,
+def focus_chips(prob_map: np.ndarray, threshold: float = PAPER_THRESHOLD,
+                dilation: int = PAPER_DILATION,
+                min_size: float = PAPER_MIN_SIZE,
+                stride: float = PAPER_STRIDE,
                 canvas_hw: Optional[Tuple[int, int]] = None,
                 factor: float = 1.0,
-                inclusive: bool = _DEFAULT.inclusive_threshold
+                inclusive: bool = False
                 ) -> Tuple[np.ndarray, np.ndarray]:
     """FocusChips from a FocusPixel probability map (Algorithm 2).
 
@@ -278,11 +285,12 @@ def focus_chips(prob_map: np.ndarray, threshold: float = _DEFAULT.threshold,
 
 
 def oracle_focus_chips(gt_boxes, img_h: int, img_w: int, factor: float,
-                       stride: int = _DEFAULT.stride,
-                       a: float = _DEFAULT.a, b: float = _DEFAULT.b,
-                       c: float = _DEFAULT.c,
-                       dilation: int = _DEFAULT.dilation,
-                       min_size: float = _DEFAULT.min_size
+                       stride: int = PAPER_STRIDE,
+                       a: float = PAPER_LABEL_SIZES[0],
+                       b: float = PAPER_LABEL_SIZES[1],
+                       c: float = PAPER_LABEL_SIZES[2],
+                       dilation: int = PAPER_DILATION,
+                       min_size: float = PAPER_MIN_SIZE
                        ) -> Tuple[np.ndarray, np.ndarray]:
     """FocusChips from ground truth: perfect FocusPixels (Sec. 4.4.1).
 

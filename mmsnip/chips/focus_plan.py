@@ -34,7 +34,9 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .focus import (focus_chips, focus_stack_keep_mask, merge_overlapping,
+from .focus import (PAPER_DILATION, PAPER_LABEL_SIZES, PAPER_MIN_SIZE,
+                    PAPER_STRIDE, PAPER_THRESHOLD, focus_chips,
+                    focus_stack_keep_mask, merge_overlapping,
                     oracle_focus_chips)
 from .scales import ScaleSpec, _positive_int
 
@@ -93,10 +95,10 @@ class FocusLabelRule:
         background (5 px and 64 px background with
         ``boundary_ignore=False``).
     """
-    a: float = 5.0
-    b: float = 64.0
-    c: float = 90.0
-    stride: int = 16
+    a: float = PAPER_LABEL_SIZES[0]
+    b: float = PAPER_LABEL_SIZES[1]
+    c: float = PAPER_LABEL_SIZES[2]
+    stride: int = PAPER_STRIDE
     boundary_ignore: bool = True
     where: str = dataclasses.field(default='focus thresholds', compare=False)
 
@@ -145,9 +147,9 @@ class FocusScale:
             (``'current'``).
     """
     spec: ScaleSpec
-    threshold: float = 0.5
-    dilation: int = 3
-    min_size: float = 256
+    threshold: float = PAPER_THRESHOLD
+    dilation: int = PAPER_DILATION
+    min_size: float = PAPER_MIN_SIZE
     inclusive_threshold: bool = False
     border_tol: Optional[float] = None
     min_size_frame: str = 'next'

@@ -7,6 +7,12 @@ them greedily with chips holding at least ``M`` proposals (the same
 :func:`~mmsnip.chips.positive.greedy_cover` as positive chips). The union
 over scales is the image's negative pool; every epoch samples a fixed number
 of chips per image from it (:func:`sample_negative_chips`).
+
+:func:`negative_chips_batch` gives the same pools for many images at once
+(the chip table's path): the per-proposal steps (clean-up, top-k, range
+filter, scaling, the test against the positive chips) run over all
+proposals of all images in one go, only the greedy cover runs per image
+and scale.
 """
 import hashlib
 import numbers
@@ -15,7 +21,8 @@ from typing import Sequence, Union
 import numpy as np
 
 from .boxes import box_sizes, in_range, inside_matrix, sanitize_boxes
-from .positive import ChipSet, _chip_set_rows, greedy_cover, to_canvas
+from .positive import (_EPS, ChipSet, _chip_set_rows, _chip_set_rows_lists,
+                       _greedy_cover, greedy_cover, grid_runs, to_canvas)
 from .scales import ChipConfig
 
 ProposalInput = Union[np.ndarray, Sequence[np.ndarray]]
@@ -73,47 +80,58 @@ def generate_negative_chips(proposals: ProposalInput, img_h: int, img_w: int,
     else:
         per_scale = [proposals] * num_scales
     neg_cfg = cfg.negative
-    # Sanitise and size the proposals of all scales in one go.
+    # Sanitise, size, range-filter and scale the proposals of all scales in
+    # one go (rows stay grouped by scale); only the cover runs per scale.
     arrays = [_as_proposals(per_scale[s], s) for s in range(num_scales)]
-    bounds = np.cumsum([0] + [len(a) for a in arrays])
+    counts = [len(a) for a in arrays]
     all_props = np.concatenate(arrays)
-    all_boxes, all_keep = sanitize_boxes(all_props[:, :4], img_h, img_w)
-    all_sizes = box_sizes(all_boxes)
-    chips_scaled, rows = [], []
-    for s, spec in enumerate(cfg.scales):
-        a, b = bounds[s], bounds[s + 1]
-        if a == b:
-            continue
-        props, boxes, keep = all_props[a:b], all_boxes[a:b], all_keep[a:b]
-        if neg_cfg.max_proposals is not None:
+    all_boxes, keep = sanitize_boxes(all_props[:, :4], img_h, img_w)
+    if neg_cfg.max_proposals is not None:
+        bounds = np.cumsum([0] + counts)
+        for s in range(num_scales):
+            a, b = bounds[s], bounds[s + 1]
             # Top-k by score; equal scores keep their input order.
-            order = np.argsort(-props[:, 4], kind='stable')
-            order = order[keep[order]][:neg_cfg.max_proposals]
-            keep = np.zeros_like(keep)
-            keep[order] = True
-        factor = spec.factor_for(img_h, img_w)
-        canvas = spec.scaled_shape(img_h, img_w)
-        if neg_cfg.filter_range:
-            # Sec. 3.3.3: only proposals whose size lies in R_i count.
-            keep = keep & in_range(all_sizes[a:b], spec.valid_range)
-        if not keep.any():
-            continue
-        scaled = to_canvas(boxes[keep], factor, canvas)
-        pos_chips = positive.boxes_scaled[positive.scale_index == s]
-        if len(pos_chips) and len(scaled):
-            # Sec. 3.3.3: remove the proposals covered by C^i_pos.
-            scaled = scaled[~inside_matrix(scaled, pos_chips).any(axis=0)]
+            order = np.argsort(-all_props[a:b, 4], kind='stable')
+            order = order[keep[a:b][order]][:neg_cfg.max_proposals]
+            top = np.zeros(b - a, bool)
+            top[order] = True
+            keep[a:b] = top
+    if neg_cfg.filter_range:
+        # Sec. 3.3.3: only proposals whose size lies in R_i count.
+        keep &= in_range(box_sizes(all_boxes), (
+            np.repeat([spec.valid_range[0] for spec in cfg.scales], counts),
+            np.repeat([spec.valid_range[1] for spec in cfg.scales], counts)))
+    idx = np.flatnonzero(keep)
+    if not len(idx):
+        return ChipSet.empty()
+    factors = [spec.factor_for(img_h, img_w) for spec in cfg.scales]
+    canvases = [spec.scaled_shape(img_h, img_w) for spec in cfg.scales]
+    row_scale = np.repeat(np.arange(num_scales), counts)[idx]
+    scaled = to_canvas(all_boxes[idx],
+                       np.asarray(factors)[row_scale][:, None],
+                       np.asarray(canvases, np.float64)[row_scale])
+    if len(positive):
+        # Sec. 3.3.3: remove the proposals covered by C^i_pos (positive
+        # chips of the proposal's own scale).
+        covered = (inside_matrix(scaled, positive.boxes_scaled) &
+                   (positive.scale_index[:, None] == row_scale)).any(axis=0)
+        if covered.any():
+            scaled, row_scale = scaled[~covered], row_scale[~covered]
+    bounds = np.searchsorted(row_scale, np.arange(num_scales + 1))
+    chips_scaled, rows = [], []
+    for s in range(num_scales):
+        a, b = bounds[s], bounds[s + 1]
         min_count = neg_cfg.min_proposals_for(s)
-        if len(scaled) < min_count:
+        if b - a < min_count:
             continue  # no chip can hold M of them
         # Sec. 3.3.3: greedily pick chips covering at least M proposals.
-        chips, _, _ = greedy_cover(scaled, canvas, cfg.chip_size,
+        chips, _, _ = greedy_cover(scaled[a:b], canvases[s], cfg.chip_size,
                                    cfg.chip_stride,
                                    min_count=min_count,
                                    off_grid=cfg.off_grid)
         if len(chips):
             chips_scaled.append(chips)
-            rows.append((len(chips), s, factor, canvas))
+            rows.append((len(chips), s, factors[s], canvases[s]))
     if not rows:
         return ChipSet.empty()
     num, index, factor, canvas = zip(*rows)
@@ -122,6 +140,167 @@ def generate_negative_chips(proposals: ProposalInput, img_h: int, img_w: int,
         np.repeat(factor, num),
         np.repeat(np.array(canvas, np.float64), num, axis=0), img_h, img_w,
         False)
+
+
+def _top_k_mask(seg: np.ndarray, score: np.ndarray, keep: np.ndarray,
+                k: int) -> np.ndarray:
+    """Per segment, the ``k`` highest-scoring kept rows (equal scores:
+    input order; NaN last), as :func:`generate_negative_chips` picks them.
+
+    Args:
+        seg (np.ndarray): ``(R,)`` int segment of each row, non-decreasing.
+        score (np.ndarray): ``(R,)`` float scores.
+        keep (np.ndarray): ``(R,)`` bool rows that may be picked.
+        k (int): Rows per segment.
+
+    Returns:
+        np.ndarray: ``(R,)`` bool.
+    """
+    # lexsort is stable: by segment, then by descending score.
+    order = np.lexsort((-score, seg))
+    kept = keep[order]
+    rank = np.cumsum(kept)
+    first = np.searchsorted(seg[order], seg[order], side='left')
+    before = np.where(first > 0, rank[first - 1], 0)
+    out = np.zeros(len(seg), bool)
+    out[order] = kept & (rank - before <= k)
+    return out
+
+
+def negative_chips_batch(proposals: np.ndarray, row_start: np.ndarray,
+                         heights: np.ndarray, widths: np.ndarray,
+                         cfg: ChipConfig, positive: ChipSet,
+                         pos_start: np.ndarray):
+    """Negative pools of many images: the concatenation of
+    :func:`generate_negative_chips` over the images (identical chips),
+    cheaper per image.
+
+    Args:
+        proposals (np.ndarray): ``(R, 5)`` float ``[x1, y1, x2, y2,
+            score]``, ORIGINAL pixels, grouped by image, then scale.
+        row_start (np.ndarray): ``(N * S + 1,)`` int: the proposals of
+            image ``n``, scale ``s`` are rows ``row_start[n * S + s]:
+            row_start[n * S + s + 1]`` (``row_start[0]`` = 0).
+        heights, widths (np.ndarray): ``(N,)`` ORIGINAL image sizes, > 0.
+        cfg (ChipConfig): Scales (``S``), chip size, stride, negatives.
+        positive (ChipSet): The positive chips of all images, image by
+            image (:func:`~mmsnip.chips.positive.positive_chips_batch`).
+        pos_start (np.ndarray): ``(N + 1,)`` int: image ``n``'s positive
+            chips are rows ``pos_start[n]:pos_start[n + 1]``.
+
+    Returns:
+        tuple: ``(chips, counts)``: the negative chips of image 0, then
+        image 1, ... (each scale by scale) and ``(N,)`` int64 chips per
+        image.
+    """
+    num_scales = len(cfg.scales)
+    neg_cfg = cfg.negative
+    row_start = np.asarray(row_start, np.int64)
+    n = len(heights)
+    if row_start.shape != (n * num_scales + 1, ) or row_start[0] != 0:
+        raise ValueError(f'row_start must have {n} x {num_scales} + 1 '
+                         f'entries starting at 0, got {row_start.shape}')
+    props = np.asarray(proposals, np.float64).reshape(-1, 5)
+    seg = np.repeat(np.arange(n * num_scales), np.diff(row_start))
+    img, scale = np.divmod(seg, num_scales)
+    h_img = np.asarray(heights, np.float64)
+    w_img = np.asarray(widths, np.float64)
+    boxes, keep = sanitize_boxes(props[:, :4], h_img[img], w_img[img])
+    if neg_cfg.max_proposals is not None:
+        keep = _top_k_mask(seg, props[:, 4], keep, neg_cfg.max_proposals)
+    if neg_cfg.filter_range:
+        # Sec. 3.3.3: only proposals whose size lies in R_i count.
+        ranges = np.array([spec.valid_range for spec in cfg.scales],
+                          np.float64)
+        keep &= in_range(box_sizes(boxes),
+                         (ranges[scale, 0], ranges[scale, 1]))
+    # Factor and canvas per image and scale (images share a few sizes).
+    geometry = {}
+    factor = np.empty((n, num_scales))
+    canvas = np.empty((n, num_scales, 2))
+    for k, hw in enumerate(zip(h_img.tolist(), w_img.tolist())):
+        geo = geometry.get(hw)
+        if geo is None:
+            geo = geometry[hw] = (
+                [spec.factor_for(*hw) for spec in cfg.scales],
+                [spec.scaled_shape(*hw) for spec in cfg.scales])
+        factor[k], canvas[k] = geo
+    idx = np.flatnonzero(keep)
+    img, scale, seg = img[idx], scale[idx], seg[idx]
+    scaled = to_canvas(boxes[idx], factor[img, scale][:, None],
+                       canvas[img, scale])
+    # Sec. 3.3.3: remove the proposals covered by C^i_pos: every
+    # (proposal, positive chip of its image and scale) pair, tested at
+    # once, one coordinate column at a time.
+    pos_start = np.asarray(pos_start, np.int64)
+    pos_key = np.repeat(np.arange(n), np.diff(pos_start)) * num_scales + \
+        positive.scale_index
+    pos_order = np.argsort(pos_key, kind='stable')
+    pos_key = pos_key[pos_order]
+    first = np.searchsorted(pos_key, seg, side='left')
+    per = np.searchsorted(pos_key, seg, side='right') - first
+    pair_row = np.repeat(np.arange(len(seg)), per)
+    pair_chip = pos_order[np.arange(len(pair_row)) - np.repeat(
+        np.cumsum(per) - per, per) + np.repeat(first, per)]
+    inside = np.ones(len(pair_row), bool)
+    for j in range(4):
+        box = scaled[:, j][pair_row]
+        chip = positive.boxes_scaled[:, j][pair_chip]
+        inside &= (box >= chip) if j < 2 else (box <= chip)
+    covered = np.bincount(pair_row[inside], minlength=len(seg)) > 0
+    keep = ~covered
+    scaled, seg = scaled[keep], seg[keep]
+    img, scale = img[keep], scale[keep]
+    # The cover's index runs on the stride grid, for every proposal of
+    # every canvas at once (greedy_cover would search them per image and
+    # scale); images and scales holding a proposal that needs an off-grid
+    # start search their own (greedy_cover with off_grid).
+    canvas_h = canvas[img, scale, 0].astype(np.int64)
+    canvas_w = canvas[img, scale, 1].astype(np.int64)
+    first_x, last_x = grid_runs(scaled[:, 0], scaled[:, 2], canvas_w,
+                                cfg.chip_size, cfg.chip_stride)
+    first_y, last_y = grid_runs(scaled[:, 1], scaled[:, 3], canvas_h,
+                                cfg.chip_size, cfg.chip_stride)
+    own_search = np.zeros(n * num_scales, bool)
+    if cfg.off_grid:
+        fits_x = scaled[:, 2] - scaled[:, 0] <= \
+            np.minimum(canvas_w, cfg.chip_size) + _EPS
+        fits_y = scaled[:, 3] - scaled[:, 1] <= \
+            np.minimum(canvas_h, cfg.chip_size) + _EPS
+        stuck = ((first_x >= last_x) & fits_x) | ((first_y >= last_y) &
+                                                    fits_y)
+        own_search[seg[stuck]] = True
+    own_search = own_search.tolist()
+    bounds = np.searchsorted(seg, np.arange(n * num_scales + 1)).tolist()
+    min_count = [neg_cfg.min_proposals_for(s) for s in range(num_scales)]
+    found, index, factors, geo_rows = [], [], [], []
+    counts = np.zeros(n, np.int64)
+    h_list, w_list = h_img.tolist(), w_img.tolist()
+    for k in range(n):
+        for s in range(num_scales):
+            j = k * num_scales + s
+            a, b = bounds[j], bounds[j + 1]
+            if b - a < min_count[s]:
+                continue  # no chip can hold M of them
+            ch, cw = geometry[(h_list[k], w_list[k])][1][s]
+            # Sec. 3.3.3: greedily pick chips covering at least M
+            # proposals.
+            got, _, _ = _greedy_cover(
+                scaled[a:b], (ch, cw), cfg.chip_size, cfg.chip_stride,
+                min_count=min_count[s], off_grid=cfg.off_grid,
+                runs=None if own_search[j] else (
+                    first_x[a:b], last_x[a:b], first_y[a:b], last_y[a:b]))
+            if len(got):
+                found.append(got)
+                m = len(got)
+                counts[k] += m
+                index += [s] * m
+                factors += [factor[k, s]] * m
+                geo_rows += [(ch, cw, h_list[k], w_list[k])] * m
+    if not found:
+        return ChipSet.empty(), counts
+    return _chip_set_rows_lists(np.concatenate(found), index, factors,
+                                geo_rows, False), counts
 
 
 def _key_entropy(image_key: Union[int, str]) -> int:

@@ -21,9 +21,11 @@ property-tested against the others and against a dense enumeration): up to
 COCO image has about 7, where numpy's per-call cost would dominate); small
 index grids, the whole count grid as one matrix product
 (:func:`_greedy_small_grid`); large ones, compressed grids updated in the
-picked window (:func:`_greedy_group`). :func:`positive_chips_batch` covers
-many images at once (the chip table's path): annotation clean-up and
-validity for all boxes in one go, then the Python path per image.
+picked window (:func:`_greedy_group`). A canvas no larger than a chip has a
+single candidate, tested directly (:func:`_cover_one_candidate`).
+:func:`positive_chips_batch` covers many images at once (the chip table's
+path): annotation clean-up and validity for all boxes in one go, then the
+Python path per image.
 """
 import bisect
 import dataclasses
@@ -145,8 +147,51 @@ def _feasible_runs(lo_edge: np.ndarray, hi_edge: np.ndarray,
     Along one axis a chip ``[s, s + extent]`` encloses ``[lo, hi]`` iff
     ``hi - extent <= s <= lo``: a contiguous run of the sorted ``starts``.
     """
-    first = np.searchsorted(starts, hi_edge - extent - _EPS, side='left')
-    last = np.searchsorted(starts, lo_edge + _EPS, side='right')
+    # (ndarray methods: np.searchsorted's dispatch costs as much as the
+    # search itself for a few hundred boxes)
+    first = starts.searchsorted(hi_edge - extent - _EPS, side='left')
+    last = starts.searchsorted(lo_edge + _EPS, side='right')
+    return first, last
+
+
+def grid_runs(lo_edge: np.ndarray, hi_edge: np.ndarray, length,
+              chip_size: int, stride: int
+              ) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`_feasible_runs` on the grid of :func:`chip_starts`, for boxes
+    of many canvases at once (one canvas side per box), without a search.
+
+    Grid starts are integers, so "starts below ``v``" are the starts
+    ``<= ceil(v) - 1`` and "starts up to ``u``" those ``<= floor(u)``;
+    the count of starts ``<= t`` for an integer ``t`` is arithmetic: the
+    stride multiples ``0, d, ..`` below ``L - K`` up to ``t``, plus the
+    border start ``L - K`` if ``<= t`` (or just ``0 <= t`` when ``L <=
+    K``). The same integers as ``searchsorted`` on the starts
+    (property-tested), for grid starts only: boxes that need an off-grid
+    start (``first >= last`` but short enough) must go through
+    :func:`_axis_candidates`.
+
+    Args:
+        lo_edge, hi_edge (np.ndarray): ``(N,)`` float box edges along one
+            axis, SCALED pixels.
+        length (np.ndarray): ``(N,)`` int canvas side of each box's canvas.
+        chip_size (int): ``K``.
+        stride (int): ``d``.
+
+    Returns:
+        tuple: ``(first (N,), last (N,))`` int64: box ``n`` fits in the
+        chips of start indices ``first[n]:last[n]``.
+    """
+    length = np.asarray(length, np.int64)
+    extent = np.minimum(length, chip_size)
+    span = length - chip_size  # > 0: the border start L - K exists
+
+    def starts_upto(t):
+        t = t.astype(np.int64)
+        grid = np.clip(t // stride + 1, 0, -(-span // stride))
+        return np.where(span > 0, grid + (span <= t), t >= 0)
+
+    first = starts_upto(np.ceil(hi_edge - extent - _EPS) - 1)
+    last = starts_upto(np.floor(lo_edge + _EPS))
     return first, last
 
 
@@ -165,8 +210,12 @@ def _axis_candidates(lo_edge: np.ndarray, hi_edge: np.ndarray, length: int,
     extent = min(chip_size, length)
     starts = _cached_starts(length, chip_size, stride)
     first, last = _feasible_runs(lo_edge, hi_edge, starts, extent)
-    stuck = (first >= last) & (hi_edge - lo_edge <= extent + _EPS)
-    if off_grid and stuck.any():
+    if not off_grid:
+        return starts, extent, first, last
+    stuck = first >= last
+    if stuck.any():
+        stuck &= hi_edge - lo_edge <= extent + _EPS
+    if stuck.any():
         lo = np.maximum(hi_edge[stuck] - extent, 0.0)
         hi = np.minimum(lo_edge[stuck], length - extent)
         lo_int, hi_int = np.ceil(lo), np.floor(hi)
@@ -306,37 +355,49 @@ def _greedy_small_grid(lo_x, hi_x, lo_y, hi_y, xs, ys, cx0, cx1, cy0, cy1,
     n]`` (it spans column ``c``), the count grid of the remaining boxes is
     ``R[:, rem] @ C[:, rem].T``; a pick subtracts the same product over the
     picked boxes. Counts are small integers, exact in float64. Same picks,
-    same order as :func:`_greedy_group`.
+    same order as :func:`_greedy_group`. A pick's chip position (the
+    middle of the positions enclosing its boxes) is computed for all picks
+    at once after the loop, from the picks' box masks.
     """
     n = len(lo_x)
     rows, cols = len(ys), len(xs)
-    r = np.arange(rows)[:, None]
-    c = np.arange(cols)[:, None]
-    row_in = ((cy0 <= r) & (r < cy1)).astype(np.float64)
-    col_in = ((cx0 <= c) & (c < cx1)).astype(np.float64)
-    counts = row_in @ col_in.T
-    lo = np.stack([lo_x, lo_y])
-    hi = np.stack([hi_x, hi_y])
+    # Box-major masks: ``row_t[n, r]`` = R[r, n]; gathering the picked
+    # boxes' rows is then a contiguous copy.
+    row_t = (cy0[:, None] <= np.arange(rows)) & \
+        (np.arange(rows) < cy1[:, None])
+    col_t = (cx0[:, None] <= np.arange(cols)) & \
+        (np.arange(cols) < cx1[:, None])
+    row_f, col_f = row_t.astype(np.float64), col_t.astype(np.float64)
+    counts = row_f.T @ col_f
     remaining = np.ones(n, bool)
     left = n
-    picks = []
+    cells, hits = [], []
     while True:
         flat = int(counts.argmax())
-        by, bx = divmod(flat, cols)
-        count = int(round(counts[by, bx]))
+        count = int(round(counts.item(flat)))
         if count < min_count:
             break
-        hit = (row_in[by] * col_in[bx]).astype(bool) & remaining
-        # Runs are >= 0 and < 2**62: safe neutral elements.
-        (ix, iy) = (lo.max(axis=1, where=hit, initial=-1) +
-                    hi.min(axis=1, where=hit, initial=_BIG) - 1) // 2
-        picks.append((ix, iy, count, ys[by], xs[bx]))
-        remaining &= ~hit
+        by, bx = divmod(flat, cols)
+        hit = row_t[:, by] & col_t[:, bx] & remaining
+        cells.append((count, int(ys[by]), int(xs[bx])))
+        hits.append(hit)
+        remaining ^= hit  # hit is a subset of remaining
         left -= count
         if left < min_count:
             break
-        counts -= row_in[:, hit] @ col_in[:, hit].T
-    return np.array(picks, np.int64).reshape(-1, 5), ~remaining
+        idx = hit.nonzero()[0]
+        counts -= row_f[idx].T @ col_f[idx]
+    if not cells:
+        return np.zeros((0, 5), np.int64), ~remaining
+    # Each pick's chip: the middle of the positions enclosing its boxes,
+    # ((max lo) + (min hi) - 1) // 2 per axis, for all picks at once
+    # (every pick holds >= 1 box, so -_BIG never survives the max).
+    ext = np.where(np.array(hits)[:, None, :],
+                   np.stack([lo_x, lo_y, -hi_x, -hi_y]), -_BIG).max(axis=2)
+    picks = np.empty((len(cells), 5), np.int64)
+    picks[:, :2] = (ext[:, :2] - ext[:, 2:] - 1) // 2
+    picks[:, 2:] = cells
+    return picks, ~remaining
 
 
 def greedy_cover(boxes_scaled: np.ndarray, canvas_hw: Tuple[int, int],
@@ -386,18 +447,38 @@ def greedy_cover(boxes_scaled: np.ndarray, canvas_hw: Tuple[int, int],
         xyxy in SCALED pixels, in greedy order; ``(N,)`` bool, box enclosed
         by a picked chip; ``(N,)`` bool, box fits in some candidate.
     """
+    return _greedy_cover(boxes_scaled, canvas_hw, chip_size, chip_stride,
+                         min_count, off_grid)
+
+
+def _greedy_cover(boxes_scaled, canvas_hw, chip_size: int, chip_stride: int,
+                  min_count: int = 1, off_grid: bool = True,
+                  runs: Optional[Tuple[np.ndarray, ...]] = None):
+    """:func:`greedy_cover`; ``runs`` = ``(first_x, last_x, first_y,
+    last_y)`` of the boxes on the stride grid (:func:`grid_runs`, given by
+    a caller that computed them for many canvases at once) replaces the
+    per-axis search when no box needs an off-grid start."""
     boxes_scaled = as_boxes(boxes_scaled, 'boxes_scaled')
     min_count = max(int(min_count), 1)
     h, w = canvas_hw
     if len(boxes_scaled) <= _SMALL:
         return _greedy_cover_small(boxes_scaled, canvas_hw, chip_size,
                                    chip_stride, min_count, off_grid)
-    starts_x, ext_x, lo_x, hi_x = _axis_candidates(
-        boxes_scaled[:, 0], boxes_scaled[:, 2], w, chip_size, chip_stride,
-        off_grid)
-    starts_y, ext_y, lo_y, hi_y = _axis_candidates(
-        boxes_scaled[:, 1], boxes_scaled[:, 3], h, chip_size, chip_stride,
-        off_grid)
+    if h <= chip_size and w <= chip_size:
+        return _cover_one_candidate(boxes_scaled, h, w, min_count)
+    if runs is None:
+        starts_x, ext_x, lo_x, hi_x = _axis_candidates(
+            boxes_scaled[:, 0], boxes_scaled[:, 2], w, chip_size,
+            chip_stride, off_grid)
+        starts_y, ext_y, lo_y, hi_y = _axis_candidates(
+            boxes_scaled[:, 1], boxes_scaled[:, 3], h, chip_size,
+            chip_stride, off_grid)
+    else:
+        lo_x, hi_x, lo_y, hi_y = runs
+        starts_x, ext_x = _cached_starts(w, chip_size, chip_stride), \
+            min(chip_size, w)
+        starts_y, ext_y = _cached_starts(h, chip_size, chip_stride), \
+            min(chip_size, h)
     coverable = (lo_x < hi_x) & (lo_y < hi_y)
     if coverable.all():  # the usual case: no copies
         idx = slice(None)
@@ -420,6 +501,22 @@ def greedy_cover(boxes_scaled: np.ndarray, canvas_hw: Tuple[int, int],
         starts_x[ix], starts_y[iy], starts_x[ix] + ext_x, starts_y[iy] + ext_y
     ], axis=1)
     return chips, covered, coverable
+
+
+def _cover_one_candidate(boxes_scaled: np.ndarray, h: int, w: int,
+                         min_count: int):
+    """:func:`greedy_cover` on a canvas no larger than a chip: the single
+    candidate is the whole canvas (start 0 on both axes, no off-grid start
+    can differ from 0), so the cover is that chip if it encloses at least
+    ``min_count`` boxes. The run tests of :func:`_feasible_runs` with
+    ``starts = [0]``, written out."""
+    b = boxes_scaled
+    coverable = (b[:, 2] - w - _EPS <= 0) & (b[:, 0] + _EPS >= 0) & \
+        (b[:, 3] - h - _EPS <= 0) & (b[:, 1] + _EPS >= 0)
+    if np.count_nonzero(coverable) < min_count:
+        return np.zeros((0, 4)), np.zeros(len(b), bool), coverable
+    return np.array([[0.0, 0.0, float(w), float(h)]]), coverable.copy(), \
+        coverable
 
 
 def _runs_small(lo_edges, hi_edges, length: int, chip_size: int,
@@ -760,7 +857,7 @@ def positive_chips_batch(boxes, box_start, heights, widths, cfg: ChipConfig,
         if b - a > _SMALL:
             if chips:
                 sets.append(_chip_set_rows_lists(chips, index, factors,
-                                                 canvases, None))
+                                                 canvases, True))
                 chips, index, factors, canvases = [], [], [], []
             res = generate_positive_chips(boxes[a:b], img_h, img_w, cfg,
                                           crowd[a:b]).chips
@@ -794,11 +891,12 @@ def positive_chips_batch(boxes, box_start, heights, widths, cfg: ChipConfig,
         counts[k] = len(chips) - before
     if chips:
         sets.append(_chip_set_rows_lists(chips, index, factors, canvases,
-                                         None))
+                                         True))
     return ChipSet.concat(sets), counts
 
 
-def _chip_set_rows_lists(chips, index, factors, geometry, _) -> ChipSet:
+def _chip_set_rows_lists(chips, index, factors, geometry,
+                         positive: bool) -> ChipSet:
     """:func:`_chip_set_rows` for rows of several images: ``geometry`` is
     ``(canvas h, canvas w, image h, image w)`` per row."""
     chips_scaled = np.array(chips, np.float64).reshape(-1, 4)
@@ -810,25 +908,30 @@ def _chip_set_rows_lists(chips, index, factors, geometry, _) -> ChipSet:
     orig[:, 2:] = np.where(at_far_border, size[:, 2:], orig[:, 2:])
     return ChipSet(orig, chips_scaled, np.array(index, np.int64),
                    np.array(factors, np.float64),
-                   np.ones(len(chips_scaled), bool))
+                   np.full(len(chips_scaled), bool(positive)))
 
 
-def to_canvas(boxes: np.ndarray, factor: float,
-              canvas_hw: Tuple[int, int]) -> np.ndarray:
+def to_canvas(boxes: np.ndarray, factor, canvas_hw) -> np.ndarray:
     """ORIGINAL-image boxes to SCALED pixels, clipped to the canvas.
 
     Args:
         boxes (np.ndarray): ``(N, 4)`` float xyxy, ORIGINAL pixels, inside
             the image.
-        factor (float): The scale's factor.
-        canvas_hw (tuple[int, int]): SCALED canvas ``(h, w)`` (rounded, so
-            ``side * factor`` may exceed it by under half a pixel).
+        factor (float | np.ndarray): The scale's factor, or ``(N, 1)``
+            float64 factors, one per box (boxes of several scales at once).
+        canvas_hw (tuple[int, int] | np.ndarray): SCALED canvas ``(h, w)``
+            (rounded, so ``side * factor`` may exceed it by under half a
+            pixel), or ``(N, 2)`` float64 canvases, one per box.
 
     Returns:
         np.ndarray: ``(N, 4)`` float64 xyxy, SCALED pixels.
     """
-    h, w = canvas_hw
-    return np.minimum(boxes * factor, [w, h, w, h])
+    if np.ndim(canvas_hw) == 2:
+        limit = np.asarray(canvas_hw, np.float64)[:, [1, 0, 1, 0]]
+    else:
+        h, w = canvas_hw
+        limit = [w, h, w, h]
+    return np.minimum(boxes * factor, limit)
 
 
 def make_chip_set(chips_scaled: np.ndarray, scale_index: int, factor: float,

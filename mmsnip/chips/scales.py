@@ -229,49 +229,6 @@ class NegativeConfig:
         return m[scale_index] if isinstance(m, tuple) else m
 
 
-@dataclasses.dataclass(frozen=True)
-class FocusConfig:
-    """Settings of AutoFocus (Sec. 3.4); sizes in the pixels noted.
-
-    Args:
-        stride (int): ``s``, stride of the FocusPixel map in SCALED (chip)
-            pixels (16: conv5 / C4).
-        a, b, c (float): FocusPixel size thresholds in CHIP pixels,
-            ``0 <= a < b <= c`` (5, 64, 90; Sec. 3.4.1).
-        threshold (float): ``t``: FocusPixels are cells whose probability
-            is ``> t`` (``>= t`` with ``inclusive_threshold``). The paper
-            sweeps ``t``; 0.5 is the two-class argmax.
-        dilation (int): ``d``, side of the square dilation kernel in map
-            cells (3 in the paper; 1 = no dilation).
-        min_size (float): ``k``, minimum FocusChip side in the pixels of
-            the scale the map was predicted at (the paper sweeps 64..512;
-            the original code used 256 after the coarsest scale).
-        inclusive_threshold (bool): Use ``>= t`` (the original code)
-            instead of the paper's ``> t``.
-    """
-    stride: int = 16
-    a: float = 5.0
-    b: float = 64.0
-    c: float = 90.0
-    threshold: float = 0.5
-    dilation: int = 3
-    min_size: float = 256.0
-    inclusive_threshold: bool = False
-
-    def __post_init__(self):
-        _positive_int(self.stride, 'focus.stride')
-        _positive_int(self.dilation, 'focus.dilation')
-        if not (0 <= self.a < self.b <= self.c):
-            raise ValueError('focus thresholds need 0 <= a < b <= c, got '
-                             f'a={self.a}, b={self.b}, c={self.c}')
-        if not (0 <= self.threshold <= 1):
-            raise ValueError('focus.threshold must be in [0, 1], got '
-                             f'{self.threshold!r}')
-        if not (self.min_size >= 0 and math.isfinite(self.min_size)):
-            raise ValueError('focus.min_size must be a finite number >= 0, '
-                             f'got {self.min_size!r}')
-
-
 def _sub_config(cls, value, name: str):
     """``value`` as a ``cls`` (dataclass instance or plain dict)."""
     if isinstance(value, cls):
@@ -304,7 +261,6 @@ class ChipConfig:
             ``K`` apart are grid neighbours and ``K`` divides by the
             network stride whenever ``d`` does (512 = 16 x 32).
         negative (NegativeConfig | dict): Negative chips.
-        focus (FocusConfig | dict): AutoFocus labels and FocusChips.
         off_grid (bool): Add, for each box that fits in a chip but that no
             chip of the stride grid can enclose (a side longer than
             ``K - d`` falling between grid positions), one candidate chip
@@ -334,7 +290,6 @@ class ChipConfig:
     chip_stride: int = 32
     negative: NegativeConfig = dataclasses.field(
         default_factory=NegativeConfig)
-    focus: FocusConfig = dataclasses.field(default_factory=FocusConfig)
     off_grid: bool = True
     allow_range_gaps: bool = False
 
@@ -343,8 +298,6 @@ class ChipConfig:
         object.__setattr__(self, 'scales', scales)
         object.__setattr__(self, 'negative', _sub_config(
             NegativeConfig, self.negative, 'negative'))
-        object.__setattr__(self, 'focus', _sub_config(
-            FocusConfig, self.focus, 'focus'))
         if not scales:
             raise ValueError('ChipConfig.scales must not be empty')
         _positive_int(self.chip_size, 'ChipConfig.chip_size')
@@ -383,7 +336,7 @@ class ChipConfig:
         Args:
             cfg (dict): ``scales`` (list of :class:`ScaleSpec` dicts) and
                 optionally ``chip_size``, ``chip_stride``, ``negative``
-                (dict), ``focus`` (dict), ``off_grid``,
+                (dict), ``off_grid``,
                 ``allow_range_gaps``; the flat aliases ``neg_min_proposals``
                 / ``neg_per_image`` go into ``negative``.
 
@@ -411,6 +364,14 @@ class ChipConfig:
                                  f'{section}.{name} are set')
             sub[name] = cfg.pop(alias)
             cfg[section] = sub
+        if 'focus' in cfg:
+            # An earlier ChipConfig had a `focus` section that nothing read.
+            raise ValueError(
+                'ChipConfig.focus is not a chip setting: AutoFocus labels '
+                'are set in model.focus_head (FocusPixelHead thresholds=(a, '
+                'b, c), stride) and FocusChips per transition in '
+                'tta_model.scales (threshold, dilation, min_size); remove '
+                'chip_cfg.focus')
         unknown = set(cfg) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f'unknown ChipConfig field(s) {sorted(unknown)}')

@@ -9,7 +9,9 @@ A chip table is the list of every chip of a dataset (parallel arrays; see
   flat arrays, read from the dataset ONCE; the audit, the cache key and the
   build all use them (train2017: 118k images, 860k boxes in about 30 MB).
 - :func:`build_chip_table`: the chip engine over all images, in processes
-  (``fork``) when there are many; the result equals the serial one.
+  (``fork``) when there are many; the result equals the serial one (and
+  the engine image by image: positives and negatives are built for blocks
+  of images at once, proposals read in one slice of the file per block).
 - :class:`ChipTableCache`: ``<cache_dir>/chips-<key>.npz``. A corrupt,
   truncated or foreign file is rebuilt (with a warning); an unwritable
   folder means no cache (with a warning); files are written with
@@ -32,7 +34,8 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 from mmengine.logging import print_log
 
-from mmsnip.chips import ChipConfig, ChipSet, generate_negative_chips
+from mmsnip.chips import ChipConfig, ChipSet
+from mmsnip.chips.negative import _as_proposals, negative_chips_batch
 from mmsnip.chips.positive import positive_chips_batch
 from mmsnip.utils.fileio import atomic_open
 
@@ -43,6 +46,10 @@ TABLE_FIELDS = ('boxes', 'boxes_scaled', 'scale_index', 'scale_factor',
                 'is_positive', 'img_index')
 # Below this many images the table is built in this process.
 PARALLEL_MIN_IMAGES = 2000
+# Negative chips are built for this many images at a time (bounds the
+# memory of the batched proposal arrays: about 100 MB at 900 proposals
+# per image).
+NEGATIVE_BLOCK = 256
 
 
 @dataclasses.dataclass
@@ -147,11 +154,36 @@ def positive_number(value) -> bool:
 _JOB = {}
 
 
-def _size(value):
-    """An integral float as int (the chip engine's rounding sees the same
-    number as with the annotation's int)."""
-    value = float(value)
-    return int(value) if value.is_integer() else value
+def _proposal_rows(props, img_ids: list, num_scales: int):
+    """The proposals of ``img_ids`` as flat rows.
+
+    A :class:`~mmsnip.datasets.proposals.ProposalFile` holding these
+    images consecutively, in this order (a file mined for the dataset) is
+    read in one slice; any other mapping image by image.
+
+    Returns:
+        tuple: ``(rows (R, 5) float, row_start (N * S + 1,) int64)``: image
+        ``n``, scale ``s`` are rows ``row_start[n * S + s]:row_start[n * S
+        + s + 1]``.
+    """
+    rows_of = getattr(props, 'rows', None)
+    if rows_of is not None and img_ids and img_ids[0] in props:
+        k = props._row[int(img_ids[0])]
+        ids = props.img_ids[k:k + len(img_ids)]
+        if len(ids) == len(img_ids) and np.array_equal(ids, img_ids):
+            lo, hi = k * num_scales, (k + len(img_ids)) * num_scales
+            start = props.offsets[lo:hi + 1] - props.offsets[lo]
+            return rows_of(lo, hi), start.astype(np.int64)
+    arrays = []
+    for i in img_ids:
+        per_scale = list(props[i])
+        if len(per_scale) != num_scales:
+            raise ValueError(f'proposals of img_id {i}: {len(per_scale)} '
+                             f'scales, the chip config has {num_scales}')
+        arrays += [_as_proposals(p, s) for s, p in enumerate(per_scale)]
+    start = np.zeros(len(arrays) + 1, np.int64)
+    np.cumsum([len(a) for a in arrays], out=start[1:])
+    return np.concatenate(arrays + [np.zeros((0, 5))]), start
 
 
 def _build_range(first: int, last: int) -> dict:
@@ -166,23 +198,25 @@ def _build_range(first: int, last: int) -> dict:
     neg, neg_n = [], []
     total = finite = 0
     if props is not None:
-        offsets = np.concatenate([[0], np.cumsum(pos_n)])
-        for k, n in enumerate(range(first, last)):
-            per_scale = props[records.img_ids[n]]
-            for p in per_scale:
-                p = np.asarray(p)
-                if p.ndim == 2 and p.shape[1] >= 4:
-                    total += len(p)
-                    finite += int(np.isfinite(p[:, :4]).all(axis=1).sum())
-            negs = generate_negative_chips(
-                list(per_scale), _size(records.heights[n]),
-                _size(records.widths[n]), cfg,
-                pos.select(slice(offsets[k], offsets[k + 1])))
+        pos_start = np.concatenate([[0], np.cumsum(pos_n)])
+        num_scales = len(cfg.scales)
+        for lo in range(first, last, NEGATIVE_BLOCK):
+            hi = min(lo + NEGATIVE_BLOCK, last)
+            rows, row_start = _proposal_rows(
+                props, records.img_ids[lo:hi], num_scales)
+            total += len(rows)
+            finite += int(np.isfinite(rows[:, :4]).all(axis=1).sum())
+            p0, p1 = pos_start[lo - first], pos_start[hi - first]
+            negs, counts = negative_chips_batch(
+                rows, row_start, records.heights[lo:hi],
+                records.widths[lo:hi], cfg,
+                pos.select(slice(p0, p1)),
+                pos_start[lo - first:hi - first + 1] - p0)
             neg.append(negs)
-            neg_n.append(len(negs))
+            neg_n.append(counts)
     return dict(pos=pos, neg=ChipSet.concat(neg), pos_n=pos_n,
-                neg_n=np.array(neg_n, np.int64), proposals=total,
-                finite_proposals=finite)
+                neg_n=np.concatenate(neg_n + [np.zeros(0, np.int64)]),
+                proposals=total, finite_proposals=finite)
 
 
 def default_workers(num_images: int) -> int:

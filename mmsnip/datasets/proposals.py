@@ -7,27 +7,46 @@ scale and image. Every image of the dataset must have an entry; a file made
 for other images or another number of scales is refused with an error
 naming the file and the mismatch.
 
-Two formats are read; the content decides, not the file name:
+Three formats are read; the content decides, not the file name:
 
-- **Compact (version 2, written by** :func:`save_proposals` **)**: an
+- **Compact (version 3, written by** :func:`save_proposals` **)**: an
   uncompressed ``.npz`` (a zip of ``.npy`` members, ``ZIP_STORED``) opened
   with memory maps, so opening reads only the small index and each image's
   rows are read when asked for::
 
-      meta      JSON: format, version, num_scales, content_id (sha256)
+      meta      JSON: format, version, num_scales, content_id (sha256),
+                top_n, score_min, score_max
       img_ids   (N,) int64
       offsets   (N * S + 1,) int64: rows of image n, scale s are
                 offsets[n * S + s] : offsets[n * S + s + 1]
       boxes     (T, 4) float16 (float32 when a coordinate exceeds 2048 px,
                 where float16 steps would exceed 1 px)
-      scores    (T,) float16
+      scores    (T,) uint8 codes: score = score_min + code * step,
+                step = (score_max - score_min) / 254; 255 = NaN
 
-  10 bytes per proposal: train2017 (118,287 images) at 300 proposals x 3
-  scales is 1.06e9 bytes (0.99 GiB) instead of 2.1 GB of float32 pickle.
-  float16 holds a coordinate below 1024 to 0.5 px and below 2048 to 1 px.
+  The rows of each image and scale are stored by descending score (ties
+  keep their input order, NaN scores last), so ranking by the stored
+  scores, as ``NegativeConfig.max_proposals`` does (a stable sort), picks
+  exactly the rows the written scores pick (float32 in
+  :func:`save_proposals`), although scores are quantised: negative chips
+  use scores only to rank. Row order carries no other meaning (negative
+  chips do not depend on it). Precision: float16 steps are 0.5 px from
+  512 to 1024 px and 1 px from 1024 to 2048 px, so a coordinate is
+  rounded by at most 0.25 px below 1024 px and 0.5 px below 2048 px; a
+  score by at most ``step / 2`` (<= 0.002 when all scores lie in [0, 1],
+  as RPN scores do); infinite scores become the range ends. 9 bytes per
+  proposal: train2017 (118,287 images) at 300 proposals x 3 scales is
+  0.96e9 bytes instead of 2.1 GB of float32 pickle (1.06e9 in version
+  2).
+- **Compact, version 2** (mmsnip before 2026-11-26; still written with
+  ``score_dtype='float16'``): the same layout with ``scores`` ``(T,)``
+  float16 and rows in their input order (10 bytes per proposal).
 - **Legacy (version 1)**: a pickle ``dict(format='mmsnip.proposals',
   version=1, num_scales=S, proposals={img_id: [array (P_s, 5), ...]})``,
   loaded whole. Convert it with ``tools/misc/convert_proposals.py``.
+
+A compact file of a later version than this mmsnip reads is refused with
+an error naming the file and both versions.
 
 Reading gives float32 arrays either way.
 """
@@ -45,8 +64,14 @@ import numpy as np
 from mmsnip.utils.fileio import atomic_open
 
 FORMAT = 'mmsnip.proposals'
-VERSION = 2
+VERSION = 3
+# Compact versions this code reads (2: float16 scores, rows as given).
+READ_VERSIONS = (2, 3)
 LEGACY_VERSION = 1
+# uint8 score codes: 0..SCORE_LEVELS map linearly onto [score_min,
+# score_max]; SCORE_NAN marks a NaN score.
+SCORE_LEVELS = 254
+SCORE_NAN = 255
 # float16 steps are <= 1 px below 2048 (0.5 px below 1024).
 FLOAT16_MAX_COORD = 2048.0
 _MEMBERS = ('meta', 'img_ids', 'offsets', 'boxes', 'scores')
@@ -64,7 +89,8 @@ def _top_n(rows: np.ndarray, top_n: Optional[int]) -> np.ndarray:
 
 def save_proposals(path: str, proposals: Dict[int, List[np.ndarray]],
                    num_scales: int, top_n: Optional[int] = None,
-                   box_dtype: str = 'auto') -> None:
+                   box_dtype: str = 'auto',
+                   score_dtype: str = 'uint8') -> None:
     """Write a compact proposal file atomically (:func:`atomic_open`).
 
     Args:
@@ -75,16 +101,20 @@ def save_proposals(path: str, proposals: Dict[int, List[np.ndarray]],
             rows ``[x1, y1, x2, y2, score]`` in ORIGINAL pixels.
         num_scales (int): Scales of the chip config, ``S``.
         top_n (int, optional): Keep at most this many highest-scoring
-            proposals per image and scale (rows keep their order).
+            proposals per image and scale.
         box_dtype (str): ``'auto'`` (float16 when every finite coordinate
             is <= 2048, else float32), ``'float16'`` or ``'float32'``.
+        score_dtype (str): ``'uint8'`` (version 3: quantised scores, rows
+            by descending score) or ``'float16'`` (version 2: float16
+            scores, rows in input order; for readers older than version 3).
 
     Example:
-        >>> save_proposals('props.npz', {7: [np.array([[0, 0, 10, 10, .9],
-        ...                                            [5, 5, 9, 9, .2]])]},
-        ...                num_scales=1, top_n=1)
-        >>> load_proposals('props.npz', [7], 1)[7][0]
-        array([[ 0. ,  0. , 10. , 10. ,  0.9]], dtype=float32)  # ~ f16
+        >>> save_proposals('props.npz', {7: [np.array([[5, 5, 9, 9, .2],
+        ...                                            [0, 0, 10, 10, .9]])]},
+        ...                num_scales=1)
+        >>> load_proposals('props.npz', [7], 1)[7][0]  # by score
+        array([[ 0. ,  0. , 10. , 10. ,  0.9],
+               [ 5. ,  5. ,  9. ,  9. ,  0.2]], dtype=float32)
     """
     if box_dtype not in ('auto', 'float16', 'float32'):
         raise ValueError("save_proposals: box_dtype must be 'auto', "
@@ -113,13 +143,88 @@ def save_proposals(path: str, proposals: Dict[int, List[np.ndarray]],
         box_dtype == 'auto' and big) else np.float16
     write_proposal_arrays(path, np.array(ids, np.int64), offsets,
                           coords.astype(dtype), table[:, 4], num_scales,
-                          top_n=top_n)
+                          top_n=top_n, score_dtype=score_dtype)
+
+
+def score_codes(scores: np.ndarray, score_min: float, score_max: float
+                ) -> np.ndarray:
+    """Scores as version-3 uint8 codes (see the module docstring).
+
+    Args:
+        scores (np.ndarray): ``(T,)`` float scores.
+        score_min, score_max (float): The file's finite score range.
+
+    Returns:
+        np.ndarray: ``(T,)`` uint8: ``round((s - min) / step)`` clipped to
+        ``[0, SCORE_LEVELS]`` (so -inf -> 0, +inf -> SCORE_LEVELS),
+        :data:`SCORE_NAN` for NaN. Monotone: a higher score never gets a
+        lower code.
+    """
+    s = np.asarray(scores, np.float64)
+    span = score_max - score_min
+    scale = SCORE_LEVELS / span if span > 0 else 0.0
+    with np.errstate(invalid='ignore'):
+        q = np.rint(np.clip((s - score_min) * scale, 0, SCORE_LEVELS))
+    return np.where(np.isnan(s), SCORE_NAN, q).astype(np.uint8)
+
+
+def score_table(score_min: float, score_max: float) -> np.ndarray:
+    """``(256,)`` float32: the score of each version-3 code (NaN for
+    :data:`SCORE_NAN`)."""
+    table = np.full(256, np.nan, np.float32)
+    table[:SCORE_LEVELS + 1] = score_min + np.arange(SCORE_LEVELS + 1) * (
+        (score_max - score_min) / SCORE_LEVELS)
+    return table
+
+
+def _finite_range(scores: np.ndarray, chunk_rows: int = 1 << 22):
+    """``(min, max)`` of the finite scores, ``(0, 0)`` if none; in
+    chunks (no full-size temporaries)."""
+    lo, hi = np.inf, -np.inf
+    for a in range(0, len(scores), chunk_rows):
+        s = np.asarray(scores[a:a + chunk_rows], np.float64)
+        s = s[np.isfinite(s)]
+        if s.size:
+            lo, hi = min(lo, float(s.min())), max(hi, float(s.max()))
+    return (lo, hi) if lo <= hi else (0.0, 0.0)
+
+
+def _sort_and_quantise(offsets: np.ndarray, boxes: np.ndarray,
+                       scores: np.ndarray, score_min: float,
+                       score_max: float, chunk_rows: int = 1 << 22):
+    """Version-3 rows: each ``offsets`` segment by descending score
+    (stable; NaN last: the order of ``np.argsort(-score,
+    kind='stable')``) and the scores as :func:`score_codes`, in chunks of
+    about ``chunk_rows`` rows (whole segments).
+
+    Returns:
+        tuple: ``(boxes (T, 4), codes (T,) uint8)``, new arrays.
+    """
+    out_boxes = np.empty_like(boxes)
+    codes = np.empty(len(scores), np.uint8)
+    num_seg = len(offsets) - 1
+    first = 0
+    while first < num_seg:
+        last = int(np.searchsorted(offsets, offsets[first] + chunk_rows,
+                                   side='right')) - 1
+        last = min(max(last, first + 1), num_seg)
+        a, b = int(offsets[first]), int(offsets[last])
+        seg = np.repeat(np.arange(last - first),
+                        np.diff(offsets[first:last + 1]))
+        s = np.asarray(scores[a:b], np.float64)
+        # lexsort: last key first, stable.
+        order = np.lexsort((-s, np.isnan(s), seg))
+        out_boxes[a:b] = boxes[a:b][order]
+        codes[a:b] = score_codes(s[order], score_min, score_max)
+        first = last
+    return out_boxes, codes
 
 
 def write_proposal_arrays(path: str, img_ids: np.ndarray,
                           offsets: np.ndarray, boxes: np.ndarray,
                           scores: np.ndarray, num_scales: int,
-                          top_n: Optional[int] = None) -> None:
+                          top_n: Optional[int] = None,
+                          score_dtype: str = 'uint8') -> None:
     """Write a compact proposal file from its arrays (see the module
     docstring for the layout); :func:`save_proposals` without the per-image
     dict, for writers that already hold flat arrays (a miner's shards, the
@@ -130,9 +235,16 @@ def write_proposal_arrays(path: str, img_ids: np.ndarray,
         offsets (np.ndarray): ``(N * S + 1,)`` int row offsets.
         boxes (np.ndarray): ``(T, 4)`` float16 or float32 xyxy, ORIGINAL
             pixels.
-        scores (np.ndarray): ``(T,)`` scores (stored as float16).
+        scores (np.ndarray): ``(T,)`` float scores.
         num_scales (int): ``S``.
+        top_n (int, optional): Recorded in the meta data.
+        score_dtype (str): ``'uint8'`` (version 3: rows sorted by
+            descending score within each image and scale, scores
+            quantised) or ``'float16'`` (version 2).
     """
+    if score_dtype not in ('uint8', 'float16'):
+        raise ValueError("write_proposal_arrays: score_dtype must be "
+                         f"'uint8' or 'float16', got {score_dtype!r}")
     img_ids = np.asarray(img_ids, np.int64)
     offsets = np.asarray(offsets, np.int64)
     if offsets.shape != (len(img_ids) * num_scales + 1, ) or \
@@ -144,15 +256,24 @@ def write_proposal_arrays(path: str, img_ids: np.ndarray,
     if np.dtype(boxes.dtype) not in (np.float16, np.float32):
         raise ValueError('write_proposal_arrays: boxes must be float16 or '
                          f'float32, got {boxes.dtype}')
-    arrays = dict(img_ids=img_ids, offsets=offsets,
-                  boxes=np.ascontiguousarray(boxes).reshape(-1, 4),
-                  scores=np.asarray(scores).astype(np.float16, copy=False))
+    boxes = np.ascontiguousarray(boxes).reshape(-1, 4)
+    meta = dict(format=FORMAT, num_scales=int(num_scales), top_n=top_n)
+    if score_dtype == 'float16':
+        meta['version'] = 2
+        scores = np.asarray(scores).astype(np.float16, copy=False)
+    else:
+        meta['version'] = VERSION
+        lo, hi = _finite_range(scores)
+        meta.update(score_min=lo, score_max=hi)
+        boxes, scores = _sort_and_quantise(offsets, boxes, scores, lo, hi)
+    arrays = dict(img_ids=img_ids, offsets=offsets, boxes=boxes,
+                  scores=scores)
     digest = hashlib.sha256()
+    digest.update(json.dumps(meta, sort_keys=True).encode())
     for name in ('img_ids', 'offsets', 'boxes', 'scores'):
         digest.update(name.encode() + arrays[name].dtype.str.encode())
         digest.update(np.ascontiguousarray(arrays[name]).data)
-    meta = dict(format=FORMAT, version=VERSION, num_scales=int(num_scales),
-                content_id=digest.hexdigest(), top_n=top_n)
+    meta['content_id'] = digest.hexdigest()
     arrays['meta'] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     folder = osp.dirname(osp.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -232,15 +353,32 @@ class ProposalFile(Mapping):
         except (ValueError, UnicodeDecodeError) as e:
             raise ValueError(f'proposal file "{path}": unreadable meta '
                              f'({e})') from e
-        if meta.get('format') != FORMAT or meta.get('version') != VERSION:
+        version = meta.get('version')
+        if meta.get('format') != FORMAT or not isinstance(version, int):
             raise ValueError(f'proposal file "{path}" is not an mmsnip '
-                             f'proposal file (format {FORMAT!r}, version '
-                             f'{VERSION})')
+                             f'proposal file (format {FORMAT!r})')
+        if version not in READ_VERSIONS:
+            newer = version > max(READ_VERSIONS)
+            raise ValueError(
+                f'proposal file "{path}" has format version {version}; this '
+                f'mmsnip reads versions {list(READ_VERSIONS)} (and legacy '
+                'pickles)' + (': it was written by a newer mmsnip; upgrade '
+                              'mmsnip' if newer else ''))
+        self.version = version
         self.num_scales = int(meta['num_scales'])
         self.content_id = str(meta['content_id'])
         self.img_ids = np.asarray(arrays['img_ids'])
         self.offsets = np.asarray(arrays['offsets'])
         self._boxes, self._scores = arrays['boxes'], arrays['scores']
+        want = np.uint8 if version == 3 else np.float16
+        if self._scores.dtype != want:
+            raise ValueError(f'proposal file "{path}": version {version} '
+                             f'needs {np.dtype(want).name} scores, found '
+                             f'{self._scores.dtype}: corrupt; mine it again')
+        # version 3: code -> score; version 2: scores as stored.
+        self._score_table = score_table(
+            float(meta['score_min']), float(meta['score_max'])) \
+            if version == 3 else None
         n, s = len(self.img_ids), self.num_scales
         if self.offsets.shape != (n * s + 1, ) or \
                 (len(self._boxes), len(self._scores)) != \
@@ -249,6 +387,17 @@ class ProposalFile(Mapping):
                              '(offsets do not match the arrays): '
                              'truncated or corrupt; mine it again')
         self._row = {int(i): k for k, i in enumerate(self.img_ids.tolist())}
+
+    def rows(self, first: int, last: int) -> np.ndarray:
+        """Rows ``offsets[first]:offsets[last]`` (images/scales in file
+        order) as one ``(R, 5)`` float32 array, read in one go."""
+        a, b = int(self.offsets[first]), int(self.offsets[last])
+        out = np.empty((b - a, 5), np.float32)
+        out[:, :4] = self._boxes[a:b]
+        codes = self._scores[a:b]
+        out[:, 4] = codes if self._score_table is None else \
+            self._score_table[codes]
+        return out
 
     def __getstate__(self):
         return dict(path=self.path)
@@ -259,14 +408,9 @@ class ProposalFile(Mapping):
     def __getitem__(self, img_id) -> List[np.ndarray]:
         k = self._row[int(img_id)]
         s = self.num_scales
-        out = []
-        for j in range(k * s, k * s + s):
-            a, b = int(self.offsets[j]), int(self.offsets[j + 1])
-            rows = np.empty((b - a, 5), np.float32)
-            rows[:, :4] = self._boxes[a:b]
-            rows[:, 4] = self._scores[a:b]
-            out.append(rows)
-        return out
+        rows = self.rows(k * s, k * s + s)
+        cuts = self.offsets[k * s + 1:k * s + s] - self.offsets[k * s]
+        return np.split(rows, cuts)
 
     def __contains__(self, img_id) -> bool:
         try:
@@ -315,7 +459,8 @@ def open_proposals(path: str):
         raise FileNotFoundError(f'proposal file "{path}" does not exist')
     if not is_legacy_file(path):
         props = ProposalFile(path)
-        return props, props.num_scales, 'v2:' + props.content_id
+        return props, props.num_scales, \
+            f'v{props.version}:' + props.content_id
     data = _load_legacy(path)
     digest = hashlib.sha256()
     with open(path, 'rb') as f:
@@ -367,16 +512,20 @@ def load_proposals(path: str, img_ids: Sequence[int], num_scales: int):
 
 
 def convert_proposals(src: str, dst: str, top_n: Optional[int] = None,
-                      box_dtype: str = 'auto') -> dict:
-    """Rewrite a proposal file (legacy pickle or compact) compactly.
+                      box_dtype: str = 'auto',
+                      score_dtype: str = 'uint8') -> dict:
+    """Rewrite a proposal file (legacy pickle or compact) compactly
+    (:func:`save_proposals`; version 3 unless ``score_dtype='float16'``).
 
     Returns:
         dict: ``images``, ``proposals`` (rows written), ``bytes_in``,
-        ``bytes_out``.
+        ``bytes_out``, ``version`` (of the written file).
     """
     props, num_scales, _ = open_proposals(src)
     data = {int(k): props[k] for k in props}
-    save_proposals(dst, data, num_scales, top_n=top_n, box_dtype=box_dtype)
+    save_proposals(dst, data, num_scales, top_n=top_n, box_dtype=box_dtype,
+                   score_dtype=score_dtype)
     written = ProposalFile(dst)
     return dict(images=len(written), proposals=int(written.offsets[-1]),
-                bytes_in=osp.getsize(src), bytes_out=osp.getsize(dst))
+                bytes_in=osp.getsize(src), bytes_out=osp.getsize(dst),
+                version=written.version)

@@ -6,14 +6,19 @@ second, not a dataloader worker crash) and after a failure (to name the
 annotation file that could not be parsed instead of showing a traceback
 from deep inside pycocotools).
 """
-import json
 import os.path as osp
-from typing import Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Iterator, List, Optional, Tuple
 
 from mmengine.config import Config
 
+from .dataset_audit import (ANN_FIELDS, COCO_LISTS, ERROR, IMAGE_FIELDS,
+                            audit_config, is_coco_type, join_root, read_coco,
+                            summary)
+
+if TYPE_CHECKING:
+    from mmsnip.chips import ChipConfig
+
 DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
-COCO_KEYS = ('images', 'annotations', 'categories')
 
 
 class UserInputError(ValueError):
@@ -53,6 +58,40 @@ def load_config(path: str, options: Optional[dict] = None) -> Config:
     return cfg
 
 
+def chip_config_of(cfg: Config) -> 'ChipConfig':
+    """The chip settings of a config, checked.
+
+    The ``chip_cfg`` is read where the SNIPER configs keep it: at the top
+    level, or in ``train_dataloader.dataset`` (the ``SniperDataset``), and
+    built as ``SniperDataset`` builds it (``ChipConfig.from_dict``).
+
+    Args:
+        cfg (Config): A loaded config (:func:`load_config`).
+
+    Returns:
+        mmsnip.chips.ChipConfig: Scales, valid ranges (sqrt(area),
+        ORIGINAL pixels), chip size and stride (scaled pixels).
+
+    Raises:
+        UserInputError: The config has no ``chip_cfg``, or an invalid one
+            (the message names the config file and the problem).
+    """
+    from mmsnip.chips import ChipConfig
+    path = getattr(cfg, 'filename', None) or 'the config'
+    chip_cfg = cfg.get('chip_cfg')
+    if chip_cfg is None:
+        ds = (cfg.get('train_dataloader') or {}).get('dataset') or {}
+        chip_cfg = ds.get('chip_cfg')
+    if chip_cfg is None:
+        raise UserInputError(
+            f'config "{path}" has no `chip_cfg` (top level or in '
+            'train_dataloader.dataset)')
+    try:
+        return ChipConfig.from_dict(dict(chip_cfg))
+    except (TypeError, ValueError) as e:
+        raise UserInputError(f'config "{path}": chip_cfg: {e}') from e
+
+
 def iter_dataset_cfgs(cfg: Config,
                       keys=DATALOADER_KEYS) -> Iterator[Tuple[str, dict]]:
     """Yield ``(name, dataset_cfg)`` for every dataset in the dataloaders.
@@ -76,26 +115,18 @@ def iter_dataset_cfgs(cfg: Config,
                 yield name, ds
 
 
-def _join(root: Optional[str], path: str) -> str:
-    # the same rule as mmsnip.datasets.audit.join_root (mmengine's
-    # BaseDataset); kept here so that this module imports no torch
-    if not path or osp.isabs(path) or not root or '://' in path:
-        return path
-    return osp.join(root, path)
-
-
 def dataset_paths(ds: dict) -> List[Tuple[str, str]]:
     """``(field, resolved local path)`` pairs of a dataset config."""
     root = ds.get('data_root') or ''
     paths = []
     for field in ('ann_file', 'proposal_file'):
         if ds.get(field):
-            paths.append((field, _join(root, ds[field])))
+            paths.append((field, join_root(root, ds[field])))
     prefix = ds.get('data_prefix') or {}
     if isinstance(prefix, dict):
         for k, v in prefix.items():
             if isinstance(v, str) and v:
-                paths.append((f'data_prefix.{k}', _join(root, v)))
+                paths.append((f'data_prefix.{k}', join_root(root, v)))
     return [(f, p) for f, p in paths if '://' not in p]
 
 
@@ -154,7 +185,6 @@ def registry_is_coco(type_name: str) -> bool:
     label rule: ``CocoDataset``, ``CocoMetric`` and registered subclasses
     of ``CocoDataset`` (a user's own ``MyDataset(CocoDataset)``), not
     LVIS or panoptic."""
-    from mmsnip.datasets.audit import is_coco_type
     if is_coco_type(type_name):
         return True
     try:
@@ -170,8 +200,9 @@ def registry_is_coco(type_name: str) -> bool:
 
 def check_annotations(cfg: Config, keys=DATALOADER_KEYS,
                       max_images: int = PREFLIGHT_MAX_IMAGES) -> list:
-    """Run the dataset audit (``mmsnip.datasets.audit``) on a config's COCO
-    files; raise :class:`UserInputError` if it finds an error.
+    """Run the dataset audit (:mod:`mmsnip.utils.dataset_audit`) on a
+    config's COCO files; raise :class:`UserInputError` if it finds an
+    error.
 
     Image headers are read only if the files list at most ``max_images``
     images together; no image is decoded. Warnings are printed, not raised.
@@ -179,8 +210,6 @@ def check_annotations(cfg: Config, keys=DATALOADER_KEYS,
     Returns:
         list[Problem]: The warnings.
     """
-    # imported here: mmsnip.datasets imports this module
-    from mmsnip.datasets.audit import ERROR, audit_config, summary
     problems = audit_config(cfg, keys, default_classes=registry_classes,
                             is_coco=registry_is_coco, images=True,
                             max_images=max_images)
@@ -202,14 +231,14 @@ def check_annotations(cfg: Config, keys=DATALOADER_KEYS,
     return warns
 
 
-# Fields MMDetection's CocoDataset reads from every image / annotation.
-COCO_IMAGE_FIELDS = ('id', 'file_name', 'height', 'width')
-COCO_ANN_FIELDS = ('id', 'image_id', 'category_id', 'bbox', 'area')
-
-
 def coco_problem(coco) -> Optional[str]:
     """The first structural problem of a COCO dict that breaks
     ``CocoDataset``, or None.
+
+    Used to explain a ``KeyError`` raised inside ``CocoDataset`` after the
+    fact; the lists and fields are the dataset audit's
+    (:mod:`mmsnip.utils.dataset_audit`: ``COCO_LISTS``, ``IMAGE_FIELDS``,
+    ``ANN_FIELDS``), which finds these problems and more before a run.
 
     Args:
         coco (dict): A parsed COCO annotation file.
@@ -219,13 +248,12 @@ def coco_problem(coco) -> Optional[str]:
     """
     if not isinstance(coco, dict):
         return f'not a COCO dict but a {type(coco).__name__}'
-    for key in ('images', 'annotations', 'categories'):
+    for key in COCO_LISTS:
         if not isinstance(coco.get(key), list):
             return f'lacks the COCO list "{key}"'
-    for where, rows, fields in (('images', coco['images'],
-                                 COCO_IMAGE_FIELDS),
+    for where, rows, fields in (('images', coco['images'], IMAGE_FIELDS),
                                 ('annotations', coco['annotations'],
-                                 COCO_ANN_FIELDS)):
+                                 ANN_FIELDS)):
         bad = next(((i, f) for i, row in enumerate(rows) for f in fields
                     if not isinstance(row, dict) or f not in row), None)
         if bad is not None:
@@ -238,25 +266,13 @@ def coco_problem(coco) -> Optional[str]:
 
 
 def check_coco_file(path: str) -> None:
-    """Raise :class:`UserInputError` if ``path`` is not a COCO json file."""
-    try:
-        with open(path, encoding='utf-8') as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
+    """Raise :class:`UserInputError` if ``path`` is not a COCO json file
+    (the audit's :func:`~mmsnip.utils.dataset_audit.read_coco`) or lacks
+    a field ``CocoDataset`` reads (:func:`coco_problem`)."""
+    data, problems = read_coco(path)
+    if data is None:  # one ``bad_file`` problem: not JSON, not COCO
         raise UserInputError(
-            f'annotation file "{path}" is not valid JSON: {e.msg} at line '
-            f'{e.lineno} column {e.colno}') from e
-    except UnicodeDecodeError as e:
-        raise UserInputError(
-            f'annotation file "{path}" is not UTF-8 text') from e
-    if not isinstance(data, dict):
-        raise UserInputError(
-            f'annotation file "{path}" must hold a JSON object with keys '
-            f'{list(COCO_KEYS)}, got {type(data).__name__}')
-    missing = [k for k in COCO_KEYS if k not in data]
-    if missing:
-        raise UserInputError(
-            f'annotation file "{path}" lacks the COCO key(s) {missing}')
+            f'annotation file "{path}" {problems[0].message}')
     problem = coco_problem(data)
     if problem:
         raise UserInputError(f'annotation file "{path}": {problem}')

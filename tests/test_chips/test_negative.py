@@ -4,9 +4,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmsnip.chips import (ChipConfig, ScaleSpec, generate_negative_chips,
-                          generate_positive_chips, inside_matrix,
-                          sample_negative_chips)
+from mmsnip.chips import (ChipConfig, ChipSet, ScaleSpec, box_sizes,
+                          chip_starts, generate_negative_chips,
+                          generate_positive_chips, in_range, inside_matrix,
+                          make_chip_set, sample_negative_chips,
+                          sanitize_boxes, to_canvas)
 
 CFG = ChipConfig(scales=(ScaleSpec(factor=1.0, valid_range=(0, 200)),),
                  chip_size=256, chip_stride=32,
@@ -145,3 +147,149 @@ def test_negative_chips_hold_enough_proposals(n, seed, m):
     perm = rng.permutation(n)
     np.testing.assert_array_equal(_negatives(props[perm], cfg).boxes,
                                   neg.boxes)
+
+
+def _dense_cover(boxes, hw, k, d, m):
+    """Greedy cover over every grid candidate, written plainly: while some
+    candidate encloses >= m uncovered boxes, the first best in row-major
+    order picks the boxes S; the chip is the middle of the candidates
+    enclosing S (greedy_cover's documented tie-break)."""
+    h, w = hw
+    sx, sy = chip_starts(w, k, d), chip_starts(h, k, d)
+    iy, ix = np.divmod(np.arange(len(sx) * len(sy)), len(sx))
+    cand = np.stack([sx[ix], sy[iy], sx[ix] + min(k, w), sy[iy] + min(k, h)],
+                    axis=1)
+    inside = inside_matrix(boxes, cand)
+    remaining = np.ones(len(boxes), bool)
+    chips = []
+    while True:
+        counts = (inside & remaining).sum(1)
+        best = int(np.argmax(counts))
+        if counts[best] < m:
+            break
+        s = inside[best] & remaining
+        ok = inside[:, s].all(1)
+        mid_x = (ix[ok].min() + ix[ok].max()) // 2
+        mid_y = (iy[ok].min() + iy[ok].max()) // 2
+        chips.append(cand[(ix == mid_x) & (iy == mid_y)][0])
+        remaining &= ~s
+    return np.array(chips).reshape(-1, 4)
+
+
+def _reference_negatives(per_scale, h, w, cfg, pos):
+    """Sec. 3.3.3 one scale at a time, without shortcuts."""
+    sets = []
+    for s, spec in enumerate(cfg.scales):
+        props = np.asarray(per_scale[s], float).reshape(-1, 5)
+        boxes, keep = sanitize_boxes(props[:, :4], h, w)
+        if cfg.negative.max_proposals is not None:
+            order = [i for i in np.argsort(-props[:, 4], kind='stable')
+                     if keep[i]][:cfg.negative.max_proposals]
+            keep = np.isin(np.arange(len(props)), order)
+        keep &= in_range(box_sizes(boxes), spec.valid_range)
+        factor = spec.factor_for(h, w)
+        canvas = spec.scaled_shape(h, w)
+        scaled = to_canvas(boxes[keep], factor, canvas)
+        mine = pos.boxes_scaled[pos.scale_index == s]
+        scaled = scaled[~inside_matrix(scaled, mine).any(0)]
+        chips = _dense_cover(scaled, canvas, cfg.chip_size, cfg.chip_stride,
+                             cfg.negative.min_proposals_for(s))
+        sets.append(make_chip_set(chips, s, factor, canvas, h, w, False))
+    return ChipSet.concat(sets)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**31), st.sampled_from([None, 40]),
+       st.sampled_from([(480, 640), (427, 612), (900, 300)]))
+def test_negatives_equal_a_plain_reference(seed, max_props, hw):
+    # The vectorised path (all scales at once, shared positive test) gives
+    # exactly the chips of the plain per-scale rule with a dense cover.
+    h, w = hw
+    rng = np.random.default_rng(seed)
+    cfg = ChipConfig(scales=ChipConfig.paper_coco().scales, off_grid=False,
+                     negative=dict(min_proposals=(3, 4, 5),
+                                   max_proposals=max_props))
+    gt = rng.uniform(0, 1, (5, 2)) * [w - 80, h - 80]
+    gt = np.c_[gt, gt + rng.uniform(5, 80, (5, 2))]
+    pos = generate_positive_chips(gt, h, w, cfg).chips
+    per_scale = []
+    for _ in range(3):
+        xy = rng.uniform(-20, 1, (80, 2)) * [-w / 20, -h / 20]
+        wh = np.exp(rng.normal(np.log(50), 0.8, (80, 2)))
+        score = np.round(rng.uniform(0, 1, 80), 1)  # ties
+        per_scale.append(np.c_[xy, xy + wh, score])
+    per_scale[1][:3, 0] = np.nan  # dropped rows
+    got = generate_negative_chips(per_scale, h, w, cfg, pos)
+    want = _reference_negatives(per_scale, h, w, cfg, pos)
+    assert len(got) == len(want)
+    for f in ('boxes', 'boxes_scaled', 'scale_index', 'scale_factor',
+              'is_positive'):
+        np.testing.assert_array_equal(getattr(got, f), getattr(want, f),
+                                      err_msg=f)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31), st.sampled_from([None, 30]))
+def test_batch_equals_one_image_at_a_time(seed, max_props):
+    from mmsnip.chips.negative import negative_chips_batch
+    rng = np.random.default_rng(seed)
+    cfg = ChipConfig(scales=ChipConfig.paper_coco().scales,
+                     negative=dict(min_proposals=(2, 3, 4),
+                                   max_proposals=max_props))
+    sizes = [(480, 640), (427, 612), (900, 300), (375, 500), (640, 427)]
+    flat, row_start, pos, want = [], [0], [], []
+    for h, w in sizes:
+        gt = rng.uniform(0, 1, (4, 2)) * [w - 60, h - 60]
+        chips = generate_positive_chips(
+            np.c_[gt, gt + rng.uniform(5, 60, (4, 2))], h, w, cfg).chips
+        per_scale = []
+        for _ in range(3):
+            n = int(rng.integers(0, 60))
+            xy = rng.uniform(0, 1, (n, 2)) * [w, h]
+            wh = np.exp(rng.normal(np.log(40), 0.8, (n, 2)))
+            per_scale.append(np.c_[xy, xy + wh,
+                                   np.round(rng.uniform(0, 1, n), 1)])
+            flat.append(per_scale[-1])
+            row_start.append(row_start[-1] + n)
+        pos.append(chips)
+        want.append(generate_negative_chips(per_scale, h, w, cfg, chips))
+    hw = np.array(sizes, float)
+    got, counts = negative_chips_batch(
+        np.concatenate(flat), np.array(row_start), hw[:, 0], hw[:, 1], cfg,
+        ChipSet.concat(pos), np.cumsum([0] + [len(p) for p in pos]))
+    assert counts.tolist() == [len(x) for x in want]
+    want = ChipSet.concat(want)
+    for f in ('boxes', 'boxes_scaled', 'scale_index', 'scale_factor',
+              'is_positive'):
+        np.testing.assert_array_equal(getattr(got, f), getattr(want, f),
+                                      err_msg=f)
+    assert not got.is_positive.any()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(-50, 3000), st.floats(0, 700),
+                          st.sampled_from([100, 511, 512, 513, 600, 1067,
+                                           1920, 2000, 2049]),
+                          st.sampled_from([0.0, 1e-6, 2e-6, 0.5])),
+                min_size=1, max_size=30),
+       st.sampled_from([(512, 32), (256, 64), (128, 16), (512, 57)]))
+def test_grid_runs_equal_the_search_on_the_grid(raw, k_d):
+    # negative_chips_batch computes the cover's index runs arithmetically
+    # for many canvases at once; they must be searchsorted's exactly,
+    # including edges on grid positions and within _EPS of them.
+    from mmsnip.chips.positive import _cached_starts, _feasible_runs
+    from mmsnip.chips.positive import grid_runs
+    k, d = k_d
+    x, width, length, off = (np.array(c) for c in zip(*raw))
+    # edges on grid positions, or _EPS-close to them, or anywhere
+    on_grid = np.round(x / d) * d
+    lo = np.where(off > 0, on_grid + off - 1e-6, x)
+    hi = np.where(off > 0, on_grid + np.minimum(k, length) - off + 1e-6,
+                  x + width)
+    hi = np.maximum(hi, lo)
+    first, last = grid_runs(lo, hi, length, k, d)
+    for n in range(len(raw)):
+        starts = _cached_starts(int(length[n]), k, d)
+        want = _feasible_runs(lo[n:n + 1], hi[n:n + 1], starts,
+                              min(k, int(length[n])))
+        assert (first[n], last[n]) == (want[0][0], want[1][0]), n

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from mmsnip.chips import (ChipConfig, FocusConfig, NegativeConfig, ScaleSpec,
+from mmsnip.chips import (ChipConfig, NegativeConfig, ScaleSpec,
                           range_gap)
 
 
@@ -65,9 +65,6 @@ def test_paper_defaults_pair_ranges_with_scales():
     assert coarse.max_side == 512 and coarse.valid_range == (120, math.inf)
     assert middle.factor == 1.667 and middle.valid_range == (32, 150)
     assert fine.factor == 3.0 and fine.valid_range == (0, 80)
-    assert cfg.focus == FocusConfig() and (cfg.focus.a, cfg.focus.b,
-                                           cfg.focus.c) == (5, 64, 90)
-    assert cfg.focus.stride == 16 and cfg.focus.dilation == 3
     assert cfg.off_grid and not cfg.allow_range_gaps
 
 
@@ -77,13 +74,11 @@ def test_from_dict_nested_and_flat_aliases():
               dict(factor=3.0, valid_range=(0, 80))]
     nested = ChipConfig.from_dict(dict(
         chip_size=512, chip_stride=32, scales=scales,
-        negative=dict(min_proposals=(10, 10, 25), num_per_image=3),
-        focus=dict(threshold=0.2, min_size=320)))
+        negative=dict(min_proposals=(10, 10, 25), num_per_image=3)))
     assert nested.negative == NegativeConfig(min_proposals=(10, 10, 25),
                                              num_per_image=3)
     assert nested.negative.min_proposals_for(2) == 25
     assert nested.neg_per_image == 3
-    assert nested.focus.threshold == 0.2 and nested.focus.min_size == 320
     assert nested.scales == ChipConfig.paper_coco().scales
     flat = ChipConfig.from_dict(dict(scales=scales, neg_min_proposals=5,
                                      neg_per_image=1))
@@ -126,12 +121,8 @@ def test_chip_config_validation():
         make(negative=dict(min_proposals=(3, 4)))
     with pytest.raises(ValueError, match='negative.num_per_image'):
         make(neg_per_image=-1)
-    with pytest.raises(ValueError, match='a < b <= c'):
-        make(focus=dict(a=10, b=5))
-    with pytest.raises(ValueError, match='focus.threshold'):
-        make(focus=dict(threshold=1.5))
-    with pytest.raises(ValueError, match='focus.dilation'):
-        make(focus=dict(dilation=0))
+    with pytest.raises(ValueError, match='not a chip setting'):
+        make(focus=dict(threshold=0.5))
     gap = [dict(factor=1, valid_range=(0, 50)),
            dict(factor=2, valid_range=(60, 100))]
     # (the second range is also mis-ordered: allow the gap, then check that)
@@ -174,3 +165,12 @@ def test_range_gap():
     assert range_gap([(120, math.inf), (32, 150), (0, 80)]) is None
     assert range_gap([(0, 10), (20, 30)]) == (10, 20)
     assert range_gap([(0, 80), (80, math.inf)]) is None  # touching
+
+
+def test_focus_section_is_refused_with_its_home():
+    """AutoFocus settings are not chip settings: a config that sets them in
+    chip_cfg would silently change nothing, so it is an error naming where
+    they live."""
+    scales = [dict(factor=1.0, valid_range=(0, None))]
+    with pytest.raises(ValueError, match='model.focus_head.*tta_model.scales'):
+        ChipConfig.from_dict(dict(scales=scales, focus=dict(a=5)))

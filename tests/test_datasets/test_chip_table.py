@@ -1,6 +1,7 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
-"""Chip tables: parallel build == serial build; one builder per key, the
-other processes (ranks) wait for its file and load it."""
+"""Chip tables: parallel build == serial build == the chip engine image by
+image, from a proposal file or a dict; one builder per key, the other
+processes (ranks) wait for its file and load it."""
 import json
 import os
 import socket
@@ -11,7 +12,8 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from mmsnip.chips import ChipConfig
+from mmsnip.chips import (ChipConfig, ChipSet, generate_negative_chips,
+                          generate_positive_chips)
 from mmsnip.datasets import chip_table
 from mmsnip.datasets.chip_table import (CacheWaitTimeout, ChipTableCache,
                                         ImageRecords, build_chip_table)
@@ -65,6 +67,43 @@ def test_parallel_build_equals_serial():
     assert (np.diff(serial['img_index'][:pos.sum()]) >= 0).all()
     assert (np.diff(serial['img_index'][pos.sum():]) >= 0).all()
     assert 0 < pos.sum() < len(pos)
+
+
+def test_batched_build_equals_the_engine_image_by_image(tmp_path):
+    # The table's negatives come from negative_chips_batch over blocks of
+    # images (flat rows read in one slice of a proposal file, or gathered
+    # from a dict); they must be generate_negative_chips image by image.
+    from mmsnip.datasets.proposals import ProposalFile, save_proposals
+    rec = records(num=30, seed=2)
+    props = proposals(rec, seed=3)
+    props[rec.img_ids[4]][1][:3, 0] = np.nan  # dropped rows
+    props[rec.img_ids[5]] = [np.zeros((0, 5))] * 3
+    cfg = ChipConfig(scales=CFG.scales, chip_size=128, chip_stride=32,
+                     negative=dict(min_proposals=2, max_proposals=12))
+    path = str(tmp_path / 'p.npz')
+    save_proposals(path, props, 3, score_dtype='float16')
+    stored = ProposalFile(path)  # f16 values: compare on what is stored
+    as_dict = {i: stored[i] for i in stored}
+    want = []
+    for n in range(len(rec)):
+        h, w, boxes, crowd = rec.image(n)
+        h, w = int(h), int(w)
+        pos = generate_positive_chips(boxes, h, w, cfg, crowd).chips
+        want.append(generate_negative_chips(stored[rec.img_ids[n]], h, w,
+                                            cfg, pos))
+    want = ChipSet.concat(want)
+    with mock.patch.object(chip_table, 'NEGATIVE_BLOCK', 7):
+        for source in (stored, as_dict):
+            table = build_chip_table(rec, cfg, source, workers=0)
+            neg = ~table['is_positive']
+            assert neg.sum() == len(want) > 0
+            np.testing.assert_array_equal(table['boxes'][neg], want.boxes)
+            np.testing.assert_array_equal(table['boxes_scaled'][neg],
+                                          want.boxes_scaled)
+            np.testing.assert_array_equal(table['scale_index'][neg],
+                                          want.scale_index)
+            np.testing.assert_array_equal(table['scale_factor'][neg],
+                                          want.scale_factor)
 
 
 def _lock_as_other_rank(path, pid=None):

@@ -1,14 +1,24 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
-"""Proposal files: compact (memory-mapped npz) and legacy (pickle) both
-round-trip; conversion; errors name the file."""
+"""Proposal files: compact version 3 (memory-mapped npz, 8-bit scores),
+version 2 (float16 scores) and legacy (pickle) all round-trip; precision
+bounds; conversion (function and tool); errors name the file."""
+import json
+import os.path as osp
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from mmsnip.datasets.proposals import (ProposalFile, convert_proposals,
-                                       load_proposals, open_proposals,
-                                       save_proposals)
+from mmsnip.chips import ChipConfig, generate_negative_chips
+from mmsnip.chips.positive import ChipSet
+from mmsnip.datasets.proposals import (SCORE_LEVELS, ProposalFile,
+                                       convert_proposals, load_proposals,
+                                       open_proposals, save_proposals,
+                                       write_proposal_arrays)
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def legacy(path, props, num_scales):
@@ -28,11 +38,12 @@ PROPS = {
 }
 
 
-def test_compact_file_round_trips_exactly_for_float16_values(tmp_path):
+def test_version2_file_round_trips_exactly_for_float16_values(tmp_path):
     path = str(tmp_path / 'p.pkl')  # the configs' names keep working
-    save_proposals(path, PROPS, num_scales=2)
+    save_proposals(path, PROPS, num_scales=2, score_dtype='float16')
     props = load_proposals(path, [3, 7], 2)
     assert isinstance(props, ProposalFile) and len(props) == 2
+    assert props.version == 2
     assert sorted(props) == [3, 7] and 3 in props and 4 not in props
     for k, v in PROPS.items():
         for got, want in zip(props[k], v):
@@ -52,15 +63,17 @@ def test_legacy_pickle_still_reads_and_converts(tmp_path):
     assert isinstance(props, dict)
     np.testing.assert_array_equal(props[7][0], PROPS[7][0].astype('f4'))
     new = str(tmp_path / 'new.npz')
-    info = convert_proposals(old, new, top_n=2)
+    info = convert_proposals(old, new, top_n=2, score_dtype='float16')
     assert info['images'] == 2 and info['proposals'] == 2 + 1 + 2
+    assert info['version'] == 2
     conv = load_proposals(new, [3, 7], 2)
     # top 2 of scale 1 of image 3 by score: rows 0 and 2, order kept
     np.testing.assert_array_equal(conv[3][1], PROPS[3][1][[0, 2]])
     np.testing.assert_array_equal(conv[7][0], PROPS[7][0])
     # the identity changes with the content, not with the path
     assert open_proposals(new)[2] != open_proposals(old)[2]
-    convert_proposals(old, str(tmp_path / 'b.npz'), top_n=2)
+    convert_proposals(old, str(tmp_path / 'b.npz'), top_n=2,
+                      score_dtype='float16')
     assert open_proposals(str(tmp_path / 'b.npz'))[2] == \
         open_proposals(new)[2]
 
@@ -97,3 +110,143 @@ def test_bad_files_are_errors_naming_them(tmp_path):
     with pytest.raises(ValueError, match='img_id 3 has 2 scales, expected '
                        '3'):
         save_proposals(path, PROPS, 3)
+
+
+# -- version 3: float16 boxes, uint8 scores, rows by descending score ------
+def _random_props(rng, num_images=20, num_scales=3, per_scale=50,
+                  side=1900.0):
+    props = {}
+    for i in range(num_images):
+        per = []
+        for _ in range(num_scales):
+            xy = rng.uniform(0, side - 100, (per_scale, 2))
+            wh = rng.uniform(1, 100, (per_scale, 2))
+            score = rng.uniform(0, 1, per_scale)
+            score[rng.uniform(size=per_scale) < 0.1] = 0.5  # exact ties
+            score[:2] = [np.nan, 0.25]
+            per.append(np.c_[xy, xy + wh, score])
+        props[100 + i] = per
+    return props
+
+
+def test_version3_round_trip_precision_and_order(tmp_path):
+    rng = np.random.default_rng(0)
+    props = _random_props(rng)
+    path = str(tmp_path / 'p.npz')
+    save_proposals(path, props, num_scales=3)
+    got = load_proposals(path, list(props), 3)
+    assert got.version == 3 and got._scores.dtype == np.uint8
+    assert got._boxes.dtype == np.float16
+    finite = np.concatenate([p[:, 4] for v in props.values() for p in v])
+    finite = finite[np.isfinite(finite)]
+    step = (finite.max() - finite.min()) / SCORE_LEVELS
+    for k, per in props.items():
+        for want, row in zip(per, got[k]):
+            # rows by descending score, stable for ties, NaN last
+            order = np.argsort(-want[:, 4], kind='stable')
+            want = want[order]
+            assert row.dtype == np.float32 and row.shape == want.shape
+            # float16 boxes: coordinates < 2048 px within 0.5 px, < 1024
+            # px within 0.25 px
+            err = np.abs(row[:, :4] - want[:, :4])
+            assert (err <= 0.5).all()
+            small = want[:, :4] < 1024
+            assert (err[small] <= 0.25).all()
+            # scores within half a quantisation step, NaN kept
+            assert np.isnan(row[-1, 4]) and np.isnan(want[-1, 4])
+            assert np.abs(row[:-1, 4] - want[:-1, 4]).max() <= \
+                step / 2 + 1e-6
+            # the stored scores rank the rows as the original scores do
+            np.testing.assert_array_equal(
+                np.argsort(-row[:, 4], kind='stable'), np.arange(len(row)))
+    # 9 bytes per proposal plus a small index
+    rows = sum(len(p) for v in props.values() for p in v)
+    assert osp.getsize(path) < 9 * rows + 4096
+
+
+def test_version3_top_k_picks_the_rows_the_original_scores_pick(tmp_path):
+    # 300 proposals, scores closer together than a quantisation step: the
+    # top 100 by stored score are exactly the top 100 by original score,
+    # so negative chips with max_proposals are the same.
+    rng = np.random.default_rng(1)
+    h, w = 480, 640
+    xy = rng.uniform(0, 1, (300, 2)) * [w - 60, h - 60]
+    wh = rng.uniform(10, 60, (300, 2))
+    score = 0.5 + rng.uniform(0, 1e-3, 300)
+    score[[0, 5]] = [0.0, 1.0]
+    score = score.astype(np.float32).astype(np.float64)  # as files hold
+    per = [np.c_[xy, xy + wh, score]]
+    path = str(tmp_path / 'p.npz')
+    save_proposals(path, {1: per}, num_scales=1)
+    row = ProposalFile(path)[1][0]
+    assert len(np.unique(row[:, 4])) < 10  # heavily quantised
+    top = np.argsort(-score, kind='stable')[:100]
+    np.testing.assert_array_equal(
+        row[:100, :4], per[0][top, :4].astype(np.float16))
+    cfg = ChipConfig(scales=[dict(factor=2.0, valid_range=(0, 200))],
+                     negative=dict(min_proposals=3, max_proposals=100))
+    want = generate_negative_chips(
+        [np.c_[per[0][:, :4].astype(np.float16), score]], h, w, cfg,
+        ChipSet.empty())
+    got = generate_negative_chips([row], h, w, cfg, ChipSet.empty())
+    assert len(want) > 0
+    np.testing.assert_array_equal(got.boxes_scaled, want.boxes_scaled)
+
+
+def test_version3_flat_writer_sorts_each_segment(tmp_path):
+    # write_proposal_arrays (the benchmark's and miners' path) sorts per
+    # image and scale across chunk borders
+    offsets = np.array([0, 3, 3, 7, 8])
+    scores = np.array([.1, .3, .2, .5, np.nan, .9, .5, .4])
+    boxes = np.arange(32, dtype=np.float16).reshape(8, 4)
+    path = str(tmp_path / 'flat.npz')
+    write_proposal_arrays(path, np.array([4, 9]), offsets, boxes, scores, 2)
+    f = ProposalFile(path)
+    assert [len(p) for p in f[4] + f[9]] == [3, 0, 4, 1]
+    np.testing.assert_array_equal(f[4][0][:, 0], [4, 8, 0])
+    np.testing.assert_array_equal(f[9][0][:, 0], [20, 12, 24, 16])
+    np.testing.assert_allclose(f[9][0][:3, 4], [.9, .5, .5], atol=.002)
+    assert np.isnan(f[9][0][3, 4])
+    from mmsnip.datasets import proposals
+    small = proposals._sort_and_quantise(offsets, boxes, scores, .1, .9,
+                                         chunk_rows=2)
+    np.testing.assert_array_equal(small[0], f._boxes)
+    np.testing.assert_array_equal(small[1], f._scores)
+
+
+def test_unknown_future_version_is_refused(tmp_path):
+    path = str(tmp_path / 'p.npz')
+    save_proposals(path, PROPS, 2)
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    meta = json.loads(bytes(arrays['meta']).decode())
+    meta['version'] = 4
+    arrays['meta'] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=r'p.npz" has format version 4; '
+                       r'this mmsnip reads versions \[2, 3\].*newer mmsnip'):
+        load_proposals(path, [3, 7], 2)
+
+
+def test_convert_tool_writes_version3_and_refuses_bad_input(tmp_path):
+    old = str(tmp_path / 'old.pkl')
+    legacy(old, PROPS, 2)
+    new = str(tmp_path / 'out' / 'new.npz')
+    tool = osp.join(ROOT, 'tools', 'misc', 'convert_proposals.py')
+    run = subprocess.run([sys.executable, tool, old, new], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert 'format version 3' in run.stdout
+    conv = load_proposals(new, [3, 7], 2)
+    assert conv.version == 3
+    # image 3, scale 1: rows by score 1.0, 0.875, 0.75
+    np.testing.assert_array_equal(conv[3][1][:, 0], [10, 12, 11])
+    np.testing.assert_allclose(conv[3][1][:, 4], [1.0, 0.875, 0.75],
+                               atol=0.875 / SCORE_LEVELS / 2 + 1e-6)
+    with open(str(tmp_path / 'junk.pkl'), 'wb') as f:
+        f.write(b'not a pickle')
+    run = subprocess.run([sys.executable, tool, str(tmp_path / 'junk.pkl'),
+                          new], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 2
+    assert run.stderr.startswith('error: proposal file') and \
+        'junk.pkl' in run.stderr and 'Traceback' not in run.stderr

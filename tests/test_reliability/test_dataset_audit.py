@@ -1,5 +1,5 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
-"""The dataset audit (mmsnip.datasets.audit): one problem per bad entry,
+"""The dataset audit (mmsnip.utils.dataset_audit): one problem per bad entry,
 naming the file and the entry (docs/reliability.md)."""
 import json
 import shutil
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmsnip.datasets.audit import (
+from mmsnip.utils.dataset_audit import (
     BAD_BBOX, CATEGORY_ID, CLASS_MISSING, CLASS_ORDER, DROPPED_BOXES,
     DUPLICATE_ANN_ID, DUPLICATE_IMAGE_ID, ERROR, IMAGE_FILE, IMAGE_SIZE,
     IMAGES_SKIPPED, MISSING_CATEGORY, MISSING_IMAGE, NO_IMAGES, WARNING,

@@ -95,3 +95,15 @@ def test_bad_input(autofocus_ckpt, tmp_path):
     proc = run_tool(['tools/benchmark.py', 'infer', SNIPER, ckpt,
                      '--out-dir', str(tmp_path)], check=False)
     assert proc.returncode == 2 and 'AutoFocusTTAModel' in proc.stderr
+
+
+@pytest.mark.skipif(__import__('torch').cuda.is_available(),
+                    reason='--amp is refused only without CUDA')
+def test_amp_needs_cuda(autofocus_ckpt, tmp_path):
+    cfg_path, ckpt = autofocus_ckpt
+    for cmd in (['infer', cfg_path, ckpt], ['train', SNIPER]):
+        proc = run_tool(['tools/benchmark.py'] + cmd + [
+            '--amp', '--out-dir', str(tmp_path / 'amp')], check=False)
+        assert proc.returncode == 2, proc.stderr
+        assert '--amp needs a CUDA device' in proc.stderr
+        assert not (tmp_path / 'amp').exists()

@@ -22,26 +22,22 @@ scale's valid range. Bad input (missing file, not COCO JSON, no usable
 annotation) prints one ``error:`` line and exits with status 2.
 """
 import dataclasses
-import os.path as osp
 import sys
 import textwrap
 import time
 
 import numpy as np
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-from export_chips import coco_boxes, fail, load_coco  # noqa
-
-
-from mmsnip.chips import (chip_statistics, object_sizes,  # noqa: E402
-                          sample_images, scale_table, suggest_params)
-from mmsnip.chips.params import (DEFAULT_MAX_FACTOR,  # noqa: E402
-                                 DEFAULT_OVERLAP, DEFAULT_TARGET)
-from mmsnip.utils.cli import (ArgumentParser, non_negative_int,  # noqa: E402
-                              number, positive_float, positive_int)
-from mmsnip.utils.fileio import (check_output_file, save_figure,  # noqa
-                                 write_json, write_text)
-from mmsnip.utils.preflight import run_cli  # noqa: E402
+from mmsnip.chips import (chip_statistics, object_sizes, sample_images,
+                          scale_table, suggest_params)
+from mmsnip.chips.params import (DEFAULT_MAX_FACTOR, DEFAULT_OVERLAP,
+                                 DEFAULT_TARGET)
+from mmsnip.datasets.coco_file import coco_boxes, load_coco
+from mmsnip.utils.cli import (ArgumentParser, non_negative_int, number,
+                              positive_float, positive_int)
+from mmsnip.utils.fileio import (check_output_file, save_figure, write_json,
+                                 write_text)
+from mmsnip.utils.preflight import UserInputError, run_cli
 
 # Print progress when measuring more images than this.
 PROGRESS_MIN_IMAGES = 200
@@ -81,12 +77,11 @@ def parse_args(argv=None):
 
 def read_annotations(path: str):
     """Boxes, image index, crowd flags and image shapes of a COCO file."""
-    coco = load_coco(path)
-    if not coco['images']:
-        fail(f'annotation file "{path}" has no images')
+    coco = load_coco(path)  # a file without images is refused there
     if not coco['annotations']:
-        fail(f'annotation file "{path}" has no annotations: nothing to '
-             'measure object sizes on')
+        raise UserInputError(
+            f'annotation file "{path}" has no annotations: nothing to '
+            'measure object sizes on')
     row = {img['id']: i for i, img in enumerate(coco['images'])}
     shapes = np.array([[img['height'], img['width']]
                        for img in coco['images']], np.float64)
@@ -191,8 +186,9 @@ def main(argv=None):
     boxes, img_index, crowd, shapes = read_annotations(args.ann_file)
     sizes = object_sizes(boxes, img_index, shapes, crowd)
     if not len(sizes):
-        fail(f'annotation file "{args.ann_file}": no annotation is a '
-             'non-crowd box with positive area inside its image')
+        raise UserInputError(
+            f'annotation file "{args.ann_file}": no annotation is a '
+            'non-crowd box with positive area inside its image')
     try:
         suggestion = suggest_params(
             sizes, num_scales=args.num_scales, chip_size=args.chip_size,
@@ -200,12 +196,12 @@ def main(argv=None):
             overlap=args.overlap, max_factor=args.max_factor,
             open_ends=not args.closed_ends)
     except ValueError as e:
-        fail(str(e))
+        raise UserInputError(str(e)) from e
     m = len(shapes)
     try:
         picked = sample_images(m, args.max_images, args.seed)
     except ValueError as e:
-        fail(f'--max-images: {e}')
+        raise UserInputError(f'--max-images: {e}') from e
     # boxes of the sampled images, image indices renumbered
     row = np.full(m, -1, np.int64)
     row[picked] = np.arange(len(picked))

@@ -51,6 +51,13 @@ COCO-sized file (118k images, 860k annotations) takes about 2 s after
 ``json.load`` (itself about 9 s for that file), on one core. Image headers:
 one small read per image, in ``workers`` processes. Only numpy, json and PIL:
 no torch.
+
+Users: :func:`mmsnip.utils.preflight.check_annotations` (before every
+``tools/train.py`` / ``test.py`` run), ``tools/check_dataset.py`` (all of
+it), and :func:`mmsnip.datasets.coco_file.load_coco` (the one-file checks
+for the tools that read boxes from a COCO file, with the fields they need).
+It lives in ``mmsnip.utils`` so that preflight, which the dataset layer
+imports, needs nothing from ``mmsnip.datasets``.
 """
 import dataclasses
 import json
@@ -88,6 +95,8 @@ IMAGE_SIZE = 'image_size'  # header size != annotated size
 IMAGES_SKIPPED = 'images_not_checked'  # over max_images (warning)
 EVALUATOR_IMAGES = 'evaluator_images'  # metric file lacks dataset images
 
+# What CocoDataset needs: the lists of a file, the fields of its entries.
+COCO_LISTS = ('images', 'annotations', 'categories')
 IMAGE_FIELDS = ('id', 'file_name', 'height', 'width')
 ANN_FIELDS = ('id', 'image_id', 'category_id', 'bbox', 'area')
 # EXIF orientations that rotate by 90 degrees (mmcv and cv2 apply them).
@@ -205,13 +214,23 @@ def join_root(root: Optional[str], path: str) -> str:
 # one file
 
 
-def load_coco(path: str) -> Tuple[Optional[dict], List[Problem]]:
+def read_coco(
+    path: str,
+    lists: Sequence[str] = COCO_LISTS
+) -> Tuple[Optional[dict], List[Problem]]:
     """Parse a COCO json file.
+
+    Args:
+        path (str): The file.
+        lists (Sequence[str]): The top-level lists it must hold (default:
+            ``images``, ``annotations`` and ``categories``, as
+            ``CocoDataset`` needs them; a tool that only reads boxes asks
+            for ``('images', 'annotations')``).
 
     Returns:
         tuple: ``(coco dict or None, problems)``; None with one
         ``bad_file`` problem if it is not readable JSON holding a dict
-        with the lists ``images``, ``annotations`` and ``categories``.
+        with the ``lists``.
     """
 
     def bad(msg):
@@ -230,23 +249,36 @@ def load_coco(path: str) -> Tuple[Optional[dict], List[Problem]]:
     except OSError as e:
         return bad(f'cannot be read: {e}')
     if not isinstance(coco, dict):
-        return bad('must hold a JSON object with the keys "images", '
-                   f'"annotations", "categories", not a '
+        return bad('is not a COCO dict (a JSON object with the lists '
+                   f'{", ".join(map(json.dumps, lists))}) but a '
                    f'{type(coco).__name__}')
-    for key in ('images', 'annotations', 'categories'):
+    for key in lists:
         if not isinstance(coco.get(key), list):
             return bad(f'lacks the COCO list "{key}"')
     return coco, []
 
 
-def audit_coco(coco: dict, path: str, source: str = '') -> List[Problem]:
+def audit_coco(coco: dict,
+               path: str,
+               source: str = '',
+               image_fields: Sequence[str] = IMAGE_FIELDS,
+               ann_fields: Sequence[str] = ANN_FIELDS,
+               categories: bool = True) -> List[Problem]:
     """Structural problems of one parsed COCO dict.
 
     Args:
-        coco (dict): With the lists ``images``, ``annotations``,
-            ``categories`` (see :func:`load_coco`).
+        coco (dict): With the lists ``images``, ``annotations`` and, if
+            ``categories``, ``categories`` (see :func:`read_coco`).
         path (str): The file's path, for the messages.
         source (str): The config entry, for :attr:`Problem.source`.
+        image_fields (Sequence[str]): Fields every image must have
+            (default: what ``CocoDataset`` reads). Fields present are
+            checked whether required or not; ``id`` is always needed.
+        ann_fields (Sequence[str]): Fields every annotation must have
+            (default: what ``CocoDataset`` reads). A tool that only reads
+            boxes asks for ``('image_id', 'bbox')``.
+        categories (bool): Check ``categories`` and every annotation's
+            ``category_id`` against it. Off for tools that ignore classes.
 
     Returns:
         list[Problem]: Errors (a broken entry, a duplicate id, a dangling
@@ -261,7 +293,7 @@ def audit_coco(coco: dict, path: str, source: str = '') -> List[Problem]:
     # categories
     cat_ids: Dict = {}
     names: Dict[str, int] = {}
-    for i, cat in enumerate(coco['categories']):
+    for i, cat in enumerate(coco['categories'] if categories else ()):
         if not isinstance(cat, dict) or not _hashable_id(cat.get('id')) \
                 or not isinstance(cat.get('name'), str):
             add(f'categories[{i}]', 'needs an "id" (number) and a "name" '
@@ -312,12 +344,12 @@ def audit_coco(coco: dict, path: str, source: str = '') -> List[Problem]:
         if not isinstance(img, dict):
             add(entry, f'is a {type(img).__name__}, not an object', BAD_IMAGE)
             continue
-        missing = [f for f in IMAGE_FIELDS if f not in img]
+        missing = [f for f in image_fields if f not in img]
         if missing:
             add(entry, f'lacks {", ".join(map(json.dumps, missing))}',
                 BAD_IMAGE)
-            if 'id' in missing:
-                continue
+        if 'id' not in img:
+            continue
         iid = img['id']
         if not _hashable_id(iid):
             add(entry, f'has the id {iid!r}: ids must be numbers', BAD_IMAGE)
@@ -336,8 +368,8 @@ def audit_coco(coco: dict, path: str, source: str = '') -> List[Problem]:
         if 'width' in img and 'height' in img:
             if not (_is_number(w) and _is_number(h) and w > 0 and h > 0):
                 add(
-                    entry, f'has width={w!r}, height={h!r}: both must be '
-                    'positive numbers (pixels)', BAD_IMAGE)
+                    entry, f'has the size {w!r}x{h!r} (width x height): '
+                    'both must be positive numbers (pixels)', BAD_IMAGE)
             else:
                 sizes[iid] = (w, h)
         name = img.get('file_name')
@@ -373,7 +405,8 @@ def audit_coco(coco: dict, path: str, source: str = '') -> List[Problem]:
                                         ann['area'])
             ok = (
                 type(aid) is int and aid not in ann_first and iid in sizes
-                and cid in cat_ids and type(box) is list and len(box) == 4
+                and (cid in cat_ids or not categories)
+                and type(box) is list and len(box) == 4
                 and type(box[0]) in _NUM and type(box[1]) in _NUM
                 and type(box[2]) in _NUM and type(box[3]) in _NUM
                 and type(area) in _NUM)
@@ -391,7 +424,7 @@ def audit_coco(coco: dict, path: str, source: str = '') -> List[Problem]:
             add(entry, f'is a {type(ann).__name__}, not an object',
                 BAD_ANNOTATION)
             continue
-        missing = [f for f in ANN_FIELDS if f not in ann]
+        missing = [f for f in ann_fields if f not in ann]
         if missing:
             add(entry, f'lacks {", ".join(map(json.dumps, missing))}',
                 BAD_ANNOTATION)
@@ -415,8 +448,8 @@ def audit_coco(coco: dict, path: str, source: str = '') -> List[Problem]:
             no_image[_fmt_id(iid) if _hashable_id(iid) else repr(iid)] \
                 .append(entry)
         cid = ann.get('category_id')
-        if 'category_id' in ann and (not _hashable_id(cid)
-                                     or cid not in cat_ids):
+        if categories and 'category_id' in ann and (
+                not _hashable_id(cid) or cid not in cat_ids):
             no_cat[_fmt_id(cid) if _hashable_id(cid) else repr(cid)] \
                 .append(entry)
         area = ann.get('area')
@@ -428,10 +461,11 @@ def audit_coco(coco: dict, path: str, source: str = '') -> List[Problem]:
             if type(box) is not list or len(box) != 4 or \
                     not all(type(v) in _NUM for v in box):
                 add(entry, _bad_bbox(box), BAD_BBOX)
-            elif type(area) in _NUM:
+            elif type(area) in _NUM or 'area' not in ann:
+                # without an "area" (not required), w * h stands for it
                 rows.append(i)
                 boxes.append(box)
-                areas.append(area)
+                areas.append(area if 'area' in ann else box[2] * box[3])
                 img_wh.append(
                     sizes.get(iid, (
                         np.nan, np.nan)) if _hashable_id(iid) else (np.nan,
@@ -446,7 +480,7 @@ def audit_coco(coco: dict, path: str, source: str = '') -> List[Problem]:
             add(
                 _ann_entry(ann, rows[k]),
                 _bad_bbox(ann['bbox']) if not np.isfinite(arr[k]).all() else
-                f'has area={ann["area"]!r}: it must be a finite number',
+                f'has area={ann.get("area")!r}: it must be a finite number',
                 BAD_BBOX if not np.isfinite(arr[k]).all() else BAD_ANNOTATION)
         out.extend(
             _dropped_boxes(anns, rows, arr, area_arr,
@@ -1038,7 +1072,7 @@ def audit_sources(sources: Sequence[AnnSource],
     for src in sources:
         if src.ann_file in parsed:
             continue
-        coco, problems = load_coco(src.ann_file)
+        coco, problems = read_coco(src.ann_file)
         parsed[src.ann_file] = coco
         out.extend(dataclasses.replace(p, source=src.source) for p in problems)
         if coco is not None:

@@ -1,0 +1,192 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""One COCO annotation file, read for the tools that work on its boxes.
+
+``tools/export_chips.py``, ``tools/browse_chips.py`` and
+``tools/analysis/suggest_params.py`` read a COCO json directly (no config,
+no ``CocoDataset``). This module loads such a file with the checks of the
+dataset audit (:func:`mmsnip.utils.dataset_audit.audit_coco`, the one home
+of "is this COCO file usable") restricted to the fields the caller needs,
+and indexes it:
+
+- :func:`load_coco`: parse and check; the first error becomes a
+  :class:`~mmsnip.utils.preflight.UserInputError` naming the file and the
+  entry (``run_cli`` prints it as one ``error:`` line, exit status 2).
+- :func:`annotations_by_image`: annotations grouped per image id.
+- :func:`coco_boxes`: ``[x, y, w, h]`` -> ``(N, 4)`` xyxy boxes and crowd
+  flags.
+- :func:`category_labels`: category id -> label, by MMDetection's rule.
+- :func:`load_coco_proposals`: a proposal file checked against the images.
+
+Coordinates: every box here is in ORIGINAL image pixels. Torch-free (json,
+numpy; the proposal reader of :mod:`mmsnip.datasets.proposals`).
+
+Example (a file with one image and two boxes)::
+
+    coco = load_coco('ann.json')
+    by_image = annotations_by_image(coco)   # {7: [ann_1, ann_2]}
+    boxes, crowd = coco_boxes(by_image[7])  # (2, 4) xyxy, (2,) bool
+"""
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from mmsnip.utils.dataset_audit import (audit_coco, errors, label_names,
+                                        read_coco)
+from mmsnip.utils.preflight import UserInputError
+
+# What a tool that reads boxes needs from each entry: an image's id and
+# size (ORIGINAL pixels), an annotation's image and box. Fields that are
+# present are checked all the same (e.g. a non-numeric "area").
+BOX_IMAGE_FIELDS = ('id', 'width', 'height')
+BOX_ANN_FIELDS = ('image_id', 'bbox')
+
+
+def load_coco(path: str,
+              image_fields: Sequence[str] = BOX_IMAGE_FIELDS,
+              ann_fields: Sequence[str] = BOX_ANN_FIELDS,
+              categories: bool = False) -> dict:
+    """Read a COCO json file and check it as the dataset audit does.
+
+    The checks are :func:`~mmsnip.utils.dataset_audit.audit_coco`'s, for
+    the fields asked for: broken or duplicate entries, annotations of
+    images (or, with ``categories``, categories) the file lacks, a
+    ``bbox`` that is not four finite numbers, image sizes that are not
+    positive numbers, no images. Its warnings (boxes ``CocoDataset`` would
+    drop: under 1 pixel, negative width or height, outside the image;
+    duplicate file names) are not raised: the tools drop and report such
+    boxes themselves (``mmsnip.chips.sanitize_boxes``).
+
+    Args:
+        path (str): The annotation file.
+        image_fields (Sequence[str]): Fields every image must have
+            (``'file_name'`` too for a tool that reads the pixels).
+        ann_fields (Sequence[str]): Fields every annotation must have.
+        categories (bool): Require the list ``categories`` and check every
+            ``category_id`` against it.
+
+    Returns:
+        dict: The parsed file.
+
+    Raises:
+        UserInputError: Naming the file, the entry and what is wrong, e.g.
+            ``ann.json: image 1: has the size 0x5 (width x height): both
+            must be positive numbers (pixels)``; the number of further
+            errors is appended.
+    """
+    lists = ('images', 'annotations') + (('categories', )
+                                         if categories else ())
+    coco, problems = read_coco(path, lists)
+    if coco is None:  # one ``bad_file`` problem: not JSON, not COCO
+        raise UserInputError(f'annotation file "{path}" '
+                             f'{problems[0].message}')
+    errs = errors(
+        audit_coco(coco, path, image_fields=image_fields,
+                   ann_fields=ann_fields, categories=categories))
+    if errs:
+        more = f' ({len(errs) - 1} more error(s) in the file)' \
+            if len(errs) > 1 else ''
+        raise UserInputError(f'{errs[0]}{more}')
+    return coco
+
+
+def annotations_by_image(coco: dict) -> Dict[int, List[dict]]:
+    """The annotations of a COCO dict grouped by image.
+
+    Args:
+        coco (dict): A file :func:`load_coco` accepted.
+
+    Returns:
+        dict: ``image id -> [annotation dicts]`` with every image of
+        ``coco['images']`` as a key, in the file's order (an image without
+        annotations maps to ``[]``); each list in the file's order.
+
+    Raises:
+        ValueError: An annotation refers to an image id the file lacks
+            (:func:`load_coco` refuses such files).
+    """
+    by_image: Dict[int, List[dict]] = {img['id']: [] for img in coco['images']}
+    for i, ann in enumerate(coco['annotations']):
+        anns = by_image.get(ann['image_id'])
+        if anns is None:
+            raise ValueError(f'annotations[{i}] refers to image '
+                             f'{ann["image_id"]!r}, which is not in "images"')
+        anns.append(ann)
+    return by_image
+
+
+def coco_boxes(anns: Sequence[dict]) -> Tuple[np.ndarray, np.ndarray]:
+    """Boxes and crowd flags of COCO annotations.
+
+    Args:
+        anns (Sequence[dict]): Annotations with ``bbox = [x, y, w, h]``
+            (ORIGINAL pixels) and optionally ``iscrowd``.
+
+    Returns:
+        tuple: ``boxes`` ``(N, 4)`` float64 ``[x1, y1, x2, y2]`` (ORIGINAL
+        pixels, ``x2 = x + w``) and ``crowd`` ``(N,)`` bool (``iscrowd``
+        set and non-zero). ``N = 0`` gives ``(0, 4)`` and ``(0,)``.
+    """
+    xywh = np.array([a['bbox'] for a in anns], np.float64).reshape(-1, 4)
+    boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+    crowd = np.array([bool(a.get('iscrowd', 0)) for a in anns], bool)
+    return boxes, crowd
+
+
+def category_labels(coco: dict,
+                    classes: Optional[Sequence[str]] = None
+                    ) -> Dict[int, int]:
+    """Category id -> label, as ``CocoDataset`` and ``CocoMetric`` number
+    the classes of this file.
+
+    The label of a category is its position among the file's categories
+    *in the file's order*, restricted to ``classes`` (the rule of
+    :func:`mmsnip.utils.dataset_audit.label_names`; the audit refuses
+    configs whose files disagree on it).
+
+    Args:
+        coco (dict): A file :func:`load_coco` accepted with
+            ``categories=True`` (unique names and ids).
+        classes (Sequence[str], optional): ``metainfo.classes``; None keeps
+            every category.
+
+    Returns:
+        dict: ``{category id: label}``; categories not among ``classes``
+        are left out (``CocoDataset`` drops their annotations).
+
+    Example:
+        categories ``[bird (id 3), cat (id 1), dog (id 2)]``, classes
+        ``('cat', 'dog', 'bird')`` -> ``{3: 0, 1: 1, 2: 2}``.
+    """
+    label = {name: i for i, name in enumerate(label_names(coco, classes))}
+    return {
+        cat['id']: label[cat['name']]
+        for cat in coco['categories']
+        if isinstance(cat, dict) and cat.get('name') in label
+    }
+
+
+def load_coco_proposals(path: str, coco: dict, num_scales: int) -> Mapping:
+    """The proposals of a proposal file for every image of ``coco``.
+
+    Args:
+        path (str): A file of ``tools/mine_proposals.py`` (either format of
+            :func:`mmsnip.datasets.proposals.load_proposals`).
+        coco (dict): The annotation file's dict: its image ids must all be
+            in the proposal file.
+        num_scales (int): Scales of the chip config (the file must have as
+            many).
+
+    Returns:
+        Mapping: ``image id -> [(P, 5) array [x1, y1, x2, y2, score]
+        (ORIGINAL pixels) per scale]``.
+
+    Raises:
+        UserInputError: The file is missing, of another dataset, or of
+            another number of scales (the message names the file).
+    """
+    from .proposals import load_proposals
+    try:
+        return load_proposals(path, [img['id'] for img in coco['images']],
+                              num_scales)
+    except (ValueError, FileNotFoundError) as e:
+        raise UserInputError(str(e)) from e
