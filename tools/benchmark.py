@@ -161,16 +161,17 @@ def append_section(path: str, title: str, payload: dict, table: str,
 # -- training ---------------------------------------------------------------
 def train_one(args) -> None:
     from mmsnip.apis.benchmark import measure_training
+    _check_amp(args)
     cfg = load_config(args.config, args.cfg_options)
     check_data_paths(cfg, ['train_dataloader'])
     check_output_file(args.json, '--json')
-    _check_amp(args)
     row = measure_training(cfg, args.iters, args.warmup, amp=args.amp)
     write_json(args.json, row)
 
 
 def train(args) -> None:
     from mmsnip.apis.benchmark import format_markdown, machine_info
+    _check_amp(args)
     labels = args.labels or [osp.splitext(osp.basename(c))[0]
                              for c in args.configs]
     if len(labels) != len(args.configs):
@@ -178,7 +179,6 @@ def train(args) -> None:
     for path in args.configs:
         cfg = load_config(path, args.cfg_options)  # fail fast, before any run
         check_data_paths(cfg, ['train_dataloader'])
-    _check_amp(args)
     _check_outputs(args)
     rows = []
     for label, path in zip(labels, args.configs):
@@ -240,6 +240,7 @@ def infer(args) -> None:
                                        inference_methods, machine_info,
                                        plot_ap_vs_pixels)
     from mmsnip.registry import MODELS
+    _check_amp(args)
     cfg = load_config(args.config, args.cfg_options)
     if cfg.get('tta_model', {}).get('type') != 'AutoFocusTTAModel':
         raise UserInputError(f'config "{args.config}" has no '
@@ -247,7 +248,6 @@ def infer(args) -> None:
     if not osp.isfile(args.checkpoint):
         raise UserInputError(f'checkpoint "{args.checkpoint}" does not exist')
     check_data_paths(cfg, ['test_dataloader'])
-    _check_amp(args)
     _check_outputs(args)
     single = dict(args.single_scale or dict(factor=1.0))
     tile = dict(tile_size=args.tile_size, overlap=args.tile_overlap,
