@@ -36,7 +36,7 @@ from mmengine.config import DictAction
 from mmsnip.apis import evaluate_cascade, load_autofocus
 from mmsnip.chips import (EVERY_PIXEL, CalibrationError, Reference, Target,
                           apply_setting, calibrate_greedy, config_snippet,
-                          setting_of)
+                          format_setting, setting_of)
 from mmsnip.utils import register_all_modules
 from mmsnip.utils.cli import (ArgumentParser, non_negative_float,
                               non_negative_int, positive_float, positive_int,
@@ -171,10 +171,6 @@ def main():
         plt.close(fig)
 
 
-def _fmt(setting) -> str:
-    return ' '.join('({:g}, {}, {:g})'.format(*t) for t in setting)
-
-
 def calibrate(args, cfg, base):
     """Greedy calibration for the target; writes calibration.json and, when
     the target is reached, calibration.py (see the module docstring)."""
@@ -216,7 +212,7 @@ def calibrate(args, cfg, base):
     def report(index, point, varied):
         what = 'config' if varied is None else f'transition {varied}'
         print(f'[{index}] {what}: (t, d, k) per transition '
-              f'{_fmt(point.setting)}: AP {point.ap:.1f} pixels '
+              f'{format_setting(point.setting, " ")}: AP {point.ap:.1f} pixels '
               f'{point.pixels / 1e6:.3f} M', flush=True)
 
     error = None
@@ -258,7 +254,7 @@ def calibrate(args, cfg, base):
     write_text(snippet, config_snippet(scales, base=base_path,
                                        comment=comment))
     print(f'picked [{result.pick}] (t, d, k) per transition '
-          f'{_fmt(pick.setting)}: AP {pick.ap:.1f} pixels '
+          f'{format_setting(pick.setting, " ")}: AP {pick.ap:.1f} pixels '
           f'{pick.pixels / 1e6:.3f} M (full pyramid: AP {reference.ap:.1f} '
           f'pixels {reference.pixels / 1e6:.3f} M); wrote {snippet}')
 

@@ -21,6 +21,7 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
 from mmsnip.chips import EVERY_PIXEL, FocusScale
+from mmsnip.models.snip_labels import base_type
 from mmsnip.models.test_time_augs.chip_runner import crop_resize, pack_crops
 from .autofocus import synchronize, test_subset
 
@@ -139,8 +140,8 @@ def measure_training(cfg: Config, num_iters: int = 20, warmup: int = 3,
         epoch_samples=int(epoch_samples),
         epoch_mpix=(exact if exact is not None else float(estimate)) / 1e6,
         epoch_mpix_exact=exact is not None,
-        precision=('amp (fp16)' if cfg.optim_wrapper.get('type') ==
-                   'AmpOptimWrapper' else 'fp32'),
+        precision=('amp (fp16)' if base_type(cfg.optim_wrapper.get(
+            'type')) == 'AmpOptimWrapper' else 'fp32'),
         device=str(device))
 
 

@@ -11,7 +11,8 @@ from .boxes import (as_boxes, box_issues, box_sizes, boxes_overlap,
 from .calibration import (CalibrationError, CalibrationResult,
                           OperatingPoint, Reference, Target, Transition,
                           apply_setting, calibrate_greedy, config_snippet,
-                          rank_points, select_operating_point, setting_of)
+                          format_setting, rank_points, select_operating_point,
+                          setting_of)
 from .focus import (BACKGROUND, FOCUS, IGNORE, focus_chips, focus_pixel_labels,
                     focus_stack_keep_mask, grow_to_min_size, merge_overlapping,
                     oracle_focus_chips)
@@ -31,7 +32,8 @@ from .scales import (ChipConfig, NegativeConfig, ScaleSpec,
 __all__ = [
     'CalibrationError', 'CalibrationResult', 'OperatingPoint', 'Reference',
     'Target', 'Transition', 'apply_setting', 'calibrate_greedy',
-    'config_snippet', 'rank_points', 'select_operating_point', 'setting_of',
+    'config_snippet', 'format_setting', 'rank_points',
+    'select_operating_point', 'setting_of',
     'BACKGROUND', 'EVERY_PIXEL', 'FOCUS', 'IGNORE', 'NO_PIXEL',
     'CascadeTrace', 'ChipConfig', 'ChipGroundTruth', 'ChipSet',
     'ChipStatistics', 'FocusLabelRule', 'FocusScale',

@@ -231,8 +231,10 @@ def select_operating_point(points: Sequence[OperatingPoint], target: Target,
     raise CalibrationError(_unreachable(points, p, target, reference))
 
 
-def _fmt_setting(setting: Setting) -> str:
-    return ', '.join('({:g}, {}, {:g})'.format(*t) for t in setting)
+def format_setting(setting: Sequence, sep: str = ', ') -> str:
+    """``(t, d, k)`` per transition, coarse to fine, as text:
+    ``'(0.02, 3, 128), (0.05, 3, 128)'``."""
+    return sep.join('({:g}, {}, {:g})'.format(*t) for t in setting)
 
 
 def _unreachable(points, best: OperatingPoint, target: Target,
@@ -240,7 +242,7 @@ def _unreachable(points, best: OperatingPoint, target: Target,
     head = (f'no setting of the {len(points)} evaluated reaches the target '
             f'"{target.describe(reference)}": ')
     where = f'(t, d, k per transition, coarse to fine: ' \
-            f'{_fmt_setting(best.setting)})'
+            f'{format_setting(best.setting)})'
     if target.max_ap_drop is not None:
         return head + (
             f'the best reaches AP {best.ap:.4g}, '
@@ -489,5 +491,6 @@ __all__ = [
     'CALIBRATED_KEYS', 'RULE', 'CalibrationError', 'CalibrationResult',
     'OperatingPoint', 'Reference', 'Target', 'Transition', 'apply_setting',
     'as_setting', 'calibrate_greedy', 'config_snippet', 'finest_first',
+    'format_setting',
     'rank_points', 'select_operating_point', 'setting_of', 'transition'
 ]

@@ -4,6 +4,7 @@ import json
 import os.path as osp
 
 import pytest
+import torch
 
 from conftest import REPO_ROOT, run_tool, tiny_checkpoint, tiny_config
 
@@ -97,7 +98,7 @@ def test_bad_input(autofocus_ckpt, tmp_path):
     assert proc.returncode == 2 and 'AutoFocusTTAModel' in proc.stderr
 
 
-@pytest.mark.skipif(__import__('torch').cuda.is_available(),
+@pytest.mark.skipif(torch.cuda.is_available(),
                     reason='--amp is refused only without CUDA')
 def test_amp_needs_cuda(autofocus_ckpt, tmp_path):
     cfg_path, ckpt = autofocus_ckpt
