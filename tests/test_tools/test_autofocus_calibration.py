@@ -189,3 +189,23 @@ def test_cfg_options_must_move_images_and_ground_truth_together(
     assert 'instances_train.json' in proc.stderr
     assert 'instances_val.json' in proc.stderr
     assert not (tmp_path / 'c' / 'calibration.json').exists()
+
+
+def test_docs_measured_calibration_commands_parse():
+    """The commands of 'Calibration measured on the joint demo model': each
+    tool knows every flag named, and the configs named exist."""
+    text = open(osp.join(REPO_ROOT, 'docs/autofocus.md')).read()
+    section = text.split('## Calibration measured', 1)[1].split('\n## ')[0]
+    block = section.split('```bash', 1)[1].split('```', 1)[0]
+    commands = block.replace('\\\n', ' ').strip().splitlines()
+    assert len(commands) == 2
+    for command in commands:
+        words = command.split()
+        assert words[:2] == ['python', words[1]] and words[1].startswith(
+            'tools/')
+        flags = {w.split('=')[0] for w in words if w.startswith('--')}
+        help_text = run_tool([words[1], '--help']).stdout
+        assert not sorted(f for f in flags if f not in help_text), command
+        for word in words:
+            if word.startswith('configs/'):
+                assert osp.isfile(osp.join(REPO_ROOT, word)), word
