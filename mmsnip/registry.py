@@ -1,5 +1,6 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
-"""mmsnip registries: one child of every MMDetection registry node.
+"""mmsnip registries: one child of every MMDetection registry node (and of
+MMEngine's FUNCTIONS, which MMDetection lacks).
 
 Each node has scope ``mmsnip`` and MMDetection's node as parent, so a config
 with ``default_scope = 'mmsnip'`` finds mmsnip modules *and* every mmdet
@@ -11,6 +12,7 @@ Inside dicts inherited from ``mmdet::`` bases (they carry
 ``_scope_='mmdet'``), write ``type='mmsnip.X'`` or set ``_scope_='mmsnip'``.
 """
 from mmdet import registry as mmdet_registry
+from mmengine import registry as mmengine_registry
 from mmengine.registry import Registry
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     'VISUALIZERS',
     'VISBACKENDS',
     'LOG_PROCESSORS',
+    'FUNCTIONS',
 ]
 
 RUNNERS = Registry(
@@ -136,3 +139,10 @@ LOG_PROCESSORS = Registry(
     parent=mmdet_registry.LOG_PROCESSORS,
     scope='mmsnip',
     locations=['mmsnip.engine'])
+# MMDetection has no FUNCTIONS node: the child of MMEngine's, where
+# ``Runner.build_dataloader`` looks up ``collate_fn`` (``type='mmsnip.X'``).
+FUNCTIONS = Registry(
+    'function',
+    parent=mmengine_registry.FUNCTIONS,
+    scope='mmsnip',
+    locations=['mmsnip.datasets'])

@@ -1,6 +1,7 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 import pytest
 from mmdet import registry as mmdet_registry
+from mmengine import registry as mmengine_registry
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
@@ -12,9 +13,11 @@ register_all_modules(init_default_scope=False)
 
 @pytest.mark.parametrize('name', registry.__all__)
 def test_every_node_is_a_child_of_mmdets(name):
+    """... or of MMEngine's where MMDetection has none (FUNCTIONS)."""
     node = getattr(registry, name)
     assert node.scope == 'mmsnip'
-    assert node.parent is getattr(mmdet_registry, name)
+    assert node.parent is getattr(mmdet_registry, name,
+                                  getattr(mmengine_registry, name))
     assert node.parent.children['mmsnip'] is node
 
 

@@ -6,6 +6,10 @@ tiling (ours and SAHI) and single scale, side by side in one run.
     python tools/benchmark.py train CFG [CFG ...] --out-dir DIR \
         [--iters 20] [--warmup 3] [--amp] [--append docs/benchmarks.md]
 
+    # data loading: what the training process waits per batch at a GPU step
+    python tools/benchmark.py loader CFG [CFG ...] --out-dir DIR \
+        [--batches 40] [--step-seconds 0.3] [--append docs/benchmarks.md]
+
     # inference: one trained AutoFocus model, every method on the same images
     python tools/benchmark.py infer AUTOFOCUS_CFG CKPT --out-dir DIR \
         [--methods single pyramid autofocus oracle tiling sahi] \
@@ -13,7 +17,8 @@ tiling (ours and SAHI) and single scale, side by side in one run.
         [--tile-size 256] [--tile-overlap 32] [--tile-factor 2.0] \
         [--num-images 100] [--amp] [--append docs/benchmarks.md]
 
-Writes ``train.json``/``train.md`` or ``infer.json``/``infer.md``/
+Writes ``train.json``/``train.md``, ``loader.json``/``loader.md`` or
+``infer.json``/``infer.md``/
 ``infer.png`` (AP vs pixels per image) to ``--out-dir``; ``--append``
 adds a dated section (command, machine, versions, table) to a Markdown file.
 Training runs every config in its own process (clean peak memory).
@@ -26,6 +31,7 @@ the GPU and synchronises before timing; ``--amp`` (CUDA only) trains with
 """
 import argparse
 import contextlib
+import copy
 import json
 import os
 import os.path as osp
@@ -36,7 +42,8 @@ import sys
 from mmengine.config import DictAction
 
 from mmsnip.utils import register_all_modules
-from mmsnip.utils.cli import (ArgumentParser, finite_float, non_negative_int,
+from mmsnip.utils.cli import (ArgumentParser, finite_float,
+                              non_negative_float, non_negative_int,
                               positive_float, positive_int)
 from mmsnip.utils.fileio import (check_output_dir, check_output_file,
                                  checked_write, write_json, write_text)
@@ -64,6 +71,29 @@ def parse_args(argv=None):
                        'autocast); needs a CUDA device')
     train.add_argument('--cfg-options', nargs='+', action=DictAction,
                        help='overrides applied to every config')
+
+    loader = sub.add_parser(
+        'loader', help='what the training process waits per batch when a '
+        'GPU step lasts --step-seconds')
+    loader.add_argument('configs', nargs='+')
+    loader.add_argument('--labels', nargs='+',
+                        help='row names (default: config file names)')
+    loader.add_argument('--batches', type=positive_int, default=40,
+                        help='measured batches per config')
+    loader.add_argument('--warmup', type=non_negative_int, default=3)
+    loader.add_argument('--step-seconds', type=non_negative_float,
+                        default=0.3, help='the GPU step the training '
+                        'process waits on between batches (0: the '
+                        'loader\'s throughput)')
+    loader.add_argument('--collate', nargs='+', metavar='TYPE',
+                        help='measure each config with each of these '
+                        'collate_fn types, e.g. pseudo_collate '
+                        'mmsnip.pseudo_collate_by_value (default: the '
+                        'config\'s own)')
+    loader.add_argument('--out-dir', required=True)
+    loader.add_argument('--append', help='Markdown file to append a section')
+    loader.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='overrides applied to every config')
 
     one = sub.add_parser('train-one', help=argparse.SUPPRESS)
     one.add_argument('config')
@@ -215,6 +245,8 @@ def train(args) -> None:
         ('data s/iter', 'data_s', '{:.3f}'),
         ('step s/iter', 'step_s', '{:.3f}'),
         ('data wait', 'data_wait', lambda v: f'{100 * v:.0f}%'),
+        ('steady data wait', 'data_wait_steady', lambda v: f'{100 * v:.0f}%'),
+        ('epoch starts', 'epoch_starts', '{}'),
         ('peak memory (MB)', 'peak_mem_mb', '{:.0f}'),
         ('samples/epoch', 'epoch_samples', '{}'),
         ('MPix/epoch', 'epoch_mpix', '{:.1f}'),
@@ -229,6 +261,80 @@ def train(args) -> None:
                 '\nPeak memory: CUDA max allocated, or the peak RSS of the '
                 'process on CPU. MPix/epoch is exact for chip datasets and '
                 'estimated from the measured mean otherwise.\n')
+
+
+def loader(args) -> None:
+    from mmengine.registry import FUNCTIONS
+
+    from mmsnip.apis.benchmark import (format_markdown, machine_info,
+                                       measure_loader)
+    labels = args.labels or [osp.splitext(osp.basename(c))[0]
+                             for c in args.configs]
+    if len(labels) != len(args.configs):
+        raise UserInputError('--labels needs one name per config')
+    runs = []  # (label, path, cfg)
+    for label, path in zip(labels, args.configs):
+        cfg = load_config(path, args.cfg_options)  # fail fast, before any run
+        check_data_paths(cfg, ['train_dataloader'])
+        for collate in args.collate or [None]:
+            if collate is None:
+                runs.append((label, path, cfg))
+                continue
+            if FUNCTIONS.get(collate) is None:
+                raise UserInputError(
+                    f'--collate {collate}: no such function in MMEngine\'s '
+                    'FUNCTIONS registry (mmsnip\'s are named mmsnip.X)')
+            variant = copy.deepcopy(cfg)
+            variant.train_dataloader.collate_fn = dict(type=collate)
+            runs.append((label, path, variant))
+    _check_outputs(args)
+    rows = []
+    for label, path, cfg in runs:
+        print(f'[loader] {label}: {args.warmup} + {args.batches} batches, '
+              f'{args.step_seconds} s per step', flush=True)
+        row = dict(config=path, label=label,
+                   collate=_collate_name(cfg.train_dataloader),
+                   **measure_loader(cfg, args.batches, args.warmup,
+                                    args.step_seconds))
+        rows.append(row)
+        print(f'[loader] {label}: {_ms(row["receive_ms"])} ms per batch, '
+              f'epoch start {_ms(row["epoch_start_ms"])} ms', flush=True)
+    table = format_markdown(rows, [
+        ('config', 'label', '{}'),
+        ('collate_fn', 'collate', '{}'),
+        ('batch', 'batch_size', '{}'),
+        ('workers', 'num_workers', '{}'),
+        ('ms per batch (median)', 'receive_ms', _ms),
+        ('p90', 'receive_p90_ms', _ms),
+        ('epoch start ms', 'epoch_start_ms', _ms),
+        ('epoch starts', 'epoch_starts', '{}'),
+        ('batches/epoch', 'batches_per_epoch', '{}'),
+        ('data wait', 'data_wait', _percent),
+        ('steady data wait', 'data_wait_steady', _percent),
+    ])
+    payload = dict(command=_command_line(), machine=machine_info(),
+                   step_seconds=args.step_seconds, rows=rows)
+    _write(args.out_dir, 'loader', payload, table)
+    print(table)
+    if args.append:
+        append_section(args.append, 'Data loading at a GPU step', payload,
+                       table, f'\nThe training process slept '
+                       f'{args.step_seconds} s before each batch (a GPU '
+                       'step); "ms per batch" is the time it then waited.\n')
+
+
+def _collate_name(dataloader_cfg) -> str:
+    collate = dataloader_cfg.get('collate_fn') or dict(type='pseudo_collate')
+    return str(collate.get('type', collate)) if isinstance(
+        collate, dict) else getattr(collate, '__name__', str(collate))
+
+
+def _ms(value) -> str:
+    return '-' if value is None else f'{value:.1f}'
+
+
+def _percent(value) -> str:
+    return '-' if value is None else f'{100 * value:.1f}%'
 
 
 # -- inference --------------------------------------------------------------
@@ -337,7 +443,8 @@ def infer(args) -> None:
 def main(argv=None):
     args = parse_args(argv)
     register_all_modules()
-    commands = {'train': train, 'train-one': train_one, 'infer': infer}
+    commands = {'train': train, 'train-one': train_one, 'loader': loader,
+                'infer': infer}
     commands[args.command](args)
 
 

@@ -10,6 +10,7 @@ _base_ = [
 train_dataloader = dict(
     sampler={{_base_.chip_sampler}},
     batch_sampler=None,
+    collate_fn={{_base_.chip_collate}},
     dataset=dict(
         _delete_=True,
         type='mmsnip.SniperDataset',

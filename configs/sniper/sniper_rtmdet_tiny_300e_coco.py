@@ -23,6 +23,7 @@ custom_hooks = [
 train_dataloader = dict(
     sampler={{_base_.chip_sampler}},
     batch_sampler=None,
+    collate_fn={{_base_.chip_collate}},
     dataset=dict(
         _delete_=True,
         type='mmsnip.SniperDataset',

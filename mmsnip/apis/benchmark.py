@@ -71,6 +71,30 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class _EpochBatches:
+    """Batches of a dataloader epoch after epoch, as a training loop gets
+    them: a new iterator per epoch. With ``persistent_workers`` the workers
+    stay, but PyTorch prefetches only within an epoch, so the first batch
+    of each epoch waits for a worker to make it (the *epoch start*); on a
+    dataset of few batches per epoch (the demo: 15 batches of 32 chips)
+    that dominates the data wait, on COCO (thousands of batches) it does
+    not. :meth:`next` says which batch began an epoch."""
+
+    def __init__(self, loader):
+        self.loader = loader
+        self.batches = None
+
+    def next(self) -> tuple:
+        """``(batch, began_an_epoch)``."""
+        if self.batches is not None:
+            try:
+                return next(self.batches), False
+            except StopIteration:
+                pass
+        self.batches = iter(self.loader)
+        return next(self.batches), True
+
+
 def measure_training(cfg: Config, num_iters: int = 20, warmup: int = 3,
                      amp: bool = False) -> Dict[str, object]:
     """Training throughput of a config: ``train_step`` on its own loader.
@@ -87,7 +111,10 @@ def measure_training(cfg: Config, num_iters: int = 20, warmup: int = 3,
         (network-input pixels of the samples, padding excluded, millions),
         ``data_s`` and ``step_s`` (mean seconds per iteration waiting for
         data and in ``train_step``), ``data_wait`` (fraction of the time
-        spent waiting for data), ``batch_size``, ``peak_mem_mb``,
+        spent waiting for data), ``data_wait_steady`` (the same without
+        the first batch of each epoch: :class:`_EpochBatches`),
+        ``epoch_starts`` (measured iterations that began an epoch),
+        ``batches_per_epoch``, ``batch_size``, ``peak_mem_mb``,
         ``epoch_samples``, ``epoch_mpix`` (exact for chip datasets, else
         estimated from the measured mean) and ``epoch_mpix_exact``.
     """
@@ -106,15 +133,11 @@ def measure_training(cfg: Config, num_iters: int = 20, warmup: int = 3,
     device = next(model.parameters()).device
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
-    data_s, step_s, pixels, samples = [], [], [], []
-    batches = iter(loader)
+    data_s, step_s, pixels, samples, first = [], [], [], [], []
+    batches = _EpochBatches(loader)
     for it in range(warmup + num_iters):
         start = time.perf_counter()
-        try:
-            data = next(batches)
-        except StopIteration:
-            batches = iter(loader)
-            data = next(batches)
+        data, epoch_start = batches.next()
         loaded = time.perf_counter()
         model.train_step(data, optim_wrapper)
         synchronize(device)
@@ -124,7 +147,9 @@ def measure_training(cfg: Config, num_iters: int = 20, warmup: int = 3,
             pixels.append(sum(x.shape[-2] * x.shape[-1]
                               for x in data['inputs']))
             samples.append(len(data['inputs']))
+            first.append(epoch_start)
     seconds = float(np.sum(data_s) + np.sum(step_s))
+    steady = ~np.array(first, bool)
     dataset = loader.dataset
     epoch_samples = dataset.epoch_size() if hasattr(
         dataset, 'epoch_size') else len(dataset)
@@ -135,6 +160,11 @@ def measure_training(cfg: Config, num_iters: int = 20, warmup: int = 3,
         mpix_per_s=float(np.sum(pixels)) / 1e6 / seconds,
         data_s=float(np.mean(data_s)), step_s=float(np.mean(step_s)),
         data_wait=float(np.sum(data_s)) / max(seconds, 1e-9),
+        data_wait_steady=float(np.sum(np.array(data_s)[steady]) / max(
+            np.sum(np.array(data_s)[steady]) +
+            np.sum(np.array(step_s)[steady]), 1e-9)),
+        epoch_starts=int(np.sum(~steady)),
+        batches_per_epoch=len(loader),
         batch_size=int(cfg.train_dataloader.batch_size),
         peak_mem_mb=_peak_memory_mb(device),
         epoch_samples=int(epoch_samples),
@@ -143,6 +173,65 @@ def measure_training(cfg: Config, num_iters: int = 20, warmup: int = 3,
         precision=('amp (fp16)' if base_type(cfg.optim_wrapper.get(
             'type')) == 'AmpOptimWrapper' else 'fp32'),
         device=str(device))
+
+
+def measure_loader(cfg: Config, num_batches: int = 40, warmup: int = 3,
+                   step_seconds: float = 0.3) -> Dict[str, object]:
+    """What the training process pays to get its batches, as on a GPU.
+
+    Builds the config's train dataloader as the Runner does and takes
+    ``warmup + num_batches`` batches epoch after epoch
+    (:class:`_EpochBatches`); before each ``next`` the process sleeps
+    ``step_seconds``: a GPU step, during which the training process waits
+    on the device and the workers have the CPU. The time ``next`` then
+    takes is what a GPU step would wait for data: decoding and cropping
+    only where the workers cannot keep up, and always the training
+    process's own work per batch (receiving it from a worker: each
+    tensor of the batch is a shared-memory segment to map, see
+    :mod:`mmsnip.datasets.collate`). ``step_seconds=0`` measures the
+    loader's throughput instead.
+
+    Returns:
+        dict: ``receive_ms`` (median ms per batch that did not begin an
+        epoch), ``receive_p90_ms``, ``epoch_start_ms`` (mean ms of the
+        first batch of an epoch, ``None`` if none was measured),
+        ``epoch_starts``, ``batches_per_epoch``, ``batch_size``,
+        ``num_workers``, ``step_seconds``, ``data_wait`` (waiting time as a
+        fraction of waiting plus steps, as measured) and
+        ``data_wait_steady`` (the same without epoch starts: the wait of
+        an epoch of many batches).
+    """
+    cfg = cfg.copy()
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        loader = Runner.build_dataloader(cfg.train_dataloader, seed=0)
+    batches = _EpochBatches(loader)
+    waits, first = [], []
+    for it in range(warmup + num_batches):
+        if it:
+            time.sleep(step_seconds)
+        start = time.perf_counter()
+        _, epoch_start = batches.next()
+        if it >= warmup:
+            waits.append(time.perf_counter() - start)
+            first.append(epoch_start)
+    del batches  # shuts the workers down before the next measurement
+    waits, first = np.array(waits), np.array(first, bool)
+    steady = waits[~first]
+    step = step_seconds * len(waits)
+    return dict(
+        receive_ms=float(np.median(steady) * 1e3) if len(steady) else None,
+        receive_p90_ms=float(np.percentile(steady, 90) * 1e3)
+        if len(steady) else None,
+        epoch_start_ms=float(waits[first].mean() * 1e3) if first.any()
+        else None,
+        epoch_starts=int(first.sum()),
+        batches_per_epoch=len(loader),
+        batch_size=int(cfg.train_dataloader.batch_size),
+        num_workers=int(cfg.train_dataloader.get('num_workers', 0)),
+        step_seconds=float(step_seconds),
+        data_wait=float(waits.sum() / max(waits.sum() + step, 1e-9)),
+        data_wait_steady=float(steady.mean() / max(
+            steady.mean() + step_seconds, 1e-9)) if len(steady) else None)
 
 
 @torch.no_grad()

@@ -80,11 +80,43 @@ def test_train_measures_chips_pyramid_and_single_scale(
     for row in data['rows']:
         assert row['samples_per_s'] > 0 and row['mpix_per_s'] > 0
         assert row['peak_mem_mb'] > 0
+        assert 0 <= row['data_wait_steady'] <= 1
+        assert row['epoch_starts'] >= 0 and row['batches_per_epoch'] > 0
     assert sniper['epoch_mpix_exact'] and snip['epoch_mpix_exact']
     assert not single['epoch_mpix_exact']
     # chips hold fewer pixels than the pyramid they are cut from
     assert sniper['epoch_mpix'] < snip['epoch_mpix']
     assert (out / 'train.md').read_text().startswith('| config |')
+
+
+def test_loader_measures_each_collate(tiny_demo_root, tmp_path):
+    cfg = tiny_config(tiny_demo_root, str(tmp_path / 'w'),
+                      str(tmp_path / 'sniper.py'), base=SNIPER)
+    out = tmp_path / 'loader'
+    proc = run_tool([
+        'tools/benchmark.py', 'loader', cfg, '--collate', 'pseudo_collate',
+        'mmsnip.pseudo_collate_by_value', '--batches', '4', '--warmup', '1',
+        '--step-seconds', '0.01', '--out-dir', str(out), '--cfg-options',
+        'train_dataloader.num_workers=1', 'train_dataloader.batch_size=8'
+    ])
+    assert '[loader] sniper' in proc.stdout
+    rows = json.loads((out / 'loader.json').read_text())['rows']
+    assert [r['collate'] for r in rows] == [
+        'pseudo_collate', 'mmsnip.pseudo_collate_by_value']
+    for row in rows:
+        # batches 0..4 (the first is warm-up); an epoch starts at every
+        # multiple of the epoch's batches
+        per_epoch = row['batches_per_epoch']
+        assert row['epoch_starts'] == sum(
+            i % per_epoch == 0 for i in range(1, 5)) and row['num_workers'] == 1
+        assert (row['epoch_start_ms'] is None) == (row['epoch_starts'] == 0)
+        assert row['receive_ms'] >= 0 and 0 < row['data_wait'] < 1
+    assert (out / 'loader.md').read_text().startswith('| config |')
+    proc = run_tool(['tools/benchmark.py', 'loader', cfg, '--collate',
+                     'no_such_collate', '--out-dir', str(tmp_path / 'x')],
+                    check=False)
+    assert proc.returncode == 2 and 'no_such_collate' in proc.stderr
+    assert not (tmp_path / 'x').exists()
 
 
 def test_bad_input(autofocus_ckpt, tmp_path):

@@ -1,0 +1,82 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""A collate function whose batches are cheap for the training process.
+
+A dataloader worker hands its batch to the training process through
+PyTorch's multiprocessing pickler, which moves every tensor into its own
+shared-memory segment; the training process then maps each one. That is the
+right thing for an image (one large tensor), and a cost for the data
+samples: a SNIPER chip's ``DetDataSample`` holds about eight tiny tensors
+(boxes, labels, sizes and scale-validity flags of its ground truth and of
+its ignored boxes), so a batch of 32 chips maps about 260 segments, tens
+of milliseconds of the training process's time per step (measured with
+``tools/benchmark.py loader``; ``docs/benchmarks.md``). On a GPU that time
+is data wait.
+
+:func:`pseudo_collate_by_value` is MMEngine's ``pseudo_collate`` whose data
+samples leave the worker by value (one ordinary pickle of the batch's
+samples, tensors copied into it) and images as before. The training process
+receives the same structure with equal values; in the training process
+itself (``num_workers=0``) nothing changes.
+"""
+import io
+import pickle
+
+import numpy as np
+import torch
+from mmengine.dataset import pseudo_collate
+from torch.utils.data import get_worker_info
+
+from mmsnip.registry import FUNCTIONS
+
+
+def _tensor_from_array(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(array)
+
+
+class _ArrayPickler(pickle.Pickler):
+    """The standard pickler, with CPU tensors written as numpy arrays (raw
+    bytes; PyTorch's own by-value format runs ``torch.save`` per tensor)."""
+
+    def reducer_override(self, obj):
+        if type(obj) is torch.Tensor and obj.device.type == 'cpu' and \
+                obj.layout == torch.strided and not obj.requires_grad and \
+                obj.dtype in _NUMPY_DTYPES:
+            return _tensor_from_array, (obj.numpy(), )
+        return NotImplemented
+
+
+_NUMPY_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16,
+                 torch.int32, torch.int64, torch.float16, torch.float32,
+                 torch.float64)
+
+
+class _ByValue:
+    """Pickles ``obj`` by value (:class:`_ArrayPickler`: tensors copied into
+    the pickle as arrays, not put into shared memory); unpickles to ``obj``
+    itself, tensors rebuilt with ``torch.from_numpy``."""
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __reduce__(self):
+        buffer = io.BytesIO()
+        _ArrayPickler(buffer, pickle.HIGHEST_PROTOCOL).dump(self.obj)
+        return pickle.loads, (buffer.getvalue(), )
+
+
+@FUNCTIONS.register_module()
+def pseudo_collate_by_value(data_batch):
+    """``pseudo_collate`` (a dict of per-sample lists: ``inputs`` tensors,
+    ``data_samples``) with the data samples sent by value from a worker.
+
+    Config: ``train_dataloader = dict(collate_fn=dict(
+    type='mmsnip.pseudo_collate_by_value'))`` (the SNIPER dataset bases set
+    it). The batch the training process gets equals ``pseudo_collate``'s:
+    same keys, types and values.
+    """
+    batch = pseudo_collate(data_batch)
+    if get_worker_info() is None or not isinstance(batch, dict) or \
+            'data_samples' not in batch:
+        return batch
+    batch['data_samples'] = _ByValue(batch['data_samples'])
+    return batch
