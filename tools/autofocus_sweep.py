@@ -36,7 +36,8 @@ from mmengine.config import DictAction
 from mmsnip.apis import evaluate_cascade, load_autofocus
 from mmsnip.chips import (EVERY_PIXEL, CalibrationError, Reference, Target,
                           apply_setting, calibrate_greedy, config_snippet,
-                          format_setting, setting_of)
+                          format_focus_recall, format_setting,
+                          setting_of)
 from mmsnip.utils import register_all_modules
 from mmsnip.utils.cli import (ArgumentParser, non_negative_float,
                               non_negative_int, positive_float, positive_int,
@@ -126,7 +127,9 @@ def main():
         print(f'{name} {params}: AP {100 * metrics["AP"]:.1f} AP_s '
               f'{100 * metrics["AP_s"]:.1f} pixels '
               f'{metrics["pixels"] / 1e6:.3f} M img/s '
-              f'{metrics["img_per_s"]:.2f}', flush=True)
+              f'{metrics["img_per_s"]:.2f} focus recall '
+              f'{format_focus_recall(metrics.get("focus_recall"))}',
+              flush=True)
 
     tr = args.transition
     run('full pyramid', [dict(s, **EVERY_PIXEL) for s in base])
@@ -141,13 +144,15 @@ def main():
                     transition=tr, num_images=args.num_images, rows=rows),
                indent=2)
     lines = ['| setting | t | d | k | AP | AP_small | pixels/img (M) | '
-             'img/s |', '| --- | --- | --- | --- | --- | --- | --- | --- |']
+             'img/s | focus recall |',
+             '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
     for r in rows:
         lines.append(
             f'| {r["name"]} | {r.get("t", "-")} | {r.get("d", "-")} | '
             f'{r.get("k", "-")} | {100 * r["AP"]:.1f} | '
             f'{100 * r["AP_s"]:.1f} | {r["pixels"] / 1e6:.3f} | '
-            f'{r["img_per_s"]:.2f} |')
+            f'{r["img_per_s"]:.2f} | '
+            f'{format_focus_recall(r.get("focus_recall"))} |')
     write_text(osp.join(args.out_dir, 'sweep.md'), '\n'.join(lines) + '\n')
     print('\n'.join(lines))
 

@@ -345,6 +345,7 @@ def infer(args) -> None:
     from mmsnip.apis.benchmark import (detector_throughput, format_markdown,
                                        inference_methods, machine_info,
                                        plot_ap_vs_pixels)
+    from mmsnip.chips import format_focus_recall
     from mmsnip.registry import MODELS
     _check_amp(args)
     cfg = load_config(args.config, args.cfg_options)
@@ -418,6 +419,7 @@ def infer(args) -> None:
         ('x pyramid img/s', 'speedup', '{:.2f}'),
         ('MPix/s', 'mpix_per_s', '{:.2f}'),
         ('of limit', 'limit_fraction', lambda v: f'{100 * v:.0f}%'),
+        ('focus recall', 'focus_recall', format_focus_recall),
         ('time split', 'time_split', '{}'),
     ])
     budget = methods[0][2].get('rpn_proposals_per_mpix') if methods else None

@@ -90,8 +90,11 @@ def evaluate_tta(tta, cfg: Config, num_images: Optional[int] = None,
         dict: ``AP``, ``AP50``, ``AP_s`` (0-1), ``pixels`` (mean network
         input pixels per image), ``img_per_s``, ``mpix_per_s`` (pixels
         processed per second of model time, millions), ``seconds`` (total
-        model time) and ``stage_seconds`` (mean seconds per image of each
-        stage the predictions report in ``stage_seconds``; empty if none).
+        model time), ``stage_seconds`` (mean seconds per image of each
+        stage the predictions report in ``stage_seconds``; empty if none)
+        and ``focus_recall`` (AutoFocus: per transition ``[needed,
+        covered]`` objects summed over the images,
+        :func:`mmsnip.chips.focus_recall`; ``None`` for other models).
     """
     dataset, pipeline, indices = test_subset(cfg, num_images)
     metric = coco_metric_for(cfg, dataset, indices)
@@ -101,6 +104,7 @@ def evaluate_tta(tta, cfg: Config, num_images: Optional[int] = None,
         tta.test_step(pseudo_collate([pipeline(dataset.get_data_info(idx))]))
     pixels: List[int] = []
     stages: Dict[str, float] = {}
+    recall = None
     seconds = 0.0
     for idx in indices:
         data = pseudo_collate([pipeline(dataset.get_data_info(idx))])
@@ -112,6 +116,9 @@ def evaluate_tta(tta, cfg: Config, num_images: Optional[int] = None,
         pixels.append(result.metainfo['pixels'])
         for key, value in result.metainfo.get('stage_seconds', {}).items():
             stages[key] = stages.get(key, 0.0) + float(value)
+        if 'focus_recall' in result.metainfo:
+            counts = np.array(result.metainfo['focus_recall'], np.int64)
+            recall = counts if recall is None else recall + counts
         metric.process({}, [result.to_dict()])
     coco = metric.compute_metrics(metric.results)
     count = max(len(indices), 1)
@@ -122,7 +129,8 @@ def evaluate_tta(tta, cfg: Config, num_images: Optional[int] = None,
                 img_per_s=len(indices) / max(seconds, 1e-9),
                 mpix_per_s=float(np.sum(pixels)) / 1e6 / max(seconds, 1e-9),
                 seconds=seconds,
-                stage_seconds={k: v / count for k, v in stages.items()})
+                stage_seconds={k: v / count for k, v in stages.items()},
+                focus_recall=None if recall is None else recall.tolist())
 
 
 def evaluate_cascade(model, cfg: Config, scales: Sequence[dict],

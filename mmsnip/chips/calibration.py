@@ -237,6 +237,15 @@ def format_setting(setting: Sequence, sep: str = ', ') -> str:
     return sep.join('({:g}, {}, {:g})'.format(*t) for t in setting)
 
 
+def format_focus_recall(counts: Optional[Sequence]) -> str:
+    """Per transition ``[needed, covered]`` objects
+    (:func:`~mmsnip.chips.focus_recall`) as text, coarse to fine:
+    ``'52/53, 44/49'``; ``'-'`` for ``None``."""
+    if counts is None:
+        return '-'
+    return ', '.join(f'{covered}/{needed}' for needed, covered in counts)
+
+
 def _unreachable(points, best: OperatingPoint, target: Target,
                  reference: Reference) -> str:
     head = (f'no setting of the {len(points)} evaluated reaches the target '

@@ -38,6 +38,7 @@ from .focus import (PAPER_DILATION, PAPER_LABEL_SIZES, PAPER_MIN_SIZE,
                     PAPER_STRIDE, PAPER_THRESHOLD, focus_chips,
                     focus_stack_keep_mask, merge_overlapping,
                     oracle_focus_chips)
+from .boxes import in_range
 from .scales import ScaleSpec, _positive_int
 
 # The FocusChip keys of a scale dict (``AutoFocusTTAModel.scales``).
@@ -313,6 +314,52 @@ def stack_keep_masks(dets: Sequence[np.ndarray], chips: np.ndarray,
     ORIGINAL-px detections."""
     return [focus_stack_keep_mask(b, chip, img_hw, valid_range, border_tol)
             for b, chip in zip(dets, chips)]
+
+
+def focus_recall(gt_boxes: np.ndarray,
+                 chips_per_scale: Sequence[np.ndarray],
+                 valid_ranges: Sequence[Tuple[float, Optional[float]]]
+                 ) -> np.ndarray:
+    """How many objects each transition of the cascade had to hand on, and
+    how many it did.
+
+    Transition ``i`` (scale ``i`` to ``i + 1``) *needs* the objects that
+    only scale ``i + 1`` or a finer one may detect: valid at scale ``i + 1``
+    and at no coarser scale (:func:`~mmsnip.chips.boxes.in_range` of
+    ``sqrt(area)`` in ORIGINAL px, the valid ranges' frame). It *covered*
+    those lying wholly inside a chip run at scale ``i + 1``; any other one
+    that scale cannot find whole (focus stacking prunes detections cut by
+    a chip side). The oracle's FocusChips cover nearly all by construction;
+    the learned ones show which transition loses objects.
+
+    Args:
+        gt_boxes (np.ndarray): ``(N, 4)`` xyxy ORIGINAL px.
+        chips_per_scale (list[np.ndarray]): Per scale, coarse to fine, the
+            ``(C_s, 4)`` chips (xyxy ORIGINAL px) run there; empty or
+            missing for scales that did not run.
+        valid_ranges (list[tuple]): Per scale ``(lo, hi)``, ORIGINAL px;
+            ``hi`` may be ``None`` (no upper bound).
+
+    Returns:
+        np.ndarray: ``(S - 1, 2)`` int64, per transition ``(needed,
+        covered)``.
+    """
+    boxes = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
+    sizes = np.sqrt(np.clip(boxes[:, 2] - boxes[:, 0], 0, None) *
+                    np.clip(boxes[:, 3] - boxes[:, 1], 0, None))
+    valid = np.stack([
+        in_range(sizes, (lo, math.inf if hi is None else hi))
+        for lo, hi in valid_ranges
+    ]) if len(valid_ranges) else np.zeros((0, len(boxes)), bool)
+    out = np.zeros((max(len(valid_ranges) - 1, 0), 2), np.int64)
+    for i in range(len(out)):
+        needed = valid[i + 1] & ~valid[:i + 1].any(0)
+        chips = np.asarray(chips_per_scale[i + 1], np.float64).reshape(
+            -1, 4) if i + 1 < len(chips_per_scale) else np.zeros((0, 4))
+        inside = ((boxes[:, None, :2] >= chips[None, :, :2]) &
+                  (boxes[:, None, 2:] <= chips[None, :, 2:])).all(2).any(1)
+        out[i] = needed.sum(), (needed & inside).sum()
+    return out
 
 
 @dataclasses.dataclass

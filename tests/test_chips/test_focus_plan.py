@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from mmsnip.chips import (EVERY_PIXEL, NO_PIXEL, FocusLabelRule, FocusScale,
-                          ScaleSpec, Windows, cap_chips, focus_scales,
-                          plan_next_chips, plan_oracle_chips,
-                          stack_keep_masks)
+                          ScaleSpec, Windows, cap_chips, focus_recall,
+                          focus_scales, format_focus_recall, plan_next_chips,
+                          plan_oracle_chips, stack_keep_masks)
 
 SPEC = ScaleSpec(factor=1.0, valid_range=(0, None))
 
@@ -218,3 +218,28 @@ def test_planner_needs_no_torch():
     out = subprocess.run([sys.executable, '-c', code], capture_output=True,
                          text=True, check=True).stdout.strip()
     assert out == 'False'
+
+
+def test_focus_recall_needed_and_covered_per_transition():
+    ranges = [(100, None), (32, 160), (0, 48)]  # ORIGINAL px, overlapping
+    gt = np.array([
+        [0, 0, 10, 10],        # 10 px: fine only -> transition 1
+        [100, 100, 140, 140],  # 40 px: middle and fine -> transition 0
+        [300, 300, 500, 500],  # 200 px: coarse only -> never needed
+        [600, 600, 720, 720],  # 120 px: coarse and middle -> never needed
+        [0, 0, 0, 5],          # zero area: valid nowhere
+    ], float)
+    whole = np.array([[0, 0, 1000, 1000]], float)
+    middle = np.array([[90, 90, 200, 200]], float)
+    fine = np.array([[5, 0, 100, 100]], float)  # cuts the 10 px box
+    counts = focus_recall(gt, [whole, middle, fine], ranges)
+    assert counts.tolist() == [[1, 1], [1, 0]]
+    assert format_focus_recall(counts.tolist()) == '1/1, 0/1'
+    assert format_focus_recall(None) == '-'
+    # a scale that did not run covers nothing; a box on a chip's side is
+    # inside (closed intervals)
+    assert focus_recall(gt, [whole], ranges).tolist() == [[1, 0], [1, 0]]
+    assert focus_recall(gt, [whole, np.array([[100, 100, 140, 140.]])],
+                        ranges).tolist() == [[1, 1], [1, 0]]
+    assert focus_recall(np.zeros((0, 4)), [whole], ranges).tolist() == \
+        [[0, 0], [0, 0]]

@@ -138,6 +138,37 @@ def test_real_threshold_processes_fewer_pixels(autofocus, tiny_demo_root):
     assert nothing.metainfo['pixels_per_scale'][1:] == [0, 0]
 
 
+def test_focus_recall_counts_what_each_transition_handed_on(
+        autofocus, tiny_demo_root):
+    """With ground truth in the sample, predictions report per transition
+    the objects only finer scales may detect and those inside the next
+    scale's chips: all of them when every pixel is selected, none when no
+    pixel is; without ground truth, nothing."""
+    from mmengine.structures import InstanceData
+    info = _image(tiny_demo_root)
+    # ORIGINAL px sqrt(area): 10 (fine only), 30 (middle only), 200
+    # (coarse only) and 50 (middle, and not coarse)
+    boxes = torch.tensor([[5., 5., 15., 15.], [40., 40., 70., 70.],
+                          [20., 20., 220., 220.], [100., 60., 150., 110.]])
+
+    def run(threshold):
+        pipeline = Compose([
+            dict(type='LoadImageFromFile'),
+            dict(type='mmdet.PackDetInputs', meta_keys=(
+                'img_id', 'img_path', 'ori_shape', 'img_shape'))])
+        with DefaultScope.overwrite_default_scope('mmsnip'):
+            data = pseudo_collate([pipeline(dict(info))])
+        data['data_samples'][0].gt_instances = InstanceData(
+            bboxes=boxes, labels=torch.zeros(4, dtype=torch.long))
+        with torch.no_grad():
+            return _autofocus_tta(autofocus, threshold).test_step(data)[0]
+
+    assert run(EVERY_PIXEL).metainfo['focus_recall'] == [[2, 2], [1, 1]]
+    assert run(NO_PIXEL).metainfo['focus_recall'] == [[2, 0], [1, 0]]
+    plain = _run_autofocus(_autofocus_tta(autofocus, EVERY_PIXEL), info)
+    assert 'focus_recall' not in plain.metainfo
+
+
 def test_needs_a_focus_head(tiny_demo_root):
     cfg = Config.fromfile(CONFIG)
     with DefaultScope.overwrite_default_scope('mmsnip'):

@@ -29,7 +29,13 @@ def test_sweep_writes_json_markdown_and_plot(autofocus_ckpt, tmp_path):
     assert names == ['full pyramid', 'autofocus', 'oracle']
     full, focused = data['rows'][0], data['rows'][1]
     assert focused['pixels'] <= full['pixels']
+    # focus recall per transition: the full pyramid covers every object a
+    # finer scale needs, AutoFocus at most as many
+    for (need, got), (need2, got2) in zip(full['focus_recall'],
+                                          focused['focus_recall']):
+        assert got == need == need2 and 0 <= got2 <= need2
     assert (out / 'sweep.md').read_text().startswith('| setting')
+    assert 'focus recall' in (out / 'sweep.md').read_text()
     assert (out / 'sweep.png').stat().st_size > 0
 
 

@@ -17,8 +17,9 @@ from mmengine.model import BaseTTAModel
 from torch import Tensor
 
 from mmsnip.chips import (CascadeTrace, FocusScale, ScaleTrace,
-                          cascade_limits, focus_scales, plan_next_chips,
-                          plan_oracle_chips, stack_keep_masks)
+                          cascade_limits, focus_recall, focus_scales,
+                          plan_next_chips, plan_oracle_chips,
+                          stack_keep_masks)
 from mmsnip.registry import MODELS
 from .chip_runner import (ChipRunner, Crop, StageTimer,  # noqa: F401
                           check_proposal_budget, crop_resize,
@@ -58,8 +59,10 @@ class AutoFocusTTAModel(BaseTTAModel):
 
     Each prediction carries in its metainfo ``pixels_per_scale``
     (network-input pixels, padding excluded), ``pixels``,
-    ``chips_per_scale`` and ``stage_seconds``, the image's wall time per
-    stage:
+    ``chips_per_scale``, with ground truth in the test sample
+    ``focus_recall`` (per transition ``[needed, covered]`` objects,
+    :func:`mmsnip.chips.focus_recall`) and ``stage_seconds``, the image's
+    wall time per stage:
 
     - ``crop_resize``: cutting and resizing the chips on the device, and
       the data preprocessor (normalise, pad, batch);
@@ -245,6 +248,7 @@ class AutoFocusTTAModel(BaseTTAModel):
                     mine = [crop_resize(run.image, c, run.factor)
                             for c in run.chips]
                     run.counts.append(len(mine))
+                    run.chips_run.append(run.chips)
                     run.pixels.append(int(sum(c.image.shape[-2] *
                                               c.image.shape[-1]
                                               for c in mine)))
@@ -271,7 +275,7 @@ class AutoFocusTTAModel(BaseTTAModel):
                 pred = merge_detections(
                     run.boxes, run.scores, run.labels, self.merge_cfg,
                     masks=run.masks if run.masks.parts else None)
-            out.append(run.result(pred, len(self.scales)))
+            out.append(run.result(pred, self.scales))
         shared = {k: v / max(len(runs), 1) for k, v in timer.seconds.items()}
         for result in out:
             result.set_metainfo(dict(stage_seconds=dict(shared)))
@@ -347,16 +351,24 @@ class _ImageRun:
         self.masks = MaskPaster(self.hw, image.device)
         self.pixels: List[int] = []
         self.counts: List[int] = []
+        self.chips_run: List[np.ndarray] = []
         self.trace = CascadeTrace(self.hw, stride, oracle) if trace else None
 
-    def result(self, pred, num_scales: int) -> DetDataSample:
-        """The image's ``DetDataSample``: ``pred`` and the pixel counts
-        (0 for scales that did not run)."""
-        pad = [0] * (num_scales - len(self.counts))
+    def result(self, pred, scales: Sequence[FocusScale]) -> DetDataSample:
+        """The image's ``DetDataSample``: ``pred``, the pixel counts (0 for
+        scales that did not run) and, where the sample has ground truth,
+        ``focus_recall`` (:func:`~mmsnip.chips.focus_recall`: per
+        transition ``[needed, covered]`` objects)."""
+        pad = [0] * (len(scales) - len(self.counts))
         result = DetDataSample(metainfo=self.sample.metainfo)
         result.set_metainfo(dict(pixels_per_scale=self.pixels + pad,
                                  pixels=sum(self.pixels),
                                  chips_per_scale=self.counts + pad))
+        if 'gt_instances' in self.sample and \
+                'bboxes' in self.sample.gt_instances:
+            result.set_metainfo(dict(focus_recall=focus_recall(
+                _gt_boxes(self.sample), self.chips_run,
+                [scale.spec.valid_range for scale in scales]).tolist()))
         result.pred_instances = pred
         if self.trace is not None:
             self.trace.result = result
