@@ -11,8 +11,9 @@ to the coarsest (:func:`mmsnip.chips.calibrate_greedy`), and writes
 ``calibration.json`` and the config snippet ``calibration.py``::
 
     python tools/autofocus_sweep.py CONFIG CKPT --out-dir calib/ \
-        --target-ap-drop 1.0 [--transitions 1 0] [--thresholds ...] \
-        [--dilations ...] [--min-sizes ...] [--num-images 100]
+        --target-ap-drop 1.0 [--transitions 1 0] [--passes 2] \
+        [--thresholds ...] [--dilations ...] [--min-sizes ...] \
+        [--num-images 100]
 
 Each setting (t, d, k) is applied to one transition of the cascade
 (``--transition i``: the chips scale ``i`` hands to scale ``i + 1``; the
@@ -77,6 +78,11 @@ def parse_args():
         '(default: all, finest first); the grid of --thresholds, '
         '--dilations, --min-sizes is searched on each')
     parser.add_argument(
+        '--passes', type=positive_int, default=1,
+        help='calibrate: rounds over the transitions (a transition '
+        'searched early is searched again with the later ones at their '
+        'best; stops after a round that changed nothing)')
+    parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config entries, e.g. to evaluate on a validation '
         'split: test_dataloader.dataset.ann_file=... (not written into '
@@ -90,6 +96,8 @@ def parse_args():
     if not calibrating and args.transitions is not None:
         parser.error('--transitions needs --target-ap-drop or '
                      '--target-pixels')
+    if not calibrating and args.passes != 1:
+        parser.error('--passes needs --target-ap-drop or --target-pixels')
     return args
 
 
@@ -223,12 +231,13 @@ def calibrate(args, cfg, base):
     error = None
     try:
         result = calibrate_greedy(evaluate, start, grid, target, reference,
-                                  order=order, report=report)
+                                  order=order, report=report,
+                                  passes=args.passes)
     except CalibrationError as e:
         result, error = e.result, e
     record = dict(
         config=args.config, checkpoint=args.checkpoint,
-        num_images=args.num_images,
+        num_images=args.num_images, passes=args.passes,
         ap_unit='COCO AP points: 100 x the AP of metrics',
         grid=[list(g) for g in grid], **result.to_dict())
     record['reference']['metrics'] = ref_metrics

@@ -335,7 +335,8 @@ def calibrate_greedy(
         start: Sequence, grid: Grid, target: Target, reference: Reference,
         order: Optional[Sequence[int]] = None,
         report: Optional[Callable[[int, OperatingPoint, Optional[int]],
-                                  None]] = None) -> CalibrationResult:
+                                  None]] = None,
+        passes: int = 1) -> CalibrationResult:
     """Greedy coordinate search for the target, finest transition first.
 
     1. Evaluate ``start`` (e.g. the config's values): the incumbent.
@@ -346,11 +347,15 @@ def calibrate_greedy(
        reaching the target if any, else the closest). So the incumbent
        never gets worse, and the transitions after ``i`` are searched with
        ``i`` at its best.
-    3. Pick by :func:`select_operating_point` over every point evaluated
+    3. Repeat step 2 up to ``passes`` times in all, stopping after a pass
+       that left the incumbent unchanged: a transition searched early
+       (the finest) is searched again with the later ones at their best.
+    4. Pick by :func:`select_operating_point` over every point evaluated
        (this is the final incumbent).
 
     Settings evaluated before are not evaluated again. Cost: at most
-    ``1 + sum(len(grid of i) for i in order)`` calls of ``evaluate``.
+    ``1 + passes * sum(len(grid of i) for i in order)`` calls of
+    ``evaluate``.
 
     Args:
         evaluate (callable): ``evaluate(setting) -> (ap, pixels)`` with
@@ -363,6 +368,7 @@ def calibrate_greedy(
             order; the others keep ``start``'s values.
         report (callable, optional): ``report(index, point, varied)``
             after each evaluation (progress lines).
+        passes (int): Rounds of step 2, >= 1.
 
     Returns:
         CalibrationResult: ``pick`` set.
@@ -380,6 +386,9 @@ def calibrate_greedy(
     if bad or not order or len(set(order)) != len(order):
         raise ValueError(f'order must list distinct transitions in '
                          f'[0, {n - 1}], got {list(order)}')
+    if isinstance(passes, bool) or not isinstance(passes, (int, np.integer)) \
+            or passes < 1:
+        raise ValueError(f'passes must be an integer >= 1, got {passes!r}')
     grids = {i: _grid_for(grid, i) for i in order}
     points: List[OperatingPoint] = []
     varied: List[Optional[int]] = []
@@ -399,15 +408,20 @@ def calibrate_greedy(
         return seen[setting]
 
     incumbent = run(current, None)
-    for tr in order:
-        cands = [incumbent] + [
-            run(current[:tr] + (cell, ) + current[tr + 1:], tr)
-            for cell in grids[tr]
-        ]
-        cands = sorted(set(cands))  # ties go to the first evaluated
-        best = rank_points([points[c] for c in cands], target, reference)[0]
-        incumbent = cands[int(best)]
-        current = points[incumbent].setting
+    for _ in range(passes):
+        before = incumbent
+        for tr in order:
+            cands = [incumbent] + [
+                run(current[:tr] + (cell, ) + current[tr + 1:], tr)
+                for cell in grids[tr]
+            ]
+            cands = sorted(set(cands))  # ties go to the first evaluated
+            best = rank_points([points[c] for c in cands], target,
+                               reference)[0]
+            incumbent = cands[int(best)]
+            current = points[incumbent].setting
+        if incumbent == before:
+            break
     result = CalibrationResult(points, varied, order, None, target,
                                reference)
     try:

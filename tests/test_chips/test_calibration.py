@@ -220,6 +220,49 @@ def test_greedy_is_not_exhaustive_known_trace():
     assert (best.ap, best.pixels) == (67.5, 14e6)
 
 
+def _interacting(calls):
+    """2 transitions where the fine one's best depends on the coarse one,
+    as in the demo: with the middle scale run whole (t0 = 0) the fine
+    transition may drop more pixels at no loss."""
+    coarse_px = {0.0: 3.0, 0.2: 2.0, 0.5: 1.0}
+    fine_px = {0.0: 6.0, 0.2: 3.0, 0.5: 1.0}
+    coarse_loss = {0.0: 0.0, 0.2: 1.0, 0.5: 2.0}
+
+    def evaluate(setting):
+        calls.append(setting)
+        t0, t1 = (s.threshold for s in setting)
+        fine_loss = {0.0: 0.0, 0.2: 0.0, 0.5: 0.5} if t0 == 0.0 else \
+            {0.0: 0.0, 0.2: 1.0, 0.5: 2.0}
+        return (60.0 - coarse_loss[t0] - fine_loss[t1],
+                1e6 * (coarse_px[t0] + fine_px[t1]))
+    return evaluate
+
+
+def test_greedy_second_pass_revisits_the_finest_transition():
+    # Pass 1: the fine transition first (coarse at 0.5): nothing reaches
+    # AP 60, the closest is t1 = 0 (58); then the coarse: t0 = 0 reaches 60
+    # at 9 M. Pass 2: with t0 = 0 the fine transition reaches 60 at t1 =
+    # 0.2 (6 M); the coarse one stays. Pass 3 evaluates nothing new and
+    # changes nothing.
+    grid = [(t, 3, 64.0) for t in (0.0, 0.2, 0.5)]
+    start = [(0.5, 3, 64.0)] * 2
+    ref, target = Reference(60.0, 9e6), Target(max_ap_drop=0.0)
+    picks, counts = [], []
+    for passes in (1, 2, 3):
+        calls = []
+        result = calibrate_greedy(_interacting(calls), start, grid, target,
+                                  ref, passes=passes)
+        picks.append([t.threshold for t in result.picked.setting])
+        counts.append(len(calls))
+        assert len(calls) == len(set(calls))
+    assert picks == [[0.0, 0.0], [0.0, 0.2], [0.0, 0.2]]
+    assert counts[2] == counts[1] > counts[0]
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match='passes'):
+            calibrate_greedy(_interacting([]), start, grid, target, ref,
+                             passes=bad)
+
+
 def test_greedy_pick_is_the_best_of_every_point():
     rng = np.random.default_rng(1)
     table = {}

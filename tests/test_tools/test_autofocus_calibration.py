@@ -45,7 +45,7 @@ def test_calibration_picks_the_documented_point_and_snippet_builds(
                      '--min-sizes', '64', '--num-images', '2'])
     record = json.loads((out / 'calibration.json').read_text())
     # Every transition, finest first; the config's setting, then the grid.
-    assert record['order'] == [1, 0]
+    assert record['order'] == [1, 0] and record['passes'] == 1
     points = record['points']
     assert points[0]['varied'] is None
     assert [p['varied'] for p in points[1:]] == sorted(
@@ -124,6 +124,8 @@ def test_unreachable_target_is_one_error_line_and_keeps_the_points(
     (['--target-pixels', '0'], '--target-pixels: must be'),
     (['--transitions', '0'], '--transitions needs --target'),
     (['--target-pixels', '5', '--transition', '0'], 'use --transitions'),
+    (['--passes', '2'], '--passes needs --target'),
+    (['--target-pixels', '5', '--passes', '0'], '--passes: must be'),
 ])
 def test_bad_calibration_options(args, message, tmp_path):
     proc = run_tool([TOOL, 'cfg.py', 'ckpt.pth', '--out-dir',
