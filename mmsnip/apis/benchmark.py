@@ -201,7 +201,6 @@ def measure_loader(cfg: Config, num_batches: int = 40, warmup: int = 3,
         ``data_wait_steady`` (the same without epoch starts: the wait of
         an epoch of many batches).
     """
-    cfg = cfg.copy()
     with DefaultScope.overwrite_default_scope('mmsnip'):
         loader = Runner.build_dataloader(cfg.train_dataloader, seed=0)
     batches = _EpochBatches(loader)
@@ -214,7 +213,6 @@ def measure_loader(cfg: Config, num_batches: int = 40, warmup: int = 3,
         if it >= warmup:
             waits.append(time.perf_counter() - start)
             first.append(epoch_start)
-    del batches  # shuts the workers down before the next measurement
     waits, first = np.array(waits), np.array(first, bool)
     steady = waits[~first]
     step = step_seconds * len(waits)
