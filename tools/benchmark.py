@@ -53,31 +53,35 @@ from mmsnip.utils.preflight import (UserInputError, check_data_paths,
 METHODS = ('single', 'pyramid', 'autofocus', 'oracle', 'tiling', 'sahi')
 
 
+def _configs_command(sub, name: str, summary: str):
+    """A subcommand over several configs: one table row each."""
+    command = sub.add_parser(name, help=summary)
+    command.add_argument('configs', nargs='+')
+    command.add_argument('--labels', nargs='+',
+                         help='row names (default: config file names)')
+    command.add_argument('--out-dir', required=True)
+    command.add_argument('--append',
+                         help='Markdown file to append a section')
+    command.add_argument('--cfg-options', nargs='+', action=DictAction,
+                         help='overrides applied to every config')
+    return command
+
+
 def parse_args(argv=None):
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest='command', required=True)
 
-    train = sub.add_parser('train', help='training throughput per config')
-    train.add_argument('configs', nargs='+')
-    train.add_argument('--labels', nargs='+',
-                       help='row names (default: config file names)')
+    train = _configs_command(sub, 'train', 'training throughput per config')
     train.add_argument('--iters', type=positive_int, default=20,
                        help='measured iterations per config')
     train.add_argument('--warmup', type=non_negative_int, default=3)
-    train.add_argument('--out-dir', required=True)
-    train.add_argument('--append', help='Markdown file to append a section')
     train.add_argument('--amp', action='store_true',
                        help='mixed precision (AmpOptimWrapper, fp16 '
                        'autocast); needs a CUDA device')
-    train.add_argument('--cfg-options', nargs='+', action=DictAction,
-                       help='overrides applied to every config')
 
-    loader = sub.add_parser(
-        'loader', help='what the training process waits per batch when a '
+    loader = _configs_command(
+        sub, 'loader', 'what the training process waits per batch when a '
         'GPU step lasts --step-seconds')
-    loader.add_argument('configs', nargs='+')
-    loader.add_argument('--labels', nargs='+',
-                        help='row names (default: config file names)')
     loader.add_argument('--batches', type=positive_int, default=40,
                         help='measured batches per config')
     loader.add_argument('--warmup', type=non_negative_int, default=3)
@@ -90,10 +94,6 @@ def parse_args(argv=None):
                         'collate_fn types, e.g. pseudo_collate '
                         'mmsnip.pseudo_collate_by_value (default: the '
                         'config\'s own)')
-    loader.add_argument('--out-dir', required=True)
-    loader.add_argument('--append', help='Markdown file to append a section')
-    loader.add_argument('--cfg-options', nargs='+', action=DictAction,
-                        help='overrides applied to every config')
 
     one = sub.add_parser('train-one', help=argparse.SUPPRESS)
     one.add_argument('config')

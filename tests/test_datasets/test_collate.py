@@ -11,7 +11,7 @@ from mmengine.registry import FUNCTIONS, DefaultScope
 from mmengine.runner import Runner
 from torch.utils.data import DataLoader
 
-from conftest import REPO_ROOT, tiny_config
+from conftest import REPO_ROOT, run_tool, tiny_config
 from mmsnip.datasets import pseudo_collate_by_value
 from mmsnip.datasets.collate import _ByValue
 from mmsnip.registry import DATASETS
@@ -117,3 +117,18 @@ def test_the_docs_snippet_builds(tiny_demo_root, tmp_path):
     with DefaultScope.overwrite_default_scope(cfg.default_scope):
         loader = Runner.build_dataloader(cfg.train_dataloader)
     assert loader.collate_fn.func is pseudo_collate_by_value
+
+
+def test_sniper_trains_through_tools_train_with_workers(tiny_demo_root,
+                                                        tmp_path):
+    """The SNIPER demo config (collate_fn pseudo_collate_by_value) trains
+    one epoch through tools/train.py with dataloader workers, the path
+    where the data samples travel by value."""
+    cfg = tiny_config(tiny_demo_root, str(tmp_path / 'w'),
+                      str(tmp_path / 'sniper.py'), base=SNIPER)
+    assert Config.fromfile(cfg).train_dataloader.collate_fn.type == \
+        'mmsnip.pseudo_collate_by_value'
+    proc = run_tool(['tools/train.py', cfg, '--cfg-options',
+                     'train_dataloader.num_workers=2'])
+    log = proc.stdout + proc.stderr
+    assert 'loss_cls' in log and osp.isfile(tmp_path / 'w' / 'epoch_1.pth')
