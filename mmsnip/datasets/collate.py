@@ -5,11 +5,12 @@ A dataloader worker hands its batch to the training process through
 PyTorch's multiprocessing pickler, which moves every tensor into its own
 shared-memory segment; the training process then maps each one. That is the
 right thing for an image (one large tensor), and a cost for the data
-samples: a SNIPER chip's ``DetDataSample`` holds about eight tiny tensors
+samples: a SNIPER chip's ``DetDataSample`` holds eight tiny tensors
 (boxes, labels, sizes and scale-validity flags of its ground truth and of
-its ignored boxes), so a batch of 32 chips maps about 260 segments, tens
-of milliseconds of the training process's time per step (measured with
-``tools/benchmark.py loader``; ``docs/benchmarks.md``). On a GPU that time
+its ignored boxes; the empty ones need no segment), so a batch of 32 chips
+maps about 130 segments besides its 32 images, tens of milliseconds of the
+training process's time per step (measured with ``tools/benchmark.py
+loader``; ``docs/benchmarks.md``). On a GPU that time
 is data wait.
 
 :func:`pseudo_collate_by_value` is MMEngine's ``pseudo_collate`` whose data

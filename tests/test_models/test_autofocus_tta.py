@@ -12,7 +12,7 @@ from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope
 
 from conftest import REPO_ROOT
-from mmsnip.chips import EVERY_PIXEL, NO_PIXEL, ScaleSpec
+from mmsnip.chips import EVERY_PIXEL, NO_PIXEL, ScaleSpec, focus_recall
 from mmsnip.models import crop_resize
 from mmsnip.registry import MODELS
 from mmsnip.utils import register_all_modules
@@ -165,6 +165,22 @@ def test_focus_recall_counts_what_each_transition_handed_on(
 
     assert run(EVERY_PIXEL).metainfo['focus_recall'] == [[2, 2], [1, 1]]
     assert run(NO_PIXEL).metainfo['focus_recall'] == [[2, 0], [1, 0]]
+    # with real maps: what the trace's chips give
+    pipeline = Compose([
+        dict(type='LoadImageFromFile'),
+        dict(type='mmdet.PackDetInputs', meta_keys=(
+            'img_id', 'img_path', 'ori_shape', 'img_shape'))])
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        data = pseudo_collate([pipeline(dict(info))])
+    data['data_samples'][0].gt_instances = InstanceData(
+        bboxes=boxes, labels=torch.zeros(4, dtype=torch.long))
+    tta = _autofocus_tta(autofocus, 0.3, 32)
+    with torch.no_grad():
+        (result, ), (trace, ) = tta.predict_cascade(
+            data['inputs'], data['data_samples'], trace=True)
+    chips = [s.chips for s in trace.scales]
+    assert result.metainfo['focus_recall'] == focus_recall(
+        boxes.numpy(), chips, [s['valid_range'] for s in SCALES]).tolist()
     plain = _run_autofocus(_autofocus_tta(autofocus, EVERY_PIXEL), info)
     assert 'focus_recall' not in plain.metainfo
 
