@@ -38,7 +38,7 @@ from .focus import (PAPER_DILATION, PAPER_LABEL_SIZES, PAPER_MIN_SIZE,
                     PAPER_STRIDE, PAPER_THRESHOLD, focus_chips,
                     focus_stack_keep_mask, merge_overlapping,
                     oracle_focus_chips)
-from .boxes import in_range
+from .boxes import box_sizes, in_range
 from .scales import ScaleSpec, _positive_int
 
 # The FocusChip keys of a scale dict (``AutoFocusTTAModel.scales``).
@@ -345,8 +345,7 @@ def focus_recall(gt_boxes: np.ndarray,
         covered)``.
     """
     boxes = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
-    sizes = np.sqrt(np.clip(boxes[:, 2] - boxes[:, 0], 0, None) *
-                    np.clip(boxes[:, 3] - boxes[:, 1], 0, None))
+    sizes = box_sizes(boxes)
     valid = np.stack([
         in_range(sizes, (lo, math.inf if hi is None else hi))
         for lo, hi in valid_ranges
