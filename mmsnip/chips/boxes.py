@@ -95,10 +95,18 @@ def sanitize_boxes(boxes, img_h: float, img_w: float
             ``(N, 4)``.
     """
     arr = as_boxes(boxes)
-    img_h, img_w = _image_sizes(img_h, img_w, len(arr))
+    if np.ndim(img_h) == 0 and np.ndim(img_w) == 0:
+        # one image (the per-image path): scalar bounds, no (N, 4) array
+        h, w = float(img_h), float(img_w)
+        if not (h > 0 and w > 0):
+            raise ValueError(f'image size must be positive, got {h:g}x{w:g}')
+        upper = np.array([w, h, w, h])
+    else:
+        img_h, img_w = _image_sizes(img_h, img_w, len(arr))
+        upper = np.stack([img_w, img_h, img_w, img_h], 1)
     finite = np.isfinite(arr).all(axis=1)
     clipped = np.where(finite[:, None], arr, 0.0)
-    clipped = np.clip(clipped, 0, np.stack([img_w, img_h, img_w, img_h], 1))
+    clipped = np.clip(clipped, 0, upper)
     keep = finite & (clipped[:, 2] > clipped[:, 0]) & \
         (clipped[:, 3] > clipped[:, 1])
     clipped[~keep] = 0.0
