@@ -95,15 +95,12 @@ def sanitize_boxes(boxes, img_h: float, img_w: float
             ``(N, 4)``.
     """
     arr = as_boxes(boxes)
-    if np.ndim(img_h) == 0 and np.ndim(img_w) == 0:
-        # one image (the per-image path): scalar bounds, no (N, 4) array
-        h, w = float(img_h), float(img_w)
-        if not (h > 0 and w > 0):
-            raise ValueError(f'image size must be positive, got {h:g}x{w:g}')
-        upper = np.array([w, h, w, h])
-    else:
-        img_h, img_w = _image_sizes(img_h, img_w, len(arr))
-        upper = np.stack([img_w, img_h, img_w, img_h], 1)
+    img_h, img_w = _checked_sizes(img_h, img_w)
+    if img_h.shape != img_w.shape:  # one scalar, one (N,) array
+        img_h, img_w = np.broadcast_arrays(img_h, img_w)
+    # (4,) bounds for one image (no per-box arrays on the per-image path),
+    # (N, 4) for per-box sizes
+    upper = np.stack([img_w, img_h, img_w, img_h], -1)
     finite = np.isfinite(arr).all(axis=1)
     clipped = np.where(finite[:, None], arr, 0.0)
     clipped = np.clip(clipped, 0, upper)
@@ -113,8 +110,8 @@ def sanitize_boxes(boxes, img_h: float, img_w: float
     return clipped, keep
 
 
-def _image_sizes(img_h, img_w, n: int) -> Tuple[np.ndarray, np.ndarray]:
-    """``(N,)`` float64 heights and widths from scalars or ``(N,)`` arrays;
+def _checked_sizes(img_h, img_w) -> Tuple[np.ndarray, np.ndarray]:
+    """float64 heights and widths as given (scalars or ``(N,)`` arrays);
     ValueError naming the first size that is not positive (or NaN)."""
     h = np.asarray(img_h, np.float64)
     w = np.asarray(img_w, np.float64)
@@ -124,6 +121,13 @@ def _image_sizes(img_h, img_w, n: int) -> Tuple[np.ndarray, np.ndarray]:
         hh = h[first] if h.ndim else h
         ww = w[first] if w.ndim else w
         raise ValueError(f'image size must be positive, got {hh:g}x{ww:g}')
+    return h, w
+
+
+def _image_sizes(img_h, img_w, n: int) -> Tuple[np.ndarray, np.ndarray]:
+    """``(N,)`` float64 heights and widths from scalars or ``(N,)`` arrays
+    (:func:`_checked_sizes`)."""
+    h, w = _checked_sizes(img_h, img_w)
     return np.broadcast_to(h, (n, )), np.broadcast_to(w, (n, ))
 
 

@@ -386,9 +386,7 @@ def calibrate_greedy(
     if bad or not order or len(set(order)) != len(order):
         raise ValueError(f'order must list distinct transitions in '
                          f'[0, {n - 1}], got {list(order)}')
-    if isinstance(passes, bool) or not isinstance(passes, (int, np.integer)) \
-            or passes < 1:
-        raise ValueError(f'passes must be an integer >= 1, got {passes!r}')
+    passes = _positive_int(passes, 'passes')
     grids = {i: _grid_for(grid, i) for i in order}
     points: List[OperatingPoint] = []
     varied: List[Optional[int]] = []

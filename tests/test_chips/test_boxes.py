@@ -45,6 +45,15 @@ def test_sanitize_rule():
     for h, w in ((0, 10), (10, -1), (np.nan, 10)):
         with pytest.raises(ValueError, match='image size must be positive'):
             sanitize_boxes(np.zeros((0, 4)), h, w)
+    # per-box sizes, also one of them a scalar: each box clipped to its own
+    wide = np.array([[-5, -5, 900, 900], [-5, -5, 900, 900]], float)
+    for h, w in (([480, 200], [640, 640]), ([480, 200], 640)):
+        clipped, keep = sanitize_boxes(wide, np.array(h), np.array(w))
+        np.testing.assert_array_equal(clipped, [[0, 0, 640, 480],
+                                                [0, 0, 640, 200]])
+        assert keep.all()
+    with pytest.raises(ValueError, match='image size must be positive'):
+        sanitize_boxes(wide, np.array([480, 0]), 640)
 
 
 @pytest.mark.parametrize('box, match', [
