@@ -309,8 +309,9 @@ def loader(args) -> None:
         ('epoch start ms', 'epoch_start_ms', _ms),
         ('epoch starts', 'epoch_starts', '{}'),
         ('batches/epoch', 'batches_per_epoch', '{}'),
-        ('data wait', 'data_wait', _percent),
-        ('steady data wait', 'data_wait_steady', _percent),
+        ('data wait', 'data_wait', lambda v: f'{100 * v:.1f}%'),
+        ('steady data wait', 'data_wait_steady',
+         lambda v: f'{100 * v:.1f}%'),
     ])
     payload = dict(command=_command_line(), machine=machine_info(),
                    step_seconds=args.step_seconds, rows=rows)
@@ -331,10 +332,6 @@ def _collate_name(dataloader_cfg) -> str:
 
 def _ms(value) -> str:
     return '-' if value is None else f'{value:.1f}'
-
-
-def _percent(value) -> str:
-    return '-' if value is None else f'{100 * value:.1f}%'
 
 
 # -- inference --------------------------------------------------------------

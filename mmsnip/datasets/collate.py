@@ -30,6 +30,12 @@ from torch.utils.data import get_worker_info
 from mmsnip.registry import FUNCTIONS
 
 
+# dtypes that numpy holds too (bfloat16 does not: PyTorch pickles it)
+_NUMPY_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16,
+                 torch.int32, torch.int64, torch.float16, torch.float32,
+                 torch.float64)
+
+
 def _tensor_from_array(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(array)
 
@@ -44,11 +50,6 @@ class _ArrayPickler(pickle.Pickler):
                 obj.dtype in _NUMPY_DTYPES:
             return _tensor_from_array, (obj.numpy(), )
         return NotImplemented
-
-
-_NUMPY_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16,
-                 torch.int32, torch.int64, torch.float16, torch.float32,
-                 torch.float64)
 
 
 class _ByValue:

@@ -53,14 +53,19 @@ def _autofocus_tta(model, threshold, min_size=64):
                                  scales=scales, max_chips=64))
 
 
-def _run_autofocus(tta, info):
+def _packed(*infos):
+    """A batch of the unresized images ``infos``, as the AutoFocus
+    tta_pipeline packs them."""
     pipeline = Compose([
         dict(type='LoadImageFromFile'),
         dict(type='mmdet.PackDetInputs',
              meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape'))])
     with DefaultScope.overwrite_default_scope('mmsnip'):
-        data = pseudo_collate([pipeline(dict(info))])
-    return tta.test_step(data)[0]
+        return pseudo_collate([pipeline(dict(info)) for info in infos])
+
+
+def _run_autofocus(tta, info):
+    return tta.test_step(_packed(info))[0]
 
 
 class _TorchResizeToScale(BaseTransform):
@@ -151,29 +156,21 @@ def test_focus_recall_counts_what_each_transition_handed_on(
     boxes = torch.tensor([[5., 5., 15., 15.], [40., 40., 70., 70.],
                           [20., 20., 220., 220.], [100., 60., 150., 110.]])
 
-    def run(threshold):
-        pipeline = Compose([
-            dict(type='LoadImageFromFile'),
-            dict(type='mmdet.PackDetInputs', meta_keys=(
-                'img_id', 'img_path', 'ori_shape', 'img_shape'))])
-        with DefaultScope.overwrite_default_scope('mmsnip'):
-            data = pseudo_collate([pipeline(dict(info))])
+    def packed_with_gt():
+        data = _packed(info)
         data['data_samples'][0].gt_instances = InstanceData(
             bboxes=boxes, labels=torch.zeros(4, dtype=torch.long))
+        return data
+
+    def run(threshold):
         with torch.no_grad():
-            return _autofocus_tta(autofocus, threshold).test_step(data)[0]
+            return _autofocus_tta(autofocus, threshold).test_step(
+                packed_with_gt())[0]
 
     assert run(EVERY_PIXEL).metainfo['focus_recall'] == [[2, 2], [1, 1]]
     assert run(NO_PIXEL).metainfo['focus_recall'] == [[2, 0], [1, 0]]
     # with real maps: what the trace's chips give
-    pipeline = Compose([
-        dict(type='LoadImageFromFile'),
-        dict(type='mmdet.PackDetInputs', meta_keys=(
-            'img_id', 'img_path', 'ori_shape', 'img_shape'))])
-    with DefaultScope.overwrite_default_scope('mmsnip'):
-        data = pseudo_collate([pipeline(dict(info))])
-    data['data_samples'][0].gt_instances = InstanceData(
-        bboxes=boxes, labels=torch.zeros(4, dtype=torch.long))
+    data = packed_with_gt()
     tta = _autofocus_tta(autofocus, 0.3, 32)
     with torch.no_grad():
         (result, ), (trace, ) = tta.predict_cascade(
@@ -307,15 +304,9 @@ def test_plain_checkpoint_is_refused_unless_oracle(tiny_demo_root):
 
 def _batch(tiny_demo_root, names=('val_000000', 'val_000001',
                                   'val_000002')):
-    pipeline = Compose([
-        dict(type='LoadImageFromFile'),
-        dict(type='mmdet.PackDetInputs',
-             meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape'))])
-    with DefaultScope.overwrite_default_scope('mmsnip'):
-        return pseudo_collate([
-            pipeline(dict(img_path=osp.join(tiny_demo_root, 'val',
-                                            f'{n}.jpg'), img_id=i))
-            for i, n in enumerate(names)])
+    return _packed(*(dict(img_path=osp.join(tiny_demo_root, 'val',
+                                            f'{n}.jpg'), img_id=i)
+                     for i, n in enumerate(names)))
 
 
 @pytest.mark.parametrize('ratio', [0.0, 0.3])
