@@ -1,0 +1,39 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""The commands docs/benchmarks.md shows name only options their tools (and
+subcommands) know: a renamed flag breaks this test, not a reader's run."""
+import os.path as osp
+import re
+import shlex
+
+from conftest import REPO_ROOT, run_tool
+
+SUBCOMMANDS = {'tools/benchmark.py': ('train', 'loader', 'infer')}
+
+
+def _commands(path):
+    text = open(path, encoding='utf-8').read()
+    for block in re.findall(r'```bash\n(.*?)```', text, re.S):
+        for line in block.replace('\\\n', ' ').splitlines():
+            words = shlex.split(line.split('#', 1)[0])
+            while words and '=' in words[0]:  # OMP_NUM_THREADS=1 ...
+                words.pop(0)
+            if len(words) > 1 and words[0] == 'python' and \
+                    words[1].startswith('tools/'):
+                yield words[1:]
+
+
+def test_benchmark_commands_name_known_options():
+    commands = list(_commands(osp.join(REPO_ROOT, 'docs/benchmarks.md')))
+    assert len(commands) >= 8
+    helps = {}
+    for tool, *args in commands:
+        sub = args[0] if args and args[0] in SUBCOMMANDS.get(tool, ()) \
+            else None
+        key = (tool, sub)
+        if key not in helps:
+            helps[key] = run_tool([tool] + ([sub] if sub else []) +
+                                  ['--help']).stdout
+        flags = {w.split('=')[0] for w in args if w.startswith('--')}
+        unknown = sorted(f for f in flags
+                         if not re.search(re.escape(f) + r'\b', helps[key]))
+        assert not unknown, (tool, sub, unknown)
