@@ -46,11 +46,15 @@ def _cell_runs(boxes: np.ndarray, stride: float, shape: Tuple[int, int]):
     to ``v`` covers cells ``floor(u / s)`` to ``ceil(v / s) - 1`` (clipped
     to the grid); a box of positive extent covers at least one cell even
     where ``v / s`` rounds down to ``u / s`` (sub-normal extents, or ``v``
-    just past a cell border). Returns four ``(N,)`` intp arrays."""
-    start = np.floor(boxes[:, :2] / stride)
-    end = np.ceil(boxes[:, 2:] / stride)
-    end = np.where(boxes[:, 2:] > boxes[:, :2], np.maximum(end, start + 1),
-                   end)
+    just past a cell border); only the part of the box on the grid counts
+    (a box touching the grid from outside covers no cell, however its
+    coordinates round). Returns four ``(N,)`` intp arrays."""
+    grid = np.array([shape[1], shape[0]], np.float64) * stride  # (w, h)
+    lo = np.clip(boxes[:, :2], 0, grid)
+    hi = np.clip(boxes[:, 2:], 0, grid)
+    start = np.floor(lo / stride)
+    end = np.ceil(hi / stride)
+    end = np.where(hi > lo, np.maximum(end, start + 1), end)
     x0, y0 = (np.clip(start[:, i], 0, shape[1 - i]).astype(np.intp)
               for i in (0, 1))
     x1, y1 = (np.clip(end[:, i], 0, shape[1 - i]).astype(np.intp)

@@ -104,6 +104,7 @@ def _reference_labels(boxes, hw, s, a, b, c):
 
 @settings(max_examples=100, deadline=None)
 @example([(0.0, 0.0, 1.0, 5e-324)], (128, 128), 8)  # sub-normal height
+@example([(-5e-324, 0.0, 5e-324, 1.0)], (128, 128), 8)  # left of the grid
 @given(st.lists(st.tuples(st.floats(-20, 130), st.floats(-20, 130),
                           st.floats(0, 110), st.floats(0, 110)),
                 max_size=12),
