@@ -15,6 +15,9 @@ from typing import Dict, Tuple
 
 import numpy as np
 
+# Image sizes given as one number (one image): checked without arrays.
+_SCALARS = (int, float, np.integer, np.floating)
+
 
 def as_boxes(boxes, name: str = 'boxes') -> np.ndarray:
     """Return ``boxes`` as a float64 ``(N, 4)`` xyxy array, any frame.
@@ -49,7 +52,7 @@ def box_sizes(boxes: np.ndarray) -> np.ndarray:
         np.ndarray: ``(N,)`` float64 ``sqrt(w * h)`` in the boxes' frame;
         0 for boxes with ``x2 <= x1`` or ``y2 <= y1``, NaN for NaN boxes.
     """
-    wh = np.clip(boxes[:, 2:4] - boxes[:, 0:2], 0, None)
+    wh = np.maximum(boxes[:, 2:4] - boxes[:, 0:2], 0)
     return np.sqrt(wh[:, 0] * wh[:, 1])
 
 
@@ -100,10 +103,14 @@ def sanitize_boxes(boxes, img_h: float, img_w: float
         img_h, img_w = np.broadcast_arrays(img_h, img_w)
     # (4,) bounds for one image (no per-box arrays on the per-image path),
     # (N, 4) for per-box sizes
-    upper = np.stack([img_w, img_h, img_w, img_h], -1)
+    if img_h.ndim == 0:
+        upper = np.array([img_w, img_h, img_w, img_h])
+    else:
+        upper = np.stack([img_w, img_h, img_w, img_h], -1)
     finite = np.isfinite(arr).all(axis=1)
     clipped = np.where(finite[:, None], arr, 0.0)
-    clipped = np.clip(clipped, 0, upper)
+    # np.clip(clipped, 0, upper) without its Python-level dispatch
+    clipped = np.minimum(np.maximum(clipped, 0), upper)
     keep = finite & (clipped[:, 2] > clipped[:, 0]) & \
         (clipped[:, 3] > clipped[:, 1])
     clipped[~keep] = 0.0
@@ -113,6 +120,9 @@ def sanitize_boxes(boxes, img_h: float, img_w: float
 def _checked_sizes(img_h, img_w) -> Tuple[np.ndarray, np.ndarray]:
     """float64 heights and widths as given (scalars or ``(N,)`` arrays);
     ValueError naming the first size that is not positive (or NaN)."""
+    if isinstance(img_h, _SCALARS) and isinstance(img_w, _SCALARS) and \
+            img_h > 0 and img_w > 0:  # one image (False for NaN)
+        return np.float64(img_h), np.float64(img_w)
     h = np.asarray(img_h, np.float64)
     w = np.asarray(img_w, np.float64)
     bad = ~((h > 0) & (w > 0))

@@ -99,13 +99,12 @@ def generate_negative_chips(proposals: ProposalInput, img_h: int, img_w: int,
     if neg_cfg.filter_range:
         # Sec. 3.3.3: only proposals whose size lies in R_i count.
         keep &= in_range(box_sizes(all_boxes), (
-            np.repeat([spec.valid_range[0] for spec in cfg.scales], counts),
-            np.repeat([spec.valid_range[1] for spec in cfg.scales], counts)))
+            np.repeat(cfg.valid_ranges[:, 0], counts),
+            np.repeat(cfg.valid_ranges[:, 1], counts)))
     idx = np.flatnonzero(keep)
     if not len(idx):
         return ChipSet.empty()
-    factors = [spec.factor_for(img_h, img_w) for spec in cfg.scales]
-    canvases = [spec.scaled_shape(img_h, img_w) for spec in cfg.scales]
+    factors, canvases = zip(*cfg.geometry(img_h, img_w))
     row_scale = np.repeat(np.arange(num_scales), counts)[idx]
     scaled = to_canvas(all_boxes[idx],
                        np.asarray(factors)[row_scale][:, None],
@@ -210,21 +209,14 @@ def negative_chips_batch(proposals: np.ndarray, row_start: np.ndarray,
         keep = _top_k_mask(seg, props[:, 4], keep, neg_cfg.max_proposals)
     if neg_cfg.filter_range:
         # Sec. 3.3.3: only proposals whose size lies in R_i count.
-        ranges = np.array([spec.valid_range for spec in cfg.scales],
-                          np.float64)
+        ranges = cfg.valid_ranges
         keep &= in_range(box_sizes(boxes),
                          (ranges[scale, 0], ranges[scale, 1]))
-    # Factor and canvas per image and scale (images share a few sizes).
-    geometry = {}
+    # Factor and canvas per image and scale.
     factor = np.empty((n, num_scales))
     canvas = np.empty((n, num_scales, 2))
     for k, hw in enumerate(zip(h_img.tolist(), w_img.tolist())):
-        geo = geometry.get(hw)
-        if geo is None:
-            geo = geometry[hw] = (
-                [spec.factor_for(*hw) for spec in cfg.scales],
-                [spec.scaled_shape(*hw) for spec in cfg.scales])
-        factor[k], canvas[k] = geo
+        factor[k], canvas[k] = zip(*cfg.geometry(*hw))
     idx = np.flatnonzero(keep)
     img, scale, seg = img[idx], scale[idx], seg[idx]
     scaled = to_canvas(boxes[idx], factor[img, scale][:, None],
@@ -282,7 +274,7 @@ def negative_chips_batch(proposals: np.ndarray, row_start: np.ndarray,
             a, b = bounds[j], bounds[j + 1]
             if b - a < min_count[s]:
                 continue  # no chip can hold M of them
-            ch, cw = geometry[(h_list[k], w_list[k])][1][s]
+            ch, cw = cfg.geometry(h_list[k], w_list[k])[s][1]
             # Sec. 3.3.3: greedily pick chips covering at least M
             # proposals.
             got, _, _ = _greedy_cover(

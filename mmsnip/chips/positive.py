@@ -31,6 +31,7 @@ import bisect
 import dataclasses
 import functools
 import math
+import operator
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -137,6 +138,13 @@ def _cached_starts(length: int, chip_size: int, stride: int) -> np.ndarray:
     starts = chip_starts(length, chip_size, stride)
     starts.flags.writeable = False
     return starts
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_start_list(length: int, chip_size: int, stride: int) -> tuple:
+    """:func:`chip_starts` as a tuple of Python floats, cached (the plain
+    Python cover of a few boxes)."""
+    return tuple(_cached_starts(length, chip_size, stride).tolist())
 
 
 def _feasible_runs(lo_edge: np.ndarray, hi_edge: np.ndarray,
@@ -524,23 +532,15 @@ def _runs_small(lo_edges, hi_edges, length: int, chip_size: int,
     """:func:`_axis_candidates` on Python floats (a few boxes).
 
     Returns:
-        tuple: ``(starts (list[float]), extent, first (list[int]),
+        tuple: ``(starts (sequence of float), extent, first (list[int]),
         last (list[int]))``, the same numbers as :func:`_axis_candidates`.
     """
     extent = min(chip_size, length)
-    if length <= chip_size:
-        starts = [0.0]
-    else:
-        starts = [float(v) for v in range(0, length - chip_size, stride)]
-        starts.append(float(length - chip_size))
-
-    def runs(starts):
-        return ([bisect.bisect_left(starts, hi - extent - _EPS)
-                 for hi in hi_edges],
-                [bisect.bisect_right(starts, lo + _EPS) for lo in lo_edges])
-
-    first, last = runs(starts)
-    if off_grid:
+    starts = _cached_start_list(length, chip_size, stride)
+    shift = extent + _EPS
+    first = [bisect.bisect_left(starts, hi - shift) for hi in hi_edges]
+    last = [bisect.bisect_right(starts, lo + _EPS) for lo in lo_edges]
+    if off_grid and not all(map(operator.lt, first, last)):
         extra = []
         for lo_e, hi_e, a, b in zip(lo_edges, hi_edges, first, last):
             if a < b or hi_e - lo_e > extent + _EPS:
@@ -553,7 +553,10 @@ def _runs_small(lo_edges, hi_edges, length: int, chip_size: int,
                                    hi_int)) if lo_int <= hi_int else lo)
         if extra:
             starts = sorted(set(starts).union(extra))
-            first, last = runs(starts)
+            first = [bisect.bisect_left(starts, hi - shift)
+                     for hi in hi_edges]
+            last = [bisect.bisect_right(starts, lo + _EPS)
+                    for lo in lo_edges]
     return starts, extent, first, last
 
 
@@ -601,21 +604,30 @@ def _cover_lists(x1, y1, x2, y2, canvas_hw, chip_size: int, chip_stride: int,
                                               chip_stride, off_grid)
     starts_y, ext_y, lo_y, hi_y = _runs_small(y1, y2, h, chip_size,
                                               chip_stride, off_grid)
-    coverable = [lo_x[i] < hi_x[i] and lo_y[i] < hi_y[i] for i in range(n)]
-    idx = [i for i in range(n) if coverable[i]]
+    coverable = [a < b and c < d
+                 for a, b, c, d in zip(lo_x, hi_x, lo_y, hi_y)]
+    if all(coverable):
+        idx = range(n)
+        lx, hx, ly, hy = lo_x, hi_x, lo_y, hi_y
+    else:
+        idx = [i for i in range(n) if coverable[i]]
+        lx = [lo_x[i] for i in idx]
+        hx = [hi_x[i] for i in idx]
+        ly = [lo_y[i] for i in idx]
+        hy = [hi_y[i] for i in idx]
     m = len(idx)
-    remaining = (1 << m) - 1
-    lx = [lo_x[i] for i in idx]
-    hx = [hi_x[i] for i in idx]
-    ly = [lo_y[i] for i in idx]
-    hy = [hi_y[i] for i in idx]
-    mask_y = [sum(1 << b for b in range(m) if ly[b] <= v < hy[b])
-              for v in sorted(set(ly))]
-    mask_x = [sum(1 << b for b in range(m) if lx[b] <= u < hx[b])
-              for u in sorted(set(lx))]
     chips = []
     covered_bits = 0
-    if m >= min_count:
+    if m == 1 and min_count <= 1:
+        # One box: the chip in the middle of its runs (the loop's pick).
+        ix, iy = (lx[0] + hx[0] - 1) // 2, (ly[0] + hy[0] - 1) // 2
+        chips.append((starts_x[ix], starts_y[iy], starts_x[ix] + ext_x,
+                      starts_y[iy] + ext_y))
+        covered_bits = 1
+    elif m >= min_count:
+        mask_y = _border_masks(ly, hy)
+        mask_x = _border_masks(lx, hx)
+        remaining = (1 << m) - 1
         while True:
             best, hit = 0, 0
             for my in mask_y:
@@ -628,11 +640,24 @@ def _cover_lists(x1, y1, x2, y2, canvas_hw, chip_size: int, chip_stride: int,
                         best, hit = c, my & mx
             if best < min_count:
                 break
-            members = [b for b in range(m) if hit >> b & 1]
-            ix = (max(lx[b] for b in members) +
-                  min(hx[b] for b in members) - 1) // 2
-            iy = (max(ly[b] for b in members) +
-                  min(hy[b] for b in members) - 1) // 2
+            # The middle of the members' common runs [left, right) and
+            # [top, bottom) (grid indices).
+            left = top = -1
+            right = bottom = _BIG
+            rest = hit
+            while rest:
+                low = rest & -rest
+                rest ^= low
+                b = low.bit_length() - 1
+                if lx[b] > left:
+                    left = lx[b]
+                if hx[b] < right:
+                    right = hx[b]
+                if ly[b] > top:
+                    top = ly[b]
+                if hy[b] < bottom:
+                    bottom = hy[b]
+            ix, iy = (left + right - 1) // 2, (top + bottom - 1) // 2
             chips.append((starts_x[ix], starts_y[iy], starts_x[ix] + ext_x,
                           starts_y[iy] + ext_y))
             remaining &= ~hit
@@ -643,6 +668,23 @@ def _cover_lists(x1, y1, x2, y2, canvas_hw, chip_size: int, chip_stride: int,
     for b, i in enumerate(idx):
         covered[i] = bool(covered_bits >> b & 1)
     return chips, covered, coverable
+
+
+def _border_masks(lo, hi) -> list:
+    """For each distinct lower border ``v`` of the runs ``[lo[b], hi[b])``
+    (ascending), the bit mask of the runs holding ``v`` (bit ``b``: run
+    ``b``). Runs are non-empty."""
+    values = sorted(set(lo))
+    where = {v: j for j, v in enumerate(values)}
+    num = len(values)
+    masks = [0] * num
+    for b, (lo_b, hi_b) in enumerate(zip(lo, hi)):
+        bit = 1 << b
+        j = where[lo_b]
+        while j < num and values[j] < hi_b:
+            masks[j] |= bit
+            j += 1
+    return masks
 
 
 def _cover_groups(runs, min_count: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -725,17 +767,17 @@ def generate_positive_chips(gt_boxes, img_h: int, img_w: int,
         ValueError: On a non-positive image size or mis-shaped inputs.
     """
     boxes, keep = sanitize_boxes(gt_boxes, img_h, img_w)
-    crowd = np.zeros(len(boxes), bool) if iscrowd is None else \
-        np.asarray(iscrowd, bool).reshape(-1)
-    if len(crowd) != len(boxes):
-        raise ValueError(f'iscrowd has {len(crowd)} entries for '
-                         f'{len(boxes)} boxes')
+    if iscrowd is not None:
+        crowd = np.asarray(iscrowd, bool).reshape(-1)
+        if len(crowd) != len(boxes):
+            raise ValueError(f'iscrowd has {len(crowd)} entries for '
+                             f'{len(boxes)} boxes')
+        keep &= ~crowd
     sizes = box_sizes(boxes)
-    ranges = np.array([spec.valid_range for spec in cfg.scales], np.float64)
+    ranges = cfg.valid_ranges
     # Sec. 3.3.2: G_i = non-crowd ground truth whose size lies in R_i (the
     # strict test of in_range, for all scales at once).
-    valid = (keep & ~crowd) & (sizes > ranges[:, :1]) & \
-        (sizes < ranges[:, 1:])
+    valid = keep & (sizes > ranges[:, :1]) & (sizes < ranges[:, 1:])
     uncoverable = np.zeros_like(valid)
     if len(boxes) <= _SMALL:
         # A few boxes: plain Python per scale, one array at the end.
@@ -743,12 +785,10 @@ def generate_positive_chips(gt_boxes, img_h: int, img_w: int,
             boxes, valid, uncoverable, img_h, img_w, cfg), valid,
             uncoverable)
     chips, rows = [], []
-    for s, spec in enumerate(cfg.scales):
+    for s, (factor, canvas) in enumerate(cfg.geometry(img_h, img_w)):
         idx = np.flatnonzero(valid[s])
         if not len(idx):
             continue
-        factor = spec.factor_for(img_h, img_w)
-        canvas = spec.scaled_shape(img_h, img_w)
         scaled = to_canvas(boxes[idx], factor, canvas)
         found, _, coverable = greedy_cover(scaled, canvas, cfg.chip_size,
                                            cfg.chip_stride,
@@ -767,6 +807,23 @@ def generate_positive_chips(gt_boxes, img_h: int, img_w: int,
                        img_h, img_w, True), valid, uncoverable)
 
 
+def _canvas_columns(box_list, idx, factor: float, canvas_hw):
+    """:func:`to_canvas` on Python floats: boxes ``idx`` of ``box_list``
+    (ORIGINAL px, inside the image) times ``factor``, clipped to the
+    canvas ``(h, w)``, as four coordinate lists ``x1, y1, x2, y2``
+    (SCALED px)."""
+    ch, cw = canvas_hw
+    x1, y1, x2, y2 = [], [], [], []
+    for i in idx:
+        a, b, c, d = box_list[i]
+        a, b, c, d = a * factor, b * factor, c * factor, d * factor
+        x1.append(a if a <= cw else cw)
+        y1.append(b if b <= ch else ch)
+        x2.append(c if c <= cw else cw)
+        y2.append(d if d <= ch else ch)
+    return x1, y1, x2, y2
+
+
 def _positive_small(boxes: np.ndarray, valid: np.ndarray,
                     uncoverable: np.ndarray, img_h, img_w,
                     cfg: ChipConfig) -> ChipSet:
@@ -776,20 +833,11 @@ def _positive_small(boxes: np.ndarray, valid: np.ndarray,
     box_list = boxes.tolist()
     valid_list = valid.tolist()
     chips, index, factors, canvases = [], [], [], []
-    for s, spec in enumerate(cfg.scales):
+    for s, (factor, canvas) in enumerate(cfg.geometry(img_h, img_w)):
         idx = [i for i, v in enumerate(valid_list[s]) if v]
         if not idx:
             continue
-        factor = spec.factor_for(img_h, img_w)
-        ch, cw = canvas = spec.scaled_shape(img_h, img_w)
-        # to_canvas: boxes * factor, clipped to the canvas.
-        cols = [[], [], [], []]
-        for i in idx:
-            x1, y1, x2, y2 = box_list[i]
-            cols[0].append(min(x1 * factor, cw))
-            cols[1].append(min(y1 * factor, ch))
-            cols[2].append(min(x2 * factor, cw))
-            cols[3].append(min(y2 * factor, ch))
+        cols = _canvas_columns(box_list, idx, factor, canvas)
         found, _, coverable = _cover_lists(*cols, canvas, cfg.chip_size,
                                            cfg.chip_stride, 1, cfg.off_grid)
         if not all(coverable):
@@ -841,14 +889,13 @@ def positive_chips_batch(boxes, box_start, heights, widths, cfg: ChipConfig,
     crowd = np.zeros(len(boxes), bool) if crowd is None else \
         np.asarray(crowd, bool).reshape(-1)
     sizes = box_sizes(clipped)
-    ranges = np.array([spec.valid_range for spec in cfg.scales], np.float64)
+    ranges = cfg.valid_ranges
     valid = (keep & ~crowd) & (sizes > ranges[:, :1]) & \
         (sizes < ranges[:, 1:])
     box_list = clipped.tolist()
     valid_t = valid.T.tolist()
     h_list, w_list = heights.tolist(), widths.tolist()
     starts = box_start.tolist()
-    geometry = {}  # (h, w) -> [(factor, canvas) per scale]
     sets, counts = [], np.zeros(n, np.int64)
     chips, index, factors, canvases = [], [], [], []
     for k in range(n):
@@ -864,30 +911,18 @@ def positive_chips_batch(boxes, box_start, heights, widths, cfg: ChipConfig,
             sets.append(res)
             counts[k] = len(res)
             continue
-        geo = geometry.get((img_h, img_w))
-        if geo is None:
-            geo = geometry[(img_h, img_w)] = [
-                (spec.factor_for(img_h, img_w),
-                 spec.scaled_shape(img_h, img_w)) for spec in cfg.scales]
         before = len(chips)
-        for s, (factor, canvas) in enumerate(geo):
+        for s, (factor, canvas) in enumerate(cfg.geometry(img_h, img_w)):
             idx = [i for i in range(a, b) if valid_t[i][s]]
             if not idx:
                 continue
-            ch, cw = canvas
-            cols = [[], [], [], []]
-            for i in idx:
-                x1, y1, x2, y2 = box_list[i]
-                cols[0].append(min(x1 * factor, cw))
-                cols[1].append(min(y1 * factor, ch))
-                cols[2].append(min(x2 * factor, cw))
-                cols[3].append(min(y2 * factor, ch))
+            cols = _canvas_columns(box_list, idx, factor, canvas)
             found, _, _ = _cover_lists(*cols, canvas, cfg.chip_size,
                                        cfg.chip_stride, 1, cfg.off_grid)
             chips.extend(found)
             index.extend([s] * len(found))
             factors.extend([factor] * len(found))
-            canvases.extend([(ch, cw, img_h, img_w)] * len(found))
+            canvases.extend([(*canvas, img_h, img_w)] * len(found))
         counts[k] = len(chips) - before
     if chips:
         sets.append(_chip_set_rows_lists(chips, index, factors, canvases,
@@ -897,18 +932,13 @@ def positive_chips_batch(boxes, box_start, heights, widths, cfg: ChipConfig,
 
 def _chip_set_rows_lists(chips, index, factors, geometry,
                          positive: bool) -> ChipSet:
-    """:func:`_chip_set_rows` for rows of several images: ``geometry`` is
-    ``(canvas h, canvas w, image h, image w)`` per row."""
-    chips_scaled = np.array(chips, np.float64).reshape(-1, 4)
+    """:func:`_chip_set_rows` for rows of several images, from lists:
+    ``geometry`` is ``(canvas h, canvas w, image h, image w)`` per row."""
     geo = np.array(geometry, np.float64).reshape(-1, 4)
-    size = np.stack([geo[:, 3], geo[:, 2], geo[:, 3], geo[:, 2]], axis=1)
-    orig = np.clip(chips_scaled / np.array(factors, np.float64)[:, None], 0,
-                   size)
-    at_far_border = chips_scaled[:, 2:] >= geo[:, 1::-1]
-    orig[:, 2:] = np.where(at_far_border, size[:, 2:], orig[:, 2:])
-    return ChipSet(orig, chips_scaled, np.array(index, np.int64),
-                   np.array(factors, np.float64),
-                   np.full(len(chips_scaled), bool(positive)))
+    return _chip_set_rows(np.array(chips, np.float64).reshape(-1, 4),
+                          np.array(index, np.int64),
+                          np.array(factors, np.float64), geo[:, :2],
+                          geo[:, 2], geo[:, 3], positive)
 
 
 def to_canvas(boxes: np.ndarray, factor, canvas_hw) -> np.ndarray:
@@ -964,18 +994,22 @@ def make_chip_set(chips_scaled: np.ndarray, scale_index: int, factor: float,
 
 
 def _chip_set_rows(chips_scaled: np.ndarray, scale_index: np.ndarray,
-                   factor: np.ndarray, canvas_hw: np.ndarray, img_h: int,
-                   img_w: int, positive: bool) -> ChipSet:
+                   factor: np.ndarray, canvas_hw: np.ndarray, img_h,
+                   img_w, positive: bool) -> ChipSet:
     """:func:`make_chip_set` with a scale per row: ``(C,)`` indices and
-    factors, ``(C, 2)`` canvas ``(h, w)``."""
+    factors, ``(C, 2)`` canvas ``(h, w)``; the ORIGINAL image size one
+    for all rows or ``(C,)`` per row (chips of several images)."""
     n = len(chips_scaled)
-    size = np.array([img_w, img_h, img_w, img_h], np.float64)
-    orig = np.clip(chips_scaled / factor[:, None], 0, size)
+    if np.ndim(img_h) == 0:
+        size = np.array([img_w, img_h, img_w, img_h], np.float64)
+    else:
+        size = np.stack([img_w, img_h, img_w, img_h], axis=1)
+    orig = np.minimum(np.maximum(chips_scaled / factor[:, None], 0), size)
     at_far_border = chips_scaled[:, 2:] >= canvas_hw[:, ::-1]
-    orig[:, 2:] = np.where(at_far_border, size[2:], orig[:, 2:])
-    return ChipSet(orig, chips_scaled.astype(np.float64),
+    orig[:, 2:] = np.where(at_far_border, size[..., 2:], orig[:, 2:])
+    return ChipSet(orig, np.asarray(chips_scaled, np.float64),
                    np.asarray(scale_index, np.int64),
-                   np.asarray(factor, np.float64), np.full(n, positive))
+                   np.asarray(factor, np.float64), np.full(n, bool(positive)))
 
 
 @dataclasses.dataclass

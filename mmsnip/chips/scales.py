@@ -11,11 +11,16 @@ are ``512 / max(h, w)``, 1.667 and 3 with valid ranges (120, inf),
 from the plain dict an MMEngine config holds (``chip_cfg = dict(...)``).
 """
 import dataclasses
+import functools
 import math
 import numbers
 from typing import Optional, Sequence, Tuple, Union
 
+import numpy as np
+
 INF = float('inf')
+# Image sizes whose per-scale geometry a ChipConfig keeps (ChipConfig.geometry).
+_GEOMETRY_CACHE_SIZE = 4096
 
 
 def _positive_number(value, name: str) -> float:
@@ -318,6 +323,41 @@ class ChipConfig:
                 f'ChipConfig.scales: objects of size {gap[0]:g}-{gap[1]:g} '
                 'px are valid at no scale; make adjacent valid ranges '
                 'overlap or set allow_range_gaps=True')
+
+    @functools.cached_property
+    def valid_ranges(self) -> np.ndarray:
+        """``(S, 2)`` float64 read-only ``[min, max]`` of every scale's
+        valid range (ORIGINAL px; ``max`` may be ``inf``), in
+        ``scales`` order."""
+        ranges = np.array([s.valid_range for s in self.scales], np.float64)
+        ranges.flags.writeable = False
+        return ranges
+
+    def geometry(self, img_h: float, img_w: float
+                 ) -> Tuple[Tuple[float, Tuple[int, int]], ...]:
+        """Per scale, ``(factor, (canvas_h, canvas_w))`` of an image of
+        ORIGINAL size ``img_h x img_w`` (:meth:`ScaleSpec.factor_for`,
+        :meth:`ScaleSpec.scaled_shape`), cached per size: a dataset's
+        images share a few sizes and every chip generator asks for them.
+
+        Raises:
+            ValueError: If the image size is not positive.
+        """
+        cache = self._geometry_cache
+        key = (img_h, img_w)
+        geo = cache.get(key)
+        if geo is None:
+            geo = tuple((spec.factor_for(img_h, img_w),
+                         spec.scaled_shape(img_h, img_w))
+                        for spec in self.scales)
+            if len(cache) >= _GEOMETRY_CACHE_SIZE:
+                cache.clear()
+            cache[key] = geo
+        return geo
+
+    @functools.cached_property
+    def _geometry_cache(self) -> dict:
+        return {}
 
     @property
     def neg_min_proposals(self) -> IntPerScale:

@@ -1,10 +1,13 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 import math
+import pickle
+from unittest import mock
 
+import numpy as np
 import pytest
 
 from mmsnip.chips import (ChipConfig, NegativeConfig, ScaleSpec,
-                          range_gap)
+                          range_gap, scales)
 
 
 def test_factor_rules():
@@ -29,6 +32,28 @@ def test_factor_rules():
 def test_bad_image_size(h, w):
     with pytest.raises(ValueError, match='image size must be positive'):
         ScaleSpec(factor=2).factor_for(h, w)
+
+
+def test_chip_config_geometry_and_ranges_are_the_scales_own():
+    cfg = ChipConfig.paper_coco()
+    with mock.patch.object(scales, '_GEOMETRY_CACHE_SIZE', 2):
+        # repeated, int/float/numpy sizes, more sizes than the cache holds
+        for h, w in [(480, 640), (480, 640), (375.0, 500),
+                     (np.int64(427), np.int64(640)), (480, 640), (7, 9000)]:
+            assert cfg.geometry(h, w) == tuple(
+                (spec.factor_for(h, w), spec.scaled_shape(h, w))
+                for spec in cfg.scales)
+        assert len(cfg._geometry_cache) <= 2
+    for h, w in [(0, 640), (480, math.nan)]:
+        with pytest.raises(ValueError, match='image size must be positive'):
+            cfg.geometry(h, w)
+    np.testing.assert_array_equal(
+        cfg.valid_ranges, [spec.valid_range for spec in cfg.scales])
+    assert not cfg.valid_ranges.flags.writeable
+    # the caches are not settings: equality and pickling see the fields
+    copy = pickle.loads(pickle.dumps(cfg))
+    assert copy == cfg == ChipConfig.paper_coco()
+    assert copy.geometry(480, 640) == cfg.geometry(480, 640)
 
 
 def test_valid_range_units():
