@@ -54,5 +54,12 @@ def load_trusted_local_checkpoint(filename: str, map_location=None):
     return torch.load(filename, map_location=map_location, weights_only=False)
 
 
+def load_from_trusted_local(filename: str, map_location=None):
+    """:func:`load_trusted_local_checkpoint` under the name mmengine's log
+    line reads (it drops a loader name's first 10 characters,
+    ``load_from_``: "Loads checkpoint by trusted_local backend")."""
+    return load_trusted_local_checkpoint(filename, map_location)
+
+
 CheckpointLoader.register_scheme(
-    prefixes='', loader=load_trusted_local_checkpoint, force=True)
+    prefixes='', loader=load_from_trusted_local, force=True)

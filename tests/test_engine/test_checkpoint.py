@@ -1,9 +1,11 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
+import logging
 import pickle
 
 import numpy as np
 import pytest
 import torch
+from mmengine.logging import MMLogger
 from mmengine.runner.checkpoint import CheckpointLoader
 
 import mmsnip.engine  # noqa: F401  (registers the loader)
@@ -45,3 +47,28 @@ def test_safe_mode_refuses_pickled_objects(tmp_path, monkeypatch):
 def test_missing_checkpoint_names_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match='nope.pth'):
         CheckpointLoader.load_checkpoint(str(tmp_path / 'nope.pth'))
+
+
+class _Messages(logging.Handler):
+
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_log_line_names_the_loader(tmp_path):
+    # mmengine names the loader by its function name minus 'load_from_'
+    path = str(tmp_path / 'weights.pth')
+    torch.save(dict(state_dict=dict(w=torch.zeros(1))), path)
+    logger = MMLogger.get_current_instance()
+    grab = _Messages()
+    logger.addHandler(grab)
+    try:
+        CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    finally:
+        logger.removeHandler(grab)
+    assert any('Loads checkpoint by trusted_local backend' in m
+               for m in grab.messages), grab.messages
