@@ -1000,16 +1000,17 @@ def _chip_set_rows(chips_scaled: np.ndarray, scale_index: np.ndarray,
     factors, ``(C, 2)`` canvas ``(h, w)``; the ORIGINAL image size one
     for all rows or ``(C,)`` per row (chips of several images)."""
     n = len(chips_scaled)
-    if np.ndim(img_h) == 0:
-        size = np.array([img_w, img_h, img_w, img_h], np.float64)
-    else:
+    if isinstance(img_h, np.ndarray) and img_h.ndim:
         size = np.stack([img_w, img_h, img_w, img_h], axis=1)
+    else:
+        size = np.array([img_w, img_h, img_w, img_h], np.float64)
     orig = np.minimum(np.maximum(chips_scaled / factor[:, None], 0), size)
     at_far_border = chips_scaled[:, 2:] >= canvas_hw[:, ::-1]
     orig[:, 2:] = np.where(at_far_border, size[..., 2:], orig[:, 2:])
     return ChipSet(orig, np.asarray(chips_scaled, np.float64),
                    np.asarray(scale_index, np.int64),
-                   np.asarray(factor, np.float64), np.full(n, bool(positive)))
+                   np.asarray(factor, np.float64),
+                   (np.ones if positive else np.zeros)(n, bool))
 
 
 @dataclasses.dataclass
