@@ -344,7 +344,7 @@ class ChipConfig:
             ValueError: If the image size is not positive.
         """
         cache = self._geometry_cache
-        key = (img_h, img_w)
+        key = (float(img_h), float(img_w))  # Python, numpy or 0-d sizes
         geo = cache.get(key)
         if geo is None:
             geo = tuple((spec.factor_for(img_h, img_w),

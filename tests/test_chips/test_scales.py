@@ -39,7 +39,8 @@ def test_chip_config_geometry_and_ranges_are_the_scales_own():
     with mock.patch.object(scales, '_GEOMETRY_CACHE_SIZE', 2):
         # repeated, int/float/numpy sizes, more sizes than the cache holds
         for h, w in [(480, 640), (480, 640), (375.0, 500),
-                     (np.int64(427), np.int64(640)), (480, 640), (7, 9000)]:
+                     (np.int64(427), np.int64(640)), (480, 640), (7, 9000),
+                     (np.array(300), np.array(400.0))]:
             assert cfg.geometry(h, w) == tuple(
                 (spec.factor_for(h, w), spec.scaled_shape(h, w))
                 for spec in cfg.scales)
