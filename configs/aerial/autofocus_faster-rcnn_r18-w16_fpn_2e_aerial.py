@@ -52,7 +52,6 @@ tta_model = dict(
              min_size=128, border_tol=1.0),
         dict(factor=2.0, valid_range=(0, 24), border_tol=1.0),
     ],
-    max_chips=32,
     # RPN proposals in proportion to a chip's pixels (whole images keep the
     # detector's 1000): with 1000 for every small FocusChip the RoI head
     # dominates and the learned cascade ran slower than the full pyramid.

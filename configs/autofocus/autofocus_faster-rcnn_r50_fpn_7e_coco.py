@@ -35,7 +35,6 @@ tta_model = dict(
              dilation=3, min_size=320, min_size_frame='current'),
         dict(short_max=(1400, 2000), valid_range=(0, 80)),
     ],
-    max_chips=32,
     # The paper merges with NMS; the original code's merge is
     # nms=dict(type='soft_nms', method='gaussian', sigma=0.55,
     #          min_score=0.001), max_per_img=200 (docs/merge.md).

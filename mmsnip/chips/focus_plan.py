@@ -68,13 +68,16 @@ def _number(value, name: str, low: float = -math.inf,
     return float(value)
 
 
-def cascade_limits(max_chips: int, border_tol: float,
-                   owner: str = 'AutoFocusTTAModel') -> Tuple[int, float]:
+def cascade_limits(max_chips: Optional[int], border_tol: float,
+                   owner: str = 'AutoFocusTTAModel'
+                   ) -> Tuple[Optional[int], float]:
     """The cascade-wide settings, validated: ``max_chips`` (FocusChips per
-    scale and image, an integer >= 1) and ``border_tol`` (the default
-    stacking tolerance, ORIGINAL px, finite and >= 0)."""
-    return (_positive_int(max_chips, f'{owner}.max_chips'),
-            _number(border_tol, f'{owner}.border_tol', 0))
+    scale and image, an integer >= 1, or ``None``: no cap, the paper) and
+    ``border_tol`` (the default stacking tolerance, ORIGINAL px, finite
+    and >= 0)."""
+    if max_chips is not None:
+        max_chips = _positive_int(max_chips, f'{owner}.max_chips')
+    return max_chips, _number(border_tol, f'{owner}.border_tol', 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,15 +226,15 @@ class Windows(NamedTuple):
     shapes: np.ndarray
 
 
-def cap_chips(chips: np.ndarray, max_chips: int) -> np.ndarray:
+def cap_chips(chips: np.ndarray, max_chips: Optional[int]) -> np.ndarray:
     """At most ``max_chips`` chips: all of them (order unchanged) if they
-    fit, else the ``max_chips`` largest by area, largest first (ties in
-    input order).
+    fit or ``max_chips`` is ``None``, else the ``max_chips`` largest by
+    area, largest first (ties in input order).
 
     Example:
         Areas ``[4, 9, 1]`` with ``max_chips=2`` give chips 1, 0.
     """
-    if len(chips) <= max_chips:
+    if max_chips is None or len(chips) <= max_chips:
         return chips
     area = (chips[:, 2] - chips[:, 0]) * (chips[:, 3] - chips[:, 1])
     return chips[np.argsort(-area, kind='stable')[:max_chips]]
@@ -240,7 +243,7 @@ def cap_chips(chips: np.ndarray, max_chips: int) -> np.ndarray:
 def plan_next_chips(maps: Sequence[np.ndarray], windows: Windows,
                     scale: FocusScale, factor: float, next_factor: float,
                     stride: int, img_hw: Tuple[int, int],
-                    max_chips: int) -> np.ndarray:
+                    max_chips: Optional[int] = None) -> np.ndarray:
     """FocusChips of the next scale from one image's maps (Algorithm 2).
 
     Per crop, :func:`~mmsnip.chips.focus_chips` with ``t, d`` and
@@ -263,7 +266,7 @@ def plan_next_chips(maps: Sequence[np.ndarray], windows: Windows,
         factor, next_factor (float): This and the next scale's factors.
         stride (int): Map stride, CROP px.
         img_hw (tuple): ORIGINAL ``(h, w)``.
-        max_chips (int): Cap.
+        max_chips (int, optional): Cap; ``None``: every chip.
 
     Returns:
         np.ndarray: ``(C', 4)`` float64 xyxy ORIGINAL px, pairwise
@@ -287,13 +290,11 @@ def plan_next_chips(maps: Sequence[np.ndarray], windows: Windows,
 def plan_oracle_chips(gt_boxes: np.ndarray, scale: FocusScale,
                       factor: float, next_factor: float,
                       rule: FocusLabelRule, img_hw: Tuple[int, int],
-                      max_chips: int) -> np.ndarray:
+                      max_chips: Optional[int] = None) -> np.ndarray:
     """FocusChips of the next scale from perfect FocusPixels (Sec. 4.4.1):
     the ground truth labelled at this scale with ``rule``
     (:func:`~mmsnip.chips.oracle_focus_chips`, ``d`` and ``k`` as
-    :func:`plan_next_chips`). The cap keeps the first ``max_chips`` in the
-    oracle's ``(y1, x1)`` order (not the largest; kept so that published
-    oracle numbers stay reproducible).
+    :func:`plan_next_chips`), capped as there (:func:`cap_chips`).
 
     Returns:
         np.ndarray: ``(C', 4)`` float64 xyxy ORIGINAL px.
@@ -302,7 +303,7 @@ def plan_oracle_chips(gt_boxes: np.ndarray, scale: FocusScale,
     _, orig = oracle_focus_chips(
         gt_boxes, img_h, img_w, factor, rule.stride, rule.a, rule.b, rule.c,
         scale.dilation, scale.min_size_here(factor, next_factor))
-    return orig[:max_chips]
+    return cap_chips(orig, max_chips)
 
 
 def stack_keep_masks(dets: Sequence[np.ndarray], chips: np.ndarray,

@@ -1,5 +1,6 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 """AutoFocusTTAModel: consistency with SnipTTAModel, pixel savings."""
+import logging
 import os.path as osp
 
 import cv2
@@ -9,10 +10,12 @@ import torch
 from mmcv.transforms import BaseTransform, Compose
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
+from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
 
 from conftest import REPO_ROOT
-from mmsnip.chips import EVERY_PIXEL, NO_PIXEL, ScaleSpec, focus_recall
+from mmsnip.chips import (EVERY_PIXEL, NO_PIXEL, ScaleSpec, cap_chips,
+                          focus_recall)
 from mmsnip.models import crop_resize
 from mmsnip.registry import MODELS
 from mmsnip.utils import register_all_modules
@@ -501,3 +504,68 @@ def test_coco_config_uses_the_paper_settings():
     with DefaultScope.overwrite_default_scope('mmsnip'):
         head = MODELS.build(dict(cfg.model.focus_head))
     assert head.num_convs == 2 and head.rule.boundary_ignore
+
+
+class _Warnings(logging.Handler):
+
+    def __init__(self):
+        super().__init__(level=logging.WARNING)
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_chip_cap_is_off_by_default_and_a_binding_cap_is_reported(
+        autofocus, tiny_demo_root):
+    """No cap unless asked (the paper has none). A cap that binds keeps the
+    largest chips, warns once naming ``max_chips`` and the image, and each
+    prediction counts the dropped chips per transition (oracle FocusChips
+    of four objects far apart: four chips for the middle scale)."""
+    from mmengine.structures import InstanceData
+    info = _image(tiny_demo_root)
+    data = _packed(info, info)
+    h, w = data['inputs'][0].shape[-2:]
+    # 40 px objects (8-ish px at the coarse scale: FocusPixels) in the
+    # corners, the last one larger (its chip is the largest)
+    boxes = torch.tensor([[10., 10., 50., 50.], [w - 50., 10., w - 10., 50.],
+                          [10., h - 50., 50., h - 10.],
+                          [w - 60., h - 60., w - 10., h - 10.]])
+    for sample in data['data_samples']:
+        sample.gt_instances = InstanceData(
+            bboxes=boxes, labels=torch.zeros(4, dtype=torch.long))
+
+    def cascade(**kw):
+        scales = [dict(s, dilation=1, min_size=16) for s in SCALES]
+        with DefaultScope.overwrite_default_scope('mmsnip'):
+            tta = MODELS.build(dict(type='AutoFocusTTAModel', oracle=True,
+                                    module=autofocus, scales=scales, **kw))
+        with torch.no_grad():
+            return tta, tta.predict_cascade(data['inputs'],
+                                            data['data_samples'],
+                                            trace=True)
+
+    free, (results, traces) = cascade()
+    assert free.max_chips is None
+    planned = traces[0].scales[0].next_chips
+    assert len(planned) == 4
+    assert results[0].metainfo['focus_chips_dropped'] == [0, 0]
+    logger = MMLogger.get_current_instance()
+    grab = _Warnings()
+    logger.addHandler(grab)
+    try:
+        _, (capped, capped_traces) = cascade(max_chips=2)
+    finally:
+        logger.removeHandler(grab)
+    kept = capped_traces[0].scales[0].next_chips
+    np.testing.assert_array_equal(kept, cap_chips(planned, 2))
+    area = (planned[:, 2] - planned[:, 0]) * (planned[:, 3] - planned[:, 1])
+    # the bottom-right object's chip (the largest) is kept
+    assert (kept[0][2] - kept[0][0]) * (kept[0][3] - kept[0][1]) == \
+        area.max() > np.median(area)
+    for result in capped:
+        assert result.metainfo['focus_chips_dropped'][0] == 2
+        assert result.metainfo['chips_per_scale'][1] == 2
+    assert len(grab.messages) == 1, grab.messages  # once per model
+    assert 'max_chips=2 dropped 2 of 4 FocusChips' in grab.messages[0]
+    assert 'val_000000.jpg' in grab.messages[0]

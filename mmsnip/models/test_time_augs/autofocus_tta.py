@@ -6,6 +6,7 @@ The loop only: planning is :mod:`mmsnip.chips.focus_plan`, running chips is
 below from those modules keep old imports working; import them from their
 homes in new code.
 """
+import logging
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -13,10 +14,11 @@ import torch
 from mmdet.structures import DetDataSample
 from mmdet.structures.bbox import get_box_tensor
 from mmengine.config import ConfigDict
+from mmengine.logging import print_log
 from mmengine.model import BaseTTAModel
 from torch import Tensor
 
-from mmsnip.chips import (CascadeTrace, FocusScale, ScaleTrace,
+from mmsnip.chips import (CascadeTrace, FocusScale, ScaleTrace, cap_chips,
                           cascade_limits, focus_recall, focus_scales,
                           plan_next_chips, plan_oracle_chips,
                           stack_keep_masks)
@@ -108,9 +110,12 @@ class AutoFocusTTAModel(BaseTTAModel):
             scale's stacking tolerance; default the ``border_tol`` below).
             Validated at build time: an error names ``scales[i]`` and the
             field.
-        max_chips (int): At most this many FocusChips per scale and image
-            (the largest first; oracle chips: the first in ``(y1, x1)``
-            order).
+        max_chips (int, optional): At most this many FocusChips per scale
+            and image, the largest kept (:func:`~mmsnip.chips.cap_chips`).
+            ``None`` (default, the paper): no cap. A cap that drops chips
+            is logged (once per model) and counted in every prediction's
+            metainfo ``focus_chips_dropped`` (per transition); the objects
+            only the dropped chips held are lost (``focus_recall``).
         border_tol (float): Focus-stacking border tolerance, ORIGINAL px,
             of scales without their own: 0 (default, the paper: a
             detection touching a chip side not on the image border is
@@ -136,7 +141,7 @@ class AutoFocusTTAModel(BaseTTAModel):
 
     def __init__(self,
                  scales: Sequence[dict],
-                 max_chips: int = 32,
+                 max_chips: Optional[int] = None,
                  border_tol: float = 0.0,
                  oracle: bool = False,
                  tta_cfg: Optional[dict] = None,
@@ -155,6 +160,7 @@ class AutoFocusTTAModel(BaseTTAModel):
         self.scales: List[FocusScale] = focus_scales(scales, owner)
         self.max_chips, self.border_tol = cascade_limits(max_chips,
                                                          border_tol, owner)
+        self._warned_cap = False
         self.oracle = bool(oracle)
         self.runner = ChipRunner(
             self.module, with_focus=True, max_pad_ratio=max_pad_ratio,
@@ -320,16 +326,29 @@ class AutoFocusTTAModel(BaseTTAModel):
         next_factor = self.scales[s + 1].spec.factor_for(*run.hw)
         if self.oracle:
             with timer('chip_generation'):
-                run.chips = plan_oracle_chips(
+                planned = plan_oracle_chips(
                     _gt_boxes(run.sample), scale, run.factor, next_factor,
-                    self.module.focus_head.rule, run.hw, self.max_chips)
+                    self.module.focus_head.rule, run.hw)
         else:
             with timer('focus_map'):
                 maps = [m.float().cpu().numpy() for m in maps]
             with timer('chip_generation'):
-                run.chips = plan_next_chips(
+                planned = plan_next_chips(
                     maps, windows_of(crops), scale, run.factor, next_factor,
-                    self.module.focus_head.stride, run.hw, self.max_chips)
+                    self.module.focus_head.stride, run.hw)
+        run.chips = cap_chips(planned, self.max_chips)
+        dropped = len(planned) - len(run.chips)
+        run.dropped.append(dropped)
+        if dropped and not self._warned_cap:
+            self._warned_cap = True
+            print_log(
+                f'{type(self).__name__}: max_chips={self.max_chips} dropped '
+                f'{dropped} of {len(planned)} FocusChips for scale {s + 1} '
+                f'of {run.sample.metainfo.get("img_path", "an image")} '
+                '(the smallest; objects only they held are lost). Later '
+                'drops are counted in each prediction\'s metainfo '
+                '"focus_chips_dropped"; max_chips=None runs every chip.',
+                logger='current', level=logging.WARNING)
         if run.trace is not None:
             run.trace.scales[-1].next_chips = run.chips.copy()
 
@@ -351,6 +370,7 @@ class _ImageRun:
         self.masks = MaskPaster(self.hw, image.device)
         self.pixels: List[int] = []
         self.counts: List[int] = []
+        self.dropped: List[int] = []  # per transition, by max_chips
         self.chips_run: List[np.ndarray] = []
         self.trace = CascadeTrace(self.hw, stride, oracle) if trace else None
 
@@ -361,9 +381,11 @@ class _ImageRun:
         transition ``[needed, covered]`` objects)."""
         pad = [0] * (len(scales) - len(self.counts))
         result = DetDataSample(metainfo=self.sample.metainfo)
-        result.set_metainfo(dict(pixels_per_scale=self.pixels + pad,
-                                 pixels=sum(self.pixels),
-                                 chips_per_scale=self.counts + pad))
+        result.set_metainfo(dict(
+            pixels_per_scale=self.pixels + pad, pixels=sum(self.pixels),
+            chips_per_scale=self.counts + pad,
+            focus_chips_dropped=self.dropped + [0] * (
+                len(scales) - 1 - len(self.dropped))))
         if 'gt_instances' in self.sample and \
                 'bboxes' in self.sample.gt_instances:
             result.set_metainfo(dict(focus_recall=focus_recall(
