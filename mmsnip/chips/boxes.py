@@ -113,7 +113,8 @@ def sanitize_boxes(boxes, img_h: float, img_w: float
     clipped = np.minimum(np.maximum(clipped, 0), upper)
     keep = finite & (clipped[:, 2] > clipped[:, 0]) & \
         (clipped[:, 3] > clipped[:, 1])
-    clipped[~keep] = 0.0
+    if not keep.all():
+        clipped[~keep] = 0.0
     return clipped, keep
 
 

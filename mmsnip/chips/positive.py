@@ -832,7 +832,7 @@ def _positive_small(boxes: np.ndarray, valid: np.ndarray,
     Python floats; fills ``uncoverable`` in place."""
     box_list = boxes.tolist()
     valid_list = valid.tolist()
-    chips, index, factors, canvases = [], [], [], []
+    rows = []  # per chip: x1, y1, x2, y2 (SCALED), scale, factor, canvas
     for s, (factor, canvas) in enumerate(cfg.geometry(img_h, img_w)):
         idx = [i for i, v in enumerate(valid_list[s]) if v]
         if not idx:
@@ -842,15 +842,12 @@ def _positive_small(boxes: np.ndarray, valid: np.ndarray,
                                            cfg.chip_stride, 1, cfg.off_grid)
         if not all(coverable):
             uncoverable[s, idx] = [not c for c in coverable]
-        chips.extend(found)
-        index.extend([s] * len(found))
-        factors.extend([factor] * len(found))
-        canvases.extend([canvas] * len(found))
-    if not chips:
+        rows.extend([(*chip, s, factor, *canvas) for chip in found])
+    if not rows:
         return ChipSet.empty()
-    return _chip_set_rows(np.array(chips, np.float64), np.array(index),
-                          np.array(factors, np.float64),
-                          np.array(canvases, np.float64), img_h, img_w, True)
+    table = np.array(rows, np.float64)  # one conversion for every column
+    return _chip_set_rows(table[:, :4], table[:, 4].astype(np.int64),
+                          table[:, 5], table[:, 6:], img_h, img_w, True)
 
 
 def positive_chips_batch(boxes, box_start, heights, widths, cfg: ChipConfig,
