@@ -10,8 +10,8 @@ train_dataloader = dict(
     dataset=dict(
         negatives=True,
         proposal_file='data/aerial/proposals/stage1_train.pkl'))
-load_from = ('work_dirs/aerial/autofocus_faster-rcnn_r18-w16_fpn_8e-joint_aerial'
-             '/epoch_8.pth')
+load_from = ('work_dirs/aerial/'
+             'autofocus_faster-rcnn_r18-w16_fpn_8e-joint_aerial/epoch_8.pth')
 
 max_epochs = 3
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)

@@ -19,7 +19,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 
 INF = float('inf')
-# Image sizes whose per-scale geometry a ChipConfig keeps (ChipConfig.geometry).
+# Image sizes whose per-scale geometry ChipConfig.geometry keeps.
 _GEOMETRY_CACHE_SIZE = 4096
 
 
