@@ -824,22 +824,42 @@ def _canvas_columns(box_list, idx, factor: float, canvas_hw):
     return x1, y1, x2, y2
 
 
+def _small_image_covers(box_list, members, img_h, img_w,
+                        cfg: ChipConfig):
+    """The greedy cover of one image's few boxes, scale by scale, on Python
+    floats (the numbers of :func:`to_canvas` and :func:`greedy_cover`).
+
+    Args:
+        box_list (list): Rows ``[x1, y1, x2, y2]``, ORIGINAL px, inside
+            the image (sanitised).
+        members (list[list[int]]): Per scale, the rows valid there.
+        img_h, img_w: ORIGINAL image size.
+        cfg (ChipConfig): The chip settings.
+
+    Yields:
+        tuple: ``(s, factor, canvas, idx, chips, coverable)`` for each
+        scale with members: ``chips`` a list of SCALED ``(x1, y1, x2,
+        y2)``, ``coverable`` one bool per row of ``idx``.
+    """
+    for s, (factor, canvas) in enumerate(cfg.geometry(img_h, img_w)):
+        idx = members[s]
+        if idx:
+            cols = _canvas_columns(box_list, idx, factor, canvas)
+            found, _, coverable = _cover_lists(*cols, canvas, cfg.chip_size,
+                                               cfg.chip_stride, 1,
+                                               cfg.off_grid)
+            yield s, factor, canvas, idx, found, coverable
+
+
 def _positive_small(boxes: np.ndarray, valid: np.ndarray,
                     uncoverable: np.ndarray, img_h, img_w,
                     cfg: ChipConfig) -> ChipSet:
-    """Positive chips of an image with a few boxes (``<= _SMALL``): the
-    numbers of :func:`to_canvas` and :func:`greedy_cover`, computed on
-    Python floats; fills ``uncoverable`` in place."""
-    box_list = boxes.tolist()
-    valid_list = valid.tolist()
+    """Positive chips of an image with a few boxes (``<= _SMALL``)
+    (:func:`_small_image_covers`); fills ``uncoverable`` in place."""
+    members = [[i for i, v in enumerate(row) if v] for row in valid.tolist()]
     rows = []  # per chip: x1, y1, x2, y2 (SCALED), scale, factor, canvas
-    for s, (factor, canvas) in enumerate(cfg.geometry(img_h, img_w)):
-        idx = [i for i, v in enumerate(valid_list[s]) if v]
-        if not idx:
-            continue
-        cols = _canvas_columns(box_list, idx, factor, canvas)
-        found, _, coverable = _cover_lists(*cols, canvas, cfg.chip_size,
-                                           cfg.chip_stride, 1, cfg.off_grid)
+    for s, factor, canvas, idx, found, coverable in _small_image_covers(
+            boxes.tolist(), members, img_h, img_w, cfg):
         if not all(coverable):
             uncoverable[s, idx] = [not c for c in coverable]
         rows.extend([(*chip, s, factor, *canvas) for chip in found])
@@ -893,6 +913,7 @@ def positive_chips_batch(boxes, box_start, heights, widths, cfg: ChipConfig,
     valid_t = valid.T.tolist()
     h_list, w_list = heights.tolist(), widths.tolist()
     starts = box_start.tolist()
+    num_scales = len(cfg.scales)
     sets, counts = [], np.zeros(n, np.int64)
     chips, index, factors, canvases = [], [], [], []
     for k in range(n):
@@ -909,13 +930,10 @@ def positive_chips_batch(boxes, box_start, heights, widths, cfg: ChipConfig,
             counts[k] = len(res)
             continue
         before = len(chips)
-        for s, (factor, canvas) in enumerate(cfg.geometry(img_h, img_w)):
-            idx = [i for i in range(a, b) if valid_t[i][s]]
-            if not idx:
-                continue
-            cols = _canvas_columns(box_list, idx, factor, canvas)
-            found, _, _ = _cover_lists(*cols, canvas, cfg.chip_size,
-                                       cfg.chip_stride, 1, cfg.off_grid)
+        members = [[i for i in range(a, b) if valid_t[i][s]]
+                   for s in range(num_scales)]
+        for s, factor, canvas, _, found, _ in _small_image_covers(
+                box_list, members, img_h, img_w, cfg):
             chips.extend(found)
             index.extend([s] * len(found))
             factors.extend([factor] * len(found))
