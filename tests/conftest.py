@@ -1,5 +1,7 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 """Shared fixtures: tiny demo datasets and configs for CPU tests."""
+import contextlib
+import logging
 import os
 import os.path as osp
 import socket
@@ -31,6 +33,27 @@ def run_tool(args, cwd=REPO_ROOT, env=None, timeout=600, check=True):
             f'--- stdout ---\n{proc.stdout[-4000:]}\n'
             f'--- stderr ---\n{proc.stderr[-4000:]}')
     return proc
+
+
+@contextlib.contextmanager
+def logged_messages(level=logging.INFO):
+    """The messages of MMEngine's current logger at ``level`` or above,
+    collected while the block runs (a list, filled in place)."""
+    from mmengine.logging import MMLogger
+
+    class Collect(logging.Handler):
+
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    messages = []
+    logger = MMLogger.get_current_instance()
+    handler = Collect(level)
+    logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
 
 
 def free_port() -> int:

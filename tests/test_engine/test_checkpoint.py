@@ -1,13 +1,12 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
-import logging
 import pickle
 
 import numpy as np
 import pytest
 import torch
-from mmengine.logging import MMLogger
 from mmengine.runner.checkpoint import CheckpointLoader
 
+from conftest import logged_messages
 import mmsnip.engine  # noqa: F401  (registers the loader)
 
 
@@ -49,26 +48,11 @@ def test_missing_checkpoint_names_the_file(tmp_path):
         CheckpointLoader.load_checkpoint(str(tmp_path / 'nope.pth'))
 
 
-class _Messages(logging.Handler):
-
-    def __init__(self):
-        super().__init__()
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
 def test_log_line_names_the_loader(tmp_path):
     # mmengine names the loader by its function name minus 'load_from_'
     path = str(tmp_path / 'weights.pth')
     torch.save(dict(state_dict=dict(w=torch.zeros(1))), path)
-    logger = MMLogger.get_current_instance()
-    grab = _Messages()
-    logger.addHandler(grab)
-    try:
+    with logged_messages() as messages:
         CheckpointLoader.load_checkpoint(path, map_location='cpu')
-    finally:
-        logger.removeHandler(grab)
     assert any('Loads checkpoint by trusted_local backend' in m
-               for m in grab.messages), grab.messages
+               for m in messages), messages

@@ -10,10 +10,9 @@ import torch
 from mmcv.transforms import BaseTransform, Compose
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
-from mmengine.logging import MMLogger
 from mmengine.registry import DefaultScope
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, logged_messages
 from mmsnip.chips import (EVERY_PIXEL, NO_PIXEL, ScaleSpec, cap_chips,
                           focus_recall)
 from mmsnip.models import crop_resize
@@ -506,16 +505,6 @@ def test_coco_config_uses_the_paper_settings():
     assert head.num_convs == 2 and head.rule.boundary_ignore
 
 
-class _Warnings(logging.Handler):
-
-    def __init__(self):
-        super().__init__(level=logging.WARNING)
-        self.messages = []
-
-    def emit(self, record):
-        self.messages.append(record.getMessage())
-
-
 def test_chip_cap_is_off_by_default_and_a_binding_cap_is_reported(
         autofocus, tiny_demo_root):
     """No cap unless asked (the paper has none). A cap that binds keeps the
@@ -550,13 +539,8 @@ def test_chip_cap_is_off_by_default_and_a_binding_cap_is_reported(
     planned = traces[0].scales[0].next_chips
     assert len(planned) == 4
     assert results[0].metainfo['focus_chips_dropped'] == [0, 0]
-    logger = MMLogger.get_current_instance()
-    grab = _Warnings()
-    logger.addHandler(grab)
-    try:
+    with logged_messages(logging.WARNING) as warned:
         _, (capped, capped_traces) = cascade(max_chips=2)
-    finally:
-        logger.removeHandler(grab)
     kept = capped_traces[0].scales[0].next_chips
     np.testing.assert_array_equal(kept, cap_chips(planned, 2))
     area = (planned[:, 2] - planned[:, 0]) * (planned[:, 3] - planned[:, 1])
@@ -566,6 +550,6 @@ def test_chip_cap_is_off_by_default_and_a_binding_cap_is_reported(
     for result in capped:
         assert result.metainfo['focus_chips_dropped'][0] == 2
         assert result.metainfo['chips_per_scale'][1] == 2
-    assert len(grab.messages) == 1, grab.messages  # once per model
-    assert 'max_chips=2 dropped 2 of 4 FocusChips' in grab.messages[0]
-    assert 'val_000000.jpg' in grab.messages[0]
+    assert len(warned) == 1, warned  # once per model
+    assert 'max_chips=2 dropped 2 of 4 FocusChips' in warned[0]
+    assert 'val_000000.jpg' in warned[0]
