@@ -1,9 +1,12 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
-"""The commands docs/benchmarks.md shows name only options their tools (and
-subcommands) know: a renamed flag breaks this test, not a reader's run."""
+"""The commands the benchmark, AutoFocus and custom-data docs show name
+only options their tools (and subcommands) know: a renamed flag breaks
+this test, not a reader's run."""
 import os.path as osp
 import re
 import shlex
+
+import pytest
 
 from conftest import REPO_ROOT, run_tool
 
@@ -12,7 +15,7 @@ SUBCOMMANDS = {'tools/benchmark.py': ('train', 'loader', 'infer')}
 
 def _commands(path):
     text = open(path, encoding='utf-8').read()
-    for block in re.findall(r'```bash\n(.*?)```', text, re.S):
+    for block in re.findall(r'```(?:bash|shell)\n(.*?)```', text, re.S):
         for line in block.replace('\\\n', ' ').splitlines():
             words = shlex.split(line.split('#', 1)[0])
             while words and '=' in words[0]:  # OMP_NUM_THREADS=1 ...
@@ -22,9 +25,15 @@ def _commands(path):
                 yield words[1:]
 
 
-def test_benchmark_commands_name_known_options():
-    commands = list(_commands(osp.join(REPO_ROOT, 'docs/benchmarks.md')))
-    assert len(commands) >= 8
+# doc -> at least this many tool commands in it
+DOCS = {'docs/benchmarks.md': 8, 'docs/autofocus.md': 8,
+        'docs/custom_dataset.md': 12}
+
+
+@pytest.mark.parametrize('doc', sorted(DOCS))
+def test_doc_commands_name_known_options(doc):
+    commands = list(_commands(osp.join(REPO_ROOT, doc)))
+    assert len(commands) >= DOCS[doc]
     helps = {}
     for tool, *args in commands:
         sub = args[0] if args and args[0] in SUBCOMMANDS.get(tool, ()) \
