@@ -6,8 +6,12 @@ calls ``torch.cuda.set_device`` and the DDP wrapper gets
 ``device_ids=[LOCAL_RANK]``. On a CPU-only machine both fail. The tools call
 :func:`setup_cpu_distributed` first: it starts a gloo process group (the
 runner then skips its own ``init_dist``) and wraps the model in DDP without
-device ids. On CUDA machines it does nothing.
+device ids. On CUDA machines it does nothing. The group it starts is
+destroyed when the process exits: gloo's threads still running at
+interpreter teardown can abort a finished run ("terminate called without
+an active exception", SIGABRT).
 """
+import atexit
 import os
 
 import torch
@@ -36,6 +40,7 @@ def setup_cpu_distributed(cfg: Config) -> bool:
             backend='gloo',
             rank=int(os.environ['RANK']),
             world_size=int(os.environ['WORLD_SIZE']))
+        atexit.register(_destroy_process_group)
     wrapper = cfg.get('model_wrapper_cfg') or dict(
         type='MMDistributedDataParallel',
         broadcast_buffers=False,
@@ -45,3 +50,9 @@ def setup_cpu_distributed(cfg: Config) -> bool:
     env_cfg = cfg.setdefault('env_cfg', {})
     env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
     return True
+
+
+def _destroy_process_group() -> None:
+    """End the gloo group :func:`setup_cpu_distributed` started (at exit)."""
+    if torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
