@@ -18,7 +18,9 @@ canvas (a 60000 px canvas costs nothing).
 Three implementations of the same greedy loop, picked by size (each
 property-tested against the others and against a dense enumeration): up to
 ``_SMALL`` boxes, plain Python on bit masks (:func:`_cover_lists`; a
-COCO image has about 7, where numpy's per-call cost would dominate); small
+COCO image has about 7, where numpy's per-call cost would dominate; such an
+image's :func:`generate_positive_chips` stays in Python from the box
+clean-up to one array conversion at the end, :func:`_positive_small`); small
 index grids, the whole count grid as one matrix product
 (:func:`_greedy_small_grid`); large ones, compressed grids updated in the
 picked window (:func:`_greedy_group`). A canvas no larger than a chip has a
@@ -30,6 +32,7 @@ Python path per image.
 import bisect
 import dataclasses
 import functools
+import itertools
 import math
 import operator
 from typing import Optional, Sequence, Tuple
@@ -39,7 +42,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from .boxes import (_image_sizes, as_boxes, box_sizes, in_range,
-                    rectangle_counts, sanitize_boxes)
+                    rectangle_counts, sanitize_box_rows, sanitize_boxes)
 from .scales import ChipConfig
 
 _EPS = 1e-6
@@ -664,6 +667,9 @@ def _cover_lists(x1, y1, x2, y2, canvas_hw, chip_size: int, chip_stride: int,
             covered_bits |= hit
             if remaining.bit_count() < min_count:
                 break
+    if min_count <= 1:
+        # The loop only stops when no coverable box is left uncovered.
+        return chips, coverable[:], coverable
     covered = [False] * n
     for b, i in enumerate(idx):
         covered[i] = bool(covered_bits >> b & 1)
@@ -674,17 +680,21 @@ def _border_masks(lo, hi) -> list:
     """For each distinct lower border ``v`` of the runs ``[lo[b], hi[b])``
     (ascending), the bit mask of the runs holding ``v`` (bit ``b``: run
     ``b``). Runs are non-empty."""
-    values = sorted(set(lo))
-    where = {v: j for j, v in enumerate(values)}
-    num = len(values)
-    masks = [0] * num
-    for b, (lo_b, hi_b) in enumerate(zip(lo, hi)):
-        bit = 1 << b
-        j = where[lo_b]
-        while j < num and values[j] < hi_b:
-            masks[j] |= bit
-            j += 1
+    runs = tuple(zip(lo, hi, _bits(len(lo))))
+    masks = []
+    for v in sorted(set(lo)):
+        mask = 0
+        for lo_b, hi_b, bit in runs:
+            if lo_b <= v < hi_b:
+                mask |= bit
+        masks.append(mask)
     return masks
+
+
+@functools.lru_cache(maxsize=None)
+def _bits(n: int) -> tuple:
+    """``(1, 2, 4, ..., 1 << (n - 1))``."""
+    return tuple(1 << b for b in range(n))
 
 
 def _cover_groups(runs, min_count: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -766,12 +776,19 @@ def generate_positive_chips(gt_boxes, img_h: int, img_w: int,
     Raises:
         ValueError: On a non-positive image size or mis-shaped inputs.
     """
-    boxes, keep = sanitize_boxes(gt_boxes, img_h, img_w)
+    arr = as_boxes(gt_boxes)
+    crowd = None
     if iscrowd is not None:
         crowd = np.asarray(iscrowd, bool).reshape(-1)
-        if len(crowd) != len(boxes):
+        if len(crowd) != len(arr):
             raise ValueError(f'iscrowd has {len(crowd)} entries for '
-                             f'{len(boxes)} boxes')
+                             f'{len(arr)} boxes')
+    if len(arr) <= _SMALL:
+        # A few boxes: plain Python from the clean-up on, one array at the
+        # end (numpy's per-call cost would dominate).
+        return _positive_small(arr, crowd, img_h, img_w, cfg)
+    boxes, keep = sanitize_boxes(arr, img_h, img_w)
+    if crowd is not None:
         keep &= ~crowd
     sizes = box_sizes(boxes)
     ranges = cfg.valid_ranges
@@ -779,11 +796,6 @@ def generate_positive_chips(gt_boxes, img_h: int, img_w: int,
     # strict test of in_range, for all scales at once).
     valid = keep & (sizes > ranges[:, :1]) & (sizes < ranges[:, 1:])
     uncoverable = np.zeros_like(valid)
-    if len(boxes) <= _SMALL:
-        # A few boxes: plain Python per scale, one array at the end.
-        return PositiveChipResult(_positive_small(
-            boxes, valid, uncoverable, img_h, img_w, cfg), valid,
-            uncoverable)
     chips, rows = [], []
     for s, (factor, canvas) in enumerate(cfg.geometry(img_h, img_w)):
         idx = np.flatnonzero(valid[s])
@@ -851,23 +863,66 @@ def _small_image_covers(box_list, members, img_h, img_w,
             yield s, factor, canvas, idx, found, coverable
 
 
-def _positive_small(boxes: np.ndarray, valid: np.ndarray,
-                    uncoverable: np.ndarray, img_h, img_w,
-                    cfg: ChipConfig) -> ChipSet:
-    """Positive chips of an image with a few boxes (``<= _SMALL``)
-    (:func:`_small_image_covers`); fills ``uncoverable`` in place."""
-    members = [[i for i, v in enumerate(row) if v] for row in valid.tolist()]
-    rows = []  # per chip: x1, y1, x2, y2 (SCALED), scale, factor, canvas
+def _positive_small(boxes: np.ndarray, crowd: Optional[np.ndarray],
+                    img_h, img_w, cfg: ChipConfig) -> PositiveChipResult:
+    """:func:`generate_positive_chips` of an image with a few boxes (``<=
+    _SMALL``, ``(N, 4)`` float64) on Python floats: the clean-up
+    (:func:`~mmsnip.chips.boxes.sanitize_box_rows`), the validity rule,
+    :func:`_small_image_covers` and :func:`_append_chip_rows`; the same
+    numbers as the numpy path (tested)."""
+    box_list, keep = sanitize_box_rows(boxes.tolist(), img_h, img_w)
+    if crowd is not None:
+        keep = [k and not c for k, c in zip(keep, crowd.tolist())]
+    # Sec. 3.3.2: G_i = kept boxes with lo < sqrt(area) < hi (box_sizes and
+    # the strict test of in_range).
+    sizes = [math.sqrt((x2 - x1) * (y2 - y1))
+             for x1, y1, x2, y2 in box_list]
+    valid_rows = [[k and lo < z < hi for k, z in zip(keep, sizes)]
+                  for lo, hi in cfg.valid_ranges.tolist()]
+    valid = np.array(valid_rows, bool).reshape(len(valid_rows), len(sizes))
+    uncoverable = np.zeros_like(valid)
+    members = [list(itertools.compress(range(len(sizes)), row))
+               for row in valid_rows]
+    table = []
     for s, factor, canvas, idx, found, coverable in _small_image_covers(
-            boxes.tolist(), members, img_h, img_w, cfg):
+            box_list, members, img_h, img_w, cfg):
         if not all(coverable):
             uncoverable[s, idx] = [not c for c in coverable]
-        rows.extend([(*chip, s, factor, *canvas) for chip in found])
-    if not rows:
+        _append_chip_rows(table, found, s, factor, canvas, img_h, img_w)
+    return PositiveChipResult(_positive_chip_set(table), valid, uncoverable)
+
+
+def _append_chip_rows(table: list, chips_scaled, scale_index: int,
+                      factor: float, canvas_hw, img_h, img_w) -> None:
+    """Append one row per chip to ``table``: ORIGINAL ``x1, y1, x2, y2``,
+    SCALED ``x1, y1, x2, y2``, the scale index and factor (the rule of
+    :func:`_chip_set_rows` on Python floats, for a few chips).
+
+    Args:
+        table (list): The rows so far (of earlier scales).
+        chips_scaled (list): ``(x1, y1, x2, y2)`` SCALED chips of one
+            scale of one image.
+        scale_index (int), factor (float), canvas_hw (tuple): The scale.
+        img_h, img_w: ORIGINAL image size.
+    """
+    ch, cw = canvas_hw
+    for x1, y1, x2, y2 in chips_scaled:
+        table.append((
+            min(max(x1 / factor, 0.0), img_w),
+            min(max(y1 / factor, 0.0), img_h),
+            img_w if x2 >= cw else min(max(x2 / factor, 0.0), img_w),
+            img_h if y2 >= ch else min(max(y2 / factor, 0.0), img_h),
+            x1, y1, x2, y2, scale_index, factor))
+
+
+def _positive_chip_set(table: list) -> ChipSet:
+    """Positive chips from :func:`_append_chip_rows` rows (one array
+    conversion for every column)."""
+    if not table:
         return ChipSet.empty()
-    table = np.array(rows, np.float64)  # one conversion for every column
-    return _chip_set_rows(table[:, :4], table[:, 4].astype(np.int64),
-                          table[:, 5], table[:, 6:], img_h, img_w, True)
+    rows = np.array(table, np.float64)
+    return ChipSet(rows[:, :4], rows[:, 4:8], rows[:, 8].astype(np.int64),
+                   rows[:, 9], np.ones(len(rows), bool))
 
 
 def positive_chips_batch(boxes, box_start, heights, widths, cfg: ChipConfig,
@@ -1013,7 +1068,9 @@ def _chip_set_rows(chips_scaled: np.ndarray, scale_index: np.ndarray,
                    img_w, positive: bool) -> ChipSet:
     """:func:`make_chip_set` with a scale per row: ``(C,)`` indices and
     factors, ``(C, 2)`` canvas ``(h, w)``; the ORIGINAL image size one
-    for all rows or ``(C,)`` per row (chips of several images)."""
+    for all rows or ``(C,)`` per row (chips of several images). The same
+    rule on Python floats, for the few chips of one image:
+    :func:`_append_chip_rows`."""
     n = len(chips_scaled)
     if isinstance(img_h, np.ndarray) and img_h.ndim:
         size = np.stack([img_w, img_h, img_w, img_h], axis=1)

@@ -2,9 +2,19 @@
 import numpy as np
 import pytest
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from mmsnip.chips import (as_boxes, box_sizes, boxes_overlap, check_boxes,
                           in_range, inside_matrix, rectangle_counts,
                           sanitize_boxes)
+from mmsnip.chips.boxes import sanitize_box_rows
+
+# Box coordinates around a 480 x 640 image: inside, outside, on the
+# borders, signed zeros and the values sanitize_boxes must drop.
+COORDINATES = st.one_of(
+    st.floats(-100, 800, allow_nan=False),
+    st.sampled_from([0.0, -0.0, 480.0, 640.0, np.nan, np.inf, -np.inf]))
 
 
 def test_as_boxes_shapes():
@@ -54,6 +64,19 @@ def test_sanitize_rule():
         assert keep.all()
     with pytest.raises(ValueError, match='image size must be positive'):
         sanitize_boxes(wide, np.array([480, 0]), 640)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(*[COORDINATES] * 4), max_size=12),
+       st.sampled_from([(480, 640), (480.5, 639.25), (np.int64(300), 7)]))
+def test_sanitize_box_rows_is_sanitize_boxes_on_python_floats(rows, hw):
+    clipped, keep = sanitize_boxes(np.array(rows).reshape(-1, 4), *hw)
+    got, got_keep = sanitize_box_rows([list(r) for r in rows], *hw)
+    np.testing.assert_array_equal(np.array(got).reshape(-1, 4), clipped)
+    np.testing.assert_array_equal(np.array(got_keep, bool), keep)
+    for h, w in ((0, 10), (10, -1), (np.nan, 10)):
+        with pytest.raises(ValueError, match='image size must be positive'):
+            sanitize_box_rows(rows, h, w)
 
 
 @pytest.mark.parametrize('box, match', [

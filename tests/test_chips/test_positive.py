@@ -5,7 +5,7 @@ from unittest import mock
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mmsnip.chips import (ChipConfig, ChipSet, ScaleSpec, box_sizes,
@@ -397,6 +397,49 @@ def test_every_greedy_path_gives_the_same_cover(raw, hw, k_d, min_count,
         np.testing.assert_array_equal(results['window'][2], fits)
 
 
+CHIP_FIELDS = ('boxes', 'boxes_scaled', 'scale_index', 'scale_factor',
+               'is_positive')
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(
+    st.one_of(st.floats(-200, 1400, allow_nan=False),
+              st.sampled_from([0.0, 600.0, np.nan, np.inf, -np.inf])),
+    st.floats(-200, 1000, allow_nan=False),
+    # widths: any, or on a valid-range border of paper_coco (with h None:
+    # a square of that size)
+    st.one_of(st.floats(1, 700), st.sampled_from([32., 80., 120., 150.])),
+    st.one_of(st.floats(-5, 500), st.none()), st.booleans()), max_size=24),
+    # (401, 603), (250, 371): canvases rounded down at some scale, so the
+    # far-border rule of the ORIGINAL chips matters
+    st.sampled_from([(600, 1000), (480.5, 639.25), (300, 4000), (90, 70),
+                     (401, 603), (250, 371)]),
+    st.sampled_from([ChipConfig.paper_coco(), ONE_SCALE]))
+# boxes across the right and bottom borders: chips on the far canvas
+# borders, whose ORIGINAL sides are put on the image border
+@example([(580., 100., 120., 60., False), (100., 380., 60., 80., False)],
+         (401, 603), ChipConfig.paper_coco())
+def test_few_box_path_equals_the_numpy_path(raw, hw, cfg):
+    # generate_positive_chips of up to _SMALL boxes runs on Python floats
+    # from the clean-up on; forced onto the numpy path (clean-up, validity,
+    # greedy_cover, _chip_set_rows) it must give the same result.
+    boxes = np.array([[x, y, x + w, y + (w if h is None else h)]
+                      for x, y, w, h, _ in raw], float).reshape(-1, 4)
+    crowd = np.array([c for *_, c in raw], bool)
+    results = []
+    for small in (10 ** 6, -1):
+        with mock.patch.object(positive, '_SMALL', small):
+            results.append(generate_positive_chips(boxes, *hw, cfg, crowd))
+    few, numpy_path = results
+    for f in CHIP_FIELDS:
+        got, want = getattr(few.chips, f), getattr(numpy_path.chips, f)
+        np.testing.assert_array_equal(got, want, err_msg=f)
+        assert got.dtype == want.dtype, f
+    np.testing.assert_array_equal(few.valid, numpy_path.valid)
+    np.testing.assert_array_equal(few.uncoverable, numpy_path.uncoverable)
+    assert few.valid.shape == (len(cfg.scales), len(boxes))
+
+
 def test_batch_equals_one_image_at_a_time():
     rng = np.random.default_rng(5)
     cfg = ChipConfig.paper_coco()
@@ -421,8 +464,7 @@ def test_batch_equals_one_image_at_a_time():
     expected = ChipSet.concat([
         generate_positive_chips(b, h, w, cfg, c).chips
         for b, h, w, c in zip(boxes, heights, widths, crowd)])
-    for f in ('boxes', 'boxes_scaled', 'scale_index', 'scale_factor',
-              'is_positive'):
+    for f in CHIP_FIELDS:
         np.testing.assert_array_equal(getattr(chips, f),
                                       getattr(expected, f), err_msg=f)
         assert getattr(chips, f).dtype == getattr(expected, f).dtype
