@@ -7,11 +7,13 @@ calls ``torch.cuda.set_device`` and the DDP wrapper gets
 :func:`setup_cpu_distributed` first: it starts a gloo process group (the
 runner then skips its own ``init_dist``) and wraps the model in DDP without
 device ids. On CUDA machines it does nothing. The group it starts is
-destroyed when the process exits: gloo's threads still running at
-interpreter teardown can abort a finished run ("terminate called without
-an active exception", SIGABRT).
+destroyed when the process exits, and the garbage still holding it (the
+runner's reference cycles around the DDP model) collected then: gloo's
+threads still running at interpreter teardown can abort a finished run
+("terminate called without an active exception", SIGABRT).
 """
 import atexit
+import gc
 import os
 
 import torch
@@ -53,6 +55,9 @@ def setup_cpu_distributed(cfg: Config) -> bool:
 
 
 def _destroy_process_group() -> None:
-    """End the gloo group :func:`setup_cpu_distributed` started (at exit)."""
+    """End the gloo group :func:`setup_cpu_distributed` started (at exit):
+    destroy it, then free what still refers to it, so that its threads end
+    before the interpreter's teardown."""
     if torch_dist.is_initialized():
         torch_dist.destroy_process_group()
+        gc.collect()
