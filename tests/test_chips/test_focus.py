@@ -82,8 +82,10 @@ def test_focus_labels_cells_edges_and_degenerate_boxes():
     assert focus_pixel_labels(np.zeros((0, 4)), (33, 17)).shape == (3, 2)
 
 
-def _reference_labels(boxes, hw, s, a, b, c):
-    """Per-cell loops: the paper's definition, written plainly."""
+def _reference_labels(boxes, hw, s, a, b, c, boundary_ignore=True):
+    """Per-cell loops: the paper's definition, written plainly (sizes
+    exactly ``a`` or ``b`` ignored; with ``boundary_ignore=False``,
+    background)."""
     rows, cols = -(-hw[0] // s), -(-hw[1] // s)
     out = np.zeros((rows, cols), np.int8)
     for i in range(rows):
@@ -97,14 +99,18 @@ def _reference_labels(boxes, hw, s, a, b, c):
                     continue
                 if a < size < b:
                     out[i, j] = FOCUS
-                elif (size < a or b < size < c) and out[i, j] != FOCUS:
-                    out[i, j] = IGNORE
+                elif boundary_ignore and (size <= a or b <= size < c) or \
+                        not boundary_ignore and (size < a or b < size < c):
+                    if out[i, j] != FOCUS:
+                        out[i, j] = IGNORE
     return out
 
 
 @settings(max_examples=100, deadline=None)
 @example([(0.0, 0.0, 1.0, 5e-324)], (128, 128), 8)  # sub-normal height
 @example([(-5e-324, 0.0, 5e-324, 1.0)], (128, 128), 8)  # left of the grid
+# sizes exactly a = 5 and b = 40
+@example([(0.0, 0.0, 5.0, 5.0), (60.0, 0.0, 40.0, 40.0)], (128, 128), 8)
 @given(st.lists(st.tuples(st.floats(-20, 130), st.floats(-20, 130),
                           st.floats(0, 110), st.floats(0, 110)),
                 max_size=12),
@@ -113,9 +119,12 @@ def _reference_labels(boxes, hw, s, a, b, c):
 def test_focus_labels_match_the_definition(raw, hw, stride):
     boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in raw]).reshape(
         -1, 4)
-    np.testing.assert_array_equal(
-        focus_pixel_labels(boxes, hw, stride, 5, 40, 60),
-        _reference_labels(boxes, hw, stride, 5, 40, 60))
+    for boundary_ignore in (True, False):
+        np.testing.assert_array_equal(
+            focus_pixel_labels(boxes, hw, stride, 5, 40, 60,
+                               boundary_ignore=boundary_ignore),
+            _reference_labels(boxes, hw, stride, 5, 40, 60,
+                              boundary_ignore=boundary_ignore))
 
 
 def test_focus_chips_two_blobs_far_apart_and_merged_when_close():
