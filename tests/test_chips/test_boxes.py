@@ -1,7 +1,6 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 import numpy as np
 import pytest
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
