@@ -1,0 +1,48 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+import os
+import os.path as osp
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import REPO_ROOT, free_port
+
+# A gloo group held by a reference cycle (as a runner holds its DDP model)
+# must not keep gloo's threads alive past the at-exit teardown: at
+# interpreter teardown they aborted finished runs (SIGABRT).
+SCRIPT = textwrap.dedent('''
+    import glob
+    import torch.distributed as torch_dist
+    from mmengine.config import Config
+    from mmsnip.utils.dist import _destroy_process_group, setup_cpu_distributed
+
+    def gloo_threads():
+        names = []
+        for path in glob.glob('/proc/self/task/*/comm'):
+            with open(path) as f:
+                names.append(f.read().strip())
+        return sorted(name for name in names if 'gloo' in name)
+
+    assert setup_cpu_distributed(Config(dict(launcher='pytorch')))
+    holder = dict(group=torch_dist.group.WORLD)
+    holder['self'] = holder
+    del holder
+    before = gloo_threads()
+    _destroy_process_group()  # what runs at exit
+    print('before', before, 'after', gloo_threads())
+''')
+
+
+@pytest.mark.skipif(not osp.isdir('/proc/self/task'),
+                    reason='thread names from /proc (Linux)')
+def test_exit_teardown_ends_the_gloo_threads_of_a_held_group():
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT, RANK='0', WORLD_SIZE='1',
+               LOCAL_RANK='0', MASTER_ADDR='127.0.0.1',
+               MASTER_PORT=str(free_port()))
+    proc = subprocess.run([sys.executable, '-c', SCRIPT], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "before ['gloo" in proc.stdout  # the group had threads
+    assert proc.stdout.strip().endswith('after []'), proc.stdout
