@@ -15,9 +15,12 @@ is data wait.
 
 :func:`pseudo_collate_by_value` is MMEngine's ``pseudo_collate`` whose data
 samples leave the worker by value (one ordinary pickle of the batch's
-samples, tensors copied into it) and images as before. The training process
-receives the same structure with equal values; in the training process
-itself (``num_workers=0``) nothing changes.
+samples, tensors copied into it) and whose images, when they share one shape
+and dtype (a batch of chips), leave in one shared-memory segment (stacked
+into it in the worker, as PyTorch's ``default_collate`` does, and handed
+out as views of it), not one segment each. The training process receives
+the same structure with equal values; in the training process itself
+(``num_workers=0``) nothing changes.
 """
 import io
 import pickle
@@ -66,10 +69,45 @@ class _ByValue:
         return pickle.loads, (buffer.getvalue(), )
 
 
+def _unstack(stacked: torch.Tensor) -> list:
+    return list(stacked.unbind(0))
+
+
+class _OneSegment:
+    """Pickles a list of tensors of one shape and dtype as one tensor,
+    stacked into a new shared-memory storage (PyTorch's worker pickler then
+    sends that storage as one segment); unpickles to a list of views of it,
+    one per tensor, equal to the tensors."""
+
+    def __init__(self, tensors: list):
+        self.tensors = tensors
+
+    def __reduce__(self):
+        first = self.tensors[0]
+        storage = first.untyped_storage()._new_shared(
+            len(self.tensors) * first.numel() * first.element_size())
+        stacked = first.new(storage).view(len(self.tensors), *first.shape)
+        torch.stack(self.tensors, out=stacked)
+        return _unstack, (stacked, )
+
+
+def _stackable(inputs) -> bool:
+    """A list of at least two dense CPU tensors of one shape and dtype."""
+    if not isinstance(inputs, list) or len(inputs) < 2:
+        return False
+    first = inputs[0]
+    return all(
+        type(t) is torch.Tensor and t.device.type == 'cpu'
+        and t.layout == torch.strided and not t.requires_grad
+        and t.shape == first.shape and t.dtype == first.dtype
+        for t in inputs)
+
+
 @FUNCTIONS.register_module()
 def pseudo_collate_by_value(data_batch):
     """``pseudo_collate`` (a dict of per-sample lists: ``inputs`` tensors,
-    ``data_samples``) with the data samples sent by value from a worker.
+    ``data_samples``) with the data samples sent by value from a worker and
+    the images, if they share one shape and dtype, in one shared segment.
 
     Config: ``train_dataloader = dict(collate_fn=dict(
     type='mmsnip.pseudo_collate_by_value'))`` (the SNIPER dataset bases set
@@ -81,4 +119,6 @@ def pseudo_collate_by_value(data_batch):
             'data_samples' not in batch:
         return batch
     batch['data_samples'] = _ByValue(batch['data_samples'])
+    if _stackable(batch.get('inputs')):
+        batch['inputs'] = _OneSegment(batch['inputs'])
     return batch

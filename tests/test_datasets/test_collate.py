@@ -79,6 +79,38 @@ def test_from_workers_the_batches_equal_pseudo_collate(chip_items):
     for g, w in zip(got, want):
         assert isinstance(g['data_samples'], list)
         _assert_same_batch(g, w)
+        # chips of one size arrive as views of one shared segment
+        assert len({_storage(t) for t in g['inputs']}) == 1
+
+
+def _storage(tensor):
+    return tensor.untyped_storage().data_ptr()
+
+
+def test_images_of_different_shapes_or_dtypes_arrive_one_by_one():
+    """Images that cannot stack (other shapes, other dtypes) travel as
+    before, one segment each, and equal pseudo_collate's; so do lists of
+    one."""
+    images = [torch.arange(48, dtype=torch.uint8).view(3, 4, 4),
+              torch.arange(60, dtype=torch.uint8).view(3, 4, 5),
+              torch.arange(48, dtype=torch.uint8).view(3, 4, 4) + 1,
+              torch.arange(48, dtype=torch.float32).view(3, 4, 4),
+              torch.arange(48, dtype=torch.float32).view(3, 4, 4) * 2]
+    items = [dict(inputs=image, data_samples=DetDataSample())
+             for image in images]
+    for batch_size, distinct in ((2, [2, 2, 1]), (1, [1] * 5)):
+        loader = DataLoader(_Items(items), batch_size=batch_size,
+                            num_workers=2,
+                            collate_fn=pseudo_collate_by_value)
+        got = list(loader)
+        assert [len({_storage(t) for t in g['inputs']}) for g in got] == \
+            distinct
+        for start, g in zip(range(0, len(items), batch_size), got):
+            want = items[start:start + batch_size]
+            assert isinstance(g['inputs'], list)
+            for a, b in zip(g['inputs'], want, strict=True):
+                assert a.dtype == b['inputs'].dtype
+                assert torch.equal(a, b['inputs'])
 
 
 def test_configs_find_it_in_any_scope(tiny_demo_root, tmp_path):

@@ -28,8 +28,9 @@ train_dataloader = dict(
     batch_size=8,
     sampler=dict(_delete_=True, type='SniperSampler', shuffle=True),
     batch_sampler=None,
-    # the chips' data samples leave the workers by value: the same batches,
-    # less of the training process's time (mmsnip/datasets/collate.py)
+    # the chips' data samples leave the workers by value, their images in
+    # one shared-memory segment: the same batches, less of the training
+    # process's time (mmsnip/datasets/collate.py)
     collate_fn=dict(type='mmsnip.pseudo_collate_by_value'),
     dataset=dict(
         _delete_=True,

@@ -48,8 +48,9 @@ mask_chip_pipeline = [
 ]
 chip_sampler = dict(type='mmsnip.SniperSampler', shuffle=True)
 # MMEngine's pseudo_collate with the chips' data samples sent by value from
-# the workers: the same batches, a fraction of the training process's time
-# per batch (mmsnip/datasets/collate.py, docs/benchmarks.md).
+# the workers and their images in one shared-memory segment: the same
+# batches, a fraction of the training process's time per batch
+# (mmsnip/datasets/collate.py, docs/benchmarks.md).
 chip_collate = dict(type='mmsnip.pseudo_collate_by_value')
 
 # Full-pyramid (SNIP) test, `tools/test.py --tta`: the paper's test
