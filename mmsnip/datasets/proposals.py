@@ -46,12 +46,15 @@ Three formats are read; the content decides, not the file name:
   loaded whole. Convert it with ``tools/misc/convert_proposals.py``.
 
 A compact file of a later version than this mmsnip reads is refused with
-an error naming the file and both versions.
+an error naming the file and both versions; a damaged one with an error
+naming the file: opening checks the structure, :meth:`ProposalFile.verify`
+the rows against the recorded ``content_id``.
 
 Reading gives float32 arrays either way.
 """
 import hashlib
 import json
+import math
 import os
 import os.path as osp
 import pickle
@@ -247,12 +250,10 @@ def write_proposal_arrays(path: str, img_ids: np.ndarray,
                          f"'uint8' or 'float16', got {score_dtype!r}")
     img_ids = np.asarray(img_ids, np.int64)
     offsets = np.asarray(offsets, np.int64)
-    if offsets.shape != (len(img_ids) * num_scales + 1, ) or \
-            offsets[-1] != len(boxes) or len(boxes) != len(scores):
-        raise ValueError(
-            f'write_proposal_arrays: offsets {offsets.shape} do not fit '
-            f'{len(img_ids)} images x {num_scales} scales and '
-            f'{len(boxes)} boxes / {len(scores)} scores')
+    problem = _index_problem(img_ids, offsets, num_scales, len(boxes),
+                             len(scores))
+    if problem:
+        raise ValueError(f'write_proposal_arrays: {problem}')
     if np.dtype(boxes.dtype) not in (np.float16, np.float32):
         raise ValueError('write_proposal_arrays: boxes must be float16 or '
                          f'float32, got {boxes.dtype}')
@@ -268,17 +269,53 @@ def write_proposal_arrays(path: str, img_ids: np.ndarray,
         boxes, scores = _sort_and_quantise(offsets, boxes, scores, lo, hi)
     arrays = dict(img_ids=img_ids, offsets=offsets, boxes=boxes,
                   scores=scores)
-    digest = hashlib.sha256()
-    digest.update(json.dumps(meta, sort_keys=True).encode())
-    for name in ('img_ids', 'offsets', 'boxes', 'scores'):
-        digest.update(name.encode() + arrays[name].dtype.str.encode())
-        digest.update(np.ascontiguousarray(arrays[name]).data)
-    meta['content_id'] = digest.hexdigest()
+    meta['content_id'] = _content_digest(meta, arrays)
     arrays['meta'] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     folder = osp.dirname(osp.abspath(path))
     os.makedirs(folder, exist_ok=True)
     with atomic_open(path) as f:
         np.savez(f, **arrays)
+
+
+def _content_digest(meta: dict, arrays: Dict[str, np.ndarray],
+                    chunk_bytes: int = 1 << 24) -> str:
+    """The ``content_id`` of a compact file: sha256 of its meta data (less
+    ``content_id``) and of each array's name, dtype and bytes, read in
+    chunks (memory-mapped arrays are not loaded whole)."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps({k: v for k, v in meta.items()
+                              if k != 'content_id'},
+                             sort_keys=True).encode())
+    for name in ('img_ids', 'offsets', 'boxes', 'scores'):
+        arr = arrays[name]
+        digest.update(name.encode() + arr.dtype.str.encode())
+        rows = max(1, chunk_bytes // max(1, arr[:1].nbytes))
+        for a in range(0, len(arr), rows):
+            digest.update(np.ascontiguousarray(arr[a:a + rows]).data)
+    return digest.hexdigest()
+
+
+def _index_problem(img_ids: np.ndarray, offsets: np.ndarray,
+                   num_scales: int, num_boxes: int,
+                   num_scores: int) -> Optional[str]:
+    """What is wrong with a compact file's index, or None: ``img_ids``
+    ``(N,)`` distinct integers; ``offsets`` ``(N * S + 1,)`` integers from
+    0, non-decreasing, ending at the number of rows (boxes and scores)."""
+    if img_ids.ndim != 1 or img_ids.dtype.kind not in 'iu':
+        return f'img_ids must be (N,) integers, got {img_ids.shape} ' \
+            f'{img_ids.dtype}'
+    if len(np.unique(img_ids)) != len(img_ids):
+        return 'img_ids repeat an image'
+    if offsets.dtype.kind not in 'iu' or \
+            offsets.shape != (len(img_ids) * num_scales + 1, ):
+        return f'offsets {offsets.shape} {offsets.dtype} do not fit ' \
+            f'{len(img_ids)} images x {num_scales} scales (integers)'
+    if offsets[0] != 0 or (np.diff(offsets) < 0).any():
+        return 'offsets must start at 0 and never decrease'
+    if not offsets[-1] == num_boxes == num_scores:
+        return f'offsets end at {offsets[-1]}, not at the number of ' \
+            f'boxes ({num_boxes}) and scores ({num_scores})'
+    return None
 
 
 def _npz_memmap(path: str) -> Dict[str, np.ndarray]:
@@ -302,13 +339,17 @@ def _npz_memmap(path: str) -> Dict[str, np.ndarray]:
             name_len = int.from_bytes(local[26:28], 'little')
             extra_len = int.from_bytes(local[28:30], 'little')
             raw.seek(member.header_offset + 30 + name_len + extra_len)
-            version = np.lib.format.read_magic(raw)
-            if version == (1, 0):
-                shape, fortran, dtype = \
-                    np.lib.format.read_array_header_1_0(raw)
-            else:
-                shape, fortran, dtype = \
-                    np.lib.format.read_array_header_2_0(raw)
+            try:
+                version = np.lib.format.read_magic(raw)
+                if version == (1, 0):
+                    shape, fortran, dtype = \
+                        np.lib.format.read_array_header_1_0(raw)
+                else:
+                    shape, fortran, dtype = \
+                        np.lib.format.read_array_header_2_0(raw)
+            except Exception as e:  # numpy parses the header as Python
+                raise ValueError(f'member {name}: bad array header '
+                                 f'({type(e).__name__}: {e})') from e
             if dtype.hasobject or fortran:
                 raise ValueError(f'member {name}: unsupported array')
             offset = raw.tell()
@@ -326,7 +367,11 @@ class ProposalFile(Mapping):
     float32 array per scale ]``.
 
     Opening maps the arrays (no data is read but the ``(N,)`` ids and
-    ``(N * S + 1,)`` offsets); ``file[img_id]`` reads that image's rows.
+    ``(N * S + 1,)`` offsets) and checks the file's structure (meta data,
+    index, array shapes): a truncated or damaged file is an error naming
+    it. ``file[img_id]`` reads that image's rows. :meth:`verify` checks
+    the rows themselves against the recorded ``content_id`` (reads the
+    whole file; the chip table does it before building from the file).
     Picklable (a dataloader worker or a chip-building process reopens the
     file by its path).
 
@@ -341,9 +386,10 @@ class ProposalFile(Mapping):
         self.path = path
         try:
             arrays = _npz_memmap(path)
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-            raise ValueError(f'proposal file "{path}" is not readable: '
-                             f'{type(e).__name__}: {e}') from e
+        except Exception as e:  # zipfile and numpy raise many kinds
+            raise ValueError(f'proposal file "{path}" is not readable '
+                             f'({type(e).__name__}: {e}): truncated, '
+                             'damaged or not a proposal file') from e
         missing = [m for m in _MEMBERS if m not in arrays]
         if missing:
             raise ValueError(f'proposal file "{path}" is not an mmsnip '
@@ -351,10 +397,13 @@ class ProposalFile(Mapping):
         try:
             meta = json.loads(bytes(np.asarray(arrays['meta'])).decode())
         except (ValueError, UnicodeDecodeError) as e:
-            raise ValueError(f'proposal file "{path}": unreadable meta '
-                             f'({e})') from e
+            raise ValueError(f'proposal file "{path}" is damaged: '
+                             f'unreadable meta data ({e}); mine it '
+                             'again') from e
+        if not isinstance(meta, dict):
+            meta = {}
         version = meta.get('version')
-        if meta.get('format') != FORMAT or not isinstance(version, int):
+        if meta.get('format') != FORMAT or type(version) is not int:
             raise ValueError(f'proposal file "{path}" is not an mmsnip '
                              f'proposal file (format {FORMAT!r})')
         if version not in READ_VERSIONS:
@@ -364,29 +413,40 @@ class ProposalFile(Mapping):
                 f'mmsnip reads versions {list(READ_VERSIONS)} (and legacy '
                 'pickles)' + (': it was written by a newer mmsnip; upgrade '
                               'mmsnip' if newer else ''))
-        self.version = version
-        self.num_scales = int(meta['num_scales'])
-        self.content_id = str(meta['content_id'])
-        self.img_ids = np.asarray(arrays['img_ids'])
-        self.offsets = np.asarray(arrays['offsets'])
-        self._boxes, self._scores = arrays['boxes'], arrays['scores']
-        want = np.uint8 if version == 3 else np.float16
-        if self._scores.dtype != want:
-            raise ValueError(f'proposal file "{path}": version {version} '
-                             f'needs {np.dtype(want).name} scores, found '
-                             f'{self._scores.dtype}: corrupt; mine it again')
+        problem = _meta_problem(meta)
+        if problem is None:
+            self._meta = meta
+            self.version = version
+            self.num_scales = meta['num_scales']
+            self.content_id = meta['content_id']
+            self.img_ids = np.asarray(arrays['img_ids'])
+            self.offsets = np.asarray(arrays['offsets'])
+            self._boxes, self._scores = arrays['boxes'], arrays['scores']
+            problem = _arrays_problem(self, version)
+        if problem:
+            raise ValueError(f'proposal file "{path}" is damaged: {problem}'
+                             ' (truncated or corrupt); mine it again')
         # version 3: code -> score; version 2: scores as stored.
         self._score_table = score_table(
             float(meta['score_min']), float(meta['score_max'])) \
             if version == 3 else None
-        n, s = len(self.img_ids), self.num_scales
-        if self.offsets.shape != (n * s + 1, ) or \
-                (len(self._boxes), len(self._scores)) != \
-                (int(self.offsets[-1]),) * 2:
-            raise ValueError(f'proposal file "{path}" is inconsistent '
-                             '(offsets do not match the arrays): '
-                             'truncated or corrupt; mine it again')
         self._row = {int(i): k for k, i in enumerate(self.img_ids.tolist())}
+
+    def verify(self) -> None:
+        """Check every row against the file's ``content_id`` (sha256 of the
+        arrays, written with them; about 0.5 s per GB here).
+
+        Raises:
+            ValueError: Naming the file, when its content changed after it
+                was written (a damaged copy, a disk error).
+        """
+        arrays = dict(img_ids=self.img_ids, offsets=self.offsets,
+                      boxes=self._boxes, scores=self._scores)
+        if _content_digest(self._meta, arrays) != self.content_id:
+            raise ValueError(
+                f'proposal file "{self.path}" is damaged: its content does '
+                'not match the content_id it was written with (a corrupt '
+                'copy or a disk error); copy it again or mine it again')
 
     def rows(self, first: int, last: int) -> np.ndarray:
         """Rows ``offsets[first]:offsets[last]`` (images/scales in file
@@ -423,6 +483,37 @@ class ProposalFile(Mapping):
 
     def __len__(self) -> int:
         return len(self._row)
+
+
+def _meta_problem(meta: dict) -> Optional[str]:
+    """What is wrong with a compact file's meta data, or None."""
+    num_scales = meta.get('num_scales')
+    if type(num_scales) is not int or num_scales < 1:
+        return f'num_scales {num_scales!r} is not a positive integer'
+    content_id = meta.get('content_id')
+    if not isinstance(content_id, str) or len(content_id) != 64:
+        return f'content_id {content_id!r} is not a sha256'
+    if meta['version'] == 3:
+        lo, hi = meta.get('score_min'), meta.get('score_max')
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                   and math.isfinite(v) for v in (lo, hi)) or lo > hi:
+            return f'score range [{lo!r}, {hi!r}] is not finite and ordered'
+    return None
+
+
+def _arrays_problem(props: 'ProposalFile', version: int) -> Optional[str]:
+    """What is wrong with a compact file's arrays, or None."""
+    boxes, scores = props._boxes, props._scores
+    if boxes.ndim != 2 or boxes.shape[1] != 4 or \
+            boxes.dtype not in (np.float16, np.float32):
+        return f'boxes must be (T, 4) float16 or float32, got ' \
+            f'{boxes.shape} {boxes.dtype}'
+    want = np.uint8 if version == 3 else np.float16
+    if scores.ndim != 1 or scores.dtype != want:
+        return f'version {version} needs (T,) {np.dtype(want).name} ' \
+            f'scores, got {scores.shape} {scores.dtype}'
+    return _index_problem(props.img_ids, props.offsets, props.num_scales,
+                          len(boxes), len(scores))
 
 
 def is_legacy_file(path: str) -> bool:
@@ -522,6 +613,8 @@ def convert_proposals(src: str, dst: str, top_n: Optional[int] = None,
         ``bytes_out``, ``version`` (of the written file).
     """
     props, num_scales, _ = open_proposals(src)
+    if isinstance(props, ProposalFile):
+        props.verify()
     data = {int(k): props[k] for k in props}
     save_proposals(dst, data, num_scales, top_n=top_n, box_dtype=box_dtype,
                    score_dtype=score_dtype)

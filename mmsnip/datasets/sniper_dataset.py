@@ -51,7 +51,7 @@ from .chip_table import (CACHE_VERSION, ChipTableCache, ImageRecords,
                          build_chip_table, duplicate_scales, positive_number)
 from .decode_cache import (DecodedImageCache, check_shared_loader,
                            run_pipeline_shared)
-from .proposals import check_proposals, open_proposals
+from .proposals import ProposalFile, check_proposals, open_proposals
 
 # Default decoded-image budget per process (MiB): about 9 decoded 3000 px
 # aerial images, or every image of the demo datasets.
@@ -383,6 +383,10 @@ class SniperDataset:
         return counts
 
     def _build_table(self, records: ImageRecords, proposals=None) -> dict:
+        if isinstance(proposals, ProposalFile):
+            # The rows the negative pools come from are as written (the
+            # cache key holds the recorded content_id, not the rows).
+            proposals.verify()
         return build_chip_table(records, self.chip_cfg, proposals,
                                 workers=self.build_workers)
 

@@ -112,6 +112,58 @@ def test_bad_files_are_errors_naming_them(tmp_path):
         save_proposals(path, PROPS, 3)
 
 
+def test_damaged_files_are_errors_naming_them_or_read_as_written(tmp_path):
+    """Every truncation and a bit flip at every byte of a compact file:
+    opening, checking against the dataset, verifying and reading either
+    raise a ValueError naming the file or give exactly the written rows
+    (a flip in zip bookkeeping that nothing reads). Never another
+    exception, a huge allocation or silently different proposals."""
+    path = tmp_path / 'p.npz'
+    props = _random_props(np.random.default_rng(0), num_images=5,
+                          per_scale=4)
+    save_proposals(str(path), props, 3)
+    ids = sorted(props)
+    written = ProposalFile(str(path))
+    want = {i: written[i] for i in ids}
+    good = path.read_bytes()
+    rng = np.random.default_rng(1)
+    damaged = [good[:cut] for cut in range(0, len(good), 17)]
+    for pos in range(len(good)):
+        data = bytearray(good)
+        data[pos] ^= 1 << int(rng.integers(8))
+        damaged.append(bytes(data))
+    errors = 0
+    for data in damaged:
+        path.write_bytes(data)
+        try:
+            got = load_proposals(str(path), ids, 3)
+            got.verify()
+            rows = {i: got[i] for i in ids}
+        except ValueError as e:
+            assert f'proposal file "{path}"' in str(e), e
+            errors += 1
+            continue
+        for i in ids:
+            for a, b in zip(rows[i], want[i], strict=True):
+                np.testing.assert_array_equal(a, b)
+    assert errors > len(damaged) // 2  # the test reached the reader
+
+
+def test_writer_refuses_an_index_readers_would_refuse(tmp_path):
+    path = str(tmp_path / 'p.npz')
+    boxes, scores = np.zeros((3, 4), np.float16), np.zeros(3)
+    for ids, offsets, num_scales, match in (
+            ([1, 2], [0, 2, 1, 3, 3], 2, 'never decrease'),
+            ([1, 1], [0, 1, 2, 3, 3], 2, 'repeat an image'),
+            ([1, 2], [1, 1, 2, 3, 3], 2, 'start at 0'),
+            ([1, 2], [0, 1, 2, 3, 4], 2, 'not at the number of boxes'),
+            ([1, 2], [0, 3], 3, 'do not fit 2 images x 3 scales')):
+        with pytest.raises(ValueError, match=match):
+            write_proposal_arrays(path, np.array(ids), np.array(offsets),
+                                  boxes, scores, num_scales)
+    assert not osp.exists(path)
+
+
 # -- version 3: float16 boxes, uint8 scores, rows by descending score ------
 def _random_props(rng, num_images=20, num_scales=3, per_scale=50,
                   side=1900.0):

@@ -139,6 +139,29 @@ def test_negatives_need_proposals_and_matching_ids(tiny_demo_root, tmp_path):
     assert not osp.exists(str(tmp_path / 'nope.pkl'))
 
 
+def test_a_damaged_proposal_file_is_refused_before_building(tiny_demo_root,
+                                                         tmp_path):
+    """Rows changed after writing (structure intact, so opening cannot
+    tell): the chip table's build verifies the file's content_id first
+    and names the file; a cache built from the intact file still loads."""
+    props = _proposals(build(tiny_demo_root))
+    path = tmp_path / 'props.npz'
+    save_proposals(str(path), props, num_scales=3)
+    cache = str(tmp_path / 'cache')
+    intact = build(tiny_demo_root, cache_dir=cache, negatives=True,
+                   proposal_file=str(path))
+    data = bytearray(path.read_bytes())
+    boxes = data.index(b'boxes.npy')  # a byte inside the boxes' rows
+    data[boxes + 200] ^= 0x10
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r'props.npz" is damaged: its '
+                       'content does not match the content_id'):
+        build(tiny_demo_root, negatives=True, proposal_file=str(path))
+    cached = build(tiny_demo_root, cache_dir=cache, negatives=True,
+                   proposal_file=str(path))
+    np.testing.assert_array_equal(cached.chips.boxes, intact.chips.boxes)
+
+
 def test_snip_dataset_is_every_image_at_every_scale(tiny_demo_root):
     from mmsnip.datasets import SnipDataset
     ds = SnipDataset(dataset=coco(tiny_demo_root), chip_cfg=CHIP_CFG,
