@@ -56,6 +56,16 @@ def logged_messages(level=logging.INFO):
         logger.removeHandler(handler)
 
 
+def npz_member_rows(data: bytes, member: str) -> int:
+    """Offset in an uncompressed ``.npz`` file's bytes where the array data
+    of ``member`` (e.g. ``'boxes'``) begins, after its ``.npy`` header."""
+    magic = data.index(b'\x93NUMPY', data.index(member.encode() + b'.npy'))
+    major = data[magic + 6]
+    size = 2 if major == 1 else 4
+    header = int.from_bytes(data[magic + 8:magic + 8 + size], 'little')
+    return magic + 8 + size + header
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))

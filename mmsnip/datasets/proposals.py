@@ -269,7 +269,7 @@ def write_proposal_arrays(path: str, img_ids: np.ndarray,
         boxes, scores = _sort_and_quantise(offsets, boxes, scores, lo, hi)
     arrays = dict(img_ids=img_ids, offsets=offsets, boxes=boxes,
                   scores=scores)
-    meta['content_id'] = _content_digest(meta, arrays)
+    meta['content_id'] = _content_digests(meta, arrays)[0]
     arrays['meta'] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     folder = osp.dirname(osp.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -277,22 +277,55 @@ def write_proposal_arrays(path: str, img_ids: np.ndarray,
         np.savez(f, **arrays)
 
 
-def _content_digest(meta: dict, arrays: Dict[str, np.ndarray],
-                    chunk_bytes: int = 1 << 24) -> str:
+def _content_digests(meta: dict, arrays: Dict[str, np.ndarray],
+                     arrays_only: bool = False,
+                     chunk_bytes: int = 1 << 24) -> List[str]:
     """The ``content_id`` of a compact file: sha256 of its meta data (less
     ``content_id``) and of each array's name, dtype and bytes, read in
-    chunks (memory-mapped arrays are not loaded whole)."""
-    digest = hashlib.sha256()
-    digest.update(json.dumps({k: v for k, v in meta.items()
-                              if k != 'content_id'},
-                             sort_keys=True).encode())
+    chunks (memory-mapped arrays are not loaded whole). With
+    ``arrays_only`` also, in the same pass, the sha256 of the arrays alone:
+    the ``content_id`` of version-2 files written before 2026-11-26.
+
+    Returns:
+        list[str]: One hex digest, or two with ``arrays_only``.
+    """
+    digests = [hashlib.sha256()]
+    digests[0].update(json.dumps({k: v for k, v in meta.items()
+                                  if k != 'content_id'},
+                                 sort_keys=True).encode())
+    if arrays_only:
+        digests.append(hashlib.sha256())
     for name in ('img_ids', 'offsets', 'boxes', 'scores'):
         arr = arrays[name]
-        digest.update(name.encode() + arr.dtype.str.encode())
-        rows = max(1, chunk_bytes // max(1, arr[:1].nbytes))
-        for a in range(0, len(arr), rows):
-            digest.update(np.ascontiguousarray(arr[a:a + rows]).data)
-    return digest.hexdigest()
+        for digest in digests:
+            digest.update(name.encode() + arr.dtype.str.encode())
+        for chunk in _byte_chunks(arr, chunk_bytes):
+            for digest in digests:
+                digest.update(chunk)
+    return [d.hexdigest() for d in digests]
+
+
+def _byte_chunks(arr: np.ndarray, chunk_bytes: int) -> Iterator:
+    """The bytes of ``arr`` (C order) in chunks. A memory-mapped array is
+    read from its file with ordinary reads into one buffer, so hashing a
+    1 GB file adds no mapped pages to the process's resident memory."""
+    if isinstance(arr, np.memmap) and arr.flags.c_contiguous and \
+            isinstance(arr.filename, str):
+        buffer = bytearray(min(chunk_bytes, arr.nbytes))
+        view = memoryview(buffer)
+        with open(arr.filename, 'rb') as f:
+            f.seek(arr.offset)
+            left = arr.nbytes
+            while left:
+                got = f.readinto(view[:min(left, len(buffer))])
+                if not got:
+                    raise EOFError(f'{arr.filename} ends inside an array')
+                left -= got
+                yield view[:got]
+        return
+    rows = max(1, chunk_bytes // max(1, arr[:1].nbytes))
+    for a in range(0, len(arr), rows):
+        yield np.ascontiguousarray(arr[a:a + rows]).data
 
 
 def _index_problem(img_ids: np.ndarray, offsets: np.ndarray,
@@ -413,19 +446,18 @@ class ProposalFile(Mapping):
                 f'mmsnip reads versions {list(READ_VERSIONS)} (and legacy '
                 'pickles)' + (': it was written by a newer mmsnip; upgrade '
                               'mmsnip' if newer else ''))
-        problem = _meta_problem(meta)
-        if problem is None:
-            self._meta = meta
-            self.version = version
-            self.num_scales = meta['num_scales']
-            self.content_id = meta['content_id']
-            self.img_ids = np.asarray(arrays['img_ids'])
-            self.offsets = np.asarray(arrays['offsets'])
-            self._boxes, self._scores = arrays['boxes'], arrays['scores']
-            problem = _arrays_problem(self, version)
+        problem = _meta_problem(meta) or _arrays_problem(arrays, meta)
         if problem:
             raise ValueError(f'proposal file "{path}" is damaged: {problem}'
-                             ' (truncated or corrupt); mine it again')
+                             ' (truncated or corrupt); copy it again or mine'
+                             ' it again')
+        self._meta = meta
+        self.version = version
+        self.num_scales = meta['num_scales']
+        self.content_id = meta['content_id']
+        self.img_ids = np.asarray(arrays['img_ids'])
+        self.offsets = np.asarray(arrays['offsets'])
+        self._boxes, self._scores = arrays['boxes'], arrays['scores']
         # version 3: code -> score; version 2: scores as stored.
         self._score_table = score_table(
             float(meta['score_min']), float(meta['score_max'])) \
@@ -442,7 +474,13 @@ class ProposalFile(Mapping):
         """
         arrays = dict(img_ids=self.img_ids, offsets=self.offsets,
                       boxes=self._boxes, scores=self._scores)
-        if _content_digest(self._meta, arrays) != self.content_id:
+        try:
+            digests = _content_digests(self._meta, arrays,
+                                       arrays_only=self.version == 2)
+        except (OSError, EOFError) as e:  # changed since it was opened
+            raise ValueError(f'proposal file "{self.path}" is not '
+                             f'readable ({type(e).__name__}: {e})') from e
+        if self.content_id not in digests:
             raise ValueError(
                 f'proposal file "{self.path}" is damaged: its content does '
                 'not match the content_id it was written with (a corrupt '
@@ -501,9 +539,12 @@ def _meta_problem(meta: dict) -> Optional[str]:
     return None
 
 
-def _arrays_problem(props: 'ProposalFile', version: int) -> Optional[str]:
-    """What is wrong with a compact file's arrays, or None."""
-    boxes, scores = props._boxes, props._scores
+def _arrays_problem(arrays: Dict[str, np.ndarray],
+                    meta: dict) -> Optional[str]:
+    """What is wrong with a compact file's arrays, or None (``meta``
+    checked by :func:`_meta_problem`)."""
+    boxes, scores = arrays['boxes'], arrays['scores']
+    version = meta['version']
     if boxes.ndim != 2 or boxes.shape[1] != 4 or \
             boxes.dtype not in (np.float16, np.float32):
         return f'boxes must be (T, 4) float16 or float32, got ' \
@@ -512,8 +553,8 @@ def _arrays_problem(props: 'ProposalFile', version: int) -> Optional[str]:
     if scores.ndim != 1 or scores.dtype != want:
         return f'version {version} needs (T,) {np.dtype(want).name} ' \
             f'scores, got {scores.shape} {scores.dtype}'
-    return _index_problem(props.img_ids, props.offsets, props.num_scales,
-                          len(boxes), len(scores))
+    return _index_problem(arrays['img_ids'], arrays['offsets'],
+                          meta['num_scales'], len(boxes), len(scores))
 
 
 def is_legacy_file(path: str) -> bool:

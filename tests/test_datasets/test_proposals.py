@@ -2,6 +2,7 @@
 """Proposal files: compact version 3 (memory-mapped npz, 8-bit scores),
 version 2 (float16 scores) and legacy (pickle) all round-trip; precision
 bounds; conversion (function and tool); errors name the file."""
+import hashlib
 import json
 import os.path as osp
 import pickle
@@ -11,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import npz_member_rows
 from mmsnip.chips import ChipConfig, generate_negative_chips
 from mmsnip.chips.positive import ChipSet
 from mmsnip.datasets.proposals import (SCORE_LEVELS, ProposalFile,
@@ -54,6 +56,46 @@ def test_version2_file_round_trips_exactly_for_float16_values(tmp_path):
     # picklable (dataloader workers, build processes): reopened by path
     again = pickle.loads(pickle.dumps(props))
     np.testing.assert_array_equal(again[3][1], props[3][1])
+
+
+def _first_version2_writer(path, props, num_scales):
+    """save_proposals as first released (git 0e7ec7f): version 2 whose
+    content_id hashes the arrays only, not the meta data."""
+    ids = sorted(props)
+    rows = [np.asarray(p, np.float32).reshape(-1, 5)
+            for i in ids for p in props[i]]
+    table = np.concatenate(rows)
+    arrays = dict(img_ids=np.array(ids, np.int64),
+                  offsets=np.concatenate([[0], np.cumsum(
+                      [len(r) for r in rows], dtype=np.int64)]),
+                  boxes=table[:, :4].astype(np.float16),
+                  scores=table[:, 4].astype(np.float16))
+    digest = hashlib.sha256()
+    for name in ('img_ids', 'offsets', 'boxes', 'scores'):
+        digest.update(name.encode() + arrays[name].dtype.str.encode())
+        digest.update(np.ascontiguousarray(arrays[name]).data)
+    meta = dict(format='mmsnip.proposals', version=2, num_scales=num_scales,
+                content_id=digest.hexdigest(), top_n=None)
+    arrays['meta'] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    with open(path, 'wb') as f:
+        np.savez(f, **arrays)
+
+
+def test_first_version2_files_still_read_verify_and_convert(tmp_path):
+    old = str(tmp_path / 'old.npz')
+    _first_version2_writer(old, PROPS, 2)
+    props = load_proposals(old, [3, 7], 2)
+    props.verify()
+    for k, v in PROPS.items():
+        for got, want in zip(props[k], v):
+            np.testing.assert_array_equal(got, want)
+    new = str(tmp_path / 'new.npz')
+    assert convert_proposals(old, new)['version'] == 3
+    data = bytearray(open(old, 'rb').read())
+    data[npz_member_rows(data, 'boxes') + 1] ^= 1  # a box changes
+    open(old, 'wb').write(bytes(data))
+    with pytest.raises(ValueError, match='old.npz" is damaged: its content'):
+        ProposalFile(old).verify()
 
 
 def test_legacy_pickle_still_reads_and_converts(tmp_path):

@@ -4,6 +4,7 @@ import os.path as osp
 import numpy as np
 import pytest
 
+from conftest import npz_member_rows
 from mmsnip.chips import ChipConfig, generate_positive_chips, inside_matrix
 from mmsnip.datasets import SniperDataset, save_proposals
 from mmsnip.utils import register_all_modules
@@ -151,8 +152,7 @@ def test_a_damaged_proposal_file_is_refused_before_building(tiny_demo_root,
     intact = build(tiny_demo_root, cache_dir=cache, negatives=True,
                    proposal_file=str(path))
     data = bytearray(path.read_bytes())
-    boxes = data.index(b'boxes.npy')  # a byte inside the boxes' rows
-    data[boxes + 200] ^= 0x10
+    data[npz_member_rows(data, 'boxes') + 101] ^= 0x10  # a box changes
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match=r'props.npz" is damaged: its '
                        'content does not match the content_id'):

@@ -69,3 +69,23 @@ def test_benchmark_chips_tiny_run(tmp_path):
     with open(out) as f:
         result = json.load(f)
     assert result['num_images'] == 20 and result['positive_ms_per_image'] > 0
+
+
+def test_benchmark_chips_table_tiny_run(tmp_path):
+    """--mode table on a small dataset of the train2017 distribution: the
+    proposal file is written, opened and verified; cold and warm starts
+    give the same table, the negatives add to the positives."""
+    out = str(tmp_path / 'table.json')
+    proc = run_tool(['tools/benchmark_chips.py', '--mode', 'table',
+                     '--num-images', '200', '--proposals', '40',
+                     '--workers', '0', '--work-dir', str(tmp_path / 'w'),
+                     '--out', out])
+    assert 'rows verified in' in proc.stdout
+    with open(out) as f:
+        result = json.load(f)
+    assert result['num_images'] == 200 and result['boxes'] > 0
+    assert result['proposal_verify_s'] >= 0
+    pos, neg = result['positives'], result['negatives']
+    assert pos['cold']['chips'] == pos['warm']['chips'] > 0
+    assert neg['cold']['chips'] == neg['warm']['chips'] > pos['cold']['chips']
+    assert not (tmp_path / 'w').exists()  # removed without --keep
