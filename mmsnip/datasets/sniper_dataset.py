@@ -34,8 +34,10 @@ an empty negative pool are warnings.
 import copy
 import hashlib
 import json
-import os.path as osp
 import logging
+import math
+import numbers
+import os.path as osp
 from typing import List, Optional, Union
 
 import numpy as np
@@ -56,6 +58,22 @@ from .proposals import ProposalFile, check_proposals, open_proposals
 # Default decoded-image budget per process (MiB): about 9 decoded 3000 px
 # aerial images, or every image of the demo datasets.
 DEFAULT_DECODE_CACHE_MB = 256
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    """A real number, not NaN (infinite allowed), not a bool."""
+    return isinstance(value, numbers.Real) and \
+        not isinstance(value, bool) and not math.isnan(value)
+
+
+def _check_setting(name: str, value, ok: bool, want: str) -> None:
+    if not ok:
+        raise ValueError(f'SniperDataset: {name} must be {want}, got '
+                         f'{value!r}')
 
 
 @DATASETS.register_module()
@@ -136,8 +154,19 @@ class SniperDataset:
         if proposal_file and not negatives:
             raise ValueError('SniperDataset: proposal_file is set but '
                              'negatives=False; drop one of the two')
-        if seed < 0:
-            raise ValueError(f'SniperDataset: seed must be >= 0, got {seed}')
+        _check_setting('seed', seed, _is_int(seed) and seed >= 0,
+                       'an int >= 0')
+        _check_setting('max_refetch', max_refetch,
+                       _is_int(max_refetch) and max_refetch >= 0,
+                       'an int >= 0')
+        _check_setting('build_workers', build_workers, build_workers is None
+                       or _is_int(build_workers) and build_workers >= 0,
+                       'None (one per core) or an int >= 0 (0: this '
+                       'process)')
+        _check_setting('cache_wait_timeout', cache_wait_timeout,
+                       _is_real(cache_wait_timeout)
+                       and cache_wait_timeout > 0, 'a number of seconds '
+                       '> 0 (inf: wait for ever)')
         for i, j in duplicate_scales(self.chip_cfg):
             spec = self.chip_cfg.scales[i]
             raise ValueError(
@@ -158,10 +187,10 @@ class SniperDataset:
             decode_cache_mb = DEFAULT_DECODE_CACHE_MB if isinstance(
                 next(iter(self.pipeline.transforms), None),
                 LoadImageFromFile) else 0
-        if not (isinstance(decode_cache_mb, (int, float))
-                and decode_cache_mb >= 0):
-            raise ValueError('SniperDataset: decode_cache_mb must be a '
-                             f'number >= 0 (MiB), got {decode_cache_mb!r}')
+        _check_setting('decode_cache_mb', decode_cache_mb,
+                       _is_real(decode_cache_mb)
+                       and math.isfinite(decode_cache_mb)
+                       and decode_cache_mb >= 0, 'a finite number >= 0 (MiB)')
         if decode_cache_mb:
             check_shared_loader(self.pipeline.transforms,
                                 f'{type(self).__name__}')

@@ -207,6 +207,10 @@ def test_image_window_resume_is_exact_and_checked(monkeypatch):
         SniperSampler(FakeChips(), image_window=0).load_state_dict(state)
     with pytest.raises(ValueError, match='image_window must be'):
         SniperSampler(FakeChips(), image_window=-1)
+    for seed in (-3, 1.5, '7', True):
+        with pytest.raises(ValueError, match='SniperSampler: seed must be '
+                           'None .* or an int >= 0'):
+            SniperSampler(FakeChips(), seed=seed)
 
     class NoImages:  # a chip dataset that does not say chips' images
 

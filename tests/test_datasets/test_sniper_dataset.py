@@ -1,5 +1,6 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 import os.path as osp
+import re
 
 import numpy as np
 import pytest
@@ -160,6 +161,25 @@ def test_a_damaged_proposal_file_is_refused_before_building(tiny_demo_root,
     cached = build(tiny_demo_root, cache_dir=cache, negatives=True,
                    proposal_file=str(path))
     np.testing.assert_array_equal(cached.chips.boxes, intact.chips.boxes)
+
+
+@pytest.mark.parametrize('setting, bad', [
+    ('seed', -1), ('seed', 1.5), ('seed', '3'),
+    ('max_refetch', -1), ('max_refetch', None),
+    ('build_workers', -1), ('build_workers', 1.5), ('build_workers', '2'),
+    ('build_workers', True),
+    ('cache_wait_timeout', 0), ('cache_wait_timeout', -5),
+    ('cache_wait_timeout', float('nan')), ('cache_wait_timeout', '60'),
+    ('decode_cache_mb', -1), ('decode_cache_mb', float('inf')),
+    ('decode_cache_mb', float('nan')), ('decode_cache_mb', 'big'),
+])
+def test_bad_settings_are_errors_naming_them(tiny_demo_root, setting, bad):
+    """Before any work: an error naming the setting, what it takes and the
+    value (was: -1 workers built in this process, a negative timeout gave
+    up at once, an infinite cache budget raised OverflowError)."""
+    with pytest.raises(ValueError, match=f'SniperDataset: {setting} must '
+                       r'be .*, got ' + re.escape(repr(bad))):
+        build(tiny_demo_root, lazy_init=True, **{setting: bad})
 
 
 def test_snip_dataset_is_every_image_at_every_scale(tiny_demo_root):

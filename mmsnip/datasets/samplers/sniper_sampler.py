@@ -1,5 +1,6 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 import math
+import numbers
 from typing import Iterator, Optional
 
 import numpy as np
@@ -75,6 +76,10 @@ class SniperSampler(Sampler):
                 image_window, int) or image_window < 0:
             raise ValueError('SniperSampler: image_window must be an int '
                              f'>= 0 (images per window), got {image_window!r}')
+        if seed is not None and (isinstance(seed, bool) or not isinstance(
+                seed, numbers.Integral) or seed < 0):
+            raise ValueError('SniperSampler: seed must be None (the run\'s '
+                             f'seed) or an int >= 0, got {seed!r}')
         self.image_window = image_window
         rank, world_size = get_dist_info()
         self.rank, self.world_size = rank, world_size
