@@ -28,7 +28,7 @@ import os
 import os.path as osp
 import pickle
 import shutil
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 import torch
@@ -174,8 +174,8 @@ def _write_shard(folder: str, rank: int, first: int, data: dict) -> None:
         pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _read_shards(folder: str) -> Dict[int, List[np.ndarray]]:
-    done: Dict[int, List[np.ndarray]] = {}
+def _read_shards(folder: str) -> Dict[Union[int, str], List[np.ndarray]]:
+    done: Dict[Union[int, str], List[np.ndarray]] = {}
     for path in sorted(glob.glob(osp.join(folder, 'rank*-*.pkl'))):
         with open(path, 'rb') as f:
             done.update(pickle.load(f))
@@ -270,7 +270,7 @@ def mine_proposals(cfg: Config,
               f'{len(chip_cfg.scales)} scales; rank {rank} has {len(todo)} '
               f'of its {len(mine)} images left', logger='current')
     bar = ProgressBar(len(todo)) if rank == 0 else None
-    shard: Dict[int, List[np.ndarray]] = {}
+    shard: Dict[Union[int, str], List[np.ndarray]] = {}
     first = None
     for n, idx in enumerate(todo):
         first = idx if first is None else first

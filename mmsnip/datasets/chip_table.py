@@ -38,6 +38,7 @@ from mmsnip.chips import ChipConfig, ChipSet
 from mmsnip.chips.negative import _as_proposals, negative_chips_batch
 from mmsnip.chips.positive import positive_chips_batch
 from mmsnip.utils.fileio import atomic_open
+from .proposals import ProposalFile
 
 # Version of the cache file layout and of the chip engine's output; bump it
 # when either changes so old caches are rebuilt.
@@ -166,14 +167,14 @@ def _proposal_rows(props, img_ids: list, num_scales: int):
         ``n``, scale ``s`` are rows ``row_start[n * S + s]:row_start[n * S
         + s + 1]``.
     """
-    rows_of = getattr(props, 'rows', None)
-    if rows_of is not None and img_ids and img_ids[0] in props:
-        k = props._row[int(img_ids[0])]
+    k = props.position(img_ids[0]) if isinstance(props, ProposalFile) and \
+        img_ids else None
+    if k is not None:
         ids = props.img_ids[k:k + len(img_ids)]
         if len(ids) == len(img_ids) and np.array_equal(ids, img_ids):
             lo, hi = k * num_scales, (k + len(img_ids)) * num_scales
             start = props.offsets[lo:hi + 1] - props.offsets[lo]
-            return rows_of(lo, hi), start.astype(np.int64)
+            return props.rows(lo, hi), start.astype(np.int64)
     arrays = []
     for i in img_ids:
         per_scale = list(props[i])

@@ -16,7 +16,8 @@ Three formats are read; the content decides, not the file name:
 
       meta      JSON: format, version, num_scales, content_id (sha256),
                 top_n, score_min, score_max
-      img_ids   (N,) int64
+      img_ids   (N,) int64, or (N,) numpy unicode strings when the
+                dataset's ids are strings (VOC, file names)
       offsets   (N * S + 1,) int64: rows of image n, scale s are
                 offsets[n * S + s] : offsets[n * S + s + 1]
       boxes     (T, 4) float16 (float32 when a coordinate exceeds 2048 px,
@@ -55,12 +56,13 @@ Reading gives float32 arrays either way.
 import hashlib
 import json
 import math
+import numbers
 import os
 import os.path as osp
 import pickle
 import zipfile
 from collections.abc import Mapping
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -100,8 +102,10 @@ def save_proposals(path: str, proposals: Dict[int, List[np.ndarray]],
         path (str): The file; its folder is created. Any extension (the
             configs' ``.pkl`` names keep working: readers look at the
             content).
-        proposals (dict): ``img_id (int) -> [ (P_s, 5) array per scale ]``,
-            rows ``[x1, y1, x2, y2, score]`` in ORIGINAL pixels.
+        proposals (dict): ``img_id -> [ (P_s, 5) array per scale ]``,
+            rows ``[x1, y1, x2, y2, score]`` in ORIGINAL pixels. Ids are
+            the dataset's ``img_id``: integers or strings, stored as
+            they are.
         num_scales (int): Scales of the chip config, ``S``.
         top_n (int, optional): Keep at most this many highest-scoring
             proposals per image and scale.
@@ -124,11 +128,12 @@ def save_proposals(path: str, proposals: Dict[int, List[np.ndarray]],
                          f"'float16' or 'float32', got {box_dtype!r}")
     if top_n is not None and int(top_n) < 1:
         raise ValueError(f'save_proposals: top_n must be >= 1, got {top_n}')
-    ids = sorted(int(k) for k in proposals)
-    by_id = {int(k): v for k, v in proposals.items()}
+    keys = list(proposals)
+    id_array = image_id_array(keys, 'save_proposals')
+    order = np.argsort(id_array, kind='stable')
     rows, counts = [], []
-    for i in ids:
-        per_scale = list(by_id[i])
+    for i in (keys[k] for k in order.tolist()):
+        per_scale = list(proposals[i])
         if len(per_scale) != num_scales:
             raise ValueError(f'save_proposals: img_id {i} has '
                              f'{len(per_scale)} scales, expected '
@@ -144,7 +149,7 @@ def save_proposals(path: str, proposals: Dict[int, List[np.ndarray]],
     big = finite.size and float(np.abs(finite).max()) > FLOAT16_MAX_COORD
     dtype = np.float32 if box_dtype == 'float32' or (
         box_dtype == 'auto' and big) else np.float16
-    write_proposal_arrays(path, np.array(ids, np.int64), offsets,
+    write_proposal_arrays(path, id_array[order], offsets,
                           coords.astype(dtype), table[:, 4], num_scales,
                           top_n=top_n, score_dtype=score_dtype)
 
@@ -234,7 +239,8 @@ def write_proposal_arrays(path: str, img_ids: np.ndarray,
     benchmark's train2017-sized file).
 
     Args:
-        img_ids (np.ndarray): ``(N,)`` int image ids.
+        img_ids (np.ndarray): ``(N,)`` image ids, integers or strings
+            (:func:`image_id_array`).
         offsets (np.ndarray): ``(N * S + 1,)`` int row offsets.
         boxes (np.ndarray): ``(T, 4)`` float16 or float32 xyxy, ORIGINAL
             pixels.
@@ -248,7 +254,7 @@ def write_proposal_arrays(path: str, img_ids: np.ndarray,
     if score_dtype not in ('uint8', 'float16'):
         raise ValueError("write_proposal_arrays: score_dtype must be "
                          f"'uint8' or 'float16', got {score_dtype!r}")
-    img_ids = np.asarray(img_ids, np.int64)
+    img_ids = image_id_array(img_ids, 'write_proposal_arrays')
     offsets = np.asarray(offsets, np.int64)
     problem = _index_problem(img_ids, offsets, num_scales, len(boxes),
                              len(scores))
@@ -328,15 +334,43 @@ def _byte_chunks(arr: np.ndarray, chunk_bytes: int) -> Iterator:
         yield np.ascontiguousarray(arr[a:a + rows]).data
 
 
+def image_id_array(img_ids, owner: str) -> np.ndarray:
+    """``(N,)`` image ids as stored: int64 when they are integers, numpy
+    unicode strings when they are strings (VOC's ``'2008_000005'``, file
+    names).
+
+    Raises:
+        ValueError: Naming ``owner``, when the ids mix integers and strings
+            or are of another type.
+    """
+    if isinstance(img_ids, np.ndarray) and img_ids.dtype.kind in 'iuU':
+        return img_ids.astype(np.int64) if img_ids.dtype.kind in 'iu' \
+            else img_ids.reshape(-1)
+    ids = list(img_ids)
+    if ids and all(isinstance(i, str) for i in ids):
+        return np.array(ids, dtype=str)
+    bad = [i for i in ids if isinstance(i, bool)
+           or not isinstance(i, (numbers.Integral, str))]
+    if bad:
+        raise ValueError(f'{owner}: image ids must be integers or strings, '
+                         f'got {bad[:3]!r}')
+    texts = [i for i in ids if isinstance(i, str)]
+    if texts:
+        raise ValueError(f'{owner}: image ids mix integers and strings '
+                         f'(e.g. {texts[:3]!r}); a dataset\'s img_id is '
+                         'one or the other')
+    return np.array(ids, np.int64).reshape(-1)
+
+
 def _index_problem(img_ids: np.ndarray, offsets: np.ndarray,
                    num_scales: int, num_boxes: int,
                    num_scores: int) -> Optional[str]:
     """What is wrong with a compact file's index, or None: ``img_ids``
     ``(N,)`` distinct integers; ``offsets`` ``(N * S + 1,)`` integers from
     0, non-decreasing, ending at the number of rows (boxes and scores)."""
-    if img_ids.ndim != 1 or img_ids.dtype.kind not in 'iu':
-        return f'img_ids must be (N,) integers, got {img_ids.shape} ' \
-            f'{img_ids.dtype}'
+    if img_ids.ndim != 1 or img_ids.dtype.kind not in 'iuU':
+        return f'img_ids must be (N,) integers or strings, got ' \
+            f'{img_ids.shape} {img_ids.dtype}'
     if len(np.unique(img_ids)) != len(img_ids):
         return 'img_ids repeat an image'
     if offsets.dtype.kind not in 'iu' or \
@@ -462,7 +496,8 @@ class ProposalFile(Mapping):
         self._score_table = score_table(
             float(meta['score_min']), float(meta['score_max'])) \
             if version == 3 else None
-        self._row = {int(i): k for k, i in enumerate(self.img_ids.tolist())}
+        self._row = {i: k for k, i in enumerate(self.img_ids.tolist())}
+        self._int_ids = self.img_ids.dtype.kind in 'iu'
 
     def verify(self) -> None:
         """Check every row against the file's ``content_id`` (sha256 of the
@@ -486,6 +521,23 @@ class ProposalFile(Mapping):
                 'not match the content_id it was written with (a corrupt '
                 'copy or a disk error); copy it again or mine it again')
 
+    def position(self, img_id) -> Optional[int]:
+        """Index of ``img_id`` among the file's images (file order), or
+        None. A file of integer ids also finds an id given as a string
+        that ``int()`` reads (files written before string ids were stored
+        as strings hold VOC's ``'000005'`` as 5); a file of string ids
+        finds exact strings."""
+        if not self._int_ids:
+            return self._row.get(img_id) if isinstance(img_id, str) \
+                else None
+        if isinstance(img_id, bool) or \
+                not isinstance(img_id, (numbers.Integral, str)):
+            return None
+        try:
+            return self._row.get(int(img_id))
+        except ValueError:
+            return None
+
     def rows(self, first: int, last: int) -> np.ndarray:
         """Rows ``offsets[first]:offsets[last]`` (images/scales in file
         order) as one ``(R, 5)`` float32 array, read in one go."""
@@ -504,19 +556,18 @@ class ProposalFile(Mapping):
         self.__init__(state['path'])
 
     def __getitem__(self, img_id) -> List[np.ndarray]:
-        k = self._row[int(img_id)]
+        k = self.position(img_id)
+        if k is None:
+            raise KeyError(img_id)
         s = self.num_scales
         rows = self.rows(k * s, k * s + s)
         cuts = self.offsets[k * s + 1:k * s + s] - self.offsets[k * s]
         return np.split(rows, cuts)
 
     def __contains__(self, img_id) -> bool:
-        try:
-            return int(img_id) in self._row
-        except (TypeError, ValueError):
-            return False
+        return self.position(img_id) is not None
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[Union[int, str]]:
         return iter(self._row)
 
     def __len__(self) -> int:
@@ -602,7 +653,7 @@ def open_proposals(path: str):
         'v1:' + digest.hexdigest()
 
 
-def check_proposals(path: str, props, file_scales, img_ids: Sequence[int],
+def check_proposals(path: str, props, file_scales, img_ids: Sequence,
                     num_scales: int) -> None:
     """Errors naming ``path`` for a file of another dataset or config."""
     if file_scales != num_scales:
@@ -623,12 +674,12 @@ def check_proposals(path: str, props, file_scales, img_ids: Sequence[int],
                     f'{len(props[i])} scales, expected {num_scales}')
 
 
-def load_proposals(path: str, img_ids: Sequence[int], num_scales: int):
+def load_proposals(path: str, img_ids: Sequence, num_scales: int):
     """Open and check a proposal file (either format) against a dataset.
 
     Args:
         path (str): The proposal file.
-        img_ids (Sequence[int]): Image ids of the dataset.
+        img_ids (Sequence): Image ids of the dataset (int or str).
         num_scales (int): Scales of the chip config.
 
     Returns:
@@ -656,7 +707,7 @@ def convert_proposals(src: str, dst: str, top_n: Optional[int] = None,
     props, num_scales, _ = open_proposals(src)
     if isinstance(props, ProposalFile):
         props.verify()
-    data = {int(k): props[k] for k in props}
+    data = {k: props[k] for k in props}
     save_proposals(dst, data, num_scales, top_n=top_n, box_dtype=box_dtype,
                    score_dtype=score_dtype)
     written = ProposalFile(dst)

@@ -7,7 +7,7 @@ import os
 import cv2
 import numpy as np
 
-from mmsnip.datasets import SniperDataset
+from mmsnip.datasets import SniperDataset, save_proposals
 from mmsnip.utils import register_all_modules
 
 register_all_modules()
@@ -84,14 +84,10 @@ def _voc_xml(name, w, h, objects):
             '</annotation>')
 
 
-def test_voc_dataset(tmp_path):
-    root = tmp_path / 'VOCdevkit' / 'VOC2007'
-    objects = {
-        '000001': [('dog', 0, (11, 21, 60, 80)), ('person', 1,
-                                                  (100, 30, 140, 90))],
-        '000002': [('car', 0, (20, 20, 45, 44))],
-        '000003': [],
-    }
+def _voc_dataset(tmp_path, objects, year='VOC2007'):
+    """A VOCDataset config over ``objects``: ``{stem: [(name, difficult,
+    (x1, y1, x2, y2)), ...]}``, images written."""
+    root = tmp_path / 'VOCdevkit' / year
     for stem, objs in objects.items():
         _write_image(root / 'JPEGImages' / f'{stem}.jpg')
         (root / 'Annotations').mkdir(parents=True, exist_ok=True)
@@ -100,12 +96,21 @@ def test_voc_dataset(tmp_path):
     (root / 'ImageSets' / 'Main').mkdir(parents=True)
     (root / 'ImageSets' / 'Main' / 'train.txt').write_text(
         '\n'.join(objects) + '\n')
-    ds = SniperDataset(
-        dataset=dict(type='VOCDataset', data_root=str(tmp_path / 'VOCdevkit'),
-                     ann_file='VOC2007/ImageSets/Main/train.txt',
-                     data_prefix=dict(sub_data_root='VOC2007/'),
-                     filter_cfg=dict(filter_empty_gt=False), pipeline=[]),
-        chip_cfg=CHIP_CFG, pipeline=PIPELINE, cache_dir='')
+    return dict(type='VOCDataset', data_root=str(tmp_path / 'VOCdevkit'),
+                ann_file=f'{year}/ImageSets/Main/train.txt',
+                data_prefix=dict(sub_data_root=f'{year}/'),
+                filter_cfg=dict(filter_empty_gt=False), pipeline=[])
+
+
+def test_voc_dataset(tmp_path):
+    objects = {
+        '000001': [('dog', 0, (11, 21, 60, 80)), ('person', 1,
+                                                  (100, 30, 140, 90))],
+        '000002': [('car', 0, (20, 20, 45, 44))],
+        '000003': [],
+    }
+    ds = SniperDataset(dataset=_voc_dataset(tmp_path, objects),
+                       chip_cfg=CHIP_CFG, pipeline=PIPELINE, cache_dir='')
     classes = ds.metainfo['classes']
     assert len(classes) == 20 and classes == ds.dataset.metainfo['classes']
     assert len(ds.dataset) == 3
@@ -119,6 +124,37 @@ def test_voc_dataset(tmp_path):
     # the chips of image 000001 cover the dog, not the difficult person
     info = ds.dataset.get_data_info(0)
     assert [i['ignore_flag'] for i in info['instances']] == [0, 1]
+
+
+def test_voc_string_ids_get_negative_chips(tmp_path):
+    """VOC-format image ids are the file stems, strings ('2008_000001', or
+    'IMG_0042' from a labelling tool): the proposal file keeps them
+    (mine_proposals writes the dataset's ids; was: ValueError from int()
+    after the whole mining run), and the negative pools are built from
+    it."""
+    objects = {
+        '2008_000001': [('dog', 0, (11, 21, 60, 80))],
+        'IMG_0042': [('car', 0, (20, 20, 45, 44))],
+    }
+    inner = _voc_dataset(tmp_path, objects, year='VOC2012')
+    positives = SniperDataset(dataset=inner, chip_cfg=CHIP_CFG,
+                              pipeline=PIPELINE, cache_dir='')
+    ids = [positives.dataset.get_data_info(i)['img_id'] for i in range(2)]
+    assert ids == list(objects)
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(60, 150, (20, 2))
+    rows = np.c_[xy, xy + rng.uniform(10, 25, (20, 2)), rng.uniform(size=20)]
+    path = str(tmp_path / 'proposals.npz')
+    save_proposals(path, {i: [rows, rows] for i in ids}, num_scales=2)
+    ds = SniperDataset(dataset=inner, chip_cfg=dict(
+        CHIP_CFG, neg_min_proposals=2, neg_per_image=1),
+        pipeline=PIPELINE, cache_dir=str(tmp_path / 'cache'),
+        negatives=True, proposal_file=path)
+    assert ds.num_positive == positives.num_positive
+    assert len(ds.chips) > ds.num_positive  # negative pools exist
+    assert set(ds.chip_img[ds.num_positive:].tolist()) == {0, 1}
+    item = ds[int(ds.epoch_indices(0)[-1])]
+    assert not item['data_samples'].metainfo['chip_is_positive']
 
 
 def test_many_empty_images(tmp_path):

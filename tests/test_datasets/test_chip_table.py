@@ -25,7 +25,9 @@ CFG = ChipConfig.from_dict(dict(
             dict(factor=2.0, valid_range=(0, 24))]))
 
 
-def records(num=40, seed=0):
+def records(num=40, seed=0, str_ids=False):
+    """``num`` images; ids 100, 101, ... or, with ``str_ids``, strings
+    such as a VOC or file-name dataset has."""
     rng = np.random.default_rng(seed)
     infos = []
     for i in range(num):
@@ -33,7 +35,8 @@ def records(num=40, seed=0):
         n = int(rng.integers(0, 8))
         xy = rng.uniform(0, 120, (n, 2))
         boxes = np.c_[xy, xy + rng.uniform(4, 90, (n, 2))]
-        infos.append(dict(img_id=100 + i, img_path=f'{i}.jpg', height=h,
+        img_id = f'2008_{i:06d}.jpg' if str_ids else 100 + i
+        infos.append(dict(img_id=img_id, img_path=f'{i}.jpg', height=h,
                           width=w, instances=[
                               dict(bbox=b.tolist(), ignore_flag=int(k == 3))
                               for k, b in enumerate(boxes)]))
@@ -69,12 +72,14 @@ def test_parallel_build_equals_serial():
     assert 0 < pos.sum() < len(pos)
 
 
-def test_batched_build_equals_the_engine_image_by_image(tmp_path):
+@pytest.mark.parametrize('str_ids', [False, True])
+def test_batched_build_equals_the_engine_image_by_image(tmp_path, str_ids):
     # The table's negatives come from negative_chips_batch over blocks of
     # images (flat rows read in one slice of a proposal file, or gathered
-    # from a dict); they must be generate_negative_chips image by image.
+    # from a dict); they must be generate_negative_chips image by image,
+    # for integer and for string image ids.
     from mmsnip.datasets.proposals import ProposalFile, save_proposals
-    rec = records(num=30, seed=2)
+    rec = records(num=30, seed=2, str_ids=str_ids)
     props = proposals(rec, seed=3)
     props[rec.img_ids[4]][1][:3, 0] = np.nan  # dropped rows
     props[rec.img_ids[5]] = [np.zeros((0, 5))] * 3
@@ -83,6 +88,7 @@ def test_batched_build_equals_the_engine_image_by_image(tmp_path):
     path = str(tmp_path / 'p.npz')
     save_proposals(path, props, 3, score_dtype='float16')
     stored = ProposalFile(path)  # f16 values: compare on what is stored
+    assert stored.img_ids.dtype.kind == ('U' if str_ids else 'i')
     as_dict = {i: stored[i] for i in stored}
     want = []
     for n in range(len(rec)):

@@ -98,6 +98,50 @@ def test_first_version2_files_still_read_verify_and_convert(tmp_path):
         ProposalFile(old).verify()
 
 
+def test_string_image_ids_are_stored_as_strings(tmp_path):
+    """VOC's '2008_000005', file names, any unicode: written, found,
+    verified and converted as they are; integers and strings do not
+    mix."""
+    ids = ['2008_000005', 'P0001', 'img 7.jpg', 'straße_ñ', '000005']
+    props = {i: [np.array([[0, 0, 8 + k, 8, 0.5]])] for k, i in
+             enumerate(ids)}
+    path = str(tmp_path / 'p.npz')
+    save_proposals(path, props, 1)
+    got = load_proposals(path, ids, 1)
+    got.verify()
+    assert got.img_ids.dtype.kind == 'U' and sorted(got) == sorted(ids)
+    for k, i in enumerate(ids):
+        assert got[i][0][0, 2] == 8 + k
+    assert 5 not in got and 'P0002' not in got and '5' not in got
+    with pytest.raises(ValueError, match=r'lacks 1 of .* \[5\]'):
+        load_proposals(path, ids[:4] + [5], 1)
+    new = str(tmp_path / 'new.npz')
+    convert_proposals(path, new)
+    assert sorted(ProposalFile(new)) == sorted(ids)
+    with pytest.raises(ValueError, match=r"mix integers and strings \(e.g. "
+                       r"\['a'\]\)"):
+        save_proposals(path, {3: props['P0001'], 'a': props['P0001']}, 1)
+    with pytest.raises(ValueError, match='must be integers or strings, got '
+                       r'\[True\]'):
+        save_proposals(path, {True: props['P0001']}, 1)
+
+
+def test_integer_files_find_ids_that_int_reads(tmp_path):
+    """Files written before string ids were stored as strings hold
+    int(img_id) (VOC's '000005' as 5, '2008_000005' as 2008000005): a
+    dataset of string ids still finds its rows there."""
+    path = str(tmp_path / 'p.npz')
+    rows = [np.array([[0, 0, 8, 8, 0.5]])]
+    save_proposals(path, {5: rows, 2008000005: rows}, 1)
+    props = load_proposals(path, ['000005', '2008_000005'], 1)
+    assert props.img_ids.dtype == np.int64
+    assert props.position('000005') == 0 == props.position(5)
+    assert props.position(np.int64(5)) == 0
+    assert props.position('2008_000005') == 1
+    assert props.position('P0001') is None and 'x' not in props
+    assert props.position(5.0) is None and props.position(True) is None
+
+
 def test_legacy_pickle_still_reads_and_converts(tmp_path):
     old = str(tmp_path / 'old.pkl')
     legacy(old, PROPS, 2)
