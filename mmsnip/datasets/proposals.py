@@ -92,7 +92,8 @@ def _top_n(rows: np.ndarray, top_n: Optional[int]) -> np.ndarray:
     return rows[np.sort(order)]
 
 
-def save_proposals(path: str, proposals: Dict[int, List[np.ndarray]],
+def save_proposals(path: str,
+                   proposals: Dict[Union[int, str], List[np.ndarray]],
                    num_scales: int, top_n: Optional[int] = None,
                    box_dtype: str = 'auto',
                    score_dtype: str = 'uint8') -> None:
@@ -290,7 +291,8 @@ def _content_digests(meta: dict, arrays: Dict[str, np.ndarray],
     ``content_id``) and of each array's name, dtype and bytes, read in
     chunks (memory-mapped arrays are not loaded whole). With
     ``arrays_only`` also, in the same pass, the sha256 of the arrays alone:
-    the ``content_id`` of version-2 files written before 2026-11-26.
+    the ``content_id`` of the first version-2 writer's files (git
+    ``0e7ec7f``).
 
     Returns:
         list[str]: One hex digest, or two with ``arrays_only``.
@@ -366,7 +368,7 @@ def _index_problem(img_ids: np.ndarray, offsets: np.ndarray,
                    num_scales: int, num_boxes: int,
                    num_scores: int) -> Optional[str]:
     """What is wrong with a compact file's index, or None: ``img_ids``
-    ``(N,)`` distinct integers; ``offsets`` ``(N * S + 1,)`` integers from
+    ``(N,)`` distinct integers or strings; ``offsets`` ``(N * S + 1,)`` integers from
     0, non-decreasing, ending at the number of rows (boxes and scores)."""
     if img_ids.ndim != 1 or img_ids.dtype.kind not in 'iuU':
         return f'img_ids must be (N,) integers or strings, got ' \
@@ -465,8 +467,8 @@ class ProposalFile(Mapping):
             meta = json.loads(bytes(np.asarray(arrays['meta'])).decode())
         except (ValueError, UnicodeDecodeError) as e:
             raise ValueError(f'proposal file "{path}" is damaged: '
-                             f'unreadable meta data ({e}); mine it '
-                             'again') from e
+                             f'unreadable meta data ({e}); copy it again '
+                             'or mine it again') from e
         if not isinstance(meta, dict):
             meta = {}
         version = meta.get('version')
