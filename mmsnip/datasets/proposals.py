@@ -368,8 +368,9 @@ def _index_problem(img_ids: np.ndarray, offsets: np.ndarray,
                    num_scales: int, num_boxes: int,
                    num_scores: int) -> Optional[str]:
     """What is wrong with a compact file's index, or None: ``img_ids``
-    ``(N,)`` distinct integers or strings; ``offsets`` ``(N * S + 1,)`` integers from
-    0, non-decreasing, ending at the number of rows (boxes and scores)."""
+    ``(N,)`` distinct integers or strings; ``offsets`` ``(N * S + 1,)``
+    integers from 0, non-decreasing, ending at the number of rows (boxes
+    and scores)."""
     if img_ids.ndim != 1 or img_ids.dtype.kind not in 'iuU':
         return f'img_ids must be (N,) integers or strings, got ' \
             f'{img_ids.shape} {img_ids.dtype}'
