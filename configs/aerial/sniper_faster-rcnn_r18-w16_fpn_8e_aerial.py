@@ -20,6 +20,12 @@ chip_cfg = dict(
     ],
     neg_min_proposals=5,
     neg_per_image=2)
+# The 16 demo images fit in the decoded-image cache (256 MiB per worker),
+# so each is decoded about once per worker in any order. On a larger aerial
+# dataset add `sampler=dict(image_window=8)` here: chips of an image then
+# come close together and a worker decodes each image about once (7-8x the
+# chips per second; docs/sniper.md, "Data path"). The published results
+# use the default order.
 train_dataloader = dict(
     dataset=dict(chip_cfg=chip_cfg, dataset=dict(data_root=data_root)))
 test_dataloader = dict(dataset=dict(data_root=data_root))
