@@ -40,12 +40,22 @@ seconds (the process and its build workers), the inner dataset's own load
 time, and the peak resident memory of the process and of its build
 workers. ``--num-images`` takes a smaller dataset of the same
 distribution (profiling).
+
+Merge: the last step of ``tools/mine_proposals.py`` at train2017 size,
+shards of 50 images (float32 rows, pickled as the miner writes them)
+merged into one compact file shard by shard, in a fresh process (time,
+peak resident memory)::
+
+    OMP_NUM_THREADS=1 python tools/benchmark_chips.py --mode merge \\
+        [--num-images 118287] [--proposals 300] \\
+        [--work-dir work_dirs/benchmark_merge]
 """
 import argparse
 import json
 import multiprocessing
 import os
 import os.path as osp
+import pickle
 import platform
 import resource
 import shutil
@@ -63,11 +73,12 @@ from mmsnip.chips.positive import positive_chips_batch
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--mode', choices=['engine', 'table', 'datapath'],
+    parser.add_argument('--mode',
+                        choices=['engine', 'table', 'datapath', 'merge'],
                         default='engine')
     parser.add_argument('--num-images', type=int, default=None,
-                        help='engine: 5000; table: 118287 (train2017); '
-                        'datapath: 48 (coco), 8 (aerial)')
+                        help='engine: 5000; table and merge: 118287 '
+                        '(train2017); datapath: 48 (coco), 8 (aerial)')
     parser.add_argument('--proposals', type=int, default=300,
                         help='proposals per scale per image for negatives')
     parser.add_argument('--large-images', type=int, default=20,
@@ -85,7 +96,7 @@ def parse_args():
                         'generated images (default '
                         'work_dirs/benchmark_datapath, kept)')
     parser.add_argument('--keep', action='store_true',
-                        help='table: keep the work dir')
+                        help='table, merge: keep the work dir')
     parser.add_argument('--presets', nargs='+', default=['coco', 'aerial'],
                         help='datapath: demo data presets')
     parser.add_argument('--chips', type=int, default=240,
@@ -467,15 +478,16 @@ def _table_child(work: str, negatives: bool, workers, queue) -> None:
                    peak_rss_workers_mb=_peak_mb(resource.RUSAGE_CHILDREN)))
 
 
-def _in_fresh_process(*args) -> dict:
+def _in_fresh_process(target, *args) -> dict:
+    """``target(*args, queue)`` in a spawned process; what it put."""
     ctx = multiprocessing.get_context('spawn')
     queue = ctx.Queue()
-    proc = ctx.Process(target=_table_child, args=args + (queue, ))
+    proc = ctx.Process(target=target, args=args + (queue, ))
     proc.start()
     result = queue.get()
     proc.join()
     if proc.exitcode:
-        raise RuntimeError(f'table child exited {proc.exitcode}')
+        raise RuntimeError(f'benchmark child exited {proc.exitcode}')
     return result
 
 
@@ -535,8 +547,8 @@ def table(args) -> dict:
                   proposal_verify_s=verify_s,
                   workers=args.workers, **env)
     for name, negatives in (('positives', False), ('negatives', True)):
-        cold = _in_fresh_process(work, negatives, args.workers)
-        warm = _in_fresh_process(work, negatives, args.workers)
+        cold = _in_fresh_process(_table_child, work, negatives, args.workers)
+        warm = _in_fresh_process(_table_child, work, negatives, args.workers)
         result[name] = dict(cold=cold, warm=warm)
     result['load_average_after'] = load_average()
     with np.load(osp.join(work, 'records.npz')) as data:
@@ -667,9 +679,69 @@ def datapath(args) -> dict:
     return result
 
 
+# -- merge -----------------------------------------------------------------
+MERGE_SHARD = 50  # images per shard, as tools/mine_proposals.py writes
+
+
+def _shard_files(work: str):
+    for path in sorted(os.listdir(work)):
+        if path.endswith('.pkl'):
+            with open(osp.join(work, path), 'rb') as f:
+                yield pickle.load(f)
+
+
+def _merge_child(work: str, num_images: int, num_scales: int,
+                 queue) -> None:
+    """In a fresh process: mining's final merge, shard by shard."""
+    from mmsnip.datasets.proposals import write_proposal_groups
+    start = time.perf_counter()
+    write_proposal_groups(osp.join(work, 'proposals.npz'),
+                          list(range(num_images)), num_scales,
+                          lambda: _shard_files(work))
+    queue.put(dict(merge_s=time.perf_counter() - start,
+                   peak_rss_mb=_peak_mb(resource.RUSAGE_SELF)))
+
+
+def merge(args) -> dict:
+    """Mining's final merge at train2017 size: shards of 50 images (float32
+    rows, as the miner writes them) into one compact file."""
+    num = args.num_images or 118287
+    work = args.work_dir or 'work_dirs/benchmark_merge'
+    if osp.isdir(work):
+        shutil.rmtree(work)
+    os.makedirs(work)
+    env = environment()
+    rng = np.random.default_rng(args.seed)
+    start = time.perf_counter()
+    shard_bytes = 0
+    for first in range(0, num, MERGE_SHARD):
+        shard = {i: [random_proposals(rng, 480, 640, args.proposals).astype(
+            np.float32) for _ in range(3)]
+            for i in range(first, min(first + MERGE_SHARD, num))}
+        path = osp.join(work, f'rank0-{first:08d}.pkl')
+        with open(path, 'wb') as f:
+            pickle.dump(shard, f, protocol=pickle.HIGHEST_PROTOCOL)
+        shard_bytes += osp.getsize(path)
+    shards_s = time.perf_counter() - start
+    result = dict(num_images=num, proposals_per_scale=args.proposals,
+                  shard_bytes=shard_bytes, shards_write_s=shards_s, **env,
+                  **_in_fresh_process(_merge_child, work, num, 3))
+    result['file_bytes'] = osp.getsize(osp.join(work, 'proposals.npz'))
+    result['load_average_after'] = load_average()
+    print(f'{num} images x 3 scales x {args.proposals} proposals: shards '
+          f'{shard_bytes / 1e9:.2f} GB; merged into '
+          f'{result["file_bytes"] / 1e9:.3f} GB in {result["merge_s"]:.1f} '
+          f's, peak RSS {result["peak_rss_mb"]:.0f} MB ({env["cpu"]}, '
+          f'{env["date"]}, load average {env["load_average_before"]} -> '
+          f'{result["load_average_after"]})')
+    if not args.keep:
+        shutil.rmtree(work)
+    return result
+
+
 def main():
     args = parse_args()
-    modes = dict(engine=engine, table=table, datapath=datapath)
+    modes = dict(engine=engine, table=table, datapath=datapath, merge=merge)
     result = modes[args.mode](args)
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)

@@ -28,7 +28,7 @@ import os
 import os.path as osp
 import pickle
 import shutil
-from typing import Dict, List, Optional, Union
+from typing import Dict, Iterator, List, Optional, Union
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ from mmengine.runner import load_checkpoint
 from mmengine.utils import ProgressBar
 
 from mmsnip.chips import ChipConfig
-from mmsnip.datasets.proposals import save_proposals
+from mmsnip.datasets.proposals import ProposalFile, write_proposal_groups
 from mmsnip.registry import DATASETS, MODELS
 from mmsnip.utils.fileio import atomic_open
 
@@ -174,12 +174,16 @@ def _write_shard(folder: str, rank: int, first: int, data: dict) -> None:
         pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _read_shards(folder: str) -> Dict[Union[int, str], List[np.ndarray]]:
-    done: Dict[Union[int, str], List[np.ndarray]] = {}
+def _shards(folder: str) -> Iterator[dict]:
+    """The shards' ``img_id -> [ (P, 5) per scale ]`` dicts, one at a
+    time (all of train2017's would be about 2 GB)."""
     for path in sorted(glob.glob(osp.join(folder, 'rank*-*.pkl'))):
         with open(path, 'rb') as f:
-            done.update(pickle.load(f))
-    return done
+            yield pickle.load(f)
+
+
+def _mined_ids(folder: str) -> set:
+    return {img_id for shard in _shards(folder) for img_id in shard}
 
 
 @torch.no_grad()
@@ -262,7 +266,7 @@ def mine_proposals(cfg: Config,
         ]) for spec in chip_cfg.scales
     ]
 
-    done = _read_shards(parts)
+    done = _mined_ids(parts)
     mine = [i for i in range(rank, len(dataset), world_size)]
     todo = [i for i in mine
             if dataset.get_data_info(i)['img_id'] not in done]
@@ -294,17 +298,19 @@ def mine_proposals(cfg: Config,
     barrier()
     if rank != 0:
         return None
-    proposals = _read_shards(parts)
     ids = [dataset.get_data_info(i)['img_id'] for i in range(len(dataset))]
-    missing = [i for i in ids if i not in proposals]
+    mined = _mined_ids(parts)
+    missing = [i for i in ids if i not in mined]
     if missing:
         raise RuntimeError(f'mining finished without proposals for '
                            f'{len(missing)} images (e.g. {missing[:5]})')
-    save_proposals(out_file, {i: proposals[i] for i in ids},
-                   num_scales=len(chip_cfg.scales))
+    # Shard by shard: the merge holds the file's arrays (9 bytes per
+    # proposal) and one shard, not every shard at once.
+    num_scales = len(chip_cfg.scales)
+    write_proposal_groups(out_file, ids, num_scales, lambda: _shards(parts))
     shutil.rmtree(parts)
-    sizes = [sum(len(p) for p in proposals[i]) for i in ids]
+    offsets = ProposalFile(out_file).offsets
     print_log(f'wrote {out_file}: {len(ids)} images, '
-              f'{np.mean(sizes):.0f} proposals per image (all scales)',
-              logger='current')
+              f'{offsets[-1] / max(len(ids), 1):.0f} proposals per image '
+              '(all scales)', logger='current')
     return out_file

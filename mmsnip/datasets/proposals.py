@@ -62,7 +62,8 @@ import os.path as osp
 import pickle
 import zipfile
 from collections.abc import Mapping
-from typing import Dict, Iterator, List, Optional, Sequence, Union
+from typing import (Callable, Dict, Iterable, Iterator, List, Optional,
+                    Sequence, Union)
 
 import numpy as np
 
@@ -124,35 +125,120 @@ def save_proposals(path: str,
         array([[ 0. ,  0. , 10. , 10. ,  0.9],
                [ 5. ,  5. ,  9. ,  9. ,  0.2]], dtype=float32)
     """
+    write_proposal_groups(path, list(proposals), num_scales,
+                          lambda: [proposals], top_n=top_n,
+                          box_dtype=box_dtype, score_dtype=score_dtype,
+                          owner='save_proposals')
+
+
+def write_proposal_groups(path: str, img_ids, num_scales: int,
+                          groups: Callable[[], Iterable[dict]],
+                          top_n: Optional[int] = None,
+                          box_dtype: str = 'auto',
+                          score_dtype: str = 'uint8',
+                          owner: str = 'write_proposal_groups') -> None:
+    """Write a compact proposal file from proposals that arrive in groups
+    (a miner's shards), holding one group at a time besides the file's own
+    arrays (9 bytes per proposal): the same file as
+    :func:`save_proposals` of all groups merged into one dict.
+
+    Args:
+        path (str): The file (written atomically).
+        img_ids (Sequence): The file's images; each must be in exactly one
+            group. Stored sorted.
+        num_scales (int): ``S``.
+        groups (callable): Returns an iterable of dicts ``img_id -> [
+            (P_s, 5) array per scale ]`` (ORIGINAL pixels); called twice
+            (sizes, then rows).
+        top_n, box_dtype, score_dtype: As :func:`save_proposals`.
+        owner (str): The function named in errors.
+
+    Raises:
+        ValueError: Naming ``owner``: an image in no group or in two, an
+            image that is not in ``img_ids``, a wrong number of scales.
+    """
     if box_dtype not in ('auto', 'float16', 'float32'):
-        raise ValueError("save_proposals: box_dtype must be 'auto', "
-                         f"'float16' or 'float32', got {box_dtype!r}")
+        raise ValueError(f"{owner}: box_dtype must be 'auto', 'float16' or "
+                         f"'float32', got {box_dtype!r}")
+    if score_dtype not in ('uint8', 'float16'):
+        raise ValueError(f"{owner}: score_dtype must be 'uint8' or "
+                         f"'float16', got {score_dtype!r}")
     if top_n is not None and int(top_n) < 1:
-        raise ValueError(f'save_proposals: top_n must be >= 1, got {top_n}')
-    keys = list(proposals)
-    id_array = image_id_array(keys, 'save_proposals')
-    order = np.argsort(id_array, kind='stable')
-    rows, counts = [], []
-    for i in (keys[k] for k in order.tolist()):
-        per_scale = list(proposals[i])
-        if len(per_scale) != num_scales:
-            raise ValueError(f'save_proposals: img_id {i} has '
-                             f'{len(per_scale)} scales, expected '
-                             f'{num_scales}')
-        for p in per_scale:
-            p = _top_n(np.asarray(p, np.float32).reshape(-1, 5), top_n)
-            rows.append(p)
-            counts.append(len(p))
-    table = np.concatenate(rows) if rows else np.zeros((0, 5), np.float32)
-    offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)])
-    coords = table[:, :4]
-    finite = coords[np.isfinite(coords)]
-    big = finite.size and float(np.abs(finite).max()) > FLOAT16_MAX_COORD
+        raise ValueError(f'{owner}: top_n must be >= 1, got {top_n}')
+    keys = list(img_ids)
+    order = np.argsort(image_id_array(keys, owner), kind='stable')
+    keys = [keys[k] for k in order.tolist()]
+    position = {k: n for n, k in enumerate(keys)}
+    if len(position) != len(keys):
+        raise ValueError(f'{owner}: img_ids repeat an image')
+
+    def scale_rows():
+        """``(image position, scale, (P, 5) float32 rows)`` of every
+        group, top_n applied."""
+        seen = np.zeros(len(keys), bool)
+        for group in groups():
+            for img_id, per_scale in group.items():
+                n = position.get(img_id)
+                if n is None or seen[n]:
+                    raise ValueError(
+                        f'{owner}: img_id {img_id!r} is ' +
+                        ('in two groups' if n is not None else
+                         'not among the file\'s images'))
+                seen[n] = True
+                per_scale = list(per_scale)
+                if len(per_scale) != num_scales:
+                    raise ValueError(f'{owner}: img_id {img_id} has '
+                                     f'{len(per_scale)} scales, expected '
+                                     f'{num_scales}')
+                for s, rows in enumerate(per_scale):
+                    yield n, s, _top_n(np.asarray(rows, np.float32).reshape(
+                        -1, 5), top_n)
+        if not seen.all():
+            missing = [keys[n] for n in np.flatnonzero(~seen)[:5]]
+            raise ValueError(f'{owner}: {int((~seen).sum())} images have '
+                             f'no proposals (e.g. img_id {missing})')
+
+    # Pass 1: sizes, the finite score range, the largest coordinate.
+    counts = np.zeros((len(keys), num_scales), np.int64)
+    lo, hi, big = np.inf, -np.inf, 0.0
+    for n, s, rows in scale_rows():
+        counts[n, s] = len(rows)
+        score = rows[:, 4].astype(np.float64)
+        score = score[np.isfinite(score)]
+        if score.size:
+            lo, hi = min(lo, float(score.min())), max(hi, float(score.max()))
+        coords = rows[:, :4][np.isfinite(rows[:, :4])]
+        if coords.size:
+            big = max(big, float(np.abs(coords).max()))
+    lo, hi = (lo, hi) if lo <= hi else (0.0, 0.0)
+    offsets = np.zeros(counts.size + 1, np.int64)
+    np.cumsum(counts.ravel(), out=offsets[1:])
     dtype = np.float32 if box_dtype == 'float32' or (
-        box_dtype == 'auto' and big) else np.float16
-    write_proposal_arrays(path, id_array[order], offsets,
-                          coords.astype(dtype), table[:, 4], num_scales,
-                          top_n=top_n, score_dtype=score_dtype)
+        box_dtype == 'auto' and big > FLOAT16_MAX_COORD) else np.float16
+    # Pass 2: the rows into place (version 3: by descending score, NaN
+    # last, stable; scores quantised).
+    boxes = np.empty((offsets[-1], 4), dtype)
+    version3 = score_dtype == 'uint8'
+    scores = np.empty(offsets[-1], np.uint8 if version3 else np.float16)
+    for n, s, rows in scale_rows():
+        a = offsets[n * num_scales + s]
+        b = a + len(rows)
+        if version3:
+            score = rows[:, 4].astype(np.float64)
+            rank = np.lexsort((-score, np.isnan(score)))
+            boxes[a:b] = rows[rank, :4]
+            scores[a:b] = score_codes(score[rank], lo, hi)
+        else:
+            boxes[a:b] = rows[:, :4]
+            scores[a:b] = rows[:, 4]
+    meta = dict(format=FORMAT, num_scales=int(num_scales), top_n=top_n)
+    if version3:
+        meta.update(version=VERSION, score_min=lo, score_max=hi)
+    else:
+        meta['version'] = 2
+    _write_arrays(path, meta, dict(img_ids=image_id_array(keys, owner),
+                                   offsets=offsets, boxes=boxes,
+                                   scores=scores))
 
 
 def score_codes(scores: np.ndarray, score_min: float, score_max: float
@@ -274,12 +360,18 @@ def write_proposal_arrays(path: str, img_ids: np.ndarray,
         lo, hi = _finite_range(scores)
         meta.update(score_min=lo, score_max=hi)
         boxes, scores = _sort_and_quantise(offsets, boxes, scores, lo, hi)
-    arrays = dict(img_ids=img_ids, offsets=offsets, boxes=boxes,
-                  scores=scores)
-    meta['content_id'] = _content_digests(meta, arrays)[0]
-    arrays['meta'] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    _write_arrays(path, meta, dict(img_ids=img_ids, offsets=offsets,
+                                   boxes=boxes, scores=scores))
+
+
+def _write_arrays(path: str, meta: dict, arrays: Dict[str, np.ndarray]
+                  ) -> None:
+    """Write a compact file's arrays with ``meta`` and its ``content_id``,
+    atomically (:func:`atomic_open`); the folder is created."""
+    meta = dict(meta, content_id=_content_digests(meta, arrays)[0])
+    arrays = dict(arrays, meta=np.frombuffer(json.dumps(meta).encode(),
+                                             np.uint8))
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     with atomic_open(path) as f:
         np.savez(f, **arrays)
 

@@ -18,7 +18,8 @@ from mmsnip.chips.positive import ChipSet
 from mmsnip.datasets.proposals import (SCORE_LEVELS, ProposalFile,
                                        convert_proposals, load_proposals,
                                        open_proposals, save_proposals,
-                                       write_proposal_arrays)
+                                       write_proposal_arrays,
+                                       write_proposal_groups)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -193,7 +194,7 @@ def test_bad_files_are_errors_naming_them(tmp_path):
         load_proposals(path, [3, 7], 2)
     with pytest.raises(FileNotFoundError, match='nope'):
         load_proposals(str(tmp_path / 'nope'), [3], 2)
-    with pytest.raises(ValueError, match='img_id 3 has 2 scales, expected '
+    with pytest.raises(ValueError, match='img_id 7 has 2 scales, expected '
                        '3'):
         save_proposals(path, PROPS, 3)
 
@@ -233,6 +234,46 @@ def test_damaged_files_are_errors_naming_them_or_read_as_written(tmp_path):
             for a, b in zip(rows[i], want[i], strict=True):
                 np.testing.assert_array_equal(a, b)
     assert errors > len(damaged) // 2  # the test reached the reader
+
+
+@pytest.mark.parametrize('str_ids, kwargs', [
+    (False, dict()), (True, dict()), (False, dict(top_n=20)),
+    (False, dict(score_dtype='float16')), (True, dict(box_dtype='float32'))])
+def test_grouped_writer_equals_one_dict(tmp_path, str_ids, kwargs):
+    """A miner's shards written group by group give the file of
+    save_proposals over all of them merged (same arrays, same
+    content_id)."""
+    props = _random_props(np.random.default_rng(5), num_images=17)
+    if str_ids:
+        props = {f'img_{k}.jpg': v for k, v in props.items()}
+    keys = list(props)[::-1]
+    groups = [{k: props[k] for k in keys[i::4]} for i in range(4)]
+    one, grouped = str(tmp_path / 'one.npz'), str(tmp_path / 'grouped.npz')
+    save_proposals(one, props, 3, **kwargs)
+    write_proposal_groups(grouped, keys, 3, lambda: iter(groups), **kwargs)
+    with np.load(one) as a, np.load(grouped) as b:
+        assert a.files == b.files
+        for name in a.files:
+            np.testing.assert_array_equal(a[name], b[name])
+    ProposalFile(grouped).verify()
+
+
+def test_grouped_writer_refuses_groups_that_do_not_fit(tmp_path):
+    path = str(tmp_path / 'p.npz')
+    rows = [np.zeros((1, 5))] * 2
+    for ids, groups, match in (
+            ([1, 2], [{1: rows}, {1: rows, 2: rows}], 'img_id 1 is in two '
+             'groups'),
+            ([1], [{1: rows, 5: rows}], "img_id 5 is not among the file's "
+             'images'),
+            ([1, 2, 3], [{2: rows}], r'2 images have no proposals \(e.g. '
+             r'img_id \[1, 3\]\)'),
+            ([1], [{1: rows[:1]}], 'img_id 1 has 1 scales, expected 2'),
+            ([1, 1], [{1: rows}], 'img_ids repeat an image')):
+        with pytest.raises(ValueError, match='write_proposal_groups: ' +
+                           match):
+            write_proposal_groups(path, ids, 2, lambda: groups)
+    assert not osp.exists(path)
 
 
 def test_writer_refuses_an_index_readers_would_refuse(tmp_path):

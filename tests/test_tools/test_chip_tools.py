@@ -89,3 +89,22 @@ def test_benchmark_chips_table_tiny_run(tmp_path):
     assert pos['cold']['chips'] == pos['warm']['chips'] > 0
     assert neg['cold']['chips'] == neg['warm']['chips'] > pos['cold']['chips']
     assert not (tmp_path / 'w').exists()  # removed without --keep
+
+
+def test_benchmark_chips_merge_tiny_run(tmp_path):
+    """--mode merge: shards written and merged into one compact file that
+    holds every image's proposals."""
+    out = str(tmp_path / 'merge.json')
+    proc = run_tool(['tools/benchmark_chips.py', '--mode', 'merge',
+                     '--num-images', '120', '--proposals', '10',
+                     '--work-dir', str(tmp_path / 'w'), '--keep',
+                     '--out', out])
+    assert 'merged into' in proc.stdout
+    with open(out) as f:
+        result = json.load(f)
+    assert result['num_images'] == 120 and result['peak_rss_mb'] > 0
+    from mmsnip.datasets.proposals import ProposalFile
+    merged = ProposalFile(str(tmp_path / 'w' / 'proposals.npz'))
+    merged.verify()
+    assert sorted(merged) == list(range(120))
+    assert merged.offsets[-1] == 120 * 3 * 10
