@@ -517,13 +517,18 @@ def _synthetic_coco_class():
     return SyntheticCoco
 
 
+def _empty_dir(path: str) -> str:
+    """``path``, created empty (its old content removed)."""
+    if osp.isdir(path):
+        shutil.rmtree(path)
+    os.makedirs(path)
+    return path
+
+
 def table(args) -> dict:
     from mmsnip.datasets.proposals import open_proposals, check_proposals
     num = args.num_images or 118287
-    work = args.work_dir or 'work_dirs/benchmark_chip_table'
-    if osp.isdir(work):
-        shutil.rmtree(work)
-    os.makedirs(work)
+    work = _empty_dir(args.work_dir or 'work_dirs/benchmark_chip_table')
     env = environment()
     data = synthetic_dataset(num, args.seed)
     np.savez(osp.join(work, 'records.npz'), **data)
@@ -706,10 +711,7 @@ def merge(args) -> dict:
     """Mining's final merge at train2017 size: shards of 50 images (float32
     rows, as the miner writes them) into one compact file."""
     num = args.num_images or 118287
-    work = args.work_dir or 'work_dirs/benchmark_merge'
-    if osp.isdir(work):
-        shutil.rmtree(work)
-    os.makedirs(work)
+    work = _empty_dir(args.work_dir or 'work_dirs/benchmark_merge')
     env = environment()
     rng = np.random.default_rng(args.seed)
     start = time.perf_counter()
