@@ -176,10 +176,15 @@ def _write_shard(folder: str, rank: int, first: int, data: dict) -> None:
 
 def _shards(folder: str) -> Iterator[dict]:
     """The shards' ``img_id -> [ (P, 5) per scale ]`` dicts, one at a
-    time (all of train2017's would be about 2 GB)."""
+    time (all of train2017's would be about 2 GB). An id mined twice (a
+    dataset listing an image twice) keeps its first shard's rows."""
+    seen = set()
     for path in sorted(glob.glob(osp.join(folder, 'rank*-*.pkl'))):
         with open(path, 'rb') as f:
-            yield pickle.load(f)
+            shard = pickle.load(f)
+        shard = {k: v for k, v in shard.items() if k not in seen}
+        seen.update(shard)
+        yield shard
 
 
 def _mined_ids(folder: str) -> set:
@@ -298,7 +303,9 @@ def mine_proposals(cfg: Config,
     barrier()
     if rank != 0:
         return None
-    ids = [dataset.get_data_info(i)['img_id'] for i in range(len(dataset))]
+    # One entry per image id (a list file may name an image twice).
+    ids = list(dict.fromkeys(dataset.get_data_info(i)['img_id']
+                             for i in range(len(dataset))))
     mined = _mined_ids(parts)
     missing = [i for i in ids if i not in mined]
     if missing:

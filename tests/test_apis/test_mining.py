@@ -10,9 +10,10 @@ from mmengine.config import Config
 
 from conftest import (REPO_ROOT, free_port, run_tool, tiny_checkpoint,
                       tiny_config)
-from mmsnip.apis.mining import mining_settings, prepare_parts
+from mmsnip.apis.mining import _shards, mining_settings, prepare_parts
 from mmsnip.datasets import SniperDataset
-from mmsnip.datasets.proposals import load_proposals
+from mmsnip.datasets.proposals import (load_proposals,
+                                       write_proposal_groups)
 
 STAGE1 = osp.join(REPO_ROOT,
                   'configs/sniper/sniper_faster-rcnn_r18-w16_fpn_12e_demo.py')
@@ -116,3 +117,20 @@ def test_stage2_config_refuses_missing_proposals(tiny_demo_root, tmp_path):
     assert proc.returncode == 2 and 'Traceback' not in proc.stderr
     assert 'train_dataloader.dataset.proposal_file' in proc.stderr
     assert 'none.pkl' in proc.stderr and 'mine_proposals' in proc.stderr
+
+
+def test_shards_merge_one_at_a_time_and_an_image_mined_twice_once(tmp_path):
+    """The merge reads shard by shard; an image id in two shards (a
+    dataset that lists an image twice) keeps its first shard's rows."""
+    rows = [np.array([[1, 2, 30, 40, 0.5]], np.float32)] * 2
+    later = [np.array([[5, 5, 9, 9, 0.25]], np.float32)] * 2
+    for name, shard in (('rank0-00000000.pkl', {1: rows, 2: rows}),
+                        ('rank1-00000001.pkl', {2: later, 3: later})):
+        with open(tmp_path / name, 'wb') as f:
+            pickle.dump(shard, f)
+    assert [sorted(s) for s in _shards(str(tmp_path))] == [[1, 2], [3]]
+    out = str(tmp_path / 'p.npz')
+    write_proposal_groups(out, [1, 2, 3], 2, lambda: _shards(str(tmp_path)))
+    got = load_proposals(out, [1, 2, 3], 2)
+    np.testing.assert_array_equal(got[2][0], rows[0])
+    np.testing.assert_array_equal(got[3][1], later[1])
