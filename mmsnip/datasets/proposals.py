@@ -166,7 +166,9 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
     if top_n is not None and int(top_n) < 1:
         raise ValueError(f'{owner}: top_n must be >= 1, got {top_n}')
     keys = list(img_ids)
-    order = np.argsort(image_id_array(keys, owner), kind='stable')
+    id_array = image_id_array(keys, owner)
+    order = np.argsort(id_array, kind='stable')
+    id_array = id_array[order]
     keys = [keys[k] for k in order.tolist()]
     position = {k: n for n, k in enumerate(keys)}
     if len(position) != len(keys):
@@ -225,20 +227,15 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
         b = a + len(rows)
         if version3:
             score = rows[:, 4].astype(np.float64)
-            rank = np.lexsort((-score, np.isnan(score)))
+            rank = _by_score(score)
             boxes[a:b] = rows[rank, :4]
             scores[a:b] = score_codes(score[rank], lo, hi)
         else:
             boxes[a:b] = rows[:, :4]
             scores[a:b] = rows[:, 4]
-    meta = dict(format=FORMAT, num_scales=int(num_scales), top_n=top_n)
-    if version3:
-        meta.update(version=VERSION, score_min=lo, score_max=hi)
-    else:
-        meta['version'] = 2
-    _write_arrays(path, meta, dict(img_ids=image_id_array(keys, owner),
-                                   offsets=offsets, boxes=boxes,
-                                   scores=scores))
+    _write_arrays(path, num_scales, top_n, (lo, hi) if version3 else None,
+                  dict(img_ids=id_array, offsets=offsets, boxes=boxes,
+                       scores=scores))
 
 
 def score_codes(scores: np.ndarray, score_min: float, score_max: float
@@ -284,6 +281,14 @@ def _finite_range(scores: np.ndarray, chunk_rows: int = 1 << 22):
     return (lo, hi) if lo <= hi else (0.0, 0.0)
 
 
+def _by_score(score: np.ndarray, *groups: np.ndarray) -> np.ndarray:
+    """The version-3 row order: by ``groups`` (outermost first), then by
+    descending score, NaN last, stable (the order of ``np.argsort(-score,
+    kind='stable')`` within each group)."""
+    # lexsort: last key first, stable.
+    return np.lexsort((-score, np.isnan(score)) + groups[::-1])
+
+
 def _sort_and_quantise(offsets: np.ndarray, boxes: np.ndarray,
                        scores: np.ndarray, score_min: float,
                        score_max: float, chunk_rows: int = 1 << 22):
@@ -307,8 +312,7 @@ def _sort_and_quantise(offsets: np.ndarray, boxes: np.ndarray,
         seg = np.repeat(np.arange(last - first),
                         np.diff(offsets[first:last + 1]))
         s = np.asarray(scores[a:b], np.float64)
-        # lexsort: last key first, stable.
-        order = np.lexsort((-s, np.isnan(s), seg))
+        order = _by_score(s, seg)
         out_boxes[a:b] = boxes[a:b][order]
         codes[a:b] = score_codes(s[order], score_min, score_max)
         first = last
@@ -351,24 +355,32 @@ def write_proposal_arrays(path: str, img_ids: np.ndarray,
         raise ValueError('write_proposal_arrays: boxes must be float16 or '
                          f'float32, got {boxes.dtype}')
     boxes = np.ascontiguousarray(boxes).reshape(-1, 4)
-    meta = dict(format=FORMAT, num_scales=int(num_scales), top_n=top_n)
+    score_range = None
     if score_dtype == 'float16':
-        meta['version'] = 2
         scores = np.asarray(scores).astype(np.float16, copy=False)
     else:
-        meta['version'] = VERSION
-        lo, hi = _finite_range(scores)
-        meta.update(score_min=lo, score_max=hi)
-        boxes, scores = _sort_and_quantise(offsets, boxes, scores, lo, hi)
-    _write_arrays(path, meta, dict(img_ids=img_ids, offsets=offsets,
-                                   boxes=boxes, scores=scores))
+        score_range = _finite_range(scores)
+        boxes, scores = _sort_and_quantise(offsets, boxes, scores,
+                                           *score_range)
+    _write_arrays(path, num_scales, top_n, score_range,
+                  dict(img_ids=img_ids, offsets=offsets, boxes=boxes,
+                       scores=scores))
 
 
-def _write_arrays(path: str, meta: dict, arrays: Dict[str, np.ndarray]
-                  ) -> None:
-    """Write a compact file's arrays with ``meta`` and its ``content_id``,
-    atomically (:func:`atomic_open`); the folder is created."""
-    meta = dict(meta, content_id=_content_digests(meta, arrays)[0])
+def _write_arrays(path: str, num_scales: int, top_n: Optional[int],
+                  score_range: Optional[tuple],
+                  arrays: Dict[str, np.ndarray]) -> None:
+    """Write a compact file's arrays with their meta data and
+    ``content_id``, atomically (:func:`atomic_open`; the folder is
+    created): version 3 with the codes' ``score_range`` ``(min, max)``,
+    version 2 (float16 scores) without."""
+    meta = dict(format=FORMAT, num_scales=int(num_scales), top_n=top_n)
+    if score_range is None:
+        meta['version'] = 2
+    else:
+        meta.update(version=VERSION, score_min=score_range[0],
+                    score_max=score_range[1])
+    meta['content_id'] = _content_digests(meta, arrays)[0]
     arrays = dict(arrays, meta=np.frombuffer(json.dumps(meta).encode(),
                                              np.uint8))
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
