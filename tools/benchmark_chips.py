@@ -688,21 +688,13 @@ def datapath(args) -> dict:
 MERGE_SHARD = 50  # images per shard, as tools/mine_proposals.py writes
 
 
-def _shard_files(work: str):
-    for path in sorted(os.listdir(work)):
-        if path.endswith('.pkl'):
-            with open(osp.join(work, path), 'rb') as f:
-                yield pickle.load(f)
-
-
 def _merge_child(work: str, num_images: int, num_scales: int,
                  queue) -> None:
-    """In a fresh process: mining's final merge, shard by shard."""
-    from mmsnip.datasets.proposals import write_proposal_groups
+    """In a fresh process: mining's final merge (``merge_shards``)."""
+    from mmsnip.apis.mining import merge_shards
     start = time.perf_counter()
-    write_proposal_groups(osp.join(work, 'proposals.npz'),
-                          list(range(num_images)), num_scales,
-                          lambda: _shard_files(work))
+    merge_shards(work, osp.join(work, 'proposals.npz'),
+                 list(range(num_images)), num_scales)
     queue.put(dict(merge_s=time.perf_counter() - start,
                    peak_rss_mb=_peak_mb(resource.RUSAGE_SELF)))
 

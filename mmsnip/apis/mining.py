@@ -28,7 +28,7 @@ import os
 import os.path as osp
 import pickle
 import shutil
-from typing import Dict, Iterator, List, Optional, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -191,6 +191,35 @@ def _mined_ids(folder: str) -> set:
     return {img_id for shard in _shards(folder) for img_id in shard}
 
 
+def merge_shards(folder: str, out_file: str, img_ids: Sequence,
+                 num_scales: int) -> int:
+    """Write the proposal file of a miner's shards (``folder``), shard by
+    shard (:func:`~mmsnip.datasets.proposals.write_proposal_groups`): it
+    holds the file's arrays (9 bytes per proposal) and one shard, not
+    every shard at once.
+
+    Args:
+        folder (str): The shards (``rank<r>-<first>.pkl``).
+        out_file (str): The proposal file to write.
+        img_ids (Sequence): The dataset's image ids, distinct.
+        num_scales (int): Scales of the chip config.
+
+    Returns:
+        int: Proposals written (all images and scales).
+
+    Raises:
+        RuntimeError: An image of ``img_ids`` that no shard holds.
+    """
+    mined = _mined_ids(folder)
+    missing = [i for i in img_ids if i not in mined]
+    if missing:
+        raise RuntimeError(f'mining finished without proposals for '
+                           f'{len(missing)} images (e.g. {missing[:5]})')
+    write_proposal_groups(out_file, img_ids, num_scales,
+                          lambda: _shards(folder))
+    return int(ProposalFile(out_file).offsets[-1])
+
+
 @torch.no_grad()
 def mine_proposals(cfg: Config,
                    checkpoint: str,
@@ -306,18 +335,9 @@ def mine_proposals(cfg: Config,
     # One entry per image id (a list file may name an image twice).
     ids = list(dict.fromkeys(dataset.get_data_info(i)['img_id']
                              for i in range(len(dataset))))
-    mined = _mined_ids(parts)
-    missing = [i for i in ids if i not in mined]
-    if missing:
-        raise RuntimeError(f'mining finished without proposals for '
-                           f'{len(missing)} images (e.g. {missing[:5]})')
-    # Shard by shard: the merge holds the file's arrays (9 bytes per
-    # proposal) and one shard, not every shard at once.
-    num_scales = len(chip_cfg.scales)
-    write_proposal_groups(out_file, ids, num_scales, lambda: _shards(parts))
+    rows = merge_shards(parts, out_file, ids, len(chip_cfg.scales))
     shutil.rmtree(parts)
-    offsets = ProposalFile(out_file).offsets
     print_log(f'wrote {out_file}: {len(ids)} images, '
-              f'{offsets[-1] / max(len(ids), 1):.0f} proposals per image '
+              f'{rows / max(len(ids), 1):.0f} proposals per image '
               '(all scales)', logger='current')
     return out_file

@@ -10,10 +10,10 @@ from mmengine.config import Config
 
 from conftest import (REPO_ROOT, free_port, run_tool, tiny_checkpoint,
                       tiny_config)
-from mmsnip.apis.mining import _shards, mining_settings, prepare_parts
+from mmsnip.apis.mining import (_shards, merge_shards, mining_settings,
+                                prepare_parts)
 from mmsnip.datasets import SniperDataset
-from mmsnip.datasets.proposals import (load_proposals,
-                                       write_proposal_groups)
+from mmsnip.datasets.proposals import load_proposals
 
 STAGE1 = osp.join(REPO_ROOT,
                   'configs/sniper/sniper_faster-rcnn_r18-w16_fpn_12e_demo.py')
@@ -130,7 +130,10 @@ def test_shards_merge_one_at_a_time_and_an_image_mined_twice_once(tmp_path):
             pickle.dump(shard, f)
     assert [sorted(s) for s in _shards(str(tmp_path))] == [[1, 2], [3]]
     out = str(tmp_path / 'p.npz')
-    write_proposal_groups(out, [1, 2, 3], 2, lambda: _shards(str(tmp_path)))
+    assert merge_shards(str(tmp_path), out, [1, 2, 3], 2) == 3 * 2
     got = load_proposals(out, [1, 2, 3], 2)
     np.testing.assert_array_equal(got[2][0], rows[0])
     np.testing.assert_array_equal(got[3][1], later[1])
+    with pytest.raises(RuntimeError, match=r'mining finished without '
+                       r'proposals for 1 images \(e.g. \[4\]\)'):
+        merge_shards(str(tmp_path), out, [1, 2, 3, 4], 2)
