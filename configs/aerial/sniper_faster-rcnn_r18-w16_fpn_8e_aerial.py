@@ -39,16 +39,6 @@ test_evaluator = [
 
 max_epochs = 8
 train_cfg = dict(max_epochs=max_epochs, val_interval=max_epochs)
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
-    dict(
-        type='CosineAnnealingLR',
-        begin=0,
-        end=max_epochs,
-        by_epoch=True,
-        eta_min_ratio=0.05,
-        convert_to_iter_based=True)
-]
 
 tta_model = dict(scales=chip_cfg['scales'])
 tta_pipeline = [

@@ -30,18 +30,9 @@ model = dict(
     focus_level=2)
 load_from = ('work_dirs/demo/sniper_faster-rcnn_r18-w16_fpn_4e-neg_demo/'
              'epoch_4.pth')
+# The base's fine-tuning schedule (warm-up, lr, cosine), over 2 epochs.
 max_epochs = 2
 train_cfg = dict(max_epochs=max_epochs)
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=20),
-    dict(
-        type='CosineAnnealingLR',
-        begin=0,
-        end=max_epochs,
-        by_epoch=True,
-        eta_min_ratio=0.05,
-        convert_to_iter_based=True)
-]
 
 # Coarse to fine; (threshold, dilation, min_size) make the FocusChips of the
 # next scale (min_size in that scale's pixels). Calibrated on a separate

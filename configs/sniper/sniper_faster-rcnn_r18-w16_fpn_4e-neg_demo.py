@@ -20,14 +20,6 @@ load_from = 'work_dirs/demo/sniper_faster-rcnn_r18-w16_fpn_12e_demo/epoch_12.pth
 
 max_epochs = 4
 train_cfg = dict(max_epochs=max_epochs)
-param_scheduler = [
-    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=20),
-    dict(
-        type='CosineAnnealingLR',
-        begin=0,
-        end=max_epochs,
-        by_epoch=True,
-        eta_min_ratio=0.05,
-        convert_to_iter_based=True)
-]
-optim_wrapper = dict(optimizer=dict(lr=1e-3))
+# Fine-tuning from the previous stage's weights (demo_schedule.py).
+param_scheduler = {{_base_.finetune_param_scheduler}}
+optim_wrapper = dict(optimizer=dict(lr={{_base_.finetune_lr}}))
