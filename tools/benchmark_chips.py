@@ -64,9 +64,8 @@ import time
 import numpy as np
 
 from mmsnip.chips import (ChipConfig, ChipSet, chip_starts,
-                          generate_negative_chips,
-                          generate_positive_chips, inside_matrix, negative,
-                          positive)
+                          generate_negative_chips, generate_positive_chips,
+                          inside_matrix)
 from mmsnip.chips.negative import negative_chips_batch
 from mmsnip.chips.positive import positive_chips_batch
 
@@ -238,21 +237,6 @@ def original_greedy_cover(boxes_scaled, canvas_hw, chip_size, chip_stride,
             coverable & ~remaining, coverable)
 
 
-class original_algorithm:
-    """Context manager: the chip engine with the original greedy cover."""
-
-    def __enter__(self):
-        self.saved = (positive.greedy_cover, negative.greedy_cover,
-                      positive._SMALL)
-        positive.greedy_cover = original_greedy_cover
-        negative.greedy_cover = original_greedy_cover
-        positive._SMALL = -1  # every image through greedy_cover
-
-    def __exit__(self, *exc):
-        (positive.greedy_cover, negative.greedy_cover,
-         positive._SMALL) = self.saved
-
-
 # -- reporting -------------------------------------------------------------
 def cpu_name() -> str:
     try:
@@ -306,13 +290,16 @@ def engine(args) -> dict:
                   for _ in cfg.scales] for h, w, _ in images]
     env = environment()
 
-    def run_pos():
-        return timed(lambda h, w, b: generate_positive_chips(b, h, w, cfg),
-                     [(h, w, b) for h, w, b in images])
-
-    def run_neg(pos):
+    def run_pos(cover=None):
         return timed(
-            lambda h, w, p, c: generate_negative_chips(p, h, w, cfg, c),
+            lambda h, w, b: generate_positive_chips(b, h, w, cfg,
+                                                    cover=cover),
+            [(h, w, b) for h, w, b in images])
+
+    def run_neg(pos, cover=None):
+        return timed(
+            lambda h, w, p, c: generate_negative_chips(p, h, w, cfg, c,
+                                                       cover=cover),
             [(h, w, p, c) for (h, w, _), p, c in zip(images, proposals,
                                                      pos)])
 
@@ -381,9 +368,11 @@ def engine(args) -> dict:
                   uncoverable_per_image=float(np.mean(
                       [r.uncoverable.sum() for r in pos_results])))
     if not args.no_original:
-        with original_algorithm():
-            orig_pos, orig_pos_s = run_pos()
-            orig_neg, orig_neg_s = run_neg([r.chips for r in orig_pos])
+        # Every image on the array path with the released generator's
+        # cover (mmsnip's numpy clean-up, validity and chip arrays).
+        orig_pos, orig_pos_s = run_pos(original_greedy_cover)
+        orig_neg, orig_neg_s = run_neg([r.chips for r in orig_pos],
+                                       original_greedy_cover)
         rows += [
             row('positive chips, original algorithm', orig_pos_s,
                 float(np.mean([len(r.chips) for r in orig_pos]))),

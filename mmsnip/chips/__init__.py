@@ -11,8 +11,8 @@ from .boxes import (as_boxes, box_issues, box_sizes, boxes_overlap,
 from .calibration import (CalibrationError, CalibrationResult,
                           OperatingPoint, Reference, Target, Transition,
                           apply_setting, calibrate_greedy, config_snippet,
-                          format_focus_recall, format_setting, rank_points, select_operating_point,
-                          setting_of)
+                          format_focus_recall, format_setting, rank_points,
+                          select_operating_point, setting_of)
 from .focus import (BACKGROUND, FOCUS, IGNORE, focus_chips, focus_pixel_labels,
                     focus_stack_keep_mask, grow_to_min_size, merge_overlapping,
                     oracle_focus_chips)

@@ -20,6 +20,11 @@ import numpy as np
 _SCALARS = (int, float, np.integer, np.floating)
 
 
+# Pixels (in any frame): how far a box may pass a chip's or the image's edge
+# and still count as inside it or on it (float rounding of scaled
+# coordinates), in the cover's and the focus stacking's tests.
+FIT_EPS = 1e-6
+
 def as_boxes(boxes, name: str = 'boxes') -> np.ndarray:
     """Return ``boxes`` as a float64 ``(N, 4)`` xyxy array, any frame.
 
@@ -171,7 +176,7 @@ def _checked_sizes(img_h, img_w) -> Tuple[np.ndarray, np.ndarray]:
     return h, w
 
 
-def _image_sizes(img_h, img_w, n: int) -> Tuple[np.ndarray, np.ndarray]:
+def broadcast_sizes(img_h, img_w, n: int) -> Tuple[np.ndarray, np.ndarray]:
     """``(N,)`` float64 heights and widths from scalars or ``(N,)`` arrays
     (:func:`_checked_sizes`)."""
     h, w = _checked_sizes(img_h, img_w)

@@ -39,8 +39,8 @@ from typing import (Callable, Dict, List, Mapping, NamedTuple, Optional,
 
 import numpy as np
 
-from .focus_plan import FocusScale, _number
-from .scales import _positive_int
+from mmsnip.utils.checks import check_integer, check_number, is_integer
+from .focus_plan import FocusScale
 
 # The FocusScale fields a transition sets, in Transition's order.
 CALIBRATED_KEYS = ('threshold', 'dilation', 'min_size')
@@ -70,9 +70,9 @@ def transition(threshold, dilation, min_size,
                where: str = 'transition') -> Transition:
     """A validated :class:`Transition` (the checks of
     :class:`~mmsnip.chips.FocusScale`); errors name ``where``."""
-    return Transition(_number(threshold, f'{where}.threshold', 0, 1),
-                      _positive_int(dilation, f'{where}.dilation'),
-                      _number(min_size, f'{where}.min_size', 0))
+    return Transition(check_number(threshold, f'{where}.threshold', 0, 1),
+                      check_integer(dilation, f'{where}.dilation'),
+                      check_number(min_size, f'{where}.min_size', 0))
 
 
 Setting = Tuple[Transition, ...]
@@ -136,8 +136,8 @@ class Target:
                              f'max_ap_drop={self.max_ap_drop!r}, '
                              f'max_pixels={self.max_pixels!r}')
         if self.max_ap_drop is not None:
-            _number(self.max_ap_drop, 'target max_ap_drop', 0)
-        elif _number(self.max_pixels, 'target max_pixels', 0) == 0:
+            check_number(self.max_ap_drop, 'target max_ap_drop', 0)
+        elif check_number(self.max_pixels, 'target max_pixels', 0) == 0:
             raise ValueError('target max_pixels must be > 0, got '
                              f'{self.max_pixels!r}')
 
@@ -178,8 +178,8 @@ def _arrays(points: Sequence[OperatingPoint],
         raise ValueError(f'operating point {i} needs a finite AP and finite '
                          f'pixels >= 0, got AP {ap[i]!r}, pixels '
                          f'{pixels[i]!r}')
-    _number(reference.ap, 'reference AP')
-    _number(reference.pixels, 'reference pixels', 0)
+    check_number(reference.ap, 'reference AP')
+    check_number(reference.pixels, 'reference pixels', 0)
     return ap, pixels
 
 
@@ -381,12 +381,11 @@ def calibrate_greedy(
     current = as_setting(start, 'start setting')
     n = len(current)
     order = finest_first(n) if order is None else tuple(order)
-    bad = [i for i in order if isinstance(i, bool)
-           or not isinstance(i, (int, np.integer)) or not 0 <= i < n]
+    bad = [i for i in order if not is_integer(i) or not 0 <= i < n]
     if bad or not order or len(set(order)) != len(order):
         raise ValueError(f'order must list distinct transitions in '
                          f'[0, {n - 1}], got {list(order)}')
-    passes = _positive_int(passes, 'passes')
+    passes = check_integer(passes, 'passes')
     grids = {i: _grid_for(grid, i) for i in order}
     points: List[OperatingPoint] = []
     varied: List[Optional[int]] = []

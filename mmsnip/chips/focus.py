@@ -21,8 +21,8 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .boxes import (as_boxes, box_sizes, boxes_overlap, in_range,
-                    rectangle_counts)
+from .boxes import (FIT_EPS, as_boxes, box_sizes, boxes_overlap,
+                    in_range, rectangle_counts)
 # FocusPixel labels (Sec. 3.4.1).
 IGNORE = -1
 BACKGROUND = 0
@@ -36,7 +36,6 @@ PAPER_STRIDE = 16
 PAPER_THRESHOLD = 0.5
 PAPER_DILATION = 3
 PAPER_MIN_SIZE = 256.0
-_EPS = 1e-6
 
 
 def _cell_runs(boxes: np.ndarray, stride: float, shape: Tuple[int, int]):
@@ -369,7 +368,7 @@ def focus_stack_keep_mask(dets, chip, img_hw: Tuple[float, float],
     dets = as_boxes(dets, 'dets')
     chip = np.asarray(chip, np.float64).reshape(4)
     h, w = img_hw
-    tol = border_tol + _EPS
+    tol = border_tol + FIT_EPS
     on_image = np.array([chip[0] <= tol, chip[1] <= tol,
                          chip[2] >= w - tol, chip[3] >= h - tol])
     touches = np.concatenate([dets[:, :2] <= chip[:2] + tol,

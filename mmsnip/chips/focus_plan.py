@@ -29,17 +29,17 @@ top-left corner; the network input). Boxes are xyxy.
 """
 import dataclasses
 import math
-import numbers
 from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
+from mmsnip.utils.checks import check_integer, check_number
 from .focus import (PAPER_DILATION, PAPER_LABEL_SIZES, PAPER_MIN_SIZE,
                     PAPER_STRIDE, PAPER_THRESHOLD, focus_chips,
                     focus_stack_keep_mask, merge_overlapping,
                     oracle_focus_chips)
 from .boxes import box_sizes, in_range
-from .scales import ScaleSpec, _positive_int
+from .scales import ScaleSpec
 
 # The FocusChip keys of a scale dict (``AutoFocusTTAModel.scales``).
 TRANSITION_KEYS = ('threshold', 'dilation', 'min_size', 'min_size_frame',
@@ -55,19 +55,6 @@ EVERY_PIXEL = dict(threshold=0.0, inclusive_threshold=True)
 NO_PIXEL = dict(threshold=1.0, inclusive_threshold=False)
 
 
-def _number(value, name: str, low: float = -math.inf,
-            high: float = math.inf, finite: bool = True) -> float:
-    """``float(value)`` if it is a real number (not bool, not NaN; finite
-    if asked) in ``[low, high]``, else a ``ValueError`` naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-            or math.isnan(value) or (finite and math.isinf(value)) \
-            or not low <= value <= high:
-        bounds = f'in [{low:g}, {high:g}]'
-        raise ValueError(f'{name} must be a{" finite" if finite else ""} '
-                         f'number {bounds}, got {value!r}')
-    return float(value)
-
-
 def cascade_limits(max_chips: Optional[int], border_tol: float,
                    owner: str = 'AutoFocusTTAModel'
                    ) -> Tuple[Optional[int], float]:
@@ -76,8 +63,8 @@ def cascade_limits(max_chips: Optional[int], border_tol: float,
     ``border_tol`` (the default stacking tolerance, ORIGINAL px, finite
     and >= 0)."""
     if max_chips is not None:
-        max_chips = _positive_int(max_chips, f'{owner}.max_chips')
-    return max_chips, _number(border_tol, f'{owner}.border_tol', 0)
+        max_chips = check_integer(max_chips, f'{owner}.max_chips')
+    return max_chips, check_number(border_tol, f'{owner}.border_tol', 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,12 +95,12 @@ class FocusLabelRule:
 
     def __post_init__(self):
         for name in 'abc':
-            _number(getattr(self, name), f'{self.where}: {name}', 0,
-                    finite=name == 'a')
+            check_number(getattr(self, name), f'{self.where}: {name}', 0,
+                         finite=name == 'a')
         if not self.a < self.b <= self.c:
             raise ValueError(f'{self.where} need 0 <= a < b <= c, got '
                              f'(a, b, c) = {(self.a, self.b, self.c)}')
-        _positive_int(self.stride, f'{self.where}: stride')
+        check_integer(self.stride, f'{self.where}: stride')
         if not isinstance(self.boundary_ignore, bool):
             raise ValueError(f'{self.where}: boundary_ignore must be a '
                              f'bool, got {self.boundary_ignore!r}')
@@ -160,9 +147,9 @@ class FocusScale:
     where: str = dataclasses.field(default='scale', compare=False)
 
     def __post_init__(self):
-        _number(self.threshold, f'{self.where}.threshold', 0, 1)
-        _positive_int(self.dilation, f'{self.where}.dilation')
-        _number(self.min_size, f'{self.where}.min_size', 0)
+        check_number(self.threshold, f'{self.where}.threshold', 0, 1)
+        check_integer(self.dilation, f'{self.where}.dilation')
+        check_number(self.min_size, f'{self.where}.min_size', 0)
         if self.min_size_frame not in MIN_SIZE_FRAMES:
             raise ValueError(f'{self.where}.min_size_frame must be one of '
                              f'{MIN_SIZE_FRAMES}, got '
@@ -171,7 +158,7 @@ class FocusScale:
             raise ValueError(f'{self.where}.inclusive_threshold must be a '
                              f'bool, got {self.inclusive_threshold!r}')
         if self.border_tol is not None:
-            _number(self.border_tol, f'{self.where}.border_tol', 0)
+            check_number(self.border_tol, f'{self.where}.border_tol', 0)
 
     @classmethod
     def from_dict(cls, cfg: dict, where: str = 'scale') -> 'FocusScale':

@@ -15,22 +15,30 @@ proposals of all images in one go, only the greedy cover runs per image
 and scale.
 """
 import hashlib
-import numbers
-from typing import Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from .boxes import box_sizes, in_range, inside_matrix, sanitize_boxes
-from .positive import (_EPS, ChipSet, _chip_set_rows, _chip_set_rows_lists,
-                       _greedy_cover, greedy_cover, grid_runs, to_canvas)
+from mmsnip.utils.checks import is_integer
+from .boxes import (FIT_EPS, box_sizes, in_range, inside_matrix,
+                    sanitize_boxes)
+from .positive import (ChipSet, chip_set_from_lists, chip_set_from_rows,
+                       greedy_cover, grid_runs, to_canvas)
 from .scales import ChipConfig
 
 ProposalInput = Union[np.ndarray, Sequence[np.ndarray]]
 
 
-def _as_proposals(props, scale_index: int) -> np.ndarray:
-    """``(P, 4)`` or ``(P, 5)`` proposals as float64 ``(P, 5)``; a missing
-    score column is filled with ones."""
+def as_proposals(props, scale_index: int) -> np.ndarray:
+    """One scale's proposals as a float64 ``(P, 5)`` array ``[x1, y1, x2,
+    y2, score]`` (ORIGINAL pixels, as given; a missing score column is
+    filled with ones), for :func:`generate_negative_chips` and the chip
+    table's flat rows.
+
+    Raises:
+        ValueError: A shape other than ``(P, 4)`` or ``(P, 5)``, naming
+            ``scale_index``.
+    """
     arr = np.asarray(props, np.float64)
     if arr.size == 0:
         return np.zeros((0, 5))
@@ -43,7 +51,8 @@ def _as_proposals(props, scale_index: int) -> np.ndarray:
 
 
 def generate_negative_chips(proposals: ProposalInput, img_h: int, img_w: int,
-                            cfg: ChipConfig, positive: ChipSet) -> ChipSet:
+                            cfg: ChipConfig, positive: ChipSet,
+                            cover: Optional[Callable] = None) -> ChipSet:
     """The negative-chip pool of one image (Sec. 3.3.3).
 
     Per scale ``i``: proposals are sanitised like ground truth (clipped to
@@ -62,6 +71,9 @@ def generate_negative_chips(proposals: ProposalInput, img_h: int, img_w: int,
         img_h, img_w (int): ORIGINAL image size.
         cfg (ChipConfig): Scales, chip size, stride, negative settings.
         positive (ChipSet): The image's positive chips.
+        cover (callable, optional): The greedy cover, called and returning
+            like :func:`~mmsnip.chips.positive.greedy_cover` (the default);
+            see :func:`~mmsnip.chips.positive.generate_positive_chips`.
 
     Returns:
         ChipSet: Negative chips (``is_positive`` false) of all scales,
@@ -80,9 +92,10 @@ def generate_negative_chips(proposals: ProposalInput, img_h: int, img_w: int,
     else:
         per_scale = [proposals] * num_scales
     neg_cfg = cfg.negative
+    cover = cover or greedy_cover
     # Sanitise, size, range-filter and scale the proposals of all scales in
     # one go (rows stay grouped by scale); only the cover runs per scale.
-    arrays = [_as_proposals(per_scale[s], s) for s in range(num_scales)]
+    arrays = [as_proposals(per_scale[s], s) for s in range(num_scales)]
     counts = [len(a) for a in arrays]
     all_props = np.concatenate(arrays)
     all_boxes, keep = sanitize_boxes(all_props[:, :4], img_h, img_w)
@@ -124,17 +137,16 @@ def generate_negative_chips(proposals: ProposalInput, img_h: int, img_w: int,
         if b - a < min_count:
             continue  # no chip can hold M of them
         # Sec. 3.3.3: greedily pick chips covering at least M proposals.
-        chips, _, _ = greedy_cover(scaled[a:b], canvases[s], cfg.chip_size,
-                                   cfg.chip_stride,
-                                   min_count=min_count,
-                                   off_grid=cfg.off_grid)
+        chips, _, _ = cover(scaled[a:b], canvases[s], cfg.chip_size,
+                            cfg.chip_stride, min_count=min_count,
+                            off_grid=cfg.off_grid)
         if len(chips):
             chips_scaled.append(chips)
             rows.append((len(chips), s, factors[s], canvases[s]))
     if not rows:
         return ChipSet.empty()
     num, index, factor, canvas = zip(*rows)
-    return _chip_set_rows(
+    return chip_set_from_rows(
         np.concatenate(chips_scaled), np.repeat(index, num),
         np.repeat(factor, num),
         np.repeat(np.array(canvas, np.float64), num, axis=0), img_h, img_w,
@@ -256,9 +268,9 @@ def negative_chips_batch(proposals: np.ndarray, row_start: np.ndarray,
     own_search = np.zeros(n * num_scales, bool)
     if cfg.off_grid:
         fits_x = scaled[:, 2] - scaled[:, 0] <= \
-            np.minimum(canvas_w, cfg.chip_size) + _EPS
+            np.minimum(canvas_w, cfg.chip_size) + FIT_EPS
         fits_y = scaled[:, 3] - scaled[:, 1] <= \
-            np.minimum(canvas_h, cfg.chip_size) + _EPS
+            np.minimum(canvas_h, cfg.chip_size) + FIT_EPS
         stuck = ((first_x >= last_x) & fits_x) | ((first_y >= last_y) &
                                                     fits_y)
         own_search[seg[stuck]] = True
@@ -277,7 +289,7 @@ def negative_chips_batch(proposals: np.ndarray, row_start: np.ndarray,
             ch, cw = cfg.geometry(h_list[k], w_list[k])[s][1]
             # Sec. 3.3.3: greedily pick chips covering at least M
             # proposals.
-            got, _, _ = _greedy_cover(
+            got, _, _ = greedy_cover(
                 scaled[a:b], (ch, cw), cfg.chip_size, cfg.chip_stride,
                 min_count=min_count[s], off_grid=cfg.off_grid,
                 runs=None if own_search[j] else (
@@ -291,8 +303,8 @@ def negative_chips_batch(proposals: np.ndarray, row_start: np.ndarray,
                 geo_rows += [(ch, cw, h_list[k], w_list[k])] * m
     if not found:
         return ChipSet.empty(), counts
-    return _chip_set_rows_lists(np.concatenate(found), index, factors,
-                                geo_rows, False), counts
+    return chip_set_from_lists(np.concatenate(found), index, factors,
+                               geo_rows, False), counts
 
 
 def _key_entropy(image_key: Union[int, str]) -> int:
@@ -302,11 +314,9 @@ def _key_entropy(image_key: Union[int, str]) -> int:
     negative integers go through SHA-256 (stable across processes, unlike
     Python's salted ``hash``).
     """
-    if isinstance(image_key, numbers.Integral) and \
-            not isinstance(image_key, bool) and image_key >= 0:
+    if is_integer(image_key) and image_key >= 0:
         return int(image_key)
-    if isinstance(image_key, (str, numbers.Integral)) and \
-            not isinstance(image_key, bool):
+    if isinstance(image_key, str) or is_integer(image_key):
         digest = hashlib.sha256(repr(image_key).encode()).digest()
         return int.from_bytes(digest[:8], 'little')
     raise ValueError('image_key must be an int or a str, got '

@@ -30,6 +30,7 @@ from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 
+from mmsnip.utils.checks import check_integer
 from .boxes import as_boxes, box_sizes, in_range, sanitize_boxes
 from .positive import generate_positive_chips
 from .scales import INF, ChipConfig, ScaleSpec, range_gap
@@ -231,11 +232,7 @@ def suggest_params(sizes,
             :class:`ChipConfig`).
     """
     log_sizes = np.log(_check_sizes(sizes))
-    if isinstance(num_scales, bool) or int(num_scales) != num_scales or \
-            num_scales < 1:
-        raise ValueError(f'num_scales must be an integer >= 1, got '
-                         f'{num_scales!r}')
-    n = int(num_scales)
+    n = check_integer(num_scales, 'num_scales')
     ChipConfig(scales=(ScaleSpec(factor=1.0),), chip_size=chip_size,
                chip_stride=chip_stride)  # validates K and d
     t0, t1 = (float(v) for v in target)

@@ -35,17 +35,16 @@ import functools
 import itertools
 import math
 import operator
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .boxes import (_image_sizes, as_boxes, box_sizes, in_range,
+from .boxes import (FIT_EPS, as_boxes, broadcast_sizes, box_sizes, in_range,
                     rectangle_counts, sanitize_box_rows, sanitize_boxes)
 from .scales import ChipConfig
 
-_EPS = 1e-6
 # Split boxes into independent groups only when one count grid would have
 # more cells than this; buckets with more boxes are joined whole.
 _MAX_CELLS = 1 << 16
@@ -160,8 +159,8 @@ def _feasible_runs(lo_edge: np.ndarray, hi_edge: np.ndarray,
     """
     # (ndarray methods: np.searchsorted's dispatch costs as much as the
     # search itself for a few hundred boxes)
-    first = starts.searchsorted(hi_edge - extent - _EPS, side='left')
-    last = starts.searchsorted(lo_edge + _EPS, side='right')
+    first = starts.searchsorted(hi_edge - extent - FIT_EPS, side='left')
+    last = starts.searchsorted(lo_edge + FIT_EPS, side='right')
     return first, last
 
 
@@ -201,8 +200,8 @@ def grid_runs(lo_edge: np.ndarray, hi_edge: np.ndarray, length,
         grid = np.clip(t // stride + 1, 0, -(-span // stride))
         return np.where(span > 0, grid + (span <= t), t >= 0)
 
-    first = starts_upto(np.ceil(hi_edge - extent - _EPS) - 1)
-    last = starts_upto(np.floor(lo_edge + _EPS))
+    first = starts_upto(np.ceil(hi_edge - extent - FIT_EPS) - 1)
+    last = starts_upto(np.floor(lo_edge + FIT_EPS))
     return first, last
 
 
@@ -225,7 +224,7 @@ def _axis_candidates(lo_edge: np.ndarray, hi_edge: np.ndarray, length: int,
         return starts, extent, first, last
     stuck = first >= last
     if stuck.any():
-        stuck &= hi_edge - lo_edge <= extent + _EPS
+        stuck &= hi_edge - lo_edge <= extent + FIT_EPS
     if stuck.any():
         lo = np.maximum(hi_edge[stuck] - extent, 0.0)
         hi = np.minimum(lo_edge[stuck], length - extent)
@@ -413,7 +412,8 @@ def _greedy_small_grid(lo_x, hi_x, lo_y, hi_y, xs, ys, cx0, cx1, cy0, cy1,
 
 def greedy_cover(boxes_scaled: np.ndarray, canvas_hw: Tuple[int, int],
                  chip_size: int, chip_stride: int, min_count: int = 1,
-                 off_grid: bool = True
+                 off_grid: bool = True,
+                 runs: Optional[Tuple[np.ndarray, ...]] = None
                  ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Greedily cover boxes with chips of the stride grid (Algorithm 1).
 
@@ -452,23 +452,18 @@ def greedy_cover(boxes_scaled: np.ndarray, canvas_hw: Tuple[int, int],
         min_count (int): Smallest number of boxes a chip must enclose.
         off_grid (bool): Add a candidate for each box that fits in a chip
             but falls between grid positions (see ``ChipConfig.off_grid``).
+        runs (tuple[np.ndarray], optional): ``(first_x, last_x, first_y,
+            last_y)``, the boxes' index runs on the stride grid
+            (:func:`grid_runs`), from a caller that computed them for many
+            canvases at once (``negative_chips_batch``); they replace the
+            per-axis search. Only valid when no box needs an off-grid start
+            (the caller checks).
 
     Returns:
         tuple: ``(chips, covered, coverable)``: ``(C, 4)`` float64 chips,
         xyxy in SCALED pixels, in greedy order; ``(N,)`` bool, box enclosed
         by a picked chip; ``(N,)`` bool, box fits in some candidate.
     """
-    return _greedy_cover(boxes_scaled, canvas_hw, chip_size, chip_stride,
-                         min_count, off_grid)
-
-
-def _greedy_cover(boxes_scaled, canvas_hw, chip_size: int, chip_stride: int,
-                  min_count: int = 1, off_grid: bool = True,
-                  runs: Optional[Tuple[np.ndarray, ...]] = None):
-    """:func:`greedy_cover`; ``runs`` = ``(first_x, last_x, first_y,
-    last_y)`` of the boxes on the stride grid (:func:`grid_runs`, given by
-    a caller that computed them for many canvases at once) replaces the
-    per-axis search when no box needs an off-grid start."""
     boxes_scaled = as_boxes(boxes_scaled, 'boxes_scaled')
     min_count = max(int(min_count), 1)
     h, w = canvas_hw
@@ -522,8 +517,8 @@ def _cover_one_candidate(boxes_scaled: np.ndarray, h: int, w: int,
     ``min_count`` boxes. The run tests of :func:`_feasible_runs` with
     ``starts = [0]``, written out."""
     b = boxes_scaled
-    coverable = (b[:, 2] - w - _EPS <= 0) & (b[:, 0] + _EPS >= 0) & \
-        (b[:, 3] - h - _EPS <= 0) & (b[:, 1] + _EPS >= 0)
+    coverable = (b[:, 2] - w - FIT_EPS <= 0) & (b[:, 0] + FIT_EPS >= 0) & \
+        (b[:, 3] - h - FIT_EPS <= 0) & (b[:, 1] + FIT_EPS >= 0)
     if np.count_nonzero(coverable) < min_count:
         return np.zeros((0, 4)), np.zeros(len(b), bool), coverable
     return np.array([[0.0, 0.0, float(w), float(h)]]), coverable.copy(), \
@@ -540,13 +535,13 @@ def _runs_small(lo_edges, hi_edges, length: int, chip_size: int,
     """
     extent = min(chip_size, length)
     starts = _cached_start_list(length, chip_size, stride)
-    shift = extent + _EPS
+    shift = extent + FIT_EPS
     first = [bisect.bisect_left(starts, hi - shift) for hi in hi_edges]
-    last = [bisect.bisect_right(starts, lo + _EPS) for lo in lo_edges]
+    last = [bisect.bisect_right(starts, lo + FIT_EPS) for lo in lo_edges]
     if off_grid and not all(map(operator.lt, first, last)):
         extra = []
         for lo_e, hi_e, a, b in zip(lo_edges, hi_edges, first, last):
-            if a < b or hi_e - lo_e > extent + _EPS:
+            if a < b or hi_e - lo_e > extent + FIT_EPS:
                 continue
             lo = max(hi_e - extent, 0.0)
             hi = min(lo_e, float(length - extent))
@@ -558,7 +553,7 @@ def _runs_small(lo_edges, hi_edges, length: int, chip_size: int,
             starts = sorted(set(starts).union(extra))
             first = [bisect.bisect_left(starts, hi - shift)
                      for hi in hi_edges]
-            last = [bisect.bisect_right(starts, lo + _EPS)
+            last = [bisect.bisect_right(starts, lo + FIT_EPS)
                     for lo in lo_edges]
     return starts, extent, first, last
 
@@ -756,7 +751,8 @@ class PositiveChipResult:
 
 def generate_positive_chips(gt_boxes, img_h: int, img_w: int,
                             cfg: ChipConfig,
-                            iscrowd: Optional[np.ndarray] = None
+                            iscrowd: Optional[np.ndarray] = None,
+                            cover: Optional[Callable] = None
                             ) -> PositiveChipResult:
     """Positive chips of one image at every scale (Algorithm 1, Sec. 3.3.2).
 
@@ -768,6 +764,11 @@ def generate_positive_chips(gt_boxes, img_h: int, img_w: int,
         cfg (ChipConfig): Scales, chip size, stride, ``off_grid``.
         iscrowd (array, optional): ``(N,)`` bool; crowd boxes never need
             covering (they are not in ``G_i``).
+        cover (callable, optional): The greedy cover of one scale, called
+            and returning like :func:`greedy_cover` (the default). Another
+            one (a reference implementation to compare with, as
+            ``tools/benchmark_chips.py`` runs the released generator's)
+            covers every image on the array path.
 
     Returns:
         PositiveChipResult: chips in ORIGINAL and SCALED pixels, indices of
@@ -783,10 +784,11 @@ def generate_positive_chips(gt_boxes, img_h: int, img_w: int,
         if len(crowd) != len(arr):
             raise ValueError(f'iscrowd has {len(crowd)} entries for '
                              f'{len(arr)} boxes')
-    if len(arr) <= _SMALL:
+    if cover is None and len(arr) <= _SMALL:
         # A few boxes: plain Python from the clean-up on, one array at the
         # end (numpy's per-call cost would dominate).
         return _positive_small(arr, crowd, img_h, img_w, cfg)
+    cover = cover or greedy_cover
     boxes, keep = sanitize_boxes(arr, img_h, img_w)
     if crowd is not None:
         keep &= ~crowd
@@ -802,9 +804,8 @@ def generate_positive_chips(gt_boxes, img_h: int, img_w: int,
         if not len(idx):
             continue
         scaled = to_canvas(boxes[idx], factor, canvas)
-        found, _, coverable = greedy_cover(scaled, canvas, cfg.chip_size,
-                                           cfg.chip_stride,
-                                           off_grid=cfg.off_grid)
+        found, _, coverable = cover(scaled, canvas, cfg.chip_size,
+                                    cfg.chip_stride, off_grid=cfg.off_grid)
         uncoverable[s, idx] = ~coverable
         chips.append(found)
         rows.append((len(found), s, factor, canvas))
@@ -813,10 +814,11 @@ def generate_positive_chips(gt_boxes, img_h: int, img_w: int,
     # One make_chip_set for all scales (per-row factor and canvas).
     num, index, factor, canvas = zip(*rows)
     return PositiveChipResult(
-        _chip_set_rows(np.concatenate(chips), np.repeat(index, num),
-                       np.repeat(factor, num),
-                       np.repeat(np.array(canvas, np.float64), num, axis=0),
-                       img_h, img_w, True), valid, uncoverable)
+        chip_set_from_rows(
+            np.concatenate(chips), np.repeat(index, num),
+            np.repeat(factor, num),
+            np.repeat(np.array(canvas, np.float64), num, axis=0), img_h,
+            img_w, True), valid, uncoverable)
 
 
 def _canvas_columns(box_list, idx, factor: float, canvas_hw):
@@ -896,7 +898,7 @@ def _append_chip_rows(table: list, chips_scaled, scale_index: int,
                       factor: float, canvas_hw, img_h, img_w) -> None:
     """Append one row per chip to ``table``: ORIGINAL ``x1, y1, x2, y2``,
     SCALED ``x1, y1, x2, y2``, the scale index and factor (the rule of
-    :func:`_chip_set_rows` on Python floats, for a few chips).
+    :func:`chip_set_from_rows` on Python floats, for a few chips).
 
     Args:
         table (list): The rows so far (of earlier scales).
@@ -956,7 +958,7 @@ def positive_chips_batch(boxes, box_start, heights, widths, cfg: ChipConfig,
     img = np.repeat(np.arange(n), per_image)
     heights = np.asarray(heights)
     widths = np.asarray(widths)
-    _image_sizes(heights, widths, n)  # ValueError on a size <= 0
+    broadcast_sizes(heights, widths, n)  # ValueError on a size <= 0
     clipped, keep = sanitize_boxes(boxes, heights[img], widths[img])
     crowd = np.zeros(len(boxes), bool) if crowd is None else \
         np.asarray(crowd, bool).reshape(-1)
@@ -976,8 +978,8 @@ def positive_chips_batch(boxes, box_start, heights, widths, cfg: ChipConfig,
         img_h, img_w = h_list[k], w_list[k]
         if b - a > _SMALL:
             if chips:
-                sets.append(_chip_set_rows_lists(chips, index, factors,
-                                                 canvases, True))
+                sets.append(chip_set_from_lists(chips, index, factors,
+                                                canvases, True))
                 chips, index, factors, canvases = [], [], [], []
             res = generate_positive_chips(boxes[a:b], img_h, img_w, cfg,
                                           crowd[a:b]).chips
@@ -995,20 +997,20 @@ def positive_chips_batch(boxes, box_start, heights, widths, cfg: ChipConfig,
             canvases.extend([(*canvas, img_h, img_w)] * len(found))
         counts[k] = len(chips) - before
     if chips:
-        sets.append(_chip_set_rows_lists(chips, index, factors, canvases,
-                                         True))
+        sets.append(chip_set_from_lists(chips, index, factors, canvases,
+                                        True))
     return ChipSet.concat(sets), counts
 
 
-def _chip_set_rows_lists(chips, index, factors, geometry,
-                         positive: bool) -> ChipSet:
-    """:func:`_chip_set_rows` for rows of several images, from lists:
+def chip_set_from_lists(chips, index, factors, geometry,
+                        positive: bool) -> ChipSet:
+    """:func:`chip_set_from_rows` for rows of several images, from lists:
     ``geometry`` is ``(canvas h, canvas w, image h, image w)`` per row."""
     geo = np.array(geometry, np.float64).reshape(-1, 4)
-    return _chip_set_rows(np.array(chips, np.float64).reshape(-1, 4),
-                          np.array(index, np.int64),
-                          np.array(factors, np.float64), geo[:, :2],
-                          geo[:, 2], geo[:, 3], positive)
+    return chip_set_from_rows(np.array(chips, np.float64).reshape(-1, 4),
+                              np.array(index, np.int64),
+                              np.array(factors, np.float64), geo[:, :2],
+                              geo[:, 2], geo[:, 3], positive)
 
 
 def to_canvas(boxes: np.ndarray, factor, canvas_hw) -> np.ndarray:
@@ -1056,16 +1058,16 @@ def make_chip_set(chips_scaled: np.ndarray, scale_index: int, factor: float,
         ChipSet: ``C`` chips.
     """
     n = len(chips_scaled)
-    return _chip_set_rows(np.asarray(chips_scaled),
-                          np.full(n, scale_index, np.int64),
-                          np.full(n, float(factor)),
-                          np.tile(np.array(canvas_hw, np.float64), (n, 1)),
-                          img_h, img_w, positive)
+    return chip_set_from_rows(
+        np.asarray(chips_scaled), np.full(n, scale_index, np.int64),
+        np.full(n, float(factor)),
+        np.tile(np.array(canvas_hw, np.float64), (n, 1)), img_h, img_w,
+        positive)
 
 
-def _chip_set_rows(chips_scaled: np.ndarray, scale_index: np.ndarray,
-                   factor: np.ndarray, canvas_hw: np.ndarray, img_h,
-                   img_w, positive: bool) -> ChipSet:
+def chip_set_from_rows(chips_scaled: np.ndarray, scale_index: np.ndarray,
+                       factor: np.ndarray, canvas_hw: np.ndarray, img_h,
+                       img_w, positive: bool) -> ChipSet:
     """:func:`make_chip_set` with a scale per row: ``(C,)`` indices and
     factors, ``(C, 2)`` canvas ``(h, w)``; the ORIGINAL image size one
     for all rows or ``(C,)`` per row (chips of several images). The same
@@ -1147,8 +1149,8 @@ def chip_ground_truth(chip_box, factor, gt_boxes,
     fx, fy = np.broadcast_to(np.asarray(factor, np.float64), (2,))
     clipped = (np.concatenate([lt[idx], rb[idx]], axis=1) -
                np.tile(chip[:2], 2)) * [fx, fy, fx, fy]
-    inside = (boxes[idx, :2] >= chip[:2] - _EPS).all(1) & \
-        (boxes[idx, 2:] <= chip[2:] + _EPS).all(1)
+    inside = (boxes[idx, :2] >= chip[:2] - FIT_EPS).all(1) & \
+        (boxes[idx, 2:] <= chip[2:] + FIT_EPS).all(1)
     return ChipGroundTruth(
         indices=idx.astype(np.int64),
         boxes=clipped,

@@ -13,31 +13,15 @@ from the plain dict an MMEngine config holds (``chip_cfg = dict(...)``).
 import dataclasses
 import functools
 import math
-import numbers
 from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from mmsnip.utils.checks import check_integer, check_positive
+
 INF = float('inf')
 # Image sizes whose per-scale geometry ChipConfig.geometry keeps.
 _GEOMETRY_CACHE_SIZE = 4096
-
-
-def _positive_number(value, name: str) -> float:
-    """``float(value)`` if it is a finite number > 0, else ValueError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-            or not math.isfinite(value) or value <= 0:
-        raise ValueError(f'{name} must be a finite number > 0, got {value!r}')
-    return float(value)
-
-
-def _positive_int(value, name: str, minimum: int = 1) -> int:
-    """``int(value)`` if it is an integer >= ``minimum``, else ValueError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
-            or value < minimum:
-        raise ValueError(f'{name} must be an integer >= {minimum}, got '
-                         f'{value!r}')
-    return int(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,15 +64,15 @@ class ScaleSpec:
                 'ScaleSpec needs exactly one of factor, max_side, short_max; '
                 f'got {rules or "none"}')
         if self.factor is not None:
-            _positive_number(self.factor, 'ScaleSpec.factor')
+            check_positive(self.factor, 'ScaleSpec.factor')
         if self.max_side is not None:
-            _positive_number(self.max_side, 'ScaleSpec.max_side')
+            check_positive(self.max_side, 'ScaleSpec.max_side')
         if self.short_max is not None:
             sm = tuple(self.short_max)
             if len(sm) != 2:
                 raise ValueError('ScaleSpec.short_max must be (short, max), '
                                  f'got {self.short_max!r}')
-            sm = tuple(_positive_number(v, 'ScaleSpec.short_max side')
+            sm = tuple(check_positive(v, 'ScaleSpec.short_max side')
                        for v in sm)
             object.__setattr__(self, 'short_max', sm)
         vr = tuple(self.valid_range)
@@ -220,13 +204,13 @@ class NegativeConfig:
         if isinstance(m, (list, tuple)):
             if not m:
                 raise ValueError('negative.min_proposals must not be empty')
-            m = tuple(_positive_int(v, 'negative.min_proposals') for v in m)
+            m = tuple(check_integer(v, 'negative.min_proposals') for v in m)
         else:
-            m = _positive_int(m, 'negative.min_proposals')
+            m = check_integer(m, 'negative.min_proposals')
         object.__setattr__(self, 'min_proposals', m)
-        _positive_int(self.num_per_image, 'negative.num_per_image', 0)
+        check_integer(self.num_per_image, 'negative.num_per_image', 0)
         if self.max_proposals is not None:
-            _positive_int(self.max_proposals, 'negative.max_proposals')
+            check_integer(self.max_proposals, 'negative.max_proposals')
 
     def min_proposals_for(self, scale_index: int) -> int:
         """``M`` of scale ``scale_index``."""
@@ -305,8 +289,8 @@ class ChipConfig:
             NegativeConfig, self.negative, 'negative'))
         if not scales:
             raise ValueError('ChipConfig.scales must not be empty')
-        _positive_int(self.chip_size, 'ChipConfig.chip_size')
-        _positive_int(self.chip_stride, 'ChipConfig.chip_stride')
+        check_integer(self.chip_size, 'ChipConfig.chip_size')
+        check_integer(self.chip_stride, 'ChipConfig.chip_stride')
         if self.chip_size % self.chip_stride:
             raise ValueError(
                 f'ChipConfig.chip_size ({self.chip_size}) must be a multiple '

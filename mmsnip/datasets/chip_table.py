@@ -35,8 +35,9 @@ import numpy as np
 from mmengine.logging import print_log
 
 from mmsnip.chips import ChipConfig, ChipSet
-from mmsnip.chips.negative import _as_proposals, negative_chips_batch
+from mmsnip.chips.negative import as_proposals, negative_chips_batch
 from mmsnip.chips.positive import positive_chips_batch
+from mmsnip.utils.checks import is_number
 from mmsnip.utils.fileio import atomic_open
 from .proposals import ProposalFile
 
@@ -116,7 +117,7 @@ class ImageRecords:
         ids, paths, hs, ws, counts, boxes, crowd = [], [], [], [], [], [], []
         for info in infos:
             h, w = info.get('height'), info.get('width')
-            if not positive_number(h) or not positive_number(w):
+            if not all(is_number(v) and v > 0 for v in (h, w)):
                 raise ValueError(
                     f'SniperDataset: {where(info)} has height={h!r}, '
                     f'width={w!r}; chips need its size in the annotations')
@@ -142,12 +143,6 @@ class ImageRecords:
                    np.array(ws, np.float64), start,
                    np.concatenate(boxes + [np.zeros((0, 4))]),
                    np.array(crowd, bool))
-
-
-def positive_number(value) -> bool:
-    """A finite number > 0 (not a bool)."""
-    return isinstance(value, (int, float, np.integer, np.floating)) and \
-        not isinstance(value, bool) and bool(np.isfinite(value)) and value > 0
 
 
 # -- the build ------------------------------------------------------------
@@ -181,7 +176,7 @@ def _proposal_rows(props, img_ids: list, num_scales: int):
         if len(per_scale) != num_scales:
             raise ValueError(f'proposals of img_id {i}: {len(per_scale)} '
                              f'scales, the chip config has {num_scales}')
-        arrays += [_as_proposals(p, s) for s, p in enumerate(per_scale)]
+        arrays += [as_proposals(p, s) for s, p in enumerate(per_scale)]
     start = np.zeros(len(arrays) + 1, np.int64)
     np.cumsum([len(a) for a in arrays], out=start[1:])
     return np.concatenate(arrays + [np.zeros((0, 5))]), start

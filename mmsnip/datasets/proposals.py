@@ -55,8 +55,6 @@ Reading gives float32 arrays either way.
 """
 import hashlib
 import json
-import math
-import numbers
 import os
 import os.path as osp
 import pickle
@@ -67,6 +65,7 @@ from typing import (Callable, Dict, Iterable, Iterator, List, Optional,
 
 import numpy as np
 
+from mmsnip.utils.checks import is_integer, is_number
 from mmsnip.utils.fileio import atomic_open
 
 FORMAT = 'mmsnip.proposals'
@@ -455,8 +454,7 @@ def image_id_array(img_ids, owner: str) -> np.ndarray:
     ids = list(img_ids)
     if ids and all(isinstance(i, str) for i in ids):
         return np.array(ids, dtype=str)
-    bad = [i for i in ids if isinstance(i, bool)
-           or not isinstance(i, (numbers.Integral, str))]
+    bad = [i for i in ids if not (is_integer(i) or isinstance(i, str))]
     if bad:
         raise ValueError(f'{owner}: image ids must be integers or strings, '
                          f'got {bad[:3]!r}')
@@ -637,8 +635,7 @@ class ProposalFile(Mapping):
         if not self._int_ids:
             return self._row.get(img_id) if isinstance(img_id, str) \
                 else None
-        if isinstance(img_id, bool) or \
-                not isinstance(img_id, (numbers.Integral, str)):
+        if not (is_integer(img_id) or isinstance(img_id, str)):
             return None
         try:
             return self._row.get(int(img_id))
@@ -691,8 +688,7 @@ def _meta_problem(meta: dict) -> Optional[str]:
         return f'content_id {content_id!r} is not a sha256'
     if meta['version'] == 3:
         lo, hi = meta.get('score_min'), meta.get('score_max')
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                   and math.isfinite(v) for v in (lo, hi)) or lo > hi:
+        if not (is_number(lo) and is_number(hi)) or lo > hi:
             return f'score range [{lo!r}, {hi!r}] is not finite and ordered'
     return None
 

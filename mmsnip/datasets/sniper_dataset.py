@@ -35,8 +35,6 @@ import copy
 import hashlib
 import json
 import logging
-import math
-import numbers
 import os.path as osp
 from typing import List, Optional, Union
 
@@ -48,9 +46,10 @@ from mmengine.logging import print_log
 from mmsnip.chips import (ChipConfig, ChipSet, box_issues, box_sizes,
                           in_range, sample_negative_chips, sanitize_boxes)
 from mmsnip.registry import DATASETS
+from mmsnip.utils.checks import is_integer, is_number
 from mmsnip.utils.preflight import coco_problem
 from .chip_table import (CACHE_VERSION, ChipTableCache, ImageRecords,
-                         build_chip_table, duplicate_scales, positive_number)
+                         build_chip_table, duplicate_scales)
 from .decode_cache import (DecodedImageCache, check_shared_loader,
                            run_pipeline_shared)
 from .proposals import ProposalFile, check_proposals, open_proposals
@@ -58,16 +57,6 @@ from .proposals import ProposalFile, check_proposals, open_proposals
 # Default decoded-image budget per process (MiB): about 9 decoded 3000 px
 # aerial images, or every image of the demo datasets.
 DEFAULT_DECODE_CACHE_MB = 256
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value) -> bool:
-    """A real number, not NaN (infinite allowed), not a bool."""
-    return isinstance(value, numbers.Real) and \
-        not isinstance(value, bool) and not math.isnan(value)
 
 
 def _check_setting(name: str, value, ok: bool, want: str) -> None:
@@ -154,17 +143,17 @@ class SniperDataset:
         if proposal_file and not negatives:
             raise ValueError('SniperDataset: proposal_file is set but '
                              'negatives=False; drop one of the two')
-        _check_setting('seed', seed, _is_int(seed) and seed >= 0,
+        _check_setting('seed', seed, is_integer(seed) and seed >= 0,
                        'an int >= 0')
         _check_setting('max_refetch', max_refetch,
-                       _is_int(max_refetch) and max_refetch >= 0,
+                       is_integer(max_refetch) and max_refetch >= 0,
                        'an int >= 0')
         _check_setting('build_workers', build_workers, build_workers is None
-                       or _is_int(build_workers) and build_workers >= 0,
+                       or is_integer(build_workers) and build_workers >= 0,
                        'None (one per core) or an int >= 0 (0: this '
                        'process)')
         _check_setting('cache_wait_timeout', cache_wait_timeout,
-                       _is_real(cache_wait_timeout)
+                       is_number(cache_wait_timeout, finite=False)
                        and cache_wait_timeout > 0, 'a number of seconds '
                        '> 0 (inf: wait for ever)')
         for i, j in duplicate_scales(self.chip_cfg):
@@ -188,9 +177,8 @@ class SniperDataset:
                 next(iter(self.pipeline.transforms), None),
                 LoadImageFromFile) else 0
         _check_setting('decode_cache_mb', decode_cache_mb,
-                       _is_real(decode_cache_mb)
-                       and math.isfinite(decode_cache_mb)
-                       and decode_cache_mb >= 0, 'a finite number >= 0 (MiB)')
+                       is_number(decode_cache_mb) and decode_cache_mb >= 0,
+                       'a finite number >= 0 (MiB)')
         if decode_cache_mb:
             check_shared_loader(self.pipeline.transforms,
                                 f'{type(self).__name__}')
@@ -333,7 +321,7 @@ class SniperDataset:
         ``(N,)`` crowd (``ignore_flag``) flags of image ``idx``."""
         info = self.dataset.get_data_info(idx)
         h, w = info.get('height'), info.get('width')
-        if not positive_number(h) or not positive_number(w):
+        if not all(is_number(v) and v > 0 for v in (h, w)):
             raise ValueError(
                 f'SniperDataset: {self._where(info)} has height={h!r}, '
                 f'width={w!r}; chips need its size in the annotations')

@@ -70,6 +70,8 @@ from typing import (Callable, Dict, Iterable, Iterator, List, Optional,
 
 import numpy as np
 
+from .checks import is_number
+
 ERROR = 'error'
 WARNING = 'warning'
 
@@ -171,11 +173,6 @@ def errors(problems: Iterable[Problem]) -> List[Problem]:
 
 # ---------------------------------------------------------------------------
 # helpers
-
-
-def _is_number(v) -> bool:
-    """A JSON number (not a bool, not a string) that is finite."""
-    return type(v) in (int, float) and math.isfinite(v)
 
 
 def _fmt_id(v) -> str:
@@ -366,7 +363,7 @@ def audit_coco(coco: dict,
         first[iid] = i
         w, h = img.get('width'), img.get('height')
         if 'width' in img and 'height' in img:
-            if not (_is_number(w) and _is_number(h) and w > 0 and h > 0):
+            if not (is_number(w) and is_number(h) and w > 0 and h > 0):
                 add(
                     entry, f'has the size {w!r}x{h!r} (width x height): '
                     'both must be positive numbers (pixels)', BAD_IMAGE)
@@ -839,7 +836,7 @@ def audit_images(coco: dict,
             continue
         name, w, h = img.get('file_name'), img.get('width'), img.get('height')
         if not isinstance(name, str) or not name or img['id'] in seen \
-                or not (_is_number(w) and _is_number(h)):
+                or not (is_number(w) and is_number(h)):
             continue
         seen.add(img['id'])
         path = osp.join(prefix, name)

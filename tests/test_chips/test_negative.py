@@ -293,3 +293,19 @@ def test_grid_runs_equal_the_search_on_the_grid(raw, k_d):
         want = _feasible_runs(lo[n:n + 1], hi[n:n + 1], starts,
                               min(k, int(length[n])))
         assert (first[n], last[n]) == (want[0][0], want[1][0]), n
+
+
+def test_a_given_cover_picks_the_negative_chips():
+    props = np.concatenate([_cluster(200, 200, 6), _cluster(700, 650, 5)])
+    pos = generate_positive_chips(NO_GT, 1000, 1000, CFG).chips
+    one_chip = np.array([[0.0, 0.0, 256.0, 256.0]])
+
+    def first_chip_only(boxes, canvas_hw, chip_size, chip_stride,
+                        min_count=1, off_grid=True):
+        coverable = np.ones(len(boxes), bool)
+        return one_chip, coverable, coverable
+
+    got = generate_negative_chips(props, 1000, 1000, CFG, pos,
+                                  cover=first_chip_only)
+    np.testing.assert_array_equal(got.boxes_scaled, one_chip)
+    assert len(generate_negative_chips(props, 1000, 1000, CFG, pos)) == 2

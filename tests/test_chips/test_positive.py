@@ -471,3 +471,30 @@ def test_batch_equals_one_image_at_a_time():
     np.testing.assert_array_equal(counts, [
         len(generate_positive_chips(b, h, w, cfg, c).chips)
         for b, h, w, c in zip(boxes, heights, widths, crowd)])
+
+
+def test_a_given_cover_runs_every_scale_of_every_image():
+    # A reference cover (tools/benchmark_chips.py passes the released
+    # generator's) is called for each scale with valid boxes, also for an
+    # image of a few boxes (which the default covers in plain Python), and
+    # its chips are the result.
+    cfg = ChipConfig.paper_coco()
+    rng = np.random.default_rng(3)
+    for n in (3, 40):
+        xy = rng.uniform(0, 400, (n, 2))
+        boxes = np.c_[xy, xy + rng.uniform(5, 200, (n, 2))]
+        calls = []
+
+        def recording_cover(*args, **kwargs):
+            calls.append(args[1])
+            return greedy_cover(*args, **kwargs)
+
+        got = generate_positive_chips(boxes, 480, 640, cfg,
+                                      cover=recording_cover)
+        want = generate_positive_chips(boxes, 480, 640, cfg)
+        assert len(calls) == int(want.valid.any(axis=1).sum()) > 0
+        np.testing.assert_array_equal(got.chips.boxes_scaled,
+                                      want.chips.boxes_scaled)
+        np.testing.assert_array_equal(got.chips.scale_index,
+                                      want.chips.scale_index)
+        np.testing.assert_array_equal(got.uncoverable, want.uncoverable)

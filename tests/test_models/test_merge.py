@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from mmsnip.models import BoxVoting, MergeConfig, merge_detections
-from mmsnip.models.test_time_augs.autofocus_tta import MaskPaster
-from mmsnip.models.test_time_augs.merge import gather_rows
+from mmsnip.models.test_time_augs.merge import MaskPaster, gather_rows
 
 NMS = dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100)
 

@@ -1,6 +1,5 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 import math
-import numbers
 from typing import Iterator, Optional
 
 import numpy as np
@@ -8,6 +7,7 @@ from mmengine.dist import get_dist_info, sync_random_seed
 from torch.utils.data import Sampler
 
 from mmsnip.registry import DATA_SAMPLERS
+from mmsnip.utils.checks import is_integer
 
 
 @DATA_SAMPLERS.register_module()
@@ -72,15 +72,13 @@ class SniperSampler(Sampler):
         if not hasattr(dataset, 'epoch_indices'):
             raise TypeError('SniperSampler needs a SniperDataset, got '
                             f'{type(dataset).__name__}')
-        if isinstance(image_window, bool) or not isinstance(
-                image_window, int) or image_window < 0:
+        if not is_integer(image_window) or image_window < 0:
             raise ValueError('SniperSampler: image_window must be an int '
                              f'>= 0 (images per window), got {image_window!r}')
-        if seed is not None and (isinstance(seed, bool) or not isinstance(
-                seed, numbers.Integral) or seed < 0):
+        if seed is not None and not (is_integer(seed) and seed >= 0):
             raise ValueError('SniperSampler: seed must be None (the run\'s '
                              f'seed) or an int >= 0, got {seed!r}')
-        self.image_window = image_window
+        self.image_window = int(image_window)
         rank, world_size = get_dist_info()
         self.rank, self.world_size = rank, world_size
         self.dataset = dataset

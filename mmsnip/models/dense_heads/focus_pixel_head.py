@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from mmsnip.chips import FOCUS, IGNORE, FocusLabelRule, focus_pixel_labels
 from mmsnip.registry import MODELS
+from mmsnip.utils.checks import is_integer
 
 
 @MODELS.register_module()
@@ -83,7 +84,7 @@ class FocusPixelHead(BaseModule):
             raise ValueError("FocusPixelHead.labels_from must be 'whole' "
                              f"or 'clipped', got {labels_from!r}")
         self.labels_from = labels_from
-        if isinstance(num_convs, bool) or num_convs not in (1, 2):
+        if not is_integer(num_convs) or num_convs not in (1, 2):
             raise ValueError('FocusPixelHead.num_convs must be 1 (3x3) or 2 '
                              f'(3x3 + 1x1, the paper), got {num_convs!r}')
         self.rule = FocusLabelRule(*thresholds, stride=stride,

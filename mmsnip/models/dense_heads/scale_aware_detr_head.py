@@ -46,6 +46,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmsnip.registry import MODELS
+from mmsnip.utils.checks import is_number
 from ..utils import scale_valid_mask, select_gt
 
 __all__ = [
@@ -129,8 +130,7 @@ class ScaleAwareDETRMixin:
         """``train_cfg.invalid_iou_thr`` (default 0.5), validated."""
         cfg = self.train_cfg or {}
         thr = cfg.get('invalid_iou_thr', DEFAULT_INVALID_IOU_THR)
-        if isinstance(thr, bool) or not isinstance(thr, (int, float)) \
-                or not 0 <= thr <= 1:
+        if not is_number(thr) or not 0 <= thr <= 1:
             raise ValueError(
                 f'{type(self).__name__}: train_cfg.invalid_iou_thr must be '
                 f'a number in [0, 1], got {thr!r}; fix model.train_cfg.'

@@ -23,12 +23,9 @@ from mmsnip.chips import (CascadeTrace, FocusScale, ScaleTrace, cap_chips,
                           plan_next_chips, plan_oracle_chips,
                           stack_keep_masks)
 from mmsnip.registry import MODELS
-from .chip_runner import (ChipRunner, Crop, StageTimer,  # noqa: F401
-                          check_proposal_budget, crop_resize,
-                          detections_in_image, pack_crops, proposal_budget,
-                          rpn_budget, windows_of)
-from .merge import (FLIP_DIMS, MaskPaster, MergeConfig,  # noqa: F401
-                    add_masks, merge_detections)
+from .chip_runner import (ChipRunner, Crop, StageTimer, crop_resize,
+                          detections_in_image, windows_of)
+from .merge import MaskPaster, MergeConfig, add_masks, merge_detections
 
 
 def _runner_setting(name: str) -> property:
@@ -132,8 +129,8 @@ class AutoFocusTTAModel(BaseTTAModel):
         rpn_proposals_per_mpix (float, optional): Two-stage detectors: RPN
             proposals per million input pixels of a batch's largest chip,
             at least ``min_rpn_proposals`` and at most the detector's own
-            ``test_cfg.rpn`` (:func:`proposal_budget`). ``None``: the
-            detector's budget for every chip.
+            ``test_cfg.rpn`` (:func:`.chip_runner.proposal_budget`).
+            ``None``: the detector's budget for every chip.
         min_rpn_proposals (int): Floor of that budget.
     """
     STAGES = ('focus_map', 'chip_generation', 'crop_resize', 'detector',

@@ -16,7 +16,6 @@ multi-chip test model (``SnipTTAModel``, ``AutoFocusTTAModel``,
 See ``docs/merge.md`` for when to use which.
 """
 import dataclasses
-import math
 from typing import Callable, Optional, Sequence, Tuple, Union
 
 import torch
@@ -25,6 +24,8 @@ from mmdet.structures import DetDataSample
 from mmdet.structures.bbox import bbox_overlaps, get_box_tensor
 from mmengine.structures import InstanceData
 from torch import Tensor
+
+from mmsnip.utils.checks import is_integer, is_number
 
 # The keys each ``nms.type`` accepts (mmcv's ``nms`` / ``soft_nms``
 # arguments that matter for merging) and their defaults.
@@ -42,13 +43,8 @@ MERGE_KEYS = ('nms', 'box_voting', 'class_agnostic', 'max_per_img')
 MaskSource = Union[Sequence[Tensor], Callable[[Tensor], Tensor]]
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(
-        value, bool) and not math.isnan(value)
-
-
 def _check_fraction(where: str, name: str, value, low_open=False) -> float:
-    if not _is_number(value) or not (0 < value <= 1 if low_open else
+    if not is_number(value) or not (0 < value <= 1 if low_open else
                                      0 <= value <= 1):
         interval = '(0, 1]' if low_open else '[0, 1]'
         raise ValueError(f'tta_cfg.{where}.{name} must be a number in '
@@ -153,14 +149,13 @@ class MergeConfig:
                 raise ValueError(f'tta_cfg.nms.method must be one of '
                                  f'{SOFT_NMS_METHODS}, got {nms["method"]!r}')
             sigma = nms['sigma']
-            if not _is_number(sigma) or not sigma > 0:
+            if not is_number(sigma, finite=False) or not sigma > 0:
                 raise ValueError(
                     f'tta_cfg.nms.sigma must be a number > 0, got {sigma!r}')
             nms['min_score'] = _check_fraction('nms', 'min_score',
                                                nms['min_score'])
         max_per_img = cfg.get('max_per_img', 100)
-        if not _is_number(max_per_img) or not isinstance(
-                max_per_img, int) or max_per_img <= 0:
+        if not is_integer(max_per_img) or max_per_img <= 0:
             raise ValueError('tta_cfg.max_per_img must be an int > 0, got '
                              f'{max_per_img!r}')
         voting = cfg.get('box_voting')
@@ -175,7 +170,7 @@ class MergeConfig:
                                  f'{unknown}; expected some of '
                                  f'{sorted(fields)}')
             voting = BoxVoting(**voting)
-        return cls(nms=dict(nms, type=kind), max_per_img=max_per_img,
+        return cls(nms=dict(nms, type=kind), max_per_img=int(max_per_img),
                    class_agnostic=bool(agnostic), box_voting=voting)
 
 
