@@ -276,12 +276,12 @@ def test_batch_equals_one_image_at_a_time(seed, max_props):
 def test_grid_runs_equal_the_search_on_the_grid(raw, k_d):
     # negative_chips_batch computes the cover's index runs arithmetically
     # for many canvases at once; they must be searchsorted's exactly,
-    # including edges on grid positions and within _EPS of them.
+    # including edges on grid positions and within FIT_EPS of them.
     from mmsnip.chips.positive import _cached_starts, _feasible_runs
     from mmsnip.chips.positive import grid_runs
     k, d = k_d
     x, width, length, off = (np.array(c) for c in zip(*raw))
-    # edges on grid positions, or _EPS-close to them, or anywhere
+    # edges on grid positions, or FIT_EPS-close to them, or anywhere
     on_grid = np.round(x / d) * d
     lo = np.where(off > 0, on_grid + off - 1e-6, x)
     hi = np.where(off > 0, on_grid + np.minimum(k, length) - off + 1e-6,

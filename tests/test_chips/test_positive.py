@@ -422,7 +422,7 @@ CHIP_FIELDS = ('boxes', 'boxes_scaled', 'scale_index', 'scale_factor',
 def test_few_box_path_equals_the_numpy_path(raw, hw, cfg):
     # generate_positive_chips of up to _SMALL boxes runs on Python floats
     # from the clean-up on; forced onto the numpy path (clean-up, validity,
-    # greedy_cover, _chip_set_rows) it must give the same result.
+    # greedy_cover, chip_set_from_rows) it must give the same result.
     boxes = np.array([[x, y, x + w, y + (w if h is None else h)]
                       for x, y, w, h, _ in raw], float).reshape(-1, 4)
     crowd = np.array([c for *_, c in raw], bool)
