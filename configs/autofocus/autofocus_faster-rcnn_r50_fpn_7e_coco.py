@@ -14,10 +14,10 @@ _base_ = '../sniper/sniper_faster-rcnn_r50_fpn_7e_coco.py'
 
 model = dict(
     _delete_=True,
-    type='AutoFocus',
+    type='mmsnip.AutoFocus',
     detector={{_base_.model}},
     focus_head=dict(
-        type='FocusPixelHead',
+        type='mmsnip.FocusPixelHead',
         in_channels=256,
         feat_channels=256,
         stride=16,
@@ -27,7 +27,7 @@ model = dict(
 
 tta_model = dict(
     _delete_=True,
-    type='AutoFocusTTAModel',
+    type='mmsnip.AutoFocusTTAModel',
     scales=[
         dict(max_side=512, valid_range=(120, None), threshold=0.02,
              dilation=3, min_size=256, min_size_frame='current'),
@@ -51,5 +51,5 @@ test_evaluator = [
         type='CocoMetric',
         ann_file='data/coco/annotations/instances_val2017.json',
         metric='bbox'),
-    dict(type='PixelMetric')
+    dict(type='mmsnip.PixelMetric')
 ]

@@ -6,7 +6,7 @@ _base_ = '../sniper/sniper_faster-rcnn_r50_fpn_7e_coco.py'
 train_dataloader = dict(
     batch_size=1,
     dataset=dict(
-        type='SnipDataset',
+        type='mmsnip.SnipDataset',
         negatives=False,
         proposal_file=None,
         chip_cfg=dict(scales={{_base_.snip_train_scales}})))

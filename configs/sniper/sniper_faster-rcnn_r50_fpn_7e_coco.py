@@ -5,10 +5,36 @@
 # 5.33 (mmengine epoch milestones are integers: epoch 5 here), mixed
 # precision. Test: `bash tools/dist_test.sh CONFIG CKPT 8 --tta` (full
 # pyramid). Stage 1 and mining: see sniper_faster-rcnn_r50_fpn_2e-pos_coco.py.
+#
+# Built like mmdet's own configs (model, COCO data, runtime) plus
+# coco_chips.py, the one home of the paper's chips, test pyramid and TTA.
 _base_ = [
     '../_base_/models/sniper_faster-rcnn_r50_fpn.py',
-    '../_base_/datasets/coco_sniper.py', '../_base_/default_runtime.py'
+    'mmdet::_base_/datasets/coco_detection.py',
+    'mmdet::_base_/default_runtime.py', '../_base_/sniper/coco_chips.py'
 ]
+
+train_dataloader = dict(
+    batch_size=16,
+    num_workers=4,
+    sampler={{_base_.chip_sampler}},
+    batch_sampler=None,
+    collate_fn={{_base_.chip_collate}},
+    dataset=dict(
+        _delete_=True,
+        type='mmsnip.SniperDataset',
+        chip_cfg={{_base_.chip_cfg}},
+        negatives=True,
+        proposal_file='data/coco/proposals/sniper_stage1_train2017.pkl',
+        pipeline={{_base_.chip_pipeline}},
+        # mmdet's COCO train2017; images without objects stay (they give
+        # negative chips), the chip pipeline loads the images.
+        dataset=dict(
+            _base_.train_dataloader.dataset,
+            filter_cfg=dict(filter_empty_gt=False),
+            pipeline=[])))
+tta_model = {{_base_.snip_tta_model}}
+tta_pipeline = {{_base_.snip_tta_pipeline}}
 
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=7, val_interval=7)
 val_cfg = dict(type='ValLoop')

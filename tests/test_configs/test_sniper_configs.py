@@ -215,3 +215,44 @@ def test_docs_quote_the_real_config():
         ]
         name = osp.basename(path)
         assert f'`configs/sniper/{name}` | {len(code)} |' in doc, name
+
+
+def test_paper_recipe_is_built_on_the_shared_chip_base(tiny_demo_root,
+                                                      tmp_path):
+    """The COCO recipe of the paper (and the SNIP and AutoFocus configs on
+    it) reads the chips, test pyramid and TTA from coco_chips.py, the same
+    home as every family config, and trains through tools/train.py."""
+    path = osp.join(REPO_ROOT, 'configs/sniper',
+                    'sniper_faster-rcnn_r50_fpn_7e_coco.py')
+    cfg = Config.fromfile(path)
+    family = Config.fromfile(SHIPPED[NAMES.index(
+        'sniper_faster-rcnn_r50_fpn_1x_coco.py')])
+    for key in ('chip_cfg', 'snip_tta_model', 'snip_tta_pipeline'):
+        assert cfg[key] == family[key], key
+    assert cfg.train_dataloader.dataset.chip_cfg == family.chip_cfg
+    assert cfg.tta_model == family.tta_model
+    assert cfg.train_dataloader.dataset.negatives
+    # Images without objects stay: they give negative chips.
+    assert not cfg.train_dataloader.dataset.dataset.filter_cfg[
+        'filter_empty_gt']
+    snip = Config.fromfile(osp.join(
+        REPO_ROOT, 'configs/snip/snip_faster-rcnn_r50_fpn_1x_coco.py'))
+    assert snip.train_dataloader.dataset.chip_cfg.scales == \
+        family.snip_train_scales
+    # Two iterations on the tiny data (positive chips: it has no mined
+    # proposals) and the pyramid test.
+    tiny = Config.fromfile(tiny_sniper_config(
+        path, tiny_demo_root, str(tmp_path / 'work'),
+        str(tmp_path / 'paper.py')))
+    tiny.train_dataloader.dataset.update(negatives=False, proposal_file=None)
+    tiny.optim_wrapper.type = 'OptimWrapper'  # AMP needs a GPU
+    tiny.optim_wrapper.pop('loss_scale')
+    tiny.dump(str(tmp_path / 'paper.py'))
+    train = run_tool(['tools/train.py', str(tmp_path / 'paper.py')],
+                     timeout=900)
+    assert 'SnipRunner: custom_hooks: + SamplerResumeHook' in \
+        train.stdout + train.stderr
+    ckpt = tmp_path / 'work' / 'iter_2.pth'
+    test = run_tool(['tools/test.py', str(tmp_path / 'paper.py'),
+                     str(ckpt), '--tta'], timeout=900)
+    assert 'Epoch(test) [3/3]' in test.stdout + test.stderr

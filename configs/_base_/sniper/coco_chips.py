@@ -62,6 +62,14 @@ snip_test_scales = [
     dict(short_max=(800, 1200), valid_range=(32, 150)),
     dict(short_max=(1400, 2000), valid_range=(0, 80)),
 ]
+# SNIP's training pyramid (Sec. 4.1: "3 resolutions of (480, 800), (800,
+# 1200), and (1400, 2000) pixels for training"): the test pyramid with the
+# coarsest at (480, 800); configs/snip/ reads it.
+snip_train_scales = [
+    dict(short_max=(480, 800), valid_range=(120, None)),
+    dict(short_max=(800, 1200), valid_range=(32, 150)),
+    dict(short_max=(1400, 2000), valid_range=(0, 80)),
+]
 snip_tta_model = dict(
     type='mmsnip.SnipTTAModel',
     scales=snip_test_scales,
