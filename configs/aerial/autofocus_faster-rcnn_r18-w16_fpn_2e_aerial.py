@@ -1,28 +1,23 @@
 # AutoFocus on the aerial demo data (docs/custom_dataset.md): the stage-2
 # detector plus a FocusPixel head on its stride-16 level, 2 epochs on the
 # same chips; tested coarse to fine (`tools/test.py ... --tta`).
-_base_ = './sniper_faster-rcnn_r18-w16_fpn_3e-neg_aerial.py'
+_base_ = [
+    './sniper_faster-rcnn_r18-w16_fpn_3e-neg_aerial.py',
+    '../_base_/autofocus/chip_test.py'
+]
 
 model = dict(
     _delete_=True,
     type='AutoFocus',
     detector={{_base_.model}},
     focus_head=dict(
-        type='FocusPixelHead',
+        _base_.measured_focus_head,  # the published head (chip_test.py)
         in_channels=64,
         feat_channels=64,
         stride=16,
         # (a, b, c) in chip pixels: objects of 2-48 px are FocusPixels
         # (aerial objects are 2-14 px at the coarse scale).
-        thresholds=(2, 48, 72),
-        # The measured (published) setting, not the paper's default: the
-        # one-conv head (its checkpoints' layout) and sizes exactly a or b
-        # labelled background, labels from the part of a box inside the chip
-        # (docs/autofocus.md, 'Paper and original').
-        num_convs=1,
-        boundary_ignore=False,
-        labels_from='clipped',
-        loss_weight=1.0),
+        thresholds=(2, 48, 72)),
     focus_level=2)
 load_from = ('work_dirs/aerial/sniper_faster-rcnn_r18-w16_fpn_3e-neg_aerial/'
              'epoch_3.pth')
@@ -52,10 +47,4 @@ tta_model = dict(
     # dominates and the learned cascade ran slower than the full pyramid.
     rpn_proposals_per_mpix=2000,
     tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
-tta_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=None),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape'))
-]
+tta_pipeline = {{_base_.chip_tta_pipeline}}

@@ -5,7 +5,10 @@
 # The second-stage recipe (a head added to the trained detector for 2
 # epochs) is autofocus_faster-rcnn_r18-w16_fpn_2e_aerial.py; both are
 # measured in docs/custom_dataset.md.
-_base_ = './sniper_faster-rcnn_r18-w16_fpn_8e_aerial.py'
+_base_ = [
+    './sniper_faster-rcnn_r18-w16_fpn_8e_aerial.py',
+    '../_base_/autofocus/chip_test.py'
+]
 
 model = dict(
     _delete_=True,
@@ -41,10 +44,4 @@ tta_model = dict(
     ],
     rpn_proposals_per_mpix=2000,
     tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
-tta_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=None),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape'))
-]
+tta_pipeline = {{_base_.chip_tta_pipeline}}

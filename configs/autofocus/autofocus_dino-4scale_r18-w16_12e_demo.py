@@ -5,7 +5,10 @@
 # stride 8). Trained together from scratch on the demo's SNIPER chips
 # (SnipRunner makes DINO's matching and denoising queries scale-aware),
 # tested coarse to fine with `tools/test.py --tta`.
-_base_ = '../sniper/sniper_dino-4scale_r50_12e_coco.py'
+_base_ = [
+    '../sniper/sniper_dino-4scale_r50_12e_coco.py',
+    '../_base_/autofocus/chip_test.py'
+]
 
 # The demo data and chips (configs/_base_/datasets/demo_sniper.py).
 data_root = 'data/demo/'
@@ -68,19 +71,11 @@ model = dict(
             group_cfg=dict(dynamic=True, num_groups=None,
                            num_dn_queries=20))),
     focus_head=dict(
-        type='mmsnip.FocusPixelHead',
+        _base_.measured_focus_head,  # the published head (chip_test.py)
         in_channels=256,
         feat_channels=64,
         stride=16,
-        thresholds=(5, 64, 90),
-        # The measured (published) setting, not the paper's default: the
-        # one-conv head (its checkpoints' layout) and sizes exactly a or b
-        # labelled background, labels from the part of a box inside the chip
-        # (docs/autofocus.md, 'Paper and original').
-        num_convs=1,
-        boundary_ignore=False,
-        labels_from='clipped',
-        loss_weight=1.0),
+        thresholds=(5, 64, 90)),
     focus_level=1)
 
 tta_model = dict(
@@ -96,10 +91,4 @@ tta_model = dict(
     ],
     max_chips=16,
     tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
-tta_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape'))
-]
+tta_pipeline = {{_base_.chip_tta_pipeline}}

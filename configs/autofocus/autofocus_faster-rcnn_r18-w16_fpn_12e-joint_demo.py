@@ -4,7 +4,10 @@
 # autofocus_faster-rcnn_r18-w16_fpn_4e-neg-joint_demo.py. Compared with the
 # second-stage recipe (a head added to a trained detector for 2 epochs,
 # autofocus_faster-rcnn_r18-w16_fpn_12e_demo.py) in docs/autofocus.md.
-_base_ = '../sniper/sniper_faster-rcnn_r18-w16_fpn_12e_demo.py'
+_base_ = [
+    '../sniper/sniper_faster-rcnn_r18-w16_fpn_12e_demo.py',
+    '../_base_/autofocus/chip_test.py'
+]
 
 model = dict(
     _delete_=True,
@@ -44,10 +47,4 @@ tta_model = dict(
     max_chips=16,
     rpn_proposals_per_mpix=2000,
     tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
-tta_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=None),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape'))
-]
+tta_pipeline = {{_base_.chip_tta_pipeline}}

@@ -7,26 +7,21 @@
 # start): to stay within minutes on a CPU, this starts from the SNIPER
 # stage-2 demo weights (a plain detector checkpoint loads into
 # `AutoFocus.detector`) and trains both for 2 epochs.
-_base_ = '../sniper/sniper_faster-rcnn_r18-w16_fpn_4e-neg_demo.py'
+_base_ = [
+    '../sniper/sniper_faster-rcnn_r18-w16_fpn_4e-neg_demo.py',
+    '../_base_/autofocus/chip_test.py'
+]
 
 model = dict(
     _delete_=True,
     type='AutoFocus',
     detector={{_base_.model}},
     focus_head=dict(
-        type='FocusPixelHead',
+        _base_.measured_focus_head,  # the published head (chip_test.py)
         in_channels=64,
         feat_channels=64,
         stride=16,
-        thresholds=(5, 64, 90),
-        # The measured (published) setting, not the paper's default: the
-        # one-conv head (its checkpoints' layout) and sizes exactly a or b
-        # labelled background, labels from the part of a box inside the chip
-        # (docs/autofocus.md, 'Paper and original').
-        num_convs=1,
-        boundary_ignore=False,
-        labels_from='clipped',
-        loss_weight=1.0),
+        thresholds=(5, 64, 90)),
     focus_level=2)
 load_from = ('work_dirs/demo/sniper_faster-rcnn_r18-w16_fpn_4e-neg_demo/'
              'epoch_4.pth')
@@ -54,10 +49,4 @@ tta_model = dict(
     # detector's 1000): small FocusChips need few (docs/autofocus.md).
     rpn_proposals_per_mpix=2000,
     tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
-tta_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=None),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape'))
-]
+tta_pipeline = {{_base_.chip_tta_pipeline}}

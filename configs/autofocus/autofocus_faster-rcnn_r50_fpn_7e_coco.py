@@ -10,7 +10,10 @@
 # Paper defaults elsewhere: stacking border_tol 0 (original code: 10) and
 # NMS 0.5 merging (original code: soft-NMS, see the tta_cfg comment).
 # No published numbers come from this config (docs/autofocus.md).
-_base_ = '../sniper/sniper_faster-rcnn_r50_fpn_7e_coco.py'
+_base_ = [
+    '../sniper/sniper_faster-rcnn_r50_fpn_7e_coco.py',
+    '../_base_/autofocus/chip_test.py'
+]
 
 model = dict(
     _delete_=True,
@@ -39,13 +42,7 @@ tta_model = dict(
     # nms=dict(type='soft_nms', method='gaussian', sigma=0.55,
     #          min_score=0.001), max_per_img=200 (docs/merge.md).
     tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
-tta_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=None),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape'))
-]
+tta_pipeline = {{_base_.chip_tta_pipeline}}
 test_evaluator = [
     dict(
         type='CocoMetric',

@@ -7,7 +7,8 @@
 _base_ = [
     '../_base_/models/retinanet_r18-w16_fpn.py',
     '../_base_/datasets/demo_sniper.py',
-    '../_base_/schedules/demo_schedule.py', '../_base_/default_runtime.py'
+    '../_base_/schedules/demo_schedule.py', '../_base_/default_runtime.py',
+    '../_base_/autofocus/chip_test.py'
 ]
 model = dict(
     _delete_=True,
@@ -15,19 +16,11 @@ model = dict(
     detector=dict(
         _base_.model, bbox_head=dict(_base_.model.bbox_head, num_classes=5)),
     focus_head=dict(
-        type='FocusPixelHead',
+        _base_.measured_focus_head,  # the published head (chip_test.py)
         in_channels=64,
         feat_channels=64,
         stride=16,
-        thresholds=(5, 64, 90),
-        # The measured (published) setting, not the paper's default: the
-        # one-conv head (its checkpoints' layout) and sizes exactly a or b
-        # labelled background, labels from the part of a box inside the chip
-        # (docs/autofocus.md, 'Paper and original').
-        num_convs=1,
-        boundary_ignore=False,
-        labels_from='clipped',
-        loss_weight=1.0),
+        thresholds=(5, 64, 90)),
     focus_level=1)
 
 tta_model = dict(
@@ -42,13 +35,7 @@ tta_model = dict(
     ],
     max_chips=16,
     tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
-tta_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=None),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape'))
-]
+tta_pipeline = {{_base_.chip_tta_pipeline}}
 test_evaluator = [
     dict(
         type='CocoMetric',

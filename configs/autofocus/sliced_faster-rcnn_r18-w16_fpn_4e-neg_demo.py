@@ -6,7 +6,10 @@
 #
 # 256 px tiles (original pixels) with 64 px overlap at the finest scale
 # (x2), plus the whole image at 0.32x (the coarse scale of a 1600 px image).
-_base_ = '../sniper/sniper_faster-rcnn_r18-w16_fpn_4e-neg_demo.py'
+_base_ = [
+    '../sniper/sniper_faster-rcnn_r18-w16_fpn_4e-neg_demo.py',
+    '../_base_/autofocus/chip_test.py'
+]
 
 tta_model = dict(
     _delete_=True,
@@ -18,10 +21,4 @@ tta_model = dict(
     full_image_factor=0.32,
     batch_size=8,
     tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
-tta_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=None),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape'))
-]
+tta_pipeline = {{_base_.chip_tta_pipeline}}
