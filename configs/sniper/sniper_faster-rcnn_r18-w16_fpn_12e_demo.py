@@ -5,35 +5,18 @@
 _base_ = [
     '../_base_/models/faster-rcnn_r18-w16_fpn.py',
     '../_base_/datasets/demo_sniper.py',
-    '../_base_/schedules/demo_schedule.py', '../_base_/default_runtime.py'
+    '../_base_/schedules/demo_schedule.py', '../_base_/default_runtime.py',
+    '../_base_/sniper/two_stage_labels.py'
 ]
 # What SNIPER changes in a two-stage detector: SNIP's label assignment
-# (mmsnip.ScaleAware*: `mmsnip.` because these dicts inherit mmdet's scope).
+# (Sec. 3.2.1, ../_base_/sniper/two_stage_labels.py).
 model = dict(
     roi_head=dict(bbox_head=dict(num_classes=5)),
     train_cfg=dict(
-        rpn=dict(
-            # Sec. 3.2.1: assign against valid boxes; anchors with IoU > 0.3
-            # to an invalid box are ignored.
-            assigner=dict(
-                type='mmsnip.ScaleAwareMaxIoUAssigner',
-                pos_iou_thr=0.7,
-                neg_iou_thr=0.3,
-                min_pos_iou=0.3,
-                match_low_quality=True,
-                invalid_iou_thr=0.3)),
+        rpn=dict(assigner=_base_.snip_rpn_assigner),
         # Sec. 3.3.4: 300 proposals per chip.
         rpn_proposal=dict(nms_pre=1000, max_per_img=300),
-        rcnn=dict(
-            # Labels from all boxes; proposals out of the chip's valid range
-            # and invalid boxes are never sampled.
-            assigner=dict(
-                type='mmsnip.ScaleAwareRoIAssigner',
-                pos_iou_thr=0.5,
-                neg_iou_thr=0.5,
-                min_pos_iou=0.5,
-                match_low_quality=False),
-            sampler=dict(num=256))))
+        rcnn=dict(assigner=_base_.snip_rcnn_assigner, sampler=dict(num=256))))
 
 # Full-pyramid test (SNIP inference, Sec. 3.2.2): one view per chip scale,
 # each keeping only detections in its valid range, merged by NMS.
