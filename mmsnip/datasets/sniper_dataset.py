@@ -316,26 +316,6 @@ class SniperDataset:
         return (f'{ann}: image {info.get("img_id")} '
                 f'({info.get("img_path")})')
 
-    def _image_arrays(self, idx: int):
-        """Data info, ORIGINAL size and raw ``(N, 4)`` xyxy boxes and
-        ``(N,)`` crowd (``ignore_flag``) flags of image ``idx``."""
-        info = self.dataset.get_data_info(idx)
-        h, w = info.get('height'), info.get('width')
-        if not all(is_number(v) and v > 0 for v in (h, w)):
-            raise ValueError(
-                f'SniperDataset: {self._where(info)} has height={h!r}, '
-                f'width={w!r}; chips need its size in the annotations')
-        inst = info.get('instances', [])
-        try:
-            boxes = np.array([i['bbox'] for i in inst],
-                             np.float64).reshape(-1, 4)
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f'SniperDataset: {self._where(info)}: an '
-                             'instance has no [x1, y1, x2, y2] bbox of '
-                             f'numbers ({type(e).__name__}: {e})') from e
-        crowd = np.array([i.get('ignore_flag', 0) for i in inst], bool)
-        return info, h, w, boxes, crowd
-
     def _audit(self, records: ImageRecords) -> dict:
         """Check every image's boxes once (vectorized); one summary
         warning.

@@ -44,7 +44,10 @@ def test_positive_chips_cover_every_valid_box(tiny_demo_root):
     cfg = ChipConfig.from_dict(CHIP_CFG)
     assert ds.num_positive == len(ds) > 0
     for img in range(len(ds.dataset)):
-        info, h, w, boxes, crowd = ds._image_arrays(img)
+        info = ds.dataset.get_data_info(img)
+        h, w, inst = info['height'], info['width'], info['instances']
+        boxes = np.array([i['bbox'] for i in inst], np.float64).reshape(-1, 4)
+        crowd = np.array([i.get('ignore_flag', 0) for i in inst], bool)
         res = generate_positive_chips(boxes, h, w, cfg, crowd)
         mine = ds.chip_img == img
         for s in range(3):
