@@ -40,7 +40,8 @@ from mmengine.runner import load_checkpoint
 from mmengine.utils import ProgressBar
 
 from mmsnip.chips import ChipConfig
-from mmsnip.datasets.proposals import ProposalFile, write_proposal_groups
+from mmsnip.datasets.proposals import (MissingProposalsError, ProposalFile,
+                                       write_proposal_groups)
 from mmsnip.registry import DATASETS, MODELS
 from mmsnip.utils.fileio import atomic_open
 
@@ -208,15 +209,18 @@ def merge_shards(folder: str, out_file: str, img_ids: Sequence,
         int: Proposals written (all images and scales).
 
     Raises:
-        RuntimeError: An image of ``img_ids`` that no shard holds.
+        RuntimeError: An image of ``img_ids`` that no shard holds (found
+            in the writer's first pass over the shards; nothing written).
     """
-    mined = _mined_ids(folder)
-    missing = [i for i in img_ids if i not in mined]
-    if missing:
+    try:
+        write_proposal_groups(out_file, img_ids, num_scales,
+                              lambda: _shards(folder))
+    except MissingProposalsError as e:
+        absent = set(e.missing)
+        missing = [i for i in img_ids if i in absent]  # the dataset's order
         raise RuntimeError(f'mining finished without proposals for '
-                           f'{len(missing)} images (e.g. {missing[:5]})')
-    write_proposal_groups(out_file, img_ids, num_scales,
-                          lambda: _shards(folder))
+                           f'{len(missing)} images (e.g. {missing[:5]})'
+                           ) from None
     return int(ProposalFile(out_file).offsets[-1])
 
 

@@ -79,6 +79,15 @@ SCORE_LEVELS = 254
 SCORE_NAN = 255
 # float16 steps are <= 1 px below 2048 (0.5 px below 1024).
 FLOAT16_MAX_COORD = 2048.0
+
+
+class MissingProposalsError(ValueError):
+    """Images of a file being written that no group of proposals holds
+    (:func:`write_proposal_groups`); ``missing``: all their ids."""
+
+    def __init__(self, message: str, missing: list):
+        super().__init__(message)
+        self.missing = missing
 _MEMBERS = ('meta', 'img_ids', 'offsets', 'boxes', 'scores')
 
 
@@ -153,8 +162,10 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
         owner (str): The function named in errors.
 
     Raises:
-        ValueError: Naming ``owner``: an image in no group or in two, an
-            image that is not in ``img_ids``, a wrong number of scales.
+        MissingProposalsError: An image in no group (after reading them
+            all once), naming ``owner``.
+        ValueError: Naming ``owner``: an image in two groups, an image
+            that is not in ``img_ids``, a wrong number of scales.
     """
     if box_dtype not in ('auto', 'float16', 'float32'):
         raise ValueError(f"{owner}: box_dtype must be 'auto', 'float16' or "
@@ -195,9 +206,10 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
                     yield n, s, _top_n(np.asarray(rows, np.float32).reshape(
                         -1, 5), top_n)
         if not seen.all():
-            missing = [keys[n] for n in np.flatnonzero(~seen)[:5]]
-            raise ValueError(f'{owner}: {int((~seen).sum())} images have '
-                             f'no proposals (e.g. img_id {missing})')
+            missing = [keys[n] for n in np.flatnonzero(~seen)]
+            raise MissingProposalsError(
+                f'{owner}: {len(missing)} images have no proposals (e.g. '
+                f'img_id {missing[:5]})', missing)
 
     # Pass 1: sizes, the finite score range, the largest coordinate.
     counts = np.zeros((len(keys), num_scales), np.int64)
