@@ -23,7 +23,8 @@ def run_tool(args, cwd=REPO_ROOT, env=None, timeout=600, check=True):
     """
     cmd = [sys.executable] + list(args) if args[0].endswith('.py') \
         else list(args)
-    full_env = dict(os.environ, PYTHONPATH=REPO_ROOT, **(env or {}))
+    full_env = dict(os.environ, PYTHONPATH=REPO_ROOT)
+    full_env.update(env or {})
     proc = subprocess.run(
         cmd, cwd=cwd, env=full_env, capture_output=True, text=True,
         timeout=timeout)

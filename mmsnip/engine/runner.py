@@ -88,7 +88,9 @@ class SnipRunner(Runner):
        assigners keep their settings; each change is logged and the dumped
        config in the work dir shows the result);
     3. adds ``SamplerResumeHook`` (exact mid-epoch resume of the chip
-       sampler) to ``custom_hooks`` unless the config has it;
+       sampler) and ``SnipLabelCheckHook`` (at the first iteration with
+       objects, every module holding a scale-aware assigner must have
+       called it) to ``custom_hooks`` unless the config has them;
     4. builds the runner and checks the built model with
        :func:`mmsnip.models.snip_labels.check_scale_aware`: a module that
        would still train on out-of-range objects is an error naming it,
@@ -115,13 +117,17 @@ class SnipRunner(Runner):
             cfg.model, invalid_iou_thr=settings['invalid_iou_thr'])
         hooks = list((cfg.get('default_hooks') or {}).values()) + list(
             cfg.get('custom_hooks') or [])
-        if not any(
-                base_type(h.get('type')) == 'SamplerResumeHook'
-                for h in hooks if isinstance(h, dict)):
-            cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
-                dict(type='mmsnip.SamplerResumeHook')
-            ]
-            changes.append('custom_hooks: + SamplerResumeHook')
+        present = {base_type(h.get('type')) for h in hooks
+                   if isinstance(h, dict)}
+        for hook in (dict(type='mmsnip.SamplerResumeHook'),
+                     dict(type='mmsnip.SnipLabelCheckHook',
+                          allow_unaware=settings['allow_unaware'])):
+            name = base_type(hook['type'])
+            if name not in present:
+                cfg.custom_hooks = list(cfg.get('custom_hooks') or []) + [
+                    hook
+                ]
+                changes.append(f'custom_hooks: + {name}')
         runner = super().from_cfg(cfg)
         for change in changes:
             runner.logger.info(f'SnipRunner: {change}')

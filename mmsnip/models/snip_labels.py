@@ -30,13 +30,19 @@ config trains on SNIP/SNIPER data:
 2. :func:`scale_aware_problems` inspects the *built* model: every assigner
    it holds must be scale-aware, every dense head must hold one or be a
    known scale-aware head, every module of a class known to assign labels
-   internally must be its scale-aware subclass. Anything else is a problem
-   naming the module and the fix; the runner refuses to train unless the
-   config opts out explicitly (``snip_labels = dict(allow_unaware=True)``,
-   logged as a warning).
+   internally must be its scale-aware subclass, and none may be one known
+   to learn from every object outside its assigner
+   (:data:`ASSIGNER_BYPASSING_HEADS`, SOLO-style and YOLACT mask heads).
+   Anything else is a problem naming the module and the fix; the runner
+   refuses to train unless the config opts out explicitly
+   (``snip_labels = dict(allow_unaware=True)``, logged as a warning).
+
+What no inspection can see, a head of the user's that holds a scale-aware
+assigner but never calls it, :class:`AssignerCalls` finds in the first
+training iteration (``mmsnip.engine.hooks.SnipLabelCheckHook``).
 """
 import copy
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from mmengine.config import ConfigDict
 from torch import nn
@@ -68,6 +74,14 @@ MODULE_REWRITES = {
 }
 # Default of ScaleAwareMaxIoUAssigner.invalid_iou_thr (paper: 0.3).
 INVALID_IOU_THR = 0.3
+# Heads that hold an assigner (so the assigner checks pass) but whose loss
+# labels priors from every object itself, never calling it; the reason is
+# quoted in the error.
+ASSIGNER_BYPASSING_HEADS = {
+    'FreeAnchorRetinaHead':
+    "its loss builds each object's bag of anchors by IoU itself "
+    '(FreeAnchor) and never calls its assigner',
+}
 
 
 def base_type(type_name: Any) -> str:
@@ -191,6 +205,31 @@ def _aware_module_types() -> Tuple[type, ...]:
         cls for name, cls in MODELS.module_dict.items() if name in names)
 
 
+def _mask_head_problem(module: nn.Module, where: str) -> Optional[str]:
+    """Mask heads that learn from objects outside any assigner: a SOLO
+    head (no box head feeds it positives) assigns grid cells to objects by
+    their size itself; YOLACT's semantic segmentation branch learns every
+    object's mask in the chip."""
+    from mmdet.models.detectors.single_stage_instance_seg import \
+        SingleStageInstanceSegmentor
+
+    if isinstance(module, SingleStageInstanceSegmentor) and \
+            not module.with_bbox and module.mask_head is not None:
+        head = type(module.mask_head).__name__
+        return (f'{where}.mask_head ({head}) assigns objects to grid cells '
+                'by their size itself, without an assigner mmsnip can '
+                'check, so it would train on out-of-range objects: mmsnip '
+                'has no scale-aware version of it')
+    if any(c.__name__ == 'YOLACTProtonet' for c in type(module).__mro__) \
+            and getattr(module, 'segm_branch', None) is not None:
+        return (f'{where} ({type(module).__name__}) trains its semantic '
+                "segmentation branch on every object's mask in the chip, "
+                'out-of-range ones included (and mmdet 3.x cannot train it '
+                'with with_seg_branch=False): mmsnip has no scale-aware '
+                'version of it')
+    return None
+
+
 def scale_aware_problems(model: nn.Module) -> List[str]:
     """What in a built model would ignore ``scale_valid`` in training.
 
@@ -222,6 +261,17 @@ def scale_aware_problems(model: nn.Module) -> List[str]:
                 problems.append(
                     f'{where} ({cls}) matches queries to out-of-range '
                     f'objects and pushes the rest to background: {fix}')
+            continue
+        mask_problem = _mask_head_problem(module, where)
+        if mask_problem:
+            problems.append(mask_problem)
+        bypassing = next((c.__name__ for c in type(module).__mro__
+                          if c.__name__ in ASSIGNER_BYPASSING_HEADS), None)
+        if bypassing:
+            problems.append(
+                f'{where} ({cls}) ignores scale_valid: '
+                f'{ASSIGNER_BYPASSING_HEADS[bypassing]}; mmsnip has no '
+                'scale-aware version of it')
             continue
         # The closest class in its MRO with a scale-aware version: a user's
         # subclass of YOLOXHead weighs objectness like YOLOXHead.
@@ -272,7 +322,16 @@ def check_scale_aware(model: nn.Module, source: str = 'the config',
         logger: Logger for the opt-out warning (``MMLogger`` or
             ``logging.Logger``).
     """
-    problems = scale_aware_problems(model)
+    report_problems(scale_aware_problems(model), source, allow_unaware,
+                    logger)
+
+
+def report_problems(problems: List[str], source: str = 'the config',
+                    allow_unaware: bool = False, logger=None) -> None:
+    """Raise :class:`SnipLabelError` listing ``problems`` (messages naming
+    a module and its fix), or, with ``allow_unaware``, log them as one
+    warning; nothing if there are none. Arguments as
+    :func:`check_scale_aware`."""
     if not problems:
         return
     lines = '\n  - '.join(problems)
@@ -287,6 +346,85 @@ def check_scale_aware(model: nn.Module, source: str = 'the config',
         f'chip scale\'s valid range (SNIP\'s label rule):\n  - {lines}\n'
         'Fix the modules above, or opt out explicitly with '
         '`snip_labels = dict(allow_unaware=True)` in the config.')
+
+
+class AssignerCalls:
+    """Counts the calls to a model's scale-aware assigners, per module
+    holding them.
+
+    :func:`scale_aware_problems` sees which assigners a module holds, not
+    whether its loss calls them: a head whose loss labels priors itself
+    (as :data:`ASSIGNER_BYPASSING_HEADS` do) passes it. Counting calls
+    during a training iteration tells (``SnipLabelCheckHook``). Each
+    assigner's ``assign`` is wrapped on the instance until
+    :meth:`restore`.
+
+    Args:
+        model (nn.Module): The built detector (unwrapped).
+
+    Example:
+        >>> calls = AssignerCalls(model)
+        >>> losses = model.loss(inputs, data_samples)
+        >>> calls.uncalled()  # e.g. ['model.bbox_head (MyHead)']
+        >>> calls.restore()
+    """
+
+    def __init__(self, model: nn.Module):
+        self.calls: Dict[str, int] = {}
+        # Each wrapped assigner and the modules holding it (one assigner
+        # may be shared).
+        self._holders: List[Tuple[Any, List[str]]] = []
+        for path, module in model.named_modules():
+            aware = [a for _, a in _assigners_of(module)
+                     if _is_aware_assigner(a)]
+            if not aware:
+                continue
+            where = (f'model.{path}' if path else 'model') + \
+                f' ({type(module).__name__})'
+            self.calls[where] = 0
+            for assigner in aware:
+                self._count(assigner, where)
+
+    def _count(self, assigner, where: str) -> None:
+        for done, holders in self._holders:
+            if done is assigner:
+                holders.append(where)
+                return
+        holders = [where]
+        assign = assigner.assign
+
+        def counted(*args, **kwargs):
+            for holder in holders:
+                self.calls[holder] += 1
+            return assign(*args, **kwargs)
+
+        assigner.assign = counted
+        self._holders.append((assigner, holders))
+
+    def reset(self) -> None:
+        """Set every count to zero (e.g. before an iteration)."""
+        self.calls = dict.fromkeys(self.calls, 0)
+
+    def uncalled(self) -> List[str]:
+        """``'model.<path> (<class>)'`` of each module none of whose
+        assigners was called since the last :meth:`reset`."""
+        return [where for where, n in self.calls.items() if n == 0]
+
+    def restore(self) -> None:
+        """The assigners' own ``assign`` again (no counting cost)."""
+        for assigner, _ in self._holders:
+            vars(assigner).pop('assign', None)
+        self._holders = []
+
+
+def bypassed_assigner_problem(where: str) -> str:
+    """The message for a module from :meth:`AssignerCalls.uncalled`."""
+    return (f'{where} holds a scale-aware assigner but did not call it in a '
+            'training iteration whose chips have objects: its loss labels '
+            'priors without it, so they ignore scale_valid (FreeAnchor\'s '
+            'loss, for one, matches anchors to every object itself). Make '
+            'the loss assign through the assigner, or opt out if another '
+            'scale-aware module gives its labels (e.g. the teacher in LAD)')
 
 
 def snip_label_settings(cfg: Dict) -> dict:

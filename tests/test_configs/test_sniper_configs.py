@@ -112,6 +112,11 @@ def test_train_two_iterations_and_test_pyramid(name, tiny_demo_root,
     log = train.stdout + train.stderr
     assert 'SnipRunner: model.' in log
     assert 'SnipRunner: custom_hooks: + SamplerResumeHook' in log
+    # Every family's heads call their scale-aware assigners (FCOS and DINO
+    # have none: their scale-aware heads apply the rule).
+    assert 'SnipRunner: custom_hooks: + SnipLabelCheckHook' in log
+    assert ('SnipLabelCheckHook: the scale-aware assigners were called by'
+            in log) != name.startswith(('sniper_fcos', 'sniper_dino'))
     ckpt = tmp_path / 'work' / 'iter_2.pth'
     assert ckpt.exists()
     test = run_tool(['tools/test.py', cfg, str(ckpt), '--tta'], timeout=900)

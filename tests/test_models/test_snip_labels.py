@@ -102,6 +102,14 @@ def test_out_of_range_object_trains_no_positive(path):
     ('fsaf/fsaf_r50_fpn_1x_coco.py', 'model.bbox_head.assigner'),
     ('centernet/centernet_r18_8xb16-crop512-140e_coco.py',
      'model.bbox_head (CenterNetHead)'),
+    # Hold a scale-aware assigner (after the rewrite) but never call it.
+    ('free_anchor/freeanchor_r50_fpn_1x_coco.py',
+     'model.bbox_head (FreeAnchorRetinaHead)'),
+    # Mask heads that learn from every object outside any assigner.
+    ('solo/solo_r50_fpn_1x_coco.py', 'model.mask_head (SOLOHead)'),
+    ('solov2/solov2_r50_fpn_1x_coco.py', 'model.mask_head (SOLOV2Head)'),
+    ('yolact/yolact_r50_1xb8-55e_coco.py',
+     'model.mask_head (YOLACTProtonet)'),
 ])
 def test_unaware_detectors_refused_by_name(base, module, tmp_path):
     child = tmp_path / 'child.py'
@@ -130,3 +138,58 @@ def test_subclass_of_a_rewritten_head_is_refused():
     assert len(problems) == 1
     assert problems[0].startswith('model.bbox_head (MyYOLOXHead)')
     assert 'mmsnip.ScaleAwareYOLOXHead' in problems[0]
+
+
+def test_assigner_calls_counts_per_holding_module():
+    from mmdet.models.dense_heads import RetinaHead
+    from torch import nn
+
+    from mmsnip.models.snip_labels import AssignerCalls
+    from mmsnip.models.task_modules.assigners import ScaleAwareMaxIoUAssigner
+
+    model = nn.Module()
+    model.bbox_head = RetinaHead(
+        num_classes=2, in_channels=8, feat_channels=8, stacked_convs=1,
+        anchor_generator=dict(type='AnchorGenerator', octave_base_scale=4,
+                              scales_per_octave=1, ratios=[1.0],
+                              strides=[8]),
+        train_cfg=dict(assigner=dict(type='mmsnip.ScaleAwareMaxIoUAssigner',
+                                     pos_iou_thr=0.5, neg_iou_thr=0.4),
+                       sampler=dict(type='PseudoSampler'), allowed_border=-1,
+                       pos_weight=-1, debug=False))
+    assigner = model.bbox_head.assigner
+    assert isinstance(assigner, ScaleAwareMaxIoUAssigner)
+    calls = AssignerCalls(model)
+    assert calls.uncalled() == ['model.bbox_head (RetinaHead)']
+    priors = InstanceData(priors=torch.tensor([[0., 0., 10., 10.]]))
+    gt = InstanceData(bboxes=torch.tensor([[0., 0., 10., 10.]]),
+                      labels=torch.tensor([1]))
+    result = assigner.assign(priors, gt)
+    assert result.gt_inds.tolist() == [1]
+    assert calls.uncalled() == []
+    calls.reset()
+    assert calls.uncalled() == ['model.bbox_head (RetinaHead)']
+    calls.restore()
+    assert 'assign' not in vars(assigner)
+    assigner.assign(priors, gt)
+    assert calls.uncalled() == ['model.bbox_head (RetinaHead)']
+
+
+def test_assigner_calls_shared_assigner_counts_for_every_holder():
+    from torch import nn
+
+    from mmsnip.models.snip_labels import AssignerCalls
+    from mmsnip.models.task_modules.assigners import ScaleAwareMaxIoUAssigner
+
+    shared = ScaleAwareMaxIoUAssigner(pos_iou_thr=0.5, neg_iou_thr=0.4)
+    model = nn.Module()
+    model.a, model.b = nn.Module(), nn.Module()
+    model.a.assigner = model.b.assigner = shared
+    calls = AssignerCalls(model)
+    assert calls.uncalled() == ['model.a (Module)', 'model.b (Module)']
+    shared.assign(InstanceData(priors=torch.tensor([[0., 0., 10., 10.]])),
+                  InstanceData(bboxes=torch.tensor([[0., 0., 10., 10.]]),
+                               labels=torch.tensor([0])))
+    assert calls.uncalled() == []
+    calls.restore()
+    assert 'assign' not in vars(shared)
