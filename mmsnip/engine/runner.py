@@ -29,6 +29,20 @@ _SWITCH_HOOKS = {
 _RESIZING_BATCH_AUGMENTS = ('BatchSyncRandomResize', 'BatchResize')
 
 
+def _semantic_heads(node, path: str) -> Iterator[str]:
+    """``'<path> (<type>)'`` of every ``semantic_head`` in a model config
+    (HTC, SCNet, Panoptic FPN)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == 'semantic_head' and isinstance(value, dict):
+                yield f'{path}.{key} ({base_type(value.get("type"))})'
+            else:
+                yield from _semantic_heads(value, f'{path}.{key}')
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            yield from _semantic_heads(value, f'{path}[{i}]')
+
+
 def _datasets(ds) -> Iterator[dict]:
     """A dataset config and every dataset config nested in it."""
     if isinstance(ds, dict):
@@ -48,7 +62,8 @@ def trains_on_chips(cfg: Config) -> bool:
 
 
 def chip_training_problems(cfg: Config) -> List[str]:
-    """Config parts that would silently undo the chips' scale information.
+    """Config parts that would silently undo the chips' scale information,
+    or need data that chips do not carry.
 
     Returns:
         list[str]: One message per problem with its fix.
@@ -71,6 +86,11 @@ def chip_training_problems(cfg: Config) -> List[str]:
                 'chips and their boxes but not their valid range; chips are '
                 'already at their scale: set '
                 'model.data_preprocessor.batch_augments=None')
+    for head in _semantic_heads(cfg.get('model') or {}, 'model'):
+        problems.append(
+            f'{head} trains on semantic segmentation maps (gt_sem_seg), '
+            'which SNIPER chips do not carry: remove it (for HTC: '
+            'mmdet::htc/htc-without-semantic_r50_fpn_1x_coco.py)')
     return problems
 
 

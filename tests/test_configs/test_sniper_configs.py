@@ -150,6 +150,28 @@ def test_switch_hooks_and_batch_resize_refused(tiny_demo_root, tmp_path):
     assert 'error:' in proc.stderr and 'PipelineSwitchHook' in proc.stderr
 
 
+@pytest.mark.parametrize('base, problem', [
+    ('htc/htc_r50_fpn_1x_coco.py',
+     'model.roi_head.semantic_head (FusedSemanticHead) trains on semantic '
+     'segmentation maps'),
+    ('scnet/scnet_r50_fpn_1x_coco.py',
+     'model.roi_head.semantic_head (SCNetSemanticHead) trains on semantic '
+     'segmentation maps'),
+    ('panoptic_fpn/panoptic-fpn_r50_fpn_1x_coco.py',
+     'model.semantic_head (PanopticFPNHead) trains on semantic '
+     'segmentation maps'),
+    ('htc/htc-without-semantic_r50_fpn_1x_coco.py', None),
+])
+def test_semantic_heads_refused(base, problem, tmp_path):
+    child = tmp_path / 'child.py'
+    child.write_text(f"_base_ = 'mmdet::{base}'\n")
+    problems = chip_training_problems(Config.fromfile(str(child)))
+    if problem is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and problems[0].startswith(problem)
+
+
 def test_chip_training_without_snip_runner_refused(tiny_demo_root,
                                                    tmp_path):
     path = osp.join(REPO_ROOT, 'configs/sniper',
