@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import REPO_ROOT, run_tool
+from conftest import REPO_ROOT, free_port, run_tool
 from mmdet.structures import DetDataSample
 from mmengine.config import Config
 from mmengine.structures import InstanceData
@@ -122,8 +122,8 @@ class BypassingRetinaHead(RetinaHead):
 '''
 
 
-def test_train_refuses_a_head_that_bypasses_its_assigner(
-        tiny_demo_root, tmp_path):
+def _retina_configs(tiny_demo_root, tmp_path):
+    """The tiny SNIPER RetinaNet and a child with the bypassing head."""
     (tmp_path / 'bypassing_head.py').write_text(BYPASSING_HEAD)
     path = osp.join(REPO_ROOT, 'configs/sniper',
                     'sniper_retinanet_r50_fpn_1x_coco.py')
@@ -135,12 +135,41 @@ def test_train_refuses_a_head_that_bypasses_its_assigner(
         custom_imports = dict(imports=['bypassing_head'])
         model = dict(bbox_head=dict(type='BypassingRetinaHead'))
         """))
-    proc = run_tool(['tools/train.py', str(child)], check=False,
+    return tiny, str(child)
+
+
+def test_train_refuses_a_head_that_bypasses_its_assigner(
+        tiny_demo_root, tmp_path):
+    _, child = _retina_configs(tiny_demo_root, tmp_path)
+    proc = run_tool(['tools/train.py', child], check=False,
                     env=dict(PYTHONPATH=f'{REPO_ROOT}:{tmp_path}'))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2, out[-3000:]
     assert 'SnipRunner: custom_hooks: + SnipLabelCheckHook' in out
-    assert ('error: ' + str(child)) in proc.stderr
+    assert ('error: ' + child) in proc.stderr
     assert ('model.bbox_head (BypassingRetinaHead) holds a scale-aware '
             'assigner but did not call it') in proc.stderr
     assert not (tmp_path / 'w' / 'iter_2.pth').exists()
+
+
+def test_two_ranks_decide_alike(tiny_demo_root, tmp_path):
+    """Two CPU processes (dist_train.sh): both ranks stop on the bypassing
+    head (neither waits for the other in the next iteration), and both
+    pass with RetinaNet's own head."""
+    tiny, child = _retina_configs(tiny_demo_root, tmp_path)
+    env = dict(PORT=str(free_port()), PYTHON=sys.executable,
+               OMP_NUM_THREADS='1', PYTHONPATH=f'{REPO_ROOT}:{tmp_path}')
+    proc = run_tool(['bash', 'tools/dist_train.sh', child, '2'], env=env,
+                    check=False, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert out.count('model.bbox_head (BypassingRetinaHead) holds a '
+                     'scale-aware assigner') >= 2, out[-3000:]
+    env['PORT'] = str(free_port())
+    proc = run_tool(['bash', 'tools/dist_train.sh', tiny, '2'], env=env,
+                    timeout=300)
+    out = proc.stdout + proc.stderr
+    assert 'Distributed training: True' in out, out[-3000:]
+    assert ('SnipLabelCheckHook: the scale-aware assigners were called by '
+            'model.bbox_head (RetinaHead)') in out
+    assert (tmp_path / 'w' / 'iter_2.pth').exists()
