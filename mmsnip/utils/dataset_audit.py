@@ -87,6 +87,7 @@ MISSING_IMAGE = 'missing_image'  # annotation -> image id not in file
 MISSING_CATEGORY = 'missing_category'  # annotation -> category not in file
 BAD_BBOX = 'bad_bbox'  # not 4 finite numbers
 DROPPED_BOXES = 'dropped_boxes'  # CocoDataset drops them (warning)
+BBOX_FORMAT = 'bbox_format'  # [x1, y1, x2, y2] written as COCO's bbox
 BAD_CATEGORY = 'bad_category'  # duplicate id / name, no name
 CLASS_MISSING = 'class_missing'  # metainfo.classes name not in file
 CLASS_ORDER = 'class_order'  # labels differ between files
@@ -479,9 +480,10 @@ def audit_coco(coco: dict,
                 _bad_bbox(ann['bbox']) if not np.isfinite(arr[k]).all() else
                 f'has area={ann.get("area")!r}: it must be a finite number',
                 BAD_BBOX if not np.isfinite(arr[k]).all() else BAD_ANNOTATION)
+        wh = np.asarray(img_wh, float)
         out.extend(
-            _dropped_boxes(anns, rows, arr, area_arr,
-                           np.asarray(img_wh, float), path, source))
+            _dropped_boxes(anns, rows, arr, area_arr, wh, path, source))
+        out.extend(_corner_boxes(anns, rows, arr, wh, path, source))
     for iid, entries in no_image.items():
         add(
             f'image {iid}', f'is not in "images" but {len(entries)} '
@@ -541,6 +543,51 @@ def _dropped_boxes(anns, rows, boxes, area, wh, path, source) -> List[Problem]:
                     f'them silently ({_first(entries, len(idx))})', WARNING,
                     DROPPED_BOXES, source))
     return out
+
+
+# Evidence that a file's bboxes are [x1, y1, x2, y2]: at least this many
+# boxes of known image size, this share of them past their image's right or
+# bottom edge as [x, y, w, h] (a box with its centre in the right or bottom
+# half does, read so), and this share inside it as [x1, y1, x2, y2].
+CORNER_MIN_BOXES = 10
+CORNER_MIN_OVERFLOW = 0.25
+CORNER_MIN_FIT = 0.99
+
+
+def _corner_boxes(anns, rows, boxes, wh, path, source) -> List[Problem]:
+    """An error if the boxes are corners ``[x1, y1, x2, y2]`` written as
+    COCO's ``[x, y, width, height]`` (a common conversion mistake): read as
+    COCO, many run past their image (CocoDataset keeps them; the
+    pipelines clip them to the image, so training would silently learn
+    boxes reaching the image's border), while read as corners every one
+    lies inside. Arguments as :func:`_dropped_boxes`; boxes of unknown
+    image size are left out."""
+    known = np.isfinite(boxes).all(1) & np.isfinite(wh).all(1)
+    if np.count_nonzero(known) < CORNER_MIN_BOXES:
+        return []
+    b, (img_w, img_h) = boxes[known], wh[known].T
+    x, y, w, h = b.T
+    over = (x + w > img_w + 1) | (y + h > img_h + 1)
+    fits = (w > x) & (h > y) & (x >= -1) & (y >= -1) & \
+        (w <= img_w + 1) & (h <= img_h + 1)
+    n = len(b)
+    if over.mean() < CORNER_MIN_OVERFLOW or fits.mean() < CORNER_MIN_FIT:
+        return []
+    k = int(np.flatnonzero(known)[np.flatnonzero(over)[0]])
+    ann = anns[rows[k]]
+    example = (f'{_ann_entry(ann, rows[k])} has bbox {ann["bbox"]} in a '
+               f'{wh[k, 0]:g} x {wh[k, 1]:g} image')
+    return [
+        Problem(
+            path, 'annotations',
+            f'{int(over.sum())} of {n} boxes ({over.mean():.0%}) run past '
+            'their image read as COCO\'s [x, y, width, height] (e.g. '
+            f'{example}), but {fits.mean():.0%} lie inside it read as '
+            'corners [x1, y1, x2, y2]: the file looks written in corners. '
+            'Convert it (width = x2 - x1, height = y2 - y1), or set '
+            'audit_datasets = False to use it as it is', ERROR, BBOX_FORMAT,
+            source)
+    ]
 
 
 # ---------------------------------------------------------------------------

@@ -10,11 +10,11 @@ import pytest
 from PIL import Image
 
 from mmsnip.utils.dataset_audit import (
-    BAD_BBOX, CATEGORY_ID, CLASS_MISSING, CLASS_ORDER, DROPPED_BOXES,
-    DUPLICATE_ANN_ID, DUPLICATE_IMAGE_ID, ERROR, IMAGE_FILE, IMAGE_SIZE,
-    IMAGES_SKIPPED, MISSING_CATEGORY, MISSING_IMAGE, NO_IMAGES, WARNING,
-    AnnSource, audit_config, audit_sources, errors, image_size, label_names,
-    sources_from_config)
+    BAD_BBOX, BBOX_FORMAT, CATEGORY_ID, CLASS_MISSING, CLASS_ORDER,
+    DROPPED_BOXES, DUPLICATE_ANN_ID, DUPLICATE_IMAGE_ID, ERROR, IMAGE_FILE,
+    IMAGE_SIZE, IMAGES_SKIPPED, MISSING_CATEGORY, MISSING_IMAGE, NO_IMAGES,
+    WARNING, AnnSource, audit_config, audit_sources, errors, image_size,
+    label_names, sources_from_config)
 from mmsnip.utils.preflight import UserInputError, check_annotations
 
 CLASSES = ('disc', 'square', 'triangle', 'cross', 'ring')
@@ -181,6 +181,45 @@ def test_boxes_mmdet_drops_are_warnings(demo):
             ] == [(DROPPED_BOXES, WARNING, 'annotation 1 (image 1)'),
                   (DROPPED_BOXES, WARNING, 'annotation 2 (image 1)')]
     assert errors(problems) == []
+
+
+def _as_corners(coco):
+    """Every bbox rewritten as [x1, y1, x2, y2] (the conversion mistake)."""
+    for ann in coco['annotations']:
+        x, y, w, h = ann['bbox']
+        ann['bbox'] = [x, y, x + w, y + h]
+    return coco
+
+
+def test_boxes_written_as_corners_are_an_error(demo):
+    coco = _as_corners(read(demo))
+    path = write(demo, coco)
+    p = only(audit(demo), BBOX_FORMAT)
+    assert (p.file, p.entry, p.severity) == (path, 'annotations', ERROR)
+    assert "read as COCO's [x, y, width, height]" in p.message
+    assert 'read as corners [x1, y1, x2, y2]' in p.message
+    assert 'audit_datasets = False' in p.message
+    # The example names a box that runs past its image read as COCO's.
+    boxes = {f'annotation {a["id"]} (image {a["image_id"]})': a
+             for a in coco['annotations']}
+    sizes = {i['id']: (i['width'], i['height']) for i in coco['images']}
+    entry = p.message.split('(e.g. ')[1].split(' has bbox')[0]
+    x, y, w, h = boxes[entry]['bbox']
+    img_w, img_h = sizes[boxes[entry]['image_id']]
+    assert x + w > img_w + 1 or y + h > img_h + 1
+
+
+def test_some_boxes_past_the_border_are_not_corners(demo):
+    """Boxes that run past the image (amodal annotations) without the
+    corner pattern: no format error."""
+    coco = read(demo)
+    sizes = {i['id']: (i['width'], i['height']) for i in coco['images']}
+    for ann in coco['annotations'][::3]:
+        x, y, w, h = ann['bbox']
+        img_w, _ = sizes[ann['image_id']]
+        ann['bbox'] = [x, y, w + img_w, h]  # past the right border
+    write(demo, coco)
+    assert [p for p in audit(demo) if p.kind == BBOX_FORMAT] == []
 
 
 def test_file_without_images(demo):
