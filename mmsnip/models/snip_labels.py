@@ -32,7 +32,7 @@ config trains on SNIP/SNIPER data:
    known scale-aware head, every module of a class known to assign labels
    internally must be its scale-aware subclass, and none may be one known
    to learn from every object outside its assigner
-   (:data:`ASSIGNER_BYPASSING_HEADS`, SOLO-style and YOLACT mask heads).
+   (:data:`ASSIGNER_BYPASSING_HEADS`, SOLO-style mask heads).
    Anything else is a problem naming the module and the fix; the runner
    refuses to train unless the config opts out explicitly
    (``snip_labels = dict(allow_unaware=True)``, logged as a warning).
@@ -62,6 +62,8 @@ MODULE_REWRITES = {
     'FCOSHead': 'ScaleAwareFCOSHead',
     'YOLOXHead': 'ScaleAwareYOLOXHead',
     'VFNetHead': 'ScaleAwareVFNetHead',
+    # YOLACT's semantic branch learns every object's mask.
+    'YOLACTProtonet': 'ScaleAwareYOLACTProtonet',
     # DETR family: matching on valid objects only, queries that land on an
     # invalid one get no classification loss; DINO's denoising queries are
     # built from valid objects only.
@@ -206,10 +208,8 @@ def _aware_module_types() -> Tuple[type, ...]:
 
 
 def _mask_head_problem(module: nn.Module, where: str) -> Optional[str]:
-    """Mask heads that learn from objects outside any assigner: a SOLO
-    head (no box head feeds it positives) assigns grid cells to objects by
-    their size itself; YOLACT's semantic segmentation branch learns every
-    object's mask in the chip."""
+    """A SOLO-style mask head (no box head feeds it positives): it assigns
+    grid cells to objects by their size itself, outside any assigner."""
     from mmdet.models.detectors.single_stage_instance_seg import \
         SingleStageInstanceSegmentor
 
@@ -220,13 +220,6 @@ def _mask_head_problem(module: nn.Module, where: str) -> Optional[str]:
                 'by their size itself, without an assigner mmsnip can '
                 'check, so it would train on out-of-range objects: mmsnip '
                 'has no scale-aware version of it')
-    if any(c.__name__ == 'YOLACTProtonet' for c in type(module).__mro__) \
-            and getattr(module, 'segm_branch', None) is not None:
-        return (f'{where} ({type(module).__name__}) trains its semantic '
-                "segmentation branch on every object's mask in the chip, "
-                'out-of-range ones included (and mmdet 3.x cannot train it '
-                'with with_seg_branch=False): mmsnip has no scale-aware '
-                'version of it')
     return None
 
 

@@ -57,6 +57,11 @@ EXPECTED_CHANGES = {
         'model.train_cfg.assigner: DynamicSoftLabelAssigner -> '
         'ScaleValidAssigner'
     ],
+    'sniper_yolact_r50_1xb8-55e_coco.py': [
+        'model.mask_head: YOLACTProtonet -> ScaleAwareYOLACTProtonet',
+        'model.train_cfg.assigner: MaxIoUAssigner -> '
+        'ScaleAwareMaxIoUAssigner'
+    ],
     'sniper_yolox_s_300e_coco.py': [
         'model.bbox_head: YOLOXHead -> ScaleAwareYOLOXHead',
         'model.train_cfg.assigner: SimOTAAssigner -> ScaleValidAssigner'
@@ -66,7 +71,7 @@ EXPECTED_CHANGES = {
 
 def test_every_family_is_shipped():
     families = ('faster-rcnn', 'cascade-rcnn', 'mask-rcnn', 'retinanet',
-                'fcos', 'atss', 'gfl', 'rtmdet', 'yolox', 'dino')
+                'fcos', 'atss', 'gfl', 'rtmdet', 'yolox', 'dino', 'yolact')
     for family in families:
         assert any(n.startswith(f'sniper_{family}') for n in NAMES), family
 

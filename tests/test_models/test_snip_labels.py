@@ -105,11 +105,9 @@ def test_out_of_range_object_trains_no_positive(path):
     # Hold a scale-aware assigner (after the rewrite) but never call it.
     ('free_anchor/freeanchor_r50_fpn_1x_coco.py',
      'model.bbox_head (FreeAnchorRetinaHead)'),
-    # Mask heads that learn from every object outside any assigner.
+    # Mask heads that assign grid cells to objects themselves.
     ('solo/solo_r50_fpn_1x_coco.py', 'model.mask_head (SOLOHead)'),
     ('solov2/solov2_r50_fpn_1x_coco.py', 'model.mask_head (SOLOV2Head)'),
-    ('yolact/yolact_r50_1xb8-55e_coco.py',
-     'model.mask_head (YOLACTProtonet)'),
 ])
 def test_unaware_detectors_refused_by_name(base, module, tmp_path):
     child = tmp_path / 'child.py'
@@ -138,6 +136,19 @@ def test_subclass_of_a_rewritten_head_is_refused():
     assert len(problems) == 1
     assert problems[0].startswith('model.bbox_head (MyYOLOXHead)')
     assert 'mmsnip.ScaleAwareYOLOXHead' in problems[0]
+
+
+def test_yolact_is_made_scale_aware(tmp_path):
+    """Its box head's assigner and its semantic branch (the mask head)
+    are rewritten; the semantic rule itself is tested with the head."""
+    child = tmp_path / 'child.py'
+    child.write_text(
+        "_base_ = 'mmdet::yolact/yolact_r50_1xb8-55e_coco.py'\n")
+    model = _build(str(child))
+    assert type(model.mask_head).__name__ == 'ScaleAwareYOLACTProtonet'
+    assert scale_aware_problems(model) == []
+    assert _positive_only_loss(model, OUT_OF_RANGE).item() == 0.0
+    assert _positive_only_loss(model, IN_RANGE).item() > 0.0
 
 
 def test_assigner_calls_counts_per_holding_module():
