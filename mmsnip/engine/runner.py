@@ -111,8 +111,11 @@ class SnipRunner(Runner):
        sampler) and ``SnipLabelCheckHook`` (at the first iteration with
        objects, every module holding a scale-aware assigner must have
        called it) to ``custom_hooks`` unless the config has them;
-    4. builds the runner and checks the built model with
-       :func:`mmsnip.models.snip_labels.check_scale_aware`: a module that
+    4. builds the runner and checks the built model: its backbone and
+       neck must take every input size its data preprocessor lets
+       through (:func:`mmsnip.models.input_sizes.input_size_problem`;
+       the pyramid test and border chips have any size), and, with
+       :func:`mmsnip.models.snip_labels.check_scale_aware`, a module that
        would still train on out-of-range objects is an error naming it,
        unless the config opts out with
        ``snip_labels = dict(allow_unaware=True)`` (logged as a warning).
@@ -122,6 +125,7 @@ class SnipRunner(Runner):
 
     @classmethod
     def from_cfg(cls, cfg: Config) -> 'SnipRunner':
+        from mmsnip.models.input_sizes import input_size_problem
         from mmsnip.models.snip_labels import (check_scale_aware,
                                                make_scale_aware_cfg,
                                                snip_label_settings)
@@ -153,6 +157,9 @@ class SnipRunner(Runner):
             runner.logger.info(f'SnipRunner: {change}')
         model = runner.model.module if hasattr(runner.model,
                                                'module') else runner.model
+        size_problem = input_size_problem(model)
+        if size_problem:
+            raise UserInputError(f'{source}: {size_problem}')
         check_scale_aware(
             model, source, settings['allow_unaware'], logger=runner.logger)
         return runner

@@ -1,0 +1,77 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""input_size_problem: a detector whose neck fails on sizes its data
+preprocessor lets through is named before any data is loaded; through
+tools/train.py with the shipped RTMDet config unpadded."""
+import os.path as osp
+import sys
+
+import torch
+import torch.nn.functional as F
+from conftest import REPO_ROOT, run_tool
+from mmdet.models.data_preprocessors import DetDataPreprocessor
+from torch import nn
+
+from mmsnip.models.input_sizes import _probe_sizes, input_size_problem
+
+sys.path.insert(0, osp.join(osp.dirname(osp.dirname(__file__)),
+                            'test_configs'))
+from shipped_configs import tiny_sniper_config  # noqa: E402
+
+
+class UpsampleConcat(nn.Module):
+    """A neck as RTMDet's: stride-2 features upsampled x2 and concatenated
+    with the stride-1 ones (fails unless the size is even)."""
+
+    def __init__(self, divisor: int, fails_always: bool = False):
+        super().__init__()
+        self.data_preprocessor = DetDataPreprocessor(
+            pad_size_divisor=divisor)
+        self.conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.fails_always = fails_always
+
+    def extract_feat(self, x):
+        if self.fails_always:
+            raise RuntimeError('needs 640 x 640')
+        low = F.interpolate(self.conv(x), scale_factor=2.0)
+        return torch.cat([low, x.new_zeros(1, 4, *x.shape[-2:])], 1)
+
+
+def test_probe_sizes():
+    assert _probe_sizes(1) == (256, 257)
+    assert _probe_sizes(32) == (256, 288)  # 288 = 9 x 32: not /64
+    assert _probe_sizes(64) == (256, 320)
+    assert _probe_sizes(100) == (3200, 3300)
+
+
+def test_unpadded_neck_is_named_padded_one_passes():
+    model = UpsampleConcat(divisor=1).train()
+    problem = input_size_problem(model)
+    assert problem.startswith('the backbone and neck fail on a 257 x 257 '
+                              'input, a size model.data_preprocessor.'
+                              'pad_size_divisor=1 lets through')
+    assert 'pad_size_divisor=32' in problem
+    assert model.training  # mode restored
+    assert input_size_problem(UpsampleConcat(divisor=2)) is None
+
+
+def test_a_network_that_fails_on_the_safe_size_is_not_judged():
+    assert input_size_problem(UpsampleConcat(1, fails_always=True)) is None
+
+
+def test_train_refuses_unpadded_rtmdet(tiny_demo_root, tmp_path):
+    """mmdet's RTMDet feeds 640 x 640 only; the shipped config pads to 32
+    for the pyramid test and border chips. Without it: refused by name,
+    before the chip table is built."""
+    path = osp.join(REPO_ROOT, 'configs/sniper',
+                    'sniper_rtmdet_tiny_300e_coco.py')
+    cfg = tiny_sniper_config(path, tiny_demo_root, str(tmp_path / 'w'),
+                             str(tmp_path / 'rtmdet.py'))
+    proc = run_tool([
+        'tools/train.py', cfg, '--cfg-options',
+        'model.data_preprocessor.pad_size_divisor=1'
+    ], check=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert ('error: ' + cfg + ': the backbone and neck fail on a 257 x 257 '
+            'input') in proc.stderr
+    # The chip dataset (its summary line) was never built.
+    assert 'SniperDataset: ' not in proc.stdout + proc.stderr
