@@ -325,6 +325,13 @@ class MultiScaleInferencer:
                 steps, where = cfg.tta_pipeline, 'tta_pipeline'
             self.pipeline = Compose(inference_pipeline(steps, where))
         self.model = net.to(self.device).eval()
+        if mode != 'single':
+            # The multi-scale modes feed the detector images and chips of
+            # any size (mmsnip/models/input_sizes.py).
+            from mmsnip.models.input_sizes import input_size_problem
+            problem = input_size_problem(detector)
+            if problem:
+                raise UserInputError(f'config "{cfg_name}": {problem}')
         self.classes = self._classes(cfg, ckpt, cfg_name)
         self._visualizer = None
 

@@ -5,6 +5,7 @@ tools/train.py with the shipped RTMDet config unpadded."""
 import os.path as osp
 import sys
 
+import pytest
 import torch
 import torch.nn.functional as F
 from conftest import REPO_ROOT, run_tool
@@ -75,3 +76,32 @@ def test_train_refuses_unpadded_rtmdet(tiny_demo_root, tmp_path):
             'input') in proc.stderr
     # The chip dataset (its summary line) was never built.
     assert 'SniperDataset: ' not in proc.stdout + proc.stderr
+
+
+def test_inferencer_refuses_unpadded_rtmdet(tiny_demo_root, tmp_path):
+    """The multi-scale modes of MultiScaleInferencer feed any size too;
+    its single mode keeps the detector's own test pipeline."""
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+
+    from mmsnip.apis import MultiScaleInferencer
+    from mmsnip.registry import MODELS
+    from mmsnip.utils.preflight import UserInputError
+
+    path = osp.join(REPO_ROOT, 'configs/sniper',
+                    'sniper_rtmdet_tiny_300e_coco.py')
+    tiny = tiny_sniper_config(path, tiny_demo_root, str(tmp_path / 'w'),
+                              str(tmp_path / 'rtmdet.py'))
+    child = tmp_path / 'unpadded.py'
+    child.write_text("_base_ = './rtmdet.py'\n"
+                     'model = dict(data_preprocessor=dict('
+                     'pad_size_divisor=1))\n')
+    cfg = Config.fromfile(tiny)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = MODELS.build(cfg.model)
+    ckpt = str(tmp_path / 'random.pth')
+    torch.save(dict(state_dict=model.state_dict()), ckpt)
+    with pytest.raises(UserInputError, match='fail on a 257 x 257 input'):
+        MultiScaleInferencer(str(child), ckpt, mode='pyramid', device='cpu')
+    MultiScaleInferencer(str(child), ckpt, mode='single', device='cpu')
+    MultiScaleInferencer(tiny, ckpt, mode='pyramid', device='cpu')
