@@ -30,9 +30,8 @@ config trains on SNIP/SNIPER data:
 2. :func:`scale_aware_problems` inspects the *built* model: every assigner
    it holds must be scale-aware, every dense head must hold one or be a
    known scale-aware head, every module of a class known to assign labels
-   internally must be its scale-aware subclass, and none may be one known
-   to learn from every object outside its assigner
-   (:data:`ASSIGNER_BYPASSING_HEADS`, SOLO-style mask heads).
+   internally must be its scale-aware subclass, and no SOLO-style mask
+   head may assign grid cells to objects itself.
    Anything else is a problem naming the module and the fix; the runner
    refuses to train unless the config opts out explicitly
    (``snip_labels = dict(allow_unaware=True)``, logged as a warning).
@@ -64,6 +63,8 @@ MODULE_REWRITES = {
     'VFNetHead': 'ScaleAwareVFNetHead',
     # YOLACT's semantic branch learns every object's mask.
     'YOLACTProtonet': 'ScaleAwareYOLACTProtonet',
+    # FreeAnchor builds its anchor bags itself, never calling its assigner.
+    'FreeAnchorRetinaHead': 'ScaleAwareFreeAnchorRetinaHead',
     # DETR family: matching on valid objects only, queries that land on an
     # invalid one get no classification loss; DINO's denoising queries are
     # built from valid objects only.
@@ -76,14 +77,6 @@ MODULE_REWRITES = {
 }
 # Default of ScaleAwareMaxIoUAssigner.invalid_iou_thr (paper: 0.3).
 INVALID_IOU_THR = 0.3
-# Heads that hold an assigner (so the assigner checks pass) but whose loss
-# labels priors from every object itself, never calling it; the reason is
-# quoted in the error.
-ASSIGNER_BYPASSING_HEADS = {
-    'FreeAnchorRetinaHead':
-    "its loss builds each object's bag of anchors by IoU itself "
-    '(FreeAnchor) and never calls its assigner',
-}
 
 
 def base_type(type_name: Any) -> str:
@@ -258,14 +251,6 @@ def scale_aware_problems(model: nn.Module) -> List[str]:
         mask_problem = _mask_head_problem(module, where)
         if mask_problem:
             problems.append(mask_problem)
-        bypassing = next((c.__name__ for c in type(module).__mro__
-                          if c.__name__ in ASSIGNER_BYPASSING_HEADS), None)
-        if bypassing:
-            problems.append(
-                f'{where} ({cls}) ignores scale_valid: '
-                f'{ASSIGNER_BYPASSING_HEADS[bypassing]}; mmsnip has no '
-                'scale-aware version of it')
-            continue
         # The closest class in its MRO with a scale-aware version: a user's
         # subclass of YOLOXHead weighs objectness like YOLOXHead.
         rewritten = next((c.__name__ for c in type(module).__mro__
@@ -347,10 +332,11 @@ class AssignerCalls:
 
     :func:`scale_aware_problems` sees which assigners a module holds, not
     whether its loss calls them: a head whose loss labels priors itself
-    (as :data:`ASSIGNER_BYPASSING_HEADS` do) passes it. Counting calls
-    during a training iteration tells (``SnipLabelCheckHook``). Each
-    assigner's ``assign`` is wrapped on the instance until
-    :meth:`restore`.
+    (as FreeAnchor's does) passes it. Counting calls during a training
+    iteration tells (``SnipLabelCheckHook``). A head whose class sets
+    ``skips_assigner = True`` (mmsnip's FreeAnchor, which applies the rule
+    in its own matching) is not counted. Each assigner's ``assign`` is
+    wrapped on the instance until :meth:`restore`.
 
     Args:
         model (nn.Module): The built detector (unwrapped).
@@ -368,6 +354,8 @@ class AssignerCalls:
         # may be shared).
         self._holders: List[Tuple[Any, List[str]]] = []
         for path, module in model.named_modules():
+            if getattr(module, 'skips_assigner', False):
+                continue  # applies the rule in its own matching
             aware = [a for _, a in _assigners_of(module)
                      if _is_aware_assigner(a)]
             if not aware:
@@ -414,8 +402,8 @@ def bypassed_assigner_problem(where: str) -> str:
     """The message for a module from :meth:`AssignerCalls.uncalled`."""
     return (f'{where} holds a scale-aware assigner but did not call it in a '
             'training iteration whose chips have objects: its loss labels '
-            'priors without it, so they ignore scale_valid (FreeAnchor\'s '
-            'loss, for one, matches anchors to every object itself). Make '
+            'priors without it, so they ignore scale_valid (as FreeAnchor\'s '
+            'loss does: mmsnip rewrites that one). Make '
             'the loss assign through the assigner, or opt out if another '
             'scale-aware module gives its labels (e.g. the teacher in LAD)')
 

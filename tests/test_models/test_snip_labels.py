@@ -102,9 +102,6 @@ def test_out_of_range_object_trains_no_positive(path):
     ('fsaf/fsaf_r50_fpn_1x_coco.py', 'model.bbox_head.assigner'),
     ('centernet/centernet_r18_8xb16-crop512-140e_coco.py',
      'model.bbox_head (CenterNetHead)'),
-    # Hold a scale-aware assigner (after the rewrite) but never call it.
-    ('free_anchor/freeanchor_r50_fpn_1x_coco.py',
-     'model.bbox_head (FreeAnchorRetinaHead)'),
     # Mask heads that assign grid cells to objects themselves.
     ('solo/solo_r50_fpn_1x_coco.py', 'model.mask_head (SOLOHead)'),
     ('solov2/solov2_r50_fpn_1x_coco.py', 'model.mask_head (SOLOV2Head)'),
@@ -149,6 +146,44 @@ def test_yolact_is_made_scale_aware(tmp_path):
     assert scale_aware_problems(model) == []
     assert _positive_only_loss(model, OUT_OF_RANGE).item() == 0.0
     assert _positive_only_loss(model, IN_RANGE).item() > 0.0
+
+
+def _losses(model, valid_range, empty=False) -> dict:
+    torch.manual_seed(1)
+    img = torch.randint(0, 255, (3, SIZE, SIZE), dtype=torch.uint8)
+    sample = _chip(valid_range, False)
+    if empty:
+        sample.gt_instances = sample.gt_instances[:0]
+    data = model.data_preprocessor(
+        dict(inputs=[img], data_samples=[sample]), training=True)
+    model.train()
+    losses = model.loss(data['inputs'], data['data_samples'])
+    return {k: float(v.detach()) for k, v in losses.items()}
+
+
+def test_free_anchor_bags_follow_the_rule(tmp_path):
+    """FreeAnchor never calls its assigner: its scale-aware head gives only
+    valid objects a positive bag, and an anchor on an invalid object is not
+    pushed to background (less negative loss than on an empty chip)."""
+    child = tmp_path / 'child.py'
+    child.write_text(
+        "_base_ = 'mmdet::free_anchor/freeanchor_r50_fpn_1x_coco.py'\n")
+    model = _build(str(child))
+    assert type(model.bbox_head).__name__ == \
+        'ScaleAwareFreeAnchorRetinaHead'
+    assert scale_aware_problems(model) == []
+    out, inside = _losses(model, OUT_OF_RANGE), _losses(model, IN_RANGE)
+    empty = _losses(model, IN_RANGE, empty=True)
+    assert out['positive_bag_loss'] == 0.0 < inside['positive_bag_loss']
+    assert out['negative_bag_loss'] < empty['negative_bag_loss']
+    # With every object valid it is mmdet's head (same weights: the class
+    # swapped for one call).
+    from mmdet.models.dense_heads import FreeAnchorRetinaHead
+    aware = model.bbox_head
+    model.bbox_head.__class__ = FreeAnchorRetinaHead
+    plain = _losses(model, IN_RANGE)
+    model.bbox_head.__class__ = type(aware)
+    assert plain == inside
 
 
 def test_assigner_calls_counts_per_holding_module():

@@ -4,9 +4,9 @@ scale-aware assigner.
 
 ``SnipRunner`` checks the *built* model (``scale_aware_problems``): every
 assigner a head holds must be scale-aware. That cannot see a head whose
-loss labels priors without calling its assigner (FreeAnchor's does;
-mmsnip names the ones it knows, but a user's head can do the same), so the
-rule would silently not apply. :class:`SnipLabelCheckHook` counts the
+loss labels priors without calling its assigner (FreeAnchor's does, and
+mmsnip rewrites it; a user's head can do the same), so the rule would
+silently not apply. :class:`SnipLabelCheckHook` counts the
 assigners' calls (:class:`~mmsnip.models.snip_labels.AssignerCalls`)
 during the first iteration whose batch holds objects, on any rank, and
 raises :class:`~mmsnip.models.snip_labels.SnipLabelError` naming every
