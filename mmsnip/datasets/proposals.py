@@ -79,6 +79,7 @@ SCORE_LEVELS = 254
 SCORE_NAN = 255
 # float16 steps are <= 1 px below 2048 (0.5 px below 1024).
 FLOAT16_MAX_COORD = 2048.0
+_MEMBERS = ('meta', 'img_ids', 'offsets', 'boxes', 'scores')
 
 
 class MissingProposalsError(ValueError):
@@ -88,7 +89,6 @@ class MissingProposalsError(ValueError):
     def __init__(self, message: str, missing: list):
         super().__init__(message)
         self.missing = missing
-_MEMBERS = ('meta', 'img_ids', 'offsets', 'boxes', 'scores')
 
 
 def _top_n(rows: np.ndarray, top_n: Optional[int]) -> np.ndarray:

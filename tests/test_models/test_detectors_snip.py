@@ -6,9 +6,12 @@ tiny (ResNet-18 with 16 base channels, 32-channel FPN) and switched to the
 mmsnip assigners / sampler / head by config fields only, as a user would.
 """
 
+import os.path as osp
+
 import numpy as np
 import pytest
 import torch
+from conftest import REPO_ROOT
 from mmdet.structures import DetDataSample
 from mmdet.structures.mask import BitmapMasks
 from mmengine.config import Config, ConfigDict
@@ -23,13 +26,10 @@ from mmsnip.registry import MODELS
 
 SIZE = 128
 VALID_RANGE = (16.0, 96.0)  # sqrt(area), network-input pixels
-RPN_ASSIGNER = dict(
-    type='mmsnip.ScaleAwareMaxIoUAssigner',
-    pos_iou_thr=0.7,
-    neg_iou_thr=0.3,
-    min_pos_iou=0.3,
-    match_low_quality=True,
-    invalid_iou_thr=0.3)
+# The RPN assigner the two-stage configs state (its one home).
+RPN_ASSIGNER = Config.fromfile(
+    osp.join(REPO_ROOT, 'configs/_base_/sniper/two_stage_labels.py')
+).snip_rpn_assigner.to_dict()
 ROI_SAMPLER = dict(
     type='mmsnip.ScaleAwareRandomSampler', num=64, pos_fraction=0.25)
 
