@@ -13,10 +13,12 @@ such a size. :func:`input_size_problem` finds that before any data is
 loaded, by running the backbone and neck once on a size the preprocessor
 lets through.
 """
+import logging
 import math
 from typing import Optional
 
 import torch
+from mmengine.logging import print_log
 from torch import nn
 
 # Sizes that every common stride (up to 128, P7) divides.
@@ -40,8 +42,8 @@ def input_size_problem(model: nn.Module) -> Optional[str]:
     Runs ``model.extract_feat`` in eval mode without gradients (no state
     changes) on zeros of two sizes: a safe one and one that only
     ``pad_size_divisor`` divides. If the safe size fails too, the network
-    needs something else (another input size, channels...) and nothing is
-    claimed.
+    needs something else (another input size, channels...): nothing is
+    claimed, and a warning says the check was not made.
 
     Args:
         model (nn.Module): The built detector (or ``AutoFocus``), on its
@@ -67,6 +69,12 @@ def input_size_problem(model: nn.Module) -> Optional[str]:
                     extract(inputs)
                 except RuntimeError as error:
                     if size == safe:
+                        print_log(
+                            'input size check not made: the backbone and '
+                            f'neck fail on a {safe} x {safe} input too '
+                            f'({type(error).__name__}: '
+                            f'{str(error).splitlines()[0][:120]})',
+                            logger='current', level=logging.WARNING)
                         return None
                     return (
                         f'the backbone and neck fail on a {odd} x {odd} '

@@ -95,6 +95,18 @@ def test_head_that_calls_its_assigner_passes_and_stops_counting():
     _iteration(hook, runner, 1, calls_assigner=False)  # no longer checked
 
 
+def test_training_without_objects_says_it_was_not_checked():
+    runner, hook = _runner(), SnipLabelCheckHook()
+    hook.before_train(runner)
+    _iteration(hook, runner, 0, calls_assigner=False)
+    hook.after_train(runner)
+    assert runner.logger.warnings == [
+        'SnipLabelCheckHook: no training batch had objects, so the '
+        'scale-aware assigners of model.bbox_head (Head) were not checked'
+    ]
+    assert 'assign' not in vars(runner.model.bbox_head.assigner)
+
+
 def test_opt_out_logs_the_problem():
     runner, hook = _runner(), SnipLabelCheckHook(allow_unaware=True)
     hook.before_train(runner)

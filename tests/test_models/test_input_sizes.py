@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import REPO_ROOT, run_tool
+from conftest import REPO_ROOT, logged_messages, run_tool
 from mmdet.models.data_preprocessors import DetDataPreprocessor
 from torch import nn
 
@@ -56,7 +56,14 @@ def test_unpadded_neck_is_named_padded_one_passes():
 
 
 def test_a_network_that_fails_on_the_safe_size_is_not_judged():
-    assert input_size_problem(UpsampleConcat(1, fails_always=True)) is None
+    import logging
+    with logged_messages(logging.WARNING) as warnings:
+        assert input_size_problem(UpsampleConcat(1, fails_always=True)) \
+            is None
+    assert warnings == [
+        'input size check not made: the backbone and neck fail on a '
+        '256 x 256 input too (RuntimeError: needs 640 x 640)'
+    ]
 
 
 def test_train_refuses_unpadded_rtmdet(tiny_demo_root, tmp_path):

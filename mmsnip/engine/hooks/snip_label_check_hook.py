@@ -94,5 +94,9 @@ class SnipLabelCheckHook(Hook):
 
     def after_train(self, runner) -> None:
         if self._calls is not None:
+            runner.logger.warning(
+                'SnipLabelCheckHook: no training batch had objects, so the '
+                'scale-aware assigners of ' + ', '.join(self._calls.calls) +
+                ' were not checked')
             self._calls.restore()
             self._calls = None
