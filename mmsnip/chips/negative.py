@@ -10,9 +10,10 @@ of chips per image from it (:func:`sample_negative_chips`).
 
 :func:`negative_chips_batch` gives the same pools for many images at once
 (the chip table's path): the per-proposal steps (clean-up, top-k, range
-filter, scaling, the test against the positive chips) run over all
-proposals of all images in one go, only the greedy cover runs per image
-and scale.
+filter, scaling, the test against the positive chips, the index runs) run
+over all proposals of all images in one go, and the greedy covers of all
+their canvases step by step together
+(:func:`~mmsnip.chips.cover_batch.greedy_cover_runs`).
 """
 import hashlib
 from typing import Callable, Optional, Sequence, Union
@@ -20,10 +21,10 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 
 from mmsnip.utils.checks import is_integer
-from .boxes import (FIT_EPS, box_sizes, in_range, inside_matrix,
-                    sanitize_boxes)
-from .positive import (ChipSet, chip_set_from_lists, chip_set_from_rows,
-                       greedy_cover, grid_runs, to_canvas)
+from .boxes import box_sizes, in_range, inside_matrix, sanitize_boxes
+from .cover_batch import (MAX_GRID_CELLS, axis_runs, greedy_cover_runs,
+                          grid_length)
+from .positive import ChipSet, chip_set_from_rows, greedy_cover, to_canvas
 from .scales import ChipConfig
 
 ProposalInput = Union[np.ndarray, Sequence[np.ndarray]]
@@ -255,56 +256,60 @@ def negative_chips_batch(proposals: np.ndarray, row_start: np.ndarray,
     keep = ~covered
     scaled, seg = scaled[keep], seg[keep]
     img, scale = img[keep], scale[keep]
-    # The cover's index runs on the stride grid, for every proposal of
-    # every canvas at once (greedy_cover would search them per image and
-    # scale); images and scales holding a proposal that needs an off-grid
-    # start search their own (greedy_cover with off_grid).
-    canvas_h = canvas[img, scale, 0].astype(np.int64)
-    canvas_w = canvas[img, scale, 1].astype(np.int64)
-    first_x, last_x = grid_runs(scaled[:, 0], scaled[:, 2], canvas_w,
-                                cfg.chip_size, cfg.chip_stride)
-    first_y, last_y = grid_runs(scaled[:, 1], scaled[:, 3], canvas_h,
-                                cfg.chip_size, cfg.chip_stride)
-    own_search = np.zeros(n * num_scales, bool)
-    if cfg.off_grid:
-        fits_x = scaled[:, 2] - scaled[:, 0] <= \
-            np.minimum(canvas_w, cfg.chip_size) + FIT_EPS
-        fits_y = scaled[:, 3] - scaled[:, 1] <= \
-            np.minimum(canvas_h, cfg.chip_size) + FIT_EPS
-        stuck = ((first_x >= last_x) & fits_x) | ((first_y >= last_y) &
-                                                    fits_y)
-        own_search[seg[stuck]] = True
-    own_search = own_search.tolist()
-    bounds = np.searchsorted(seg, np.arange(n * num_scales + 1)).tolist()
-    min_count = [neg_cfg.min_proposals_for(s) for s in range(num_scales)]
-    found, index, factors, geo_rows = [], [], [], []
-    counts = np.zeros(n, np.int64)
-    h_list, w_list = h_img.tolist(), w_img.tolist()
-    for k in range(n):
-        for s in range(num_scales):
-            j = k * num_scales + s
-            a, b = bounds[j], bounds[j + 1]
-            if b - a < min_count[s]:
-                continue  # no chip can hold M of them
-            ch, cw = cfg.geometry(h_list[k], w_list[k])[s][1]
-            # Sec. 3.3.3: greedily pick chips covering at least M
-            # proposals.
-            got, _, _ = greedy_cover(
-                scaled[a:b], (ch, cw), cfg.chip_size, cfg.chip_stride,
-                min_count=min_count[s], off_grid=cfg.off_grid,
-                runs=None if own_search[j] else (
-                    first_x[a:b], last_x[a:b], first_y[a:b], last_y[a:b]))
-            if len(got):
-                found.append(got)
-                m = len(got)
-                counts[k] += m
-                index += [s] * m
-                factors += [factor[k, s]] * m
-                geo_rows += [(ch, cw, h_list[k], w_list[k])] * m
-    if not found:
-        return ChipSet.empty(), counts
-    return chip_set_from_lists(np.concatenate(found), index, factors,
-                               geo_rows, False), counts
+    # Each proposal's index runs in its canvas's candidate starts, for
+    # every canvas at once (greedy_cover would search them canvas by
+    # canvas).
+    num_segs = n * num_scales
+    side_h = canvas[img, scale, 0].astype(np.int64)
+    side_w = canvas[img, scale, 1].astype(np.int64)
+    along = [axis_runs(scaled[:, lo], scaled[:, lo + 2], seg, side,
+                       cfg.chip_size, cfg.chip_stride, cfg.off_grid)
+             for lo, side in ((0, side_w), (1, side_h))]
+    seg_min = np.tile([neg_cfg.min_proposals_for(s)
+                       for s in range(num_scales)], n)
+    seg_size = np.bincount(seg, minlength=num_segs)
+    # Sec. 3.3.3: greedily pick chips covering at least M proposals; most
+    # canvases in one batched loop (no chip can hold M proposals of a
+    # canvas with fewer), the others (a fractional off-grid start, a huge
+    # grid) one by one.
+    cells = grid_length(canvas[..., 0], cfg.chip_size, cfg.chip_stride) * \
+        grid_length(canvas[..., 1], cfg.chip_size, cfg.chip_stride)
+    batched = cells.reshape(-1) <= MAX_GRID_CELLS
+    batched[along[0].fractional] = batched[along[1].fractional] = False
+    on_grid = batched[seg] & (along[0].first < along[0].last) & \
+        (along[1].first < along[1].last)
+    picks, _ = greedy_cover_runs(
+        along[0].first[on_grid], along[0].last[on_grid],
+        along[1].first[on_grid], along[1].last[on_grid], seg[on_grid],
+        seg_min)
+    k_img, k_scale = np.divmod(picks[:, 0], num_scales)
+    canvas_hw = canvas[k_img, k_scale]
+    x1, y1 = (a.starts(picks[:, 1 + i], picks[:, 0], canvas_hw[:, 1 - i],
+                       cfg.chip_size, cfg.chip_stride)
+              for i, a in enumerate(along))
+    extent = np.minimum(canvas_hw[:, ::-1], cfg.chip_size)
+    chips = [np.stack([x1, y1, x1 + extent[:, 0], y1 + extent[:, 1]],
+                      axis=1)]
+    chip_seg = [picks[:, 0]]
+    bounds = np.searchsorted(seg, np.arange(num_segs + 1))
+    for j in np.flatnonzero(~batched & (seg_size >= seg_min)).tolist():
+        a, b = bounds[j], bounds[j + 1]
+        k, s = divmod(j, num_scales)
+        got, _, _ = greedy_cover(
+            scaled[a:b], tuple(canvas[k, s].astype(np.int64).tolist()),
+            cfg.chip_size, cfg.chip_stride, min_count=int(seg_min[j]),
+            off_grid=cfg.off_grid)
+        chips.append(got)
+        chip_seg.append(np.full(len(got), j))
+    # Image by image, scale by scale, each canvas in greedy order.
+    chip_seg = np.concatenate(chip_seg)
+    order = np.argsort(chip_seg, kind='stable')
+    chips, chip_seg = np.concatenate(chips)[order], chip_seg[order]
+    k_img, k_scale = np.divmod(chip_seg, num_scales)
+    counts = np.bincount(k_img, minlength=n).astype(np.int64)
+    return chip_set_from_rows(chips, k_scale, factor[k_img, k_scale],
+                              canvas[k_img, k_scale], h_img[k_img],
+                              w_img[k_img], False), counts
 
 
 def _key_entropy(image_key: Union[int, str]) -> int:

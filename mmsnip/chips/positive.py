@@ -27,7 +27,8 @@ picked window (:func:`_greedy_group`). A canvas no larger than a chip has a
 single candidate, tested directly (:func:`_cover_one_candidate`).
 :func:`positive_chips_batch` covers many images at once (the chip table's
 path): annotation clean-up and validity for all boxes in one go, then the
-Python path per image.
+Python path per image. The chip table's negative chips run the covers of
+many canvases together instead (:mod:`mmsnip.chips.cover_batch`).
 """
 import bisect
 import dataclasses
@@ -56,6 +57,9 @@ _SMALL = 24
 # Count grids up to this many cells are re-integrated whole after each pick
 # (_greedy_small_grid); larger ones are updated in the picked window.
 _SMALL_GRID = 4096
+# Run masks of grids up to this many rows or columns are built from cached
+# step tables (one per side length: 6 MiB for all of them).
+_STEP_TABLE = 128
 _BIG = 1 << 62
 
 
@@ -178,7 +182,7 @@ def grid_runs(lo_edge: np.ndarray, hi_edge: np.ndarray, length,
     K``). The same integers as ``searchsorted`` on the starts
     (property-tested), for grid starts only: boxes that need an off-grid
     start (``first >= last`` but short enough) must go through
-    :func:`_axis_candidates`.
+    :func:`_axis_candidates` or :func:`~mmsnip.chips.cover_batch.axis_runs`.
 
     Args:
         lo_edge, hi_edge (np.ndarray): ``(N,)`` float box edges along one
@@ -200,9 +204,47 @@ def grid_runs(lo_edge: np.ndarray, hi_edge: np.ndarray, length,
         grid = np.clip(t // stride + 1, 0, -(-span // stride))
         return np.where(span > 0, grid + (span <= t), t >= 0)
 
-    first = starts_upto(np.ceil(hi_edge - extent - FIT_EPS) - 1)
-    last = starts_upto(np.floor(lo_edge + FIT_EPS))
-    return first, last
+    return tuple(map(starts_upto, run_thresholds(lo_edge, hi_edge, extent)))
+
+
+def run_thresholds(lo_edge: np.ndarray, hi_edge: np.ndarray,
+                   extent) -> Tuple[np.ndarray, np.ndarray]:
+    """A box's run among integer starts along one axis, as thresholds.
+
+    The starts ``s`` of chips enclosing ``[lo, hi]`` are those with ``hi
+    - extent - FIT_EPS <= s <= lo + FIT_EPS`` (:func:`_feasible_runs`); for
+    integer starts, those with ``upto_first < s <= upto_last``, so the
+    run is ``[count(s <= upto_first), count(s <= upto_last))``.
+
+    Returns:
+        tuple: ``(upto_first, upto_last)``, ``(N,)`` int64.
+    """
+    return ((np.ceil(hi_edge - extent - FIT_EPS) - 1).astype(np.int64),
+            np.floor(lo_edge + FIT_EPS).astype(np.int64))
+
+
+def off_grid_starts(lo_edge: np.ndarray, hi_edge: np.ndarray, length,
+                    extent) -> np.ndarray:
+    """The extra candidate start of boxes that fit in a chip but in no chip
+    of the stride grid (``ChipConfig.off_grid``), along one axis: the
+    integer nearest the middle of the box's feasible interval ``[hi -
+    extent, lo]`` (clipped to the canvas), or the interval's start if it
+    holds no integer.
+
+    Args:
+        lo_edge, hi_edge (np.ndarray): ``(N,)`` float box edges, SCALED
+            pixels.
+        length, extent (int | np.ndarray): Canvas side and chip side
+            (``min(K, length)``), one for all boxes or ``(N,)``.
+
+    Returns:
+        np.ndarray: ``(N,)`` float64 starts, SCALED pixels.
+    """
+    lo = np.maximum(hi_edge - extent, 0.0)
+    hi = np.minimum(lo_edge, length - extent)
+    lo_int, hi_int = np.ceil(lo), np.floor(hi)
+    return np.where(lo_int <= hi_int,
+                    np.clip(np.round((lo + hi) / 2), lo_int, hi_int), lo)
 
 
 def _axis_candidates(lo_edge: np.ndarray, hi_edge: np.ndarray, length: int,
@@ -210,9 +252,8 @@ def _axis_candidates(lo_edge: np.ndarray, hi_edge: np.ndarray, length: int,
     """Candidate starts along one axis and every box's run in them.
 
     With ``off_grid``, a box that fits in a chip (``hi - lo <= extent``) but
-    whose run on the stride grid is empty gets one extra start: the integer
-    nearest the middle of its feasible interval ``[hi - extent, lo]``
-    (clipped to the canvas), or the interval's start if it holds no integer.
+    whose run on the stride grid is empty gets one extra start
+    (:func:`off_grid_starts`).
 
     Returns:
         tuple: ``(starts (S,) float64, extent, first (N,), last (N,))``.
@@ -226,12 +267,8 @@ def _axis_candidates(lo_edge: np.ndarray, hi_edge: np.ndarray, length: int,
     if stuck.any():
         stuck &= hi_edge - lo_edge <= extent + FIT_EPS
     if stuck.any():
-        lo = np.maximum(hi_edge[stuck] - extent, 0.0)
-        hi = np.minimum(lo_edge[stuck], length - extent)
-        lo_int, hi_int = np.ceil(lo), np.floor(hi)
-        extra = np.where(lo_int <= hi_int,
-                         np.clip(np.round((lo + hi) / 2), lo_int, hi_int), lo)
-        starts = np.union1d(starts, extra)
+        starts = np.union1d(starts, off_grid_starts(
+            lo_edge[stuck], hi_edge[stuck], length, extent))
         first, last = _feasible_runs(lo_edge, hi_edge, starts, extent)
     return starts, extent, first, last
 
@@ -356,6 +393,33 @@ def _greedy_group(lo_x: np.ndarray, hi_x: np.ndarray, lo_y: np.ndarray,
     return np.array(picks, np.int64).reshape(-1, 5), ~remaining
 
 
+@functools.lru_cache(maxsize=None)
+def _step_rows(length: int) -> np.ndarray:
+    """``(length + 1, length)`` float64, read-only: row ``k`` is 1.0 from
+    column ``k`` on (0.0 before)."""
+    steps = (np.arange(length) >= np.arange(length + 1)[:, None]).astype(
+        np.float64)
+    steps.flags.writeable = False
+    return steps
+
+
+def _run_matrix(first: np.ndarray, last: np.ndarray,
+                length: int) -> np.ndarray:
+    """``(N, length)`` float64: 1.0 where ``first[n] <= j < last[n]``.
+
+    Args:
+        first, last (np.ndarray): ``(N,)`` int, ``0 <= first, last <=
+            length``.
+        length (int): Number of columns.
+    """
+    if length <= _STEP_TABLE:
+        steps = _step_rows(length)
+        return steps.take(first, 0) - steps.take(last, 0)
+    col = np.arange(length)
+    return ((first[:, None] <= col) & (col < last[:, None])).astype(
+        np.float64)
+
+
 def _greedy_small_grid(lo_x, hi_x, lo_y, hi_y, xs, ys, cx0, cx1, cy0, cy1,
                        min_count: int) -> Tuple[np.ndarray, np.ndarray]:
     """:func:`_greedy_group` on a small compressed grid (at most
@@ -364,56 +428,54 @@ def _greedy_small_grid(lo_x, hi_x, lo_y, hi_y, xs, ys, cx0, cx1, cy0, cy1,
     With ``R[r, n]`` (box ``n``'s rectangle spans row ``r``) and ``C[c,
     n]`` (it spans column ``c``), the count grid of the remaining boxes is
     ``R[:, rem] @ C[:, rem].T``; a pick subtracts the same product over the
-    picked boxes. Counts are small integers, exact in float64. Same picks,
-    same order as :func:`_greedy_group`. A pick's chip position (the
-    middle of the positions enclosing its boxes) is computed for all picks
-    at once after the loop, from the picks' box masks.
+    picked boxes. Counts and masks are small integers, exact in float64.
+    Same picks, same order as :func:`_greedy_group`. A pick's chip
+    position (the middle of the positions enclosing its boxes) comes from
+    its boxes' largest lower and smallest upper run borders.
     """
     n = len(lo_x)
-    rows, cols = len(ys), len(xs)
-    # Box-major masks: ``row_t[n, r]`` = R[r, n]; gathering the picked
-    # boxes' rows is then a contiguous copy.
-    row_t = (cy0[:, None] <= np.arange(rows)) & \
-        (np.arange(rows) < cy1[:, None])
-    col_t = (cx0[:, None] <= np.arange(cols)) & \
-        (np.arange(cols) < cx1[:, None])
-    row_f, col_f = row_t.astype(np.float64), col_t.astype(np.float64)
+    cols = len(xs)
+    # Box-major: ``row_f[n, r]`` = R[r, n]; gathering the picked boxes'
+    # rows is then a contiguous copy.
+    row_f = _run_matrix(cy0, cy1, len(ys))
+    col_f = _run_matrix(cx0, cx1, cols)
     counts = row_f.T @ col_f
-    remaining = np.ones(n, bool)
+    # Per box, the run borders whose max over a pick's boxes places its
+    # chip: (max lo) and -(min hi) per axis.
+    borders = np.stack([lo_x, lo_y, -hi_x, -hi_y])
+    remaining = np.ones(n)
     left = n
-    cells, hits = [], []
+    cells, extremes = [], []
     while True:
         flat = int(counts.argmax())
         count = int(round(counts.item(flat)))
         if count < min_count:
             break
         by, bx = divmod(flat, cols)
-        hit = row_t[:, by] & col_t[:, bx] & remaining
+        hit = row_f[:, by] * col_f[:, bx]
+        hit *= remaining
+        idx = hit.nonzero()[0]
         cells.append((count, int(ys[by]), int(xs[bx])))
-        hits.append(hit)
-        remaining ^= hit  # hit is a subset of remaining
+        extremes.append(borders.take(idx, 1).max(axis=1))
+        remaining -= hit  # hit is a subset of remaining
         left -= count
         if left < min_count:
             break
-        idx = hit.nonzero()[0]
-        counts -= row_f[idx].T @ col_f[idx]
+        counts -= row_f.take(idx, 0).T @ col_f.take(idx, 0)
+    covered = remaining == 0
     if not cells:
-        return np.zeros((0, 5), np.int64), ~remaining
-    # Each pick's chip: the middle of the positions enclosing its boxes,
-    # ((max lo) + (min hi) - 1) // 2 per axis, for all picks at once
-    # (every pick holds >= 1 box, so -_BIG never survives the max).
-    ext = np.where(np.array(hits)[:, None, :],
-                   np.stack([lo_x, lo_y, -hi_x, -hi_y]), -_BIG).max(axis=2)
+        return np.zeros((0, 5), np.int64), covered
+    # Each pick's chip: ((max lo) + (min hi) - 1) // 2 per axis.
+    ext = np.array(extremes)
     picks = np.empty((len(cells), 5), np.int64)
     picks[:, :2] = (ext[:, :2] - ext[:, 2:] - 1) // 2
     picks[:, 2:] = cells
-    return picks, ~remaining
+    return picks, covered
 
 
 def greedy_cover(boxes_scaled: np.ndarray, canvas_hw: Tuple[int, int],
                  chip_size: int, chip_stride: int, min_count: int = 1,
-                 off_grid: bool = True,
-                 runs: Optional[Tuple[np.ndarray, ...]] = None
+                 off_grid: bool = True
                  ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Greedily cover boxes with chips of the stride grid (Algorithm 1).
 
@@ -452,12 +514,6 @@ def greedy_cover(boxes_scaled: np.ndarray, canvas_hw: Tuple[int, int],
         min_count (int): Smallest number of boxes a chip must enclose.
         off_grid (bool): Add a candidate for each box that fits in a chip
             but falls between grid positions (see ``ChipConfig.off_grid``).
-        runs (tuple[np.ndarray], optional): ``(first_x, last_x, first_y,
-            last_y)``, the boxes' index runs on the stride grid
-            (:func:`grid_runs`), from a caller that computed them for many
-            canvases at once (``negative_chips_batch``); they replace the
-            per-axis search. Only valid when no box needs an off-grid start
-            (the caller checks).
 
     Returns:
         tuple: ``(chips, covered, coverable)``: ``(C, 4)`` float64 chips,
@@ -472,19 +528,12 @@ def greedy_cover(boxes_scaled: np.ndarray, canvas_hw: Tuple[int, int],
                                    chip_stride, min_count, off_grid)
     if h <= chip_size and w <= chip_size:
         return _cover_one_candidate(boxes_scaled, h, w, min_count)
-    if runs is None:
-        starts_x, ext_x, lo_x, hi_x = _axis_candidates(
-            boxes_scaled[:, 0], boxes_scaled[:, 2], w, chip_size,
-            chip_stride, off_grid)
-        starts_y, ext_y, lo_y, hi_y = _axis_candidates(
-            boxes_scaled[:, 1], boxes_scaled[:, 3], h, chip_size,
-            chip_stride, off_grid)
-    else:
-        lo_x, hi_x, lo_y, hi_y = runs
-        starts_x, ext_x = _cached_starts(w, chip_size, chip_stride), \
-            min(chip_size, w)
-        starts_y, ext_y = _cached_starts(h, chip_size, chip_stride), \
-            min(chip_size, h)
+    starts_x, ext_x, lo_x, hi_x = _axis_candidates(
+        boxes_scaled[:, 0], boxes_scaled[:, 2], w, chip_size, chip_stride,
+        off_grid)
+    starts_y, ext_y, lo_y, hi_y = _axis_candidates(
+        boxes_scaled[:, 1], boxes_scaled[:, 3], h, chip_size, chip_stride,
+        off_grid)
     coverable = (lo_x < hi_x) & (lo_y < hi_y)
     if coverable.all():  # the usual case: no copies
         idx = slice(None)

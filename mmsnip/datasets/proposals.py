@@ -58,6 +58,7 @@ import json
 import os
 import os.path as osp
 import pickle
+import weakref
 import zipfile
 from collections.abc import Mapping
 from typing import (Callable, Dict, Iterable, Iterator, List, Optional,
@@ -451,6 +452,33 @@ def _byte_chunks(arr: np.ndarray, chunk_bytes: int) -> Iterator:
         yield np.ascontiguousarray(arr[a:a + rows]).data
 
 
+def _read_rows(arr: np.ndarray, first: int, last: int,
+               descriptor: Optional[int]) -> np.ndarray:
+    """``arr[first:last]`` as a new array. A memory-mapped array is read
+    from its file (open as ``descriptor``) with positioned reads (no shared
+    file position: safe in forked processes), so that reading a 1 GB file
+    block by block adds no mapped pages to the process's resident memory
+    (as :func:`_byte_chunks`).
+
+    Raises:
+        EOFError: Naming the file, when it ends inside the rows (it changed
+            after it was opened).
+    """
+    if descriptor is None or not isinstance(arr, np.memmap) or \
+            not arr.flags.c_contiguous:
+        return np.array(arr[first:last])
+    out = np.empty((last - first, ) + arr.shape[1:], arr.dtype)
+    buffer = out.reshape(-1).view(np.uint8)
+    position = arr.offset + first * (arr.nbytes // max(1, len(arr)))
+    done = 0
+    while done < len(buffer):
+        got = os.preadv(descriptor, [buffer[done:]], position + done)
+        if not got:
+            raise EOFError(f'{arr.filename} ends inside an array')
+        done += got
+    return out
+
+
 def image_id_array(img_ids, owner: str) -> np.ndarray:
     """``(N,)`` image ids as stored: int64 when they are integers, numpy
     unicode strings when they are strings (VOC's ``'2008_000005'``, file
@@ -615,6 +643,7 @@ class ProposalFile(Mapping):
             if version == 3 else None
         self._row = {i: k for k, i in enumerate(self.img_ids.tolist())}
         self._int_ids = self.img_ids.dtype.kind in 'iu'
+        self._descriptor = None
 
     def verify(self) -> None:
         """Check every row against the file's ``content_id`` (sha256 of the
@@ -656,11 +685,16 @@ class ProposalFile(Mapping):
 
     def rows(self, first: int, last: int) -> np.ndarray:
         """Rows ``offsets[first]:offsets[last]`` (images/scales in file
-        order) as one ``(R, 5)`` float32 array, read in one go."""
+        order) as one ``(R, 5)`` float32 array, read in one go (ordinary
+        reads: a whole-dataset pass keeps no file pages in the process's
+        memory)."""
         a, b = int(self.offsets[first]), int(self.offsets[last])
+        if self._descriptor is None and hasattr(os, 'preadv'):
+            self._descriptor = os.open(self.path, os.O_RDONLY)
+            weakref.finalize(self, os.close, self._descriptor)
         out = np.empty((b - a, 5), np.float32)
-        out[:, :4] = self._boxes[a:b]
-        codes = self._scores[a:b]
+        out[:, :4] = _read_rows(self._boxes, a, b, self._descriptor)
+        codes = _read_rows(self._scores, a, b, self._descriptor)
         out[:, 4] = codes if self._score_table is None else \
             self._score_table[codes]
         return out

@@ -1,4 +1,6 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
+from unittest import mock
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -228,12 +230,18 @@ def test_negatives_equal_a_plain_reference(seed, max_props, hw):
                                       err_msg=f)
 
 
-@settings(max_examples=25, deadline=None)
-@given(st.integers(0, 2**31), st.sampled_from([None, 30]))
-def test_batch_equals_one_image_at_a_time(seed, max_props):
-    from mmsnip.chips.negative import negative_chips_batch
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**31), st.sampled_from([None, 30]),
+       st.sampled_from(['paper', 'off_grid', 'one_by_one']))
+def test_batch_equals_one_image_at_a_time(seed, max_props, case):
+    # 'off_grid': chips of 128 on a stride of 64, so that many proposals
+    # need off-grid starts, some of them fractional (a side within a pixel
+    # of the chip's); 'one_by_one': every canvas through greedy_cover.
+    from mmsnip.chips import negative
     rng = np.random.default_rng(seed)
     cfg = ChipConfig(scales=ChipConfig.paper_coco().scales,
+                     chip_size=128 if case == 'off_grid' else 512,
+                     chip_stride=64 if case == 'off_grid' else 32,
                      negative=dict(min_proposals=(2, 3, 4),
                                    max_proposals=max_props))
     sizes = [(480, 640), (427, 612), (900, 300), (375, 500), (640, 427)]
@@ -243,10 +251,23 @@ def test_batch_equals_one_image_at_a_time(seed, max_props):
         chips = generate_positive_chips(
             np.c_[gt, gt + rng.uniform(5, 60, (4, 2))], h, w, cfg).chips
         per_scale = []
-        for _ in range(3):
+        for s in range(3):
             n = int(rng.integers(0, 60))
             xy = rng.uniform(0, 1, (n, 2)) * [w, h]
             wh = np.exp(rng.normal(np.log(40), 0.8, (n, 2)))
+            if case == 'off_grid' and s:
+                # a proposal whose scaled width is just under the chip's,
+                # with 4 small ones inside its span: a chip must start
+                # off the grid to hold them (sometimes at a fraction)
+                long_w = (cfg.chip_size - rng.uniform(0, 1.5)) / \
+                    cfg.scales[s].factor
+                x0 = rng.uniform(0, w - long_w)
+                y0 = rng.uniform(0, h - 60)
+                sx = x0 + rng.uniform(0, long_w - 35, 4)
+                sy = y0 + rng.uniform(0, 15, 4)
+                xy = np.r_[[[x0, y0]], np.c_[sx, sy], xy]
+                wh = np.r_[[[long_w, 35]], np.full((4, 2), 34.0), wh]
+                n += 5
             per_scale.append(np.c_[xy, xy + wh,
                                    np.round(rng.uniform(0, 1, n), 1)])
             flat.append(per_scale[-1])
@@ -254,9 +275,11 @@ def test_batch_equals_one_image_at_a_time(seed, max_props):
         pos.append(chips)
         want.append(generate_negative_chips(per_scale, h, w, cfg, chips))
     hw = np.array(sizes, float)
-    got, counts = negative_chips_batch(
-        np.concatenate(flat), np.array(row_start), hw[:, 0], hw[:, 1], cfg,
-        ChipSet.concat(pos), np.cumsum([0] + [len(p) for p in pos]))
+    cells = 0 if case == 'one_by_one' else negative.MAX_GRID_CELLS
+    with mock.patch.object(negative, 'MAX_GRID_CELLS', cells):
+        got, counts = negative.negative_chips_batch(
+            np.concatenate(flat), np.array(row_start), hw[:, 0], hw[:, 1],
+            cfg, ChipSet.concat(pos), np.cumsum([0] + [len(p) for p in pos]))
     assert counts.tolist() == [len(x) for x in want]
     want = ChipSet.concat(want)
     for f in ('boxes', 'boxes_scaled', 'scale_index', 'scale_factor',

@@ -358,11 +358,13 @@ def test_group_splitting_does_not_change_the_cover(raw):
 
 
 # The three implementations of the greedy loop behind greedy_cover: plain
-# Python bit masks (a few boxes), the whole small count grid, and the
+# Python bit masks (a few boxes), the whole small count grid (its run masks
+# from cached step tables, or built directly for long sides), and the
 # compressed grid updated in windows. Each setting forces one of them.
 PATHS = {
     'python': dict(_SMALL=10 ** 6),
     'small_grid': dict(_SMALL=0),
+    'small_grid_no_tables': dict(_SMALL=0, _STEP_TABLE=0),
     'window': dict(_SMALL=0, _SMALL_GRID=0),
 }
 
@@ -388,7 +390,7 @@ def test_every_greedy_path_gives_the_same_cover(raw, hw, k_d, min_count,
                        [w, h, w, h]).astype(float) * 0.97
     results = {p: _cover_with(p, boxes, hw, k, d, min_count=min_count,
                               off_grid=off_grid) for p in PATHS}
-    for path in ('small_grid', 'window'):
+    for path in ('small_grid', 'small_grid_no_tables', 'window'):
         for got, want in zip(results[path], results['python']):
             np.testing.assert_array_equal(got, want, err_msg=path)
     if min_count == 1 and not off_grid:

@@ -343,6 +343,30 @@ def test_version3_round_trip_precision_and_order(tmp_path):
     assert osp.getsize(path) < 9 * rows + 4096
 
 
+def test_rows_are_read_from_the_file_not_through_the_memory_map(tmp_path):
+    # ProposalFile.rows reads with positioned reads (no mapped pages kept):
+    # the same rows as the memory map, in blocks or per image; a file
+    # shortened after it was opened is an error naming it.
+    rng = np.random.default_rng(1)
+    props = _random_props(rng)
+    path = str(tmp_path / 'p.npz')
+    save_proposals(path, props, num_scales=3)
+    got = load_proposals(path, list(props), 3)
+    assert isinstance(got._boxes, np.memmap)
+    total = len(got.offsets) - 1
+    for first, last in ((0, total), (1, total - 1), (2, 2)):
+        a, b = got.offsets[first], got.offsets[last]
+        rows = got.rows(first, last)
+        np.testing.assert_array_equal(rows[:, :4], got._boxes[a:b])
+        np.testing.assert_array_equal(
+            rows[:, 4], got._score_table[got._scores[a:b]])
+    assert got._descriptor is not None
+    with open(path, 'r+b') as f:
+        f.truncate(int(got._scores.offset) + 1)
+    with pytest.raises(EOFError, match='p.npz'):
+        got.rows(0, total)
+
+
 def test_version3_top_k_picks_the_rows_the_original_scores_pick(tmp_path):
     # 300 proposals, scores closer together than a quantisation step: the
     # top 100 by stored score are exactly the top 100 by original score,
