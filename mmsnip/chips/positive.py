@@ -679,12 +679,15 @@ def _cover_lists(x1, y1, x2, y2, canvas_hw, chip_size: int, chip_stride: int,
             best, hit = 0, 0
             for my in mask_y:
                 my &= remaining
-                if my.bit_count() <= best:
+                row = my.bit_count()
+                if row <= best:
                     continue
                 for mx in mask_x:
                     c = (my & mx).bit_count()
                     if c > best:
                         best, hit = c, my & mx
+                        if c == row:
+                            break  # no later cell of this row has more
             if best < min_count:
                 break
             # The middle of the members' common runs [left, right) and
@@ -906,7 +909,14 @@ def _small_image_covers(box_list, members, img_h, img_w,
     """
     for s, (factor, canvas) in enumerate(cfg.geometry(img_h, img_w)):
         idx = members[s]
-        if idx:
+        if idx and canvas[0] <= cfg.chip_size and \
+                canvas[1] <= cfg.chip_size:
+            # One candidate, the canvas, which encloses every box of the
+            # image (the first case of _cover_lists, without the columns).
+            yield (s, factor, canvas, idx,
+                   [(0.0, 0.0, float(canvas[1]), float(canvas[0]))],
+                   [True] * len(idx))
+        elif idx:
             cols = _canvas_columns(box_list, idx, factor, canvas)
             found, _, coverable = _cover_lists(*cols, canvas, cfg.chip_size,
                                                cfg.chip_stride, 1,
