@@ -449,6 +449,30 @@ class SniperDataset:
         return pyramid
 
     @force_full_init
+    def shared_decode_hint(self) -> Optional[str]:
+        """Advice when the decoded-image cache cannot serve a shuffled
+        order: the images decode to more than the per-worker budget
+        (``decode_cache_mb``; 3 bytes per pixel) and yield 2 or more chips
+        an epoch each, so an image's chips, visited far apart, mostly
+        decode it again. None when the cache suffices or is off."""
+        budget = self.decode_cache.max_bytes
+        images = len(self._records)
+        decoded = 3.0 * float(np.dot(self._records.heights,
+                                     self._records.widths))
+        per_image = self.epoch_size() / max(images, 1)
+        if not budget or decoded <= budget or per_image < 2:
+            return None
+        return (f'{type(self).__name__}: its {images} images decode to '
+                f'{decoded / 2**30:.2f} GiB, more than the decoded-image '
+                f'cache holds ({budget / 2**20:.0f} MiB per worker), and '
+                f'with {per_image:.1f} chips per image a shuffled order '
+                'visits an image\'s chips far apart: most chips will decode '
+                'their whole image. Where decoding dominates (large images, '
+                'many chips each), set train_dataloader.sampler.image_window'
+                ' (8: about one decode per image, fewer distinct images per '
+                'batch; docs/sniper.md, "Data path")')
+
+    @force_full_init
     def summary(self) -> str:
         """Chips per epoch and pixels per epoch against the full pyramid.
 

@@ -49,6 +49,24 @@ def _item(ds, idx):
     return ds[idx]
 
 
+def test_sampler_says_when_the_cache_cannot_serve_the_shuffled_order(
+        tiny_demo_root, monkeypatch):
+    from conftest import logged_messages
+    monkeypatch.setattr(sniper_sampler, 'get_dist_info', lambda: (0, 1))
+    small = build(tiny_demo_root, decode_cache_mb=0.01)
+    hint = small.shared_decode_hint()
+    assert 'image_window' in hint and 'decode to' in hint
+    for dataset, kwargs, said in (
+            (small, dict(), True),
+            (small, dict(image_window=2), False),
+            (small, dict(shuffle=False), False),
+            (build(tiny_demo_root, decode_cache_mb=64), dict(), False),
+            (build(tiny_demo_root, decode_cache_mb=0), dict(), False)):
+        with logged_messages() as messages:
+            SniperSampler(dataset, seed=1, **kwargs)
+        assert any('image_window' in m for m in messages) == said, kwargs
+
+
 def test_cache_evicts_least_recently_used_by_bytes():
     cache = DecodedImageCache(max_bytes=250)
     a, b, c = (dict(img=np.zeros(100, np.uint8)) for _ in range(3))

@@ -4,6 +4,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 from mmengine.dist import get_dist_info, sync_random_seed
+from mmengine.logging import print_log
 from torch.utils.data import Sampler
 
 from mmsnip.registry import DATA_SAMPLERS
@@ -98,6 +99,11 @@ class SniperSampler(Sampler):
         self.num_samples = self._shard_len(total)
         self.total_size = self.num_samples * world_size if round_up \
             else total
+        if shuffle and not image_window and \
+                hasattr(dataset, 'shared_decode_hint'):
+            hint = dataset.shared_decode_hint()
+            if hint:
+                print_log(hint, logger='current')
 
     def _shard_len(self, remaining: int) -> int:
         """Items this rank yields when ``remaining`` chips are left."""
