@@ -262,9 +262,9 @@ def negative_chips_batch(proposals: np.ndarray, row_start: np.ndarray,
     num_segs = n * num_scales
     side_h = canvas[img, scale, 0].astype(np.int64)
     side_w = canvas[img, scale, 1].astype(np.int64)
-    along = [axis_runs(scaled[:, lo], scaled[:, lo + 2], seg, side,
+    along = [axis_runs(scaled[:, axis], scaled[:, axis + 2], seg, side,
                        cfg.chip_size, cfg.chip_stride, cfg.off_grid)
-             for lo, side in ((0, side_w), (1, side_h))]
+             for axis, side in ((0, side_w), (1, side_h))]
     seg_min = np.tile([neg_cfg.min_proposals_for(s)
                        for s in range(num_scales)], n)
     seg_size = np.bincount(seg, minlength=num_segs)
@@ -276,17 +276,17 @@ def negative_chips_batch(proposals: np.ndarray, row_start: np.ndarray,
         grid_length(canvas[..., 1], cfg.chip_size, cfg.chip_stride)
     batched = cells.reshape(-1) <= MAX_GRID_CELLS
     batched[along[0].fractional] = batched[along[1].fractional] = False
-    on_grid = batched[seg] & (along[0].first < along[0].last) & \
+    fits = batched[seg] & (along[0].first < along[0].last) & \
         (along[1].first < along[1].last)
     picks, _ = greedy_cover_runs(
-        along[0].first[on_grid], along[0].last[on_grid],
-        along[1].first[on_grid], along[1].last[on_grid], seg[on_grid],
-        seg_min)
+        along[0].first[fits], along[0].last[fits], along[1].first[fits],
+        along[1].last[fits], seg[fits], seg_min)
     k_img, k_scale = np.divmod(picks[:, 0], num_scales)
     canvas_hw = canvas[k_img, k_scale]
-    x1, y1 = (a.starts(picks[:, 1 + i], picks[:, 0], canvas_hw[:, 1 - i],
-                       cfg.chip_size, cfg.chip_stride)
-              for i, a in enumerate(along))
+    x1, y1 = (runs.starts(picks[:, 1 + axis], picks[:, 0],
+                          canvas_hw[:, 1 - axis], cfg.chip_size,
+                          cfg.chip_stride)
+              for axis, runs in enumerate(along))
     extent = np.minimum(canvas_hw[:, ::-1], cfg.chip_size)
     chips = [np.stack([x1, y1, x1 + extent[:, 0], y1 + extent[:, 1]],
                       axis=1)]
