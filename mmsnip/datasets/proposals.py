@@ -402,13 +402,15 @@ def _write_arrays(path: str, num_scales: int, top_n: Optional[int],
 
 def _content_digests(meta: dict, arrays: Dict[str, np.ndarray],
                      arrays_only: bool = False,
-                     chunk_bytes: int = 1 << 24) -> List[str]:
+                     chunk_bytes: int = 1 << 24,
+                     descriptor: Optional[int] = None) -> List[str]:
     """The ``content_id`` of a compact file: sha256 of its meta data (less
     ``content_id``) and of each array's name, dtype and bytes, read in
     chunks (memory-mapped arrays are not loaded whole). With
     ``arrays_only`` also, in the same pass, the sha256 of the arrays alone:
     the ``content_id`` of the first version-2 writer's files (git
-    ``0e7ec7f``).
+    ``0e7ec7f``). ``descriptor``: the file of memory-mapped arrays, open
+    (:func:`_read_rows`).
 
     Returns:
         list[str]: One hex digest, or two with ``arrays_only``.
@@ -423,50 +425,38 @@ def _content_digests(meta: dict, arrays: Dict[str, np.ndarray],
         arr = arrays[name]
         for digest in digests:
             digest.update(name.encode() + arr.dtype.str.encode())
-        for chunk in _byte_chunks(arr, chunk_bytes):
+        for chunk in _byte_chunks(arr, chunk_bytes, descriptor):
             for digest in digests:
                 digest.update(chunk)
     return [d.hexdigest() for d in digests]
 
 
-def _byte_chunks(arr: np.ndarray, chunk_bytes: int) -> Iterator:
-    """The bytes of ``arr`` (C order) in chunks. A memory-mapped array is
-    read from its file with ordinary reads into one buffer, so hashing a
-    1 GB file adds no mapped pages to the process's resident memory."""
-    if isinstance(arr, np.memmap) and arr.flags.c_contiguous and \
-            isinstance(arr.filename, str):
-        buffer = bytearray(min(chunk_bytes, arr.nbytes))
-        view = memoryview(buffer)
-        with open(arr.filename, 'rb') as f:
-            f.seek(arr.offset)
-            left = arr.nbytes
-            while left:
-                got = f.readinto(view[:min(left, len(buffer))])
-                if not got:
-                    raise EOFError(f'{arr.filename} ends inside an array')
-                left -= got
-                yield view[:got]
-        return
+def _byte_chunks(arr: np.ndarray, chunk_bytes: int,
+                 descriptor: Optional[int] = None) -> Iterator:
+    """The bytes of ``arr`` (C order) in chunks of whole rows, each read
+    by :func:`_read_rows` (a memory-mapped array from its file, open as
+    ``descriptor``, so hashing a 1 GB file adds no mapped pages to the
+    process's resident memory)."""
     rows = max(1, chunk_bytes // max(1, arr[:1].nbytes))
     for a in range(0, len(arr), rows):
-        yield np.ascontiguousarray(arr[a:a + rows]).data
+        yield _read_rows(arr, a, min(a + rows, len(arr)), descriptor).data
 
 
 def _read_rows(arr: np.ndarray, first: int, last: int,
                descriptor: Optional[int]) -> np.ndarray:
-    """``arr[first:last]`` as a new array. A memory-mapped array is read
-    from its file (open as ``descriptor``) with positioned reads (no shared
-    file position: safe in forked processes), so that reading a 1 GB file
-    block by block adds no mapped pages to the process's resident memory
-    (as :func:`_byte_chunks`).
+    """``arr[first:last]``, C-contiguous. A memory-mapped array is read
+    into a new array from its file (open as ``descriptor``) with
+    positioned reads (no shared file position: safe in forked processes),
+    so that reading a 1 GB file block by block adds no mapped pages to the
+    process's resident memory.
 
     Raises:
         EOFError: Naming the file, when it ends inside the rows (it changed
             after it was opened).
     """
     if descriptor is None or not isinstance(arr, np.memmap) or \
-            not arr.flags.c_contiguous:
-        return np.array(arr[first:last])
+            not arr.flags.c_contiguous or not isinstance(arr.filename, str):
+        return np.ascontiguousarray(arr[first:last])
     out = np.empty((last - first, ) + arr.shape[1:], arr.dtype)
     buffer = out.reshape(-1).view(np.uint8)
     position = arr.offset + first * (arr.nbytes // max(1, len(arr)))
@@ -657,7 +647,8 @@ class ProposalFile(Mapping):
                       boxes=self._boxes, scores=self._scores)
         try:
             digests = _content_digests(self._meta, arrays,
-                                       arrays_only=self.version == 2)
+                                       arrays_only=self.version == 2,
+                                       descriptor=self._file())
         except (OSError, EOFError) as e:  # changed since it was opened
             raise ValueError(f'proposal file "{self.path}" is not '
                              f'readable ({type(e).__name__}: {e})') from e
@@ -666,6 +657,15 @@ class ProposalFile(Mapping):
                 f'proposal file "{self.path}" is damaged: its content does '
                 'not match the content_id it was written with (a corrupt '
                 'copy or a disk error); copy it again or mine it again')
+
+    def _file(self) -> Optional[int]:
+        """The file, open for :func:`_read_rows` (opened on first use,
+        closed with this object), or None without ``preadv`` (arrays are
+        then read through the memory map)."""
+        if self._descriptor is None and hasattr(os, 'preadv'):
+            self._descriptor = os.open(self.path, os.O_RDONLY)
+            weakref.finalize(self, os.close, self._descriptor)
+        return self._descriptor
 
     def position(self, img_id) -> Optional[int]:
         """Index of ``img_id`` among the file's images (file order), or
@@ -689,12 +689,10 @@ class ProposalFile(Mapping):
         reads: a whole-dataset pass keeps no file pages in the process's
         memory)."""
         a, b = int(self.offsets[first]), int(self.offsets[last])
-        if self._descriptor is None and hasattr(os, 'preadv'):
-            self._descriptor = os.open(self.path, os.O_RDONLY)
-            weakref.finalize(self, os.close, self._descriptor)
+        descriptor = self._file()
         out = np.empty((b - a, 5), np.float32)
-        out[:, :4] = _read_rows(self._boxes, a, b, self._descriptor)
-        codes = _read_rows(self._scores, a, b, self._descriptor)
+        out[:, :4] = _read_rows(self._boxes, a, b, descriptor)
+        codes = _read_rows(self._scores, a, b, descriptor)
         out[:, 4] = codes if self._score_table is None else \
             self._score_table[codes]
         return out
