@@ -72,11 +72,15 @@ class ScaleAwareYOLACTProtonet(YOLACTProtonet):
         ``loss_by_feat`` computes next."""
         if self.loss_segm is not None:
             self.loss_segm.weight = None
-        out = super()._get_targets_single(mask_preds, segm_pred,
-                                          gt_instances, positive_info)
         valid = scale_valid_mask(gt_instances)
-        if segm_pred is None or valid is None or bool(valid.all()) or \
-                out[2] is None:
+        mixed = segm_pred is not None and valid is not None and \
+            not bool(valid.all())
+        # With invalid objects, mmdet's semantic targets (of every object)
+        # are not computed: those of the valid and invalid ones are.
+        out = super()._get_targets_single(
+            mask_preds, None if mixed else segm_pred, gt_instances,
+            positive_info)
+        if not mixed:
             return out
         segm_targets = self._segm_targets(mask_preds, segm_pred,
                                           gt_instances[valid])
