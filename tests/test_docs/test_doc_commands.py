@@ -20,6 +20,8 @@ def _commands(path):
             words = shlex.split(line.split('#', 1)[0])
             while words and '=' in words[0]:  # OMP_NUM_THREADS=1 ...
                 words.pop(0)
+            if words[:2] in (['taskset', '-c'], ['nice', '-n']):
+                words = words[3:]  # taskset -c 0 python ...
             if len(words) > 1 and words[0] == 'python' and \
                     words[1].startswith('tools/'):
                 yield words[1:]
