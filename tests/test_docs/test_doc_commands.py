@@ -1,7 +1,7 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
-"""The commands the benchmark, AutoFocus and custom-data docs show name
-only options their tools (and subcommands) know: a renamed flag breaks
-this test, not a reader's run."""
+"""The commands the benchmark, AutoFocus and custom-data docs (and the GPU
+benchmark script) show name only options their tools (and subcommands)
+know: a renamed flag breaks this test, not a reader's run."""
 import os.path as osp
 import re
 import shlex
@@ -13,23 +13,34 @@ from conftest import REPO_ROOT, run_tool
 SUBCOMMANDS = {'tools/benchmark.py': ('train', 'loader', 'infer')}
 
 
+def _tool_commands(block):
+    """``[tool, args...]`` of each ``python tools/...`` line of a shell
+    block (continuations joined; ``"$PY" tools/...`` in scripts)."""
+    for line in block.replace('\\\n', ' ').splitlines():
+        words = shlex.split(line.split('#', 1)[0])
+        while words and '=' in words[0]:  # OMP_NUM_THREADS=1 ...
+            words.pop(0)
+        if words[:2] in (['taskset', '-c'], ['nice', '-n']):
+            words = words[3:]  # taskset -c 0 python ...
+        for at, word in enumerate(words[:-1]):
+            if word in ('python', '$PY') and \
+                    words[at + 1].startswith('tools/'):
+                yield words[at + 1:]
+                break
+
+
 def _commands(path):
     text = open(path, encoding='utf-8').read()
+    if path.endswith('.sh'):
+        yield from _tool_commands(text)
+        return
     for block in re.findall(r'```(?:bash|shell)\n(.*?)```', text, re.S):
-        for line in block.replace('\\\n', ' ').splitlines():
-            words = shlex.split(line.split('#', 1)[0])
-            while words and '=' in words[0]:  # OMP_NUM_THREADS=1 ...
-                words.pop(0)
-            if words[:2] in (['taskset', '-c'], ['nice', '-n']):
-                words = words[3:]  # taskset -c 0 python ...
-            if len(words) > 1 and words[0] == 'python' and \
-                    words[1].startswith('tools/'):
-                yield words[1:]
+        yield from _tool_commands(block)
 
 
 # doc -> at least this many tool commands in it
 DOCS = {'docs/benchmarks.md': 8, 'docs/autofocus.md': 8,
-        'docs/custom_dataset.md': 12}
+        'docs/custom_dataset.md': 12, 'tools/misc/gpu_benchmarks.sh': 2}
 
 
 @pytest.mark.parametrize('doc', sorted(DOCS))
