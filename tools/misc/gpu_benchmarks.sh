@@ -15,12 +15,14 @@
 #    from `make demo`): AutoFocus against the full pyramid
 #    (tools/benchmark.py infer), timed twice: after 2 warm-up images, and
 #    after one untimed pass over the same images (every input shape seen
-#    before: the difference is per-shape setup, such as cuDNN's plans).
+#    before: the difference is per-shape setup, such as cuDNN's plans),
+#    and once more with every FocusChip of a scale in one padded batch
+#    (max_pad_ratio=100, max_batch=64: fewer, larger forward passes).
 #
 # Every step logs to OUT_DIR/<step>.log and writes its tables there; a
 # failed step is reported and the next one still runs; the exit status is
 # the number of failed steps. The demo data is generated when data/demo is
-# missing (about a minute). Environment:
+# missing (seconds). Environment:
 #   MMSNIP_GPU_KIT=DIR  first install the offline OpenMMLab kit
 #                       (../shared/gpu-kit; its mmcv CUDA build takes about
 #                       5 minutes) into /tmp/site and put that on PYTHONPATH
@@ -28,7 +30,7 @@
 #   TRAIN_ITERS=30 TRAIN_WORKERS=12 INFER_IMAGES=16
 set -uo pipefail
 if [ $# -lt 1 ] || [ $# -gt 2 ]; then
-    sed -n '2,28p' "$0" >&2
+    sed -n '2,30p' "$0" >&2
     exit 2
 fi
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -141,6 +143,13 @@ else
             --methods pyramid autofocus oracle --thresholds 0.05 0.3 \
             --warmup "$warmup" --out-dir "$OUT/infer_warmup$warmup"
     done
+    # Fewer, larger forward passes: every FocusChip of a scale in one
+    # padded batch (the lever if a pass costs the same whatever its size).
+    step infer_one_batch "$PY" tools/benchmark.py infer "$AUTOFOCUS" \
+        "$CKPT" --num-images "$IMAGES" --methods pyramid autofocus \
+        --thresholds 0.05 --warmup "$IMAGES" \
+        --out-dir "$OUT/infer_one_batch" \
+        --cfg-options tta_model.max_pad_ratio=100 tta_model.max_batch=64
 fi
 echo "== done: $FAILED failed step(s); tables in $OUT"
 exit "$FAILED"
