@@ -21,7 +21,8 @@ from .focus_plan import (EVERY_PIXEL, NO_PIXEL, CascadeTrace, FocusLabelRule,
                          cascade_limits, focus_recall, focus_scales,
                          plan_next_chips,
                          plan_oracle_chips, stack_keep_masks)
-from .negative import generate_negative_chips, sample_negative_chips
+from .negative import (NEGATIVE_SAMPLING_RULE, generate_negative_chips,
+                       sample_negative_chips, sample_negative_chips_batch)
 from .params import (ChipStatistics, ParamSuggestion, chip_statistics,
                      object_sizes, sample_images, scale_table, suggest_params)
 from .positive import (ChipGroundTruth, ChipSet, PositiveChipResult,
@@ -50,6 +51,7 @@ __all__ = [
     'generate_positive_chips', 'greedy_cover', 'grow_to_min_size',
     'in_range', 'inside_matrix', 'make_chip_set', 'merge_overlapping',
     'object_sizes', 'oracle_focus_chips', 'range_gap', 'rectangle_counts',
-    'sample_images', 'sample_negative_chips', 'sanitize_boxes',
+    'sample_images', 'sample_negative_chips', 'sample_negative_chips_batch',
+    'sanitize_boxes', 'NEGATIVE_SAMPLING_RULE',
     'scale_table', 'suggest_params', 'to_canvas'
 ]

@@ -312,20 +312,113 @@ def negative_chips_batch(proposals: np.ndarray, row_start: np.ndarray,
                               w_img[k_img], False), counts
 
 
-def _key_entropy(image_key: Union[int, str]) -> int:
-    """A non-negative integer for ``SeedSequence`` from an image key.
+# The rule of sample_negative_chips; stored in SniperSampler's checkpoint
+# state, so a run stopped mid-epoch under another rule does not resume on
+# other chips. 1: one np.random.SeedSequence stream per image (until
+# 2026-11-27); 2: counter-based keys (below).
+NEGATIVE_SAMPLING_RULE = 2
 
-    Non-negative integers are used as they are; strings (file names) and
-    negative integers go through SHA-256 (stable across processes, unlike
-    Python's salted ``hash``).
+_U64 = 1 << 64
+_GOLDEN = 0x9E3779B97F4A7C15
+_INCREMENT = np.uint64(_GOLDEN)  # splitmix64's stream step
+# Offsets of the seed, epoch and image-key inputs (multiples of it).
+_SEED_STEP, _EPOCH_STEP, _KEY_STEP = (np.uint64(k * _GOLDEN % _U64)
+                                      for k in (1, 2, 3))
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer on a uint64 array (arithmetic mod 2**64): a
+    bijection whose outputs look independent for any inputs."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _key_entropy(image_key: Union[int, str]) -> int:
+    """A 64-bit integer from an image key.
+
+    Non-negative integers are used as they are (mod 2**64); strings (file
+    names) and negative integers go through SHA-256 (stable across
+    processes, unlike Python's salted ``hash``).
     """
     if is_integer(image_key) and image_key >= 0:
-        return int(image_key)
+        return int(image_key) % _U64
     if isinstance(image_key, str) or is_integer(image_key):
         digest = hashlib.sha256(repr(image_key).encode()).digest()
         return int.from_bytes(digest[:8], 'little')
     raise ValueError('image_key must be an int or a str, got '
                      f'{type(image_key).__name__}')
+
+
+def _image_entropy(image_keys) -> np.ndarray:
+    """``(N,)`` uint64 :func:`_key_entropy` of each key (an integer array
+    of non-negative keys without a Python loop)."""
+    if isinstance(image_keys, np.ndarray) and image_keys.dtype.kind in 'iu':
+        keys = image_keys.reshape(-1)
+        if not len(keys) or keys.min() >= 0:
+            return keys.astype(np.uint64)
+    return np.array([_key_entropy(k) for k in image_keys],
+                    np.uint64).reshape(-1)
+
+
+def sample_negative_chips_batch(pool_sizes, num: int, seed: int, epoch: int,
+                                image_keys) -> tuple:
+    """This epoch's negative chips of many images: for each image what
+    :func:`sample_negative_chips` returns, computed for all at once.
+
+    Each chip ``j`` of an image's pool gets a 64-bit key, a hash
+    (splitmix64) of ``(seed, epoch, image key, j)``; the image's ``num``
+    chips of smallest key are drawn. Every ``num``-subset of the pool is
+    equally likely, and an image's draw depends on nothing but its own
+    ``(seed, epoch, key, pool size)``: not on other images, visiting
+    order, batching or the process.
+
+    Args:
+        pool_sizes (array): ``(N,)`` int, chips in each image's pool, >= 0.
+        num (int): Chips to draw per image, >= 0 (all of a smaller pool).
+        seed (int), epoch (int): >= 0.
+        image_keys (array | list): ``(N,)`` stable keys of the images
+            (int or str, as :func:`sample_negative_chips`).
+
+    Returns:
+        tuple: ``(local, counts)``: ``local`` int64 pool indices, image by
+        image in the given order, ascending within an image; ``counts``
+        ``(N,)`` int64, ``min(num, pool_size)`` per image.
+    """
+    sizes = np.asarray(pool_sizes, np.int64).reshape(-1)
+    if not is_integer(num) or num < 0 or (len(sizes) and sizes.min() < 0):
+        raise ValueError(f'pool sizes and num must be ints >= 0, got '
+                         f'{sizes.min() if len(sizes) else 0}, {num!r}')
+    if not (is_integer(seed) and is_integer(epoch) and seed >= 0 and
+            epoch >= 0):
+        raise ValueError(f'seed and epoch must be ints >= 0, got {seed!r}, '
+                         f'{epoch!r}')
+    entropy = _image_entropy(image_keys)
+    if len(entropy) != len(sizes):
+        raise ValueError(f'got {len(entropy)} image keys for {len(sizes)} '
+                         'pool sizes')
+    counts = np.minimum(sizes, num)
+    total = int(sizes.sum())
+    seg = np.repeat(np.arange(len(sizes)), sizes)
+    local = np.arange(total, dtype=np.int64) - np.repeat(
+        np.cumsum(sizes) - sizes, sizes)
+    if total and num and (sizes > num).any():
+        stream = _mix64(np.array([int(seed) % _U64], np.uint64) +
+                        _SEED_STEP)
+        stream = _mix64(stream ^ _mix64(
+            np.array([int(epoch) % _U64], np.uint64) + _EPOCH_STEP))
+        image_state = _mix64(stream ^ _mix64(entropy + _KEY_STEP))
+        # Chip j: the (j + 1)-th number of the image's splitmix64 stream.
+        keys = _mix64(image_state[seg] + (local.astype(np.uint64) +
+                                          np.uint64(1)) * _INCREMENT)
+        # Per image, its chips by key; the first num of each are drawn.
+        order = np.lexsort((keys, seg))
+        drawn = order[local < num]  # local is the rank within the image
+        drawn = drawn[np.lexsort((local[drawn], seg[drawn]))]
+        return local[drawn], counts
+    return local[local < num], counts
 
 
 def sample_negative_chips(pool_size: int, num: int, seed: int, epoch: int,
@@ -334,10 +427,11 @@ def sample_negative_chips(pool_size: int, num: int, seed: int, epoch: int,
 
     Sec. 3.3.3: a fixed number of negative chips per image per epoch is
     sampled from the image's pool. Deterministic from ``(seed, epoch,
-    image_key)`` through ``np.random.SeedSequence``: independent of other
-    images, of the order in which images are visited and of the process.
-    Without replacement; the whole pool when it holds ``num`` chips or
-    fewer.
+    image_key)`` (:func:`sample_negative_chips_batch`, which draws for
+    many images at once: the same draw): independent of other images, of
+    the order in which images are visited and of the process. Without
+    replacement, uniform over subsets; the whole pool when it holds
+    ``num`` chips or fewer.
 
     Args:
         pool_size (int): Chips in the image's pool, >= 0.
@@ -351,11 +445,5 @@ def sample_negative_chips(pool_size: int, num: int, seed: int, epoch: int,
         np.ndarray: ``(min(num, pool_size),)`` int64 indices into the pool,
         sorted ascending.
     """
-    if pool_size < 0 or num < 0:
-        raise ValueError(f'pool_size and num must be >= 0, got {pool_size}, '
-                         f'{num}')
-    if pool_size <= num:
-        return np.arange(pool_size, dtype=np.int64)
-    rng = np.random.default_rng(np.random.SeedSequence(
-        [int(seed), int(epoch), _key_entropy(image_key)]))
-    return np.sort(rng.choice(pool_size, size=num, replace=False))
+    return sample_negative_chips_batch([pool_size], num, seed, epoch,
+                                       [image_key])[0]

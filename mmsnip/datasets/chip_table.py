@@ -117,25 +117,24 @@ class ImageRecords:
         ids, paths, hs, ws, counts, boxes, crowd = [], [], [], [], [], [], []
         for info in infos:
             h, w = info.get('height'), info.get('width')
-            if not all(is_number(v) and v > 0 for v in (h, w)):
+            if not (is_number(h) and is_number(w) and h > 0 and w > 0):
                 raise ValueError(
                     f'SniperDataset: {where(info)} has height={h!r}, '
                     f'width={w!r}; chips need its size in the annotations')
             inst = info.get('instances') or []
             try:
-                b = np.array([i['bbox'] for i in inst],
-                             np.float64).reshape(-1, 4)
+                b = np.array([i['bbox'] for i in inst], np.float64)
+                if b.shape != (len(inst), 4) and len(inst):
+                    raise ValueError(f'boxes of shape {b.shape[1:]}, not '
+                                     '(4,)')
             except (KeyError, TypeError, ValueError) as e:
-                raise ValueError(
-                    f'SniperDataset: {where(info)}: an instance has no '
-                    '[x1, y1, x2, y2] bbox of numbers '
-                    f'({type(e).__name__}: {e})') from e
+                raise _bbox_error(info, where, e) from e
             ids.append(info.get('img_id'))
             paths.append(info.get('img_path'))
             hs.append(h)
             ws.append(w)
-            counts.append(len(b))
-            boxes.append(b)
+            counts.append(len(inst))
+            boxes.append(b.reshape(-1, 4))
             crowd.extend(bool(i.get('ignore_flag', 0)) for i in inst)
         start = np.zeros(len(counts) + 1, np.int64)
         np.cumsum(counts, out=start[1:])
@@ -143,6 +142,14 @@ class ImageRecords:
                    np.array(ws, np.float64), start,
                    np.concatenate(boxes + [np.zeros((0, 4))]),
                    np.array(crowd, bool))
+
+
+def _bbox_error(info: dict, where: Callable[[dict], str],
+                error: Exception) -> ValueError:
+    """The error of an instance without a bbox of 4 numbers."""
+    return ValueError(
+        f'SniperDataset: {where(info)}: an instance has no [x1, y1, x2, y2] '
+        f'bbox of numbers ({type(error).__name__}: {error})')
 
 
 # -- the build ------------------------------------------------------------

@@ -44,7 +44,8 @@ from mmengine.dataset import BaseDataset, Compose, force_full_init
 from mmengine.logging import print_log
 
 from mmsnip.chips import (ChipConfig, ChipSet, box_issues, box_sizes,
-                          in_range, sample_negative_chips, sanitize_boxes)
+                          in_range, sample_negative_chips_batch,
+                          sanitize_boxes)
 from mmsnip.registry import DATASETS
 from mmsnip.utils.checks import is_integer, is_number
 from mmsnip.utils.preflight import coco_problem
@@ -405,16 +406,25 @@ class SniperDataset:
 
         ``neg_per_image`` negatives per image, drawn from the image's pool
         by :func:`~mmsnip.chips.sample_negative_chips` from ``(seed, epoch,
-        image index)``. Sorted ascending; shuffling is the sampler's job.
+        image index)`` (all images at once:
+        :func:`~mmsnip.chips.sample_negative_chips_batch`). Sorted
+        ascending; shuffling is the sampler's job.
         """
-        picks = [np.arange(self.num_positive)]
         sizes = np.diff(self.neg_start)
-        for img in np.flatnonzero(sizes):
-            local = sample_negative_chips(int(sizes[img]),
-                                          self.chip_cfg.neg_per_image,
-                                          self.seed, epoch, int(img))
-            picks.append(self.neg_start[img] + local)
-        return np.concatenate(picks).astype(np.int64)
+        local, counts = sample_negative_chips_batch(
+            sizes, self.chip_cfg.neg_per_image, self.seed, epoch,
+            np.arange(len(sizes)))
+        negatives = np.repeat(self.neg_start[:-1], counts) + local
+        return np.concatenate([np.arange(self.num_positive),
+                               negatives]).astype(np.int64)
+
+    @force_full_init
+    def draws_negatives(self) -> bool:
+        """Whether epochs draw from a negative pool (some image has more
+        than ``neg_per_image`` negatives), so differ by epoch and by the
+        sampling rule."""
+        sizes = np.diff(self.neg_start)
+        return bool((sizes > self.chip_cfg.neg_per_image).any())
 
     @force_full_init
     def epoch_size(self) -> int:

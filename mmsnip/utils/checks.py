@@ -30,6 +30,11 @@ def is_integer(value) -> bool:
 def is_number(value, finite: bool = True) -> bool:
     """A real number (Python or numpy), not a bool, not NaN; not infinite
     either unless ``finite=False``."""
+    kind = type(value)
+    if kind is int:  # the common cases first, without the ABC checks
+        return True
+    if kind is float:
+        return math.isfinite(value) if finite else not math.isnan(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return False
     if isinstance(value, numbers.Integral):

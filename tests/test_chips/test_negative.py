@@ -6,10 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmsnip.chips import (ChipConfig, ChipSet, ScaleSpec, box_sizes,
-                          chip_starts, generate_negative_chips,
-                          generate_positive_chips, in_range, inside_matrix,
-                          make_chip_set, sample_negative_chips,
+from mmsnip.chips import (NEGATIVE_SAMPLING_RULE, ChipConfig, ChipSet,
+                          ScaleSpec, box_sizes, chip_starts,
+                          generate_negative_chips, generate_positive_chips,
+                          in_range, inside_matrix, make_chip_set,
+                          sample_negative_chips, sample_negative_chips_batch,
                           sanitize_boxes, to_canvas)
 
 CFG = ChipConfig(scales=(ScaleSpec(factor=1.0, valid_range=(0, 200)),),
@@ -113,6 +114,65 @@ def test_sampling_is_deterministic_per_seed_epoch_image():
     assert len(sample_negative_chips(5, 0, 0, 0, 0)) == 0
     with pytest.raises(ValueError, match='>= 0'):
         sample_negative_chips(-1, 2, 0, 0, 0)
+
+
+def test_sampling_many_images_at_once_is_each_images_own_draw():
+    sizes = np.array([0, 3, 50, 7, 1000, 2, 4])
+    keys = [0, 'a.jpg', 2, -5, 4, 'b.jpg', 6]
+    for num in (0, 1, 4):
+        local, counts = sample_negative_chips_batch(sizes, num, 5, 2, keys)
+        each = [sample_negative_chips(int(n), num, 5, 2, k)
+                for n, k in zip(sizes, keys)]
+        np.testing.assert_array_equal(counts, np.minimum(sizes, num))
+        np.testing.assert_array_equal(local, np.concatenate(each))
+        # An image's draw does not depend on the other images.
+        part, _ = sample_negative_chips_batch(sizes[2:5], num, 5, 2,
+                                              keys[2:5])
+        np.testing.assert_array_equal(part, np.concatenate(each[2:5]))
+    # Integer key arrays take the vectorised path: the same draws.
+    a, _ = sample_negative_chips_batch(sizes, 2, 0, 1, np.arange(7))
+    b, _ = sample_negative_chips_batch(sizes, 2, 0, 1, list(range(7)))
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match='got 2 image keys for 7'):
+        sample_negative_chips_batch(sizes, 2, 0, 1, [0, 1])
+    for seed, epoch in ((-1, 1), (1.5, 1), (0, -2), (0, 2.0)):
+        with pytest.raises(ValueError,
+                           match='seed and epoch must be ints >= 0'):
+            sample_negative_chips_batch(sizes, 2, seed, epoch, keys)
+    with pytest.raises(ValueError, match='num must be ints >= 0'):
+        sample_negative_chips_batch(sizes, 2.5, 0, 0, keys)
+    # numpy integers are ints
+    np.testing.assert_array_equal(
+        sample_negative_chips_batch(sizes, np.int64(2), np.int64(0),
+                                    np.uint32(1), keys)[0],
+        sample_negative_chips_batch(sizes, 2, 0, 1, keys)[0])
+
+
+def test_sampling_is_uniform_over_subsets():
+    # Pool of 5, 2 drawn: each of the 10 subsets about equally often over
+    # epochs (and over images), as the paper's random sampling needs.
+    draws = 20000
+    per_epoch = np.array([sample_negative_chips(5, 2, 0, e, 3)
+                          for e in range(draws)])
+    per_image, _ = sample_negative_chips_batch(np.full(draws, 5), 2, 0, 0,
+                                               np.arange(draws))
+    for picks in (per_epoch, per_image.reshape(-1, 2)):
+        code = picks[:, 0] * 5 + picks[:, 1]
+        counts = np.unique(code, return_counts=True)[1]
+        assert len(counts) == 10
+        # binomial sd about 42: 6 sd either side
+        assert np.abs(counts - draws / 10).max() < 260
+
+
+def test_sampling_rule_is_pinned():
+    # These draws define NEGATIVE_SAMPLING_RULE 2: a change of rule must
+    # change that number (resumed runs check it, SniperSampler).
+    assert NEGATIVE_SAMPLING_RULE == 2
+    np.testing.assert_array_equal(
+        sample_negative_chips(1000, 3, 0, 0, '000000139.jpg'),
+        [528, 654, 997])
+    np.testing.assert_array_equal(sample_negative_chips(50, 2, 0, 3, 7),
+                                  [18, 40])
 
 
 def test_sampling_with_string_keys_is_stable():

@@ -170,3 +170,49 @@ def test_records_keep_images_in_order():
     np.testing.assert_array_equal(
         rec.box_image(), np.repeat(np.arange(6), np.diff(rec.box_start)))
     assert rec.digest() == records(6).digest() != records(6, seed=1).digest()
+
+
+@pytest.mark.parametrize('bad, why', [
+    ([None], 'ValueError'), ([[1, 2, 3]], 'ValueError'),
+    ([[1, 2, 3, 'x']], 'ValueError'), ([[[1, 2, 3, 4]]], 'ValueError'),
+    (['1234'], 'ValueError'), ([[1, 2, 3, 4, 5]], 'shape'),
+    ([[1, 2, 3, 4, 5], [1, 2, 3, 4, 5]], 'shape'),
+    ([[[1, 2, 3, 4]]] * 2, 'shape')])
+@pytest.mark.parametrize('with_good', [True, False])
+def test_records_name_the_image_of_a_bad_bbox(bad, why, with_good):
+    good = [dict(bbox=[1, 2, 30, 40]), dict(bbox=[5, 5, 9, 9])]
+    infos = [dict(img_id=i, img_path=f'{i}.jpg', height=50, width=60,
+                  instances=list(good)) for i in range(4)]
+    infos[2]['instances'] = (good if with_good else []) + [
+        dict(bbox=b) for b in bad]
+    if with_good and why == 'shape':
+        why = 'ValueError'  # numpy's inhomogeneous-shape error
+    with pytest.raises(ValueError, match=r'image 2 \(2.jpg\): an instance '
+                       rf'has no \[x1, y1, x2, y2\] bbox of numbers .*{why}'):
+        ImageRecords.from_infos(infos, lambda info: (
+            f'image {info["img_id"]} ({info["img_path"]})'))
+    infos[2]['instances'][-1] = dict(box=[1, 2, 3, 4])  # no 'bbox'
+    with pytest.raises(ValueError, match='image 2 .*KeyError'):
+        ImageRecords.from_infos(infos, lambda info: (
+            f'image {info["img_id"]} ({info["img_path"]})'))
+    infos[2]['height'] = 0
+    with pytest.raises(ValueError, match='image 2 .*height=0'):
+        ImageRecords.from_infos(infos, lambda info: (
+            f'image {info["img_id"]} ({info["img_path"]})'))
+
+
+def test_records_hold_every_box_in_order():
+    infos = [dict(img_id=7, img_path='a.jpg', height=50, width=60.0,
+                  instances=[dict(bbox=np.array([1, 2, 3, 4.5])),
+                             dict(bbox=(0, 0, 9, 9), ignore_flag=1)]),
+             dict(img_id='b', img_path='b.jpg', height=np.int64(5),
+                  width=np.float32(6), instances=[]),
+             dict(img_id=9, img_path='c.jpg', height=8, width=8,
+                  instances=[dict(bbox=[2, 2, 5, 5])])]
+    rec = ImageRecords.from_infos(infos, str)
+    np.testing.assert_array_equal(rec.box_start, [0, 2, 2, 3])
+    np.testing.assert_array_equal(
+        rec.boxes, [[1, 2, 3, 4.5], [0, 0, 9, 9], [2, 2, 5, 5]])
+    np.testing.assert_array_equal(rec.crowd, [False, True, False])
+    np.testing.assert_array_equal(rec.heights, [50, 5, 8])
+    assert rec.img_ids == [7, 'b', 9]

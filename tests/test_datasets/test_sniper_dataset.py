@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import npz_member_rows
-from mmsnip.chips import ChipConfig, generate_positive_chips, inside_matrix
+from mmsnip.chips import (ChipConfig, generate_positive_chips, inside_matrix,
+                          sample_negative_chips)
 from mmsnip.datasets import SniperDataset, save_proposals
 from mmsnip.utils import register_all_modules
 
@@ -117,6 +118,12 @@ def test_negatives_and_epoch_sampling(tiny_demo_root, tmp_path):
     # at most neg_per_image negatives of each image per epoch
     neg_imgs = ds.chip_img[e0[e0 >= ds.num_positive]]
     assert np.bincount(neg_imgs).max() <= 1
+    # All images at once: each image's own draw, keyed by its index.
+    sizes, num = np.diff(ds.neg_start), ds.chip_cfg.neg_per_image
+    assert ds.draws_negatives() and (sizes > num).any()
+    np.testing.assert_array_equal(e1[ds.num_positive:], np.concatenate(
+        [ds.neg_start[i] + sample_negative_chips(int(n), num, 3, 1, i)
+         for i, n in enumerate(sizes)]))
     item = ds[int(e0[-1])]
     assert not item['data_samples'].metainfo['chip_is_positive']
 

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from mmsnip.chips import NEGATIVE_SAMPLING_RULE
 from mmsnip.datasets import SniperSampler
 from mmsnip.datasets.samplers import sniper_sampler
 
@@ -60,3 +61,35 @@ def test_same_epoch_same_order_new_epoch_new_order(monkeypatch):
 def test_needs_a_chip_dataset():
     with pytest.raises(TypeError, match='SniperDataset'):
         SniperSampler([1, 2, 3])
+
+
+class DrawingChips(FakeChips):
+    """FakeChips whose epochs draw negatives (SniperDataset's
+    ``draws_negatives``)."""
+
+    def __init__(self, draws=True):
+        super().__init__()
+        self.draws = draws
+
+    def draws_negatives(self):
+        return self.draws
+
+
+def test_resume_mid_epoch_needs_the_same_negative_sampling_rule(
+        monkeypatch):
+    monkeypatch.setattr(sniper_sampler, 'get_dist_info', lambda: (0, 1))
+    whole = SniperSampler(DrawingChips(), seed=3)
+    whole.set_epoch(2)
+    state = whole.state_dict(consumed=5)
+    assert state['negative_sampling_rule'] == NEGATIVE_SAMPLING_RULE
+    resumed = SniperSampler(DrawingChips(), seed=1)
+    resumed.load_state_dict(state)
+    assert list(resumed) == list(whole)[5:]
+    # A checkpoint of an earlier rule (none recorded: rule 1) mid-epoch.
+    old = {k: v for k, v in state.items() if k != 'negative_sampling_rule'}
+    with pytest.raises(ValueError, match='negative-sampling rule 1'):
+        SniperSampler(DrawingChips()).load_state_dict(old)
+    # Fine at an epoch's end, or when epochs draw no negatives.
+    SniperSampler(DrawingChips()).load_state_dict(dict(old, consumed=0))
+    SniperSampler(DrawingChips(draws=False)).load_state_dict(old)
+    SniperSampler(FakeChips()).load_state_dict(old)

@@ -7,6 +7,7 @@ from mmengine.dist import get_dist_info, sync_random_seed
 from mmengine.logging import print_log
 from torch.utils.data import Sampler
 
+from mmsnip.chips import NEGATIVE_SAMPLING_RULE
 from mmsnip.registry import DATA_SAMPLERS
 from mmsnip.utils.checks import is_integer
 
@@ -180,13 +181,16 @@ class SniperSampler(Sampler):
 
         Returns:
             dict: ``seed``, ``epoch``, ``consumed``, ``epoch_size``,
-            ``shuffle``, ``world_size``, ``image_window``.
+            ``shuffle``, ``world_size``, ``image_window``,
+            ``negative_sampling_rule``
+            (:data:`~mmsnip.chips.NEGATIVE_SAMPLING_RULE`).
         """
         return dict(seed=int(self.seed), epoch=int(self.epoch),
                     consumed=int(min(consumed, self.dataset.epoch_size())),
                     epoch_size=int(self.dataset.epoch_size()),
                     shuffle=bool(self.shuffle), world_size=self.world_size,
-                    image_window=int(self.image_window))
+                    image_window=int(self.image_window),
+                    negative_sampling_rule=NEGATIVE_SAMPLING_RULE)
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from :meth:`state_dict`: its seed, and its epoch
@@ -198,7 +202,9 @@ class SniperSampler(Sampler):
                 ``image_window`` (another order: the rest of its epoch
                 would repeat some chips and skip others). Checkpoints
                 written before ``image_window`` existed were trained
-                without windows (0).
+                without windows (0). Or it stopped mid-epoch under another
+                negative-sampling rule while the dataset draws negatives
+                (``draws_negatives()``): the epoch's negatives differ.
         """
         size = self.dataset.epoch_size()
         if int(state['epoch_size']) != size:
@@ -216,6 +222,19 @@ class SniperSampler(Sampler):
                 f'image_window={self.image_window}: the rest of the epoch '
                 'would not be the chips it has not seen. Resume with '
                 f'train_dataloader.sampler.image_window={window}')
+        rule = int(state.get('negative_sampling_rule', 1))
+        draws = getattr(self.dataset, 'draws_negatives', None)
+        if rule != NEGATIVE_SAMPLING_RULE and int(state['consumed']) and \
+                draws is not None and draws():
+            raise ValueError(
+                f'SniperSampler: the checkpoint stopped mid-epoch under '
+                f'negative-sampling rule {rule}, this version of mmsnip '
+                f'draws an epoch\'s negatives by rule '
+                f'{NEGATIVE_SAMPLING_RULE} (mmsnip.chips.'
+                'sample_negative_chips): the rest of the epoch would not be '
+                'the chips it has not seen. Resume from a checkpoint saved '
+                'at the end of an epoch, or with the mmsnip version that '
+                'wrote it')
         self.seed = int(state['seed'])
         self.epoch = int(state['epoch'])
         consumed = int(state['consumed'])
