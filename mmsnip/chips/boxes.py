@@ -113,10 +113,13 @@ def sanitize_boxes(boxes, img_h: float, img_w: float
         upper = np.array([img_w, img_h, img_w, img_h])
     else:
         upper = np.stack([img_w, img_h, img_w, img_h], -1)
-    finite = np.isfinite(arr).all(axis=1)
-    clipped = np.where(finite[:, None], arr, 0.0)
-    # np.clip(clipped, 0, upper) without its Python-level dispatch
-    clipped = np.minimum(np.maximum(clipped, 0), upper)
+    # A row's 4 flags as one 32-bit word: all finite <=> 0x01010101.
+    finite = np.ascontiguousarray(np.isfinite(arr)).view(np.uint32)[:, 0] \
+        == 0x01010101
+    # np.clip(arr, 0, upper) without its Python-level dispatch; rows with
+    # a NaN or infinite coordinate are not kept and zeroed below.
+    clipped = np.maximum(arr, 0.0)
+    np.minimum(clipped, upper, out=clipped)
     keep = finite & (clipped[:, 2] > clipped[:, 0]) & \
         (clipped[:, 3] > clipped[:, 1])
     if not keep.all():

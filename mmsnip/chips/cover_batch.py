@@ -11,6 +11,7 @@ step, not per canvas and step. The chip table's negative chips use it
 images holds about 500 covers of about 160 proposals, about 6 picks each.
 """
 import dataclasses
+import functools
 from typing import Tuple
 
 import numpy as np
@@ -240,6 +241,35 @@ def _corners(lo_x, hi_x, lo_y, hi_y, row, rows: int, cols: int):
             np.repeat(np.array([1, -1, -1, 1], np.float32), len(row)))
 
 
+@functools.lru_cache(maxsize=64)
+def _prefix_matrices(rows: int, cols: int) -> Tuple[np.ndarray, np.ndarray]:
+    """``(rows, rows)`` lower and ``(cols, cols)`` upper triangular float32
+    matrices of ones, read-only: ``lower @ grid @ upper`` is ``grid``'s
+    2-D inclusive prefix sum."""
+    lower = np.tril(np.ones((rows, rows), np.float32))
+    upper = np.triu(np.ones((cols, cols), np.float32))
+    lower.flags.writeable = upper.flags.writeable = False
+    return lower, upper
+
+
+def _integrate(diff: np.ndarray, out: np.ndarray) -> None:
+    """``out[g]`` = the 2-D inclusive prefix sum (along both axes) of each
+    grid ``diff[g]``, ``(G, rows, cols)`` float32 of small integers.
+
+    Two products with triangular matrices of ones where grids are of
+    moderate size (BLAS: about 2x two ``cumsum`` passes there), else two
+    ``cumsum`` passes. Exact either way: every partial sum is an integer
+    far below 2**24.
+    """
+    rows, cols = diff.shape[1:]
+    if min(rows, cols) >= 8 and max(rows, cols) <= 128:
+        lower, upper = _prefix_matrices(rows, cols)
+        np.matmul(np.matmul(lower, diff), upper, out=out)
+    else:
+        np.cumsum(diff, axis=1, out=out)
+        np.cumsum(out, axis=2, out=out)
+
+
 def _greedy_chunk(lo_x, hi_x, lo_y, hi_y, row, min_count, rows: int,
                   cols: int) -> Tuple[np.ndarray, np.ndarray]:
     """The greedy loop of one chunk of canvases (``row``: each box's
@@ -271,8 +301,7 @@ def _greedy_chunk(lo_x, hi_x, lo_y, hi_y, row, min_count, rows: int,
     step = 0
     while len(canvas):
         grid = counts[:len(canvas)]
-        np.cumsum(diff.reshape(grid.shape), axis=1, out=grid)
-        np.cumsum(grid, axis=2, out=grid)
+        _integrate(diff.reshape(grid.shape), grid)
         grid = grid.reshape(len(canvas), cell)
         best = grid.argmax(axis=1)
         count = grid[np.arange(len(canvas)), best].astype(np.int64)
