@@ -4,6 +4,7 @@ canvas."""
 from unittest import mock
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -115,3 +116,13 @@ def test_no_canvas_or_too_few_boxes_give_no_picks():
     picks, covered = greedy_cover_runs(*[np.zeros(0, np.int64)] * 5,
                                        np.array([1]))
     assert picks.shape == (0, 4) and covered.shape == (0, )
+
+
+@pytest.mark.parametrize('shape', [(3, 2, 2), (5, 8, 8), (4, 31, 46),
+                                   (2, 7, 50), (2, 129, 9), (1, 140, 130)])
+def test_integrate_is_two_cumsums(shape):
+    # Both ways (triangular products for moderate grids, cumsum else).
+    diff = np.random.default_rng(0).integers(-3, 4, shape).astype(np.float32)
+    out = np.empty_like(diff)
+    cover_batch._integrate(diff, out)
+    np.testing.assert_array_equal(out, diff.cumsum(1).cumsum(2))
