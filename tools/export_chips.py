@@ -11,8 +11,10 @@ The chip settings are the config's ``chip_cfg`` (top level, or the one of
 it writes its chips: ``box`` [x1, y1, x2, y2] in ORIGINAL pixels,
 ``box_scaled`` in the scale's pixels, ``scale_index`` (into the config's
 scales), ``scale_factor``, ``positive``, ``sampled`` (positives, and the
-negatives drawn for ``--epoch``) and ``covers``: the ids of the
-annotations fully inside the chip. The file is written atomically.
+negatives drawn for ``--epoch``, keyed by the image id: the distribution
+of a training epoch, whose draw keys images by dataset index) and
+``covers``: the ids of the annotations fully inside the chip. The file is
+written atomically.
 
 It prints chips per image, pixels per image per epoch for SNIPER (positive
 + sampled negative chips, ``K x K`` each, batch padding included) against
