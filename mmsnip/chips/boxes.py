@@ -113,7 +113,8 @@ def sanitize_boxes(boxes, img_h: float, img_w: float
         upper = np.array([img_w, img_h, img_w, img_h])
     else:
         upper = np.stack([img_w, img_h, img_w, img_h], -1)
-    # A row's 4 flags as one 32-bit word: all finite <=> 0x01010101.
+    # A row's 4 flags as one 32-bit word: all finite <=> 0x01010101
+    # (C order first: isfinite keeps an F-ordered input's layout).
     finite = np.ascontiguousarray(np.isfinite(arr)).view(np.uint32)[:, 0] \
         == 0x01010101
     # np.clip(arr, 0, upper) without its Python-level dispatch; rows with

@@ -404,7 +404,7 @@ def sample_negative_chips_batch(pool_sizes, num: int, seed: int, epoch: int,
     seg = np.repeat(np.arange(len(sizes)), sizes)
     local = np.arange(total, dtype=np.int64) - np.repeat(
         np.cumsum(sizes) - sizes, sizes)
-    if total and num and (sizes > num).any():
+    if num and (sizes > num).any():  # else every pool is drawn whole
         stream = _mix64(np.array([int(seed) % _U64], np.uint64) +
                         _SEED_STEP)
         stream = _mix64(stream ^ _mix64(

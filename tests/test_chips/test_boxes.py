@@ -49,6 +49,11 @@ def test_sanitize_rule():
     np.testing.assert_array_equal(clipped[2], [0, 0, 30, 30])
     np.testing.assert_array_equal(clipped[6], [600, 400, 640, 480])
     assert (clipped[~keep] == 0).all()
+    # Any memory layout of the input: the same rows kept and clipped.
+    for layout in (np.asfortranarray(boxes), np.repeat(boxes, 2, 0)[::2]):
+        again, kept = sanitize_boxes(layout, 480, 640)
+        np.testing.assert_array_equal(kept, keep)
+        np.testing.assert_array_equal(again, clipped)
     clipped, keep = sanitize_boxes(np.zeros((0, 4)), 1, 1)
     assert clipped.shape == (0, 4) and keep.shape == (0,)
     for h, w in ((0, 10), (10, -1), (np.nan, 10)):
