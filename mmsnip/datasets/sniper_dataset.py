@@ -419,6 +419,21 @@ class SniperDataset:
                                negatives]).astype(np.int64)
 
     @force_full_init
+    def chip_fingerprint(self, indices: np.ndarray) -> str:
+        """sha256 (hex) of the chips ``indices``, in that order: each
+        chip's image (by the dataset's image ids), scale and window
+        (ORIGINAL pixels). :class:`SniperSampler` fingerprints an epoch with
+        it, so that a resume never continues another epoch's chips."""
+        indices = np.asarray(indices, np.int64)
+        digest = hashlib.sha256(json.dumps(self._records.img_ids,
+                                           default=str).encode())
+        for column in (self.chip_img, self.chips.scale_index,
+                       self.chips.boxes):
+            digest.update(np.ascontiguousarray(
+                column[indices], column.dtype.newbyteorder('<')).tobytes())
+        return digest.hexdigest()
+
+    @force_full_init
     def draws_negatives(self) -> bool:
         """Whether epochs draw from a negative pool (some image has more
         than ``neg_per_image`` negatives), so differ by epoch and by the

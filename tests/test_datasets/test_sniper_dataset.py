@@ -128,6 +128,25 @@ def test_negatives_and_epoch_sampling(tiny_demo_root, tmp_path):
     assert not item['data_samples'].metainfo['chip_is_positive']
 
 
+def test_chip_fingerprint_tells_the_chips_of_an_epoch(tiny_demo_root,
+                                                     tmp_path):
+    """What a mid-epoch resume compares (SniperSampler): the same chips in
+    the same order give the same fingerprint, whatever built the table;
+    another dataset seed (other negatives, as many) or order does not."""
+    path = str(tmp_path / 'props.pkl')
+    save_proposals(path, _proposals(build(tiny_demo_root)), num_scales=3)
+    cache = str(tmp_path / 'cache')
+    a, b, c = (build(tiny_demo_root, cache_dir=cache, negatives=True,
+                     proposal_file=path, seed=seed) for seed in (3, 3, 4))
+    order = a.epoch_indices(1)
+    assert a.chip_fingerprint(order) == b.chip_fingerprint(order)
+    assert len(c.epoch_indices(1)) == len(order)
+    assert not np.array_equal(c.epoch_indices(1), order)
+    assert c.chip_fingerprint(c.epoch_indices(1)) != \
+        a.chip_fingerprint(order)
+    assert a.chip_fingerprint(order[::-1]) != a.chip_fingerprint(order)
+
+
 def test_negatives_need_proposals_and_matching_ids(tiny_demo_root, tmp_path):
     with pytest.raises(ValueError, match='needs a proposal_file'):
         build(tiny_demo_root, negatives=True)

@@ -93,3 +93,58 @@ def test_resume_mid_epoch_needs_the_same_negative_sampling_rule(
     SniperSampler(DrawingChips()).load_state_dict(dict(old, consumed=0))
     SniperSampler(DrawingChips(draws=False)).load_state_dict(old)
     SniperSampler(FakeChips()).load_state_dict(old)
+
+
+class ShiftedChips(FakeChips):
+    """FakeChips whose epochs hold other chips (the same number) when
+    ``shift`` differs: re-mined proposals, another dataset seed."""
+
+    def __init__(self, shift=0):
+        super().__init__()
+        self.shift = shift
+
+    def epoch_indices(self, epoch):
+        return super().epoch_indices(epoch + self.shift)
+
+
+def test_resume_mid_epoch_refuses_other_chips_of_the_same_count(
+        monkeypatch):
+    monkeypatch.setattr(sniper_sampler, 'get_dist_info', lambda: (0, 1))
+    whole = SniperSampler(ShiftedChips(), seed=3)
+    whole.set_epoch(1)
+    state = whole.state_dict(consumed=5)
+    assert state['epoch_fingerprint'] == whole.epoch_fingerprint(1)
+    assert 'epoch_fingerprint' not in whole.state_dict(consumed=0)
+    same = SniperSampler(ShiftedChips(), seed=8)
+    same.load_state_dict(state)
+    assert list(same) == list(whole)[5:]
+    other = ShiftedChips(shift=1)
+    assert other.epoch_size() == whole.dataset.epoch_size()
+    with pytest.raises(ValueError, match='fingerprint differs'):
+        SniperSampler(other).load_state_dict(state)
+    # At an epoch's end every chip of the next epoch is still to come.
+    SniperSampler(other).load_state_dict(dict(state, consumed=0))
+    # Checkpoints written before fingerprints: not checked.
+    old = {k: v for k, v in state.items() if k != 'epoch_fingerprint'}
+    SniperSampler(other).load_state_dict(old)
+
+
+def test_resume_mid_epoch_refuses_another_shuffle(monkeypatch):
+    monkeypatch.setattr(sniper_sampler, 'get_dist_info', lambda: (0, 1))
+    state = SniperSampler(FakeChips(), seed=3).state_dict(consumed=5)
+    with pytest.raises(ValueError, match='shuffle=True.*sampler.shuffle=Tr'):
+        SniperSampler(FakeChips(), shuffle=False).load_state_dict(state)
+    SniperSampler(FakeChips(), shuffle=False).load_state_dict(
+        dict(state, consumed=0))
+
+
+def test_image_window_without_shuffle_is_logged(monkeypatch):
+    monkeypatch.setattr(sniper_sampler, 'get_dist_info', lambda: (0, 1))
+    logged = []
+    monkeypatch.setattr(sniper_sampler, 'print_log',
+                        lambda msg, **kw: logged.append(msg))
+    ds = FakeChips()
+    ds.chip_img = np.arange(ds.num_pos + ds.pool)
+    SniperSampler(ds, shuffle=False, image_window=2)
+    assert any('image_window=2 has no effect with shuffle=False' in m
+               for m in logged)

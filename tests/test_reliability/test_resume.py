@@ -174,3 +174,35 @@ def test_training_resumed_mid_epoch_continues_exactly(tiny_demo_root,
     assert not glob.glob(str(work / f'iter_{2 * iters + 1}*.pth'))
     etas = re.findall(r'eta: (\S+)', log)
     assert etas and not any(e.startswith('-') or 'day' in e for e in etas)
+
+
+@pytest.mark.parametrize('drop_last', [False, True])
+def test_resume_hook_counts_the_batches_the_loader_yields(drop_last,
+                                                          monkeypatch):
+    """14 chips, batch 4, one rank, resumed after iteration 2 of epoch 0:
+    6 chips are left, 2 batches, or 1 when the loader drops the last
+    partial one (as the uninterrupted epoch does: 3 batches, the last 2
+    chips dropped). The counter stays at 2 either way."""
+    from types import SimpleNamespace
+
+    from mmengine.runner import EpochBasedTrainLoop
+    from torch.utils.data import DataLoader
+
+    from mmsnip.engine.hooks import SamplerResumeHook
+    sampler = _sampler(FakeChips(14), 0, 1, monkeypatch, seed=0)
+    loader = DataLoader(list(range(200)), batch_size=4, sampler=sampler,
+                        drop_last=drop_last)
+    full = len(loader)
+    loop = EpochBasedTrainLoop.__new__(EpochBasedTrainLoop)
+    loop.dataloader, loop._iter, loop._epoch = loader, 2, 0
+    runner = SimpleNamespace(_train_loop=loop, train_loop=loop,
+                             train_dataloader=loader, epoch=0, _resume=True,
+                             world_size=1)
+    hook = SamplerResumeHook()
+    state = sampler.state_dict(consumed=2 * 4)
+    state.update(batch_size=4)
+    hook.after_load_checkpoint(runner, dict(meta=dict(
+        sniper_sampler=state, epoch=0, iter=2, seed=0)))
+    hook.before_train(runner)
+    assert len(loader) == full - 2 == len(list(loader))
+    assert loop.iter == 2

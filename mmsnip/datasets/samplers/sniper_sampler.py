@@ -1,4 +1,6 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
+import hashlib
+import logging
 import math
 from typing import Iterator, Optional
 
@@ -55,6 +57,8 @@ class SniperSampler(Sampler):
     windows ``{c, a}`` and ``{b}``, e.g. the order ``a1 c0 a0 b2 b0 b1``.
     ``W = 0`` (default) shuffles all chips of the epoch together.
     The order is still a function of ``(seed, epoch)``, so resume is exact.
+    Without ``shuffle`` the order is the dataset's (each image's positive
+    chips are already together) and ``image_window`` has no effect (logged).
 
     Args:
         dataset (SniperDataset): The chip dataset.
@@ -91,6 +95,8 @@ class SniperSampler(Sampler):
         # (epoch, chips of its global order already trained on) after a
         # resume; None otherwise.
         self._resume: Optional[tuple] = None
+        # ((seed, epoch), epoch_fingerprint) of the last epoch asked for.
+        self._fingerprint: tuple = (None, None)
         total = dataset.epoch_size()  # builds a lazy dataset's chip table
         if image_window and not hasattr(dataset, 'chip_img'):
             raise TypeError(
@@ -100,6 +106,11 @@ class SniperSampler(Sampler):
         self.num_samples = self._shard_len(total)
         self.total_size = self.num_samples * world_size if round_up \
             else total
+        if image_window and not shuffle:
+            print_log(f'SniperSampler: image_window={image_window} has no '
+                      'effect with shuffle=False (the chips keep the '
+                      "dataset's order)", logger='current',
+                      level=logging.WARNING)
         if shuffle and not image_window and \
                 hasattr(dataset, 'shared_decode_hint'):
             hint = dataset.shared_decode_hint()
@@ -143,6 +154,22 @@ class SniperSampler(Sampler):
         # lexsort: the last key is the primary one.
         return np.lexsort((rng.permutation(len(indices)), window))
 
+    def epoch_fingerprint(self, epoch: Optional[int] = None) -> str:
+        """sha256 (hex) of the epoch's global order: of the chips
+        themselves where the dataset describes them
+        (:meth:`SniperDataset.chip_fingerprint`), else of their indices.
+        Equal fingerprints: the same chips in the same order; a resume
+        mid-epoch checks it (:meth:`load_state_dict`)."""
+        epoch = self.epoch if epoch is None else epoch
+        key = (self.seed, epoch)
+        if self._fingerprint[0] != key:
+            order = self.epoch_order(epoch)
+            describe = getattr(self.dataset, 'chip_fingerprint', None)
+            value = describe(order) if describe is not None else \
+                hashlib.sha256(order.astype('<i8').tobytes()).hexdigest()
+            self._fingerprint = (key, value)
+        return self._fingerprint[1]
+
     @property
     def consumed_at_start(self) -> int:
         """Chips of the current epoch trained before this run (resume)."""
@@ -183,14 +210,20 @@ class SniperSampler(Sampler):
             dict: ``seed``, ``epoch``, ``consumed``, ``epoch_size``,
             ``shuffle``, ``world_size``, ``image_window``,
             ``negative_sampling_rule``
-            (:data:`~mmsnip.chips.NEGATIVE_SAMPLING_RULE`).
+            (:data:`~mmsnip.chips.NEGATIVE_SAMPLING_RULE`) and, mid-epoch
+            (``consumed > 0``), ``epoch_fingerprint``
+            (:meth:`epoch_fingerprint`).
         """
-        return dict(seed=int(self.seed), epoch=int(self.epoch),
-                    consumed=int(min(consumed, self.dataset.epoch_size())),
-                    epoch_size=int(self.dataset.epoch_size()),
-                    shuffle=bool(self.shuffle), world_size=self.world_size,
-                    image_window=int(self.image_window),
-                    negative_sampling_rule=NEGATIVE_SAMPLING_RULE)
+        consumed = int(min(consumed, self.dataset.epoch_size()))
+        state = dict(seed=int(self.seed), epoch=int(self.epoch),
+                     consumed=consumed,
+                     epoch_size=int(self.dataset.epoch_size()),
+                     shuffle=bool(self.shuffle), world_size=self.world_size,
+                     image_window=int(self.image_window),
+                     negative_sampling_rule=NEGATIVE_SAMPLING_RULE)
+        if consumed:
+            state['epoch_fingerprint'] = self.epoch_fingerprint()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from :meth:`state_dict`: its seed, and its epoch
@@ -204,7 +237,11 @@ class SniperSampler(Sampler):
                 written before ``image_window`` existed were trained
                 without windows (0). Or it stopped mid-epoch under another
                 negative-sampling rule while the dataset draws negatives
-                (``draws_negatives()``): the epoch's negatives differ.
+                (``draws_negatives()``): the epoch's negatives differ. Or
+                it stopped mid-epoch with another ``shuffle``, or its
+                ``epoch_fingerprint`` differs from this run's (other chips
+                or another order with the same count: changed data,
+                proposals, chip settings or dataset seed).
         """
         size = self.dataset.epoch_size()
         if int(state['epoch_size']) != size:
@@ -235,7 +272,27 @@ class SniperSampler(Sampler):
                 'the chips it has not seen. Resume from a checkpoint saved '
                 'at the end of an epoch, or with the mmsnip version that '
                 'wrote it')
+        consumed = int(state['consumed'])
+        shuffle = state.get('shuffle')
+        if consumed and shuffle is not None and bool(shuffle) != self.shuffle:
+            raise ValueError(
+                f'SniperSampler: the checkpoint stopped mid-epoch with '
+                f'shuffle={bool(shuffle)}, this sampler has '
+                f'shuffle={self.shuffle}: the rest of the epoch would not be '
+                'the chips it has not seen. Resume with '
+                f'train_dataloader.sampler.shuffle={bool(shuffle)}')
         self.seed = int(state['seed'])
         self.epoch = int(state['epoch'])
-        consumed = int(state['consumed'])
+        expected = state.get('epoch_fingerprint')
+        if consumed and expected is not None and \
+                self.epoch_fingerprint() != expected:
+            raise ValueError(
+                f'SniperSampler: the checkpoint stopped in epoch '
+                f'{self.epoch} after {consumed} of its {size} chips, and '
+                "this run's epoch holds other chips or another order (its "
+                'fingerprint differs): the data, the proposals, the chip '
+                'settings or SniperDataset.seed changed. The rest of the '
+                'epoch would repeat some chips and skip others. Resume from '
+                'a checkpoint saved at the end of an epoch, or with the '
+                'data and settings of the run that wrote it')
         self._resume = (self.epoch, consumed) if consumed else None

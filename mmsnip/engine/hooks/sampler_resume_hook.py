@@ -119,7 +119,10 @@ class SamplerResumeHook(Hook):
                 f'{runner.epoch}')
         full_len = len(loader)
         sampler.load_state_dict(state)
-        remaining = math.ceil(len(sampler) / loader.batch_size)
+        # Batches the loader yields from the rest of the epoch (a
+        # drop_last loader leaves out the last partial one).
+        remaining = len(sampler) // loader.batch_size if loader.drop_last \
+            else math.ceil(len(sampler) / loader.batch_size)
         target = (sampler.epoch + 1) * full_len - remaining
         if target != loop.iter:
             print_log(
