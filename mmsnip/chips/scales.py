@@ -13,7 +13,7 @@ from the plain dict an MMEngine config holds (``chip_cfg = dict(...)``).
 import dataclasses
 import functools
 import math
-from typing import Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -105,6 +105,34 @@ class ScaleSpec:
                 return name
         raise AssertionError('unreachable: checked in __post_init__')
 
+    @property
+    def resize_rule(self) -> tuple:
+        """The factor rule in canonical form, ``(rule, value)``: scales with
+        equal resize rules resize every image alike. ``short_max`` is
+        sorted (its order does not matter) and ``short_max=(S, S)`` is
+        ``max_side=S`` (``min(S / short, S / long) = S / long``)."""
+        if self.factor is not None:
+            return 'factor', float(self.factor)
+        if self.max_side is not None:
+            return 'max_side', float(self.max_side)
+        short, long = sorted(self.short_max)
+        if short == long:
+            return 'max_side', float(long)
+        return 'short_max', (float(short), float(long))
+
+    def factors_for(self, heights, widths) -> np.ndarray:
+        """:meth:`factor_for` of many images: ``(N,)`` float64 factors of
+        ORIGINAL sizes ``heights``, ``widths`` (``(N,)``, > 0)."""
+        h = np.asarray(heights, np.float64)
+        w = np.asarray(widths, np.float64)
+        rule, value = self.resize_rule
+        if rule == 'factor':
+            return np.full(h.shape, value)
+        if rule == 'max_side':
+            return value / np.maximum(h, w)
+        return np.minimum(value[0] / np.minimum(h, w),
+                          value[1] / np.maximum(h, w))
+
     def factor_for(self, img_h: float, img_w: float) -> float:
         """The resize factor (SCALED / ORIGINAL pixels) of an image.
 
@@ -154,23 +182,24 @@ class ScaleSpec:
         """Whether this scale's factor is >= ``other``'s for EVERY image.
 
         Only rules that can be compared independently of the image size
-        are compared: two fixed factors, two ``max_side`` rules, two
-        ``short_max`` rules (component-wise).
+        are compared (by :attr:`resize_rule`): two fixed factors, two
+        ``max_side`` rules, two ``short_max`` rules (component-wise).
 
         Returns:
             bool | None: True / False when the order holds / fails for
             every image size, None when it depends on the image.
         """
-        if self.rule != other.rule:
+        (rule, mine), (other_rule, theirs) = (self.resize_rule,
+                                              other.resize_rule)
+        if rule != other_rule:
             return None
-        if self.short_max is not None:
-            mine, theirs = sorted(self.short_max), sorted(other.short_max)
+        if rule == 'short_max':
             if mine[0] >= theirs[0] and mine[1] >= theirs[1]:
                 return True
             if mine[0] <= theirs[0] and mine[1] <= theirs[1]:
                 return False
             return None
-        return getattr(self, self.rule) >= getattr(other, self.rule)
+        return mine >= theirs
 
 
 IntPerScale = Union[int, Tuple[int, ...]]
@@ -307,6 +336,33 @@ class ChipConfig:
                 f'ChipConfig.scales: objects of size {gap[0]:g}-{gap[1]:g} '
                 'px are valid at no scale; make adjacent valid ranges '
                 'overlap or set allow_range_gaps=True')
+
+    def same_resize_pairs(self, heights=None, widths=None
+                          ) -> List[Tuple[int, int]]:
+        """Pairs ``(i, j)``, ``i < j``, of scales that resize alike: with
+        equal :attr:`ScaleSpec.resize_rule` (every image: ``factor=2`` and
+        ``2.0``; ``short_max=(800, 1200)`` and ``(1200, 800)``;
+        ``short_max=(512, 512)`` and ``max_side=512``), or, given the
+        ORIGINAL sizes of a dataset's images (``(N,)`` each), the same
+        factor on every one of them (``factor=0.8`` and ``max_side=512``
+        when every image is 640 px long). Their chips would be the same
+        canvases twice."""
+        rules = [spec.resize_rule for spec in self.scales]
+        factors = None
+        if heights is not None:
+            sizes = np.unique(np.stack([np.asarray(heights, np.float64),
+                                        np.asarray(widths, np.float64)],
+                                       axis=1), axis=0)
+            factors = [spec.factors_for(sizes[:, 0], sizes[:, 1])
+                       for spec in self.scales]
+        pairs = []
+        for i in range(len(rules)):
+            for j in range(i + 1, len(rules)):
+                if rules[i] == rules[j] or factors is not None and \
+                        len(factors[i]) and \
+                        np.array_equal(factors[i], factors[j]):
+                    pairs.append((i, j))
+        return pairs
 
     @functools.cached_property
     def valid_ranges(self) -> np.ndarray:

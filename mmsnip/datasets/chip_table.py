@@ -401,24 +401,71 @@ class ChipTableCache:
 
     # the lock -------------------------------------------------------------
     def _try_lock(self, lock: str) -> bool:
+        """Create ``lock`` holding its owner (host, pid, time), or False if
+        it exists. The content is written first and linked into place, so
+        another process never reads a half-written lock."""
+        owner = json.dumps(dict(host=socket.gethostname(), pid=os.getpid(),
+                                time=time.time()))
+        tmp = f'{lock}.{socket.gethostname()}.{os.getpid()}.tmp'
+        try:
+            with open(tmp, 'w') as f:
+                f.write(owner)
+            os.link(tmp, lock)
+            return True
+        except FileExistsError:
+            return False
+        except OSError:
+            pass  # no hard links here: create it in place
+        finally:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
         except FileExistsError:
             return False
         with os.fdopen(fd, 'w') as f:
-            json.dump(dict(host=socket.gethostname(), pid=os.getpid(),
-                           time=time.time()), f)
+            f.write(owner)
         return True
 
-    def _stale(self, lock: str) -> bool:
-        """The lock's owner is a dead process of this host."""
+    @staticmethod
+    def _owner(lock: str) -> Optional[dict]:
+        """The lock's ``host`` (str), ``pid`` (int) and ``time``, or None
+        when it is gone or holds something else (another writer, damage).
+        """
         try:
             with open(lock) as f:
                 owner = json.load(f)
         except (OSError, ValueError):
-            return False  # being written, or gone
-        return owner.get('host') == socket.gethostname() and \
-            not _pid_alive(int(owner.get('pid', -1)))
+            return None
+        if not isinstance(owner, dict) or \
+                not isinstance(owner.get('host'), str) or \
+                type(owner.get('pid')) is not int or owner['pid'] <= 0:
+            return None
+        return owner
+
+    def _describe(self, lock: str) -> str:
+        owner = self._owner(lock)
+        if owner is None:
+            return 'its owner unknown: the file holds no host and pid'
+        age = time.time() - owner['time'] if is_number(
+            owner.get('time')) else float('nan')
+        return (f'owned by process {owner["pid"]} on host {owner["host"]}, '
+                f'taken {age:.0f} s ago')
+
+    def _stale(self, lock: str) -> Optional[int]:
+        """The lock's inode if its owner is a dead process of this host,
+        else None."""
+        try:
+            inode = os.stat(lock).st_ino
+        except OSError:
+            return None
+        owner = self._owner(lock)
+        if owner is None or owner['host'] != socket.gethostname() or \
+                _pid_alive(owner['pid']):
+            return None
+        return inode
 
     def load_or_build(self, key: str, num_images: int,
                       build: Callable[[], dict]) -> dict:
@@ -446,24 +493,30 @@ class ChipTableCache:
         deadline = time.monotonic() + self.wait_timeout
         announced = False
         while not self._try_lock(lock):
-            if self._stale(lock):
+            stale = self._stale(lock)
+            if stale is not None:
                 _warn(f'removing stale chip-cache lock {lock} (its process '
                       'is gone)')
                 try:
-                    os.remove(lock)
+                    # Only the lock judged stale: another waiter may have
+                    # replaced it with its own since.
+                    if os.stat(lock).st_ino == stale:
+                        os.remove(lock)
                 except FileNotFoundError:
                     pass
                 continue
             if not announced:
                 print_log(f'waiting for another process building the chip '
-                          f'table ({lock})', logger='current')
+                          f'table ({lock}, {self._describe(lock)})',
+                          logger='current')
                 announced = True
             if time.monotonic() > deadline:
                 raise CacheWaitTimeout(
                     f'waited {self.wait_timeout:.0f} s for another process '
-                    f'to build the chip table (lock file {lock}); if no '
-                    'other process is building it, delete that file, or '
-                    'raise cache_wait_timeout')
+                    f'to build the chip table (lock file {lock}, '
+                    f'{self._describe(lock)}); if no other process is '
+                    'building it (e.g. a job killed on another node), '
+                    'delete that file, or raise cache_wait_timeout')
             time.sleep(self.poll)
             if not osp.exists(lock):
                 table = self.load(key, num_images)
@@ -523,13 +576,3 @@ def _table_problem(table: dict, key: str, num_images: int) -> Optional[str]:
         return 'inconsistent (positives not first)'
     return None
 
-
-def duplicate_scales(cfg: ChipConfig) -> List[Sequence[int]]:
-    """Pairs ``(i, j)`` of scales with the same factor rule and value."""
-    pairs = []
-    for i, a in enumerate(cfg.scales):
-        for j in range(i + 1, len(cfg.scales)):
-            b = cfg.scales[j]
-            if a.rule == b.rule and getattr(a, a.rule) == getattr(b, b.rule):
-                pairs.append((i, j))
-    return pairs

@@ -50,7 +50,7 @@ from mmsnip.registry import DATASETS
 from mmsnip.utils.checks import is_integer, is_number
 from mmsnip.utils.preflight import coco_problem
 from .chip_table import (CACHE_VERSION, ChipTableCache, ImageRecords,
-                         build_chip_table, duplicate_scales)
+                         build_chip_table)
 from .decode_cache import (DecodedImageCache, check_shared_loader,
                            run_pipeline_shared)
 from .proposals import ProposalFile, check_proposals, open_proposals
@@ -157,13 +157,7 @@ class SniperDataset:
                        is_number(cache_wait_timeout, finite=False)
                        and cache_wait_timeout > 0, 'a number of seconds '
                        '> 0 (inf: wait for ever)')
-        for i, j in duplicate_scales(self.chip_cfg):
-            spec = self.chip_cfg.scales[i]
-            raise ValueError(
-                f'SniperDataset: chip_cfg.scales[{i}] and scales[{j}] are the '
-                f'same scale ({spec.rule}={getattr(spec, spec.rule)}): every '
-                'chip of it would be made twice; remove one of them (give '
-                'the remaining one the union of their valid ranges)')
+        self._check_same_resize(self.chip_cfg.same_resize_pairs())
         self.build_workers = build_workers
         self.cache_wait_timeout = cache_wait_timeout
         self.negatives = negatives
@@ -203,6 +197,8 @@ class SniperDataset:
         records = ImageRecords.from_infos(
             (self.dataset.get_data_info(i) for i in range(len(self.dataset))),
             self._where)
+        self._check_same_resize(self.chip_cfg.same_resize_pairs(
+            records.heights, records.widths), len(records))
         self.annotation_report = self._audit(records)
         proposals, identity = self._open_proposals(records)
         key = self._cache_key(records, identity)
@@ -226,6 +222,23 @@ class SniperDataset:
         self._check_degraded(records, table.get('stats') or {})
         self._fully_initialized = True
         print_log(self.summary(), logger='current')
+
+    def _check_same_resize(self, pairs, num_images: Optional[int] = None
+                           ) -> None:
+        """Refuse two scales that resize alike (``pairs`` of
+        :meth:`ChipConfig.same_resize_pairs`): by their rules, or on all
+        ``num_images`` images of the dataset."""
+        for i, j in pairs:
+            a, b = self.chip_cfg.scales[i], self.chip_cfg.scales[j]
+            where = 'the same scale' if num_images is None else (
+                f'the same factor on all {num_images} images of the '
+                'dataset')
+            raise ValueError(
+                f'SniperDataset: chip_cfg.scales[{i}] ({a.rule}='
+                f'{getattr(a, a.rule)}) and scales[{j}] ({b.rule}='
+                f'{getattr(b, b.rule)}) are {where}: every chip of it would '
+                'be made twice; remove one of them (give the remaining one '
+                'the union of their valid ranges)')
 
     def _open_proposals(self, records: ImageRecords):
         """``(proposals, identity)`` of the proposal file (checked against

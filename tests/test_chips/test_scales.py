@@ -200,3 +200,39 @@ def test_focus_section_is_refused_with_its_home():
     scales = [dict(factor=1.0, valid_range=(0, None))]
     with pytest.raises(ValueError, match='model.focus_head.*tta_model.scales'):
         ChipConfig.from_dict(dict(scales=scales, focus=dict(a=5)))
+
+
+@pytest.mark.parametrize('spec', [
+    dict(factor=1.667), dict(max_side=512), dict(short_max=(800, 1333)),
+    dict(short_max=(1333, 800)), dict(short_max=(600, 600))])
+def test_factors_for_is_factor_for_of_each_image(spec):
+    spec = ScaleSpec(**spec)
+    rng = np.random.default_rng(0)
+    h, w = rng.integers(1, 5000, (2, 200))
+    np.testing.assert_array_equal(
+        spec.factors_for(h, w),
+        [spec.factor_for(float(a), float(b)) for a, b in zip(h, w)])
+
+
+def test_resize_rule_is_canonical():
+    assert ScaleSpec(short_max=(1200, 800)).resize_rule == \
+        ScaleSpec(short_max=(800, 1200)).resize_rule == \
+        ('short_max', (800.0, 1200.0))
+    assert ScaleSpec(short_max=(512, 512)).resize_rule == \
+        ScaleSpec(max_side=512).resize_rule == ('max_side', 512.0)
+    assert ScaleSpec(factor=2).resize_rule == ('factor', 2.0)
+    # Compared by canonical rule: short_max (S, S) against max_side.
+    assert ScaleSpec(short_max=(600, 600)).finer_or_equal(
+        ScaleSpec(max_side=512)) is True
+
+
+def test_same_resize_pairs_by_rule_and_on_a_dataset():
+    cfg = ChipConfig(scales=[dict(factor=0.8, valid_range=(100, None)),
+                             dict(max_side=512, valid_range=(40, 150)),
+                             dict(short_max=(512, 512), valid_range=(0, 60))
+                             ], allow_range_gaps=True)
+    assert cfg.same_resize_pairs() == [(1, 2)]
+    # Every image 640 px long: factor 0.8 is max_side 512 on all of them.
+    assert cfg.same_resize_pairs([480, 640, 427], [640, 480, 640]) == \
+        [(0, 1), (0, 2), (1, 2)]
+    assert cfg.same_resize_pairs([480, 500], [640, 800]) == [(1, 2)]

@@ -162,6 +162,50 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ['chips-k.npz']
 
 
+@pytest.mark.parametrize('content', [
+    '', '{"pid": "123", "host": "h"}', '[1, 2]', '{"host": "x"}',
+    '{"pid": -1, "host": "%s"}' % socket.gethostname(), 'garbage'])
+def test_a_lock_of_unknown_owner_is_waited_for_and_named(tmp_path, content):
+    """A lock whose content names no owner (written by something else,
+    damaged) is never judged stale (a pid of -1 would signal every process)
+    and the timeout says so, naming the file."""
+    cache = ChipTableCache(str(tmp_path), wait_timeout=0.2, poll=0.05)
+    lock = cache.path('k') + '.lock'
+    with open(lock, 'w') as f:
+        f.write(content)
+    with pytest.raises(CacheWaitTimeout, match='chips-k.npz.lock, its owner '
+                       'unknown.*delete that file'):
+        cache.load_or_build('k', 1, lambda: {})
+
+
+def test_a_lock_of_another_host_names_its_owner(tmp_path):
+    cache = ChipTableCache(str(tmp_path), wait_timeout=0.2, poll=0.05)
+    lock = cache.path('k') + '.lock'
+    with open(lock, 'w') as f:
+        json.dump(dict(host='node-7', pid=4242, time=time.time() - 90), f)
+    with pytest.raises(CacheWaitTimeout, match='owned by process 4242 on '
+                       'host node-7, taken 9[0-9] s ago.*killed on another '
+                       'node'):
+        cache.load_or_build('k', 1, lambda: {})
+
+
+def test_the_lock_holds_its_owner_when_it_appears(tmp_path):
+    """Written aside and linked into place: never seen empty."""
+    cache = ChipTableCache(str(tmp_path))
+    lock = cache.path('k') + '.lock'
+    rec, seen = records(1), []
+
+    def build():
+        seen.append(ChipTableCache._owner(lock))
+        return build_chip_table(rec, CFG, workers=0)
+
+    cache.load_or_build('k', len(rec), build)
+    (owner, ) = seen
+    assert owner['pid'] == os.getpid() and \
+        owner['host'] == socket.gethostname()
+    assert sorted(os.listdir(tmp_path)) == ['chips-k.npz']
+
+
 def test_records_keep_images_in_order():
     rec = records(6)
     h, w, boxes, crowd = rec.image(2)

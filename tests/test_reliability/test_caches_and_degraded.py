@@ -198,13 +198,31 @@ def test_negative_pool_emptied_by_the_proposal_file_is_an_error(tmp_path):
     assert 'gives no negative chip' in msg and 'min_proposals (1000)' in msg
 
 
-def test_identical_scales_are_an_error():
+@pytest.mark.parametrize('a,b', [
+    (dict(factor=2.0), dict(factor=2)),
+    (dict(short_max=(400, 600)), dict(short_max=(600, 400))),
+    (dict(short_max=(500, 500)), dict(max_side=500))])
+def test_identical_scales_are_an_error(a, b):
     cfg = dict(CHIP_CFG, scales=[dict(factor=1.0, valid_range=(16, None)),
-                                 dict(factor=2.0, valid_range=(0, 24)),
-                                 dict(factor=2.0, valid_range=(0, 20))])
-    with pytest.raises(ValueError, match=r'chip_cfg.scales\[1\] and '
-                       r'scales\[2\] are the same scale \(factor=2.0\)'):
+                                 dict(a, valid_range=(0, 24)),
+                                 dict(b, valid_range=(0, 20))])
+    with pytest.raises(ValueError, match=r'chip_cfg.scales\[1\] \(.*\) and '
+                       r'scales\[2\] \(.*\) are the same scale: every chip'):
         build(chip_cfg=cfg)
+
+
+def test_scales_alike_on_every_image_of_the_dataset_are_an_error():
+    """factor=1.0 and max_side=300 differ as rules, but every image here is
+    300 px long: the same canvases twice."""
+    cfg = dict(CHIP_CFG, scales=[dict(factor=1.0, valid_range=(16, None)),
+                                 dict(max_side=300, valid_range=(0, 24))])
+    with pytest.raises(ValueError, match=r'scales\[0\] \(factor=1.0\) and '
+                       r'scales\[1\] \(max_side=300\) are the same factor '
+                       'on all 3 images of the dataset'):
+        build(chip_cfg=cfg)
+    data = infos()
+    data[1].update(width=250)  # one image resizes otherwise: accepted
+    build(chip_cfg=cfg, data=data)
 
 
 def test_nan_proposals_are_counted_in_a_warning(tmp_path):
