@@ -41,6 +41,7 @@ from mmengine.utils import ProgressBar
 
 from mmsnip.chips import ChipConfig
 from mmsnip.datasets.proposals import (MissingProposalsError, ProposalFile,
+                                       check_image_ids,
                                        write_proposal_groups)
 from mmsnip.registry import DATASETS, MODELS
 from mmsnip.utils.fileio import atomic_open
@@ -193,7 +194,7 @@ def _mined_ids(folder: str) -> set:
 
 
 def merge_shards(folder: str, out_file: str, img_ids: Sequence,
-                 num_scales: int) -> int:
+                 num_scales: int, scales: Optional[Sequence] = None) -> int:
     """Write the proposal file of a miner's shards (``folder``), shard by
     shard (:func:`~mmsnip.datasets.proposals.write_proposal_groups`): it
     holds the file's arrays (9 bytes per proposal) and one shard, not
@@ -204,6 +205,8 @@ def merge_shards(folder: str, out_file: str, img_ids: Sequence,
         out_file (str): The proposal file to write.
         img_ids (Sequence): The dataset's image ids, distinct.
         num_scales (int): Scales of the chip config.
+        scales (Sequence[ScaleSpec], optional): Those scales, recorded in
+            the file (readers refuse a config of other scales).
 
     Returns:
         int: Proposals written (all images and scales).
@@ -214,7 +217,7 @@ def merge_shards(folder: str, out_file: str, img_ids: Sequence,
     """
     try:
         write_proposal_groups(out_file, img_ids, num_scales,
-                              lambda: _shards(folder))
+                              lambda: _shards(folder), scales=scales)
     except MissingProposalsError as e:
         absent = set(e.missing)
         missing = [i for i in img_ids if i in absent]  # the dataset's order
@@ -255,6 +258,9 @@ def mine_proposals(cfg: Config,
     Raises:
         MiningResumeError: ``<out_file>.parts`` holds shards of other
             settings and ``restart`` is False.
+        ValueError: Two different images (paths) with one ``img_id``
+            (:func:`~mmsnip.datasets.proposals.check_image_ids`), before
+            anything is mined.
     """
     rank, world_size = get_dist_info()
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
@@ -262,15 +268,20 @@ def mine_proposals(cfg: Config,
     chip_cfg = ChipConfig.from_dict(dict(sniper.chip_cfg))
     dataset = DATASETS.build(sniper.dataset)
     dataset.full_init()
+    ids, paths = [], []
+    for i in range(len(dataset)):
+        info = dataset.get_data_info(i)
+        ids.append(info['img_id'])
+        paths.append(info['img_path'])
+    # One entry per img_id: two images of one id would share it.
+    check_image_ids(ids, paths, 'mine_proposals')
 
     model = MODELS.build(cfg.model)
     if getattr(model, 'rpn_head', None) is None:
         raise ValueError('mine_proposals needs a model with an rpn_head '
                          f'(two-stage detector), got {type(model).__name__}')
     parts = out_file + '.parts'
-    images = [(dataset.get_data_info(i)['img_id'],
-               osp.basename(dataset.get_data_info(i)['img_path']))
-              for i in range(len(dataset))]
+    images = [(i, osp.basename(p)) for i, p in zip(ids, paths)]
     settings = mining_settings(checkpoint, chip_cfg, images, num_per_scale,
                                nms_iou)
     error = None
@@ -337,9 +348,9 @@ def mine_proposals(cfg: Config,
     if rank != 0:
         return None
     # One entry per image id (a list file may name an image twice).
-    ids = list(dict.fromkeys(dataset.get_data_info(i)['img_id']
-                             for i in range(len(dataset))))
-    rows = merge_shards(parts, out_file, ids, len(chip_cfg.scales))
+    ids = list(dict.fromkeys(ids))
+    rows = merge_shards(parts, out_file, ids, len(chip_cfg.scales),
+                        scales=chip_cfg.scales)
     shutil.rmtree(parts)
     print_log(f'wrote {out_file}: {len(ids)} images, '
               f'{rows / max(len(ids), 1):.0f} proposals per image '

@@ -29,21 +29,23 @@ import os
 import os.path as osp
 import socket
 import time
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Optional
 
 import numpy as np
 from mmengine.logging import print_log
 
 from mmsnip.chips import ChipConfig, ChipSet
+from mmsnip.chips.boxes import sanitize_boxes
 from mmsnip.chips.negative import as_proposals, negative_chips_batch
 from mmsnip.chips.positive import positive_chips_batch
 from mmsnip.utils.checks import is_number
 from mmsnip.utils.fileio import atomic_open
-from .proposals import ProposalFile
+from .proposals import ProposalFile, check_image_ids
 
 # Version of the cache file layout and of the chip engine's output; bump it
-# when either changes so old caches are rebuilt.
-CACHE_VERSION = 2
+# when either changes so old caches are rebuilt. 3: the stats count the
+# proposals dropped or reaching outside their image (PROPOSAL_COUNTS).
+CACHE_VERSION = 3
 TABLE_FIELDS = ('boxes', 'boxes_scaled', 'scale_index', 'scale_factor',
                 'is_positive', 'img_index')
 # Below this many images the table is built in this process.
@@ -183,15 +185,89 @@ def _proposal_rows(props, img_ids: list, num_scales: int):
         if len(per_scale) != num_scales:
             raise ValueError(f'proposals of img_id {i}: {len(per_scale)} '
                              f'scales, the chip config has {num_scales}')
-        arrays += [as_proposals(p, s) for s, p in enumerate(per_scale)]
+        try:
+            arrays += [as_proposals(p, s) for s, p in enumerate(per_scale)]
+        except (TypeError, ValueError) as e:
+            raise ValueError(f'proposals of img_id {i!r}: {e}') from None
     start = np.zeros(len(arrays) + 1, np.int64)
     np.cumsum([len(a) for a in arrays], out=start[1:])
     return np.concatenate(arrays + [np.zeros((0, 5))]), start
 
 
+# Proposal counts of a build (``stats`` of :func:`build_chip_table`),
+# summed over its ranges; ``*_example``: the first image (index into the
+# records) with such rows, -1 if none.
+PROPOSAL_COUNTS = ('proposals', 'finite_proposals', 'dropped_proposals',
+                   'inverted_proposals', 'outside_proposals')
+PROPOSAL_EXAMPLES = ('dropped_example', 'outside_example')
+# A proposal reaching more than this many pixels beyond its image counts
+# as outside it (rescaling a clipped RPN box back to the ORIGINAL image
+# rounds by less).
+OUTSIDE_TOLERANCE = 1.0
+
+
+def _proposal_counts(rows: np.ndarray, row_start: np.ndarray,
+                     heights: np.ndarray, widths: np.ndarray,
+                     num_scales: int) -> dict:
+    """What sanitising (:func:`~mmsnip.chips.boxes.sanitize_boxes`) does
+    to a block's proposals, counted.
+
+    Args:
+        rows (np.ndarray): ``(R, 5)`` rows, ORIGINAL pixels xyxy.
+        row_start (np.ndarray): ``(n * S + 1,)`` offsets (image-major).
+        heights, widths (np.ndarray): ``(n,)`` ORIGINAL image sizes.
+        num_scales (int): ``S``.
+
+    Returns:
+        dict: :data:`PROPOSAL_COUNTS` of the block (``finite``: all four
+        coordinates finite; of these ``dropped``: empty after clipping to
+        the image, ``inverted``: ``x2 <= x1`` or ``y2 <= y1`` as given,
+        ``outside``: reaching more than :data:`OUTSIDE_TOLERANCE` px
+        beyond the image) and :data:`PROPOSAL_EXAMPLES` (block-relative
+        image index, -1 if none).
+    """
+    img = np.repeat(np.arange(len(row_start) - 1) // num_scales,
+                    np.diff(row_start))
+    box = rows[:, :4]
+    finite = np.isfinite(box).all(axis=1)
+    _, keep = sanitize_boxes(box, heights[img], widths[img])
+    dropped = finite & ~keep
+    with np.errstate(invalid='ignore'):
+        inverted = finite & ((box[:, 2] <= box[:, 0]) |
+                             (box[:, 3] <= box[:, 1]))
+        tol = OUTSIDE_TOLERANCE
+        outside = finite & (
+            (box[:, 0] < -tol) | (box[:, 1] < -tol) |
+            (box[:, 2] > widths[img] + tol) |
+            (box[:, 3] > heights[img] + tol))
+
+    def example(mask):
+        hit = np.flatnonzero(mask)
+        return int(img[hit[0]]) if len(hit) else -1
+
+    return dict(proposals=len(rows), finite_proposals=int(finite.sum()),
+                dropped_proposals=int(dropped.sum()),
+                inverted_proposals=int(inverted.sum()),
+                outside_proposals=int(outside.sum()),
+                dropped_example=example(dropped),
+                outside_example=example(outside))
+
+
+def _add_counts(total: dict, part: dict, offset: int) -> None:
+    """Add a block's :func:`_proposal_counts` (image indices relative to
+    ``offset``) to ``total``."""
+    for k in PROPOSAL_COUNTS:
+        total[k] = total.get(k, 0) + part[k]
+    for k in PROPOSAL_EXAMPLES:
+        if total.get(k, -1) < 0 and part[k] >= 0:
+            total[k] = part[k] + offset
+        total.setdefault(k, -1)
+
+
 def _build_range(first: int, last: int) -> dict:
     """Chips of images ``[first, last)`` of ``_JOB``: positives and
-    negatives as arrays, plus proposal counts."""
+    negatives as arrays, plus proposal counts (``counts``:
+    :func:`_proposal_counts`, image indices into the records)."""
     records, cfg, props = _JOB['records'], _JOB['cfg'], _JOB['proposals']
     a, b = records.box_start[first], records.box_start[last]
     pos, pos_n = positive_chips_batch(
@@ -199,7 +275,7 @@ def _build_range(first: int, last: int) -> dict:
         records.heights[first:last], records.widths[first:last], cfg,
         records.crowd[a:b])
     neg, neg_n = [], []
-    total = finite = 0
+    counts = {}
     if props is not None:
         pos_start = np.concatenate([[0], np.cumsum(pos_n)])
         num_scales = len(cfg.scales)
@@ -207,19 +283,20 @@ def _build_range(first: int, last: int) -> dict:
             hi = min(lo + NEGATIVE_BLOCK, last)
             rows, row_start = _proposal_rows(
                 props, records.img_ids[lo:hi], num_scales)
-            total += len(rows)
-            finite += int(np.isfinite(rows[:, :4]).all(axis=1).sum())
+            _add_counts(counts, _proposal_counts(
+                rows, row_start, records.heights[lo:hi],
+                records.widths[lo:hi], num_scales), lo)
             p0, p1 = pos_start[lo - first], pos_start[hi - first]
-            negs, counts = negative_chips_batch(
+            negs, per_image = negative_chips_batch(
                 rows, row_start, records.heights[lo:hi],
                 records.widths[lo:hi], cfg,
                 pos.select(slice(p0, p1)),
                 pos_start[lo - first:hi - first + 1] - p0)
             neg.append(negs)
-            neg_n.append(counts)
+            neg_n.append(per_image)
     return dict(pos=pos, neg=ChipSet.concat(neg), pos_n=pos_n,
                 neg_n=np.concatenate(neg_n + [np.zeros(0, np.int64)]),
-                proposals=total, finite_proposals=finite)
+                counts=counts)
 
 
 def default_workers(num_images: int) -> int:
@@ -256,11 +333,23 @@ def build_chip_table(records: ImageRecords, cfg: ChipConfig,
         SCALED xyxy float64, ``scale_index`` ``(C,)`` int64,
         ``scale_factor`` ``(C,)`` float64, ``is_positive`` ``(C,)`` bool,
         ``img_index`` ``(C,)`` int64; rows: every positive chip image by
-        image, then every negative chip image by image. Also ``stats``:
-        ``proposals`` and ``finite_proposals`` (rows read / with finite
-        coordinates). The same for any ``workers``.
+        image, then every negative chip image by image. Also ``stats``
+        (JSON-ready; stored with a cached table): with proposals, the
+        counts of :data:`PROPOSAL_COUNTS` (rows read, with finite
+        coordinates, and of these: dropped as empty after clipping,
+        inverted, reaching > 1 px beyond the image) and
+        :data:`PROPOSAL_EXAMPLES` (index of the first image with such
+        rows, -1 if none); without, ``{}``. The same for any ``workers``.
+
+    Raises:
+        ValueError: With proposals: two different images (paths) with
+            one ``img_id`` (:func:`~mmsnip.datasets.proposals.
+            check_image_ids`): a proposal file has one entry per id.
     """
     n = len(records)
+    if proposals is not None:
+        check_image_ids(records.img_ids, records.img_paths,
+                        'build_chip_table')
     workers = default_workers(n) if workers is None else int(workers)
     if workers > 0 and 'fork' not in multiprocessing.get_all_start_methods():
         print_log('chip table: no fork start method here; building in one '
@@ -293,14 +382,18 @@ def build_chip_table(records: ImageRecords, cfg: ChipConfig,
                            [p['neg'] for p in parts])
     img_index = np.concatenate([np.repeat(np.arange(n), pos_n),
                                 np.repeat(np.arange(len(neg_n)), neg_n)])
+    stats = {}
+    if proposals is not None:
+        stats = dict.fromkeys(PROPOSAL_COUNTS, 0)
+        stats.update(dict.fromkeys(PROPOSAL_EXAMPLES, -1))
+        for part in parts:  # in image order: the first example wins
+            _add_counts(stats, part['counts'], 0)
     return dict(boxes=chips.boxes, boxes_scaled=chips.boxes_scaled,
                 scale_index=chips.scale_index,
                 scale_factor=chips.scale_factor,
                 is_positive=chips.is_positive,
                 img_index=img_index.astype(np.int64),
-                stats=dict(proposals=sum(p['proposals'] for p in parts),
-                           finite_proposals=sum(p['finite_proposals']
-                                                for p in parts)))
+                stats=stats)
 
 
 # -- the cache ----------------------------------------------------------------

@@ -181,12 +181,15 @@ def load_coco_proposals(path: str, coco: dict, num_scales: int) -> Mapping:
         (ORIGINAL pixels) per scale]``.
 
     Raises:
-        UserInputError: The file is missing, of another dataset, or of
-            another number of scales (the message names the file).
+        UserInputError: The file is missing, of another dataset, of
+            another number of scales, or damaged (a compact file's rows
+            are checked against its ``content_id``,
+            :meth:`~mmsnip.datasets.proposals.ProposalFile.verify`); the
+            message names the file.
     """
     from .proposals import load_proposals
     try:
         return load_proposals(path, [img['id'] for img in coco['images']],
-                              num_scales)
+                              num_scales, verify=True)
     except (ValueError, FileNotFoundError) as e:
         raise UserInputError(str(e)) from e

@@ -15,7 +15,9 @@ Three formats are read; the content decides, not the file name:
   rows are read when asked for::
 
       meta      JSON: format, version, num_scales, content_id (sha256),
-                top_n, score_min, score_max
+                top_n, score_min, score_max; scales (the chip scales
+                mined for, :func:`scale_record`) when the writer knew
+                them
       img_ids   (N,) int64, or (N,) numpy unicode strings when the
                 dataset's ids are strings (VOC, file names)
       offsets   (N * S + 1,) int64: rows of image n, scale s are
@@ -51,13 +53,15 @@ an error naming the file and both versions; a damaged one with an error
 naming the file: opening checks the structure, :meth:`ProposalFile.verify`
 the rows against the recorded ``content_id``.
 
-Reading gives float32 arrays either way.
+Reading gives float32 arrays either way. Ids are found by one rule in
+every format (:func:`stored_id`).
 """
 import hashlib
 import json
 import os
 import os.path as osp
 import pickle
+import re
 import weakref
 import zipfile
 from collections.abc import Mapping
@@ -80,7 +84,13 @@ SCORE_LEVELS = 254
 SCORE_NAN = 255
 # float16 steps are <= 1 px below 2048 (0.5 px below 1024).
 FLOAT16_MAX_COORD = 2048.0
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 _MEMBERS = ('meta', 'img_ids', 'offsets', 'boxes', 'scores')
+# A string id a file of integer ids finds: ASCII digits, optionally in
+# groups joined by single underscores (the old writer stored int(img_id):
+# VOC's '000005' as 5, VOC 2012's '2008_000005' as 2008000005). No signs,
+# spaces or other scripts' digits.
+_DIGIT_ID = re.compile(r'[0-9]+(?:_[0-9]+)*')
 
 
 class MissingProposalsError(ValueError):
@@ -90,6 +100,135 @@ class MissingProposalsError(ValueError):
     def __init__(self, message: str, missing: list):
         super().__init__(message)
         self.missing = missing
+
+
+def stored_id(img_id, int_ids: bool):
+    """The id under which a file stores a dataset's ``img_id``, or None:
+    the one lookup rule of every format (compact and legacy).
+
+    Args:
+        img_id: The dataset's id (int or str).
+        int_ids (bool): The file stores integer ids (else strings).
+
+    Returns:
+        ``int(img_id)`` in a file of integer ids for an integer (not a
+        bool) or a string of ASCII digits (``'000005'`` -> 5, ``'2008_
+        000005'`` -> 2008000005: files written before string ids were
+        stored as strings); the exact string in a file of string ids.
+    """
+    if isinstance(img_id, str):
+        if not int_ids:
+            return img_id
+        return int(img_id) if _DIGIT_ID.fullmatch(img_id) else None
+    return int(img_id) if int_ids and is_integer(img_id) else None
+
+
+def _number(value) -> float:
+    """``float(value)`` for a real number; TypeError for anything else
+    (None, strings)."""
+    if not isinstance(value, (int, float, np.integer, np.floating)) or \
+            isinstance(value, bool):
+        raise TypeError(f'{value!r} is not a number')
+    return float(value)
+
+
+def proposal_array(rows, where: str) -> np.ndarray:
+    """One image and scale's proposals as a ``(P, 5)`` float32 array
+    ``[x1, y1, x2, y2, score]`` (ORIGINAL pixels); a ``(P, 4)`` array
+    gets a score column of ones (as
+    :func:`mmsnip.chips.negative.as_proposals`).
+
+    Args:
+        rows (array-like): ``(P, 4)`` or ``(P, 5)`` numbers; empty: no
+            proposal.
+        where (str): Names the file, img_id and scale in errors.
+
+    Raises:
+        ValueError: Naming ``where``: not numbers, another shape (``(P,
+            6)``, transposed), a finite value beyond float32.
+    """
+    try:
+        arr = np.asarray(rows)
+        if arr.dtype.kind == 'O':  # None would become NaN
+            arr = np.vectorize(_number, otypes=[np.float64])(arr)
+        elif arr.dtype.kind not in 'biuf':  # strings
+            raise TypeError(f'{arr.dtype} values are not numbers')
+        arr = arr.astype(np.float64, copy=False)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f'{where}: proposals must be a (P, 5) or (P, 4) '
+                         f'array of numbers ({type(e).__name__}: {e})'
+                         ) from None
+    if arr.size == 0:
+        return np.zeros((0, 5), np.float32)
+    if arr.ndim != 2 or arr.shape[1] not in (4, 5):
+        raise ValueError(
+            f'{where}: proposals must have shape (P, 5) [x1, y1, x2, y2, '
+            f'score] or (P, 4), got {arr.shape}' +
+            (' (transposed?)' if arr.ndim == 2 and arr.shape[0] in (4, 5)
+             else ''))
+    with np.errstate(invalid='ignore'):
+        huge = np.isfinite(arr) & (np.abs(arr) > _FLOAT32_MAX)
+    if huge.any():
+        raise ValueError(f'{where}: value {float(arr[huge][0])!r} does '
+                         'not fit float32 (it would become inf): not pixel '
+                         'coordinates or scores')
+    if arr.shape[1] == 4:
+        arr = np.concatenate([arr, np.ones((len(arr), 1))], axis=1)
+    return arr.astype(np.float32)
+
+
+def check_image_ids(img_ids: Sequence, img_paths: Sequence,
+                    where: str) -> None:
+    """Refuse two different images (paths) with one ``img_id``: a
+    proposal file holds one entry per id, so both would get the first
+    one's proposals. The same image listed twice (same path) is fine.
+
+    Args:
+        img_ids (Sequence): ``N`` ids; ``img_paths`` (Sequence): their
+            ``N`` image paths.
+        where (str): Who checks, for the message.
+
+    Raises:
+        ValueError: Naming the id, both paths and the fix.
+    """
+    first = {}
+    for img_id, img_path in zip(img_ids, img_paths):
+        try:
+            seen = first.setdefault(img_id, img_path)
+        except TypeError:  # unhashable: refused elsewhere
+            continue
+        if seen != img_path:
+            raise ValueError(
+                f'{where}: img_id {img_id!r} names two different images, '
+                f'"{seen}" and "{img_path}" (e.g. a ConcatDataset of '
+                'annotation files that each number their images from 1): '
+                'a proposal file holds one entry per img_id, so both '
+                'would get the same proposals. Fix: give every image its '
+                'own id (renumber the image ids of one annotation file), '
+                'then mine the proposals again')
+
+
+def scale_record(scales) -> List[dict]:
+    """The chip scales a file was mined for, as stored in its meta data:
+    ``[{'rule': 'factor', 'value': 1.667, 'valid_range': [32, 150]},
+    ...]`` (``valid_range`` max None for no bound; rule and value of
+    :attr:`~mmsnip.chips.ScaleSpec.resize_rule`, so that one scale
+    written two ways compares equal).
+
+    Args:
+        scales (Sequence[ScaleSpec]): ``ChipConfig.scales``.
+    """
+    out = []
+    for spec in scales:
+        # Canonical (ScaleSpec.resize_rule): short_max (1200, 800) is
+        # (800, 1200), (512, 512) is max_side 512.
+        rule, value = spec.resize_rule
+        lo, hi = spec.valid_range
+        out.append(dict(
+            rule=rule,
+            value=list(value) if isinstance(value, tuple) else value,
+            valid_range=[lo, None if hi is None or np.isinf(hi) else hi]))
+    return json.loads(json.dumps(out))
 
 
 def _top_n(rows: np.ndarray, top_n: Optional[int]) -> np.ndarray:
@@ -106,7 +245,8 @@ def save_proposals(path: str,
                    proposals: Dict[Union[int, str], List[np.ndarray]],
                    num_scales: int, top_n: Optional[int] = None,
                    box_dtype: str = 'auto',
-                   score_dtype: str = 'uint8') -> None:
+                   score_dtype: str = 'uint8',
+                   scales: Optional[list] = None) -> None:
     """Write a compact proposal file atomically (:func:`atomic_open`).
 
     Args:
@@ -114,17 +254,24 @@ def save_proposals(path: str,
             configs' ``.pkl`` names keep working: readers look at the
             content).
         proposals (dict): ``img_id -> [ (P_s, 5) array per scale ]``,
-            rows ``[x1, y1, x2, y2, score]`` in ORIGINAL pixels. Ids are
-            the dataset's ``img_id``: integers or strings, stored as
-            they are.
+            rows ``[x1, y1, x2, y2, score]`` in ORIGINAL pixels (``(P_s,
+            4)``: every score 1; any other shape is an error naming the
+            img_id and scale). Ids are the dataset's ``img_id``: integers
+            or strings, stored as they are.
         num_scales (int): Scales of the chip config, ``S``.
         top_n (int, optional): Keep at most this many highest-scoring
             proposals per image and scale.
         box_dtype (str): ``'auto'`` (float16 when every finite coordinate
-            is <= 2048, else float32), ``'float16'`` or ``'float32'``.
+            is <= 2048, else float32), ``'float16'`` (an error when a
+            coordinate exceeds 2048: it would lose more than 1 px, or
+            become inf) or ``'float32'``.
         score_dtype (str): ``'uint8'`` (version 3: quantised scores, rows
             by descending score) or ``'float16'`` (version 2: float16
             scores, rows in input order; for readers older than version 3).
+        scales (Sequence[ScaleSpec], optional): The chip scales the
+            proposals were mined at, recorded in the meta data
+            (:func:`scale_record`) so that readers refuse a config of
+            other scales; None records nothing.
 
     Example:
         >>> save_proposals('props.npz', {7: [np.array([[5, 5, 9, 9, .2],
@@ -137,7 +284,7 @@ def save_proposals(path: str,
     write_proposal_groups(path, list(proposals), num_scales,
                           lambda: [proposals], top_n=top_n,
                           box_dtype=box_dtype, score_dtype=score_dtype,
-                          owner='save_proposals')
+                          owner='save_proposals', scales=scales)
 
 
 def write_proposal_groups(path: str, img_ids, num_scales: int,
@@ -145,7 +292,8 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
                           top_n: Optional[int] = None,
                           box_dtype: str = 'auto',
                           score_dtype: str = 'uint8',
-                          owner: str = 'write_proposal_groups') -> None:
+                          owner: str = 'write_proposal_groups',
+                          scales: Optional[list] = None) -> None:
     """Write a compact proposal file from proposals that arrive in groups
     (a miner's shards), holding one group at a time besides the file's own
     arrays (9 bytes per proposal): the same file as
@@ -157,16 +305,19 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
             group. Stored sorted.
         num_scales (int): ``S``.
         groups (callable): Returns an iterable of dicts ``img_id -> [
-            (P_s, 5) array per scale ]`` (ORIGINAL pixels); called twice
-            (sizes, then rows).
-        top_n, box_dtype, score_dtype: As :func:`save_proposals`.
+            (P_s, 5) or (P_s, 4) array per scale ]`` (ORIGINAL pixels);
+            called twice (sizes, then rows).
+        top_n, box_dtype, score_dtype, scales: As :func:`save_proposals`.
         owner (str): The function named in errors.
 
     Raises:
         MissingProposalsError: An image in no group (after reading them
             all once), naming ``owner``.
         ValueError: Naming ``owner``: an image in two groups, an image
-            that is not in ``img_ids``, a wrong number of scales.
+            that is not in ``img_ids``, a wrong number of scales; naming
+            also the img_id and scale: rows of another shape than ``(P,
+            5)`` / ``(P, 4)`` (:func:`proposal_array`), a coordinate over
+            2048 with ``box_dtype='float16'``.
     """
     if box_dtype not in ('auto', 'float16', 'float32'):
         raise ValueError(f"{owner}: box_dtype must be 'auto', 'float16' or "
@@ -204,8 +355,8 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
                                      f'{len(per_scale)} scales, expected '
                                      f'{num_scales}')
                 for s, rows in enumerate(per_scale):
-                    yield n, s, _top_n(np.asarray(rows, np.float32).reshape(
-                        -1, 5), top_n)
+                    where = f'{owner}: img_id {img_id!r}, scale {s}'
+                    yield n, s, _top_n(proposal_array(rows, where), top_n)
         if not seen.all():
             missing = [keys[n] for n in np.flatnonzero(~seen)]
             raise MissingProposalsError(
@@ -214,7 +365,7 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
 
     # Pass 1: sizes, the finite score range, the largest coordinate.
     counts = np.zeros((len(keys), num_scales), np.int64)
-    lo, hi, big = np.inf, -np.inf, 0.0
+    lo, hi, big, big_at = np.inf, -np.inf, 0.0, None
     for n, s, rows in scale_rows():
         counts[n, s] = len(rows)
         score = rows[:, 4].astype(np.float64)
@@ -222,8 +373,15 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
         if score.size:
             lo, hi = min(lo, float(score.min())), max(hi, float(score.max()))
         coords = rows[:, :4][np.isfinite(rows[:, :4])]
-        if coords.size:
-            big = max(big, float(np.abs(coords).max()))
+        if coords.size and float(np.abs(coords).max()) > big:
+            big, big_at = float(np.abs(coords).max()), (keys[n], s)
+    if box_dtype == 'float16' and big > FLOAT16_MAX_COORD:
+        raise ValueError(
+            f'{owner}: box_dtype=\'float16\' but img_id {big_at[0]!r}, '
+            f'scale {big_at[1]} has a coordinate of {big:g} px: float16 '
+            f'steps exceed 1 px beyond {FLOAT16_MAX_COORD:g} px (and '
+            'overflow to inf beyond 65504); use box_dtype=\'auto\' or '
+            '\'float32\'')
     lo, hi = (lo, hi) if lo <= hi else (0.0, 0.0)
     offsets = np.zeros(counts.size + 1, np.int64)
     np.cumsum(counts.ravel(), out=offsets[1:])
@@ -247,7 +405,7 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
             scores[a:b] = rows[:, 4]
     _write_arrays(path, num_scales, top_n, (lo, hi) if version3 else None,
                   dict(img_ids=id_array, offsets=offsets, boxes=boxes,
-                       scores=scores))
+                       scores=scores), scales=scales)
 
 
 def score_codes(scores: np.ndarray, score_min: float, score_max: float
@@ -260,16 +418,21 @@ def score_codes(scores: np.ndarray, score_min: float, score_max: float
 
     Returns:
         np.ndarray: ``(T,)`` uint8: ``round((s - min) / step)`` clipped to
-        ``[0, SCORE_LEVELS]`` (so -inf -> 0, +inf -> SCORE_LEVELS),
+        ``[0, SCORE_LEVELS]``, 0 for every finite score when the range is
+        one value (``step`` 0); -inf -> 0 and +inf -> SCORE_LEVELS always;
         :data:`SCORE_NAN` for NaN. Monotone: a higher score never gets a
         lower code.
     """
     s = np.asarray(scores, np.float64)
     span = score_max - score_min
     scale = SCORE_LEVELS / span if span > 0 else 0.0
-    with np.errstate(invalid='ignore'):
-        q = np.rint(np.clip((s - score_min) * scale, 0, SCORE_LEVELS))
-    return np.where(np.isnan(s), SCORE_NAN, q).astype(np.uint8)
+    finite = np.isfinite(s)
+    q = np.zeros(s.shape)
+    q[finite] = np.rint(np.clip((s[finite] - score_min) * scale, 0,
+                                SCORE_LEVELS))
+    q[s == np.inf] = SCORE_LEVELS
+    q[np.isnan(s)] = SCORE_NAN
+    return q.astype(np.uint8)
 
 
 def score_table(score_min: float, score_max: float) -> np.ndarray:
@@ -381,12 +544,21 @@ def write_proposal_arrays(path: str, img_ids: np.ndarray,
 
 def _write_arrays(path: str, num_scales: int, top_n: Optional[int],
                   score_range: Optional[tuple],
-                  arrays: Dict[str, np.ndarray]) -> None:
+                  arrays: Dict[str, np.ndarray],
+                  scales: Optional[list] = None) -> None:
     """Write a compact file's arrays with their meta data and
     ``content_id``, atomically (:func:`atomic_open`; the folder is
     created): version 3 with the codes' ``score_range`` ``(min, max)``,
-    version 2 (float16 scores) without."""
+    version 2 (float16 scores) without; ``scales`` (ScaleSpecs or
+    :func:`scale_record` dicts) recorded when given."""
     meta = dict(format=FORMAT, num_scales=int(num_scales), top_n=top_n)
+    if scales is not None:
+        record = [s if isinstance(s, dict) else scale_record([s])[0]
+                  for s in scales]
+        if len(record) != num_scales:
+            raise ValueError(f'proposal file "{path}": {len(record)} scales '
+                             f'recorded for {num_scales} scales of rows')
+        meta['scales'] = record
     if score_range is None:
         meta['version'] = 2
     else:
@@ -582,6 +754,9 @@ class ProposalFile(Mapping):
         num_scales (int): ``S``.
         content_id (str): sha256 of the arrays, written by
             :func:`save_proposals` (a cache key that needs no re-read).
+        scales (list[dict] | None): The chip scales the file was mined
+            for (:func:`scale_record`), None when not recorded (files of
+            ``save_proposals`` without ``scales``, older files).
     """
 
     def __init__(self, path: str):
@@ -624,6 +799,7 @@ class ProposalFile(Mapping):
         self.version = version
         self.num_scales = meta['num_scales']
         self.content_id = meta['content_id']
+        self.scales = meta.get('scales')
         self.img_ids = np.asarray(arrays['img_ids'])
         self.offsets = np.asarray(arrays['offsets'])
         self._boxes, self._scores = arrays['boxes'], arrays['scores']
@@ -669,19 +845,17 @@ class ProposalFile(Mapping):
 
     def position(self, img_id) -> Optional[int]:
         """Index of ``img_id`` among the file's images (file order), or
-        None. A file of integer ids also finds an id given as a string
-        that ``int()`` reads (files written before string ids were stored
-        as strings hold VOC's ``'000005'`` as 5); a file of string ids
-        finds exact strings."""
-        if not self._int_ids:
-            return self._row.get(img_id) if isinstance(img_id, str) \
-                else None
-        if not (is_integer(img_id) or isinstance(img_id, str)):
-            return None
-        try:
-            return self._row.get(int(img_id))
-        except ValueError:
-            return None
+        None; found by :func:`stored_id` (a file of integer ids also
+        finds a string of digits: files written before string ids were
+        stored as strings hold VOC's ``'000005'`` as 5; a file of string
+        ids finds exact strings)."""
+        key = stored_id(img_id, self._int_ids)
+        return None if key is None else self._row.get(key)
+
+    def key(self, img_id):
+        """The file's id for ``img_id`` (:func:`stored_id`), or None."""
+        k = self.position(img_id)
+        return None if k is None else self.img_ids[k].item()
 
     def rows(self, first: int, last: int) -> np.ndarray:
         """Rows ``offsets[first]:offsets[last]`` (images/scales in file
@@ -734,6 +908,13 @@ def _meta_problem(meta: dict) -> Optional[str]:
         lo, hi = meta.get('score_min'), meta.get('score_max')
         if not (is_number(lo) and is_number(hi)) or lo > hi:
             return f'score range [{lo!r}, {hi!r}] is not finite and ordered'
+    scales = meta.get('scales')
+    if scales is not None and not (
+            isinstance(scales, list) and len(scales) == num_scales and
+            all(isinstance(x, dict) and 'rule' in x and 'value' in x
+                for x in scales)):
+        return f'the scale record {scales!r} does not list {num_scales} ' \
+            'scales'
     return None
 
 
@@ -762,17 +943,76 @@ def is_legacy_file(path: str) -> bool:
     return head[:2] != b'PK'
 
 
-def _load_legacy(path: str) -> dict:
+class LegacyProposals(dict):
+    """A version-1 file's proposals, loaded whole and checked: ``img_id
+    -> [ (P_s, 5) float32 array per scale ]``, a dict that finds ids by
+    the rule of compact files (:func:`stored_id`: a file of integer keys
+    also finds strings of digits)."""
+
+    def __init__(self, data: dict, int_ids: bool):
+        super().__init__(data)
+        self._int_ids = int_ids
+
+    def key(self, img_id):
+        """The file's id for ``img_id`` (:func:`stored_id`), or None."""
+        key = stored_id(img_id, self._int_ids)
+        return key if key is not None and dict.__contains__(self, key) \
+            else None
+
+    def __missing__(self, img_id):
+        key = self.key(img_id)
+        if key is None:
+            raise KeyError(img_id)
+        return dict.__getitem__(self, key)
+
+    def __contains__(self, img_id) -> bool:
+        return self.key(img_id) is not None
+
+
+def _load_legacy(path: str) -> tuple:
+    """``(LegacyProposals, num_scales)`` of a version-1 pickle, every
+    entry checked (:func:`proposal_array`).
+
+    Raises:
+        ValueError: Naming the file (and the img_id and scale of a bad
+            entry): not a readable pickle, not a proposal file, no
+            ``proposals`` dict or ``num_scales``, entries that are not
+            ``num_scales`` arrays of shape ``(P, 5)`` / ``(P, 4)``.
+    """
     try:
         with open(path, 'rb') as f:
             data = pickle.load(f)
-    except (pickle.UnpicklingError, EOFError, AttributeError,
-            ValueError) as e:
-        raise ValueError(f'proposal file "{path}" is not readable: {e}')
+    except Exception as e:  # noqa: BLE001 - unpickling raises any kind
+        raise ValueError(f'proposal file "{path}" is not readable '
+                         f'({type(e).__name__}: {e}): truncated, damaged '
+                         'or not a proposal file') from None
     if not isinstance(data, dict) or data.get('format') != FORMAT:
         raise ValueError(f'proposal file "{path}" is not an mmsnip proposal '
                          f'file (format {FORMAT!r})')
-    return data
+    bad = f'proposal file "{path}" (legacy version 1) is damaged:'
+    num_scales = data.get('num_scales')
+    if not is_integer(num_scales) or num_scales < 1:
+        raise ValueError(f'{bad} num_scales {num_scales!r} is not a '
+                         'positive integer; mine it again')
+    props = data.get('proposals')
+    if not isinstance(props, Mapping):
+        raise ValueError(f'{bad} it needs a dict \'proposals\' (img_id -> '
+                         f'[(P, 5) array per scale]), got '
+                         f'{type(props).__name__}; mine it again')
+    ids = image_id_array(list(props), f'proposal file "{path}"')
+    out = {}
+    for img_id, per_scale in props.items():
+        where = f'proposal file "{path}": img_id {img_id!r}'
+        if not isinstance(per_scale, (list, tuple)) or \
+                len(per_scale) != num_scales:
+            raise ValueError(
+                f'{where} must hold a list of {num_scales} arrays (one per '
+                f'scale), got {type(per_scale).__name__}' +
+                (f' of {len(per_scale)}'
+                 if isinstance(per_scale, (list, tuple)) else ''))
+        out[img_id] = [proposal_array(rows, f'{where}, scale {s}')
+                       for s, rows in enumerate(per_scale)]
+    return LegacyProposals(out, ids.dtype.kind in 'iu'), int(num_scales)
 
 
 def open_proposals(path: str):
@@ -791,28 +1031,87 @@ def open_proposals(path: str):
         props = ProposalFile(path)
         return props, props.num_scales, \
             f'v{props.version}:' + props.content_id
-    data = _load_legacy(path)
+    props, num_scales = _load_legacy(path)
     digest = hashlib.sha256()
     with open(path, 'rb') as f:
         for block in iter(lambda: f.read(1 << 20), b''):
             digest.update(block)
-    return data['proposals'], data.get('num_scales'), \
-        'v1:' + digest.hexdigest()
+    return props, num_scales, 'v1:' + digest.hexdigest()
+
+
+def _same_scale(recorded: dict, spec) -> bool:
+    """A recorded scale (:func:`scale_record`) has ``spec``'s rule and
+    value (the valid range does not change what was mined)."""
+    mine = scale_record([spec])[0]
+    return recorded.get('rule') == mine['rule'] and \
+        recorded.get('value') == mine['value']
 
 
 def check_proposals(path: str, props, file_scales, img_ids: Sequence,
-                    num_scales: int) -> None:
-    """Errors naming ``path`` for a file of another dataset or config."""
+                    num_scales: int, img_paths: Optional[Sequence] = None,
+                    scales: Optional[Sequence] = None) -> None:
+    """Errors naming ``path`` for a file of another dataset or config.
+
+    Args:
+        path (str): The file (for messages).
+        props (Mapping): Its proposals (:func:`open_proposals`).
+        file_scales (int): Its number of scales.
+        img_ids (Sequence): The dataset's ``N`` image ids.
+        num_scales (int): Scales of the chip config.
+        img_paths (Sequence, optional): The ``N`` image paths: two
+            different images of one id are refused
+            (:func:`check_image_ids`).
+        scales (Sequence[ScaleSpec], optional): The chip config's scales,
+            checked against the file's record of the scales it was mined
+            for, if it has one (older files and files of
+            :func:`save_proposals` without ``scales`` have none).
+
+    Raises:
+        ValueError: Naming the file: another number of scales or other
+            scales than recorded, images it lacks, two dataset ids that
+            find one entry (``'5'`` and ``'05'`` in a file of integer
+            ids), an id of two images.
+    """
     if file_scales != num_scales:
         raise ValueError(
             f'proposal file "{path}" has proposals for {file_scales} '
             f'scales, the chip config has {num_scales}')
+    recorded = getattr(props, 'scales', None)
+    if recorded is not None and scales is not None:
+        for s, (rec, spec) in enumerate(zip(recorded, scales)):
+            if not _same_scale(rec, spec):
+                mine = scale_record([spec])[0]
+                raise ValueError(
+                    f'proposal file "{path}" was mined for chip_cfg.scales'
+                    f'[{s}] {rec.get("rule")}={rec.get("value")!r}, the '
+                    f'chip config has {mine["rule"]}={mine["value"]!r} '
+                    '(scales in another order, or changed): its rows of '
+                    'each scale would be used at another scale. Fix: mine '
+                    'the proposals again with this chip config '
+                    '(tools/mine_proposals.py), or use the config they '
+                    'were mined with; to use them anyway, drop the record: '
+                    'tools/misc/convert_proposals.py SRC DST --drop-scales')
+    if img_paths is not None:
+        check_image_ids(img_ids, img_paths, f'proposal file "{path}"')
     missing = [i for i in img_ids if i not in props]
     if missing:
         raise ValueError(
             f'proposal file "{path}" lacks {len(missing)} of the dataset\'s '
             f'{len(img_ids)} images (e.g. img_id {missing[:5]}): it was '
             'mined for another dataset or is incomplete')
+    finder = getattr(props, 'key', None)
+    if finder is not None:
+        owner = {}
+        for i in dict.fromkeys(img_ids):
+            other = owner.setdefault(finder(i), i)
+            if other != i:
+                raise ValueError(
+                    f'proposal file "{path}": the dataset\'s img_ids '
+                    f'{other!r} and {i!r} both find its entry '
+                    f'{finder(i)!r} (a file of integer ids finds strings '
+                    'of digits): two images would share proposals. Fix: '
+                    'mine the proposals again for this dataset (its ids '
+                    'are then stored as strings)')
     if isinstance(props, dict):
         for i in img_ids:
             if len(props[i]) != num_scales:
@@ -821,13 +1120,18 @@ def check_proposals(path: str, props, file_scales, img_ids: Sequence,
                     f'{len(props[i])} scales, expected {num_scales}')
 
 
-def load_proposals(path: str, img_ids: Sequence, num_scales: int):
+def load_proposals(path: str, img_ids: Sequence, num_scales: int,
+                   verify: bool = False, **check):
     """Open and check a proposal file (either format) against a dataset.
 
     Args:
         path (str): The proposal file.
         img_ids (Sequence): Image ids of the dataset (int or str).
         num_scales (int): Scales of the chip config.
+        verify (bool): Also check a compact file's rows against its
+            ``content_id`` (:meth:`ProposalFile.verify`; reads the file
+            once).
+        **check: ``img_paths``, ``scales`` of :func:`check_proposals`.
 
     Returns:
         Mapping: ``img_id -> [ (P, 5) float32 array per scale ]``; a
@@ -837,26 +1141,39 @@ def load_proposals(path: str, img_ids: Sequence, num_scales: int):
         ValueError / FileNotFoundError: Naming the file and the problem.
     """
     props, file_scales, _ = open_proposals(path)
-    check_proposals(path, props, file_scales, img_ids, num_scales)
+    check_proposals(path, props, file_scales, img_ids, num_scales, **check)
+    if verify and isinstance(props, ProposalFile):
+        props.verify()
     return props
 
 
 def convert_proposals(src: str, dst: str, top_n: Optional[int] = None,
                       box_dtype: str = 'auto',
-                      score_dtype: str = 'uint8') -> dict:
+                      score_dtype: str = 'uint8',
+                      drop_scales: bool = False) -> dict:
     """Rewrite a proposal file (legacy pickle or compact) compactly
     (:func:`save_proposals`; version 3 unless ``score_dtype='float16'``).
+    The record of the scales the proposals were mined for is kept, unless
+    ``drop_scales`` (then any chip config of as many scales reads it).
 
     Returns:
         dict: ``images``, ``proposals`` (rows written), ``bytes_in``,
         ``bytes_out``, ``version`` (of the written file).
+
+    Raises:
+        ValueError: Naming ``src`` (and the img_id and scale of bad rows).
     """
     props, num_scales, _ = open_proposals(src)
     if isinstance(props, ProposalFile):
         props.verify()
+    scales = None if drop_scales else getattr(props, 'scales', None)
     data = {k: props[k] for k in props}
-    save_proposals(dst, data, num_scales, top_n=top_n, box_dtype=box_dtype,
-                   score_dtype=score_dtype)
+    try:
+        save_proposals(dst, data, num_scales, top_n=top_n,
+                       box_dtype=box_dtype, score_dtype=score_dtype,
+                       scales=scales)
+    except ValueError as e:
+        raise ValueError(f'proposal file "{src}": {e}') from None
     written = ProposalFile(dst)
     return dict(images=len(written), proposals=int(written.offsets[-1]),
                 bytes_in=osp.getsize(src), bytes_out=osp.getsize(dst),

@@ -63,13 +63,66 @@ def test_parallel_build_equals_serial():
         assert serial[k].dtype == parallel[k].dtype
         np.testing.assert_array_equal(serial[k], parallel[k])
     assert serial['stats'] == parallel['stats'] == dict(
-        proposals=40 * 55, finite_proposals=40 * 55)
+        proposals=40 * 55, finite_proposals=40 * 55, dropped_proposals=0,
+        inverted_proposals=0, outside_proposals=0, dropped_example=-1,
+        outside_example=-1)
     # layout: all positives first, image by image, then the negatives
     pos = serial['is_positive']
     assert pos[:pos.sum()].all() and not pos[pos.sum():].any()
     assert (np.diff(serial['img_index'][:pos.sum()]) >= 0).all()
     assert (np.diff(serial['img_index'][pos.sum():]) >= 0).all()
     assert 0 < pos.sum() < len(pos)
+
+
+def test_build_counts_dropped_inverted_and_outside_proposals():
+    """Rows sanitising drops (empty after clipping: inverted, wholly
+    outside) and rows reaching > 1 px beyond the image are counted, with
+    the first image of each; the same serial and parallel."""
+    rec = records()
+    props = proposals(rec)
+    h, w = rec.heights[7], rec.widths[7]
+    bad = np.array([[50, 50, 10, 60, .5],        # x2 < x1: inverted
+                    [20, 20, 60, 20, .5],        # y2 == y1: inverted
+                    [w + 5, 5, w + 40, 30, .5],  # wholly outside
+                    [10, 10, w + 1.5, 30, .5],   # 1.5 px beyond: clipped
+                    [10, 10, w + 0.5, 30, .5],   # rounding: not counted
+                    [-2, 10, 40, h, .5]])        # 2 px beyond
+    img_id = rec.img_ids[7]
+    props[img_id] = [bad] + props[img_id][1:]
+    props[rec.img_ids[30]][2] = bad[:2]
+    serial = build_chip_table(rec, CFG, props, workers=0)
+    parallel = build_chip_table(rec, CFG, props, workers=2, chunk_size=3)
+    assert serial['stats'] == parallel['stats']
+    stats = serial['stats']
+    assert stats['proposals'] == 40 * 55 - 25 + 6 - 20 + 2
+    assert stats['finite_proposals'] == stats['proposals']
+    assert (stats['dropped_proposals'], stats['inverted_proposals'],
+            stats['outside_proposals']) == (3 + 2, 2 + 2, 3)
+    assert stats['dropped_example'] == 7 == stats['outside_example']
+
+
+def test_stats_survive_the_cache(tmp_path):
+    rec = records(num=6)
+    props = proposals(rec)
+    props[rec.img_ids[2]][0] = np.array([[50, 50, 10, 60, .5]])
+    cache = ChipTableCache(str(tmp_path))
+    built = cache.load_or_build('k', len(rec),
+                                lambda: build_chip_table(rec, CFG, props))
+    loaded = cache.load('k', len(rec))
+    assert loaded['stats'] == built['stats']
+    assert built['stats']['inverted_proposals'] == 1
+    assert built['stats']['dropped_example'] == 2
+
+
+def test_two_images_of_one_id_are_refused_with_proposals():
+    rec = records(num=3)
+    rec.img_ids[2] = rec.img_ids[0]  # another path, the same id
+    with pytest.raises(ValueError, match=r'img_id 100 names two different '
+                       r'images, "0.jpg" and "2.jpg".*renumber'):
+        build_chip_table(rec, CFG, proposals(rec), workers=0)
+    build_chip_table(rec, CFG, None, workers=0)  # no proposals: fine
+    rec.img_paths[2] = rec.img_paths[0]  # the same image listed twice
+    build_chip_table(rec, CFG, proposals(rec), workers=0)
 
 
 @pytest.mark.parametrize('str_ids', [False, True])

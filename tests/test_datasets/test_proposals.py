@@ -4,16 +4,18 @@ version 2 (float16 scores) and legacy (pickle) all round-trip; precision
 bounds; conversion (function and tool); errors name the file."""
 import hashlib
 import json
+import os
 import os.path as osp
 import pickle
 import subprocess
 import sys
+from unittest import mock
 
 import numpy as np
 import pytest
 
 from conftest import npz_member_rows
-from mmsnip.chips import ChipConfig, generate_negative_chips
+from mmsnip.chips import ChipConfig, ScaleSpec, generate_negative_chips
 from mmsnip.chips.positive import ChipSet
 from mmsnip.datasets.proposals import (SCORE_LEVELS, ProposalFile,
                                        convert_proposals, load_proposals,
@@ -453,3 +455,305 @@ def test_convert_tool_writes_version3_and_refuses_bad_input(tmp_path):
     assert run.returncode == 2
     assert run.stderr.startswith('error: proposal file') and \
         'junk.pkl' in run.stderr and 'Traceback' not in run.stderr
+
+
+# -- rows of the wrong shape, ids, scales, legacy files (review 2026-12) --
+def test_writer_takes_p4_rows_and_refuses_other_shapes(tmp_path):
+    """(P, 4) rows get scores of ones (as as_proposals); (P, 6), transposed
+    or ragged rows, None and strings are errors naming img_id and scale
+    (was: reshape(-1, 5) scrambled them silently)."""
+    path = str(tmp_path / 'p.npz')
+    boxes = np.array([[0, 0, 10, 10], [5, 5, 20, 30], [1, 2, 3, 4]], float)
+    save_proposals(path, {1: [boxes]}, 1)
+    np.testing.assert_array_equal(load_proposals(path, [1], 1)[1][0],
+                                  np.c_[boxes, np.ones(3)])
+    rows5 = np.c_[boxes, [.5, .25, .125]]
+    bad = [(np.c_[rows5, np.ones(3)], r'got \(3, 6\)'),
+           (np.c_[rows5, rows5[:, :1]][:, :6].T, r'got \(6, 3\)'),
+           (rows5.T[:, :3], r'got \(5, 3\) \(transposed\?\)'),
+           ([[1, 2, 3, 4, .5], [1, 2]], 'array of numbers'),
+           (np.array([[1, 2, 3, 4, None]], object), 'None is not'),
+           (np.array([['1', '2', '3', '4', '5']]), 'not numbers')]
+    for rows, match in bad:
+        with pytest.raises(ValueError, match=r'save_proposals: img_id 9, '
+                           r'scale 1: .*' + match):
+            save_proposals(path, {1: [rows5, rows5], 9: [rows5, rows]}, 2)
+
+
+def test_convert_names_the_source_file_of_bad_rows(tmp_path):
+    old = str(tmp_path / 'old.pkl')
+    legacy(old, {1: [np.array([[0, 0, 3000, 10, .5]])]}, 1)
+    with pytest.raises(ValueError, match=r'old.pkl": .*img_id 1, scale 0 '
+                       r'has a coordinate of 3000 px'):
+        convert_proposals(old, str(tmp_path / 'new.npz'),
+                          box_dtype='float16')
+
+
+def test_float16_overflow_and_float32_overflow_are_refused(tmp_path):
+    path = str(tmp_path / 'p.npz')
+    with pytest.raises(ValueError, match=r"box_dtype='float16' but img_id "
+                       r"1, scale 0 has a coordinate of 3000.5 px"):
+        save_proposals(path, {1: [[[0, 0, 3000.5, 10, .5]]]}, 1,
+                       box_dtype='float16')
+    save_proposals(path, {1: [[[0, 0, 2048, 10, .5]]]}, 1,
+                   box_dtype='float16')  # the bound itself is fine
+    with pytest.raises(ValueError, match=r'img_id 1, scale 0: value 1e\+39 '
+                       'does not fit float32'):
+        save_proposals(path, {1: [[[0, 0, 1e39, 10, .5]]]}, 1)
+
+
+def test_infinite_scores_get_the_end_codes():
+    from mmsnip.datasets.proposals import SCORE_NAN, score_codes
+    scores = np.array([.5, np.inf, -np.inf, np.nan, .5])
+    np.testing.assert_array_equal(score_codes(scores, .5, .5),
+                                  [0, SCORE_LEVELS, 0, SCORE_NAN, 0])
+    np.testing.assert_array_equal(
+        score_codes(np.array([0, 1, np.inf, -np.inf]), 0, 1),
+        [0, SCORE_LEVELS, SCORE_LEVELS, 0])
+
+
+def test_one_id_rule_for_compact_and_legacy_files(tmp_path):
+    """A file of integer ids finds strings of ASCII digits (old files of
+    VOC ids), in both formats; not ' 5 ', '+5', other scripts' digits;
+    two dataset ids finding one entry are refused."""
+    rows = [np.array([[0, 0, 8, 8, .5]], np.float32)] * 2
+    compact = str(tmp_path / 'p.npz')
+    old = str(tmp_path / 'old.pkl')
+    save_proposals(compact, {5: rows, 7: rows}, 2)
+    legacy(old, {5: rows, 7: rows}, 2)
+    for path in (compact, old):
+        props = load_proposals(path, ['000005', '000007'], 2)
+        np.testing.assert_array_equal(props['000005'][0], rows[0])
+        for other in (' 5 ', '+5', '5\n', '\u0665', '5.0', True, 5.0):
+            assert other not in props
+        with pytest.raises(ValueError, match=r"img_ids '5' and '05' both "
+                           'find its entry 5'):
+            load_proposals(path, ['5', '05', '7'], 2)
+    # a file of string ids finds exact strings only
+    save_proposals(compact, {'5': rows}, 2)
+    with pytest.raises(ValueError, match=r'lacks 1 .*img_id \[5\]'):
+        load_proposals(compact, [5], 2)
+
+
+@pytest.mark.parametrize('data, match', [
+    (dict(num_scales=1), "needs a dict 'proposals'"),
+    (dict(num_scales='1', proposals={1: []}), "num_scales '1' is not"),
+    (dict(num_scales=1, proposals=[[]]), "needs a dict 'proposals'"),
+    (dict(num_scales=1, proposals={1: None}),
+     'img_id 1 must hold a list of 1 arrays'),
+    (dict(num_scales=2, proposals={1: [np.zeros((0, 5))]}),
+     'img_id 1 must hold a list of 2 arrays .* of 1'),
+    (dict(num_scales=1, proposals={1: [None]}),
+     r'img_id 1, scale 0: .*None is not a number'),
+    (dict(num_scales=1, proposals={1: [np.ones((2, 6))]}),
+     r'img_id 1, scale 0: .*got \(2, 6\)'),
+    (dict(num_scales=1, proposals={1: [[[1, 2, 3, 4, 5], [1, 2]]]}),
+     'img_id 1, scale 0: .*array of numbers'),
+    (dict(num_scales=1, proposals={1: [{'bboxes': np.ones((1, 5))}]}),
+     'img_id 1, scale 0: .*array of numbers'),
+    (dict(num_scales=1, proposals={1: [np.ones((1, 5))], 'a': [[]]}),
+     'mix integers and strings'),
+])
+def test_malformed_legacy_pickles_are_errors_naming_file_and_image(
+        tmp_path, data, match):
+    path = str(tmp_path / 'old.pkl')
+    with open(path, 'wb') as f:
+        pickle.dump(dict(format='mmsnip.proposals', version=1, **data), f)
+    with pytest.raises(ValueError, match=r'old.pkl".*' + match):
+        load_proposals(path, [1], data['num_scales'])
+
+
+@pytest.mark.parametrize('blob', [
+    b'cnosuchmodule\nThing\n.',  # ModuleNotFoundError
+    b'cnumpy\nNoSuchThing\n.',  # AttributeError
+    b'\x80\x04\x95\xff\xff\xff\xff\xff\xff\xff\x7f',  # huge frame
+    b'\x80\x04J\xff\xff\xff\xff\x8b\xff\xff\xff\xff\xff\xff\xff\x7f.',
+])
+def test_any_unpickling_error_names_the_file(tmp_path, blob):
+    path = tmp_path / 'f.pkl'
+    path.write_bytes(blob)
+    with pytest.raises(ValueError, match=r'f.pkl" is not readable \('):
+        open_proposals(str(path))
+
+
+def test_scales_are_recorded_and_checked(tmp_path):
+    """A file mined for some scales refuses a config of other ones (or
+    of the same ones in another order), naming the scale and both
+    values; valid ranges may differ; a file without the record (older
+    files, save_proposals without scales) is accepted as before;
+    conversion keeps the record unless --drop-scales."""
+    from mmsnip.datasets.proposals import check_proposals
+    mined = ChipConfig.from_dict(dict(scales=[
+        dict(max_side=512, valid_range=(120, None)),
+        dict(factor=1.667, valid_range=(32, 150))])).scales
+    path = str(tmp_path / 'p.npz')
+    save_proposals(path, PROPS, 2, scales=mined)
+    props, num, _ = open_proposals(path)
+    assert props.scales == [
+        dict(rule='max_side', value=512, valid_range=[120, None]),
+        dict(rule='factor', value=1.667, valid_range=[32, 150])]
+    check_proposals(path, props, num, [3, 7], 2, scales=mined)
+    wider = ChipConfig.from_dict(dict(scales=[
+        dict(max_side=512, valid_range=(100, None)),
+        dict(factor=1.667, valid_range=(0, 150))])).scales
+    check_proposals(path, props, num, [3, 7], 2, scales=wider)
+    for other, match in [
+            (mined[::-1], r"scales\[0\] max_side=512.0, the chip config "
+             r"has factor=1.667"),
+            ([mined[0], ChipConfig.from_dict(dict(scales=[dict(
+                factor=2.0)])).scales[0]],
+             r"scales\[1\] factor=1.667, the chip config has "
+             r"factor=2.0")]:
+        with pytest.raises(ValueError, match=match + '.*--drop-scales'):
+            load_proposals(path, [3, 7], 2, scales=other)
+    # conversion keeps the record; --drop-scales leaves it out
+    kept = str(tmp_path / 'kept.npz')
+    convert_proposals(path, kept)
+    assert ProposalFile(kept).scales == props.scales
+    tool = osp.join(ROOT, 'tools', 'misc', 'convert_proposals.py')
+    free = str(tmp_path / 'free.npz')
+    run = subprocess.run([sys.executable, tool, path, free,
+                          '--drop-scales'], cwd=ROOT, capture_output=True,
+                         text=True)
+    assert run.returncode == 0, run.stderr
+    assert ProposalFile(free).scales is None
+    load_proposals(free, [3, 7], 2, scales=mined[::-1])
+    # One scale written two ways is the same scale.
+    sides = ChipConfig.from_dict(dict(scales=[
+        dict(short_max=(512, 512), valid_range=(120, None)),
+        dict(short_max=(1200, 800), valid_range=(0, 150))])).scales
+    save_proposals(path, PROPS, 2, scales=sides)
+    assert ProposalFile(path).scales[1]['value'] == [800.0, 1200.0]
+    load_proposals(path, [3, 7], 2, scales=[
+        ScaleSpec(max_side=512, valid_range=(120, None)),
+        ScaleSpec(short_max=(800, 1200), valid_range=(0, 150))])
+    # no record: accepted as before
+    save_proposals(path, PROPS, 2)
+    assert 'scales' not in ProposalFile(path)._meta
+    load_proposals(path, [3, 7], 2, scales=mined[::-1])
+
+
+def test_an_id_of_two_images_is_refused_the_same_image_twice_is_not(
+        tmp_path):
+    path = str(tmp_path / 'p.npz')
+    save_proposals(path, PROPS, 2)
+    with pytest.raises(ValueError, match=r'p.npz": img_id 3 names two '
+                       r'different images, "a/1.jpg" and "b/1.jpg".*Fix: '
+                       'give every image its own id'):
+        load_proposals(path, [3, 7, 3], 2,
+                       img_paths=['a/1.jpg', 'x.jpg', 'b/1.jpg'])
+    load_proposals(path, [3, 7, 3], 2,
+                   img_paths=['a/1.jpg', 'x.jpg', 'a/1.jpg'])
+
+
+def test_tools_loader_verifies_the_rows(tmp_path):
+    """load_coco_proposals (export_chips.py, browse_chips.py) refuses a
+    compact file whose rows changed after it was written."""
+    from mmsnip.datasets.coco_file import load_coco_proposals
+    from mmsnip.utils.preflight import UserInputError
+    path = str(tmp_path / 'p.npz')
+    save_proposals(path, PROPS, 2)
+    coco = dict(images=[dict(id=3), dict(id=7)])
+    assert len(load_coco_proposals(path, coco, 2)) == 2
+    data = bytearray(open(path, 'rb').read())
+    data[npz_member_rows(bytes(data), 'boxes') + 1] ^= 0x40
+    open(path, 'wb').write(bytes(data))
+    with pytest.raises(UserInputError, match=r'p.npz" is damaged: its '
+                       'content does not match'):
+        load_coco_proposals(path, coco, 2)
+
+
+def _sniper(proposal_file, cache_dir='', data=None):
+    """A SniperDataset of three 200 x 300 images (ids 0, 1, 2) with
+    negatives from ``proposal_file``."""
+    import copy
+
+    from mmdet.datasets import BaseDetDataset
+
+    from mmsnip.datasets import SniperDataset
+    from mmsnip.utils import register_all_modules
+    register_all_modules()
+
+    class Raw(BaseDetDataset):
+        METAINFO = dict(classes=('a', ))
+
+        def load_data_list(self):
+            return copy.deepcopy(data)
+
+    data = data or [dict(img_id=i, img_path=f'{i}.jpg', height=200,
+                         width=300, instances=[dict(
+                             bbox=[10, 10, 40, 40], bbox_label=0,
+                             ignore_flag=0)]) for i in range(3)]
+    return SniperDataset(
+        dataset=Raw(ann_file='', pipeline=[], serialize_data=False),
+        chip_cfg=dict(chip_size=128, chip_stride=32, neg_min_proposals=2,
+                      neg_per_image=1,
+                      scales=[dict(factor=1.0, valid_range=(16, None)),
+                              dict(factor=2.0, valid_range=(0, 24))]),
+        pipeline=[], cache_dir=cache_dir, negatives=True,
+        proposal_file=proposal_file)
+
+
+def _boxes(n=30, scale=1.0, seed=0):
+    """``n`` rows ``[x1, y1, x2, y2, 1]`` inside a 200 x 300 image, all
+    coordinates times ``scale``."""
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 150, (n, 2))
+    b = np.c_[xy, xy + rng.uniform(8, 40, (n, 2))] * scale
+    return np.c_[b, np.ones(n)]
+
+
+@pytest.mark.parametrize('kind, match', [
+    ('foreign', r'reach more than 1 px beyond their image, e.g. img_id 0 '
+     r'\(0.jpg\) \(mined for another dataset'),
+    ('xywh', r'with x2 <= x1 or y2 <= y1 as written; boxes \[x, y, w, h\] '
+     r'instead of \[x1, y1, x2, y2\]\?'),
+    ('inverted', r'180 \(100.0%\) are empty after clipping'),
+])
+def test_mostly_unusable_proposal_files_are_errors(tmp_path, kind, match):
+    """A file of another dataset (same ids, images 4x larger) or of xywh /
+    inverted boxes: an error naming the file, the counts, an example and
+    the likely cause (was: accepted, the dropped rows not counted)."""
+    b = _boxes()
+    rows = dict(foreign=_boxes(scale=4.0),
+                xywh=np.c_[b[:, :2], b[:, 2:4] - b[:, :2], b[:, 4]],
+                inverted=b[:, [2, 3, 0, 1, 4]])[kind]
+    path = str(tmp_path / 'p.npz')
+    save_proposals(path, {i: [rows, rows] for i in range(3)}, 2)
+    with pytest.raises(ValueError, match=r'p.npz" is mostly unusable for '
+                       r'this dataset: of its 180 proposals .*' + match +
+                       '.*Fix: mine the proposals for this dataset'):
+        _sniper(path)
+
+
+def test_a_few_bad_rows_are_a_warning_also_from_the_cache(tmp_path):
+    """4 of 180 rows inverted or beyond the image: one warning with the
+    counts and an example image; a cached table reports the same."""
+    rows = {i: [_boxes(seed=i), _boxes(seed=i)] for i in range(3)}
+    rows[1][0][:2] = [[50, 50, 10, 60, 1], [10, 10, 305, 40, 1]]
+    rows[2][1][:2] = [[50, 50, 10, 60, 1], [-5, 10, 40, 60, 1]]
+    path = str(tmp_path / 'p.npz')
+    save_proposals(path, rows, 2)
+    cache = str(tmp_path / 'cache')
+    logs = []
+    for _ in range(2):  # built, then loaded from the cache
+        with mock.patch('mmsnip.datasets.sniper_dataset.print_log') as log:
+            ds = _sniper(path, cache_dir=cache)
+        logs.append([c.args[0] for c in log.call_args_list
+                     if c.kwargs.get('level') == 30])
+    assert len(os.listdir(cache)) == 1
+    assert logs[0] == logs[1]
+    (msg, ) = logs[0]
+    assert 'of its 180 proposals 2 (1.1%) are empty after clipping' in msg
+    assert 'e.g. img_id 1 (1.jpg)' in msg
+    assert '2 (1.1%) reach more than 1 px beyond their image' in msg
+    assert len(ds) > ds.num_positive
+
+
+def test_a_file_without_rows_says_so(tmp_path):
+    path = str(tmp_path / 'p.npz')
+    save_proposals(path, {i: [np.zeros((0, 5))] * 2 for i in range(3)}, 2)
+    with pytest.raises(ValueError, match=r'p.npz" holds no proposal for '
+                       r"any of the dataset's 3 images \(every entry is "
+                       'empty\\)'):
+        _sniper(path)

@@ -1,8 +1,10 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 """Proposal mining resumes only with the same checkpoint and settings."""
 import json
+import os
 import os.path as osp
 import pickle
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -109,3 +111,53 @@ def test_tool_refuses_then_restarts(tiny_demo_root, tmp_path):
     run_tool(['tools/mine_proposals.py', cfg_path, ckpt, '--out', out,
               '--num-per-scale', '5', '--restart'])
     assert not osp.exists(parts)
+
+
+class _TwoFiles:
+    """A dataset of two annotation files both numbering from 1."""
+
+    def full_init(self):
+        pass
+
+    def __len__(self):
+        return 3
+
+    def get_data_info(self, i):
+        return [dict(img_id=1, img_path='setA/1.jpg'),
+                dict(img_id=2, img_path='setA/2.jpg'),
+                dict(img_id=1, img_path='setB/1.jpg')][i]
+
+
+def test_an_id_of_two_images_is_refused_before_mining(tmp_path):
+    """Two images of one img_id would share one proposal entry: refused
+    naming both paths, before the model is built or anything mined."""
+    from mmsnip.apis import mining
+    cfg = Config(dict(train_dataloader=dict(dataset=dict(
+        type='SniperDataset', dataset=dict(type='X'),
+        chip_cfg=dict(scales=[dict(factor=1.0)])))))
+    with mock.patch.object(mining.DATASETS, 'build',
+                           return_value=_TwoFiles()), \
+            mock.patch.object(mining.MODELS, 'build') as build_model:
+        with pytest.raises(ValueError, match=r'mine_proposals: img_id 1 '
+                           r'names two different images, "setA/1.jpg" and '
+                           r'"setB/1.jpg".*renumber'):
+            mining.mine_proposals(cfg, str(tmp_path / 'none.pth'),
+                                  str(tmp_path / 'p.pkl'))
+    build_model.assert_not_called()
+    assert not osp.exists(str(tmp_path / 'p.pkl.parts'))
+
+
+def test_merged_file_records_the_scales(tmp_path):
+    from mmsnip.apis.mining import merge_shards
+    from mmsnip.datasets.proposals import ProposalFile, load_proposals
+    parts = str(tmp_path / 'parts')
+    os.makedirs(parts)
+    _shard(parts, 1)
+    scales = ChipConfig.paper_coco().scales
+    out = str(tmp_path / 'p.pkl')
+    merge_shards(parts, out, [1], 3, scales=scales)
+    assert [s['rule'] for s in ProposalFile(out).scales] == \
+        [s.rule for s in scales]
+    with pytest.raises(ValueError,
+                       match=r'was mined for chip_cfg.scales\[0\]'):
+        load_proposals(out, [1], 3, scales=scales[::-1])

@@ -2,7 +2,8 @@
 """Rewrite a proposal file in the compact format (memory-mapped, version 3).
 
     python tools/misc/convert_proposals.py old.pkl new.npz [--top-n 300] \
-        [--box-dtype auto|float16|float32] [--score-dtype uint8|float16]
+        [--box-dtype auto|float16|float32] [--score-dtype uint8|float16] \
+        [--drop-scales]
 
 Reads a legacy pickle (``tools/mine_proposals.py`` before the compact
 format) or a compact file (version 2 or 3) and writes a compact one
@@ -11,12 +12,15 @@ format) or a compact file (version 2 or 3) and writes a compact one
 score), opened without reading it whole. ``--score-dtype float16`` writes
 version 2 (10 bytes per proposal, rows in input order) for readers older
 than version 3. ``--top-n`` keeps the highest-scoring proposals per image
-and scale. Training reads every format, so converting is optional; it
-saves memory and start time on large datasets. A bad input file is one
-``error:`` line and exit status 2.
+and scale. The record of the chip scales the proposals were mined for
+(files of ``tools/mine_proposals.py``) is kept; ``--drop-scales`` leaves
+it out, so that a chip config of other scales reads the file (at your
+risk: each scale's rows were mined at the recorded scale). Training
+reads every format, so converting is optional; it saves memory and start
+time on large datasets. A bad input file (not a proposal file, damaged,
+rows of another shape than ``(P, 5)`` / ``(P, 4)``) is one ``error:``
+line naming it and exit status 2.
 """
-import sys
-
 from mmsnip.datasets.proposals import convert_proposals
 from mmsnip.utils.cli import ArgumentParser, positive_int
 from mmsnip.utils.fileio import check_output_file, checked_write
@@ -38,6 +42,9 @@ def parse_args(argv=None):
                         choices=['uint8', 'float16'],
                         help='uint8: version 3 (default); float16: version '
                         '2, for older readers')
+    parser.add_argument('--drop-scales', action='store_true',
+                        help='leave out the record of the chip scales the '
+                        'proposals were mined for')
     return parser.parse_args(argv)
 
 
@@ -48,7 +55,8 @@ def main(argv=None) -> int:
         with checked_write(args.dst):
             info = convert_proposals(args.src, args.dst, top_n=args.top_n,
                                      box_dtype=args.box_dtype,
-                                     score_dtype=args.score_dtype)
+                                     score_dtype=args.score_dtype,
+                                     drop_scales=args.drop_scales)
     except (ValueError, FileNotFoundError) as e:
         if isinstance(e, UserInputError):
             raise
