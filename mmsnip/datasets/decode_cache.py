@@ -10,11 +10,21 @@ used images, up to a byte budget, in the process that runs the pipeline
 (each dataloader worker has its own); :func:`run_pipeline_shared` runs the
 loader only on a miss and the rest of the pipeline on every chip.
 
-The output is exactly the per-chip path's: the loader's output depends only
-on the image's data info, which is the same for every chip of the image,
-and the cached arrays are made read-only, so a later transform that would
-modify the shared image in place raises instead of corrupting the next
-chip (``CropChip`` slices and resizes into a new array).
+The output is the per-chip path's as long as no transform before
+``CropChip`` writes into the image in place: the loader's output depends
+only on the image's data info, which is the same for every chip of the
+image, and ``CropChip`` slices and resizes into a new array. The cached
+arrays are made read-only, so a transform that writes into the shared
+image (mmdet's ``CutOut``, ``RandomErasing``) fails instead of corrupting
+the next chip, and :func:`run_transforms` refuses such a pipeline naming
+the transform and the fixes (move it after ``CropChip``, or set
+``decode_cache_mb=0``).
+
+:func:`run_transforms` runs every SNIPER item's pipeline, with or without
+the cache: like ``Compose``, but a failing transform is named
+(:class:`TransformError`), and so is a transform that breaks the chip
+contract of ``CropChip`` (one before it that flips, warps or resizes the
+image; one after it that crops, resizes or warps the chip).
 
 How often the cache hits depends on the order of the chips: the shuffled
 order of :class:`~mmsnip.datasets.samplers.SniperSampler` visits an image's
@@ -27,6 +37,11 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 from mmcv.transforms import LoadImageFromFile
+
+from .transforms.chip_transforms import (AFTER_CHIP_FIX, BEFORE_CHIP_FIX,
+                                         CropChip, ImageSizeError,
+                                         chip_input_problem,
+                                         chip_output_problem)
 
 
 class DecodedImageCache:
@@ -116,6 +131,94 @@ def check_shared_loader(transforms: Sequence[Callable], owner: str) -> None:
             'LoadImageFromFile first or set decode_cache_mb=0')
 
 
+class TransformError(RuntimeError):
+    """A transform of an item's pipeline raised; names it.
+
+    Attributes:
+        transform: The transform that raised.
+        error (Exception): What it raised (also ``__cause__``).
+    """
+
+    def __init__(self, transform, error: Exception):
+        self.transform = transform
+        self.error = error
+        super().__init__(f'{type(transform).__name__}: '
+                         f'{type(error).__name__}: {error}')
+
+    @property
+    def is_decode_error(self) -> bool:
+        """Whether the image file is the likely cause: the loader failed,
+        or ``CropChip`` found it decodes to another size than annotated
+        (what ``tools/check_dataset.py --full-decode`` finds)."""
+        return isinstance(self.transform, LoadImageFromFile) or \
+            isinstance(self.error, ImageSizeError)
+
+
+def _fails_only_read_only(transform, data: dict, img) -> bool:
+    """Whether ``transform``, which raised on ``data``, failed because
+    ``img`` (still ``data['img']``) is a read-only cached image: it runs
+    on a writable copy (a diagnosis only; that output is dropped)."""
+    if not isinstance(img, np.ndarray) or img.flags.writeable or \
+            data.get('img') is not img:
+        return False
+    probe = dict(data, img=img.copy())
+    try:
+        transform(probe)
+    except Exception:
+        return False
+    return True
+
+
+def run_transforms(transforms: Sequence[Callable], data: dict,
+                   start: int = 0) -> Optional[dict]:
+    """Run ``transforms[start:]`` on ``data`` like mmengine's ``Compose``
+    (a transform returning None stops it: None), naming what goes wrong.
+
+    With a ``CropChip`` in ``transforms``, each transform before it is
+    checked with ``chip_input_problem`` and each after it with
+    ``chip_output_problem`` (``mmsnip.datasets.transforms``), so the error
+    names the transform that flipped, warped or resized the image or the
+    chip.
+
+    Raises:
+        TransformError: A transform raised (its error is ``__cause__``).
+        ValueError: A transform broke the chip (named, with the fix), or
+            wrote into a read-only cached image (named, with the fixes).
+    """
+    crop_at = next((i for i, t in enumerate(transforms)
+                    if isinstance(t, CropChip)), None)
+    for i in range(start, len(transforms)):
+        t = transforms[i]
+        img = data.get('img')
+        try:
+            data = t(data)
+        except Exception as e:
+            name = type(t).__name__
+            if _fails_only_read_only(t, data, img):
+                raise ValueError(
+                    f'{name} writes into the image in place, but with '
+                    'decode_cache_mb > 0 the image before CropChip is '
+                    'shared by the chips of the image and read-only '
+                    f'({type(e).__name__}: {e}). Move {name} after CropChip '
+                    '(it then works on the chip\'s own image) or set the '
+                    'dataset\'s decode_cache_mb=0 (every chip decodes its '
+                    'image)') from e
+            raise TransformError(t, e) from e
+        if data is None:
+            return None
+        if crop_at is None or i == crop_at or 'img' not in data:
+            continue
+        before = i < crop_at
+        problem = chip_input_problem(data) if before else \
+            chip_output_problem(data)
+        if problem:
+            raise ValueError(
+                f'{type(t).__name__} (pipeline transform {i}, '
+                f'{"before" if before else "after"} CropChip): {problem}; '
+                f'{BEFORE_CHIP_FIX if before else AFTER_CHIP_FIX}')
+    return data
+
+
 def run_pipeline_shared(transforms: Sequence[Callable], info: dict,
                         cache: DecodedImageCache) -> Optional[dict]:
     """Run ``transforms`` on ``info`` like ``Compose``, the loader
@@ -132,11 +235,17 @@ def run_pipeline_shared(transforms: Sequence[Callable], info: dict,
         dict | None: The pipeline's output; None when a transform returns
         None (e.g. ``LoadImageFromFile(ignore_empty=True)`` on a missing
         file: nothing is cached then).
+
+    Raises:
+        TransformError, ValueError: As :func:`run_transforms`.
     """
     key = info['img_path']
     loaded = cache.get(key)
     if loaded is None:
-        out = transforms[0](dict(info))
+        try:
+            out = transforms[0](dict(info))
+        except Exception as e:
+            raise TransformError(transforms[0], e) from e
         if out is None:
             return None
         # What the loader added or replaced (LoadImageFromFile: img,
@@ -146,8 +255,4 @@ def run_pipeline_shared(transforms: Sequence[Callable], info: dict,
         cache.put(key, loaded)
     data = dict(info)
     data.update(loaded)
-    for t in transforms[1:]:
-        data = t(data)
-        if data is None:
-            return None
-    return data
+    return run_transforms(transforms, data, start=1)

@@ -51,8 +51,9 @@ from mmsnip.utils.checks import is_integer, is_number
 from mmsnip.utils.preflight import coco_problem
 from .chip_table import (CACHE_VERSION, ChipTableCache, ImageRecords,
                          build_chip_table)
-from .decode_cache import (DecodedImageCache, check_shared_loader,
-                           run_pipeline_shared)
+from .decode_cache import (DecodedImageCache, TransformError,
+                           check_shared_loader, run_pipeline_shared,
+                           run_transforms)
 from .proposals import ProposalFile, check_proposals, open_proposals
 
 # Default decoded-image budget per process (MiB): about 9 decoded 3000 px
@@ -108,7 +109,10 @@ class SniperDataset:
             chips of an image (:mod:`mmsnip.datasets.decode_cache`): the
             pipeline's first transform, which must then be
             ``LoadImageFromFile``, runs once per image while the image stays
-            cached. The items are exactly those of the per-chip path. 0
+            cached. The items are those of the per-chip path as long as
+            no transform before ``CropChip`` writes into the image in place
+            (``CutOut``, ``RandomErasing``: such a pipeline is refused with
+            an error naming the transform and the fixes). 0
             decodes the image for every chip; None (default): 256 when the
             pipeline starts with ``LoadImageFromFile``, else 0. Hits need
             an order that visits an image's chips close together
@@ -242,12 +246,15 @@ class SniperDataset:
 
     def _open_proposals(self, records: ImageRecords):
         """``(proposals, identity)`` of the proposal file (checked against
-        the dataset), or ``(None, None)`` without negatives."""
+        the dataset: its images, one image per img_id, the scales), or
+        ``(None, None)`` without negatives."""
         if not self.negatives:
             return None, None
         props, file_scales, identity = open_proposals(self.proposal_file)
         check_proposals(self.proposal_file, props, file_scales,
-                        records.img_ids, len(self.chip_cfg.scales))
+                        records.img_ids, len(self.chip_cfg.scales),
+                        img_paths=records.img_paths,
+                        scales=self.chip_cfg.scales)
         return props, identity
 
     def _check_degraded(self, records: ImageRecords, stats: dict) -> None:
@@ -257,7 +264,12 @@ class SniperDataset:
         Raises:
             ValueError: No positive chip (naming ``chip_cfg.scales`` and
                 the boxes' sizes), or ``negatives=True`` with a proposal
-                file whose proposals are all NaN/inf (or absent).
+                file without rows for the dataset, or whose proposals are
+                all NaN/inf, or mostly unusable (more than half NaN/inf or
+                empty after clipping to their image, or more than half
+                reaching over 1 px beyond it: xywh boxes, a file of
+                another dataset), naming the file, the counts, an example
+                image and the likely cause; fewer such rows: a warning.
         """
         where = getattr(self.dataset, 'ann_file', None) or \
             type(self.dataset).__name__
@@ -297,6 +309,13 @@ class SniperDataset:
         total = int(stats.get('proposals', 0))
         finite = int(stats.get('finite_proposals', 0))
         src = f'proposal file "{self.proposal_file}"'
+        if total == 0:
+            raise ValueError(
+                f'SniperDataset: negatives=True but {src} holds no '
+                f'proposal for any of the dataset\'s {len(records)} images '
+                '(every entry is empty): negative chips cannot be mined. '
+                'Fix: mine it again with tools/mine_proposals.py (is the '
+                'stage-1 RPN trained?), or set negatives=False')
         if finite == 0:
             raise ValueError(
                 f'SniperDataset: negatives=True but {src} has no usable '
@@ -304,6 +323,55 @@ class SniperDataset:
                 'the dataset: negative chips cannot be mined. Fix: mine it '
                 'again with tools/mine_proposals.py from a stage-1 '
                 'checkpoint that did not diverge, or set negatives=False')
+        # Rows sanitising drops or clips (chip_table.PROPOSAL_COUNTS).
+        dropped = int(stats.get('dropped_proposals', 0))
+        inverted = int(stats.get('inverted_proposals', 0))
+        outside = int(stats.get('outside_proposals', 0))
+
+        def counted(n: int) -> str:
+            return f'{n} ({100 * n / total:.1f}%)'
+
+        def example(key: str) -> str:
+            n = int(stats.get(key, -1))
+            return '' if not 0 <= n < len(records) else (
+                f', e.g. img_id {records.img_ids[n]!r} '
+                f'({records.img_paths[n]})')
+
+        def problems(nan: bool = True) -> str:
+            """The unusable rows in words: counts, an example image and
+            the likely cause."""
+            out = []
+            if nan and finite < total:
+                out.append(f'{counted(total - finite)} have NaN/inf '
+                           'coordinates (a diverged stage-1 model?)')
+            if dropped:
+                out.append(
+                    f'{counted(dropped)} are empty after clipping to their '
+                    f'image and were dropped{example("dropped_example")} '
+                    f'({inverted} of them with x2 <= x1 or y2 <= y1 as '
+                    'written' +
+                    ('; boxes [x, y, w, h] instead of [x1, y1, x2, y2]?)'
+                     if 2 * inverted >= dropped else
+                     '; the others lie wholly outside their image)'))
+            if outside:
+                out.append(
+                    f'{counted(outside)} reach more than 1 px beyond their '
+                    f'image{example("outside_example")} (mined for another '
+                    'dataset with the same img_ids, or for other image '
+                    'sizes?)')
+            return '; '.join(out)
+
+        unusable = total - finite + dropped
+        if 2 * unusable > total or 2 * outside > finite:
+            raise ValueError(
+                f'SniperDataset: negatives=True but {src} is mostly '
+                f'unusable for this dataset: of its {total} proposals '
+                f'{problems()}. Negative chips from the rest would be few, '
+                'and placed by chance. Fix: '
+                'mine the proposals for this dataset with '
+                'tools/mine_proposals.py (rows [x1, y1, x2, y2, score] in '
+                'the ORIGINAL pixels of these images), or set '
+                'negatives=False')
         if finite < total:
             print_log(
                 f'SniperDataset: {src}: {total - finite} of {total} '
@@ -311,6 +379,13 @@ class SniperDataset:
                 'NaN/inf coordinates and were dropped; if that is many, the '
                 'stage-1 model diverged: mine the proposals again',
                 logger='current', level=logging.WARNING)
+        if dropped or outside:
+            print_log(
+                f'SniperDataset: {src}: of its {total} proposals '
+                f'{problems(nan=False)}; the rest are used. If that is '
+                'many, mine the proposals for this dataset again',
+                logger='current',
+                level=logging.WARNING)
         if len(self.chips) == self.num_positive:
             print_log(
                 f'SniperDataset: negatives=True but {src} gives no negative '
@@ -490,18 +565,30 @@ class SniperDataset:
     def shared_decode_hint(self) -> Optional[str]:
         """Advice when the decoded-image cache cannot serve a shuffled
         order: the images decode to more than the per-worker budget
-        (``decode_cache_mb``; 3 bytes per pixel) and yield 2 or more chips
-        an epoch each, so an image's chips, visited far apart, mostly
-        decode it again. None when the cache suffices or is off."""
+        (``decode_cache_mb``) and yield 2 or more chips an epoch each, so
+        an image's chips, visited far apart, mostly decode it again. None
+        when the cache suffices or is off.
+
+        Decoded bytes per pixel follow the loader's settings: 3 channels
+        (1 for a ``'grayscale'`` ``color_type``), times 4 with
+        ``to_float32``; ``'unchanged'`` is counted as 3 channels of uint8
+        (a 16-bit or RGBA file decodes to more)."""
         budget = self.decode_cache.max_bytes
         images = len(self._records)
-        decoded = 3.0 * float(np.dot(self._records.heights,
-                                     self._records.widths))
+        loader = self.pipeline.transforms[0] if self.pipeline.transforms \
+            else None
+        channels = 1 if 'grayscale' in str(
+            getattr(loader, 'color_type', 'color')) else 3
+        per_pixel = channels * (4 if getattr(loader, 'to_float32', False)
+                                else 1)
+        decoded = per_pixel * float(np.dot(self._records.heights,
+                                           self._records.widths))
         per_image = self.epoch_size() / max(images, 1)
         if not budget or decoded <= budget or per_image < 2:
             return None
         return (f'{type(self).__name__}: its {images} images decode to '
-                f'{decoded / 2**30:.2f} GiB, more than the decoded-image '
+                f'about {decoded / 2**30:.2f} GiB ({per_pixel} bytes per '
+                'pixel as loaded), more than the decoded-image '
                 f'cache holds ({budget / 2**20:.0f} MiB per worker), and '
                 f'with {per_image:.1f} chips per image a shuffled order '
                 'visits an image\'s chips far apart: most chips will decode '
@@ -570,9 +657,11 @@ class SniperDataset:
 
     def _run_pipeline(self, info: dict) -> Optional[dict]:
         """The pipeline on one chip's info, sharing decodes when
-        ``decode_cache_mb`` > 0."""
+        ``decode_cache_mb`` > 0; either way a failing transform, and one
+        that breaks the chip, is named (``decode_cache.run_transforms``).
+        """
         if not self.decode_cache_mb:
-            return self.pipeline(info)
+            return run_transforms(self.pipeline.transforms, info)
         return run_pipeline_shared(self.pipeline.transforms, info,
                                    self.decode_cache)
 
@@ -583,12 +672,18 @@ class SniperDataset:
                 data = self._run_pipeline(info)
             except Exception as e:
                 # mmcv / cv2 errors (a truncated JPEG, an image smaller than
-                # annotated) name no dataset entry: name it.
+                # annotated) name no dataset entry: name it. The image
+                # check helps only when the file is the likely cause.
+                what = str(e) if isinstance(e, TransformError) else \
+                    f'{type(e).__name__}: {e}'
+                hint = ('. Check the images with `python '
+                        'tools/check_dataset.py CONFIG --full-decode`'
+                        if isinstance(e, TransformError)
+                        and e.is_decode_error else '')
+                cause = e.error if isinstance(e, TransformError) else e
                 raise RuntimeError(
                     f'SniperDataset: chip {idx} of {self._where(info)} '
-                    f'failed in the pipeline: {type(e).__name__}: {e}. '
-                    'Check the images with `python tools/check_dataset.py '
-                    'CONFIG --full-decode`') from e
+                    f'failed in the pipeline: {what}{hint}') from cause
             if data is not None:
                 return data
             idx = int(np.random.randint(0, len(self)))

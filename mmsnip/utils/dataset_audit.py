@@ -31,7 +31,10 @@ entry (image id and file name, annotation id, category):
 - **images** (optional, cheap): the size read from each image file's
   header (PIL reads only the header; EXIF orientations 5-8 swap width and
   height, as mmcv's loader rotates the pixels) must equal the annotated
-  ``width`` / ``height``; missing or unreadable files are errors.
+  ``width`` / ``height``; missing or unreadable files are errors. Any
+  other EXIF orientation than 1 that the loader applies without changing
+  the size (2-4, or 5-8 on a square image) is a warning: the size check
+  cannot tell whether the boxes were drawn on the rotated pixels.
   ``full_decode=True`` decodes every image (a truncated JPEG only fails
   there). Header reads can run in a process pool.
 
@@ -95,6 +98,7 @@ CATEGORY_ID = 'category_id'  # same name, other id (warning)
 IGNORED_CATEGORIES = 'ignored_categories'  # not among classes (warning)
 IMAGE_FILE = 'image_file'  # missing / unreadable / truncated
 IMAGE_SIZE = 'image_size'  # header size != annotated size
+EXIF_ORIENTATION = 'exif_orientation'  # rotated, same size (warning)
 IMAGES_SKIPPED = 'images_not_checked'  # over max_images (warning)
 EVALUATOR_IMAGES = 'evaluator_images'  # metric file lacks dataset images
 
@@ -816,6 +820,16 @@ def image_size(
     Returns:
         tuple: ``((width, height), '')`` or ``(None, reason)``.
     """
+    size, reason, _ = _image_info(path, apply_orientation, full_decode)
+    return size, reason
+
+
+def _image_info(path: str, apply_orientation: bool,
+                full_decode: bool) -> Tuple[Optional[Tuple[int, int]], str,
+                                            int]:
+    """:func:`image_size` plus the EXIF orientation the loader applies
+    (1: none, also when ``apply_orientation`` is False or the file has no
+    readable EXIF)."""
     from PIL import Image
     # huge images (aerial, 20000 x 15000) are legitimate here: no PIL
     # "decompression bomb" error; restored below
@@ -833,23 +847,24 @@ def image_size(
             if full_decode:
                 im.load()
     except FileNotFoundError:
-        return None, 'does not exist'
+        return None, 'does not exist', 1
     except Exception as e:  # PIL raises many types for broken files
-        return None, f'cannot be read ({type(e).__name__}: {e})'
+        return None, f'cannot be read ({type(e).__name__}: {e})', 1
     finally:
         Image.MAX_IMAGE_PIXELS = limit
     if fmt in _CV2_UNREADABLE:
         return None, (f'is a {fmt}, which cv2 (mmcv\'s default image '
-                      'backend) cannot decode; convert it to PNG or JPEG')
+                      'backend) cannot decode; convert it to PNG or '
+                      'JPEG'), 1
     if orientation in _TRANSPOSING:
         w, h = h, w
-    return (w, h), ''
+    return (w, h), '', orientation
 
 
 def _check_images(jobs: List[tuple]) -> List[tuple]:
     """Worker: ``(key, path, apply_orientation, full_decode)`` ->
-    ``(key, size or None, reason)``."""
-    return [(key, *image_size(path, orient, full))
+    ``(key, size or None, reason, EXIF orientation applied)``."""
+    return [(key, *_image_info(path, orient, full))
             for key, path, orient, full in jobs]
 
 
@@ -874,7 +889,11 @@ def audit_images(coco: dict,
         truncated) and ``image_size`` errors (file size differs from the
         annotated one: boxes would be clipped to the wrong size and
         ``max_side`` factors computed from it; an image smaller than
-        annotated crashes a crop or resize later).
+        annotated crashes a crop or resize later), and
+        ``exif_orientation`` warnings (the loader rotates or flips the
+        pixels by an EXIF orientation other than 1 without changing the
+        size: 2-4, or 5-8 on a square image; the boxes are right only if
+        they were drawn on the rotated image).
     """
     prefix = src.img_prefix or ''
     jobs, seen = [], set()
@@ -892,7 +911,7 @@ def audit_images(coco: dict,
         jobs.append((i, path, src.apply_orientation, full_decode))
     results = _run_jobs(jobs, workers, progress)
     out = []
-    for i, size, reason in results:
+    for i, size, reason, orientation in results:
         img = coco['images'][i]
         entry = _image_entry(img, i)
         path = osp.join(prefix, img['file_name'])
@@ -913,6 +932,22 @@ def audit_images(coco: dict,
                     'factors computed from it; fix "width"/"height" (or the '
                     'image)', ERROR, IMAGE_SIZE,
                     src.source))
+        elif orientation in range(2, 9) and (
+                orientation not in _TRANSPOSING or size[0] == size[1]):
+            # rotated or flipped, same size: the size check can not tell
+            out.append(
+                Problem(
+                    src.ann_file, entry,
+                    f'the file "{path}" has EXIF orientation '
+                    f'{orientation}, which the image loader applies '
+                    '(rotating or flipping the pixels) without changing '
+                    'its size, so the size check cannot tell how it was '
+                    'annotated: its boxes are right only if they were '
+                    'drawn on the rotated image (as most viewers show '
+                    'it); if they were drawn on the stored pixels, load '
+                    'with LoadImageFromFile(color_type=\'color_ignore_'
+                    'orientation\') or strip the orientation tag',
+                    WARNING, EXIF_ORIENTATION, src.source))
     return out
 
 

@@ -1,13 +1,19 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 import cv2
 import numpy as np
+import pytest
 from mmdet.structures.bbox import HorizontalBoxes
 
-from mmsnip.datasets.transforms import CropChip, PackChipInputs, chip_window
+from mmsnip.datasets.transforms import (CropChip, ImageSizeError,
+                                        PackChipInputs, chip_input_problem,
+                                        chip_output_problem, chip_window)
+from mmsnip.utils import register_all_modules
+
+register_all_modules()
 
 
 def _results(chip_box, factor, boxes, labels=None, crowd=None,
-             valid_range=(0, 1000), size=(300, 400)):
+             valid_range=(0, 1000), size=(300, 400), seg=None):
     rng = np.random.default_rng(0)
     small = rng.integers(0, 255, (size[0] // 10, size[1] // 10, 3), np.uint8)
     img = cv2.resize(small, (size[1], size[0]),
@@ -21,7 +27,8 @@ def _results(chip_box, factor, boxes, labels=None, crowd=None,
         gt_ignore_flags=np.zeros(n, bool) if crowd is None else crowd,
         chip=dict(box=np.asarray(chip_box, float), scale_factor=factor,
                   valid_range=valid_range, chip_size=128, scale_index=1,
-                  is_positive=True))
+                  is_positive=True),
+        **({} if seg is None else dict(gt_seg_map=seg)))
 
 
 def test_crop_then_resize_matches_resizing_the_whole_image():
@@ -116,3 +123,127 @@ def test_whole_box_sizes_are_passed_in_chip_pixels():
     packed = PackChipInputs()(out)['data_samples'].gt_instances
     np.testing.assert_allclose(packed.box_sizes.numpy(),
                                out['gt_box_sizes'])
+
+
+def _chip(**kw):
+    """A 128x128 chip (window [50, 40, 114, 104] at factor 2) of three
+    boxes, one cut by the chip border."""
+    boxes = [[60, 50, 80, 70], [100, 90, 200, 200], [52, 42, 70, 100]]
+    return CropChip()(_results([50, 40, 114, 104], 2.0, boxes, **kw))
+
+
+@pytest.mark.parametrize('direction', ['horizontal', 'vertical',
+                                       'diagonal'])
+def test_random_flip_after_crop_chip_packs(direction):
+    from mmdet.datasets.transforms import RandomFlip
+    out = _chip()
+    sizes, valid = out['gt_box_sizes'].copy(), out['gt_scale_valid'].copy()
+    boxes = out['gt_bboxes'].numpy().copy()
+    flip = RandomFlip(prob=1.0, direction=direction)
+    packed = PackChipInputs()(flip(out))['data_samples']
+    inst = packed.gt_instances
+    assert packed.flip and packed.flip_direction == direction
+    np.testing.assert_array_equal(inst.box_sizes.numpy(), sizes)
+    np.testing.assert_array_equal(inst.scale_valid.numpy(), valid)
+    if direction == 'horizontal':
+        np.testing.assert_allclose(inst.bboxes.numpy()[:, [2, 0]],
+                                   128 - boxes[:, [0, 2]])
+    # flipping twice is a flip of the chip too
+    again = flip(flip(_chip()))
+    assert PackChipInputs()(again)['inputs'].shape == (3, 128, 128)
+
+
+@pytest.mark.parametrize('transform, says', [
+    (dict(type='RandomCrop', crop_size=(40, 40)), 'CropChip made a 128x128'),
+    (dict(type='Resize', scale=(256, 256), keep_ratio=True),
+     'the image is 256x256 px'),
+    (dict(type='Resize', scale=(128, 128), keep_ratio=True),
+     "scale_factor is \\(1.0, 1.0\\) but CropChip's"),
+    # mmdet's RandomAffine records no homography_matrix and keeps the
+    # size: the boxes' widths and heights tell
+    (dict(type='RandomAffine', max_rotate_degree=0, max_shear_degree=0,
+          max_translate_ratio=0, scaling_ratio_range=(0.5, 0.5)),
+     'the widths and heights of 3 of 3 boxes changed'),
+])
+def test_geometric_transform_after_crop_chip_is_an_error(transform, says):
+    from mmsnip.registry import TRANSFORMS
+    np.random.seed(0)
+    out = TRANSFORMS.build(transform)(_chip())
+    with pytest.raises(ValueError, match='PackChipInputs: a transform '
+                       f'between CropChip and it changed the chip: .*{says}'
+                       '.*only RandomFlip and photometric'):
+        PackChipInputs()(out)
+
+
+def test_per_box_arrays_out_of_step_with_the_boxes_are_an_error():
+    # what RandomCrop does: drops a box from gt_bboxes, labels and flags
+    # but not from gt_scale_valid / gt_box_sizes
+    out = _chip()
+    keep = np.array([True, False, True])
+    out['gt_bboxes'] = out['gt_bboxes'][keep]
+    out['gt_bboxes_labels'] = out['gt_bboxes_labels'][keep]
+    out['gt_ignore_flags'] = out['gt_ignore_flags'][keep]
+    with pytest.raises(ValueError, match=r"gt_bboxes holds 2 boxes but .*"
+                       r"'gt_scale_valid': 3, 'gt_box_sizes': 3"):
+        PackChipInputs()(out)
+    assert chip_output_problem(_chip()) is None
+    shifted = _chip()  # a warp of the chip that only moved the boxes
+    shifted['homography_matrix'] = np.array([[1, 0, 3], [0, 1, 0],
+                                             [0, 0, 1]], np.float32)
+    with pytest.raises(ValueError, match='homography_matrix other than a '
+                       'flip'):
+        PackChipInputs()(shifted)
+
+
+@pytest.mark.parametrize('transform, says', [
+    (dict(type='RandomFlip', prob=1.0), r'flipped \(horizontal\)'),
+    (dict(type='Resize', scale=(200, 150), keep_ratio=True),
+     'homography_matrix; the image is 200x150 px but was loaded as '
+     '400x300'),
+    (dict(type='Pad', size=(512, 512)),
+     'the image is 512x512 px but was loaded as 400x300'),
+    (dict(type='RandomAffine', max_rotate_degree=0, max_shear_degree=0,
+          max_translate_ratio=0, scaling_ratio_range=(0.5, 0.5)),
+     "gt_bboxes are no longer the annotation's boxes"),
+])
+def test_geometric_transform_before_crop_chip_is_an_error(transform, says):
+    from mmsnip.registry import TRANSFORMS
+    results = _results([50, 40, 114, 104], 2.0, [[60, 50, 80, 70]])
+    results['instances'] = [dict(bbox=[60, 50, 80, 70], bbox_label=0,
+                                 ignore_flag=0)]
+    assert chip_input_problem(dict(results)) is None
+    results = TRANSFORMS.build(transform)(results)
+    with pytest.raises(ValueError, match=f'CropChip: .*{says}.* before it; '
+                       '.*CropChip must come right after the loaders'):
+        CropChip()(results)
+
+
+def test_image_swapped_against_its_annotation_mentions_exif():
+    results = _results([0, 0, 64, 64], 1.0, [[10, 10, 30, 30]])
+    results.update(height=400, width=300, img_path='x/a.jpg', img_id=7)
+    with pytest.raises(ImageSizeError, match=r'decodes to 400x300 px .*'
+                       r'says 300x400.*swapped.*EXIF orientation'):
+        CropChip()(results)
+    # a decode of the annotated size resized by a transform is not a
+    # decode problem: its own error (above), not ImageSizeError
+    results = _results([0, 0, 64, 64], 1.0, [[10, 10, 30, 30]])
+    results.update(height=300, width=400, ori_shape=(300, 400),
+                   img=results['img'][:200])
+    with pytest.raises(ValueError, match='400x200 px but was loaded as '
+                       '400x300') as info:
+        CropChip()(results)
+    assert not isinstance(info.value, ImageSizeError)
+
+
+def test_seg_map_is_cut_and_resized_with_the_chip():
+    seg = (np.arange(300)[:, None] // 7 * 100 +
+           np.arange(400)[None] // 5).astype(np.uint8)
+    out = _chip(seg=seg)
+    # window [50, 40, 114, 104] at 2x: each label pixel becomes 2x2
+    want = np.repeat(np.repeat(seg[40:104, 50:114], 2, 0), 2, 1)
+    np.testing.assert_array_equal(out['gt_seg_map'], want)
+    packed = PackChipInputs()(out)['data_samples']
+    assert tuple(packed.gt_sem_seg.sem_seg.shape) == (1, 128, 128)
+    with pytest.raises(ValueError, match='gt_seg_map is 40x30 px but the '
+                       'image 400x300'):
+        _chip(seg=seg[:30, :40])

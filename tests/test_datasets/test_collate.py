@@ -2,6 +2,7 @@
 """pseudo_collate_by_value: the batches of pseudo_collate, from workers too."""
 import os.path as osp
 
+import numpy as np
 import pytest
 import torch
 from mmdet.structures import DetDataSample
@@ -39,9 +40,13 @@ def _assert_same_batch(got, want):
     for a, b in zip(got['data_samples'], want['data_samples'], strict=True):
         assert type(a) is type(b) is DetDataSample
         assert a.metainfo.keys() == b.metainfo.keys()
+        for key, value in a.metainfo.items():  # values, not only keys
+            np.testing.assert_array_equal(value, b.metainfo[key], key)
+            assert type(value) is type(b.metainfo[key]), key
         for key in ('gt_instances', 'ignored_instances'):
             x, y = a.get(key), b.get(key)
             assert set(x.keys()) == set(y.keys())
+            assert x.metainfo == y.metainfo, key  # valid_range
             for field in x.keys():
                 u, v = x.get(field), y.get(field)
                 assert type(u) is type(v), (key, field)

@@ -56,6 +56,12 @@ def test_sampler_says_when_the_cache_cannot_serve_the_shuffled_order(
     small = build(tiny_demo_root, decode_cache_mb=0.01)
     hint = small.shared_decode_hint()
     assert 'image_window' in hint and 'decode to' in hint
+    assert '(3 bytes per pixel as loaded)' in hint
+    for loader, per_pixel in ((dict(color_type='grayscale'), 1),
+                              (dict(to_float32=True), 12)):
+        other = build(tiny_demo_root, decode_cache_mb=0.01, pipeline=[
+            dict(PIPELINE[0], **loader)] + PIPELINE[1:])
+        assert f'({per_pixel} bytes per pixel' in other.shared_decode_hint()
     for dataset, kwargs, said in (
             (small, dict(), True),
             (small, dict(image_window=2), False),
@@ -132,16 +138,79 @@ class _PaintInPlace(BaseTransform):
         return results
 
 
-def test_cached_image_is_read_only(tiny_demo_root):
+@pytest.mark.parametrize('writer', [
+    dict(type='_PaintInPlace'),
+    dict(type='CutOut', n_holes=1, cutout_shape=(10, 10))])
+def test_cached_image_is_read_only(tiny_demo_root, writer):
     ds = build(tiny_demo_root, decode_cache_mb=64,
-               pipeline=[PIPELINE[0], dict(type='_PaintInPlace')] +
-               PIPELINE[1:])
-    with pytest.raises(RuntimeError, match='read-only'):
+               pipeline=[PIPELINE[0], writer] + PIPELINE[1:])
+    name = writer['type']
+    with pytest.raises(RuntimeError) as info:
         ds[0]
-    # The per-chip path decodes a fresh, writable image for every chip.
+    msg = str(info.value)
+    assert f'{name} writes into the image in place' in msg
+    assert f'Move {name} after CropChip' in msg
+    assert 'decode_cache_mb=0' in msg and 'read-only' in msg
+    assert 'check_dataset' not in msg  # not a problem of the images
+    # The per-chip path decodes a fresh, writable image for every chip,
+    # and after CropChip the writer works on the chip's own image.
     assert build(tiny_demo_root, decode_cache_mb=0,
-                 pipeline=[PIPELINE[0], dict(type='_PaintInPlace')] +
+                 pipeline=[PIPELINE[0], writer] +
                  PIPELINE[1:])[0] is not None
+    assert build(tiny_demo_root, decode_cache_mb=64,
+                 pipeline=PIPELINE[:3] + [writer] +
+                 PIPELINE[3:])[0] is not None
+
+
+@TRANSFORMS.register_module()
+class _Broken(BaseTransform):
+    """A transform with a bug (not a problem of the images)."""
+
+    def transform(self, results):
+        return results['no such key']
+
+
+@pytest.mark.parametrize('cache_mb', [0, 64])
+def test_pipeline_errors_name_the_transform(tiny_demo_root, cache_mb):
+    loaders, pack = PIPELINE[:2], PIPELINE[-1:]
+    crop, flip = dict(type='CropChip'), dict(type='RandomFlip', prob=1.0)
+    for pipeline, says in (
+            (loaders + [flip, crop] + pack,
+             r'RandomFlip \(pipeline transform 2, before CropChip\): the '
+             r'image was flipped .*CropChip must come right after the '
+             'loaders'),
+            (loaders + [crop, dict(type='RandomCrop', crop_size=(40, 40))]
+             + pack,
+             r'RandomCrop \(pipeline transform 3, after CropChip\): .*'
+             'only RandomFlip and photometric'),
+            (loaders + [crop, dict(type='Resize', scale=(256, 256),
+                                   keep_ratio=True)] + pack,
+             r'Resize \(pipeline transform 3, after CropChip\): the image '
+             r'is 256x\d+ px'),
+            (loaders + [crop, dict(type='_Broken')] + pack,
+             "in the pipeline: _Broken: KeyError: 'no such key'$")):
+        ds = build(tiny_demo_root, pipeline=pipeline,
+                   decode_cache_mb=cache_mb)
+        with pytest.raises(RuntimeError, match=says) as info:
+            ds[0]
+        assert 'check_dataset' not in str(info.value), pipeline
+    # the transform's own error stays the cause
+    assert isinstance(info.value.__cause__, KeyError)
+    # RandomFlip after CropChip (the configs' order) passes the checks
+    ok = build(tiny_demo_root, pipeline=loaders + [crop, flip] + pack,
+               decode_cache_mb=cache_mb)
+    assert ok[0]['data_samples'].flip
+
+
+def test_only_image_errors_advise_checking_the_images():
+    from mmcv.transforms import LoadImageFromFile
+
+    from mmsnip.datasets.decode_cache import TransformError
+    from mmsnip.datasets.transforms import CropChip, ImageSizeError
+    assert TransformError(LoadImageFromFile(), OSError()).is_decode_error
+    assert TransformError(CropChip(), ImageSizeError()).is_decode_error
+    assert not TransformError(CropChip(), ValueError()).is_decode_error
+    assert not TransformError(_Broken(), KeyError()).is_decode_error
 
 
 def test_default_and_bad_settings(tiny_demo_root):

@@ -1,6 +1,10 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 """Data transforms (registered into ``mmsnip.registry.TRANSFORMS``)."""
-from .chip_transforms import (CropChip, PackChipInputs, ResizeToScale,
-                              chip_window)
+from .chip_transforms import (CropChip, ImageSizeError, PackChipInputs,
+                              ResizeToScale, chip_input_problem,
+                              chip_output_problem, chip_window)
 
-__all__ = ['CropChip', 'PackChipInputs', 'ResizeToScale', 'chip_window']
+__all__ = [
+    'CropChip', 'ImageSizeError', 'PackChipInputs', 'ResizeToScale',
+    'chip_input_problem', 'chip_output_problem', 'chip_window'
+]

@@ -11,6 +11,139 @@ from mmdet.structures.bbox import HorizontalBoxes
 from mmsnip.chips import ScaleSpec, chip_ground_truth
 from mmsnip.registry import TRANSFORMS
 
+# The per-box arrays of a chip: one entry per box of ``gt_bboxes``.
+PER_BOX_KEYS = ('gt_bboxes_labels', 'gt_ignore_flags', 'gt_masks',
+                'gt_scale_valid', 'gt_box_sizes')
+BEFORE_CHIP_FIX = (
+    'the chips are windows of the image as loaded (computed from its '
+    'annotation), so CropChip must come right after the loaders '
+    '(LoadImageFromFile, LoadAnnotations): move RandomFlip and other '
+    'augmentations after CropChip')
+AFTER_CHIP_FIX = (
+    'transforms after CropChip must keep the chip\'s geometry: only '
+    'RandomFlip and photometric ones (colour, noise, CutOut) may follow '
+    'it. CropChip already cuts and resizes the chip to its scale, and a '
+    'crop, resize or affine transform after it leaves the chip\'s '
+    'per-box scale data (gt_scale_valid, gt_box_sizes, valid range, '
+    'scale_factor) out of step with the boxes: remove it')
+
+
+class ImageSizeError(ValueError):
+    """The image decodes to another size than its annotation says (a
+    problem of the file or the annotation, not of the pipeline)."""
+
+
+def chip_input_problem(results: dict) -> Optional[str]:
+    """What makes ``results`` unfit for ``CropChip``, or None.
+
+    The chip windows are ORIGINAL pixels of the image as loaded: a flip,
+    any transform that recorded a ``homography_matrix`` (mmdet's Resize,
+    RandomCrop, ...), an image no longer of its loaded size
+    (``img.shape[:2] != ori_shape``, e.g. Pad) or boxes that are no longer
+    the annotation's (``gt_bboxes`` against the data info's
+    ``instances``: mmdet's RandomAffine records no homography) move them.
+    """
+    problems = []
+    if results.get('flip'):
+        problems.append(f'the image was flipped '
+                        f'({results.get("flip_direction")})')
+    elif results.get('homography_matrix') is not None:
+        problems.append('a geometric transform (Resize, RandomCrop, ...) '
+                        'recorded a homography_matrix')
+    img_h, img_w = results['img'].shape[:2]
+    ori = results.get('ori_shape')
+    if ori is not None and tuple(ori[:2]) != (img_h, img_w):
+        problems.append(f'the image is {img_w}x{img_h} px but was loaded '
+                        f'as {ori[1]}x{ori[0]} (width x height)')
+    if 'gt_bboxes' in results and results.get('instances') is not None:
+        boxes = results['gt_bboxes']
+        boxes = boxes.numpy() if hasattr(boxes, 'numpy') else \
+            np.asarray(boxes)
+        annotated = np.array([i['bbox'] for i in results['instances']],
+                             np.float32).reshape(-1, 4)
+        if boxes.shape != annotated.shape or \
+                not np.allclose(boxes, annotated, atol=1e-3):
+            problems.append('gt_bboxes are no longer the annotation\'s '
+                            'boxes (a transform moved or dropped them)')
+    return '; '.join(problems) or None
+
+
+def _is_chip_flip(matrix, h: int, w: int) -> bool:
+    """Whether ``matrix`` (3x3) is the identity or a horizontal, vertical
+    or diagonal flip of an ``h`` x ``w`` image (what RandomFlip records)."""
+    matrix = np.asarray(matrix, np.float64)
+    if matrix.shape != (3, 3):
+        return False
+    for sx, tx in ((1, 0), (-1, w)):
+        for sy, ty in ((1, 0), (-1, h)):
+            flip = np.array([[sx, 0, tx], [0, sy, ty], [0, 0, 1]])
+            if np.allclose(matrix, flip, atol=1e-3):
+                return True
+    return False
+
+
+def chip_output_problem(results: dict) -> Optional[str]:
+    """What a transform after ``CropChip`` broke in a chip, or None.
+
+    Checks ``results`` against what ``CropChip`` recorded (``chip_out``,
+    ``chip_box``): the image (and ``img_shape``) is still the ``(h, w)``
+    chip, ``scale_factor`` still maps ORIGINAL to CHIP pixels, every
+    per-box array (:data:`PER_BOX_KEYS`) has one entry per box of
+    ``gt_bboxes``, each box still has its width and height (a flip keeps
+    them; a crop, resize or affine transform changes them, and with them
+    what ``gt_scale_valid`` was decided on), and a ``homography_matrix`` is
+    at most a flip of the chip. None also when ``results`` holds no chip.
+    """
+    chip_out = results.get('chip_out')
+    if chip_out is None:
+        return None
+    h, w = chip_out['shape']
+    problems = []
+    img_hw = tuple(results['img'].shape[:2])
+    img_shape = tuple(results.get('img_shape', (h, w))[:2])
+    if img_hw != (h, w) or img_shape != (h, w):
+        problems.append(f'the image is {img_hw[1]}x{img_hw[0]} px '
+                        f'(img_shape {img_shape[1]}x{img_shape[0]}) but '
+                        f'CropChip made a {w}x{h} chip')
+    num = len(results['gt_bboxes']) if 'gt_bboxes' in results else 0
+    lengths = {key: len(results[key]) for key in PER_BOX_KEYS
+               if results.get(key) is not None}
+    if any(n != num for n in lengths.values()):
+        problems.append(f'gt_bboxes holds {num} boxes but the per-box '
+                        f'arrays hold {lengths}: boxes were dropped or '
+                        'reordered without them')
+    elif num != len(chip_out['box_wh']):
+        problems.append(f'gt_bboxes holds {num} boxes but CropChip made '
+                        f'{len(chip_out["box_wh"])}')
+    elif num:
+        boxes = results['gt_bboxes']
+        boxes = boxes.numpy() if hasattr(boxes, 'numpy') else \
+            np.asarray(boxes)
+        wh = boxes[:, 2:] - boxes[:, :2]
+        moved = ~np.isclose(wh, chip_out['box_wh'], atol=1e-3).all(axis=1)
+        if moved.any():
+            first = int(np.flatnonzero(moved)[0])
+            problems.append(
+                f'the widths and heights of {int(moved.sum())} of {num} '
+                'boxes changed (box {}: {} -> {} px)'.format(
+                    first, chip_out['box_wh'][first].round(1).tolist(),
+                    wh[first].round(1).tolist()))
+    x1, y1, x2, y2 = np.asarray(results['chip_box'], np.float64)
+    chip_factor = (w / (x2 - x1), h / (y2 - y1))
+    factor = results.get('scale_factor')
+    if factor is None or not np.allclose(factor, chip_factor, rtol=1e-6):
+        said = None if factor is None else \
+            tuple(round(float(f), 4) for f in np.ravel(factor))
+        problems.append(f'scale_factor is {said} but CropChip\'s '
+                        '(ORIGINAL to CHIP pixels) is '
+                        f'{tuple(round(f, 4) for f in chip_factor)}')
+    matrix = results.get('homography_matrix')
+    if matrix is not None and not _is_chip_flip(matrix, h, w):
+        problems.append('a homography_matrix other than a flip of the '
+                        'chip was recorded (a crop, resize or affine '
+                        'transform)')
+    return '; '.join(problems) or None
+
 
 def chip_window(chip_box: np.ndarray, factor: float, img_h: int, img_w: int,
                 chip_size: int):
@@ -49,20 +182,23 @@ class CropChip(BaseTransform):
 
     Required Keys:
 
-    - img
+    - img, ori_shape (the image as loaded: CropChip must come right after
+      the loaders; a flip, a ``homography_matrix`` or an image no longer
+      of its ``ori_shape`` is an error, :func:`chip_input_problem`)
     - gt_bboxes (HorizontalBoxes, ORIGINAL pixels), gt_bboxes_labels,
       gt_ignore_flags (crowd)
-    - gt_masks (optional)
+    - gt_masks, gt_seg_map (optional)
     - chip (dict from ``SniperDataset.get_data_info``: ``box``,
       ``scale_factor``, ``valid_range``, ``chip_size``, ...)
     - height, width (optional): the annotated image size, which the chips
-      were computed for; a decoded image of another size is an error
-      naming the image (its chips and boxes would be wrong).
+      were computed for; a decoded image (``ori_shape``) of another size
+      is an :class:`ImageSizeError` naming the image (its chips and boxes
+      would be wrong).
 
     Modified Keys:
 
     - img, img_shape, gt_bboxes (CHIP pixels), gt_bboxes_labels,
-      gt_ignore_flags, gt_masks
+      gt_ignore_flags, gt_masks, gt_seg_map (cut and resized, nearest)
 
     Added Keys:
 
@@ -76,6 +212,10 @@ class CropChip(BaseTransform):
     - scale_factor (tuple[float, float]): ORIGINAL to CHIP pixels (exact,
       after rounding the window to whole pixels).
     - chip_box (np.ndarray): the pixel window cut, ORIGINAL pixels.
+    - chip_out (dict): what CropChip made, for ``PackChipInputs`` to
+      check the chip against (:func:`chip_output_problem`): ``shape``
+      ``(h, w)`` and ``box_wh`` (``(n, 2)`` float32 width and height of
+      each box of ``gt_bboxes``, CHIP pixels).
     - chip_valid_range (tuple[float, float]): valid range in CHIP pixels.
     - chip_scale_index (int), chip_is_positive (bool).
 
@@ -91,16 +231,11 @@ class CropChip(BaseTransform):
         chip = results['chip']
         img = results['img']
         img_h, img_w = img.shape[:2]
-        annotated = (results.get('height'), results.get('width'))
-        if None not in annotated and annotated != (img_h, img_w):
-            raise ValueError(
-                f'{results.get("img_path")} (img_id '
-                f'{results.get("img_id")}): the image decodes to '
-                f'{img_w}x{img_h} px but its annotation says '
-                f'{annotated[1]}x{annotated[0]} (width x height); its chips '
-                'and boxes are computed in the annotated size. Fix the '
-                'annotation\'s width/height or the image file '
-                '(tools/check_dataset.py CONFIG lists every such image)')
+        self._check_decoded(results, img_h, img_w)
+        problem = chip_input_problem(results)
+        if problem:
+            raise ValueError(f'CropChip: {problem} before it; '
+                             f'{BEFORE_CHIP_FIX}')
         factor = chip['scale_factor']
         window, out_w, out_h = chip_window(
             np.asarray(chip['box']), factor, img_h, img_w, chip['chip_size'])
@@ -126,6 +261,9 @@ class CropChip(BaseTransform):
         visible = (gt.boxes[:, 2:] - gt.boxes[:, :2]).min(axis=1) \
             >= self.min_visible if len(gt.boxes) else np.zeros(0, bool)
         results['gt_bboxes'] = HorizontalBoxes(gt.boxes.astype(np.float32))
+        results['chip_out'] = dict(
+            shape=(out_h, out_w),
+            box_wh=(gt.boxes[:, 2:] - gt.boxes[:, :2]).astype(np.float32))
         if 'gt_bboxes_labels' in results:
             results['gt_bboxes_labels'] = \
                 results['gt_bboxes_labels'][gt.indices]
@@ -139,7 +277,50 @@ class CropChip(BaseTransform):
         if 'gt_masks' in results:
             masks = results['gt_masks'][gt.indices]
             results['gt_masks'] = masks.crop(window).resize((out_h, out_w))
+        if results.get('gt_seg_map') is not None:
+            results['gt_seg_map'] = self._crop_seg(
+                results, window, img_h, img_w, out_w, out_h)
         return results
+
+    @staticmethod
+    def _check_decoded(results: dict, img_h: int, img_w: int) -> None:
+        """The image as loaded (``ori_shape``) has the annotated size."""
+        ori_h, ori_w = tuple(results.get('ori_shape', (img_h, img_w)))[:2]
+        annotated = (results.get('height'), results.get('width'))
+        if None in annotated or annotated == (ori_h, ori_w):
+            return
+        exif = ''
+        if annotated == (ori_w, ori_h):
+            exif = (' Width and height are swapped: the file probably has '
+                    'an EXIF orientation (5-8) that the loader applies '
+                    '(LoadImageFromFile\'s color_type=\'color\' rotates '
+                    'the pixels); if the boxes were drawn on the stored '
+                    'pixels, load with color_type=\'color_ignore_'
+                    'orientation\', else fix the annotation.')
+        raise ImageSizeError(
+            f'{results.get("img_path")} (img_id {results.get("img_id")}): '
+            f'the image decodes to {ori_w}x{ori_h} px but its annotation '
+            f'says {annotated[1]}x{annotated[0]} (width x height); its '
+            'chips and boxes are computed in the annotated size. Fix the '
+            'annotation\'s width/height or the image file '
+            f'(tools/check_dataset.py CONFIG lists every such image).{exif}')
+
+    @staticmethod
+    def _crop_seg(results: dict, window: np.ndarray, img_h: int,
+                  img_w: int, out_w: int, out_h: int) -> np.ndarray:
+        """``gt_seg_map`` (``(img_h, img_w)`` labels, ORIGINAL pixels) cut
+        to ``window`` and resized (nearest) to the ``(out_h, out_w)``
+        chip."""
+        seg = results['gt_seg_map']
+        if seg.shape[:2] != (img_h, img_w):
+            raise ValueError(
+                f'CropChip: {results.get("img_path")}: gt_seg_map is '
+                f'{seg.shape[1]}x{seg.shape[0]} px but the image '
+                f'{img_w}x{img_h}; the segmentation map must have the '
+                'image\'s size (check its file)')
+        x1, y1, x2, y2 = window
+        return mmcv.imresize(seg[y1:y2, x1:x2], (out_w, out_h),
+                             interpolation='nearest')
 
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}(min_visible={self.min_visible})'
@@ -157,6 +338,12 @@ class PackChipInputs(PackDetInputs):
     is stored in ``gt_instances.metainfo['valid_range']`` for the
     scale-aware assigners and in the sample's metainfo as
     ``chip_valid_range`` with the other chip keys.
+
+    Before packing, a chip is checked against what ``CropChip`` recorded
+    (:func:`chip_output_problem`): a transform between them that cropped,
+    resized or warped the chip (anything geometric but RandomFlip) is a
+    ``ValueError`` saying what changed and the fix, not boxes packed with
+    other boxes' scale data.
     """
     mapping_table = dict(PackDetInputs.mapping_table,
                          gt_scale_valid='scale_valid',
@@ -170,6 +357,11 @@ class PackChipInputs(PackDetInputs):
         super().__init__(meta_keys=meta_keys)
 
     def transform(self, results: dict) -> dict:
+        problem = chip_output_problem(results)
+        if problem:
+            raise ValueError(f'PackChipInputs: a transform between CropChip '
+                             f'and it changed the chip: {problem}. '
+                             f'{AFTER_CHIP_FIX}')
         packed = super().transform(results)
         if 'chip_valid_range' in results:
             sample = packed['data_samples']
