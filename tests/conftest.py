@@ -36,6 +36,22 @@ def run_tool(args, cwd=REPO_ROOT, env=None, timeout=600, check=True):
     return proc
 
 
+def load_tool(path: str):
+    """The module of a tool file (``'tools/x.py'``, relative to the
+    repository), imported without running its ``main``: for tests of its
+    argument parser and helpers."""
+    import importlib.util
+    name = 'tool_' + osp.splitext(path)[0].replace('/', '_')
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(
+        name, osp.join(REPO_ROOT, path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[name] = module
+    return module
+
+
 @contextlib.contextmanager
 def logged_messages(level=logging.INFO):
     """The messages of MMEngine's current logger at ``level`` or above,

@@ -49,7 +49,7 @@ from mmsnip.utils.preflight import (UserInputError, check_data_paths,
                                     load_config, run_cli)
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
     parser.add_argument('checkpoint')
@@ -87,7 +87,7 @@ def parse_args():
         help='override config entries, e.g. to evaluate on a validation '
         'split: test_dataloader.dataset.ann_file=... (not written into '
         'the calibration snippet)')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     calibrating = args.target_ap_drop is not None or \
         args.target_pixels is not None
     if calibrating and args.transition is not None:

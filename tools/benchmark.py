@@ -14,14 +14,16 @@ tiling (ours and SAHI) and single scale, side by side in one run.
     python tools/benchmark.py infer AUTOFOCUS_CFG CKPT --out-dir DIR \
         [--methods single pyramid autofocus oracle tiling sahi] \
         [--thresholds 0.05 0.3] [--single-scale factor=1.0] \
-        [--tile-size 256] [--tile-overlap 32] [--tile-factor 2.0] \
+        [--tile-size 512] [--tile-overlap 64] [--tile-factor 1.0] \
         [--num-images 100] [--amp] [--append docs/benchmarks.md]
 
 Writes ``train.json``/``train.md``, ``loader.json``/``loader.md`` or
 ``infer.json``/``infer.md``/
 ``infer.png`` (AP vs pixels per image) to ``--out-dir``; ``--append``
 adds a dated section (command, machine, versions, table) to a Markdown file.
-Training runs every config in its own process (clean peak memory).
+Training runs every config in its own process (clean peak memory). A
+config or method that fails is reported and the others are still measured
+and tabled; the exit status is then an error naming it.
 ``infer`` also measures the limit: the detector alone on whole images of
 the pyramid's sizes (megapixels per second), and reports each method's
 megapixels per second as a fraction of it (on a GPU not a bound: see
@@ -38,6 +40,7 @@ import os.path as osp
 import shlex
 import subprocess
 import sys
+import traceback
 
 from mmengine.config import DictAction
 
@@ -210,7 +213,7 @@ def train(args) -> None:
         cfg = load_config(path, args.cfg_options)  # fail fast, before any run
         check_data_paths(cfg, ['train_dataloader'])
     _check_outputs(args)
-    rows = []
+    rows, failed = [], []
     for label, path in zip(labels, args.configs):
         out = osp.join(args.out_dir, f'train_{len(rows)}.json')
         cmd = [sys.executable, osp.abspath(__file__), 'train-one', path,
@@ -223,9 +226,12 @@ def train(args) -> None:
               flush=True)
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode:
+            # The other configs are still measured and tabled (one that
+            # runs out of memory does not lose them); the exit is an error.
             sys.stderr.write(proc.stderr[-4000:])
-            raise SystemExit(f'error: benchmarking {path} failed '
-                             f'(exit {proc.returncode})')
+            failed.append(f'{label} ({path}, exit {proc.returncode})')
+            print(f'[train] {label}: FAILED, see above', flush=True)
+            continue
         with open(out) as f:
             row = dict(config=path, label=label, **json.load(f))
         os.remove(out)
@@ -233,6 +239,9 @@ def train(args) -> None:
         print(f'[train] {label}: {row["samples_per_s"]:.2f} samples/s, '
               f'{row["mpix_per_s"]:.2f} MPix/s, peak {row["peak_mem_mb"]:.0f}'
               f' MB, {row["epoch_mpix"]:.1f} MPix/epoch', flush=True)
+    if not rows:
+        raise SystemExit('error: every config failed: '
+                         + '; '.join(failed))
     smallest = min(r['epoch_mpix'] for r in rows)
     for row in rows:
         row['epoch_mpix_ratio'] = row['epoch_mpix'] / max(smallest, 1e-9)
@@ -261,6 +270,16 @@ def train(args) -> None:
                 '\nPeak memory: CUDA max allocated, or the peak RSS of the '
                 'process on CPU. MPix/epoch is exact for chip datasets and '
                 'estimated from the measured mean otherwise.\n')
+    _fail_after_table('train', failed, args.out_dir)
+
+
+def _fail_after_table(what: str, failed: list, out_dir: str) -> None:
+    """Exit with an error naming the ``failed`` configs or methods, after
+    the table of the others was written (their measurements are kept)."""
+    if failed:
+        raise SystemExit(f'error: {len(failed)} {what} run(s) failed: '
+                         + '; '.join(failed) + f'. The table in {out_dir} '
+                         'holds the others')
 
 
 def loader(args) -> None:
@@ -363,14 +382,16 @@ def infer(args) -> None:
                                     args.rpn_proposals_per_mpix)
     except ValueError as e:
         raise UserInputError(str(e))
-    model = load_autofocus(cfg, args.checkpoint)
+    model = load_autofocus(
+        cfg, args.checkpoint,
+        need_focus_head=any(name == 'autofocus' for name, _, _ in methods))
     num = args.num_images
 
     print('[infer] limit: the detector alone on whole images', flush=True)
     with _autocast(args.amp):
         limit = detector_throughput(model, cfg, cfg.tta_model.scales, num,
                                     args.warmup)
-    rows = []
+    rows, failed = [], []
     for name, params, tta_cfg in methods:
         if name == 'sahi':
             from mmsnip.apis.sahi_peer import SahiSlicedModel
@@ -379,8 +400,16 @@ def infer(args) -> None:
         else:
             with DefaultScope.overwrite_default_scope('mmsnip'):
                 tta = MODELS.build(dict(tta_cfg, module=model))
-        with _autocast(args.amp):
-            metrics = evaluate_tta(tta, cfg, num, warmup=args.warmup)
+        try:
+            with _autocast(args.amp):
+                metrics = evaluate_tta(tta, cfg, num, warmup=args.warmup)
+        except Exception as e:  # noqa: BLE001 - reported, the rest go on
+            # One failing method (e.g. out of GPU memory) does not lose
+            # the others' measurements: reported, and the exit is an error.
+            traceback.print_exc()
+            failed.append(f'{name} {params} ({type(e).__name__}: {e})')
+            print(f'[infer] {name} {params}: FAILED, see above', flush=True)
+            continue
         row = dict(method=name, params=params, **metrics)
         row['limit_fraction'] = row['mpix_per_s'] / max(
             limit['mpix_per_s'], 1e-9)
@@ -437,6 +466,7 @@ def infer(args) -> None:
     if args.append:
         append_section(args.append, 'Inference: AutoFocus vs full '
                        'pyramid, tiling, SAHI, single scale', payload, table)
+    _fail_after_table('infer', failed, args.out_dir)
 
 
 def main(argv=None):

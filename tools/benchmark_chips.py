@@ -22,8 +22,10 @@ candidate enclosing most uncovered boxes picked until none is left) and
 runs every image through the numpy path (array clean-up and validity,
 one cover per scale, chip arrays), the form of a numpy generator; mmsnip
 keeps an image with a few boxes in plain Python instead. One process,
-pure numpy: one core. Prints a Markdown table (mean, median and p99 ms
-per image).
+pure numpy: one core. Prints a Markdown table: mean, median and p99 ms
+per image; the batched rows (batches of 1000 and 256 images, fewer when
+``--num-images`` is smaller) time whole batches, so they give the mean
+only ('-' for median and p99).
 
 Table: a train2017-sized dataset (118,287 images, 7.3 boxes each, about
 860k) with a 300-per-scale proposal file, through ``SniperDataset``::
@@ -38,8 +40,28 @@ also does first), then builds the chip table cold (empty cache) and starts warm
 (cache present), each in a fresh process, and reports wall time, CPU
 seconds (the process and its build workers), the inner dataset's own load
 time, and the peak resident memory of the process and of its build
-workers. ``--num-images`` takes a smaller dataset of the same
+workers. Its "chips" column counts the table's rows: the positive chips
+plus, with negatives, every image's whole negative POOL (an epoch draws
+a few of them). ``--num-images`` takes a smaller dataset of the same
 distribution (profiling).
+
+Datapath: chips per second through the demo configs' ``SniperDataset``
+pipeline on generated demo images, decoding per chip against the shared
+decode cache and ``SniperSampler(image_window=W)``, for the chips that
+DataLoader worker 0 of ``--workers`` loads in an epoch::
+
+    OMP_NUM_THREADS=1 python tools/benchmark_chips.py --mode datapath \\
+        [--presets coco aerial] [--chips 240] [--image-window 1 4 8]
+
+It times at most ``--chips`` chips per path, fewer when worker 0's share
+of an epoch is smaller (its "chips" column; a line after the table says
+so).
+
+Table and merge write their files into a new folder made inside
+``--work-dir`` (``tempfile.mkdtemp``) and remove that folder at the end,
+also after a failure, unless ``--keep`` (and ``--work-dir`` itself only
+when the run made it and it is left empty); nothing else in
+``--work-dir`` is read, changed or removed.
 
 Merge: the last step of ``tools/mine_proposals.py`` at train2017 size,
 shards of 50 images (float32 rows, pickled as the miner writes them)
@@ -50,7 +72,7 @@ peak resident memory)::
         [--num-images 118287] [--proposals 300] \\
         [--work-dir work_dirs/benchmark_merge]
 """
-import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -59,7 +81,9 @@ import pickle
 import platform
 import resource
 import shutil
+import tempfile
 import time
+from queue import Empty
 
 import numpy as np
 
@@ -68,47 +92,76 @@ from mmsnip.chips import (ChipConfig, ChipSet, chip_starts,
                           inside_matrix)
 from mmsnip.chips.negative import negative_chips_batch
 from mmsnip.chips.positive import positive_chips_batch
+from mmsnip.utils.cli import ArgumentParser, non_negative_int, positive_int
+from mmsnip.utils.memory import peak_rss_mb
+
+# datapath: the demo config of each preset (--presets' choices) and its
+# default number of images.
+DATAPATH_CONFIGS = {
+    'coco': 'configs/sniper/sniper_faster-rcnn_r18-w16_fpn_12e_demo.py',
+    'aerial': 'configs/aerial/sniper_faster-rcnn_r18-w16_fpn_8e_aerial.py',
+}
+DATAPATH_IMAGES = {'coco': 48, 'aerial': 8}
 
 
-def parse_args():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--mode',
                         choices=['engine', 'table', 'datapath', 'merge'],
                         default='engine')
-    parser.add_argument('--num-images', type=int, default=None,
+    parser.add_argument('--num-images', type=positive_int, default=None,
                         help='engine: 5000; table and merge: 118287 '
                         '(train2017); datapath: 48 (coco), 8 (aerial)')
-    parser.add_argument('--proposals', type=int, default=300,
+    parser.add_argument('--proposals', type=positive_int, default=300,
                         help='proposals per scale per image for negatives')
-    parser.add_argument('--large-images', type=int, default=20,
+    parser.add_argument('--large-images', type=non_negative_int, default=20,
                         help='engine: also time this many 20000x15000 '
                         'images with 2000 boxes each (0: skip)')
     parser.add_argument('--no-original', action='store_true',
                         help='engine: skip the original algorithm')
-    parser.add_argument('--workers', type=int, default=None,
+    parser.add_argument('--workers', type=non_negative_int, default=None,
                         help='table: build processes (default: one per '
-                        'core); datapath: DataLoader workers (default 2)')
+                        'core; 0: build in the process); datapath: '
+                        'DataLoader workers (default 2, at least 1)')
     parser.add_argument('--work-dir', default=None,
-                        help='table: files go here (about 1.1 GB for '
-                        'train2017 size; default '
-                        'work_dirs/benchmark_chip_table); datapath: the '
-                        'generated images (default '
+                        help='table, merge: a new folder is made inside '
+                        'this one (default work_dirs/benchmark_chip_table '
+                        'or work_dirs/benchmark_merge) for the files '
+                        '(at train2017 size about 1.1 GB for table, 3.1 GB '
+                        'for merge) and removed at the end unless --keep, '
+                        'with --work-dir itself only if this run made it '
+                        'and it is left empty; nothing else in --work-dir '
+                        'is touched. datapath: the generated images go to '
+                        '<work-dir>/<preset> (default '
                         'work_dirs/benchmark_datapath, kept)')
     parser.add_argument('--keep', action='store_true',
-                        help='table, merge: keep the work dir')
+                        help='table, merge: keep the new folder (its path '
+                        'is printed)')
     parser.add_argument('--presets', nargs='+', default=['coco', 'aerial'],
+                        choices=sorted(DATAPATH_CONFIGS),
                         help='datapath: demo data presets')
-    parser.add_argument('--chips', type=int, default=240,
-                        help='datapath: chips timed per path and preset')
-    parser.add_argument('--batch-size', type=int, default=8,
+    parser.add_argument('--chips', type=positive_int, default=240,
+                        help='datapath: chips timed per path and preset '
+                        '(at most DataLoader worker 0\'s share of an '
+                        'epoch; the output says how many were timed)')
+    parser.add_argument('--batch-size', type=positive_int, default=8,
                         help='datapath: chips per batch')
-    parser.add_argument('--image-window', type=int, nargs='+',
+    parser.add_argument('--image-window', type=non_negative_int, nargs='+',
                         default=[1, 4, 8],
                         help='datapath: SniperSampler image_window values '
                         'of the shared path')
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--seed', type=non_negative_int, default=0)
     parser.add_argument('--out', help='write the results as JSON here')
-    return parser.parse_args()
+    return parser
+
+
+def parse_args(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.mode == 'datapath' and args.workers == 0:
+        parser.error('argument --workers: datapath times DataLoader worker '
+                     '0\'s share, so it needs at least 1 worker, got 0')
+    return args
 
 
 # -- synthetic data ------------------------------------------------------
@@ -267,10 +320,23 @@ def timed(fn, items):
 
 
 def row(what: str, seconds: np.ndarray, chips: float) -> dict:
+    """A table row from per-image seconds, one call per image."""
     ms = 1e3 * seconds
     return dict(what=what, mean_ms=float(ms.mean()),
                 median_ms=float(np.median(ms)),
                 p99_ms=float(np.percentile(ms, 99)), chips_per_image=chips)
+
+
+def batch_row(what: str, batch_seconds, batch_images, chips: float) -> dict:
+    """A table row from whole batches: the mean ms per image only
+    (``median_ms`` and ``p99_ms`` None), as no image is timed alone."""
+    ms = 1e3 * float(np.sum(batch_seconds)) / float(np.sum(batch_images))
+    return dict(what=what, mean_ms=ms, median_ms=None, p99_ms=None,
+                chips_per_image=chips)
+
+
+def _ms(value) -> str:
+    return '-' if value is None else f'{value:.3f}'
 
 
 def environment() -> dict:
@@ -281,9 +347,11 @@ def environment() -> dict:
 
 
 # -- engine ------------------------------------------------------------------
+POSITIVE_BATCH = 1000  # images per positive_chips_batch call (engine mode)
+
 def engine(args) -> dict:
     cfg = ChipConfig.paper_coco()
-    num = args.num_images or 5000
+    num = 5000 if args.num_images is None else args.num_images
     images = list(synthetic_images(num, args.seed))
     rng = np.random.default_rng(args.seed + 1)
     proposals = [[random_proposals(rng, h, w, args.proposals)
@@ -306,11 +374,12 @@ def engine(args) -> dict:
     pos_results, pos_s = run_pos()
     positives = [r.chips for r in pos_results]
     negatives, neg_s = run_neg(positives)
-    # The chip table's path: positive_chips_batch over 1000 images at a
-    # time; per image = the batch's time / its images.
-    batch_s = []
-    for a in range(0, num, 1000):
-        part = images[a:a + 1000]
+    # The chip table's path: positive_chips_batch over POSITIVE_BATCH
+    # images at a time; per image = the batches' time / their images.
+    pos_batch = min(POSITIVE_BATCH, num)
+    batch_s, batch_n = [], []
+    for a in range(0, num, pos_batch):
+        part = images[a:a + pos_batch]
         counts = [len(b) for _, _, b in part]
         start = time.perf_counter()
         positive_chips_batch(
@@ -318,13 +387,13 @@ def engine(args) -> dict:
             np.concatenate([[0], np.cumsum(counts)]),
             np.array([h for h, _, _ in part], np.float64),
             np.array([w for _, w, _ in part], np.float64), cfg)
-        batch_s.extend([(time.perf_counter() - start) / len(part)] *
-                       len(part))
+        batch_s.append(time.perf_counter() - start)
+        batch_n.append(len(part))
     # Negatives the chip table's way: negative_chips_batch over blocks of
     # NEGATIVE_BLOCK images (flat proposal rows, as read from a proposal
     # file); checked equal to the per-image chips.
     from mmsnip.datasets.chip_table import NEGATIVE_BLOCK
-    neg_batch_s, same = [], True
+    neg_batch_s, neg_batch_n, same = [], [], True
     for a in range(0, num, NEGATIVE_BLOCK):
         part = slice(a, min(a + NEGATIVE_BLOCK, num))
         flat = [p for per in proposals[part] for p in per]
@@ -338,8 +407,8 @@ def engine(args) -> dict:
         start = time.perf_counter()
         got, _ = negative_chips_batch(flat, row_start, hw[:, 0], hw[:, 1],
                                       cfg, pos_set, pos_start)
-        neg_batch_s.extend([(time.perf_counter() - start) /
-                            len(pos_part)] * len(pos_part))
+        neg_batch_s.append(time.perf_counter() - start)
+        neg_batch_n.append(len(pos_part))
         same &= np.array_equal(
             got.boxes_scaled,
             ChipSet.concat(negatives[part]).boxes_scaled)
@@ -350,13 +419,14 @@ def engine(args) -> dict:
         row(f'positive chips, 3 scales, '
             f'{np.mean([len(b) for _, _, b in images]):.1f} boxes', pos_s,
             float(np.mean([len(p) for p in positives]))),
-        row('positive chips, batches of 1000 images (chip table path)',
-            np.array(batch_s), float(np.mean([len(p) for p in positives]))),
+        batch_row(f'positive chips, batches of {pos_batch} images (chip '
+                  'table path)', batch_s, batch_n,
+                  float(np.mean([len(p) for p in positives]))),
         row(f'negative chips, {args.proposals} proposals x 3 scales', neg_s,
             float(np.mean([len(n) for n in negatives]))),
-        row(f'negative chips, batches of {NEGATIVE_BLOCK} images (chip '
-            'table path)', np.array(neg_batch_s),
-            float(np.mean([len(n) for n in negatives]))),
+        batch_row(f'negative chips, batches of {min(NEGATIVE_BLOCK, num)} '
+                  'images (chip table path)', neg_batch_s, neg_batch_n,
+                  float(np.mean([len(n) for n in negatives]))),
     ]
     result = dict(num_images=num, proposals_per_scale=args.proposals,
                   seed=args.seed, positive_ms_per_image=rows[0]['mean_ms'],
@@ -383,7 +453,7 @@ def engine(args) -> dict:
             positive_speedup_vs_original=float(orig_pos_s.mean() /
                                                pos_s.mean()),
             positive_batch_speedup_vs_original=float(
-                orig_pos_s.mean() / np.mean(batch_s)),
+                orig_pos_s.mean() / (np.sum(batch_s) / num)),
             positive_median_speedup_vs_original=float(
                 np.median(orig_pos_s) / np.median(pos_s)),
             negative_speedup_vs_original=float(orig_neg_s.mean() /
@@ -401,8 +471,9 @@ def engine(args) -> dict:
     print('| what | mean ms / image | median | p99 | chips / image |')
     print('| --- | --- | --- | --- | --- |')
     for r in rows:
-        print(f'| {r["what"]} | {r["mean_ms"]:.3f} | {r["median_ms"]:.3f} | '
-              f'{r["p99_ms"]:.3f} | {r["chips_per_image"]:.2f} |')
+        print(f'| {r["what"]} | {r["mean_ms"]:.3f} | '
+              f'{_ms(r["median_ms"])} | {_ms(r["p99_ms"])} | '
+              f'{r["chips_per_image"]:.2f} |')
     if 'positive_speedup_vs_original' in result:
         print('speed-up vs the original algorithm (same run, means; '
               'medians in brackets): positives '
@@ -420,17 +491,11 @@ def engine(args) -> dict:
 
 # -- table -------------------------------------------------------------------
 def _peak_mb(who) -> float:
-    """Peak resident memory in MB. For this process: ``VmHWM`` (reset by
-    exec, unlike ``ru_maxrss``, which a spawned process inherits from its
-    parent); for its waited-for children: ``ru_maxrss`` (KiB on Linux)."""
+    """Peak resident memory in MB. For this process:
+    :func:`~mmsnip.utils.memory.peak_rss_mb`; for its waited-for
+    children: ``ru_maxrss`` (KiB on Linux)."""
     if who == resource.RUSAGE_SELF:
-        try:
-            with open('/proc/self/status') as f:
-                for line in f:
-                    if line.startswith('VmHWM:'):
-                        return int(line.split()[1]) / 1024.0
-        except OSError:
-            pass
+        return peak_rss_mb()
     return resource.getrusage(who).ru_maxrss / 1024.0
 
 
@@ -473,7 +538,15 @@ def _in_fresh_process(target, *args) -> dict:
     queue = ctx.Queue()
     proc = ctx.Process(target=target, args=args + (queue, ))
     proc.start()
-    result = queue.get()
+    while True:  # a child that dies puts nothing: do not wait forever
+        try:
+            result = queue.get(timeout=1)
+            break
+        except Empty:
+            if not proc.is_alive() and queue.empty():
+                proc.join()
+                raise RuntimeError(f'benchmark child exited {proc.exitcode} '
+                                   'without a result (its error is above)')
     proc.join()
     if proc.exitcode:
         raise RuntimeError(f'benchmark child exited {proc.exitcode}')
@@ -506,18 +579,37 @@ def _synthetic_coco_class():
     return SyntheticCoco
 
 
-def _empty_dir(path: str) -> str:
-    """``path``, created empty (its old content removed)."""
-    if osp.isdir(path):
-        shutil.rmtree(path)
-    os.makedirs(path)
-    return path
+@contextlib.contextmanager
+def _scratch_dir(parent: str, prefix: str, keep: bool):
+    """A new folder inside ``parent`` (made with ``tempfile.mkdtemp``, so it
+    never holds anything else) for a run's files. Unless ``keep`` it is
+    removed at the end, failed runs too, and ``parent`` with it when this
+    call made ``parent`` and it is left empty; nothing else is deleted."""
+    from mmsnip.utils.fileio import check_output_dir
+    made_parent = not osp.isdir(parent)
+    check_output_dir(parent, '--work-dir')
+    work = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    try:
+        yield work
+    finally:
+        if keep:
+            print(f'files kept in {work}')
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+            if made_parent:
+                with contextlib.suppress(OSError):
+                    os.rmdir(parent)  # only if empty
 
 
 def table(args) -> dict:
+    work_dir = args.work_dir or 'work_dirs/benchmark_chip_table'
+    with _scratch_dir(work_dir, 'table-', args.keep) as work:
+        return _table(args, work)
+
+
+def _table(args, work: str) -> dict:
     from mmsnip.datasets.proposals import open_proposals, check_proposals
-    num = args.num_images or 118287
-    work = _empty_dir(args.work_dir or 'work_dirs/benchmark_chip_table')
+    num = 118287 if args.num_images is None else args.num_images
     env = environment()
     data = synthetic_dataset(num, args.seed)
     np.savez(osp.join(work, 'records.npz'), **data)
@@ -536,7 +628,7 @@ def table(args) -> dict:
     verify_s = time.perf_counter() - start
     del props
     result = dict(num_images=num, proposals_per_scale=args.proposals,
-                  proposal_file_bytes=osp.getsize(prop_path),
+                  work_dir=work, proposal_file_bytes=osp.getsize(prop_path),
                   proposal_write_s=write_s, proposal_open_s=open_s,
                   proposal_verify_s=verify_s,
                   workers=args.workers, **env)
@@ -555,7 +647,8 @@ def table(args) -> dict:
           f'written in {write_s:.1f} s, opened and checked in '
           f'{open_s:.2f} s, rows verified in {verify_s:.2f} s')
     print('| table | start | inner dataset s | SniperDataset s (CPU s) | '
-          'chips | peak RSS MB (process / build worker) |')
+          'chips (positives + negative pool) | peak RSS MB (process / '
+          'build worker) |')
     print('| --- | --- | --- | --- | --- | --- |')
     for name in ('positives', 'negatives'):
         for when in ('cold', 'warm'):
@@ -569,17 +662,10 @@ def table(args) -> dict:
           f'{args.workers if args.workers is not None else "default"}, '
           f'{env["date"]}, load average {env["load_average_before"]} -> '
           f'{result["load_average_after"]})')
-    if not args.keep:
-        shutil.rmtree(work)
     return result
 
 
 # -- datapath ----------------------------------------------------------------
-DATAPATH_CONFIGS = {
-    'coco': 'configs/sniper/sniper_faster-rcnn_r18-w16_fpn_12e_demo.py',
-    'aerial': 'configs/aerial/sniper_faster-rcnn_r18-w16_fpn_8e_aerial.py',
-}
-DATAPATH_IMAGES = {'coco': 48, 'aerial': 8}
 
 
 def _worker_share(order, batch_size: int, workers: int, limit: int):
@@ -599,17 +685,20 @@ def datapath(args) -> dict:
     from mmsnip.utils.demo_data import PRESETS, generate_split
     register_all_modules()
     root = osp.dirname(osp.dirname(osp.abspath(__file__)))
-    result = dict(environment(), mode='datapath', workers=args.workers or 2,
+    result = dict(environment(), mode='datapath',
+                  workers=2 if args.workers is None else args.workers,
                   batch_size=args.batch_size,
                   image_window=args.image_window, rows=[])
     workers = result['workers']
+    notes = []
     print('| preset | images | path | chips | chips/s per worker | MPix/s | '
           'decodes per chip | images per batch | speed-up |')
     print('| --- | --- | --- | --- | --- | --- | --- | --- | --- |')
     for preset in args.presets:
         data_root = osp.join(args.work_dir or 'work_dirs/benchmark_datapath',
                              preset)
-        num = args.num_images or DATAPATH_IMAGES[preset]
+        num = DATAPATH_IMAGES[preset] if args.num_images is None \
+            else args.num_images
         generate_split(data_root, 'train', num, args.seed, PRESETS[preset])
         cfg = Config.fromfile(osp.join(root, DATAPATH_CONFIGS[preset]))
         ds_cfg = cfg.train_dataloader.dataset.to_dict()
@@ -654,7 +743,8 @@ def datapath(args) -> dict:
             rate = r['done'] / r['seconds']
             base = base or rate
             row_ = dict(preset=preset, images=num, path=name,
-                        chips=r['done'], chips_per_s=rate,
+                        chips=r['done'], chips_requested=args.chips,
+                        chips_per_s=rate,
                         mpix_per_s=r['pixels'] / 1e6 / r['seconds'],
                         decodes_per_chip=decodes / r['done'],
                         images_per_batch=float(r['per_batch']),
@@ -665,8 +755,16 @@ def datapath(args) -> dict:
                   f'{row_["decodes_per_chip"]:.3f} | '
                   f'{row_["images_per_batch"]:.2f} | '
                   f'{row_["speedup"]:.1f}x |', flush=True)
+        short = {r['done'] for r in runs.values() if r['done'] < args.chips}
+        if short:
+            notes.append(
+                f'{preset}: timed {"/".join(map(str, sorted(short)))} '
+                f'chips per path, not --chips {args.chips}: worker 0 of '
+                f'{workers} gets only that many of an epoch '
+                f'(batches of {args.batch_size})')
     result['load_average_after'] = load_average()
-    print(f'\n{result["cpu"]}, {result["cores"]} cores; load average '
+    print(''.join(f'\n{note}' for note in notes))
+    print(f'{result["cpu"]}, {result["cores"]} cores; load average '
           f'before {result["load_average_before"]}, after '
           f'{result["load_average_after"]}; worker 0 of {workers}, batch '
           f'{args.batch_size}')
@@ -691,8 +789,13 @@ def _merge_child(work: str, num_images: int, num_scales: int,
 def merge(args) -> dict:
     """Mining's final merge at train2017 size: shards of 50 images (float32
     rows, as the miner writes them) into one compact file."""
-    num = args.num_images or 118287
-    work = _empty_dir(args.work_dir or 'work_dirs/benchmark_merge')
+    work_dir = args.work_dir or 'work_dirs/benchmark_merge'
+    with _scratch_dir(work_dir, 'merge-', args.keep) as work:
+        return _merge(args, work)
+
+
+def _merge(args, work: str) -> dict:
+    num = 118287 if args.num_images is None else args.num_images
     env = environment()
     rng = np.random.default_rng(args.seed)
     start = time.perf_counter()
@@ -707,7 +810,8 @@ def merge(args) -> dict:
         shard_bytes += osp.getsize(path)
     shards_s = time.perf_counter() - start
     result = dict(num_images=num, proposals_per_scale=args.proposals,
-                  shard_bytes=shard_bytes, shards_write_s=shards_s, **env,
+                  work_dir=work, shard_bytes=shard_bytes,
+                  shards_write_s=shards_s, **env,
                   **_in_fresh_process(_merge_child, work, num, 3))
     result['file_bytes'] = osp.getsize(osp.join(work, 'proposals.npz'))
     result['load_average_after'] = load_average()
@@ -717,13 +821,11 @@ def merge(args) -> dict:
           f's, peak RSS {result["peak_rss_mb"]:.0f} MB ({env["cpu"]}, '
           f'{env["date"]}, load average {env["load_average_before"]} -> '
           f'{result["load_average_after"]})')
-    if not args.keep:
-        shutil.rmtree(work)
     return result
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     modes = dict(engine=engine, table=table, datapath=datapath, merge=merge)
     result = modes[args.mode](args)
     if args.out:
@@ -733,4 +835,5 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    from mmsnip.utils.preflight import run_cli
+    run_cli(main)

@@ -28,7 +28,7 @@ VALID, INVALID, CROWD = (60, 200, 60), (150, 150, 150), (40, 40, 230)
 POSITIVE, NEGATIVE = (230, 120, 30), (0, 150, 255)
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('ann_file')
     parser.add_argument('img_dir')
@@ -41,7 +41,7 @@ def parse_args():
     parser.add_argument('--panel-size', type=number(int, 32), default=480,
                         help='longer side of each panel, px')
     parser.add_argument('--out-dir', required=True)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def draw_scale_panel(img, boxes, crowd, cfg, s, positive, negative, size):

@@ -27,7 +27,7 @@ from mmsnip.utils.preflight import (DATALOADER_KEYS, UserInputError,
                                     run_cli)
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', help='config file')
     parser.add_argument(
@@ -52,7 +52,7 @@ def parse_args():
         help='problems printed per kind (0: all)')
     parser.add_argument('--no-progress', action='store_true')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def main():

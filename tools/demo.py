@@ -79,14 +79,14 @@ FULL_EXPERIMENTS = [
 ]
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         '--force', action='store_true', help='re-run steps that are done')
     parser.add_argument(
         '--full', action='store_true',
         help='also train SNIP on the full pyramid (slow on a CPU)')
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 # Substrings of a progress line: MMEngine's LoggerHook ("Epoch(train)
@@ -104,19 +104,23 @@ def run(cmd, log_path=None):
     With ``log_path`` the whole output goes there and its progress lines
     (:data:`PROGRESS_MARKS`) to the console, the fields that fit in
     :data:`SHOWN_WIDTH` characters; a failed step prints its log's last 40
-    lines.
+    lines. Any failed step ends the demo with one line, ``step failed
+    (exit N); log: PATH`` (``command: CMD`` for a step without a log, whose
+    output is already on the console).
     """
     print('$ ' + ' '.join(cmd), flush=True)
     start = time.time()
     if log_path is None:
-        subprocess.run(cmd, cwd=ROOT, check=True)
+        returncode = subprocess.run(cmd, cwd=ROOT).returncode
+        where = 'command: ' + ' '.join(cmd)
     else:
         returncode = _run_logged(cmd, log_path, start)
+        where = f'log: {log_path}'
         if returncode != 0:
             with open(log_path) as log:
                 sys.stdout.write(''.join(log.readlines()[-40:]))
-            raise SystemExit(
-                f'step failed (exit {returncode}); log: {log_path}')
+    if returncode != 0:
+        raise SystemExit(f'step failed (exit {returncode}); {where}')
     print(f'  done in {_minutes(time.time() - start)}', flush=True)
 
 

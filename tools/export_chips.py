@@ -57,7 +57,7 @@ from mmsnip.utils.preflight import (UserInputError, chip_config_of,
 _TOL = 1e-6
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('ann_file', help='COCO-format annotation json')
     source = parser.add_mutually_exclusive_group(required=True)
@@ -75,7 +75,7 @@ def parse_args():
     parser.add_argument('--strict', action='store_true',
                         help='fail on boxes of zero area or outside the '
                         'image instead of dropping them')
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def select_scales(cfg: ChipConfig, indices: Sequence[int]) -> ChipConfig:

@@ -28,7 +28,7 @@ FIELD_TYPES = dict(
     crowd_frac=unit_interval, cluster=unit_interval)
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('out_dir', help='output folder (the data_root)')
     parser.add_argument('--preset', choices=sorted(PRESETS), default='coco')
@@ -42,7 +42,7 @@ def parse_args():
     for field, kind in FIELD_TYPES.items():
         parser.add_argument('--' + field.replace('_', '-'), type=kind)
     parser.add_argument('--force', action='store_true')
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def main():

@@ -26,7 +26,7 @@ from mmsnip.utils.preflight import (UserInputError, check_data_paths,
                                     load_config, run_cli)
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config', help='stage-1 SNIPER config')
     parser.add_argument('checkpoint', help='stage-1 checkpoint')
@@ -43,7 +43,7 @@ def parse_args():
     parser.add_argument('--launcher', default='none',
                         choices=['none', 'pytorch', 'slurm', 'mpi'])
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
 

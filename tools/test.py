@@ -27,7 +27,7 @@ from mmsnip.utils.preflight import (UserInputError, check_data_paths,
                                     explain_failure, load_config, run_cli)
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='MMSNIP test (and eval) a model')
     parser.add_argument('config', help='test config file path')
@@ -69,7 +69,7 @@ def parse_args():
         help='test with the config\'s `tta_model` (multi-scale inference)')
     # torch.distributed.launch passes `--local-rank` (torch >= 2.0).
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args

@@ -22,7 +22,7 @@ from mmsnip.utils.preflight import (check_data_paths, explain_failure,
                                     load_config, run_cli)
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Train a detector')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
@@ -60,7 +60,7 @@ def parse_args():
         help='job launcher')
     # torch.distributed.launch passes `--local-rank` (torch >= 2.0).
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args

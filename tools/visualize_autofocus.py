@@ -50,7 +50,7 @@ from mmsnip.utils.preflight import (UserInputError, check_data_paths,
                                     explain_failure, load_config, run_cli)
 from mmsnip.visualization import draw_cascade
 
-def parse_args():
+def parse_args(argv=None):
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('config')
     parser.add_argument('checkpoint')
@@ -77,7 +77,7 @@ def parse_args():
                         ' 0: full colour')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override config settings, key=value')
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def save_png(path: str, canvas: np.ndarray, colors: int = 0) -> None:

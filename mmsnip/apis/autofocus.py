@@ -17,12 +17,27 @@ from mmsnip.utils.preflight import UserInputError
 
 
 def load_autofocus(cfg: Config, checkpoint: str,
-                   device: Optional[str] = None):
-    """The config's ``AutoFocus`` model with its weights, in eval mode."""
+                   device: Optional[str] = None,
+                   need_focus_head: bool = False):
+    """The config's ``AutoFocus`` model with its weights, in eval mode.
+
+    Raises:
+        UserInputError: With ``need_focus_head``, a checkpoint without the
+            FocusPixel head's weights (a plain detector's), naming it:
+            before any image runs, not in the cascade's first image.
+    """
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
     with DefaultScope.overwrite_default_scope('mmsnip'):
         model = MODELS.build(cfg.model)
     load_checkpoint(model, checkpoint, map_location='cpu', logger='current')
+    if need_focus_head and getattr(model, 'focus_head_loaded',
+                                   None) is False:
+        raise UserInputError(
+            f'checkpoint "{checkpoint}" has no FocusPixel head weights '
+            '(focus_head.*): a plain detector\'s, so the AutoFocus cascade '
+            'would follow noise. Give a checkpoint trained with the '
+            'AutoFocus config, or leave out the methods that need the '
+            'head (autofocus)')
     return model.to(device).eval()
 
 

@@ -9,7 +9,6 @@ synchronise CUDA before the clock is read.
 import datetime
 import os
 import platform
-import resource
 import tempfile
 import time
 from typing import Dict, List, Optional, Sequence
@@ -23,6 +22,7 @@ from mmengine.runner import Runner
 from mmsnip.chips import EVERY_PIXEL, FocusScale
 from mmsnip.models.snip_labels import base_type
 from mmsnip.models.test_time_augs.chip_runner import crop_resize, pack_crops
+from mmsnip.utils.memory import peak_rss_mb
 from .autofocus import synchronize, test_subset
 
 
@@ -68,7 +68,7 @@ def _peak_memory_mb(device: torch.device) -> float:
     """Peak CUDA memory allocated, or the process's peak RSS on CPU."""
     if device.type == 'cuda':
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak_rss_mb()
 
 
 class _EpochBatches:
@@ -160,9 +160,11 @@ def measure_training(cfg: Config, num_iters: int = 20, warmup: int = 3,
         mpix_per_s=float(np.sum(pixels)) / 1e6 / seconds,
         data_s=float(np.mean(data_s)), step_s=float(np.mean(step_s)),
         data_wait=float(np.sum(data_s)) / max(seconds, 1e-9),
+        # None (shown '-') when every measured batch began an epoch.
         data_wait_steady=float(np.sum(np.array(data_s)[steady]) / max(
             np.sum(np.array(data_s)[steady]) +
-            np.sum(np.array(step_s)[steady]), 1e-9)),
+            np.sum(np.array(step_s)[steady]), 1e-9)) if steady.any()
+        else None,
         epoch_starts=int(np.sum(~steady)),
         batches_per_epoch=len(loader),
         batch_size=int(cfg.train_dataloader.batch_size),

@@ -71,9 +71,17 @@ def test_train_measures_chips_pyramid_and_single_scale(
                                REPO_ROOT, 'configs/baseline/'
                                'faster-rcnn_r18-w16_fpn_12e_demo.py')))
     ]
+    # A config that fails in its run (not before: it loads): reported,
+    # the others still measured and tabled, the exit an error.
+    broken = tmp_path / 'broken.py'
+    broken.write_text(f"_base_ = ['{configs[0]}']\n"
+                      "optim_wrapper = dict(type='NoSuchOptimWrapper')\n")
     out = tmp_path / 'train'
-    run_tool(['tools/benchmark.py', 'train', *configs, '--iters', '2',
-              '--warmup', '1', '--out-dir', str(out)])
+    proc = run_tool(['tools/benchmark.py', 'train', configs[0], str(broken),
+                     *configs[1:], '--iters', '2', '--warmup', '1',
+                     '--out-dir', str(out)], check=False)
+    assert proc.returncode == 1 and '[train] broken: FAILED' in proc.stdout
+    assert 'error: 1 train run(s) failed: broken' in proc.stderr
     data = json.loads((out / 'train.json').read_text())
     sniper, snip, single = data['rows']
     assert [r['label'] for r in data['rows']] == ['sniper', 'snip', 'single']
@@ -128,6 +136,18 @@ def test_bad_input(autofocus_ckpt, tmp_path):
     proc = run_tool(['tools/benchmark.py', 'infer', SNIPER, ckpt,
                      '--out-dir', str(tmp_path)], check=False)
     assert proc.returncode == 2 and 'AutoFocusTTAModel' in proc.stderr
+    # Weights without the FocusPixel head (a plain detector's): refused
+    # before any image runs when a method needs the head.
+    state = torch.load(ckpt, map_location='cpu', weights_only=False)
+    state['state_dict'] = {k: v for k, v in state['state_dict'].items()
+                           if not k.startswith('focus_head.')}
+    plain = str(tmp_path / 'plain.pth')
+    torch.save(state, plain)
+    proc = run_tool(['tools/benchmark.py', 'infer', cfg_path, plain,
+                     '--methods', 'pyramid', 'autofocus', '--out-dir',
+                     str(tmp_path / 'p')], check=False)
+    assert proc.returncode == 2 and 'plain.pth" has no FocusPixel head' \
+        in proc.stderr and '[infer] limit' not in proc.stdout
 
 
 @pytest.mark.skipif(torch.cuda.is_available(),

@@ -4,8 +4,9 @@ import json
 import os.path as osp
 
 import numpy as np
+import pytest
 
-from conftest import REPO_ROOT, run_tool
+from conftest import REPO_ROOT, load_tool, run_tool
 from mmsnip.datasets import save_proposals
 
 SNIPER_CFG = osp.join(REPO_ROOT, 'configs/sniper/'
@@ -69,6 +70,45 @@ def test_benchmark_chips_tiny_run(tmp_path):
     with open(out) as f:
         result = json.load(f)
     assert result['num_images'] == 20 and result['positive_ms_per_image'] > 0
+    # Batched rows time whole batches (of at most --num-images images):
+    # a mean per image, no median or p99.
+    batched = [line for line in proc.stdout.splitlines()
+               if 'batches of' in line]
+    assert len(batched) == 2
+    for line in batched:
+        assert 'batches of 20 images' in line
+        assert line.split('|')[3:5] == [' - ', ' - '], line
+    by_what = {r['what']: r for r in result['rows']}
+    for what, r in by_what.items():
+        batch = 'batches of' in what
+        assert (r['median_ms'] is None) == batch, what
+        assert (r['p99_ms'] is None) == batch, what
+        assert r['mean_ms'] > 0
+
+
+@pytest.mark.parametrize('argv', [
+    ['--num-images', '0'], ['--num-images', '-5'], ['--proposals', '-1'],
+    ['--proposals', '0'], ['--large-images', '-1'], ['--chips', '0'],
+    ['--batch-size', '0'], ['--workers', '-1'], ['--seed', '-1'],
+    ['--image-window', '-1'], ['--presets', 'cocoa'],
+    ['--mode', 'datapath', '--workers', '0'],
+])
+def test_benchmark_chips_bad_options_are_one_line_errors(argv, capsys):
+    """Each bad number or preset is an argparse error that names its
+    option (not a silent default, not a traceback later)."""
+    tool = load_tool('tools/benchmark_chips.py')
+    with pytest.raises(SystemExit) as exc:
+        tool.parse_args(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith('error: argument ' + argv[-2])
+
+
+def test_benchmark_chips_defaults_only_when_not_given():
+    tool = load_tool('tools/benchmark_chips.py')
+    assert tool.parse_args([]).num_images is None
+    assert tool.parse_args(['--num-images', '7']).num_images == 7
 
 
 def test_benchmark_chips_table_tiny_run(tmp_path):
@@ -88,7 +128,32 @@ def test_benchmark_chips_table_tiny_run(tmp_path):
     pos, neg = result['positives'], result['negatives']
     assert pos['cold']['chips'] == pos['warm']['chips'] > 0
     assert neg['cold']['chips'] == neg['warm']['chips'] > pos['cold']['chips']
-    assert not (tmp_path / 'w').exists()  # removed without --keep
+    assert 'chips (positives + negative pool)' in proc.stdout
+    assert not (tmp_path / 'w').exists()  # made by the tool, removed
+
+
+@pytest.mark.parametrize('mode,keep', [('table', False), ('merge', False),
+                                       ('merge', True)])
+def test_benchmark_chips_never_removes_what_it_did_not_make(mode, keep,
+                                                            tmp_path):
+    """--work-dir may hold other files (checkpoints): the tool works in a
+    new folder inside it and removes only that one (not with --keep)."""
+    work_dir = tmp_path / 'work_dirs'
+    (work_dir / 'exp').mkdir(parents=True)
+    (work_dir / 'exp' / 'epoch_12.pth').write_bytes(b'weights')
+    (work_dir / 'notes.txt').write_text('mine')
+    out = str(tmp_path / 'result.json')
+    run_tool(['tools/benchmark_chips.py', '--mode', mode, '--num-images',
+              '5', '--proposals', '2', '--workers', '0', '--work-dir',
+              str(work_dir), '--out', out] + (['--keep'] if keep else []))
+    assert (work_dir / 'exp' / 'epoch_12.pth').read_bytes() == b'weights'
+    assert (work_dir / 'notes.txt').read_text() == 'mine'
+    with open(out) as f:
+        made = json.load(f)['work_dir']
+    assert osp.dirname(made) == str(work_dir)
+    assert osp.isdir(made) == keep
+    assert sorted(p.name for p in work_dir.iterdir()) == sorted(
+        ['exp', 'notes.txt'] + ([osp.basename(made)] if keep else []))
 
 
 def test_benchmark_chips_merge_tiny_run(tmp_path):
@@ -104,7 +169,25 @@ def test_benchmark_chips_merge_tiny_run(tmp_path):
         result = json.load(f)
     assert result['num_images'] == 120 and result['peak_rss_mb'] > 0
     from mmsnip.datasets.proposals import ProposalFile
-    merged = ProposalFile(str(tmp_path / 'w' / 'proposals.npz'))
+    assert osp.dirname(result['work_dir']) == str(tmp_path / 'w')
+    merged = ProposalFile(osp.join(result['work_dir'], 'proposals.npz'))
     merged.verify()
     assert sorted(merged) == list(range(120))
     assert merged.offsets[-1] == 120 * 3 * 10
+
+
+def test_benchmark_chips_datapath_says_when_it_timed_fewer_chips(tmp_path):
+    """Worker 0's share of an epoch of 2 images is far below --chips: the
+    output says how many chips were timed."""
+    out = str(tmp_path / 'dp.json')
+    proc = run_tool(['tools/benchmark_chips.py', '--mode', 'datapath',
+                     '--presets', 'coco', '--num-images', '2', '--chips',
+                     '1000', '--image-window', '1', '--work-dir',
+                     str(tmp_path / 'dp'), '--out', out])
+    with open(out) as f:
+        rows = json.load(f)['rows']
+    timed = {r['chips'] for r in rows}
+    assert len(timed) == 1 and 0 < timed.pop() < 1000
+    assert all(r['chips_requested'] == 1000 for r in rows)
+    assert f'coco: timed {rows[0]["chips"]} chips per path, not --chips ' \
+        '1000' in proc.stdout

@@ -29,11 +29,11 @@ VALID, INVALID, CROWD = '#2ca02c', '#9a9a9a', '#d62728'
 POSITIVE, NEGATIVE = '#1f77b4', '#ff7f0e'
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--out-dir', default='docs/img')
     parser.add_argument('--dpi', type=number(int, 10, 1200), default=80)
-    return parser.parse_args()
+    return parser.parse_args(argv)
 
 
 def _save(fig, out: str) -> None:

@@ -19,18 +19,24 @@
 #    and once more with every FocusChip of a scale in one padded batch
 #    (max_pad_ratio=100, max_batch=64: fewer, larger forward passes).
 #
-# Every step logs to OUT_DIR/<step>.log and writes its tables there; a
-# failed step is reported and the next one still runs; the exit status is
-# the number of failed steps. The demo data is generated when data/demo is
-# missing (seconds). Environment:
+# Every step logs to OUT_DIR/<step>.log and writes its tables there, under
+# a time limit (a hung step does not take the machine's whole lease); a
+# failed or timed-out step is reported and the next one still runs; the
+# exit status is the number of failed steps. The demo data is generated
+# when data/demo is missing (seconds). Without AUTOFOCUS_CHECKPOINT the
+# infer steps are skipped, and said so at the end. Environment:
 #   MMSNIP_GPU_KIT=DIR  first install the offline OpenMMLab kit
 #                       (../shared/gpu-kit; its mmcv CUDA build takes about
-#                       5 minutes) into /tmp/site and put that on PYTHONPATH
-#   PYTHON              the interpreter (default: python, else python3)
+#                       5 minutes) into /tmp/site and put that on PYTHONPATH;
+#                       the mmcv wheel it builds is kept in OUT_DIR (give it
+#                       to the next run as MMCV_WHEEL=PATH: no build)
+#   PYTHON              the interpreter (default: python3 with the kit, the
+#                       one it installs for; else python, else python3)
 #   TRAIN_ITERS=30 TRAIN_WORKERS=12 INFER_IMAGES=16
+#   SETUP_TIMEOUT=480 TRAIN_TIMEOUT=300 INFER_TIMEOUT=150 (seconds a step)
 set -uo pipefail
 if [ $# -lt 1 ] || [ $# -gt 2 ]; then
-    sed -n '2,30p' "$0" >&2
+    sed -n '2,36p' "$0" >&2
     exit 2
 fi
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -42,7 +48,11 @@ if [ -n "$CKPT" ] && [ ! -f "$CKPT" ]; then
     echo "error: checkpoint \"$CKPT\" does not exist" >&2
     exit 2
 fi
-PY=${PYTHON:-$(command -v python || command -v python3)}
+if [ -n "${MMSNIP_GPU_KIT:-}" ]; then
+    PY=${PYTHON:-python3}
+else
+    PY=${PYTHON:-$(command -v python || command -v python3)}
+fi
 ITERS=${TRAIN_ITERS:-30}
 WORKERS=${TRAIN_WORKERS:-12}
 IMAGES=${INFER_IMAGES:-16}
@@ -51,25 +61,31 @@ SINGLE=configs/baseline/faster-rcnn_r18-w16_fpn_12e_demo.py
 AUTOFOCUS=configs/autofocus/autofocus_faster-rcnn_r18-w16_fpn_12e_demo.py
 FAILED=0
 
-step() {  # step NAME COMMAND...: run, log, report; never stops the script
-    local name=$1 start=$SECONDS
-    shift
+step() {  # step NAME SECONDS COMMAND...: run under a time limit, log,
+          # report; never stops the script
+    local name=$1 limit=$2 start=$SECONDS
+    shift 2
     echo "== $name: $*"
-    "$@" >"$OUT/$name.log" 2>&1
+    timeout -k 10 "$limit" "$@" >"$OUT/$name.log" 2>&1
     local rc=$?
     tail -n 25 "$OUT/$name.log"
+    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+        echo "== $name: TIMED OUT after $limit s (log: $OUT/$name.log)"
+    fi
     echo "== $name: exit $rc after $((SECONDS - start)) s"
     [ "$rc" -eq 0 ] || FAILED=$((FAILED + 1))
     return "$rc"
 }
 
 if [ -n "${MMSNIP_GPU_KIT:-}" ]; then
-    step setup bash "$MMSNIP_GPU_KIT/setup-gpu.sh" /tmp/site || exit 1
+    export MMCV_WHEEL_OUT=${MMCV_WHEEL_OUT:-$OUT}
+    step setup "${SETUP_TIMEOUT:-480}" bash "$MMSNIP_GPU_KIT/setup-gpu.sh" \
+        /tmp/site || exit 1
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 fi
 export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
 
-step environment "$PY" - <<'EOF' || exit 1
+step environment 120 "$PY" - <<'EOF' || exit 1
 import shutil
 import subprocess
 
@@ -108,7 +124,7 @@ print('mmcv CUDA ops: nms and roi_align equal their CPU versions')
 EOF
 
 if [ ! -f data/demo/annotations/instances_val.json ]; then
-    step demo_data "$PY" tools/make_demo_dataset.py data/demo || exit 1
+    step demo_data 120 "$PY" tools/make_demo_dataset.py data/demo || exit 1
 fi
 
 # AMP variants as configs, so that fp32 and AMP rows share one table.
@@ -125,7 +141,8 @@ cat >"$OUT/configs/single_amp.py" <<EOF
 _base_ = ['$ROOT/$SINGLE']
 optim_wrapper = dict(type='AmpOptimWrapper', loss_scale='dynamic')
 EOF
-step train "$PY" tools/benchmark.py train "$SNIPER" \
+step train "${TRAIN_TIMEOUT:-300}" \
+    "$PY" tools/benchmark.py train "$SNIPER" \
     "$OUT/configs/sniper_amp.py" "$OUT/configs/sniper_amp_window8.py" \
     "$OUT/configs/single_amp.py" \
     --labels 'SNIPER chips' 'SNIPER chips' 'SNIPER chips, image_window 8' \
@@ -134,22 +151,26 @@ step train "$PY" tools/benchmark.py train "$SNIPER" \
     "train_dataloader.num_workers=$WORKERS" \
     train_dataloader.persistent_workers=True
 
+SKIPPED=
 if [ -z "$CKPT" ]; then
+    SKIPPED=" (infer steps SKIPPED: no AUTOFOCUS_CHECKPOINT given)"
     echo "== infer: skipped (no AUTOFOCUS_CHECKPOINT given)"
 else
     for warmup in 2 "$IMAGES"; do
-        step "infer_warmup$warmup" "$PY" tools/benchmark.py infer \
-            "$AUTOFOCUS" "$CKPT" --num-images "$IMAGES" \
+        step "infer_warmup$warmup" "${INFER_TIMEOUT:-150}" \
+            "$PY" tools/benchmark.py infer "$AUTOFOCUS" "$CKPT" \
+            --num-images "$IMAGES" \
             --methods pyramid autofocus oracle --thresholds 0.05 0.3 \
             --warmup "$warmup" --out-dir "$OUT/infer_warmup$warmup"
     done
     # Fewer, larger forward passes: every FocusChip of a scale in one
     # padded batch (the lever if a pass costs the same whatever its size).
-    step infer_one_batch "$PY" tools/benchmark.py infer "$AUTOFOCUS" \
-        "$CKPT" --num-images "$IMAGES" --methods pyramid autofocus \
+    step infer_one_batch "${INFER_TIMEOUT:-150}" \
+        "$PY" tools/benchmark.py infer "$AUTOFOCUS" "$CKPT" \
+        --num-images "$IMAGES" --methods pyramid autofocus \
         --thresholds 0.05 --warmup "$IMAGES" \
         --out-dir "$OUT/infer_one_batch" \
         --cfg-options tta_model.max_pad_ratio=100 tta_model.max_batch=64
 fi
-echo "== done: $FAILED failed step(s); tables in $OUT"
+echo "== done: $FAILED failed step(s)$SKIPPED; tables in $OUT"
 exit "$FAILED"
