@@ -56,6 +56,10 @@ from .decode_cache import (DecodedImageCache, TransformError,
                            run_transforms)
 from .proposals import ProposalFile, check_proposals, open_proposals
 
+# Share of a proposal file's rows that may be unusable (dropped as empty,
+# or reaching outside their image) with an INFO line only; more is a
+# warning, more than half an error (SniperDataset._check_degraded).
+FEW_BAD_PROPOSALS = 0.01
 # Default decoded-image budget per process (MiB): about 9 decoded 3000 px
 # aerial images, or every image of the demo datasets.
 DEFAULT_DECODE_CACHE_MB = 256
@@ -351,8 +355,11 @@ class SniperDataset:
                     f'({inverted} of them with x2 <= x1 or y2 <= y1 as '
                     'written' +
                     ('; boxes [x, y, w, h] instead of [x1, y1, x2, y2]?)'
-                     if 2 * inverted >= dropped else
-                     '; the others lie wholly outside their image)'))
+                     if 2 * inverted >= dropped and
+                     dropped >= FEW_BAD_PROPOSALS * total else
+                     ': zero width or height, e.g. clipped at the border '
+                     'or rounded to float16; the others lie wholly '
+                     'outside their image)'))
             if outside:
                 out.append(
                     f'{counted(outside)} reach more than 1 px beyond their '
@@ -380,12 +387,15 @@ class SniperDataset:
                 'stage-1 model diverged: mine the proposals again',
                 logger='current', level=logging.WARNING)
         if dropped or outside:
+            # A mined file has a few degenerate rows (clipped at the
+            # border, rounded to float16): logged; more: a warning.
             print_log(
                 f'SniperDataset: {src}: of its {total} proposals '
                 f'{problems(nan=False)}; the rest are used. If that is '
                 'many, mine the proposals for this dataset again',
                 logger='current',
-                level=logging.WARNING)
+                level=logging.WARNING if dropped + outside >=
+                FEW_BAD_PROPOSALS * total else logging.INFO)
         if len(self.chips) == self.num_positive:
             print_log(
                 f'SniperDataset: negatives=True but {src} gives no negative '

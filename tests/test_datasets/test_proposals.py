@@ -750,6 +750,25 @@ def test_a_few_bad_rows_are_a_warning_also_from_the_cache(tmp_path):
     assert len(ds) > ds.num_positive
 
 
+def test_a_mined_files_few_degenerate_rows_are_logged_not_warned(
+        tmp_path):
+    """1 of 180 rows of zero width (clipped at the border, rounded to
+    float16): an INFO line, not a warning, and no 'xywh?' guess."""
+    rows = {i: [_boxes(seed=i), _boxes(seed=i)] for i in range(3)}
+    rows[1][0][:1] = [[300, 50, 300, 60, 1]]
+    path = str(tmp_path / 'p.npz')
+    save_proposals(path, rows, 2)
+    with mock.patch('mmsnip.datasets.sniper_dataset.print_log') as log:
+        _sniper(path)
+    (msg, ) = [c.args[0] for c in log.call_args_list
+               if 'empty after clipping' in c.args[0]]
+    (level, ) = [c.kwargs.get('level') for c in log.call_args_list
+                 if c.args[0] == msg]
+    assert level == 20  # logging.INFO
+    assert '1 (0.6%) are empty' in msg and 'zero width or height' in msg
+    assert 'x, y, w, h' not in msg
+
+
 def test_a_file_without_rows_says_so(tmp_path):
     path = str(tmp_path / 'p.npz')
     save_proposals(path, {i: [np.zeros((0, 5))] * 2 for i in range(3)}, 2)
