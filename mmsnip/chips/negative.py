@@ -16,7 +16,7 @@ their canvases step by step together
 (:func:`~mmsnip.chips.cover_batch.greedy_cover_runs`).
 """
 import hashlib
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -182,7 +182,9 @@ def _top_k_mask(seg: np.ndarray, score: np.ndarray, keep: np.ndarray,
 def negative_chips_batch(proposals: np.ndarray, row_start: np.ndarray,
                          heights: np.ndarray, widths: np.ndarray,
                          cfg: ChipConfig, positive: ChipSet,
-                         pos_start: np.ndarray):
+                         pos_start: np.ndarray,
+                         sanitized: Optional[Tuple[np.ndarray,
+                                                   np.ndarray]] = None):
     """Negative pools of many images: the concatenation of
     :func:`generate_negative_chips` over the images (identical chips),
     cheaper per image.
@@ -199,6 +201,11 @@ def negative_chips_batch(proposals: np.ndarray, row_start: np.ndarray,
             image (:func:`~mmsnip.chips.positive.positive_chips_batch`).
         pos_start (np.ndarray): ``(N + 1,)`` int: image ``n``'s positive
             chips are rows ``pos_start[n]:pos_start[n + 1]``.
+        sanitized (tuple, optional): What
+            :func:`~mmsnip.chips.boxes.sanitize_boxes` gives for
+            ``proposals[:, :4]`` and each row's image size, when the caller
+            already has it (the chip table counts the rows it drops);
+            computed here if None.
 
     Returns:
         tuple: ``(chips, counts)``: the negative chips of image 0, then
@@ -217,7 +224,14 @@ def negative_chips_batch(proposals: np.ndarray, row_start: np.ndarray,
     img, scale = np.divmod(seg, num_scales)
     h_img = np.asarray(heights, np.float64)
     w_img = np.asarray(widths, np.float64)
-    boxes, keep = sanitize_boxes(props[:, :4], h_img[img], w_img[img])
+    if sanitized is None:
+        boxes, keep = sanitize_boxes(props[:, :4], h_img[img], w_img[img])
+    else:  # the caller's; keep is narrowed in place below
+        boxes, keep = sanitized[0], np.array(sanitized[1], bool)
+        if boxes.shape != (len(props), 4) or keep.shape != (len(props), ):
+            raise ValueError(
+                f'sanitized must be ({len(props)}, 4) boxes and '
+                f'({len(props)},) keep, got {boxes.shape}, {keep.shape}')
     if neg_cfg.max_proposals is not None:
         keep = _top_k_mask(seg, props[:, 4], keep, neg_cfg.max_proposals)
     if neg_cfg.filter_range:

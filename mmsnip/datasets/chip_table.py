@@ -206,17 +206,17 @@ PROPOSAL_EXAMPLES = ('dropped_example', 'outside_example')
 OUTSIDE_TOLERANCE = 1.0
 
 
-def _proposal_counts(rows: np.ndarray, row_start: np.ndarray,
-                     heights: np.ndarray, widths: np.ndarray,
-                     num_scales: int) -> dict:
+def _proposal_counts(rows: np.ndarray, img: np.ndarray, keep: np.ndarray,
+                     heights: np.ndarray, widths: np.ndarray) -> dict:
     """What sanitising (:func:`~mmsnip.chips.boxes.sanitize_boxes`) does
     to a block's proposals, counted.
 
     Args:
         rows (np.ndarray): ``(R, 5)`` rows, ORIGINAL pixels xyxy.
-        row_start (np.ndarray): ``(n * S + 1,)`` offsets (image-major).
+        img (np.ndarray): ``(R,)`` int block-relative image of each row.
+        keep (np.ndarray): ``(R,)`` bool, the rows ``sanitize_boxes``
+            keeps.
         heights, widths (np.ndarray): ``(n,)`` ORIGINAL image sizes.
-        num_scales (int): ``S``.
 
     Returns:
         dict: :data:`PROPOSAL_COUNTS` of the block (``finite``: all four
@@ -226,11 +226,8 @@ def _proposal_counts(rows: np.ndarray, row_start: np.ndarray,
         beyond the image) and :data:`PROPOSAL_EXAMPLES` (block-relative
         image index, -1 if none).
     """
-    img = np.repeat(np.arange(len(row_start) - 1) // num_scales,
-                    np.diff(row_start))
     box = rows[:, :4]
     finite = np.isfinite(box).all(axis=1)
-    _, keep = sanitize_boxes(box, heights[img], widths[img])
     dropped = finite & ~keep
     with np.errstate(invalid='ignore'):
         inverted = finite & ((box[:, 2] <= box[:, 0]) |
@@ -283,15 +280,19 @@ def _build_range(first: int, last: int) -> dict:
             hi = min(lo + NEGATIVE_BLOCK, last)
             rows, row_start = _proposal_rows(
                 props, records.img_ids[lo:hi], num_scales)
+            heights, widths = records.heights[lo:hi], records.widths[lo:hi]
+            # One sanitising pass, counted here and used by the covers.
+            img = np.repeat(np.arange(len(row_start) - 1) // num_scales,
+                            np.diff(row_start))
+            sanitized = sanitize_boxes(rows[:, :4], heights[img],
+                                       widths[img])
             _add_counts(counts, _proposal_counts(
-                rows, row_start, records.heights[lo:hi],
-                records.widths[lo:hi], num_scales), lo)
+                rows, img, sanitized[1], heights, widths), lo)
             p0, p1 = pos_start[lo - first], pos_start[hi - first]
             negs, per_image = negative_chips_batch(
-                rows, row_start, records.heights[lo:hi],
-                records.widths[lo:hi], cfg,
+                rows, row_start, heights, widths, cfg,
                 pos.select(slice(p0, p1)),
-                pos_start[lo - first:hi - first + 1] - p0)
+                pos_start[lo - first:hi - first + 1] - p0, sanitized)
             neg.append(negs)
             neg_n.append(per_image)
     return dict(pos=pos, neg=ChipSet.concat(neg), pos_n=pos_n,

@@ -336,17 +336,31 @@ def test_batch_equals_one_image_at_a_time(seed, max_props, case):
         want.append(generate_negative_chips(per_scale, h, w, cfg, chips))
     hw = np.array(sizes, float)
     cells = 0 if case == 'one_by_one' else negative.MAX_GRID_CELLS
+    rows = np.concatenate(flat)
+    args = (rows, np.array(row_start), hw[:, 0], hw[:, 1], cfg,
+            ChipSet.concat(pos), np.cumsum([0] + [len(p) for p in pos]))
+    # The chip table's way: the rows sanitised by the caller (it counts
+    # the dropped ones); its keep mask is left as it was.
+    img = np.repeat(np.arange(len(sizes)), np.diff(row_start).reshape(
+        len(sizes), 3).sum(1))
+    sanitized = sanitize_boxes(rows[:, :4], hw[img, 0], hw[img, 1])
+    keep_before = sanitized[1].copy()
     with mock.patch.object(negative, 'MAX_GRID_CELLS', cells):
-        got, counts = negative.negative_chips_batch(
-            np.concatenate(flat), np.array(row_start), hw[:, 0], hw[:, 1],
-            cfg, ChipSet.concat(pos), np.cumsum([0] + [len(p) for p in pos]))
-    assert counts.tolist() == [len(x) for x in want]
+        results = [negative.negative_chips_batch(*args),
+                   negative.negative_chips_batch(*args, sanitized)]
+    np.testing.assert_array_equal(sanitized[1], keep_before)
+    with pytest.raises(ValueError, match='sanitized must be'):
+        negative.negative_chips_batch(
+            *args, (sanitized[0][1:], sanitized[1][1:]))
+    want_counts = [len(x) for x in want]
     want = ChipSet.concat(want)
-    for f in ('boxes', 'boxes_scaled', 'scale_index', 'scale_factor',
-              'is_positive'):
-        np.testing.assert_array_equal(getattr(got, f), getattr(want, f),
-                                      err_msg=f)
-    assert not got.is_positive.any()
+    for got, counts in results:
+        assert counts.tolist() == want_counts
+        for f in ('boxes', 'boxes_scaled', 'scale_index', 'scale_factor',
+                  'is_positive'):
+            np.testing.assert_array_equal(getattr(got, f), getattr(want, f),
+                                          err_msg=f)
+        assert not got.is_positive.any()
 
 
 @settings(max_examples=200, deadline=None)
