@@ -165,18 +165,19 @@ def sanitize_box_rows(rows, img_h, img_w) -> Tuple[list, list]:
 
 def _checked_sizes(img_h, img_w) -> Tuple[np.ndarray, np.ndarray]:
     """float64 heights and widths as given (scalars or ``(N,)`` arrays);
-    ValueError naming the first size that is not positive (or NaN)."""
+    ValueError naming the first size that is not positive and finite."""
     if isinstance(img_h, _SCALARS) and isinstance(img_w, _SCALARS) and \
-            img_h > 0 and img_w > 0:  # one image (False for NaN)
+            0 < img_h < math.inf and 0 < img_w < math.inf:  # one image
         return np.float64(img_h), np.float64(img_w)
     h = np.asarray(img_h, np.float64)
     w = np.asarray(img_w, np.float64)
-    bad = ~((h > 0) & (w > 0))
+    bad = ~((h > 0) & (w > 0) & (h < np.inf) & (w < np.inf))
     if bad.any():
         first = np.unravel_index(int(np.argmax(bad)), bad.shape)
         hh = h[first] if h.ndim else h
         ww = w[first] if w.ndim else w
-        raise ValueError(f'image size must be positive, got {hh:g}x{ww:g}')
+        raise ValueError(f'image size must be positive and finite, got '
+                         f'{hh:g}x{ww:g} (height x width)')
     return h, w
 
 

@@ -519,8 +519,19 @@ def greedy_cover(boxes_scaled: np.ndarray, canvas_hw: Tuple[int, int],
         tuple: ``(chips, covered, coverable)``: ``(C, 4)`` float64 chips,
         xyxy in SCALED pixels, in greedy order; ``(N,)`` bool, box enclosed
         by a picked chip; ``(N,)`` bool, box fits in some candidate.
+
+    Raises:
+        ValueError: A box with a NaN or infinite coordinate (sanitise
+            first: :func:`~mmsnip.chips.boxes.sanitize_boxes`).
     """
     boxes_scaled = as_boxes(boxes_scaled, 'boxes_scaled')
+    finite = np.isfinite(boxes_scaled).all(axis=1)
+    if not finite.all():
+        i = int(np.argmin(finite))
+        raise ValueError(
+            f'greedy_cover: boxes_scaled[{i}] = {boxes_scaled[i].tolist()} '
+            'is not finite; sanitise boxes first (sanitize_boxes drops '
+            'such rows)')
     min_count = max(int(min_count), 1)
     h, w = canvas_hw
     if len(boxes_scaled) <= _SMALL:
@@ -801,6 +812,21 @@ class PositiveChipResult:
     uncoverable: np.ndarray
 
 
+def _crowd_flags(iscrowd, num_boxes: int) -> Optional[np.ndarray]:
+    """``iscrowd`` as ``(N,)`` bool (None stays None).
+
+    Raises:
+        ValueError: Not one flag per box.
+    """
+    if iscrowd is None:
+        return None
+    crowd = np.asarray(iscrowd, bool).reshape(-1)
+    if len(crowd) != num_boxes:
+        raise ValueError(f'iscrowd has {len(crowd)} entries for '
+                         f'{num_boxes} boxes')
+    return crowd
+
+
 def generate_positive_chips(gt_boxes, img_h: int, img_w: int,
                             cfg: ChipConfig,
                             iscrowd: Optional[np.ndarray] = None,
@@ -830,12 +856,7 @@ def generate_positive_chips(gt_boxes, img_h: int, img_w: int,
         ValueError: On a non-positive image size or mis-shaped inputs.
     """
     arr = as_boxes(gt_boxes)
-    crowd = None
-    if iscrowd is not None:
-        crowd = np.asarray(iscrowd, bool).reshape(-1)
-        if len(crowd) != len(arr):
-            raise ValueError(f'iscrowd has {len(crowd)} entries for '
-                             f'{len(arr)} boxes')
+    crowd = _crowd_flags(iscrowd, len(arr))
     if cover is None and len(arr) <= _SMALL:
         # A few boxes: plain Python from the clean-up on, one array at the
         # end (numpy's per-call cost would dominate).
@@ -1009,18 +1030,33 @@ def positive_chips_batch(boxes, box_start, heights, widths, cfg: ChipConfig,
         tuple: ``(chips, counts)``: the chips of image 0, then image 1, ...
         (each scale by scale, as :func:`generate_positive_chips`) and
         ``(N,)`` int64 chips per image.
+
+    Raises:
+        ValueError: Mis-shaped boxes, ``box_start`` not running from 0 to
+            ``M``, not one size per image or one crowd flag per box, an
+            image size not positive and finite.
     """
     boxes = as_boxes(boxes)
-    box_start = np.asarray(box_start, np.int64)
+    box_start = np.asarray(box_start, np.int64).reshape(-1)
     n = len(box_start) - 1
     per_image = np.diff(box_start)
+    if n < 0 or box_start[0] != 0 or box_start[-1] != len(boxes) or \
+            (per_image < 0).any():
+        raise ValueError(
+            f'box_start must run from 0 to the {len(boxes)} boxes, never '
+            f'decreasing; got {len(box_start)} entries from '
+            f'{box_start[:1].tolist()} to {box_start[-1:].tolist()}')
     img = np.repeat(np.arange(n), per_image)
-    heights = np.asarray(heights)
-    widths = np.asarray(widths)
-    broadcast_sizes(heights, widths, n)  # ValueError on a size <= 0
+    heights = np.asarray(heights).reshape(-1)
+    widths = np.asarray(widths).reshape(-1)
+    if len(heights) != n or len(widths) != n:
+        raise ValueError(f'{len(heights)} heights and {len(widths)} widths '
+                         f'for {n} images (box_start)')
+    broadcast_sizes(heights, widths, n)  # ValueError on a bad size
     clipped, keep = sanitize_boxes(boxes, heights[img], widths[img])
-    crowd = np.zeros(len(boxes), bool) if crowd is None else \
-        np.asarray(crowd, bool).reshape(-1)
+    crowd = _crowd_flags(crowd, len(boxes))
+    if crowd is None:
+        crowd = np.zeros(len(boxes), bool)
     sizes = box_sizes(clipped)
     ranges = cfg.valid_ranges
     valid = (keep & ~crowd) & (sizes > ranges[:, :1]) & \
@@ -1195,11 +1231,9 @@ def chip_ground_truth(chip_box, factor, gt_boxes,
     """
     boxes = as_boxes(gt_boxes, 'gt_boxes')
     chip = np.asarray(chip_box, np.float64).reshape(4)
-    crowd = np.zeros(len(boxes), bool) if iscrowd is None else \
-        np.asarray(iscrowd, bool).reshape(-1)
-    if len(crowd) != len(boxes):
-        raise ValueError(f'iscrowd has {len(crowd)} entries for '
-                         f'{len(boxes)} boxes')
+    crowd = _crowd_flags(iscrowd, len(boxes))
+    if crowd is None:
+        crowd = np.zeros(len(boxes), bool)
     lt = np.maximum(boxes[:, :2], chip[:2])
     rb = np.minimum(boxes[:, 2:], chip[2:])
     # Sec. 3.3.2: boxes partly inside a chip (IoU > 0) are cropped, kept.

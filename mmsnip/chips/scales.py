@@ -143,11 +143,11 @@ class ScaleSpec:
             float: The factor.
 
         Raises:
-            ValueError: If the image size is not positive.
+            ValueError: If the image size is not positive and finite.
         """
-        if not (img_h > 0 and img_w > 0):
-            raise ValueError(
-                f'image size must be positive, got {img_h}x{img_w} (h x w)')
+        if not (0 < img_h < math.inf and 0 < img_w < math.inf):
+            raise ValueError(f'image size must be positive and finite, got '
+                             f'{img_h}x{img_w} (h x w)')
         if self.factor is not None:
             return float(self.factor)
         if self.max_side is not None:
@@ -212,9 +212,10 @@ class NegativeConfig:
     Args:
         min_proposals (int | tuple[int, ...]): ``M``: a negative chip must
             fully enclose at least this many proposals; one number for all
-            scales or one per scale, coarse to fine. The original code
-            used more than 25 at the finest scale and more than 10
-            elsewhere: ``(11, 11, 26)`` for three scales.
+            scales or one per scale, in the order of ``ChipConfig.scales``.
+            The original code used more than 25 at the finest scale and
+            more than 10 elsewhere: ``(11, 11, 26)`` for three scales
+            listed coarse to fine.
         num_per_image (int): Negative chips sampled per image per epoch
             from the image's pool (2 in the original code).
         max_proposals (int, optional): Keep only the top-scoring
@@ -281,10 +282,12 @@ class ChipConfig:
         negative (NegativeConfig | dict): Negative chips.
         off_grid (bool): Add, for each box that fits in a chip but that no
             chip of the stride grid can enclose (a side longer than
-            ``K - d`` falling between grid positions), one candidate chip
-            at the box, so that every box no larger than a chip is covered
-            as the paper states ("every ground-truth box is covered",
-            Sec. 3.3.2). False: the pure stride grid of the paper's text.
+            ``K - d`` falling between grid positions), one candidate start
+            per axis at the box (a row or column of candidate chips, which
+            other boxes of the canvas may use too), so that every box no
+            larger than a chip is covered as the paper states ("every
+            ground-truth box is covered", Sec. 3.3.2). False: the pure
+            stride grid of the paper's text.
         allow_range_gaps (bool): Accept valid ranges whose union leaves a
             gap (sizes valid at no scale, never trained on); by default
             such a config is an error.

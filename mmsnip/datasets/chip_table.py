@@ -38,7 +38,7 @@ from mmsnip.chips import ChipConfig, ChipSet
 from mmsnip.chips.boxes import sanitize_boxes
 from mmsnip.chips.negative import as_proposals, negative_chips_batch
 from mmsnip.chips.positive import positive_chips_batch
-from mmsnip.utils.checks import is_number
+from mmsnip.utils.checks import check_integer, is_number
 from mmsnip.utils.fileio import atomic_open
 from .proposals import ProposalFile, check_image_ids
 
@@ -346,12 +346,16 @@ def build_chip_table(records: ImageRecords, cfg: ChipConfig,
         ValueError: With proposals: two different images (paths) with
             one ``img_id`` (:func:`~mmsnip.datasets.proposals.
             check_image_ids`): a proposal file has one entry per id.
+            ``workers`` not an integer >= 0, ``chip_size`` not one >= 1.
     """
     n = len(records)
     if proposals is not None:
         check_image_ids(records.img_ids, records.img_paths,
                         'build_chip_table')
-    workers = default_workers(n) if workers is None else int(workers)
+    workers = default_workers(n) if workers is None else \
+        check_integer(workers, 'build_chip_table workers', 0)
+    if chunk_size is not None:
+        chunk_size = check_integer(chunk_size, 'build_chip_table chunk_size')
     if workers > 0 and 'fork' not in multiprocessing.get_all_start_methods():
         print_log('chip table: no fork start method here; building in one '
                   'process', logger='current')

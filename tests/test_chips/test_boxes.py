@@ -56,7 +56,7 @@ def test_sanitize_rule():
         np.testing.assert_array_equal(again, clipped)
     clipped, keep = sanitize_boxes(np.zeros((0, 4)), 1, 1)
     assert clipped.shape == (0, 4) and keep.shape == (0,)
-    for h, w in ((0, 10), (10, -1), (np.nan, 10)):
+    for h, w in ((0, 10), (10, -1), (np.nan, 10), (np.inf, 10)):
         with pytest.raises(ValueError, match='image size must be positive'):
             sanitize_boxes(np.zeros((0, 4)), h, w)
     # per-box sizes, also one of them a scalar: each box clipped to its own
@@ -78,7 +78,7 @@ def test_sanitize_box_rows_is_sanitize_boxes_on_python_floats(rows, hw):
     got, got_keep = sanitize_box_rows([list(r) for r in rows], *hw)
     np.testing.assert_array_equal(np.array(got).reshape(-1, 4), clipped)
     np.testing.assert_array_equal(np.array(got_keep, bool), keep)
-    for h, w in ((0, 10), (10, -1), (np.nan, 10)):
+    for h, w in ((0, 10), (10, -1), (np.nan, 10), (np.inf, 10)):
         with pytest.raises(ValueError, match='image size must be positive'):
             sanitize_box_rows(rows, h, w)
 

@@ -28,7 +28,8 @@ def test_factor_rules():
             'factor', 'max_side', 'short_max']
 
 
-@pytest.mark.parametrize('h, w', [(0, 640), (480, -1), (math.nan, 5)])
+@pytest.mark.parametrize('h, w', [(0, 640), (480, -1), (math.nan, 5),
+                                  (math.inf, 5)])
 def test_bad_image_size(h, w):
     with pytest.raises(ValueError, match='image size must be positive'):
         ScaleSpec(factor=2).factor_for(h, w)
@@ -45,7 +46,7 @@ def test_chip_config_geometry_and_ranges_are_the_scales_own():
                 (spec.factor_for(h, w), spec.scaled_shape(h, w))
                 for spec in cfg.scales)
         assert len(cfg._geometry_cache) <= 2
-    for h, w in [(0, 640), (480, math.nan)]:
+    for h, w in [(0, 640), (480, math.nan), (math.inf, 640)]:
         with pytest.raises(ValueError, match='image size must be positive'):
             cfg.geometry(h, w)
     np.testing.assert_array_equal(

@@ -3,7 +3,6 @@
 (docs/custom_dataset.md, "Annotation checks")."""
 import copy
 import json
-import time
 import tracemalloc
 from unittest import mock
 
@@ -234,12 +233,9 @@ def test_huge_image_builds_without_the_scaled_canvas(tmp_path):
                      [ann(i, 1, [*map(float, xy[i]), *map(float, wh[i])])
                       for i in range(300)])
     tracemalloc.start()
-    start = time.perf_counter()
     ds = build(coco_ds(path))
-    seconds = time.perf_counter() - start
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert len(ds) > 0 and ds.chips.boxes_scaled[:, 2:].max() <= 40000
-    # guards against O(canvas) regressions, not a benchmark
+    # guards against O(canvas) regressions (memory; no timing in tests)
     assert peak < 64 << 20
-    assert seconds < 20

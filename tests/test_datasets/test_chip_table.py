@@ -74,6 +74,16 @@ def test_parallel_build_equals_serial():
     assert 0 < pos.sum() < len(pos)
 
 
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(chunk_size=0), 'chunk_size must be an integer >= 1, got 0'),
+    (dict(chunk_size=2.5), 'chunk_size must be an integer >= 1, got 2.5'),
+    (dict(workers=-1), 'workers must be an integer >= 0, got -1'),
+])
+def test_build_options_are_checked(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        build_chip_table(records(), CFG, None, **kwargs)
+
+
 def test_build_counts_dropped_inverted_and_outside_proposals():
     """Rows sanitising drops (empty after clipping: inverted, wholly
     outside) and rows reaching > 1 px beyond the image are counted, with
