@@ -63,7 +63,8 @@ def trains_on_chips(cfg: Config) -> bool:
 
 def chip_training_problems(cfg: Config) -> List[str]:
     """Config parts that would silently undo the chips' scale information,
-    or need data that chips do not carry.
+    need data that chips do not carry, or train another epoch than the
+    chip dataset's (:func:`_sampler_problems`).
 
     Returns:
         list[str]: One message per problem with its fix.
@@ -91,6 +92,48 @@ def chip_training_problems(cfg: Config) -> List[str]:
             f'{head} trains on semantic segmentation maps (gt_sem_seg), '
             'which SNIPER chips do not carry: remove it (for HTC: '
             'mmdet::htc/htc-without-semantic_r50_fpn_1x_coco.py)')
+    return problems + _sampler_problems(cfg.get('train_dataloader') or {})
+
+
+def _sampler_problems(loader: dict) -> List[str]:
+    """A chip dataset's epoch (the positives plus this epoch's draw of
+    negatives), image windows and exact resume live in ``SniperSampler``
+    over the dataset itself; another sampler, a batch sampler, or a
+    wrapper around a dataset with negatives would silently train the
+    whole table (every negative of the pool, every epoch)."""
+    dataset = loader.get('dataset') or {}
+    top = base_type(dataset.get('type'))
+    problems = []
+    if top in CHIP_DATASETS:
+        sampler = base_type((loader.get('sampler') or {}).get('type'))
+        if sampler != 'SniperSampler':
+            problems.append(
+                f'train_dataloader.sampler: {sampler or "no sampler"} over a '
+                f'{top} yields every chip of its table each epoch (with '
+                'negatives: the whole pool, not the epoch\'s draw) and '
+                'cannot resume mid-epoch; set train_dataloader.sampler='
+                "dict(_delete_=True, type='SniperSampler', shuffle=True)")
+        batch_sampler = loader.get('batch_sampler')
+        if batch_sampler is not None:
+            name = base_type(batch_sampler.get('type')) \
+                if isinstance(batch_sampler, dict) else batch_sampler
+            problems.append(
+                f'train_dataloader.batch_sampler: {name} regroups '
+                "SniperSampler's chips, so a checkpoint cannot tell which "
+                'chips were trained (no exact resume) and image windows '
+                'break up; set train_dataloader.batch_sampler=None')
+        return problems
+    for ds in list(_datasets(dataset))[1:]:
+        inner = base_type(ds.get('type'))
+        if inner in CHIP_DATASETS and ds.get('negatives'):
+            problems.append(
+                f'train_dataloader.dataset: a {inner} with negatives=True '
+                f'inside {top or "a wrapper"}: only SniperSampler over the '
+                f'{inner} itself draws an epoch\'s negatives, through '
+                f'{top or "the wrapper"} every negative chip of the pool '
+                'would train every epoch; make the chip dataset the '
+                'dataloader\'s dataset (merge the annotation files into '
+                'one), or set negatives=False')
     return problems
 
 
@@ -102,7 +145,9 @@ class SnipRunner(Runner):
     :meth:`from_cfg`
 
     1. refuses switch hooks and resizing batch augments that would undo
-       the chips' scale information (:func:`chip_training_problems`);
+       the chips' scale information, and samplers, batch samplers and
+       dataset wrappers that would train a chip dataset's whole table
+       every epoch (:func:`chip_training_problems`);
     2. rewrites the model config with
        :func:`mmsnip.models.snip_labels.make_scale_aware_cfg` (the user's
        assigners keep their settings; each change is logged and the dumped

@@ -177,6 +177,47 @@ def test_semantic_heads_refused(base, problem, tmp_path):
         assert len(problems) == 1 and problems[0].startswith(problem)
 
 
+def test_other_samplers_and_wrappers_refused(tiny_demo_root, tmp_path):
+    """A chip dataset's epoch is SniperSampler's: another sampler or a
+    batch sampler over it, or a wrapper around a dataset with negatives,
+    would train the whole table every epoch."""
+    path = osp.join(REPO_ROOT, 'configs/sniper',
+                    'sniper_faster-rcnn_r18-w16_fpn_12e_demo.py')
+    cfg = Config.fromfile(path)
+    assert chip_training_problems(cfg) == []
+    cfg.train_dataloader.sampler = dict(type='DefaultSampler', shuffle=True)
+    cfg.train_dataloader.batch_sampler = dict(
+        type='mmdet.AspectRatioBatchSampler')
+    problems = chip_training_problems(cfg)
+    assert len(problems) == 2
+    assert problems[0].startswith(
+        'train_dataloader.sampler: DefaultSampler over a SniperDataset')
+    assert "type='SniperSampler'" in problems[0]
+    assert problems[1].startswith(
+        'train_dataloader.batch_sampler: AspectRatioBatchSampler')
+    assert 'batch_sampler=None' in problems[1]
+    wrapped = Config.fromfile(path)
+    inner = wrapped.train_dataloader.dataset
+    wrapped.train_dataloader.dataset = dict(
+        type='RepeatDataset', times=2,
+        dataset=dict(inner, negatives=True, proposal_file='p.pkl'))
+    problems = chip_training_problems(wrapped)
+    assert len(problems) == 1 and problems[0].startswith(
+        'train_dataloader.dataset: a SniperDataset with negatives=True '
+        'inside RepeatDataset')
+    wrapped.train_dataloader.dataset.dataset.negatives = False
+    assert chip_training_problems(wrapped) == []
+    # Through tools/train.py: one error line, exit 2.
+    tiny = tiny_sniper_config(path, tiny_demo_root, str(tmp_path / 'w'),
+                              str(tmp_path / 'demo.py'))
+    proc = run_tool(['tools/train.py', tiny, '--cfg-options',
+                     'train_dataloader.sampler.type=DefaultSampler'],
+                    check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert 'error:' in proc.stderr and 'DefaultSampler over a ' \
+        'SniperDataset' in proc.stderr
+
+
 def test_chip_training_without_snip_runner_refused(tiny_demo_root,
                                                    tmp_path):
     path = osp.join(REPO_ROOT, 'configs/sniper',
@@ -195,8 +236,8 @@ def test_unaware_detector_refused_and_opt_out(tiny_demo_root, tmp_path):
     explicit opt-out trains and says so in the log."""
     path = osp.join(REPO_ROOT, 'configs/sniper',
                     'sniper_retinanet_r50_fpn_1x_coco.py')
-    tiny = tiny_sniper_config(path, tiny_demo_root, str(tmp_path / 'w'),
-                              str(tmp_path / 'retina.py'))
+    tiny_sniper_config(path, tiny_demo_root, str(tmp_path / 'w'),
+                       str(tmp_path / 'retina.py'))  # the child's base
     child = tmp_path / 'unaware.py'
     child.write_text(
         "_base_ = './retina.py'\n"

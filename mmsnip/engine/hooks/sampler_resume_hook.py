@@ -15,8 +15,10 @@ skips (:meth:`SniperSampler.load_state_dict`). The resumed epoch has
 exactly the iterations the interrupted one had left, so ``iter`` ends the
 epoch at ``(epoch + 1) * len(dataloader)`` as an uninterrupted run does.
 """
+import copy
 import logging
 import math
+import warnings
 from typing import Optional
 
 from mmengine.hooks import Hook
@@ -30,12 +32,18 @@ STATE_KEY = 'sniper_sampler'
 
 
 def _sniper_sampler(runner):
-    """The train dataloader's SniperSampler, or None."""
+    """The train dataloader's SniperSampler, or None. With a
+    ``batch_sampler`` PyTorch's ``loader.sampler`` is a placeholder and
+    the sampler is the batch sampler's (then refused on resume)."""
     loop = getattr(runner, '_train_loop', None)
     loader = getattr(loop, 'dataloader', None)
-    sampler = getattr(loader, 'sampler', None)
-    return sampler if hasattr(sampler, 'load_state_dict') and \
-        hasattr(sampler, 'epoch_order') else None
+    for sampler in (getattr(loader, 'sampler', None),
+                    getattr(getattr(loader, 'batch_sampler', None),
+                            'sampler', None)):
+        if hasattr(sampler, 'load_state_dict') and \
+                hasattr(sampler, 'epoch_order'):
+            return sampler
+    return None
 
 
 @HOOKS.register_module()
@@ -54,7 +62,11 @@ class SamplerResumeHook(Hook):
     ``consumed`` counts chips of the epoch's global order (all ranks), so
     a resume on another number of ranks or another batch size continues
     with the same chips; the loop's ``iter`` is then set so that the epoch
-    still ends at ``(epoch + 1) * len(dataloader)`` (logged).
+    still ends at ``(epoch + 1) * len(dataloader)``, and the parameter
+    schedules (whose steps and converted epoch lengths counted the old
+    iterations) are built again from the config and stepped to that
+    iteration: the learning rate from there on is the one a run on the new
+    setup from the start has (both logged).
     """
 
     priority = 'VERY_HIGH'
@@ -79,10 +91,11 @@ class SamplerResumeHook(Hook):
             # iterations finished so far.
             done = int(meta['iter']) - self._epoch_start_iter
             consumed = sampler.consumed_at_start + \
-                done * loader.batch_size * runner.world_size
+                done * _batch_size(loader) * runner.world_size
         # Otherwise saved at the epoch's end: meta['epoch'] is the next one.
         state = sampler.state_dict(consumed)
-        state.update(epoch=int(meta['epoch']), batch_size=loader.batch_size)
+        state.update(epoch=int(meta['epoch']),
+                     batch_size=_batch_size(loader))
         meta[STATE_KEY] = state
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
@@ -118,6 +131,11 @@ class SamplerResumeHook(Hook):
                 f'epoch {state["epoch"]}, the loop resumed epoch '
                 f'{runner.epoch}')
         full_len = len(loader)
+        same_setup = int(state['world_size']) == runner.world_size and \
+            state.get('batch_size') in (None, loader.batch_size)
+        # Schedulers of the new epoch length, built before the sampler
+        # shortens the loader (converted epoch schedules read its length).
+        fresh = None if same_setup else _fresh_schedulers(runner)
         sampler.load_state_dict(state)
         # Batches the loader yields from the rest of the epoch (a
         # drop_last loader leaves out the last partial one).
@@ -133,6 +151,16 @@ class SamplerResumeHook(Hook):
                 f'{state.get("batch_size")})',
                 logger='current', level=logging.WARNING)
             loop._iter = target
+        if fresh is not None:
+            _step_to(fresh, target, full_len)
+            runner.param_schedulers = fresh
+            print_log(
+                'SamplerResumeHook: parameter schedules restarted from the '
+                f'config and stepped to iteration {target} of the new epoch '
+                f'length {full_len} (the checkpoint\'s steps counted '
+                f'iterations of world size {state["world_size"]}, batch size '
+                f'{state.get("batch_size")}): lr '
+                f'{_lrs(runner)}', logger='current', level=logging.WARNING)
         print_log(
             f'SamplerResumeHook: epoch {sampler.epoch} continues after '
             f'{state["consumed"]} of its {state["epoch_size"]} chips '
@@ -162,3 +190,61 @@ class SamplerResumeHook(Hook):
             f'size {runner.world_size} and batch size {loader.batch_size}',
             logger='current', level=logging.WARNING)
         return state
+
+
+def _batch_size(loader) -> int:
+    """Samples per batch of ``loader`` (its batch sampler's when it has
+    one: ``loader.batch_size`` is then None)."""
+    if loader.batch_size is not None:
+        return loader.batch_size
+    return int(getattr(loader.batch_sampler, 'batch_size', 1))
+
+
+def _fresh_schedulers(runner) -> Optional[list]:
+    """The config's parameter schedulers built anew for this run's epoch
+    length, the optimizer's scheduled values reset to their initial ones
+    first (as in a fresh run); None without schedulers.
+
+    Raises:
+        RuntimeError: Schedulers per optimizer (a dict): not handled.
+    """
+    if runner.param_schedulers is None or \
+            runner.cfg.get('param_scheduler') is None:
+        return None
+    if not isinstance(runner.param_schedulers, list):
+        raise RuntimeError(
+            'SamplerResumeHook: a resume on another world size or batch '
+            'size re-derives the parameter schedules for the new epoch '
+            'length; schedulers per optimizer (a dict) are not supported: '
+            'resume with the checkpoint\'s world size and batch size')
+    names = {s.param_name for s in runner.param_schedulers}
+    for group in runner.optim_wrapper.param_groups:
+        for name in names:
+            if f'initial_{name}' in group:
+                group[name] = group[f'initial_{name}']
+    return runner.build_param_scheduler(
+        copy.deepcopy(runner.cfg.param_scheduler))
+
+
+def _step_to(schedulers: list, iters: int, epoch_len: int) -> None:
+    """Step ``schedulers`` as ``ParamSchedulerHook`` does over ``iters``
+    training iterations of ``epoch_len`` each: iteration-based ones after
+    every iteration, epoch-based ones after every ``epoch_len``."""
+    with warnings.catch_warnings():
+        # "scheduler.step() before optimizer.step()": a replay, no training
+        warnings.simplefilter('ignore', UserWarning)
+        for i in range(iters):
+            for scheduler in schedulers:
+                if not scheduler.by_epoch:
+                    scheduler.step()
+            if (i + 1) % epoch_len == 0:
+                for scheduler in schedulers:
+                    if scheduler.by_epoch:
+                        scheduler.step()
+
+
+def _lrs(runner) -> str:
+    """The optimizer's learning rates, for the log."""
+    lrs = sorted({g['lr'] for g in runner.optim_wrapper.param_groups
+                  if 'lr' in g})
+    return ', '.join(f'{lr:.4g}' for lr in lrs)
