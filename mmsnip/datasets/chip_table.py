@@ -590,7 +590,13 @@ class ChipTableCache:
         lock = self.path(key) + '.lock'
         deadline = time.monotonic() + self.wait_timeout
         announced = False
-        while not self._try_lock(lock):
+        while True:
+            try:
+                if self._try_lock(lock):
+                    break
+            except OSError as e:  # e.g. EACCES on a network file system
+                return self._build_uncached(
+                    build, f'cannot create the lock {lock} ({e})')
             stale = self._stale(lock)
             if stale is not None:
                 _warn(f'removing stale chip-cache lock {lock} (its process '
@@ -602,6 +608,12 @@ class ChipTableCache:
                         os.remove(lock)
                 except FileNotFoundError:
                     pass
+                except OSError as e:
+                    # Another user's file in a shared (sticky) folder.
+                    return self._build_uncached(
+                        build, f'cannot remove the stale lock {lock} ({e}, '
+                        f'{self._describe(lock)}); delete it to share the '
+                        'cache again')
                 continue
             if not announced:
                 print_log(f'waiting for another process building the chip '
@@ -633,6 +645,14 @@ class ChipTableCache:
                 os.remove(lock)
             except OSError:
                 pass
+
+    @staticmethod
+    def _build_uncached(build: Callable[[], dict], why: str) -> dict:
+        """``build()`` without the cache, after a warning saying why (a
+        cache can only cost time, never a run)."""
+        _warn(f'chip cache: {why}; building the chip table in this '
+              'process without the cache')
+        return build()
 
 
 def _file_id(path: str):

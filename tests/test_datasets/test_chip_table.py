@@ -225,6 +225,45 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ['chips-k.npz']
 
 
+@pytest.mark.parametrize('fails', ['remove', 'create'])
+def test_a_lock_that_cannot_be_handled_builds_without_the_cache(
+        tmp_path, monkeypatch, fails):
+    """A stale lock of another user in a sticky shared folder (removing
+    it: PermissionError), or a lock that cannot be created (EACCES on some
+    network file systems): a warning and a build, never a failed run."""
+    rec = records(5)
+    cache = ChipTableCache(str(tmp_path), wait_timeout=5, poll=0.05)
+    lock = cache.path('k') + '.lock'
+    real_remove, real_open = os.remove, os.open
+
+    def remove(path, *args, **kwargs):
+        if path == lock:
+            raise PermissionError(1, 'Operation not permitted', path)
+        return real_remove(path, *args, **kwargs)
+
+    def open_(path, *args, **kwargs):
+        if path == lock:
+            raise PermissionError(13, 'Permission denied', path)
+        return real_open(path, *args, **kwargs)
+
+    if fails == 'remove':
+        _lock_as_other_rank(lock, 2 ** 22 + 12345)  # a dead process's
+        monkeypatch.setattr(chip_table.os, 'remove', remove)
+        why = 'cannot remove the stale lock'
+    else:
+        monkeypatch.setattr(chip_table.os, 'link', mock.Mock(
+            side_effect=OSError(1, 'no hard links')))
+        monkeypatch.setattr(chip_table.os, 'open', open_)
+        why = 'cannot create the lock'
+    warnings = []
+    monkeypatch.setattr(chip_table, '_warn', warnings.append)
+    table = cache.load_or_build(
+        'k', len(rec), lambda: build_chip_table(rec, CFG, workers=0))
+    assert len(table['boxes']) > 0
+    assert any(why in w and 'without the cache' in w for w in warnings), \
+        warnings
+
+
 @pytest.mark.parametrize('content', [
     '', '{"pid": "123", "host": "h"}', '[1, 2]', '{"host": "x"}',
     '{"pid": -1, "host": "%s"}' % socket.gethostname(), 'garbage'])
