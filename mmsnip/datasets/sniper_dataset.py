@@ -210,6 +210,9 @@ class SniperDataset:
         self.annotation_report = self._audit(records)
         proposals, identity = self._open_proposals(records)
         key = self._cache_key(records, identity)
+        # What identifies this table (SniperSampler compares it across
+        # ranks: each rank builds its own from its own annotation copy).
+        self.table_key = key
         cache = ChipTableCache(self.cache_dir if self._use_cache else '',
                                wait_timeout=self.cache_wait_timeout)
         table = cache.load_or_build(

@@ -58,6 +58,35 @@ def test_same_epoch_same_order_new_epoch_new_order(monkeypatch):
     assert a == b and a != c
 
 
+def test_ranks_with_other_chip_tables_are_refused(monkeypatch):
+    """Each rank builds its table from its own annotation copy: tables
+    that differ (another epoch length or table key) are an error naming
+    every rank's, before any chip trains twice."""
+    ds = FakeChips()
+    ds.table_key = 'abc'
+    monkeypatch.setattr(sniper_sampler, 'get_dist_info', lambda: (0, 2))
+    gathered = []
+
+    def gather(mine, other):
+        gathered.append(mine)
+        return [mine, dict(mine, rank=1, **other)]
+
+    monkeypatch.setattr(sniper_sampler, 'all_gather_object',
+                        lambda mine: gather(mine, dict(chips=12)))
+    with pytest.raises(ValueError, match=r'ranks built different chip '
+                       r'tables \(rank 0: 13 chips per epoch, table abc, '
+                       r'ann_file None; rank 1: 12 chips'):
+        SniperSampler(ds, seed=0)
+    monkeypatch.setattr(sniper_sampler, 'all_gather_object',
+                        lambda mine: gather(mine, dict(key='abd')))
+    with pytest.raises(ValueError, match='table abd'):
+        SniperSampler(ds, seed=0)
+    monkeypatch.setattr(sniper_sampler, 'all_gather_object',
+                        lambda mine: gather(mine, {}))
+    assert len(SniperSampler(ds, seed=0)) == 7
+    assert gathered[-1] == dict(rank=0, chips=13, key='abc', ann_file=None)
+
+
 def test_needs_a_chip_dataset():
     with pytest.raises(TypeError, match='SniperDataset'):
         SniperSampler([1, 2, 3])

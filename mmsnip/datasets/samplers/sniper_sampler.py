@@ -5,7 +5,8 @@ import math
 from typing import Iterator, Optional
 
 import numpy as np
-from mmengine.dist import get_dist_info, sync_random_seed
+from mmengine.dist import (all_gather_object, get_dist_info,
+                            sync_random_seed)
 from mmengine.logging import print_log
 from torch.utils.data import Sampler
 
@@ -98,6 +99,8 @@ class SniperSampler(Sampler):
         # ((seed, epoch), epoch_fingerprint) of the last epoch asked for.
         self._fingerprint: tuple = (None, None)
         total = dataset.epoch_size()  # builds a lazy dataset's chip table
+        if world_size > 1:
+            self._check_ranks_agree(total)
         if image_window and not hasattr(dataset, 'chip_img'):
             raise TypeError(
                 f'SniperSampler: image_window={image_window} needs the image '
@@ -116,6 +119,33 @@ class SniperSampler(Sampler):
             hint = dataset.shared_decode_hint()
             if hint:
                 print_log(hint, logger='current')
+
+    def _check_ranks_agree(self, total: int) -> None:
+        """Every rank built the same chip table (one small collective).
+
+        Each rank builds (or loads) its table from its own copy of the
+        annotations; copies that differ (a stale copy on one node) would
+        give the ranks other chips and epoch lengths: chips trained twice,
+        then a collective that hangs or fails far from the cause.
+
+        Raises:
+            ValueError: Naming every rank's chips per epoch, table key and
+                annotation file.
+        """
+        inner = getattr(self.dataset, 'dataset', None)
+        mine = dict(rank=self.rank, chips=int(total),
+                    key=getattr(self.dataset, 'table_key', None),
+                    ann_file=getattr(inner, 'ann_file', None))
+        every = all_gather_object(mine)
+        if len({(d['chips'], d['key']) for d in every}) > 1:
+            ranks = '; '.join(
+                f'rank {d["rank"]}: {d["chips"]} chips per epoch, table '
+                f'{d["key"]}, ann_file {d["ann_file"]}' for d in every)
+            raise ValueError(
+                'SniperSampler: the ranks built different chip tables '
+                f'({ranks}): their annotation files, images or proposal '
+                'files differ (e.g. a stale copy on one node); every rank '
+                'must read the same data')
 
     def _shard_len(self, remaining: int) -> int:
         """Items this rank yields when ``remaining`` chips are left."""
