@@ -17,4 +17,4 @@ $PYTHON -m torch.distributed.launch \
     $(dirname "$0")/mine_proposals.py \
     $CONFIG \
     $CHECKPOINT \
-    --launcher pytorch ${@:4}
+    --launcher pytorch "${@:4}"

@@ -21,4 +21,4 @@ $PYTHON -m torch.distributed.launch \
     $CONFIG \
     $CHECKPOINT \
     --launcher pytorch \
-    ${@:4}
+    "${@:4}"

@@ -105,8 +105,9 @@ class SniperDataset:
             (rank) building the same table before an error naming its lock
             file.
         seed (int): Seed of the per-epoch negative sampling.
-        max_refetch (int): Retries with another chip when the pipeline
-            returns None.
+        max_refetch (int): Retries with another chip (a random positive
+            one: positives are in every epoch) when the pipeline returns
+            None.
         lazy_init (bool): Defer building the chip table to first use.
         decode_cache_mb (float, optional): Per-process (per dataloader
             worker) byte budget, in MiB, of decoded images shared by the
@@ -699,7 +700,9 @@ class SniperDataset:
                     f'failed in the pipeline: {what}{hint}') from cause
             if data is not None:
                 return data
-            idx = int(np.random.randint(0, len(self)))
+            # Another chip of every epoch (a positive), not one of a
+            # negative pool that this epoch did not draw.
+            idx = int(np.random.randint(0, self.num_positive or len(self)))
         raise RuntimeError(
             f'SniperDataset: the pipeline returned None for '
             f'{self.max_refetch + 1} chips in a row')

@@ -126,6 +126,20 @@ def test_negatives_and_epoch_sampling(tiny_demo_root, tmp_path):
          for i, n in enumerate(sizes)]))
     item = ds[int(e0[-1])]
     assert not item['data_samples'].metainfo['chip_is_positive']
+    # A chip the pipeline drops (None) is replaced by a positive one, a chip
+    # of every epoch, never by a pool negative this epoch did not draw.
+    run, calls = ds._run_pipeline, []
+
+    def drop_first(info):
+        calls.append(1)
+        return None if len(calls) == 1 else run(info)
+
+    ds._run_pipeline = drop_first
+    for trial in range(20):
+        calls.clear()
+        np.random.seed(trial)
+        item = ds[len(ds) - 1]  # the pool's last negative
+        assert item['data_samples'].metainfo['chip_is_positive']
 
 
 def test_chip_fingerprint_tells_the_chips_of_an_epoch(tiny_demo_root,
