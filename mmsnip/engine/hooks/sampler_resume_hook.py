@@ -148,7 +148,11 @@ class SamplerResumeHook(Hook):
                 f'{target} so that epoch {sampler.epoch} ends at iteration '
                 f'{(sampler.epoch + 1) * full_len} (the checkpoint was saved '
                 f'with world size {state["world_size"]}, batch size '
-                f'{state.get("batch_size")})',
+                f'{state.get("batch_size")})' + (
+                    '; checkpoints saved by iteration from here reuse '
+                    'iteration numbers of the interrupted run: use another '
+                    'work_dir to keep its iter_*.pth files'
+                    if target < loop.iter else ''),
                 logger='current', level=logging.WARNING)
             loop._iter = target
         if fresh is not None:
