@@ -19,8 +19,10 @@ samples, tensors copied into it) and whose images, when they share one shape
 and dtype (a batch of chips), leave in one shared-memory segment (stacked
 into it in the worker, as PyTorch's ``default_collate`` does, and handed
 out as views of it), not one segment each. The training process receives
-the same structure with equal values; in the training process itself
-(``num_workers=0``) nothing changes.
+the same structure with equal values (tensors contiguous: storage offsets
+and strides of views are not kept; an image kept alive keeps its batch's
+segment); in the training process itself (``num_workers=0``) nothing
+changes.
 """
 import io
 import pickle
