@@ -286,3 +286,34 @@ def test_resume_hook_finds_the_sampler_behind_a_batch_sampler(monkeypatch):
     hook.after_load_checkpoint(runner, checkpoint)
     with pytest.raises(RuntimeError, match='Regrouping regroups'):
         hook.before_train(runner)
+
+
+def test_iteration_loop_resume_needs_the_same_setup(monkeypatch):
+    """IterBasedTrainLoop skips ``iter`` batches of the new run itself: on
+    another world size or batch size those are other chips: refused."""
+    from types import SimpleNamespace
+
+    from mmengine.runner import IterBasedTrainLoop
+    from torch.utils.data import DataLoader
+
+    from mmsnip.engine.hooks import SamplerResumeHook
+    sampler = _sampler(FakeChips(14), 0, 1, monkeypatch, seed=0)
+    loader = DataLoader(list(range(200)), batch_size=4, sampler=sampler)
+    loop = IterBasedTrainLoop.__new__(IterBasedTrainLoop)
+    loop.dataloader, loop._iter = loader, 2
+    runner = SimpleNamespace(_train_loop=loop, train_loop=loop,
+                             train_dataloader=loader, epoch=0, _resume=True,
+                             world_size=1)
+    hook = SamplerResumeHook()
+    for batch_size, refused in ((4, False), (2, True)):
+        state = sampler.state_dict(consumed=0)
+        state.update(batch_size=batch_size, seed=11)
+        hook.after_load_checkpoint(runner, dict(meta=dict(
+            sniper_sampler=state, epoch=0, iter=2, seed=11)))
+        if refused:
+            with pytest.raises(RuntimeError, match='batch size 2: other '
+                               'chips would be skipped'):
+                hook.before_train(runner)
+        else:
+            hook.before_train(runner)
+            assert sampler.seed == 11

@@ -113,7 +113,20 @@ class SamplerResumeHook(Hook):
         loop = runner.train_loop
         state = loaded['state'] or self._legacy_state(runner, loaded)
         if not isinstance(loop, EpochBasedTrainLoop):
-            # IterBasedTrainLoop skips the trained batches itself.
+            # IterBasedTrainLoop skips the trained batches itself: as many
+            # as were trained, counted in this run's batches.
+            saved = (int(state['world_size']), state.get('batch_size'))
+            now = (runner.world_size, _batch_size(runner.train_dataloader))
+            if saved[1] is not None and saved != now:
+                raise RuntimeError(
+                    f'SamplerResumeHook: {type(loop).__name__} skips the '
+                    f'{loop.iter} trained batches itself, counted in batches '
+                    f'of this run (world size {now[0]}, batch size '
+                    f'{now[1]}), but they were trained with world size '
+                    f'{saved[0]}, batch size {saved[1]}: other chips would '
+                    'be skipped than were trained. Resume with the '
+                    "checkpoint's world size and batch size, or train by "
+                    'epochs (EpochBasedTrainLoop resumes on any)')
             sampler.seed = int(state['seed'])
             return
         loader = runner.train_dataloader
