@@ -55,6 +55,7 @@ from .decode_cache import (DecodedImageCache, TransformError,
                            check_shared_loader, run_pipeline_shared,
                            run_transforms)
 from .proposals import ProposalFile, check_proposals, open_proposals
+from .transforms import geometric_before_crop
 
 # Share of a proposal file's rows that may be unusable (dropped as empty,
 # or reaching outside their image) with an INFO line only; more is a
@@ -176,6 +177,9 @@ class SniperDataset:
         self.seed = seed
         self.max_refetch = max_refetch
         self.pipeline = Compose(pipeline)
+        problem = geometric_before_crop(self.pipeline.transforms)
+        if problem:
+            raise ValueError(f'{type(self).__name__}: {problem}')
         if decode_cache_mb is None:
             decode_cache_mb = DEFAULT_DECODE_CACHE_MB if isinstance(
                 next(iter(self.pipeline.transforms), None),

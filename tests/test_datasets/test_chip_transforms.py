@@ -1,4 +1,6 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
+import functools
+
 import cv2
 import numpy as np
 import pytest
@@ -216,6 +218,47 @@ def test_geometric_transform_before_crop_chip_is_an_error(transform, says):
     with pytest.raises(ValueError, match=f'CropChip: .*{says}.* before it; '
                        '.*CropChip must come right after the loaders'):
         CropChip()(results)
+
+
+@pytest.mark.parametrize('extra, says', [
+    ([], None),
+    ([dict(type='mmdet.PhotoMetricDistortion')], None),
+    ([dict(type='RandomFlip', prob=0.5)], r'transform 2 \(RandomFlip\)'),
+    # keeps the image size: on an image without boxes no per-chip check
+    # would see it
+    ([dict(type='mmdet.RandomAffine', max_translate_ratio=0)],
+     r'transform 2 \(RandomAffine\)'),
+    ([dict(type='mmdet.AutoAugment',
+           policies=[[dict(type='mmdet.Rotate', prob=1.0, level=3)]])],
+     r'transform 2 \(Rotate inside AutoAugment\)'),
+    ([dict(type='RandomApply',
+           transforms=[dict(type='mmdet.TranslateX', level=3)])],
+     r'transform 2 \(TranslateX inside RandomApply\)'),
+])
+def test_geometric_transform_before_crop_chip_is_refused_by_type(
+        tiny_demo_root, extra, says):
+    """Before any chip: the dataset refuses a pipeline with a geometric
+    transform (or one wrapped in RandomApply / AutoAugment) before
+    CropChip; photometric ones and a RandomFlip after CropChip are fine."""
+    from mmsnip.datasets import SniperDataset
+    pipeline = [dict(type='LoadImageFromFile'),
+                dict(type='LoadAnnotations', with_bbox=True), *extra,
+                dict(type='CropChip'), dict(type='RandomFlip', prob=0.5),
+                dict(type='PackChipInputs')]
+    build = functools.partial(
+        SniperDataset, dataset=dict(
+            type='CocoDataset', data_root=tiny_demo_root + '/',
+            ann_file='annotations/instances_train.json',
+            data_prefix=dict(img='train/'), pipeline=[]),
+        chip_cfg=dict(scales=[dict(factor=1.0, valid_range=(0, None))]),
+        pipeline=pipeline, cache_dir='', lazy_init=True)
+    if says is None:
+        build()
+    else:
+        with pytest.raises(ValueError, match=f'SniperDataset: pipeline '
+                           f'{says} comes before CropChip .*right after the '
+                           'loaders.*drop them'):
+            build()
 
 
 def test_image_swapped_against_its_annotation_mentions_exif():

@@ -2,9 +2,11 @@
 """Data transforms (registered into ``mmsnip.registry.TRANSFORMS``)."""
 from .chip_transforms import (CropChip, ImageSizeError, PackChipInputs,
                               ResizeToScale, chip_input_problem,
-                              chip_output_problem, chip_window)
+                              chip_output_problem, chip_window,
+                              geometric_before_crop)
 
 __all__ = [
     'CropChip', 'ImageSizeError', 'PackChipInputs', 'ResizeToScale',
-    'chip_input_problem', 'chip_output_problem', 'chip_window'
+    'chip_input_problem', 'chip_output_problem', 'chip_window',
+    'geometric_before_crop'
 ]

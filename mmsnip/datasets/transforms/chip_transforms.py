@@ -74,6 +74,62 @@ def chip_input_problem(results: dict) -> Optional[str]:
     return '; '.join(problems) or None
 
 
+# mmcv / mmdet transforms that flip, resize, pad, crop or warp the image
+# and its boxes (by name: absent ones are skipped).
+_GEOMETRIC_NAMES = (
+    'CachedMixUp', 'CachedMosaic', 'CenterCrop', 'CopyPaste', 'Expand',
+    'FixScaleResize', 'FixShapeResize', 'GeomTransform', 'InstaBoost',
+    'MinIoURandomCrop', 'MixUp', 'Mosaic', 'Pad', 'RandomAffine',
+    'RandomCenterCropPad', 'RandomChoiceResize', 'RandomCrop', 'RandomFlip',
+    'RandomResize', 'RandomShift', 'Resize', 'ResizeShortestEdge',
+    'Transpose')
+
+
+def _geometric_types() -> tuple:
+    from mmcv import transforms as mmcv_transforms
+    from mmdet.datasets import transforms as mmdet_transforms
+    return tuple({getattr(module, name) for module in (mmcv_transforms,
+                                                       mmdet_transforms)
+                  for name in _GEOMETRIC_NAMES if hasattr(module, name)})
+
+
+def _nested(transform):
+    """``transform`` and the transforms wrapped in it (``RandomChoice``,
+    ``RandomApply``, ``AutoAugment``, ``Compose``: their ``transforms``)."""
+    yield transform
+    inner = getattr(transform, 'transforms', None)
+    if isinstance(inner, (list, tuple)) or hasattr(inner, 'transforms'):
+        for t in (inner.transforms if hasattr(inner, 'transforms')
+                  else inner):
+            yield from _nested(t)
+
+
+def geometric_before_crop(transforms) -> Optional[str]:
+    """What in ``transforms`` before the first ``CropChip`` flips,
+    resizes, pads, crops or warps the image (also inside a wrapper), or
+    None: ``CropChip`` cuts windows in ORIGINAL pixels of the image as
+    loaded. The static twin of :func:`chip_input_problem` (which catches
+    such a transform per chip, except on an image without boxes whose size
+    it keeps, such as mmdet's ``RandomAffine`` of scale 1)."""
+    crop_at = next((i for i, t in enumerate(transforms)
+                    if isinstance(t, CropChip)), None)
+    if crop_at is None:
+        return None
+    geometric = _geometric_types()
+    for i, outer in enumerate(transforms[:crop_at]):
+        for t in _nested(outer):
+            if isinstance(t, geometric):
+                where = '' if t is outer else \
+                    f' inside {type(outer).__name__}'
+                return (f'pipeline transform {i} ({type(t).__name__}'
+                        f'{where}) comes before CropChip and moves, resizes '
+                        f'or flips the image: {BEFORE_CHIP_FIX}; '
+                        'geometric ones other than RandomFlip cannot follow '
+                        "it either: drop them (the chips' scales already "
+                        'vary the object sizes)')
+    return None
+
+
 def _is_chip_flip(matrix, h: int, w: int) -> bool:
     """Whether ``matrix`` (3x3) is the identity or a horizontal, vertical
     or diagonal flip of an ``h`` x ``w`` image (what RandomFlip records)."""
