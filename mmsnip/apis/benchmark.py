@@ -9,6 +9,7 @@ synchronise CUDA before the clock is read.
 import datetime
 import os
 import platform
+import shutil
 import tempfile
 import time
 from typing import Dict, List, Optional, Sequence
@@ -16,7 +17,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 from mmengine.config import Config
-from mmengine.registry import DefaultScope
+from mmengine.registry import RUNNERS, DefaultScope
 from mmengine.runner import Runner
 
 from mmsnip.chips import EVERY_PIXEL, FocusScale
@@ -99,12 +100,17 @@ def measure_training(cfg: Config, num_iters: int = 20, warmup: int = 3,
                      amp: bool = False) -> Dict[str, object]:
     """Training throughput of a config: ``train_step`` on its own loader.
 
-    Builds the model, optimizer wrapper and train dataloader exactly as the
-    Runner does (``load_from`` is not loaded: speed does not depend on the
-    weights), then times ``warmup + num_iters`` iterations. Run one config
-    per process for a meaningful CPU peak memory (peak RSS of the process).
-    ``amp``: the config's optimizer in an ``AmpOptimWrapper`` (fp16
-    autocast, dynamic loss scale; what ``tools/train.py --amp`` does).
+    Builds the runner as ``tools/train.py`` does (the config's
+    ``runner_type``, e.g. ``mmsnip.engine.SnipRunner`` with its
+    scale-aware assigners for chip data, through MMEngine's ``RUNNERS``
+    registry; MMEngine's ``Runner`` without one), then the optimizer
+    wrapper and train dataloader as that runner does (``load_from`` is not
+    loaded: speed does not depend on the weights), and times ``warmup +
+    num_iters`` iterations. Run one config per process for a meaningful
+    CPU peak memory (peak RSS of the process). ``amp``: the config's
+    optimizer in an ``AmpOptimWrapper`` (fp16 autocast, dynamic loss
+    scale; what ``tools/train.py --amp`` does). The runner's temporary
+    work directory is removed afterwards.
 
     Returns:
         dict: ``samples_per_s`` (images or chips), ``mpix_per_s``
@@ -116,16 +122,36 @@ def measure_training(cfg: Config, num_iters: int = 20, warmup: int = 3,
         ``epoch_starts`` (measured iterations that began an epoch),
         ``batches_per_epoch``, ``batch_size``, ``peak_mem_mb``,
         ``epoch_samples``, ``epoch_mpix`` (exact for chip datasets, else
-        estimated from the measured mean) and ``epoch_mpix_exact``.
+        estimated from the measured mean), ``epoch_mpix_exact``,
+        ``collate_fn`` and ``num_workers`` (of the train dataloader),
+        ``runner`` (the runner class used) and ``precision``.
     """
     cfg = cfg.copy()
     cfg.work_dir = tempfile.mkdtemp(prefix='mmsnip_bench_')
+    try:
+        return _measure_training(cfg, num_iters, warmup, amp)
+    finally:
+        shutil.rmtree(cfg.work_dir, ignore_errors=True)
+
+
+def build_runner(cfg: Config) -> Runner:
+    """The runner ``tools/train.py`` builds for ``cfg``: its
+    ``runner_type`` from MMEngine's ``RUNNERS`` registry (under mmsnip's
+    scope), else MMEngine's ``Runner``."""
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        if 'runner_type' not in cfg:
+            return Runner.from_cfg(cfg)
+        return RUNNERS.build(cfg)
+
+
+def _measure_training(cfg: Config, num_iters: int, warmup: int,
+                      amp: bool) -> Dict[str, object]:
     cfg.load_from, cfg.resume = None, False
     cfg.visualizer = dict(type='DetLocalVisualizer', vis_backends=[])
     if amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    runner = build_runner(cfg)
     with DefaultScope.overwrite_default_scope('mmsnip'):
-        runner = Runner.from_cfg(cfg)
         optim_wrapper = runner.build_optim_wrapper(cfg.optim_wrapper)
         loader = runner.build_dataloader(cfg.train_dataloader)
     model = runner.model
@@ -174,7 +200,18 @@ def measure_training(cfg: Config, num_iters: int = 20, warmup: int = 3,
         epoch_mpix_exact=exact is not None,
         precision=('amp (fp16)' if base_type(cfg.optim_wrapper.get(
             'type')) == 'AmpOptimWrapper' else 'fp32'),
+        collate_fn=collate_name(cfg.train_dataloader),
+        num_workers=int(cfg.train_dataloader.get('num_workers', 0)),
+        runner=type(runner).__name__,
         device=str(device))
+
+
+def collate_name(dataloader_cfg) -> str:
+    """The ``collate_fn`` type of a dataloader config (MMEngine's default:
+    ``pseudo_collate``)."""
+    collate = dataloader_cfg.get('collate_fn') or dict(type='pseudo_collate')
+    return str(collate.get('type', collate)) if isinstance(
+        collate, dict) else getattr(collate, '__name__', str(collate))
 
 
 def measure_loader(cfg: Config, num_batches: int = 40, warmup: int = 3,
@@ -290,8 +327,9 @@ def inference_methods(cfg: Config, methods: Sequence[str],
 
     - ``single``: one scale (``single_scale``), the whole image.
     - ``pyramid``: every scale on the whole image (threshold 0 with
-      ``inclusive_threshold`` selects every pixel: the cascade then equals
-      ``SnipTTAModel``, tested).
+      ``inclusive_threshold`` selects every pixel: the cascade then gives
+      ``SnipTTAModel``'s detections, tested; its cost includes the
+      FocusPixel head and the chip planning between scales).
     - ``autofocus``: the cascade with each threshold in ``thresholds`` on
       every transition (``None``: the config's own values).
     - ``oracle``: FocusChips from ground truth (the upper bound).

@@ -2,11 +2,13 @@
 """tools/benchmark.py on tiny data: every method runs and reports."""
 import json
 import os.path as osp
+import subprocess
 
 import pytest
 import torch
 
-from conftest import REPO_ROOT, run_tool, tiny_checkpoint, tiny_config
+from conftest import (REPO_ROOT, load_tool, run_tool, tiny_checkpoint,
+                      tiny_config)
 
 AUTOFOCUS = osp.join(REPO_ROOT, 'configs/autofocus/'
                      'autofocus_faster-rcnn_r18-w16_fpn_12e_demo.py')
@@ -53,6 +55,8 @@ def test_infer_compares_every_method(autofocus_ckpt, tmp_path):
         assert row['img_per_s'] > 0 and 0 <= row['AP'] <= 1
         assert row['limit_fraction'] > 0
     assert data['limit']['mpix_per_s'] > 0
+    assert data['failed'] == [] and data['not_run'] == []
+    assert data['warmup'] == 0
     assert 'cpu' in data['machine'] and 'torch' in data['machine']
     assert (out / 'infer.png').stat().st_size > 0
     text = md.read_text()
@@ -82,19 +86,74 @@ def test_train_measures_chips_pyramid_and_single_scale(
                      '--out-dir', str(out)], check=False)
     assert proc.returncode == 1 and '[train] broken: FAILED' in proc.stdout
     assert 'error: 1 train run(s) failed: broken' in proc.stderr
+    assert '[train] sniper:' in proc.stdout and 'data wait' in \
+        proc.stdout and '(steady ' in proc.stdout
     data = json.loads((out / 'train.json').read_text())
     sniper, snip, single = data['rows']
     assert [r['label'] for r in data['rows']] == ['sniper', 'snip', 'single']
+    assert data['failed'][0].startswith('broken') and data['not_run'] == []
     for row in data['rows']:
         assert row['samples_per_s'] > 0 and row['mpix_per_s'] > 0
         assert row['peak_mem_mb'] > 0
         assert 0 <= row['data_wait_steady'] <= 1
         assert row['epoch_starts'] >= 0 and row['batches_per_epoch'] > 0
+        # the runner tools/train.py builds (runner_type), the loader's
+        # workers and collate function
+        assert row['runner'] == 'SnipRunner' and row['num_workers'] == 0
+    assert sniper['collate_fn'] == 'mmsnip.pseudo_collate_by_value'
+    assert single['collate_fn'] == 'pseudo_collate'
     assert sniper['epoch_mpix_exact'] and snip['epoch_mpix_exact']
     assert not single['epoch_mpix_exact']
     # chips hold fewer pixels than the pyramid they are cut from
     assert sniper['epoch_mpix'] < snip['epoch_mpix']
-    assert (out / 'train.md').read_text().startswith('| config |')
+    table = (out / 'train.md').read_text()
+    assert table.startswith('| config | precision | batch | workers | '
+                            'collate_fn |')
+    assert not list(out.glob('train_*.json'))  # the children's, removed
+
+
+def test_train_writes_its_table_after_every_config(tiny_demo_root, tmp_path,
+                                                   monkeypatch, capsys):
+    """The rows measured so far are on disk before the next config runs;
+    a config past --timeout is reported, the others are kept."""
+    tool = load_tool('tools/benchmark.py')
+    cfg = tiny_config(tiny_demo_root, str(tmp_path / 'w'),
+                      str(tmp_path / 'sniper.py'), base=SNIPER)
+    out = tmp_path / 'train'
+    row = dict(samples_per_s=8.0, mpix_per_s=0.5, data_s=0.01, step_s=0.1,
+               data_wait=0.09, data_wait_steady=0.05, epoch_starts=0,
+               batches_per_epoch=2, batch_size=2, peak_mem_mb=100.0,
+               epoch_samples=4, epoch_mpix=0.3, epoch_mpix_exact=True,
+               precision='fp32', collate_fn='pseudo_collate', num_workers=0,
+               runner='SnipRunner', device='cpu')
+    calls, real_run = [], subprocess.run
+
+    def fake_run(cmd, timeout=None, **kwargs):
+        if 'train-one' not in cmd:  # not a config's child
+            return real_run(cmd, timeout=timeout, **kwargs)
+        calls.append(timeout)
+        if len(calls) == 2:
+            data = json.loads((out / 'train.json').read_text())
+            assert [r['label'] for r in data['rows']] == ['a']
+            assert data['not_run'] == ['b', 'c']
+            assert '| a |' in (out / 'train.md').read_text()
+            raise subprocess.TimeoutExpired(cmd, timeout, stderr=b'slow')
+        with open(cmd[cmd.index('--json') + 1], 'w') as f:
+            json.dump(row, f)
+        return subprocess.CompletedProcess(cmd, 0, '', '')
+
+    monkeypatch.setattr(tool.subprocess, 'run', fake_run)
+    with pytest.raises(SystemExit, match='1 train run.s. failed: b '):
+        tool.main(['train', cfg, cfg, cfg, '--labels', 'a', 'b', 'c',
+                   '--timeout', '5', '--out-dir', str(out)])
+    assert calls == [5.0] * 3
+    printed = capsys.readouterr().out
+    assert '[train] b: TIMED OUT after 5 s' in printed
+    assert 'data wait 9% (steady 5%)' in printed
+    data = json.loads((out / 'train.json').read_text())
+    assert [r['label'] for r in data['rows']] == ['a', 'c']
+    assert 'timed out after 5 s' in data['failed'][0]
+    assert not list(out.glob('train_*.json'))
 
 
 def test_loader_measures_each_collate(tiny_demo_root, tmp_path):
@@ -116,7 +175,8 @@ def test_loader_measures_each_collate(tiny_demo_root, tmp_path):
         # multiple of the epoch's batches
         per_epoch = row['batches_per_epoch']
         assert row['epoch_starts'] == sum(
-            i % per_epoch == 0 for i in range(1, 5)) and row['num_workers'] == 1
+            i % per_epoch == 0 for i in range(1, 5))
+        assert row['num_workers'] == 1
         assert (row['epoch_start_ms'] is None) == (row['epoch_starts'] == 0)
         assert row['receive_ms'] >= 0 and 0 < row['data_wait'] < 1
     assert (out / 'loader.md').read_text().startswith('| config |')
@@ -136,6 +196,18 @@ def test_bad_input(autofocus_ckpt, tmp_path):
     proc = run_tool(['tools/benchmark.py', 'infer', SNIPER, ckpt,
                      '--out-dir', str(tmp_path)], check=False)
     assert proc.returncode == 2 and 'AutoFocusTTAModel' in proc.stderr
+    # sahi among the methods (the default) without the package: refused
+    # before any measurement, naming the fix
+    fake = tmp_path / 'no_sahi' / 'sahi'
+    fake.mkdir(parents=True)
+    (fake / '__init__.py').write_text('raise ImportError("no sahi")\n')
+    proc = run_tool(['tools/benchmark.py', 'infer', cfg_path, ckpt,
+                     '--out-dir', str(tmp_path / 's')], check=False,
+                    env=dict(PYTHONPATH=f'{fake.parent}:{REPO_ROOT}'))
+    assert proc.returncode == 2 and 'requirements/optional.txt' in \
+        proc.stderr and 'drop sahi from --methods' in proc.stderr
+    assert '[infer] limit' not in proc.stdout
+    assert not (tmp_path / 's').exists()
     # Weights without the FocusPixel head (a plain detector's): refused
     # before any image runs when a method needs the head.
     state = torch.load(ckpt, map_location='cpu', weights_only=False)

@@ -1,91 +1,204 @@
 #!/usr/bin/env bash
-# The GPU measurements of docs/benchmarks.md ("On a GPU") in one run, for a
-# CUDA machine (CI has none):
+# The GPU measurements of docs/benchmarks.md ("Measuring on a GPU") in one
+# run of at most DEADLINE seconds, for a CUDA machine (CI has none):
 #
 #   bash tools/misc/gpu_benchmarks.sh OUT_DIR [AUTOFOCUS_CHECKPOINT]
 #
-# 1. environment: the card, versions, and mmcv's CUDA ops (nms, roi_align)
-#    against their CPU versions;
-# 2. training throughput of the demo SNIPER config at batch 32 with 12
-#    loader workers (tools/benchmark.py train): fp32, AMP, AMP with the
-#    shared decode (image_window 8), the single-scale baseline with AMP;
-#    samples/s, MPix/s, data wait (target: at most 5% for chips), memory;
-# 3. with AUTOFOCUS_CHECKPOINT (weights of the AutoFocus demo config, e.g.
-#    work_dirs/demo/autofocus_faster-rcnn_r18-w16_fpn_12e_demo/epoch_2.pth
-#    from `make demo`): AutoFocus against the full pyramid
-#    (tools/benchmark.py infer), timed twice: after 2 warm-up images, and
-#    after one untimed pass over the same images (every input shape seen
-#    before: the difference is per-shape setup, such as cuDNN's plans),
-#    and once more with every FocusChip of a scale in one padded batch
-#    (max_pad_ratio=100, max_batch=64: fewer, larger forward passes).
+# On a lent device machine (one `run` call of at most 600 s; `../shared`
+# does not travel there, and at most 8 files of 16 MiB come back from
+# $OUT), once here:
 #
-# Every step logs to OUT_DIR/<step>.log and writes its tables there, under
-# a time limit (a hung step does not take the machine's whole lease); a
-# failed or timed-out step is reported and the next one still runs; the
-# exit status is the number of failed steps. The demo data is generated
-# when data/demo is missing (seconds). Without AUTOFOCUS_CHECKPOINT the
+#   cp -r ../shared/gpu-kit .gpu-kit && echo .gpu-kit >> .git/info/exclude
+#
+# then the run tool with timeout_s 600, carry [".gpu-kit",
+# "work_dirs/demo/autofocus_faster-rcnn_r18-w16_fpn_12e_demo/epoch_2.pth"]
+# and the command
+#
+#   MMSNIP_GPU_KIT=.gpu-kit bash tools/misc/gpu_benchmarks.sh "$OUT/gpu" \
+#       work_dirs/demo/autofocus_faster-rcnn_r18-w16_fpn_12e_demo/epoch_2.pth
+#
+# OUT_DIR receives two files, rewritten after every step: results.tgz
+# (every step's log, the tables (json, md, png) and the configs written)
+# and summary.log (this script's own lines). The files themselves are in
+# WORK_DIR. Steps, most important first:
+#
+#   setup        with MMSNIP_GPU_KIT: the offline OpenMMLab kit into
+#                SITE_DIR, its mmcv CUDA build (about 250-300 s); stops
+#                the script if it fails
+#   environment  the card, versions, mmcv's CUDA ops (nms, roi_align)
+#                against their CPU versions; stops the script if it fails
+#                (no CUDA: stops here)
+#   demo_data    only when data/demo is missing (seconds)
+#   train_amp    tools/benchmark.py train: the demo SNIPER config with AMP
+#                at batch 32, TRAIN_WORKERS loader workers, its own collate
+#                (mmsnip.pseudo_collate_by_value): samples/s, data wait
+#                (target: at most 5%), memory
+#   infer_warmupN  (N = INFER_IMAGES) with AUTOFOCUS_CHECKPOINT (weights
+#                of the AutoFocus demo config, from `make demo`):
+#                tools/benchmark.py infer, pyramid, AutoFocus (t 0.05, 0.3)
+#                and oracle after one untimed pass over the same images
+#                (every input shape set up before it is timed)
+#   train_amp_pseudo_collate  the same as train_amp with MMEngine's
+#                pseudo_collate: the collate A/B within this run
+#   infer_one_batch  every FocusChip of a scale in one padded batch
+#                (max_pad_ratio=100, max_batch=64: fewer, larger passes)
+#   train_more   SNIPER fp32, SNIPER AMP with image_window 8, the
+#                single-scale baseline with AMP
+#   infer_warmup2  as infer_warmupN after only 2 warm-up images (the
+#                setting of the published H200 table)
+#
+# Every step runs under a time limit: the smaller of its own and what is
+# left before DEADLINE (seconds from the script's start) less
+# DEADLINE_MARGIN; a step that would get less than its minimum (60 s for
+# setup, train and infer, 20 s for the others) is skipped, and said so.
+# A failed or timed-out step is reported and the next one still runs
+# (except setup and environment). The exit status is the number of steps
+# that failed or were skipped for time. Without AUTOFOCUS_CHECKPOINT the
 # infer steps are skipped, and said so at the end. Environment:
-#   MMSNIP_GPU_KIT=DIR  first install the offline OpenMMLab kit
-#                       (../shared/gpu-kit; its mmcv CUDA build takes about
-#                       5 minutes) into /tmp/site and put that on PYTHONPATH;
-#                       the mmcv wheel it builds is kept in OUT_DIR (give it
-#                       to the next run as MMCV_WHEEL=PATH: no build)
+#   MMSNIP_GPU_KIT=DIR  the kit (setup-gpu.sh, wheels, mmcv source), in the
+#                       repository (carried) on a device machine
+#   SITE_DIR=/tmp/site  where the kit installs (put on PYTHONPATH)
+#   WORK_DIR            the step files (default: a new temporary folder)
 #   PYTHON              the interpreter (default: python3 with the kit, the
 #                       one it installs for; else python, else python3)
+#   DEADLINE=570 DEADLINE_MARGIN=15
 #   TRAIN_ITERS=30 TRAIN_WORKERS=12 INFER_IMAGES=16
-#   SETUP_TIMEOUT=480 TRAIN_TIMEOUT=300 INFER_TIMEOUT=150 (seconds a step)
+#   SETUP_TIMEOUT=420 TRAIN_TIMEOUT=300 INFER_TIMEOUT=150 (seconds a step)
+# The mmcv wheel the kit builds is not kept (over the 16 MiB a file may
+# come back with); a second run on the same, still warm, machine finds
+# mmcv installed in SITE_DIR and skips the build.
 set -uo pipefail
+usage() {
+    awk 'NR > 1 && !/^#/ { exit } NR > 1 { print }' "$0" >&2
+}
+die() {
+    echo "error: $*" >&2
+    exit 2
+}
 if [ $# -lt 1 ] || [ $# -gt 2 ]; then
-    sed -n '2,36p' "$0" >&2
+    usage
     exit 2
 fi
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$ROOT"
+# Checked before anything else: a missing kit loses the whole call.
+KIT=
+if [ -n "${MMSNIP_GPU_KIT:-}" ]; then
+    [ -f "$MMSNIP_GPU_KIT/setup-gpu.sh" ] || die \
+        "MMSNIP_GPU_KIT=$MMSNIP_GPU_KIT has no setup-gpu.sh. On a lent" \
+        "device machine" \
+        "../shared does not exist: copy the kit into the repository and" \
+        "carry it (cp -r ../shared/gpu-kit .gpu-kit; echo .gpu-kit >>" \
+        ".git/info/exclude; the run tool's carry: \".gpu-kit\"; then" \
+        "MMSNIP_GPU_KIT=.gpu-kit)"
+    KIT=$(cd "$MMSNIP_GPU_KIT" && pwd)
+fi
+for var in DEADLINE DEADLINE_MARGIN TRAIN_ITERS TRAIN_WORKERS INFER_IMAGES \
+    SETUP_TIMEOUT TRAIN_TIMEOUT INFER_TIMEOUT; do
+    case ${!var:-0} in
+        *[!0-9]*) die "$var=${!var} is not a whole number of seconds" \
+            "or items" ;;
+    esac
+done
+CKPT=
+if [ $# -eq 2 ]; then
+    [ -f "$2" ] || die "checkpoint \"$2\" does not exist"
+    CKPT=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
+fi
 mkdir -p "$1" || exit 2
 OUT=$(cd "$1" && pwd)
-CKPT=${2:-}
-if [ -n "$CKPT" ] && [ ! -f "$CKPT" ]; then
-    echo "error: checkpoint \"$CKPT\" does not exist" >&2
-    exit 2
-fi
-if [ -n "${MMSNIP_GPU_KIT:-}" ]; then
+WORK=${WORK_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/mmsnip_gpu.XXXXXX")}
+mkdir -p "$WORK" || exit 2
+WORK=$(cd "$WORK" && pwd)
+case $WORK/ in
+    "$OUT"/*) die "WORK_DIR ($WORK) must be outside OUT_DIR ($OUT): only" \
+        "OUT_DIR's two files are meant to come back" ;;
+esac
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT" || exit 2
+if [ -n "$KIT" ]; then
     PY=${PYTHON:-python3}
 else
     PY=${PYTHON:-$(command -v python || command -v python3)}
 fi
+DEADLINE=${DEADLINE:-570}
+MARGIN=${DEADLINE_MARGIN:-15}
+SITE=${SITE_DIR:-/tmp/site}
 ITERS=${TRAIN_ITERS:-30}
 WORKERS=${TRAIN_WORKERS:-12}
+PERSIST=True  # the loader's workers stay between epochs; none: False
+[ "$WORKERS" -eq 0 ] && PERSIST=False
 IMAGES=${INFER_IMAGES:-16}
+TRAIN_LIMIT=${TRAIN_TIMEOUT:-300}
+INFER_LIMIT=${INFER_TIMEOUT:-150}
 SNIPER=configs/sniper/sniper_faster-rcnn_r18-w16_fpn_12e_demo.py
 SINGLE=configs/baseline/faster-rcnn_r18-w16_fpn_12e_demo.py
 AUTOFOCUS=configs/autofocus/autofocus_faster-rcnn_r18-w16_fpn_12e_demo.py
 FAILED=0
+SKIPPED=
+export PYTHONUNBUFFERED=1
 
-step() {  # step NAME SECONDS COMMAND...: run under a time limit, log,
-          # report; never stops the script
-    local name=$1 limit=$2 start=$SECONDS
-    shift 2
-    echo "== $name: $*"
-    timeout -k 10 "$limit" "$@" >"$OUT/$name.log" 2>&1
-    local rc=$?
-    tail -n 25 "$OUT/$name.log"
-    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
-        echo "== $name: TIMED OUT after $limit s (log: $OUT/$name.log)"
+say() {  # a line on stdout and in summary.log
+    echo "$*" | tee -a "$WORK/summary.log"
+}
+
+archive() {  # OUT_DIR's two files, from what WORK_DIR holds now
+    cp "$WORK/summary.log" "$OUT/summary.log"
+    tar czf "$OUT/results.tgz.part" --exclude='*.whl' -C "$WORK" . &&
+        mv -f "$OUT/results.tgz.part" "$OUT/results.tgz"
+}
+
+step() {  # step NAME LIMIT MIN COMMAND...: run under a time limit, log,
+          # report, archive; skipped when less than MIN s are left
+    local name=$1 limit=$2 need=$3 start=$SECONDS left rc
+    shift 3
+    left=$((DEADLINE - SECONDS - MARGIN))
+    if [ "$left" -lt "$need" ]; then
+        say "== $name: SKIPPED: $left s left before the deadline" \
+            "(DEADLINE=$DEADLINE s from the start, less" \
+            "DEADLINE_MARGIN=$MARGIN s), the step needs at least $need s"
+        SKIPPED="$SKIPPED $name"
+        archive
+        return 125
     fi
-    echo "== $name: exit $rc after $((SECONDS - start)) s"
+    [ "$left" -lt "$limit" ] && limit=$left
+    say "== $name (limit $limit s, at $SECONDS s): $*"
+    timeout -k 10 "$limit" "$@" >"$WORK/$name.log" 2>&1
+    rc=$?
+    tail -n 25 "$WORK/$name.log"
+    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+        say "== $name: TIMED OUT after $limit s (log: $name.log)"
+    fi
+    say "== $name: exit $rc after $((SECONDS - start)) s"
     [ "$rc" -eq 0 ] || FAILED=$((FAILED + 1))
+    archive
     return "$rc"
 }
 
-if [ -n "${MMSNIP_GPU_KIT:-}" ]; then
-    export MMCV_WHEEL_OUT=${MMCV_WHEEL_OUT:-$OUT}
-    step setup "${SETUP_TIMEOUT:-480}" bash "$MMSNIP_GPU_KIT/setup-gpu.sh" \
-        /tmp/site || exit 1
-    export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+finish() {  # the tables and the last line; exit status: failed + skipped
+    local skipped=0 note=${1:-} table
+    for table in "$WORK"/*/*.md; do
+        [ -f "$table" ] && { echo "-- ${table#"$WORK"/}"; cat "$table"; }
+    done
+    [ -n "$SKIPPED" ] && skipped=$(wc -w <<<"$SKIPPED")
+    say "== done at $SECONDS s: $FAILED failed step(s)," \
+        "$skipped skipped for time${SKIPPED:+ (${SKIPPED# })}$note;" \
+        "results: $OUT/results.tgz (files: $WORK)"
+    archive
+    exit $((FAILED + skipped))
+}
+
+stop() {  # after a step the others need
+    finish "; stopped: $1 did not succeed"
+}
+
+say "== gpu_benchmarks.sh: deadline $DEADLINE s, work files in $WORK"
+if [ -n "$KIT" ]; then
+    step setup "${SETUP_TIMEOUT:-420}" 60 \
+        bash "$KIT/setup-gpu.sh" "$SITE" || stop setup
+    export PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH}
 fi
 export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
 
-step environment 120 "$PY" - <<'EOF' || exit 1
+step environment 120 20 "$PY" - <<'EOF' || stop environment
 import shutil
 import subprocess
 
@@ -102,7 +215,8 @@ if not torch.cuda.is_available():
 if shutil.which('nvidia-smi'):
     print(subprocess.run(['nvidia-smi'], capture_output=True,
                          text=True).stdout)
-print(torch.cuda.get_device_name(0))
+print(torch.cuda.get_device_name(0), 'CUDA', torch.version.cuda, 'cuDNN',
+      torch.backends.cudnn.version())
 # mmcv's CUDA ops give the CPU ops' results (built for this card).
 gen = torch.Generator().manual_seed(0)
 xy = torch.rand(2000, 2, generator=gen) * 800
@@ -124,53 +238,84 @@ print('mmcv CUDA ops: nms and roi_align equal their CPU versions')
 EOF
 
 if [ ! -f data/demo/annotations/instances_val.json ]; then
-    step demo_data 120 "$PY" tools/make_demo_dataset.py data/demo || exit 1
+    step demo_data 120 20 "$PY" tools/make_demo_dataset.py data/demo ||
+        stop demo_data
 fi
 
 # AMP variants as configs, so that fp32 and AMP rows share one table.
-mkdir -p "$OUT/configs"
-cat >"$OUT/configs/sniper_amp.py" <<EOF
+CFGS=$WORK/configs
+mkdir -p "$CFGS"
+cat >"$CFGS/sniper_amp.py" <<EOF
 _base_ = ['$ROOT/$SNIPER']
 optim_wrapper = dict(type='AmpOptimWrapper', loss_scale='dynamic')
 EOF
-cat >"$OUT/configs/sniper_amp_window8.py" <<EOF
-_base_ = ['$OUT/configs/sniper_amp.py']
+cat >"$CFGS/sniper_amp_pseudo_collate.py" <<EOF
+_base_ = ['$CFGS/sniper_amp.py']
+train_dataloader = dict(collate_fn=dict(type='pseudo_collate'))
+EOF
+cat >"$CFGS/sniper_amp_window8.py" <<EOF
+_base_ = ['$CFGS/sniper_amp.py']
 train_dataloader = dict(sampler=dict(image_window=8))
 EOF
-cat >"$OUT/configs/single_amp.py" <<EOF
+cat >"$CFGS/single_amp.py" <<EOF
 _base_ = ['$ROOT/$SINGLE']
 optim_wrapper = dict(type='AmpOptimWrapper', loss_scale='dynamic')
 EOF
-step train "${TRAIN_TIMEOUT:-300}" \
-    "$PY" tools/benchmark.py train "$SNIPER" \
-    "$OUT/configs/sniper_amp.py" "$OUT/configs/sniper_amp_window8.py" \
-    "$OUT/configs/single_amp.py" \
-    --labels 'SNIPER chips' 'SNIPER chips' 'SNIPER chips, image_window 8' \
-    'single scale' --iters "$ITERS" --warmup 5 --out-dir "$OUT/train" \
+
+NO_CKPT=
+[ -z "$CKPT" ] && NO_CKPT="; infer steps SKIPPED: no AUTOFOCUS_CHECKPOINT"
+
+step train_amp "$TRAIN_LIMIT" 60 \
+    "$PY" tools/benchmark.py train "$CFGS/sniper_amp.py" \
+    --labels 'SNIPER chips' --iters "$ITERS" --warmup 5 --timeout 240 \
+    --out-dir "$WORK/train_amp" \
     --cfg-options train_dataloader.batch_size=32 \
     "train_dataloader.num_workers=$WORKERS" \
-    train_dataloader.persistent_workers=True
+    "train_dataloader.persistent_workers=$PERSIST"
 
-SKIPPED=
-if [ -z "$CKPT" ]; then
-    SKIPPED=" (infer steps SKIPPED: no AUTOFOCUS_CHECKPOINT given)"
-    echo "== infer: skipped (no AUTOFOCUS_CHECKPOINT given)"
-else
-    for warmup in 2 "$IMAGES"; do
-        step "infer_warmup$warmup" "${INFER_TIMEOUT:-150}" \
-            "$PY" tools/benchmark.py infer "$AUTOFOCUS" "$CKPT" \
-            --num-images "$IMAGES" \
-            --methods pyramid autofocus oracle --thresholds 0.05 0.3 \
-            --warmup "$warmup" --out-dir "$OUT/infer_warmup$warmup"
-    done
+if [ -n "$CKPT" ]; then
+    step "infer_warmup$IMAGES" "$INFER_LIMIT" 60 \
+        "$PY" tools/benchmark.py infer "$AUTOFOCUS" "$CKPT" \
+        --num-images "$IMAGES" \
+        --methods pyramid autofocus oracle --thresholds 0.05 0.3 \
+        --warmup "$IMAGES" --out-dir "$WORK/infer_warmup$IMAGES"
+fi
+
+# The collate A/B: MMEngine's default collate on the same config.
+step train_amp_pseudo_collate "$TRAIN_LIMIT" 60 \
+    "$PY" tools/benchmark.py train "$CFGS/sniper_amp_pseudo_collate.py" \
+    --labels 'SNIPER chips' --iters "$ITERS" --warmup 5 --timeout 240 \
+    --out-dir "$WORK/train_amp_pseudo_collate" \
+    --cfg-options train_dataloader.batch_size=32 \
+    "train_dataloader.num_workers=$WORKERS" \
+    "train_dataloader.persistent_workers=$PERSIST"
+
+if [ -n "$CKPT" ]; then
     # Fewer, larger forward passes: every FocusChip of a scale in one
     # padded batch (the lever if a pass costs the same whatever its size).
-    step infer_one_batch "${INFER_TIMEOUT:-150}" \
+    step infer_one_batch "$INFER_LIMIT" 60 \
         "$PY" tools/benchmark.py infer "$AUTOFOCUS" "$CKPT" \
         --num-images "$IMAGES" --methods pyramid autofocus \
         --thresholds 0.05 --warmup "$IMAGES" \
-        --out-dir "$OUT/infer_one_batch" \
+        --out-dir "$WORK/infer_one_batch" \
         --cfg-options tta_model.max_pad_ratio=100 tta_model.max_batch=64
 fi
-echo "== done: $FAILED failed step(s)$SKIPPED; tables in $OUT"
-exit "$FAILED"
+
+step train_more "$TRAIN_LIMIT" 60 \
+    "$PY" tools/benchmark.py train "$SNIPER" \
+    "$CFGS/sniper_amp_window8.py" "$CFGS/single_amp.py" \
+    --labels 'SNIPER chips' 'SNIPER chips, image_window 8' \
+    'single scale' --iters "$ITERS" --warmup 5 --timeout 240 \
+    --out-dir "$WORK/train_more" \
+    --cfg-options train_dataloader.batch_size=32 \
+    "train_dataloader.num_workers=$WORKERS" \
+    "train_dataloader.persistent_workers=$PERSIST"
+
+if [ -n "$CKPT" ] && [ "$IMAGES" != 2 ]; then
+    step infer_warmup2 "$INFER_LIMIT" 60 \
+        "$PY" tools/benchmark.py infer "$AUTOFOCUS" "$CKPT" \
+        --num-images "$IMAGES" \
+        --methods pyramid autofocus oracle --thresholds 0.05 0.3 \
+        --warmup 2 --out-dir "$WORK/infer_warmup2"
+fi
+finish "$NO_CKPT"
