@@ -479,9 +479,9 @@ def _infer_table(rows: list, limit: dict, budget, args,
         + ('fp16 autocast (--amp)' if args.amp else 'fp32')
         + f'. Warm-up: {warmup} untimed image(s) before the limit and '
         'before each method. MPix: network-input pixels, batch padding '
-        'excluded. The pyramid row is the cascade selecting every pixel: '
-        'it runs the FocusPixel head too (its focus_map share is in the '
-        'time split).\n')
+        'excluded. The pyramid row is the cascade selecting every pixel '
+        '(SnipTTAModel\'s detections, no FocusPixel head: the cascade runs '
+        'it only where its maps plan chips).\n')
 
 
 def infer(args) -> None:

@@ -328,8 +328,9 @@ def inference_methods(cfg: Config, methods: Sequence[str],
     - ``single``: one scale (``single_scale``), the whole image.
     - ``pyramid``: every scale on the whole image (threshold 0 with
       ``inclusive_threshold`` selects every pixel: the cascade then gives
-      ``SnipTTAModel``'s detections, tested; its cost includes the
-      FocusPixel head and the chip planning between scales).
+      ``SnipTTAModel``'s detections, tested, and skips the FocusPixel
+      head; its cost includes the whole-image chip planning between
+      scales).
     - ``autofocus``: the cascade with each threshold in ``thresholds`` on
       every transition (``None``: the config's own values).
     - ``oracle``: FocusChips from ground truth (the upper bound).

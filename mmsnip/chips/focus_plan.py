@@ -160,6 +160,12 @@ class FocusScale:
         if self.border_tol is not None:
             check_number(self.border_tol, f'{self.where}.border_tol', 0)
 
+    @property
+    def selects_every_pixel(self) -> bool:
+        """``t = 0`` inclusive: every cell is a FocusPixel whatever the
+        map (:data:`EVERY_PIXEL`), so the next chips need no map."""
+        return self.threshold == 0 and self.inclusive_threshold
+
     @classmethod
     def from_dict(cls, cfg: dict, where: str = 'scale') -> 'FocusScale':
         """Build from a scale dict: :class:`ScaleSpec` fields plus

@@ -553,3 +553,38 @@ def test_chip_cap_is_off_by_default_and_a_binding_cap_is_reported(
     assert len(warned) == 1, warned  # once per model
     assert 'max_chips=2 dropped 2 of 4 FocusChips' in warned[0]
     assert 'val_000000.jpg' in warned[0]
+
+
+def test_the_focus_head_runs_only_where_its_maps_plan_chips(
+        autofocus, tiny_demo_root):
+    """Every pixel selected (the full pyramid) and the finest scale need no
+    FocusPixel map: the head is skipped there, and the result is the one
+    with the maps computed (``trace=True`` computes them everywhere)."""
+    calls, predict = [], autofocus.focus_head.predict
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return predict(*args, **kwargs)
+
+    autofocus.focus_head.predict = counted
+    data = _packed(_image(tiny_demo_root))
+    try:
+        for focus, head_scales in ((EVERY_PIXEL, 0), (0.3, 2)):
+            tta = _autofocus_tta(autofocus, focus, min_size=32)
+            calls.clear()
+            (fast, ), _ = tta.predict_cascade(data['inputs'],
+                                              data['data_samples'])
+            assert len(calls) == head_scales  # one pass per coarser scale
+            calls.clear()
+            (full, ), _ = tta.predict_cascade(data['inputs'],
+                                              data['data_samples'],
+                                              trace=True)
+            assert len(calls) == 3
+            for key in ('chips_per_scale', 'pixels_per_scale'):
+                assert fast.metainfo[key] == full.metainfo[key], key
+            a, b = fast.pred_instances, full.pred_instances
+            torch.testing.assert_close(a.bboxes, b.bboxes, atol=1e-4,
+                                       rtol=0)
+            assert torch.equal(a.labels, b.labels)
+    finally:
+        del autofocus.focus_head.predict  # the class's method again

@@ -77,6 +77,12 @@ class AutoFocusTTAModel(BaseTTAModel):
     image and the result equals ``SnipTTAModel`` on the same scales (masks
     included).
 
+    The FocusPixel head runs only where its maps are used: on scales whose
+    maps plan the next scale's chips. Not on the finest scale, not with
+    ``oracle``, not on a scale whose threshold selects every pixel (``t =
+    0`` inclusive: any map plans the same chips), unless ``trace`` asks
+    for the maps; a one-scale cascade never runs it.
+
     The wrapped module must be an ``AutoFocus`` detector. Test pipeline:
     load the image and pack it unresized (``tta_pipeline`` of the AutoFocus
     configs).
@@ -259,9 +265,16 @@ class AutoFocusTTAModel(BaseTTAModel):
                     owners += [i] * len(mine)
             if not crops:
                 continue
+            # The FocusPixel head only where its maps are used: planning the
+            # next scale's chips from them (not after the finest scale, not
+            # from ground truth, not when t = 0 inclusive selects every
+            # cell whatever the map) and the trace.
+            needs_maps = trace or (
+                not self.oracle and s + 1 < len(self.scales)
+                and not scale.selects_every_pixel)
             results, maps = self.runner.run(
                 crops, [runs[i].sample.metainfo for i in owners], timer,
-                owners)
+                owners, with_focus=needs_maps)
             owners = np.array(owners)
             for i, run in enumerate(runs):
                 idx = np.flatnonzero(owners == i)
@@ -327,8 +340,14 @@ class AutoFocusTTAModel(BaseTTAModel):
                     _gt_boxes(run.sample), scale, run.factor, next_factor,
                     self.module.focus_head.rule, run.hw)
         else:
+            stride = self.module.focus_head.stride
             with timer('focus_map'):
-                maps = [m.float().cpu().numpy() for m in maps]
+                # No map computed (every cell selected): any map plans the
+                # same chips; ones of the head's shape.
+                maps = [np.ones((-(-c.image.shape[-2] // stride),
+                                 -(-c.image.shape[-1] // stride)), np.float32)
+                        if m is None else m.float().cpu().numpy()
+                        for c, m in zip(crops, maps)]
             with timer('chip_generation'):
                 planned = plan_next_chips(
                     maps, windows_of(crops), scale, run.factor, next_factor,

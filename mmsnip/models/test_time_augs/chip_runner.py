@@ -325,8 +325,8 @@ class ChipRunner:
         return fused
 
     def run(self, crops: Sequence[Crop], metas: Union[dict, Sequence[dict]],
-            timer=None, owners: Optional[Sequence[int]] = None
-            ) -> Tuple[list, list]:
+            timer=None, owners: Optional[Sequence[int]] = None,
+            with_focus: Optional[bool] = None) -> Tuple[list, list]:
         """Predictions (and FocusPixel maps) of ``crops``.
 
         Args:
@@ -338,6 +338,9 @@ class ChipRunner:
                 :meth:`groups`); default: all crops of one image.
             timer (StageTimer, optional): Charged ``crop_resize``
                 (packing), ``detector`` and ``focus_map``.
+            with_focus (bool, optional): This call only: False skips the
+                FocusPixel head of a ``with_focus`` runner (maps ``None``);
+                None: the runner's ``with_focus``.
 
         Returns:
             tuple: per crop, in the order of ``crops``: the prediction and
@@ -346,6 +349,11 @@ class ChipRunner:
             head's stride), else ``None``.
         """
         timer = timer or (lambda stage: nullcontext())
+        if with_focus is None:
+            with_focus = self.with_focus
+        elif with_focus and not self.with_focus:
+            raise ValueError('ChipRunner.run: with_focus=True needs a '
+                             'runner built with with_focus=True')
         metas = [metas] * len(crops) if isinstance(metas, dict) else metas
         results, maps = [None] * len(crops), [None] * len(crops)
         for group in self.groups(crops, owners):
@@ -355,7 +363,7 @@ class ChipRunner:
             with proposal_budget(self.module, part,
                                  self.rpn_proposals_per_mpix,
                                  self.min_rpn_proposals):
-                if self.with_focus:
+                if with_focus:
                     out, focus = self.module.predict_with_focus(
                         data['inputs'], data['data_samples'],
                         rescale=self.rescale, timer=timer)
@@ -365,7 +373,7 @@ class ChipRunner:
                                                   data['data_samples'],
                                                   rescale=self.rescale)
                     focus = [None] * len(out)
-            stride = self.module.focus_head.stride if self.with_focus else 1
+            stride = self.module.focus_head.stride if with_focus else 1
             for i, result, prob in zip(group, out, focus):
                 results[i] = result
                 if prob is not None:
