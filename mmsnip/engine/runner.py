@@ -98,20 +98,23 @@ def chip_training_problems(cfg: Config) -> List[str]:
 def _sampler_problems(loader: dict) -> List[str]:
     """A chip dataset's epoch (the positives plus this epoch's draw of
     negatives), image windows and exact resume live in ``SniperSampler``
-    over the dataset itself; another sampler, a batch sampler, or a
-    wrapper around a dataset with negatives would silently train the
-    whole table (every negative of the pool, every epoch)."""
+    over the dataset itself: another sampler, or a wrapper around a
+    dataset with negatives, would silently train the whole table (every
+    negative of the pool, every epoch); a batch sampler regroups the
+    chips (no exact resume, image windows broken up)."""
     dataset = loader.get('dataset') or {}
     top = base_type(dataset.get('type'))
     problems = []
     if top in CHIP_DATASETS:
         sampler = base_type((loader.get('sampler') or {}).get('type'))
         if sampler != 'SniperSampler':
+            what = ('yields every chip of its table each epoch (with '
+                    'negatives: the whole pool, not the epoch\'s draw) and '
+                    if top == 'SniperDataset' else '')
             problems.append(
                 f'train_dataloader.sampler: {sampler or "no sampler"} over a '
-                f'{top} yields every chip of its table each epoch (with '
-                'negatives: the whole pool, not the epoch\'s draw) and '
-                'cannot resume mid-epoch; set train_dataloader.sampler='
+                f'{top} {what}cannot resume mid-epoch (the epoch\'s state '
+                'is SniperSampler\'s); set train_dataloader.sampler='
                 "dict(_delete_=True, type='SniperSampler', shuffle=True)")
         batch_sampler = loader.get('batch_sampler')
         if batch_sampler is not None:
@@ -145,9 +148,9 @@ class SnipRunner(Runner):
     :meth:`from_cfg`
 
     1. refuses switch hooks and resizing batch augments that would undo
-       the chips' scale information, and samplers, batch samplers and
-       dataset wrappers that would train a chip dataset's whole table
-       every epoch (:func:`chip_training_problems`);
+       the chips' scale information, samplers and dataset wrappers that
+       would train a chip dataset's whole table every epoch, and batch
+       samplers that regroup its chips (:func:`chip_training_problems`);
     2. rewrites the model config with
        :func:`mmsnip.models.snip_labels.make_scale_aware_cfg` (the user's
        assigners keep their settings; each change is logged and the dumped

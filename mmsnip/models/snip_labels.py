@@ -81,7 +81,10 @@ INVALID_IOU_THR = 0.3
 
 def base_type(type_name: Any) -> str:
     """A config ``type`` without its scope or module path:
-    ``'mmdet.MaxIoUAssigner'`` -> ``'MaxIoUAssigner'`` ('' if not a str)."""
+    ``'mmdet.MaxIoUAssigner'`` -> ``'MaxIoUAssigner'``; a class given as
+    the type: its name ('' for anything else)."""
+    if isinstance(type_name, type):
+        return type_name.__name__
     return type_name.split('.')[-1] if isinstance(type_name, str) else ''
 
 

@@ -196,6 +196,20 @@ def test_other_samplers_and_wrappers_refused(tiny_demo_root, tmp_path):
     assert problems[1].startswith(
         'train_dataloader.batch_sampler: AspectRatioBatchSampler')
     assert 'batch_sampler=None' in problems[1]
+    # the sampler named with a scope or given as a class
+    from mmsnip.datasets import SniperSampler
+    for sampler in ('mmsnip.SniperSampler', SniperSampler):
+        cfg = Config.fromfile(path)
+        cfg.train_dataloader.sampler.type = sampler
+        assert chip_training_problems(cfg) == []
+    # SnipDataset (no negatives): only the resume reason
+    snip = Config.fromfile(path)
+    snip.train_dataloader.dataset.type = 'SnipDataset'
+    snip.train_dataloader.sampler = dict(type='DefaultSampler')
+    problems = chip_training_problems(snip)
+    assert len(problems) == 1 and problems[0].startswith(
+        'train_dataloader.sampler: DefaultSampler over a SnipDataset cannot '
+        'resume mid-epoch')
     wrapped = Config.fromfile(path)
     inner = wrapped.train_dataloader.dataset
     wrapped.train_dataloader.dataset = dict(

@@ -120,6 +120,20 @@ def _recording(self, idx):
 
 
 SniperDataset.__getitem__ = _recording
+
+# The logged scalars hold the learning rate; add the momentum.
+from mmengine.hooks import RuntimeInfoHook
+
+_before_iter = RuntimeInfoHook.before_train_iter
+
+
+def _with_momentum(self, runner, batch_idx, data_batch=None):
+    _before_iter(self, runner, batch_idx, data_batch)
+    for name, value in runner.optim_wrapper.get_momentum().items():
+        runner.message_hub.update_scalar(f'train/{name}', value[0])
+
+
+RuntimeInfoHook.before_train_iter = _with_momentum
 sys.argv = ['tools/train.py'] + sys.argv[1:]
 runpy.run_path('tools/train.py', run_name='__main__')
 '''
@@ -209,32 +223,40 @@ def test_resume_hook_counts_the_batches_the_loader_yields(drop_last,
 
 
 def _lr_by_iter(work) -> dict:
-    """``{iteration: lr}`` from the run's scalars (logged every iteration)."""
+    """``{iteration: (lr, momentum)}`` from the run's scalars (logged every
+    iteration)."""
     import json
     lrs = {}
     for path in glob.glob(str(work / '*' / 'vis_data' / 'scalars.json')):
         for line in open(path):
             row = json.loads(line)
             if 'lr' in row and 'loss' in row:
-                lrs[int(row['step'])] = row['lr']
+                lrs[int(row['step'])] = (row['lr'], row['momentum'])
     return lrs
 
 
 def test_resume_with_another_batch_size_keeps_the_lr_schedule(
         tiny_demo_root, tmp_path):
     """Trained with batch 2 to iteration 3, resumed with batch 3: the
-    learning rate of every later iteration is the one a run with batch 3
-    from the start has at that iteration (warm-up by iterations, cosine by
-    epochs converted to iterations), not the batch-2 schedule's."""
+    learning rate and momentum of every later iteration are the ones a run
+    with batch 3 from the start has at that iteration (warm-up by
+    iterations, cosine by epochs converted to iterations; the rate scaled
+    by auto_scale_lr for batch 3; AdamW's momentum is its betas[0]), not
+    the batch-2 schedule's."""
     cfg_path = tiny_config(tiny_demo_root, str(tmp_path / 'two'),
                            str(tmp_path / 'cfg.py'), max_epochs=2,
                            base=STAGE1)
     cfg = Config.fromfile(cfg_path)
+    cfg.optim_wrapper = dict(type='OptimWrapper', optimizer=dict(
+        type='AdamW', lr=1e-3, weight_decay=1e-4))
+    cfg.auto_scale_lr = dict(enable=True, base_batch_size=2)
     cfg.param_scheduler = [
         dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0,
              end=4),
         dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=2,
-             eta_min_ratio=0.05, convert_to_iter_based=True)
+             eta_min_ratio=0.05, convert_to_iter_based=True),
+        dict(type='CosineAnnealingMomentum', by_epoch=True, begin=0, end=2,
+             eta_min=0.8, convert_to_iter_based=True)
     ]
     cfg.default_hooks.checkpoint = dict(
         type='CheckpointHook', by_epoch=False, interval=3)
@@ -251,8 +273,8 @@ def test_resume_with_another_batch_size_keeps_the_lr_schedule(
     resumed = _lr_by_iter(tmp_path / 'resumed')
     uninterrupted = _lr_by_iter(tmp_path / 'three')
     assert len(resumed) >= 4 and set(resumed) <= set(uninterrupted)
-    for step, lr in resumed.items():
-        assert lr == pytest.approx(uninterrupted[step], rel=1e-6), step
+    for step, values in resumed.items():
+        assert values == pytest.approx(uninterrupted[step], rel=1e-6), step
 
 
 def test_resume_hook_finds_the_sampler_behind_a_batch_sampler(monkeypatch):
@@ -286,6 +308,15 @@ def test_resume_hook_finds_the_sampler_behind_a_batch_sampler(monkeypatch):
     hook.after_load_checkpoint(runner, checkpoint)
     with pytest.raises(RuntimeError, match='Regrouping regroups'):
         hook.before_train(runner)
+    # At an epoch boundary nothing is consumed: the resume goes on (the
+    # batch size is the batch sampler's).
+    state = sampler.state_dict(consumed=0)
+    state.update(epoch=1, batch_size=4)
+    runner.epoch, loop._iter = 1, 4
+    hook.after_load_checkpoint(runner, dict(meta=dict(
+        sniper_sampler=state, epoch=1, iter=4, seed=0)))
+    hook.before_train(runner)
+    assert loop.iter == 4
 
 
 def test_iteration_loop_resume_needs_the_same_setup(monkeypatch):

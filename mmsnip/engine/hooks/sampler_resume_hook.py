@@ -74,6 +74,17 @@ class SamplerResumeHook(Hook):
     def __init__(self) -> None:
         self._epoch_start_iter = 0
         self._loaded: Optional[dict] = None
+        # Per parameter group, the ``initial_*`` values of this run (after
+        # ``auto_scale_lr``), before a resume loads the checkpoint's.
+        self._initial: Optional[list] = None
+
+    def before_run(self, runner) -> None:
+        groups = getattr(getattr(runner, 'optim_wrapper', None),
+                         'param_groups', None)
+        if isinstance(groups, list):
+            self._initial = [{k: v for k, v in group.items()
+                              if k.startswith('initial_')}
+                             for group in groups]
 
     def before_train_epoch(self, runner) -> None:
         self._epoch_start_iter = runner.iter
@@ -145,15 +156,17 @@ class SamplerResumeHook(Hook):
                 f'{runner.epoch}')
         full_len = len(loader)
         same_setup = int(state['world_size']) == runner.world_size and \
-            state.get('batch_size') in (None, loader.batch_size)
+            state.get('batch_size') in (None, _batch_size(loader))
         # Schedulers of the new epoch length, built before the sampler
         # shortens the loader (converted epoch schedules read its length).
-        fresh = None if same_setup else _fresh_schedulers(runner)
+        fresh = None if same_setup else \
+            _fresh_schedulers(runner, self._initial)
         sampler.load_state_dict(state)
         # Batches the loader yields from the rest of the epoch (a
         # drop_last loader leaves out the last partial one).
-        remaining = len(sampler) // loader.batch_size if loader.drop_last \
-            else math.ceil(len(sampler) / loader.batch_size)
+        batch = _batch_size(loader)
+        remaining = len(sampler) // batch if loader.drop_last \
+            else math.ceil(len(sampler) / batch)
         target = (sampler.epoch + 1) * full_len - remaining
         if target != loop.iter:
             print_log(
@@ -197,14 +210,15 @@ class SamplerResumeHook(Hook):
         cfg_seed = (runner.cfg.get('train_dataloader') or {}).get(
             'sampler', {}).get('seed')
         seed = cfg_seed if cfg_seed is not None else loaded['seed']
-        state = sampler.state_dict(done * loader.batch_size *
+        state = sampler.state_dict(done * _batch_size(loader) *
                                    runner.world_size)
         state.update(epoch=epoch,
                      seed=int(sampler.seed if seed is None else seed))
         print_log(
             'SamplerResumeHook: the checkpoint has no SniperSampler state '
             f'(saved without this hook); assuming it was trained with world '
-            f'size {runner.world_size} and batch size {loader.batch_size}',
+            f'size {runner.world_size} and batch size '
+            f'{_batch_size(loader)}',
             logger='current', level=logging.WARNING)
         return state
 
@@ -217,10 +231,13 @@ def _batch_size(loader) -> int:
     return int(getattr(loader.batch_sampler, 'batch_size', 1))
 
 
-def _fresh_schedulers(runner) -> Optional[list]:
+def _fresh_schedulers(runner, initial: Optional[list]) -> Optional[list]:
     """The config's parameter schedulers built anew for this run's epoch
-    length, the optimizer's scheduled values reset to their initial ones
-    first (as in a fresh run); None without schedulers.
+    length, the optimizer's scheduled values reset to this run's initial
+    ones first (``initial``: per group the ``initial_*`` values saved
+    before the checkpoint replaced them, e.g. a learning rate
+    ``auto_scale_lr`` scaled for the new batch size), as in a fresh run;
+    None without schedulers.
 
     Raises:
         RuntimeError: Schedulers per optimizer (a dict): not handled.
@@ -235,10 +252,18 @@ def _fresh_schedulers(runner) -> Optional[list]:
             'length; schedulers per optimizer (a dict) are not supported: '
             'resume with the checkpoint\'s world size and batch size')
     names = {s.param_name for s in runner.param_schedulers}
-    for group in runner.optim_wrapper.param_groups:
+    groups = runner.optim_wrapper.param_groups
+    for group, saved in zip(groups, initial or [{}] * len(groups)):
+        group.update(saved)
         for name in names:
-            if f'initial_{name}' in group:
-                group[name] = group[f'initial_{name}']
+            value = group.get(f'initial_{name}')
+            if value is None:
+                continue
+            group[name] = value
+            if name == 'momentum' and 'betas' in group:
+                # Adam-type optimizers: mmengine's momentum schedulers
+                # read and write betas[0]
+                group['betas'] = (value, *group['betas'][1:])
     return runner.build_param_scheduler(
         copy.deepcopy(runner.cfg.param_scheduler))
 
