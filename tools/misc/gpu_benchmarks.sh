@@ -97,6 +97,8 @@ for var in DEADLINE DEADLINE_MARGIN TRAIN_ITERS TRAIN_WORKERS INFER_IMAGES \
         *[!0-9]*) die "$var=${!var} is not a whole number of seconds" \
             "or items" ;;
     esac
+    # decimal, also with leading zeros (bash reads 08 as octal)
+    [ -n "${!var:-}" ] && printf -v "$var" '%d' "$((10#${!var}))"
 done
 CKPT=
 if [ $# -eq 2 ]; then
@@ -111,6 +113,10 @@ WORK=$(cd "$WORK" && pwd)
 case $WORK/ in
     "$OUT"/*) die "WORK_DIR ($WORK) must be outside OUT_DIR ($OUT): only" \
         "OUT_DIR's two files are meant to come back" ;;
+esac
+case $OUT/ in
+    "$WORK"/*) die "OUT_DIR ($OUT) must be outside WORK_DIR ($WORK): the" \
+        "archive of WORK_DIR would hold itself" ;;
 esac
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT" || exit 2
