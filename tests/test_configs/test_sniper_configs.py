@@ -202,6 +202,9 @@ def test_other_samplers_and_wrappers_refused(tiny_demo_root, tmp_path):
         cfg = Config.fromfile(path)
         cfg.train_dataloader.sampler.type = sampler
         assert chip_training_problems(cfg) == []
+    cfg.train_dataloader.sampler = dict(type='InfiniteSampler')
+    assert chip_training_problems(cfg)[0].startswith(
+        'train_dataloader.sampler: InfiniteSampler over a SniperDataset')
     # SnipDataset (no negatives): only the resume reason
     snip = Config.fromfile(path)
     snip.train_dataloader.dataset.type = 'SnipDataset'

@@ -336,14 +336,16 @@ def test_iteration_loop_resume_needs_the_same_setup(monkeypatch):
                              train_dataloader=loader, epoch=0, _resume=True,
                              world_size=1)
     hook = SamplerResumeHook()
-    for batch_size, refused in ((4, False), (2, True)):
+    for batch_size, world, refused in ((4, 1, False), (2, 1, True),
+                                       (4, 2, True)):
         state = sampler.state_dict(consumed=0)
-        state.update(batch_size=batch_size, seed=11)
+        state.update(batch_size=batch_size, seed=11, world_size=world)
         hook.after_load_checkpoint(runner, dict(meta=dict(
             sniper_sampler=state, epoch=0, iter=2, seed=11)))
         if refused:
-            with pytest.raises(RuntimeError, match='batch size 2: other '
-                               'chips would be skipped'):
+            with pytest.raises(RuntimeError, match=f'world size {world}, '
+                               f'batch size {batch_size}: other chips would '
+                               'be skipped'):
                 hook.before_train(runner)
         else:
             hook.before_train(runner)

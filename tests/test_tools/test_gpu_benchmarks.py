@@ -69,7 +69,7 @@ def test_a_step_that_cannot_fit_the_deadline_is_skipped(tmp_path):
         MMSNIP_GPU_KIT=str(kit), SITE_DIR=str(site), DEADLINE='0',
         WORK_DIR=str(tmp_path / 'work'), PYTHON=sys.executable))
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert '== setup: SKIPPED: -15 s left before the deadline' \
+    assert '== setup: SKIPPED: -25 s left before the deadline' \
         in proc.stdout
     assert 'stopped: setup did not succeed' in proc.stdout
     assert not site.exists()  # the kit did not run
@@ -83,7 +83,7 @@ def test_without_cuda_stops_after_the_environment_step(tmp_path):
     kit, out, site = _fake_kit(tmp_path), tmp_path / 'out', tmp_path / 's'
     work = tmp_path / 'work'
     proc = run_tool(['bash', SCRIPT, str(out)], check=False, env=dict(
-        MMSNIP_GPU_KIT=str(kit), SITE_DIR=str(site), DEADLINE='75',
+        MMSNIP_GPU_KIT=str(kit), SITE_DIR=str(site), DEADLINE='85',
         WORK_DIR=str(work), PYTHON=sys.executable))
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert (site / 'marker').is_file()  # the kit ran first

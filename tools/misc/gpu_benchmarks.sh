@@ -49,8 +49,9 @@
 #
 # Every step runs under a time limit: the smaller of its own and what is
 # left before DEADLINE (seconds from the script's start) less
-# DEADLINE_MARGIN; a step that would get less than its minimum (60 s for
-# setup, train and infer, 20 s for the others) is skipped, and said so.
+# DEADLINE_MARGIN and the 10 s a timed-out step may take to die; a step
+# that would get less than its minimum (60 s for setup, train and infer,
+# 20 s for the others) is skipped, and said so.
 # A failed or timed-out step is reported and the next one still runs
 # (except setup and environment). The exit status is the number of steps
 # that failed or were skipped for time. Without AUTOFOCUS_CHECKPOINT the
@@ -156,11 +157,13 @@ step() {  # step NAME LIMIT MIN COMMAND...: run under a time limit, log,
           # report, archive; skipped when less than MIN s are left
     local name=$1 limit=$2 need=$3 start=$SECONDS left rc
     shift 3
-    left=$((DEADLINE - SECONDS - MARGIN))
+    # less the 10 s timeout may wait after its signal before killing
+    left=$((DEADLINE - SECONDS - MARGIN - 10))
     if [ "$left" -lt "$need" ]; then
         say "== $name: SKIPPED: $left s left before the deadline" \
             "(DEADLINE=$DEADLINE s from the start, less" \
-            "DEADLINE_MARGIN=$MARGIN s), the step needs at least $need s"
+            "DEADLINE_MARGIN=$MARGIN s and 10 s for a timed-out step to" \
+            "die), the step needs at least $need s"
         SKIPPED="$SKIPPED $name"
         archive
         return 125
