@@ -559,6 +559,8 @@ def infer(args) -> None:
                        amp=args.amp, rows=rows, failed=failed,
                        not_run=[f'{n} {p}' for n, p, _ in methods[at + 1:]])
         _write(args.out_dir, 'infer', payload, table)
+    if not rows:
+        raise SystemExit('error: every method failed: ' + '; '.join(failed))
     plot = osp.join(args.out_dir, 'infer.png')
     with checked_write(plot):
         plot_ap_vs_pixels(rows, plot, f'{osp.basename(args.config)}, '
