@@ -17,10 +17,9 @@ from copy import deepcopy
 
 from mmengine import ConfigDict
 from mmengine.config import DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 from mmdet.utils import setup_cache_size_limit_of_dynamo
+from mmsnip.engine import build_runner
 from mmsnip.utils import register_all_modules
 from mmsnip.utils.dist import setup_cpu_distributed
 from mmsnip.utils.preflight import (UserInputError, check_data_paths,
@@ -146,10 +145,7 @@ def main():
     keys = ['test_dataloader']
     check_data_paths(cfg, keys)
     setup_cpu_distributed(cfg)
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
+    runner = build_runner(cfg)
 
     if args.out is not None:
         from mmdet.evaluation import DumpDetResults

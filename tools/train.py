@@ -10,12 +10,10 @@ import os
 import os.path as osp
 
 from mmengine.config import DictAction
-from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
 
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 
-from mmsnip.engine import require_snip_runner
+from mmsnip.engine import build_runner, require_snip_runner
 from mmsnip.utils import register_all_modules
 from mmsnip.utils.dist import setup_cpu_distributed
 from mmsnip.utils.preflight import (check_data_paths, explain_failure,
@@ -116,10 +114,7 @@ def main():
     require_snip_runner(cfg)
 
     setup_cpu_distributed(cfg)
-    if 'runner_type' not in cfg:
-        runner = Runner.from_cfg(cfg)
-    else:
-        runner = RUNNERS.build(cfg)
+    runner = build_runner(cfg)
     try:
         runner.train()
     except Exception:

@@ -17,10 +17,11 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 from mmengine.config import Config
-from mmengine.registry import RUNNERS, DefaultScope
+from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
 from mmsnip.chips import EVERY_PIXEL, FocusScale
+from mmsnip.engine import build_runner
 from mmsnip.models.snip_labels import base_type
 from mmsnip.models.test_time_augs.chip_runner import crop_resize, pack_crops
 from mmsnip.utils.memory import peak_rss_mb
@@ -134,23 +135,14 @@ def measure_training(cfg: Config, num_iters: int = 20, warmup: int = 3,
         shutil.rmtree(cfg.work_dir, ignore_errors=True)
 
 
-def build_runner(cfg: Config) -> Runner:
-    """The runner ``tools/train.py`` builds for ``cfg``: its
-    ``runner_type`` from MMEngine's ``RUNNERS`` registry (under mmsnip's
-    scope), else MMEngine's ``Runner``."""
-    with DefaultScope.overwrite_default_scope('mmsnip'):
-        if 'runner_type' not in cfg:
-            return Runner.from_cfg(cfg)
-        return RUNNERS.build(cfg)
-
-
 def _measure_training(cfg: Config, num_iters: int, warmup: int,
                       amp: bool) -> Dict[str, object]:
     cfg.load_from, cfg.resume = None, False
     cfg.visualizer = dict(type='DetLocalVisualizer', vis_backends=[])
     if amp:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'
-    runner = build_runner(cfg)
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        runner = build_runner(cfg)
     with DefaultScope.overwrite_default_scope('mmsnip'):
         optim_wrapper = runner.build_optim_wrapper(cfg.optim_wrapper)
         loader = runner.build_dataloader(cfg.train_dataloader)

@@ -10,6 +10,7 @@ import copy
 from typing import Iterator, List
 
 from mmengine.config import Config
+from mmengine.registry import RUNNERS as ROOT_RUNNERS
 from mmengine.runner import Runner
 
 from mmsnip.models.snip_labels import base_type
@@ -211,6 +212,16 @@ class SnipRunner(Runner):
         check_scale_aware(
             model, source, settings['allow_unaware'], logger=runner.logger)
         return runner
+
+
+def build_runner(cfg: Config) -> Runner:
+    """The runner a config asks for, built as MMEngine's tools build it:
+    its ``runner_type`` (e.g. ``SnipRunner``) from MMEngine's ``RUNNERS``
+    registry, else MMEngine's ``Runner`` (``tools/train.py``,
+    ``tools/test.py`` and the training benchmark)."""
+    if 'runner_type' not in cfg:
+        return Runner.from_cfg(cfg)
+    return ROOT_RUNNERS.build(cfg)
 
 
 def require_snip_runner(cfg: Config) -> None:

@@ -6,7 +6,8 @@ import os.path as osp
 from mmengine.config import Config
 
 from conftest import REPO_ROOT, tiny_config
-from mmsnip.apis.benchmark import build_runner, measure_training
+from mmsnip.apis.benchmark import measure_training
+from mmsnip.engine import build_runner
 from mmsnip.utils import register_all_modules
 
 SNIPER = osp.join(REPO_ROOT, 'configs/sniper/'
