@@ -346,7 +346,7 @@ def build_chip_table(records: ImageRecords, cfg: ChipConfig,
         ValueError: With proposals: two different images (paths) with
             one ``img_id`` (:func:`~mmsnip.datasets.proposals.
             check_image_ids`): a proposal file has one entry per id.
-            ``workers`` not an integer >= 0, ``chip_size`` not one >= 1.
+            ``workers`` not an integer >= 0, ``chunk_size`` not one >= 1.
     """
     n = len(records)
     if proposals is not None:

@@ -4,7 +4,8 @@ the tools' own argument parsers: a renamed or unknown option, a bad choice
 or a missing required argument breaks this test, not a reader's run.
 
 Commands are the ``python tools/...`` lines of shell blocks (fenced
-``bash``, ``shell``, ``sh`` or untagged; the script itself) and the inline
+``bash``, ``shell``, ``sh`` or untagged; the script itself, its
+``"${NAME[@]}"`` arrays expanded) and the inline
 ``tools/...py`` spans of the prose that give an option. Each command is
 parsed in this process by the tool's ``parse_args(argv)``; no tool runs.
 In the doc's words, placeholders (``CONFIG``, ``CKPT``, ``S``, ``"$OUT"``)
@@ -94,11 +95,21 @@ def _split_fences(text):
     return blocks, ''.join(prose)
 
 
+def _expand_arrays(script):
+    """``script`` with each ``"${NAME[@]}"`` replaced by the words of its
+    ``NAME=(...)`` definition in the script (shared options of several
+    commands)."""
+    arrays = {name: ' '.join(body.split()) for name, body in re.findall(
+        r'^(\w+)=\(([^)]*)\)', script, re.M)}
+    return re.sub(r'"?\$\{(\w+)\[@\]\}"?',
+                  lambda m: arrays.get(m.group(1), m.group(0)), script)
+
+
 def _commands(path):
     """``(inline, [tool, args...])`` of each tool command of a doc."""
     text = open(path, encoding='utf-8').read()
     if path.endswith('.sh'):
-        blocks, prose = [text], ''
+        blocks, prose = [_expand_arrays(text)], ''
     else:
         blocks, prose = _split_fences(text)
     for block in blocks:

@@ -190,6 +190,22 @@ def test_training_resumed_mid_epoch_continues_exactly(tiny_demo_root,
     assert etas and not any(e.startswith('-') or 'day' in e for e in etas)
 
 
+def _resumed_runner(loader, loop_type):
+    """The parts of a resumed one-rank runner the hook reads: a
+    ``loop_type`` loop over ``loader`` after 2 iterations of epoch 0.
+
+    Returns:
+        tuple: ``(loop, runner)``.
+    """
+    from types import SimpleNamespace
+    loop = loop_type.__new__(loop_type)
+    loop.dataloader, loop._iter, loop._epoch = loader, 2, 0
+    runner = SimpleNamespace(_train_loop=loop, train_loop=loop,
+                             train_dataloader=loader, epoch=0, _resume=True,
+                             world_size=1)
+    return loop, runner
+
+
 @pytest.mark.parametrize('drop_last', [False, True])
 def test_resume_hook_counts_the_batches_the_loader_yields(drop_last,
                                                           monkeypatch):
@@ -197,8 +213,6 @@ def test_resume_hook_counts_the_batches_the_loader_yields(drop_last,
     6 chips are left, 2 batches, or 1 when the loader drops the last
     partial one (as the uninterrupted epoch does: 3 batches, the last 2
     chips dropped). The counter stays at 2 either way."""
-    from types import SimpleNamespace
-
     from mmengine.runner import EpochBasedTrainLoop
     from torch.utils.data import DataLoader
 
@@ -207,11 +221,7 @@ def test_resume_hook_counts_the_batches_the_loader_yields(drop_last,
     loader = DataLoader(list(range(200)), batch_size=4, sampler=sampler,
                         drop_last=drop_last)
     full = len(loader)
-    loop = EpochBasedTrainLoop.__new__(EpochBasedTrainLoop)
-    loop.dataloader, loop._iter, loop._epoch = loader, 2, 0
-    runner = SimpleNamespace(_train_loop=loop, train_loop=loop,
-                             train_dataloader=loader, epoch=0, _resume=True,
-                             world_size=1)
+    loop, runner = _resumed_runner(loader, EpochBasedTrainLoop)
     hook = SamplerResumeHook()
     state = sampler.state_dict(consumed=2 * 4)
     state.update(batch_size=4)
@@ -295,11 +305,7 @@ def test_resume_hook_finds_the_sampler_behind_a_batch_sampler(monkeypatch):
     sampler = _sampler(FakeChips(14), 0, 1, monkeypatch, seed=0)
     loader = DataLoader(list(range(200)),
                         batch_sampler=Regrouping(sampler, 4, False))
-    loop = EpochBasedTrainLoop.__new__(EpochBasedTrainLoop)
-    loop.dataloader, loop._iter, loop._epoch = loader, 2, 0
-    runner = SimpleNamespace(_train_loop=loop, train_loop=loop,
-                             train_dataloader=loader, epoch=0, _resume=True,
-                             world_size=1)
+    loop, runner = _resumed_runner(loader, EpochBasedTrainLoop)
     hook = SamplerResumeHook()
     checkpoint = dict(meta=dict(epoch=0, iter=2, seed=0))
     hook.before_train_epoch(SimpleNamespace(iter=0))
@@ -322,19 +328,13 @@ def test_resume_hook_finds_the_sampler_behind_a_batch_sampler(monkeypatch):
 def test_iteration_loop_resume_needs_the_same_setup(monkeypatch):
     """IterBasedTrainLoop skips ``iter`` batches of the new run itself: on
     another world size or batch size those are other chips: refused."""
-    from types import SimpleNamespace
-
     from mmengine.runner import IterBasedTrainLoop
     from torch.utils.data import DataLoader
 
     from mmsnip.engine.hooks import SamplerResumeHook
     sampler = _sampler(FakeChips(14), 0, 1, monkeypatch, seed=0)
     loader = DataLoader(list(range(200)), batch_size=4, sampler=sampler)
-    loop = IterBasedTrainLoop.__new__(IterBasedTrainLoop)
-    loop.dataloader, loop._iter = loader, 2
-    runner = SimpleNamespace(_train_loop=loop, train_loop=loop,
-                             train_dataloader=loader, epoch=0, _resume=True,
-                             world_size=1)
+    loop, runner = _resumed_runner(loader, IterBasedTrainLoop)
     hook = SamplerResumeHook()
     for batch_size, world, refused in ((4, 1, False), (2, 1, True),
                                        (4, 2, True)):

@@ -274,13 +274,16 @@ EOF
 NO_CKPT=
 [ -z "$CKPT" ] && NO_CKPT="; infer steps SKIPPED: no AUTOFOCUS_CHECKPOINT"
 
+# Every training step's options: the iterations, a limit per config,
+# batch 32 and the loader workers (--cfg-options last: it takes the rest).
+TRAIN_OPTS=(--iters "$ITERS" --warmup 5 --timeout 240
+    --cfg-options train_dataloader.batch_size=32
+    "train_dataloader.num_workers=$WORKERS"
+    "train_dataloader.persistent_workers=$PERSIST")
+
 step train_amp "$TRAIN_LIMIT" 60 \
     "$PY" tools/benchmark.py train "$CFGS/sniper_amp.py" \
-    --labels 'SNIPER chips' --iters "$ITERS" --warmup 5 --timeout 240 \
-    --out-dir "$WORK/train_amp" \
-    --cfg-options train_dataloader.batch_size=32 \
-    "train_dataloader.num_workers=$WORKERS" \
-    "train_dataloader.persistent_workers=$PERSIST"
+    --labels 'SNIPER chips' --out-dir "$WORK/train_amp" "${TRAIN_OPTS[@]}"
 
 if [ -n "$CKPT" ]; then
     step "infer_warmup$IMAGES" "$INFER_LIMIT" 60 \
@@ -293,11 +296,8 @@ fi
 # The collate A/B: MMEngine's default collate on the same config.
 step train_amp_pseudo_collate "$TRAIN_LIMIT" 60 \
     "$PY" tools/benchmark.py train "$CFGS/sniper_amp_pseudo_collate.py" \
-    --labels 'SNIPER chips' --iters "$ITERS" --warmup 5 --timeout 240 \
-    --out-dir "$WORK/train_amp_pseudo_collate" \
-    --cfg-options train_dataloader.batch_size=32 \
-    "train_dataloader.num_workers=$WORKERS" \
-    "train_dataloader.persistent_workers=$PERSIST"
+    --labels 'SNIPER chips' --out-dir "$WORK/train_amp_pseudo_collate" \
+    "${TRAIN_OPTS[@]}"
 
 if [ -n "$CKPT" ]; then
     # Fewer, larger forward passes: every FocusChip of a scale in one
@@ -314,11 +314,7 @@ step train_more "$TRAIN_LIMIT" 60 \
     "$PY" tools/benchmark.py train "$SNIPER" \
     "$CFGS/sniper_amp_window8.py" "$CFGS/single_amp.py" \
     --labels 'SNIPER chips' 'SNIPER chips, image_window 8' \
-    'single scale' --iters "$ITERS" --warmup 5 --timeout 240 \
-    --out-dir "$WORK/train_more" \
-    --cfg-options train_dataloader.batch_size=32 \
-    "train_dataloader.num_workers=$WORKERS" \
-    "train_dataloader.persistent_workers=$PERSIST"
+    'single scale' --out-dir "$WORK/train_more" "${TRAIN_OPTS[@]}"
 
 if [ -n "$CKPT" ] && [ "$IMAGES" != 2 ]; then
     step infer_warmup2 "$INFER_LIMIT" 60 \
