@@ -25,6 +25,7 @@ _SCALARS = (int, float, np.integer, np.floating)
 # coordinates), in the cover's and the focus stacking's tests.
 FIT_EPS = 1e-6
 
+
 def as_boxes(boxes, name: str = 'boxes') -> np.ndarray:
     """Return ``boxes`` as a float64 ``(N, 4)`` xyxy array, any frame.
 
@@ -247,7 +248,8 @@ def check_boxes(boxes, img_h: float, img_w: float,
     return arr
 
 
-def inside_matrix(boxes: np.ndarray, chips: np.ndarray) -> np.ndarray:
+def inside_matrix(boxes: np.ndarray, chips: np.ndarray,
+                  tol: float = 0.0) -> np.ndarray:
     """Which boxes lie fully inside which chips (same frame, xyxy).
 
     Dense: ``C * N`` booleans, for the small sets of the data path (chips
@@ -256,15 +258,18 @@ def inside_matrix(boxes: np.ndarray, chips: np.ndarray) -> np.ndarray:
     Args:
         boxes (np.ndarray): ``(N, 4)`` float xyxy.
         chips (np.ndarray): ``(C, 4)`` float xyxy, same frame.
+        tol (float): How far (pixels of that frame) a box may pass a
+            chip's edge and still count as inside; :data:`FIT_EPS` for
+            the cover's own test.
 
     Returns:
         np.ndarray: ``(C, N)`` bool, ``[c, n]`` true iff box n is inside
         chip c (touching the border counts as inside).
     """
-    return ((boxes[None, :, 0] >= chips[:, None, 0]) &
-            (boxes[None, :, 1] >= chips[:, None, 1]) &
-            (boxes[None, :, 2] <= chips[:, None, 2]) &
-            (boxes[None, :, 3] <= chips[:, None, 3]))
+    return ((boxes[None, :, 0] >= chips[:, None, 0] - tol) &
+            (boxes[None, :, 1] >= chips[:, None, 1] - tol) &
+            (boxes[None, :, 2] <= chips[:, None, 2] + tol) &
+            (boxes[None, :, 3] <= chips[:, None, 3] + tol))
 
 
 def boxes_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -21,7 +21,8 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from mmsnip.utils.checks import is_integer
-from .boxes import box_sizes, in_range, inside_matrix, sanitize_boxes
+from .boxes import (FIT_EPS, box_sizes, in_range, inside_matrix,
+                    sanitize_boxes)
 from .cover_batch import (MAX_GRID_CELLS, axis_runs, greedy_cover_runs,
                           grid_length)
 from .positive import ChipSet, chip_set_from_rows, greedy_cover, to_canvas
@@ -125,8 +126,8 @@ def generate_negative_chips(proposals: ProposalInput, img_h: int, img_w: int,
                        np.asarray(canvases, np.float64)[row_scale])
     if len(positive):
         # Sec. 3.3.3: remove the proposals covered by C^i_pos (positive
-        # chips of the proposal's own scale).
-        covered = (inside_matrix(scaled, positive.boxes_scaled) &
+        # chips of the proposal's own scale), "covered" as in the cover.
+        covered = (inside_matrix(scaled, positive.boxes_scaled, FIT_EPS) &
                    (positive.scale_index[:, None] == row_scale)).any(axis=0)
         if covered.any():
             scaled, row_scale = scaled[~covered], row_scale[~covered]
@@ -248,9 +249,9 @@ def negative_chips_batch(proposals: np.ndarray, row_start: np.ndarray,
     img, scale, seg = img[idx], scale[idx], seg[idx]
     scaled = to_canvas(boxes[idx], factor[img, scale][:, None],
                        canvas[img, scale])
-    # Sec. 3.3.3: remove the proposals covered by C^i_pos: every
-    # (proposal, positive chip of its image and scale) pair, tested at
-    # once, one coordinate column at a time.
+    # Sec. 3.3.3: remove the proposals covered by C^i_pos ("covered" as in
+    # the cover, FIT_EPS): every (proposal, positive chip of its image and
+    # scale) pair, tested at once, one coordinate column at a time.
     pos_start = np.asarray(pos_start, np.int64)
     pos_key = np.repeat(np.arange(n), np.diff(pos_start)) * num_scales + \
         positive.scale_index
@@ -265,7 +266,8 @@ def negative_chips_batch(proposals: np.ndarray, row_start: np.ndarray,
     for j in range(4):
         box = scaled[:, j][pair_row]
         chip = positive.boxes_scaled[:, j][pair_chip]
-        inside &= (box >= chip) if j < 2 else (box <= chip)
+        inside &= (box >= chip - FIT_EPS) if j < 2 else \
+            (box <= chip + FIT_EPS)
     covered = np.bincount(pair_row[inside], minlength=len(seg)) > 0
     keep = ~covered
     scaled, seg = scaled[keep], seg[keep]

@@ -44,8 +44,9 @@ from .proposals import ProposalFile, check_image_ids
 
 # Version of the cache file layout and of the chip engine's output; bump it
 # when either changes so old caches are rebuilt. 3: the stats count the
-# proposals dropped or reaching outside their image (PROPOSAL_COUNTS).
-CACHE_VERSION = 3
+# proposals dropped or reaching outside their image (PROPOSAL_COUNTS). 4:
+# a proposal within FIT_EPS of a positive chip counts as covered by it.
+CACHE_VERSION = 4
 TABLE_FIELDS = ('boxes', 'boxes_scaled', 'scale_index', 'scale_factor',
                 'is_positive', 'img_index')
 # Below this many images the table is built in this process.

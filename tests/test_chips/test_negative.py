@@ -12,6 +12,7 @@ from mmsnip.chips import (NEGATIVE_SAMPLING_RULE, ChipConfig, ChipSet,
                           in_range, inside_matrix, make_chip_set,
                           sample_negative_chips, sample_negative_chips_batch,
                           sanitize_boxes, to_canvas)
+from mmsnip.chips.boxes import FIT_EPS
 
 CFG = ChipConfig(scales=(ScaleSpec(factor=1.0, valid_range=(0, 200)),),
                  chip_size=256, chip_stride=32,
@@ -57,6 +58,26 @@ def test_proposals_inside_positive_chips_are_dropped():
     neg = _negatives(props, two, gt=gt)
     assert neg.scale_index.tolist() == [0]
 
+
+
+@pytest.mark.parametrize('past', [FIT_EPS / 2, 2 * FIT_EPS])
+def test_covered_means_what_the_cover_means(past):
+    # A proposal that passes a positive chip's edge by less than FIT_EPS
+    # (float rounding) is covered by it, as a box is for the cover itself;
+    # one that passes it by more is not. One image and the batch agree.
+    from mmsnip.chips.negative import negative_chips_batch
+    gt = np.array([[580., 580, 620, 620]])
+    pos = generate_positive_chips(gt, 1000, 1000, CFG).chips
+    assert len(pos) == 1
+    x1, y1, x2, y2 = pos.boxes_scaled[0]  # factor 1: ORIGINAL == SCALED
+    props = np.c_[np.full(5, x1) - past, np.linspace(y1, y2 - 30, 5),
+                  np.full(5, x1 + 40), np.linspace(y1, y2 - 30, 5) + 30]
+    one = generate_negative_chips(props, 1000, 1000, CFG, pos)
+    batch, counts = negative_chips_batch(
+        np.c_[props, np.ones(5)], np.array([0, 5]), np.array([1000.]),
+        np.array([1000.]), CFG, pos, np.array([0, 1]))
+    assert len(one) == len(batch) == counts.sum() == \
+        (0 if past < FIT_EPS else 1)
 
 def test_range_filter_and_its_switch():
     # five 210 px proposals (range max 200) that fit one 256 px chip
@@ -253,7 +274,7 @@ def _reference_negatives(per_scale, h, w, cfg, pos):
         canvas = spec.scaled_shape(h, w)
         scaled = to_canvas(boxes[keep], factor, canvas)
         mine = pos.boxes_scaled[pos.scale_index == s]
-        scaled = scaled[~inside_matrix(scaled, mine).any(0)]
+        scaled = scaled[~inside_matrix(scaled, mine, FIT_EPS).any(0)]
         chips = _dense_cover(scaled, canvas, cfg.chip_size, cfg.chip_stride,
                              cfg.negative.min_proposals_for(s))
         sets.append(make_chip_set(chips, s, factor, canvas, h, w, False))
