@@ -969,6 +969,38 @@ class LegacyProposals(dict):
         return self.key(img_id) is not None
 
 
+def read_pickle(path: str, where: str, expected: str):
+    """The object of a pickle file.
+
+    Raises:
+        ValueError: ``'{where} is not readable (UnpicklingError: ...):
+            truncated, damaged or not {expected}'`` for any failure to
+            unpickle (a missing module, a huge frame, not a pickle).
+    """
+    try:
+        with open(path, 'rb') as f:
+            return pickle.load(f)
+    except Exception as e:  # noqa: BLE001 - unpickling raises any kind
+        raise ValueError(f'{where} is not readable ({type(e).__name__}: '
+                         f'{e}): truncated, damaged or not {expected}'
+                         ) from None
+
+
+def looks_like_mmdet_dump(data) -> bool:
+    """``data`` (an unpickled object) looks like the dump of mmdet's
+    ``DumpProposals``: a non-empty dict of string keys whose first entries
+    hold ``bboxes`` (an ``InstanceData`` or a dict). For error messages
+    only; the conversion checks every entry
+    (:mod:`mmsnip.datasets.mmdet_proposals`)."""
+    if not isinstance(data, dict) or not data:
+        return False
+    for _, (key, entry) in zip(range(3), data.items()):
+        has = entry.keys() if hasattr(entry, 'keys') else ()
+        if not isinstance(key, str) or 'bboxes' not in has:
+            return False
+    return True
+
+
 def _load_legacy(path: str) -> tuple:
     """``(LegacyProposals, num_scales)`` of a version-1 pickle, every
     entry checked (:func:`proposal_array`).
@@ -979,16 +1011,16 @@ def _load_legacy(path: str) -> tuple:
             ``proposals`` dict or ``num_scales``, entries that are not
             ``num_scales`` arrays of shape ``(P, 5)`` / ``(P, 4)``.
     """
-    try:
-        with open(path, 'rb') as f:
-            data = pickle.load(f)
-    except Exception as e:  # noqa: BLE001 - unpickling raises any kind
-        raise ValueError(f'proposal file "{path}" is not readable '
-                         f'({type(e).__name__}: {e}): truncated, damaged '
-                         'or not a proposal file') from None
+    data = read_pickle(path, f'proposal file "{path}"', 'a proposal file')
     if not isinstance(data, dict) or data.get('format') != FORMAT:
-        raise ValueError(f'proposal file "{path}" is not an mmsnip proposal '
-                         f'file (format {FORMAT!r})')
+        raise ValueError(
+            f'proposal file "{path}" is not an mmsnip proposal file (format '
+            f'{FORMAT!r})' + (
+                ': it looks like a dump of mmdet\'s DumpProposals '
+                '({file_name: InstanceData(bboxes, scores)}); convert it: '
+                'tools/misc/convert_proposals.py SRC DST --from-mmdet '
+                '--ann-file ANN --img-prefix PREFIX --num-scales S'
+                if looks_like_mmdet_dump(data) else ''))
     bad = f'proposal file "{path}" (legacy version 1) is damaged:'
     num_scales = data.get('num_scales')
     if not is_integer(num_scales) or num_scales < 1:

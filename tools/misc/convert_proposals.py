@@ -4,6 +4,9 @@
     python tools/misc/convert_proposals.py old.pkl new.npz [--top-n 300] \
         [--box-dtype auto|float16|float32] [--score-dtype uint8|float16] \
         [--drop-scales]
+    python tools/misc/convert_proposals.py rpn_dump.pkl new.npz \
+        --from-mmdet --ann-file ANN.json --img-prefix train2017/ \
+        --num-scales 3 [--top-n 300]
 
 Reads a legacy pickle (``tools/mine_proposals.py`` before the compact
 format) or a compact file (version 2 or 3) and writes a compact one
@@ -17,19 +20,37 @@ and scale. The record of the chip scales the proposals were mined for
 it out, so that a chip config of other scales reads the file (at your
 risk: each scale's rows were mined at the recorded scale). Training
 reads every format, so converting is optional; it saves memory and start
-time on large datasets. A bad input file (not a proposal file, damaged,
-rows of another shape than ``(P, 5)`` / ``(P, 4)``) is one ``error:``
-line naming it and exit status 2.
+time on large datasets.
+
+``--from-mmdet`` reads instead the pickle of MMDetection's
+``DumpProposals`` metric (``{"folder/file.jpg": InstanceData(bboxes,
+scores)}``, ORIGINAL pixels) and keys it by the image ids of
+``--ann-file`` (COCO), each image's key made by mmdet's rule from
+``--img-prefix`` (the folder mmdet read the images from, ``data_root`` +
+``data_prefix['img']``) and its ``file_name``
+(:mod:`mmsnip.datasets.mmdet_proposals`). The dump's one set of
+proposals per image is written once per scale (``--num-scales``, the
+chip config's number of scales), with no chip scales recorded.
+
+A bad input file (not a proposal file, damaged, rows of another shape
+than ``(P, 5)`` / ``(P, 4)``; with ``--from-mmdet``: an mmsnip file, an
+image without an entry, an entry of no image, two images of one key, bad
+or non-finite rows) is one ``error:`` line naming it and exit status 2.
 """
+from mmsnip.datasets.mmdet_proposals import convert_mmdet_proposals
 from mmsnip.datasets.proposals import convert_proposals
 from mmsnip.utils.cli import ArgumentParser, positive_int
 from mmsnip.utils.fileio import check_output_file, checked_write
 from mmsnip.utils.preflight import UserInputError, run_cli
 
+# Options of --from-mmdet: those it needs, in the order of the messages.
+MMDET_OPTIONS = ('ann_file', 'img_prefix', 'num_scales')
+
 
 def parse_args(argv=None):
     parser = ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('src', help='proposal file to read (any format)')
+    parser.add_argument('src', help='proposal file to read (any format; '
+                        'with --from-mmdet: a DumpProposals pickle)')
     parser.add_argument('dst', help='compact proposal file to write')
     parser.add_argument('--top-n', type=positive_int, default=None,
                         help='keep at most this many proposals per image '
@@ -45,7 +66,33 @@ def parse_args(argv=None):
     parser.add_argument('--drop-scales', action='store_true',
                         help='leave out the record of the chip scales the '
                         'proposals were mined for')
-    return parser.parse_args(argv)
+    mmdet = parser.add_argument_group(
+        'proposals dumped by mmdet\'s DumpProposals metric')
+    mmdet.add_argument('--from-mmdet', action='store_true',
+                       help='src is a DumpProposals pickle; needs '
+                       '--ann-file, --img-prefix and --num-scales')
+    mmdet.add_argument('--ann-file', default=None,
+                       help='COCO annotation file of the dumped images '
+                       '(their ids key the written file)')
+    mmdet.add_argument('--img-prefix', default=None,
+                       help='folder mmdet read the images from (data_root '
+                       '+ data_prefix["img"], e.g. train2017/; only its '
+                       'last folder matters)')
+    mmdet.add_argument('--num-scales', type=positive_int, default=None,
+                       help='scales of the chip config that will read the '
+                       'file (the dump\'s proposals are written for each)')
+    args = parser.parse_args(argv)
+    flags = {o: '--' + o.replace('_', '-') for o in MMDET_OPTIONS}
+    given = [flags[o] for o in MMDET_OPTIONS if getattr(args, o) is not None]
+    lacking = [f for f in flags.values() if f not in given]
+    if args.from_mmdet and lacking:
+        parser.error(f'--from-mmdet needs {", ".join(flags.values())} '
+                     f'(missing: {", ".join(lacking)})')
+    if given and not args.from_mmdet:
+        parser.error(f'{", ".join(given)}: only with --from-mmdet (src is '
+                     'a dump of mmdet\'s DumpProposals); add it, or leave '
+                     'them out for an mmsnip proposal file')
+    return args
 
 
 def main(argv=None) -> int:
@@ -53,10 +100,16 @@ def main(argv=None) -> int:
     check_output_file(args.dst, 'dst')
     try:
         with checked_write(args.dst):
-            info = convert_proposals(args.src, args.dst, top_n=args.top_n,
-                                     box_dtype=args.box_dtype,
-                                     score_dtype=args.score_dtype,
-                                     drop_scales=args.drop_scales)
+            if args.from_mmdet:
+                info = convert_mmdet_proposals(
+                    args.src, args.dst, args.ann_file, args.img_prefix,
+                    args.num_scales, top_n=args.top_n,
+                    box_dtype=args.box_dtype, score_dtype=args.score_dtype)
+            else:
+                info = convert_proposals(
+                    args.src, args.dst, top_n=args.top_n,
+                    box_dtype=args.box_dtype, score_dtype=args.score_dtype,
+                    drop_scales=args.drop_scales)
     except (ValueError, FileNotFoundError) as e:
         if isinstance(e, UserInputError):
             raise
