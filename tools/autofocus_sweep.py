@@ -43,8 +43,8 @@ from mmsnip.utils import register_all_modules
 from mmsnip.utils.cli import (ArgumentParser, non_negative_float,
                               non_negative_int, positive_float, positive_int,
                               unit_interval)
-from mmsnip.utils.fileio import (check_output_dir, save_figure, write_json,
-                                 write_text)
+from mmsnip.utils.fileio import (check_input_file, check_output_dir,
+                                 save_figure, write_json, write_text)
 from mmsnip.utils.preflight import (UserInputError, check_data_paths,
                                     load_config, run_cli)
 
@@ -114,8 +114,7 @@ def main():
     if cfg.get('tta_model', {}).get('type') != 'AutoFocusTTAModel':
         raise UserInputError(f'config "{args.config}" has no AutoFocusTTAModel'
                              ' tta_model')
-    if not osp.isfile(args.checkpoint):
-        raise UserInputError(f'checkpoint "{args.checkpoint}" does not exist')
+    check_input_file(args.checkpoint, 'checkpoint')
     base = [dict(s) for s in cfg.tta_model.scales]
     if args.target_ap_drop is not None or args.target_pixels is not None:
         return calibrate(args, cfg, base)
@@ -225,8 +224,8 @@ def calibrate(args, cfg, base):
     def report(index, point, varied):
         what = 'config' if varied is None else f'transition {varied}'
         print(f'[{index}] {what}: (t, d, k) per transition '
-              f'{format_setting(point.setting, " ")}: AP {point.ap:.1f} pixels '
-              f'{point.pixels / 1e6:.3f} M', flush=True)
+              f'{format_setting(point.setting, " ")}: AP {point.ap:.1f} '
+              f'pixels {point.pixels / 1e6:.3f} M', flush=True)
 
     error = None
     try:

@@ -57,8 +57,9 @@ from mmsnip.utils import register_all_modules
 from mmsnip.utils.cli import (ArgumentParser, finite_float,
                               non_negative_float, non_negative_int,
                               positive_float, positive_int)
-from mmsnip.utils.fileio import (check_output_dir, check_output_file,
-                                 checked_write, write_json, write_text)
+from mmsnip.utils.fileio import (check_input_file, check_output_dir,
+                                 check_output_file, checked_write,
+                                 write_json, write_text)
 from mmsnip.utils.preflight import (UserInputError, check_data_paths,
                                     load_config, run_cli)
 
@@ -245,7 +246,7 @@ def train_one(args) -> None:
     _check_amp(args)
     cfg = load_config(args.config, args.cfg_options)
     _check_train_config(cfg)
-    check_output_file(args.json, '--json')
+    check_output_file(args.json, '--json', inputs={'CONFIG': args.config})
     row = measure_training(cfg, args.iters, args.warmup, amp=args.amp)
     write_json(args.json, row)
 
@@ -498,8 +499,7 @@ def infer(args) -> None:
     if cfg.get('tta_model', {}).get('type') != 'AutoFocusTTAModel':
         raise UserInputError(f'config "{args.config}" has no '
                              'AutoFocusTTAModel tta_model')
-    if not osp.isfile(args.checkpoint):
-        raise UserInputError(f'checkpoint "{args.checkpoint}" does not exist')
+    check_input_file(args.checkpoint, 'checkpoint')
     check_data_paths(cfg, ['test_dataloader'])
     _check_outputs(args)
     single = dict(args.single_scale or dict(factor=1.0))

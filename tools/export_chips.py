@@ -110,7 +110,9 @@ def _chip_records(chips: ChipSet, scale_ids: np.ndarray,
 
 def main():
     args = parse_args()
-    check_output_file(args.out, '--out')
+    check_output_file(args.out, '--out', inputs={
+        'ANN_FILE': args.ann_file, '--config': args.config,
+        '--proposals': args.proposals})
     cfg = ChipConfig.paper_coco() if args.paper_defaults else \
         chip_config_of(load_config(args.config))
     full_cfg = cfg

@@ -12,7 +12,6 @@ checkpoint, ``--num-per-scale``, ``--nms-iou``, chip scales or image list
 refuses to mix them (``--restart`` discards them and starts over).
 """
 import os
-import os.path as osp
 
 from mmengine.config import DictAction
 from mmengine.dist import init_dist
@@ -21,7 +20,7 @@ from mmsnip.apis import mine_proposals
 from mmsnip.utils import register_all_modules
 from mmsnip.utils.cli import ArgumentParser, number, positive_int
 from mmsnip.utils.dist import setup_cpu_distributed
-from mmsnip.utils.fileio import check_output_file
+from mmsnip.utils.fileio import check_input_file, check_output_file
 from mmsnip.utils.preflight import (UserInputError, check_data_paths,
                                     load_config, run_cli)
 
@@ -52,10 +51,9 @@ def main():
     args = parse_args()
     register_all_modules()
     cfg = load_config(args.config, args.cfg_options)
-    check_output_file(args.out, '--out', suffixes=('.pkl', ))
-    if not osp.isfile(args.checkpoint):
-        raise UserInputError(
-            f'checkpoint file "{args.checkpoint}" does not exist')
+    check_output_file(args.out, '--out', suffixes=('.pkl', ), inputs={
+        'CONFIG': args.config, 'CHECKPOINT': args.checkpoint})
+    check_input_file(args.checkpoint, 'checkpoint file')
     check_data_paths(cfg, ['train_dataloader'])
     cfg.launcher = args.launcher
     if args.launcher != 'none' and not setup_cpu_distributed(cfg):

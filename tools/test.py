@@ -22,6 +22,7 @@ from mmdet.utils import setup_cache_size_limit_of_dynamo
 from mmsnip.engine import build_runner
 from mmsnip.utils import register_all_modules
 from mmsnip.utils.dist import setup_cpu_distributed
+from mmsnip.utils.fileio import check_input_file
 from mmsnip.utils.preflight import (UserInputError, check_data_paths,
                                     explain_failure, load_config, run_cli)
 
@@ -127,9 +128,8 @@ def main():
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
 
-    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
-        raise UserInputError(
-            f'checkpoint file "{args.checkpoint}" does not exist')
+    if '://' not in args.checkpoint:
+        check_input_file(args.checkpoint, 'checkpoint file')
     cfg.load_from = args.checkpoint
 
     if args.show or args.show_dir:

@@ -44,7 +44,8 @@ from mmsnip.registry import MODELS
 from mmsnip.utils import register_all_modules
 from mmsnip.utils.cli import (ArgumentParser, number, positive_int,
                               unit_interval)
-from mmsnip.utils.fileio import (atomic_open, check_output_dir, checked_write,
+from mmsnip.utils.fileio import (atomic_open, check_input_file,
+                                 check_output_dir, checked_write,
                                  write_image, write_json)
 from mmsnip.utils.preflight import (UserInputError, check_data_paths,
                                     explain_failure, load_config, run_cli)
@@ -160,8 +161,7 @@ def build_tta(cfg, args):
     if cfg.get('tta_model', {}).get('type') != 'AutoFocusTTAModel':
         raise UserInputError(f'config "{args.config}" has no '
                              'AutoFocusTTAModel tta_model')
-    if not osp.isfile(args.checkpoint):
-        raise UserInputError(f'checkpoint "{args.checkpoint}" does not exist')
+    check_input_file(args.checkpoint, 'checkpoint')
     try:
         state = torch.load(args.checkpoint, map_location='cpu',
                            weights_only=False)

@@ -73,7 +73,7 @@ def coco_image_keys(coco: dict, ann_file: str,
             ``file_name``).
         ann_file (str): Its path, for messages.
         img_prefix (str): The folder MMDetection read the images from
-            (``data_root`` + ``data_prefix['img']``; only its last folder
+            (``osp.join(data_root, data_prefix['img'])``; only its last folder
             matters).
 
     Raises:
@@ -135,11 +135,19 @@ def read_mmdet_dump(path: str) -> dict:
     return data
 
 
-def _numpy(value) -> np.ndarray:
-    """A torch tensor (any device) or array-like as a numpy array."""
-    if hasattr(value, 'detach'):  # torch, without importing it
-        value = value.detach().cpu().numpy()
-    return np.asarray(value)
+def _numpy(value, where: str) -> np.ndarray:
+    """A torch tensor (any device or dtype) or array-like as a numpy
+    array; ``ValueError`` naming ``where`` if it cannot be one."""
+    try:
+        if hasattr(value, 'detach'):  # torch, without importing it
+            value = value.detach().cpu()
+            if value.is_floating_point():
+                value = value.float()  # bfloat16 has no numpy dtype
+            value = value.numpy()
+        return np.asarray(value)
+    except Exception as e:  # noqa: BLE001 - any tensor or object
+        raise ValueError(f'{where} cannot be read as an array ('
+                         f'{type(e).__name__}: {e})') from None
 
 
 def dump_rows(entry, where: str) -> np.ndarray:
@@ -166,10 +174,9 @@ def dump_rows(entry, where: str) -> np.ndarray:
         raise ValueError(f'{where} has no {" and no ".join(lacks)} (it has '
                          f'{sorted(entry.keys())}): not a dump of mmdet\'s '
                          'DumpProposals')
-    bboxes, scores = _numpy(entry['bboxes'] if isinstance(entry, Mapping)
-                            else entry.bboxes), \
-        _numpy(entry['scores'] if isinstance(entry, Mapping)
-               else entry.scores)
+    bboxes, scores = (
+        _numpy(entry[k] if isinstance(entry, Mapping) else entry.get(k),
+               f'{where}: {k}') for k in ('bboxes', 'scores'))
     if bboxes.shape in ((0, 4), (0, )) and scores.shape == (0, ):
         return np.zeros((0, 5), np.float32)
     if bboxes.ndim != 2 or bboxes.shape[1] != 4:
@@ -187,6 +194,14 @@ def dump_rows(entry, where: str) -> np.ndarray:
             f'or inf values (e.g. row {first}: {rows[first].tolist()}): the '
             'model that dumped them diverged; dump them again with a '
             'working checkpoint')
+    inverted = (rows[:, 2] < rows[:, 0]) | (rows[:, 3] < rows[:, 1])
+    if inverted.any():
+        first = int(np.flatnonzero(inverted)[0])
+        raise ValueError(
+            f'{where}: {int(inverted.sum())} of {len(rows)} boxes have x2 < '
+            f'x1 or y2 < y1 (e.g. row {first}: {rows[first, :4].tolist()}):'
+            ' DumpProposals writes [x1, y1, x2, y2]; convert boxes of '
+            'another layout (e.g. [x, y, w, h]) first')
     return rows
 
 
@@ -194,8 +209,12 @@ def _missing_message(where: str, ann_file: str, missing: List[str],
                      coco: dict, keys: Dict[str, int], dump: dict,
                      img_prefix: str) -> str:
     """The error for images of ``ann_file`` without an entry, with hints:
-    the ``img_prefix`` whose keys the dump holds, images dropped for
-    having no annotations."""
+    the ``img_prefix`` whose keys the dump holds, keys written on Windows,
+    images dropped for having no annotations."""
+    if not dump:
+        return (f'{where} has no entries (the run that dumped it saw no '
+                f'image), so none of the {len(keys)} images of "{ann_file}" '
+                'has proposals: dump them again over these images')
     msg = (f'{where} has no entry for {len(missing)} of the '
            f'{len(keys)} images of "{ann_file}" (e.g. keys '
            f'{missing[:SHOW]}, made from --img-prefix {img_prefix!r} and '
@@ -213,6 +232,12 @@ def _missing_message(where: str, ann_file: str, missing: List[str],
                 f'"{best[1]}"; with --img-prefix {prefix!r} {best[0]} of '
                 f'the {len(keys)} images would find their entry: pass it '
                 'if that is the folder of this annotation file\'s images')
+    windows = next((k for k in dump if '\\' in k), None)
+    if windows is not None:
+        msg += (f'. The dump\'s keys use backslashes (e.g. {windows!r}: '
+                'dumped on Windows), which mmdet\'s rule never makes here: '
+                'replace them with "/" in the keys (e.g. {k.replace("\\\\", '
+                '"/"): v for k, v in dump.items()}) and convert again')
     annotated = {a.get('image_id') for a in coco['annotations']
                  if isinstance(a, dict)}
     if not any(keys[k] in annotated for k in missing):

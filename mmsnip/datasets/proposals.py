@@ -1107,7 +1107,10 @@ def check_proposals(path: str, props, file_scales, img_ids: Sequence,
     if file_scales != num_scales:
         raise ValueError(
             f'proposal file "{path}" has proposals for {file_scales} '
-            f'scales, the chip config has {num_scales}')
+            f'scales, the chip config has {num_scales}. Fix: mine them '
+            'with this chip config (tools/mine_proposals.py); a file '
+            'converted from an mmdet dump: convert it again with '
+            f'--num-scales {num_scales}')
     recorded = getattr(props, 'scales', None)
     if recorded is not None and scales is not None:
         for s, (rec, spec) in enumerate(zip(recorded, scales)):

@@ -17,7 +17,7 @@ import contextlib
 import os
 import os.path as osp
 import tempfile
-from typing import IO, Iterator
+from typing import IO, Dict, Iterator, Optional
 
 
 def _umask() -> int:
@@ -128,16 +128,28 @@ def check_output_dir(folder: str, what: str = '--out-dir') -> str:
 
 
 def check_output_file(path: str, what: str = '--out',
-                      suffixes: tuple = ()) -> str:
+                      suffixes: tuple = (),
+                      inputs: Optional[Dict[str, Optional[str]]] = None
+                      ) -> str:
     """Check that ``path`` can be written: its folder (created if missing)
-    is writable, ``path`` is not a folder, and it ends with one of
-    ``suffixes`` (when given, e.g. ``('.json',)``).
+    is writable, ``path`` is not a folder, it ends with one of
+    ``suffixes`` (when given, e.g. ``('.json',)``) and it is none of the
+    command's ``inputs`` (writing it would destroy one).
+
+    Args:
+        path (str): The file to write.
+        what (str): Its option or argument, for messages.
+        suffixes (tuple): Allowed endings; empty: any.
+        inputs (dict, optional): ``{option: path}`` of the files the
+            command reads (None values and paths that do not exist are
+            skipped); the same file by any name (links included) is an
+            error.
 
     Returns:
         str: ``path``.
 
     Raises:
-        UserInputError: Naming ``what`` and ``path``.
+        UserInputError: Naming ``what`` and ``path`` (and the input).
     """
     if not path:
         raise _user_error(f'{what}: empty file name')
@@ -146,7 +158,31 @@ def check_output_file(path: str, what: str = '--out',
                           f'{" or ".join(suffixes)}')
     if osp.isdir(path):
         raise _user_error(f'{what} "{path}" is a folder, not a file')
+    for name, source in (inputs or {}).items():
+        if source and osp.exists(path) and osp.exists(source) and \
+                osp.samefile(path, source):
+            raise _user_error(
+                f'{what} "{path}" is the input {name} "{source}": writing '
+                'it would destroy what the command reads; write to another '
+                'file')
     check_output_dir(osp.dirname(path) or '.', f'{what} "{path}": folder')
+    return path
+
+
+def check_input_file(path: str, what: str) -> str:
+    """Check that the input file ``path`` exists and is a file.
+
+    Returns:
+        str: ``path``.
+
+    Raises:
+        UserInputError: ``'{what} "{path}" does not exist'`` (or ``is a
+            folder, not a file``).
+    """
+    if not osp.isfile(path):
+        raise _user_error(f'{what} "{path}" ' + (
+            'is a folder, not a file' if osp.isdir(path)
+            else 'does not exist'))
     return path
 
 

@@ -59,25 +59,31 @@ def test_proposals_inside_positive_chips_are_dropped():
     assert neg.scale_index.tolist() == [0]
 
 
-
+@pytest.mark.parametrize('factor', [1.0, 3.0])
 @pytest.mark.parametrize('past', [FIT_EPS / 2, 2 * FIT_EPS])
-def test_covered_means_what_the_cover_means(past):
+def test_covered_means_what_the_cover_means(past, factor):
     # A proposal that passes a positive chip's edge by less than FIT_EPS
-    # (float rounding) is covered by it, as a box is for the cover itself;
-    # one that passes it by more is not. One image and the batch agree.
+    # SCALED pixels (float rounding) is covered by it, as a box is for the
+    # cover itself; one that passes it by more is not. One image and the
+    # batch agree.
     from mmsnip.chips.negative import negative_chips_batch
+    cfg = ChipConfig(scales=(ScaleSpec(factor=factor, valid_range=(0, 200)),),
+                     chip_size=256, chip_stride=32,
+                     negative=dict(min_proposals=3))
     gt = np.array([[580., 580, 620, 620]])
-    pos = generate_positive_chips(gt, 1000, 1000, CFG).chips
+    pos = generate_positive_chips(gt, 1000, 1000, cfg).chips
     assert len(pos) == 1
-    x1, y1, x2, y2 = pos.boxes_scaled[0]  # factor 1: ORIGINAL == SCALED
-    props = np.c_[np.full(5, x1) - past, np.linspace(y1, y2 - 30, 5),
-                  np.full(5, x1 + 40), np.linspace(y1, y2 - 30, 5) + 30]
-    one = generate_negative_chips(props, 1000, 1000, CFG, pos)
+    x1, y1, x2, y2 = pos.boxes_scaled[0]
+    top = np.linspace(y1, y2 - 30, 5)
+    scaled = np.c_[np.full(5, x1) - past, top, np.full(5, x1 + 40), top + 30]
+    props = scaled / factor  # ORIGINAL pixels
+    one = generate_negative_chips(props, 1000, 1000, cfg, pos)
     batch, counts = negative_chips_batch(
         np.c_[props, np.ones(5)], np.array([0, 5]), np.array([1000.]),
-        np.array([1000.]), CFG, pos, np.array([0, 1]))
+        np.array([1000.]), cfg, pos, np.array([0, 1]))
     assert len(one) == len(batch) == counts.sum() == \
         (0 if past < FIT_EPS else 1)
+
 
 def test_range_filter_and_its_switch():
     # five 210 px proposals (range max 200) that fit one 256 px chip

@@ -195,7 +195,10 @@ def test_proposals_of_another_dataset_are_a_user_error(tmp_path):
     got = load_coco_proposals(path, data, 2)
     np.testing.assert_allclose(got[1][1], props[1][1])
     with pytest.raises(UserInputError, match='p.npz" has proposals for 2 '
-                       'scales, the chip config has 3'):
+                       'scales, the chip config has 3. Fix: mine them with '
+                       r'this chip config \(tools/mine_proposals.py\); a '
+                       'file converted from an mmdet dump: convert it again '
+                       'with --num-scales 3$'):
         load_coco_proposals(path, data, 3)
     with pytest.raises(UserInputError, match=r'p.npz" lacks 1 of .* img_id '
                        r'\[2\]'):

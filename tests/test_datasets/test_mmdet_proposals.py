@@ -237,6 +237,63 @@ def test_images_without_annotations_dropped_by_the_dump_are_named(
                                 'train/', 1)
 
 
+def test_any_torch_float_dtype_converts(tmp_path):
+    # bfloat16 has no numpy dtype: read as float32, not a crash
+    ann = small_coco(tmp_path, ['1.jpg'])
+    entry = dict(bboxes=torch.tensor(BOX, dtype=torch.bfloat16),
+                 scores=torch.tensor([.5, .25], dtype=torch.bfloat16))
+    dst = str(tmp_path / 'p.npz')
+    convert_mmdet_proposals(raw_dump(tmp_path, {'train/1.jpg': entry}),
+                            dst, ann, 'train/', 1)
+    np.testing.assert_array_equal(load_proposals(dst, [1], 1)[1][0][:, :4],
+                                  BOX)
+
+
+def test_an_empty_dump_and_windows_keys_say_so(tmp_path):
+    ann = small_coco(tmp_path, ['1.jpg', '2.jpg'])
+    dst = str(tmp_path / 'p.npz')
+    with pytest.raises(ValueError, match=r'raw.pkl" has no entries \(the '
+                       r'run that dumped it saw no image\), so none of the '
+                       r'2 images of ".*ann.json" has proposals'):
+        convert_mmdet_proposals(raw_dump(tmp_path, {}), dst, ann, 'train/',
+                                1)
+    entry = dict(bboxes=BOX, scores=[.9, .4])
+    dump = raw_dump(tmp_path, {'train\\1.jpg': entry,
+                               'train\\2.jpg': entry})
+    with pytest.raises(ValueError, match=r"keys use backslashes \(e.g. "
+                       r"'train\\\\1.jpg': dumped on Windows\).*replace "
+                       r'them with "/" in the keys'):
+        convert_mmdet_proposals(dump, dst, ann, 'train/', 1)
+
+
+def test_the_tool_names_a_missing_source_and_never_overwrites_an_input(
+        tmp_path):
+    ann = small_coco(tmp_path, ['1.jpg'])
+    dump = small_dump(tmp_path, ['train/1.jpg'])
+    opts = ['--from-mmdet', '--ann-file', ann, '--img-prefix', 'train/',
+            '--num-scales', '1']
+    before = {p: open(p, 'rb').read() for p in (ann, dump)}
+    for argv, err in [
+            ([str(tmp_path / 'nope.pkl'), str(tmp_path / 'o.npz')] + opts,
+             f'src "{tmp_path / "nope.pkl"}" does not exist'),
+            ([str(tmp_path), str(tmp_path / 'o.npz')] + opts,
+             f'src "{tmp_path}" is a folder, not a file'),
+            ([dump, dump] + opts, f'dst "{dump}" is the input src '
+             f'"{dump}": writing it would destroy what the command reads'),
+            ([dump, ann] + opts, f'dst "{ann}" is the input --ann-file '
+             f'"{ann}"'),
+            ([dump, str(tmp_path / 'o.npz'), '--from-mmdet', '--ann-file',
+              str(tmp_path / 'no.json'), '--img-prefix', 'x/',
+              '--num-scales', '1'],
+             f'--ann-file "{tmp_path / "no.json"}" does not exist')]:
+        run = run_tool([TOOL] + argv, check=False)
+        assert run.returncode == 2 and len(run.stderr.splitlines()) == 1, \
+            run.stderr
+        assert run.stderr.startswith('error: ' + err), run.stderr
+    assert before == {p: open(p, 'rb').read() for p in before}
+    assert not osp.exists(tmp_path / 'o.npz')
+
+
 def test_entries_of_no_image_are_an_error(tmp_path):
     ann = small_coco(tmp_path, ['1.jpg', '2.jpg'])
     dump = small_dump(tmp_path, ['train/1.jpg', 'train/2.jpg',
@@ -281,6 +338,11 @@ BOX = [[1, 2, 30, 40], [5, 5, 9, 9]]
     (dict(bboxes=torch.tensor(BOX, dtype=torch.float32),
           scores=torch.tensor([np.inf, .4])),
      r': 1 of 2 .* row 0: \[1.0, 2.0, 30.0, 40.0, inf\]'),
+    (dict(bboxes=[[1, 2, 30, 40], [30, 2, 1, 40]], scores=[.9, .4]),
+     r': 1 of 2 boxes have x2 < x1 or y2 < y1 \(e.g. row 1: \[30.0, 2.0, '
+     r'1.0, 40.0\]\): DumpProposals writes \[x1, y1, x2, y2\]; convert '),
+    (dict(bboxes=torch.zeros((2, 4), device='meta'), scores=[.9, .4]),
+     r': bboxes cannot be read as an array \(NotImplementedError: '),
 ])
 def test_bad_entries_are_errors_naming_file_and_key(tmp_path, entry, match):
     ann = small_coco(tmp_path, ['1.jpg', '2.jpg'])
@@ -354,6 +416,9 @@ def test_mmsnip_file_with_from_mmdet_and_dump_without_name_the_flag(
     (['--ann-file', 'a.json'], r'--ann-file: only with --from-mmdet'),
     (['--num-scales', '3', '--img-prefix', 'x/'],
      r'--img-prefix, --num-scales: only with --from-mmdet'),
+    (['--from-mmdet', '--ann-file', 'a.json', '--img-prefix', 'x/',
+      '--num-scales', '3', '--drop-scales'],
+     r'--drop-scales: not with --from-mmdet'),
 ])
 def test_usage_errors(argv, match, capsys):
     tool = load_tool(TOOL)

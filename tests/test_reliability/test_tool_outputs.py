@@ -252,3 +252,51 @@ def test_check_output_file_rules(tmp_path):
         fileio.write_image(str(tmp_path / 'x.nope'),
                            np.zeros((2, 2, 3), np.uint8))
     assert not osp.exists(tmp_path / 'x.nope')
+
+
+def test_check_output_file_refuses_an_input_and_checks_inputs(tmp_path):
+    """An output that is one of the command's inputs, by any name, would
+    destroy it; a missing input or a folder is named."""
+    from mmsnip.utils.preflight import UserInputError
+    ann = tmp_path / 'ann.json'
+    ann.write_text('{}')
+    (tmp_path / 'link.json').symlink_to(ann)
+    for out in (ann, tmp_path / 'link.json', tmp_path / '.' / 'ann.json'):
+        with pytest.raises(UserInputError, match=(
+                f'--out "{out}" is the input ANN_FILE "{ann}": writing it '
+                'would destroy what the command reads')):
+            fileio.check_output_file(str(out), '--out',
+                                     inputs={'ANN_FILE': str(ann)})
+    # other files, missing inputs and None are fine
+    assert fileio.check_output_file(
+        str(tmp_path / 'out.json'), inputs={
+            'ANN_FILE': str(ann), '--x': None,
+            '--y': str(tmp_path / 'missing')})
+    assert fileio.check_input_file(str(ann), 'ANN_FILE') == str(ann)
+    with pytest.raises(UserInputError,
+                       match=f'^ANN_FILE "{tmp_path}" is a folder, not a'):
+        fileio.check_input_file(str(tmp_path), 'ANN_FILE')
+    with pytest.raises(UserInputError,
+                       match=f'^checkpoint "{tmp_path}/no.pth" does not '):
+        fileio.check_input_file(str(tmp_path / 'no.pth'), 'checkpoint')
+
+
+@pytest.mark.parametrize('name, args, what', [
+    ('export_chips.py', lambda i, f: [f, '--paper-defaults', '--out', f],
+     'ANN_FILE'),
+    ('analysis/suggest_params.py', lambda i, f: [f, '--out-json', f],
+     'ANN_FILE'),
+    ('mine_proposals.py', lambda i, f: [i['stage1'], f, '--out', f],
+     'CHECKPOINT'),
+])
+def test_tools_never_write_over_their_input(name, args, what, inputs,
+                                            tmp_path, monkeypatch, capsys):
+    # the output names the input file (a copy: the real one is shared)
+    src = {'ANN_FILE': inputs['ann'], 'CHECKPOINT': inputs['ckpt']}[what]
+    path = tmp_path / ('ckpt.pkl' if what == 'CHECKPOINT' else 'ann.json')
+    path.write_bytes(open(src, 'rb').read())
+    before = path.read_bytes()
+    line = _one_error(*run_main(name, args(inputs, str(path)), monkeypatch,
+                                capsys)[::2])
+    assert f'is the input {what} "{path}"' in line, line
+    assert path.read_bytes() == before

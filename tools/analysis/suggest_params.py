@@ -177,12 +177,14 @@ def plot_sizes(path: str, sizes: np.ndarray, suggestion) -> None:
 def main(argv=None):
     args = parse_args(argv)
     start = time.time()
+    inputs = {'ANN_FILE': args.ann_file}
     if args.out_config:
-        check_output_file(args.out_config, '--out-config', ('.py', ))
+        check_output_file(args.out_config, '--out-config', ('.py', ),
+                          inputs)
     if args.plot:
-        check_output_file(args.plot, '--plot')
+        check_output_file(args.plot, '--plot', inputs=inputs)
     if args.out_json:
-        check_output_file(args.out_json, '--out-json')
+        check_output_file(args.out_json, '--out-json', inputs=inputs)
     boxes, img_index, crowd, shapes = read_annotations(args.ann_file)
     sizes = object_sizes(boxes, img_index, shapes, crowd)
     if not len(sizes):

@@ -26,8 +26,8 @@ time on large datasets.
 ``DumpProposals`` metric (``{"folder/file.jpg": InstanceData(bboxes,
 scores)}``, ORIGINAL pixels) and keys it by the image ids of
 ``--ann-file`` (COCO), each image's key made by mmdet's rule from
-``--img-prefix`` (the folder mmdet read the images from, ``data_root`` +
-``data_prefix['img']``) and its ``file_name``
+``--img-prefix`` (the folder mmdet read the images from,
+``osp.join(data_root, data_prefix['img'])``) and its ``file_name``
 (:mod:`mmsnip.datasets.mmdet_proposals`). The dump's one set of
 proposals per image is written once per scale (``--num-scales``, the
 chip config's number of scales), with no chip scales recorded.
@@ -40,7 +40,8 @@ or non-finite rows) is one ``error:`` line naming it and exit status 2.
 from mmsnip.datasets.mmdet_proposals import convert_mmdet_proposals
 from mmsnip.datasets.proposals import convert_proposals
 from mmsnip.utils.cli import ArgumentParser, positive_int
-from mmsnip.utils.fileio import check_output_file, checked_write
+from mmsnip.utils.fileio import (check_input_file, check_output_file,
+                                 checked_write)
 from mmsnip.utils.preflight import UserInputError, run_cli
 
 # Options of --from-mmdet: those it needs, in the order of the messages.
@@ -75,9 +76,9 @@ def parse_args(argv=None):
                        help='COCO annotation file of the dumped images '
                        '(their ids key the written file)')
     mmdet.add_argument('--img-prefix', default=None,
-                       help='folder mmdet read the images from (data_root '
-                       '+ data_prefix["img"], e.g. train2017/; only its '
-                       'last folder matters)')
+                       help='folder mmdet read the images from '
+                       '(osp.join(data_root, data_prefix["img"]), e.g. '
+                       'train2017/; only its last folder matters)')
     mmdet.add_argument('--num-scales', type=positive_int, default=None,
                        help='scales of the chip config that will read the '
                        'file (the dump\'s proposals are written for each)')
@@ -88,6 +89,9 @@ def parse_args(argv=None):
     if args.from_mmdet and lacking:
         parser.error(f'--from-mmdet needs {", ".join(flags.values())} '
                      f'(missing: {", ".join(lacking)})')
+    if args.from_mmdet and args.drop_scales:
+        parser.error('--drop-scales: not with --from-mmdet (a converted '
+                     'dump records no chip scales anyway); leave it out')
     if given and not args.from_mmdet:
         parser.error(f'{", ".join(given)}: only with --from-mmdet (src is '
                      'a dump of mmdet\'s DumpProposals); add it, or leave '
@@ -97,7 +101,11 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    check_output_file(args.dst, 'dst')
+    check_input_file(args.src, 'src')
+    if args.ann_file is not None:
+        check_input_file(args.ann_file, '--ann-file')
+    check_output_file(args.dst, 'dst', inputs={
+        'src': args.src, '--ann-file': args.ann_file})
     try:
         with checked_write(args.dst):
             if args.from_mmdet:
