@@ -338,7 +338,8 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
 
     def scale_rows():
         """``(image position, scale, (P, 5) float32 rows)`` of every
-        group, top_n applied."""
+        group, top_n applied; scales given the same array object (a
+        shared proposal set) are checked and cut once."""
         seen = np.zeros(len(keys), bool)
         for group in groups():
             for img_id, per_scale in group.items():
@@ -354,9 +355,13 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
                     raise ValueError(f'{owner}: img_id {img_id} has '
                                      f'{len(per_scale)} scales, expected '
                                      f'{num_scales}')
+                given = done = None
                 for s, rows in enumerate(per_scale):
-                    where = f'{owner}: img_id {img_id!r}, scale {s}'
-                    yield n, s, _top_n(proposal_array(rows, where), top_n)
+                    if rows is not given:
+                        where = f'{owner}: img_id {img_id!r}, scale {s}'
+                        given = rows
+                        done = _top_n(proposal_array(rows, where), top_n)
+                    yield n, s, done
         if not seen.all():
             missing = [keys[n] for n in np.flatnonzero(~seen)]
             raise MissingProposalsError(

@@ -98,7 +98,9 @@ def test_every_image_gets_its_rows_at_every_scale(demo_dump, tiny_demo_root,
             assert (np.diff(scale[:, 4]) <= 0).all()
     # exactly the file save_proposals writes for those rows, 3 times
     ref = str(tmp_path / 'ref.npz')
-    save_proposals(ref, {k: [v] * 3 for k, v in rows.items()}, 3)
+    # (three separate copies: the writer checks a shared array once)
+    save_proposals(ref, {k: [v.copy() for _ in range(3)]
+                         for k, v in rows.items()}, 3)
     assert ProposalFile(dst).content_id == ProposalFile(ref).content_id
     # --top-n keeps each image's best rows
     top = str(tmp_path / 'top.npz')
@@ -125,7 +127,9 @@ def test_sniper_dataset_builds_negatives_from_the_converted_file(
     assert not ds.chips.is_positive[ds.num_positive:].any()
     # the pool of an mmsnip file with the same rows at every scale
     ref = str(tmp_path / 'ref.npz')
-    save_proposals(ref, {k: [v] * 3 for k, v in rows.items()}, 3)
+    # (three separate copies: the writer checks a shared array once)
+    save_proposals(ref, {k: [v.copy() for _ in range(3)]
+                         for k, v in rows.items()}, 3)
     same = build(tiny_demo_root, negatives=True, proposal_file=ref)
     np.testing.assert_array_equal(ds.chips.boxes, same.chips.boxes)
     # the image without proposals has no negative chip
