@@ -10,6 +10,14 @@ import sys
 
 import pytest
 
+if os.environ.get('PYTEST_XDIST_WORKER'):
+    # One torch thread per test process (and the tools it starts): `make
+    # test` runs a process per core, and two processes of two threads each
+    # on two cores run slower than one process after the other. Set before
+    # torch is imported; an explicit setting is kept.
+    for _var in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
+        os.environ.setdefault(_var, '1')
+
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BASELINE_CONFIG = osp.join(
     REPO_ROOT, 'configs/baseline/faster-rcnn_r18-w16_fpn_12e_demo.py')
