@@ -421,6 +421,71 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _read(path: str) -> Optional[str]:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _kernel_ids() -> Optional[dict]:
+    """This process's boot id and pid namespace (Linux ``/proc``), or None
+    where the system does not tell."""
+    boot = _read('/proc/sys/kernel/random/boot_id')
+    try:
+        pidns = os.readlink('/proc/self/ns/pid')
+    except OSError:
+        return None
+    return dict(boot=boot, pidns=pidns) if boot else None
+
+
+def _start_ticks(pid: int) -> Optional[int]:
+    """When process ``pid`` started, in clock ticks since boot (field 22 of
+    ``/proc/PID/stat``), or None (no such process, or no ``/proc``)."""
+    stat = _read(f'/proc/{pid}/stat')
+    if stat is None or ')' not in stat:
+        return None
+    # The fields after the command name, which may hold spaces and ')'.
+    fields = stat[stat.rindex(')') + 1:].split()
+    return int(fields[19]) if len(fields) > 19 else None
+
+
+def _owner_record() -> dict:
+    """What a lock says of its owner: ``host``, ``pid`` and ``time``; on
+    Linux also ``boot``, ``pidns`` and ``start`` (:func:`_start_ticks`),
+    so that a pid reused by a later process is not taken for the owner."""
+    owner = dict(host=socket.gethostname(), pid=os.getpid(),
+                 time=time.time())
+    ids = _kernel_ids()
+    start = _start_ticks(os.getpid())
+    if ids is not None and start is not None:
+        owner.update(ids, start=start)
+    return owner
+
+
+def _owner_is_gone(owner: dict) -> bool:
+    """Whether the process of a lock written on this host is gone.
+
+    Where the lock and this process know their kernel (boot id, pid
+    namespace): a lock of another pid namespace of this boot (a container
+    given the same host name) is never judged gone, its processes are not
+    visible here; otherwise the owner is gone when its pid is free or now
+    belongs to a process started at another time (the pid was reused). A
+    lock of an earlier boot, or without those fields (other systems,
+    locks of older versions): gone when its pid is free.
+    """
+    ids = _kernel_ids()
+    if ids is not None and all(k in owner for k in ('boot', 'pidns')) and \
+            owner['boot'] == ids['boot']:
+        if owner['pidns'] != ids['pidns']:
+            return False
+        start = owner.get('start')
+        if type(start) is int:
+            return _start_ticks(owner['pid']) != start
+    return not _pid_alive(owner['pid'])
+
+
 class ChipTableCache:
     """``<folder>/chips-<key>.npz`` with a build lock beside it.
 
@@ -503,8 +568,7 @@ class ChipTableCache:
         """Create ``lock`` holding its owner (host, pid, time), or False if
         it exists. The content is written first and linked into place, so
         another process never reads a half-written lock."""
-        owner = json.dumps(dict(host=socket.gethostname(), pid=os.getpid(),
-                                time=time.time()))
+        owner = json.dumps(_owner_record())
         tmp = f'{lock}.{socket.gethostname()}.{os.getpid()}.tmp'
         try:
             with open(tmp, 'w') as f:
@@ -554,15 +618,15 @@ class ChipTableCache:
                 f'taken {age:.0f} s ago')
 
     def _stale(self, lock: str) -> Optional[int]:
-        """The lock's inode if its owner is a dead process of this host,
-        else None."""
+        """The lock's inode if its owner is a process of this host that is
+        gone (:func:`_owner_is_gone`), else None."""
         try:
             inode = os.stat(lock).st_ino
         except OSError:
             return None
         owner = self._owner(lock)
         if owner is None or owner['host'] != socket.gethostname() or \
-                _pid_alive(owner['pid']):
+                not _owner_is_gone(owner):
             return None
         return inode
 

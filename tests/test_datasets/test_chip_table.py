@@ -175,10 +175,24 @@ def test_batched_build_equals_the_engine_image_by_image(tmp_path, str_ids):
                                           want.scale_factor)
 
 
-def _lock_as_other_rank(path, pid=None):
+def _lock_as_other_rank(path, pid=None, **fields):
+    """The lock a process ``pid`` (default: a live one, our parent) of this
+    host writes: host, pid and time, and where ``/proc`` tells, its boot
+    id, pid namespace and start time; ``fields`` replace those."""
+    pid = pid or os.getppid()
+    owner = dict(host=socket.gethostname(), pid=pid, time=time.time())
+    ids, start = chip_table._kernel_ids(), chip_table._start_ticks(pid)
+    if ids is not None:
+        owner.update(ids, start=start)
+    owner.update(fields)
     with open(path, 'w') as f:
-        json.dump(dict(host=socket.gethostname(), pid=pid or os.getppid(),
-                       time=time.time()), f)
+        json.dump(owner, f)
+
+
+LINUX_PROC = pytest.mark.skipif(
+    chip_table._kernel_ids() is None or
+    chip_table._start_ticks(os.getpid()) is None,
+    reason='needs /proc (boot id, pid namespace, process start times)')
 
 
 def test_rank_finding_a_build_in_progress_waits_and_loads_it(tmp_path):
@@ -223,6 +237,54 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
         'k', len(rec), lambda: build_chip_table(rec, CFG, workers=0))
     assert len(table['boxes']) > 0
     assert sorted(os.listdir(tmp_path)) == ['chips-k.npz']
+
+
+@LINUX_PROC
+def test_lock_of_a_reused_pid_is_taken_over(tmp_path):
+    """The lock's pid now belongs to a live process started at another
+    time (the owner died and the pid was reused): taken over at once, not
+    waited for until cache_wait_timeout."""
+    rec = records(5)
+    cache = ChipTableCache(str(tmp_path), wait_timeout=5, poll=0.05)
+    lock = cache.path('k') + '.lock'
+    pid = os.getppid()  # alive
+    _lock_as_other_rank(lock, pid,
+                        start=chip_table._start_ticks(pid) + 1)
+    table = cache.load_or_build(
+        'k', len(rec), lambda: build_chip_table(rec, CFG, workers=0))
+    assert len(table['boxes']) > 0
+    assert sorted(os.listdir(tmp_path)) == ['chips-k.npz']
+
+
+@LINUX_PROC
+@pytest.mark.parametrize('pid', [None, 2 ** 22 + 12345])
+def test_lock_of_another_pid_namespace_is_waited_for(tmp_path, pid):
+    """A container given this host's name runs in another pid namespace:
+    its pids, free or taken here, say nothing of its processes."""
+    cache = ChipTableCache(str(tmp_path), wait_timeout=0.2, poll=0.05)
+    lock = cache.path('k') + '.lock'
+    _lock_as_other_rank(lock, pid, pidns='pid:[1]')
+    with pytest.raises(CacheWaitTimeout, match='chips-k.npz.lock, owned by '
+                       'process'):
+        cache.load_or_build('k', 1, lambda: {})
+
+
+@LINUX_PROC
+def test_lock_of_an_earlier_boot_is_judged_by_its_pid(tmp_path):
+    rec = records(5)
+    cache = ChipTableCache(str(tmp_path), wait_timeout=5, poll=0.05)
+    lock = cache.path('k') + '.lock'
+    _lock_as_other_rank(lock, 2 ** 22 + 12345, boot='another-boot')
+    table = cache.load_or_build(
+        'k', len(rec), lambda: build_chip_table(rec, CFG, workers=0))
+    assert len(table['boxes']) > 0
+    # A live pid of an earlier boot may be anyone's: waited for.
+    cache = ChipTableCache(str(tmp_path / 'b'), wait_timeout=0.2, poll=0.05)
+    lock = cache.path('k') + '.lock'
+    os.makedirs(tmp_path / 'b')
+    _lock_as_other_rank(lock, boot='another-boot')
+    with pytest.raises(CacheWaitTimeout):
+        cache.load_or_build('k', 1, lambda: {})
 
 
 @pytest.mark.parametrize('fails', ['remove', 'create'])
@@ -305,6 +367,10 @@ def test_the_lock_holds_its_owner_when_it_appears(tmp_path):
     (owner, ) = seen
     assert owner['pid'] == os.getpid() and \
         owner['host'] == socket.gethostname()
+    if chip_table._kernel_ids() is not None:
+        assert owner['start'] == chip_table._start_ticks(os.getpid())
+        assert {k: owner[k] for k in ('boot', 'pidns')} == \
+            chip_table._kernel_ids()
     assert sorted(os.listdir(tmp_path)) == ['chips-k.npz']
 
 
