@@ -74,6 +74,16 @@ MODULE_REWRITES = {
     'DeformableDETRHead': 'ScaleAwareDeformableDETRHead',
     'ConditionalDETRHead': 'ScaleAwareConditionalDETRHead',
     'DABDETRHead': 'ScaleAwareDABDETRHead',
+    # Not a label rule, its consequence: a batch with no valid object has
+    # no positive RoI, on which PointRend's point loss fails.
+    'PointRendRoIHead': 'ScaleAwarePointRendRoIHead',
+}
+# Why a module of MODULE_REWRITES needs its subclass (default: it assigns
+# or weighs labels itself).
+REWRITE_REASONS = {
+    'PointRendRoIHead': 'fails on a batch without a valid object (no '
+                        'positive RoI for its point loss: SNIPER\'s negative '
+                        'chips)',
 }
 # Default of ScaleAwareMaxIoUAssigner.invalid_iou_thr (paper: 0.3).
 INVALID_IOU_THR = 0.3
@@ -259,9 +269,10 @@ def scale_aware_problems(model: nn.Module) -> List[str]:
         rewritten = next((c.__name__ for c in type(module).__mro__
                           if c.__name__ in rewrite_names), None)
         if rewritten and not isinstance(module, aware_types):
+            reason = REWRITE_REASONS.get(
+                rewritten, 'assigns labels itself and ignores scale_valid')
             problems.append(
-                f'{where} ({cls}) assigns labels itself and ignores '
-                'scale_valid: use type="mmsnip.'
+                f'{where} ({cls}) {reason}: use type="mmsnip.'
                 f'{MODULE_REWRITES[rewritten]}"'
                 + ('' if rewritten == cls else
                    f' or a scale-aware version of {cls}'))
