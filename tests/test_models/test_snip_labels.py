@@ -108,6 +108,7 @@ def test_out_of_range_object_trains_no_positive(path):
     'ms_rcnn/ms-rcnn_r50-caffe_fpn_1x_coco.py',
     'htc/htc-without-semantic_r50_fpn_1x_coco.py',
     'sabl/sabl-faster-rcnn_r50_fpn_1x_coco.py',
+    'libra_rcnn/libra-faster-rcnn_r50_fpn_1x_coco.py',
 ])
 def test_other_mmdet_families_follow_the_rule(base, tmp_path):
     """mmdet families without a shipped config that SnipRunner accepts
@@ -126,6 +127,10 @@ def test_other_mmdet_families_follow_the_rule(base, tmp_path):
     ('fsaf/fsaf_r50_fpn_1x_coco.py', 'model.bbox_head.assigner'),
     ('sabl/sabl-retinanet_r50_fpn_1x_coco.py',
      'model.bbox_head.assigner (ApproxMaxIoUAssigner)'),
+    ('guided_anchoring/ga-retinanet_r50_fpn_1x_coco.py',
+     'model.bbox_head.ga_assigner (ApproxMaxIoUAssigner)'),
+    ('cascade_rpn/cascade-rpn_faster-rcnn_r50-caffe_fpn_1x_coco.py',
+     'model.rpn_head (CascadeRPNHead)'),
     # FCOS's head with another tower: FCOS's rule needs its own subclass.
     ('nas_fcos/nas-fcos_r50-caffe_fpn_nashead-gn-head_4xb4-1x_coco.py',
      'model.bbox_head (NASFCOSHead)'),
