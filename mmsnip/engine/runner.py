@@ -44,6 +44,17 @@ def _semantic_heads(node, path: str) -> Iterator[str]:
             yield from _semantic_heads(value, f'{path}[{i}]')
 
 
+def _proposal_readers(model, path: str) -> Iterator[str]:
+    """``'<path> (<type>)'`` of a two-stage model config with a
+    ``roi_head`` and no ``rpn_head`` (Fast R-CNN): it reads precomputed
+    proposals from the data; an AutoFocus wrapper's ``detector`` too."""
+    if not isinstance(model, dict):
+        return
+    if model.get('roi_head') is not None and model.get('rpn_head') is None:
+        yield f'{path} ({base_type(model.get("type"))})'
+    yield from _proposal_readers(model.get('detector'), f'{path}.detector')
+
+
 def _datasets(ds) -> Iterator[dict]:
     """A dataset config and every dataset config nested in it."""
     if isinstance(ds, dict):
@@ -93,6 +104,13 @@ def chip_training_problems(cfg: Config) -> List[str]:
             f'{head} trains on semantic segmentation maps (gt_sem_seg), '
             'which SNIPER chips do not carry: remove it (for HTC: '
             'mmdet::htc/htc-without-semantic_r50_fpn_1x_coco.py)')
+    for model in _proposal_readers(cfg.get('model'), 'model'):
+        problems.append(
+            f'{model} has a roi_head and no rpn_head, so it reads '
+            'precomputed proposals from the data (LoadProposals), which '
+            'SNIPER chips do not carry: give it an rpn_head (Faster R-CNN; '
+            'the proposals for negative chips come from '
+            'tools/mine_proposals.py)')
     return problems + _sampler_problems(cfg.get('train_dataloader') or {})
 
 

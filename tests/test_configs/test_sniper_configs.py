@@ -177,6 +177,31 @@ def test_semantic_heads_refused(base, problem, tmp_path):
         assert len(problems) == 1 and problems[0].startswith(problem)
 
 
+@pytest.mark.parametrize('base, problem', [
+    ('fast_rcnn/fast-rcnn_r50_fpn_1x_coco.py', 'model (FastRCNN) has a '
+     'roi_head and no rpn_head, so it reads precomputed proposals'),
+    ('faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py', None),
+])
+def test_detectors_of_precomputed_proposals_refused(base, problem,
+                                                     tmp_path):
+    """Fast R-CNN reads proposals from its data (mmdet's loss asserts
+    they are there); chips carry none."""
+    child = tmp_path / 'child.py'
+    child.write_text(f"_base_ = 'mmdet::{base}'\n")
+    problems = chip_training_problems(Config.fromfile(str(child)))
+    if problem is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and problems[0].startswith(problem)
+        assert 'give it an rpn_head' in problems[0]
+    # The same detector inside an AutoFocus wrapper.
+    cfg = Config.fromfile(str(child))
+    cfg.model = dict(type='mmsnip.AutoFocus', detector=cfg.model)
+    wrapped = chip_training_problems(cfg)
+    assert [p.replace('model.detector ', 'model ', 1)
+            for p in wrapped] == problems
+
+
 def test_other_samplers_and_wrappers_refused(tiny_demo_root, tmp_path):
     """A chip dataset's epoch is SniperSampler's: another sampler or a
     batch sampler over it, or a wrapper around a dataset with negatives,
