@@ -168,13 +168,24 @@ def test_switch_hooks_and_batch_resize_refused(tiny_demo_root, tmp_path):
     ('htc/htc-without-semantic_r50_fpn_1x_coco.py', None),
 ])
 def test_semantic_heads_refused(base, problem, tmp_path):
+    _assert_one_problem(_mmdet_child(base, tmp_path), problem)
+
+
+def _mmdet_child(base: str, tmp_path) -> Config:
     child = tmp_path / 'child.py'
     child.write_text(f"_base_ = 'mmdet::{base}'\n")
-    problems = chip_training_problems(Config.fromfile(str(child)))
+    return Config.fromfile(str(child))
+
+
+def _assert_one_problem(cfg: Config, problem) -> list:
+    """``chip_training_problems(cfg)``: none if ``problem`` is None, else
+    one starting with it."""
+    problems = chip_training_problems(cfg)
     if problem is None:
         assert problems == []
     else:
         assert len(problems) == 1 and problems[0].startswith(problem)
+    return problems
 
 
 @pytest.mark.parametrize('base, problem', [
@@ -186,16 +197,10 @@ def test_detectors_of_precomputed_proposals_refused(base, problem,
                                                      tmp_path):
     """Fast R-CNN reads proposals from its data (mmdet's loss asserts
     they are there); chips carry none."""
-    child = tmp_path / 'child.py'
-    child.write_text(f"_base_ = 'mmdet::{base}'\n")
-    problems = chip_training_problems(Config.fromfile(str(child)))
-    if problem is None:
-        assert problems == []
-    else:
-        assert len(problems) == 1 and problems[0].startswith(problem)
-        assert 'give it an rpn_head' in problems[0]
+    problems = _assert_one_problem(_mmdet_child(base, tmp_path), problem)
+    assert all('give it an rpn_head' in p for p in problems)
     # The same detector inside an AutoFocus wrapper.
-    cfg = Config.fromfile(str(child))
+    cfg = _mmdet_child(base, tmp_path)
     cfg.model = dict(type='mmsnip.AutoFocus', detector=cfg.model)
     wrapped = chip_training_problems(cfg)
     assert [p.replace('model.detector ', 'model ', 1)
