@@ -20,6 +20,15 @@ TINY_TEST_SCALES = [
 ]
 
 
+def mmdet_child(base: str, folder) -> str:
+    """Path of ``folder/child.py``, a config that only inherits
+    ``mmdet::<base>`` (a user's config of an mmdet detector)."""
+    path = osp.join(str(folder), 'child.py')
+    with open(path, 'w') as f:
+        f.write(f"_base_ = 'mmdet::{base}'\n")
+    return path
+
+
 def _no_pretrained(node) -> None:
     """Drop ``init_cfg=dict(type='Pretrained', ...)`` (no internet)."""
     if isinstance(node, dict):

@@ -8,7 +8,7 @@ import os.path as osp
 import pytest
 from conftest import REPO_ROOT, run_tool
 from mmengine.config import Config
-from shipped_configs import SHIPPED, tiny_sniper_config
+from shipped_configs import SHIPPED, mmdet_child, tiny_sniper_config
 
 from mmsnip.engine.runner import chip_training_problems, trains_on_chips
 from mmsnip.models.snip_labels import make_scale_aware_cfg
@@ -172,9 +172,7 @@ def test_semantic_heads_refused(base, problem, tmp_path):
 
 
 def _mmdet_child(base: str, tmp_path) -> Config:
-    child = tmp_path / 'child.py'
-    child.write_text(f"_base_ = 'mmdet::{base}'\n")
-    return Config.fromfile(str(child))
+    return Config.fromfile(mmdet_child(base, tmp_path))
 
 
 def _assert_one_problem(cfg: Config, problem) -> list:

@@ -23,7 +23,8 @@ from mmsnip.utils import register_all_modules
 
 sys.path.insert(0, osp.join(osp.dirname(osp.dirname(__file__)),
                             'test_configs'))
-from shipped_configs import SHIPPED, _no_pretrained  # noqa: E402
+from shipped_configs import (SHIPPED, _no_pretrained,  # noqa: E402
+                             mmdet_child)
 
 # Losses that only positives (matched objects) produce.
 POSITIVE_ONLY = ('bbox', 'iou', 'dfl', 'centerness', 'mask', 'l1')
@@ -113,9 +114,7 @@ def test_out_of_range_object_trains_no_positive(path):
 def test_other_mmdet_families_follow_the_rule(base, tmp_path):
     """mmdet families without a shipped config that SnipRunner accepts
     (their assigners rewritten, nothing refused) follow the rule too."""
-    child = tmp_path / 'child.py'
-    child.write_text(f"_base_ = 'mmdet::{base}'\n")
-    model = _build(str(child))
+    model = _build(mmdet_child(base, tmp_path))
     assert scale_aware_problems(model) == []
     assert _positive_only_loss(model, OUT_OF_RANGE).item() == 0.0
     assert _positive_only_loss(model, IN_RANGE).item() > 0.0
@@ -141,9 +140,7 @@ def test_other_mmdet_families_follow_the_rule(base, tmp_path):
     ('solov2/solov2_r50_fpn_1x_coco.py', 'model.mask_head (SOLOV2Head)'),
 ])
 def test_unaware_detectors_refused_by_name(base, module, tmp_path):
-    child = tmp_path / 'child.py'
-    child.write_text(f"_base_ = 'mmdet::{base}'\n")
-    model = _build(str(child))
+    model = _build(mmdet_child(base, tmp_path))
     problems = scale_aware_problems(model)
     assert any(p.startswith(module) for p in problems), problems
     with pytest.raises(ValueError, match='allow_unaware=True'):
@@ -155,10 +152,9 @@ def test_point_rend_trains_on_a_batch_without_a_valid_object(tmp_path):
     RoI: mmdet's PointRend head stops on it; the rewritten head gives
     loss_point 0 with a (zero) gradient for every point-head parameter,
     and trains as before when an object is valid."""
-    child = tmp_path / 'child.py'
-    child.write_text("_base_ = 'mmdet::point_rend/"
-                     "point-rend_r50-caffe_fpn_ms-1x_coco.py'\n")
-    model = _build(str(child))
+    child = mmdet_child('point_rend/point-rend_r50-caffe_fpn_ms-1x_coco.py',
+                        tmp_path)
+    model = _build(child)
     assert type(model.roi_head).__name__ == 'ScaleAwarePointRendRoIHead'
     assert scale_aware_problems(model) == []
     losses = _chip_losses(model, OUT_OF_RANGE)
@@ -171,7 +167,7 @@ def test_point_rend_trains_on_a_batch_without_a_valid_object(tmp_path):
         assert param.grad is not None and not param.grad.any(), name
     assert _chip_losses(model, IN_RANGE)['loss_point'].item() > 0.0
     # mmdet's head: named before training, and it fails on such a batch.
-    new, _ = make_scale_aware_cfg(Config.fromfile(str(child)).model)
+    new, _ = make_scale_aware_cfg(Config.fromfile(child).model)
     new.roi_head.type = 'mmdet.PointRendRoIHead'
     with DefaultScope.overwrite_default_scope('mmdet'):
         plain = MODELS.build(new)
@@ -205,10 +201,7 @@ def test_subclass_of_a_rewritten_head_is_refused():
 def test_yolact_is_made_scale_aware(tmp_path):
     """Its box head's assigner and its semantic branch (the mask head)
     are rewritten; the semantic rule itself is tested with the head."""
-    child = tmp_path / 'child.py'
-    child.write_text(
-        "_base_ = 'mmdet::yolact/yolact_r50_1xb8-55e_coco.py'\n")
-    model = _build(str(child))
+    model = _build(mmdet_child('yolact/yolact_r50_1xb8-55e_coco.py', tmp_path))
     assert type(model.mask_head).__name__ == 'ScaleAwareYOLACTProtonet'
     assert scale_aware_problems(model) == []
     assert _positive_only_loss(model, OUT_OF_RANGE).item() == 0.0
@@ -232,10 +225,8 @@ def test_free_anchor_bags_follow_the_rule(tmp_path):
     """FreeAnchor never calls its assigner: its scale-aware head gives only
     valid objects a positive bag, and an anchor on an invalid object is not
     pushed to background (less negative loss than on an empty chip)."""
-    child = tmp_path / 'child.py'
-    child.write_text(
-        "_base_ = 'mmdet::free_anchor/freeanchor_r50_fpn_1x_coco.py'\n")
-    model = _build(str(child))
+    model = _build(
+        mmdet_child('free_anchor/freeanchor_r50_fpn_1x_coco.py', tmp_path))
     assert type(model.bbox_head).__name__ == \
         'ScaleAwareFreeAnchorRetinaHead'
     assert scale_aware_problems(model) == []
