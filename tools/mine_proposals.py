@@ -22,7 +22,7 @@ from mmsnip.utils.cli import ArgumentParser, number, positive_int
 from mmsnip.utils.dist import setup_cpu_distributed
 from mmsnip.utils.fileio import check_input_file, check_output_file
 from mmsnip.utils.preflight import (UserInputError, check_data_paths,
-                                    load_config, run_cli)
+                                    input_files, load_config, run_cli)
 
 
 def parse_args(argv=None):
@@ -51,8 +51,9 @@ def main():
     args = parse_args()
     register_all_modules()
     cfg = load_config(args.config, args.cfg_options)
-    check_output_file(args.out, '--out', suffixes=('.pkl', ), inputs={
-        'CONFIG': args.config, 'CHECKPOINT': args.checkpoint})
+    check_output_file(args.out, '--out', suffixes=('.pkl', ), inputs=dict(
+        CONFIG=args.config, CHECKPOINT=args.checkpoint,
+        **input_files(cfg, ['train_dataloader'])))
     check_input_file(args.checkpoint, 'checkpoint file')
     check_data_paths(cfg, ['train_dataloader'])
     cfg.launcher = args.launcher

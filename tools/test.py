@@ -22,9 +22,9 @@ from mmdet.utils import setup_cache_size_limit_of_dynamo
 from mmsnip.engine import build_runner
 from mmsnip.utils import register_all_modules
 from mmsnip.utils.dist import setup_cpu_distributed
-from mmsnip.utils.fileio import check_input_file
-from mmsnip.utils.preflight import (UserInputError, check_data_paths,
-                                    explain_failure, load_config, run_cli)
+from mmsnip.utils.fileio import check_input_file, check_output_file
+from mmsnip.utils.preflight import (check_data_paths, explain_failure,
+                                    input_files, load_config, run_cli)
 
 
 def parse_args(argv=None):
@@ -139,10 +139,13 @@ def main():
     if args.tta:
         apply_tta(cfg)
 
-    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
-        raise UserInputError(f'--out "{args.out}" must be a .pkl file')
-
     keys = ['test_dataloader']
+    if args.out is not None:
+        # before the test, not after it: a bad --out fails in a second
+        check_output_file(
+            args.out, '--out', ('.pkl', '.pickle'),
+            inputs=dict(CONFIG=args.config, CHECKPOINT=args.checkpoint,
+                        **input_files(cfg, keys)))
     check_data_paths(cfg, keys)
     setup_cpu_distributed(cfg)
     runner = build_runner(cfg)

@@ -7,7 +7,7 @@ annotation file that could not be parsed instead of showing a traceback
 from deep inside pycocotools).
 """
 import os.path as osp
-from typing import TYPE_CHECKING, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Tuple
 
 from mmengine.config import Config
 
@@ -128,6 +128,33 @@ def dataset_paths(ds: dict) -> List[Tuple[str, str]]:
             if isinstance(v, str) and v:
                 paths.append((f'data_prefix.{k}', join_root(root, v)))
     return [(f, p) for f, p in paths if '://' not in p]
+
+
+def input_files(cfg: Config, keys=DATALOADER_KEYS) -> Dict[str, str]:
+    """``{config entry: local path}`` of the files (not folders) that the
+    dataloaders ``keys`` and their evaluators read: ``ann_file`` and
+    ``proposal_file`` of every dataset, ``ann_file`` of every evaluator.
+
+    For the ``inputs`` of :func:`~mmsnip.utils.fileio.check_output_file`,
+    so that a tool's output cannot overwrite its own data.
+    """
+    files = {}
+    for name, ds in iter_dataset_cfgs(cfg, keys):
+        for field, path in dataset_paths(ds):
+            if not field.startswith('data_prefix'):
+                files[f'{name}.{field}'] = path
+    for key in keys:
+        eval_key = key.replace('_dataloader', '_evaluator')
+        evaluators = cfg.get(eval_key) if eval_key != key else None
+        if isinstance(evaluators, dict):
+            evaluators = [evaluators]
+        for i, ev in enumerate(evaluators or []):
+            path = ev.get('ann_file') if isinstance(ev, dict) else None
+            if isinstance(path, str) and path and '://' not in path:
+                name = eval_key if len(evaluators) == 1 else \
+                    f'{eval_key}[{i}]'
+                files[f'{name}.ann_file'] = path
+    return files
 
 
 def check_data_paths(cfg: Config, keys=DATALOADER_KEYS,

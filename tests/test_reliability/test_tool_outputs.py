@@ -86,6 +86,8 @@ OUTPUTS = {
         'train', i['stage1'], '--out-dir', 'OUT']),
     'visualize_autofocus': ('visualize_autofocus.py', lambda i: [
         i['autofocus'], i['ckpt'], '--out-dir', 'OUT']),
+    'test': ('test.py', lambda i: [
+        i['stage1'], i['ckpt'], '--out', 'OUT/results.pkl']),
 }
 
 
@@ -288,6 +290,7 @@ def test_check_output_file_refuses_an_input_and_checks_inputs(tmp_path):
      'ANN_FILE'),
     ('mine_proposals.py', lambda i, f: [i['stage1'], f, '--out', f],
      'CHECKPOINT'),
+    ('test.py', lambda i, f: [i['stage1'], f, '--out', f], 'CHECKPOINT'),
 ])
 def test_tools_never_write_over_their_input(name, args, what, inputs,
                                             tmp_path, monkeypatch, capsys):
@@ -300,3 +303,45 @@ def test_tools_never_write_over_their_input(name, args, what, inputs,
                                 capsys)[::2])
     assert f'is the input {what} "{path}"' in line, line
     assert path.read_bytes() == before
+
+
+def test_input_files_of_a_config_name_every_data_file(tmp_path):
+    """The files `tools/test.py --out` and `mine_proposals.py --out` must
+    not overwrite: annotation and proposal files of the (wrapped)
+    datasets and the evaluators' annotation files, not image folders."""
+    from mmengine.config import Config
+
+    from mmsnip.utils.preflight import input_files
+    cfg = Config(dict(
+        test_dataloader=dict(dataset=dict(
+            type='SniperDataset', proposal_file='props/test.pkl',
+            dataset=dict(type='CocoDataset', data_root='data/x/',
+                         ann_file='ann/test.json',
+                         data_prefix=dict(img='test/')))),
+        test_evaluator=[dict(type='CocoMetric', ann_file='data/x/eval.json'),
+                        dict(type='DumpDetResults')],
+        train_dataloader=dict(dataset=dict(
+            type='CocoDataset', ann_file='train.json'))))
+    assert input_files(cfg, ['test_dataloader']) == {
+        'test_dataloader.dataset.proposal_file': 'props/test.pkl',
+        'test_dataloader.dataset.dataset.ann_file': 'data/x/ann/test.json',
+        'test_evaluator[0].ann_file': 'data/x/eval.json'}
+
+
+def test_test_py_never_writes_over_a_proposal_file(inputs, tmp_path,
+                                                   monkeypatch, capsys):
+    """`--out` naming the test set's proposal file (by another name) is
+    refused before the test runs."""
+    props = tmp_path / 'props.pkl'
+    props.write_bytes(b'proposals')
+    (tmp_path / 'same.pkl').symlink_to(props)
+    cfg = tmp_path / 'cfg.py'
+    cfg.write_text(f'_base_ = [{inputs["stage1"]!r}]\n'
+                   'test_dataloader = dict(dataset=dict('
+                   f'proposal_file={str(props)!r}))\n')
+    line = _one_error(*run_main('test.py', [
+        cfg, inputs['ckpt'], '--out', tmp_path / 'same.pkl'],
+        monkeypatch, capsys)[::2])
+    assert ('is the input test_dataloader.dataset.proposal_file '
+            f'"{props}"') in line, line
+    assert props.read_bytes() == b'proposals'
