@@ -5,8 +5,10 @@ MMEngine's FUNCTIONS, which MMDetection lacks).
 Each node has scope ``mmsnip`` and MMDetection's node as parent, so a config
 with ``default_scope = 'mmsnip'`` finds mmsnip modules *and* every mmdet
 (and mmengine) module without prefixes. ``locations`` lists the mmsnip
-packages that register into a node; MMEngine imports them the first time the
-node is searched, so configs need no ``custom_imports``.
+packages or modules that register into a node (a test checks that they
+find everything ``register_all_modules`` registers); MMEngine imports
+them the first time the node is searched, so configs need no
+``custom_imports``.
 
 Inside dicts inherited from ``mmdet::`` bases (they carry
 ``_scope_='mmdet'``), write ``type='mmsnip.X'`` or set ``_scope_='mmsnip'``.
@@ -63,12 +65,12 @@ DATASETS = Registry(
     'dataset',
     parent=mmdet_registry.DATASETS,
     scope='mmsnip',
-    locations=['mmsnip.datasets'])
+    locations=['mmsnip.datasets.sniper_dataset'])
 DATA_SAMPLERS = Registry(
     'data sampler',
     parent=mmdet_registry.DATA_SAMPLERS,
     scope='mmsnip',
-    locations=['mmsnip.datasets'])
+    locations=['mmsnip.datasets.samplers'])
 TRANSFORMS = Registry(
     'transform',
     parent=mmdet_registry.TRANSFORMS,
@@ -145,4 +147,4 @@ FUNCTIONS = Registry(
     'function',
     parent=mmengine_registry.FUNCTIONS,
     scope='mmsnip',
-    locations=['mmsnip.datasets'])
+    locations=['mmsnip.datasets.collate'])

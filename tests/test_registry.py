@@ -68,3 +68,37 @@ def test_repo_configs_load_and_build():
         assert cfg.default_scope in ('mmsnip', 'mmdet'), path
         with DefaultScope.overwrite_default_scope(cfg.default_scope):
             registry.MODELS.build(cfg.model)
+
+
+def test_locations_find_everything_mmsnip_registers():
+    """A process that never calls ``register_all_modules`` (a config with
+    ``default_scope = 'mmsnip'`` built by plain MMEngine) finds every
+    mmsnip module through the registries' ``locations``; light modules
+    (COCO and proposal files) import neither torch nor mmdet."""
+    import json
+    import subprocess
+    import sys
+    listing = ('import json, sys\n'
+               'from mmsnip import registry\n'
+               'if sys.argv[1] == "all":\n'
+               '    from mmsnip.utils import register_all_modules\n'
+               '    register_all_modules()\n'
+               'found = {}\n'
+               'for name in registry.__all__:\n'
+               '    node = getattr(registry, name)\n'
+               '    node.import_from_location()\n'
+               '    found[name] = sorted(node.module_dict)\n'
+               'print(json.dumps(found))\n')
+    runs = {how: json.loads(subprocess.run(
+        [sys.executable, '-c', listing, how], capture_output=True,
+        text=True, check=True).stdout) for how in ('all', 'locations')}
+    assert runs['all']['DATASETS'] and runs['all']['FUNCTIONS']
+    assert runs['locations'] == runs['all']
+    light = subprocess.run(
+        [sys.executable, '-c',
+         'import sys\n'
+         'import mmsnip.datasets.coco_file, mmsnip.datasets.proposals\n'
+         'from mmsnip.datasets import load_coco, save_proposals\n'
+         'print(sorted(m for m in ("torch", "mmdet") if m in sys.modules))'],
+        capture_output=True, text=True, check=True)
+    assert light.stdout.strip() == '[]'

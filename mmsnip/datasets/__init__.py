@@ -1,15 +1,53 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
-"""Datasets, samplers and transforms (``mmsnip.registry.DATASETS`` ...)."""
-from .coco_file import (annotations_by_image, category_labels, coco_boxes,
-                        load_coco, load_coco_proposals)
-from .collate import pseudo_collate_by_value
-from .proposals import load_proposals, save_proposals
-from .samplers import *  # noqa: F401,F403
-from .sniper_dataset import SnipDataset, SniperDataset
-from .transforms import *  # noqa: F401,F403
+"""Datasets, samplers and transforms (``mmsnip.registry.DATASETS`` ...).
 
-__all__ = [
-    'SnipDataset', 'SniperDataset', 'load_proposals', 'save_proposals',
-    'load_coco', 'annotations_by_image', 'coco_boxes', 'category_labels',
-    'load_coco_proposals', 'pseudo_collate_by_value'
-]
+The names below are imported on first use (PEP 562), so that tools which
+only read COCO or proposal files (``coco_file``, ``proposals``: numpy and
+json) start without torch and mmdet. The modules that register classes
+are :data:`REGISTERING_MODULES`; the registries' ``locations``
+(:mod:`mmsnip.registry`) and ``register_all_modules`` import them.
+"""
+import importlib
+from typing import Any, List
+
+# modules whose import registers classes or functions into mmsnip's
+# registries (DATASETS, DATA_SAMPLERS, TRANSFORMS, FUNCTIONS)
+REGISTERING_MODULES = ('mmsnip.datasets.sniper_dataset',
+                       'mmsnip.datasets.samplers',
+                       'mmsnip.datasets.transforms',
+                       'mmsnip.datasets.collate')
+
+# public name -> the submodule that defines it
+_HOMES = {
+    'SnipDataset': '.sniper_dataset',
+    'SniperDataset': '.sniper_dataset',
+    'SniperSampler': '.samplers',
+    'load_proposals': '.proposals',
+    'save_proposals': '.proposals',
+    'load_coco': '.coco_file',
+    'annotations_by_image': '.coco_file',
+    'coco_boxes': '.coco_file',
+    'category_labels': '.coco_file',
+    'load_coco_proposals': '.coco_file',
+    'pseudo_collate_by_value': '.collate',
+    'CropChip': '.transforms',
+    'PackChipInputs': '.transforms',
+    'ResizeToScale': '.transforms',
+    'ImageSizeError': '.transforms',
+}
+
+__all__ = list(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(
+            f'module {__name__!r} has no attribute {name!r}')
+    value = getattr(importlib.import_module(home, __name__), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(_HOMES))

@@ -16,7 +16,11 @@ def register_all_modules(init_default_scope: bool = True) -> None:
     from mmdet.utils import register_all_modules as register_mmdet
     register_mmdet(init_default_scope=False)
 
-    import mmsnip.datasets  # noqa: F401,F403
+    import importlib
+
+    from mmsnip.datasets import REGISTERING_MODULES
+    for name in REGISTERING_MODULES:  # mmsnip.datasets imports lazily
+        importlib.import_module(name)
     import mmsnip.engine  # noqa: F401,F403
     import mmsnip.evaluation  # noqa: F401,F403
     import mmsnip.models  # noqa: F401,F403
