@@ -2,7 +2,8 @@
 """``SnipRunner``: MMEngine's runner that makes SNIP/SNIPER training safe.
 
 A config selects it with ``runner_type = 'mmsnip.engine.SnipRunner'`` (the
-project's ``configs/_base_/sniper_runtime.py`` does), which MMDetection's
+project's ``configs/_base_/default_runtime.py`` and
+``configs/_base_/sniper/coco_chips.py`` do), which MMDetection's
 and mmsnip's ``tools/train.py``/``tools/test.py``, ``mim`` and the
 ``dist_*``/``slurm_*`` scripts all honour.
 """

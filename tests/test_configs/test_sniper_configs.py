@@ -374,3 +374,57 @@ def test_paper_recipe_is_built_on_the_shared_chip_base(tiny_demo_root,
     test = run_tool(['tools/test.py', str(tmp_path / 'paper.py'),
                      str(ckpt), '--tta'], timeout=900)
     assert 'Epoch(test) [3/3]' in test.stdout + test.stderr
+
+
+def _top_level_names(path):
+    """Names a classic config file assigns at its top level."""
+    import ast
+    with open(path, encoding='utf-8') as f:
+        tree = ast.parse(f.read(), filename=path)
+    names = set()
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else \
+            [node.target] if isinstance(node, ast.AnnAssign) else []
+        for target in targets:
+            names.update(n.id for n in ast.walk(target)
+                         if isinstance(n, ast.Name))
+    return names
+
+
+@pytest.mark.parametrize('delta', ['sniper/coco_chips.py',
+                                   'autofocus/chip_test.py'])
+def test_deltas_share_no_key_with_any_mmdet_config(delta):
+    """MMEngine refuses a key defined by two bases of one config: the
+    bases a child lists beside an `mmdet::` config (the SNIPER delta, the
+    AutoFocus chip test) must define no key that any mmdet config (or its
+    bases) defines, e.g. `custom_imports` of mmdet's ConvNeXt, timm and
+    RTMDet-ImageNet configs."""
+    import glob
+
+    import mmdet
+    ours = _top_level_names(osp.join(REPO_ROOT, 'configs', '_base_', delta))
+    assert ours
+    mmdet_dir = osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs')
+    clashes = {}
+    paths = glob.glob(osp.join(mmdet_dir, '**', '*.py'), recursive=True)
+    assert len(paths) > 500, mmdet_dir
+    for path in paths:
+        shared = ours & (_top_level_names(path) - {'_base_'})
+        if shared:
+            clashes[osp.relpath(path, mmdet_dir)] = sorted(shared)
+    assert not clashes, clashes
+
+
+def test_coco_chips_beside_an_mmdet_config_with_custom_imports(tmp_path):
+    """The clash the rule above prevents, end to end: a ConvNeXt Mask
+    R-CNN child with the chips base loads (was: MMEngine's "Duplicate
+    key is not allowed among bases")."""
+    child = tmp_path / 'child.py'
+    chips = osp.join(REPO_ROOT, 'configs', '_base_', 'sniper',
+                     'coco_chips.py')
+    child.write_text(
+        "_base_ = ['mmdet::convnext/mask-rcnn_convnext-t-p4-w7_fpn_"
+        f"amp-ms-crop-3x_coco.py', {chips!r}]\n")
+    cfg = Config.fromfile(str(child), import_custom_modules=False)
+    assert cfg.custom_imports.imports == ['mmpretrain.models']
+    assert cfg.runner_type == 'mmsnip.engine.SnipRunner'
