@@ -30,8 +30,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from mmsnip.utils.dataset_audit import (audit_coco, errors, label_names,
-                                        read_coco)
+from mmsnip.utils.dataset_audit import (DROPPED_BOXES, audit_coco, errors,
+                                        label_names, read_coco)
 from mmsnip.utils.preflight import UserInputError
 
 # What a tool that reads boxes needs from each entry: an image's id and
@@ -52,8 +52,9 @@ def load_coco(path: str,
     images (or, with ``categories``, categories) the file lacks, a
     ``bbox`` that is not four finite numbers, image sizes that are not
     positive numbers, no images. Its warnings (boxes ``CocoDataset`` would
-    drop: under 1 pixel, negative width or height, outside the image;
-    duplicate file names) are not raised: the tools drop and report such
+    drop: under 1 pixel, negative width or height, outside the image,
+    ``"area"`` <= 0 even where the audit calls that an error; duplicate
+    file names) are not raised: the tools drop and report such
     boxes themselves (``mmsnip.chips.sanitize_boxes``).
 
     Args:
@@ -79,9 +80,11 @@ def load_coco(path: str,
     if coco is None:  # one ``bad_file`` problem: not JSON, not COCO
         raise UserInputError(f'annotation file "{path}" '
                              f'{problems[0].message}')
-    errs = errors(
-        audit_coco(coco, path, image_fields=image_fields,
-                   ann_fields=ann_fields, categories=categories))
+    # dropped boxes are the dataset's business (an unfilled "area" is an
+    # error there); the tools read the bbox and sanitise it themselves
+    errs = [p for p in errors(audit_coco(
+        coco, path, image_fields=image_fields, ann_fields=ann_fields,
+        categories=categories)) if p.kind != DROPPED_BOXES]
     if errs:
         more = f' ({len(errs) - 1} more error(s) in the file)' \
             if len(errs) > 1 else ''

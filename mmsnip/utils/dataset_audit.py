@@ -14,7 +14,15 @@ entry (image id and file name, annotation id, category):
   each of them); annotations whose ``image_id`` or ``category_id`` is not in
   the file; a ``bbox`` that is not four finite numbers (strings, ``null``,
   NaN, three numbers); image sizes that are not positive numbers; duplicate
-  category ids or names.
+  category ids or names. Warnings for what ``CocoDataset`` drops silently:
+  boxes under 1 px or outside their image, an ``"area"`` <= 0 under a
+  real box (an error when that is most of the file: ``"area"`` never
+  filled), annotations with a true ``"ignore"`` (which ``COCOeval``
+  scores unless they are crowd).
+- **files an evaluator scores** (``CocoMetric(ann_file=...)``), for
+  pycocotools' ``COCOeval``: no annotation of id 0 (never matched), and
+  with ``classwise=True`` category ids ascending in the file's order
+  (else each per-class AP is shown under another class's name).
 - **across files** (train / val / test datasets, wrapped or not, and the
   evaluators' ``ann_file``): the label of a box is its class's position in
   ``metainfo.classes`` *as ordered by each file's "categories"*
@@ -101,6 +109,9 @@ IMAGE_SIZE = 'image_size'  # header size != annotated size
 EXIF_ORIENTATION = 'exif_orientation'  # rotated, same size (warning)
 IMAGES_SKIPPED = 'images_not_checked'  # over max_images (warning)
 EVALUATOR_IMAGES = 'evaluator_images'  # metric file lacks dataset images
+IGNORE_FLAG = 'ignore_flag'  # CocoDataset drops them (warning)
+ZERO_ANN_ID = 'zero_annotation_id'  # COCOeval never matches id 0
+CLASSWISE_ORDER = 'classwise_order'  # per-class AP under other names
 
 # What CocoDataset needs: the lists of a file, the fields of its entries.
 COCO_LISTS = ('images', 'annotations', 'categories')
@@ -161,6 +172,8 @@ class AnnSource:
             orientation (mmcv's ``color_type='color'``, the default).
         evaluates (str | None): For an evaluator's file, the dataloader
             whose predictions it scores (``'val_dataloader'``).
+        classwise (bool): For an evaluator's file, whether the metric
+            reports AP per class (``CocoMetric(classwise=True)``).
     """
     ann_file: str
     source: str = ''
@@ -169,6 +182,7 @@ class AnnSource:
     explicit_classes: bool = False
     apply_orientation: bool = True
     evaluates: Optional[str] = None
+    classwise: bool = False
 
 
 def errors(problems: Iterable[Problem]) -> List[Problem]:
@@ -472,6 +486,17 @@ def audit_coco(coco: dict,
                     sizes.get(iid, (
                         np.nan, np.nan)) if _hashable_id(iid) else (np.nan,
                                                                     np.nan))
+    flagged = [i for i, ann in enumerate(anns)
+               if isinstance(ann, dict) and ann.get('ignore')]
+    if flagged:
+        entries = [_ann_entry(anns[i], i) for i in flagged]
+        add(entries[0], f'{len(flagged)} annotation(s) have a true '
+            f'"ignore" ({_first(entries)}): CocoDataset drops them (their '
+            'pixels train as background, not as ignored regions) while '
+            'COCOeval reads only "iscrowd" (without it, they are objects to '
+            'detect); to ignore a region in both, set "iscrowd": 1 and '
+            'remove "ignore"; to train on them, remove "ignore"',
+            IGNORE_FLAG, WARNING)
     if rows:
         # NaN / inf, which JSON readers accept: one problem per entry
         arr = np.asarray(boxes, float)
@@ -527,25 +552,40 @@ def _dropped_boxes(anns, rows, boxes, area, wh, path, source) -> List[Problem]:
     (they are errors already)."""
     x, y, w, h = boxes.T
     finite = np.isfinite(boxes).all(1) & np.isfinite(area)
-    tiny = finite & ((w < 1) | (h < 1) | (area <= 0))
+    tiny = finite & ((w < 1) | (h < 1))
+    no_area = finite & ~tiny & (area <= 0)
     inter_w = np.minimum(x + w, wh[:, 0]) - np.maximum(x, 0)
     inter_h = np.minimum(y + h, wh[:, 1]) - np.maximum(y, 0)
-    outside = finite & ~tiny & ((inter_w <= 0) | (inter_h <= 0))
+    outside = finite & ~tiny & ~no_area & ((inter_w <= 0) | (inter_h <= 0))
     out = []
-    for mask, what in ((tiny, 'a width or height under 1 pixel or an area '
-                        '<= 0'), (outside, 'no overlap with their image')):
+    for mask, what, fix in (
+            (tiny, 'a width or height under 1 pixel', ''),
+            (no_area, '"area" <= 0 although their bbox is not empty', (
+                ': it reads "area", not the bbox, while COCOeval still '
+                'scores them; write each box\'s (or mask\'s) area into '
+                '"area"')),
+            (outside, 'no overlap with their image', '')):
         idx = np.flatnonzero(mask)
-        if len(idx):
-            entries = [
-                _ann_entry(anns[rows[k]], rows[k]) +
-                f' bbox {anns[rows[k]]["bbox"]}' for k in idx[:3]
-            ]
-            out.append(
-                Problem(
-                    path, _ann_entry(anns[rows[idx[0]]], rows[idx[0]]),
-                    f'{len(idx)} annotation(s) have {what}; CocoDataset drops '
-                    f'them silently ({_first(entries, len(idx))})', WARNING,
-                    DROPPED_BOXES, source))
+        if not len(idx):
+            continue
+        entries = [
+            _ann_entry(anns[rows[k]], rows[k]) +
+            f' bbox {anns[rows[k]]["bbox"]}' +
+            (f' area {anns[rows[k]].get("area")!r}' if mask is no_area
+             else '') for k in idx[:3]
+        ]
+        # most of a file's boxes with "area" <= 0: the converter never
+        # filled "area", and training would see a fraction of the data
+        systematic = mask is no_area and len(idx) * 2 >= len(boxes)
+        share = (f' ({len(idx)} of the file\'s {len(boxes)} boxes: the '
+                 'file\'s "area" values look unfilled)' if systematic
+                 else '')
+        out.append(
+            Problem(
+                path, _ann_entry(anns[rows[idx[0]]], rows[idx[0]]),
+                f'{len(idx)} annotation(s) have {what}; CocoDataset drops '
+                f'them silently ({_first(entries, len(idx))}){share}{fix}',
+                ERROR if systematic else WARNING, DROPPED_BOXES, source))
     return out
 
 
@@ -788,6 +828,63 @@ def audit_evaluator_images(
                             'matches predictions to ground truth by image '
                             'id; give the evaluator the dataset\'s '
                             'ann_file', ERROR, EVALUATOR_IMAGES, ev.source))
+    return out
+
+
+def audit_evaluated_files(
+        files: Sequence[Tuple[AnnSource, dict]]) -> List[Problem]:
+    """What pycocotools' ``COCOeval`` gets wrong in an evaluator's
+    ``ann_file`` (``CocoMetric(ann_file=...)``; without one, mmdet writes
+    the ground truth anew, with ids it chooses):
+
+    - an annotation of id 0: ``COCOeval`` records the matched ground
+      truth's id and then tests it for truth, so a detection matched to
+      annotation 0 counts as a false positive (AP too low, silently);
+    - ``classwise=True`` with the classes' category ids not ascending in
+      the file's order: ``COCOeval`` sorts the ids, mmdet's per-class
+      table follows the file's order, so each class's AP is printed
+      (and logged as ``coco/<class>_precision``) under another name.
+    """
+    out = []
+    for ev, coco in files:
+        if not ev.evaluates:
+            continue
+        zero = [_ann_entry(ann, i) for i, ann in enumerate(
+            coco['annotations']) if isinstance(ann, dict)
+            and type(ann.get('id')) is int and ann['id'] == 0]
+        if zero:
+            out.append(
+                Problem(
+                    ev.ann_file, zero[0], f'has the id 0, in a file that '
+                    f'{ev.source} scores: pycocotools\' COCOeval never '
+                    'counts a detection matched to annotation 0 as a true '
+                    'positive (it tests the matched id for truth), so AP '
+                    'would be lower than the detections deserve; number '
+                    'the annotations from 1', ERROR, ZERO_ANN_ID,
+                    ev.source))
+        if not ev.classwise:
+            continue
+        keep = None if ev.classes is None else set(ev.classes)
+        cats = [(c['id'], c['name']) for c in coco['categories']
+                if isinstance(c, dict) and isinstance(c.get('name'), str)
+                and type(c.get('id')) is int
+                and (keep is None or c['name'] in keep)]
+        ids = [cid for cid, _ in cats]
+        if ids != sorted(ids):
+            shown = ', '.join(f'{name} ({cid})' for cid, name in cats[:8])
+            out.append(
+                Problem(
+                    ev.ann_file, 'categories',
+                    f'lists the classes with ids in the order [{shown}'
+                    f'{", ..." if len(cats) > 8 else ""}], not ascending, '
+                    f'and {ev.source} sets classwise=True: COCOeval sorts '
+                    'the ids while mmdet\'s per-class table follows the '
+                    'file\'s order, so each class\'s AP would be shown '
+                    'under another class\'s name (the overall AP is '
+                    'right); give the categories ids that ascend in the '
+                    'file\'s order (their annotations\' "category_id" '
+                    'with them), or set classwise=False', ERROR,
+                    CLASSWISE_ORDER, ev.source))
     return out
 
 
@@ -1118,6 +1215,7 @@ def sources_from_config(
                     ann_file=ev['ann_file'],
                     source=name,
                     evaluates=loader_key,
+                    classwise=bool(ev.get('classwise', False)),
                     classes=first_leaf.classes if first_leaf else None,
                     explicit_classes=bool(first_leaf
                                           and first_leaf.explicit_classes)))
@@ -1160,6 +1258,7 @@ def audit_sources(sources: Sequence[AnnSource],
              if parsed[s.ann_file] is not None]
     out.extend(audit_classes(files))
     out.extend(audit_evaluator_images(files))
+    out.extend(_unique(audit_evaluated_files(files)))
     if images or full_decode:
         checked = set()
         todo = [(s, c) for s, c in files if s.img_prefix is not None]

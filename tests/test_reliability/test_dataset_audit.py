@@ -11,10 +11,11 @@ from PIL import Image
 
 from mmsnip.utils.dataset_audit import (
     BAD_BBOX, BBOX_FORMAT, CATEGORY_ID, CLASS_MISSING, CLASS_ORDER,
-    DROPPED_BOXES, DUPLICATE_ANN_ID, DUPLICATE_IMAGE_ID, ERROR, IMAGE_FILE,
-    IMAGE_SIZE, IMAGES_SKIPPED, MISSING_CATEGORY, MISSING_IMAGE, NO_IMAGES,
-    WARNING, AnnSource, audit_config, audit_sources, errors, image_size,
-    label_names, sources_from_config)
+    CLASSWISE_ORDER, DROPPED_BOXES, DUPLICATE_ANN_ID, DUPLICATE_IMAGE_ID,
+    ERROR, IGNORE_FLAG, IMAGE_FILE, IMAGE_SIZE, IMAGES_SKIPPED,
+    MISSING_CATEGORY, MISSING_IMAGE, NO_IMAGES, WARNING, ZERO_ANN_ID,
+    AnnSource, audit_config, audit_sources, errors, image_size, label_names,
+    sources_from_config)
 from mmsnip.utils.preflight import UserInputError, check_annotations
 
 CLASSES = ('disc', 'square', 'triangle', 'cross', 'ring')
@@ -485,3 +486,112 @@ def test_default_classes_in_another_order_is_a_warning(demo):
     assert audit_sources([source(demo, classes=CLASSES + ('other', ),
                                  explicit_classes=False)],
                          images=False) == []
+
+
+def test_area_of_zero_under_a_real_box(demo):
+    """CocoDataset reads "area": a box with area 0 is dropped; the message
+    says it is the "area" field, and most boxes so is an error."""
+    coco = read(demo)
+    coco['annotations'][0]['area'] = 0
+    write(demo, coco)
+    p = only(audit(demo), DROPPED_BOXES)
+    assert p.severity == WARNING
+    assert '1 annotation(s) have "area" <= 0 although their bbox is not ' \
+        'empty' in p.message
+    assert 'area 0' in p.message and 'write each box' in p.message
+    for ann in coco['annotations']:
+        ann['area'] = 0
+    write(demo, coco)
+    p = only(audit(demo), DROPPED_BOXES)
+    n = len(coco['annotations'])
+    assert p.severity == ERROR
+    assert f"({n} of the file's {n} boxes: the file's \"area\" values " \
+        'look unfilled)' in p.message
+    # the box tools read the bbox, not "area": no error there
+    from mmsnip.datasets.coco_file import load_coco
+    assert len(load_coco(write(demo, coco))['annotations']) == n
+
+
+def test_ignore_flag_is_a_warning(demo):
+    """mmdet drops "ignore" boxes, COCOeval scores them unless crowd."""
+    coco = read(demo)
+    coco['annotations'][2]['ignore'] = 1
+    coco['annotations'][3]['ignore'] = True
+    coco['annotations'][3]['iscrowd'] = 1
+    coco['annotations'][4]['ignore'] = 0
+    write(demo, coco)
+    p = only(audit(demo), IGNORE_FLAG)
+    assert p.severity == WARNING and p.entry == 'annotation 3 (image 1)'
+    assert p.message.startswith('2 annotation(s) have a true "ignore" '
+                                '(annotation 3 (image 1), annotation 4')
+    assert 'set "iscrowd": 1 and remove "ignore"' in p.message
+
+
+def test_annotation_id_zero_in_a_scored_file(demo):
+    """pycocotools' COCOeval never matches annotation 0: an error for the
+    evaluator's file, not for a file only trained on."""
+    for split in ('train', 'val'):
+        coco = read(demo, split)
+        for ann in coco['annotations']:
+            ann['id'] -= 1
+        write(demo, coco, split)
+    (p, ) = audit_config(cfg_of(demo), images=False)
+    assert (p.kind, p.severity, p.source) == (ZERO_ANN_ID, ERROR,
+                                              'val_evaluator[0]')
+    assert p.file.endswith('instances_val.json')
+    assert p.entry == 'annotation 0 (image 1)'
+    assert 'number the annotations from 1' in p.message
+
+
+def test_annotation_id_zero_really_loses_a_match():
+    """The reason for the rule above, on pycocotools itself: a perfect
+    detection of the only box scores AP 1 when the box is annotation 1
+    and not when it is annotation 0."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    def ap(ann_id):
+        gt = COCO()
+        gt.dataset = dict(
+            images=[dict(id=1, width=100, height=100)],
+            categories=[dict(id=1, name='a')],
+            annotations=[dict(id=ann_id, image_id=1, category_id=1,
+                              bbox=[10, 10, 40, 40], area=1600,
+                              iscrowd=0)])
+        with contextlib.redirect_stdout(io.StringIO()):
+            gt.createIndex()
+            dt = gt.loadRes([dict(image_id=1, category_id=1,
+                                  bbox=[10, 10, 40, 40], score=0.9)])
+            ev = COCOeval(gt, dt, 'bbox')
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+        return ev.stats[0]
+
+    assert ap(1) == pytest.approx(1.0)
+    assert ap(0) < 0.5
+
+
+def test_classwise_ap_needs_ascending_category_ids(demo):
+    """CocoMetric(classwise=True) prints COCOeval's per-class AP (sorted
+    ids) under the file's class order: refused when they differ."""
+    for split in ('train', 'val'):
+        coco = read(demo, split)
+        new_id = {1: 9, 2: 3, 3: 4, 4: 5, 5: 6}  # disc last by id
+        for cat in coco['categories']:
+            cat['id'] = new_id[cat['id']]
+        for ann in coco['annotations']:
+            ann['category_id'] = new_id[ann['category_id']]
+        write(demo, coco, split)
+    cfg = cfg_of(demo)
+    assert audit_config(cfg, images=False) == []  # no per-class table
+    cfg['val_evaluator'][0]['classwise'] = True
+    (p, ) = audit_config(cfg, images=False)
+    assert (p.kind, p.severity, p.source, p.entry) == (
+        CLASSWISE_ORDER, ERROR, 'val_evaluator[0]', 'categories')
+    assert 'ids in the order [disc (9), square (3), triangle (4)' \
+        in p.message
+    assert 'or set classwise=False' in p.message
