@@ -63,9 +63,13 @@ def load_config(path: str, options: Optional[dict] = None) -> Config:
 def chip_config_of(cfg: Config) -> 'ChipConfig':
     """The chip settings of a config, checked.
 
-    The ``chip_cfg`` is read where the SNIPER configs keep it: at the top
-    level, or in ``train_dataloader.dataset`` (the ``SniperDataset``), and
-    built as ``SniperDataset`` builds it (``ChipConfig.from_dict``).
+    The ``chip_cfg`` is the one the training chips use: that of the
+    first dataset of ``train_dataloader.dataset`` (wrappers unwrapped)
+    that has one (the ``SniperDataset``), else the top-level one (a
+    config of chip settings only), built as ``SniperDataset`` builds it
+    (``ChipConfig.from_dict``). The dataset's comes first: a config may
+    inherit a top-level ``chip_cfg`` it does not train with (the AutoFocus
+    DINO demo keeps ``coco_chips.py``'s).
 
     Args:
         cfg (Config): A loaded config (:func:`load_config`).
@@ -80,10 +84,16 @@ def chip_config_of(cfg: Config) -> 'ChipConfig':
     """
     from mmsnip.chips import ChipConfig
     path = getattr(cfg, 'filename', None) or 'the config'
-    chip_cfg = cfg.get('chip_cfg')
+    chip_cfg = None
+    stack = [(cfg.get('train_dataloader') or {}).get('dataset')]
+    while stack and chip_cfg is None:
+        ds = stack.pop(0)
+        if isinstance(ds, dict):
+            chip_cfg = ds.get('chip_cfg')
+            stack.append(ds.get('dataset'))
+            stack.extend(ds.get('datasets') or [])
     if chip_cfg is None:
-        ds = (cfg.get('train_dataloader') or {}).get('dataset') or {}
-        chip_cfg = ds.get('chip_cfg')
+        chip_cfg = cfg.get('chip_cfg')
     if chip_cfg is None:
         raise UserInputError(
             f'config "{path}" has no `chip_cfg` (top level or in '
