@@ -8,7 +8,8 @@ and mmsnip's ``tools/train.py``/``tools/test.py``, ``mim`` and the
 ``dist_*``/``slurm_*`` scripts all honour.
 """
 import copy
-from typing import Iterator, List
+import math
+from typing import Iterator, List, Optional, Tuple
 
 from mmengine.config import Config
 from mmengine.registry import RUNNERS as ROOT_RUNNERS
@@ -56,14 +57,24 @@ def _proposal_readers(model, path: str) -> Iterator[str]:
     yield from _proposal_readers(model.get('detector'), f'{path}.detector')
 
 
-def _datasets(ds) -> Iterator[dict]:
-    """A dataset config and every dataset config nested in it."""
+def _named_datasets(ds, path: str) -> Iterator[Tuple[str, dict]]:
+    """``(config entry, dataset config)`` of a dataset config (at ``path``)
+    and of every dataset config nested in it."""
     if isinstance(ds, dict):
-        yield ds
+        yield path, ds
         for key in ('dataset', 'datasets'):
             inner = ds.get(key)
-            for sub in inner if isinstance(inner, (list, tuple)) else [inner]:
-                yield from _datasets(sub)
+            if isinstance(inner, (list, tuple)):
+                for i, sub in enumerate(inner):
+                    yield from _named_datasets(sub, f'{path}.{key}[{i}]')
+            else:
+                yield from _named_datasets(inner, f'{path}.{key}')
+
+
+def _datasets(ds) -> Iterator[dict]:
+    """A dataset config and every dataset config nested in it."""
+    for _, sub in _named_datasets(ds, ''):
+        yield sub
 
 
 def trains_on_chips(cfg: Config) -> bool:
@@ -113,6 +124,84 @@ def chip_training_problems(cfg: Config) -> List[str]:
             'the proposals for negative chips come from '
             'tools/mine_proposals.py)')
     return problems + _sampler_problems(cfg.get('train_dataloader') or {})
+
+
+# Test-time models that keep, at each scale, the detections in its valid
+# range (SNIP, Sec. 3.2.2) and take their ``scales`` from the config.
+RANGE_TTA_MODELS = ('SnipTTAModel', 'AutoFocusTTAModel')
+
+
+def _valid_ranges(scales) -> Optional[List[Tuple[float, float]]]:
+    """``(min, max)`` valid range of each scale dict, ORIGINAL pixels,
+    ``None`` as ``inf``; None if a range is not two numbers (the model or
+    dataset reports that itself when it is built)."""
+    try:
+        return [(float(lo), math.inf if hi is None else float(hi))
+                for lo, hi in (s.get('valid_range', (0, None))
+                               for s in scales)]
+    except (AttributeError, TypeError, ValueError):
+        return None
+
+
+def _show_ranges(ranges: List[Tuple[float, float]]) -> str:
+    return '[' + ', '.join(f'({lo:g}, {hi:g})' for lo, hi in ranges) + ']'
+
+
+def tta_range_problem(cfg: Config) -> Optional[str]:
+    """A test pyramid whose valid ranges are not the training chips'.
+
+    SNIP keeps, at each test scale, the detections in that scale's valid
+    range, the range it trained with (Sec. 3.2.2). A base config writes
+    ``tta_model.scales`` from its own ``chip_cfg``; a child that replaces
+    ``chip_cfg`` (``_delete_=True``) trains with its ranges and would test
+    with the base's. Compared: every valid range (ORIGINAL pixels) of a
+    ``SnipTTAModel`` / ``AutoFocusTTAModel`` in ``tta_model`` (or
+    ``model``, once ``--tta`` wrapped it) against those of the chip
+    dataset's ``chip_cfg.scales``. Each test range must be one of the
+    training ranges; the factor rules may differ (the COCO configs train
+    at 1.667x and test at (800, 1200)), and a test pyramid may leave
+    training scales out (Sec. 4.4.5 tests the lower two scales alone).
+
+    Returns:
+        str | None: The problem, naming both entries, both range lists
+        and the fix; None if the ranges agree or there is nothing to
+        compare (no chip dataset, no such TTA model).
+    """
+    loader = cfg.get('train_dataloader') or {}
+    chips = next(((name, ds) for name, ds in _named_datasets(
+        loader.get('dataset'), 'train_dataloader.dataset')
+                  if base_type(ds.get('type')) in CHIP_DATASETS), None)
+    if chips is None:
+        return None
+    trained = _valid_ranges((chips[1].get('chip_cfg') or {}).get('scales')
+                            or [])
+    if not trained:
+        return None
+    tested = {}
+    for key in ('tta_model', 'model'):
+        tta = cfg.get(key) or {}
+        if base_type(tta.get('type')) in RANGE_TTA_MODELS:
+            tested.setdefault(
+                str(_valid_ranges(tta.get('scales') or [])), (key, tta))
+    for key, tta in tested.values():
+        ranges = _valid_ranges(tta.get('scales') or [])
+        other = [r for r in ranges or [] if not any(
+            math.isclose(r[0], t[0]) and math.isclose(r[1], t[1])
+            for t in trained)]
+        if other:
+            return (
+                f'{key}.scales ({base_type(tta["type"])}) has the valid '
+                f'ranges {_show_ranges(ranges)} but the chips train with '
+                f'{chips[0]}.chip_cfg.scales {_show_ranges(trained)} '
+                '(sqrt(area), ORIGINAL pixels); '
+                f'{_show_ranges(other)} not among them, so the test would '
+                'keep at a scale other objects than the detector learned '
+                'there (SNIP, Sec. 3.2.2). A base config writes '
+                'tta_model.scales from its own chip_cfg: set them in this '
+                "config too, e.g. tta_model = dict(scales=chip_cfg['scales']"
+                '), and the resizes of tta_pipeline if the factor rules '
+                'changed')
+    return None
 
 
 def _sampler_problems(loader: dict) -> List[str]:
@@ -170,7 +259,11 @@ class SnipRunner(Runner):
     1. refuses switch hooks and resizing batch augments that would undo
        the chips' scale information, samplers and dataset wrappers that
        would train a chip dataset's whole table every epoch, and batch
-       samplers that regroup its chips (:func:`chip_training_problems`);
+       samplers that regroup its chips (:func:`chip_training_problems`),
+       and a test pyramid with other valid ranges than the chips'
+       (:func:`tta_range_problem`; opt out with
+       ``snip_test = dict(allow_other_ranges=True)``, logged as a
+       warning);
     2. rewrites the model config with
        :func:`mmsnip.models.snip_labels.make_scale_aware_cfg` (the user's
        assigners keep their settings; each change is logged and the dumped
@@ -201,6 +294,14 @@ class SnipRunner(Runner):
             return super().from_cfg(cfg)
         source = cfg.filename or 'the config'
         problems = chip_training_problems(cfg)
+        range_problem = tta_range_problem(cfg)
+        # an ablation of the test ranges opts out (logged below)
+        other_ranges = bool(
+            (cfg.get('snip_test') or {}).get('allow_other_ranges'))
+        if range_problem and not other_ranges:
+            problems.append(
+                f'{range_problem} (to test with other ranges on purpose: '
+                'snip_test = dict(allow_other_ranges=True))')
         if problems:
             raise UserInputError(f'{source}: ' + '; '.join(problems))
         settings = snip_label_settings(cfg)
@@ -223,6 +324,10 @@ class SnipRunner(Runner):
         runner = super().from_cfg(cfg)
         for change in changes:
             runner.logger.info(f'SnipRunner: {change}')
+        if range_problem:
+            runner.logger.warning(
+                f'SnipRunner: {range_problem} (allowed by '
+                'snip_test.allow_other_ranges)')
         model = runner.model.module if hasattr(runner.model,
                                                'module') else runner.model
         size_problem = input_size_problem(model)

@@ -6,11 +6,13 @@ second, not a dataloader worker crash) and after a failure (to name the
 annotation file that could not be parsed instead of showing a traceback
 from deep inside pycocotools).
 """
+import logging
 import os.path as osp
 from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Tuple
 
 from mmengine.config import Config
 
+from .checks import is_integer
 from .dataset_audit import (ANN_FIELDS, COCO_LISTS, ERROR, IMAGE_FIELDS,
                             audit_config, is_coco_type, join_root, read_coco,
                             summary)
@@ -61,9 +63,13 @@ def load_config(path: str, options: Optional[dict] = None) -> Config:
 def chip_config_of(cfg: Config) -> 'ChipConfig':
     """The chip settings of a config, checked.
 
-    The ``chip_cfg`` is read where the SNIPER configs keep it: at the top
-    level, or in ``train_dataloader.dataset`` (the ``SniperDataset``), and
-    built as ``SniperDataset`` builds it (``ChipConfig.from_dict``).
+    The ``chip_cfg`` is the one the training chips use: that of the
+    first dataset of ``train_dataloader.dataset`` (wrappers unwrapped)
+    that has one (the ``SniperDataset``), else the top-level one (a
+    config of chip settings only), built as ``SniperDataset`` builds it
+    (``ChipConfig.from_dict``). The dataset's comes first: a config may
+    inherit a top-level ``chip_cfg`` it does not train with (the AutoFocus
+    DINO demo keeps ``coco_chips.py``'s).
 
     Args:
         cfg (Config): A loaded config (:func:`load_config`).
@@ -78,10 +84,16 @@ def chip_config_of(cfg: Config) -> 'ChipConfig':
     """
     from mmsnip.chips import ChipConfig
     path = getattr(cfg, 'filename', None) or 'the config'
-    chip_cfg = cfg.get('chip_cfg')
+    chip_cfg = None
+    stack = [(cfg.get('train_dataloader') or {}).get('dataset')]
+    while stack and chip_cfg is None:
+        ds = stack.pop(0)
+        if isinstance(ds, dict):
+            chip_cfg = ds.get('chip_cfg')
+            stack.append(ds.get('dataset'))
+            stack.extend(ds.get('datasets') or [])
     if chip_cfg is None:
-        ds = (cfg.get('train_dataloader') or {}).get('dataset') or {}
-        chip_cfg = ds.get('chip_cfg')
+        chip_cfg = cfg.get('chip_cfg')
     if chip_cfg is None:
         raise UserInputError(
             f'config "{path}" has no `chip_cfg` (top level or in '
@@ -195,15 +207,33 @@ PREFLIGHT_MAX_IMAGES = 5000
 SHOWN_PROBLEMS = 5
 
 
-def registry_classes(type_name: str) -> Optional[Tuple[str, ...]]:
-    """Default ``METAINFO['classes']`` of a registered dataset type (e.g.
-    the 80 COCO names of ``CocoDataset``), or None if it has none."""
+def registry_metainfo(type_name: str) -> dict:
+    """Default ``METAINFO`` of a registered dataset type, or ``{}``."""
     try:
         from mmsnip.registry import DATASETS
         cls = DATASETS.get(type_name)
     except Exception:  # an unknown type fails later with mmengine's error
-        return None
-    classes = (getattr(cls, 'METAINFO', None) or {}).get('classes')
+        return {}
+    return getattr(cls, 'METAINFO', None) or {}
+
+
+def registry_is_video(type_name: str) -> bool:
+    """Whether a dataset type is a registered MMDetection video (tracking)
+    dataset, ``BaseVideoDataset`` or a subclass."""
+    try:
+        from mmdet.datasets import BaseVideoDataset
+
+        from mmsnip.registry import DATASETS
+        cls = DATASETS.get(type_name)
+    except Exception:  # an unknown type fails later with mmengine's error
+        return False
+    return isinstance(cls, type) and issubclass(cls, BaseVideoDataset)
+
+
+def registry_classes(type_name: str) -> Optional[Tuple[str, ...]]:
+    """Default ``METAINFO['classes']`` of a registered dataset type (e.g.
+    the 80 COCO names of ``CocoDataset``), or None if it has none."""
+    classes = registry_metainfo(type_name).get('classes')
     return tuple(classes) if classes else None
 
 
@@ -223,6 +253,96 @@ def registry_is_coco(type_name: str) -> bool:
         return False
     return isinstance(cls, type) and issubclass(cls, CocoDataset) and \
         not any(k in cls.__name__ for k in ('LVIS', 'Panoptic'))
+
+
+def dataset_classes(ds: dict) -> Optional[Tuple[str, ...]]:
+    """The classes a dataset config labels its boxes with: its
+    ``metainfo.classes``, else its type's default ``METAINFO``; for a
+    panoptic dataset (``thing_classes`` in its metainfo) the thing classes,
+    the ones with boxes. None if unknown, and for a video dataset without
+    ``metainfo.classes`` (the 13 classes of ``MOTChallengeDataset``'s
+    default are not those of its converted files: pedestrians)."""
+    meta = ds.get('metainfo') or {}
+    meta = meta if isinstance(meta, dict) else {}
+    if not meta and registry_is_video(ds.get('type')):
+        return None
+    default = registry_metainfo(ds.get('type'))
+    if 'thing_classes' in meta or 'thing_classes' in default:
+        classes = meta.get('thing_classes')
+        if classes is None and 'classes' not in meta:
+            classes = default.get('thing_classes')
+    else:
+        classes = meta.get('classes') or default.get('classes')
+    if isinstance(classes, str):
+        classes = (classes, )
+    return tuple(classes) if classes else None
+
+
+# Model config parts whose ``num_classes`` counts something other than the
+# dataset's classes: a backbone's / neck's own (ImageNet) head, the RPN's
+# one "object" class (GA-RPN, Cascade RPN too), a semantic segmentation
+# head's stuff and things (HTC, SCNet: 183 on COCO).
+OTHER_CLASS_COUNTS = ('backbone', 'neck', 'data_preprocessor', 'rpn_head',
+                      'semantic_head', 'fused_semantic_head')
+
+
+def num_classes_entries(node, path: str = 'model'
+                        ) -> Iterator[Tuple[str, int]]:
+    """``(config entry, value)`` of every ``num_classes`` of a model config
+    that counts the dataset's classes: box, mask, DETR-style and cascade
+    heads (``roi_head.bbox_head[i]``), wrapped models (AutoFocus's
+    ``detector``, a TTA model's ``module``) included; not the parts of
+    :data:`OTHER_CLASS_COUNTS`, nor a detector with a ``language_model``
+    (GLIP, Grounding DINO: its ``num_classes`` counts text tokens)."""
+    if isinstance(node, dict):
+        if 'language_model' in node:
+            return
+        for key, value in node.items():
+            if key == 'num_classes' and is_integer(value):
+                yield f'{path}.{key}', int(value)
+            elif key not in OTHER_CLASS_COUNTS:
+                yield from num_classes_entries(value, f'{path}.{key}')
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            yield from num_classes_entries(value, f'{path}[{i}]')
+
+
+def check_num_classes(cfg: Config, keys=DATALOADER_KEYS) -> None:
+    """Raise :class:`UserInputError` if a ``num_classes`` of the model
+    (:func:`num_classes_entries`) is smaller than the number of classes of
+    a dataset of the dataloaders ``keys`` (:func:`dataset_classes`):
+    MMDetection reads label ``num_classes`` as background, so every class
+    from that index on would be trained as background, silently. A larger
+    ``num_classes`` is logged as a warning (outputs without a class)."""
+    from mmengine.logging import print_log
+    entries = list(num_classes_entries(cfg.get('model') or {}))
+    datasets = [(name, dataset_classes(ds))
+                for name, ds in iter_dataset_cfgs(cfg, keys)]
+    datasets = [(name, classes) for name, classes in datasets if classes]
+    if not entries or not datasets:
+        return
+    name, classes = max(datasets, key=lambda d: len(d[1]))
+    problems, larger = [], []
+    for entry, value in entries:
+        if value < len(classes):
+            lost = ', '.join(repr(c) for c in classes[value:value + 3])
+            more = ', ...' if len(classes) > value + 3 else ''
+            problems.append(
+                f'{entry}={value} but {name} has {len(classes)} classes: '
+                f'MMDetection trains label {value} and above as background, '
+                f'so {lost}{more} would never be detected; set '
+                f'{entry}={len(classes)}')
+        elif value > len(classes):
+            larger.append(f'{entry}={value}')
+    if problems:
+        config = getattr(cfg, 'filename', None) or 'the config'
+        raise UserInputError(f'{config}: ' + '; '.join(problems))
+    if larger:
+        print_log(
+            f'{", ".join(larger)}: more than the {len(classes)} classes of '
+            f'{name}; the outputs from {len(classes)} on never see an object '
+            f'of their class (set num_classes={len(classes)} to drop them)',
+            logger='current', level=logging.WARNING)
 
 
 def check_annotations(cfg: Config, keys=DATALOADER_KEYS,

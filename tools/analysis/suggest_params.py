@@ -120,10 +120,11 @@ def write_snippet(path: str, suggestion, ann_file: str, summary: str):
         f'    chip_stride={cfg["chip_stride"]},\n'
         '    scales=[\n' + scales + '    ])\n'
         'train_dataloader = dict(dataset=dict(chip_cfg=chip_cfg))\n'
-        '# Full-pyramid test (SNIP) on the same scales:\n'
-        "# tta_model = dict(type='SnipTTAModel', scales=chip_cfg['scales'])\n"
-        '# with, in tta_pipeline, TestTimeAug transforms=[[\n' + resize +
-        '#     ], ...]\n')
+        "# The base's test pyramid (SnipTTAModel / AutoFocusTTAModel) reads\n"
+        "# the base's chip_cfg: test with these valid ranges too\n"
+        "tta_model = dict(scales=chip_cfg['scales'])\n"
+        '# and resize to these scales in tta_pipeline: TestTimeAug\n'
+        '# transforms=[[\n' + resize + '#     ], ...]\n')
     write_text(path, text)
 
 
