@@ -165,7 +165,8 @@ def _proposal_rows(props, img_ids: list, num_scales: int):
 
     A :class:`~mmsnip.datasets.proposals.ProposalFile` holding these
     images consecutively, in this order (a file mined for the dataset) is
-    read in one slice; any other mapping image by image.
+    read in one slice (a version-4 file's rows repeated for every scale);
+    any other mapping image by image.
 
     Returns:
         tuple: ``(rows (R, 5) float, row_start (N * S + 1,) int64)``: image
@@ -177,9 +178,21 @@ def _proposal_rows(props, img_ids: list, num_scales: int):
     if k is not None:
         ids = props.img_ids[k:k + len(img_ids)]
         if len(ids) == len(img_ids) and np.array_equal(ids, img_ids):
-            lo, hi = k * num_scales, (k + len(img_ids)) * num_scales
-            start = props.offsets[lo:hi + 1] - props.offsets[lo]
-            return props.rows(lo, hi), start.astype(np.int64)
+            runs = props.runs_per_image
+            lo, hi = k * runs, (k + len(img_ids)) * runs
+            rows = props.rows(lo, hi)
+            start = (props.offsets[lo:hi + 1] -
+                     props.offsets[lo]).astype(np.int64)
+            if runs == num_scales:
+                return rows, start
+            # one row set per image for every scale: repeat it per scale
+            first = np.repeat(start[:-1], num_scales)
+            count = np.repeat(np.diff(start), num_scales)
+            start = np.zeros(len(count) + 1, np.int64)
+            np.cumsum(count, out=start[1:])
+            index = np.arange(start[-1]) - np.repeat(start[:-1] - first,
+                                                     count)
+            return rows[index], start
     arrays = []
     for i in img_ids:
         per_scale = list(props[i])

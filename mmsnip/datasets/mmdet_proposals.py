@@ -22,14 +22,14 @@ carry another folder, the ``img_prefix`` that would match them: a hint,
 never a guess acted upon).
 
 The dump holds one set of proposals per image (one RPN pass at one
-scale); the written file holds ``num_scales`` copies of it, one per chip
-scale, and records no chip scales (any chip config of ``num_scales``
-scales reads it). Negative-chip mining then filters each scale's copy by
+scale); the written file serves it at every one of ``num_scales`` chip
+scales and records no chip scales (any chip config of ``num_scales``
+scales reads it). Negative-chip mining then filters each scale's set by
 that scale's valid range (Sec. 3.3.3), whereas ``tools/mine_proposals.py``
-runs the RPN at every chip scale, as the paper does. The compact layout
-stores each image and scale's rows as one contiguous run (offsets never
-go back), so the copies take ``num_scales`` times the space: 9 bytes per
-proposal and scale.
+runs the RPN at every chip scale, as the paper does. The set is stored
+once per image (version 4, ``shared_scales``): 9 bytes per proposal, not
+per proposal and scale; with ``score_dtype='float16'`` (version 2, for
+readers older than version 3) it is stored once per scale.
 """
 import os.path as osp
 from collections import Counter
@@ -255,8 +255,9 @@ def convert_mmdet_proposals(src: str, dst: str, ann_file: str,
                             box_dtype: str = 'auto',
                             score_dtype: str = 'uint8') -> dict:
     """Write the proposals of a ``DumpProposals`` pickle as a compact
-    mmsnip proposal file, ``num_scales`` copies per image (see the module
-    docstring), no chip scales recorded.
+    mmsnip proposal file whose rows serve all ``num_scales`` scales (see
+    the module docstring), no chip scales recorded: version 4, one row set
+    per image (``score_dtype='float16'``: version 2, a copy per scale).
 
     Holds the dump and the written file's arrays, one image's rows at a
     time besides (:func:`write_proposal_groups`).
@@ -272,7 +273,8 @@ def convert_mmdet_proposals(src: str, dst: str, ann_file: str,
             (``top_n`` per image, so per scale too).
 
     Returns:
-        dict: ``images``, ``proposals`` (rows written, all scales),
+        dict: ``images``, ``proposals`` (rows stored: once per image in
+        version 4, once per scale in version 2),
         ``bytes_in``, ``bytes_out``, ``version``, as
         :func:`convert_proposals`.
 
@@ -310,7 +312,8 @@ def convert_mmdet_proposals(src: str, dst: str, ann_file: str,
 
     write_proposal_groups(dst, list(keys.values()), num_scales, groups,
                           top_n=top_n, box_dtype=box_dtype,
-                          score_dtype=score_dtype, owner=where)
+                          score_dtype=score_dtype, owner=where,
+                          shared_scales=score_dtype == 'uint8')
     written = ProposalFile(dst)
     return dict(images=len(written), proposals=int(written.offsets[-1]),
                 bytes_in=osp.getsize(src), bytes_out=osp.getsize(dst),

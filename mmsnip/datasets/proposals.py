@@ -7,7 +7,7 @@ scale and image. Every image of the dataset must have an entry; a file made
 for other images or another number of scales is refused with an error
 naming the file and the mismatch.
 
-Three formats are read; the content decides, not the file name:
+Every format below is read; the content decides, not the file name:
 
 - **Compact (version 3, written by** :func:`save_proposals` **)**: an
   uncompressed ``.npz`` (a zip of ``.npy`` members, ``ZIP_STORED``) opened
@@ -41,6 +41,13 @@ Three formats are read; the content decides, not the file name:
   proposal: train2017 (118,287 images) at 300 proposals x 3 scales is
   0.96e9 bytes instead of 2.1 GB of float32 pickle (1.06e9 in version
   2).
+- **Compact, version 4**: version 3 whose images have one set of rows
+  for every scale (``shared_scales: true`` in ``meta``; ``offsets`` is
+  ``(N + 1,)``: the rows of image n at any scale are ``offsets[n] :
+  offsets[n + 1]``). Written for proposals that do not depend on the
+  scale (an mmdet ``DumpProposals`` file of one test scale,
+  :mod:`mmsnip.datasets.mmdet_proposals`): ``S`` times smaller than
+  version 3 holding the same rows at every scale; read as that file.
 - **Compact, version 2** (mmsnip before 2026-11-26; still written with
   ``score_dtype='float16'``): the same layout with ``scores`` ``(T,)``
   float16 and rows in their input order (10 bytes per proposal).
@@ -75,8 +82,10 @@ from mmsnip.utils.fileio import atomic_open
 
 FORMAT = 'mmsnip.proposals'
 VERSION = 3
+# Version 3 with one set of rows per image for every scale.
+SHARED_VERSION = 4
 # Compact versions this code reads (2: float16 scores, rows as given).
-READ_VERSIONS = (2, 3)
+READ_VERSIONS = (2, 3, 4)
 LEGACY_VERSION = 1
 # uint8 score codes: 0..SCORE_LEVELS map linearly onto [score_min,
 # score_max]; SCORE_NAN marks a NaN score.
@@ -293,7 +302,8 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
                           box_dtype: str = 'auto',
                           score_dtype: str = 'uint8',
                           owner: str = 'write_proposal_groups',
-                          scales: Optional[list] = None) -> None:
+                          scales: Optional[list] = None,
+                          shared_scales: bool = False) -> None:
     """Write a compact proposal file from proposals that arrive in groups
     (a miner's shards), holding one group at a time besides the file's own
     arrays (9 bytes per proposal): the same file as
@@ -309,6 +319,9 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
             called twice (sizes, then rows).
         top_n, box_dtype, score_dtype, scales: As :func:`save_proposals`.
         owner (str): The function named in errors.
+        shared_scales (bool): Every image has the same rows at every
+            scale (its ``S`` arrays are one array object): store them once
+            (version 4, ``score_dtype='uint8'`` only).
 
     Raises:
         MissingProposalsError: An image in no group (after reading them
@@ -327,6 +340,12 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
                          f"'float16', got {score_dtype!r}")
     if top_n is not None and int(top_n) < 1:
         raise ValueError(f'{owner}: top_n must be >= 1, got {top_n}')
+    if shared_scales and score_dtype != 'uint8':
+        raise ValueError(f"{owner}: shared_scales needs score_dtype "
+                         "'uint8' (version 4 is version 3 with shared "
+                         "rows)")
+    # row sets per image: one for every scale, or one per scale
+    runs = 1 if shared_scales else num_scales
     keys = list(img_ids)
     id_array = image_id_array(keys, owner)
     order = np.argsort(id_array, kind='stable')
@@ -339,7 +358,8 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
     def scale_rows():
         """``(image position, scale, (P, 5) float32 rows)`` of every
         group, top_n applied; scales given the same array object (a
-        shared proposal set) are checked and cut once."""
+        shared proposal set) are checked and cut once; with
+        ``shared_scales`` only scale 0 is yielded."""
         seen = np.zeros(len(keys), bool)
         for group in groups():
             for img_id, per_scale in group.items():
@@ -355,8 +375,14 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
                     raise ValueError(f'{owner}: img_id {img_id} has '
                                      f'{len(per_scale)} scales, expected '
                                      f'{num_scales}')
+                if shared_scales and any(r is not per_scale[0]
+                                         for r in per_scale):
+                    raise ValueError(
+                        f'{owner}: img_id {img_id!r} has other rows at '
+                        'other scales; shared_scales needs one array '
+                        'object for every scale')
                 given = done = None
-                for s, rows in enumerate(per_scale):
+                for s, rows in enumerate(per_scale[:runs]):
                     if rows is not given:
                         where = f'{owner}: img_id {img_id!r}, scale {s}'
                         given = rows
@@ -369,7 +395,7 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
                 f'img_id {missing[:5]})', missing)
 
     # Pass 1: sizes, the finite score range, the largest coordinate.
-    counts = np.zeros((len(keys), num_scales), np.int64)
+    counts = np.zeros((len(keys), runs), np.int64)
     lo, hi, big, big_at = np.inf, -np.inf, 0.0, None
     for n, s, rows in scale_rows():
         counts[n, s] = len(rows)
@@ -398,7 +424,7 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
     version3 = score_dtype == 'uint8'
     scores = np.empty(offsets[-1], np.uint8 if version3 else np.float16)
     for n, s, rows in scale_rows():
-        a = offsets[n * num_scales + s]
+        a = offsets[n * runs + s]
         b = a + len(rows)
         if version3:
             score = rows[:, 4].astype(np.float64)
@@ -410,7 +436,8 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
             scores[a:b] = rows[:, 4]
     _write_arrays(path, num_scales, top_n, (lo, hi) if version3 else None,
                   dict(img_ids=id_array, offsets=offsets, boxes=boxes,
-                       scores=scores), scales=scales)
+                       scores=scores), scales=scales,
+                  shared_scales=shared_scales)
 
 
 def score_codes(scores: np.ndarray, score_min: float, score_max: float
@@ -550,12 +577,14 @@ def write_proposal_arrays(path: str, img_ids: np.ndarray,
 def _write_arrays(path: str, num_scales: int, top_n: Optional[int],
                   score_range: Optional[tuple],
                   arrays: Dict[str, np.ndarray],
-                  scales: Optional[list] = None) -> None:
+                  scales: Optional[list] = None,
+                  shared_scales: bool = False) -> None:
     """Write a compact file's arrays with their meta data and
     ``content_id``, atomically (:func:`atomic_open`; the folder is
-    created): version 3 with the codes' ``score_range`` ``(min, max)``,
-    version 2 (float16 scores) without; ``scales`` (ScaleSpecs or
-    :func:`scale_record` dicts) recorded when given."""
+    created): version 3 with the codes' ``score_range`` ``(min, max)``
+    (version 4 with ``shared_scales``), version 2 (float16 scores)
+    without; ``scales`` (ScaleSpecs or :func:`scale_record` dicts)
+    recorded when given."""
     meta = dict(format=FORMAT, num_scales=int(num_scales), top_n=top_n)
     if scales is not None:
         record = [s if isinstance(s, dict) else scale_record([s])[0]
@@ -569,6 +598,8 @@ def _write_arrays(path: str, num_scales: int, top_n: Optional[int],
     else:
         meta.update(version=VERSION, score_min=score_range[0],
                     score_max=score_range[1])
+        if shared_scales:
+            meta.update(version=SHARED_VERSION, shared_scales=True)
     meta['content_id'] = _content_digests(meta, arrays)[0]
     arrays = dict(arrays, meta=np.frombuffer(json.dumps(meta).encode(),
                                              np.uint8))
@@ -679,7 +710,8 @@ def _index_problem(img_ids: np.ndarray, offsets: np.ndarray,
     """What is wrong with a compact file's index, or None: ``img_ids``
     ``(N,)`` distinct integers or strings; ``offsets`` ``(N * S + 1,)``
     integers from 0, non-decreasing, ending at the number of rows (boxes
-    and scores)."""
+    and scores). ``num_scales``: row sets per image (1 in a version-4
+    file)."""
     if img_ids.ndim != 1 or img_ids.dtype.kind not in 'iuU':
         return f'img_ids must be (N,) integers or strings, got ' \
             f'{img_ids.shape} {img_ids.dtype}'
@@ -746,9 +778,9 @@ class ProposalFile(Mapping):
     float32 array per scale ]``.
 
     Opening maps the arrays (no data is read but the ``(N,)`` ids and
-    ``(N * S + 1,)`` offsets) and checks the file's structure (meta data,
-    index, array shapes): a truncated or damaged file is an error naming
-    it. ``file[img_id]`` reads that image's rows. :meth:`verify` checks
+    ``(N * R + 1,)`` offsets, ``R`` row sets per image) and checks the
+    file's structure (meta data, index, array shapes): a truncated or
+    damaged file is an error naming it. ``file[img_id]`` reads that image's rows. :meth:`verify` checks
     the rows themselves against the recorded ``content_id`` (reads the
     whole file; the chip table does it before building from the file).
     Picklable (a dataloader worker or a chip-building process reopens the
@@ -757,6 +789,9 @@ class ProposalFile(Mapping):
     Attributes:
         path (str): The file.
         num_scales (int): ``S``.
+        runs_per_image (int): ``R``: the row sets of each image in
+            ``offsets``; ``S``, or 1 when the file's images have the same
+            rows at every scale (version 4, ``shared_scales``).
         content_id (str): sha256 of the arrays, written by
             :func:`save_proposals` (a cache key that needs no re-read).
         scales (list[dict] | None): The chip scales the file was mined
@@ -803,15 +838,16 @@ class ProposalFile(Mapping):
         self._meta = meta
         self.version = version
         self.num_scales = meta['num_scales']
+        self.runs_per_image = _runs_per_image(meta)
         self.content_id = meta['content_id']
         self.scales = meta.get('scales')
         self.img_ids = np.asarray(arrays['img_ids'])
         self.offsets = np.asarray(arrays['offsets'])
         self._boxes, self._scores = arrays['boxes'], arrays['scores']
-        # version 3: code -> score; version 2: scores as stored.
+        # versions 3 and 4: code -> score; version 2: scores as stored.
         self._score_table = score_table(
             float(meta['score_min']), float(meta['score_max'])) \
-            if version == 3 else None
+            if version != 2 else None
         self._row = {i: k for k, i in enumerate(self.img_ids.tolist())}
         self._int_ids = self.img_ids.dtype.kind in 'iu'
         self._descriptor = None
@@ -863,8 +899,9 @@ class ProposalFile(Mapping):
         return None if k is None else self.img_ids[k].item()
 
     def rows(self, first: int, last: int) -> np.ndarray:
-        """Rows ``offsets[first]:offsets[last]`` (images/scales in file
-        order) as one ``(R, 5)`` float32 array, read in one go (ordinary
+        """Rows ``offsets[first]:offsets[last]`` (row sets in file
+        order: images x scales, or images in a version-4 file) as one
+        ``(M, 5)`` float32 array, read in one go (ordinary
         reads: a whole-dataset pass keeps no file pages in the process's
         memory)."""
         a, b = int(self.offsets[first]), int(self.offsets[last])
@@ -886,9 +923,11 @@ class ProposalFile(Mapping):
         k = self.position(img_id)
         if k is None:
             raise KeyError(img_id)
-        s = self.num_scales
-        rows = self.rows(k * s, k * s + s)
-        cuts = self.offsets[k * s + 1:k * s + s] - self.offsets[k * s]
+        r = self.runs_per_image
+        rows = self.rows(k * r, k * r + r)
+        if r == 1 < self.num_scales:  # one set for every scale
+            return [rows] + [rows.copy() for _ in range(self.num_scales - 1)]
+        cuts = self.offsets[k * r + 1:k * r + r] - self.offsets[k * r]
         return np.split(rows, cuts)
 
     def __contains__(self, img_id) -> bool:
@@ -909,7 +948,11 @@ def _meta_problem(meta: dict) -> Optional[str]:
     content_id = meta.get('content_id')
     if not isinstance(content_id, str) or len(content_id) != 64:
         return f'content_id {content_id!r} is not a sha256'
-    if meta['version'] == 3:
+    if meta.get('shared_scales', False) is not (
+            meta['version'] == SHARED_VERSION):
+        return f'shared_scales {meta.get("shared_scales")!r} does not ' \
+            f'fit version {meta["version"]}'
+    if meta['version'] in (VERSION, SHARED_VERSION):
         lo, hi = meta.get('score_min'), meta.get('score_max')
         if not (is_number(lo) and is_number(hi)) or lo > hi:
             return f'score range [{lo!r}, {hi!r}] is not finite and ordered'
@@ -933,12 +976,18 @@ def _arrays_problem(arrays: Dict[str, np.ndarray],
             boxes.dtype not in (np.float16, np.float32):
         return f'boxes must be (T, 4) float16 or float32, got ' \
             f'{boxes.shape} {boxes.dtype}'
-    want = np.uint8 if version == 3 else np.float16
+    want = np.float16 if version == 2 else np.uint8
     if scores.ndim != 1 or scores.dtype != want:
         return f'version {version} needs (T,) {np.dtype(want).name} ' \
             f'scores, got {scores.shape} {scores.dtype}'
     return _index_problem(arrays['img_ids'], arrays['offsets'],
-                          meta['num_scales'], len(boxes), len(scores))
+                          _runs_per_image(meta), len(boxes), len(scores))
+
+
+def _runs_per_image(meta: dict) -> int:
+    """Row sets per image of a compact file: 1 when its images share
+    their rows among the scales (version 4), else ``num_scales``."""
+    return 1 if meta.get('shared_scales') else meta['num_scales']
 
 
 def is_legacy_file(path: str) -> bool:
@@ -1192,7 +1241,8 @@ def convert_proposals(src: str, dst: str, top_n: Optional[int] = None,
                       score_dtype: str = 'uint8',
                       drop_scales: bool = False) -> dict:
     """Rewrite a proposal file (legacy pickle or compact) compactly
-    (:func:`save_proposals`; version 3 unless ``score_dtype='float16'``).
+    (:func:`save_proposals`; version 3 unless ``score_dtype='float16'``;
+    a version-4 file, whose rows serve every scale, stays version 4).
     The record of the scales the proposals were mined for is kept, unless
     ``drop_scales`` (then any chip config of as many scales reads it).
 
@@ -1207,11 +1257,17 @@ def convert_proposals(src: str, dst: str, top_n: Optional[int] = None,
     if isinstance(props, ProposalFile):
         props.verify()
     scales = None if drop_scales else getattr(props, 'scales', None)
-    data = {k: props[k] for k in props}
+    # a version-4 file stays shared (unless written as version 2)
+    shared = getattr(props, 'runs_per_image', num_scales) == 1 < \
+        num_scales and score_dtype == 'uint8'
+    data = {k: [props[k][0]] * num_scales if shared else props[k]
+            for k in props}
     try:
-        save_proposals(dst, data, num_scales, top_n=top_n,
-                       box_dtype=box_dtype, score_dtype=score_dtype,
-                       scales=scales)
+        write_proposal_groups(dst, list(data), num_scales, lambda: [data],
+                              top_n=top_n, box_dtype=box_dtype,
+                              score_dtype=score_dtype,
+                              owner='save_proposals', scales=scales,
+                              shared_scales=shared)
     except ValueError as e:
         raise ValueError(f'proposal file "{src}": {e}') from None
     written = ProposalFile(dst)

@@ -80,9 +80,11 @@ def test_every_image_gets_its_rows_at_every_scale(demo_dump, tiny_demo_root,
     dst = str(tmp_path / 'props.npz')
     info = convert_mmdet_proposals(path, dst, ann, 'train/', 3)
     assert info['images'] == len(rows)
-    assert info['proposals'] == 3 * sum(COUNTS)
+    # one row set per image serves the three scales (version 4)
+    assert (info['proposals'], info['version']) == (sum(COUNTS), 4)
     props = load_proposals(dst, sorted(rows), 3)
     assert props.scales is None  # any 3-scale chip config reads it
+    assert props.runs_per_image == 1
     for img_id, want in rows.items():
         want = want[np.argsort(-want[:, 4], kind='stable')]
         got = props[img_id]
@@ -96,12 +98,24 @@ def test_every_image_gets_its_rows_at_every_scale(demo_dump, tiny_demo_root,
                 scale[:, 4], want[:, 4], rtol=0,
                 atol=0.5 / SCORE_LEVELS + 1e-6)
             assert (np.diff(scale[:, 4]) <= 0).all()
-    # exactly the file save_proposals writes for those rows, 3 times
+    # exactly the rows of the file save_proposals writes for them 3
+    # times (version 3), in a third of its rows
     ref = str(tmp_path / 'ref.npz')
     # (three separate copies: the writer checks a shared array once)
     save_proposals(ref, {k: [v.copy() for _ in range(3)]
                          for k, v in rows.items()}, 3)
-    assert ProposalFile(dst).content_id == ProposalFile(ref).content_id
+    ref_props = ProposalFile(ref)
+    assert ref_props.version == 3 and ref_props.offsets[-1] == 3 * sum(
+        COUNTS)
+    for img_id in rows:
+        for got, want in zip(props[img_id], ref_props[img_id]):
+            np.testing.assert_array_equal(got, want)
+    assert props[img_id][0] is not props[img_id][1]  # no aliasing
+    # float16 scores (version 2, older readers): a copy per scale
+    old = str(tmp_path / 'v2.npz')
+    info = convert_mmdet_proposals(path, old, ann, 'train/', 3,
+                                   score_dtype='float16')
+    assert (info['proposals'], info['version']) == (3 * sum(COUNTS), 2)
     # --top-n keeps each image's best rows
     top = str(tmp_path / 'top.npz')
     convert_mmdet_proposals(path, top, ann, 'train/', 2, top_n=5)
@@ -148,8 +162,8 @@ def test_the_tool_converts_a_dump_as_documented(demo_dump, tiny_demo_root,
     run = run_tool([TOOL, path, dst, '--from-mmdet', '--ann-file', ann,
                     '--img-prefix', osp.join(tiny_demo_root, 'train/'),
                     '--num-scales', '3', '--top-n', '300'])
-    assert f'{len(rows)} images, {3 * sum(COUNTS)} proposals' in run.stdout
-    assert 'format version 3' in run.stdout
+    assert f'{len(rows)} images, {sum(COUNTS)} proposals' in run.stdout
+    assert 'format version 4' in run.stdout
     props = load_proposals(dst, sorted(rows), 3)
     assert [len(props[k][2]) for k in sorted(rows)] == \
         [len(rows[k]) for k in sorted(rows)]

@@ -425,12 +425,22 @@ def test_unknown_future_version_is_refused(tmp_path):
     with np.load(path) as data:
         arrays = {k: data[k] for k in data.files}
     meta = json.loads(bytes(arrays['meta']).decode())
-    meta['version'] = 4
+    meta['version'] = 5
     arrays['meta'] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
     np.savez(path, **arrays)
-    with pytest.raises(ValueError, match=r'p.npz" has format version 4; '
-                       r'this mmsnip reads versions \[2, 3\].*newer mmsnip'):
+    with pytest.raises(ValueError, match=r'p.npz" has format version 5; '
+                       r'this mmsnip reads versions \[2, 3, 4\].*newer '
+                       'mmsnip'):
         load_proposals(path, [3, 7], 2)
+    # a version-4 file must say its rows are shared, and only it may
+    for version, shared in ((4, None), (3, True)):
+        meta.update(version=version, shared_scales=shared)
+        arrays['meta'] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+        np.savez(path, **arrays)
+        with pytest.raises(ValueError, match=(
+                f'is damaged: shared_scales {shared} does not fit version '
+                f'{version}')):
+            load_proposals(path, [3, 7], 2)
 
 
 def test_convert_tool_writes_version3_and_refuses_bad_input(tmp_path):
@@ -776,3 +786,59 @@ def test_a_file_without_rows_says_so(tmp_path):
                        r"any of the dataset's 3 images \(every entry is "
                        'empty\\)'):
         _sniper(path)
+
+
+def test_version4_stores_rows_shared_by_every_scale_once(tmp_path):
+    """Rows that serve every scale (an mmdet dump) are stored once per
+    image and read as the version-3 file of S copies reads; converting
+    keeps them shared; chip tables from both files are equal, read in one
+    slice (ProposalFile) or image by image (a dict)."""
+    from mmsnip.datasets.chip_table import _proposal_rows
+    rng = np.random.default_rng(0)
+    rows = {}
+    for img_id, n in zip((4, 9, 2, 7), (30, 0, 12, 5)):
+        xy = rng.uniform(0, 400, (n, 2))
+        rows[img_id] = np.c_[xy, xy + rng.uniform(5, 90, (n, 2)),
+                             rng.uniform(0, 1, n)].astype(np.float32)
+    shared, copies = str(tmp_path / 'v4.npz'), str(tmp_path / 'v3.npz')
+    write_proposal_groups(shared, list(rows), 3,
+                          lambda: [{k: [v] * 3 for k, v in rows.items()}],
+                          shared_scales=True)
+    save_proposals(copies, {k: [v.copy() for _ in range(3)]
+                            for k, v in rows.items()}, 3)
+    v4, v3 = ProposalFile(shared), ProposalFile(copies)
+    assert (v4.version, v4.runs_per_image, v4.num_scales) == (4, 1, 3)
+    assert (v3.version, v3.runs_per_image) == (3, 3)
+    assert v4.offsets[-1] * 3 == v3.offsets[-1] == 3 * 47
+    v4.verify()
+    for img_id in rows:
+        for got, want in zip(v4[img_id], v3[img_id]):
+            np.testing.assert_array_equal(got, want)
+    # the chip table's reader: one slice of the file, image by image
+    ids = sorted(rows)
+    for props in (v4, {k: v4[k] for k in ids}):
+        got, got_start = _proposal_rows(props, ids, 3)
+        want, want_start = _proposal_rows(v3, ids, 3)
+        np.testing.assert_array_equal(got_start, want_start)
+        np.testing.assert_array_equal(got, want)
+    # converting keeps the rows shared (float16 scores: version 2 copies)
+    kept = str(tmp_path / 'kept.npz')
+    assert convert_proposals(shared, kept)['version'] == 4
+    assert ProposalFile(kept).content_id == v4.content_id
+    old = str(tmp_path / 'old.npz')
+    info = convert_proposals(shared, old, score_dtype='float16')
+    assert (info['version'], info['proposals']) == (2, 3 * 47)
+
+
+def test_version4_writer_refuses_what_it_cannot_share(tmp_path):
+    path = str(tmp_path / 'p.npz')
+    a, b = np.zeros((1, 5)), np.zeros((1, 5))
+    with pytest.raises(ValueError, match='img_id 1 has other rows at other '
+                       'scales; shared_scales needs one array object'):
+        write_proposal_groups(path, [1], 2, lambda: [{1: [a, b]}],
+                              shared_scales=True)
+    with pytest.raises(ValueError, match="shared_scales needs score_dtype "
+                       "'uint8'"):
+        write_proposal_groups(path, [1], 2, lambda: [{1: [a, a]}],
+                              shared_scales=True, score_dtype='float16')
+    assert not osp.exists(path)

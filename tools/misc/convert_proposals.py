@@ -9,7 +9,7 @@
         --num-scales 3 [--top-n 300]
 
 Reads a legacy pickle (``tools/mine_proposals.py`` before the compact
-format) or a compact file (version 2 or 3) and writes a compact one
+format) or a compact file (version 2, 3 or 4) and writes a compact one
 (:mod:`mmsnip.datasets.proposals`): 9 bytes per proposal instead of 20
 (float16 boxes, 8-bit scores, rows of each image and scale by descending
 score), opened without reading it whole. ``--score-dtype float16`` writes
@@ -29,8 +29,10 @@ scores)}``, ORIGINAL pixels) and keys it by the image ids of
 ``--img-prefix`` (the folder mmdet read the images from,
 ``osp.join(data_root, data_prefix['img'])``) and its ``file_name``
 (:mod:`mmsnip.datasets.mmdet_proposals`). The dump's one set of
-proposals per image is written once per scale (``--num-scales``, the
-chip config's number of scales), with no chip scales recorded.
+proposals per image serves every one of ``--num-scales`` scales (the chip
+config's number of scales) and is stored once (version 4; with
+``--score-dtype float16``, version 2, once per scale), with no chip
+scales recorded.
 
 A bad input file (not a proposal file, damaged, rows of another shape
 than ``(P, 5)`` / ``(P, 4)``; with ``--from-mmdet``: an mmsnip file, an
@@ -62,8 +64,9 @@ def parse_args(argv=None):
                         '2048 px')
     parser.add_argument('--score-dtype', default='uint8',
                         choices=['uint8', 'float16'],
-                        help='uint8: version 3 (default); float16: version '
-                        '2, for older readers')
+                        help='uint8 (default): version 3, or 4 where the '
+                        'rows serve every scale (--from-mmdet, version-4 '
+                        'sources); float16: version 2, for older readers')
     parser.add_argument('--drop-scales', action='store_true',
                         help='leave out the record of the chip scales the '
                         'proposals were mined for')
@@ -125,7 +128,9 @@ def main(argv=None) -> int:
     print(f'{args.dst}: {info["images"]} images, {info["proposals"]} '
           f'proposals, {info["bytes_out"] / 2**20:.1f} MiB (from '
           f'{info["bytes_in"] / 2**20:.1f} MiB), format version '
-          f'{info["version"]}')
+          f'{info["version"]}' + (
+              ' (each image\'s rows serve every scale)'
+              if info['version'] == 4 else ''))
     return 0
 
 
