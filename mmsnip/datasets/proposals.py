@@ -780,9 +780,10 @@ class ProposalFile(Mapping):
     Opening maps the arrays (no data is read but the ``(N,)`` ids and
     ``(N * R + 1,)`` offsets, ``R`` row sets per image) and checks the
     file's structure (meta data, index, array shapes): a truncated or
-    damaged file is an error naming it. ``file[img_id]`` reads that image's rows. :meth:`verify` checks
-    the rows themselves against the recorded ``content_id`` (reads the
-    whole file; the chip table does it before building from the file).
+    damaged file is an error naming it. ``file[img_id]`` reads that
+    image's rows. :meth:`verify` checks the rows themselves against the
+    recorded ``content_id`` (reads the whole file; the chip table does it
+    before building from the file).
     Picklable (a dataloader worker or a chip-building process reopens the
     file by its path).
 
