@@ -102,3 +102,14 @@ def test_locations_find_everything_mmsnip_registers():
          'print(sorted(m for m in ("torch", "mmdet") if m in sys.modules))'],
         capture_output=True, text=True, check=True)
     assert light.stdout.strip() == '[]'
+    # every name the package exported before it imported lazily, and its
+    # submodules as attributes
+    names = subprocess.run(
+        [sys.executable, '-c',
+         'import mmsnip.datasets as d\n'
+         'from mmsnip.datasets import (CropChip, SniperSampler, chip_window,'
+         ' geometric_before_crop, chip_input_problem, chip_output_problem,'
+         ' pseudo_collate_by_value)\n'
+         'print(d.chip_table.__name__, "chip_table" in dir(d))'],
+        capture_output=True, text=True, check=True)
+    assert names.stdout.split() == ['mmsnip.datasets.chip_table', 'True']

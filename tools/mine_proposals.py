@@ -51,9 +51,11 @@ def main():
     args = parse_args()
     register_all_modules()
     cfg = load_config(args.config, args.cfg_options)
+    # not the dataset's proposal_file: the miner never reads it, and
+    # mining again into the file a stage-2 config names is its purpose
     check_output_file(args.out, '--out', suffixes=('.pkl', ), inputs=dict(
         CONFIG=args.config, CHECKPOINT=args.checkpoint,
-        **input_files(cfg, ['train_dataloader'])))
+        **input_files(cfg, ['train_dataloader'], fields=('ann_file', ))))
     check_input_file(args.checkpoint, 'checkpoint file')
     check_data_paths(cfg, ['train_dataloader'])
     cfg.launcher = args.launcher

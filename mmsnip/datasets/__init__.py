@@ -34,12 +34,22 @@ _HOMES = {
     'PackChipInputs': '.transforms',
     'ResizeToScale': '.transforms',
     'ImageSizeError': '.transforms',
+    'chip_input_problem': '.transforms',
+    'chip_output_problem': '.transforms',
+    'chip_window': '.transforms',
+    'geometric_before_crop': '.transforms',
 }
+# submodules, found as attributes too (``mmsnip.datasets.chip_table``)
+_SUBMODULES = ('chip_table', 'coco_file', 'collate', 'decode_cache',
+               'mmdet_proposals', 'proposals', 'samplers', 'sniper_dataset',
+               'transforms')
 
 __all__ = list(_HOMES)
 
 
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f'.{name}', __name__)
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(
@@ -50,4 +60,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> List[str]:
-    return sorted(set(globals()) | set(_HOMES))
+    return sorted(set(globals()) | set(_HOMES) | set(_SUBMODULES))

@@ -185,6 +185,10 @@ def _proposal_rows(props, img_ids: list, num_scales: int):
                      props.offsets[lo]).astype(np.int64)
             if runs == num_scales:
                 return rows, start
+            if runs != 1:  # check_proposals refuses such a file first
+                raise ValueError(
+                    f'proposal file "{props.path}": {runs} row sets per '
+                    f'image, the chip config has {num_scales} scales')
             # one row set per image for every scale: repeat it per scale
             first = np.repeat(start[:-1], num_scales)
             count = np.repeat(np.diff(start), num_scales)

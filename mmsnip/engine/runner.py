@@ -17,7 +17,7 @@ from mmengine.runner import Runner
 
 from mmsnip.models.snip_labels import base_type
 from mmsnip.registry import RUNNERS
-from mmsnip.utils.preflight import UserInputError
+from mmsnip.utils.preflight import UserInputError, walk_dataset_cfgs
 
 # Training datasets that carry SNIP's per-box scale validity.
 CHIP_DATASETS = ('SniperDataset', 'SnipDataset')
@@ -57,23 +57,9 @@ def _proposal_readers(model, path: str) -> Iterator[str]:
     yield from _proposal_readers(model.get('detector'), f'{path}.detector')
 
 
-def _named_datasets(ds, path: str) -> Iterator[Tuple[str, dict]]:
-    """``(config entry, dataset config)`` of a dataset config (at ``path``)
-    and of every dataset config nested in it."""
-    if isinstance(ds, dict):
-        yield path, ds
-        for key in ('dataset', 'datasets'):
-            inner = ds.get(key)
-            if isinstance(inner, (list, tuple)):
-                for i, sub in enumerate(inner):
-                    yield from _named_datasets(sub, f'{path}.{key}[{i}]')
-            else:
-                yield from _named_datasets(inner, f'{path}.{key}')
-
-
 def _datasets(ds) -> Iterator[dict]:
     """A dataset config and every dataset config nested in it."""
-    for _, sub in _named_datasets(ds, ''):
+    for _, sub in walk_dataset_cfgs(ds, ''):
         yield sub
 
 
@@ -132,13 +118,16 @@ RANGE_TTA_MODELS = ('SnipTTAModel', 'AutoFocusTTAModel')
 
 
 def _valid_ranges(scales) -> Optional[List[Tuple[float, float]]]:
-    """``(min, max)`` valid range of each scale dict, ORIGINAL pixels,
-    ``None`` as ``inf``; None if a range is not two numbers (the model or
-    dataset reports that itself when it is built)."""
+    """``(min, max)`` valid range of each scale dict, ORIGINAL pixels, by
+    :class:`~mmsnip.chips.ScaleSpec`'s rules (default ``(0, inf)``,
+    ``None`` as ``inf``); None if one is invalid (the model or dataset
+    reports that itself when it is built)."""
+    from mmsnip.chips import ScaleSpec
     try:
-        return [(float(lo), math.inf if hi is None else float(hi))
-                for lo, hi in (s.get('valid_range', (0, None))
-                               for s in scales)]
+        return [tuple(map(float, ScaleSpec(
+            factor=1.0, valid_range=s.get('valid_range',
+                                          (0.0, None))).valid_range))
+                for s in scales]
     except (AttributeError, TypeError, ValueError):
         return None
 
@@ -147,28 +136,38 @@ def _show_ranges(ranges: List[Tuple[float, float]]) -> str:
     return '[' + ', '.join(f'({lo:g}, {hi:g})' for lo, hi in ranges) + ']'
 
 
+def is_range_tta_model(model) -> bool:
+    """Whether a model config is a test pyramid that keeps detections by
+    valid range (what ``tools/test.py --tta`` builds from ``tta_model``)."""
+    return isinstance(model, dict) and \
+        base_type(model.get('type')) in RANGE_TTA_MODELS
+
+
 def tta_range_problem(cfg: Config) -> Optional[str]:
     """A test pyramid whose valid ranges are not the training chips'.
 
     SNIP keeps, at each test scale, the detections in that scale's valid
-    range, the range it trained with (Sec. 3.2.2). A base config writes
-    ``tta_model.scales`` from its own ``chip_cfg``; a child that replaces
-    ``chip_cfg`` (``_delete_=True``) trains with its ranges and would test
-    with the base's. Compared: every valid range (ORIGINAL pixels) of a
-    ``SnipTTAModel`` / ``AutoFocusTTAModel`` in ``tta_model`` (or
-    ``model``, once ``--tta`` wrapped it) against those of the chip
-    dataset's ``chip_cfg.scales``. Each test range must be one of the
-    training ranges; the factor rules may differ (the COCO configs train
-    at 1.667x and test at (800, 1200)), and a test pyramid may leave
+    range (Sec. 3.2.2); mmsnip's configs test with the training ranges. A
+    base config writes ``tta_model.scales`` from its own ``chip_cfg``, so
+    a child that replaces ``chip_cfg`` (``_delete_=True``) trains with its
+    ranges and tests with the base's. Compared: every valid range
+    (ORIGINAL pixels) of a ``SnipTTAModel`` / ``AutoFocusTTAModel`` in
+    ``tta_model`` (or ``model``, once ``--tta`` wrapped it) against those
+    of the chip dataset's ``chip_cfg.scales``: each test range must be one
+    of the training ranges. The factor rules may differ (the COCO configs
+    train at 1.667x and test at (800, 1200)), and a test pyramid may leave
     training scales out (Sec. 4.4.5 tests the lower two scales alone).
+    Other ranges on purpose (the released SNIPER code widens them at
+    test) are allowed by ``snip_test = dict(allow_other_ranges=True)``
+    (:class:`SnipRunner`).
 
     Returns:
         str | None: The problem, naming both entries, both range lists
-        and the fix; None if the ranges agree or there is nothing to
+        and the fixes; None if the ranges agree or there is nothing to
         compare (no chip dataset, no such TTA model).
     """
     loader = cfg.get('train_dataloader') or {}
-    chips = next(((name, ds) for name, ds in _named_datasets(
+    chips = next(((name, ds) for name, ds in walk_dataset_cfgs(
         loader.get('dataset'), 'train_dataloader.dataset')
                   if base_type(ds.get('type')) in CHIP_DATASETS), None)
     if chips is None:
@@ -180,7 +179,7 @@ def tta_range_problem(cfg: Config) -> Optional[str]:
     tested = {}
     for key in ('tta_model', 'model'):
         tta = cfg.get(key) or {}
-        if base_type(tta.get('type')) in RANGE_TTA_MODELS:
+        if is_range_tta_model(tta):
             tested.setdefault(
                 str(_valid_ranges(tta.get('scales') or [])), (key, tta))
     for key, tta in tested.values():
@@ -194,13 +193,18 @@ def tta_range_problem(cfg: Config) -> Optional[str]:
                 f'ranges {_show_ranges(ranges)} but the chips train with '
                 f'{chips[0]}.chip_cfg.scales {_show_ranges(trained)} '
                 '(sqrt(area), ORIGINAL pixels); '
-                f'{_show_ranges(other)} not among them, so the test would '
-                'keep at a scale other objects than the detector learned '
-                'there (SNIP, Sec. 3.2.2). A base config writes '
-                'tta_model.scales from its own chip_cfg: set them in this '
-                "config too, e.g. tta_model = dict(scales=chip_cfg['scales']"
-                '), and the resizes of tta_pipeline if the factor rules '
-                'changed')
+                f'{_show_ranges(other)} not among them: the test keeps at '
+                'a scale other objects than the detector learned there '
+                '(SNIP, Sec. 3.2.2). A config that replaced chip_cfg keeps '
+                'its base\'s test scales (the base wrote them from its own '
+                'chip_cfg): set them here too, for SnipTTAModel tta_model '
+                "= dict(scales=chip_cfg['scales']), for AutoFocusTTAModel "
+                'each scale with its new valid_range and its focus '
+                'settings (threshold, dilation, min_size, border_tol: a '
+                'list replaces the base\'s whole), and the resizes of '
+                'tta_pipeline if the factor rules changed. To test with '
+                'other ranges on purpose (the released SNIPER code widens '
+                'them at test): snip_test = dict(allow_other_ranges=True)')
     return None
 
 
@@ -260,10 +264,10 @@ class SnipRunner(Runner):
        the chips' scale information, samplers and dataset wrappers that
        would train a chip dataset's whole table every epoch, and batch
        samplers that regroup its chips (:func:`chip_training_problems`),
-       and a test pyramid with other valid ranges than the chips'
-       (:func:`tta_range_problem`; opt out with
-       ``snip_test = dict(allow_other_ranges=True)``, logged as a
-       warning);
+       and, in ``tools/test.py --tta``, a test pyramid with other valid
+       ranges than the chips' (:func:`tta_range_problem`; a warning when
+       training, where ``tta_model`` is not used; opt out with
+       ``snip_test = dict(allow_other_ranges=True)``, logged);
     2. rewrites the model config with
        :func:`mmsnip.models.snip_labels.make_scale_aware_cfg` (the user's
        assigners keep their settings; each change is logged and the dumped
@@ -295,13 +299,13 @@ class SnipRunner(Runner):
         source = cfg.filename or 'the config'
         problems = chip_training_problems(cfg)
         range_problem = tta_range_problem(cfg)
-        # an ablation of the test ranges opts out (logged below)
         other_ranges = bool(
             (cfg.get('snip_test') or {}).get('allow_other_ranges'))
-        if range_problem and not other_ranges:
-            problems.append(
-                f'{range_problem} (to test with other ranges on purpose: '
-                'snip_test = dict(allow_other_ranges=True))')
+        # refused where the pyramid runs (--tta made it the model); when
+        # training, or opted out, logged below
+        if range_problem and not other_ranges and \
+                is_range_tta_model(cfg.get('model')):
+            problems.append(range_problem)
         if problems:
             raise UserInputError(f'{source}: ' + '; '.join(problems))
         settings = snip_label_settings(cfg)
@@ -324,10 +328,11 @@ class SnipRunner(Runner):
         runner = super().from_cfg(cfg)
         for change in changes:
             runner.logger.info(f'SnipRunner: {change}')
-        if range_problem:
-            runner.logger.warning(
-                f'SnipRunner: {range_problem} (allowed by '
-                'snip_test.allow_other_ranges)')
+        if range_problem and other_ranges:
+            runner.logger.info(f'SnipRunner: {range_problem} (allowed by '
+                               'snip_test.allow_other_ranges)')
+        elif range_problem:
+            runner.logger.warning(f'SnipRunner: {range_problem}')
         model = runner.model.module if hasattr(runner.model,
                                                'module') else runner.model
         size_problem = input_size_problem(model)

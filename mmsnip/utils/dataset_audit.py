@@ -20,9 +20,10 @@ entry (image id and file name, annotation id, category):
   filled), annotations with a true ``"ignore"`` (which ``COCOeval``
   scores unless they are crowd).
 - **files an evaluator scores** (``CocoMetric(ann_file=...)``), for
-  pycocotools' ``COCOeval``: no annotation of id 0 (never matched), and
-  with ``classwise=True`` category ids ascending in the file's order
-  (else each per-class AP is shown under another class's name).
+  pycocotools' ``COCOeval``: an annotation of id 0 (never matched: a
+  warning), and with ``classwise=True`` category ids that do not ascend
+  in the file's order (each per-class AP shown under another class's
+  name: an error).
 - **across files** (train / val / test datasets, wrapped or not, and the
   evaluators' ``ann_file``): the label of a box is its class's position in
   ``metainfo.classes`` *as ordered by each file's "categories"*
@@ -110,7 +111,7 @@ EXIF_ORIENTATION = 'exif_orientation'  # rotated, same size (warning)
 IMAGES_SKIPPED = 'images_not_checked'  # over max_images (warning)
 EVALUATOR_IMAGES = 'evaluator_images'  # metric file lacks dataset images
 IGNORE_FLAG = 'ignore_flag'  # CocoDataset drops them (warning)
-ZERO_ANN_ID = 'zero_annotation_id'  # COCOeval never matches id 0
+ZERO_ANN_ID = 'zero_annotation_id'  # COCOeval never matches (warning)
 CLASSWISE_ORDER = 'classwise_order'  # per-class AP under other names
 
 # What CocoDataset needs: the lists of a file, the fields of its entries.
@@ -576,7 +577,8 @@ def _dropped_boxes(anns, rows, boxes, area, wh, path, source) -> List[Problem]:
         ]
         # most of a file's boxes with "area" <= 0: the converter never
         # filled "area", and training would see a fraction of the data
-        systematic = mask is no_area and len(idx) * 2 >= len(boxes)
+        systematic = mask is no_area and len(idx) * 2 >= len(boxes) and \
+            len(idx) >= UNFILLED_AREA_MIN_BOXES
         share = (f' ({len(idx)} of the file\'s {len(boxes)} boxes: the '
                  'file\'s "area" values look unfilled)' if systematic
                  else '')
@@ -587,6 +589,11 @@ def _dropped_boxes(anns, rows, boxes, area, wh, path, source) -> List[Problem]:
                 f'them silently ({_first(entries, len(idx))}){share}{fix}',
                 ERROR if systematic else WARNING, DROPPED_BOXES, source))
     return out
+
+
+# "area" <= 0 under real boxes is an error (the field never filled) from
+# this many such boxes on, when they are at least half of the file's.
+UNFILLED_AREA_MIN_BOXES = 10
 
 
 # Evidence that a file's bboxes are [x1, y1, x2, y2]: at least this many
@@ -837,9 +844,11 @@ def audit_evaluated_files(
     ``ann_file`` (``CocoMetric(ann_file=...)``; without one, mmdet writes
     the ground truth anew, with ids it chooses):
 
-    - an annotation of id 0: ``COCOeval`` records the matched ground
-      truth's id and then tests it for truth, so a detection matched to
-      annotation 0 counts as a false positive (AP too low, silently);
+    - an annotation of id 0 (a warning: one box): ``COCOeval`` records
+      the matched ground truth's id and then tests it for truth, so a
+      detection matched to annotation 0 counts as a false positive (AP a
+      little too low); not for a crowd box or a category outside the
+      classes, which are never true positives anyway;
     - ``classwise=True`` with the classes' category ids not ascending in
       the file's order: ``COCOeval`` sorts the ids, mmdet's per-class
       table follows the file's order, so each class's AP is printed
@@ -849,18 +858,23 @@ def audit_evaluated_files(
     for ev, coco in files:
         if not ev.evaluates:
             continue
+        scored = None if ev.classes is None else {
+            c['id'] for c in coco['categories'] if isinstance(c, dict)
+            and c.get('name') in set(ev.classes)}
         zero = [_ann_entry(ann, i) for i, ann in enumerate(
             coco['annotations']) if isinstance(ann, dict)
-            and type(ann.get('id')) is int and ann['id'] == 0]
+            and type(ann.get('id')) is int and ann['id'] == 0
+            and not ann.get('iscrowd')
+            and (scored is None or ann.get('category_id') in scored)]
         if zero:
             out.append(
                 Problem(
                     ev.ann_file, zero[0], f'has the id 0, in a file that '
                     f'{ev.source} scores: pycocotools\' COCOeval never '
                     'counts a detection matched to annotation 0 as a true '
-                    'positive (it tests the matched id for truth), so AP '
-                    'would be lower than the detections deserve; number '
-                    'the annotations from 1', ERROR, ZERO_ANN_ID,
+                    'positive (it tests the matched id for truth), so that '
+                    'box counts as missed and AP is a little low; number '
+                    'the annotations from 1', WARNING, ZERO_ANN_ID,
                     ev.source))
         if not ev.classwise:
             continue

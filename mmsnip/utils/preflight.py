@@ -84,16 +84,10 @@ def chip_config_of(cfg: Config) -> 'ChipConfig':
     """
     from mmsnip.chips import ChipConfig
     path = getattr(cfg, 'filename', None) or 'the config'
-    chip_cfg = None
-    stack = [(cfg.get('train_dataloader') or {}).get('dataset')]
-    while stack and chip_cfg is None:
-        ds = stack.pop(0)
-        if isinstance(ds, dict):
-            chip_cfg = ds.get('chip_cfg')
-            stack.append(ds.get('dataset'))
-            stack.extend(ds.get('datasets') or [])
-    if chip_cfg is None:
-        chip_cfg = cfg.get('chip_cfg')
+    chip_cfg = next((ds['chip_cfg'] for _, ds in walk_dataset_cfgs(
+        (cfg.get('train_dataloader') or {}).get('dataset'), '')
+                     if ds.get('chip_cfg') is not None),
+                    cfg.get('chip_cfg'))
     if chip_cfg is None:
         raise UserInputError(
             f'config "{path}" has no `chip_cfg` (top level or in '
@@ -104,25 +98,32 @@ def chip_config_of(cfg: Config) -> 'ChipConfig':
         raise UserInputError(f'config "{path}": chip_cfg: {e}') from e
 
 
+def walk_dataset_cfgs(ds, name: str) -> Iterator[Tuple[str, dict]]:
+    """``(config entry, dataset config)`` of a dataset config (at
+    ``name``) and of every dataset config nested in it (``dataset=``,
+    ``datasets=[...]``), wrappers first: ``('train_dataloader.dataset',
+    SniperDataset), ('train_dataloader.dataset.dataset', CocoDataset)``."""
+    if not isinstance(ds, dict):
+        return
+    yield name, ds
+    inner = ds.get('dataset')
+    yield from walk_dataset_cfgs(inner, f'{name}.dataset')
+    for i, child in enumerate(ds.get('datasets') or []):
+        yield from walk_dataset_cfgs(child, f'{name}.datasets[{i}]')
+
+
 def iter_dataset_cfgs(cfg: Config,
                       keys=DATALOADER_KEYS) -> Iterator[Tuple[str, dict]]:
-    """Yield ``(name, dataset_cfg)`` for every dataset in the dataloaders.
-
-    Wrappers (``dataset=`` or ``datasets=[...]``) are unwrapped, so
-    ``train_dataloader.dataset.dataset`` of a ``SniperDataset`` or
-    ``RepeatDataset`` is checked too.
+    """Yield ``(name, dataset_cfg)`` for every dataset of the dataloaders
+    ``keys`` that names files (``ann_file``, ``data_prefix``,
+    ``proposal_file``), wrapped ones included
+    (:func:`walk_dataset_cfgs`): ``train_dataloader.dataset.dataset`` of
+    a ``SniperDataset`` or ``RepeatDataset`` is checked too.
     """
     for key in keys:
-        loader = cfg.get(key)
-        if not loader or 'dataset' not in loader:
-            continue
-        stack: List[Tuple[str, dict]] = [(f'{key}.dataset', loader.dataset)]
-        while stack:
-            name, ds = stack.pop()
-            if 'dataset' in ds:
-                stack.append((f'{name}.dataset', ds['dataset']))
-            for i, child in enumerate(ds.get('datasets', None) or []):
-                stack.append((f'{name}.datasets[{i}]', child))
+        loader = cfg.get(key) or {}
+        for name, ds in walk_dataset_cfgs(loader.get('dataset'),
+                                          f'{key}.dataset'):
             if {'ann_file', 'data_prefix', 'proposal_file'} & set(ds):
                 yield name, ds
 
@@ -142,10 +143,11 @@ def dataset_paths(ds: dict) -> List[Tuple[str, str]]:
     return [(f, p) for f, p in paths if '://' not in p]
 
 
-def input_files(cfg: Config, keys=DATALOADER_KEYS) -> Dict[str, str]:
+def input_files(cfg: Config, keys=DATALOADER_KEYS,
+                fields=('ann_file', 'proposal_file')) -> Dict[str, str]:
     """``{config entry: local path}`` of the files (not folders) that the
-    dataloaders ``keys`` and their evaluators read: ``ann_file`` and
-    ``proposal_file`` of every dataset, ``ann_file`` of every evaluator.
+    dataloaders ``keys`` and their evaluators read: ``fields`` of every
+    dataset, ``ann_file`` of every evaluator.
 
     For the ``inputs`` of :func:`~mmsnip.utils.fileio.check_output_file`,
     so that a tool's output cannot overwrite its own data.
@@ -153,7 +155,7 @@ def input_files(cfg: Config, keys=DATALOADER_KEYS) -> Dict[str, str]:
     files = {}
     for name, ds in iter_dataset_cfgs(cfg, keys):
         for field, path in dataset_paths(ds):
-            if not field.startswith('data_prefix'):
+            if field in fields:
                 files[f'{name}.{field}'] = path
     for key in keys:
         eval_key = key.replace('_dataloader', '_evaluator')
@@ -264,7 +266,7 @@ def dataset_classes(ds: dict) -> Optional[Tuple[str, ...]]:
     default are not those of its converted files: pedestrians)."""
     meta = ds.get('metainfo') or {}
     meta = meta if isinstance(meta, dict) else {}
-    if not meta and registry_is_video(ds.get('type')):
+    if 'classes' not in meta and registry_is_video(ds.get('type')):
         return None
     default = registry_metainfo(ds.get('type'))
     if 'thing_classes' in meta or 'thing_classes' in default:

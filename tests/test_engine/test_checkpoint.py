@@ -6,8 +6,9 @@ import pytest
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from conftest import logged_messages
+from conftest import logged_messages, run_tool, tiny_config
 import mmsnip.engine  # noqa: F401  (registers the loader)
+from mmsnip.engine.checkpoint import load_trusted_local_checkpoint
 
 
 def _resume_style_checkpoint(path):
@@ -56,3 +57,36 @@ def test_log_line_names_the_loader(tmp_path):
         CheckpointLoader.load_checkpoint(path, map_location='cpu')
     assert any('Loads checkpoint by trusted_local backend' in m
                for m in messages), messages
+
+
+def test_a_file_that_is_no_checkpoint_is_named(tmp_path):
+    """A truncated download, a text file, an empty file: one error naming
+    the file, from the loader every local checkpoint goes through."""
+    from mmsnip.utils.preflight import UserInputError
+    good = tmp_path / 'good.pth'
+    torch.save({'state_dict': {'w': torch.zeros(4096)}}, str(good))
+    data = good.read_bytes()
+    for name, content in (('cut.pth', data[:len(data) // 2]),
+                          ('page.pth', b'<html>404 Not Found</html>'),
+                          ('empty.pth', b'')):
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(UserInputError, match=(
+                f'checkpoint "{path}" is not a PyTorch checkpoint')):
+            load_trusted_local_checkpoint(str(path))
+    assert load_trusted_local_checkpoint(str(good))['state_dict']['w'] \
+        .shape == (4096, )
+
+
+def test_tools_name_a_file_that_is_no_checkpoint(tiny_demo_root, tmp_path):
+    """Through tools/test.py: exit 2, one `error:` line, no traceback."""
+    cfg = tiny_config(tiny_demo_root, str(tmp_path / 'w'),
+                      str(tmp_path / 'cfg.py'))
+    bad = tmp_path / 'bad.pth'
+    bad.write_text('not a checkpoint')
+    proc = run_tool(['tools/test.py', cfg, str(bad)], check=False)
+    errors = [ln for ln in proc.stderr.splitlines()
+              if ln.startswith('error:')]
+    assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-3000:]
+    assert f'checkpoint "{bad}" is not a PyTorch checkpoint' in errors[0]
+    assert 'Traceback' not in proc.stderr

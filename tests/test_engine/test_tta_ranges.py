@@ -30,7 +30,19 @@ chip_cfg = dict(
     ])
 train_dataloader = dict(dataset=dict(chip_cfg=chip_cfg))
 """
-FIX = "tta_model = dict(scales=chip_cfg['scales'])\n"
+FIX = {
+    'SnipTTAModel': "tta_model = dict(scales=chip_cfg['scales'])\n",
+    # AutoFocus: the new ranges with the base's focus settings (a list
+    # replaces the base's whole)
+    'AutoFocusTTAModel': """
+tta_model = dict(scales=[
+    dict(max_side=512, valid_range=(64, None), threshold=0.02,
+         dilation=3, min_size=128, border_tol=1.0),
+    dict(factor=1.0, valid_range=(24, 128), threshold=0.05, dilation=3,
+         min_size=128, border_tol=1.0),
+    dict(factor=2.0, valid_range=(0, 40), border_tol=1.0),
+])
+"""}
 
 
 def _child(tmp_path, base, body=CHILD_CHIPS, name='child.py') -> str:
@@ -57,9 +69,14 @@ def test_child_replacing_chip_cfg_must_set_the_test_scales(
         'train_dataloader.dataset.chip_cfg.scales [(64, inf), (24, 128), '
         '(0, 40)] (sqrt(area), ORIGINAL pixels); [(100, inf), (32, 160), '
         '(0, 48)] not among them')
-    assert FIX.strip() in problem
-    fixed = _child(tmp_path, base, CHILD_CHIPS + FIX, 'fixed.py')
-    assert tta_range_problem(Config.fromfile(fixed)) is None
+    assert f'for {model} ' in problem
+    assert "tta_model = dict(scales=chip_cfg['scales'])" in problem
+    assert 'snip_test = dict(allow_other_ranges=True)' in problem
+    fixed = Config.fromfile(
+        _child(tmp_path, base, CHILD_CHIPS + FIX[model], 'fixed.py'))
+    assert tta_range_problem(fixed) is None
+    if model == 'AutoFocusTTAModel':  # the focus settings are kept
+        assert fixed.tta_model.scales[1]['threshold'] == 0.05
 
 
 def test_what_may_differ_and_what_may_not(tmp_path):
@@ -89,31 +106,40 @@ def test_what_may_differ_and_what_may_not(tmp_path):
         tta_range_problem(wrapped)
 
 
-def test_train_and_test_refuse_and_the_opt_out_logs(tiny_demo_root,
-                                                    tmp_path):
+def test_test_refuses_training_warns_and_the_opt_out_logs(
+        tiny_demo_root, tmp_path):
+    """Refused where the pyramid runs (tools/test.py --tta); a warning
+    when training, which does not use tta_model; the opt-out (other
+    ranges on purpose) is logged."""
     base = tiny_config(tiny_demo_root, str(tmp_path / 'work'),
                        str(tmp_path / 'base.py'), base=SNIPER_DEMO)
     child = _child(tmp_path, base)
     ckpt = tmp_path / 'any.pth'
     ckpt.write_bytes(b'')  # refused before it is read
-    for args in (['tools/train.py', child],
-                 ['tools/test.py', child, str(ckpt), '--tta']):
-        proc = run_tool(args, check=False)
-        assert proc.returncode == 2, proc.stderr[-2000:]
-        errors = [line for line in proc.stderr.splitlines()
-                  if line.startswith('error:')]
-        assert len(errors) == 1, proc.stderr[-2000:]
-        assert 'tta_model.scales (SnipTTAModel)' in errors[0]
-        assert 'allow_other_ranges=True' in errors[0]
-    # the opt-out builds the runner and logs the problem as a warning
+    proc = run_tool(['tools/test.py', child, str(ckpt), '--tta'],
+                    check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines()
+              if line.startswith('error:')]
+    assert len(errors) == 1, proc.stderr[-2000:]
+    assert 'model.scales (SnipTTAModel)' in errors[0]
+    assert 'allow_other_ranges=True' in errors[0]
     from mmsnip.engine import SnipRunner
     from mmsnip.utils import register_all_modules
     register_all_modules(init_default_scope=False)
+
+    def log_of(cfg):
+        return open(SnipRunner.from_cfg(cfg).logger.log_file).read()
+
+    # training: the runner builds and warns
+    log = log_of(Config.fromfile(child))
+    assert 'WARNING - SnipRunner: tta_model.scales (SnipTTAModel)' in log
+    # the opt-out, also for the pyramid itself: logged, not refused
     opt_out = Config.fromfile(_child(
         tmp_path, base,
         CHILD_CHIPS + 'snip_test = dict(allow_other_ranges=True)\n',
         'opt_out.py'))
-    runner = SnipRunner.from_cfg(opt_out)
-    log = open(runner.logger.log_file).read()
-    assert 'WARNING - SnipRunner: tta_model.scales (SnipTTAModel)' in log
+    opt_out.model = dict(opt_out.tta_model, module=opt_out.model)
+    log = log_of(opt_out)
+    assert 'INFO - SnipRunner: tta_model.scales (SnipTTAModel)' in log
     assert 'allowed by snip_test.allow_other_ranges' in log

@@ -499,6 +499,10 @@ def test_area_of_zero_under_a_real_box(demo):
     assert '1 annotation(s) have "area" <= 0 although their bbox is not ' \
         'empty' in p.message
     assert 'area 0' in p.message and 'write each box' in p.message
+    # half of a tiny file is not yet "unfilled": too few boxes to tell
+    tiny = dict(coco, annotations=coco['annotations'][:2])
+    write(demo, tiny)
+    assert only(audit(demo), DROPPED_BOXES).severity == WARNING
     for ann in coco['annotations']:
         ann['area'] = 0
     write(demo, coco)
@@ -536,11 +540,25 @@ def test_annotation_id_zero_in_a_scored_file(demo):
             ann['id'] -= 1
         write(demo, coco, split)
     (p, ) = audit_config(cfg_of(demo), images=False)
-    assert (p.kind, p.severity, p.source) == (ZERO_ANN_ID, ERROR,
+    assert (p.kind, p.severity, p.source) == (ZERO_ANN_ID, WARNING,
                                               'val_evaluator[0]')
     assert p.file.endswith('instances_val.json')
     assert p.entry == 'annotation 0 (image 1)'
     assert 'number the annotations from 1' in p.message
+    # a crowd box, or one of a category outside the classes, is never a
+    # true positive anyway
+    coco = read(demo, 'val')
+    coco['annotations'][0]['iscrowd'] = 1
+    write(demo, coco, 'val')
+    assert audit_config(cfg_of(demo), images=False) == []
+    coco['annotations'][0]['iscrowd'] = 0
+    write(demo, coco, 'val')
+    names = {c['id']: c['name'] for c in coco['categories']}
+    others = tuple(c for c in CLASSES
+                   if c != names[coco['annotations'][0]['category_id']])
+    cfg = cfg_of(demo, train_classes=others, val_classes=others)
+    assert ZERO_ANN_ID not in [p.kind for p in audit_config(
+        cfg, images=False)]
 
 
 def test_annotation_id_zero_really_loses_a_match():

@@ -345,3 +345,25 @@ def test_test_py_never_writes_over_a_proposal_file(inputs, tmp_path,
     assert ('is the input test_dataloader.dataset.proposal_file '
             f'"{props}"') in line, line
     assert props.read_bytes() == b'proposals'
+
+
+def test_mining_may_write_the_file_a_stage_2_config_names(inputs, tmp_path,
+                                                          monkeypatch,
+                                                          capsys):
+    """The miner never reads the dataset's proposal_file: mining again
+    into the file a config names is allowed (its annotation file is not)."""
+    props = tmp_path / 'props.pkl'
+    props.write_bytes(b'old proposals')
+    cfg = tmp_path / 'cfg.py'
+    cfg.write_text(f'_base_ = [{inputs["stage1"]!r}]\n'
+                   'train_dataloader = dict(dataset=dict('
+                   f'proposal_file={str(props)!r}))\n')
+    from mmsnip.utils.preflight import input_files, load_config
+    assert not any(k.endswith('proposal_file') for k in input_files(
+        load_config(str(cfg)), ['train_dataloader'], fields=('ann_file', )))
+    code, _, errors = run_main('mine_proposals.py', [
+        cfg, inputs['ckpt'], '--out', props], monkeypatch, capsys)
+    # past the output checks: the fake checkpoint is what fails
+    line = _one_error(code, errors)
+    assert 'is not a PyTorch checkpoint' in line, line
+    assert props.read_bytes() == b'old proposals'

@@ -75,6 +75,10 @@ def test_dataset_classes():
     assert len(dataset_classes(dict(type='CocoPanopticDataset'))) == 80
     # MOT's default 13 classes are not its files' (pedestrians only)
     assert dataset_classes(dict(type='MOTChallengeDataset')) is None
+    assert dataset_classes(dict(type='MOTChallengeDataset',
+                                metainfo=dict(palette=[]))) is None
+    assert dataset_classes(dict(type='MOTChallengeDataset', metainfo=dict(
+        classes=('pedestrian', )))) == ('pedestrian', )
     assert dataset_classes(dict(type='NoSuchDataset')) is None
 
 

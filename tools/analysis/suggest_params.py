@@ -120,8 +120,10 @@ def write_snippet(path: str, suggestion, ann_file: str, summary: str):
         f'    chip_stride={cfg["chip_stride"]},\n'
         '    scales=[\n' + scales + '    ])\n'
         'train_dataloader = dict(dataset=dict(chip_cfg=chip_cfg))\n'
-        "# The base's test pyramid (SnipTTAModel / AutoFocusTTAModel) reads\n"
-        "# the base's chip_cfg: test with these valid ranges too\n"
+        "# The base's test pyramid read the base's chip_cfg: test with\n"
+        "# these valid ranges too (SnipTTAModel; for AutoFocusTTAModel,\n"
+        "# write each scale with its valid_range and the base's focus\n"
+        "# settings: this list replaces the base's whole)\n"
         "tta_model = dict(scales=chip_cfg['scales'])\n"
         '# and resize to these scales in tta_pipeline: TestTimeAug\n'
         '# transforms=[[\n' + resize + '#     ], ...]\n')
