@@ -219,19 +219,6 @@ def registry_metainfo(type_name: str) -> dict:
     return getattr(cls, 'METAINFO', None) or {}
 
 
-def registry_is_video(type_name: str) -> bool:
-    """Whether a dataset type is a registered MMDetection video (tracking)
-    dataset, ``BaseVideoDataset`` or a subclass."""
-    try:
-        from mmdet.datasets import BaseVideoDataset
-
-        from mmsnip.registry import DATASETS
-        cls = DATASETS.get(type_name)
-    except Exception:  # an unknown type fails later with mmengine's error
-        return False
-    return isinstance(cls, type) and issubclass(cls, BaseVideoDataset)
-
-
 def registry_classes(type_name: str) -> Optional[Tuple[str, ...]]:
     """Default ``METAINFO['classes']`` of a registered dataset type (e.g.
     the 80 COCO names of ``CocoDataset``), or None if it has none."""
@@ -258,23 +245,20 @@ def registry_is_coco(type_name: str) -> bool:
 
 
 def dataset_classes(ds: dict) -> Optional[Tuple[str, ...]]:
-    """The classes a dataset config labels its boxes with: its
-    ``metainfo.classes``, else its type's default ``METAINFO``; for a
-    panoptic dataset (``thing_classes`` in its metainfo) the thing classes,
-    the ones with boxes. None if unknown, and for a video dataset without
-    ``metainfo.classes`` (the 13 classes of ``MOTChallengeDataset``'s
-    default are not those of its converted files: pedestrians)."""
+    """The classes a dataset config sets for its labels: its
+    ``metainfo.classes`` (a panoptic dataset's ``thing_classes``, the
+    ones with boxes), or None when it sets none. A type's default classes
+    (COCO's 80) are not used: they label only the classes the annotation
+    file holds, unknown before it is read (a person-only COCO file has one
+    label), and a video dataset's defaults are not its files' classes."""
     meta = ds.get('metainfo') or {}
-    meta = meta if isinstance(meta, dict) else {}
-    if 'classes' not in meta and registry_is_video(ds.get('type')):
+    if not isinstance(meta, dict):
         return None
-    default = registry_metainfo(ds.get('type'))
-    if 'thing_classes' in meta or 'thing_classes' in default:
+    if 'thing_classes' in meta or \
+            'thing_classes' in registry_metainfo(ds.get('type')):
         classes = meta.get('thing_classes')
-        if classes is None and 'classes' not in meta:
-            classes = default.get('thing_classes')
     else:
-        classes = meta.get('classes') or default.get('classes')
+        classes = meta.get('classes')
     if isinstance(classes, str):
         classes = (classes, )
     return tuple(classes) if classes else None

@@ -70,16 +70,26 @@ def test_dataset_classes():
     assert dataset_classes(dict(type='CocoDataset',
                                 metainfo=dict(classes=('a', 'b')))) == \
         ('a', 'b')
-    assert len(dataset_classes(dict(type='CocoDataset'))) == 80
+    # a type's defaults label only what the file holds: not compared (a
+    # person-only COCO file without metainfo trains num_classes=1)
+    assert dataset_classes(dict(type='CocoDataset')) is None
     # panoptic: the thing classes have boxes
-    assert len(dataset_classes(dict(type='CocoPanopticDataset'))) == 80
-    # MOT's default 13 classes are not its files' (pedestrians only)
+    assert dataset_classes(dict(type='CocoPanopticDataset', metainfo=dict(
+        thing_classes=('a', ), classes=('a', 'sky')))) == ('a', )
+    assert dataset_classes(dict(type='CocoPanopticDataset',
+                                metainfo=dict(classes=('a', 'sky')))) is None
     assert dataset_classes(dict(type='MOTChallengeDataset')) is None
-    assert dataset_classes(dict(type='MOTChallengeDataset',
-                                metainfo=dict(palette=[]))) is None
     assert dataset_classes(dict(type='MOTChallengeDataset', metainfo=dict(
         classes=('pedestrian', )))) == ('pedestrian', )
     assert dataset_classes(dict(type='NoSuchDataset')) is None
+
+
+def test_a_subset_of_the_default_classes_is_not_refused(tmp_path):
+    """mmdet's CocoDataset without metainfo labels the COCO classes its
+    file holds: a person-only file trains with num_classes=1."""
+    cfg = _mmdet('faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py', tmp_path)
+    cfg.model.roi_head.bbox_head.num_classes = 1
+    check_num_classes(cfg, TRAIN)
 
 
 def test_fewer_is_an_error_more_a_warning(tmp_path):
@@ -103,8 +113,10 @@ def test_fewer_is_an_error_more_a_warning(tmp_path):
         'model.roi_head.bbox_head.num_classes=7: more than the 5 classes of '
         'train_dataloader.dataset.dataset; the outputs from 5 on never see '
         'an object of their class (set num_classes=5 to drop them)']
-    # a COCO config with the type's default classes
+    # a COCO config that names its classes
     coco = _mmdet('retinanet/retinanet_r50_fpn_1x_coco.py', tmp_path)
+    coco.train_dataloader.dataset.metainfo = dict(
+        classes=tuple(f'c{i}' for i in range(80)))
     coco.model.bbox_head.num_classes = 20
     with pytest.raises(UserInputError, match='has 80 classes'):
         check_num_classes(coco, TRAIN)
