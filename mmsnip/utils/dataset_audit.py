@@ -858,9 +858,10 @@ def audit_evaluated_files(
     for ev, coco in files:
         if not ev.evaluates:
             continue
-        scored = None if ev.classes is None else {
+        keep = None if ev.classes is None else set(ev.classes)
+        scored = None if keep is None else {
             c['id'] for c in coco['categories'] if isinstance(c, dict)
-            and c.get('name') in set(ev.classes)}
+            and c.get('name') in keep}
         zero = [_ann_entry(ann, i) for i, ann in enumerate(
             coco['annotations']) if isinstance(ann, dict)
             and type(ann.get('id')) is int and ann['id'] == 0
@@ -878,7 +879,6 @@ def audit_evaluated_files(
                     ev.source))
         if not ev.classwise:
             continue
-        keep = None if ev.classes is None else set(ev.classes)
         cats = [(c['id'], c['name']) for c in coco['categories']
                 if isinstance(c, dict) and isinstance(c.get('name'), str)
                 and type(c.get('id')) is int

@@ -143,3 +143,22 @@ def test_test_refuses_training_warns_and_the_opt_out_logs(
     log = log_of(opt_out)
     assert 'INFO - SnipRunner: tta_model.scales (SnipTTAModel)' in log
     assert 'allowed by snip_test.allow_other_ranges' in log
+
+
+def test_the_walkthrough_snippet_tests_with_its_own_ranges(tmp_path):
+    """The config snippet of docs/custom_dataset.md (step 1), as a child
+    of the demo SNIPER config: its test pyramid has its chips' ranges, and
+    its chips are those of the aerial config it documents."""
+    text = open(osp.join(REPO_ROOT, 'docs', 'custom_dataset.md')).read()
+    end = text.index('**Replacing `chip_cfg` means setting the test scales')
+    start = text.rindex('```python\n', 0, end) + len('```python\n')
+    snippet = text[start:text.index('```', start)]
+    assert "tta_model = dict(scales=chip_cfg['scales'])" in snippet
+    cfg = Config.fromfile(_child(tmp_path, SNIPER_DEMO, snippet))
+    assert tta_range_problem(cfg) is None
+    aerial = Config.fromfile(osp.join(
+        REPO_ROOT, 'configs', 'aerial',
+        'sniper_faster-rcnn_r18-w16_fpn_8e_aerial.py'))
+    assert cfg.train_dataloader.dataset.chip_cfg == \
+        aerial.train_dataloader.dataset.chip_cfg
+    assert cfg.tta_model.scales == aerial.tta_model.scales

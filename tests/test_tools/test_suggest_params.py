@@ -3,7 +3,7 @@ import json
 import os.path as osp
 
 import pytest
-from conftest import run_tool
+from conftest import REPO_ROOT, run_tool
 
 from mmsnip.chips import ChipConfig
 
@@ -50,6 +50,16 @@ def test_suggests_loadable_settings_on_aerial_data(aerial_root, tmp_path):
     register_all_modules()
     snippet = Config.fromfile(out_cfg)
     assert snippet.train_dataloader.dataset.chip_cfg == snippet.chip_cfg
+    # pasted into a config that inherits a SNIPER config, as it says: its
+    # test pyramid keeps the new valid ranges
+    from mmsnip.engine.runner import tta_range_problem
+    child = tmp_path / 'child.py'
+    base = osp.join(REPO_ROOT, 'configs', 'sniper',
+                    'sniper_faster-rcnn_r18-w16_fpn_12e_demo.py')
+    child.write_text(f'_base_ = [{base!r}]\n' + open(out_cfg).read())
+    pasted = Config.fromfile(str(child))
+    assert tta_range_problem(pasted) is None
+    assert pasted.tta_model.scales == snippet.chip_cfg.scales
     ds = SniperDataset(
         dataset=dict(type='CocoDataset', data_root=aerial_root + '/',
                      ann_file='annotations/instances_train.json',
