@@ -11,7 +11,8 @@ and indexes it:
 - :func:`load_coco`: parse and check; the first error becomes a
   :class:`~mmsnip.utils.preflight.UserInputError` naming the file and the
   entry (``run_cli`` prints it as one ``error:`` line, exit status 2).
-- :func:`annotations_by_image`: annotations grouped per image id.
+- :func:`annotations_by_image`: annotations grouped per image id, without
+  those ``CocoDataset`` drops for their ``"ignore"`` flag.
 - :func:`coco_boxes`: ``[x, y, w, h]`` -> ``(N, 4)`` xyxy boxes and crowd
   flags.
 - :func:`category_labels`: category id -> label, by MMDetection's rule.
@@ -93,7 +94,15 @@ def load_coco(path: str,
 
 
 def annotations_by_image(coco: dict) -> Dict[int, List[dict]]:
-    """The annotations of a COCO dict grouped by image.
+    """The annotations of a COCO dict grouped by image, as training reads
+    them.
+
+    An annotation with a true ``"ignore"`` is left out: MMDetection's
+    ``CocoDataset`` drops it (its pixels train as background), so the
+    chips of training never see it (the dataset audit warns of such
+    files, ``dataset_audit.IGNORE_FLAG``). Every other annotation is kept;
+    boxes with no area inside the image are the caller's to drop
+    (``mmsnip.chips.sanitize_boxes``).
 
     Args:
         coco (dict): A file :func:`load_coco` accepted.
@@ -113,7 +122,8 @@ def annotations_by_image(coco: dict) -> Dict[int, List[dict]]:
         if anns is None:
             raise ValueError(f'annotations[{i}] refers to image '
                              f'{ann["image_id"]!r}, which is not in "images"')
-        anns.append(ann)
+        if not ann.get('ignore'):
+            anns.append(ann)
     return by_image
 
 

@@ -59,6 +59,18 @@ def test_annotations_by_image_keeps_file_order_and_every_image():
     assert by_image[3] == []  # an image without annotations
 
 
+def test_annotations_by_image_leaves_out_what_cocodataset_drops_as_ignore():
+    # CocoDataset skips a true "ignore" (mmdet/datasets/coco.py
+    # parse_data_info); crowd boxes stay (ignored regions of training)
+    data = coco(anns=[ann(1, 1, [0, 0, 9, 9], ignore=1),
+                      ann(2, 1, [0, 0, 9, 9], ignore=0),
+                      ann(3, 1, [0, 0, 9, 9], iscrowd=1),
+                      ann(4, 2, [0, 0, 9, 9], ignore=True)])
+    by_image = annotations_by_image(data)
+    assert [a['id'] for a in by_image[1]] == [2, 3]
+    assert by_image[2] == []
+
+
 def test_annotations_by_image_refuses_an_unknown_image():
     data = coco(anns=[ann(1, 1, [0, 0, 1, 1]), ann(2, 99, [0, 0, 1, 1])])
     with pytest.raises(ValueError, match=r'annotations\[1\] refers to image '

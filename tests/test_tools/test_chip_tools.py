@@ -51,6 +51,29 @@ def test_export_chips_bad_input(tmp_path):
     assert not (tmp_path / 'o.json').exists()
 
 
+def test_export_chips_leaves_out_ignore_boxes(tiny_demo_root, tmp_path):
+    """Boxes CocoDataset drops for "ignore" get no chip: the export of a
+    file with such boxes added equals the export without them."""
+    ann = osp.join(tiny_demo_root, 'annotations', 'instances_train.json')
+    with open(ann) as f:
+        data = json.load(f)
+    img = data['images'][0]
+    data['annotations'].append(dict(
+        id=10**6, image_id=img['id'], category_id=data['categories'][0]['id'],
+        bbox=[1, 1, 3, 3], area=9.0, ignore=1))  # valid at the finest scale
+    with_ignored = str(tmp_path / 'ignored.json')
+    with open(with_ignored, 'w') as f:
+        json.dump(data, f)
+    exports = []
+    for name, path in (('plain', ann), ('ignored', with_ignored)):
+        out = str(tmp_path / f'{name}.out.json')
+        run_tool(['tools/export_chips.py', path, '--paper-defaults', '--out',
+                  out])
+        with open(out) as f:
+            exports.append(json.load(f))
+    assert exports[0] == exports[1]
+
+
 def test_browse_chips_writes_pictures(tiny_demo_root, tmp_path):
     ann = osp.join(tiny_demo_root, 'annotations', 'instances_train.json')
     proc = run_tool([

@@ -101,3 +101,31 @@ def test_bad_input_gives_one_error_line(tmp_path):
                           bbox=[0, 0, 5, 5], area=25)], categories=[])))
     assert 'no annotation is a non-crowd box' in _error_line(
         run_tool([TOOL, str(crowd)], check=False))
+
+
+def test_ignore_boxes_are_not_measured(tmp_path):
+    """Boxes CocoDataset drops for "ignore" are not object sizes; a file
+    of only such boxes is one error saying so."""
+    def write(name, anns):
+        path = tmp_path / name
+        path.write_text(json.dumps(dict(
+            images=[dict(id=1, file_name='a.jpg', height=400, width=400)],
+            annotations=[dict(id=i + 1, image_id=1, category_id=1, bbox=b,
+                              area=b[2] * b[3], **kw)
+                         for i, (b, kw) in enumerate(anns)],
+            categories=[dict(id=1, name='a')])))
+        return str(path)
+
+    only_ignored = write('ignored.json', [([0, 0, 50, 50], dict(ignore=1))])
+    assert 'all have "ignore" set' in _error_line(
+        run_tool([TOOL, only_ignored], check=False))
+    small = ([10, 10, 20, 20], {})
+    big_ignored = ([0, 0, 300, 300], dict(ignore=1))
+    outs = []
+    for name, anns in (('plain.json', [small]),
+                       ('mixed.json', [small, big_ignored])):
+        js = str(tmp_path / (name + '.out.json'))
+        run_tool([TOOL, write(name, anns), '--out-json', js])
+        outs.append(json.load(open(js)))
+    assert outs[0]['chip_cfg'] == outs[1]['chip_cfg']
+    assert outs[0]['statistics'] == outs[1]['statistics']

@@ -32,7 +32,8 @@ from mmsnip.chips import (chip_statistics, object_sizes, sample_images,
                           scale_table, suggest_params)
 from mmsnip.chips.params import (DEFAULT_MAX_FACTOR, DEFAULT_OVERLAP,
                                  DEFAULT_TARGET)
-from mmsnip.datasets.coco_file import coco_boxes, load_coco
+from mmsnip.datasets.coco_file import (annotations_by_image, coco_boxes,
+                                       load_coco)
 from mmsnip.utils.cli import (ArgumentParser, non_negative_int, number,
                               positive_float, positive_int)
 from mmsnip.utils.fileio import (check_output_file, save_figure, write_json,
@@ -76,18 +77,27 @@ def parse_args(argv=None):
 
 
 def read_annotations(path: str):
-    """Boxes, image index, crowd flags and image shapes of a COCO file."""
+    """Boxes, image index, crowd flags and image shapes of a COCO file.
+
+    The boxes are those training reads (:func:`annotations_by_image`
+    leaves out what ``CocoDataset`` drops for ``"ignore"``), image by image
+    in the file's order.
+    """
     coco = load_coco(path)  # a file without images is refused there
-    if not coco['annotations']:
+    by_image = annotations_by_image(coco)
+    anns = [ann for img in coco['images'] for ann in by_image[img['id']]]
+    if not anns:
         raise UserInputError(
-            f'annotation file "{path}" has no annotations: nothing to '
-            'measure object sizes on')
-    row = {img['id']: i for i, img in enumerate(coco['images'])}
+            f'annotation file "{path}" has no annotations'
+            + (' that training reads (all have "ignore" set)'
+               if coco['annotations'] else '')
+            + ': nothing to measure object sizes on')
     shapes = np.array([[img['height'], img['width']]
                        for img in coco['images']], np.float64)
-    boxes, crowd = coco_boxes(coco['annotations'])
-    img_index = np.array([row[a['image_id']] for a in coco['annotations']],
-                         np.int64)
+    img_index = np.repeat(
+        np.arange(len(coco['images'])),
+        [len(by_image[img['id']]) for img in coco['images']])
+    boxes, crowd = coco_boxes(anns)
     return boxes, img_index, crowd, shapes
 
 
