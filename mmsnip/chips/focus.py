@@ -28,9 +28,11 @@ IGNORE = -1
 BACKGROUND = 0
 FOCUS = 1
 
-# The paper's settings (Sec. 3.4): the label sizes a, b, c in CHIP pixels
-# and the map stride s (conv5 / C4); t, d (map cells) and k (px) of
-# Algorithm 2, k after the coarsest scale as in the original code.
+# Defaults (Sec. 3.4): the paper's label sizes a, b, c in CHIP pixels and
+# map stride s (conv5 / C4) and Algorithm 2's dilation d = 3 (map cells,
+# Sec. 4.4.1). The paper sets no t (it trades speed for accuracy) and
+# sweeps k: k = 256 px is the original code's after the coarsest scale, t =
+# 0.5 an even split of the softmax (the original code: 0.02).
 PAPER_LABEL_SIZES = (5.0, 64.0, 90.0)
 PAPER_STRIDE = 16
 PAPER_THRESHOLD = 0.5

@@ -355,6 +355,74 @@ def focus_recall(gt_boxes: np.ndarray,
     return out
 
 
+def _intersect(intervals: List[Tuple[float, float]], lo: float,
+               hi: float) -> List[Tuple[float, float]]:
+    """The parts of disjoint ``(lo, hi)`` intervals inside ``(lo, hi)``."""
+    out = [(max(a, lo), min(b, hi)) for a, b in intervals]
+    return [(a, b) for a, b in out if a < b]
+
+
+class SizeGap(NamedTuple):
+    """Object sizes ``(lo, hi)`` (sqrt(area), ORIGINAL px) a cascade
+    loses, and ``scale``: the finest scale that reaches all of them (its
+    valid range could keep them)."""
+    lo: float
+    hi: float
+    scale: int
+
+
+def cascade_size_gaps(factors: Sequence[float],
+                      valid_ranges: Sequence[Tuple[float, Optional[float]]],
+                      rule: FocusLabelRule) -> List[SizeGap]:
+    """Object sizes an AutoFocus cascade neither keeps nor zooms into.
+
+    Scale ``s`` keeps detections of sizes in its valid range ``[lo_s,
+    hi_s)``; it hands on to scale ``s + 1`` (guaranteed, by FocusPixels)
+    the objects of sizes ``(a / f_s, b / f_s)`` (the label rule's small
+    objects, :class:`FocusLabelRule`, CHIP px, over the scale's factor).
+    The coarsest scale sees every size. A size no scale both reaches and
+    keeps is lost whatever the maps predict (oracle FocusChips included),
+    except by the context of a chip made for a smaller neighbour. Example:
+    the COCO training ranges at test, a 640 px image (factors 0.8, 1.667,
+    3), ``(5, 64, 90)``: the coarsest scale keeps from 120 px on, its
+    FocusPixels reach sizes under 64 / 0.8 = 80 px, so objects of 80-120
+    px are lost; the released code tests with ``(75, inf)`` there.
+
+    Args:
+        factors (Sequence[float]): Per scale, coarse to fine, the factor
+            of this image (``ScaleSpec.factor_for``).
+        valid_ranges (Sequence[tuple]): Per scale ``(lo, hi)``, sqrt(area)
+            in ORIGINAL px (``hi`` None or inf: no upper bound).
+        rule (FocusLabelRule): ``a`` and ``b`` in CHIP px.
+
+    Returns:
+        list[SizeGap]: The lost size intervals, ORIGINAL px, ascending,
+        above ``a / f_0`` (sizes the coarsest scale's FocusPixels ignore as
+        too small: the paper's choice, not a gap); empty if none. Single
+        sizes (touching ranges) are not gaps.
+    """
+    if len(factors) != len(valid_ranges) or not len(factors):
+        raise ValueError(f'cascade_size_gaps: {len(factors)} factors for '
+                         f'{len(valid_ranges)} valid ranges')
+    reached = [[(0.0, math.inf)]]
+    kept: List[Tuple[float, float]] = []
+    for s, (f, (lo, hi)) in enumerate(zip(factors, valid_ranges)):
+        kept += _intersect(reached[s], lo, math.inf if hi is None else hi)
+        if s + 1 < len(factors):
+            reached.append(_intersect(reached[s], rule.a / f, rule.b / f))
+
+    def finest_reaching(lo: float, hi: float) -> int:
+        return max(s for s, parts in enumerate(reached)
+                   if any(a <= lo and hi <= b for a, b in parts))
+
+    gaps, start = [], rule.a / factors[0]
+    for a, b in sorted(kept) + [(math.inf, math.inf)]:
+        if a > start:
+            gaps.append(SizeGap(start, a, finest_reaching(start, a)))
+        start = max(start, b)
+    return gaps
+
+
 @dataclasses.dataclass
 class ScaleTrace:
     """What one scale of the cascade processed and produced, one image.

@@ -1,5 +1,6 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 """The cascade planner (pure numpy): hand-made maps, exact chips."""
+import math
 import subprocess
 import sys
 
@@ -7,7 +8,8 @@ import numpy as np
 import pytest
 
 from mmsnip.chips import (EVERY_PIXEL, NO_PIXEL, FocusLabelRule, FocusScale,
-                          ScaleSpec, Windows, cap_chips, focus_recall,
+                          ScaleSpec, SizeGap, Windows, cap_chips,
+                          cascade_size_gaps, focus_recall,
                           focus_scales, format_focus_recall, plan_next_chips,
                           plan_oracle_chips, stack_keep_masks)
 
@@ -243,3 +245,65 @@ def test_focus_recall_needed_and_covered_per_transition():
                         ranges).tolist() == [[1, 1], [1, 0]]
     assert focus_recall(np.zeros((0, 4)), [whole], ranges).tolist() == \
         [[0, 0], [0, 0]]
+
+
+# ---------------------------------------------------------------------------
+# sizes a cascade can never detect
+
+
+COCO_640 = [0.8, 800 / 480, 3.0]  # a 640x480 image, the COCO test pyramid
+
+
+def test_training_ranges_at_test_lose_80_to_120_px_on_coco():
+    """The COCO training ranges keep >= 120 px at the coarsest scale whose
+    FocusPixels reach only sizes under 64 / 0.8 = 80 px: 80-120 px is lost;
+    the released AutoFocus test ranges close it."""
+    rule = FocusLabelRule(5, 64, 90)
+    assert cascade_size_gaps(COCO_640, [(120, None), (32, 150), (0, 80)],
+                             rule) == [SizeGap(80.0, 120, 0)]
+    assert cascade_size_gaps(COCO_640, [(75, None), (32, 180), (0, 75)],
+                             rule) == []
+    # an upper end too low: nothing keeps what the finer scale cannot reach
+    assert cascade_size_gaps([0.8, 1.6], [(0, 50), (0, 30)],
+                             rule) == [SizeGap(50, math.inf, 0)]
+    # touching ranges leave no gap; sizes under a / f_0 are not gaps
+    assert cascade_size_gaps([0.5, 1.0], [(128, None), (0, 128)],
+                             rule) == []
+    with pytest.raises(ValueError, match='2 factors for 1 valid ranges'):
+        cascade_size_gaps([1, 2], [(0, None)], rule)
+
+
+@pytest.mark.parametrize('seed', range(200))
+def test_size_gaps_are_exactly_the_sizes_no_scale_reaches_and_keeps(seed):
+    """Property, by brute force over sizes: a size above a / f_0 is in a
+    returned gap iff no scale both reaches it (every coarser scale's
+    FocusPixels took it: a / f < size < b / f) and keeps it (valid range);
+    each gap's scale reaches all of it."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 4))
+    factors = np.sort(rng.uniform(0.3, 4.0, n))
+    rule = FocusLabelRule(*np.sort(rng.uniform(1, 100, 2)), 200)
+    ranges = []
+    for _ in range(n):
+        lo, hi = np.sort(rng.uniform(0, 300, 2))
+        ranges.append((float(lo), None if rng.random() < 0.3 else float(hi)))
+    gaps = cascade_size_gaps(list(factors), ranges, rule)
+    sizes = np.linspace(rule.a / factors[0], 600, 3001)[1:]
+    detected = np.zeros(len(sizes), bool)
+    reached = np.ones(len(sizes), bool)
+    reached_at = []
+    for f, (lo, hi) in zip(factors, ranges):
+        reached_at.append(reached.copy())
+        detected |= reached & (sizes >= lo) & (sizes < (hi or math.inf))
+        reached &= (sizes > rule.a / f) & (sizes < rule.b / f)
+    in_gap = np.zeros(len(sizes), bool)
+    for gap in gaps:
+        inside = (sizes > gap.lo) & (sizes < gap.hi)
+        in_gap |= inside
+        assert reached_at[gap.scale][inside].all()
+    # endpoints (measure zero) may go either way
+    edges = np.array([v for g in gaps for v in (g.lo, g.hi)] +
+                     [v for f in factors for v in (rule.a / f, rule.b / f)] +
+                     [v for r in ranges for v in r if v is not None])
+    clear = np.abs(sizes[:, None] - edges[None]).min(1) > 1e-6
+    np.testing.assert_array_equal(in_gap[clear], ~detected[clear])

@@ -588,3 +588,64 @@ def test_the_focus_head_runs_only_where_its_maps_plan_chips(
             assert torch.equal(a.labels, b.labels)
     finally:
         del autofocus.focus_head.predict  # the class's method again
+
+
+def test_sizes_no_scale_keeps_are_reported_once(autofocus, tiny_demo_root):
+    """Valid ranges that neither keep nor hand on some sizes at an image's
+    factors (the coarsest scale keeping only >= 150 px while its
+    FocusPixels reach sizes under b / factor): one warning, at the first
+    such image, naming the sizes, the scale and the bound to change; the
+    shipped scales of this file lose nothing on these images."""
+    info = _image(tiny_demo_root)
+    data = _packed(info, info)
+    h, w = data['inputs'][0].shape[-2:]
+    factor = 256 / max(h, w)
+
+    def cascade(scales):
+        with DefaultScope.overwrite_default_scope('mmsnip'):
+            tta = MODELS.build(dict(
+                type='AutoFocusTTAModel', module=autofocus, scales=[
+                    dict(s, dilation=3, min_size=64, threshold=0.5)
+                    for s in scales]))
+        with logged_messages(logging.WARNING) as warned, torch.no_grad():
+            tta.predict_cascade(data['inputs'], data['data_samples'])
+            tta.predict_cascade(data['inputs'], data['data_samples'])
+        return [m for m in warned if 'lost whatever' in m]
+
+    assert cascade(SCALES) == []
+    gap_scales = [dict(SCALES[0], valid_range=(150, None))] + SCALES[1:]
+    warned = cascade(gap_scales)
+    assert len(warned) == 1, warned
+    assert f'{64 / factor:.4g}-150 px: scales[0] (factor {factor:.4g}) ' \
+        'reaches them but keeps only valid_range (150, inf) (lower its ' \
+        f'lower end to at most {64 / factor:.4g})' in warned[0]
+    assert 'val_000000.jpg' in warned[0] and f'({w}x{h})' in warned[0]
+
+
+def test_shipped_autofocus_configs_lose_no_size_at_their_image_sizes():
+    """Every shipped AutoFocus test pyramid keeps or hands on every size
+    above the coarsest scale's smallest FocusPixel size, at its data's
+    image sizes (COCO: the 640 px longer side of most images; demo and
+    aerial: the generator's presets)."""
+    import glob
+
+    from mmsnip.chips import FocusLabelRule, cascade_size_gaps, focus_scales
+    sizes = dict(coco=[(480, 640), (427, 640), (640, 640)],
+                 demo=[(800, 800), (800, 1600), (1600, 1600)],
+                 aerial=[(1500, 1500), (1500, 3000), (3000, 3000)])
+    checked = 0
+    for path in sorted(glob.glob(osp.join(REPO_ROOT, 'configs/*/*.py'))):
+        cfg = Config.fromfile(path)
+        tta = cfg.get('tta_model') or {}
+        if 'AutoFocusTTAModel' not in str(tta.get('type')):
+            continue
+        rule = FocusLabelRule(*cfg.model.focus_head.thresholds)
+        scales = focus_scales(tta.scales)
+        data = next(k for k in sizes if path.endswith(f'_{k}.py'))
+        for h, w in sizes[data]:
+            factors = [s.spec.factor_for(h, w) for s in scales]
+            assert cascade_size_gaps(
+                factors, [s.spec.valid_range for s in scales], rule) == [], \
+                (path, (h, w))
+        checked += 1
+    assert checked >= 8

@@ -19,7 +19,8 @@ from mmengine.model import BaseTTAModel
 from torch import Tensor
 
 from mmsnip.chips import (CascadeTrace, FocusScale, ScaleTrace, cap_chips,
-                          cascade_limits, focus_recall, focus_scales,
+                          cascade_limits, cascade_size_gaps, focus_recall,
+                          focus_scales,
                           plan_next_chips, plan_oracle_chips,
                           stack_keep_masks)
 from mmsnip.registry import MODELS
@@ -164,6 +165,7 @@ class AutoFocusTTAModel(BaseTTAModel):
         self.max_chips, self.border_tol = cascade_limits(max_chips,
                                                          border_tol, owner)
         self._warned_cap = False
+        self._warned_gap = False
         self.oracle = bool(oracle)
         self.runner = ChipRunner(
             self.module, with_focus=True, max_pad_ratio=max_pad_ratio,
@@ -249,6 +251,8 @@ class AutoFocusTTAModel(BaseTTAModel):
             runs = [_ImageRun(image.to(device), sample,
                               self.module.focus_head.stride, self.oracle,
                               trace) for image, sample in zip(images, samples)]
+        for run in runs:
+            self._warn_size_gaps(run)
         for s, scale in enumerate(self.scales):
             crops, owners = [], []
             with timer('crop_resize'):
@@ -296,6 +300,46 @@ class AutoFocusTTAModel(BaseTTAModel):
         for result in out:
             result.set_metainfo(dict(stage_seconds=dict(shared)))
         return out, [run.trace for run in runs] if trace else None
+
+    def _warn_size_gaps(self, run: '_ImageRun') -> None:
+        """Warn (once per model) of object sizes this image's cascade can
+        never detect: no scale both reaches and keeps them
+        (:func:`~mmsnip.chips.cascade_size_gaps`; the valid ranges against
+        the FocusPixel sizes ``(a, b)`` at this image's factors)."""
+        if self._warned_gap:
+            return
+        factors = [scale.spec.factor_for(*run.hw) for scale in self.scales]
+        gaps = cascade_size_gaps(factors,
+                                 [s.spec.valid_range for s in self.scales],
+                                 self.module.focus_head.rule)
+        if not gaps:
+            return
+        self._warned_gap = True
+        rule = self.module.focus_head.rule
+        lines = []
+        for gap in gaps:
+            s = gap.scale
+            lo, hi = self.scales[s].spec.valid_range
+            fix = (f'lower its lower end to at most {gap.lo:.4g}'
+                   if gap.hi <= lo else
+                   f'raise its upper end to at least {gap.hi:.4g}')
+            lines.append(
+                f'{gap.lo:.4g}-{gap.hi:.4g} px: scales[{s}] (factor '
+                f'{factors[s]:.4g}) reaches them but keeps only '
+                f'valid_range ({lo:g}, {hi:g}) ({fix})')
+        h, w = run.hw
+        print_log(
+            f'{type(self).__name__}: objects of these sizes (sqrt(area), '
+            'ORIGINAL px) are lost whatever the FocusPixel maps predict in '
+            f'{run.sample.metainfo.get("img_path", "an image")} ({w}x{h}): '
+            + '; '.join(lines) + '. A scale hands on to the next only '
+            f'objects of {rule.a:g}-{rule.b:g} px at its factor '
+            '(FocusPixelHead.thresholds a, b, CHIP px), so its valid range '
+            'must start at or below b / factor; the training ranges often '
+            'do not (the released AutoFocus code tests COCO with (75, inf), '
+            '(32, 180), (0, 75)). Reported once; images of other sizes may '
+            'lose other bands (mmsnip.chips.cascade_size_gaps).',
+            logger='current', level=logging.WARNING)
 
     def _stack(self, run: '_ImageRun', scale: FocusScale, crops: List[Crop],
                results: list, maps: list, timer: StageTimer) -> None:
