@@ -5,6 +5,9 @@
 #   an anchor with IoU > invalid_iou_thr to an invalid box is ignored;
 # - R-CNN: labels from all boxes; proposals out of the chip's valid range
 #   and invalid boxes are never sampled.
+# IoU thresholds: mmdet's (RPN 0.7 / 0.3); the released SNIPER COCO configs
+# train the RPN with RPN_POSITIVE_OVERLAP 0.5 / RPN_NEGATIVE_OVERLAP 0.4
+# (sniper_res101_e2e.yml), a one-line change here.
 # A config adds this file to its `_base_` list and sets
 #     model = dict(train_cfg=dict(
 #         rpn=dict(assigner=_base_.snip_rpn_assigner),
