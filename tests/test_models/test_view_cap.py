@@ -106,3 +106,15 @@ def test_errors_name_the_module_and_the_fix():
     check_view_cap(model, None, 'X')  # the detector's own: nothing to find
     with pytest.raises(ValueError, match='int >= 1, -1'):
         check_view_cap(model, 0, 'X')
+
+
+def test_yolox_has_no_cap_so_only_no_cap_holds():
+    """YOLOX keeps every detection after NMS: -1 holds as it is (the
+    SNIPER YOLOX config), an int cannot be imposed."""
+    model = _build('yolox/yolox_s_8xb8-300e_coco.py')
+    assert detection_caps(model) == []
+    check_view_cap(model, -1, 'X')
+    with view_cap(model, -1):
+        assert 'max_per_img' not in model.bbox_head.test_cfg
+    with pytest.raises(ValueError, match='YOLOXHead has no per-image cap'):
+        check_view_cap(model, 100, 'X')

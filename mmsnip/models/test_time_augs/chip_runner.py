@@ -11,8 +11,8 @@ does the same steps, here once:
    (:func:`mmsnip.chips.group_by_shape`), :func:`pack_crops` each group
    (normalise, pad), run the detector under the RPN budget
    (:func:`proposal_budget`) and the per-chip detection cap
-   (:func:`~.view_cap.view_cap`), and hand back, per crop in input order, the
-   prediction and (for an ``AutoFocus`` detector) its FocusPixel map;
+   (:func:`~.view_cap.view_cap`), and hand back, per crop in input order,
+   the prediction and (for an ``AutoFocus`` detector) its FocusPixel map;
 3. :func:`detections_in_image`: boxes back to ORIGINAL pixels.
 
 Crops of several images can share a batch (``ChipRunner.run`` takes one
@@ -31,7 +31,7 @@ from mmdet.structures.bbox import get_box_tensor
 from torch import Tensor
 
 from mmsnip.chips import Windows, group_by_shape
-from .view_cap import check_view_cap, view_cap
+from .view_cap import _inner_detector, check_view_cap, view_cap
 
 
 class Crop(NamedTuple):
@@ -123,11 +123,6 @@ def rpn_budget(pixels: float, per_mpix: Optional[float],
     if per_mpix is None:
         return None
     return max(int(np.ceil(per_mpix * pixels / 1e6)), minimum)
-
-
-def _inner_detector(module):
-    """The detector inside an ``AutoFocus`` wrapper, else ``module``."""
-    return getattr(module, 'detector', module)
 
 
 @contextmanager

@@ -27,12 +27,15 @@ Where mmdet keeps the cap (of the detector, or the one inside an
   A cap over that size (``-1`` included) is clamped to it: ``torch.topk``
   cannot return more.
 
-Other pre-NMS limits (``nms_pre``, CenterNet's ``topk``, the RPN's) stay.
+YOLOX's head has no cap (it keeps every detection after NMS): -1 holds
+as it is, an int cannot be imposed (an error). Other pre-NMS limits
+(``nms_pre``, CenterNet's ``topk``, the RPN's) stay.
 """
 from contextlib import contextmanager
 from typing import List, Optional, Tuple
 
-from mmdet.models.dense_heads import DETRHead, GroundingDINOHead
+from mmdet.models.dense_heads import (DETRHead, GroundingDINOHead,
+                                     YOLOXHead)
 from mmdet.models.roi_heads import SparseRoIHead
 
 NO_CAP = -1
@@ -40,6 +43,9 @@ NO_CAP = -1
 # ``results[:max_per_img]``, so -1 itself would drop the last detection.
 _UNCAPPED = 2**31 - 1
 _HOLDERS = ('roi_head', 'bbox_head', 'mask_head')
+# Heads whose post-processing keeps every detection after NMS (no cap):
+# "no cap" (-1) holds for them as they are.
+_NEVER_CAPPED = (YOLOXHead, )
 
 
 def _inner_detector(module):
@@ -51,7 +57,13 @@ def _topk_size(detector, name: str, head) -> Optional[int]:
     """How many scores the head's ``topk`` ranks, or ``None`` if its cap
     is no ``topk``."""
     if isinstance(head, DETRHead) and name == 'bbox_head':
-        queries = int(detector.num_queries)
+        queries = getattr(detector, 'num_queries', None)
+        if queries is None:
+            raise TypeError(
+                f'{type(detector).__name__} has a {type(head).__name__} '
+                'but no num_queries: the size of its topk cap is unknown; '
+                'set view_max_per_img=None (the detector\'s own cap)')
+        queries = int(queries)
         if isinstance(head, GroundingDINOHead) or \
                 not head.loss_cls.use_sigmoid:
             return queries
@@ -94,6 +106,17 @@ def check_view_cap(module, max_per_img: Optional[int], owner: str) -> None:
             f'or None (the detector\'s own cap), got {max_per_img!r}')
     if not detection_caps(module):
         detector = _inner_detector(module)
+        never = [type(getattr(detector, name)).__name__ for name in _HOLDERS
+                 if isinstance(getattr(detector, name, None),
+                               _NEVER_CAPPED)]
+        if never and max_per_img == NO_CAP:
+            return  # nothing to lift
+        if never:
+            raise ValueError(
+                f'{owner}: view_max_per_img={max_per_img}, but '
+                f'{never[0]} has no per-image cap to replace (it keeps '
+                'every detection after NMS): set view_max_per_img=-1 or '
+                'None (the same for it)')
         raise TypeError(
             f'{owner}: view_max_per_img={max_per_img} found no per-image '
             f'detection cap in {type(detector).__name__} (looked for '
