@@ -91,6 +91,36 @@ def npz_member_rows(data: bytes, member: str) -> int:
     return magic + 8 + size + header
 
 
+def crowded_predictions(test_cfg, big: int = 100, small: int = 10):
+    """What an mmdet detector hands back for a view or chip at a fine
+    scale, all in its top-left 256 x 256 px: ``big`` confident 50 px boxes
+    (on a 20 px grid, IoU < 0.5 with each other; too large for a fine
+    scale's valid range) and ``small`` less confident 12 px boxes (in
+    range), class 0,
+    after mmdet's post-processing: ``multiclass_nms`` capped at
+    ``test_cfg.max_per_img`` (``score_thr``, ``nms`` from ``test_cfg``).
+    Boxes in the window's ORIGINAL pixels; an InstanceData."""
+    import torch
+    from mmdet.models.layers import multiclass_nms
+    from mmengine.structures import InstanceData
+    grid = torch.arange(11, dtype=torch.float32) * 20
+    xy = torch.cartesian_prod(grid, grid)[:big]
+    large = torch.cat([xy, xy + 50], 1)
+    sx = torch.arange(small, dtype=torch.float32) * 24 + 4
+    small_boxes = torch.stack(
+        [sx, sx.new_full((small, ), 240), sx + 12, sx.new_full((small, ),
+                                                                252)], 1)
+    boxes = torch.cat([large, small_boxes])
+    scores = torch.cat([torch.full((big, ), 0.9), torch.full((small, ),
+                                                              0.5)])
+    # one class and mmdet's background column
+    dets, labels = multiclass_nms(
+        boxes, torch.stack([scores, torch.zeros_like(scores)], 1),
+        test_cfg['score_thr'], test_cfg['nms'], test_cfg['max_per_img'])
+    return InstanceData(bboxes=dets[:, :4], scores=dets[:, 4],
+                        labels=labels)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))

@@ -47,7 +47,11 @@ tta_model = dict(
     # The paper merges with NMS; the original code's merge is
     # nms=dict(type='soft_nms', method='gaussian', sigma=0.55,
     #          min_score=0.001), max_per_img=200 (docs/merge.md).
-    tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+    tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100),
+    # The released order: each chip's detections are filtered by its
+    # scale's valid range before any cap; tta_cfg caps once, after the
+    # merge (no box head cap per chip; docs/merge.md).
+    view_max_per_img=-1)
 # the test ranges differ from the chips' on purpose (SnipRunner logs it)
 snip_test = dict(allow_other_ranges=True)
 tta_pipeline = {{_base_.chip_tta_pipeline}}

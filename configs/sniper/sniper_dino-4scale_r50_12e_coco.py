@@ -17,5 +17,8 @@ train_dataloader = dict(
         chip_cfg={{_base_.chip_cfg}},
         pipeline={{_base_.chip_pipeline}},
         dataset={{_base_.train_dataloader.dataset}}))
-tta_model = {{_base_.snip_tta_model}}
+# Each view keeps DINO's 900 best of its 900 x 80 query scores (one per
+# query on average) before the valid-range filter: -1 (the base's) would
+# hand all 72,000 to the merge (docs/merge.md).
+tta_model = dict(_base_.snip_tta_model, view_max_per_img=900)
 tta_pipeline = {{_base_.snip_tta_pipeline}}

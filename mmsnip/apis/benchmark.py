@@ -331,11 +331,13 @@ def inference_methods(cfg: Config, methods: Sequence[str],
     - ``sahi``: SAHI's sliced inference with the same ``tile`` settings.
 
     ``rpn_proposals_per_mpix`` (default: the config's ``tta_model`` value)
-    gives every method the same RPN budget rule (``proposal_budget``).
+    gives every method the same RPN budget rule (``proposal_budget``); the
+    cascades keep the config's ``view_max_per_img``.
     """
     base = [dict(s) for s in cfg.tta_model.scales]
     common = {k: cfg.tta_model[k] for k in ('max_chips', 'tta_cfg',
-                                             'max_pad_ratio', 'max_batch')
+                                             'max_pad_ratio', 'max_batch',
+                                             'view_max_per_img')
               if k in cfg.tta_model}
     budget = rpn_proposals_per_mpix if rpn_proposals_per_mpix is not None \
         else cfg.tta_model.get('rpn_proposals_per_mpix')

@@ -92,6 +92,8 @@ def test_rewrite(name):
     tta = cfg.tta_model.to_dict()
     tta.pop('_scope_', None)
     assert tta == dict(cfg.snip_tta_model.to_dict())
+    # the released order: range filter first, tta_cfg caps after the merge
+    assert tta['view_max_per_img'] == -1
     views = cfg.tta_pipeline[1].transforms[0]
     assert [v['scale'] for v in views] == list(cfg.tta_model.scales)
 

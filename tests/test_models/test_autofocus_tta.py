@@ -12,7 +12,7 @@ from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.registry import DefaultScope
 
-from conftest import REPO_ROOT, logged_messages
+from conftest import REPO_ROOT, crowded_predictions, logged_messages
 from mmsnip.chips import (EVERY_PIXEL, NO_PIXEL, ScaleSpec, cap_chips,
                           focus_recall)
 from mmsnip.models import crop_resize
@@ -272,6 +272,43 @@ def test_rpn_proposal_budget_follows_chip_size(autofocus, tiny_demo_root):
         check_proposal_budget(torch.nn.Linear(1, 1), 1000, 'X')
 
 
+def test_view_cap_lets_focus_stacking_filter_first(autofocus,
+                                                   tiny_demo_root):
+    """At a fine scale the box head's own cap (100) keeps 100 confident
+    50 px boxes and drops 10 small ones before focus stacking's valid
+    range (0, 40) drops the large: nothing is found. view_max_per_img=-1
+    lifts the cap while the chips run (the released order): the small
+    objects survive; the cap is restored, also after an error."""
+    roi_head = autofocus.detector.roi_head
+    seen = []
+
+    def crowded(x, metas, proposals, rcnn_test_cfg, rescale=False):
+        seen.append(rcnn_test_cfg.max_per_img)
+        if seen[-1] == 3:
+            raise RuntimeError('the box head failed')
+        return [crowded_predictions(rcnn_test_cfg) for _ in metas]
+
+    def small_found(**kw):
+        with DefaultScope.overwrite_default_scope('mmsnip'):
+            tta = MODELS.build(dict(
+                type='AutoFocusTTAModel', module=autofocus,
+                scales=[dict(factor=2.0, valid_range=(0, 40))], **kw))
+        pred = _run_autofocus(tta, _image(tiny_demo_root)).pred_instances
+        return len(pred)
+
+    roi_head.predict_bbox = crowded
+    try:
+        assert small_found() == 0
+        assert small_found(view_max_per_img=-1) == 10
+        assert roi_head.test_cfg.max_per_img == 100
+        with pytest.raises(RuntimeError, match='the box head failed'):
+            small_found(view_max_per_img=3)
+    finally:
+        del roi_head.predict_bbox
+    assert seen == [100, 2**31 - 1, 3]
+    assert roi_head.test_cfg.max_per_img == 100
+
+
 def test_plain_checkpoint_is_refused_unless_oracle(tiny_demo_root):
     """A plain detector checkpoint leaves the FocusPixel head untrained:
     the cascade refuses it (clear error); oracle FocusChips need no head."""
@@ -412,6 +449,7 @@ def test_published_configs_set_the_measured_settings(path):
     head = cfg.model.focus_head
     assert head.num_convs == 1 and head.boundary_ignore is False
     assert 'border_tol' not in cfg.tta_model
+    assert 'view_max_per_img' not in cfg.tta_model  # measured so
     for scale in cfg.tta_model.scales:
         assert scale['border_tol'] == 1.0
         assert scale.get('min_size_frame', 'next') == 'next'
@@ -500,6 +538,8 @@ def test_coco_config_uses_the_paper_settings():
     assert 'boundary_ignore' not in cfg.model.focus_head
     assert cfg.tta_model.tta_cfg == dict(
         nms=dict(type='nms', iou_threshold=0.5), max_per_img=100)
+    # the released order: no cap per chip, tta_cfg caps after the merge
+    assert cfg.tta_model.view_max_per_img == -1
     with DefaultScope.overwrite_default_scope('mmsnip'):
         head = MODELS.build(dict(cfg.model.focus_head))
     assert head.num_convs == 2 and head.rule.boundary_ignore

@@ -2,8 +2,10 @@
 import pytest
 import torch
 from mmdet.structures import DetDataSample
+from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 
+from conftest import crowded_predictions
 from mmsnip.models import SnipTTAModel
 
 SCALES = [dict(max_side=512, valid_range=(100, None)),
@@ -68,3 +70,80 @@ def test_view_from_another_scale_is_an_error():
 def test_no_detections():
     merged = _model()._merge_single_sample([_view(1.0, [], [])])
     assert merged.pred_instances.bboxes.shape == (0, 4)
+
+
+class _CappingDetector(torch.nn.Module):
+    """A two-stage detector's test step on a crowded fine view
+    (:func:`conftest.crowded_predictions`), capped by its own
+    ``roi_head.test_cfg.max_per_img``, which it records per call."""
+
+    def __init__(self):
+        super().__init__()
+        self.roi_head = torch.nn.Module()
+        self.roi_head.test_cfg = ConfigDict(
+            score_thr=0.05, nms=dict(type='nms', iou_threshold=0.5),
+            max_per_img=100)
+        self.seen, self.fail = [], False
+
+    def test_step(self, data):
+        self.seen.append(self.roi_head.test_cfg.max_per_img)
+        if self.fail:
+            raise RuntimeError('the detector failed')
+        for sample in data['data_samples']:
+            sample.pred_instances = crowded_predictions(
+                self.roi_head.test_cfg)
+        return data['data_samples']
+
+
+def _fine_view_batch():
+    """One image, one view: its 2x scale (valid range (0, 48)); the
+    detector never reads the pixels."""
+    sample = DetDataSample(metainfo=dict(
+        ori_shape=(1000, 800), img_shape=(2000, 1600),
+        scale_factor=(2.0, 2.0), img_path='x.jpg'))
+    return dict(inputs=[[torch.zeros(3, 1, 1)]], data_samples=[[sample]])
+
+
+def _small_found(view_max_per_img):
+    detector = _CappingDetector()
+    tta = SnipTTAModel(scales=SCALES, module=detector,
+                       view_max_per_img=view_max_per_img)
+    pred = tta.test_step(_fine_view_batch())[0].pred_instances
+    sizes = (pred.bboxes[:, 2:] - pred.bboxes[:, :2]).prod(1).sqrt()
+    assert (sizes <= 48).all()
+    return len(pred), detector.seen
+
+
+def test_view_cap_lets_the_valid_range_filter_first():
+    """The detector's own cap (100) keeps the 100 confident 50 px boxes
+    of the fine view and drops the 10 small ones before the range filter,
+    which then drops the large: nothing is found. With the released
+    order (no cap per view; tta_cfg caps after the merge) the 10 small
+    objects survive; a cap of 105 keeps 5 of them."""
+    assert _small_found(None) == (0, [100])
+    assert _small_found(-1) == (10, [2**31 - 1])
+    assert _small_found(105) == (5, [105])
+
+
+def test_view_cap_is_restored_after_the_call_and_an_error():
+    detector = _CappingDetector()
+    tta = SnipTTAModel(scales=SCALES, module=detector, view_max_per_img=-1)
+    tta.test_step(_fine_view_batch())
+    assert detector.roi_head.test_cfg.max_per_img == 100
+    detector.fail = True
+    with pytest.raises(RuntimeError, match='the detector failed'):
+        tta.test_step(_fine_view_batch())
+    assert detector.seen == [2**31 - 1] * 2
+    assert detector.roi_head.test_cfg.max_per_img == 100
+
+
+def test_view_cap_needs_a_detector_with_a_cap():
+    with pytest.raises(TypeError, match=r'_Detector .*view_max_per_img='
+                       'None'):
+        SnipTTAModel(scales=SCALES, module=_Detector(), view_max_per_img=-1)
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match='view_max_per_img must be'):
+            SnipTTAModel(scales=SCALES, module=_CappingDetector(),
+                         view_max_per_img=bad)
+    # None: the detector's own cap, nothing to find
+    SnipTTAModel(scales=SCALES, module=_Detector())

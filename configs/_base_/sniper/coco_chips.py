@@ -71,12 +71,16 @@ snip_train_scales = [
     dict(short_max=(800, 1200), valid_range=(32, 150)),
     dict(short_max=(1400, 2000), valid_range=(0, 80)),
 ]
+# As the released code: each view's detections are filtered by its valid
+# range before any cap; tta_cfg caps once, after the merge (the detector's
+# own max_per_img is lifted during the views; docs/merge.md).
 snip_tta_model = dict(
     type='mmsnip.SnipTTAModel',
     scales=snip_test_scales,
     tta_cfg=dict(
         nms=dict(type='soft_nms', iou_threshold=0.5, min_score=0.001),
-        max_per_img=100))
+        max_per_img=100),
+    view_max_per_img=-1)
 snip_tta_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(

@@ -139,6 +139,19 @@ class AutoFocusTTAModel(BaseTTAModel):
             ``test_cfg.rpn`` (:func:`.chip_runner.proposal_budget`).
             ``None``: the detector's budget for every chip.
         min_rpn_proposals (int): Floor of that budget.
+        view_max_per_img (int, optional): The detector's own per-image cap
+            (``max_per_img`` of its ``test_cfg``) while it runs on the
+            chips (:func:`.view_cap.view_cap`; restored afterwards): an
+            int >= 1, or -1 for none (a DETR-family ``topk`` is clamped to
+            the number of scores it ranks). Focus stacking's valid
+            range then filters each chip's detections before any cap, and
+            ``tta_cfg.max_per_img`` caps once, after the merge: the order
+            of the released code (the COCO config sets -1). ``None``
+            (default): the detector caps each chip before the filter, so
+            out-of-range detections can crowd valid ones out (a deviation
+            from the released code; the demo's published numbers were
+            measured so). A detector without a cap to replace is an error
+            when the model is built.
     """
     STAGES = ('focus_map', 'chip_generation', 'crop_resize', 'detector',
               'merge')
@@ -153,6 +166,7 @@ class AutoFocusTTAModel(BaseTTAModel):
                  max_batch: Optional[int] = 16,
                  rpn_proposals_per_mpix: Optional[float] = None,
                  min_rpn_proposals: int = 100,
+                 view_max_per_img: Optional[int] = None,
                  **kwargs):
         super().__init__(**kwargs)
         owner = type(self).__name__
@@ -171,7 +185,8 @@ class AutoFocusTTAModel(BaseTTAModel):
             self.module, with_focus=True, max_pad_ratio=max_pad_ratio,
             max_batch=max_batch,
             rpn_proposals_per_mpix=rpn_proposals_per_mpix,
-            min_rpn_proposals=min_rpn_proposals, owner=owner)
+            min_rpn_proposals=min_rpn_proposals, owner=owner,
+            view_max_per_img=view_max_per_img)
         self.tta_cfg = ConfigDict(tta_cfg or dict(
             nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
         self.merge_cfg = MergeConfig.from_dict(self.tta_cfg)
@@ -182,6 +197,7 @@ class AutoFocusTTAModel(BaseTTAModel):
     max_batch = _runner_setting('max_batch')
     rpn_proposals_per_mpix = _runner_setting('rpn_proposals_per_mpix')
     min_rpn_proposals = _runner_setting('min_rpn_proposals')
+    view_max_per_img = _runner_setting('view_max_per_img')
 
     def merge_preds(self, data_samples_list):  # pragma: no cover
         raise NotImplementedError('AutoFocusTTAModel runs its own cascade')

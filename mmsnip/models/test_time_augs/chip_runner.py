@@ -10,8 +10,9 @@ does the same steps, here once:
 2. :class:`ChipRunner`: group crops by shape
    (:func:`mmsnip.chips.group_by_shape`), :func:`pack_crops` each group
    (normalise, pad), run the detector under the RPN budget
-   (:func:`proposal_budget`), and hand back, per crop in input order, the
-   prediction and (for an ``AutoFocus`` detector) its FocusPixel map;
+   (:func:`proposal_budget`) and the per-chip detection cap
+   (:func:`~.view_cap.view_cap`), and hand back, per crop in input order,
+   the prediction and (for an ``AutoFocus`` detector) its FocusPixel map;
 3. :func:`detections_in_image`: boxes back to ORIGINAL pixels.
 
 Crops of several images can share a batch (``ChipRunner.run`` takes one
@@ -30,6 +31,7 @@ from mmdet.structures.bbox import get_box_tensor
 from torch import Tensor
 
 from mmsnip.chips import Windows, group_by_shape
+from .view_cap import _inner_detector, check_view_cap, view_cap
 
 
 class Crop(NamedTuple):
@@ -121,11 +123,6 @@ def rpn_budget(pixels: float, per_mpix: Optional[float],
     if per_mpix is None:
         return None
     return max(int(np.ceil(per_mpix * pixels / 1e6)), minimum)
-
-
-def _inner_detector(module):
-    """The detector inside an ``AutoFocus`` wrapper, else ``module``."""
-    return getattr(module, 'detector', module)
 
 
 @contextmanager
@@ -234,7 +231,8 @@ def detections_in_image(results: List[DetDataSample],
 
 
 class ChipRunner:
-    """Runs a detector on crops, batched by shape, under an RPN budget.
+    """Runs a detector on crops, batched by shape, under an RPN budget
+    and (optionally) another per-image detection cap.
 
     Args:
         module: The detector (an ``AutoFocus`` for ``with_focus=True``).
@@ -248,6 +246,9 @@ class ChipRunner:
         max_batch (int, optional): At most this many crops per forward.
         rpn_proposals_per_mpix (float, optional): :func:`proposal_budget`.
         min_rpn_proposals (int): Floor of that budget.
+        view_max_per_img (int, optional): The detector's per-image cap
+            while it runs on the crops (:func:`~.view_cap.view_cap`): an
+            int, -1 for none; ``None``: the detector's own.
         rescale (bool): Predict with ``rescale=True`` (boxes in the window's
             ORIGINAL pixels, masks pasted by mmdet) or in network pixels.
         owner (str): Named in errors.
@@ -258,7 +259,8 @@ class ChipRunner:
                  max_batch: Optional[int] = 16,
                  rpn_proposals_per_mpix: Optional[float] = None,
                  min_rpn_proposals: int = 100, rescale: bool = True,
-                 owner: str = 'ChipRunner'):
+                 owner: str = 'ChipRunner',
+                 view_max_per_img: Optional[int] = None):
         if with_focus and not hasattr(module, 'predict_with_focus'):
             raise TypeError(
                 f'{owner} needs an AutoFocus detector (with a FocusPixel '
@@ -270,6 +272,8 @@ class ChipRunner:
             raise ValueError(f'{owner}: max_batch must be >= 1, got '
                              f'{max_batch}')
         check_proposal_budget(module, rpn_proposals_per_mpix, owner)
+        check_view_cap(module, view_max_per_img, owner)
+        self.owner, self.view_max_per_img = owner, view_max_per_img
         self.module, self.with_focus = module, with_focus
         self.max_pad_ratio, self.max_batch = max_pad_ratio, max_batch
         self.rpn_proposals_per_mpix = rpn_proposals_per_mpix
@@ -362,7 +366,9 @@ class ChipRunner:
                 data = pack_crops(self.module, part, [metas[i] for i in group])
             with proposal_budget(self.module, part,
                                  self.rpn_proposals_per_mpix,
-                                 self.min_rpn_proposals):
+                                 self.min_rpn_proposals), \
+                    view_cap(self.module, self.view_max_per_img,
+                             self.owner):
                 if with_focus:
                     out, focus = self.module.predict_with_focus(
                         data['inputs'], data['data_samples'],

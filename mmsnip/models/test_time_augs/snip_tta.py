@@ -1,6 +1,6 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 """SNIP inference on the full image pyramid (Sec. 3.2.2)."""
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -12,6 +12,7 @@ from mmsnip.chips import ScaleSpec, box_sizes, in_range
 from mmsnip.registry import MODELS
 from .chip_runner import StageTimer
 from .merge import MaskPaster, MergeConfig, add_masks, merge_detections
+from .view_cap import check_view_cap, view_cap
 
 
 @MODELS.register_module()
@@ -52,13 +53,29 @@ class SnipTTAModel(DetTTAModel):
             scale: a factor rule and ``valid_range`` (ORIGINAL pixels).
         tta_cfg (dict, optional): Merge settings, :class:`MergeConfig`;
             default NMS at IoU 0.5, 100 detections.
+        view_max_per_img (int, optional): The detector's own per-image cap
+            (``max_per_img`` of its ``test_cfg``) while it runs on the
+            views (:func:`.view_cap.view_cap`; restored afterwards): an
+            int >= 1, or -1 for none (a DETR-family ``topk`` is clamped to
+            the number of scores it ranks). The valid-range filter
+            then comes before any cap, and ``tta_cfg.max_per_img`` caps
+            once, after the merge: the order of the released SNIPER code
+            (the COCO configs set -1). ``None`` (default): the detector
+            caps each view before the filter, so at a fine view
+            out-of-range large detections can take every slot and crowd
+            the valid small ones out (a deviation from the released code;
+            the demo's published numbers were measured so). A detector
+            without a cap to replace is an error when the model is built.
     """
 
-    def __init__(self, scales: Sequence[dict], tta_cfg=None, **kwargs):
+    def __init__(self, scales: Sequence[dict], tta_cfg=None,
+                 view_max_per_img: Optional[int] = None, **kwargs):
         tta_cfg = ConfigDict(tta_cfg or dict(
             nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
         merge_cfg = MergeConfig.from_dict(tta_cfg)  # fail early
         super().__init__(tta_cfg=tta_cfg, **kwargs)
+        check_view_cap(self.module, view_max_per_img, type(self).__name__)
+        self.view_max_per_img = view_max_per_img
         self.merge_cfg = merge_cfg
         self.scales = [
             s if isinstance(s, ScaleSpec) else ScaleSpec.from_dict(dict(s))
@@ -66,10 +83,12 @@ class SnipTTAModel(DetTTAModel):
         ]
 
     def test_step(self, data) -> List[DetDataSample]:
-        """Views through the detector, then the merge; adds the batch's
-        detector time to ``stage_seconds``."""
+        """Views through the detector (its cap replaced by
+        ``view_max_per_img``), then the merge; adds the batch's detector
+        time to ``stage_seconds``."""
         timer = StageTimer(_device(self.module), ('total', ))
-        with timer('total'):
+        with timer('total'), view_cap(self.module, self.view_max_per_img,
+                                      type(self).__name__):
             results = super().test_step(data)
         merge = sum(r.metainfo['stage_seconds']['merge'] for r in results)
         share = max(timer.seconds['total'] - merge, 0.0) / max(
