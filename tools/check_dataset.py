@@ -13,14 +13,17 @@ across files, and image files whose size (read from the header) disagrees
 with the annotation. ``--full-decode`` decodes every image too (finds
 truncated files). Prints each problem and a summary; exit status 0 if
 there is no error (warnings allowed), 2 with one ``error:`` line if there
-is.
+is. A dataloader that gives no COCO file (``val_dataloader = None``, a
+non-COCO dataset) is named in a line saying nothing was checked for it;
+an error when it was asked for with ``--keys``.
 """
 import os
 
 from mmengine.config import DictAction
 
 from mmsnip.utils.cli import ArgumentParser, non_negative_int
-from mmsnip.utils.dataset_audit import ERROR, audit_config, summary
+from mmsnip.utils.dataset_audit import (ERROR, audit_config, summary,
+                                        unchecked_loaders)
 from mmsnip.utils.preflight import (DATALOADER_KEYS, UserInputError,
                                     check_data_paths, load_config,
                                     registry_classes, registry_is_coco,
@@ -42,9 +45,9 @@ def parse_args(argv=None):
     parser.add_argument(
         '--keys',
         nargs='+',
-        default=list(DATALOADER_KEYS),
         choices=list(DATALOADER_KEYS),
-        help='dataloaders to check (with their evaluators)')
+        help='dataloaders to check (with their evaluators; default: all; '
+        'one named here that gives no COCO file is an error)')
     parser.add_argument(
         '--max-per-kind',
         type=non_negative_int,
@@ -60,10 +63,12 @@ def main():
     from mmsnip.utils import register_all_modules
     register_all_modules(init_default_scope=False)
     cfg = load_config(args.config, args.cfg_options)
-    check_data_paths(cfg, args.keys, audit=False)
+    keys = args.keys or list(DATALOADER_KEYS)
+    check_data_paths(cfg, keys, audit=False)
+    unchecked = unchecked_loaders(cfg, keys, registry_is_coco)
     problems = audit_config(
         cfg,
-        args.keys,
+        keys,
         default_classes=registry_classes,
         is_coco=registry_is_coco,
         images=True,
@@ -80,8 +85,17 @@ def main():
         if args.max_per_kind else 0
     if hidden:
         print(f'... {hidden} more not shown (--max-per-kind 0 shows all)')
+    for key, reason in unchecked.items():
+        print(f'{key}: nothing checked: it {reason}')
     n_errors = sum(p.severity == ERROR for p in problems)
     print(f'{os.path.basename(args.config)}: {summary(problems)}')
+    asked = [k for k in unchecked if args.keys]
+    if asked:
+        raise UserInputError(
+            f'nothing was checked for {", ".join(asked)} (--keys): it '
+            f'{unchecked[asked[0]]}; name dataloaders that have a COCO '
+            f'dataset' + (f' (and the dataset has {n_errors} error(s), '
+                          'listed above)' if n_errors else ''))
     if n_errors:
         raise UserInputError(
             f'the dataset of "{args.config}" has {n_errors} error(s) (listed '

@@ -8,12 +8,15 @@ entry. This module finds them before training, as plain data
 (:class:`Problem`), one problem per entry, each naming the file and the
 entry (image id and file name, annotation id, category):
 
-- **one file**: no images; duplicate image ids (pycocotools keeps the last
+- **one file**: not a file (a directory); no images; duplicate image ids
+  (pycocotools keeps the last
   image of an id, so the boxes of both land on its pixels); duplicate
   annotation ids (``load_anns`` returns the last annotation of an id for
   each of them); annotations whose ``image_id`` or ``category_id`` is not in
   the file; a ``bbox`` that is not four finite numbers (strings, ``null``,
-  NaN, three numbers); image sizes that are not positive numbers; duplicate
+  NaN, three numbers); an ``iscrowd`` other than 0 / 1 (``"0"`` is a crowd
+  box for mmdet; ``true`` / ``false`` pass: they are 1 / 0 to mmdet and
+  pycocotools alike); image sizes that are not positive numbers; duplicate
   category ids or names. Warnings for what ``CocoDataset`` drops silently:
   boxes under 1 px or outside their image, an ``"area"`` <= 0 under a
   real box (an error when that is most of the file: ``"area"`` never
@@ -21,9 +24,17 @@ entry (image id and file name, annotation id, category):
   scores unless they are crowd).
 - **files an evaluator scores** (``CocoMetric(ann_file=...)``), for
   pycocotools' ``COCOeval``: an annotation of id 0 (never matched: a
-  warning), and with ``classwise=True`` category ids that do not ascend
-  in the file's order (each per-class AP shown under another class's
-  name: an error).
+  warning), annotation ids that are not integers and annotations without
+  ``iscrowd`` (``COCOeval`` fails on them after the whole test: errors),
+  and with ``classwise=True`` category ids that do not ascend in the
+  file's order (each per-class AP shown under another class's name: an
+  error).
+- **segmentations**, only for a file whose dataset loads masks
+  (``LoadAnnotations(with_mask=True)``): missing or empty ones (a
+  ``KeyError`` mid-training), polygons none of which has 3 points (mmdet
+  ignores the box silently), RLEs without ``counts`` / ``size`` or of
+  another size than their image: errors; some polygons dropped: a
+  warning (:func:`audit_masks`).
 - **across files** (train / val / test datasets, wrapped or not, and the
   evaluators' ``ann_file``): the label of a box is its class's position in
   ``metainfo.classes`` *as ordered by each file's "categories"*
@@ -113,6 +124,10 @@ EVALUATOR_IMAGES = 'evaluator_images'  # metric file lacks dataset images
 IGNORE_FLAG = 'ignore_flag'  # CocoDataset drops them (warning)
 ZERO_ANN_ID = 'zero_annotation_id'  # COCOeval never matches (warning)
 CLASSWISE_ORDER = 'classwise_order'  # per-class AP under other names
+BAD_ISCROWD = 'bad_iscrowd'  # "iscrowd" not 0 / 1 (missing: scored file)
+ANN_ID_TYPE = 'annotation_id_type'  # not an integer in a scored file
+BAD_SEGMENTATION = 'bad_segmentation'  # masks loaded: none / broken
+SEGMENTATION_POLYGONS = 'segmentation_polygons'  # some dropped (warning)
 
 # What CocoDataset needs: the lists of a file, the fields of its entries.
 COCO_LISTS = ('images', 'annotations', 'categories')
@@ -122,6 +137,10 @@ ANN_FIELDS = ('id', 'image_id', 'category_id', 'bbox', 'area')
 _TRANSPOSING = (5, 6, 7, 8)
 _EXIF_ORIENTATION = 0x0112
 _NUM = (int, float)  # JSON numbers; bool is not one
+# The "iscrowd" values both readers agree on: mmdet tests it for truth,
+# pycocotools' COCOeval takes int() of it (false / true and 0.0 / 1.0 equal
+# 0 / 1 in Python and read the same in both).
+_CROWD = (0, 1)
 # Formats cv2.imdecode (mmcv's default backend) cannot read.
 _CV2_UNREADABLE = ('GIF', )
 
@@ -175,6 +194,9 @@ class AnnSource:
             whose predictions it scores (``'val_dataloader'``).
         classwise (bool): For an evaluator's file, whether the metric
             reports AP per class (``CocoMetric(classwise=True)``).
+        with_mask (bool): Whether the dataset's pipeline loads masks
+            (``LoadAnnotations(with_mask=True)``): the segmentations are
+            audited then (:func:`audit_masks`), and only then.
     """
     ann_file: str
     source: str = ''
@@ -184,6 +206,7 @@ class AnnSource:
     apply_orientation: bool = True
     evaluates: Optional[str] = None
     classwise: bool = False
+    with_mask: bool = False
 
 
 def errors(problems: Iterable[Problem]) -> List[Problem]:
@@ -233,7 +256,8 @@ def join_root(root: Optional[str], path: str) -> str:
 
 def read_coco(
     path: str,
-    lists: Sequence[str] = COCO_LISTS
+    lists: Sequence[str] = COCO_LISTS,
+    entry: str = 'ann_file'
 ) -> Tuple[Optional[dict], List[Problem]]:
     """Parse a COCO json file.
 
@@ -243,6 +267,8 @@ def read_coco(
             ``images``, ``annotations`` and ``categories``, as
             ``CocoDataset`` needs them; a tool that only reads boxes asks
             for ``('images', 'annotations')``).
+        entry (str): The config entry that names the file, for the
+            message of a directory (``'val_evaluator.ann_file'``).
 
     Returns:
         tuple: ``(coco dict or None, problems)``; None with one
@@ -253,6 +279,11 @@ def read_coco(
     def bad(msg):
         return None, [Problem(path, 'file', msg, kind=BAD_FILE)]
 
+    if osp.isdir(path):
+        inside = sorted(n for n in _listdir(path) if n.endswith('.json'))
+        example = f' (it holds {_first(inside)})' if inside else ''
+        return bad(f'is a directory, not a COCO json file: set {entry} to '
+                   f'the annotation .json file{example}')
     try:
         with open(path, encoding='utf-8') as f:
             coco = json.load(f)
@@ -273,6 +304,14 @@ def read_coco(
         if not isinstance(coco.get(key), list):
             return bad(f'lacks the COCO list "{key}"')
     return coco, []
+
+
+def _listdir(path: str) -> List[str]:
+    import os
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
 
 
 def audit_coco(coco: dict,
@@ -413,6 +452,7 @@ def audit_coco(coco: dict,
     boxes: List[list] = []
     areas: List = []
     img_wh: List[tuple] = []  # their image's (width, height), NaN unknown
+    bad_crowd: List[str] = []  # entries with an "iscrowd" not 0 / 1
     for i, ann in enumerate(anns):
         # fast path: a well-formed annotation (finiteness checked below,
         # vectorised)
@@ -426,7 +466,7 @@ def audit_coco(coco: dict,
                 and type(box) is list and len(box) == 4
                 and type(box[0]) in _NUM and type(box[1]) in _NUM
                 and type(box[2]) in _NUM and type(box[3]) in _NUM
-                and type(area) in _NUM)
+                and type(area) in _NUM and ann.get('iscrowd', 0) in _CROWD)
         except (KeyError, TypeError, IndexError):
             ok = False
         if ok:
@@ -469,6 +509,9 @@ def audit_coco(coco: dict,
                 not _hashable_id(cid) or cid not in cat_ids):
             no_cat[_fmt_id(cid) if _hashable_id(cid) else repr(cid)] \
                 .append(entry)
+        crowd = ann.get('iscrowd', 0)
+        if type(crowd) not in (int, float, bool) or crowd not in _CROWD:
+            bad_crowd.append(f'{entry} iscrowd={json.dumps(crowd)[:20]}')
         area = ann.get('area')
         if 'area' in ann and type(area) not in _NUM:
             add(entry, f'has area={area!r}: it must be a number',
@@ -487,6 +530,14 @@ def audit_coco(coco: dict,
                     sizes.get(iid, (
                         np.nan, np.nan)) if _hashable_id(iid) else (np.nan,
                                                                     np.nan))
+    if bad_crowd:
+        add(bad_crowd[0].split(' iscrowd=')[0],
+            f'{len(bad_crowd)} annotation(s) have an "iscrowd" that is not '
+            f'0 or 1 ({_first(bad_crowd)}): CocoDataset makes every true '
+            'value (the string "0" too) a crowd box, ignored in training, '
+            'and pycocotools\' COCOeval reads int(iscrowd) (a string is a '
+            'crowd region there, null fails after the whole test); write 0 '
+            '(an object) or 1 (a crowd region) as a number', BAD_ISCROWD)
     flagged = [i for i, ann in enumerate(anns)
                if isinstance(ann, dict) and ann.get('ignore')]
     if flagged:
@@ -849,6 +900,12 @@ def audit_evaluated_files(
       detection matched to annotation 0 counts as a false positive (AP a
       little too low); not for a crowd box or a category outside the
       classes, which are never true positives anyway;
+    - an annotation id that is not an integer (an error: ``COCOeval``
+      stores matched ids in a float array, and ``'x'`` fails there once a
+      detection matches it) and an annotation without ``iscrowd`` (an
+      error: ``computeIoU`` reads ``int(gt['iscrowd'])``), both after the
+      whole test; categories outside the classes are not scored and not
+      checked;
     - ``classwise=True`` with the classes' category ids not ascending in
       the file's order: ``COCOeval`` sorts the ids, mmdet's per-class
       table follows the file's order, so each class's AP is printed
@@ -862,11 +919,46 @@ def audit_evaluated_files(
         scored = None if keep is None else {
             c['id'] for c in coco['categories'] if isinstance(c, dict)
             and c.get('name') in keep}
-        zero = [_ann_entry(ann, i) for i, ann in enumerate(
-            coco['annotations']) if isinstance(ann, dict)
-            and type(ann.get('id')) is int and ann['id'] == 0
-            and not ann.get('iscrowd')
-            and (scored is None or ann.get('category_id') in scored)]
+        zero, not_int, no_crowd = [], [], []
+        for i, ann in enumerate(coco['annotations']):
+            if not isinstance(ann, dict) or (
+                    scored is not None
+                    and ann.get('category_id') not in scored):
+                continue
+            aid = ann.get('id')
+            if type(aid) is not int:
+                not_int.append(i)
+            elif aid == 0 and not ann.get('iscrowd'):
+                zero.append(_ann_entry(ann, i))
+            if 'iscrowd' not in ann:
+                no_crowd.append(i)
+        anns = coco['annotations']
+        if not_int:
+            shown = [f'annotations[{i}] (id {anns[i].get("id")!r})'
+                     for i in not_int[:3]]
+            out.append(
+                Problem(
+                    ev.ann_file, shown[0].split(' (id')[0],
+                    f'{len(not_int)} annotation(s) have an id that is not '
+                    f'an integer ({_first(shown, len(not_int))}), in a file '
+                    f'that {ev.source} scores: pycocotools\' COCOeval '
+                    'stores the id of each matched annotation in a number '
+                    'array, and a non-numeric one fails there (after the '
+                    'whole test) once a detection matches it; number the '
+                    'annotations with integers from 1', ERROR, ANN_ID_TYPE,
+                    ev.source))
+        if no_crowd:
+            shown = [_ann_entry(anns[i], i) for i in no_crowd[:3]]
+            out.append(
+                Problem(
+                    ev.ann_file, shown[0],
+                    f'{len(no_crowd)} annotation(s) have no "iscrowd" '
+                    f'({_first(shown, len(no_crowd))}), in a file that '
+                    f'{ev.source} scores: pycocotools\' COCOeval reads '
+                    'int(iscrowd) of every ground-truth box and fails with '
+                    'a KeyError after the whole test; write "iscrowd": 0 '
+                    '(1 for a crowd region) into each annotation', ERROR,
+                    BAD_ISCROWD, ev.source))
         if zero:
             out.append(
                 Problem(
@@ -899,6 +991,115 @@ def audit_evaluated_files(
                     'file\'s order (their annotations\' "category_id" '
                     'with them), or set classwise=False', ERROR,
                     CLASSWISE_ORDER, ev.source))
+    return out
+
+
+def audit_masks(coco: dict, path: str, source: str = '') -> List[Problem]:
+    """The segmentations of a file whose dataset loads masks
+    (``LoadAnnotations(with_mask=True)``), as mmdet's loader reads them.
+
+    One problem per file and kind of mistake, naming the first
+    annotations: errors for a missing or empty ``segmentation``
+    (``CocoDataset`` then stores no mask and ``LoadAnnotations`` fails
+    with ``KeyError: 'mask'`` mid-training), a value that is neither a
+    list of polygons nor an RLE dict, polygons of which none has an even
+    number of at least 6 coordinates (mmdet silently turns the box into
+    an ignored one), an RLE without ``counts`` / ``size``, or of another
+    ``size`` than its image (a ``ValueError`` deep inside mmdet); a
+    warning for polygons some of which mmdet drops. Annotations with a
+    true ``"ignore"`` (dropped by ``CocoDataset``) are left out.
+    Polygon coordinates are not read one by one (cost: one pass over the
+    annotations and their polygon lists).
+    """
+    hw = {}
+    for img in coco['images']:
+        if isinstance(img, dict) and _hashable_id(img.get('id')):
+            hw[img['id']] = [img.get('height'), img.get('width')]
+    found: Dict[str, List[str]] = defaultdict(list)
+    anns = coco['annotations']
+    for i, ann in enumerate(anns):
+        if not isinstance(ann, dict):
+            continue
+        seg = ann.get('segmentation')
+        if type(seg) is list and len(seg) == 1 and type(seg[0]) is list \
+                and len(seg[0]) >= 6 and not len(seg[0]) % 2:
+            continue  # fast path: one good polygon (most of COCO)
+        if ann.get('ignore'):
+            continue
+        entry = _ann_entry(ann, i)
+        if not seg:
+            found['empty'].append(f'{entry} segmentation='
+                                  f'{json.dumps(seg)}' if 'segmentation'
+                                  in ann else entry)
+        elif type(seg) is list:
+            if not all(type(p) is list for p in seg):
+                found['flat'].append(entry)
+                continue
+            good = sum(len(p) >= 6 and not len(p) % 2 for p in seg)
+            if not good:
+                found['polygons'].append(
+                    f'{entry} segmentation={json.dumps(seg)[:40]}')
+            elif good < len(seg):
+                found['some'].append(entry)
+        elif type(seg) is dict:
+            size = seg.get('size')
+            if not isinstance(seg.get('counts'), (list, str)) or \
+                    type(size) is not list or len(size) != 2:
+                found['rle'].append(entry)
+            elif hw.get(ann.get('image_id') if _hashable_id(
+                    ann.get('image_id')) else None, size) != size:
+                found['rle_size'].append(
+                    f'{entry} size {size} in a '
+                    f'{hw[ann["image_id"]][0]!r} x '
+                    f'{hw[ann["image_id"]][1]!r} image')
+        else:
+            found['type'].append(f'{entry} segmentation='
+                                 f'{json.dumps(seg)[:30]}')
+    texts = {
+        'empty': ('no "segmentation" (missing, null or empty)', (
+            'CocoDataset stores no mask for them and LoadAnnotations('
+            'with_mask=True) fails with KeyError: \'mask\' when their '
+            'image is loaded; give each a polygon or RLE, or remove them')),
+        'flat': ('a "segmentation" list that is not a list of polygons', (
+            'mmdet fails on it (TypeError); write polygons as '
+            '[[x1, y1, x2, y2, ...], ...]')),
+        'polygons': ('no polygon of at least 3 points (an even number of '
+                     'at least 6 coordinates)', (
+                         'mmdet drops such polygons and, with none left, '
+                         'silently turns the object into an ignored box; '
+                         'fix the polygons or remove the annotations')),
+        'rle': ('an RLE "segmentation" without "counts" (a list or '
+                'string) and "size" [height, width]', (
+                    'mmdet silently turns the object into an ignored box; '
+                    'write a full RLE')),
+        'rle_size': ('an RLE "segmentation" whose "size" is not their '
+                     'image\'s [height, width]', (
+                         'mmdet fails on it when the image is loaded '
+                         '(ValueError); encode the masks at the image\'s '
+                         'size')),
+        'type': ('a "segmentation" that is neither a list of polygons nor '
+                 'an RLE dict', ('mmdet cannot read it; write polygons or '
+                                 'RLE')),
+        'some': ('polygons with fewer than 3 points (or an odd number of '
+                 'coordinates) beside good ones', (
+                     'mmdet drops those polygons silently, so the masks '
+                     'miss parts; fix or remove them')),
+    }
+    out = []
+    for key, (what, why) in texts.items():
+        entries = found.get(key)
+        if not entries:
+            continue
+        out.append(
+            Problem(
+                path, entries[0].split(' segmentation=')[0].split(
+                    ' size ')[0],
+                f'{len(entries)} annotation(s) have {what} '
+                f'({_first(entries)}), and {source or "the dataset"} loads '
+                f'masks (LoadAnnotations(with_mask=True)): {why}',
+                WARNING if key == 'some' else ERROR,
+                SEGMENTATION_POLYGONS if key == 'some' else BAD_SEGMENTATION,
+                source))
     return out
 
 
@@ -1155,6 +1356,15 @@ def _applies_orientation(pipelines: list) -> bool:
     return True
 
 
+def _loads_masks(pipelines: list) -> bool:
+    """Whether these pipelines load masks (``LoadAnnotations`` or a
+    subclass with ``with_mask=True``)."""
+    return any(
+        isinstance(step, dict) and 'LoadAnnotations' in str(
+            step.get('type', '')) and bool(step.get('with_mask'))
+        for pipeline in pipelines for step in pipeline)
+
+
 def is_coco_type(type_name: str) -> bool:
     """Dataset / metric types whose ``ann_file`` is COCO json with the
     label rule above (``CocoDataset`` and subclasses by name; not LVIS)."""
@@ -1213,7 +1423,8 @@ def sources_from_config(
                 img_prefix=join_root(root, img or ''),
                 classes=tuple(classes) if classes is not None else None,
                 explicit_classes=explicit,
-                apply_orientation=_applies_orientation(pipelines))
+                apply_orientation=_applies_orientation(pipelines),
+                with_mask=_loads_masks(pipelines))
             out.append(src)
             first_leaf = first_leaf or src
         evaluators = cfg.get(eval_key) if eval_key else None
@@ -1263,11 +1474,16 @@ def audit_sources(sources: Sequence[AnnSource],
     for src in sources:
         if src.ann_file in parsed:
             continue
-        coco, problems = read_coco(src.ann_file)
+        coco, problems = read_coco(src.ann_file,
+                                   entry=f'{src.source}.ann_file')
         parsed[src.ann_file] = coco
         out.extend(dataclasses.replace(p, source=src.source) for p in problems)
         if coco is not None:
             out.extend(audit_coco(coco, src.ann_file, src.source))
+            masked = [s for s in sources
+                      if s.ann_file == src.ann_file and s.with_mask]
+            if masked:
+                out.extend(audit_masks(coco, src.ann_file, masked[0].source))
     files = [(s, parsed[s.ann_file]) for s in sources
              if parsed[s.ann_file] is not None]
     out.extend(audit_classes(files))
@@ -1307,13 +1523,34 @@ def audit_config(cfg,
     :func:`audit_sources`).
 
     Files that do not exist are left to the path checks
-    (``mmsnip.utils.preflight.check_data_paths``) and skipped here.
+    (``mmsnip.utils.preflight.check_data_paths``) and skipped here; a
+    directory is a ``bad_file`` error.
     """
     sources = [
         s for s in sources_from_config(cfg, keys, default_classes, is_coco)
-        if '://' not in s.ann_file and osp.isfile(s.ann_file)
+        if '://' not in s.ann_file and osp.exists(s.ann_file)
     ]
     return audit_sources(sources, **kwargs)
+
+
+def unchecked_loaders(cfg,
+                      keys: Sequence[str],
+                      is_coco: Callable[[str], bool] = is_coco_type
+                      ) -> Dict[str, str]:
+    """The dataloaders of ``keys`` that give the audit no COCO file,
+    with the reason: ``{'val_dataloader': 'is None in the config'}``."""
+    out = {}
+    for key in keys:
+        loader = cfg.get(key)
+        if not isinstance(loader, dict):
+            out[key] = (f'is {loader!r} in the config' if key in cfg
+                        else 'is not in the config')
+        elif not isinstance(loader.get('dataset'), dict):
+            out[key] = 'has no dataset'
+        elif not sources_from_config(cfg, (key, ), None, is_coco):
+            out[key] = ('has no COCO annotation file (no ann_file of a '
+                        'COCO dataset type)')
+    return out
 
 
 def summary(problems: Sequence[Problem]) -> str:

@@ -83,3 +83,37 @@ def test_test_refuses_image_smaller_than_annotated(demo, tmp_path):
     line = error_line(proc)
     assert 'image 2 ("val_000001.jpg"): the file' in line
     assert 'but the annotation says' in line
+
+
+def test_ann_file_that_is_a_directory(demo, tmp_path):
+    """Was: check_dataset.py `0 errors`, train.py a raw IsADirectoryError."""
+    cfg = tiny_config(str(demo), str(tmp_path / 'w'), str(tmp_path / 'c.py'))
+    opt = ['--cfg-options', 'val_dataloader.dataset.ann_file=annotations']
+    proc = run_tool(['tools/check_dataset.py', cfg, '--no-progress', *opt],
+                    check=False)
+    error_line(proc)
+    assert (f'- {demo}/annotations: file: is a directory, not a COCO json '
+            'file: set val_dataloader.dataset.ann_file to the annotation '
+            '.json file') in proc.stdout
+    line = error_line(run_tool(['tools/train.py', cfg, *opt], check=False))
+    assert 'annotations: file: is a directory' in line
+    assert 'val_dataloader.dataset.ann_file' in line
+    assert not list(tmp_path.rglob('*.pth'))
+
+
+def test_keys_of_a_loader_that_is_none(demo, tmp_path):
+    """A loader asked for with --keys that gives no file is an error; with
+    the default keys, a line says that nothing was checked for it."""
+    cfg = tiny_config(str(demo), str(tmp_path / 'w'), str(tmp_path / 'c.py'))
+    with open(cfg, 'a') as f:
+        f.write('\nval_dataloader = None\nval_evaluator = None\n'
+                'val_cfg = None\n')
+    proc = run_tool(['tools/check_dataset.py', cfg, '--no-progress',
+                     '--keys', 'val_dataloader'], check=False)
+    line = error_line(proc)
+    assert 'nothing was checked for val_dataloader (--keys): it is None ' \
+        'in the config' in line
+    proc = run_tool(['tools/check_dataset.py', cfg, '--no-progress'])
+    assert 'val_dataloader: nothing checked: it is None in the config' \
+        in proc.stdout
+    assert 'c.py: 0 errors, 0 warnings' in proc.stdout

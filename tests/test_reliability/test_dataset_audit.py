@@ -10,12 +10,13 @@ import pytest
 from PIL import Image
 
 from mmsnip.utils.dataset_audit import (
-    BAD_BBOX, BBOX_FORMAT, CATEGORY_ID, CLASS_MISSING, CLASS_ORDER,
-    CLASSWISE_ORDER, DROPPED_BOXES, DUPLICATE_ANN_ID, DUPLICATE_IMAGE_ID,
-    ERROR, IGNORE_FLAG, IMAGE_FILE, IMAGE_SIZE, IMAGES_SKIPPED,
-    MISSING_CATEGORY, MISSING_IMAGE, NO_IMAGES, WARNING, ZERO_ANN_ID,
-    AnnSource, audit_config, audit_sources, errors, image_size, label_names,
-    sources_from_config)
+    ANN_ID_TYPE, BAD_BBOX, BAD_FILE, BAD_ISCROWD, BAD_SEGMENTATION,
+    BBOX_FORMAT, CATEGORY_ID, CLASS_MISSING, CLASS_ORDER, CLASSWISE_ORDER,
+    DROPPED_BOXES, DUPLICATE_ANN_ID, DUPLICATE_IMAGE_ID, ERROR, IGNORE_FLAG,
+    IMAGE_FILE, IMAGE_SIZE, IMAGES_SKIPPED, MISSING_CATEGORY, MISSING_IMAGE,
+    NO_IMAGES, SEGMENTATION_POLYGONS, WARNING, ZERO_ANN_ID, AnnSource,
+    audit_config, audit_sources, errors, image_size, label_names,
+    sources_from_config, unchecked_loaders)
 from mmsnip.utils.preflight import UserInputError, check_annotations
 
 CLASSES = ('disc', 'square', 'triangle', 'cross', 'ring')
@@ -613,3 +614,152 @@ def test_classwise_ap_needs_ascending_category_ids(demo):
     assert 'ids in the order [disc (9), square (3), triangle (4)' \
         in p.message
     assert 'or set classwise=False' in p.message
+
+
+@pytest.mark.parametrize('value', ['0', '1', None, 2, 0.5, [0]])
+def test_iscrowd_not_0_or_1(demo, value):
+    """mmdet makes any true "iscrowd" (the string '0' too) a crowd box;
+    COCOeval takes int() of it (None fails after the whole test)."""
+    coco = read(demo)
+    coco['annotations'][1]['iscrowd'] = value
+    coco['annotations'][3]['iscrowd'] = value
+    write(demo, coco)
+    p = only(audit(demo), BAD_ISCROWD)
+    assert p.severity == ERROR and p.entry == 'annotation 2 (image 1)'
+    assert p.message.startswith(
+        f'2 annotation(s) have an "iscrowd" that is not 0 or 1 '
+        f'(annotation 2 (image 1) iscrowd={json.dumps(value)}, ')
+    assert 'write 0 (an object) or 1 (a crowd region)' in p.message
+
+
+def test_iscrowd_booleans_and_missing_are_fine_for_training(demo):
+    """true / false read as 1 / 0 in both mmdet and pycocotools."""
+    coco = read(demo)
+    coco['annotations'][1]['iscrowd'] = True
+    coco['annotations'][2]['iscrowd'] = False
+    del coco['annotations'][3]['iscrowd']
+    write(demo, coco)
+    assert audit(demo) == []
+
+
+def test_scored_file_needs_integer_ids_and_iscrowd(demo):
+    """COCOeval stores matched ids in a float array ('x' fails once a
+    detection matches) and reads int(gt['iscrowd'])."""
+    coco = read(demo, 'val')
+    coco['annotations'][1]['id'] = 'x'
+    del coco['annotations'][2]['iscrowd']
+    write(demo, coco, 'val')
+    problems = audit_config(cfg_of(demo), images=False)
+    assert sorted(p.kind for p in problems) == [ANN_ID_TYPE, BAD_ISCROWD]
+    for p in problems:
+        assert (p.severity, p.source) == (ERROR, 'val_evaluator[0]')
+    p = next(p for p in problems if p.kind == ANN_ID_TYPE)
+    assert p.entry == 'annotations[1]'
+    assert p.message.startswith(
+        "1 annotation(s) have an id that is not an integer (annotations[1] "
+        "(id 'x')), in a file that val_evaluator[0] scores")
+    p = next(p for p in problems if p.kind == BAD_ISCROWD)
+    assert 'have no "iscrowd"' in p.message and 'KeyError' in p.message
+    # only the scored file: the same in a file only trained on passes
+    cfg = cfg_of(demo)
+    del cfg['val_evaluator']
+    assert audit_config(cfg, images=False) == []
+
+
+def test_string_annotation_id_really_fails_in_cocoeval():
+    """The reason for the rule above, on pycocotools itself."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    gt = COCO()
+    gt.dataset = dict(
+        images=[dict(id=1, width=100, height=100)],
+        categories=[dict(id=1, name='a')],
+        annotations=[dict(id='x', image_id=1, category_id=1,
+                          bbox=[10, 10, 40, 40], area=1600, iscrowd=0)])
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+        dt = gt.loadRes([dict(image_id=1, category_id=1,
+                              bbox=[10, 10, 40, 40], score=0.9)])
+        ev = COCOeval(gt, dt, 'bbox')
+        with pytest.raises(ValueError):
+            ev.evaluate()
+
+
+def _with_mask(cfg):
+    cfg['train_dataloader']['dataset']['pipeline'] = [
+        dict(type='LoadImageFromFile'),
+        dict(type='LoadAnnotations', with_bbox=True, with_mask=True)]
+    return cfg
+
+
+def test_segmentations_audited_when_masks_are_loaded(demo):
+    coco = read(demo)
+    anns = coco['annotations']
+    h, w = coco['images'][0]['height'], coco['images'][0]['width']
+    assert anns[0]['image_id'] == 1
+    anns[0]['segmentation'] = [[1, 2, 3, 4]]  # 2 points: box ignored
+    anns[1]['segmentation'] = []  # KeyError 'mask'
+    del anns[2]['segmentation']
+    anns[3]['segmentation'] = dict(counts=[0, 10], size=[h + 1, w])
+    anns[4]['segmentation'] = [[1, 2, 3, 4], [1, 1, 9, 1, 9, 9]]
+    write(demo, coco)
+    cfg = cfg_of(demo)
+    assert audit_config(cfg, images=False) == []  # masks not loaded
+    assert not sources_from_config(cfg)[0].with_mask
+    problems = audit_config(_with_mask(cfg), images=False)
+    assert sources_from_config(cfg)[0].with_mask
+    msgs = {p.message.split(' (')[0]: p for p in problems}
+    assert sorted((p.kind, p.severity) for p in problems) == [
+        (BAD_SEGMENTATION, ERROR)] * 3 + [(SEGMENTATION_POLYGONS, WARNING)]
+    src = 'train_dataloader.dataset.dataset.dataset'
+    for p in problems:
+        assert p.source == src and p.file.endswith('instances_train.json')
+        assert f'{src} loads masks (LoadAnnotations(with_mask=True))' \
+            in p.message
+    p = msgs['1 annotation(s) have no polygon of at least 3 points']
+    assert p.entry == 'annotation 1 (image 1)'
+    assert 'annotation 1 (image 1) segmentation=[[1, 2, 3, 4]]' \
+        in p.message
+    assert 'silently turns the object into an ignored box' in p.message
+    p = msgs['2 annotation(s) have no "segmentation"']
+    assert 'annotation 2 (image 1) segmentation=[], annotation 3' \
+        in p.message
+    assert "KeyError: 'mask'" in p.message
+    p = next(p for p in problems if 'have an RLE' in p.message)
+    assert p.entry == 'annotation 4 (image 1)'
+    assert f'size [{h + 1}, {w}] in a {h} x {w} image' in p.message
+    p = next(p for p in problems if p.kind == SEGMENTATION_POLYGONS)
+    assert p.entry == 'annotation 5 (image 1)'
+
+
+def test_ann_file_that_is_a_directory(demo):
+    cfg = cfg_of(demo)
+    cfg['val_dataloader']['dataset']['ann_file'] = 'annotations'
+    problems = audit_config(cfg, images=False)
+    p = only([p for p in problems if p.kind == BAD_FILE], BAD_FILE)
+    assert (p.severity, p.entry, p.source) == (
+        ERROR, 'file', 'val_dataloader.dataset')
+    assert p.message.startswith(
+        'is a directory, not a COCO json file: set '
+        'val_dataloader.dataset.ann_file to the annotation .json file (it '
+        'holds instances_train.json, instances_val.json)')
+    with pytest.raises(UserInputError, match='is a directory'):
+        check_annotations(cfg)
+
+
+def test_unchecked_loaders_are_named(demo):
+    cfg = cfg_of(demo)
+    cfg['test_dataloader'] = None
+    assert unchecked_loaders(cfg, ('train_dataloader', 'val_dataloader',
+                                   'test_dataloader')) == {
+        'test_dataloader': 'is None in the config'}
+    cfg['val_dataloader']['dataset']['type'] = 'VOCDataset'
+    assert 'val_dataloader' not in unchecked_loaders(  # its evaluator's file
+        cfg, ('val_dataloader', ))
+    del cfg['val_evaluator']
+    assert unchecked_loaders(cfg, ('val_dataloader', ))[
+        'val_dataloader'].startswith('has no COCO annotation file')
