@@ -1017,13 +1017,9 @@ def audit_masks(coco: dict, path: str, source: str = '') -> List[Problem]:
             hw[img['id']] = [img.get('height'), img.get('width')]
     found: Dict[str, List[str]] = defaultdict(list)
     anns = coco['annotations']
-    for i, ann in enumerate(anns):
-        if not isinstance(ann, dict):
-            continue
+    for i in _unusual_segmentations(anns):
+        ann = anns[i]
         seg = ann.get('segmentation')
-        if type(seg) is list and len(seg) == 1 and type(seg[0]) is list \
-                and len(seg[0]) >= 6 and not len(seg[0]) % 2:
-            continue  # fast path: one good polygon (most of COCO)
         if ann.get('ignore'):
             continue
         entry = _ann_entry(ann, i)
@@ -1101,6 +1097,23 @@ def audit_masks(coco: dict, path: str, source: str = '') -> List[Problem]:
                 SEGMENTATION_POLYGONS if key == 'some' else BAD_SEGMENTATION,
                 source))
     return out
+
+
+def _one_polygon(seg) -> bool:
+    return type(seg) is list and len(seg) == 1 and type(seg[0]) is list \
+        and len(seg[0]) >= 6 and not len(seg[0]) % 2
+
+
+def _unusual_segmentations(anns: list) -> List[int]:
+    """Indices of the annotations (dicts) whose segmentation is not one
+    good polygon (most of COCO's are): the ones :func:`audit_masks` looks
+    at."""
+    try:
+        return [i for i, ann in enumerate(anns)
+                if not _one_polygon(ann.get('segmentation'))]
+    except AttributeError:  # not a dict: audit_coco reports it
+        return [i for i, ann in enumerate(anns) if isinstance(ann, dict)
+                and not _one_polygon(ann.get('segmentation'))]
 
 
 def _unique(problems: List[Problem]) -> List[Problem]:
