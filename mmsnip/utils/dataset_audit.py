@@ -197,6 +197,8 @@ class AnnSource:
         with_mask (bool): Whether the dataset's pipeline loads masks
             (``LoadAnnotations(with_mask=True)``): the segmentations are
             audited then (:func:`audit_masks`), and only then.
+        poly2mask (bool): ``LoadAnnotations(poly2mask=...)`` (default
+            True); False keeps polygons only (an RLE ignores its box).
     """
     ann_file: str
     source: str = ''
@@ -207,6 +209,7 @@ class AnnSource:
     evaluates: Optional[str] = None
     classwise: bool = False
     with_mask: bool = False
+    poly2mask: bool = True
 
 
 def errors(problems: Iterable[Problem]) -> List[Problem]:
@@ -994,7 +997,10 @@ def audit_evaluated_files(
     return out
 
 
-def audit_masks(coco: dict, path: str, source: str = '') -> List[Problem]:
+def audit_masks(coco: dict,
+                path: str,
+                source: str = '',
+                poly2mask: bool = True) -> List[Problem]:
     """The segmentations of a file whose dataset loads masks
     (``LoadAnnotations(with_mask=True)``), as mmdet's loader reads them.
 
@@ -1006,7 +1012,9 @@ def audit_masks(coco: dict, path: str, source: str = '') -> List[Problem]:
     number of at least 6 coordinates (mmdet silently turns the box into
     an ignored one), an RLE without ``counts`` / ``size``, or of another
     ``size`` than its image (a ``ValueError`` deep inside mmdet); a
-    warning for polygons some of which mmdet drops. Annotations with a
+    warning for polygons some of which mmdet drops. With ``poly2mask``
+    False (``LoadAnnotations(poly2mask=False)``) every RLE is an error:
+    mmdet then keeps polygons only and ignores the box. Annotations with a
     true ``"ignore"`` (dropped by ``CocoDataset``) are left out.
     Polygon coordinates are not read one by one (cost: one pass over the
     annotations and their polygon lists).
@@ -1039,7 +1047,9 @@ def audit_masks(coco: dict, path: str, source: str = '') -> List[Problem]:
                 found['some'].append(entry)
         elif type(seg) is dict:
             size = seg.get('size')
-            if not isinstance(seg.get('counts'), (list, str)) or \
+            if not poly2mask:
+                found['rle_poly'].append(entry)
+            elif not isinstance(seg.get('counts'), (list, str)) or \
                     type(size) is not list or len(size) != 2:
                 found['rle'].append(entry)
             elif hw.get(ann.get('image_id') if _hashable_id(
@@ -1068,6 +1078,10 @@ def audit_masks(coco: dict, path: str, source: str = '') -> List[Problem]:
                 'string) and "size" [height, width]', (
                     'mmdet silently turns the object into an ignored box; '
                     'write a full RLE')),
+        'rle_poly': ('an RLE "segmentation"', (
+            'with poly2mask=False, mmdet keeps polygons only and silently '
+            'turns the object into an ignored box; set poly2mask=True in '
+            'LoadAnnotations (RLE to bitmaps) or write polygons')),
         'rle_size': ('an RLE "segmentation" whose "size" is not their '
                      'image\'s [height, width]', (
                          'mmdet fails on it when the image is loaded '
@@ -1369,13 +1383,13 @@ def _applies_orientation(pipelines: list) -> bool:
     return True
 
 
-def _loads_masks(pipelines: list) -> bool:
-    """Whether these pipelines load masks (``LoadAnnotations`` or a
-    subclass with ``with_mask=True``)."""
-    return any(
-        isinstance(step, dict) and 'LoadAnnotations' in str(
-            step.get('type', '')) and bool(step.get('with_mask'))
-        for pipeline in pipelines for step in pipeline)
+def _mask_loader(pipelines: list) -> Optional[dict]:
+    """The step of these pipelines that loads masks (``LoadAnnotations``
+    or a subclass with ``with_mask=True``), or None."""
+    return next((step for pipeline in pipelines for step in pipeline
+                 if isinstance(step, dict) and 'LoadAnnotations' in str(
+                     step.get('type', '')) and bool(step.get('with_mask'))),
+                None)
 
 
 def is_coco_type(type_name: str) -> bool:
@@ -1437,7 +1451,9 @@ def sources_from_config(
                 classes=tuple(classes) if classes is not None else None,
                 explicit_classes=explicit,
                 apply_orientation=_applies_orientation(pipelines),
-                with_mask=_loads_masks(pipelines))
+                with_mask=_mask_loader(pipelines) is not None,
+                poly2mask=bool((_mask_loader(pipelines)
+                                or {}).get('poly2mask', True)))
             out.append(src)
             first_leaf = first_leaf or src
         evaluators = cfg.get(eval_key) if eval_key else None
@@ -1496,7 +1512,8 @@ def audit_sources(sources: Sequence[AnnSource],
             masked = [s for s in sources
                       if s.ann_file == src.ann_file and s.with_mask]
             if masked:
-                out.extend(audit_masks(coco, src.ann_file, masked[0].source))
+                out.extend(audit_masks(coco, src.ann_file, masked[0].source,
+                                       all(s.poly2mask for s in masked)))
     files = [(s, parsed[s.ann_file]) for s in sources
              if parsed[s.ann_file] is not None]
     out.extend(audit_classes(files))

@@ -736,6 +736,24 @@ def test_segmentations_audited_when_masks_are_loaded(demo):
     assert p.entry == 'annotation 5 (image 1)'
 
 
+def test_rle_with_poly2mask_false(demo):
+    """LoadAnnotations(poly2mask=False) keeps polygons only: mmdet turns
+    an RLE's object into an ignored box, silently."""
+    coco = read(demo)
+    h, w = coco['images'][0]['height'], coco['images'][0]['width']
+    coco['annotations'][0]['segmentation'] = dict(counts=[0, 10],
+                                                  size=[h, w])
+    write(demo, coco)
+    cfg = _with_mask(cfg_of(demo))
+    assert audit_config(cfg, images=False) == []  # poly2mask=True
+    cfg['train_dataloader']['dataset']['pipeline'][1]['poly2mask'] = False
+    p = only(audit_config(cfg, images=False), BAD_SEGMENTATION)
+    assert p.entry == 'annotation 1 (image 1)'
+    assert p.message.startswith('1 annotation(s) have an RLE "segmentation"'
+                                ' (annotation 1 (image 1))')
+    assert 'with poly2mask=False, mmdet keeps polygons only' in p.message
+
+
 def test_ann_file_that_is_a_directory(demo):
     cfg = cfg_of(demo)
     cfg['val_dataloader']['dataset']['ann_file'] = 'annotations'
