@@ -12,8 +12,6 @@ test set through ``tta_pipeline``.
 import argparse
 import os
 import os.path as osp
-import warnings
-from copy import deepcopy
 
 from mmengine import ConfigDict
 from mmengine.config import DictAction
@@ -24,8 +22,8 @@ from mmsnip.utils import register_all_modules
 from mmsnip.utils.dist import setup_cpu_distributed
 from mmsnip.utils.fileio import check_input_file, check_output_file
 from mmsnip.utils.preflight import (check_data_paths, check_num_classes,
-                                    explain_failure, input_files,
-                                    load_config, run_cli)
+                                    check_tta_config, explain_failure,
+                                    input_files, load_config, run_cli)
 
 
 def parse_args(argv=None):
@@ -77,37 +75,9 @@ def parse_args(argv=None):
 
 
 def apply_tta(cfg) -> None:
-    """Wrap ``cfg.model`` in ``cfg.tta_model``, as mmdet's test.py does."""
-    if 'tta_model' not in cfg:
-        warnings.warn('Cannot find ``tta_model`` in config, '
-                      'we will set it as default.')
-        cfg.tta_model = dict(
-            type='DetTTAModel',
-            tta_cfg=dict(
-                nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
-    if 'tta_pipeline' not in cfg:
-        warnings.warn('Cannot find ``tta_pipeline`` in config, '
-                      'we will set it as default.')
-        test_data_cfg = cfg.test_dataloader.dataset
-        while 'dataset' in test_data_cfg:
-            test_data_cfg = test_data_cfg['dataset']
-        cfg.tta_pipeline = deepcopy(test_data_cfg.pipeline)
-        flip_tta = dict(
-            type='TestTimeAug',
-            transforms=[
-                [
-                    dict(type='RandomFlip', prob=1.),
-                    dict(type='RandomFlip', prob=0.)
-                ],
-                [
-                    dict(
-                        type='PackDetInputs',
-                        meta_keys=('img_id', 'img_path', 'ori_shape',
-                                   'img_shape', 'scale_factor', 'flip',
-                                   'flip_direction'))
-                ],
-            ])
-        cfg.tta_pipeline[-1] = flip_tta
+    """Wrap ``cfg.model`` in ``cfg.tta_model`` and test with
+    ``cfg.tta_pipeline``, as mmdet's test.py does; both must be set
+    (``check_tta_config``: no silent flip test in their place)."""
     cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
 
@@ -141,6 +111,7 @@ def main():
     # entries named as the config writes them, before --tta wraps the model
     check_num_classes(cfg, keys)
     if args.tta:
+        check_tta_config(cfg)
         apply_tta(cfg)
 
     if args.out is not None:

@@ -12,6 +12,7 @@ from mmengine.dataset import Compose, pseudo_collate
 from mmengine.registry import DefaultScope
 from mmengine.runner import load_checkpoint
 
+from mmsnip.engine.checkpoint import check_checkpoint_fits
 from mmsnip.registry import DATASETS, METRICS, MODELS
 from mmsnip.utils.preflight import UserInputError
 
@@ -29,7 +30,8 @@ def load_autofocus(cfg: Config, checkpoint: str,
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
     with DefaultScope.overwrite_default_scope('mmsnip'):
         model = MODELS.build(cfg.model)
-    load_checkpoint(model, checkpoint, map_location='cpu', logger='current')
+    check_checkpoint_fits(model, load_checkpoint(
+        model, checkpoint, map_location='cpu', logger='current'), checkpoint)
     if need_focus_head and getattr(model, 'focus_head_loaded',
                                    None) is False:
         raise UserInputError(

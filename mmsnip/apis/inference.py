@@ -52,6 +52,7 @@ from mmengine.dataset import Compose, pseudo_collate
 from mmengine.registry import DefaultScope
 from mmengine.runner import load_checkpoint
 
+from mmsnip.engine.checkpoint import check_checkpoint_fits
 from mmsnip.utils.fileio import check_output_dir, write_image, write_json
 from mmsnip.utils.preflight import (UserInputError, load_config,
                                     registry_classes)
@@ -268,7 +269,6 @@ class MultiScaleInferencer:
                  show_progress: bool = False):
         from mmsnip.utils import register_all_modules
         register_all_modules(init_default_scope=False)
-        import mmsnip.engine.checkpoint  # noqa: F401 (torch >= 2.6 loader)
 
         cfg_name = model if isinstance(model, str) else '<config>'
         cfg = load_config(model) if isinstance(model,
@@ -302,6 +302,7 @@ class MultiScaleInferencer:
             detector = MODELS.build(cfg.model)
             ckpt = load_checkpoint(
                 detector, weights, map_location='cpu', logger='current')
+            check_checkpoint_fits(detector, ckpt, weights)
             if mode == 'autofocus' and getattr(detector, 'focus_head_loaded',
                                                None) is False:
                 raise UserInputError(

@@ -40,6 +40,7 @@ from mmengine.runner import load_checkpoint
 from mmengine.utils import ProgressBar
 
 from mmsnip.chips import ChipConfig
+from mmsnip.engine.checkpoint import check_checkpoint_fits
 from mmsnip.datasets.proposals import (MissingProposalsError, ProposalFile,
                                        check_image_ids,
                                        write_proposal_groups)
@@ -298,7 +299,8 @@ def mine_proposals(cfg: Config,
             error = e
     if error is not None:
         raise error
-    load_checkpoint(model, checkpoint, map_location='cpu', logger='current')
+    check_checkpoint_fits(model, load_checkpoint(
+        model, checkpoint, map_location='cpu', logger='current'), checkpoint)
     model.to(device).eval()
     rpn_cfg = model.rpn_head.test_cfg
     rpn_cfg.max_per_img = num_per_scale

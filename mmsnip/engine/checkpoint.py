@@ -17,12 +17,17 @@ fallback off.
 A file that is no PyTorch checkpoint (a truncated download, an HTML error
 page, another file by mistake) is a
 :class:`~mmsnip.utils.preflight.UserInputError` naming it (the tools
-print one ``error:`` line) instead of an unpickler traceback.
+print one ``error:`` line) instead of an unpickler traceback. A checkpoint
+of another model (most of the model's weights missing from it or of
+another shape: mmengine only warns, and the test runs on random weights)
+is one too where mmsnip evaluates or mines with it
+(:func:`check_checkpoint_fits`).
 """
 import os
 import os.path as osp
 import pickle
 import zipfile
+from typing import Optional
 
 import torch
 from mmengine.logging import print_log
@@ -90,6 +95,85 @@ def load_from_trusted_local(filename: str, map_location=None):
     line reads (it drops a loader name's first 10 characters,
     ``load_from_``: "Loads checkpoint by trusted_local backend")."""
     return load_trusted_local_checkpoint(filename, map_location)
+
+
+# A checkpoint that gives the model less than this share of its weights
+# (by number of values) is of another model.
+MIN_FITTING_SHARE = 0.5
+
+
+def _model_keys(key: str):
+    """The checkpoint keys that may hold a model's entry ``key``: as is,
+    without wrappers' ``module.`` (TTA models, DDP) and without
+    ``AutoFocus``'s ``detector.`` (a plain detector checkpoint loads into
+    it)."""
+    while key.startswith('module.'):
+        key = key[len('module.'):]
+    yield key
+    if key.startswith('detector.'):
+        yield key[len('detector.'):]
+
+
+def check_checkpoint_fits(model, checkpoint: dict, filename: str,
+                          min_share: float = MIN_FITTING_SHARE
+                          ) -> Optional[float]:
+    """Refuse a checkpoint of another model.
+
+    mmengine loads whatever keys match and only warns of the rest, so a
+    checkpoint of another detector (or another project's layout) leaves
+    the model on its random initialisation: a test scores ~0 AP, mining
+    writes proposals of noise, and the run exits 0. Counted: the values
+    (numel) of the model's state dict that the checkpoint holds under the
+    same key (see :func:`_model_keys`) with the same shape.
+
+    Args:
+        model: The model the checkpoint was loaded into.
+        checkpoint (dict): What mmengine's ``load_checkpoint`` returned
+            (``state_dict`` inside, or the state dict itself).
+        filename (str): Named in the error.
+        min_share (float): The share below which it is an error.
+
+    Returns:
+        float | None: The share that fits (None for an empty model).
+
+    Raises:
+        UserInputError: Less than ``min_share`` fits, naming the file, the
+            model, the share and examples of missing and mismatched keys.
+    """
+    state = checkpoint.get('state_dict', checkpoint) \
+        if isinstance(checkpoint, dict) else {}
+    state = {k[len('module.'):] if k.startswith('module.') else k: v
+             for k, v in state.items()}
+    total = fitting = 0
+    missing, mismatched = [], []
+    for key, value in model.state_dict().items():
+        total += value.numel()
+        found = next((state[k] for k in _model_keys(key) if k in state),
+                     None)
+        if found is None:
+            missing.append(key)
+        elif tuple(getattr(found, 'shape', ())) != tuple(value.shape):
+            mismatched.append(f'{key} {tuple(found.shape)} vs '
+                              f'{tuple(value.shape)}')
+        else:
+            fitting += value.numel()
+    if not total:
+        return None
+    share = fitting / total
+    if share < min_share:
+        name = type(getattr(model, 'module', model)).__name__
+        examples = '; '.join(
+            ([f'missing e.g. {", ".join(missing[:3])}'] if missing else [])
+            + ([f'other shapes e.g. {", ".join(mismatched[:2])}']
+               if mismatched else []))
+        raise UserInputError(
+            f'checkpoint "{filename}" fits only {share:.0%} of the weights '
+            f'of this config\'s model ({name}: {len(missing)} entries '
+            f'missing, {len(mismatched)} of another shape; {examples}): '
+            'it is of another model, and the rest would stay randomly '
+            'initialised. Give a checkpoint trained with this config (or '
+            'its base)')
+    return share
 
 
 CheckpointLoader.register_scheme(

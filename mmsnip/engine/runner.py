@@ -285,8 +285,32 @@ class SnipRunner(Runner):
        unless the config opts out with
        ``snip_labels = dict(allow_unaware=True)`` (logged as a warning).
 
-    Other configs run exactly as with MMEngine's ``Runner``.
+    Other configs run exactly as with MMEngine's ``Runner``, except that
+    every checkpoint it loads outside training (``tools/test.py``) must fit
+    most of the model (:func:`mmsnip.engine.checkpoint.check_checkpoint_fits`;
+    when training, ``load_from`` of another model is a warning).
     """
+
+    def train(self):
+        self._snip_training = True
+        try:
+            return super().train()
+        finally:
+            self._snip_training = False
+
+    def load_checkpoint(self, filename: str, *args, **kwargs) -> dict:
+        """MMEngine's loader, then :func:`check_checkpoint_fits`: an error
+        when testing, a warning when training (fine-tuning from another
+        model's checkpoint is a choice)."""
+        from .checkpoint import check_checkpoint_fits
+        checkpoint = super().load_checkpoint(filename, *args, **kwargs)
+        try:  # wrappers (DDP, TTA models) prefix their keys: handled
+            check_checkpoint_fits(self.model, checkpoint, filename)
+        except UserInputError as e:
+            if not getattr(self, '_snip_training', False):
+                raise
+            self.logger.warning(f'SnipRunner: load_from: {e}')
+        return checkpoint
 
     @classmethod
     def from_cfg(cls, cfg: Config) -> 'SnipRunner':

@@ -331,6 +331,43 @@ def check_num_classes(cfg: Config, keys=DATALOADER_KEYS) -> None:
             logger='current', level=logging.WARNING)
 
 
+def check_amp_device(cfg: Config) -> None:
+    """Raise :class:`UserInputError` if the config trains with mixed
+    precision (``optim_wrapper.type`` ``AmpOptimWrapper``, what
+    ``tools/train.py --amp`` sets) on a machine without a GPU: mmengine
+    only asserts it (a traceback)."""
+    import torch
+    wrapper = cfg.get('optim_wrapper') or {}
+    if 'AmpOptimWrapper' not in str(wrapper.get('type', '')) or \
+            torch.cuda.is_available():
+        return
+    config = getattr(cfg, 'filename', None) or 'the config'
+    raise UserInputError(
+        f'{config}: optim_wrapper.type is {wrapper["type"]!r} (mixed '
+        'precision, also set by --amp), which needs a CUDA GPU, and this '
+        'machine has none: train without --amp, or with --cfg-options '
+        'optim_wrapper.type=OptimWrapper')
+
+
+def check_tta_config(cfg: Config) -> None:
+    """Raise :class:`UserInputError` if ``tools/test.py --tta`` has no
+    test-time model to build: no ``tta_model`` (MMDetection would silently
+    test a flip of the whole image, no pyramid) or no ``tta_pipeline``
+    (a flip pipeline would feed a pyramid model views of one scale)."""
+    config = getattr(cfg, 'filename', None) or 'the config'
+    missing = [key for key in ('tta_model', 'tta_pipeline')
+               if not cfg.get(key)]
+    if missing:
+        raise UserInputError(
+            f'{config}: --tta needs {" and ".join(missing)} in the config '
+            '(the test pyramid and the pipeline that makes its views); '
+            'inherit them from a SNIPER config (configs/_base_/sniper/'
+            'coco_chips.py: snip_tta_model, snip_tta_pipeline; '
+            'docs/sniper.md), or write MMDetection\'s flip test out as '
+            "tta_model = dict(type='DetTTAModel', tta_cfg=...) with its "
+            'tta_pipeline to test that instead')
+
+
 def check_annotations(cfg: Config, keys=DATALOADER_KEYS,
                       max_images: int = PREFLIGHT_MAX_IMAGES) -> list:
     """Run the dataset audit (:mod:`mmsnip.utils.dataset_audit`) on a

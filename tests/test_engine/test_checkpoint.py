@@ -6,7 +6,7 @@ import pytest
 import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
-from conftest import logged_messages, run_tool, tiny_config
+from conftest import BASELINE_CONFIG, logged_messages, run_tool, tiny_config
 import mmsnip.engine  # noqa: F401  (registers the loader)
 from mmsnip.engine.checkpoint import load_trusted_local_checkpoint
 
@@ -90,3 +90,50 @@ def test_tools_name_a_file_that_is_no_checkpoint(tiny_demo_root, tmp_path):
     assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-3000:]
     assert f'checkpoint "{bad}" is not a PyTorch checkpoint' in errors[0]
     assert 'Traceback' not in proc.stderr
+
+
+def test_checkpoint_of_another_model_is_refused():
+    """Less than half of the model's values fit (same key, same shape): an
+    error naming the file and examples; wrappers' ``module.`` and
+    AutoFocus's ``detector.`` prefixes are matched; a partial fit passes
+    (mmengine warns of the rest)."""
+    from mmsnip.engine.checkpoint import check_checkpoint_fits
+    from mmsnip.utils.preflight import UserInputError
+    model = torch.nn.Sequential(torch.nn.Linear(10, 10),
+                                torch.nn.Linear(10, 2))
+    own = model.state_dict()
+    assert check_checkpoint_fits(model, dict(state_dict=own), 'a.pth') == 1
+    assert check_checkpoint_fits(
+        model, {f'module.{k}': v for k, v in own.items()}, 'a.pth') == 1
+    wrapped = torch.nn.Module()
+    wrapped.detector = model  # an AutoFocus loading a plain detector's
+    assert check_checkpoint_fits(wrapped, own, 'a.pth') == 1
+    # all but the last weight (20 of 132 values) fits: as fine-tuning
+    partial = dict(own, **{'1.weight': torch.zeros(3, 10)})
+    assert check_checkpoint_fits(model, partial, 'a.pth') == 112 / 132
+    other = {f'backbone.{k}': v for k, v in own.items()}
+    other['1.weight'] = torch.zeros(3, 10)
+    with pytest.raises(UserInputError) as e:
+        check_checkpoint_fits(model, dict(state_dict=other), 'b.pth')
+    assert str(e.value).startswith(
+        'checkpoint "b.pth" fits only 0% of the weights of this config\'s '
+        'model (Sequential: 3 entries missing, 1 of another shape; missing '
+        'e.g. 0.weight, 0.bias, 1.bias; other shapes e.g. 1.weight (3, 10) '
+        'vs (2, 10)): it is of another model')
+
+
+def test_tools_refuse_a_checkpoint_of_another_model(tiny_demo_root,
+                                                    tmp_path):
+    """tools/test.py with every key renamed (another project's layout):
+    exit 2 and one error line, not AP 0 on random weights."""
+    from conftest import tiny_checkpoint
+    cfg, ckpt = tiny_checkpoint(tiny_demo_root, tmp_path, BASELINE_CONFIG)
+    state = torch.load(ckpt)['state_dict']
+    foreign = tmp_path / 'foreign.pth'
+    torch.save(dict(state_dict={f'net.{k}': v for k, v in state.items()}),
+               foreign)
+    proc = run_tool(['tools/test.py', cfg, str(foreign)], check=False)
+    errors = [ln for ln in proc.stderr.splitlines()
+              if ln.startswith('error:')]
+    assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-3000:]
+    assert f'checkpoint "{foreign}" fits only 0% of the weights' in errors[0]

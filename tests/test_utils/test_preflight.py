@@ -2,8 +2,10 @@
 """mmsnip.utils.preflight: the chip settings a config trains with."""
 import os.path as osp
 
-from conftest import REPO_ROOT
+import pytest
+from mmengine.config import Config
 
+from conftest import REPO_ROOT
 from mmsnip.utils.preflight import chip_config_of, load_config
 
 
@@ -24,3 +26,37 @@ def test_chip_config_of_reads_the_chip_datasets_settings():
     assert [s.valid_range for s in chip_config_of(cfg).scales] == [
         (lo, float('inf') if hi is None else hi)
         for lo, hi in (s['valid_range'] for s in cfg.chip_cfg.scales)]
+
+
+def test_amp_without_a_gpu_is_one_error(monkeypatch):
+    """--amp (AmpOptimWrapper) on a machine without CUDA: an error naming
+    the entry and the fix (mmengine only asserts)."""
+    import torch
+
+    from mmsnip.utils.preflight import UserInputError, check_amp_device
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    cfg = Config(dict(optim_wrapper=dict(type='AmpOptimWrapper')))
+    with pytest.raises(UserInputError, match=r"optim_wrapper.type is "
+                       r"'AmpOptimWrapper' \(mixed precision, also set by "
+                       r"--amp\), which needs a CUDA GPU.*optim_wrapper."
+                       r"type=OptimWrapper"):
+        check_amp_device(cfg)
+    check_amp_device(Config(dict(optim_wrapper=dict(type='OptimWrapper'))))
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    check_amp_device(cfg)
+
+
+def test_tta_without_a_test_time_model_is_one_error():
+    """tools/test.py --tta on a config without tta_model or tta_pipeline
+    (or with None): an error, not MMDetection's silent flip test."""
+    from mmsnip.utils.preflight import UserInputError, check_tta_config
+    pipeline = [dict(type='LoadImageFromFile')]
+    for cfg, missing in [
+            (dict(), 'tta_model and tta_pipeline'),
+            (dict(tta_model=None, tta_pipeline=pipeline), 'tta_model'),
+            (dict(tta_model=dict(type='SnipTTAModel')), 'tta_pipeline')]:
+        with pytest.raises(UserInputError,
+                           match=f'--tta needs {missing} in the config'):
+            check_tta_config(Config(cfg))
+    check_tta_config(Config(dict(tta_model=dict(type='SnipTTAModel'),
+                                 tta_pipeline=pipeline)))
