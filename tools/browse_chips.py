@@ -101,6 +101,12 @@ def main():
     by_image = annotations_by_image(coco)
     images = coco['images']
     if args.image_ids:
+        ids = {i['id'] for i in images}
+        unknown = [i for i in args.image_ids if i not in ids]
+        if unknown:
+            raise UserInputError(
+                f'--image-ids {unknown} not in "{args.ann_file}" '
+                f'({len(ids)} images)')
         images = [i for i in images if i['id'] in set(args.image_ids)]
     for info in images[:args.num if not args.image_ids else None]:
         path = osp.join(args.img_dir, info['file_name'])

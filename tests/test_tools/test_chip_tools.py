@@ -83,6 +83,13 @@ def test_browse_chips_writes_pictures(tiny_demo_root, tmp_path):
     ])
     assert len(proc.stdout.split()) == 2
     assert len(list((tmp_path / 'vis').glob('*.png'))) == 2
+    # an id the file lacks: one error line, not an empty run
+    proc = run_tool([
+        'tools/browse_chips.py', ann, osp.join(tiny_demo_root, 'train'),
+        '--config', SNIPER_CFG, '--image-ids', '999', '--out-dir',
+        str(tmp_path / 'vis2')], check=False)
+    assert proc.returncode == 2 and 'error: --image-ids [999] not in' in \
+        proc.stderr, proc.stderr[-2000:]
 
 
 def test_benchmark_chips_tiny_run(tmp_path):
