@@ -23,9 +23,9 @@ from mmsnip.engine import build_runner
 from mmsnip.utils import register_all_modules
 from mmsnip.utils.dist import setup_cpu_distributed
 from mmsnip.utils.fileio import check_input_file, check_output_file
-from mmsnip.utils.preflight import (check_data_paths, check_num_classes,
-                                    explain_failure, input_files,
-                                    load_config, run_cli)
+from mmsnip.utils.preflight import (check_chip_cfgs, check_data_paths,
+                                    check_num_classes, explain_failure,
+                                    input_files, load_config, run_cli)
 
 
 def parse_args(argv=None):
@@ -139,6 +139,7 @@ def main():
 
     keys = ['test_dataloader']
     # entries named as the config writes them, before --tta wraps the model
+    check_chip_cfgs(cfg, keys)
     check_num_classes(cfg, keys)
     if args.tta:
         apply_tta(cfg)

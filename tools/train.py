@@ -16,8 +16,9 @@ from mmdet.utils import setup_cache_size_limit_of_dynamo
 from mmsnip.engine import build_runner, require_snip_runner
 from mmsnip.utils import register_all_modules
 from mmsnip.utils.dist import setup_cpu_distributed
-from mmsnip.utils.preflight import (check_data_paths, check_num_classes,
-                                    explain_failure, load_config, run_cli)
+from mmsnip.utils.preflight import (check_chip_cfgs, check_data_paths,
+                                    check_num_classes, explain_failure,
+                                    load_config, run_cli)
 
 
 def parse_args(argv=None):
@@ -110,6 +111,7 @@ def main():
     keys = ['train_dataloader']
     if cfg.get('val_cfg'):
         keys.append('val_dataloader')
+    check_chip_cfgs(cfg, keys)
     check_num_classes(cfg, keys)
     check_data_paths(cfg, keys)
     require_snip_runner(cfg)
