@@ -19,7 +19,7 @@ from mmengine import ConfigDict
 from mmengine.config import DictAction
 
 from mmdet.utils import setup_cache_size_limit_of_dynamo
-from mmsnip.engine import build_runner
+from mmsnip.engine import build_runner, refuse_chip_eval
 from mmsnip.utils import register_all_modules
 from mmsnip.utils.dist import setup_cpu_distributed
 from mmsnip.utils.fileio import check_input_file, check_output_file
@@ -140,6 +140,7 @@ def main():
     keys = ['test_dataloader']
     # entries named as the config writes them, before --tta wraps the model
     check_chip_cfgs(cfg, keys)
+    refuse_chip_eval(cfg)
     check_num_classes(cfg, keys)
     if args.tta:
         apply_tta(cfg)

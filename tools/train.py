@@ -13,7 +13,8 @@ from mmengine.config import DictAction
 
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 
-from mmsnip.engine import build_runner, require_snip_runner
+from mmsnip.engine import (build_runner, refuse_chip_eval,
+                           require_snip_runner)
 from mmsnip.utils import register_all_modules
 from mmsnip.utils.dist import setup_cpu_distributed
 from mmsnip.utils.preflight import (check_chip_cfgs, check_data_paths,
@@ -115,6 +116,7 @@ def main():
     check_num_classes(cfg, keys)
     check_data_paths(cfg, keys)
     require_snip_runner(cfg)
+    refuse_chip_eval(cfg)
 
     setup_cpu_distributed(cfg)
     runner = build_runner(cfg)
