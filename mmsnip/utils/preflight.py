@@ -68,8 +68,8 @@ def chip_config_of(cfg: Config) -> 'ChipConfig':
     that has one (the ``SniperDataset``), else the top-level one (a
     config of chip settings only), built as ``SniperDataset`` builds it
     (``ChipConfig.from_dict``). The dataset's comes first: a config may
-    inherit a top-level ``chip_cfg`` it does not train with (the AutoFocus
-    DINO demo keeps ``coco_chips.py``'s).
+    inherit a top-level ``chip_cfg`` it does not train with (which
+    ``SnipRunner`` refuses for training).
 
     Args:
         cfg (Config): A loaded config (:func:`load_config`).
