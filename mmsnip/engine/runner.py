@@ -402,13 +402,17 @@ def _sampler_problems(loader: dict) -> List[str]:
 class SnipRunner(Runner):
     """``Runner`` that applies SNIP's label rule to any detector.
 
-    When the config trains on ``SniperDataset`` / ``SnipDataset`` data,
-    :meth:`from_cfg`
+    Any config: a chip dataset in ``val_dataloader`` / ``test_dataloader``
+    is refused (:func:`refuse_chip_eval`). When the config trains on
+    ``SniperDataset`` / ``SnipDataset`` data, :meth:`from_cfg`
 
     1. refuses switch hooks and resizing batch augments that would undo
        the chips' scale information, samplers and dataset wrappers that
-       would train a chip dataset's whole table every epoch, and batch
-       samplers that regroup its chips (:func:`chip_training_problems`),
+       would train a chip dataset's whole table every epoch, batch
+       samplers that regroup its chips, a chip pipeline without
+       ``CropChip`` / ``LoadAnnotations`` / ``PackChipInputs`` last, and a
+       top-level ``chip_cfg`` other than the chip dataset's
+       (:func:`chip_training_problems`),
        and, in ``tools/test.py --tta``, a test pyramid with other valid
        ranges than the chips' (:func:`tta_range_problem`; a warning when
        training, where ``tta_model`` is not used; opt out with
