@@ -17,12 +17,13 @@ from mmengine import ConfigDict
 from mmengine.config import DictAction
 
 from mmdet.utils import setup_cache_size_limit_of_dynamo
-from mmsnip.engine import build_runner
+from mmsnip.engine import build_runner, refuse_chip_eval
 from mmsnip.utils import register_all_modules
 from mmsnip.utils.dist import setup_cpu_distributed
 from mmsnip.utils.fileio import check_input_file, check_output_file
-from mmsnip.utils.preflight import (check_data_paths, check_num_classes,
-                                    check_tta_config, explain_failure,
+from mmsnip.utils.preflight import (check_chip_cfgs, check_data_paths,
+                                    check_num_classes, check_tta_config,
+                                    explain_failure,
                                     input_files, load_config, run_cli)
 
 
@@ -109,6 +110,8 @@ def main():
 
     keys = ['test_dataloader']
     # entries named as the config writes them, before --tta wraps the model
+    check_chip_cfgs(cfg, keys)
+    refuse_chip_eval(cfg)
     check_num_classes(cfg, keys)
     if args.tta:
         check_tta_config(cfg)

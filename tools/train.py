@@ -13,10 +13,12 @@ from mmengine.config import DictAction
 
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 
-from mmsnip.engine import build_runner, require_snip_runner
+from mmsnip.engine import (build_runner, refuse_chip_eval,
+                           require_snip_runner)
 from mmsnip.utils import register_all_modules
 from mmsnip.utils.dist import setup_cpu_distributed
-from mmsnip.utils.preflight import (check_amp_device, check_data_paths,
+from mmsnip.utils.preflight import (check_amp_device, check_chip_cfgs,
+                                    check_data_paths,
                                     check_num_classes, explain_failure,
                                     load_config, run_cli)
 
@@ -111,10 +113,12 @@ def main():
     keys = ['train_dataloader']
     if cfg.get('val_cfg'):
         keys.append('val_dataloader')
+    check_chip_cfgs(cfg, keys)
     check_num_classes(cfg, keys)
     check_amp_device(cfg)
     check_data_paths(cfg, keys)
     require_snip_runner(cfg)
+    refuse_chip_eval(cfg)
 
     setup_cpu_distributed(cfg)
     runner = build_runner(cfg)

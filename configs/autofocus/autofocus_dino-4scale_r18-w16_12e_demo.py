@@ -14,18 +14,21 @@ _base_ = [
 data_root = 'data/demo/'
 metainfo = dict(classes=('disc', 'square', 'triangle', 'cross', 'ring'))
 demo_data = dict(data_root=data_root, metainfo=metainfo)
+# The dataset reads the top-level chip_cfg (one setting: SnipRunner
+# refuses a top-level chip_cfg the chips do not use).
+chip_cfg = dict(
+    chip_size=256,
+    scales=[
+        dict(max_side=512, valid_range=(100, None)),
+        dict(factor=1.0, valid_range=(32, 160)),
+        dict(factor=2.0, valid_range=(0, 48)),
+    ],
+    neg_min_proposals=5)
 train_dataloader = dict(
     batch_size=4,
     num_workers=2,
     dataset=dict(
-        chip_cfg=dict(
-            chip_size=256,
-            scales=[
-                dict(max_side=512, valid_range=(100, None)),
-                dict(factor=1.0, valid_range=(32, 160)),
-                dict(factor=2.0, valid_range=(0, 48)),
-            ],
-            neg_min_proposals=5),
+        chip_cfg=chip_cfg,
         dataset=dict(
             ann_file='annotations/instances_train.json',
             data_prefix=dict(img='train/'),

@@ -3,13 +3,16 @@
 # (32, 150), (0, 80); the baseline SNIPER's chips are measured against.
 _base_ = '../sniper/sniper_faster-rcnn_r50_fpn_7e_coco.py'
 
+# SNIP's training pyramid; the dataset reads the top-level chip_cfg (one
+# setting: SnipRunner refuses a top-level chip_cfg the chips do not use).
+chip_cfg = dict(scales={{_base_.snip_train_scales}})
 train_dataloader = dict(
     batch_size=1,
     dataset=dict(
         type='mmsnip.SnipDataset',
         negatives=False,
         proposal_file=None,
-        chip_cfg=dict(scales={{_base_.snip_train_scales}})))
+        chip_cfg=chip_cfg))
 train_cfg = dict(max_epochs=12, val_interval=12)
 param_scheduler = [
     dict(

@@ -13,11 +13,12 @@ from the plain dict an MMEngine config holds (``chip_cfg = dict(...)``).
 import dataclasses
 import functools
 import math
+from collections.abc import Mapping
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from mmsnip.utils.checks import check_integer, check_positive
+from mmsnip.utils.checks import check_integer, check_positive, is_number
 
 INF = float('inf')
 # Image sizes whose per-scale geometry ChipConfig.geometry keeps.
@@ -68,17 +69,21 @@ class ScaleSpec:
         if self.max_side is not None:
             check_positive(self.max_side, 'ScaleSpec.max_side')
         if self.short_max is not None:
-            sm = tuple(self.short_max)
-            if len(sm) != 2:
+            sm = _pair(self.short_max)
+            if sm is None:
                 raise ValueError('ScaleSpec.short_max must be (short, max), '
-                                 f'got {self.short_max!r}')
+                                 f'e.g. (800, 1200), got {self.short_max!r}'
+                                 ' (one number: max_side)')
             sm = tuple(check_positive(v, 'ScaleSpec.short_max side')
                        for v in sm)
             object.__setattr__(self, 'short_max', sm)
-        vr = tuple(self.valid_range)
-        if len(vr) != 2:
-            raise ValueError('ScaleSpec.valid_range must be (min, max), got '
-                             f'{self.valid_range!r}')
+        vr = _pair(self.valid_range)
+        if vr is None or not is_number(vr[0]) or not (
+                vr[1] is None or is_number(vr[1], finite=False)):
+            raise ValueError(
+                'ScaleSpec.valid_range must be (min, max): two numbers, '
+                'max None for no upper bound, e.g. (32, 150) or (120, '
+                f'None), got {self.valid_range!r}')
         vr = (float(vr[0]), INF if vr[1] is None else float(vr[1]))
         if not (0 <= vr[0] < vr[1]) or math.isinf(vr[0]):
             raise ValueError('ScaleSpec.valid_range must be (min, max) with '
@@ -91,6 +96,11 @@ class ScaleSpec:
         80))``; unknown keys raise a ``ValueError`` naming them."""
         if isinstance(cfg, cls):
             return cfg
+        if not isinstance(cfg, Mapping):
+            raise ValueError(
+                'a scale must be a dict with one factor rule and its '
+                'valid_range, e.g. dict(factor=2.0, valid_range=(0, 80)), '
+                f'got {cfg!r}')
         unknown = set(cfg) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f'unknown ScaleSpec field(s) {sorted(unknown)}')
@@ -241,11 +251,33 @@ class NegativeConfig:
         check_integer(self.num_per_image, 'negative.num_per_image', 0)
         if self.max_proposals is not None:
             check_integer(self.max_proposals, 'negative.max_proposals')
+        object.__setattr__(self, 'filter_range', _check_bool(
+            self.filter_range, 'negative.filter_range'))
 
     def min_proposals_for(self, scale_index: int) -> int:
         """``M`` of scale ``scale_index``."""
         m = self.min_proposals
         return m[scale_index] if isinstance(m, tuple) else m
+
+
+def _pair(value) -> Optional[tuple]:
+    """``value`` as a 2-tuple (list, tuple or array of two), else None."""
+    if isinstance(value, (str, bytes, Mapping)):
+        return None
+    try:
+        pair = tuple(value)
+    except TypeError:  # a number, None
+        return None
+    return pair if len(pair) == 2 else None
+
+
+def _check_bool(value, name: str) -> bool:
+    """``bool(value)`` if it is True or False (Python or numpy), else
+    ``ValueError`` naming ``name``: a string such as ``'False'`` or
+    ``'no'`` (``--cfg-options off_grid=flase``) would be truthy."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f'{name} must be True or False, got {value!r}')
+    return bool(value)
 
 
 def _sub_config(cls, value, name: str):
@@ -315,8 +347,22 @@ class ChipConfig:
     allow_range_gaps: bool = False
 
     def __post_init__(self):
-        scales = tuple(ScaleSpec.from_dict(s) for s in self.scales)
+        if isinstance(self.scales, (str, Mapping)) or not isinstance(
+                self.scales, Sequence):
+            raise ValueError('ChipConfig.scales must be a list of scale '
+                             f'dicts, got {self.scales!r}')
+        scales = []
+        for i, spec in enumerate(self.scales):
+            try:
+                scales.append(ScaleSpec.from_dict(spec))
+            except (TypeError, ValueError) as e:
+                # TypeError: a ScaleSpec field missing or given twice
+                raise ValueError(f'ChipConfig.scales[{i}]: {e}') from e
+        scales = tuple(scales)
         object.__setattr__(self, 'scales', scales)
+        for name in ('off_grid', 'allow_range_gaps'):
+            object.__setattr__(self, name, _check_bool(
+                getattr(self, name), f'ChipConfig.{name}'))
         object.__setattr__(self, 'negative', _sub_config(
             NegativeConfig, self.negative, 'negative'))
         if not scales:
@@ -435,6 +481,8 @@ class ChipConfig:
         """
         if isinstance(cfg, cls):
             return cfg
+        if not isinstance(cfg, Mapping):
+            raise ValueError(f'ChipConfig must be a dict, got {cfg!r}')
         cfg = dict(cfg)
         if 'scales' not in cfg:
             raise ValueError('ChipConfig needs `scales`')

@@ -145,7 +145,7 @@ class SniperDataset:
         self.dataset = _build_inner(dataset) if isinstance(dataset, dict) \
             else dataset
         self.chip_cfg = chip_cfg if isinstance(chip_cfg, ChipConfig) else \
-            ChipConfig.from_dict(dict(chip_cfg))
+            ChipConfig.from_dict(chip_cfg)
         if negatives and not proposal_file:
             raise ValueError(
                 'SniperDataset: negatives=True needs a proposal_file (mine '

@@ -109,7 +109,152 @@ def chip_training_problems(cfg: Config) -> List[str]:
             'SNIPER chips do not carry: give it an rpn_head (Faster R-CNN; '
             'the proposals for negative chips come from '
             'tools/mine_proposals.py)')
-    return problems + _sampler_problems(cfg.get('train_dataloader') or {})
+    loader = cfg.get('train_dataloader') or {}
+    return problems + _sampler_problems(loader) + \
+        _chip_pipeline_problems(loader) + _chip_cfg_problems(cfg)
+
+
+def _transform_class(step):
+    """The class of a pipeline step (a config dict, as the registry
+    resolves its type: ``'CropChip'``, ``'mmsnip.CropChip'``, a class; or
+    a built transform), or None if the registry does not know it (then
+    the pipeline's build names it)."""
+    from mmsnip.registry import TRANSFORMS
+    if not isinstance(step, dict):
+        return type(step)
+    kind = step.get('type')
+    if isinstance(kind, type):
+        return kind
+    try:
+        return TRANSFORMS.get(kind) if isinstance(kind, str) else None
+    except Exception:  # a scope that is not installed: the build says so
+        return None
+
+
+def _chip_pipeline_problems(loader: dict) -> List[str]:
+    """A chip dataset's pipeline that would train without SNIP's label
+    rule: SNIP's scale validity (``gt_scale_valid``) is decided by
+    ``CropChip`` on the boxes ``LoadAnnotations`` loaded before it and
+    reaches the model only through ``PackChipInputs`` (which packs it);
+    without one of them every box of a chip trains as valid, silently.
+    Subclasses and scope-prefixed names (``'mmsnip.CropChip'``) count."""
+    from mmcv.transforms import LoadAnnotations
+
+    from mmsnip.datasets.transforms import CropChip, PackChipInputs
+    problems = []
+    for name, ds in walk_dataset_cfgs(loader.get('dataset'),
+                                      'train_dataloader.dataset'):
+        kind = base_type(ds.get('type'))
+        if kind not in CHIP_DATASETS:
+            continue
+        steps = list(ds.get('pipeline') or [])
+        classes = [_transform_class(step) for step in steps]
+
+        def first(cls):
+            return next((i for i, c in enumerate(classes)
+                         if isinstance(c, type) and issubclass(c, cls)),
+                        None)
+
+        crop, load = first(CropChip), first(LoadAnnotations)
+        missing = []
+        if crop is None:
+            missing.append('has no CropChip (it cuts each chip at its '
+                           'scale and decides which boxes are in its '
+                           'valid range)')
+        elif load is None or load > crop:
+            missing.append('has no LoadAnnotations before CropChip (the '
+                           'chip gets no boxes to decide on)')
+        last = classes[-1] if classes else None
+        if not (isinstance(last, type) and issubclass(last,
+                                                      PackChipInputs)):
+            missing.append('does not end with PackChipInputs (it packs '
+                           'gt_scale_valid; PackDetInputs drops it)')
+        if missing:
+            problems.append(
+                f'{name}.pipeline ({kind}) ' + ' and '.join(missing) +
+                ': without them every box of a chip trains as valid and '
+                "SNIP's label rule is off; use LoadImageFromFile, "
+                "LoadAnnotations(with_bbox=True), CropChip, then RandomFlip "
+                'or photometric transforms, and PackChipInputs last (as '
+                "configs/_base_/sniper/coco_chips.py's "
+                'sniper_train_pipeline)')
+    return problems
+
+
+def _chip_config_or_dict(chip_cfg):
+    """``chip_cfg`` as a ``ChipConfig`` (so that ``factor=2`` equals
+    ``2.0`` and aliases their sections), or as the plain dict if it is
+    invalid (the dataset build names the problem)."""
+    from mmsnip.chips import ChipConfig
+    try:
+        return ChipConfig.from_dict(chip_cfg)
+    except (TypeError, ValueError):
+        return chip_cfg.to_dict() if hasattr(chip_cfg, 'to_dict') \
+            else chip_cfg
+
+
+def _chip_cfg_problems(cfg: Config) -> List[str]:
+    """A top-level ``chip_cfg`` other than the chip dataset's: the base
+    configs write the dataset's from their own top-level one
+    (``chip_cfg={{_base_.chip_cfg}}``), so a child config or
+    ``--cfg-options chip_cfg.chip_size=128`` that changes the top-level
+    one changes nothing the chips use, silently."""
+    top = cfg.get('chip_cfg')
+    if top is None:
+        return []
+    loader = cfg.get('train_dataloader') or {}
+    for name, ds in walk_dataset_cfgs(loader.get('dataset'),
+                                      'train_dataloader.dataset'):
+        if base_type(ds.get('type')) not in CHIP_DATASETS or \
+                ds.get('chip_cfg') is None:
+            continue
+        if _chip_config_or_dict(top) != _chip_config_or_dict(
+                ds['chip_cfg']):
+            return [
+                f'chip_cfg (top level) is not {name}.chip_cfg, which the '
+                'chips use: the base config wrote the dataset\'s from its '
+                'own chip_cfg, so a chip_cfg changed in a child config or '
+                'by --cfg-options chip_cfg.X=... changes nothing; set it '
+                'in the dataset too: train_dataloader = dict(dataset='
+                'dict(chip_cfg=chip_cfg)) in the config (with _delete_=True '
+                'inside chip_cfg if keys were removed), or --cfg-options '
+                f'{name}.chip_cfg.X=...; and tta_model.scales (written from '
+                'the base\'s chip_cfg too)']
+    return []
+
+
+def chip_eval_problems(cfg: Config) -> List[str]:
+    """A ``SniperDataset`` / ``SnipDataset`` in ``val_dataloader`` or
+    ``test_dataloader``: its items are chips (or resized images), so the
+    evaluator would score each chip as an image, not the images.
+
+    Returns:
+        list[str]: One message per such dataset, with its fix.
+    """
+    problems = []
+    for key in ('val_dataloader', 'test_dataloader'):
+        loader = cfg.get(key) or {}
+        for name, ds in walk_dataset_cfgs(loader.get('dataset'),
+                                          f'{key}.dataset'):
+            kind = base_type(ds.get('type'))
+            if kind in CHIP_DATASETS:
+                problems.append(
+                    f'{name} is a {kind}: it yields training chips, which '
+                    'the evaluator would score as images; use the plain '
+                    f'dataset there (the {kind}\'s inner dataset, with a '
+                    'test pipeline: LoadImageFromFile, Resize, '
+                    'LoadAnnotations, PackDetInputs) and test the pyramid '
+                    'with tools/test.py --tta (tta_model)')
+    return problems
+
+
+def refuse_chip_eval(cfg: Config) -> None:
+    """Raise :class:`UserInputError` for :func:`chip_eval_problems`
+    (``tools/train.py``, ``tools/test.py`` and :class:`SnipRunner`)."""
+    problems = chip_eval_problems(cfg)
+    if problems:
+        raise UserInputError(
+            f'{cfg.filename or "the config"}: ' + '; '.join(problems))
 
 
 # Test-time models that keep, at each scale, the detections in its valid
@@ -257,13 +402,17 @@ def _sampler_problems(loader: dict) -> List[str]:
 class SnipRunner(Runner):
     """``Runner`` that applies SNIP's label rule to any detector.
 
-    When the config trains on ``SniperDataset`` / ``SnipDataset`` data,
-    :meth:`from_cfg`
+    Any config: a chip dataset in ``val_dataloader`` / ``test_dataloader``
+    is refused (:func:`refuse_chip_eval`). When the config trains on
+    ``SniperDataset`` / ``SnipDataset`` data, :meth:`from_cfg`
 
     1. refuses switch hooks and resizing batch augments that would undo
        the chips' scale information, samplers and dataset wrappers that
-       would train a chip dataset's whole table every epoch, and batch
-       samplers that regroup its chips (:func:`chip_training_problems`),
+       would train a chip dataset's whole table every epoch, batch
+       samplers that regroup its chips, a chip pipeline without
+       ``CropChip`` / ``LoadAnnotations`` / ``PackChipInputs`` last, and a
+       top-level ``chip_cfg`` other than the chip dataset's
+       (:func:`chip_training_problems`),
        and, in ``tools/test.py --tta``, a test pyramid with other valid
        ranges than the chips' (:func:`tta_range_problem`; a warning when
        training, where ``tta_model`` is not used; opt out with
@@ -318,6 +467,7 @@ class SnipRunner(Runner):
         from mmsnip.models.snip_labels import (check_scale_aware,
                                                make_scale_aware_cfg,
                                                snip_label_settings)
+        refuse_chip_eval(cfg)
         if not trains_on_chips(cfg):
             return super().from_cfg(cfg)
         source = cfg.filename or 'the config'

@@ -68,8 +68,8 @@ def chip_config_of(cfg: Config) -> 'ChipConfig':
     that has one (the ``SniperDataset``), else the top-level one (a
     config of chip settings only), built as ``SniperDataset`` builds it
     (``ChipConfig.from_dict``). The dataset's comes first: a config may
-    inherit a top-level ``chip_cfg`` it does not train with (the AutoFocus
-    DINO demo keeps ``coco_chips.py``'s).
+    inherit a top-level ``chip_cfg`` it does not train with (which
+    ``SnipRunner`` refuses for training).
 
     Args:
         cfg (Config): A loaded config (:func:`load_config`).
@@ -93,9 +93,34 @@ def chip_config_of(cfg: Config) -> 'ChipConfig':
             f'config "{path}" has no `chip_cfg` (top level or in '
             'train_dataloader.dataset)')
     try:
-        return ChipConfig.from_dict(dict(chip_cfg))
+        return ChipConfig.from_dict(chip_cfg)
     except (TypeError, ValueError) as e:
         raise UserInputError(f'config "{path}": chip_cfg: {e}') from e
+
+
+def check_chip_cfgs(cfg: Config, keys=DATALOADER_KEYS) -> None:
+    """Raise :class:`UserInputError` for an invalid ``chip_cfg``: the
+    top-level one and that of every dataset of the dataloaders ``keys``
+    (wrappers unwrapped), built as ``SniperDataset`` builds it
+    (``ChipConfig.from_dict``), so that a bad value (``--cfg-options
+    train_dataloader.dataset.chip_cfg.scales.0.valid_range=None``) is one
+    ``error:`` line naming the entry before any model or dataset is
+    built."""
+    from mmsnip.chips import ChipConfig
+    path = getattr(cfg, 'filename', None) or 'the config'
+    entries = [('chip_cfg', cfg.get('chip_cfg'))]
+    for key in keys:
+        loader = cfg.get(key) or {}
+        entries += [(f'{name}.chip_cfg', ds.get('chip_cfg'))
+                    for name, ds in walk_dataset_cfgs(
+                        loader.get('dataset'), f'{key}.dataset')]
+    for entry, chip_cfg in entries:
+        if chip_cfg is None:
+            continue
+        try:
+            ChipConfig.from_dict(chip_cfg)
+        except (TypeError, ValueError) as e:
+            raise UserInputError(f'config "{path}": {entry}: {e}') from e
 
 
 def walk_dataset_cfgs(ds, name: str) -> Iterator[Tuple[str, dict]]:

@@ -237,3 +237,45 @@ def test_same_resize_pairs_by_rule_and_on_a_dataset():
     assert cfg.same_resize_pairs([480, 640, 427], [640, 480, 640]) == \
         [(0, 1), (0, 2), (1, 2)]
     assert cfg.same_resize_pairs([480, 500], [640, 800]) == [(1, 2)]
+
+
+def _three_scales():
+    return dict(chip_size=256, chip_stride=32, scales=[
+        dict(max_side=512, valid_range=(100, None)),
+        dict(factor=1.0, valid_range=(32, 160)),
+        dict(factor=2.0, valid_range=(0, 48))])
+
+
+@pytest.mark.parametrize('change, match', [
+    (lambda c: c['scales'][0].update(valid_range=None),
+     r'scales\[0\]: ScaleSpec.valid_range must be \(min, max\)'),
+    (lambda c: c['scales'][1].update(valid_range=[32, 'abc']),
+     r'scales\[1\]: ScaleSpec.valid_range must be \(min, max\)'),
+    (lambda c: c['scales'][2].update(valid_range=(0, '48')),
+     r'scales\[2\]: ScaleSpec.valid_range'),
+    (lambda c: c['scales'][0].update(max_side=None, short_max=800),
+     r'scales\[0\]: ScaleSpec.short_max must be \(short, max\)'),
+    (lambda c: c.update(scales=[1.0, 2.0]),
+     r'scales\[0\]: a scale must be a dict'),
+    (lambda c: c.update(scales=dict(factor=1.0)),
+     'ChipConfig.scales must be a list'),
+    (lambda c: c.update(off_grid='flase'),
+     'ChipConfig.off_grid must be True or False'),
+    (lambda c: c.update(allow_range_gaps='no'),
+     'ChipConfig.allow_range_gaps must be True or False'),
+    (lambda c: c.update(negative=dict(filter_range='False')),
+     'negative.filter_range must be True or False'),
+])
+def test_bad_chip_cfg_values_name_scale_and_field(change, match):
+    """Values from --cfg-options that used to raise a bare TypeError or to
+    be read as True (a non-empty string)."""
+    cfg = _three_scales()
+    change(cfg)
+    with pytest.raises(ValueError, match=match):
+        ChipConfig.from_dict(cfg)
+    with pytest.raises(ValueError, match='ChipConfig must be a dict'):
+        ChipConfig.from_dict([1])
+    ok = _three_scales()
+    ok['scales'][2]['valid_range'] = np.array([0, 48.])
+    ok.update(off_grid=np.bool_(False))
+    assert ChipConfig.from_dict(ok).off_grid is False

@@ -1,5 +1,6 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 """The shipped SNIPER-for-any-detector configs, shrunk for CPU tests."""
+import copy
 import glob
 import os.path as osp
 import re
@@ -104,6 +105,8 @@ def tiny_sniper_config(shipped: str, data_root: str, work_dir: str,
     chips.cache_dir = ''
     chips.chip_cfg.chip_size = 256
     chips.chip_cfg.scales[0] = dict(max_side=256, valid_range=(120, None))
+    if 'chip_cfg' in cfg:  # one chip_cfg (SnipRunner refuses two)
+        cfg.chip_cfg = copy.deepcopy(chips.chip_cfg)
     chips.dataset.update(
         data_root=root, ann_file='annotations/instances_train.json',
         data_prefix=dict(img='train/'), metainfo=dict(classes=DEMO_CLASSES))

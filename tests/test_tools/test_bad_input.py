@@ -54,3 +54,27 @@ def test_missing_checkpoint(tiny_demo_root, tmp_path):
                     check=False)
     assert 'none.pth' in _single_error_line(proc)
     assert not osp.exists(tmp_path / 'none.pth')
+
+
+SNIPER_DEMO = osp.join('configs', 'sniper',
+                       'sniper_faster-rcnn_r18-w16_fpn_12e_demo.py')
+
+
+def test_bad_chip_cfg_values_are_one_error_line(tiny_demo_root, tmp_path):
+    """--cfg-options values ChipConfig cannot use: one `error:` line naming
+    the entry, the scale and the field (was: a TypeError traceback, or a
+    string such as 'flase' read as True)."""
+    from conftest import REPO_ROOT
+    cfg = tiny_config(tiny_demo_root, str(tmp_path / 'w'),
+                      str(tmp_path / 'cfg.py'),
+                      base=osp.join(REPO_ROOT, SNIPER_DEMO))
+    entry = 'train_dataloader.dataset.chip_cfg'
+    for option, want in (
+            (f'{entry}.scales.0.valid_range=None',
+             'scales[0]: ScaleSpec.valid_range must be (min, max)'),
+            (f'{entry}.off_grid=flase',
+             'ChipConfig.off_grid must be True or False')):
+        proc = run_tool(['tools/train.py', cfg, '--cfg-options', option],
+                        check=False)
+        line = _single_error_line(proc)
+        assert f'{entry}: ' in line and want in line, line

@@ -10,11 +10,14 @@ from mmsnip.utils.preflight import chip_config_of, load_config
 
 
 def test_chip_config_of_reads_the_chip_datasets_settings():
-    """The AutoFocus DINO demo inherits coco_chips.py's top-level chip_cfg
-    but trains with the demo's, in the (wrapped) chip dataset: the tools
-    (export_chips, browse_chips) must read the latter."""
+    """A config whose top-level chip_cfg is not its chip dataset's (the
+    AutoFocus DINO demo once inherited coco_chips.py's; SnipRunner now
+    refuses it for training): the tools (export_chips, browse_chips) read
+    the dataset's, the one the chips use."""
     cfg = load_config(osp.join(REPO_ROOT, 'configs', 'autofocus',
                                'autofocus_dino-4scale_r18-w16_12e_demo.py'))
+    cfg.chip_cfg = load_config(osp.join(
+        REPO_ROOT, 'configs', '_base_', 'sniper', 'coco_chips.py')).chip_cfg
     trained = cfg.train_dataloader.dataset.chip_cfg
     assert cfg.chip_cfg.scales != trained.scales  # the trap
     chips = chip_config_of(cfg)

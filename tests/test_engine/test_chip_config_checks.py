@@ -1,0 +1,149 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""Config checks of SnipRunner that keep SNIP's label rule on: the chip
+pipeline, one chip_cfg, no chip dataset at evaluation."""
+import copy
+import glob
+import os.path as osp
+
+import pytest
+from conftest import REPO_ROOT, run_tool, tiny_config
+from mmengine.config import Config
+
+from mmsnip.datasets.transforms import CropChip, PackChipInputs
+from mmsnip.engine import SnipRunner
+from mmsnip.engine.runner import chip_eval_problems, chip_training_problems
+from mmsnip.utils.preflight import UserInputError
+
+SNIPER_DEMO = osp.join(REPO_ROOT, 'configs/sniper',
+                       'sniper_faster-rcnn_r18-w16_fpn_12e_demo.py')
+SHIPPED = sorted(
+    p for p in glob.glob(osp.join(REPO_ROOT, 'configs/**/*.py'),
+                         recursive=True) if '/_base_/' not in p)
+PIPELINE_ENTRY = 'train_dataloader.dataset.pipeline (SniperDataset)'
+
+
+class MyCrop(CropChip):
+    pass
+
+
+class MyPack(PackChipInputs):
+    pass
+
+
+def _with_pipeline(steps) -> Config:
+    cfg = Config.fromfile(SNIPER_DEMO)
+    cfg.train_dataloader.dataset.pipeline = steps
+    return cfg
+
+
+LOAD = [dict(type='LoadImageFromFile'),
+        dict(type='LoadAnnotations', with_bbox=True)]
+
+
+@pytest.mark.parametrize('steps, missing', [
+    (LOAD + [dict(type='Resize', scale=(256, 256)),
+             dict(type='PackDetInputs')],
+     ['has no CropChip', 'does not end with PackChipInputs']),
+    (LOAD + [dict(type='mmsnip.CropChip'), dict(type='PackDetInputs')],
+     ['does not end with PackChipInputs']),
+    (LOAD + [dict(type='CropChip'), dict(type='PackChipInputs'),
+             dict(type='RandomFlip', prob=0.5)],
+     ['does not end with PackChipInputs']),
+    ([LOAD[0], dict(type='CropChip'), dict(type='PackChipInputs')],
+     ['has no LoadAnnotations before CropChip']),
+    ([LOAD[0], dict(type='CropChip'), LOAD[1],
+      dict(type='PackChipInputs')],
+     ['has no LoadAnnotations before CropChip']),
+])
+def test_chip_pipeline_must_crop_and_pack_scale_validity(steps, missing):
+    """Without CropChip, LoadAnnotations before it or PackChipInputs last,
+    no box carries scale_valid and every box trained as valid, silently
+    (was: training ran)."""
+    problems = [p for p in chip_training_problems(_with_pipeline(steps))
+                if p.startswith(PIPELINE_ENTRY)]
+    assert len(problems) == 1, problems
+    for what in missing:
+        assert what in problems[0]
+    assert "SNIP's label rule is off" in problems[0]
+    assert 'PackChipInputs last' in problems[0]
+
+
+@pytest.mark.parametrize('steps', [
+    LOAD + [dict(type='CropChip'), dict(type='RandomFlip', prob=0.5),
+            dict(type='PackChipInputs')],
+    LOAD + [dict(type='mmsnip.CropChip'), dict(type='mmsnip.PackChipInputs')],
+    LOAD + [dict(type=MyCrop), dict(type=MyPack)],
+    [LOAD[0], dict(type='mmdet.LoadAnnotations', with_bbox=True),
+     CropChip(), MyPack()],
+])
+def test_chip_pipeline_subclasses_and_scopes_are_accepted(steps):
+    assert not [p for p in chip_training_problems(_with_pipeline(steps))
+                if p.startswith(PIPELINE_ENTRY)]
+
+
+def test_train_tool_refuses_a_chip_pipeline_without_pack(tiny_demo_root,
+                                                         tmp_path):
+    cfg = tiny_config(tiny_demo_root, str(tmp_path / 'w'),
+                      str(tmp_path / 'cfg.py'), base=SNIPER_DEMO)
+    proc = run_tool(['tools/train.py', cfg, '--cfg-options',
+                     'train_dataloader.dataset.pipeline.4.type='
+                     'PackDetInputs'], check=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [ln for ln in proc.stderr.splitlines()
+              if ln.startswith('error:')]
+    assert len(errors) == 1 and 'Traceback' not in proc.stderr
+    assert PIPELINE_ENTRY in errors[0]
+    assert 'does not end with PackChipInputs' in errors[0]
+
+
+def _chip_cfg_problems(cfg):
+    return [p for p in chip_training_problems(cfg)
+            if p.startswith('chip_cfg (top level)')]
+
+
+def test_top_level_chip_cfg_must_be_the_chips(tmp_path):
+    """A chip_cfg changed at the top level only (a child config,
+    --cfg-options chip_cfg.chip_size=128) changed nothing the chips use
+    (was: ignored, silently)."""
+    cfg = Config.fromfile(SNIPER_DEMO)
+    assert not _chip_cfg_problems(cfg)
+    cfg.merge_from_dict({'chip_cfg.chip_size': 128})
+    problem, = _chip_cfg_problems(cfg)
+    assert 'train_dataloader.dataset.chip_cfg' in problem
+    assert 'train_dataloader = dict(dataset=dict(chip_cfg=chip_cfg))' in \
+        problem
+    child = tmp_path / 'child.py'
+    body = ("chip_cfg = dict(chip_size=128)\n")
+    child.write_text(f'_base_ = {SNIPER_DEMO!r}\n{body}')
+    assert _chip_cfg_problems(Config.fromfile(str(child)))
+    child.write_text(f'_base_ = {SNIPER_DEMO!r}\n{body}'
+                     'train_dataloader = dict(dataset=dict('
+                     'chip_cfg=chip_cfg))\n')
+    assert not _chip_cfg_problems(Config.fromfile(str(child)))
+    # the same settings written another way are the same chip_cfg
+    cfg = Config.fromfile(SNIPER_DEMO)
+    scales = copy.deepcopy(cfg.chip_cfg.scales)
+    scales[1]['factor'] = int(scales[1]['factor'])
+    cfg.chip_cfg.scales = scales
+    assert not _chip_cfg_problems(cfg)
+
+
+@pytest.mark.parametrize('path', SHIPPED,
+                         ids=[osp.relpath(p, REPO_ROOT) for p in SHIPPED])
+def test_shipped_configs_pass_the_chip_config_checks(path):
+    cfg = Config.fromfile(path)
+    assert not chip_training_problems(cfg)
+    assert not chip_eval_problems(cfg)
+
+
+@pytest.mark.parametrize('key', ['val_dataloader', 'test_dataloader'])
+def test_chip_dataset_at_evaluation_is_refused(key):
+    """Its items are chips, scored as images (was: a test that ran)."""
+    cfg = Config.fromfile(SNIPER_DEMO)
+    cfg[key] = dict(batch_size=1, dataset=copy.deepcopy(
+        cfg.train_dataloader.dataset))
+    problem, = chip_eval_problems(cfg)
+    assert problem.startswith(f'{key}.dataset is a SniperDataset')
+    assert 'tools/test.py --tta' in problem
+    with pytest.raises(UserInputError, match=f'{key}.dataset is a '):
+        SnipRunner.from_cfg(cfg)
