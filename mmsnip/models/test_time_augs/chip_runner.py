@@ -31,7 +31,7 @@ from mmdet.structures.bbox import get_box_tensor
 from torch import Tensor
 
 from mmsnip.chips import Windows, group_by_shape
-from .view_cap import _inner_detector, check_view_cap, view_cap
+from .view_cap import check_view_cap, inner_detector, view_cap
 
 
 class Crop(NamedTuple):
@@ -147,7 +147,7 @@ def proposal_budget(module, crops: Sequence[Crop],
     if num is None:
         yield
         return
-    cfg = _inner_detector(module).rpn_head.test_cfg
+    cfg = inner_detector(module).rpn_head.test_cfg
     saved = {k: cfg[k] for k in ('nms_pre', 'max_per_img') if k in cfg}
     for key, value in saved.items():
         cfg[key] = min(int(num), value)
@@ -165,7 +165,7 @@ def check_proposal_budget(module, per_mpix: Optional[float],
     have none) or is not positive."""
     if per_mpix is None:
         return
-    detector = _inner_detector(module)
+    detector = inner_detector(module)
     if not per_mpix > 0:
         raise ValueError(f'{owner}: rpn_proposals_per_mpix must be > 0, '
                          f'got {per_mpix}')

@@ -48,7 +48,7 @@ _HOLDERS = ('roi_head', 'bbox_head', 'mask_head')
 _NEVER_CAPPED = (YOLOXHead, )
 
 
-def _inner_detector(module):
+def inner_detector(module):
     """The detector inside an ``AutoFocus`` wrapper, else ``module``."""
     return getattr(module, 'detector', module)
 
@@ -80,7 +80,7 @@ def detection_caps(module) -> List[Tuple[str, dict, Optional[int]]]:
     ``test_cfg`` holds ``max_per_img`` (a DETR head's even without it: its
     default is ``num_queries``); ``topk_size`` is ``None`` where the cap
     is no ``topk``. Empty if none is found."""
-    detector = _inner_detector(module)
+    detector = inner_detector(module)
     caps = []
     for name in _HOLDERS:
         head = getattr(detector, name, None)
@@ -105,7 +105,7 @@ def check_view_cap(module, max_per_img: Optional[int], owner: str) -> None:
             f'{owner}: view_max_per_img must be an int >= 1, -1 (no cap) '
             f'or None (the detector\'s own cap), got {max_per_img!r}')
     if not detection_caps(module):
-        detector = _inner_detector(module)
+        detector = inner_detector(module)
         never = [type(getattr(detector, name)).__name__ for name in _HOLDERS
                  if isinstance(getattr(detector, name, None),
                                _NEVER_CAPPED)]
