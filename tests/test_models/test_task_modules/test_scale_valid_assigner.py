@@ -341,3 +341,37 @@ def test_is_scale_aware():
         is_scale_aware(dict(type='NoSuchAssigner'))
     with pytest.raises(KeyError, match='no `type`'):
         is_scale_aware(dict(topk=9))
+
+
+class _IgnoreBandAssigner(BaseAssigner):
+    """A prior equal to a box is its positive; one that only overlaps a
+    box is ignored (-1: an ignore band, as YOLOv3's GridAssigner, SABL's
+    ApproxMaxIoUAssigner, YOLOF's UniformAssigner); others negative."""
+
+    def assign(self, pred_instances, gt_instances, *args, **kwargs):
+        from mmdet.structures.bbox import bbox_overlaps
+        priors, boxes = pred_instances.priors, gt_instances.bboxes
+        gt_inds = torch.zeros(len(priors), dtype=torch.long)
+        labels = torch.full((len(priors), ), -1, dtype=torch.long)
+        if len(boxes):
+            iou = bbox_overlaps(priors, boxes)
+            best, arg = iou.max(1)
+            gt_inds[best > 0] = -1
+            pos = best > 0.999
+            gt_inds[pos] = arg[pos] + 1
+            labels[pos] = gt_instances.labels[arg[pos]]
+        return AssignResult(len(boxes), gt_inds, None, labels=labels)
+
+
+def test_what_the_assigner_ignores_around_an_invalid_box_stays_ignored():
+    """Rule (c): a prior in the ignore band of an invalid box (ignored by
+    the assigner on all boxes, negative on the valid ones) is ignored, not
+    trained as background; the band of a valid box is the inner
+    assigner's own."""
+    near_b = [36., 0., 52., 16.]  # overlaps B only
+    near_a = [4., 0., 20., 16.]  # overlaps A only
+    preds = InstanceData(priors=torch.tensor([A, B, near_b, near_a, FAR]))
+    gt = _gt([A, B], [LABEL_A, LABEL_B], valid=[True, False])
+    res = ScaleValidAssigner(_IgnoreBandAssigner()).assign(preds, gt)
+    assert res.gt_inds.tolist() == [1, -1, -1, -1, 0]
+    assert res.labels.tolist() == [LABEL_A, -1, -1, -1, -1]

@@ -36,9 +36,11 @@ class ScaleValidAssigner(BaseAssigner):
     (b) ``gt_inds`` of (a) re-indexed into the full ground-truth list
         (1-based, as in mmdet), ``num_gts`` = its length;
     (c) the inner assigner on *all* boxes (only when some box is invalid):
-        a prior that (c) makes positive for an invalid box and that (a)
-        left negative is ignored (``gt_inds = labels = -1``): no loss at
-        all, neither positive nor background.
+        a prior that (c) makes positive for an invalid box, or that (c)
+        ignores (an ignore band such as YOLOv3's, SABL's or YOLOF's,
+        which the invalid boxes add to), and that (a) left negative is
+        ignored (``gt_inds = labels = -1``): no loss at all, neither
+        positive nor background.
 
     This is the dense-head form of the RPN's "IoU > 0.3 with an invalid
     box": the assigner's own positive criterion says "this prior would
@@ -55,13 +57,14 @@ class ScaleValidAssigner(BaseAssigner):
     unchanged. Cost: one extra inner assignment per image that has an
     invalid box.
 
-    Example, 4 priors; box 1 invalid (out of range), box 2 valid::
+    Example, 5 priors; box 1 invalid (out of range), box 2 valid::
 
         prior   (a) on box 2 only   (c) on boxes 1, 2   result gt_inds
         p0      1 (box 2)           2                   2
         p1      0                   1 (invalid box)     -1 (ignored)
         p2      1 (box 2)           1 (invalid box)     2 (kept)
         p3      0                   0                   0 (negative)
+        p4      0                   -1 (ignore band)    -1 (ignored)
 
     Args:
         assigner (dict | BaseAssigner): The inner assigner, as a config
@@ -166,8 +169,9 @@ def merge_assign_results(result: AssignResult, full: AssignResult,
     Returns:
         AssignResult: a shallow copy of ``result`` (same type, extra
         attributes and properties) with ``gt_inds`` into all ``k`` boxes,
-        priors positive in ``full`` for an invalid box and negative in
-        ``result`` set to -1 (``gt_inds`` and ``labels``), ``num_gts = k``.
+        priors positive in ``full`` for an invalid box, or ignored in
+        ``full``, and negative in ``result`` set to -1 (``gt_inds`` and
+        ``labels``), ``num_gts = k``.
     """
     device = result.gt_inds.device
     valid = valid.to(device)
@@ -179,7 +183,9 @@ def merge_assign_results(result: AssignResult, full: AssignResult,
     full_pos = full_inds > 0
     takes_invalid = torch.zeros_like(full_pos)
     takes_invalid[full_pos] = ~valid[full_inds[full_pos] - 1]
-    ignore = takes_invalid & (result.gt_inds == 0)
+    # what the assigner on all boxes ignores (its ignore band around the
+    # invalid boxes) stays ignored: not trained as background
+    ignore = (takes_invalid | (full_inds < 0)) & (result.gt_inds == 0)
     gt_inds[ignore] = IGNORE
     merged = copy.copy(result)
     merged._extra_properties = dict(result._extra_properties)
