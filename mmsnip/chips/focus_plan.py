@@ -39,7 +39,7 @@ from .focus import (PAPER_DILATION, PAPER_LABEL_SIZES, PAPER_MIN_SIZE,
                     focus_stack_keep_mask, merge_overlapping,
                     oracle_focus_chips)
 from .boxes import box_sizes, in_range
-from .scales import ScaleSpec
+from .scales import ScaleSpec, check_coarse_to_fine, check_range_order
 
 # The FocusChip keys of a scale dict (``AutoFocusTTAModel.scales``).
 TRANSITION_KEYS = ('threshold', 'dilation', 'min_size', 'min_size_frame',
@@ -197,12 +197,19 @@ class FocusScale:
 
 def focus_scales(scales: Sequence[dict],
                  owner: str = 'AutoFocusTTAModel') -> List[FocusScale]:
-    """Validated :class:`FocusScale` list from config dicts (coarse to
-    fine); errors name ``owner.scales[i]``."""
+    """Validated :class:`FocusScale` list from config dicts, coarse to
+    fine (:func:`~mmsnip.chips.scales.check_coarse_to_fine`) with finer
+    scales taking smaller objects
+    (:func:`~mmsnip.chips.scales.check_range_order`); errors name
+    ``owner.scales[i]``."""
     if not len(scales):
         raise ValueError(f'{owner}.scales must hold at least one scale')
-    return [FocusScale.from_dict(s, f'{owner}.scales[{i}]')
-            for i, s in enumerate(scales)]
+    out = [FocusScale.from_dict(s, f'{owner}.scales[{i}]')
+           for i, s in enumerate(scales)]
+    specs = [s.spec for s in out]
+    check_coarse_to_fine(specs, f'{owner}.scales')
+    check_range_order(specs, f'{owner}.scales')
+    return out
 
 
 class Windows(NamedTuple):

@@ -378,7 +378,7 @@ class ChipConfig:
             raise ValueError(
                 f'ChipConfig.negative.min_proposals has {len(m)} values for '
                 f'{len(scales)} scales')
-        _check_range_order(scales)
+        check_range_order(scales)
         gap = range_gap([s.valid_range for s in scales])
         if gap is not None and not self.allow_range_gaps:
             raise ValueError(
@@ -518,22 +518,56 @@ class ChipConfig:
         ))
 
 
-def _check_range_order(scales: Sequence[ScaleSpec]) -> None:
-    """Finer scales must not admit larger objects (Sec. 3.2)."""
+def _strictly_finer(fine: ScaleSpec, coarse: ScaleSpec) -> bool:
+    """``fine`` resizes more than ``coarse`` for EVERY image (and not
+    alike)."""
+    return fine.finer_or_equal(coarse) is True and \
+        coarse.finer_or_equal(fine) is not True
+
+
+def _rule_text(spec: ScaleSpec) -> str:
+    return f'{spec.rule}={getattr(spec, spec.rule)}'
+
+
+def check_range_order(scales: Sequence[ScaleSpec],
+                      where: str = 'ChipConfig.scales') -> None:
+    """Finer scales must not admit larger objects (Sec. 3.2): of two
+    scales strictly ordered for every image (:meth:`ScaleSpec.
+    finer_or_equal`), the finer one's ``valid_range`` ends must be <= the
+    coarser one's; else a ``ValueError`` naming ``where[i]``. The one rule
+    for the chips (``ChipConfig``) and the test pyramids
+    (``SnipTTAModel``, ``AutoFocusTTAModel``)."""
     for i, fine in enumerate(scales):
         for j, coarse in enumerate(scales):
-            if i == j or fine.finer_or_equal(coarse) is not True or \
-                    coarse.finer_or_equal(fine) is True:
-                continue  # not strictly finer for every image
+            if i == j or not _strictly_finer(fine, coarse):
+                continue
             if fine.valid_range[0] > coarse.valid_range[0] or \
                     fine.valid_range[1] > coarse.valid_range[1]:
                 raise ValueError(
-                    f'ChipConfig.scales[{i}] ({fine.rule}='
-                    f'{getattr(fine, fine.rule)}) is finer than scales[{j}] '
-                    f'({coarse.rule}={getattr(coarse, coarse.rule)}) but its '
+                    f'{where}[{i}] ({_rule_text(fine)}) is finer than '
+                    f'scales[{j}] ({_rule_text(coarse)}) but its '
                     f'valid_range {fine.valid_range} admits larger objects '
                     f'than {coarse.valid_range}: finer scales take smaller '
-                    'objects (SNIP, Sec. 3.2)')
+                    'objects (SNIP, Sec. 3.2); give the finer scale the lower '
+                    'range (each scale the range it was trained with)')
+
+
+def check_coarse_to_fine(scales: Sequence[ScaleSpec], where: str) -> None:
+    """``scales`` listed coarse to fine (an AutoFocus cascade): no scale
+    strictly finer for every image (:meth:`ScaleSpec.finer_or_equal`)
+    than one listed after it; else a ``ValueError`` naming ``where[i]``.
+    Rules whose order depends on the image (a fixed factor and a
+    ``max_side``) are not compared."""
+    for i, fine in enumerate(scales):
+        for j in range(i + 1, len(scales)):
+            if _strictly_finer(fine, scales[j]):
+                raise ValueError(
+                    f'{where}[{i}] ({_rule_text(fine)}) is finer than '
+                    f'{where}[{j}] ({_rule_text(scales[j])}), listed after '
+                    'it: the cascade runs coarse to fine (the first scale '
+                    'on the whole image, each next one inside the '
+                    "previous one's FocusChips); list the scales from the "
+                    'coarsest to the finest')
 
 
 def range_gap(ranges: Sequence[Tuple[float, float]]

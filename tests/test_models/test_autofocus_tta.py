@@ -565,7 +565,8 @@ def test_chip_cap_is_off_by_default_and_a_binding_cap_is_reported(
             bboxes=boxes, labels=torch.zeros(4, dtype=torch.long))
 
     def cascade(**kw):
-        scales = [dict(s, dilation=1, min_size=16) for s in SCALES]
+        scales = [dict(s, dilation=1, min_size=16)
+                  for s in SCALES[:-1]] + SCALES[-1:]
         with DefaultScope.overwrite_default_scope('mmsnip'):
             tta = MODELS.build(dict(type='AutoFocusTTAModel', oracle=True,
                                     module=autofocus, scales=scales, **kw))
@@ -689,3 +690,94 @@ def test_shipped_autofocus_configs_lose_no_size_at_their_image_sizes():
                 (path, (h, w))
         checked += 1
     assert checked >= 8
+
+
+def _build_autofocus(autofocus, scales, **kwargs):
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        return MODELS.build(dict(type='AutoFocusTTAModel', module=autofocus,
+                                 scales=scales, **kwargs))
+
+
+def test_scales_must_run_coarse_to_fine_with_ordered_ranges(autofocus):
+    """Fine-to-coarse scales (was: run silently, the whole-image pass at
+    2x) and ranges swapped between scales are refused at build, naming
+    ``scales[i]``; the chips' rule (``check_range_order``)."""
+    reverse = [dict(SCALES[2], threshold=0.0, inclusive_threshold=True),
+               dict(SCALES[1], threshold=0.1), SCALES[0]]
+    with pytest.raises(ValueError, match=r'AutoFocusTTAModel.scales\[0\] '
+                       r'\(factor=2.0\) is finer than AutoFocusTTAModel'
+                       r'.scales\[1\] \(factor=1.0\), listed after it: the '
+                       r'cascade runs coarse to fine'):
+        _build_autofocus(autofocus, reverse)
+    swapped = [SCALES[0], dict(SCALES[1], valid_range=(0, 40)),
+               dict(SCALES[2], valid_range=(20, 120))]
+    with pytest.raises(ValueError, match=r'scales\[2\] \(factor=2.0\) is '
+                       r'finer than scales\[1\] \(factor=1.0\) but its '
+                       r'valid_range \(20.0, 120.0\) admits larger'):
+        _build_autofocus(autofocus, swapped)
+
+
+def test_focus_settings_on_the_finest_scale_are_reported(autofocus):
+    """threshold / dilation / min_size on the finest scale plan nothing:
+    one warning at build naming scales[-1] (was: silently unused);
+    border_tol there is used (its stacking) and not reported."""
+    scales = SCALES[:2] + [dict(SCALES[2], threshold=0.3, min_size=64,
+                                border_tol=1.0)]
+    with logged_messages(logging.WARNING) as warned:
+        _build_autofocus(autofocus, scales)
+    hits = [m for m in warned if 'have no effect' in m]
+    assert len(hits) == 1, warned
+    assert 'scales[2] (the finest) sets threshold, min_size' in hits[0]
+    assert 'border_tol' not in hits[0]
+    with logged_messages(logging.WARNING) as warned:
+        _build_autofocus(autofocus, SCALES[:2] + [
+            dict(SCALES[2], border_tol=1.0)])
+    assert not [m for m in warned if 'have no effect' in m]
+
+
+def test_batch_settings_name_the_config_key(autofocus):
+    """max_batch=0 names tta_model.max_batch (was: `max_group must be >=
+    1`, a name of group_by_shape); SlicedTTAModel's batch_size=0 names
+    batch_size (was: max_batch)."""
+    with pytest.raises(ValueError, match=r'AutoFocusTTAModel: '
+                       r'tta_model.max_batch must be an integer >= 1'):
+        _build_autofocus(autofocus, SCALES, max_batch=0)
+    with pytest.raises(ValueError, match=r'SlicedTTAModel: '
+                       r'tta_model.batch_size must be an integer >= 1'):
+        with DefaultScope.overwrite_default_scope('mmsnip'):
+            MODELS.build(dict(type='SlicedTTAModel', module=autofocus,
+                              batch_size=0))
+
+
+@pytest.mark.parametrize('setting, message', [
+    (dict(factor=0), r'tta_model.factor must be a finite number > 0'),
+    (dict(factor=-1), r'tta_model.factor must be a finite number > 0'),
+    (dict(factor=float('nan')), r'tta_model.factor must be a finite'),
+    (dict(factor=1e-4), r'tta_model.factor=0.0001 resizes a tile of '
+     r'tile_size=512 px to 0.0512 px, under one pixel'),
+    (dict(full_image_factor=0), r'tta_model.full_image_factor must be a '
+     r'finite number > 0'),
+    (dict(tile_size=100.5), r'tta_model.tile_size must be an integer >= 1'),
+    (dict(tile_size=0), r'tta_model.tile_size must be an integer >= 1'),
+    (dict(overlap=-1), r'tta_model.overlap must be an integer >= 0'),
+])
+def test_sliced_settings_are_validated_at_build(autofocus, setting,
+                                                message):
+    with pytest.raises(ValueError, match='SlicedTTAModel: ' + message):
+        with DefaultScope.overwrite_default_scope('mmsnip'):
+            MODELS.build(dict(type='SlicedTTAModel', module=autofocus,
+                              **setting))
+
+
+def test_sliced_full_image_under_a_pixel_is_an_error(autofocus,
+                                                     tiny_demo_root):
+    """A full_image_factor that shrinks the image under one pixel (was:
+    silently clamped to a 1 px input) names the setting and the image."""
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        sliced = MODELS.build(dict(type='SlicedTTAModel', module=autofocus,
+                                   full_image=True,
+                                   full_image_factor=1e-4))
+    with pytest.raises(ValueError, match=r'SlicedTTAModel: tta_model.'
+                       r'full_image_factor=0.0001 resizes .*val_000000.jpg'
+                       r' .* to under one pixel per side'):
+        _run_autofocus(sliced, _image(tiny_demo_root))

@@ -42,7 +42,8 @@ def test_groups_of_several_images_fuse_only_equal_passes():
 
 
 def test_bad_settings_and_metas():
-    with pytest.raises(ValueError, match='max_batch must be >= 1'):
+    with pytest.raises(ValueError, match='ChipRunner: tta_model.max_batch '
+                       'must be an integer >= 1'):
         ChipRunner(_Detector(), max_pad_ratio=None, max_batch=0)
     with pytest.raises(ValueError, match='max_pad_ratio must be >= 0'):
         ChipRunner(_Detector(), max_pad_ratio=-1)

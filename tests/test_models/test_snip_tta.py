@@ -147,3 +147,42 @@ def test_view_cap_needs_a_detector_with_a_cap():
                          view_max_per_img=bad)
     # None: the detector's own cap, nothing to find
     SnipTTAModel(scales=SCALES, module=_Detector())
+
+
+def test_scales_that_resize_an_image_alike_are_told_apart_by_position():
+    # max_side=512 and factor=1.0 both give a 512 x 384 image factor 1.0
+    # (was: both views went to scales[0], its (100, inf) range dropped the
+    # 60 px object the 1.0 view keeps).
+    model = _model()
+    box = [[10, 10, 70, 70]]
+
+    def views(*factors):
+        return [_view(f, box, [0.9], ori=(384, 512)) for f in factors]
+
+    assert model.scales_of_views(
+        [v.metainfo for v in views(1.0, 1.0, 2.0)]) == [0, 1, 2]
+    merged = model._merge_single_sample(views(1.0, 1.0, 2.0))
+    assert len(merged.pred_instances) == 1
+    assert merged.metainfo['pixels_per_scale'] == [512 * 384] * 2 + [
+        1024 * 768]
+    # with flips after the resizes (two views per scale)
+    flips = views(1.0, 1.0, 1.0, 1.0, 2.0, 2.0)
+    assert model.scales_of_views([v.metainfo for v in flips]) == [
+        0, 0, 1, 1, 2, 2]
+    # out of order, the alike views cannot be told apart: an error
+    with pytest.raises(ValueError, match=r'scales\[0\] \(max_side=512\) '
+                       r'and scales\[1\] \(factor=1.0\) resize x.jpg '
+                       r'\(512x384\) alike'):
+        model._merge_single_sample(views(2.0, 1.0, 1.0))
+    # views of distinct factors need no order (1000 x 800: 0.512, 1, 2)
+    mixed = [_view(f, box, [0.9]).metainfo for f in (2.0, 0.512, 1.0)]
+    assert model.scales_of_views(mixed) == [2, 0, 1]
+
+
+def test_scales_with_swapped_ranges_are_refused_at_build():
+    swapped = [SCALES[0], dict(SCALES[1], valid_range=(0, 48)),
+               dict(SCALES[2], valid_range=(32, 160))]
+    with pytest.raises(ValueError, match=r'SnipTTAModel.scales\[2\] '
+                       r'\(factor=2.0\) is finer than scales\[1\] '
+                       r'\(factor=1.0\) but its valid_range'):
+        SnipTTAModel(scales=swapped, module=_Detector())

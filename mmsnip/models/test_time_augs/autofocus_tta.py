@@ -23,6 +23,7 @@ from mmsnip.chips import (CascadeTrace, FocusScale, ScaleTrace, cap_chips,
                           focus_scales,
                           plan_next_chips, plan_oracle_chips,
                           stack_keep_masks)
+from mmsnip.chips.focus_plan import TRANSITION_KEYS
 from mmsnip.registry import MODELS
 from .chip_runner import (ChipRunner, Crop, StageTimer, crop_resize,
                           detections_in_image, windows_of)
@@ -176,6 +177,7 @@ class AutoFocusTTAModel(BaseTTAModel):
                 f'FocusPixel head), got {type(self.module).__name__}; use '
                 'SnipTTAModel for the full pyramid without one')
         self.scales: List[FocusScale] = focus_scales(scales, owner)
+        _warn_unused_on_finest(scales, owner)
         self.max_chips, self.border_tol = cascade_limits(max_chips,
                                                          border_tol, owner)
         self._warned_cap = False
@@ -471,6 +473,30 @@ class _ImageRun:
         if self.trace is not None:
             self.trace.result = result
         return result
+
+
+def _warn_unused_on_finest(scales: Sequence[dict], owner: str) -> None:
+    """Warn (at build) of FocusChip settings on the finest scale: they
+    plan the chips of a NEXT scale, which it does not have, so they have
+    no effect (``border_tol`` does: it is the scale's own stacking)."""
+    last = scales[-1]
+    if isinstance(last, FocusScale):
+        return  # built already: what was written is not known
+    unused = [k for k in TRANSITION_KEYS
+              if k != 'border_tol' and k in dict(last)]
+    if unused:
+        i = len(scales) - 1
+        print_log(
+            f'{owner}: scales[{i}] (the finest) sets '
+            f'{", ".join(unused)}, which have no effect: FocusChip '
+            'settings plan the chips of the next scale, and the finest '
+            'scale has none. Remove them there; to change the chips of '
+            f'scales[{i}], set them on scales[{i - 1}]'
+            if i else
+            f'{owner}: scales[0] (the only scale) sets '
+            f'{", ".join(unused)}, which have no effect: a one-scale '
+            'cascade plans no FocusChips. Remove them',
+            logger='current', level=logging.WARNING)
 
 
 def _gt_boxes(sample: DetDataSample) -> np.ndarray:

@@ -31,6 +31,7 @@ from mmdet.structures.bbox import get_box_tensor
 from torch import Tensor
 
 from mmsnip.chips import Windows, group_by_shape
+from mmsnip.utils.checks import is_integer
 from .view_cap import check_view_cap, inner_detector, view_cap
 
 
@@ -252,6 +253,8 @@ class ChipRunner:
         rescale (bool): Predict with ``rescale=True`` (boxes in the window's
             ORIGINAL pixels, masks pasted by mmdet) or in network pixels.
         owner (str): Named in errors.
+        batch_key (str): The owner's config key of ``max_batch``, named in
+            its error (``SlicedTTAModel``: ``batch_size``).
     """
 
     def __init__(self, module, with_focus: bool = False,
@@ -260,17 +263,21 @@ class ChipRunner:
                  rpn_proposals_per_mpix: Optional[float] = None,
                  min_rpn_proposals: int = 100, rescale: bool = True,
                  owner: str = 'ChipRunner',
-                 view_max_per_img: Optional[int] = None):
+                 view_max_per_img: Optional[int] = None,
+                 batch_key: str = 'max_batch'):
         if with_focus and not hasattr(module, 'predict_with_focus'):
             raise TypeError(
                 f'{owner} needs an AutoFocus detector (with a FocusPixel '
                 f'head), got {type(module).__name__}; use SnipTTAModel for '
                 'the full pyramid without one')
+        if max_batch is not None and not (is_integer(max_batch)
+                                          and max_batch >= 1):
+            raise ValueError(
+                f'{owner}: tta_model.{batch_key} must be an integer >= 1 '
+                f'(chips per forward pass) or None (no limit), got '
+                f'{max_batch!r}')
         if max_pad_ratio is not None:
-            group_by_shape([], max_pad_ratio, max_batch)  # validates both
-        elif max_batch is not None and max_batch < 1:
-            raise ValueError(f'{owner}: max_batch must be >= 1, got '
-                             f'{max_batch}')
+            group_by_shape([], max_pad_ratio, max_batch)  # validates it
         check_proposal_budget(module, rpn_proposals_per_mpix, owner)
         check_view_cap(module, view_max_per_img, owner)
         self.owner, self.view_max_per_img = owner, view_max_per_img

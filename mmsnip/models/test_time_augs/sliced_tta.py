@@ -11,6 +11,7 @@ from torch import Tensor
 
 from mmsnip.chips import chip_starts
 from mmsnip.registry import MODELS
+from mmsnip.utils.checks import check_integer, check_positive
 from .chip_runner import (ChipRunner, StageTimer, crop_resize,
                           detections_in_image)
 from .merge import MaskPaster, MergeConfig, add_masks, merge_detections
@@ -36,12 +37,17 @@ class SlicedTTAModel(BaseTTAModel):
     the same test pipeline (the image unresized).
 
     Args:
-        tile_size (int): Tile side in ORIGINAL pixels.
-        overlap (int): Overlap of neighbouring tiles, ORIGINAL pixels.
-        factor (float): Resize factor of the tiles.
+        tile_size (int): Tile side in ORIGINAL pixels, an integer >= 1.
+        overlap (int): Overlap of neighbouring tiles, ORIGINAL pixels, an
+            integer in ``[0, tile_size)``.
+        factor (float): Resize factor of the tiles, finite and > 0.
         full_image (bool): Also run the whole image.
-        full_image_factor (float): Its resize factor.
-        batch_size (int): Tiles per forward pass.
+        full_image_factor (float): Its resize factor, finite and > 0.
+        batch_size (int, optional): Tiles per forward pass, >= 1 (``None``:
+            all in one).
+
+    Settings are checked when the model is built: an error names
+    ``tta_model.<field>``.
         tta_cfg (dict): Merge settings, :class:`MergeConfig`.
         rpn_proposals_per_mpix (float, optional): Two-stage detectors: RPN
             proposals per million input pixels of a batch's largest tile,
@@ -62,12 +68,25 @@ class SlicedTTAModel(BaseTTAModel):
                  min_rpn_proposals: int = 100,
                  **kwargs):
         super().__init__(**kwargs)
+        owner = type(self).__name__
+        tile_size = check_integer(tile_size, f'{owner}: tta_model.tile_size')
+        overlap = check_integer(overlap, f'{owner}: tta_model.overlap', 0)
+        for name, value in (('factor', factor),
+                            ('full_image_factor', full_image_factor)):
+            check_positive(value, f'{owner}: tta_model.{name}')
+        if tile_size * factor < 1:
+            raise ValueError(
+                f'{owner}: tta_model.factor={factor!r} resizes a tile of '
+                f'tile_size={tile_size} px to {tile_size * factor:.3g} px, '
+                'under one pixel; use a factor of at least '
+                f'{1 / tile_size:.3g} (1.0 runs the tiles unresized)')
         # Tiles run in their order, batch_size at a time (they share one
         # shape, except when the image is smaller than a tile).
         self.runner = ChipRunner(
             self.module, max_pad_ratio=None, max_batch=batch_size,
             rpn_proposals_per_mpix=rpn_proposals_per_mpix,
-            min_rpn_proposals=min_rpn_proposals, owner=type(self).__name__)
+            min_rpn_proposals=min_rpn_proposals, owner=owner,
+            batch_key='batch_size')
         if not 0 <= overlap < tile_size:
             raise ValueError(f'SlicedTTAModel needs 0 <= overlap < '
                              f'tile_size, got {overlap}, {tile_size}')
@@ -91,6 +110,18 @@ class SlicedTTAModel(BaseTTAModel):
         x0, y0 = x0.ravel(), y0.ravel()
         return np.stack([x0, y0, np.minimum(x0 + self.tile_size, img_w),
                          np.minimum(y0 + self.tile_size, img_h)], axis=1)
+
+    def _check_full_image(self, img_h: int, img_w: int, sample) -> None:
+        """The whole image resized by ``full_image_factor`` must keep at
+        least one pixel per side (else it would be silently clamped)."""
+        side = min(img_h, img_w) * self.full_image_factor
+        if round(side) < 1:
+            raise ValueError(
+                f'{type(self).__name__}: tta_model.full_image_factor='
+                f'{self.full_image_factor!r} resizes '
+                f'{sample.metainfo.get("img_path", "an image")} ({img_w}x'
+                f'{img_h}) to under one pixel per side; use a factor of '
+                f'at least {1 / min(img_h, img_w):.3g} (1.0: unresized)')
 
     @property
     def batch_size(self) -> int:
@@ -125,6 +156,7 @@ class SlicedTTAModel(BaseTTAModel):
             with timer('chip_generation'):
                 views = [(self.tiles(img_h, img_w), self.factor)]
             if self.full_image:
+                self._check_full_image(img_h, img_w, sample)
                 views.append((np.array([[0, 0, img_w, img_h]]),
                               self.full_image_factor))
             masks = MaskPaster((img_h, img_w), device)

@@ -1,6 +1,6 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 """SNIP inference on the full image pyramid (Sec. 3.2.2)."""
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -8,7 +8,7 @@ from mmdet.models.test_time_augs import DetTTAModel
 from mmdet.structures import DetDataSample
 from mmengine.config import ConfigDict
 
-from mmsnip.chips import ScaleSpec, box_sizes, in_range
+from mmsnip.chips import ScaleSpec, box_sizes, check_range_order, in_range
 from mmsnip.registry import MODELS
 from .chip_runner import StageTimer
 from .merge import MaskPaster, MergeConfig, add_masks, merge_detections
@@ -34,10 +34,17 @@ class SnipTTAModel(DetTTAModel):
     image, pasted by mmdet) are flipped back for flipped views and follow
     their detections through the merge.
 
-    A view's scale is recognised by its ``scale_factor``: it must match the
-    factor one of ``scales`` gives for the image (within 2%), so a
-    ``tta_pipeline`` that disagrees with ``scales`` is an error, not a
-    silent wrong filter.
+    A view's scale is recognised by its position among the image's views
+    (one resize per scale, in the order of ``scales``, flips after them,
+    as the shipped ``tta_pipeline``), checked against its
+    ``scale_factor``, which must match the factor that scale gives for the
+    image (within 2%); where the position does not fit, by the factor
+    alone (:meth:`scales_of_views`). A ``tta_pipeline`` that disagrees
+    with ``scales``, or views that neither tells apart (two scales that
+    resize an image alike, out of order), is an error, not a silent wrong
+    filter. ``scales`` must be ordered as the chips' (a finer scale keeps
+    smaller objects, :func:`~mmsnip.chips.check_range_order`), checked
+    when the model is built.
 
     Every merged prediction carries ``pixels_per_scale`` (list of
     ``h * w`` of each view's network input, summed over flips),
@@ -81,6 +88,8 @@ class SnipTTAModel(DetTTAModel):
             s if isinstance(s, ScaleSpec) else ScaleSpec.from_dict(dict(s))
             for s in scales
         ]
+        # one rule with the chips: a finer scale keeps smaller objects
+        check_range_order(self.scales, f'{type(self).__name__}.scales')
 
     def test_step(self, data) -> List[DetDataSample]:
         """Views through the detector (its cap replaced by
@@ -98,8 +107,10 @@ class SnipTTAModel(DetTTAModel):
                 result.metainfo['stage_seconds'], detector=share)))
         return results
 
-    def scale_of_view(self, meta: dict) -> int:
-        """Index of the scale a view was resized to."""
+    def _match(self, meta: dict) -> Tuple[int, List[int]]:
+        """The scale whose factor is nearest the view's ``scale_factor``
+        (an error beyond 2%) and every scale that resizes this image to
+        the same shape as it (views of those cannot be told apart)."""
         h, w = meta['ori_shape'][:2]
         actual = float(np.mean(meta['scale_factor']))
         expected = np.array([s.factor_for(h, w) for s in self.scales])
@@ -110,7 +121,55 @@ class SnipTTAModel(DetTTAModel):
                 f'SnipTTAModel: a view of {meta.get("img_path")} was resized '
                 f'by {actual:.4f}, but the scales give {expected.round(4)}; '
                 'make tta_pipeline match tta_model.scales')
+        shape = self.scales[best].scaled_shape(h, w)
+        tied = [i for i, s in enumerate(self.scales)
+                if s.scaled_shape(h, w) == shape]
+        return best, tied
+
+    def scale_of_view(self, meta: dict) -> int:
+        """Index of the scale a view was resized to, by its
+        ``scale_factor``; an error if two scales with different valid
+        ranges resize the image alike (use :meth:`scales_of_views`)."""
+        best, tied = self._match(meta)
+        ranges = {self.scales[i].valid_range for i in tied}
+        if len(ranges) > 1:
+            h, w = meta['ori_shape'][:2]
+            names = ' and '.join(
+                f'scales[{i}] ({self.scales[i].rule}='
+                f'{getattr(self.scales[i], self.scales[i].rule)})'
+                for i in tied)
+            raise ValueError(
+                f'{type(self).__name__}: tta_model.{names} resize '
+                f'{meta.get("img_path")} ({w}x{h}) alike, so their views '
+                'cannot be told apart by size, and the views are not in the '
+                'order of tta_model.scales (the same number per scale, '
+                'scale by scale) to tell them by position. Make the '
+                "tta_pipeline's TestTimeAug list one resize per scale, in "
+                'the order of tta_model.scales, as its first transforms '
+                '(flips after them)')
         return best
+
+    def scales_of_views(self, metas: Sequence[dict]) -> List[int]:
+        """The scale of each view of one image, in the views' order.
+
+        mmdet's ``TestTimeAug`` yields its views in the order of its
+        transforms (the product of its lists, the first varying
+        slowest), and ``merge_preds`` gets them so: with one resize per
+        scale listed first, in the order of ``scales``, view ``i`` of
+        ``n`` is scale ``i // (n / len(scales))``. That position is used
+        where every view's ``scale_factor`` agrees with it, which tells
+        apart scales that resize an image alike (``max_side=512`` and
+        ``factor=1.0`` on a 512 x 384 image); else each view's scale is
+        found by its factor (:meth:`scale_of_view`: an error where that is
+        ambiguous).
+        """
+        matches = [self._match(meta) for meta in metas]
+        n, m = len(metas), len(self.scales)
+        if n and n % m == 0:
+            position = [i // (n // m) for i in range(n)]
+            if all(p in tied for p, (_, tied) in zip(position, matches)):
+                return position
+        return [self.scale_of_view(meta) for meta in metas]
 
     def _merge_single_sample(
             self, data_samples: List[DetDataSample]) -> DetDataSample:
@@ -127,9 +186,9 @@ class SnipTTAModel(DetTTAModel):
         first = data_samples[0]
         masks = MaskPaster(first.metainfo['ori_shape'][:2],
                            first.pred_instances.bboxes.device)
-        for sample in data_samples:
+        views = self.scales_of_views([s.metainfo for s in data_samples])
+        for sample, scale in zip(data_samples, views):
             meta = sample.metainfo
-            scale = self.scale_of_view(meta)
             pixels[scale] += int(np.prod(meta['img_shape'][:2]))
             pred = sample.pred_instances
             sizes = box_sizes(pred.bboxes.detach().float().cpu().numpy())
