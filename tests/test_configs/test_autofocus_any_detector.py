@@ -50,3 +50,32 @@ def test_one_epoch_then_cascade(config, tiny_demo_root, tmp_path):
     assert 'coco/bbox_mAP' in metrics, sorted(metrics)
     # The cascade ran and reported the pixels it processed per image.
     assert any(k.startswith('pixels/') for k in metrics), sorted(metrics)
+
+
+def test_docs_snippet_builds_on_an_mmdet_based_sniper_config(tmp_path):
+    """docs/autofocus.md's "Turn it on" snippet under a SNIPER config that
+    inherits an mmdet:: base (scope mmdet): its types are found and the
+    model and test-time model build."""
+    import re
+
+    from mmengine.registry import DefaultScope
+
+    from mmsnip.registry import MODELS
+    text = open(osp.join(REPO_ROOT, 'docs/autofocus.md')).read()
+    snippet = re.search(r'Turn it on for a SNIPER config.*?```python\n(.*?)'
+                        r'```', text, re.S).group(1)
+    base = osp.join(REPO_ROOT, 'configs/sniper/'
+                    'sniper_retinanet_r50_fpn_1x_coco.py')
+    snippet = snippet.replace("'../sniper/your_sniper_config.py'",
+                              repr(base)).replace('ann_file=...',
+                                                  "ann_file='a.json'")
+    path = tmp_path / 'autofocus_snippet.py'
+    path.write_text(snippet)
+    cfg = Config.fromfile(str(path))
+    model_cfg = cfg.model.to_dict()
+    model_cfg['detector']['backbone']['init_cfg'] = None  # no download
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = MODELS.build(model_cfg)
+        tta = MODELS.build(dict(cfg.tta_model, module=model))
+    assert type(model).__name__ == 'AutoFocus'
+    assert type(tta).__name__ == 'AutoFocusTTAModel'
