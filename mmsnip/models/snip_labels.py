@@ -273,9 +273,13 @@ def scale_aware_problems(model: nn.Module) -> List[str]:
                 rewritten, 'assigns labels itself and ignores scale_valid')
             problems.append(
                 f'{where} ({cls}) {reason}: use type="mmsnip.'
-                f'{MODULE_REWRITES[rewritten]}"'
-                + ('' if rewritten == cls else
-                   f' or a scale-aware version of {cls}'))
+                f'{MODULE_REWRITES[rewritten]}"' if rewritten == cls else
+                f'{where} ({cls}) {reason}: mmsnip has no scale-aware '
+                f'version of this {rewritten} subclass; write one as '
+                f'mmsnip.{MODULE_REWRITES[rewritten]} does for '
+                f'{rewritten} (replacing the type by mmsnip.'
+                f'{MODULE_REWRITES[rewritten]} would drop what {cls} '
+                'adds)')
             continue
         assigners = _assigners_of(module)
         for attr, assigner in assigners:
@@ -283,9 +287,17 @@ def scale_aware_problems(model: nn.Module) -> List[str]:
                 name = type(assigner).__name__
                 problems.append(
                     f'{where}.{attr} ({name}) ignores scale_valid: mmsnip '
-                    f'has no rewrite for {name}; if its head gives priors '
-                    'with gt_inds == -1 no loss, wrap it as '
-                    'dict(type="mmsnip.ScaleValidAssigner", assigner=...)')
+                    f'has no rewrite for {name}; ' + (
+                        'its one-to-one matching gives each object one '
+                        'query and trains the rest as background, which '
+                        'ScaleValidAssigner cannot change (the heads of '
+                        'Sparse R-CNN, QueryInst, MaskFormer train every '
+                        'query as positive or negative, and MaskFormer '
+                        'rebuilds the ground truth without scale_valid)'
+                        if 'Hungarian' in name else
+                        'if its head gives priors with gt_inds == -1 no '
+                        'loss, wrap it as dict(type="mmsnip.'
+                        'ScaleValidAssigner", assigner=...)'))
         if (isinstance(module, BaseDenseHead) and not assigners
                 and not isinstance(module, aware_types)):
             problems.append(

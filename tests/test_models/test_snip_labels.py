@@ -195,7 +195,11 @@ def test_subclass_of_a_rewritten_head_is_refused():
     problems = scale_aware_problems(model)
     assert len(problems) == 1
     assert problems[0].startswith('model.bbox_head (MyYOLOXHead)')
-    assert 'mmsnip.ScaleAwareYOLOXHead' in problems[0]
+    # not "use ScaleAwareYOLOXHead": that would drop what the subclass
+    # adds (CondInst's head given ScaleAwareFCOSHead fails to build)
+    assert 'mmsnip has no scale-aware version of this YOLOXHead subclass; ' \
+        'write one as mmsnip.ScaleAwareYOLOXHead does for YOLOXHead' in \
+        problems[0]
 
 
 def test_yolact_is_made_scale_aware(tmp_path):
@@ -297,3 +301,24 @@ def test_assigner_calls_shared_assigner_counts_for_every_holder():
     assert calls.uncalled() == []
     calls.restore()
     assert 'assign' not in vars(shared)
+
+
+def test_one_to_one_matching_is_not_offered_the_generic_wrapper():
+    """A Hungarian assigner mmsnip has no rewrite for (Sparse R-CNN,
+    QueryInst, MaskFormer): refused without the ScaleValidAssigner advice,
+    which would pass every check and change nothing there."""
+    from mmdet.models.task_modules.assigners import (HungarianAssigner,
+                                                     MaxIoUAssigner)
+    from torch import nn
+    model = nn.Module()
+    model.roi_head = nn.Module()
+    model.roi_head.assigner = HungarianAssigner(
+        match_costs=[dict(type='FocalLossCost', weight=2.0)])
+    model.bbox_head = nn.Module()
+    model.bbox_head.assigner = MaxIoUAssigner(0.5, 0.4)
+    problems = {p.split(' ')[0]: p for p in scale_aware_problems(model)}
+    hungarian = problems['model.roi_head.assigner']
+    assert 'one-to-one matching' in hungarian
+    assert 'ScaleValidAssigner", assigner' not in hungarian
+    assert 'ScaleValidAssigner", assigner' in problems[
+        'model.bbox_head.assigner']
