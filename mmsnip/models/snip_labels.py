@@ -109,7 +109,10 @@ def _rewrite_assigner(cfg: dict, in_rcnn: bool, invalid_iou_thr: float,
             new['type'] = 'mmsnip.ScaleAwareRoIAssigner'
         else:
             new['type'] = 'mmsnip.ScaleAwareMaxIoUAssigner'
-            new.setdefault('invalid_iou_thr', invalid_iou_thr)
+            # an anchor that could be positive for an invalid box is
+            # ignored: PAA takes candidates from IoU 0.1, not 0.3
+            new.setdefault('invalid_iou_thr', min(
+                invalid_iou_thr, float(cfg.get('pos_iou_thr', 1.0))))
     elif name in WRAPPED_ASSIGNERS:
         new = ConfigDict(type='mmsnip.ScaleValidAssigner',
                          assigner=copy.deepcopy(cfg))
@@ -162,7 +165,9 @@ def make_scale_aware_cfg(
         model_cfg (dict): The ``model`` field of a config (not modified).
         invalid_iou_thr (float): ``invalid_iou_thr`` given to max-IoU
             assigners turned into ``ScaleAwareMaxIoUAssigner`` (unless they
-            set one).
+            set one), or their ``pos_iou_thr`` where lower (PAA: 0.1), so
+            that no anchor that could be positive for an invalid box trains
+            as background.
 
     Returns:
         tuple[dict, list[str]]: The new config and one line per change,

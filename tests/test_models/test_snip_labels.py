@@ -322,3 +322,19 @@ def test_one_to_one_matching_is_not_offered_the_generic_wrapper():
     assert 'ScaleValidAssigner", assigner' not in hungarian
     assert 'ScaleValidAssigner", assigner' in problems[
         'model.bbox_head.assigner']
+
+
+def test_invalid_threshold_is_at_most_the_assigners_positive_one(tmp_path):
+    """PAA takes anchors of IoU >= 0.1 as candidates: those of an invalid
+    object up to 0.3 are ignored too, not trained as background; RetinaNet
+    (positive from 0.5) keeps the paper's 0.3."""
+    def assigner(base):
+        new, _ = make_scale_aware_cfg(
+            Config.fromfile(mmdet_child(base, tmp_path)).model)
+        return new.train_cfg.assigner
+
+    paa = assigner('paa/paa_r50_fpn_1x_coco.py')
+    assert paa.type == 'mmsnip.ScaleAwareMaxIoUAssigner'
+    assert paa.pos_iou_thr == 0.1 and paa.invalid_iou_thr == 0.1
+    retina = assigner('retinanet/retinanet_r50_fpn_1x_coco.py')
+    assert retina.invalid_iou_thr == 0.3
