@@ -111,7 +111,48 @@ def chip_training_problems(cfg: Config) -> List[str]:
             'tools/mine_proposals.py)')
     loader = cfg.get('train_dataloader') or {}
     return problems + _sampler_problems(loader) + \
-        _chip_pipeline_problems(loader) + _chip_cfg_problems(cfg)
+        _chip_pipeline_problems(loader) + _chip_cfg_problems(cfg) + \
+        _mask_pipeline_problems(cfg)
+
+
+def _mask_entries(node, path: str = 'model') -> Iterator[str]:
+    """Config entries of a model's mask branches (``mask_head`` keys: Mask
+    R-CNN, cascades, HTC, SOLO, CondInst, YOLACT)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == 'mask_head' and value:
+                yield f'{path}.{key}'
+            elif key not in ('train_cfg', 'test_cfg'):
+                yield from _mask_entries(value, f'{path}.{key}')
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            yield from _mask_entries(value, f'{path}[{i}]')
+
+
+def _mask_pipeline_problems(cfg: Config) -> List[str]:
+    """A model with a mask branch trained on chips whose pipeline loads no
+    masks: it fails at the first iteration (``'InstanceData' object has no
+    attribute 'masks'``), after the chip table was built."""
+    masks = next(_mask_entries(cfg.get('model') or {}), None)
+    if masks is None:
+        return []
+    loader = cfg.get('train_dataloader') or {}
+    problems = []
+    for name, ds in walk_dataset_cfgs(loader.get('dataset'),
+                                      'train_dataloader.dataset'):
+        if base_type(ds.get('type')) not in CHIP_DATASETS:
+            continue
+        loads = [step for step in ds.get('pipeline') or []
+                 if isinstance(step, dict)
+                 and 'LoadAnnotations' in str(step.get('type', ''))]
+        if loads and not any(step.get('with_mask') for step in loads):
+            problems.append(
+                f'{name}.pipeline loads no masks (LoadAnnotations without '
+                f'with_mask=True) but {masks} learns them: use '
+                "mask_chip_pipeline of configs/_base_/sniper/coco_chips.py "
+                '(pipeline={{_base_.mask_chip_pipeline}}), which loads the '
+                'masks and crops them with the boxes')
+    return problems
 
 
 def _transform_class(step):

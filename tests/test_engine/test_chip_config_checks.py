@@ -147,3 +147,19 @@ def test_chip_dataset_at_evaluation_is_refused(key):
     assert 'tools/test.py --tta' in problem
     with pytest.raises(UserInputError, match=f'{key}.dataset is a '):
         SnipRunner.from_cfg(cfg)
+
+
+def test_mask_branch_needs_a_pipeline_that_loads_masks():
+    """Mask R-CNN on chips of a box-only pipeline (the RetinaNet template's
+    chip_pipeline) failed at the first iteration; refused first, naming
+    mask_chip_pipeline. The shipped mask config passes."""
+    cfg = Config.fromfile(osp.join(
+        REPO_ROOT, 'configs/sniper/sniper_mask-rcnn_r18-w16_fpn_12e_demo.py'))
+    assert not [p for p in chip_training_problems(cfg) if 'masks' in p]
+    for step in cfg.train_dataloader.dataset.pipeline:
+        step.pop('with_mask', None)
+    (problem, ) = [p for p in chip_training_problems(cfg) if 'masks' in p]
+    assert problem.startswith(
+        'train_dataloader.dataset.pipeline loads no masks (LoadAnnotations '
+        'without with_mask=True) but model.roi_head.mask_head learns them: '
+        'use mask_chip_pipeline')
