@@ -37,7 +37,8 @@ def _probe_sizes(divisor: int):
 
 def input_size_problem(model: nn.Module) -> Optional[str]:
     """A message if the detector's backbone and neck fail on an input size
-    its data preprocessor allows, else None.
+    its data preprocessor allows (or, for ``AutoFocus``, have no feature
+    level ``focus_level`` of ``focus_head.stride``), else None.
 
     Runs ``model.extract_feat`` in eval mode without gradients (no state
     changes) on zeros of two sizes: a safe one and one that only
@@ -66,7 +67,7 @@ def input_size_problem(model: nn.Module) -> Optional[str]:
             for size in (safe, odd):
                 inputs = params[0].new_zeros(1, channels, size, size)
                 try:
-                    extract(inputs)
+                    feats = extract(inputs)
                 except RuntimeError as error:
                     if size == safe:
                         print_log(
@@ -87,6 +88,12 @@ def input_size_problem(model: nn.Module) -> Optional[str]:
                         'chip_size: pad to the network\'s largest stride, '
                         'e.g. model = dict(data_preprocessor=dict('
                         'pad_size_divisor=32)) (64 for P6 models)')
+                focus = getattr(model, 'focus_features', None)
+                if focus is not None and size == safe:
+                    try:  # AutoFocus: its level and stride, before training
+                        focus(feats, inputs)
+                    except ValueError as error:
+                        return str(error)
     finally:
         model.train(was_training)
     return None

@@ -93,18 +93,24 @@ class AutoFocus(BaseDetector):
                        batch_inputs: Tensor) -> Tensor:
         """The feature map the focus head reads, checked against its stride.
         """
-        if self.focus_level >= len(feats):
-            raise ValueError(f'AutoFocus.focus_level={self.focus_level} but '
-                             f'the detector has {len(feats)} feature levels')
-        feat = feats[self.focus_level]
         stride = self.focus_head.stride
-        expected = -(-batch_inputs.shape[-1] // stride)
-        if feat.shape[-1] != expected:
-            actual = batch_inputs.shape[-1] / feat.shape[-1]
+        width = batch_inputs.shape[-1]
+        strides = ', '.join(f'{i}: {width / f.shape[-1]:g}'
+                            for i, f in enumerate(feats))
+        if self.focus_level >= len(feats):
+            raise ValueError(
+                f'AutoFocus.focus_level={self.focus_level} but the detector '
+                f'has {len(feats)} feature level(s) (level: stride {strides})'
+                f'; set focus_level to the level of stride '
+                f'focus_head.stride={stride}, or focus_head.stride to its '
+                'level\'s')
+        feat = feats[self.focus_level]
+        if feat.shape[-1] != -(-width // stride):
             raise ValueError(
                 f'AutoFocus: feature level {self.focus_level} has stride '
-                f'{actual:g}, but focus_head.stride is {stride}; pick the '
-                'focus_level of that stride')
+                f'{width / feat.shape[-1]:g}, but focus_head.stride is '
+                f'{stride} (level: stride {strides}); pick the focus_level '
+                'of that stride')
         return feat
 
     def loss(self, batch_inputs: Tensor,

@@ -84,3 +84,21 @@ def test_focus_level_of_another_stride_is_an_error():
     data = _batch(model)
     with pytest.raises(ValueError, match='focus_head.stride is 16'):
         model.loss(data['inputs'], data['data_samples'])
+
+
+def test_focus_level_problems_are_found_when_the_model_is_built():
+    """The runner's input check (input_size_problem, before training)
+    finds a focus_level the neck lacks or of another stride, naming each
+    level's stride (was: a ValueError at the first batch)."""
+    from mmsnip.models.input_sizes import input_size_problem
+    assert input_size_problem(_build(_autofocus(retinanet(),
+                                                focus_level=1))) is None
+    problem = input_size_problem(_build(_autofocus(retinanet(),
+                                                   focus_level=2)))
+    assert problem.startswith('AutoFocus: feature level 2 has stride 32, '
+                              'but focus_head.stride is 16 (level: stride '
+                              '0: 8, 1: 16, 2: 32')
+    problem = input_size_problem(_build(_autofocus(retinanet(),
+                                                   focus_level=9)))
+    assert problem.startswith('AutoFocus.focus_level=9 but the detector has')
+    assert 'set focus_level to the level of stride' in problem
