@@ -294,6 +294,12 @@ class MultiScaleInferencer:
         self.cfg, self.mode = cfg, mode
         self.device = device or ('cuda'
                                  if torch.cuda.is_available() else 'cpu')
+        if str(self.device).startswith('cuda') and \
+                not torch.cuda.is_available():
+            raise UserInputError(
+                f'device {self.device!r}: this machine has no CUDA GPU '
+                '(or this torch was built without CUDA); use '
+                "device='cpu' (--device cpu)")
         self.show_progress = show_progress
         self.palette = palette
 

@@ -236,6 +236,10 @@ def test_bad_inputs_clear_errors(ckpts, inferencers, tmp_path):
         MultiScaleInferencer(sniper_cfg, sniper_ckpt, mode='fast')
     with pytest.raises(UserInputError, match='checkpoint file .*nope.pth'):
         MultiScaleInferencer(sniper_cfg, str(tmp_path / 'nope.pth'))
+    if not torch.cuda.is_available():  # CI: a CUDA device asked for
+        with pytest.raises(UserInputError, match="device 'cuda:0': this "
+                           'machine has no CUDA GPU'):
+            MultiScaleInferencer(sniper_cfg, sniper_ckpt, device='cuda:0')
     # a plain detector checkpoint in the AutoFocus config: no focus head
     af_cfg = ckpts['autofocus'][0]
     with pytest.raises(UserInputError, match='no FocusPixel head weights'):
