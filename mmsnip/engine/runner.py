@@ -255,12 +255,14 @@ def _chip_cfg_problems(cfg: Config) -> List[str]:
                 f'chip_cfg (top level) is not {name}.chip_cfg, which the '
                 'chips use: the base config wrote the dataset\'s from its '
                 'own chip_cfg, so a chip_cfg changed in a child config or '
-                'by --cfg-options chip_cfg.X=... changes nothing; set it '
-                'in the dataset too: train_dataloader = dict(dataset='
-                'dict(chip_cfg=chip_cfg)) in the config (with _delete_=True '
-                'inside chip_cfg if keys were removed), or --cfg-options '
-                f'{name}.chip_cfg.X=...; and tta_model.scales (written from '
-                'the base\'s chip_cfg too)']
+                'by --cfg-options chip_cfg.X=... changes nothing (and one '
+                'changed only in the dataset leaves the top level stale, '
+                'which cannot be told apart): keep both equal. In a '
+                'config: chip_cfg = dict(...) and train_dataloader = '
+                'dict(dataset=dict(chip_cfg=chip_cfg)) (with _delete_=True '
+                'inside chip_cfg if keys were removed); with --cfg-options, '
+                f'give both chip_cfg.X=V and {name}.chip_cfg.X=V; and set '
+                'tta_model.scales (written from the base\'s chip_cfg too)']
     return []
 
 

@@ -1014,8 +1014,10 @@ def audit_masks(coco: dict,
     ``size`` than its image (a ``ValueError`` deep inside mmdet); a
     warning for polygons some of which mmdet drops. With ``poly2mask``
     False (``LoadAnnotations(poly2mask=False)``) every RLE is an error:
-    mmdet then keeps polygons only and ignores the box. Annotations with a
-    true ``"ignore"`` (dropped by ``CocoDataset``) are left out.
+    mmdet then keeps polygons only and ignores the box. Crowd boxes
+    (``iscrowd``: ignored regions either way; COCO writes them as RLEs)
+    are not checked for these two, and annotations with a true
+    ``"ignore"`` (dropped by ``CocoDataset``) not at all.
     Polygon coordinates are not read one by one (cost: one pass over the
     annotations and their polygon lists).
     """
@@ -1040,7 +1042,7 @@ def audit_masks(coco: dict,
                 found['flat'].append(entry)
                 continue
             good = sum(len(p) >= 6 and not len(p) % 2 for p in seg)
-            if not good:
+            if not good and not ann.get('iscrowd'):  # crowd: ignored anyway
                 found['polygons'].append(
                     f'{entry} segmentation={json.dumps(seg)[:40]}')
             elif good < len(seg):
@@ -1048,7 +1050,8 @@ def audit_masks(coco: dict,
         elif type(seg) is dict:
             size = seg.get('size')
             if not poly2mask:
-                found['rle_poly'].append(entry)
+                if not ann.get('iscrowd'):  # COCO's crowd boxes are RLEs,
+                    found['rle_poly'].append(entry)  # ignored anyway
             elif not isinstance(seg.get('counts'), (list, str)) or \
                     type(size) is not list or len(size) != 2:
                 found['rle'].append(entry)

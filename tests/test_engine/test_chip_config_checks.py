@@ -120,6 +120,13 @@ def test_top_level_chip_cfg_must_be_the_chips(tmp_path):
                      'train_dataloader = dict(dataset=dict('
                      'chip_cfg=chip_cfg))\n')
     assert not _chip_cfg_problems(Config.fromfile(str(child)))
+    # --cfg-options: the message's advice (both keys) passes
+    assert 'give both chip_cfg.X=V and train_dataloader.dataset.' \
+        'chip_cfg.X=V' in problem
+    cfg = Config.fromfile(SNIPER_DEMO)
+    cfg.merge_from_dict({'chip_cfg.chip_size': 128,
+                         'train_dataloader.dataset.chip_cfg.chip_size': 128})
+    assert not _chip_cfg_problems(cfg)
     # the same settings written another way are the same chip_cfg
     cfg = Config.fromfile(SNIPER_DEMO)
     scales = copy.deepcopy(cfg.chip_cfg.scales)
