@@ -111,7 +111,7 @@ def main():
     keys = ['test_dataloader']
     # entries named as the config writes them, before --tta wraps the model
     check_chip_cfgs(cfg, keys)
-    refuse_chip_eval(cfg)
+    refuse_chip_eval(cfg, keys)
     check_num_classes(cfg, keys)
     if args.tta:
         check_tta_config(cfg)

@@ -118,7 +118,7 @@ def main():
     check_amp_device(cfg)
     check_data_paths(cfg, keys)
     require_snip_runner(cfg)
-    refuse_chip_eval(cfg)
+    refuse_chip_eval(cfg, keys)
 
     setup_cpu_distributed(cfg)
     runner = build_runner(cfg)

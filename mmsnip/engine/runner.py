@@ -9,7 +9,7 @@ and mmsnip's ``tools/train.py``/``tools/test.py``, ``mim`` and the
 """
 import copy
 import math
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 from mmengine.registry import RUNNERS as ROOT_RUNNERS
@@ -17,6 +17,7 @@ from mmengine.runner import Runner
 
 from mmsnip.models.snip_labels import base_type
 from mmsnip.registry import RUNNERS
+from mmsnip.utils.dataset_audit import mask_loader
 from mmsnip.utils.preflight import UserInputError, walk_dataset_cfgs
 
 # Training datasets that carry SNIP's per-box scale validity.
@@ -142,10 +143,7 @@ def _mask_pipeline_problems(cfg: Config) -> List[str]:
                                       'train_dataloader.dataset'):
         if base_type(ds.get('type')) not in CHIP_DATASETS:
             continue
-        loads = [step for step in ds.get('pipeline') or []
-                 if isinstance(step, dict)
-                 and 'LoadAnnotations' in str(step.get('type', ''))]
-        if loads and not any(step.get('with_mask') for step in loads):
+        if mask_loader([ds.get('pipeline') or []]) is None:
             problems.append(
                 f'{name}.pipeline loads no masks (LoadAnnotations without '
                 f'with_mask=True) but {masks} learns them: use '
@@ -266,16 +264,21 @@ def _chip_cfg_problems(cfg: Config) -> List[str]:
     return []
 
 
-def chip_eval_problems(cfg: Config) -> List[str]:
+EVAL_LOADERS = ('val_dataloader', 'test_dataloader')
+
+
+def chip_eval_problems(cfg: Config,
+                       keys: Sequence[str] = EVAL_LOADERS) -> List[str]:
     """A ``SniperDataset`` / ``SnipDataset`` in ``val_dataloader`` or
-    ``test_dataloader``: its items are chips (or resized images), so the
-    evaluator would score each chip as an image, not the images.
+    ``test_dataloader`` (those of ``keys`` that run): its items are chips
+    (or resized images), so the evaluator would score each chip as an
+    image, not the images.
 
     Returns:
         list[str]: One message per such dataset, with its fix.
     """
     problems = []
-    for key in ('val_dataloader', 'test_dataloader'):
+    for key in (k for k in keys if k in EVAL_LOADERS):
         loader = cfg.get(key) or {}
         for name, ds in walk_dataset_cfgs(loader.get('dataset'),
                                           f'{key}.dataset'):
@@ -291,10 +294,13 @@ def chip_eval_problems(cfg: Config) -> List[str]:
     return problems
 
 
-def refuse_chip_eval(cfg: Config) -> None:
-    """Raise :class:`UserInputError` for :func:`chip_eval_problems`
-    (``tools/train.py``, ``tools/test.py`` and :class:`SnipRunner`)."""
-    problems = chip_eval_problems(cfg)
+def refuse_chip_eval(cfg: Config,
+                     keys: Sequence[str] = EVAL_LOADERS) -> None:
+    """Raise :class:`UserInputError` for :func:`chip_eval_problems` of the
+    loaders ``keys`` that run: ``tools/train.py`` and :class:`SnipRunner`
+    the validation loader (when ``val_cfg`` is set), ``tools/test.py`` the
+    test loader."""
+    problems = chip_eval_problems(cfg, keys)
     if problems:
         raise UserInputError(
             f'{cfg.filename or "the config"}: ' + '; '.join(problems))
@@ -445,8 +451,9 @@ def _sampler_problems(loader: dict) -> List[str]:
 class SnipRunner(Runner):
     """``Runner`` that applies SNIP's label rule to any detector.
 
-    Any config: a chip dataset in ``val_dataloader`` / ``test_dataloader``
-    is refused (:func:`refuse_chip_eval`). When the config trains on
+    Any config: a chip dataset in ``val_dataloader`` (with ``val_cfg``) is
+    refused (:func:`refuse_chip_eval`; ``tools/test.py`` refuses one in
+    ``test_dataloader``). When the config trains on
     ``SniperDataset`` / ``SnipDataset`` data, :meth:`from_cfg`
 
     1. refuses switch hooks and resizing batch augments that would undo
@@ -510,7 +517,8 @@ class SnipRunner(Runner):
         from mmsnip.models.snip_labels import (check_scale_aware,
                                                make_scale_aware_cfg,
                                                snip_label_settings)
-        refuse_chip_eval(cfg)
+        refuse_chip_eval(cfg, ['val_dataloader'] if cfg.get('val_cfg')
+                         else [])
         if not trains_on_chips(cfg):
             return super().from_cfg(cfg)
         source = cfg.filename or 'the config'

@@ -1386,9 +1386,11 @@ def _applies_orientation(pipelines: list) -> bool:
     return True
 
 
-def _mask_loader(pipelines: list) -> Optional[dict]:
+def mask_loader(pipelines: list) -> Optional[dict]:
     """The step of these pipelines that loads masks (``LoadAnnotations``
-    or a subclass with ``with_mask=True``), or None."""
+    or a subclass with ``with_mask=True``), or None: the one rule of
+    "this dataset loads masks" (the audit's segmentation checks,
+    ``SnipRunner``'s mask-branch check)."""
     return next((step for pipeline in pipelines for step in pipeline
                  if isinstance(step, dict) and 'LoadAnnotations' in str(
                      step.get('type', '')) and bool(step.get('with_mask'))),
@@ -1454,8 +1456,8 @@ def sources_from_config(
                 classes=tuple(classes) if classes is not None else None,
                 explicit_classes=explicit,
                 apply_orientation=_applies_orientation(pipelines),
-                with_mask=_mask_loader(pipelines) is not None,
-                poly2mask=bool((_mask_loader(pipelines)
+                with_mask=mask_loader(pipelines) is not None,
+                poly2mask=bool((mask_loader(pipelines)
                                 or {}).get('poly2mask', True)))
             out.append(src)
             first_leaf = first_leaf or src

@@ -359,18 +359,22 @@ def check_num_classes(cfg: Config, keys=DATALOADER_KEYS) -> None:
 def check_amp_device(cfg: Config) -> None:
     """Raise :class:`UserInputError` if the config trains with mixed
     precision (``optim_wrapper.type`` ``AmpOptimWrapper``, what
-    ``tools/train.py --amp`` sets) on a machine without a GPU: mmengine
-    only asserts it (a traceback)."""
-    import torch
+    ``tools/train.py --amp`` sets) on a machine without a device it runs
+    on (CUDA, NPU, MLU, MUSA: mmengine's own test, which only asserts)."""
+    from mmengine.device import (is_cuda_available, is_mlu_available,
+                                 is_musa_available, is_npu_available)
     wrapper = cfg.get('optim_wrapper') or {}
-    if 'AmpOptimWrapper' not in str(wrapper.get('type', '')) or \
-            torch.cuda.is_available():
+    # the devices AmpOptimWrapper itself accepts
+    if 'AmpOptimWrapper' not in str(wrapper.get('type', '')) or any(
+            available() for available in (is_cuda_available,
+                                          is_npu_available, is_mlu_available,
+                                          is_musa_available)):
         return
     config = getattr(cfg, 'filename', None) or 'the config'
     raise UserInputError(
         f'{config}: optim_wrapper.type is {wrapper["type"]!r} (mixed '
-        'precision, also set by --amp), which needs a CUDA GPU, and this '
-        'machine has none: train without --amp, or with --cfg-options '
+        'precision, also set by --amp), which needs a CUDA GPU (or an '
+        'NPU, MLU, MUSA device), and this machine has none: train without --amp, or with --cfg-options '
         'optim_wrapper.type=OptimWrapper')
 
 

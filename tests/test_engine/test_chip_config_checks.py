@@ -152,8 +152,13 @@ def test_chip_dataset_at_evaluation_is_refused(key):
     problem, = chip_eval_problems(cfg)
     assert problem.startswith(f'{key}.dataset is a SniperDataset')
     assert 'tools/test.py --tta' in problem
-    with pytest.raises(UserInputError, match=f'{key}.dataset is a '):
-        SnipRunner.from_cfg(cfg)
+    # only loaders that run: validation with val_cfg (SnipRunner,
+    # tools/train.py), the test loader in tools/test.py
+    assert not chip_eval_problems(cfg, ['train_dataloader'])
+    if key == 'val_dataloader':
+        cfg.val_cfg = dict(type='ValLoop')  # validation runs
+        with pytest.raises(UserInputError, match=f'{key}.dataset is a '):
+            SnipRunner.from_cfg(cfg)
 
 
 def test_mask_branch_needs_a_pipeline_that_loads_masks():

@@ -34,19 +34,22 @@ def test_chip_config_of_reads_the_chip_datasets_settings():
 def test_amp_without_a_gpu_is_one_error(monkeypatch):
     """--amp (AmpOptimWrapper) on a machine without CUDA: an error naming
     the entry and the fix (mmengine only asserts)."""
-    import torch
+    import mmengine.device
 
     from mmsnip.utils.preflight import UserInputError, check_amp_device
-    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    for name in ('cuda', 'npu', 'mlu', 'musa'):
+        monkeypatch.setattr(mmengine.device, f'is_{name}_available',
+                            lambda: False)
     cfg = Config(dict(optim_wrapper=dict(type='AmpOptimWrapper')))
     with pytest.raises(UserInputError, match=r"optim_wrapper.type is "
                        r"'AmpOptimWrapper' \(mixed precision, also set by "
-                       r"--amp\), which needs a CUDA GPU.*optim_wrapper."
+                       r"--amp\), which needs a CUDA GPU \(or an NPU, "
+                       r"MLU, MUSA device\).*optim_wrapper."
                        r"type=OptimWrapper"):
         check_amp_device(cfg)
     check_amp_device(Config(dict(optim_wrapper=dict(type='OptimWrapper'))))
-    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
-    check_amp_device(cfg)
+    monkeypatch.setattr(mmengine.device, 'is_npu_available', lambda: True)
+    check_amp_device(cfg)  # an NPU machine: mmengine runs AMP there
 
 
 def test_tta_without_a_test_time_model_is_one_error():
