@@ -299,8 +299,20 @@ def mine_proposals(cfg: Config,
             error = e
     if error is not None:
         raise error
-    check_checkpoint_fits(model, load_checkpoint(
-        model, checkpoint, map_location='cpu', logger='current'), checkpoint)
+    loaded = load_checkpoint(model, checkpoint, map_location='cpu',
+                             logger='current')
+    # judged on what mining runs: backbone, neck and RPN head (of the
+    # detector inside an AutoFocus: its keys keep their "detector.")
+    inner = getattr(model, 'detector', model)
+    used = torch.nn.ModuleDict({
+        name: getattr(inner, name) for name in ('backbone', 'neck',
+                                                'rpn_head')
+        if isinstance(getattr(inner, name, None), torch.nn.Module)})
+    if inner is not model:
+        used = torch.nn.ModuleDict(dict(detector=used))
+    check_checkpoint_fits(used, loaded, checkpoint,
+                          name=f'{type(inner).__name__} backbone, neck and '
+                          'RPN head')
     model.to(device).eval()
     rpn_cfg = model.rpn_head.test_cfg
     rpn_cfg.max_per_img = num_per_scale

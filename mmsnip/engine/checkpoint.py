@@ -115,8 +115,9 @@ def _model_keys(key: str):
 
 
 def check_checkpoint_fits(model, checkpoint: dict, filename: str,
-                          min_share: float = MIN_FITTING_SHARE
-                          ) -> Optional[float]:
+                          min_share: float = MIN_FITTING_SHARE,
+                          exact_shapes: bool = True,
+                          name: Optional[str] = None) -> Optional[float]:
     """Refuse a checkpoint of another model.
 
     mmengine loads whatever keys match and only warns of the rest, so a
@@ -132,13 +133,20 @@ def check_checkpoint_fits(model, checkpoint: dict, filename: str,
             (``state_dict`` inside, or the state dict itself).
         filename (str): Named in the error.
         min_share (float): The share below which it is an error.
+        exact_shapes (bool): Also an error if any entry has another shape
+            (another ``num_classes``: the classifier would stay random
+            while the rest fits), as when testing; False where that is a
+            choice (fine-tuning with ``load_from``).
+        name (str, optional): What ``model`` is, in messages (default: its
+            type, or its wrapped module's).
 
     Returns:
         float | None: The share that fits (None for an empty model).
 
     Raises:
-        UserInputError: Less than ``min_share`` fits, naming the file, the
-            model, the share and examples of missing and mismatched keys.
+        UserInputError: Less than ``min_share`` fits, or (``exact_shapes``)
+            an entry has another shape, naming the file, the model, the
+            share and examples of missing and mismatched keys.
     """
     state = checkpoint.get('state_dict', checkpoint) \
         if isinstance(checkpoint, dict) else {}
@@ -160,8 +168,16 @@ def check_checkpoint_fits(model, checkpoint: dict, filename: str,
     if not total:
         return None
     share = fitting / total
+    if exact_shapes and mismatched and share >= min_share:
+        raise UserInputError(
+            f'checkpoint "{filename}" has weights of another shape than '
+            f'this config\'s model ({len(mismatched)} of them, e.g. '
+            f'{"; ".join(mismatched[:3])}): e.g. another num_classes, so '
+            'those layers would stay randomly initialised. Give a '
+            'checkpoint trained with this config, or set the model '
+            '(num_classes...) as the checkpoint was trained')
     if share < min_share:
-        name = type(getattr(model, 'module', model)).__name__
+        name = name or type(getattr(model, 'module', model)).__name__
         examples = '; '.join(
             ([f'missing e.g. {", ".join(missing[:3])}'] if missing else [])
             + ([f'other shapes e.g. {", ".join(mismatched[:2])}']

@@ -503,10 +503,12 @@ class SnipRunner(Runner):
         model's checkpoint is a choice)."""
         from .checkpoint import check_checkpoint_fits
         checkpoint = super().load_checkpoint(filename, *args, **kwargs)
+        training = getattr(self, '_snip_training', False)
         try:  # wrappers (DDP, TTA models) prefix their keys: handled
-            check_checkpoint_fits(self.model, checkpoint, filename)
+            check_checkpoint_fits(self.model, checkpoint, filename,
+                                  exact_shapes=not training)
         except UserInputError as e:
-            if not getattr(self, '_snip_training', False):
+            if not training:
                 raise
             self.logger.warning(f'SnipRunner: load_from: {e}')
         return checkpoint

@@ -108,9 +108,17 @@ def test_checkpoint_of_another_model_is_refused():
     wrapped = torch.nn.Module()
     wrapped.detector = model  # an AutoFocus loading a plain detector's
     assert check_checkpoint_fits(wrapped, own, 'a.pth') == 1
-    # all but the last weight (20 of 132 values) fits: as fine-tuning
+    # all but the last weight (20 of 132 values) fits: another
+    # num_classes; a choice when fine-tuning, an error when testing
     partial = dict(own, **{'1.weight': torch.zeros(3, 10)})
-    assert check_checkpoint_fits(model, partial, 'a.pth') == 112 / 132
+    assert check_checkpoint_fits(model, partial, 'a.pth',
+                                 exact_shapes=False) == 112 / 132
+    with pytest.raises(UserInputError) as e:
+        check_checkpoint_fits(model, partial, 'a.pth')
+    assert str(e.value).startswith(
+        'checkpoint "a.pth" has weights of another shape than this '
+        "config's model (1 of them, e.g. 1.weight (3, 10) vs (2, 10)): "
+        'e.g. another num_classes')
     other = {f'backbone.{k}': v for k, v in own.items()}
     other['1.weight'] = torch.zeros(3, 10)
     with pytest.raises(UserInputError) as e:
