@@ -118,3 +118,16 @@ def test_yolox_has_no_cap_so_only_no_cap_holds():
         assert 'max_per_img' not in model.bbox_head.test_cfg
     with pytest.raises(ValueError, match='YOLOXHead has no per-image cap'):
         check_view_cap(model, 100, 'X')
+
+
+def test_detr_head_without_num_queries_is_named():
+    """A DETR-family head in a detector that says nothing of its queries
+    (a user's own wrapper): the topk size is unknown, an error naming it
+    (not a guess that crashes torch.topk)."""
+    from torch import nn
+    detr = _build('detr/detr_r50_8xb2-150e_coco.py')
+    model = nn.Module()
+    model.bbox_head = detr.bbox_head
+    with pytest.raises(TypeError, match='Module has a DETRHead but no '
+                       'num_queries: the size of its topk cap is unknown'):
+        check_view_cap(model, -1, 'X')

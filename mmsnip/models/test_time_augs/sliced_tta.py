@@ -45,14 +45,14 @@ class SlicedTTAModel(BaseTTAModel):
         full_image_factor (float): Its resize factor, finite and > 0.
         batch_size (int, optional): Tiles per forward pass, >= 1 (``None``:
             all in one).
-
-    Settings are checked when the model is built: an error names
-    ``tta_model.<field>``.
         tta_cfg (dict): Merge settings, :class:`MergeConfig`.
         rpn_proposals_per_mpix (float, optional): Two-stage detectors: RPN
             proposals per million input pixels of a batch's largest tile,
             as ``AutoFocusTTAModel`` (:func:`proposal_budget`).
         min_rpn_proposals (int): Floor of that budget.
+
+    Settings are checked when the model is built: an error names
+    ``tta_model.<field>``.
     """
     STAGES = ('chip_generation', 'crop_resize', 'detector', 'merge')
 
