@@ -255,6 +255,10 @@ def test_bad_input_errors(autofocus_ckpt, tmp_path):
     detector_only = Config.fromfile(cfg_path)
     detector_only.model = detector_only.model.detector
     with pytest.raises(UserInputError, match='af.py.*AutoFocus detector'):
+        vis.build_tta(detector_only, _args(cfg_path, plain))
+    # the AutoFocus checkpoint's keys (detector.*) fit no weight of the
+    # plain detector: refused before anything runs on random weights
+    with pytest.raises(UserInputError, match='af.pth" fits only 0%'):
         vis.build_tta(detector_only, _args(cfg_path, ckpt))
 
 
