@@ -14,6 +14,7 @@ from conftest import REPO_ROOT, free_port
 # interpreter teardown they aborted finished runs (SIGABRT).
 SCRIPT = textwrap.dedent('''
     import glob
+    import time
     import torch.distributed as torch_dist
     from mmengine.config import Config
     from mmsnip.utils.dist import _destroy_process_group, setup_cpu_distributed
@@ -29,6 +30,10 @@ SCRIPT = textwrap.dedent('''
     holder = dict(group=torch_dist.group.WORLD)
     holder['self'] = holder
     del holder
+    for _ in range(100):  # gloo names its threads a little after they start
+        if gloo_threads():
+            break
+        time.sleep(0.05)
     before = gloo_threads()
     _destroy_process_group()  # what runs at exit
     print('before', before, 'after', gloo_threads())
