@@ -374,7 +374,8 @@ def check_amp_device(cfg: Config) -> None:
     raise UserInputError(
         f'{config}: optim_wrapper.type is {wrapper["type"]!r} (mixed '
         'precision, also set by --amp), which needs a CUDA GPU (or an '
-        'NPU, MLU, MUSA device), and this machine has none: train without --amp, or with --cfg-options '
+        'NPU, MLU, MUSA device), and this machine has none: train '
+        'without --amp, or with --cfg-options '
         'optim_wrapper.type=OptimWrapper')
 
 
