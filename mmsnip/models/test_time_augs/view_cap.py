@@ -93,24 +93,27 @@ def detection_caps(module) -> List[Tuple[str, dict, Optional[int]]]:
     return caps
 
 
-def check_view_cap(module, max_per_img: Optional[int], owner: str) -> None:
+def check_view_cap(module, max_per_img: Optional[int],
+                   owner: str) -> List[Tuple[str, dict, Optional[int]]]:
     """A clear error for a bad ``view_max_per_img`` (an int >= 1, -1 for
     no cap, or ``None``) or a detector where :func:`detection_caps` finds
-    no cap to replace (never a silent no-op)."""
+    no cap to replace (never a silent no-op). Returns those caps (empty
+    for ``None``, or for -1 on a head that has none)."""
     if max_per_img is None:
-        return
+        return []
     if isinstance(max_per_img, bool) or not isinstance(max_per_img, int) \
             or not (max_per_img >= 1 or max_per_img == NO_CAP):
         raise ValueError(
             f'{owner}: view_max_per_img must be an int >= 1, -1 (no cap) '
             f'or None (the detector\'s own cap), got {max_per_img!r}')
-    if not detection_caps(module):
+    caps = detection_caps(module)
+    if not caps:
         detector = inner_detector(module)
         never = [type(getattr(detector, name)).__name__ for name in _HOLDERS
                  if isinstance(getattr(detector, name, None),
                                _NEVER_CAPPED)]
         if never and max_per_img == NO_CAP:
-            return  # nothing to lift
+            return caps  # nothing to lift
         if never:
             raise ValueError(
                 f'{owner}: view_max_per_img={max_per_img}, but '
@@ -124,6 +127,7 @@ def check_view_cap(module, max_per_img: Optional[int], owner: str) -> None:
             'mask_head.test_cfg): give the detector a test_cfg with '
             'max_per_img, or set view_max_per_img=None (the detector\'s '
             'own cap, applied before the valid-range filter)')
+    return caps
 
 
 @contextmanager
@@ -142,8 +146,7 @@ def view_cap(module, max_per_img: Optional[int], owner: str = 'view_cap'):
     if max_per_img is None:
         yield
         return
-    check_view_cap(module, max_per_img, owner)
-    caps = detection_caps(module)
+    caps = check_view_cap(module, max_per_img, owner)
     # saved before any change: two heads may share one test_cfg
     saved = [(cfg, 'max_per_img' in cfg, cfg.get('max_per_img'))
              for _, cfg, _ in caps]
