@@ -17,3 +17,41 @@ def test_no_module_imports_private_names():
                               for a in node.names if a.name.startswith('_')
                               and not a.name.startswith('__')]
     assert not found
+
+
+def _is_type_field(node) -> bool:
+    """``x.get('type'...)`` or ``x['type']``."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+            and node.func.attr == 'get' and node.args:
+        key = node.args[0]
+    elif isinstance(node, ast.Subscript):
+        key = node.slice
+    else:
+        return False
+    return isinstance(key, ast.Constant) and key.value == 'type'
+
+
+def _is_name_literal(node) -> bool:
+    """A string, or a tuple / list / set of them."""
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return bool(node.elts) and all(map(_is_name_literal, node.elts))
+    return isinstance(node, ast.Constant) and isinstance(node.value, str)
+
+
+def test_no_module_compares_a_config_type_string():
+    """``cfg.get('type') != 'SniperDataset'`` misses
+    ``'mmsnip.SniperDataset'`` (what configs inheriting ``mmdet::`` bases
+    must write) and a user's subclass: mine_proposals refused the paper's
+    COCO config that way. Such tests go through
+    ``mmsnip.utils.config_tree.type_in``."""
+    found = []
+    for pattern in ('mmsnip/**/*.py', 'tools/**/*.py'):
+        for path in glob.glob(osp.join(ROOT, pattern), recursive=True):
+            for node in ast.walk(ast.parse(open(path).read())):
+                if not isinstance(node, ast.Compare):
+                    continue
+                sides = [node.left] + node.comparators
+                if any(map(_is_type_field, sides)) and \
+                        any(map(_is_name_literal, sides)):
+                    found.append(f'{osp.relpath(path, ROOT)}:{node.lineno}')
+    assert not found

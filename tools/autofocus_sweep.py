@@ -43,6 +43,7 @@ from mmsnip.utils import register_all_modules
 from mmsnip.utils.cli import (ArgumentParser, non_negative_float,
                               non_negative_int, positive_float, positive_int,
                               unit_interval)
+from mmsnip.utils.config_tree import type_in
 from mmsnip.utils.fileio import (check_input_file, check_output_dir,
                                  save_figure, write_json, write_text)
 from mmsnip.utils.preflight import (UserInputError, check_data_paths,
@@ -111,7 +112,8 @@ def main():
     args = parse_args()
     register_all_modules()
     cfg = load_config(args.config, args.cfg_options)
-    if cfg.get('tta_model', {}).get('type') != 'AutoFocusTTAModel':
+    if not type_in(cfg.get('tta_model') or {}, ('AutoFocusTTAModel', ),
+                   'MODELS'):
         raise UserInputError(f'config "{args.config}" has no AutoFocusTTAModel'
                              ' tta_model')
     check_input_file(args.checkpoint, 'checkpoint')

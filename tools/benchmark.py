@@ -57,6 +57,7 @@ from mmsnip.utils import register_all_modules
 from mmsnip.utils.cli import (ArgumentParser, finite_float,
                               non_negative_float, non_negative_int,
                               positive_float, positive_int)
+from mmsnip.utils.config_tree import type_in
 from mmsnip.utils.fileio import (check_input_file, check_output_dir,
                                  check_output_file, checked_write,
                                  write_json, write_text)
@@ -496,7 +497,8 @@ def infer(args) -> None:
     _check_amp(args)
     _check_sahi(args.methods)
     cfg = load_config(args.config, args.cfg_options)
-    if cfg.get('tta_model', {}).get('type') != 'AutoFocusTTAModel':
+    if not type_in(cfg.get('tta_model') or {}, ('AutoFocusTTAModel', ),
+                   'MODELS'):
         raise UserInputError(f'config "{args.config}" has no '
                              'AutoFocusTTAModel tta_model')
     check_input_file(args.checkpoint, 'checkpoint')

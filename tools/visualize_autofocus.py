@@ -44,6 +44,7 @@ from mmsnip.registry import MODELS
 from mmsnip.utils import register_all_modules
 from mmsnip.utils.cli import (ArgumentParser, number, positive_int,
                               unit_interval)
+from mmsnip.utils.config_tree import pipeline_steps, type_in
 from mmsnip.utils.fileio import (atomic_open, check_input_file,
                                  check_output_dir, checked_write,
                                  write_image, write_json)
@@ -110,9 +111,8 @@ def select_items(cfg, args):
         missing = [p for p in args.images if not osp.isfile(p)]
         if missing:
             raise UserInputError(f'image "{missing[0]}" does not exist')
-        steps = [t for t in cfg.tta_pipeline
-                 if t['type'] not in ('LoadAnnotations',
-                                      'mmdet.LoadAnnotations')]
+        loaders = pipeline_steps([cfg.tta_pipeline], 'LoadAnnotations')
+        steps = [t for t in cfg.tta_pipeline if t not in loaders]
         with DefaultScope.overwrite_default_scope('mmsnip'):
             pipeline = Compose(steps)
         return pipeline, [
@@ -120,8 +120,8 @@ def select_items(cfg, args):
             for i, p in enumerate(args.images)]
     if bool(args.ann_file) != bool(args.img_dir):
         raise UserInputError('--ann-file and --img-dir go together')
-    if args.oracle and not any('LoadAnnotations' in t['type']
-                               for t in cfg.tta_pipeline):
+    if args.oracle and not pipeline_steps([cfg.tta_pipeline],
+                                          'LoadAnnotations'):
         raise UserInputError(
             f'--oracle needs ground truth, but the tta_pipeline of '
             f'"{args.config}" has no LoadAnnotations')
@@ -158,7 +158,8 @@ def select_items(cfg, args):
 
 def build_tta(cfg, args):
     """The config's ``AutoFocusTTAModel`` around the loaded model."""
-    if cfg.get('tta_model', {}).get('type') != 'AutoFocusTTAModel':
+    if not type_in(cfg.get('tta_model') or {}, ('AutoFocusTTAModel', ),
+                   'MODELS'):
         raise UserInputError(f'config "{args.config}" has no '
                              'AutoFocusTTAModel tta_model')
     check_input_file(args.checkpoint, 'checkpoint')

@@ -14,6 +14,7 @@ from mmengine.runner import load_checkpoint
 
 from mmsnip.engine.checkpoint import check_checkpoint_fits
 from mmsnip.registry import DATASETS, METRICS, MODELS
+from mmsnip.utils.config_tree import type_in
 from mmsnip.utils.preflight import UserInputError
 
 
@@ -60,8 +61,8 @@ def coco_metric_for(cfg: Config, dataset, indices: Sequence[int]):
     with DefaultScope.overwrite_default_scope('mmsnip'):
         evaluators = cfg.test_evaluator if isinstance(
             cfg.test_evaluator, list) else [cfg.test_evaluator]
-        coco_cfg = next((e for e in evaluators if e['type'] == 'CocoMetric'),
-                        None)
+        coco_cfg = next((e for e in evaluators
+                         if type_in(e, ('CocoMetric', ), 'METRICS')), None)
         if coco_cfg is None:
             raise ValueError('the config\'s test_evaluator has no CocoMetric')
         metric_ann = coco_cfg.get('ann_file')

@@ -22,8 +22,8 @@ from mmengine.runner import Runner
 
 from mmsnip.chips import EVERY_PIXEL, FocusScale
 from mmsnip.engine import build_runner
-from mmsnip.models.snip_labels import base_type
 from mmsnip.models.test_time_augs.chip_runner import crop_resize, pack_crops
+from mmsnip.utils.config_tree import type_in
 from mmsnip.utils.memory import peak_rss_mb
 from .autofocus import synchronize, test_subset
 
@@ -190,8 +190,9 @@ def _measure_training(cfg: Config, num_iters: int, warmup: int,
         epoch_samples=int(epoch_samples),
         epoch_mpix=(exact if exact is not None else float(estimate)) / 1e6,
         epoch_mpix_exact=exact is not None,
-        precision=('amp (fp16)' if base_type(cfg.optim_wrapper.get(
-            'type')) == 'AmpOptimWrapper' else 'fp32'),
+        precision=('amp (fp16)' if type_in(
+            cfg.optim_wrapper, ('AmpOptimWrapper', ), 'OPTIM_WRAPPERS')
+                   else 'fp32'),
         collate_fn=collate_name(cfg.train_dataloader),
         num_workers=int(cfg.train_dataloader.get('num_workers', 0)),
         runner=type(runner).__name__,

@@ -53,6 +53,7 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import load_checkpoint
 
 from mmsnip.engine.checkpoint import check_checkpoint_fits
+from mmsnip.utils.config_tree import base_type, type_in
 from mmsnip.utils.fileio import check_output_dir, write_image, write_json
 from mmsnip.utils.preflight import (UserInputError, load_config,
                                     registry_classes)
@@ -93,13 +94,10 @@ HOW_TO = {
 Input = Union[str, np.ndarray]
 
 
-def _type_name(cfg: Optional[dict]) -> Optional[str]:
-    """``'X'`` for ``type='X'`` or ``type='mmsnip.X'``; None for no cfg."""
-    if not cfg:
-        return None
-    name = cfg.get('type')
-    name = name if isinstance(name, str) else getattr(name, '__name__', '')
-    return name.split('.')[-1]
+def _tta_kind(cfg: Config) -> Optional[str]:
+    """The :data:`DEFAULT_MODE` type the config's ``tta_model`` is (a
+    scope-prefixed name or a subclass too), or None."""
+    return type_in(cfg.get('tta_model') or {}, DEFAULT_MODE, 'MODELS')
 
 
 def config_modes(cfg: Config) -> Tuple[str, ...]:
@@ -110,10 +108,15 @@ def config_modes(cfg: Config) -> Tuple[str, ...]:
     (``SnipTTAModel``) ``('pyramid', 'single')``, a plain mmdet config
     ``('single',)``.
     """
-    tta = _type_name(cfg.get('tta_model'))
+    tta = _tta_kind(cfg)
     has_pipeline = bool(cfg.get('tta_pipeline'))
     return tuple(mode for mode, types in MODES.items()
                  if not types or (tta in types and has_pipeline))
+
+
+def _is_step(step: dict, name: str) -> bool:
+    """Whether a pipeline step is a ``name`` transform (or a subclass)."""
+    return type_in(step, (name, ), 'TRANSFORMS') is not None
 
 
 def _without_annotations(steps: list) -> list:
@@ -121,12 +124,12 @@ def _without_annotations(steps: list) -> list:
     ``TestTimeAug`` too: a branch holding only it is dropped)."""
     out = []
     for step in steps:
-        if _type_name(step) == 'LoadAnnotations':
+        if _is_step(step, 'LoadAnnotations'):
             continue
-        if _type_name(step) == 'TestTimeAug':
+        if _is_step(step, 'TestTimeAug'):
             step = copy.deepcopy(step)
             branches = [[
-                t for t in branch if _type_name(t) != 'LoadAnnotations'
+                t for t in branch if not _is_step(t, 'LoadAnnotations')
             ] for branch in step['transforms']]
             step['transforms'] = [b for b in branches if b]
         out.append(step)
@@ -147,11 +150,11 @@ def inference_pipeline(steps: Sequence[dict], where: str) -> list:
         decoded before), ``LoadAnnotations`` removed.
     """
     steps = _without_annotations(copy.deepcopy(list(steps)))
-    if not steps or _type_name(
-            steps[0]) not in ('LoadImageFromFile', 'LoadImageFromNDArray'):
+    if not steps or not _is_step(steps[0], 'LoadImageFromFile'):
+        first = base_type(steps[0].get('type')) if steps else \
+            'an empty pipeline'
         raise UserInputError(
-            f'{where} must start with LoadImageFromFile, got '
-            f'{_type_name(steps[0]) if steps else "an empty pipeline"}')
+            f'{where} must start with LoadImageFromFile, got {first}')
     steps[0] = dict(type='mmdet.LoadImageFromNDArray')
     return steps
 
@@ -278,13 +281,14 @@ class MultiScaleInferencer:
                                  'exist (weights=)')
         provided = config_modes(cfg)
         if mode is None:
-            mode = DEFAULT_MODE.get(_type_name(cfg.get('tta_model')), 'single')
+            mode = DEFAULT_MODE.get(_tta_kind(cfg), 'single')
             mode = mode if mode in provided else 'single'
         if mode not in MODES:
             raise UserInputError(f'mode must be one of {", ".join(MODES)}, '
                                  f'got {mode!r}')
         if mode not in provided:
-            tta = _type_name(cfg.get('tta_model')) or 'none'
+            tta = base_type((cfg.get('tta_model') or {}).get('type')) \
+                or 'none'
             if not cfg.get('tta_pipeline'):
                 tta += ', and no tta_pipeline'
             raise UserInputError(
@@ -321,8 +325,8 @@ class MultiScaleInferencer:
                     cfg), 'test_dataloader.dataset.pipeline'
             else:
                 tta_cfg = copy.deepcopy(cfg.tta_model)
-                if mode == 'pyramid' and _type_name(tta_cfg) == \
-                        'AutoFocusTTAModel':
+                if mode == 'pyramid' and \
+                        _tta_kind(cfg) == 'AutoFocusTTAModel':
                     # every FocusPixel selected: each FocusChip is the image
                     from mmsnip.chips.focus_plan import EVERY_PIXEL
                     tta_cfg['scales'] = [

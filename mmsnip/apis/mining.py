@@ -45,6 +45,7 @@ from mmsnip.datasets.proposals import (MissingProposalsError, ProposalFile,
                                        check_image_ids,
                                        write_proposal_groups)
 from mmsnip.registry import DATASETS, MODELS
+from mmsnip.utils.config_tree import type_in
 from mmsnip.utils.fileio import atomic_open
 
 SETTINGS_FILE = 'settings.json'
@@ -53,7 +54,7 @@ SETTINGS_FILE = 'settings.json'
 def _train_dataset_cfg(cfg: Config) -> dict:
     """The image dataset inside the SNIPER train dataloader."""
     ds = cfg.train_dataloader.dataset
-    if ds.get('type') != 'SniperDataset':
+    if not type_in(ds, ('SniperDataset', ), 'DATASETS'):
         raise ValueError('mine_proposals needs a config whose '
                          'train_dataloader.dataset is a SniperDataset, got '
                          f'{ds.get("type")}')

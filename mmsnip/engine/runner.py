@@ -15,10 +15,11 @@ from mmengine.config import Config
 from mmengine.registry import RUNNERS as ROOT_RUNNERS
 from mmengine.runner import Runner
 
-from mmsnip.models.snip_labels import base_type
 from mmsnip.registry import RUNNERS
-from mmsnip.utils.dataset_audit import mask_loader
-from mmsnip.utils.preflight import UserInputError, walk_dataset_cfgs
+from mmsnip.utils.config_tree import (base_type, config_entries, mask_loader,
+                                      type_in, type_lineage,
+                                      walk_dataset_cfgs)
+from mmsnip.utils.preflight import UserInputError
 
 # Training datasets that carry SNIP's per-box scale validity.
 CHIP_DATASETS = ('SniperDataset', 'SnipDataset')
@@ -33,18 +34,12 @@ _SWITCH_HOOKS = {
 _RESIZING_BATCH_AUGMENTS = ('BatchSyncRandomResize', 'BatchResize')
 
 
-def _semantic_heads(node, path: str) -> Iterator[str]:
+def _semantic_heads(model, path: str) -> Iterator[str]:
     """``'<path> (<type>)'`` of every ``semantic_head`` in a model config
     (HTC, SCNet, Panoptic FPN)."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == 'semantic_head' and isinstance(value, dict):
-                yield f'{path}.{key} ({base_type(value.get("type"))})'
-            else:
-                yield from _semantic_heads(value, f'{path}.{key}')
-    elif isinstance(node, (list, tuple)):
-        for i, value in enumerate(node):
-            yield from _semantic_heads(value, f'{path}[{i}]')
+    for entry, key, value in config_entries(model, path):
+        if key == 'semantic_head' and isinstance(value, dict):
+            yield f'{entry} ({base_type(value.get("type"))})'
 
 
 def _proposal_readers(model, path: str) -> Iterator[str]:
@@ -58,6 +53,12 @@ def _proposal_readers(model, path: str) -> Iterator[str]:
     yield from _proposal_readers(model.get('detector'), f'{path}.detector')
 
 
+def chip_kind(ds: dict) -> Optional[str]:
+    """``'SniperDataset'`` / ``'SnipDataset'`` if a dataset config is one
+    of them (a subclass or scope-prefixed name too), else None."""
+    return type_in(ds, CHIP_DATASETS, 'DATASETS')
+
+
 def _datasets(ds) -> Iterator[dict]:
     """A dataset config and every dataset config nested in it."""
     for _, sub in walk_dataset_cfgs(ds, ''):
@@ -67,9 +68,7 @@ def _datasets(ds) -> Iterator[dict]:
 def trains_on_chips(cfg: Config) -> bool:
     """Whether the config's training data is a SNIP/SNIPER dataset."""
     loader = cfg.get('train_dataloader') or {}
-    return any(
-        base_type(ds.get('type')) in CHIP_DATASETS
-        for ds in _datasets(loader.get('dataset')))
+    return any(chip_kind(ds) for ds in _datasets(loader.get('dataset')))
 
 
 def chip_training_problems(cfg: Config) -> List[str]:
@@ -82,17 +81,18 @@ def chip_training_problems(cfg: Config) -> List[str]:
     """
     problems = []
     for hook in cfg.get('custom_hooks') or []:
-        name = base_type(hook.get('type'))
-        if name in _SWITCH_HOOKS:
+        name = type_in(hook, _SWITCH_HOOKS, 'HOOKS')
+        if name:
             problems.append(
-                f'custom_hooks: {name} cannot run on SNIPER chips '
-                f'({_SWITCH_HOOKS[name]}); remove it from custom_hooks')
+                f'custom_hooks: {base_type(hook.get("type"))} cannot run on '
+                f'SNIPER chips ({_SWITCH_HOOKS[name]}); remove it from '
+                'custom_hooks')
     preprocessor = (cfg.get('model') or {}).get('data_preprocessor') or {}
     if 'detector' in cfg.get('model', {}) and not preprocessor:
         preprocessor = cfg.model.detector.get('data_preprocessor') or {}
     for augment in preprocessor.get('batch_augments') or []:
-        name = base_type(augment.get('type'))
-        if name in _RESIZING_BATCH_AUGMENTS:
+        if type_in(augment, _RESIZING_BATCH_AUGMENTS, 'MODELS'):
+            name = base_type(augment.get('type'))
             problems.append(
                 f'model.data_preprocessor.batch_augments: {name} rescales '
                 'chips and their boxes but not their valid range; chips are '
@@ -116,18 +116,13 @@ def chip_training_problems(cfg: Config) -> List[str]:
         _mask_pipeline_problems(cfg)
 
 
-def _mask_entries(node, path: str = 'model') -> Iterator[str]:
+def _mask_entries(model, path: str = 'model') -> Iterator[str]:
     """Config entries of a model's mask branches (``mask_head`` keys: Mask
     R-CNN, cascades, HTC, SOLO, CondInst, YOLACT)."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == 'mask_head' and value:
-                yield f'{path}.{key}'
-            elif key not in ('train_cfg', 'test_cfg'):
-                yield from _mask_entries(value, f'{path}.{key}')
-    elif isinstance(node, (list, tuple)):
-        for i, value in enumerate(node):
-            yield from _mask_entries(value, f'{path}[{i}]')
+    for entry, key, value in config_entries(
+            model, path, lambda key, _: key not in ('train_cfg', 'test_cfg')):
+        if key == 'mask_head' and value:
+            yield entry
 
 
 def _mask_pipeline_problems(cfg: Config) -> List[str]:
@@ -141,7 +136,7 @@ def _mask_pipeline_problems(cfg: Config) -> List[str]:
     problems = []
     for name, ds in walk_dataset_cfgs(loader.get('dataset'),
                                       'train_dataloader.dataset'):
-        if base_type(ds.get('type')) not in CHIP_DATASETS:
+        if not chip_kind(ds):
             continue
         if mask_loader([ds.get('pipeline') or []]) is None:
             problems.append(
@@ -153,23 +148,6 @@ def _mask_pipeline_problems(cfg: Config) -> List[str]:
     return problems
 
 
-def _transform_class(step):
-    """The class of a pipeline step (a config dict, as the registry
-    resolves its type: ``'CropChip'``, ``'mmsnip.CropChip'``, a class; or
-    a built transform), or None if the registry does not know it (then
-    the pipeline's build names it)."""
-    from mmsnip.registry import TRANSFORMS
-    if not isinstance(step, dict):
-        return type(step)
-    kind = step.get('type')
-    if isinstance(kind, type):
-        return kind
-    try:
-        return TRANSFORMS.get(kind) if isinstance(kind, str) else None
-    except Exception:  # a scope that is not installed: the build says so
-        return None
-
-
 def _chip_pipeline_problems(loader: dict) -> List[str]:
     """A chip dataset's pipeline that would train without SNIP's label
     rule: SNIP's scale validity (``gt_scale_valid``) is decided by
@@ -177,24 +155,20 @@ def _chip_pipeline_problems(loader: dict) -> List[str]:
     reaches the model only through ``PackChipInputs`` (which packs it);
     without one of them every box of a chip trains as valid, silently.
     Subclasses and scope-prefixed names (``'mmsnip.CropChip'``) count."""
-    from mmcv.transforms import LoadAnnotations
-
-    from mmsnip.datasets.transforms import CropChip, PackChipInputs
     problems = []
     for name, ds in walk_dataset_cfgs(loader.get('dataset'),
                                       'train_dataloader.dataset'):
-        kind = base_type(ds.get('type'))
-        if kind not in CHIP_DATASETS:
+        kind = chip_kind(ds)
+        if kind is None:
             continue
-        steps = list(ds.get('pipeline') or [])
-        classes = [_transform_class(step) for step in steps]
+        steps = [type_lineage(step, 'TRANSFORMS')
+                 for step in ds.get('pipeline') or []]
 
-        def first(cls):
-            return next((i for i, c in enumerate(classes)
-                         if isinstance(c, type) and issubclass(c, cls)),
-                        None)
+        def first(step_name):
+            return next((i for i, names in enumerate(steps)
+                         if step_name in names), None)
 
-        crop, load = first(CropChip), first(LoadAnnotations)
+        crop, load = first('CropChip'), first('LoadAnnotations')
         missing = []
         if crop is None:
             missing.append('has no CropChip (it cuts each chip at its '
@@ -203,9 +177,7 @@ def _chip_pipeline_problems(loader: dict) -> List[str]:
         elif load is None or load > crop:
             missing.append('has no LoadAnnotations before CropChip (the '
                            'chip gets no boxes to decide on)')
-        last = classes[-1] if classes else None
-        if not (isinstance(last, type) and issubclass(last,
-                                                      PackChipInputs)):
+        if not steps or 'PackChipInputs' not in steps[-1]:
             missing.append('does not end with PackChipInputs (it packs '
                            'gt_scale_valid; PackDetInputs drops it)')
         if missing:
@@ -244,8 +216,7 @@ def _chip_cfg_problems(cfg: Config) -> List[str]:
     loader = cfg.get('train_dataloader') or {}
     for name, ds in walk_dataset_cfgs(loader.get('dataset'),
                                       'train_dataloader.dataset'):
-        if base_type(ds.get('type')) not in CHIP_DATASETS or \
-                ds.get('chip_cfg') is None:
+        if not chip_kind(ds) or ds.get('chip_cfg') is None:
             continue
         if _chip_config_or_dict(top) != _chip_config_or_dict(
                 ds['chip_cfg']):
@@ -282,8 +253,8 @@ def chip_eval_problems(cfg: Config,
         loader = cfg.get(key) or {}
         for name, ds in walk_dataset_cfgs(loader.get('dataset'),
                                           f'{key}.dataset'):
-            kind = base_type(ds.get('type'))
-            if kind in CHIP_DATASETS:
+            kind = chip_kind(ds)
+            if kind:
                 problems.append(
                     f'{name} is a {kind}: it yields training chips, which '
                     'the evaluator would score as images; use the plain '
@@ -334,7 +305,7 @@ def is_range_tta_model(model) -> bool:
     """Whether a model config is a test pyramid that keeps detections by
     valid range (what ``tools/test.py --tta`` builds from ``tta_model``)."""
     return isinstance(model, dict) and \
-        base_type(model.get('type')) in RANGE_TTA_MODELS
+        type_in(model, RANGE_TTA_MODELS, 'MODELS') is not None
 
 
 def tta_range_problem(cfg: Config) -> Optional[str]:
@@ -363,7 +334,7 @@ def tta_range_problem(cfg: Config) -> Optional[str]:
     loader = cfg.get('train_dataloader') or {}
     chips = next(((name, ds) for name, ds in walk_dataset_cfgs(
         loader.get('dataset'), 'train_dataloader.dataset')
-                  if base_type(ds.get('type')) in CHIP_DATASETS), None)
+                  if chip_kind(ds)), None)
     if chips is None:
         return None
     trained = _valid_ranges((chips[1].get('chip_cfg') or {}).get('scales')
@@ -412,12 +383,13 @@ def _sampler_problems(loader: dict) -> List[str]:
     dataset = loader.get('dataset') or {}
     top = base_type(dataset.get('type'))
     problems = []
-    if top in CHIP_DATASETS:
-        sampler = base_type((loader.get('sampler') or {}).get('type'))
-        if sampler != 'SniperSampler':
+    if chip_kind(dataset):
+        sampler_cfg = loader.get('sampler') or {}
+        if not type_in(sampler_cfg, ('SniperSampler', ), 'DATA_SAMPLERS'):
+            sampler = base_type(sampler_cfg.get('type'))
             what = ('yields every chip of its table each epoch (with '
                     'negatives: the whole pool, not the epoch\'s draw) and '
-                    if top == 'SniperDataset' else '')
+                    if chip_kind(dataset) == 'SniperDataset' else '')
             problems.append(
                 f'train_dataloader.sampler: {sampler or "no sampler"} over a '
                 f'{top} {what}cannot resume mid-epoch (the epoch\'s state '
@@ -434,8 +406,8 @@ def _sampler_problems(loader: dict) -> List[str]:
                 'break up; set train_dataloader.batch_sampler=None')
         return problems
     for ds in list(_datasets(dataset))[1:]:
-        inner = base_type(ds.get('type'))
-        if inner in CHIP_DATASETS and ds.get('negatives'):
+        inner = chip_kind(ds)
+        if inner and ds.get('negatives'):
             problems.append(
                 f'train_dataloader.dataset: a {inner} with negatives=True '
                 f'inside {top or "a wrapper"}: only SniperSampler over the '
@@ -541,8 +513,8 @@ class SnipRunner(Runner):
             cfg.model, invalid_iou_thr=settings['invalid_iou_thr'])
         hooks = list((cfg.get('default_hooks') or {}).values()) + list(
             cfg.get('custom_hooks') or [])
-        present = {base_type(h.get('type')) for h in hooks
-                   if isinstance(h, dict)}
+        present = {name for h in hooks if isinstance(h, dict)
+                   for name in type_lineage(h, 'HOOKS')}
         for hook in (dict(type='mmsnip.SamplerResumeHook'),
                      dict(type='mmsnip.SnipLabelCheckHook',
                           allow_unaware=settings['allow_unaware'])):
@@ -585,7 +557,8 @@ def require_snip_runner(cfg: Config) -> None:
     the labels scale-aware (called by ``tools/train.py``)."""
     if not trains_on_chips(cfg):
         return
-    if base_type(cfg.get('runner_type')) != 'SnipRunner':
+    if not type_in(dict(type=cfg.get('runner_type')), ('SnipRunner', ),
+                   'RUNNERS'):
         raise UserInputError(
             f'{cfg.filename or "the config"}: trains on SniperDataset / '
             'SnipDataset data but runner_type is '

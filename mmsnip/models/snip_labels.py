@@ -46,6 +46,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from mmengine.config import ConfigDict
 from torch import nn
 
+from mmsnip.utils.config_tree import base_type
 from mmsnip.utils.preflight import UserInputError
 
 # Assigners whose own rule already is SNIP's (written for it).
@@ -87,15 +88,6 @@ REWRITE_REASONS = {
 }
 # Default of ScaleAwareMaxIoUAssigner.invalid_iou_thr (paper: 0.3).
 INVALID_IOU_THR = 0.3
-
-
-def base_type(type_name: Any) -> str:
-    """A config ``type`` without its scope or module path:
-    ``'mmdet.MaxIoUAssigner'`` -> ``'MaxIoUAssigner'``; a class given as
-    the type: its name ('' for anything else)."""
-    if isinstance(type_name, type):
-        return type_name.__name__
-    return type_name.split('.')[-1] if isinstance(type_name, str) else ''
 
 
 def _rewrite_assigner(cfg: dict, in_rcnn: bool, invalid_iou_thr: float,

@@ -94,6 +94,7 @@ from typing import (Callable, Dict, Iterable, Iterator, List, Optional,
 import numpy as np
 
 from .checks import is_number
+from .config_tree import dataset_leaves, mask_loader, pipeline_steps
 
 ERROR = 'error'
 WARNING = 'warning'
@@ -1354,47 +1355,19 @@ DATALOADER_EVALUATORS = (('train_dataloader', None), ('val_dataloader',
 ClassResolver = Callable[[str], Optional[Tuple[str, ...]]]
 
 
-def _leaves(ds: dict, name: str, pipelines: list) -> Iterator[tuple]:
-    """``(name, leaf dataset cfg, pipelines on the way)`` of a (wrapped)
-    dataset config."""
-    pipelines = pipelines + [ds.get('pipeline') or []]
-    children = []
-    if isinstance(ds.get('dataset'), dict):
-        children.append((f'{name}.dataset', ds['dataset']))
-    for i, child in enumerate(ds.get('datasets') or []):
-        if isinstance(child, dict):
-            children.append((f'{name}.datasets[{i}]', child))
-    if not children:
-        yield name, ds, pipelines
-    for child_name, child in children:
-        yield from _leaves(child, child_name, pipelines)
-
-
 def _applies_orientation(pipelines: list) -> bool:
     """Whether the image loader of these pipelines rotates by EXIF (mmcv's
     cv2 and pillow backends do, except with ``'unchanged'`` or
     ``'*_ignore_orientation'``; turbojpeg and tifffile never do)."""
-    for pipeline in pipelines:
-        for step in pipeline:
-            if isinstance(step, dict) and 'LoadImage' in str(
-                    step.get('type', '')):
-                color = str(step.get('color_type', 'color'))
-                backend = str(step.get('imdecode_backend', 'cv2'))
-                if 'ignore_orientation' in color or color == 'unchanged' \
-                        or backend in ('turbojpeg', 'tifffile'):
-                    return False
+    for step in pipeline_steps(pipelines, 'LoadImageFromFile'):
+        if not isinstance(step, dict):
+            continue
+        color = str(step.get('color_type', 'color'))
+        backend = str(step.get('imdecode_backend', 'cv2'))
+        if 'ignore_orientation' in color or color == 'unchanged' \
+                or backend in ('turbojpeg', 'tifffile'):
+            return False
     return True
-
-
-def mask_loader(pipelines: list) -> Optional[dict]:
-    """The step of these pipelines that loads masks (``LoadAnnotations``
-    or a subclass with ``with_mask=True``), or None: the one rule of
-    "this dataset loads masks" (the audit's segmentation checks,
-    ``SnipRunner``'s mask-branch check)."""
-    return next((step for pipeline in pipelines for step in pipeline
-                 if isinstance(step, dict) and 'LoadAnnotations' in str(
-                     step.get('type', '')) and bool(step.get('with_mask'))),
-                None)
 
 
 def is_coco_type(type_name: str) -> bool:
@@ -1434,8 +1407,8 @@ def sources_from_config(
         if not loader or not isinstance(loader.get('dataset'), dict):
             continue
         first_leaf = None
-        for name, ds, pipelines in _leaves(loader['dataset'],
-                                           f'{loader_key}.dataset', []):
+        for name, ds, pipelines in dataset_leaves(loader['dataset'],
+                                                  f'{loader_key}.dataset'):
             if not ds.get('ann_file') or not is_coco(ds.get('type', '')):
                 continue
             root = ds.get('data_root') or ''
@@ -1449,6 +1422,7 @@ def sources_from_config(
                 classes = default_classes(ds.get('type', ''))
             if isinstance(classes, str):
                 classes = (classes, )
+            masks = mask_loader(pipelines)
             src = AnnSource(
                 ann_file=join_root(root, ds['ann_file']),
                 source=name,
@@ -1456,9 +1430,9 @@ def sources_from_config(
                 classes=tuple(classes) if classes is not None else None,
                 explicit_classes=explicit,
                 apply_orientation=_applies_orientation(pipelines),
-                with_mask=mask_loader(pipelines) is not None,
-                poly2mask=bool((mask_loader(pipelines)
-                                or {}).get('poly2mask', True)))
+                with_mask=masks is not None,
+                poly2mask=bool(masks.get('poly2mask', True))
+                if isinstance(masks, dict) else True)
             out.append(src)
             first_leaf = first_leaf or src
         evaluators = cfg.get(eval_key) if eval_key else None

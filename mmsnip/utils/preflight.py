@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Tuple
 from mmengine.config import Config
 
 from .checks import is_integer
+from .config_tree import config_entries, type_in, walk_dataset_cfgs
 from .dataset_audit import (ANN_FIELDS, COCO_LISTS, ERROR, IMAGE_FIELDS,
                             audit_config, is_coco_type, join_root, read_coco,
                             summary)
@@ -121,20 +122,6 @@ def check_chip_cfgs(cfg: Config, keys=DATALOADER_KEYS) -> None:
             ChipConfig.from_dict(chip_cfg)
         except (TypeError, ValueError) as e:
             raise UserInputError(f'config "{path}": {entry}: {e}') from e
-
-
-def walk_dataset_cfgs(ds, name: str) -> Iterator[Tuple[str, dict]]:
-    """``(config entry, dataset config)`` of a dataset config (at
-    ``name``) and of every dataset config nested in it (``dataset=``,
-    ``datasets=[...]``), wrappers first: ``('train_dataloader.dataset',
-    SniperDataset), ('train_dataloader.dataset.dataset', CocoDataset)``."""
-    if not isinstance(ds, dict):
-        return
-    yield name, ds
-    inner = ds.get('dataset')
-    yield from walk_dataset_cfgs(inner, f'{name}.dataset')
-    for i, child in enumerate(ds.get('datasets') or []):
-        yield from walk_dataset_cfgs(child, f'{name}.datasets[{i}]')
 
 
 def iter_dataset_cfgs(cfg: Config,
@@ -305,17 +292,15 @@ def num_classes_entries(node, path: str = 'model'
     ``detector``, a TTA model's ``module``) included; not the parts of
     :data:`OTHER_CLASS_COUNTS`, nor a detector with a ``language_model``
     (GLIP, Grounding DINO: its ``num_classes`` counts text tokens)."""
-    if isinstance(node, dict):
-        if 'language_model' in node:
-            return
-        for key, value in node.items():
-            if key == 'num_classes' and is_integer(value):
-                yield f'{path}.{key}', int(value)
-            elif key not in OTHER_CLASS_COUNTS:
-                yield from num_classes_entries(value, f'{path}.{key}')
-    elif isinstance(node, (list, tuple)):
-        for i, value in enumerate(node):
-            yield from num_classes_entries(value, f'{path}[{i}]')
+    def counts_classes(key, value):
+        return key not in OTHER_CLASS_COUNTS and not (
+            isinstance(value, dict) and 'language_model' in value)
+
+    if isinstance(node, dict) and 'language_model' in node:
+        return
+    for entry, key, value in config_entries(node, path, counts_classes):
+        if key == 'num_classes' and is_integer(value):
+            yield entry, int(value)
 
 
 def check_num_classes(cfg: Config, keys=DATALOADER_KEYS) -> None:
@@ -365,7 +350,7 @@ def check_amp_device(cfg: Config) -> None:
                                  is_musa_available, is_npu_available)
     wrapper = cfg.get('optim_wrapper') or {}
     # the devices AmpOptimWrapper itself accepts
-    if 'AmpOptimWrapper' not in str(wrapper.get('type', '')) or any(
+    if not type_in(wrapper, ('AmpOptimWrapper', ), 'OPTIM_WRAPPERS') or any(
             available() for available in (is_cuda_available,
                                           is_npu_available, is_mlu_available,
                                           is_musa_available)):

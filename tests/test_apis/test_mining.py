@@ -107,6 +107,19 @@ def test_mining_bad_input(stage1, tmp_path):
     assert proc.returncode == 2 and 'SniperDataset' in proc.stderr
 
 
+def test_mining_a_scope_prefixed_chip_dataset(stage1, tmp_path):
+    """Configs inheriting mmdet:: bases write type='mmsnip.SniperDataset'
+    (the paper's COCO recipe does): mined like 'SniperDataset' (was:
+    "needs a SniperDataset, got mmsnip.SniperDataset")."""
+    cfg_path, ckpt = stage1
+    out = str(tmp_path / 'props.pkl')
+    run_tool(['tools/mine_proposals.py', cfg_path, ckpt, '--out', out,
+              '--num-per-scale', '5', '--cfg-options',
+              'train_dataloader.dataset.type=mmsnip.SniperDataset'])
+    ids = _image_ids(cfg_path)
+    assert sorted(load_proposals(out, ids, num_scales=3)) == sorted(ids)
+
+
 def test_stage2_config_refuses_missing_proposals(tiny_demo_root, tmp_path):
     cfg_path = tiny_config(tiny_demo_root, str(tmp_path / 'w'),
                            str(tmp_path / 's2.py'), base=STAGE2)

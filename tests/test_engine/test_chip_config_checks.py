@@ -9,9 +9,14 @@ import pytest
 from conftest import REPO_ROOT, run_tool, tiny_config
 from mmengine.config import Config
 
+from mmdet.datasets.transforms import LoadAnnotations
+
+from mmsnip.datasets import SniperDataset
 from mmsnip.datasets.transforms import CropChip, PackChipInputs
 from mmsnip.engine import SnipRunner
-from mmsnip.engine.runner import chip_eval_problems, chip_training_problems
+from mmsnip.engine.runner import (chip_eval_problems, chip_training_problems,
+                                  require_snip_runner, trains_on_chips)
+from mmsnip.utils.dataset_audit import sources_from_config
 from mmsnip.utils.preflight import UserInputError
 
 SNIPER_DEMO = osp.join(REPO_ROOT, 'configs/sniper',
@@ -175,3 +180,43 @@ def test_mask_branch_needs_a_pipeline_that_loads_masks():
         'train_dataloader.dataset.pipeline loads no masks (LoadAnnotations '
         'without with_mask=True) but model.roi_head.mask_head learns them: '
         'use mask_chip_pipeline')
+
+
+class MyChips(SniperDataset):
+    pass
+
+
+class MyMaskLoader(LoadAnnotations):
+    pass
+
+
+def test_a_subclass_of_the_chip_dataset_gets_every_check():
+    """A user's SniperDataset subclass, or the scope-prefixed name, is a
+    chip dataset for every refusal (was: by the type's name, so a
+    subclass trained with no check at all)."""
+    for kind in (MyChips, 'mmsnip.SniperDataset'):
+        cfg = _with_pipeline(LOAD + [dict(type='PackDetInputs')])
+        cfg.train_dataloader.dataset.type = kind
+        cfg.train_dataloader.sampler = dict(type='DefaultSampler')
+        assert trains_on_chips(cfg)
+        problems = chip_training_problems(cfg)
+        assert any('has no CropChip' in p for p in problems), problems
+        assert any(p.startswith('train_dataloader.sampler: DefaultSampler')
+                   for p in problems), problems
+        cfg.runner_type = 'Runner'
+        with pytest.raises(UserInputError, match='runner_type'):
+            require_snip_runner(cfg)
+
+
+def test_a_subclass_of_load_annotations_loads_masks():
+    """The mask-branch check and the audit share one rule: a renamed
+    LoadAnnotations subclass with with_mask=True loads masks (was: refused
+    by the check, its segmentations not audited)."""
+    cfg = Config.fromfile(osp.join(
+        REPO_ROOT, 'configs/sniper/sniper_mask-rcnn_r18-w16_fpn_12e_demo.py'))
+    for step in cfg.train_dataloader.dataset.pipeline:
+        if 'LoadAnnotations' in step['type']:
+            step['type'] = MyMaskLoader
+    assert not [p for p in chip_training_problems(cfg) if 'masks' in p]
+    (source, ) = [s for s in sources_from_config(cfg, ['train_dataloader'])]
+    assert source.with_mask

@@ -1,0 +1,145 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""Reading a config tree: the one home of "what is this entry".
+
+- **Types** (:func:`base_type`, :func:`resolve_type`, :func:`type_in`): a
+  config's ``type`` may be ``'X'``, ``'mmsnip.X'``, ``'mmdet.X'`` (what
+  configs inheriting ``mmdet::`` bases write), a class, or the name of a
+  user's subclass. A test of "is this entry an ``X``" resolves the type
+  through the registry and counts subclasses; it never compares the
+  ``type`` string.
+- **Pipeline steps** (:func:`pipeline_steps`, :func:`mask_loader`):
+  which steps of a pipeline are an ``X`` (a ``LoadAnnotations`` that loads
+  masks, a ``CropChip``), by the same rule.
+- **Walkers** (:func:`config_entries`, :func:`walk_dataset_cfgs`,
+  :func:`dataset_leaves`): every entry of a model config with its dotted
+  path (``model.roi_head.bbox_head[1].num_classes``), and every dataset
+  config nested in a dataloader's (``dataset=``, ``datasets=[...]``).
+
+Importing this module imports neither torch nor mmdet; :func:`resolve_type`
+imports the registries when it is first called.
+"""
+from typing import Any, Callable, Iterator, List, Optional, Tuple
+
+
+def base_type(type_name: Any) -> str:
+    """A config ``type`` without its scope or module path:
+    ``'mmdet.MaxIoUAssigner'`` -> ``'MaxIoUAssigner'``; a class given as
+    the type: its name ('' for anything else)."""
+    if isinstance(type_name, type):
+        return type_name.__name__
+    return type_name.split('.')[-1] if isinstance(type_name, str) else ''
+
+
+def resolve_type(type_name: Any, registry: str) -> Optional[type]:
+    """The class a config ``type`` builds in ``mmsnip.registry.<registry>``
+    (``'TRANSFORMS'``, ``'MODELS'``, ``'DATASETS'``, ...; mmdet's and
+    mmengine's modules are found through it, scope prefixes included), the
+    class itself if a class is given, or None if the registry does not
+    know it (then building the config names the type)."""
+    if isinstance(type_name, type):
+        return type_name
+    if not isinstance(type_name, str):
+        return None
+    from mmsnip import registry as registries
+    try:
+        return getattr(registries, registry).get(type_name)
+    except Exception:  # a scope that is not installed: the build says so
+        return None
+
+
+def type_lineage(cfg: Any, registry: str) -> Tuple[str, ...]:
+    """Names of the class a config dict builds (or of a built object's
+    class) and of its base classes, most derived first:
+    ``('MyChips', 'SniperDataset', 'BaseDataset', 'Dataset', ...)``; only
+    ``(base_type(type),)`` if the registry does not know the type."""
+    kind = cfg.get('type') if isinstance(cfg, dict) else type(cfg)
+    cls = resolve_type(kind, registry)
+    if not isinstance(cls, type):
+        return (base_type(kind), )
+    return tuple(c.__name__ for c in cls.__mro__)
+
+
+def type_in(cfg: Any, names, registry: str) -> Optional[str]:
+    """The first of ``names`` that a config dict (or built object) is, by
+    :func:`type_lineage` (subclasses and scope prefixes count:
+    ``dict(type='mmsnip.SniperDataset')`` and a user's subclass of it are
+    a ``'SniperDataset'``), or None."""
+    return next((name for name in type_lineage(cfg, registry)
+                 if name in names), None)
+
+
+def pipeline_steps(pipelines: List[list], name: str) -> List[Any]:
+    """The steps of ``pipelines`` (a list of pipelines, outermost dataset
+    first) that are a ``name`` transform or a subclass of one, in order."""
+    return [step for pipeline in pipelines for step in pipeline or []
+            if type_in(step, (name, ), 'TRANSFORMS')]
+
+
+def mask_loader(pipelines: List[list]) -> Optional[Any]:
+    """The step of ``pipelines`` that loads masks (a ``LoadAnnotations``
+    or a subclass, with ``with_mask=True``), or None: the one rule of
+    "this dataset loads masks" (the audit's segmentation checks,
+    ``SnipRunner``'s mask-branch check)."""
+    return next((step for step in pipeline_steps(pipelines, 'LoadAnnotations')
+                 if bool(step.get('with_mask') if isinstance(step, dict)
+                         else getattr(step, 'with_mask', False))), None)
+
+
+def config_entries(node: Any, path: str,
+                   descend: Optional[Callable[[str, Any], bool]] = None
+                   ) -> Iterator[Tuple[str, str, Any]]:
+    """``(path, key, value)`` of every dict entry of a config tree, depth
+    first, in config order: ``('model.roi_head.bbox_head[0].num_classes',
+    'num_classes', 80)``. Lists and tuples are entered (``[i]`` in the
+    path). ``descend(key, value)`` False keeps the walk out of a value (its
+    own entry is still yielded); for the items of a list or tuple it is
+    asked with the key that holds the list."""
+    def walk(node, path, key):
+        if isinstance(node, (list, tuple)):
+            for i, value in enumerate(node):
+                if descend is None or descend(key, value):
+                    yield from walk(value, f'{path}[{i}]', key)
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                here = f'{path}.{key}'
+                yield here, key, value
+                if descend is None or descend(key, value):
+                    yield from walk(value, here, key)
+
+    yield from walk(node, path, '')
+
+
+def walk_dataset_cfgs(ds: Any, name: str) -> Iterator[Tuple[str, dict]]:
+    """``(config entry, dataset config)`` of a dataset config (at
+    ``name``) and of every dataset config nested in it (``dataset=``,
+    ``datasets=[...]``), wrappers first: ``('train_dataloader.dataset',
+    SniperDataset), ('train_dataloader.dataset.dataset', CocoDataset)``."""
+    for entry, ds_cfg, _, _ in _walk_datasets(ds, name, []):
+        yield entry, ds_cfg
+
+
+def dataset_leaves(ds: Any, name: str) -> Iterator[Tuple[str, dict, list]]:
+    """``(config entry, dataset config, pipelines)`` of each innermost
+    dataset of a (wrapped) dataset config: the datasets that read files,
+    with the pipelines of it and of its wrappers (outermost first), the
+    steps its samples go through."""
+    for entry, ds_cfg, chain, leaf in _walk_datasets(ds, name, []):
+        if leaf:
+            yield entry, ds_cfg, [c.get('pipeline') or [] for _, c in chain]
+
+
+def _walk_datasets(ds, name, chain):
+    """``(entry, dataset, [(entry, dataset) of it and its wrappers],
+    is_leaf)``, wrappers first."""
+    if not isinstance(ds, dict):
+        return
+    chain = chain + [(name, ds)]
+    children = []
+    if isinstance(ds.get('dataset'), dict):
+        children.append((f'{name}.dataset', ds['dataset']))
+    for i, child in enumerate(ds.get('datasets') or []):
+        if isinstance(child, dict):
+            children.append((f'{name}.datasets[{i}]', child))
+    yield name, ds, chain, not children
+    for child_name, child in children:
+        yield from _walk_datasets(child, child_name, chain)
