@@ -8,8 +8,15 @@ Runs the stage-1 model's RPN over every training image of the config's
 ``SniperDataset`` at every chip scale and writes the top ``--num-per-scale``
 proposals per scale in ORIGINAL pixels. Resumable: re-running the same
 command continues from the shards in ``<out>.parts/``; a run with another
-checkpoint, ``--num-per-scale``, ``--nms-iou``, chip scales or image list
-refuses to mix them (``--restart`` discards them and starts over).
+checkpoint, ``--num-per-scale``, ``--nms-iou``, ``--pool-scales``, chip
+scales or image list refuses to mix them (``--restart`` discards them and
+starts over).
+
+``--pool-scales [IOU]`` (off by default) pools each image's proposals of
+all scales through one NMS at IoU 0.7 (or ``IOU``), as the released
+SNIPER code does, and writes the pool once per image; every scale's
+negatives then come from the pool's proposals in its valid range
+(:mod:`mmsnip.datasets.proposal_pool`).
 """
 import os
 
@@ -17,6 +24,7 @@ from mmengine.config import DictAction
 from mmengine.dist import init_dist
 
 from mmsnip.apis import mine_proposals
+from mmsnip.datasets.proposal_pool import POOL_IOU
 from mmsnip.utils import register_all_modules
 from mmsnip.utils.cli import ArgumentParser, number, positive_int
 from mmsnip.utils.dist import setup_cpu_distributed
@@ -33,6 +41,12 @@ def parse_args(argv=None):
     parser.add_argument('--num-per-scale', type=positive_int, default=300)
     parser.add_argument('--nms-iou', type=number(float, 0, 1, low_open=True),
                         default=0.7)
+    parser.add_argument('--pool-scales', nargs='?', const=POOL_IOU,
+                        default=None, metavar='IOU',
+                        type=number(float, 0, 1, low_open=True),
+                        help='pool the proposals of all scales through one '
+                        f'NMS at IoU {POOL_IOU} (or IOU), as the released '
+                        'code does; default: per scale')
     parser.add_argument('--shard-size', type=positive_int, default=50,
                         help='images per resumable shard')
     parser.add_argument('--restart', action='store_true',
@@ -65,7 +79,8 @@ def main():
         mine_proposals(cfg, args.checkpoint, args.out,
                        num_per_scale=args.num_per_scale,
                        nms_iou=args.nms_iou, shard_size=args.shard_size,
-                       restart=args.restart)
+                       restart=args.restart,
+                       pool_iou=args.pool_scales)
     except ValueError as e:
         raise UserInputError(str(e)) from e
     except OSError as e:

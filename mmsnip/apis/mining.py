@@ -14,11 +14,19 @@ into the final file.
 
 A resume is only safe with the same inputs, so ``<out>.parts/settings.json``
 records them when the folder is made (:func:`mining_settings`): the
-checkpoint's size and sha256, ``num_per_scale``, the NMS IoU, the chip
-scales and the image list. A run whose settings differ refuses to mix its
-proposals with the old shards (:class:`MiningResumeError`, naming each
-setting that differs) unless it is told to start over (``restart=True``,
-``--restart``), which deletes the folder first.
+checkpoint's size and sha256, ``num_per_scale``, the NMS IoU, the pooling
+IoU (or None), the chip scales and the image list. A run whose settings
+differ refuses to mix its proposals with the old shards
+(:class:`MiningResumeError`, naming each setting that differs) unless it
+is told to start over (``restart=True``, ``--restart``), which deletes
+the folder first.
+
+With ``pool_iou`` (``--pool-scales``; default off) each image's proposals
+of all scales go through one more NMS on the device
+(:func:`~mmsnip.datasets.proposal_pool.pool_proposals`, the released
+code's pooling) and the pool is written once per image (version 4,
+recording ``pool_iou``): every scale's negatives then come from the
+pool's proposals in its valid range.
 """
 import dataclasses
 import glob
@@ -41,6 +49,7 @@ from mmengine.utils import ProgressBar
 
 from mmsnip.chips import ChipConfig
 from mmsnip.engine.checkpoint import check_checkpoint_fits
+from mmsnip.datasets.proposal_pool import check_pool_iou, pool_proposals
 from mmsnip.datasets.proposals import (MissingProposalsError, ProposalFile,
                                        check_image_ids,
                                        write_proposal_groups)
@@ -74,7 +83,8 @@ def _sha256(path: str) -> str:
 
 
 def mining_settings(checkpoint: str, chip_cfg: ChipConfig, images: list,
-                    num_per_scale: int, nms_iou: float) -> dict:
+                    num_per_scale: int, nms_iou: float,
+                    pool_iou: Optional[float] = None) -> dict:
     """What the proposals of a mining run depend on (JSON-ready).
 
     Args:
@@ -85,10 +95,13 @@ def mining_settings(checkpoint: str, chip_cfg: ChipConfig, images: list,
         images (list): ``(img_id, file name)`` of every image, in order.
         num_per_scale (int): Proposals kept per image and scale.
         nms_iou (float): RPN NMS IoU.
+        pool_iou (float, optional): IoU of the NMS pooling the scales, or
+            None (per scale; also what a record without it means).
 
     Returns:
-        dict: ``checkpoint``, ``num_per_scale``, ``nms_iou``, ``scales``,
-        ``images`` (count and sha256 of the list).
+        dict: ``checkpoint``, ``num_per_scale``, ``nms_iou``,
+        ``pool_iou``, ``scales``, ``images`` (count and sha256 of the
+        list).
     """
     image_list = json.dumps([[int(i), str(f)] for i, f in images])
     settings = dict(
@@ -97,6 +110,7 @@ def mining_settings(checkpoint: str, chip_cfg: ChipConfig, images: list,
                         sha256=_sha256(checkpoint)),
         num_per_scale=int(num_per_scale),
         nms_iou=float(nms_iou),
+        pool_iou=None if pool_iou is None else float(pool_iou),
         scales=[dataclasses.asdict(spec) for spec in chip_cfg.scales],
         images=dict(count=len(images),
                     sha256=hashlib.sha256(image_list.encode()).hexdigest()))
@@ -196,7 +210,8 @@ def _mined_ids(folder: str) -> set:
 
 
 def merge_shards(folder: str, out_file: str, img_ids: Sequence,
-                 num_scales: int, scales: Optional[Sequence] = None) -> int:
+                 num_scales: int, scales: Optional[Sequence] = None,
+                 pool_iou: Optional[float] = None) -> int:
     """Write the proposal file of a miner's shards (``folder``), shard by
     shard (:func:`~mmsnip.datasets.proposals.write_proposal_groups`): it
     holds the file's arrays (9 bytes per proposal) and one shard, not
@@ -209,6 +224,9 @@ def merge_shards(folder: str, out_file: str, img_ids: Sequence,
         num_scales (int): Scales of the chip config.
         scales (Sequence[ScaleSpec], optional): Those scales, recorded in
             the file (readers refuse a config of other scales).
+        pool_iou (float, optional): The shards hold pooled proposals (one
+            array object for every scale of an image), pooled at this IoU:
+            written once per image (version 4) with ``pool_iou`` recorded.
 
     Returns:
         int: Proposals written (all images and scales).
@@ -219,7 +237,9 @@ def merge_shards(folder: str, out_file: str, img_ids: Sequence,
     """
     try:
         write_proposal_groups(out_file, img_ids, num_scales,
-                              lambda: _shards(folder), scales=scales)
+                              lambda: _shards(folder), scales=scales,
+                              shared_scales=pool_iou is not None,
+                              pool_iou=pool_iou)
     except MissingProposalsError as e:
         absent = set(e.missing)
         missing = [i for i in img_ids if i in absent]  # the dataset's order
@@ -237,7 +257,8 @@ def mine_proposals(cfg: Config,
                    nms_iou: float = 0.7,
                    shard_size: int = 50,
                    device: Optional[str] = None,
-                   restart: bool = False) -> Optional[str]:
+                   restart: bool = False,
+                   pool_iou: Optional[float] = None) -> Optional[str]:
     """Run the stage-1 RPN over the training images at every chip scale.
 
     Args:
@@ -253,6 +274,11 @@ def mine_proposals(cfg: Config,
         restart (bool): Discard shards of an earlier run instead of
             resuming from them (a resume needs the same settings, see
             :func:`mining_settings`).
+        pool_iou (float, optional): Pool each image's proposals of all
+            scales through one NMS at this IoU (the released code's
+            negative proposals, 0.7:
+            :data:`~mmsnip.datasets.proposal_pool.POOL_IOU`) and write
+            the pool once per image. None (default): per scale.
 
     Returns:
         str | None: ``out_file`` on rank 0, None elsewhere.
@@ -265,6 +291,8 @@ def mine_proposals(cfg: Config,
             anything is mined.
     """
     rank, world_size = get_dist_info()
+    if pool_iou is not None:
+        pool_iou = check_pool_iou(pool_iou, 'mine_proposals')
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
     sniper = _train_dataset_cfg(cfg)
     chip_cfg = ChipConfig.from_dict(dict(sniper.chip_cfg))
@@ -285,7 +313,7 @@ def mine_proposals(cfg: Config,
     parts = out_file + '.parts'
     images = [(i, osp.basename(p)) for i, p in zip(ids, paths)]
     settings = mining_settings(checkpoint, chip_cfg, images, num_per_scale,
-                               nms_iou)
+                               nms_iou, pool_iou)
     error = None
     if rank == 0:
         try:
@@ -337,6 +365,12 @@ def mine_proposals(cfg: Config,
     print_log(f'mining proposals: {len(dataset)} images x '
               f'{len(chip_cfg.scales)} scales; rank {rank} has {len(todo)} '
               f'of its {len(mine)} images left', logger='current')
+    if pool_iou is not None:
+        print_log(f'mining proposals: pooled over the {len(pipelines)} '
+                  f'scales (one NMS at IoU {pool_iou:g} per image, the '
+                  'released code\'s rule): every scale\'s negatives will '
+                  'come from the pool\'s proposals in its valid range',
+                  logger='current')
     bar = ProgressBar(len(todo)) if rank == 0 else None
     shard: Dict[Union[int, str], List[np.ndarray]] = {}
     first = None
@@ -351,8 +385,12 @@ def mine_proposals(cfg: Config,
             result = model.rpn_head.predict(
                 feats, data['data_samples'], rescale=True)[0]
             per_scale.append(torch.cat(
-                [result.bboxes, result.scores[:, None]],
-                dim=1).float().cpu().numpy())
+                [result.bboxes, result.scores[:, None]], dim=1).float())
+        if pool_iou is None:
+            per_scale = [p.cpu().numpy() for p in per_scale]
+        else:  # one array object for every scale
+            per_scale = [pool_proposals(per_scale, pool_iou).cpu().numpy()
+                         ] * len(per_scale)
         shard[info['img_id']] = per_scale
         if len(shard) == shard_size or n == len(todo) - 1:
             _write_shard(parts, rank, first, shard)
@@ -365,7 +403,7 @@ def mine_proposals(cfg: Config,
     # One entry per image id (a list file may name an image twice).
     ids = list(dict.fromkeys(ids))
     rows = merge_shards(parts, out_file, ids, len(chip_cfg.scales),
-                        scales=chip_cfg.scales)
+                        scales=chip_cfg.scales, pool_iou=pool_iou)
     shutil.rmtree(parts)
     print_log(f'wrote {out_file}: {len(ids)} images, '
               f'{rows / max(len(ids), 1):.0f} proposals per image '

@@ -48,6 +48,11 @@ Every format below is read; the content decides, not the file name:
   scale (an mmdet ``DumpProposals`` file of one test scale,
   :mod:`mmsnip.datasets.mmdet_proposals`): ``S`` times smaller than
   version 3 holding the same rows at every scale; read as that file.
+  Also written for proposals pooled over the scales (the released
+  code's rule, :mod:`mmsnip.datasets.proposal_pool`): ``pool_iou`` in
+  ``meta`` records the IoU of the NMS that pooled them (absent or null:
+  not pooled; any version may carry it, a version-2 copy of a pooled
+  file keeps it).
 - **Compact, version 2** (mmsnip before 2026-11-26; still written with
   ``score_dtype='float16'``): the same layout with ``scores`` ``(T,)``
   float16 and rows in their input order (10 bytes per proposal).
@@ -79,6 +84,7 @@ import numpy as np
 
 from mmsnip.utils.checks import is_integer, is_number
 from mmsnip.utils.fileio import atomic_open
+from .proposal_pool import check_pool_iou
 
 FORMAT = 'mmsnip.proposals'
 VERSION = 3
@@ -303,7 +309,8 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
                           score_dtype: str = 'uint8',
                           owner: str = 'write_proposal_groups',
                           scales: Optional[list] = None,
-                          shared_scales: bool = False) -> None:
+                          shared_scales: bool = False,
+                          pool_iou: Optional[float] = None) -> None:
     """Write a compact proposal file from proposals that arrive in groups
     (a miner's shards), holding one group at a time besides the file's own
     arrays (9 bytes per proposal): the same file as
@@ -322,6 +329,10 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
         shared_scales (bool): Every image has the same rows at every
             scale (its ``S`` arrays are one array object): store them once
             (version 4, ``score_dtype='uint8'`` only).
+        pool_iou (float, optional): The rows were pooled over the scales
+            by one NMS at this IoU
+            (:func:`~mmsnip.datasets.proposal_pool.pool_proposals`):
+            recorded in the meta data (``pool_iou``); None: they were not.
 
     Raises:
         MissingProposalsError: An image in no group (after reading them
@@ -340,6 +351,8 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
                          f"'float16', got {score_dtype!r}")
     if top_n is not None and int(top_n) < 1:
         raise ValueError(f'{owner}: top_n must be >= 1, got {top_n}')
+    if pool_iou is not None:
+        pool_iou = check_pool_iou(pool_iou, owner)
     if shared_scales and score_dtype != 'uint8':
         raise ValueError(f"{owner}: shared_scales needs score_dtype "
                          "'uint8' (version 4 is version 3 with shared "
@@ -437,7 +450,7 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
     _write_arrays(path, num_scales, top_n, (lo, hi) if version3 else None,
                   dict(img_ids=id_array, offsets=offsets, boxes=boxes,
                        scores=scores), scales=scales,
-                  shared_scales=shared_scales)
+                  shared_scales=shared_scales, pool_iou=pool_iou)
 
 
 def score_codes(scores: np.ndarray, score_min: float, score_max: float
@@ -578,14 +591,17 @@ def _write_arrays(path: str, num_scales: int, top_n: Optional[int],
                   score_range: Optional[tuple],
                   arrays: Dict[str, np.ndarray],
                   scales: Optional[list] = None,
-                  shared_scales: bool = False) -> None:
+                  shared_scales: bool = False,
+                  pool_iou: Optional[float] = None) -> None:
     """Write a compact file's arrays with their meta data and
     ``content_id``, atomically (:func:`atomic_open`; the folder is
     created): version 3 with the codes' ``score_range`` ``(min, max)``
     (version 4 with ``shared_scales``), version 2 (float16 scores)
-    without; ``scales`` (ScaleSpecs or :func:`scale_record` dicts)
-    recorded when given."""
+    without; ``scales`` (ScaleSpecs or :func:`scale_record` dicts) and
+    ``pool_iou`` recorded when given."""
     meta = dict(format=FORMAT, num_scales=int(num_scales), top_n=top_n)
+    if pool_iou is not None:
+        meta['pool_iou'] = float(pool_iou)
     if scales is not None:
         record = [s if isinstance(s, dict) else scale_record([s])[0]
                   for s in scales]
@@ -798,6 +814,9 @@ class ProposalFile(Mapping):
         scales (list[dict] | None): The chip scales the file was mined
             for (:func:`scale_record`), None when not recorded (files of
             ``save_proposals`` without ``scales``, older files).
+        pool_iou (float | None): The IoU of the NMS that pooled the rows
+            of all scales (:mod:`mmsnip.datasets.proposal_pool`); None:
+            each scale's rows were mined at that scale (older files too).
     """
 
     def __init__(self, path: str):
@@ -842,6 +861,7 @@ class ProposalFile(Mapping):
         self.runs_per_image = _runs_per_image(meta)
         self.content_id = meta['content_id']
         self.scales = meta.get('scales')
+        self.pool_iou = meta.get('pool_iou')
         self.img_ids = np.asarray(arrays['img_ids'])
         self.offsets = np.asarray(arrays['offsets'])
         self._boxes, self._scores = arrays['boxes'], arrays['scores']
@@ -957,6 +977,10 @@ def _meta_problem(meta: dict) -> Optional[str]:
         lo, hi = meta.get('score_min'), meta.get('score_max')
         if not (is_number(lo) and is_number(hi)) or lo > hi:
             return f'score range [{lo!r}, {hi!r}] is not finite and ordered'
+    pool_iou = meta.get('pool_iou')
+    if pool_iou is not None and not (
+            is_number(pool_iou) and 0 < pool_iou <= 1):
+        return f'pool_iou {pool_iou!r} is not a number in (0, 1]'
     scales = meta.get('scales')
     if scales is not None and not (
             isinstance(scales, list) and len(scales) == num_scales and
@@ -1240,38 +1264,82 @@ def load_proposals(path: str, img_ids: Sequence, num_scales: int,
 def convert_proposals(src: str, dst: str, top_n: Optional[int] = None,
                       box_dtype: str = 'auto',
                       score_dtype: str = 'uint8',
-                      drop_scales: bool = False) -> dict:
+                      drop_scales: bool = False,
+                      pool_iou: Optional[float] = None) -> dict:
     """Rewrite a proposal file (legacy pickle or compact) compactly
     (:func:`save_proposals`; version 3 unless ``score_dtype='float16'``;
     a version-4 file, whose rows serve every scale, stays version 4).
     The record of the scales the proposals were mined for is kept, unless
     ``drop_scales`` (then any chip config of as many scales reads it).
 
+    Args:
+        pool_iou (float, optional): Pool each image's rows of all scales
+            through one NMS at this IoU (the released code's negative
+            proposals, :func:`~mmsnip.datasets.proposal_pool.
+            pool_proposals`; ``top_n`` then applies to each scale before
+            pooling) and store the pool once per image (version 4,
+            recording ``pool_iou``). None (default): rows stay per scale
+            (a pooled source stays pooled).
+
     Returns:
         dict: ``images``, ``proposals`` (rows written), ``bytes_in``,
         ``bytes_out``, ``version`` (of the written file).
 
     Raises:
-        ValueError: Naming ``src`` (and the img_id and scale of bad rows).
+        ValueError: Naming ``src`` (and the img_id and scale of bad rows);
+            with ``pool_iou``, a source of one row set per image (pooled
+            already, converted from an mmdet dump, or of one scale).
     """
     props, num_scales, _ = open_proposals(src)
     if isinstance(props, ProposalFile):
         props.verify()
     scales = None if drop_scales else getattr(props, 'scales', None)
-    # a version-4 file stays shared (unless written as version 2)
-    shared = getattr(props, 'runs_per_image', num_scales) == 1 < \
-        num_scales and score_dtype == 'uint8'
-    data = {k: [props[k][0]] * num_scales if shared else props[k]
-            for k in props}
+    runs = getattr(props, 'runs_per_image', num_scales)
+    if pool_iou is not None:
+        data = _pooled(src, props, runs, num_scales, top_n, pool_iou)
+        top_n, shared = None, score_dtype == 'uint8'
+    else:
+        pool_iou = getattr(props, 'pool_iou', None)  # kept
+        # a version-4 file stays shared (unless written as version 2)
+        shared = runs == 1 < num_scales and score_dtype == 'uint8'
+        data = {k: [props[k][0]] * num_scales if shared else props[k]
+                for k in props}
     try:
         write_proposal_groups(dst, list(data), num_scales, lambda: [data],
                               top_n=top_n, box_dtype=box_dtype,
                               score_dtype=score_dtype,
                               owner='save_proposals', scales=scales,
-                              shared_scales=shared)
+                              shared_scales=shared, pool_iou=pool_iou)
     except ValueError as e:
         raise ValueError(f'proposal file "{src}": {e}') from None
     written = ProposalFile(dst)
     return dict(images=len(written), proposals=int(written.offsets[-1]),
                 bytes_in=osp.getsize(src), bytes_out=osp.getsize(dst),
                 version=written.version)
+
+
+def _pooled(src: str, props, runs: int, num_scales: int,
+            top_n: Optional[int], pool_iou: float) -> dict:
+    """``img_id -> [pooled rows] * num_scales`` (one array object) of a
+    file's per-scale rows (:func:`convert_proposals`)."""
+    from .proposal_pool import pool_proposals  # torch: on first use
+    pool_iou = check_pool_iou(pool_iou, f'proposal file "{src}"')
+    if runs == 1:
+        pooled = getattr(props, 'pool_iou', None)
+        raise ValueError(
+            f'proposal file "{src}" holds one row set per image for every '
+            'scale (' + (f'pooled already, at IoU {pooled:g}'
+                         if pooled is not None else
+                         'converted from an mmdet dump' if num_scales > 1
+                         else 'one scale') +
+            '): there is nothing to pool. Convert it without --pool-scales '
+            '(pool_iou=None), or pool a file mined per scale')
+    if top_n is not None and int(top_n) < 1:
+        raise ValueError(f'save_proposals: top_n must be >= 1, got {top_n}')
+    data = {}
+    for k in props:
+        per_scale = [_top_n(proposal_array(
+            rows, f'proposal file "{src}": img_id {k!r}, scale {s}'), top_n)
+            for s, rows in enumerate(props[k])]
+        data[k] = [pool_proposals(per_scale, pool_iou)] * num_scales
+    return data

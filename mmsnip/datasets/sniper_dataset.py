@@ -267,6 +267,14 @@ class SniperDataset:
                         records.img_ids, len(self.chip_cfg.scales),
                         img_paths=records.img_paths,
                         scales=self.chip_cfg.scales)
+        pool_iou = getattr(props, 'pool_iou', None)
+        if pool_iou is not None:
+            print_log(
+                f'SniperDataset: proposal file "{self.proposal_file}" is '
+                f'pooled over the scales (one NMS at IoU {pool_iou:g}, the '
+                'released code\'s rule): every scale\'s negatives come '
+                'from the pool\'s proposals in its valid range',
+                logger='current')
         return props, identity
 
     def _check_degraded(self, records: ImageRecords, stats: dict) -> None:

@@ -11,9 +11,10 @@ from mmengine.config import Config
 from conftest import (REPO_ROOT, free_port, run_tool, tiny_checkpoint,
                       tiny_config)
 from mmsnip.apis.mining import (_shards, merge_shards, mining_settings,
-                                prepare_parts)
+                                prepare_parts, settings_differences)
 from mmsnip.datasets import SniperDataset
-from mmsnip.datasets.proposals import load_proposals
+from mmsnip.datasets.proposal_pool import pool_proposals
+from mmsnip.datasets.proposals import ProposalFile, load_proposals
 
 STAGE1 = osp.join(REPO_ROOT,
                   'configs/sniper/sniper_faster-rcnn_r18-w16_fpn_12e_demo.py')
@@ -150,3 +151,59 @@ def test_shards_merge_one_at_a_time_and_an_image_mined_twice_once(tmp_path):
     with pytest.raises(RuntimeError, match=r'mining finished without '
                        r'proposals for 1 images \(e.g. \[4\]\)'):
         merge_shards(str(tmp_path), out, [1, 2, 3, 4], 2)
+
+
+def test_mining_pools_the_scales_when_asked(stage1, tmp_path):
+    """``--pool-scales``: each image's proposals of all scales through one
+    NMS at 0.7, stored once per image (version 4, recording the IoU and
+    the scales); default: per scale, as before."""
+    cfg_path, ckpt = stage1
+    ids = _image_ids(cfg_path)
+    scales, pooled = str(tmp_path / 'scales.pkl'), str(tmp_path / 'pool.pkl')
+    run_tool(['tools/mine_proposals.py', cfg_path, ckpt, '--out', scales,
+              '--num-per-scale', '20'])
+    proc = run_tool(['tools/mine_proposals.py', cfg_path, ckpt, '--out',
+                     pooled, '--num-per-scale', '20', '--pool-scales'])
+    assert 'pooled over the 3 scales (one NMS at IoU 0.7 per image' in \
+        proc.stdout + proc.stderr
+    per_scale, pool = ProposalFile(scales), load_proposals(pooled, ids, 3)
+    assert (per_scale.version, per_scale.pool_iou) == (3, None)
+    assert (pool.version, pool.pool_iou, pool.runs_per_image) == (4, 0.7, 1)
+    assert pool.scales == per_scale.scales
+    for i in ids:
+        rows = pool[i][0]
+        union = np.concatenate(per_scale[i])
+        assert 0 < len(rows) <= len(union)
+        # the pool's rows are mined rows (float16 boxes: within 0.5 px) ...
+        near = np.abs(rows[:, None, :4] - union[None, :, :4]).max(-1)
+        assert (near.min(axis=1) <= 0.5).all()
+        # ... that overlap no kept row beyond the IoU (float16 slack), and
+        # pooling them again keeps them all
+        assert len(pool_proposals([rows], 0.72)) == len(rows)
+
+
+def test_settings_record_the_pooling_and_old_records_still_resume(tmp_path):
+    ckpt = tmp_path / 'c.pth'
+    ckpt.write_bytes(b'weights')
+    from mmsnip.chips import ChipConfig
+    cfg = ChipConfig.from_dict(dict(scales=[dict(factor=1.0)]))
+    per_scale = mining_settings(str(ckpt), cfg, [(1, 'a.jpg')], 5, 0.7)
+    pooled = mining_settings(str(ckpt), cfg, [(1, 'a.jpg')], 5, 0.7, 0.7)
+    assert (per_scale['pool_iou'], pooled['pool_iou']) == (None, 0.7)
+    assert settings_differences(per_scale, pooled) == [
+        'pool_iou (None before, 0.7 now)']
+    # a record of an mmsnip before pooling: per scale, resumable
+    old = {k: v for k, v in per_scale.items() if k != 'pool_iou'}
+    assert settings_differences(old, per_scale) == []
+
+
+def test_pooled_shards_merge_once_per_image(tmp_path):
+    pool = np.array([[1, 2, 30, 40, 0.5], [5, 5, 9, 9, 0.25]], np.float32)
+    with open(tmp_path / 'rank0-00000000.pkl', 'wb') as f:
+        pickle.dump({1: [pool] * 3, 2: [pool[:1]] * 3}, f)
+    out = str(tmp_path / 'p.npz')
+    assert merge_shards(str(tmp_path), out, [1, 2], 3, pool_iou=0.7) == 3
+    got = load_proposals(out, [1, 2], 3)
+    assert (got.version, got.pool_iou) == (4, 0.7)
+    for rows in got[1]:
+        np.testing.assert_allclose(rows, pool, atol=0.002)

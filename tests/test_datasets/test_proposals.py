@@ -842,3 +842,174 @@ def test_version4_writer_refuses_what_it_cannot_share(tmp_path):
         write_proposal_groups(path, [1], 2, lambda: [{1: [a, a]}],
                               shared_scales=True, score_dtype='float16')
     assert not osp.exists(path)
+
+
+# -- proposals pooled over the scales (the released code's negatives) --
+
+# Image 1's scales overlap: scale 1's [0, 0, 10, 9] is scale 0's box at
+# IoU 0.9 with a lower score, so the pool drops it.
+PER_SCALE = {
+    1: [np.array([[0, 0, 10, 10, 0.875], [50, 50, 90, 90, 0.375]]),
+        np.array([[0, 0, 10, 9, 0.75], [200, 0, 300, 100, 0.625]])],
+    2: [np.zeros((0, 5)), np.array([[5, 5, 60, 60, 0.5]])],
+}
+POOL = {1: [[0, 0, 10, 10, 0.875], [200, 0, 300, 100, 0.625],
+            [50, 50, 90, 90, 0.375]],
+        2: [[5, 5, 60, 60, 0.5]]}
+
+
+@pytest.mark.parametrize('fmt', ['legacy', 'float16', 'uint8'])
+def test_pooled_file_round_trips_from_every_old_format(tmp_path, fmt):
+    """Files of every format (legacy pickle, versions 2 and 3) read as
+    before (not pooled) and convert to a pooled file: version 4, the pool
+    stored once per image, read at every scale, recording its IoU (kept
+    by a later conversion); pickled readers keep it."""
+    src = str(tmp_path / 'src.pkl')
+    if fmt == 'legacy':
+        legacy(src, PER_SCALE, 2)
+    else:
+        save_proposals(src, PER_SCALE, 2, score_dtype=fmt)
+    old = load_proposals(src, [1, 2], 2)
+    assert getattr(old, 'pool_iou', None) is None
+    for k, v in PER_SCALE.items():
+        for got, want in zip(old[k], v):
+            np.testing.assert_allclose(got[:, :4], want[:, :4])
+    dst = str(tmp_path / 'pooled.npz')
+    info = convert_proposals(src, dst, pool_iou=0.7)
+    assert (info['version'], info['proposals']) == (4, 4)
+    pooled = load_proposals(dst, [1, 2], 2, verify=True)
+    assert (pooled.version, pooled.pool_iou, pooled.runs_per_image) == \
+        (4, 0.7, 1)
+    for k, want in POOL.items():
+        for got in pooled[k]:  # the same rows at every scale
+            np.testing.assert_allclose(got, want, atol=0.002)
+    again = pickle.loads(pickle.dumps(pooled))
+    assert again.pool_iou == 0.7
+    # converting again keeps the record (and the rows, shared)
+    kept = str(tmp_path / 'kept.npz')
+    assert convert_proposals(dst, kept)['version'] == 4
+    assert ProposalFile(kept).content_id == pooled.content_id
+    copies = str(tmp_path / 'copies.npz')
+    assert convert_proposals(dst, copies, score_dtype='float16')[
+        'proposals'] == 8
+    assert ProposalFile(copies).pool_iou == 0.7
+
+
+def test_pooling_takes_top_n_per_scale_first_and_its_iou(tmp_path):
+    src, dst = str(tmp_path / 'src.npz'), str(tmp_path / 'dst.npz')
+    save_proposals(src, PER_SCALE, 2)
+    # top 1 per scale: image 1 keeps [0, 0, 10, 10] and [0, 0, 10, 9]
+    # (IoU 0.9), pooled to one row
+    convert_proposals(src, dst, top_n=1, pool_iou=0.7)
+    np.testing.assert_allclose(ProposalFile(dst)[1][0], [POOL[1][0]],
+                               atol=0.002)
+    convert_proposals(src, dst, top_n=1, pool_iou=0.95)
+    assert len(ProposalFile(dst)[1][0]) == 2  # IoU 0.9 <= 0.95: both
+
+
+def test_pooling_a_file_of_one_row_set_per_image_is_refused(tmp_path):
+    src = str(tmp_path / 'src.npz')
+    save_proposals(src, PER_SCALE, 2)
+    pooled = str(tmp_path / 'pooled.npz')
+    convert_proposals(src, pooled, pool_iou=0.7)
+    shared = str(tmp_path / 'shared.npz')  # an mmdet dump's layout
+    rows = {k: [v[1]] * 2 for k, v in PER_SCALE.items()}
+    write_proposal_groups(shared, [1, 2], 2, lambda: [rows],
+                          shared_scales=True)
+    one = str(tmp_path / 'one.npz')
+    save_proposals(one, {k: v[:1] for k, v in PER_SCALE.items()}, 1)
+    for path, why in ((pooled, 'pooled already, at IoU 0.7'),
+                      (shared, 'converted from an mmdet dump'),
+                      (one, 'one scale')):
+        with pytest.raises(ValueError, match=(
+                f'proposal file "{path}" holds one row set per image for '
+                rf'every scale \({why}\): there is nothing to pool')):
+            convert_proposals(path, str(tmp_path / 'x.npz'), pool_iou=0.7)
+    with pytest.raises(ValueError, match=r'pool_iou must be a number in '
+                       r'\(0, 1\], got 0'):
+        convert_proposals(src, str(tmp_path / 'x.npz'), pool_iou=0)
+    assert not osp.exists(str(tmp_path / 'x.npz'))
+
+
+def test_a_damaged_pool_record_is_refused(tmp_path):
+    path = str(tmp_path / 'p.npz')
+    rows = {k: [np.asarray(v, np.float32)] * 2 for k, v in POOL.items()}
+    with pytest.raises(ValueError, match=r'save_proposals: pool_iou must be'
+                       r' a number in \(0, 1\], got 2'):
+        write_proposal_groups(path, [1, 2], 2, lambda: [rows],
+                              shared_scales=True, pool_iou=2,
+                              owner='save_proposals')
+    from mmsnip.datasets import proposals as mod
+    with mock.patch.object(mod, 'check_pool_iou', lambda x, _: x):
+        write_proposal_groups(path, [1, 2], 2, lambda: [rows],
+                              shared_scales=True, pool_iou=2)
+    with pytest.raises(ValueError, match=r'p.npz" is damaged: pool_iou 2.0 is '
+                       r'not a number in \(0, 1\]'):
+        ProposalFile(path)
+
+
+def test_pooled_file_changes_the_cache_key_and_is_logged(tmp_path):
+    """The same rows as a pooled file and as a file of shared rows (an
+    mmdet dump's layout) are different files to the chip-table cache; a
+    pooled file is named in the log; the per-scale one is not."""
+    from conftest import logged_messages
+    rng = np.random.default_rng(0)
+    per_scale = {}
+    for i in range(3):
+        xy = rng.uniform(0, 150, (40, 2))
+        per_scale[i] = [np.c_[xy, xy + rng.uniform(8, 40, (40, 2)),
+                              rng.uniform(0, 1, 40)] for _ in range(2)]
+    src, dst = str(tmp_path / 'scales.npz'), str(tmp_path / 'pooled.npz')
+    save_proposals(src, per_scale, 2)
+    convert_proposals(src, dst, pool_iou=0.7)
+    pool = ProposalFile(dst)
+    shared = str(tmp_path / 'shared.npz')
+    rows = {k: [pool[k][0]] * 2 for k in pool}
+    write_proposal_groups(shared, list(rows), 2, lambda: [rows],
+                          shared_scales=True)
+    keys, logs = {}, {}
+    for name, path in (('scales', src), ('pooled', dst), ('shared', shared)):
+        with logged_messages() as messages:
+            ds = _sniper(path, cache_dir=str(tmp_path / 'cache'))
+            ds.full_init()
+        keys[name] = ds.table_key
+        logs[name] = [m for m in messages if 'pooled over the scales' in m]
+    assert len(set(keys.values())) == 3
+    assert logs['scales'] == logs['shared'] == []
+    assert logs['pooled'] == [
+        f'SniperDataset: proposal file "{dst}" is pooled over the scales '
+        '(one NMS at IoU 0.7, the released code\'s rule): every scale\'s '
+        'negatives come from the pool\'s proposals in its valid range']
+
+
+def test_convert_tool_pools_and_names_its_usage_errors(tmp_path, capsys):
+    from conftest import load_tool
+    src, dst = str(tmp_path / 'src.npz'), str(tmp_path / 'dst.npz')
+    save_proposals(src, PER_SCALE, 2)
+    tool = osp.join(ROOT, 'tools', 'misc', 'convert_proposals.py')
+
+    def run(*args):
+        return subprocess.run([sys.executable, tool, *args], cwd=ROOT,
+                              capture_output=True, text=True)
+
+    done = run(src, dst, '--pool-scales')
+    assert done.returncode == 0, done.stderr
+    assert 'format version 4 (pooled over the scales at IoU 0.7: each ' \
+        'image\'s pool serves every scale)' in done.stdout
+    assert ProposalFile(dst).pool_iou == 0.7
+    done = run(dst, str(tmp_path / 'again.npz'), '--pool-scales')
+    assert done.returncode == 2 and len(done.stderr.splitlines()) == 1
+    assert done.stderr.startswith(f'error: proposal file "{dst}" holds one '
+                                  'row set per image for every scale')
+    parse = load_tool(tool).parse_args
+    assert parse([src, dst, '--pool-scales', '0.5']).pool_scales == 0.5
+    assert parse([src, dst]).pool_scales is None  # per scale by default
+    for argv, match in (
+            (['--pool-scales', '0'], 'must be a finite number in (0, 1]'),
+            (['--pool-scales', '--from-mmdet', '--ann-file', 'a.json',
+              '--img-prefix', 'x/', '--num-scales', '2'],
+             '--pool-scales: not with --from-mmdet')):
+        with pytest.raises(SystemExit) as e:
+            parse([src, dst] + argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and match in err, err

@@ -3,7 +3,7 @@
 
     python tools/misc/convert_proposals.py old.pkl new.npz [--top-n 300] \
         [--box-dtype auto|float16|float32] [--score-dtype uint8|float16] \
-        [--drop-scales]
+        [--drop-scales] [--pool-scales [IOU]]
     python tools/misc/convert_proposals.py rpn_dump.pkl new.npz \
         --from-mmdet --ann-file ANN.json --img-prefix train2017/ \
         --num-scales 3 [--top-n 300]
@@ -21,6 +21,13 @@ it out, so that a chip config of other scales reads the file (at your
 risk: each scale's rows were mined at the recorded scale). Training
 reads every format, so converting is optional; it saves memory and start
 time on large datasets.
+
+``--pool-scales [IOU]`` pools each image's rows of all scales through one
+NMS at IoU 0.7 (or ``IOU``), as the released SNIPER code does
+(``--top-n`` applies to each scale first), and stores the pool once per
+image (version 4, recording the IoU): every scale's negatives then come
+from the pool's proposals in its valid range
+(:mod:`mmsnip.datasets.proposal_pool`). Off by default.
 
 ``--from-mmdet`` reads instead the pickle of MMDetection's
 ``DumpProposals`` metric (``{"folder/file.jpg": InstanceData(bboxes,
@@ -40,8 +47,9 @@ image without an entry, an entry of no image, two images of one key, bad
 or non-finite rows) is one ``error:`` line naming it and exit status 2.
 """
 from mmsnip.datasets.mmdet_proposals import convert_mmdet_proposals
+from mmsnip.datasets.proposal_pool import POOL_IOU
 from mmsnip.datasets.proposals import convert_proposals
-from mmsnip.utils.cli import ArgumentParser, positive_int
+from mmsnip.utils.cli import ArgumentParser, number, positive_int
 from mmsnip.utils.fileio import (check_input_file, check_output_file,
                                  checked_write)
 from mmsnip.utils.preflight import UserInputError, run_cli
@@ -70,6 +78,12 @@ def parse_args(argv=None):
     parser.add_argument('--drop-scales', action='store_true',
                         help='leave out the record of the chip scales the '
                         'proposals were mined for')
+    parser.add_argument('--pool-scales', nargs='?', const=POOL_IOU,
+                        default=None, metavar='IOU',
+                        type=number(float, 0, 1, low_open=True),
+                        help='pool each image\'s rows of all scales through '
+                        f'one NMS at IoU {POOL_IOU} (or IOU), as the '
+                        'released code does; stored once per image')
     mmdet = parser.add_argument_group(
         'proposals dumped by mmdet\'s DumpProposals metric')
     mmdet.add_argument('--from-mmdet', action='store_true',
@@ -95,6 +109,10 @@ def parse_args(argv=None):
     if args.from_mmdet and args.drop_scales:
         parser.error('--drop-scales: not with --from-mmdet (a converted '
                      'dump records no chip scales anyway); leave it out')
+    if args.from_mmdet and args.pool_scales is not None:
+        parser.error('--pool-scales: not with --from-mmdet (a dump holds '
+                     'one set of proposals per image: nothing to pool); '
+                     'leave it out')
     if given and not args.from_mmdet:
         parser.error(f'{", ".join(given)}: only with --from-mmdet (src is '
                      'a dump of mmdet\'s DumpProposals); add it, or leave '
@@ -120,7 +138,8 @@ def main(argv=None) -> int:
                 info = convert_proposals(
                     args.src, args.dst, top_n=args.top_n,
                     box_dtype=args.box_dtype, score_dtype=args.score_dtype,
-                    drop_scales=args.drop_scales)
+                    drop_scales=args.drop_scales,
+                    pool_iou=args.pool_scales)
     except (ValueError, FileNotFoundError) as e:
         if isinstance(e, UserInputError):
             raise
@@ -129,6 +148,9 @@ def main(argv=None) -> int:
           f'proposals, {info["bytes_out"] / 2**20:.1f} MiB (from '
           f'{info["bytes_in"] / 2**20:.1f} MiB), format version '
           f'{info["version"]}' + (
+              f' (pooled over the scales at IoU {args.pool_scales:g}: each '
+              'image\'s pool serves every scale)'
+              if args.pool_scales is not None else
               ' (each image\'s rows serve every scale)'
               if info['version'] == 4 else ''))
     return 0

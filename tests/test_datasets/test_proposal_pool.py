@@ -1,0 +1,189 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""Pooling the proposals of all scales (the released code's negatives):
+one NMS over the union equals a brute-force reference; a pooled file
+gives every scale the pool's rows in its range; the chip table built from
+it equals the one built from the reference pool at every scale, and
+differs from the per-scale table only in its negatives."""
+import numpy as np
+import pytest
+import torch
+
+from mmsnip.chips import ChipConfig
+from mmsnip.chips.boxes import box_sizes, in_range
+from mmsnip.datasets import chip_table
+from mmsnip.datasets.chip_table import (ImageRecords, _proposal_rows,
+                                        build_chip_table)
+from mmsnip.datasets.proposal_pool import POOL_IOU, pool_proposals
+from mmsnip.datasets.proposals import (ProposalFile, convert_proposals,
+                                       save_proposals)
+
+CFG = ChipConfig.from_dict(dict(
+    chip_size=128, chip_stride=32, neg_min_proposals=2,
+    scales=[dict(max_side=128, valid_range=(40, None)),
+            dict(factor=1.0, valid_range=(16, 64)),
+            dict(factor=2.0, valid_range=(0, 24))]))
+
+
+def iou(a, b):
+    """IoU of two xyxy boxes, continuous area."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])
+    return inter / (area - inter)
+
+
+def reference_pool(per_scale, thr=0.7):
+    """Brute force: the union of all scales' rows (ORIGINAL pixels); in
+    descending score order, keep a row unless it overlaps a kept one at
+    IoU > thr."""
+    rows = np.concatenate([np.asarray(p, np.float64).reshape(-1, 5)
+                           for p in per_scale])
+    kept = []
+    for i in np.argsort(-rows[:, 4], kind='stable'):
+        if all(iou(rows[i], rows[k]) <= thr for k in kept):
+            kept.append(i)
+    return rows[kept].reshape(-1, 5)
+
+
+def random_rows(rng, n, low=0, high=200):
+    """``n`` rows on a 0.5 px grid (exact in float16), sides 4-60 px,
+    distinct scores; many overlap."""
+    xy = rng.integers(2 * low, 2 * high, (n, 2)) / 2
+    wh = rng.integers(8, 120, (n, 2)) / 2
+    return np.c_[xy, xy + wh, rng.permutation(n) / n + rng.uniform(0, .001)]
+
+
+def test_pool_equals_the_brute_force_reference():
+    rng = np.random.default_rng(0)
+    for trial in range(30):
+        per_scale = [random_rows(rng, int(rng.integers(0, 60)), 0, 120)
+                     for _ in range(3)]
+        thr = (0.7, 0.5, 0.3)[trial % 3]
+        want = reference_pool(per_scale, thr)
+        got = pool_proposals(per_scale, thr)
+        assert got.dtype == np.float32 and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-4)
+        # tensors in, tensors out (the miner's path), the same rows
+        tensors = pool_proposals([torch.as_tensor(p) for p in per_scale],
+                                 thr)
+        assert isinstance(tensors, torch.Tensor)
+        np.testing.assert_array_equal(tensors.numpy(), got)
+    assert 0 < len(want) < sum(map(len, per_scale))  # some suppressed
+
+
+def test_worked_example_of_the_docstring():
+    per_scale = [np.array([[0, 0, 10, 10, 0.9], [50, 50, 90, 90, 0.4]]),
+                 np.array([[0, 0, 10, 9, 0.8], [200, 0, 400, 100, 0.6]])]
+    np.testing.assert_allclose(pool_proposals(per_scale), [
+        [0, 0, 10, 10, 0.9], [200, 0, 400, 100, 0.6],
+        [50, 50, 90, 90, 0.4]], rtol=1e-6)
+    assert POOL_IOU == 0.7  # lib/nms/nms.py:56 of the released code
+
+
+def test_threshold_ties_nan_and_empty():
+    box = [0, 0, 10, 10]
+    half = [0, 0, 10, 5]  # IoU 0.5 with box
+    # IoU equal to the threshold is kept (the released code drops > thr)
+    assert len(pool_proposals([np.array([box + [.9], half + [.8]])],
+                              0.5)) == 2
+    assert len(pool_proposals([np.array([box + [.9], half + [.8]])],
+                              0.49)) == 1
+    # equal scores: the input order decides (scale 0 first)
+    got = pool_proposals([np.array([box + [.5]]), np.array([
+        [0, 0, 10, 9.9, .5]])])
+    np.testing.assert_array_equal(got, np.float32([box + [.5]]))
+    # NaN scores rank last; rows with a NaN/inf coordinate are dropped
+    got = pool_proposals([np.array([box + [np.nan], box + [.1],
+                                    [np.nan, 0, 1, 1, 1],
+                                    [0, 0, np.inf, 1, 1]])])
+    np.testing.assert_array_equal(got, np.float32([box + [.1]]))
+    assert pool_proposals([np.zeros((0, 5))] * 3).shape == (0, 5)
+    assert pool_proposals([]).shape == (0, 5)
+    for bad in (0, 1.5, float('nan'), None, True):
+        with pytest.raises(ValueError, match='pool_proposals: pool_iou must '
+                           r'be a number in \(0, 1\], got'):
+            pool_proposals([np.zeros((0, 5))], bad)
+
+
+def records(num=30, seed=0):
+    rng = np.random.default_rng(seed)
+    infos = []
+    for i in range(num):
+        h, w = int(rng.integers(150, 300)), int(rng.integers(150, 300))
+        n = int(rng.integers(0, 6))
+        xy = rng.uniform(0, 120, (n, 2))
+        boxes = np.c_[xy, xy + rng.uniform(4, 90, (n, 2))]
+        infos.append(dict(img_id=100 + i, img_path=f'{i}.jpg', height=h,
+                          width=w, instances=[dict(bbox=b.tolist())
+                                              for b in boxes]))
+    return ImageRecords.from_infos(infos, str)
+
+
+@pytest.fixture(scope='module')
+def files(tmp_path_factory):
+    """A per-scale file (independent rows per scale, as mined) of
+    :func:`records`, its pooled conversion and the reference pools."""
+    tmp = tmp_path_factory.mktemp('pool')
+    rec = records()
+    rng = np.random.default_rng(1)
+    per_scale = {i: [random_rows(rng, int(rng.integers(5, 40)), 0, 140)
+                     for _ in range(3)] for i in rec.img_ids}
+    src, dst = str(tmp / 'scales.npz'), str(tmp / 'pooled.npz')
+    save_proposals(src, per_scale, 3, scales=CFG.scales)
+    info = convert_proposals(src, dst, pool_iou=0.7)
+    # the reference pools the rows as stored (quantised scores; their
+    # order is the written scores' order)
+    stored = ProposalFile(src)
+    ref = {i: reference_pool(stored[i]) for i in per_scale}
+    return rec, src, dst, ref, info
+
+
+def test_each_scale_reads_the_pool_filtered_by_its_range(files):
+    """A pooled file gives scale ``s`` exactly the reference pool's rows
+    whose size (ORIGINAL pixels) is in ``R_s``."""
+    rec, src, dst, ref, info = files
+    pooled = ProposalFile(dst)
+    assert (info['version'], pooled.pool_iou, pooled.runs_per_image) == \
+        (4, 0.7, 1)
+    assert pooled.scales == ProposalFile(src).scales  # record kept
+    ids = list(rec.img_ids)
+    rows, start = _proposal_rows(pooled, ids, 3)
+    ranges = CFG.valid_ranges
+    for n, img_id in enumerate(ids):
+        want_all = ref[img_id]
+        for s in range(3):
+            got = rows[start[3 * n + s]:start[3 * n + s + 1]]
+            lo, hi = ranges[s]
+            keep = in_range(box_sizes(got[:, :4]), (lo, hi))
+            want = want_all[in_range(box_sizes(want_all[:, :4]), (lo, hi))]
+            np.testing.assert_array_equal(  # boxes exact (0.5 px grid)
+                np.sort(got[keep, :4], axis=0), np.sort(want[:, :4], axis=0))
+            # every scale reads the whole pool: a scale also sees the
+            # in-range rows the other scales found
+            assert len(got) == len(want_all)
+
+
+def test_pooled_chip_table_differs_from_the_per_scale_one_as_expected(
+        files):
+    """Positives are equal; the negatives are those of the reference pool
+    given to every scale, not those of each scale's own rows."""
+    rec, src, dst, ref, _ = files
+    per_scale = build_chip_table(rec, CFG, ProposalFile(src), workers=0)
+    pooled = build_chip_table(rec, CFG, ProposalFile(dst), workers=0)
+    want = build_chip_table(rec, CFG, {k: [v] * 3 for k, v in ref.items()},
+                            workers=0)
+    for k in chip_table.TABLE_FIELDS:
+        np.testing.assert_array_equal(pooled[k], want[k])
+    pos = per_scale['is_positive']
+    assert pos.sum() == pooled['is_positive'].sum()
+    for k in chip_table.TABLE_FIELDS:
+        np.testing.assert_array_equal(per_scale[k][pos],
+                                      pooled[k][:pos.sum()])
+    neg_scale = per_scale['boxes'][~pos]
+    neg_pool = pooled['boxes'][~pooled['is_positive']]
+    assert len(neg_scale) and len(neg_pool)
+    assert neg_scale.shape != neg_pool.shape or \
+        not np.array_equal(neg_scale, neg_pool)
+    # one pool for every scale: each image's proposal rows are read S times
+    assert pooled['stats']['proposals'] == 3 * sum(map(len, ref.values()))
