@@ -150,6 +150,10 @@ def build_parser() -> ArgumentParser:
                         default=[1, 4, 8],
                         help='datapath: SniperSampler image_window values '
                         'of the shared path')
+    parser.add_argument('--pool-scales', action='store_true',
+                        help='table: also build the negatives from the '
+                        'proposals pooled over the scales (the released '
+                        'code\'s rule, mine_proposals.py --pool-scales)')
     parser.add_argument('--seed', type=non_negative_int, default=0)
     parser.add_argument('--out', help='write the results as JSON here')
     return parser
@@ -506,8 +510,10 @@ def _cpu_s() -> float:
                for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
 
 
-def _table_child(work: str, negatives: bool, workers, queue) -> None:
-    """In a fresh process: build the inner dataset, then SniperDataset."""
+def _table_child(work: str, negatives: bool, workers, queue,
+                 proposal_file: str = 'proposals.npz') -> None:
+    """In a fresh process: build the inner dataset, then SniperDataset
+    (negatives from ``<work>/<proposal_file>``)."""
     from mmsnip.datasets import SniperDataset
     start = time.perf_counter()
     inner = _synthetic_coco_class()(osp.join(work, 'records.npz'))
@@ -521,7 +527,7 @@ def _table_child(work: str, negatives: bool, workers, queue) -> None:
                               dict(factor=1.667, valid_range=(32, 150)),
                               dict(factor=3.0, valid_range=(0, 80))]),
         negatives=negatives,
-        proposal_file=osp.join(work, 'proposals.npz') if negatives else None,
+        proposal_file=osp.join(work, proposal_file) if negatives else None,
         cache_dir=osp.join(work, 'cache'), build_workers=workers)
     wrapper_s = time.perf_counter() - start
     cpu = _cpu_s() - cpu
@@ -532,11 +538,12 @@ def _table_child(work: str, negatives: bool, workers, queue) -> None:
                    peak_rss_workers_mb=_peak_mb(resource.RUSAGE_CHILDREN)))
 
 
-def _in_fresh_process(target, *args) -> dict:
-    """``target(*args, queue)`` in a spawned process; what it put."""
+def _in_fresh_process(target, *args, **kwargs) -> dict:
+    """``target(*args, queue, **kwargs)`` in a spawned process; what it
+    put."""
     ctx = multiprocessing.get_context('spawn')
     queue = ctx.Queue()
-    proc = ctx.Process(target=target, args=args + (queue, ))
+    proc = ctx.Process(target=target, args=args + (queue, ), kwargs=kwargs)
     proc.start()
     while True:  # a child that dies puts nothing: do not wait forever
         try:
@@ -632,10 +639,24 @@ def _table(args, work: str) -> dict:
                   proposal_write_s=write_s, proposal_open_s=open_s,
                   proposal_verify_s=verify_s,
                   workers=args.workers, **env)
-    for name, negatives in (('positives', False), ('negatives', True)):
-        cold = _in_fresh_process(_table_child, work, negatives, args.workers)
-        warm = _in_fresh_process(_table_child, work, negatives, args.workers)
-        result[name] = dict(cold=cold, warm=warm)
+    tables = [('positives', False, 'proposals.npz'),
+              ('negatives', True, 'proposals.npz')]
+    if args.pool_scales:
+        from mmsnip.datasets.proposal_pool import POOL_IOU
+        from mmsnip.datasets.proposals import convert_proposals
+        start = time.perf_counter()
+        convert_proposals(prop_path, osp.join(work, 'pooled.npz'),
+                          pool_iou=POOL_IOU)
+        result['pooled_convert_s'] = time.perf_counter() - start
+        result['pooled_file_bytes'] = osp.getsize(
+            osp.join(work, 'pooled.npz'))
+        tables.append(('negatives (pooled)', True, 'pooled.npz'))
+    for name, negatives, proposal_file in tables:
+        result[name] = {
+            when: _in_fresh_process(_table_child, work, negatives,
+                                    args.workers,
+                                    proposal_file=proposal_file)
+            for when in ('cold', 'warm')}
     result['load_average_after'] = load_average()
     with np.load(osp.join(work, 'records.npz')) as data:
         result['boxes'] = int(data['box_start'][-1])
@@ -650,7 +671,12 @@ def _table(args, work: str) -> dict:
           'chips (positives + negative pool) | peak RSS MB (process / '
           'build worker) |')
     print('| --- | --- | --- | --- | --- | --- |')
-    for name in ('positives', 'negatives'):
+    if args.pool_scales:
+        print(f'pooled over the scales (NMS 0.7 per image, '
+              'tools/misc/convert_proposals.py --pool-scales) in '
+              f'{result["pooled_convert_s"]:.1f} s: '
+              f'{result["pooled_file_bytes"] / 1e9:.3f} GB')
+    for name, _, _ in tables:
         for when in ('cold', 'warm'):
             r = result[name][when]
             print(f'| {name} | {when} | {r["inner_load_s"]:.1f} | '

@@ -144,12 +144,13 @@ def test_benchmark_chips_defaults_only_when_not_given():
 def test_benchmark_chips_table_tiny_run(tmp_path):
     """--mode table on a small dataset of the train2017 distribution: the
     proposal file is written, opened and verified; cold and warm starts
-    give the same table, the negatives add to the positives."""
+    give the same table, the negatives add to the positives (also from
+    the pooled file, --pool-scales)."""
     out = str(tmp_path / 'table.json')
     proc = run_tool(['tools/benchmark_chips.py', '--mode', 'table',
                      '--num-images', '200', '--proposals', '40',
                      '--workers', '0', '--work-dir', str(tmp_path / 'w'),
-                     '--out', out])
+                     '--pool-scales', '--out', out])
     assert 'rows verified in' in proc.stdout
     with open(out) as f:
         result = json.load(f)
@@ -158,7 +159,13 @@ def test_benchmark_chips_table_tiny_run(tmp_path):
     pos, neg = result['positives'], result['negatives']
     assert pos['cold']['chips'] == pos['warm']['chips'] > 0
     assert neg['cold']['chips'] == neg['warm']['chips'] > pos['cold']['chips']
+    # --pool-scales: negatives from the proposals pooled over the scales
+    pooled = result['negatives (pooled)']
+    assert pooled['cold']['chips'] == pooled['warm']['chips'] > \
+        pos['cold']['chips']
+    assert 0 < result['pooled_file_bytes'] <= result['proposal_file_bytes']
     assert 'chips (positives + negative pool)' in proc.stdout
+    assert '| negatives (pooled) | cold |' in proc.stdout
     assert not (tmp_path / 'w').exists()  # made by the tool, removed
 
 
