@@ -8,6 +8,7 @@ are :data:`REGISTERING_MODULES`; the registries' ``locations``
 (:mod:`mmsnip.registry`) and ``register_all_modules`` import them.
 """
 import importlib
+import pkgutil
 from typing import Any, List
 
 # modules whose import registers classes or functions into mmsnip's
@@ -40,9 +41,7 @@ _HOMES = {
     'geometric_before_crop': '.transforms',
 }
 # submodules, found as attributes too (``mmsnip.datasets.chip_table``)
-_SUBMODULES = ('chip_table', 'coco_file', 'collate', 'decode_cache',
-               'mmdet_proposals', 'proposals', 'samplers', 'sniper_dataset',
-               'transforms')
+_SUBMODULES = tuple(m.name for m in pkgutil.iter_modules(__path__))
 
 __all__ = list(_HOMES)
 
