@@ -36,7 +36,7 @@ import hashlib
 import json
 import logging
 import os.path as osp
-from typing import List, Optional, Union
+from typing import List, Optional, Tuple, Union
 
 import numpy as np
 from mmcv.transforms import LoadImageFromFile
@@ -428,11 +428,14 @@ class SniperDataset:
         warning.
 
         Returns:
-            dict: Counts: ``images``, ``empty_images`` (no box), and
-            ``crowd_only_images`` (only crowd / ignore boxes): both get no
-            positive chip; ``boxes`` and the :func:`~mmsnip.chips.box_issues`
-            classes ``clipped``, ``empty``, ``outside`` (dropped),
-            ``examples``: the first offending image per class.
+            dict: Counts: ``images`` (as listed), ``distinct_images``
+            (by path and id: a ``RepeatDataset`` lists each ``times``
+            times), ``empty_images`` (no box), and ``crowd_only_images``
+            (only crowd / ignore boxes): both get no positive chip, both
+            of distinct images; ``boxes`` and the
+            :func:`~mmsnip.chips.box_issues` classes ``clipped``,
+            ``empty``, ``outside`` (dropped), ``examples``: the first
+            offending image per class.
 
         Raises:
             ValueError: A box with a NaN/inf coordinate, naming the image.
@@ -466,9 +469,17 @@ class SniperDataset:
         usable = ~(issues['empty'] | issues['outside'])
         num_usable = np.bincount(img[usable], minlength=n)
         num_crowd = np.bincount(img[usable & records.crowd], minlength=n)
-        counts['empty_images'] = int((num_usable == 0).sum())
+        # an image listed more than once (RepeatDataset) counts once
+        first = np.zeros(n, bool)
+        seen = set()
+        for k, key in enumerate(zip(map(str, records.img_paths),
+                                    map(str, records.img_ids))):
+            first[k] = key not in seen
+            seen.add(key)
+        counts['distinct_images'] = len(seen)
+        counts['empty_images'] = int((first & (num_usable == 0)).sum())
         counts['crowd_only_images'] = int(
-            ((num_usable > 0) & (num_crowd == num_usable)).sum())
+            (first & (num_usable > 0) & (num_crowd == num_usable)).sum())
         parts = []
         if counts['empty']:
             parts.append(f'{counts["empty"]} boxes of zero or negative size '
@@ -627,21 +638,42 @@ class SniperDataset:
         epoch = self.epoch_indices(0)
         pixels = self._pixels(epoch)
         negatives = len(epoch) - self.num_positive
+        distinct, images = self._image_count()
         report = getattr(self, 'annotation_report', None) or {}
         no_pos = report.get('empty_images', 0) + \
             report.get('crowd_only_images', 0)
         extra = (f'; {report.get("empty_images", 0)} images without boxes '
                  f'and {report.get("crowd_only_images", 0)} with only crowd '
                  'boxes have no positive chip') if no_pos else ''
-        return (f'{type(self).__name__}: {len(self.dataset)} images, '
+        return (f'{type(self).__name__}: {images}, '
                 f'{self.num_positive} positive chips, '
                 f'{len(self) - self.num_positive} negatives in the pool, '
                 f'{len(epoch)} chips per epoch ({self.num_positive} pos + '
                 f'{negatives} neg, '
-                f'{len(epoch) / max(len(self.dataset), 1):.2f} per image); '
+                f'{len(epoch) / max(distinct, 1):.2f} per image); '
                 f'{pixels / 1e6:.1f} MPix per epoch vs '
                 f'{pyramid / 1e6:.1f} MPix for the full pyramid '
                 f'({pyramid / max(pixels, 1):.2f}x fewer){extra}')
+
+    def _image_count(self) -> Tuple[int, str]:
+        """The number of distinct images and ``'N images'``, or, when the
+        wrapped dataset lists images more than once (``RepeatDataset``, as
+        mmdet's SSD and YOLOv3 configs; ``ClassBalancedDataset``; a file
+        given twice to a ``ConcatDataset``), ``'N images listed M times
+        (RepeatDataset x3: each image's chips come 3 times per epoch)'``.
+        Images are told apart by (path, img_id)."""
+        listed = len(self.dataset)
+        report = getattr(self, 'annotation_report', None) or {}
+        distinct = report.get('distinct_images', listed)
+        if distinct == listed:
+            return listed, f'{listed} images'
+        times = getattr(self.dataset, 'times', None)
+        why = (f'{type(self.dataset).__name__} x{times}: each image\'s '
+               f'chips come {times} times per epoch'
+               if is_integer(times) and listed == distinct * times else
+               f'{type(self.dataset).__name__} lists some images more than '
+               'once: their chips come as often per epoch')
+        return distinct, f'{distinct} images listed {listed} times ({why})'
 
     # -- items ------------------------------------------------------------
     @force_full_init

@@ -239,3 +239,27 @@ def test_snip_dataset_is_every_image_at_every_scale(tiny_demo_root):
     with pytest.raises(ValueError, match='no negatives'):
         SnipDataset(dataset=coco(tiny_demo_root), chip_cfg=CHIP_CFG,
                     pipeline=PIPELINE, negatives=True, proposal_file='x')
+
+
+def test_summary_counts_the_images_of_a_repeat_dataset_once(tiny_demo_root):
+    """mmdet's SSD and YOLOv3 configs train a RepeatDataset: wrapped as it
+    is, each image is listed `times` times; the summary says so, and its
+    image counts and chips per image are per distinct image."""
+    plain = build(tiny_demo_root)
+    repeated = SniperDataset(
+        dataset=dict(type='RepeatDataset', times=3,
+                     dataset=coco(tiny_demo_root)),
+        chip_cfg=CHIP_CFG, pipeline=PIPELINE, cache_dir='')
+    n = len(plain.dataset)
+    assert len(repeated.dataset) == 3 * n
+    assert len(repeated) == 3 * len(plain)
+    assert plain.summary().startswith(f'SniperDataset: {n} images, ')
+    summary = repeated.summary()
+    assert summary.startswith(
+        f'SniperDataset: {n} images listed {3 * n} times (RepeatDataset '
+        "x3: each image's chips come 3 times per epoch), ")
+    per_image = re.search(r'([\d.]+) per image', summary).group(1)
+    assert float(per_image) == pytest.approx(3 * len(plain) / n, abs=0.01)
+    assert repeated.annotation_report['distinct_images'] == n
+    assert repeated.annotation_report['empty_images'] == \
+        plain.annotation_report['empty_images']
