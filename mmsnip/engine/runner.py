@@ -116,13 +116,30 @@ def chip_training_problems(cfg: Config) -> List[str]:
         _mask_pipeline_problems(cfg)
 
 
+def _learns_masks_itself(head: dict) -> bool:
+    """Whether a head config (``bbox_head``) learns instance masks without
+    a ``mask_head`` key: RTMDet-Ins's ``RTMDetInsHead`` and its
+    subclasses (any class with ``loss_mask_by_feat``)."""
+    from mmsnip.registry import MODELS
+    kind = head.get('type')
+    try:
+        cls = kind if isinstance(kind, type) else MODELS.get(kind)
+    except Exception:  # a scope that is not installed: the build says so
+        return False
+    return isinstance(cls, type) and hasattr(cls, 'loss_mask_by_feat')
+
+
 def _mask_entries(node, path: str = 'model') -> Iterator[str]:
     """Config entries of a model's mask branches (``mask_head`` keys: Mask
-    R-CNN, cascades, HTC, SOLO, CondInst, YOLACT)."""
+    R-CNN, cascades, HTC, SOLO, CondInst, YOLACT; a ``bbox_head`` that
+    learns masks itself: RTMDet-Ins)."""
     if isinstance(node, dict):
         for key, value in node.items():
             if key == 'mask_head' and value:
                 yield f'{path}.{key}'
+            elif key == 'bbox_head' and isinstance(value, dict) and \
+                    _learns_masks_itself(value):
+                yield f'{path}.{key} ({base_type(value.get("type"))})'
             elif key not in ('train_cfg', 'test_cfg'):
                 yield from _mask_entries(value, f'{path}.{key}')
     elif isinstance(node, (list, tuple)):
@@ -130,20 +147,68 @@ def _mask_entries(node, path: str = 'model') -> Iterator[str]:
             yield from _mask_entries(value, f'{path}[{i}]')
 
 
+def _preprocessor_entry(cfg: Config) -> Tuple[str, dict]:
+    """``(config entry, dict)`` of the model's data preprocessor (an
+    ``AutoFocus`` wrapper's, else its detector's)."""
+    model = cfg.get('model') or {}
+    pre = model.get('data_preprocessor')
+    if not pre and isinstance(model.get('detector'), dict):
+        return ('model.detector.data_preprocessor',
+                model.detector.get('data_preprocessor') or {})
+    return 'model.data_preprocessor', pre or {}
+
+
+def _pads_masks(pre: dict) -> bool:
+    """Whether a data preprocessor config pads every training batch's
+    instance masks to the batch's padded size: ``pad_mask=True``, or a
+    ``BatchFixedSizePad(pad_mask=True)`` batch augment."""
+    if pre.get('pad_mask'):
+        return True
+    return any(isinstance(aug, dict) and aug.get('pad_mask') and
+               base_type(aug.get('type')) == 'BatchFixedSizePad'
+               for aug in pre.get('batch_augments') or [])
+
+
 def _mask_pipeline_problems(cfg: Config) -> List[str]:
     """A model with a mask branch trained on chips whose pipeline loads no
     masks: it fails at the first iteration (``'InstanceData' object has no
-    attribute 'masks'``), after the chip table was built."""
+    attribute 'masks'``), after the chip table was built. And one whose
+    data preprocessor does not pad the masks (``pad_mask``): chips come
+    in several sizes (smaller at image borders and on small canvases),
+    and batched with larger ones their masks stay the chip's size while
+    the images are padded. RTMDet-Ins concatenates the masks of a batch
+    (``torch.cat``: a size mismatch at the first such batch) and YOLACT
+    stretches each to the padded size (misaligned targets, then a
+    ``torch.stack`` error). mmdet's own instance segmentation configs
+    (Mask R-CNN, SOLO, CondInst, YOLACT, QueryInst, Mask2Former) set
+    ``pad_mask=True``: zeros outside the image, harmless for the others;
+    RTMDet-Ins's omits it because its pipeline pads every image to 640 x
+    640. mmsnip does not set it for the user: it is refused, with the
+    fix."""
     masks = next(_mask_entries(cfg.get('model') or {}), None)
     if masks is None:
         return []
     loader = cfg.get('train_dataloader') or {}
     problems = []
+    pre_entry, pre = _preprocessor_entry(cfg)
     for name, ds in walk_dataset_cfgs(loader.get('dataset'),
                                       'train_dataloader.dataset'):
         if base_type(ds.get('type')) not in CHIP_DATASETS:
             continue
-        if mask_loader([ds.get('pipeline') or []]) is None:
+        loads = mask_loader([ds.get('pipeline') or []]) is not None
+        if loads and not _pads_masks(pre):
+            problems.append(
+                f'{pre_entry}.pad_mask is not True but {masks} learns '
+                f'masks from the chips of {name}, which come in several '
+                'sizes (smaller at image borders and on small canvases): '
+                'batched, their masks keep the chip\'s size while the '
+                'images are padded (RTMDet-Ins fails in torch.cat at the '
+                'first such batch, YOLACT stretches the masks out of '
+                f'place); set {pre_entry}.pad_mask=True, the setting of '
+                "mmdet's Mask R-CNN, SOLO, CondInst and YOLACT configs "
+                '(it pads each mask with zeros to the batch\'s padded '
+                'size: harmless)')
+        if not loads:
             problems.append(
                 f'{name}.pipeline loads no masks (LoadAnnotations without '
                 f'with_mask=True) but {masks} learns them: use '
