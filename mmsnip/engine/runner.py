@@ -543,7 +543,11 @@ class SnipRunner(Runner):
     4. builds the runner and checks the built model: its backbone and
        neck must take every input size its data preprocessor lets
        through (:func:`mmsnip.models.input_sizes.input_size_problem`;
-       the pyramid test and border chips have any size), and, with
+       the pyramid test and border chips have any size), the whole
+       network (heads too: DDOD, SSD) the ``chip_size`` chips and the
+       smaller ones at image borders, unless every batch is padded to a
+       fixed size (:func:`mmsnip.models.input_sizes.chip_input_problem`),
+       and, with
        :func:`mmsnip.models.snip_labels.check_scale_aware`, a module that
        would still train on out-of-range objects is an error naming it,
        unless the config opts out with
@@ -580,7 +584,8 @@ class SnipRunner(Runner):
 
     @classmethod
     def from_cfg(cls, cfg: Config) -> 'SnipRunner':
-        from mmsnip.models.input_sizes import input_size_problem
+        from mmsnip.models.input_sizes import (chip_input_problem,
+                                               input_size_problem)
         from mmsnip.models.snip_labels import (check_scale_aware,
                                                make_scale_aware_cfg,
                                                snip_label_settings)
@@ -628,11 +633,28 @@ class SnipRunner(Runner):
         model = runner.model.module if hasattr(runner.model,
                                                'module') else runner.model
         size_problem = input_size_problem(model)
+        chip_size = _sniper_chip_size(cfg)
+        if not size_problem and chip_size is not None:
+            size_problem = chip_input_problem(model, chip_size)
         if size_problem:
             raise UserInputError(f'{source}: {size_problem}')
         check_scale_aware(
             model, source, settings['allow_unaware'], logger=runner.logger)
         return runner
+
+
+def _sniper_chip_size(cfg: Config) -> Optional[int]:
+    """``chip_cfg.chip_size`` of the config's ``SniperDataset`` (a
+    ``SnipDataset`` trains on whole canvases: no chip size), or None."""
+    from mmsnip.utils.preflight import chip_config_of
+    loader = cfg.get('train_dataloader') or {}
+    if not any(base_type(ds.get('type')) == 'SniperDataset'
+               for ds in _datasets(loader.get('dataset'))):
+        return None
+    try:
+        return chip_config_of(cfg).chip_size
+    except UserInputError:  # the dataset's build names the problem
+        return None
 
 
 def build_runner(cfg: Config) -> Runner:
