@@ -46,6 +46,7 @@ from mmengine.logging import print_log
 from mmsnip.chips import (ChipConfig, ChipSet, box_issues, box_sizes,
                           in_range, sample_negative_chips_batch,
                           sanitize_boxes)
+from mmsnip.chips.scales import MIN_OBJECT_PX
 from mmsnip.registry import DATASETS
 from mmsnip.utils.checks import is_integer, is_number
 from mmsnip.utils.preflight import coco_problem
@@ -212,6 +213,7 @@ class SniperDataset:
             self._where)
         self._check_same_resize(self.chip_cfg.same_resize_pairs(
             records.heights, records.widths), len(records))
+        self._check_tiny_scales(records)
         self.annotation_report = self._audit(records)
         proposals, identity = self._open_proposals(records)
         key = self._cache_key(records, identity)
@@ -255,6 +257,53 @@ class SniperDataset:
                 f'{getattr(b, b.rule)}) are {where}: every chip of it would '
                 'be made twice; remove one of them (give the remaining one '
                 'the union of their valid ranges)')
+
+    def _check_tiny_scales(self, records: ImageRecords) -> None:
+        """A scale whose valid objects are all under ``MIN_OBJECT_PX``
+        SCALED pixels (:meth:`ChipConfig.largest_valid_scaled`): on every
+        image of the dataset an error (it would train on specks: chips of
+        a few pixels, objects smaller than a feature cell), on some images
+        a warning; each names the scale and the fix."""
+        if not len(records):
+            return
+        largest = self.chip_cfg.largest_valid_scaled(records.heights,
+                                                     records.widths)
+        for s, spec in enumerate(self.chip_cfg.scales):
+            tiny = largest[s] < MIN_OBJECT_PX
+            if not tiny.any():
+                continue
+            k = int(np.argmax(largest[s] * tiny))  # the least tiny of them
+            h, w = _num(records.heights[k]), _num(records.widths[k])
+            canvas_h, canvas_w = spec.scaled_shape(h, w)
+            lo, hi = spec.valid_range
+            where = self._where(dict(img_id=records.img_ids[k],
+                                     img_path=records.img_paths[k]))
+            example = (f'e.g. {where}: {w}x{h} px, '
+                       f'a {canvas_w}x{canvas_h} px canvas, objects of at '
+                       f'most {largest[s, k]:.3g} px')
+            # the factor that brings the largest possible object of the
+            # dataset's largest image to MIN_OBJECT_PX
+            need = MIN_OBJECT_PX / float(np.max(np.minimum(
+                hi, np.sqrt(records.heights * records.widths))))
+            what = (f'SniperDataset: chip_cfg.scales[{s}] ({spec.rule}='
+                    f'{getattr(spec, spec.rule)}, valid_range=({lo:g}, '
+                    f'{hi:g}))')
+            fix = (f'raise its factor (to at least {need:.3g} for '
+                   'factor=, or a larger max_side / short_max) or remove '
+                   'the scale')
+            if tiny.all():
+                raise ValueError(
+                    f'{what} makes every object valid at it smaller than '
+                    f'{MIN_OBJECT_PX:g} px on all {len(records)} images '
+                    f'({example}): its chips would hold specks, smaller '
+                    'than a cell of the finest feature map, and the scale '
+                    f'would learn nothing; {fix}')
+            print_log(
+                f'{what} makes every object valid at it smaller than '
+                f'{MIN_OBJECT_PX:g} px on {int(tiny.sum())} of '
+                f'{len(records)} images ({example}): the scale learns '
+                f'nothing on them; {fix}, or accept it for these images',
+                logger='current', level=logging.WARNING)
 
     def _open_proposals(self, records: ImageRecords):
         """``(proposals, identity)`` of the proposal file (checked against
