@@ -11,6 +11,7 @@ import copy
 import math
 from typing import Iterator, List, Optional, Sequence, Tuple
 
+import numpy as np
 from mmengine.config import Config
 from mmengine.registry import RUNNERS as ROOT_RUNNERS
 from mmengine.runner import Runner
@@ -148,25 +149,29 @@ def _mask_entries(node, path: str = 'model') -> Iterator[str]:
 
 
 def _preprocessor_entry(cfg: Config) -> Tuple[str, dict]:
-    """``(config entry, dict)`` of the model's data preprocessor (an
-    ``AutoFocus`` wrapper's, else its detector's)."""
-    model = cfg.get('model') or {}
-    pre = model.get('data_preprocessor')
-    if not pre and isinstance(model.get('detector'), dict):
-        return ('model.detector.data_preprocessor',
-                model.detector.get('data_preprocessor') or {})
-    return 'model.data_preprocessor', pre or {}
+    """``(config entry, dict)`` of the model's data preprocessor: the
+    model's own, else that of the model it wraps (a TTA model's
+    ``module``, as ``tools/test.py --tta`` builds it; ``AutoFocus``'s
+    ``detector``)."""
+    path, node = 'model', cfg.get('model') or {}
+    while isinstance(node, dict):
+        if node.get('data_preprocessor'):
+            return f'{path}.data_preprocessor', node['data_preprocessor']
+        key = next((k for k in ('module', 'detector')
+                    if isinstance(node.get(k), dict)), None)
+        if key is None:
+            break
+        path, node = f'{path}.{key}', node[key]
+    return 'model.data_preprocessor', {}
 
 
 def _pads_masks(pre: dict) -> bool:
     """Whether a data preprocessor config pads every training batch's
-    instance masks to the batch's padded size: ``pad_mask=True``, or a
-    ``BatchFixedSizePad(pad_mask=True)`` batch augment."""
-    if pre.get('pad_mask'):
-        return True
-    return any(isinstance(aug, dict) and aug.get('pad_mask') and
-               base_type(aug.get('type')) == 'BatchFixedSizePad'
-               for aug in pre.get('batch_augments') or [])
+    instance masks to the batch's padded size: ``pad_mask=True``. (A
+    ``BatchFixedSizePad(pad_mask=True)`` does not: it returns at once
+    when the batch already has its size, leaving the masks of the
+    batch's smaller chips as they are.)"""
+    return bool(pre.get('pad_mask'))
 
 
 def _mask_pipeline_problems(cfg: Config) -> List[str]:
@@ -544,10 +549,11 @@ class SnipRunner(Runner):
        neck must take every input size its data preprocessor lets
        through (:func:`mmsnip.models.input_sizes.input_size_problem`;
        the pyramid test and border chips have any size), the whole
-       network (heads too: DDOD, SSD) the ``chip_size`` chips and the
-       smaller ones at image borders, unless every batch is padded to a
-       fixed size (:func:`mmsnip.models.input_sizes.chip_input_problem`),
-       and, with
+       network (heads too: DDOD, SSD) the ``chip_size`` chips
+       (:func:`mmsnip.models.input_sizes.chip_input_problem`; once the
+       chip table is built, in :meth:`build_train_loop`, the smallest
+       chips too, unless every batch is padded to the chip size:
+       :func:`~mmsnip.models.input_sizes.small_chip_problem`), and, with
        :func:`mmsnip.models.snip_labels.check_scale_aware`, a module that
        would still train on out-of-range objects is an error naming it,
        unless the config opts out with
@@ -558,6 +564,32 @@ class SnipRunner(Runner):
     most of the model (:func:`mmsnip.engine.checkpoint.check_checkpoint_fits`;
     when training, ``load_from`` of another model is a warning).
     """
+
+    def build_train_loop(self, loop):
+        """MMEngine's, then (the chip table now built) the detector on
+        the smallest chips of a ``SniperDataset``
+        (:func:`mmsnip.models.input_sizes.small_chip_problem`), before the
+        first iteration."""
+        loop = super().build_train_loop(loop)
+        chip_size = getattr(self, '_snip_chip_size', None)
+        dataset = getattr(getattr(loop, 'dataloader', None), 'dataset',
+                          None)
+        chips = getattr(dataset, 'chips', None)
+        if chip_size is not None and chips is not None:
+            from mmsnip.models.input_sizes import small_chip_problem
+            scaled = chips.boxes_scaled
+            shapes = np.stack([scaled[:, 3] - scaled[:, 1],
+                               scaled[:, 2] - scaled[:, 0]], 1)
+            model = self.model.module if hasattr(self.model, 'module') \
+                else self.model
+            problem = small_chip_problem(
+                model, shapes, chip_size,
+                f'the smallest chips of train_dataloader.dataset '
+                f'({type(dataset).__name__})')
+            if problem:
+                raise UserInputError(f'{self.cfg.filename or "the config"}'
+                                     f': {problem}')
+        return loop
 
     def train(self):
         self._snip_training = True
@@ -638,6 +670,7 @@ class SnipRunner(Runner):
             size_problem = chip_input_problem(model, chip_size)
         if size_problem:
             raise UserInputError(f'{source}: {size_problem}')
+        runner._snip_chip_size = chip_size  # the smallest chips: at train
         check_scale_aware(
             model, source, settings['allow_unaware'], logger=runner.logger)
         return runner

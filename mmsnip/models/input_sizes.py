@@ -17,6 +17,7 @@ import logging
 import math
 from typing import List, Optional, Tuple
 
+import numpy as np
 import torch
 from mmengine.logging import print_log
 from torch import nn
@@ -99,13 +100,6 @@ def input_size_problem(model: nn.Module) -> Optional[str]:
     return None
 
 
-# The smallest input side the chip probe tries: chips are smaller than
-# ``chip_size`` at image borders and on small canvases; smaller than this,
-# objects are a few pixels (a scale that makes only such canvases is the
-# chip dataset's to warn about).
-MIN_PROBE_SIZE = 32
-
-
 class _CallPath:
     """The modules being run while the network runs (forward hooks), so
     that a failure names the module it happened in."""
@@ -143,32 +137,69 @@ class _CallPath:
             handle.remove()
 
 
-def _runs(model: nn.Module, size: int, channels: int
+def _runs(model: nn.Module, height: int, width: int, channels: int
           ) -> Optional[Tuple[str, str]]:
     """Run the whole network (backbone, neck and heads:
-    ``model._forward``) in eval mode on a ``size x size`` zero input.
+    ``model._forward``) on a ``height x width`` zero input (eval mode, no
+    gradients: the caller's).
 
     Returns:
         None if it runs, else ``(where, error)``: the module it failed in
         and the error's first line.
+
+    Raises:
+        _NotJudged: It failed with another error than a ``RuntimeError``
+            (``_forward`` needs something a zero input does not give:
+            ground truth, text), which says nothing about sizes.
     """
     from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
     params = next(model.parameters())
-    inputs = params.new_zeros(1, channels, size, size)
-    shape = (size, size)
+    inputs = params.new_zeros(1, channels, height, width)
+    shape = (height, width)
     sample = DetDataSample(metainfo=dict(
         img_shape=shape, ori_shape=shape, pad_shape=shape,
         batch_input_shape=shape, scale_factor=(1.0, 1.0)))
+    # no objects (YOLACT's _forward reads the ground truth)
+    sample.gt_instances = InstanceData(
+        bboxes=inputs.new_zeros(0, 4), labels=inputs.new_zeros(
+            0, dtype=torch.long))
     path = _CallPath(model)
     try:
         model._forward(inputs, [sample])
-    except Exception as error:  # any: one that is not about sizes fails
-        # at every size, and then nothing is claimed
+    except RuntimeError as error:
         return path.where(), (f'{type(error).__name__}: '
                               f'{str(error).splitlines()[0][:120]}')
+    except Exception as error:
+        raise _NotJudged(f'{type(error).__name__}: '
+                         f'{str(error).splitlines()[0][:120]}') from error
     finally:
         path.remove()
     return None
+
+
+class _NotJudged(Exception):
+    """The network's ``_forward`` cannot run on a bare zero input."""
+
+
+def _probe_setup(model: nn.Module):
+    """``(divisor, channels, up)`` of a detector's data preprocessor:
+    ``up(size)`` is the size a batch of that size is padded to."""
+    pre = getattr(model, 'data_preprocessor', None)
+    divisor = int(getattr(pre, 'pad_size_divisor', 1) or 1)
+    mean = getattr(pre, 'mean', None) if getattr(
+        pre, '_enable_normalize', False) else None
+    channels = int(mean.shape[0]) if torch.is_tensor(mean) else 3
+
+    def up(size):
+        return int(math.ceil(size / divisor) * divisor)
+
+    return divisor, channels, up
+
+
+def _not_judged(what: str, reason: str) -> None:
+    print_log(f'chip input check not made: {what} ({reason})',
+              logger='current', level=logging.WARNING)
 
 
 def _fixed_pad(model: nn.Module) -> Optional[Tuple[int, int]]:
@@ -231,11 +262,8 @@ def _ssd_prior_problems(model: nn.Module, chip_size: int,
 
 
 def chip_input_problem(model: nn.Module, chip_size: int) -> Optional[str]:
-    """A message if the detector cannot train on the inputs SNIPER chips
-    make, else None: chips are ``chip_size x chip_size``, and smaller (down
-    to a few pixels) at image borders and on canvases smaller than a chip,
-    unless the data preprocessor pads every batch to a fixed size
-    (``BatchFixedSizePad`` in ``batch_augments``).
+    """A message if the detector cannot train on ``chip_size x
+    chip_size`` SNIPER chips, else None (before any data is loaded).
 
     :func:`input_size_problem` probes the backbone and neck; this runs the
     whole network (``model._forward``: heads too, in eval mode without
@@ -243,20 +271,16 @@ def chip_input_problem(model: nn.Module, chip_size: int) -> Optional[str]:
 
     - SSD's priors are laid out for one input size
       (:func:`_ssd_prior_problems`): refused unless ``chip_size`` is that
-      size and every batch is padded to it;
+      size and every batch is padded to it (``BatchFixedSizePad``);
     - a network that fails on ``chip_size`` inputs (DDOD's deformable
-      head convolutions need a P7 map of at least 3 x 3, i.e. inputs of
-      385 px: 256 px chips fail) is refused, naming the smallest size it
-      takes;
-    - one that takes ``chip_size`` but fails on smaller inputs (DDOD,
-      SSD300's VGG under 300 px) needs every batch padded to a size it
-      takes: refused unless ``BatchFixedSizePad`` does.
+      head convolutions need a P7 map of at least 3 x 3: 256 px chips
+      fail) is refused, naming the module and the smallest size it takes
+      (searched in multiples of ``pad_size_divisor`` up to 4 x
+      ``chip_size``; if none runs, nothing is claimed and a warning says
+      so).
 
-    Sizes are searched in multiples of ``pad_size_divisor`` from
-    ``MIN_PROBE_SIZE`` (a failure at a size and a success at a larger one
-    are assumed to hold for the sizes below and above). If the network
-    fails on every size tried up to 4 x ``chip_size`` (it needs another
-    input: channels, text), nothing is claimed and a warning says so.
+    Chips smaller than ``chip_size`` (image borders, small canvases) are
+    known once the chip table is built: :func:`small_chip_problem`.
 
     Args:
         model (nn.Module): The built detector (or ``AutoFocus``).
@@ -265,82 +289,111 @@ def chip_input_problem(model: nn.Module, chip_size: int) -> Optional[str]:
     if getattr(model, '_forward', None) is None or \
             not list(model.parameters()):
         return None
-    pre = getattr(model, 'data_preprocessor', None)
-    divisor = int(getattr(pre, 'pad_size_divisor', 1) or 1)
-    mean = getattr(pre, 'mean', None) if getattr(
-        pre, '_enable_normalize', False) else None
-    channels = int(mean.shape[0]) if torch.is_tensor(mean) else 3
-    fixed = _fixed_pad(model)
-    problems = _ssd_prior_problems(model, chip_size, fixed)
+    problems = _ssd_prior_problems(model, chip_size, _fixed_pad(model))
     if problems:  # their fix pads every batch to one size
         return '; '.join(problems)
-
-    def up(size):  # the size a batch of this size is padded to
-        return int(math.ceil(size / divisor) * divisor)
-
+    _, channels, up = _probe_setup(model)
+    size = up(chip_size)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            problems += _size_problems(model, chip_size, fixed, channels,
-                                       up)
+            failed = _runs(model, size, size, channels)
+            if failed is None:
+                return None
+            high = next((up(s) for s in (2 * size, 4 * size)
+                         if _runs(model, up(s), up(s), channels) is None),
+                        None)
+            if high is None:
+                _not_judged(f'the detector fails on {size} x {size} chips '
+                            f'and on larger inputs up to {4 * size} px too',
+                            f'{failed[0]}: {failed[1]}')
+                return None
+            low = size  # fails at low, runs at high: the smallest it takes
+            while up(low + 1) < high:
+                mid = max(up((low + high) // 2), up(low + 1))
+                if mid >= high:
+                    break
+                if _runs(model, mid, mid, channels) is None:
+                    high = mid
+                else:
+                    low = mid
+    except _NotJudged as reason:
+        _not_judged('the detector cannot run on a bare input', str(reason))
+        return None
     finally:
         model.train(was_training)
-    return problems[0] if problems else None
+    where, error = failed
+    return (
+        f'{where} fails on {size} x {size} inputs, the size of the chips '
+        f'(chip_cfg.chip_size={chip_size}) ({error}); the detector takes '
+        f'inputs of {high} px and more: set chip_cfg.chip_size={high} or '
+        'more, and pad every batch to it (chips are smaller at image '
+        'borders and on small canvases): model.data_preprocessor.'
+        f"batch_augments=[dict(type='BatchFixedSizePad', size=({high}, "
+        f'{high}))]')
 
 
-def _size_problems(model, chip_size, fixed, channels, up) -> List[str]:
-    """:func:`chip_input_problem`'s size search."""
-    largest = up(chip_size)
-    failed = _runs(model, largest, channels)
-    if failed is None:
-        smallest = up(min(MIN_PROBE_SIZE, chip_size))
-        if fixed is not None:  # batches are padded to at least this
-            smallest = max(smallest, up(min(fixed)))
-        if smallest >= largest:
-            return []
-        small_failed = _runs(model, smallest, channels)
-        if small_failed is None:
-            return []
-        low, high = smallest, largest  # fails at low, runs at high
-    else:
-        high = next((s for s in (2 * largest, 4 * largest)
-                     if _runs(model, up(s), channels) is None), None)
-        if high is None:
-            print_log(
-                'chip input check not made: the detector fails on '
-                f'{largest} x {largest} chips and on larger inputs up to '
-                f'{4 * largest} px too ({failed[0]}: {failed[1]})',
-                logger='current', level=logging.WARNING)
-            return []
-        low, high = largest, up(high)
-        small_failed = failed
-    while high - low > up(1):  # the smallest size it runs on
-        mid = up((low + high) // 2)
-        if mid >= high:
-            break
-        if mid <= low:
-            mid = low + up(1)
-        if _runs(model, mid, channels) is None:
-            high = mid
-        else:
-            low = mid
-    where, error = small_failed
-    if failed is not None:
-        return [
-            f'{where} fails on {largest} x {largest} inputs, the size of '
-            f'the chips (chip_cfg.chip_size={chip_size}) ({error}); the '
-            f'detector takes inputs of {high} px and more: set '
-            f'chip_cfg.chip_size={high} or more, and pad every batch to it '
-            '(chips are smaller at image borders and on small canvases): '
-            "model.data_preprocessor.batch_augments=[dict(type="
-            f"'BatchFixedSizePad', size=({high}, {high}))]"]
-    return [
-        f'{where} fails on inputs under {high} px ({low} x {low}: '
-        f'{error}), and chips are smaller than chip_cfg.chip_size='
-        f'{chip_size} at image borders and on canvases smaller than a '
-        'chip, so a batch of such chips would stop training: pad every '
-        'batch to the chip size, model.data_preprocessor.batch_augments='
-        f"[dict(type='BatchFixedSizePad', size=({chip_size}, {chip_size}))]"
-        f' (the SNIP pyramid test must then keep every view at least '
-        f'{high} px on each side)']
+def small_chip_problem(model: nn.Module, shapes, chip_size: int,
+                       where: str = 'the chips') -> Optional[str]:
+    """A message if the detector fails on the smallest chips of a built
+    chip table, else None. Chips are smaller than ``chip_size`` at image
+    borders and on canvases smaller than a chip, and a batch of only such
+    chips is padded to its largest chip, not to ``chip_size``: a head
+    that needs larger inputs (DDOD under 288 px, SSD300's VGG under 257
+    px, DINO with fewer encoder tokens than queries) fails there, some
+    iterations into training. Nothing to check when every batch is padded
+    to ``chip_size`` or more (``BatchFixedSizePad``).
+
+    Args:
+        model (nn.Module): The built detector, on its device.
+        shapes (array): ``(N, 2)`` ``(height, width)`` of the chips,
+            SCALED pixels.
+        chip_size (int): ``chip_cfg.chip_size``.
+        where (str): What the chips are, for the message.
+
+    Returns:
+        str | None: Naming the chip shape, the module, the error and the
+        fix (``BatchFixedSizePad`` to ``chip_size``).
+    """
+    shapes = np.asarray(shapes, np.float64).reshape(-1, 2)
+    if getattr(model, '_forward', None) is None or not len(shapes) or \
+            not list(model.parameters()):
+        return None
+    fixed = _fixed_pad(model)
+    if fixed is not None and min(fixed) >= chip_size:
+        return None
+    _, channels, up = _probe_setup(model)
+    padded = np.ceil(shapes).astype(np.int64)
+    padded = np.stack([[up(h), up(w)] for h, w in padded]) if fixed is None \
+        else np.maximum([[up(h), up(w)] for h, w in padded], fixed)
+    # the shortest, the narrowest and the smallest chip (as batched alone)
+    tried = []
+    for k in (np.argmin(padded[:, 0]), np.argmin(padded[:, 1]),
+              np.argmin(padded.prod(1))):
+        shape = tuple(int(v) for v in padded[k])
+        if shape not in tried:
+            tried.append(shape)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for h, w in tried:
+                failed = _runs(model, h, w, channels)
+                if failed is not None:
+                    break
+            else:
+                return None
+    except _NotJudged as reason:
+        _not_judged('the detector cannot run on a bare input', str(reason))
+        return None
+    finally:
+        model.train(was_training)
+    return (
+        f'{failed[0]} fails on a {w} x {h} input ({failed[1]}), the size '
+        f'(width x height, padded) of {where} smaller than chip_cfg.'
+        f'chip_size={chip_size} (image borders, small canvases), which a '
+        'batch of such chips is: training would stop at the first one; '
+        'pad every batch to the chip size, model.data_preprocessor.'
+        f"batch_augments=[dict(type='BatchFixedSizePad', size=({chip_size}"
+        f', {chip_size}))]')

@@ -202,11 +202,13 @@ def test_masks_learned_from_chips_need_pad_mask():
     """Chips come in several sizes; a mask head fed unpadded masks fails
     (RTMDet-Ins: torch.cat) or misplaces them (YOLACT). Refused with the
     fix, mmdet's setting, for any mask head: RTMDet-Ins's bbox_head, a
-    mask_head (Mask R-CNN), inside AutoFocus too; BatchFixedSizePad with
-    pad_mask=True is accepted."""
+    mask_head (Mask R-CNN), inside AutoFocus too."""
     cfg = Config.fromfile(MASK_DEMO)
     assert cfg.model.data_preprocessor.pad_mask  # mmdet's Mask R-CNN base
     assert not _mask_padding_problems(cfg)
+    tta = copy.deepcopy(cfg)  # as tools/test.py --tta wraps it
+    tta.model = dict(type='SnipTTAModel', module=tta.model)
+    assert not _mask_padding_problems(tta)
     cfg.model.data_preprocessor.pad_mask = False
     (problem, ) = _mask_padding_problems(cfg)
     assert problem.startswith(
@@ -219,9 +221,11 @@ def test_masks_learned_from_chips_need_pad_mask():
                             "zeros to the batch's padded size: harmless)")
     with pytest.raises(UserInputError, match='pad_mask is not True'):
         SnipRunner.from_cfg(cfg)
+    # BatchFixedSizePad(pad_mask=True) leaves the masks of a batch that
+    # already has its size unpadded: not a substitute
     cfg.model.data_preprocessor.batch_augments = [
         dict(type='BatchFixedSizePad', size=(256, 256), pad_mask=True)]
-    assert not _mask_padding_problems(cfg)
+    assert _mask_padding_problems(cfg)
 
     cfg = Config.fromfile(MASK_DEMO)
     cfg.model = _rtmdet_ins_model(pad_mask=False)

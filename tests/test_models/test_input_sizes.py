@@ -2,13 +2,15 @@
 """input_size_problem: a detector whose neck fails on sizes its data
 preprocessor lets through is named before any data is loaded; through
 tools/train.py with the shipped RTMDet config unpadded."""
+import copy
 import os.path as osp
 import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import REPO_ROOT, logged_messages, run_tool
+from conftest import (REPO_ROOT, logged_messages, run_tool,
+                      tiny_config)
 from mmdet.models.data_preprocessors import DetDataPreprocessor
 from torch import nn
 
@@ -137,27 +139,38 @@ PAD_512 = [dict(type='BatchFixedSizePad', size=(512, 512))]
 def test_ddod_head_needs_chips_and_batches_of_288_px():
     """DDOD's deformable head convolutions fail on a P7 map under 3 x 3
     (inputs under 257 px, padded to 32: 288). The backbone-and-neck probe
-    passes; the whole-network probe names the head and the fix."""
-    from mmsnip.models.input_sizes import chip_input_problem
+    passes; the whole-network probes name the head and the fix: for
+    256 px chips before any data, for smaller chips of a chip table (at
+    image borders) unless every batch is padded to the chip size."""
+    from mmsnip.models.input_sizes import (chip_input_problem,
+                                           small_chip_problem)
     model = _mmdet_model('ddod/ddod_r50_fpn_1x_coco.py').train()
     assert input_size_problem(model) is None  # backbone and neck are fine
-    problem = chip_input_problem(model, 512)
+    problem = chip_input_problem(model, 256)
     assert problem.startswith(
         'model.bbox_head.cls_convs.0 (ConvModule), in model.bbox_head.'
-        'cls_convs.0.conv (DeformConv2dPack) fails on inputs under 288 px '
-        '(256 x 256: RuntimeError: input image is smaller than kernel), '
-        'and chips are smaller than chip_cfg.chip_size=512 at image '
-        'borders')
-    assert "batch_augments=[dict(type='BatchFixedSizePad', size=(512, " \
-        "512))]" in problem
+        'cls_convs.0.conv (DeformConv2dPack) fails on 256 x 256 inputs, '
+        'the size of the chips (chip_cfg.chip_size=256) (RuntimeError: '
+        'input image is smaller than kernel); the detector takes inputs of '
+        '288 px and more: set chip_cfg.chip_size=288 or more')
     assert model.training  # mode restored
-    problem = chip_input_problem(model, 256)
-    assert 'fails on 256 x 256 inputs, the size of the chips ' \
-        '(chip_cfg.chip_size=256)' in problem
-    assert 'set chip_cfg.chip_size=288 or more' in problem
+    assert chip_input_problem(model, 512) is None
+    # a table with a 512 x 200 chip (a border chip; batched alone: 512 x
+    # 224 at pad_size_divisor=32)
+    shapes = [[512, 512], [200, 512], [512, 480]]
+    problem = small_chip_problem(model, shapes, 512, 'the chips')
+    assert problem.startswith(
+        'model.bbox_head.cls_convs.0 (ConvModule), in model.bbox_head.'
+        'cls_convs.0.conv (DeformConv2dPack) fails on a 512 x 224 input '
+        '(RuntimeError: input image is smaller than kernel), the size '
+        '(width x height, padded) of the chips smaller than chip_cfg.'
+        'chip_size=512')
+    assert problem.endswith("batch_augments=[dict(type='BatchFixedSizePad'"
+                            ', size=(512, 512))]')
+    assert small_chip_problem(model, [[512, 512], [320, 512]], 512) is None
     padded = _mmdet_model('ddod/ddod_r50_fpn_1x_coco.py',
                           batch_augments=PAD_512)
-    assert chip_input_problem(padded, 512) is None
+    assert small_chip_problem(padded, shapes, 512) is None
 
 
 def test_ssd_priors_are_laid_out_for_one_input_size():
@@ -180,27 +193,37 @@ def test_ssd_priors_are_laid_out_for_one_input_size():
     assert chip_input_problem(padded, 300) is None
 
 
-def test_snip_runner_refuses_ddod_on_unpadded_chips(tmp_path):
-    """Through SnipRunner, before any data is loaded: the SNIPER demo
-    config with mmdet's DDOD as its detector (512 px chips)."""
+def test_snip_runner_refuses_ddod_on_small_chips(tiny_demo_root,
+                                                 tmp_path):
+    """Through SnipRunner: the SNIPER demo config with mmdet's DDOD as its
+    detector. 256 px chips: refused when the model is built; 320 px chips:
+    refused once the chip table is built (the coarse scale's canvases are
+    smaller), before the first iteration; padded batches train."""
     from mmengine.config import Config
     from mmengine.hub import get_config
 
     from mmsnip.engine import SnipRunner
     from mmsnip.utils.preflight import UserInputError
-    cfg = Config.fromfile(osp.join(
-        REPO_ROOT, 'configs/sniper/sniper_faster-rcnn_r18-w16_fpn_12e_'
-        'demo.py'))
-    cfg.work_dir = str(tmp_path)
+    cfg = Config.fromfile(tiny_config(
+        tiny_demo_root, str(tmp_path / 'w'), str(tmp_path / 'cfg.py'),
+        base=osp.join(REPO_ROOT, 'configs/sniper',
+                      'sniper_faster-rcnn_r18-w16_fpn_12e_demo.py')))
     model = get_config('mmdet::ddod/ddod_r50_fpn_1x_coco.py').model
     model.backbone.update(depth=18, init_cfg=None)
     model.neck.in_channels = [64, 128, 256, 512]
     model.bbox_head.num_classes = 5
     cfg.model = model
-    cfg.chip_cfg.chip_size = 512
-    cfg.train_dataloader.dataset.chip_cfg.chip_size = 512
     with pytest.raises(UserInputError, match=r'DeformConv2dPack\) fails on '
-                       'inputs under 288 px'):
-        SnipRunner.from_cfg(cfg)
-    cfg.model.data_preprocessor.batch_augments = PAD_512
-    SnipRunner.from_cfg(cfg)
+                       '256 x 256 inputs, the size of the chips'):
+        SnipRunner.from_cfg(copy.deepcopy(cfg))
+    for chip_cfg in (cfg.chip_cfg, cfg.train_dataloader.dataset.chip_cfg):
+        chip_cfg.chip_size = 320
+    runner = SnipRunner.from_cfg(copy.deepcopy(cfg))
+    with pytest.raises(UserInputError, match=r'DeformConv2dPack\) fails on '
+                       'a .* input .* of the smallest chips of '
+                       'train_dataloader.dataset \\(SniperDataset\\)'):
+        runner.train_loop
+    cfg.model.data_preprocessor.batch_augments = [
+        dict(type='BatchFixedSizePad', size=(320, 320))]
+    runner = SnipRunner.from_cfg(copy.deepcopy(cfg))
+    assert runner.train_loop is not None
