@@ -21,6 +21,12 @@ import numpy as np
 from mmsnip.utils.checks import check_integer, check_positive, is_number
 
 INF = float('inf')
+# The smallest object (sqrt(area), SCALED pixels) a scale is worth
+# training on: under it an object is smaller than a cell of the finest
+# feature map of most detectors (stride 8), and the released SNIPER code
+# drops ground truth under 10 px. A scale whose every valid object is under
+# it on an image learns nothing there (``ChipConfig.largest_valid_scaled``).
+MIN_OBJECT_PX = 8.0
 # Image sizes whose per-scale geometry ChipConfig.geometry keeps.
 _GEOMETRY_CACHE_SIZE = 4096
 
@@ -412,6 +418,29 @@ class ChipConfig:
                         np.array_equal(factors[i], factors[j]):
                     pairs.append((i, j))
         return pairs
+
+    def largest_valid_scaled(self, heights, widths) -> np.ndarray:
+        """The largest size (sqrt(area), SCALED pixels) an object valid
+        at each scale can have on each image: ``min(valid max, sqrt(h *
+        w)) * factor`` (no object is larger than its image).
+
+        Worked example: ``factor=0.01`` with ``valid_range=(120, inf)`` on
+        a 640 x 480 image: ``min(inf, 554.3) * 0.01 = 5.5`` px, under
+        :data:`MIN_OBJECT_PX`: every object of that scale is a few pixels
+        there (its canvas is 6 x 5 px).
+
+        Args:
+            heights, widths (array): ``(N,)`` ORIGINAL image sizes, > 0.
+
+        Returns:
+            np.ndarray: ``(S, N)`` float64, scales in ``scales`` order.
+        """
+        h = np.asarray(heights, np.float64).reshape(-1)
+        w = np.asarray(widths, np.float64).reshape(-1)
+        side = np.sqrt(h * w)
+        return np.stack([
+            np.minimum(spec.valid_range[1], side) * spec.factors_for(h, w)
+            for spec in self.scales]).reshape(len(self.scales), len(h))
 
     @functools.cached_property
     def valid_ranges(self) -> np.ndarray:

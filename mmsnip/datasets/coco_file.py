@@ -12,7 +12,9 @@ and indexes it:
   :class:`~mmsnip.utils.preflight.UserInputError` naming the file and the
   entry (``run_cli`` prints it as one ``error:`` line, exit status 2).
 - :func:`annotations_by_image`: annotations grouped per image id, without
-  those ``CocoDataset`` drops for their ``"ignore"`` flag.
+  those ``CocoDataset`` drops (:func:`coco_dataset_keeps`: a true
+  ``"ignore"``, a width or height under 1 pixel, ``"area"`` <= 0, no
+  overlap with the image).
 - :func:`coco_boxes`: ``[x, y, w, h]`` -> ``(N, 4)`` xyxy boxes and crowd
   flags.
 - :func:`category_labels`: category id -> label, by MMDetection's rule.
@@ -93,16 +95,45 @@ def load_coco(path: str,
     return coco
 
 
+def coco_dataset_keeps(ann: dict, img: dict) -> bool:
+    """Whether MMDetection's ``CocoDataset`` keeps an annotation, by the
+    rules of ``CocoDataset.parse_data_info`` (mmdet 3.3,
+    ``mmdet/datasets/coco.py``) that do not depend on the classes: it
+    drops a true ``"ignore"``, a box with no overlap with its image, an
+    ``"area"`` <= 0, and a ``bbox`` width or height under 1 pixel (before
+    clipping). Crowd boxes are kept (ignored regions of training).
+    A missing ``"area"`` is not judged here (``CocoDataset`` needs one;
+    the dataset audit reports it).
+
+    Args:
+        ann (dict): A COCO annotation with a ``bbox`` of four numbers
+            ``[x, y, w, h]``, ORIGINAL pixels.
+        img (dict): Its image, with ``width`` and ``height``.
+    """
+    if ann.get('ignore', False):
+        return False
+    x, y, w, h = ann['bbox']
+    inter_w = max(0, min(x + w, img['width']) - max(x, 0))
+    inter_h = max(0, min(y + h, img['height']) - max(y, 0))
+    if inter_w * inter_h == 0:
+        return False
+    area = ann.get('area')
+    return not (w < 1 or h < 1 or
+                isinstance(area, (int, float)) and area <= 0)
+
+
 def annotations_by_image(coco: dict) -> Dict[int, List[dict]]:
     """The annotations of a COCO dict grouped by image, as training reads
     them.
 
-    An annotation with a true ``"ignore"`` is left out: MMDetection's
-    ``CocoDataset`` drops it (its pixels train as background), so the
-    chips of training never see it (the dataset audit warns of such
-    files, ``dataset_audit.IGNORE_FLAG``). Every other annotation is kept;
-    boxes with no area inside the image are the caller's to drop
-    (``mmsnip.chips.sanitize_boxes``).
+    An annotation ``CocoDataset`` drops (:func:`coco_dataset_keeps`: a
+    true ``"ignore"``, whose pixels then train as background; a width or
+    height under 1 pixel; ``"area"`` <= 0; no overlap with the image) is
+    left out, so the chips and object counts of the tools are those of
+    training (the dataset audit warns of such boxes,
+    ``dataset_audit.DROPPED_BOXES`` and ``IGNORE_FLAG``). The category
+    filter (classes left out of ``metainfo.classes``) depends on the
+    config and is the caller's.
 
     Args:
         coco (dict): A file :func:`load_coco` accepted.
@@ -116,13 +147,14 @@ def annotations_by_image(coco: dict) -> Dict[int, List[dict]]:
         ValueError: An annotation refers to an image id the file lacks
             (:func:`load_coco` refuses such files).
     """
-    by_image: Dict[int, List[dict]] = {img['id']: [] for img in coco['images']}
+    images = {img['id']: img for img in coco['images']}
+    by_image: Dict[int, List[dict]] = {i: [] for i in images}
     for i, ann in enumerate(coco['annotations']):
         anns = by_image.get(ann['image_id'])
         if anns is None:
             raise ValueError(f'annotations[{i}] refers to image '
                              f'{ann["image_id"]!r}, which is not in "images"')
-        if not ann.get('ignore'):
+        if coco_dataset_keeps(ann, images[ann['image_id']]):
             anns.append(ann)
     return by_image
 

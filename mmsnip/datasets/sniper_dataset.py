@@ -36,7 +36,7 @@ import hashlib
 import json
 import logging
 import os.path as osp
-from typing import List, Optional, Union
+from typing import List, Optional, Tuple, Union
 
 import numpy as np
 from mmcv.transforms import LoadImageFromFile
@@ -46,6 +46,7 @@ from mmengine.logging import print_log
 from mmsnip.chips import (ChipConfig, ChipSet, box_issues, box_sizes,
                           in_range, sample_negative_chips_batch,
                           sanitize_boxes)
+from mmsnip.chips.scales import MIN_OBJECT_PX
 from mmsnip.registry import DATASETS
 from mmsnip.utils.checks import is_integer, is_number
 from mmsnip.utils.preflight import coco_problem
@@ -212,6 +213,7 @@ class SniperDataset:
             self._where)
         self._check_same_resize(self.chip_cfg.same_resize_pairs(
             records.heights, records.widths), len(records))
+        self._check_tiny_scales(records)
         self.annotation_report = self._audit(records)
         proposals, identity = self._open_proposals(records)
         key = self._cache_key(records, identity)
@@ -255,6 +257,53 @@ class SniperDataset:
                 f'{getattr(b, b.rule)}) are {where}: every chip of it would '
                 'be made twice; remove one of them (give the remaining one '
                 'the union of their valid ranges)')
+
+    def _check_tiny_scales(self, records: ImageRecords) -> None:
+        """A scale whose valid objects are all under ``MIN_OBJECT_PX``
+        SCALED pixels (:meth:`ChipConfig.largest_valid_scaled`): on every
+        image of the dataset an error (it would train on specks: chips of
+        a few pixels, objects smaller than a feature cell), on some images
+        a warning; each names the scale and the fix."""
+        if not len(records):
+            return
+        largest = self.chip_cfg.largest_valid_scaled(records.heights,
+                                                     records.widths)
+        for s, spec in enumerate(self.chip_cfg.scales):
+            tiny = largest[s] < MIN_OBJECT_PX
+            if not tiny.any():
+                continue
+            k = int(np.argmax(largest[s] * tiny))  # the least tiny of them
+            h, w = _num(records.heights[k]), _num(records.widths[k])
+            canvas_h, canvas_w = spec.scaled_shape(h, w)
+            lo, hi = spec.valid_range
+            where = self._where(dict(img_id=records.img_ids[k],
+                                     img_path=records.img_paths[k]))
+            example = (f'e.g. {where}: {w}x{h} px, '
+                       f'a {canvas_w}x{canvas_h} px canvas, objects of at '
+                       f'most {largest[s, k]:.3g} px')
+            # the factor that brings the largest possible object of the
+            # dataset's largest image to MIN_OBJECT_PX
+            need = MIN_OBJECT_PX / float(np.max(np.minimum(
+                hi, np.sqrt(records.heights * records.widths))))
+            what = (f'SniperDataset: chip_cfg.scales[{s}] ({spec.rule}='
+                    f'{getattr(spec, spec.rule)}, valid_range=({lo:g}, '
+                    f'{hi:g}))')
+            fix = (f'raise its factor (to at least {need:.3g} for '
+                   'factor=, or a larger max_side / short_max) or remove '
+                   'the scale')
+            if tiny.all():
+                raise ValueError(
+                    f'{what} makes every object valid at it smaller than '
+                    f'{MIN_OBJECT_PX:g} px on all {len(records)} images '
+                    f'({example}): its chips would hold specks, smaller '
+                    'than a cell of the finest feature map, and the scale '
+                    f'would learn nothing; {fix}')
+            print_log(
+                f'{what} makes every object valid at it smaller than '
+                f'{MIN_OBJECT_PX:g} px on {int(tiny.sum())} of '
+                f'{len(records)} images ({example}): the scale learns '
+                f'nothing on them; {fix}, or accept it for these images',
+                logger='current', level=logging.WARNING)
 
     def _open_proposals(self, records: ImageRecords):
         """``(proposals, identity)`` of the proposal file (checked against
@@ -436,11 +485,14 @@ class SniperDataset:
         warning.
 
         Returns:
-            dict: Counts: ``images``, ``empty_images`` (no box), and
-            ``crowd_only_images`` (only crowd / ignore boxes): both get no
-            positive chip; ``boxes`` and the :func:`~mmsnip.chips.box_issues`
-            classes ``clipped``, ``empty``, ``outside`` (dropped),
-            ``examples``: the first offending image per class.
+            dict: Counts: ``images`` (as listed), ``distinct_images``
+            (by path and id: a ``RepeatDataset`` lists each ``times``
+            times), ``empty_images`` (no box), and ``crowd_only_images``
+            (only crowd / ignore boxes): both get no positive chip, both
+            of distinct images; ``boxes`` and the
+            :func:`~mmsnip.chips.box_issues` classes ``clipped``,
+            ``empty``, ``outside`` (dropped), ``examples``: the first
+            offending image per class.
 
         Raises:
             ValueError: A box with a NaN/inf coordinate, naming the image.
@@ -474,9 +526,17 @@ class SniperDataset:
         usable = ~(issues['empty'] | issues['outside'])
         num_usable = np.bincount(img[usable], minlength=n)
         num_crowd = np.bincount(img[usable & records.crowd], minlength=n)
-        counts['empty_images'] = int((num_usable == 0).sum())
+        # an image listed more than once (RepeatDataset) counts once
+        first = np.zeros(n, bool)
+        seen = set()
+        for k, key in enumerate(zip(map(str, records.img_paths),
+                                    map(str, records.img_ids))):
+            first[k] = key not in seen
+            seen.add(key)
+        counts['distinct_images'] = len(seen)
+        counts['empty_images'] = int((first & (num_usable == 0)).sum())
         counts['crowd_only_images'] = int(
-            ((num_usable > 0) & (num_crowd == num_usable)).sum())
+            (first & (num_usable > 0) & (num_crowd == num_usable)).sum())
         parts = []
         if counts['empty']:
             parts.append(f'{counts["empty"]} boxes of zero or negative size '
@@ -635,21 +695,42 @@ class SniperDataset:
         epoch = self.epoch_indices(0)
         pixels = self._pixels(epoch)
         negatives = len(epoch) - self.num_positive
+        distinct, images = self._image_count()
         report = getattr(self, 'annotation_report', None) or {}
         no_pos = report.get('empty_images', 0) + \
             report.get('crowd_only_images', 0)
         extra = (f'; {report.get("empty_images", 0)} images without boxes '
                  f'and {report.get("crowd_only_images", 0)} with only crowd '
                  'boxes have no positive chip') if no_pos else ''
-        return (f'{type(self).__name__}: {len(self.dataset)} images, '
+        return (f'{type(self).__name__}: {images}, '
                 f'{self.num_positive} positive chips, '
                 f'{len(self) - self.num_positive} negatives in the pool, '
                 f'{len(epoch)} chips per epoch ({self.num_positive} pos + '
                 f'{negatives} neg, '
-                f'{len(epoch) / max(len(self.dataset), 1):.2f} per image); '
+                f'{len(epoch) / max(distinct, 1):.2f} per image); '
                 f'{pixels / 1e6:.1f} MPix per epoch vs '
                 f'{pyramid / 1e6:.1f} MPix for the full pyramid '
                 f'({pyramid / max(pixels, 1):.2f}x fewer){extra}')
+
+    def _image_count(self) -> Tuple[int, str]:
+        """The number of distinct images and ``'N images'``, or, when the
+        wrapped dataset lists images more than once (``RepeatDataset``, as
+        mmdet's SSD and YOLOv3 configs; ``ClassBalancedDataset``; a file
+        given twice to a ``ConcatDataset``), ``'N images listed M times
+        (RepeatDataset x3: each image's chips come 3 times per epoch)'``.
+        Images are told apart by (path, img_id)."""
+        listed = len(self.dataset)
+        report = getattr(self, 'annotation_report', None) or {}
+        distinct = report.get('distinct_images', listed)
+        if distinct == listed:
+            return listed, f'{listed} images'
+        times = getattr(self.dataset, 'times', None)
+        why = (f'{type(self.dataset).__name__} x{times}: each image\'s '
+               f'chips come {times} times per epoch'
+               if is_integer(times) and listed == distinct * times else
+               f'{type(self.dataset).__name__} lists some images more than '
+               'once: their chips come as often per epoch')
+        return distinct, f'{distinct} images listed {listed} times ({why})'
 
     # -- items ------------------------------------------------------------
     @force_full_init

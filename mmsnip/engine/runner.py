@@ -11,13 +11,14 @@ import copy
 import math
 from typing import Iterator, List, Optional, Sequence, Tuple
 
+import numpy as np
 from mmengine.config import Config
 from mmengine.registry import RUNNERS as ROOT_RUNNERS
 from mmengine.runner import Runner
 
 from mmsnip.registry import RUNNERS
 from mmsnip.utils.config_tree import (base_type, config_entries, mask_loader,
-                                      type_in, type_lineage,
+                                      resolve_type, type_in, type_lineage,
                                       walk_dataset_cfgs)
 from mmsnip.utils.preflight import UserInputError
 
@@ -116,29 +117,93 @@ def chip_training_problems(cfg: Config) -> List[str]:
         _mask_pipeline_problems(cfg)
 
 
+def _learns_masks_itself(head: dict) -> bool:
+    """Whether a head config (``bbox_head``) learns instance masks without
+    a ``mask_head`` key: RTMDet-Ins's ``RTMDetInsHead`` and its
+    subclasses (any class with ``loss_mask_by_feat``)."""
+    cls = resolve_type(head.get('type'), 'MODELS')
+    return isinstance(cls, type) and hasattr(cls, 'loss_mask_by_feat')
+
+
 def _mask_entries(model, path: str = 'model') -> Iterator[str]:
     """Config entries of a model's mask branches (``mask_head`` keys: Mask
-    R-CNN, cascades, HTC, SOLO, CondInst, YOLACT)."""
+    R-CNN, cascades, HTC, SOLO, CondInst, YOLACT; a ``bbox_head`` that
+    learns masks itself: RTMDet-Ins)."""
     for entry, key, value in config_entries(
             model, path, lambda key, _: key not in ('train_cfg', 'test_cfg')):
         if key == 'mask_head' and value:
             yield entry
+        elif key == 'bbox_head' and isinstance(value, dict) and \
+                _learns_masks_itself(value):
+            yield f'{entry} ({base_type(value.get("type"))})'
+
+
+def _preprocessor_entry(cfg: Config) -> Tuple[str, dict]:
+    """``(config entry, dict)`` of the model's data preprocessor: the
+    model's own, else that of the model it wraps (a TTA model's
+    ``module``, as ``tools/test.py --tta`` builds it; ``AutoFocus``'s
+    ``detector``)."""
+    path, node = 'model', cfg.get('model') or {}
+    while isinstance(node, dict):
+        if node.get('data_preprocessor'):
+            return f'{path}.data_preprocessor', node['data_preprocessor']
+        key = next((k for k in ('module', 'detector')
+                    if isinstance(node.get(k), dict)), None)
+        if key is None:
+            break
+        path, node = f'{path}.{key}', node[key]
+    return 'model.data_preprocessor', {}
+
+
+def _pads_masks(pre: dict) -> bool:
+    """Whether a data preprocessor config pads every training batch's
+    instance masks to the batch's padded size: ``pad_mask=True``. (A
+    ``BatchFixedSizePad(pad_mask=True)`` does not: it returns at once
+    when the batch already has its size, leaving the masks of the
+    batch's smaller chips as they are.)"""
+    return bool(pre.get('pad_mask'))
 
 
 def _mask_pipeline_problems(cfg: Config) -> List[str]:
     """A model with a mask branch trained on chips whose pipeline loads no
     masks: it fails at the first iteration (``'InstanceData' object has no
-    attribute 'masks'``), after the chip table was built."""
+    attribute 'masks'``), after the chip table was built. And one whose
+    data preprocessor does not pad the masks (``pad_mask``): chips come
+    in several sizes (smaller at image borders and on small canvases),
+    and batched with larger ones their masks stay the chip's size while
+    the images are padded. RTMDet-Ins concatenates the masks of a batch
+    (``torch.cat``: a size mismatch at the first such batch) and YOLACT
+    stretches each to the padded size (misaligned targets, then a
+    ``torch.stack`` error). mmdet's own instance segmentation configs
+    (Mask R-CNN, SOLO, CondInst, YOLACT, QueryInst, Mask2Former) set
+    ``pad_mask=True``: zeros outside the image, harmless for the others;
+    RTMDet-Ins's omits it because its pipeline pads every image to 640 x
+    640. mmsnip does not set it for the user: it is refused, with the
+    fix."""
     masks = next(_mask_entries(cfg.get('model') or {}), None)
     if masks is None:
         return []
     loader = cfg.get('train_dataloader') or {}
     problems = []
+    pre_entry, pre = _preprocessor_entry(cfg)
     for name, ds in walk_dataset_cfgs(loader.get('dataset'),
                                       'train_dataloader.dataset'):
         if not chip_kind(ds):
             continue
-        if mask_loader([ds.get('pipeline') or []]) is None:
+        loads = mask_loader([ds.get('pipeline') or []]) is not None
+        if loads and not _pads_masks(pre):
+            problems.append(
+                f'{pre_entry}.pad_mask is not True but {masks} learns '
+                f'masks from the chips of {name}, which come in several '
+                'sizes (smaller at image borders and on small canvases): '
+                'batched, their masks keep the chip\'s size while the '
+                'images are padded (RTMDet-Ins fails in torch.cat at the '
+                'first such batch, YOLACT stretches the masks out of '
+                f'place); set {pre_entry}.pad_mask=True, the setting of '
+                "mmdet's Mask R-CNN, SOLO, CondInst and YOLACT configs "
+                '(it pads each mask with zeros to the batch\'s padded '
+                'size: harmless)')
+        if not loads:
             problems.append(
                 f'{name}.pipeline loads no masks (LoadAnnotations without '
                 f'with_mask=True) but {masks} learns them: use '
@@ -450,7 +515,12 @@ class SnipRunner(Runner):
     4. builds the runner and checks the built model: its backbone and
        neck must take every input size its data preprocessor lets
        through (:func:`mmsnip.models.input_sizes.input_size_problem`;
-       the pyramid test and border chips have any size), and, with
+       the pyramid test and border chips have any size), the whole
+       network (heads too: DDOD, SSD) the ``chip_size`` chips
+       (:func:`mmsnip.models.input_sizes.chip_input_problem`; once the
+       chip table is built, in :meth:`build_train_loop`, the smallest
+       chips too, unless every batch is padded to the chip size:
+       :func:`~mmsnip.models.input_sizes.small_chip_problem`), and, with
        :func:`mmsnip.models.snip_labels.check_scale_aware`, a module that
        would still train on out-of-range objects is an error naming it,
        unless the config opts out with
@@ -461,6 +531,32 @@ class SnipRunner(Runner):
     most of the model (:func:`mmsnip.engine.checkpoint.check_checkpoint_fits`;
     when training, ``load_from`` of another model is a warning).
     """
+
+    def build_train_loop(self, loop):
+        """MMEngine's, then (the chip table now built) the detector on
+        the smallest chips of a ``SniperDataset``
+        (:func:`mmsnip.models.input_sizes.small_chip_problem`), before the
+        first iteration."""
+        loop = super().build_train_loop(loop)
+        chip_size = getattr(self, '_snip_chip_size', None)
+        dataset = getattr(getattr(loop, 'dataloader', None), 'dataset',
+                          None)
+        chips = getattr(dataset, 'chips', None)
+        if chip_size is not None and chips is not None:
+            from mmsnip.models.input_sizes import small_chip_problem
+            scaled = chips.boxes_scaled
+            shapes = np.stack([scaled[:, 3] - scaled[:, 1],
+                               scaled[:, 2] - scaled[:, 0]], 1)
+            model = self.model.module if hasattr(self.model, 'module') \
+                else self.model
+            problem = small_chip_problem(
+                model, shapes, chip_size,
+                f'the smallest chips of train_dataloader.dataset '
+                f'({type(dataset).__name__})')
+            if problem:
+                raise UserInputError(f'{self.cfg.filename or "the config"}'
+                                     f': {problem}')
+        return loop
 
     def train(self):
         self._snip_training = True
@@ -487,7 +583,8 @@ class SnipRunner(Runner):
 
     @classmethod
     def from_cfg(cls, cfg: Config) -> 'SnipRunner':
-        from mmsnip.models.input_sizes import input_size_problem
+        from mmsnip.models.input_sizes import (chip_input_problem,
+                                               input_size_problem)
         from mmsnip.models.snip_labels import (check_scale_aware,
                                                make_scale_aware_cfg,
                                                snip_label_settings)
@@ -535,11 +632,29 @@ class SnipRunner(Runner):
         model = runner.model.module if hasattr(runner.model,
                                                'module') else runner.model
         size_problem = input_size_problem(model)
+        chip_size = _sniper_chip_size(cfg)
+        if not size_problem and chip_size is not None:
+            size_problem = chip_input_problem(model, chip_size)
         if size_problem:
             raise UserInputError(f'{source}: {size_problem}')
+        runner._snip_chip_size = chip_size  # the smallest chips: at train
         check_scale_aware(
             model, source, settings['allow_unaware'], logger=runner.logger)
         return runner
+
+
+def _sniper_chip_size(cfg: Config) -> Optional[int]:
+    """``chip_cfg.chip_size`` of the config's ``SniperDataset`` (a
+    ``SnipDataset`` trains on whole canvases: no chip size), or None."""
+    from mmsnip.utils.preflight import chip_config_of
+    loader = cfg.get('train_dataloader') or {}
+    if not any(chip_kind(ds) == 'SniperDataset'
+               for ds in _datasets(loader.get('dataset'))):
+        return None
+    try:
+        return chip_config_of(cfg).chip_size
+    except UserInputError:  # the dataset's build names the problem
+        return None
 
 
 def build_runner(cfg: Config) -> Runner:

@@ -15,8 +15,9 @@ lets through.
 """
 import logging
 import math
-from typing import Optional
+from typing import List, Optional, Tuple
 
+import numpy as np
 import torch
 from mmengine.logging import print_log
 from torch import nn
@@ -97,3 +98,302 @@ def input_size_problem(model: nn.Module) -> Optional[str]:
     finally:
         model.train(was_training)
     return None
+
+
+class _CallPath:
+    """The modules being run while the network runs (forward hooks), so
+    that a failure names the module it happened in."""
+
+    def __init__(self, model: nn.Module):
+        self.stack, self._handles = [], []
+        for name, module in model.named_modules():
+            if module is not model:  # hooks that return None change nothing
+                self._handles += [
+                    module.register_forward_pre_hook(self._enter(name)),
+                    module.register_forward_hook(self._leave)]
+
+    def _enter(self, name: str):
+        def hook(module, args) -> None:
+            self.stack.append((name, type(module).__name__))
+        return hook
+
+    def _leave(self, module, args, output) -> None:
+        self.stack.pop()
+
+    def where(self) -> str:
+        """``'model.bbox_head (DDODHead), in model.bbox_head.cls_convs.0.
+        conv (ModulatedDeformConv2d)'``: the outermost and the innermost
+        module that was running."""
+        if not self.stack:
+            return 'the detector'
+        (top, kind), (deep, deep_kind) = self.stack[0], self.stack[-1]
+        where = f'model.{top} ({kind})'
+        if deep != top:
+            where += f', in model.{deep} ({deep_kind})'
+        return where
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+def _runs(model: nn.Module, height: int, width: int, channels: int
+          ) -> Optional[Tuple[str, str]]:
+    """Run the whole network (backbone, neck and heads:
+    ``model._forward``) on a ``height x width`` zero input (eval mode, no
+    gradients: the caller's).
+
+    Returns:
+        None if it runs, else ``(where, error)``: the module it failed in
+        and the error's first line.
+
+    Raises:
+        _NotJudged: It failed with another error than a ``RuntimeError``
+            (``_forward`` needs something a zero input does not give:
+            ground truth, text), which says nothing about sizes.
+    """
+    from mmdet.structures import DetDataSample
+    from mmengine.structures import InstanceData
+    params = next(model.parameters())
+    inputs = params.new_zeros(1, channels, height, width)
+    shape = (height, width)
+    sample = DetDataSample(metainfo=dict(
+        img_shape=shape, ori_shape=shape, pad_shape=shape,
+        batch_input_shape=shape, scale_factor=(1.0, 1.0)))
+    # no objects (YOLACT's _forward reads the ground truth)
+    sample.gt_instances = InstanceData(
+        bboxes=inputs.new_zeros(0, 4), labels=inputs.new_zeros(
+            0, dtype=torch.long))
+    path = _CallPath(model)
+    try:
+        model._forward(inputs, [sample])
+    except RuntimeError as error:
+        return path.where(), (f'{type(error).__name__}: '
+                              f'{str(error).splitlines()[0][:120]}')
+    except Exception as error:
+        raise _NotJudged(f'{type(error).__name__}: '
+                         f'{str(error).splitlines()[0][:120]}') from error
+    finally:
+        path.remove()
+    return None
+
+
+class _NotJudged(Exception):
+    """The network's ``_forward`` cannot run on a bare zero input."""
+
+
+def _probe_setup(model: nn.Module):
+    """``(divisor, channels, up)`` of a detector's data preprocessor:
+    ``up(size)`` is the size a batch of that size is padded to."""
+    pre = getattr(model, 'data_preprocessor', None)
+    divisor = int(getattr(pre, 'pad_size_divisor', 1) or 1)
+    mean = getattr(pre, 'mean', None) if getattr(
+        pre, '_enable_normalize', False) else None
+    channels = int(mean.shape[0]) if torch.is_tensor(mean) else 3
+
+    def up(size):
+        return int(math.ceil(size / divisor) * divisor)
+
+    return divisor, channels, up
+
+
+def _not_judged(what: str, reason: str) -> None:
+    print_log(f'chip input check not made: {what} ({reason})',
+              logger='current', level=logging.WARNING)
+
+
+def _fixed_pad(model: nn.Module) -> Optional[Tuple[int, int]]:
+    """``(h, w)`` of a ``BatchFixedSizePad`` among the data preprocessor's
+    ``batch_augments`` (every training batch padded to at least it)."""
+    from mmdet.models.data_preprocessors import BatchFixedSizePad
+    pre = getattr(model, 'data_preprocessor', None)
+    for augment in getattr(pre, 'batch_augments', None) or []:
+        if isinstance(augment, BatchFixedSizePad):
+            return tuple(int(v) for v in augment.size)
+    return None
+
+
+def _ssd_prior_problems(model: nn.Module, chip_size: int,
+                        fixed: Optional[Tuple[int, int]]) -> List[str]:
+    """SSD's priors (``SSDAnchorGenerator``) are laid out for one input
+    size: their sizes from ``input_size`` and their centres on fixed
+    ``strides`` (300 / 3 = 100 px for SSD300's fifth level), which match
+    the feature maps only on ``input_size x input_size`` inputs. On other
+    chips they sit beside the features they are predicted from, which
+    trains without an error."""
+    from mmdet.models.task_modules.prior_generators import \
+        SSDAnchorGenerator
+    problems, seen = [], set()
+    for name, module in model.named_modules():
+        for attr in ('prior_generator', 'anchor_generator'):
+            prior = getattr(module, attr, None)  # one object, two names
+            if not isinstance(prior, SSDAnchorGenerator) or \
+                    id(prior) in seen:
+                continue
+            seen.add(id(prior))
+            size = int(getattr(prior, 'input_size', 0))
+            if size == chip_size and fixed == (size, size):
+                continue
+            strides = tuple(int(s[0]) for s in prior.strides)
+            fix = [] if size == chip_size else [
+                f'set chip_cfg.chip_size={size} (for 512 px chips, '
+                'mmdet::ssd/ssd512_coco.py lays its priors out for 512)']
+            if fixed != (size, size):
+                fix.append(
+                    'pad every batch to it: model.data_preprocessor.'
+                    "batch_augments=[dict(type='BatchFixedSizePad', "
+                    f'size=({size}, {size}))]')
+            got = [] if size == chip_size else [
+                f'the chips are chip_cfg.chip_size={chip_size} px']
+            if fixed != (chip_size, chip_size):
+                got.append('chips are smaller than that at image borders '
+                           'and on small canvases (no BatchFixedSizePad '
+                           f'to ({size}, {size}))')
+            problems.append(
+                f'model.{name}.{attr} ({type(prior).__name__}) lays out '
+                f'its priors for {size} x {size} inputs (centres on the '
+                f'strides {strides}, sizes from input_size={size}), but '
+                + ', and '.join(got) + ': on other sizes the priors sit '
+                'beside the features they are predicted from, silently; '
+                + ' and '.join(fix) + '. The SNIP pyramid test resizes '
+                'images to other sizes, where these priors are misplaced '
+                'too')
+    return problems
+
+
+def chip_input_problem(model: nn.Module, chip_size: int) -> Optional[str]:
+    """A message if the detector cannot train on ``chip_size x
+    chip_size`` SNIPER chips, else None (before any data is loaded).
+
+    :func:`input_size_problem` probes the backbone and neck; this runs the
+    whole network (``model._forward``: heads too, in eval mode without
+    gradients) and checks the heads' own size assumptions:
+
+    - SSD's priors are laid out for one input size
+      (:func:`_ssd_prior_problems`): refused unless ``chip_size`` is that
+      size and every batch is padded to it (``BatchFixedSizePad``);
+    - a network that fails on ``chip_size`` inputs (DDOD's deformable
+      head convolutions need a P7 map of at least 3 x 3: 256 px chips
+      fail) is refused, naming the module and the smallest size it takes
+      (searched in multiples of ``pad_size_divisor`` up to 4 x
+      ``chip_size``; if none runs, nothing is claimed and a warning says
+      so).
+
+    Chips smaller than ``chip_size`` (image borders, small canvases) are
+    known once the chip table is built: :func:`small_chip_problem`.
+
+    Args:
+        model (nn.Module): The built detector (or ``AutoFocus``).
+        chip_size (int): ``chip_cfg.chip_size``, SCALED pixels.
+    """
+    if getattr(model, '_forward', None) is None or \
+            not list(model.parameters()):
+        return None
+    problems = _ssd_prior_problems(model, chip_size, _fixed_pad(model))
+    if problems:  # their fix pads every batch to one size
+        return '; '.join(problems)
+    _, channels, up = _probe_setup(model)
+    size = up(chip_size)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            failed = _runs(model, size, size, channels)
+            if failed is None:
+                return None
+            high = next((up(s) for s in (2 * size, 4 * size)
+                         if _runs(model, up(s), up(s), channels) is None),
+                        None)
+            if high is None:
+                _not_judged(f'the detector fails on {size} x {size} chips '
+                            f'and on larger inputs up to {4 * size} px too',
+                            f'{failed[0]}: {failed[1]}')
+                return None
+            low = size  # fails at low, runs at high: the smallest it takes
+            while up(low + 1) < high:
+                mid = max(up((low + high) // 2), up(low + 1))
+                if mid >= high:
+                    break
+                if _runs(model, mid, mid, channels) is None:
+                    high = mid
+                else:
+                    low = mid
+    except _NotJudged as reason:
+        _not_judged('the detector cannot run on a bare input', str(reason))
+        return None
+    finally:
+        model.train(was_training)
+    where, error = failed
+    return (
+        f'{where} fails on {size} x {size} inputs, the size of the chips '
+        f'(chip_cfg.chip_size={chip_size}) ({error}); the detector takes '
+        f'inputs of {high} px and more: set chip_cfg.chip_size={high} or '
+        'more, and pad every batch to it (chips are smaller at image '
+        'borders and on small canvases): model.data_preprocessor.'
+        f"batch_augments=[dict(type='BatchFixedSizePad', size=({high}, "
+        f'{high}))]')
+
+
+def small_chip_problem(model: nn.Module, shapes, chip_size: int,
+                       where: str = 'the chips') -> Optional[str]:
+    """A message if the detector fails on the smallest chips of a built
+    chip table, else None. Chips are smaller than ``chip_size`` at image
+    borders and on canvases smaller than a chip, and a batch of only such
+    chips is padded to its largest chip, not to ``chip_size``: a head
+    that needs larger inputs (DDOD under 288 px, SSD300's VGG under 257
+    px, DINO with fewer encoder tokens than queries) fails there, some
+    iterations into training. Nothing to check when every batch is padded
+    to ``chip_size`` or more (``BatchFixedSizePad``).
+
+    Args:
+        model (nn.Module): The built detector, on its device.
+        shapes (array): ``(N, 2)`` ``(height, width)`` of the chips,
+            SCALED pixels.
+        chip_size (int): ``chip_cfg.chip_size``.
+        where (str): What the chips are, for the message.
+
+    Returns:
+        str | None: Naming the chip shape, the module, the error and the
+        fix (``BatchFixedSizePad`` to ``chip_size``).
+    """
+    shapes = np.asarray(shapes, np.float64).reshape(-1, 2)
+    if getattr(model, '_forward', None) is None or not len(shapes) or \
+            not list(model.parameters()):
+        return None
+    fixed = _fixed_pad(model)
+    if fixed is not None and min(fixed) >= chip_size:
+        return None
+    _, channels, up = _probe_setup(model)
+    padded = np.ceil(shapes).astype(np.int64)
+    padded = np.stack([[up(h), up(w)] for h, w in padded]) if fixed is None \
+        else np.maximum([[up(h), up(w)] for h, w in padded], fixed)
+    # the shortest, the narrowest and the smallest chip (as batched alone)
+    tried = []
+    for k in (np.argmin(padded[:, 0]), np.argmin(padded[:, 1]),
+              np.argmin(padded.prod(1))):
+        shape = tuple(int(v) for v in padded[k])
+        if shape not in tried:
+            tried.append(shape)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for h, w in tried:
+                failed = _runs(model, h, w, channels)
+                if failed is not None:
+                    break
+            else:
+                return None
+    except _NotJudged as reason:
+        _not_judged('the detector cannot run on a bare input', str(reason))
+        return None
+    finally:
+        model.train(was_training)
+    return (
+        f'{failed[0]} fails on a {w} x {h} input ({failed[1]}), the size '
+        f'(width x height, padded) of {where} smaller than chip_cfg.'
+        f'chip_size={chip_size} (image borders, small canvases), which a '
+        'batch of such chips is: training would stop at the first one; '
+        'pad every batch to the chip size, model.data_preprocessor.'
+        f"batch_augments=[dict(type='BatchFixedSizePad', size=({chip_size}"
+        f', {chip_size}))]')

@@ -279,3 +279,20 @@ def test_bad_chip_cfg_values_name_scale_and_field(change, match):
     ok['scales'][2]['valid_range'] = np.array([0, 48.])
     ok.update(off_grid=np.bool_(False))
     assert ChipConfig.from_dict(ok).off_grid is False
+
+
+def test_largest_valid_scaled_worked_example():
+    """The docstring's example: factor 0.01, (120, inf) on a 640 x 480
+    image: objects of at most sqrt(640 * 480) * 0.01 = 5.54 px; a bounded
+    range caps it; max_side scales by each image's longer side."""
+    from mmsnip.chips.scales import MIN_OBJECT_PX
+    cfg = ChipConfig.from_dict(dict(scales=[
+        dict(factor=0.01, valid_range=(120, None)),
+        dict(max_side=64, valid_range=(32, 150)),
+        dict(factor=2.0, valid_range=(0, 80))]))
+    got = cfg.largest_valid_scaled([480, 100], [640, 100])
+    assert got.shape == (3, 2)
+    np.testing.assert_allclose(got[0], [math.sqrt(640 * 480) * 0.01, 1.0])
+    np.testing.assert_allclose(got[1], [150 * 64 / 640, 100 * 64 / 100])
+    np.testing.assert_allclose(got[2], [160, 160])
+    assert (got[0] < MIN_OBJECT_PX).all() and not (got[2] < 8).any()

@@ -1,4 +1,5 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
+import copy
 import os.path as osp
 import re
 
@@ -239,3 +240,61 @@ def test_snip_dataset_is_every_image_at_every_scale(tiny_demo_root):
     with pytest.raises(ValueError, match='no negatives'):
         SnipDataset(dataset=coco(tiny_demo_root), chip_cfg=CHIP_CFG,
                     pipeline=PIPELINE, negatives=True, proposal_file='x')
+
+
+def test_summary_counts_the_images_of_a_repeat_dataset_once(tiny_demo_root):
+    """mmdet's SSD and YOLOv3 configs train a RepeatDataset: wrapped as it
+    is, each image is listed `times` times; the summary says so, and its
+    image counts and chips per image are per distinct image."""
+    plain = build(tiny_demo_root)
+    repeated = SniperDataset(
+        dataset=dict(type='RepeatDataset', times=3,
+                     dataset=coco(tiny_demo_root)),
+        chip_cfg=CHIP_CFG, pipeline=PIPELINE, cache_dir='')
+    n = len(plain.dataset)
+    assert len(repeated.dataset) == 3 * n
+    assert len(repeated) == 3 * len(plain)
+    assert plain.summary().startswith(f'SniperDataset: {n} images, ')
+    summary = repeated.summary()
+    assert summary.startswith(
+        f'SniperDataset: {n} images listed {3 * n} times (RepeatDataset '
+        "x3: each image's chips come 3 times per epoch), ")
+    per_image = re.search(r'([\d.]+) per image', summary).group(1)
+    assert float(per_image) == pytest.approx(3 * len(plain) / n, abs=0.01)
+    assert repeated.annotation_report['distinct_images'] == n
+    assert repeated.annotation_report['empty_images'] == \
+        plain.annotation_report['empty_images']
+
+
+def test_a_scale_of_specks_is_an_error_or_a_warning(tiny_demo_root):
+    """A factor so small that every object valid at a scale is under 8 px
+    there (its chips a few pixels): an error on every image, a warning
+    naming how many images when only some are that small."""
+    import logging
+
+    from conftest import logged_messages
+    specks = copy.deepcopy(CHIP_CFG)
+    specks['scales'][0] = dict(factor=0.01, valid_range=(40, None))
+    with pytest.raises(ValueError) as error:
+        SniperDataset(dataset=coco(tiny_demo_root), chip_cfg=specks,
+                      pipeline=PIPELINE, cache_dir='')
+    message = str(error.value)
+    assert message.startswith(
+        'SniperDataset: chip_cfg.scales[0] (factor=0.01, valid_range=(40, '
+        'inf)) makes every object valid at it smaller than 8 px on all ')
+    assert 'raise its factor (to at least ' in message
+    assert message.endswith('or remove the scale')
+    # a factor at which only the smaller images are specks
+    plain = build(tiny_demo_root)
+    sides = sorted(np.sqrt(plain._records.heights * plain._records.widths))
+    if sides[0] == sides[-1]:
+        pytest.skip('the demo images are all one size')
+    some = copy.deepcopy(CHIP_CFG)
+    some['scales'][0] = dict(factor=8.0 / sides[-1] * 1.001,
+                             valid_range=(40, None))
+    with logged_messages(logging.WARNING) as warnings:
+        SniperDataset(dataset=coco(tiny_demo_root), chip_cfg=some,
+                      pipeline=PIPELINE, cache_dir='')
+    (warning, ) = [w for w in warnings if 'smaller than 8 px' in w]
+    assert f'of {len(sides)} images' in warning
+    assert 'the scale learns nothing on them' in warning

@@ -220,3 +220,101 @@ def test_a_subclass_of_load_annotations_loads_masks():
     assert not [p for p in chip_training_problems(cfg) if 'masks' in p]
     (source, ) = [s for s in sources_from_config(cfg, ['train_dataloader'])]
     assert source.with_mask
+
+
+MASK_DEMO = osp.join(REPO_ROOT, 'configs/sniper',
+                     'sniper_mask-rcnn_r18-w16_fpn_12e_demo.py')
+
+
+def _rtmdet_ins_model(pad_mask: bool):
+    """mmdet's RTMDet-Ins tiny model config (its preprocessor does not pad
+    masks: its own pipeline pads every image to 640 x 640)."""
+    from mmengine.hub import get_config
+    model = get_config('mmdet::rtmdet/rtmdet-ins_tiny_8xb32-300e_coco.py'
+                       ).model
+    model.backbone.init_cfg = None
+    model.bbox_head.num_classes = 5
+    assert not model.data_preprocessor.get('pad_mask')
+    model.data_preprocessor.pad_mask = pad_mask
+    return model
+
+
+def _mask_padding_problems(cfg):
+    return [p for p in chip_training_problems(cfg) if 'pad_mask' in p]
+
+
+def test_masks_learned_from_chips_need_pad_mask():
+    """Chips come in several sizes; a mask head fed unpadded masks fails
+    (RTMDet-Ins: torch.cat) or misplaces them (YOLACT). Refused with the
+    fix, mmdet's setting, for any mask head: RTMDet-Ins's bbox_head, a
+    mask_head (Mask R-CNN), inside AutoFocus too."""
+    cfg = Config.fromfile(MASK_DEMO)
+    assert cfg.model.data_preprocessor.pad_mask  # mmdet's Mask R-CNN base
+    assert not _mask_padding_problems(cfg)
+    tta = copy.deepcopy(cfg)  # as tools/test.py --tta wraps it
+    tta.model = dict(type='SnipTTAModel', module=tta.model)
+    assert not _mask_padding_problems(tta)
+    cfg.model.data_preprocessor.pad_mask = False
+    (problem, ) = _mask_padding_problems(cfg)
+    assert problem.startswith(
+        'model.data_preprocessor.pad_mask is not True but '
+        'model.roi_head.mask_head learns masks from the chips of '
+        'train_dataloader.dataset, which come in several sizes')
+    assert problem.endswith('set model.data_preprocessor.pad_mask=True, the '
+                            "setting of mmdet's Mask R-CNN, SOLO, CondInst "
+                            'and YOLACT configs (it pads each mask with '
+                            "zeros to the batch's padded size: harmless)")
+    with pytest.raises(UserInputError, match='pad_mask is not True'):
+        SnipRunner.from_cfg(cfg)
+    # BatchFixedSizePad(pad_mask=True) leaves the masks of a batch that
+    # already has its size unpadded: not a substitute
+    cfg.model.data_preprocessor.batch_augments = [
+        dict(type='BatchFixedSizePad', size=(256, 256), pad_mask=True)]
+    assert _mask_padding_problems(cfg)
+
+    cfg = Config.fromfile(MASK_DEMO)
+    cfg.model = _rtmdet_ins_model(pad_mask=False)
+    (problem, ) = _mask_padding_problems(cfg)
+    assert 'but model.bbox_head (RTMDetInsSepBNHead) learns masks' in problem
+    cfg.model.data_preprocessor.pad_mask = True
+    assert not _mask_padding_problems(cfg)
+    # without masks in the pipeline, RTMDet-Ins is named by the older check
+    for step in cfg.train_dataloader.dataset.pipeline:
+        step.pop('with_mask', None)
+    assert any('but model.bbox_head (RTMDetInsSepBNHead) learns them' in p
+               for p in chip_training_problems(cfg))
+
+    cfg = Config.fromfile(MASK_DEMO)
+    detector = cfg.model
+    detector.data_preprocessor.pad_mask = False
+    cfg.model = dict(type='mmsnip.AutoFocus', detector=detector)
+    (problem, ) = _mask_padding_problems(cfg)
+    assert problem.startswith('model.detector.data_preprocessor.pad_mask is '
+                              'not True but model.detector.roi_head.')
+
+
+def test_rtmdet_ins_on_chips_of_two_sizes_needs_pad_mask():
+    """The failure the check prevents, on mmdet's RTMDet-Ins: a batch of a
+    256 x 256 chip and a 256 x 192 one (a chip at an image border) fails
+    in torch.cat without pad_mask, and trains with it."""
+    import torch
+    from mmdet.testing import demo_mm_inputs
+    from mmengine.registry import DefaultScope
+
+    from mmsnip.registry import MODELS
+    torch.manual_seed(0)
+    for pad_mask in (False, True):
+        with DefaultScope.overwrite_default_scope('mmdet'):
+            model = MODELS.build(_rtmdet_ins_model(pad_mask)).train()
+        packed = demo_mm_inputs(2, image_shapes=[(3, 256, 256),
+                                                 (3, 192, 256)],
+                                num_items=[2, 2], num_classes=5,
+                                with_mask=True)
+        data = model.data_preprocessor(packed, True)
+        if not pad_mask:
+            with pytest.raises(RuntimeError, match='Sizes of tensors must '
+                               'match'):
+                model.loss(data['inputs'], data['data_samples'])
+        else:
+            losses = model.loss(data['inputs'], data['data_samples'])
+            assert torch.isfinite(losses['loss_mask'])

@@ -2,13 +2,15 @@
 """input_size_problem: a detector whose neck fails on sizes its data
 preprocessor lets through is named before any data is loaded; through
 tools/train.py with the shipped RTMDet config unpadded."""
+import copy
 import os.path as osp
 import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import REPO_ROOT, logged_messages, run_tool
+from conftest import (REPO_ROOT, logged_messages, run_tool,
+                      tiny_config)
 from mmdet.models.data_preprocessors import DetDataPreprocessor
 from torch import nn
 
@@ -112,3 +114,116 @@ def test_inferencer_refuses_unpadded_rtmdet(tiny_demo_root, tmp_path):
         MultiScaleInferencer(str(child), ckpt, mode='pyramid', device='cpu')
     MultiScaleInferencer(str(child), ckpt, mode='single', device='cpu')
     MultiScaleInferencer(tiny, ckpt, mode='pyramid', device='cpu')
+
+
+def _mmdet_model(path: str, **changes):
+    """An mmdet detector config (no pretrained weights), with a ResNet-18
+    backbone if it has a ResNet-50 one (CPU-cheap), built."""
+    from mmengine.hub import get_config
+    from mmengine.registry import DefaultScope
+
+    from mmsnip.registry import MODELS
+    model = get_config(f'mmdet::{path}').model
+    if model.backbone.get('type') == 'ResNet':
+        model.backbone.update(depth=18, init_cfg=None)
+        model.neck.in_channels = [64, 128, 256, 512]
+    model.backbone.pop('init_cfg', None)
+    model.data_preprocessor.update(changes)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        return MODELS.build(model)
+
+
+PAD_512 = [dict(type='BatchFixedSizePad', size=(512, 512))]
+
+
+def test_ddod_head_needs_chips_and_batches_of_288_px():
+    """DDOD's deformable head convolutions fail on a P7 map under 3 x 3
+    (inputs under 257 px, padded to 32: 288). The backbone-and-neck probe
+    passes; the whole-network probes name the head and the fix: for
+    256 px chips before any data, for smaller chips of a chip table (at
+    image borders) unless every batch is padded to the chip size."""
+    from mmsnip.models.input_sizes import (chip_input_problem,
+                                           small_chip_problem)
+    model = _mmdet_model('ddod/ddod_r50_fpn_1x_coco.py').train()
+    assert input_size_problem(model) is None  # backbone and neck are fine
+    problem = chip_input_problem(model, 256)
+    assert problem.startswith(
+        'model.bbox_head.cls_convs.0 (ConvModule), in model.bbox_head.'
+        'cls_convs.0.conv (DeformConv2dPack) fails on 256 x 256 inputs, '
+        'the size of the chips (chip_cfg.chip_size=256) (RuntimeError: '
+        'input image is smaller than kernel); the detector takes inputs of '
+        '288 px and more: set chip_cfg.chip_size=288 or more')
+    assert model.training  # mode restored
+    assert chip_input_problem(model, 512) is None
+    # a table with a 512 x 200 chip (a border chip; batched alone: 512 x
+    # 224 at pad_size_divisor=32)
+    shapes = [[512, 512], [200, 512], [512, 480]]
+    problem = small_chip_problem(model, shapes, 512, 'the chips')
+    assert problem.startswith(
+        'model.bbox_head.cls_convs.0 (ConvModule), in model.bbox_head.'
+        'cls_convs.0.conv (DeformConv2dPack) fails on a 512 x 224 input '
+        '(RuntimeError: input image is smaller than kernel), the size '
+        '(width x height, padded) of the chips smaller than chip_cfg.'
+        'chip_size=512')
+    assert problem.endswith("batch_augments=[dict(type='BatchFixedSizePad'"
+                            ', size=(512, 512))]')
+    assert small_chip_problem(model, [[512, 512], [320, 512]], 512) is None
+    padded = _mmdet_model('ddod/ddod_r50_fpn_1x_coco.py',
+                          batch_augments=PAD_512)
+    assert small_chip_problem(padded, shapes, 512) is None
+
+
+def test_ssd_priors_are_laid_out_for_one_input_size():
+    """SSD300's priors sit on strides 100 and 300 px, right only for 300 x
+    300 inputs: 512 px chips (or smaller border chips) would train
+    without an error and with priors beside their features."""
+    from mmsnip.models.input_sizes import chip_input_problem
+    model = _mmdet_model('ssd/ssd300_coco.py')
+    problem = chip_input_problem(model, 512)
+    assert problem.startswith(
+        'model.bbox_head.prior_generator (SSDAnchorGenerator) lays out its '
+        'priors for 300 x 300 inputs (centres on the strides (8, 16, 32, '
+        '64, 100, 300), sizes from input_size=300), but the chips are '
+        'chip_cfg.chip_size=512 px')
+    assert 'set chip_cfg.chip_size=300' in problem
+    assert problem.count('SSDAnchorGenerator') == 1  # two names, one object
+    assert "size=(300, 300))]" in chip_input_problem(model, 300)
+    padded = _mmdet_model('ssd/ssd300_coco.py', batch_augments=[
+        dict(type='BatchFixedSizePad', size=(300, 300))])
+    assert chip_input_problem(padded, 300) is None
+
+
+def test_snip_runner_refuses_ddod_on_small_chips(tiny_demo_root,
+                                                 tmp_path):
+    """Through SnipRunner: the SNIPER demo config with mmdet's DDOD as its
+    detector. 256 px chips: refused when the model is built; 320 px chips:
+    refused once the chip table is built (the coarse scale's canvases are
+    smaller), before the first iteration; padded batches train."""
+    from mmengine.config import Config
+    from mmengine.hub import get_config
+
+    from mmsnip.engine import SnipRunner
+    from mmsnip.utils.preflight import UserInputError
+    cfg = Config.fromfile(tiny_config(
+        tiny_demo_root, str(tmp_path / 'w'), str(tmp_path / 'cfg.py'),
+        base=osp.join(REPO_ROOT, 'configs/sniper',
+                      'sniper_faster-rcnn_r18-w16_fpn_12e_demo.py')))
+    model = get_config('mmdet::ddod/ddod_r50_fpn_1x_coco.py').model
+    model.backbone.update(depth=18, init_cfg=None)
+    model.neck.in_channels = [64, 128, 256, 512]
+    model.bbox_head.num_classes = 5
+    cfg.model = model
+    with pytest.raises(UserInputError, match=r'DeformConv2dPack\) fails on '
+                       '256 x 256 inputs, the size of the chips'):
+        SnipRunner.from_cfg(copy.deepcopy(cfg))
+    for chip_cfg in (cfg.chip_cfg, cfg.train_dataloader.dataset.chip_cfg):
+        chip_cfg.chip_size = 320
+    runner = SnipRunner.from_cfg(copy.deepcopy(cfg))
+    with pytest.raises(UserInputError, match=r'DeformConv2dPack\) fails on '
+                       'a .* input .* of the smallest chips of '
+                       'train_dataloader.dataset \\(SniperDataset\\)'):
+        runner.train_loop
+    cfg.model.data_preprocessor.batch_augments = [
+        dict(type='BatchFixedSizePad', size=(320, 320))]
+    runner = SnipRunner.from_cfg(copy.deepcopy(cfg))
+    assert runner.train_loop is not None

@@ -117,7 +117,7 @@ def test_ignore_boxes_are_not_measured(tmp_path):
         return str(path)
 
     only_ignored = write('ignored.json', [([0, 0, 50, 50], dict(ignore=1))])
-    assert 'all have "ignore" set' in _error_line(
+    assert 'CocoDataset drops them all' in _error_line(
         run_tool([TOOL, only_ignored], check=False))
     small = ([10, 10, 20, 20], {})
     big_ignored = ([0, 0, 300, 300], dict(ignore=1))
@@ -129,3 +129,42 @@ def test_ignore_boxes_are_not_measured(tmp_path):
         outs.append(json.load(open(js)))
     assert outs[0]['chip_cfg'] == outs[1]['chip_cfg']
     assert outs[0]['statistics'] == outs[1]['statistics']
+
+
+def test_counts_the_objects_cocodataset_keeps(tmp_path):
+    """Boxes MMDetection's CocoDataset drops (width or height under 1
+    pixel, "area" <= 0, no overlap with the image, "ignore") are not
+    objects of training: the tool measures exactly the boxes CocoDataset
+    loads (checked against mmdet's own parse)."""
+    from mmdet.datasets import CocoDataset
+    img = dict(id=1, file_name='a.jpg', height=400, width=400)
+    bboxes = [
+        ([10, 10, 20, 20], {}),  # kept
+        ([30, 30, 40, 25], {}),  # kept
+        ([50, 50, 0.5, 30], {}),  # width under 1 px: dropped
+        ([60, 60, 30, 0.9], {}),  # height under 1 px: dropped
+        ([70, 70, 20, 20], dict(area=0)),  # "area" <= 0: dropped
+        ([500, 10, 20, 20], {}),  # outside the image: dropped
+        ([80, 80, 20, 20], dict(ignore=1)),  # "ignore": dropped
+        ([90, 90, 25, 25], dict(iscrowd=1)),  # crowd: kept, not an object
+    ]
+    anns = []
+    for i, (b, kw) in enumerate(bboxes):
+        a = dict(id=i + 1, image_id=1, category_id=1, bbox=b,
+                 area=b[2] * b[3], iscrowd=0)
+        a.update(kw)
+        anns.append(a)
+    path = tmp_path / 'ann.json'
+    path.write_text(json.dumps(dict(images=[img], annotations=anns,
+                                    categories=[dict(id=1, name='a')])))
+    ds = CocoDataset(ann_file=str(path), data_prefix=dict(img=''),
+                     metainfo=dict(classes=('a', )), pipeline=[],
+                     test_mode=True)
+    instances = ds.get_data_info(0)['instances']
+    loaded = [i for i in instances if not i['ignore_flag']]
+    assert len(instances) == 3 and len(loaded) == 2
+    js = str(tmp_path / 'out.json')
+    proc = run_tool([TOOL, str(path), '--out-json', js])
+    result = json.load(open(js))
+    assert result['num_objects'] == len(loaded)
+    assert '2 objects, 1 crowd' in proc.stdout

@@ -6,8 +6,10 @@ COCO-format annotation file.
         [--num-scales 3] [--target 30 500] [--max-images 500] \
         [--out-config chips.py] [--plot sizes.png] [--out-json stats.json]
 
-Reads every object's size (sqrt(w * h), ORIGINAL pixels; crowd boxes and
-boxes of zero area inside the image left out) and proposes fixed-factor
+Reads the size (sqrt(w * h), ORIGINAL pixels) of every object training
+sees (crowd boxes and what MMDetection's CocoDataset drops left out: a
+true "ignore", a width or height under 1 pixel, "area" <= 0, no overlap
+with the image) and proposes fixed-factor
 scales whose valid ranges overlap and bring each object to ``--target``
 pixels at some scale (:func:`mmsnip.chips.suggest_params`). It then runs
 the real chip generator on (a sample of ``--max-images``) images and
@@ -80,8 +82,9 @@ def read_annotations(path: str):
     """Boxes, image index, crowd flags and image shapes of a COCO file.
 
     The boxes are those training reads (:func:`annotations_by_image`
-    leaves out what ``CocoDataset`` drops for ``"ignore"``), image by image
-    in the file's order.
+    leaves out what ``CocoDataset`` drops: ``"ignore"``, under 1 pixel,
+    ``"area"`` <= 0, outside the image), image by image in the file's
+    order.
     """
     coco = load_coco(path)  # a file without images is refused there
     by_image = annotations_by_image(coco)
@@ -89,7 +92,9 @@ def read_annotations(path: str):
     if not anns:
         raise UserInputError(
             f'annotation file "{path}" has no annotations'
-            + (' that training reads (all have "ignore" set)'
+            + (' that training reads (CocoDataset drops them all: a true '
+               '"ignore", a width or height under 1 pixel, "area" <= 0 or '
+               'no overlap with the image)'
                if coco['annotations'] else '')
             + ': nothing to measure object sizes on')
     shapes = np.array([[img['height'], img['width']]
