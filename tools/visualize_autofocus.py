@@ -111,8 +111,8 @@ def select_items(cfg, args):
         missing = [p for p in args.images if not osp.isfile(p)]
         if missing:
             raise UserInputError(f'image "{missing[0]}" does not exist')
-        loaders = pipeline_steps([cfg.tta_pipeline], 'LoadAnnotations')
-        steps = [t for t in cfg.tta_pipeline if t not in loaders]
+        steps = [t for t in cfg.tta_pipeline
+                 if not type_in(t, ('LoadAnnotations', ), 'TRANSFORMS')]
         with DefaultScope.overwrite_default_scope('mmsnip'):
             pipeline = Compose(steps)
         return pipeline, [

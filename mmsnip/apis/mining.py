@@ -63,7 +63,9 @@ SETTINGS_FILE = 'settings.json'
 def _train_dataset_cfg(cfg: Config) -> dict:
     """The image dataset inside the SNIPER train dataloader."""
     ds = cfg.train_dataloader.dataset
-    if not type_in(ds, ('SniperDataset', ), 'DATASETS'):
+    # SnipDataset subclasses SniperDataset (whole canvases, no negatives)
+    if type_in(ds, ('SnipDataset', 'SniperDataset'),
+               'DATASETS') != 'SniperDataset':
         raise ValueError('mine_proposals needs a config whose '
                          'train_dataloader.dataset is a SniperDataset, got '
                          f'{ds.get("type")}')

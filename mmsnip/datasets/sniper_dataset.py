@@ -285,8 +285,9 @@ class SniperDataset:
             # dataset's largest image to MIN_OBJECT_PX
             need = MIN_OBJECT_PX / float(np.max(np.minimum(
                 hi, np.sqrt(records.heights * records.widths))))
-            what = (f'SniperDataset: chip_cfg.scales[{s}] ({spec.rule}='
-                    f'{getattr(spec, spec.rule)}, valid_range=({lo:g}, '
+            what = (f'{type(self).__name__}: chip_cfg.scales[{s}] '
+                    f'({spec.rule}={getattr(spec, spec.rule)}, '
+                    f'valid_range=({lo:g}, '
                     f'{hi:g}))')
             fix = (f'raise its factor (to at least {need:.3g} for '
                    'factor=, or a larger max_side / short_max) or remove '

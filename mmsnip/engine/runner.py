@@ -138,6 +138,14 @@ def _mask_entries(model, path: str = 'model') -> Iterator[str]:
             yield f'{entry} ({base_type(value.get("type"))})'
 
 
+def _image_sized_mask_entries(model) -> Iterator[str]:
+    """The mask branches of :func:`_mask_entries` whose targets are the
+    image-sized (batch-padded) masks: all but those under a ``roi_head``,
+    which crop each RoI's target from its own mask."""
+    return (entry for entry in _mask_entries(model)
+            if '.roi_head.' not in entry)
+
+
 def _preprocessor_entry(cfg: Config) -> Tuple[str, dict]:
     """``(config entry, dict)`` of the model's data preprocessor: the
     model's own, else that of the model it wraps (a TTA model's
@@ -171,18 +179,22 @@ def _mask_pipeline_problems(cfg: Config) -> List[str]:
     data preprocessor does not pad the masks (``pad_mask``): chips come
     in several sizes (smaller at image borders and on small canvases),
     and batched with larger ones their masks stay the chip's size while
-    the images are padded. RTMDet-Ins concatenates the masks of a batch
-    (``torch.cat``: a size mismatch at the first such batch) and YOLACT
-    stretches each to the padded size (misaligned targets, then a
-    ``torch.stack`` error). mmdet's own instance segmentation configs
-    (Mask R-CNN, SOLO, CondInst, YOLACT, QueryInst, Mask2Former) set
-    ``pad_mask=True``: zeros outside the image, harmless for the others;
+    the images are padded. That matters to heads whose targets are the
+    image-sized masks (:func:`_image_sized_mask_entries`), not to RoI
+    mask heads (Mask R-CNN, cascades, HTC, QueryInst: each target is
+    cropped from its own mask per RoI). RTMDet-Ins concatenates the masks
+    of a batch (``torch.cat``: a size mismatch at the first such batch)
+    and YOLACT stretches each to the padded size (misaligned targets,
+    then a ``torch.stack`` error). mmdet's own configs of SOLO, CondInst
+    and YOLACT (and Mask R-CNN's) set ``pad_mask=True``: zeros outside
+    the image, harmless;
     RTMDet-Ins's omits it because its pipeline pads every image to 640 x
     640. mmsnip does not set it for the user: it is refused, with the
     fix."""
     masks = next(_mask_entries(cfg.get('model') or {}), None)
     if masks is None:
         return []
+    padded = next(_image_sized_mask_entries(cfg.get('model') or {}), None)
     loader = cfg.get('train_dataloader') or {}
     problems = []
     pre_entry, pre = _preprocessor_entry(cfg)
@@ -191,9 +203,9 @@ def _mask_pipeline_problems(cfg: Config) -> List[str]:
         if not chip_kind(ds):
             continue
         loads = mask_loader([ds.get('pipeline') or []]) is not None
-        if loads and not _pads_masks(pre):
+        if loads and padded and not _pads_masks(pre):
             problems.append(
-                f'{pre_entry}.pad_mask is not True but {masks} learns '
+                f'{pre_entry}.pad_mask is not True but {padded} learns '
                 f'masks from the chips of {name}, which come in several '
                 'sizes (smaller at image borders and on small canvases): '
                 'batched, their masks keep the chip\'s size while the '
@@ -542,6 +554,17 @@ class SnipRunner(Runner):
         dataset = getattr(getattr(loop, 'dataloader', None), 'dataset',
                           None)
         chips = getattr(dataset, 'chips', None)
+        if chip_size is not None and chips is None and \
+                hasattr(dataset, 'full_init'):
+            dataset.full_init()  # lazy_init=True: the table, built now
+            chips = getattr(dataset, 'chips', None)
+        if chip_size is not None and chips is None:
+            self.logger.warning(
+                'SnipRunner: the detector was not run on the smallest chips '
+                f'before training: train_dataloader.dataset '
+                f'({type(dataset).__name__}) has no chip table of its own '
+                '(a wrapper around the SniperDataset?); a chip the network '
+                'cannot take fails at its first batch')
         if chip_size is not None and chips is not None:
             from mmsnip.models.input_sizes import small_chip_problem
             scaled = chips.boxes_scaled

@@ -75,7 +75,7 @@ def input_size_problem(model: nn.Module) -> Optional[str]:
                             'input size check not made: the backbone and '
                             f'neck fail on a {safe} x {safe} input too '
                             f'({type(error).__name__}: '
-                            f'{str(error).splitlines()[0][:120]})',
+                            f'{_first_line(error)})',
                             logger='current', level=logging.WARNING)
                         return None
                     return (
@@ -83,7 +83,7 @@ def input_size_problem(model: nn.Module) -> Optional[str]:
                         'input, a size model.data_preprocessor.'
                         f'pad_size_divisor={divisor} lets through '
                         f'({type(error).__name__}: '
-                        f'{str(error).splitlines()[0][:120]}); the SNIP '
+                        f'{_first_line(error)}); the SNIP '
                         'pyramid test resizes images to any size and '
                         'chips at image borders are smaller than '
                         'chip_size: pad to the network\'s largest stride, '
@@ -98,6 +98,11 @@ def input_size_problem(model: nn.Module) -> Optional[str]:
     finally:
         model.train(was_training)
     return None
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of an error's message, at most 120 characters."""
+    return (str(error).splitlines() or [''])[0][:120]
 
 
 class _CallPath:
@@ -121,9 +126,11 @@ class _CallPath:
         self.stack.pop()
 
     def where(self) -> str:
-        """``'model.bbox_head (DDODHead), in model.bbox_head.cls_convs.0.
-        conv (ModulatedDeformConv2d)'``: the outermost and the innermost
-        module that was running."""
+        """``'model.bbox_head.cls_convs.0 (ConvModule), in
+        model.bbox_head.cls_convs.0.conv (DeformConv2dPack)'`` (DDOD): the
+        outermost and the innermost module that was running (a head whose
+        ``forward`` the detector calls directly is not entered as a
+        module)."""
         if not self.stack:
             return 'the detector'
         (top, kind), (deep, deep_kind) = self.stack[0], self.stack[-1]
@@ -167,12 +174,15 @@ def _runs(model: nn.Module, height: int, width: int, channels: int
     path = _CallPath(model)
     try:
         model._forward(inputs, [sample])
+    except NotImplementedError as error:  # a RuntimeError, not a size's
+        raise _NotJudged(f'{type(error).__name__}: '
+                         f'{_first_line(error)}') from error
     except RuntimeError as error:
         return path.where(), (f'{type(error).__name__}: '
-                              f'{str(error).splitlines()[0][:120]}')
+                              f'{_first_line(error)}')
     except Exception as error:
         raise _NotJudged(f'{type(error).__name__}: '
-                         f'{str(error).splitlines()[0][:120]}') from error
+                         f'{_first_line(error)}') from error
     finally:
         path.remove()
     return None

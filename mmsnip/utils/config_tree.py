@@ -60,10 +60,13 @@ def type_lineage(cfg: Any, registry: str) -> Tuple[str, ...]:
 
 
 def type_in(cfg: Any, names, registry: str) -> Optional[str]:
-    """The first of ``names`` that a config dict (or built object) is, by
-    :func:`type_lineage` (subclasses and scope prefixes count:
-    ``dict(type='mmsnip.SniperDataset')`` and a user's subclass of it are
-    a ``'SniperDataset'``), or None."""
+    """The most derived class of a config dict's (or built object's)
+    :func:`type_lineage` whose name is in ``names``, or None: subclasses
+    and scope prefixes count (``dict(type='mmsnip.SniperDataset')`` and a
+    user's subclass of it are a ``'SniperDataset'``). Where a subclass
+    means something else, name it too: ``type_in(ds, ('SnipDataset',
+    'SniperDataset'), 'DATASETS')`` is ``'SnipDataset'`` for a
+    ``SnipDataset``, which subclasses ``SniperDataset``."""
     return next((name for name in type_lineage(cfg, registry)
                  if name in names), None)
 

@@ -72,8 +72,10 @@ audit reports one error::
 Cost: one pass over the parsed JSON with dicts (no O(n^2)); a
 COCO-sized file (118k images, 860k annotations) takes about 2 s after
 ``json.load`` (itself about 9 s for that file), on one core. Image headers:
-one small read per image, in ``workers`` processes. Only numpy, json and PIL:
-no torch.
+one small read per image, in ``workers`` processes. Importing it needs only
+numpy, json and PIL (no torch: the one-file checks of ``load_coco``);
+reading a config (:func:`sources_from_config`) asks the registry which
+pipeline steps load images and masks, which imports mmdet and torch.
 
 Users: :func:`mmsnip.utils.preflight.check_annotations` (before every
 ``tools/train.py`` / ``test.py`` run), ``tools/check_dataset.py`` (all of

@@ -121,6 +121,17 @@ def test_mining_a_scope_prefixed_chip_dataset(stage1, tmp_path):
     assert sorted(load_proposals(out, ids, num_scales=3)) == sorted(ids)
 
 
+def test_mining_refuses_a_snip_config(tmp_path):
+    """SnipDataset subclasses SniperDataset but trains whole canvases with
+    no negatives: nothing to mine proposals for."""
+    from mmsnip.apis import mine_proposals
+    cfg = Config.fromfile(osp.join(
+        REPO_ROOT, 'configs/snip/snip_faster-rcnn_r18-w16_fpn_1e_demo.py'))
+    with pytest.raises(ValueError, match='is a SniperDataset, got '
+                       'SnipDataset'):
+        mine_proposals(cfg, str(tmp_path / 'x.pth'), str(tmp_path / 'p.pkl'))
+
+
 def test_stage2_config_refuses_missing_proposals(tiny_demo_root, tmp_path):
     cfg_path = tiny_config(tiny_demo_root, str(tmp_path / 'w'),
                            str(tmp_path / 's2.py'), base=STAGE2)

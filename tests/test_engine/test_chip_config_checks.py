@@ -244,12 +244,21 @@ def _mask_padding_problems(cfg):
 
 
 def test_masks_learned_from_chips_need_pad_mask():
-    """Chips come in several sizes; a mask head fed unpadded masks fails
-    (RTMDet-Ins: torch.cat) or misplaces them (YOLACT). Refused with the
-    fix, mmdet's setting, for any mask head: RTMDet-Ins's bbox_head, a
-    mask_head (Mask R-CNN), inside AutoFocus too."""
+    """Chips come in several sizes; a head whose targets are the
+    image-sized masks fails on unpadded masks (RTMDet-Ins: torch.cat) or
+    misplaces them (YOLACT). Refused with the fix, mmdet's setting: a
+    mask_head outside a roi_head (YOLACT), RTMDet-Ins's bbox_head, inside
+    a TTA wrapper too. RoI mask heads (Mask R-CNN) crop each target from
+    its own mask: not refused."""
+    from mmengine.hub import get_config
     cfg = Config.fromfile(MASK_DEMO)
     assert cfg.model.data_preprocessor.pad_mask  # mmdet's Mask R-CNN base
+    assert not _mask_padding_problems(cfg)
+    cfg.model.data_preprocessor.pad_mask = False
+    assert not _mask_padding_problems(cfg)  # RoI targets: not refused
+
+    cfg.model = get_config('mmdet::yolact/yolact_r50_1xb8-55e_coco.py').model
+    assert cfg.model.data_preprocessor.pad_mask  # mmdet's YOLACT config
     assert not _mask_padding_problems(cfg)
     tta = copy.deepcopy(cfg)  # as tools/test.py --tta wraps it
     tta.model = dict(type='SnipTTAModel', module=tta.model)
@@ -258,7 +267,7 @@ def test_masks_learned_from_chips_need_pad_mask():
     (problem, ) = _mask_padding_problems(cfg)
     assert problem.startswith(
         'model.data_preprocessor.pad_mask is not True but '
-        'model.roi_head.mask_head learns masks from the chips of '
+        'model.mask_head learns masks from the chips of '
         'train_dataloader.dataset, which come in several sizes')
     assert problem.endswith('set model.data_preprocessor.pad_mask=True, the '
                             "setting of mmdet's Mask R-CNN, SOLO, CondInst "
@@ -284,13 +293,14 @@ def test_masks_learned_from_chips_need_pad_mask():
     assert any('but model.bbox_head (RTMDetInsSepBNHead) learns them' in p
                for p in chip_training_problems(cfg))
 
+    # inside AutoFocus: the detector's preprocessor and head
     cfg = Config.fromfile(MASK_DEMO)
-    detector = cfg.model
-    detector.data_preprocessor.pad_mask = False
-    cfg.model = dict(type='mmsnip.AutoFocus', detector=detector)
+    cfg.model = dict(type='mmsnip.AutoFocus',
+                     detector=_rtmdet_ins_model(pad_mask=False))
     (problem, ) = _mask_padding_problems(cfg)
     assert problem.startswith('model.detector.data_preprocessor.pad_mask is '
-                              'not True but model.detector.roi_head.')
+                              'not True but model.detector.bbox_head '
+                              '(RTMDetInsSepBNHead)')
 
 
 def test_rtmdet_ins_on_chips_of_two_sizes_needs_pad_mask():

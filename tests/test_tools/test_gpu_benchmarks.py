@@ -69,8 +69,11 @@ def test_a_step_that_cannot_fit_the_deadline_is_skipped(tmp_path):
         MMSNIP_GPU_KIT=str(kit), SITE_DIR=str(site), DEADLINE='0',
         WORK_DIR=str(tmp_path / 'work'), PYTHON=sys.executable))
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert '== setup: SKIPPED: -25 s left before the deadline' \
-        in proc.stdout
+    # -25 s (the deadline less the setup's 25 s reserve), or less on a
+    # machine busy enough that the script's first second ran out
+    left = re.search(r'== setup: SKIPPED: (-?\d+) s left before the '
+                     'deadline', proc.stdout)
+    assert left and int(left.group(1)) <= -25, proc.stdout
     assert 'stopped: setup did not succeed' in proc.stdout
     assert not site.exists()  # the kit did not run
     assert {p.name for p in out.iterdir()} == {'results.tgz', 'summary.log'}

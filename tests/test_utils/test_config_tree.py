@@ -32,6 +32,9 @@ def test_type_in_counts_scopes_and_subclasses():
         'MyChips', 'SniperDataset')
     assert type_in(dict(type='CocoDataset'), ('SniperDataset', ),
                    'DATASETS') is None
+    # the most derived name given wins: SnipDataset subclasses SniperDataset
+    assert type_in(dict(type='SnipDataset'), ('SniperDataset', 'SnipDataset'),
+                   'DATASETS') == 'SnipDataset'
     # a type the registry does not know keeps its own name only
     assert type_lineage(dict(type='nowhere.SniperDataset'),
                         'DATASETS') == ('SniperDataset', )
