@@ -33,7 +33,9 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from mmsnip.utils.dataset_audit import (DROPPED_BOXES, audit_coco, errors,
+from mmsnip.utils.checks import is_number
+from mmsnip.utils.dataset_audit import (DROPPED_BOXES, audit_coco,
+                                        cocodataset_drops, errors,
                                         label_names, read_coco)
 from mmsnip.utils.preflight import UserInputError
 
@@ -110,16 +112,22 @@ def coco_dataset_keeps(ann: dict, img: dict) -> bool:
             ``[x, y, w, h]``, ORIGINAL pixels.
         img (dict): Its image, with ``width`` and ``height``.
     """
-    if ann.get('ignore', False):
-        return False
-    x, y, w, h = ann['bbox']
-    inter_w = max(0, min(x + w, img['width']) - max(x, 0))
-    inter_h = max(0, min(y + h, img['height']) - max(y, 0))
-    if inter_w * inter_h == 0:
-        return False
-    area = ann.get('area')
-    return not (w < 1 or h < 1 or
-                isinstance(area, (int, float)) and area <= 0)
+    return bool(_kept([ann], [img])[0])
+
+
+def _kept(anns: Sequence[dict], imgs: Sequence[dict]) -> np.ndarray:
+    """``(N,)`` bool: :func:`coco_dataset_keeps` of each annotation and
+    its image, vectorized (``dataset_audit.cocodataset_drops``)."""
+    boxes = np.asarray([ann['bbox'] for ann in anns],
+                       float).reshape(-1, 4)
+    area = np.asarray([ann['area'] if is_number(ann.get('area')) else
+                       np.nan for ann in anns], float)
+    wh = np.asarray([(img['width'], img['height']) for img in imgs],
+                    float).reshape(-1, 2)
+    dropped = np.logical_or.reduce(cocodataset_drops(boxes, area, wh))
+    ignored = np.asarray([bool(ann.get('ignore', False)) for ann in anns],
+                         bool)
+    return ~dropped & ~ignored
 
 
 def annotations_by_image(coco: dict) -> Dict[int, List[dict]]:
@@ -150,12 +158,14 @@ def annotations_by_image(coco: dict) -> Dict[int, List[dict]]:
     images = {img['id']: img for img in coco['images']}
     by_image: Dict[int, List[dict]] = {i: [] for i in images}
     for i, ann in enumerate(coco['annotations']):
-        anns = by_image.get(ann['image_id'])
-        if anns is None:
+        if ann['image_id'] not in by_image:
             raise ValueError(f'annotations[{i}] refers to image '
                              f'{ann["image_id"]!r}, which is not in "images"')
-        if coco_dataset_keeps(ann, images[ann['image_id']]):
-            anns.append(ann)
+    kept = _kept(coco['annotations'],
+                 [images[ann['image_id']] for ann in coco['annotations']])
+    for ann, keep in zip(coco['annotations'], kept):
+        if keep:
+            by_image[ann['image_id']].append(ann)
     return by_image
 
 

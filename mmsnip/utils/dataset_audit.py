@@ -601,6 +601,32 @@ def _first(entries: Sequence[str],
     return ', '.join(entries[:n]) + more
 
 
+def cocodataset_drops(boxes: np.ndarray, area: np.ndarray,
+                      wh: np.ndarray) -> Tuple[np.ndarray, ...]:
+    """The one rule of which boxes MMDetection's ``CocoDataset`` drops
+    (``parse_data_info``, mmdet 3.3), apart from ``"ignore"`` and the class
+    filter: ``(tiny, no_area, outside)``, ``(N,)`` bool masks, each box in
+    at most one: a width or height under 1 pixel; else ``"area"`` <= 0;
+    else no overlap with its image.
+
+    Args:
+        boxes (np.ndarray): ``(N, 4)`` ``[x, y, w, h]``, ORIGINAL pixels;
+            rows with a non-finite value are in no mask.
+        area (np.ndarray): ``(N,)`` the annotations' ``"area"`` (NaN: not
+            judged).
+        wh (np.ndarray): ``(N, 2)`` width and height of each box's image
+            (NaN if unknown: not judged).
+    """
+    x, y, w, h = boxes.T
+    finite = np.isfinite(boxes).all(1)
+    tiny = finite & ((w < 1) | (h < 1))
+    no_area = finite & ~tiny & (area <= 0)
+    inter_w = np.minimum(x + w, wh[:, 0]) - np.maximum(x, 0)
+    inter_h = np.minimum(y + h, wh[:, 1]) - np.maximum(y, 0)
+    outside = finite & ~tiny & ~no_area & ((inter_w <= 0) | (inter_h <= 0))
+    return tiny, no_area, outside
+
+
 def _dropped_boxes(anns, rows, boxes, area, wh, path, source) -> List[Problem]:
     """Warnings for the boxes ``CocoDataset.parse_data_info`` drops
     silently: ``w < 1``, ``h < 1``, ``area <= 0``, or no overlap with the
@@ -608,13 +634,9 @@ def _dropped_boxes(anns, rows, boxes, area, wh, path, source) -> List[Problem]:
     annotations ``anns[rows]``, ``area`` ``(N, )``, ``wh`` ``(N, 2)`` the
     size of their image (NaN if unknown). Non-finite rows are skipped
     (they are errors already)."""
-    x, y, w, h = boxes.T
-    finite = np.isfinite(boxes).all(1) & np.isfinite(area)
-    tiny = finite & ((w < 1) | (h < 1))
-    no_area = finite & ~tiny & (area <= 0)
-    inter_w = np.minimum(x + w, wh[:, 0]) - np.maximum(x, 0)
-    inter_h = np.minimum(y + h, wh[:, 1]) - np.maximum(y, 0)
-    outside = finite & ~tiny & ~no_area & ((inter_w <= 0) | (inter_h <= 0))
+    tiny, no_area, outside = (
+        mask & np.isfinite(area) for mask in cocodataset_drops(
+            boxes, area, wh))
     out = []
     for mask, what, fix in (
             (tiny, 'a width or height under 1 pixel', ''),
