@@ -14,6 +14,7 @@ from conftest import (REPO_ROOT, logged_messages, run_tool,
 from mmdet.models.data_preprocessors import DetDataPreprocessor
 from torch import nn
 
+from mmsnip.models import input_sizes
 from mmsnip.models.input_sizes import _probe_sizes, input_size_problem
 
 sys.path.insert(0, osp.join(osp.dirname(osp.dirname(__file__)),
@@ -227,3 +228,26 @@ def test_snip_runner_refuses_ddod_on_small_chips(tiny_demo_root,
         dict(type='BatchFixedSizePad', size=(320, 320))]
     runner = SnipRunner.from_cfg(copy.deepcopy(cfg))
     assert runner.train_loop is not None
+
+
+class _Unimplemented(nn.Module):
+    """A detector whose ``_forward`` is not implemented (no message)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+
+    def _forward(self, inputs, data_samples):
+        raise NotImplementedError
+
+
+def test_a_forward_that_is_not_implemented_is_not_judged(monkeypatch):
+    """NotImplementedError subclasses RuntimeError but says nothing about
+    sizes: 'cannot run on a bare input', not 'fails on 256 and larger'
+    (and an empty message was an IndexError)."""
+    said = []
+    monkeypatch.setattr(input_sizes, '_not_judged',
+                        lambda what, reason: said.append((what, reason)))
+    assert input_sizes.chip_input_problem(_Unimplemented(), 256) is None
+    assert said == [('the detector cannot run on a bare input',
+                     'NotImplementedError: ')]
