@@ -237,7 +237,8 @@ class SniperDataset:
         neg_img = self.chip_img[self.num_positive:]
         self.neg_start = self.num_positive + np.searchsorted(
             neg_img, np.arange(len(self.dataset) + 1))
-        self._check_degraded(records, table.get('stats') or {})
+        self._check_degraded(records, table.get('stats') or {},
+                             getattr(proposals, 'runs_per_image', None))
         self._fully_initialized = True
         print_log(self.summary(), logger='current')
 
@@ -327,7 +328,8 @@ class SniperDataset:
                 logger='current')
         return props, identity
 
-    def _check_degraded(self, records: ImageRecords, stats: dict) -> None:
+    def _check_degraded(self, records: ImageRecords, stats: dict,
+                        sets_per_image: Optional[int] = None) -> None:
         """Refuse a table nothing can be trained on; warn about proposals
         that were dropped or gave no negative chip.
 
@@ -379,6 +381,10 @@ class SniperDataset:
         total = int(stats.get('proposals', 0))
         finite = int(stats.get('finite_proposals', 0))
         src = f'proposal file "{self.proposal_file}"'
+        num_scales = len(self.chip_cfg.scales)
+        if sets_per_image == 1 < num_scales:  # counted at every scale
+            src += (f' (one set of rows per image, read at each of the '
+                    f'{num_scales} scales: counts are per scale)')
         if total == 0:
             raise ValueError(
                 f'SniperDataset: negatives=True but {src} holds no '

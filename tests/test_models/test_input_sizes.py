@@ -224,6 +224,12 @@ def test_snip_runner_refuses_ddod_on_small_chips(tiny_demo_root,
                        'a .* input .* of the smallest chips of '
                        'train_dataloader.dataset \\(SniperDataset\\)'):
         runner.train_loop
+    # a chip table deferred (lazy_init) is checked too
+    lazy = copy.deepcopy(cfg)
+    lazy.train_dataloader.dataset.lazy_init = True
+    runner = SnipRunner.from_cfg(lazy)
+    with pytest.raises(UserInputError, match='of the smallest chips of '):
+        runner.train_loop
     cfg.model.data_preprocessor.batch_augments = [
         dict(type='BatchFixedSizePad', size=(320, 320))]
     runner = SnipRunner.from_cfg(copy.deepcopy(cfg))
