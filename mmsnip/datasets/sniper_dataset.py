@@ -533,14 +533,14 @@ class SniperDataset:
         usable = ~(issues['empty'] | issues['outside'])
         num_usable = np.bincount(img[usable], minlength=n)
         num_crowd = np.bincount(img[usable & records.crowd], minlength=n)
-        # an image listed more than once (RepeatDataset) counts once
+        # an image listed more than once (RepeatDataset) counts once: by
+        # its first listing, (path, img_id) as strings
+        keys = np.rec.fromarrays([
+            np.asarray(records.img_paths, dtype=object).astype(str),
+            np.asarray(records.img_ids, dtype=object).astype(str)])
         first = np.zeros(n, bool)
-        seen = set()
-        for k, key in enumerate(zip(map(str, records.img_paths),
-                                    map(str, records.img_ids))):
-            first[k] = key not in seen
-            seen.add(key)
-        counts['distinct_images'] = len(seen)
+        first[np.unique(keys, return_index=True)[1]] = True
+        counts['distinct_images'] = int(first.sum())
         counts['empty_images'] = int((first & (num_usable == 0)).sum())
         counts['crowd_only_images'] = int(
             (first & (num_usable > 0) & (num_crowd == num_usable)).sum())
