@@ -24,7 +24,7 @@ from mmengine.config import DictAction
 from mmengine.dist import init_dist
 
 from mmsnip.apis import mine_proposals
-from mmsnip.datasets.proposal_pool import POOL_IOU
+from mmsnip.datasets.proposal_pool import POOL_IOU, pool_scales_option
 from mmsnip.utils import register_all_modules
 from mmsnip.utils.cli import ArgumentParser, number, positive_int
 from mmsnip.utils.dist import setup_cpu_distributed
@@ -41,12 +41,10 @@ def parse_args(argv=None):
     parser.add_argument('--num-per-scale', type=positive_int, default=300)
     parser.add_argument('--nms-iou', type=number(float, 0, 1, low_open=True),
                         default=0.7)
-    parser.add_argument('--pool-scales', nargs='?', const=POOL_IOU,
-                        default=None, metavar='IOU',
-                        type=number(float, 0, 1, low_open=True),
-                        help='pool the proposals of all scales through one '
-                        f'NMS at IoU {POOL_IOU} (or IOU), as the released '
-                        'code does; default: per scale')
+    parser.add_argument('--pool-scales', **pool_scales_option(
+        'pool the proposals of all scales through one NMS at IoU '
+        f'{POOL_IOU} (or IOU), as the released code does; default: per '
+        'scale'))
     parser.add_argument('--shard-size', type=positive_int, default=50,
                         help='images per resumable shard')
     parser.add_argument('--restart', action='store_true',

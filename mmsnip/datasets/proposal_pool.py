@@ -53,6 +53,16 @@ def check_pool_iou(iou, owner: str) -> float:
     return float(iou)
 
 
+def pool_scales_option(help: str) -> dict:
+    """``add_argument`` keywords of the tools' ``--pool-scales [IOU]``
+    (``tools/mine_proposals.py``, ``tools/misc/convert_proposals.py``):
+    absent, None (per scale); bare, :data:`POOL_IOU`; else an IoU in
+    ``(0, 1]``."""
+    from mmsnip.utils.cli import number
+    return dict(nargs='?', const=POOL_IOU, default=None, metavar='IOU',
+                type=number(float, 0, 1, low_open=True), help=help)
+
+
 def pool_proposals(per_scale: Sequence, iou: float = POOL_IOU):
     """The proposals of all scales of one image through one NMS.
 

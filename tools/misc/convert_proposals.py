@@ -47,9 +47,9 @@ image without an entry, an entry of no image, two images of one key, bad
 or non-finite rows) is one ``error:`` line naming it and exit status 2.
 """
 from mmsnip.datasets.mmdet_proposals import convert_mmdet_proposals
-from mmsnip.datasets.proposal_pool import POOL_IOU
+from mmsnip.datasets.proposal_pool import POOL_IOU, pool_scales_option
 from mmsnip.datasets.proposals import convert_proposals
-from mmsnip.utils.cli import ArgumentParser, number, positive_int
+from mmsnip.utils.cli import ArgumentParser, positive_int
 from mmsnip.utils.fileio import (check_input_file, check_output_file,
                                  checked_write)
 from mmsnip.utils.preflight import UserInputError, run_cli
@@ -78,12 +78,10 @@ def parse_args(argv=None):
     parser.add_argument('--drop-scales', action='store_true',
                         help='leave out the record of the chip scales the '
                         'proposals were mined for')
-    parser.add_argument('--pool-scales', nargs='?', const=POOL_IOU,
-                        default=None, metavar='IOU',
-                        type=number(float, 0, 1, low_open=True),
-                        help='pool each image\'s rows of all scales through '
-                        f'one NMS at IoU {POOL_IOU} (or IOU), as the '
-                        'released code does; stored once per image')
+    parser.add_argument('--pool-scales', **pool_scales_option(
+        'pool each image\'s rows of all scales through one NMS at IoU '
+        f'{POOL_IOU} (or IOU), as the released code does; stored once per '
+        'image'))
     mmdet = parser.add_argument_group(
         'proposals dumped by mmdet\'s DumpProposals metric')
     mmdet.add_argument('--from-mmdet', action='store_true',
