@@ -373,10 +373,12 @@ def small_chip_problem(model: nn.Module, shapes, chip_size: int,
     fixed = _fixed_pad(model)
     if fixed is not None and min(fixed) >= chip_size:
         return None
-    _, channels, up = _probe_setup(model)
-    padded = np.ceil(shapes).astype(np.int64)
-    padded = np.stack([[up(h), up(w)] for h, w in padded]) if fixed is None \
-        else np.maximum([[up(h), up(w)] for h, w in padded], fixed)
+    divisor, channels, _ = _probe_setup(model)
+    # each chip as a batch of its own pads it (up(), vectorized: all chips
+    # of the table, about 700k on COCO)
+    padded = (np.ceil(shapes / divisor) * divisor).astype(np.int64)
+    if fixed is not None:
+        padded = np.maximum(padded, fixed)
     # the shortest, the narrowest and the smallest chip (as batched alone)
     tried = []
     for k in (np.argmin(padded[:, 0]), np.argmin(padded[:, 1]),
