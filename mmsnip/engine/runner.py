@@ -88,17 +88,14 @@ def chip_training_problems(cfg: Config) -> List[str]:
                 f'custom_hooks: {base_type(hook.get("type"))} cannot run on '
                 f'SNIPER chips ({_SWITCH_HOOKS[name]}); remove it from '
                 'custom_hooks')
-    preprocessor = (cfg.get('model') or {}).get('data_preprocessor') or {}
-    if 'detector' in cfg.get('model', {}) and not preprocessor:
-        preprocessor = cfg.model.detector.get('data_preprocessor') or {}
+    pre_entry, preprocessor = _preprocessor_entry(cfg)
     for augment in preprocessor.get('batch_augments') or []:
         if type_in(augment, _RESIZING_BATCH_AUGMENTS, 'MODELS'):
             name = base_type(augment.get('type'))
             problems.append(
-                f'model.data_preprocessor.batch_augments: {name} rescales '
-                'chips and their boxes but not their valid range; chips are '
-                'already at their scale: set '
-                'model.data_preprocessor.batch_augments=None')
+                f'{pre_entry}.batch_augments: {name} rescales chips and '
+                'their boxes but not their valid range; chips are already '
+                f'at their scale: set {pre_entry}.batch_augments=None')
     for head in _semantic_heads(cfg.get('model') or {}, 'model'):
         problems.append(
             f'{head} trains on semantic segmentation maps (gt_sem_seg), '
