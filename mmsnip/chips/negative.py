@@ -185,7 +185,8 @@ def negative_chips_batch(proposals: np.ndarray, row_start: np.ndarray,
                          cfg: ChipConfig, positive: ChipSet,
                          pos_start: np.ndarray,
                          sanitized: Optional[Tuple[np.ndarray,
-                                                   np.ndarray]] = None):
+                                                   np.ndarray]] = None,
+                         shared_scales: bool = False):
     """Negative pools of many images: the concatenation of
     :func:`generate_negative_chips` over the images (identical chips),
     cheaper per image.
@@ -195,7 +196,9 @@ def negative_chips_batch(proposals: np.ndarray, row_start: np.ndarray,
             score]``, ORIGINAL pixels, grouped by image, then scale.
         row_start (np.ndarray): ``(N * S + 1,)`` int: the proposals of
             image ``n``, scale ``s`` are rows ``row_start[n * S + s]:
-            row_start[n * S + s + 1]`` (``row_start[0]`` = 0).
+            row_start[n * S + s + 1]`` (``row_start[0]`` = 0). With
+            ``shared_scales``, ``(N + 1,)``: image ``n``'s rows
+            ``row_start[n]:row_start[n + 1]`` serve every scale.
         heights, widths (np.ndarray): ``(N,)`` ORIGINAL image sizes, > 0.
         cfg (ChipConfig): Scales (``S``), chip size, stride, negatives.
         positive (ChipSet): The positive chips of all images, image by
@@ -207,6 +210,11 @@ def negative_chips_batch(proposals: np.ndarray, row_start: np.ndarray,
             ``proposals[:, :4]`` and each row's image size, when the caller
             already has it (the chip table counts the rows it drops);
             computed here if None.
+        shared_scales (bool): One row set per image for all scales (a
+            file pooled over the scales,
+            :mod:`mmsnip.datasets.proposal_pool`): the same chips as the
+            set repeated for each scale, without sanitising, ranking and
+            sizing the rows once per scale.
 
     Returns:
         tuple: ``(chips, counts)``: the negative chips of image 0, then
@@ -217,16 +225,20 @@ def negative_chips_batch(proposals: np.ndarray, row_start: np.ndarray,
     neg_cfg = cfg.negative
     row_start = np.asarray(row_start, np.int64)
     n = len(heights)
-    if row_start.shape != (n * num_scales + 1, ) or row_start[0] != 0:
-        raise ValueError(f'row_start must have {n} x {num_scales} + 1 '
-                         f'entries starting at 0, got {row_start.shape}')
+    sets = n if shared_scales else n * num_scales
+    if row_start.shape != (sets + 1, ) or row_start[0] != 0:
+        per = '' if shared_scales else f' x {num_scales}'
+        raise ValueError(f'row_start must have {n}{per} + 1 entries '
+                         f'starting at 0, got {row_start.shape}')
     props = np.asarray(proposals, np.float64).reshape(-1, 5)
-    seg = np.repeat(np.arange(n * num_scales), np.diff(row_start))
-    img, scale = np.divmod(seg, num_scales)
+    # Each row's row set: (image, scale), or the image when shared.
+    row_set = np.repeat(np.arange(sets), np.diff(row_start))
     h_img = np.asarray(heights, np.float64)
     w_img = np.asarray(widths, np.float64)
+    row_img = row_set if shared_scales else row_set // num_scales
     if sanitized is None:
-        boxes, keep = sanitize_boxes(props[:, :4], h_img[img], w_img[img])
+        boxes, keep = sanitize_boxes(props[:, :4], h_img[row_img],
+                                     w_img[row_img])
     else:  # the caller's; keep is narrowed in place below
         boxes, keep = sanitized[0], np.array(sanitized[1], bool)
         if boxes.shape != (len(props), 4) or keep.shape != (len(props), ):
@@ -234,19 +246,36 @@ def negative_chips_batch(proposals: np.ndarray, row_start: np.ndarray,
                 f'sanitized must be ({len(props)}, 4) boxes and '
                 f'({len(props)},) keep, got {boxes.shape}, {keep.shape}')
     if neg_cfg.max_proposals is not None:
-        keep = _top_k_mask(seg, props[:, 4], keep, neg_cfg.max_proposals)
-    if neg_cfg.filter_range:
-        # Sec. 3.3.3: only proposals whose size lies in R_i count.
-        ranges = cfg.valid_ranges
-        keep &= in_range(box_sizes(boxes),
-                         (ranges[scale, 0], ranges[scale, 1]))
+        keep = _top_k_mask(row_set, props[:, 4], keep,
+                           neg_cfg.max_proposals)
+    # Sec. 3.3.3: only proposals whose size lies in R_i count (with
+    # filter_range, the paper): the kept rows of each (image, scale)
+    # canvas, as ``idx`` into the rows and the canvas ``seg`` = image * S
+    # + scale, grouped by canvas in row order.
+    ranges = cfg.valid_ranges
+    if shared_scales:
+        fits = np.repeat(keep[:, None], num_scales, axis=1)
+        if neg_cfg.filter_range:
+            fits &= in_range(box_sizes(boxes)[:, None],
+                             (ranges[:, 0], ranges[:, 1]))
+        idx, scale = np.nonzero(fits)  # row by row, scale by scale
+        seg = row_img[idx] * num_scales + scale
+        order = np.argsort(seg, kind='stable')
+        idx, seg = idx[order], seg[order]
+    else:
+        seg = row_set
+        if neg_cfg.filter_range:
+            scale = seg % num_scales
+            keep &= in_range(box_sizes(boxes),
+                             (ranges[scale, 0], ranges[scale, 1]))
+        idx = np.flatnonzero(keep)
+        seg = seg[idx]
+    img, scale = np.divmod(seg, num_scales)
     # Factor and canvas per image and scale.
     factor = np.empty((n, num_scales))
     canvas = np.empty((n, num_scales, 2))
     for k, hw in enumerate(zip(h_img.tolist(), w_img.tolist())):
         factor[k], canvas[k] = zip(*cfg.geometry(*hw))
-    idx = np.flatnonzero(keep)
-    img, scale, seg = img[idx], scale[idx], seg[idx]
     scaled = to_canvas(boxes[idx], factor[img, scale][:, None],
                        canvas[img, scale])
     # Sec. 3.3.3: remove the proposals covered by C^i_pos ("covered" as in
@@ -257,8 +286,11 @@ def negative_chips_batch(proposals: np.ndarray, row_start: np.ndarray,
         positive.scale_index
     pos_order = np.argsort(pos_key, kind='stable')
     pos_key = pos_key[pos_order]
-    first = np.searchsorted(pos_key, seg, side='left')
-    per = np.searchsorted(pos_key, seg, side='right') - first
+    # each canvas's run of positive chips, looked up per row
+    num_segs = n * num_scales
+    seg_first = np.searchsorted(pos_key, np.arange(num_segs + 1))
+    first = seg_first[seg]
+    per = seg_first[seg + 1] - first
     pair_row = np.repeat(np.arange(len(seg)), per)
     pair_chip = pos_order[np.arange(len(pair_row)) - np.repeat(
         np.cumsum(per) - per, per) + np.repeat(first, per)]
@@ -275,7 +307,6 @@ def negative_chips_batch(proposals: np.ndarray, row_start: np.ndarray,
     # Each proposal's index runs in its canvas's candidate starts, for
     # every canvas at once (greedy_cover would search them canvas by
     # canvas).
-    num_segs = n * num_scales
     side_h = canvas[img, scale, 0].astype(np.int64)
     side_w = canvas[img, scale, 1].astype(np.int64)
     along = [axis_runs(scaled[:, axis], scaled[:, axis + 2], seg, side,

@@ -160,43 +160,59 @@ def _bbox_error(info: dict, where: Callable[[dict], str],
 _JOB = {}
 
 
+def _file_rows(props, img_ids: list):
+    """The rows of ``img_ids`` read in one slice, when ``props`` is a
+    :class:`~mmsnip.datasets.proposals.ProposalFile` holding these images
+    consecutively, in this order (a file mined for the dataset); else
+    None.
+
+    Returns:
+        tuple | None: ``(rows (R, 5) float32, row_start (N * r + 1,)
+        int64, r)``: ``r`` row sets per image (the scales, or 1 in a
+        version-4 file pooled over them), set ``j`` of image ``n`` is rows
+        ``row_start[n * r + j]:row_start[n * r + j + 1]``.
+    """
+    k = props.position(img_ids[0]) if isinstance(props, ProposalFile) and \
+        img_ids else None
+    if k is None:
+        return None
+    ids = props.img_ids[k:k + len(img_ids)]
+    if len(ids) != len(img_ids) or not np.array_equal(ids, img_ids):
+        return None
+    runs = props.runs_per_image
+    lo, hi = k * runs, (k + len(img_ids)) * runs
+    start = (props.offsets[lo:hi + 1] - props.offsets[lo]).astype(np.int64)
+    return props.rows(lo, hi), start, runs
+
+
 def _proposal_rows(props, img_ids: list, num_scales: int):
     """The proposals of ``img_ids`` as flat rows.
 
-    A :class:`~mmsnip.datasets.proposals.ProposalFile` holding these
-    images consecutively, in this order (a file mined for the dataset) is
-    read in one slice (a version-4 file's rows repeated for every scale);
-    any other mapping image by image.
+    Read in one slice where :func:`_file_rows` can (a version-4 file's
+    rows repeated for every scale); any other mapping image by image.
 
     Returns:
         tuple: ``(rows (R, 5) float, row_start (N * S + 1,) int64)``: image
         ``n``, scale ``s`` are rows ``row_start[n * S + s]:row_start[n * S
         + s + 1]``.
     """
-    k = props.position(img_ids[0]) if isinstance(props, ProposalFile) and \
-        img_ids else None
-    if k is not None:
-        ids = props.img_ids[k:k + len(img_ids)]
-        if len(ids) == len(img_ids) and np.array_equal(ids, img_ids):
-            runs = props.runs_per_image
-            lo, hi = k * runs, (k + len(img_ids)) * runs
-            rows = props.rows(lo, hi)
-            start = (props.offsets[lo:hi + 1] -
-                     props.offsets[lo]).astype(np.int64)
-            if runs == num_scales:
-                return rows, start
-            if runs != 1:  # check_proposals refuses such a file first
-                raise ValueError(
-                    f'proposal file "{props.path}": {runs} row sets per '
-                    f'image, the chip config has {num_scales} scales')
-            # one row set per image for every scale: repeat it per scale
-            first = np.repeat(start[:-1], num_scales)
-            count = np.repeat(np.diff(start), num_scales)
-            start = np.zeros(len(count) + 1, np.int64)
-            np.cumsum(count, out=start[1:])
-            index = np.arange(start[-1]) - np.repeat(start[:-1] - first,
-                                                     count)
-            return rows[index], start
+    read = _file_rows(props, img_ids)
+    if read is not None:
+        rows, start, runs = read
+        if runs == num_scales:
+            return rows, start
+        if runs != 1:  # check_proposals refuses such a file first
+            raise ValueError(
+                f'proposal file "{props.path}": {runs} row sets per '
+                f'image, the chip config has {num_scales} scales')
+        # one row set per image for every scale: repeat it per scale
+        first = np.repeat(start[:-1], num_scales)
+        count = np.repeat(np.diff(start), num_scales)
+        start = np.zeros(len(count) + 1, np.int64)
+        np.cumsum(count, out=start[1:])
+        index = np.arange(start[-1]) - np.repeat(start[:-1] - first,
+                                                 count)
+        return rows[index], start
     arrays = []
     for i in img_ids:
         per_scale = list(props[i])
@@ -296,21 +312,34 @@ def _build_range(first: int, last: int) -> dict:
         num_scales = len(cfg.scales)
         for lo in range(first, last, NEGATIVE_BLOCK):
             hi = min(lo + NEGATIVE_BLOCK, last)
-            rows, row_start = _proposal_rows(
-                props, records.img_ids[lo:hi], num_scales)
+            ids = records.img_ids[lo:hi]
+            read = _file_rows(props, ids)
+            # a file pooled over the scales: its one row set per image
+            # goes to the covers once, not repeated for every scale
+            shared = read is not None and read[2] == 1 < num_scales
+            if shared:
+                rows, row_start, _ = read
+                img = np.repeat(np.arange(hi - lo), np.diff(row_start))
+            else:
+                rows, row_start = _proposal_rows(props, ids, num_scales)
+                img = np.repeat(np.arange(len(row_start) - 1) //
+                                num_scales, np.diff(row_start))
             heights, widths = records.heights[lo:hi], records.widths[lo:hi]
             # One sanitising pass, counted here and used by the covers.
-            img = np.repeat(np.arange(len(row_start) - 1) // num_scales,
-                            np.diff(row_start))
             sanitized = sanitize_boxes(rows[:, :4], heights[img],
                                        widths[img])
-            _add_counts(counts, _proposal_counts(
-                rows, img, sanitized[1], heights, widths), lo)
+            block = _proposal_counts(rows, img, sanitized[1], heights,
+                                     widths)
+            if shared:  # counted as the rows every scale reads
+                block.update({k: block[k] * num_scales
+                              for k in PROPOSAL_COUNTS})
+            _add_counts(counts, block, lo)
             p0, p1 = pos_start[lo - first], pos_start[hi - first]
             negs, per_image = negative_chips_batch(
                 rows, row_start, heights, widths, cfg,
                 pos.select(slice(p0, p1)),
-                pos_start[lo - first:hi - first + 1] - p0, sanitized)
+                pos_start[lo - first:hi - first + 1] - p0, sanitized,
+                shared_scales=shared)
             neg.append(negs)
             neg_n.append(per_image)
     return dict(pos=pos, neg=ChipSet.concat(neg), pos_n=pos_n,

@@ -390,6 +390,60 @@ def test_batch_equals_one_image_at_a_time(seed, max_props, case):
         assert not got.is_positive.any()
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**31), st.sampled_from([None, 30]), st.booleans())
+def test_shared_rows_equal_the_rows_repeated_per_scale(seed, max_props,
+                                                       filter_range):
+    # A file pooled over the scales holds one row set per image for every
+    # scale: shared_scales gives the chips of that set repeated per scale
+    # (the batch's usual input) and of generate_negative_chips given one
+    # array, with ties, dropped rows and rows in several scales' ranges.
+    from mmsnip.chips import negative
+    rng = np.random.default_rng(seed)
+    cfg = ChipConfig(scales=ChipConfig.paper_coco().scales, chip_size=512,
+                     chip_stride=32,
+                     negative=dict(min_proposals=(2, 3, 4),
+                                   max_proposals=max_props,
+                                   filter_range=filter_range))
+    sizes = [(480, 640), (427, 612), (900, 300), (375, 500), (640, 427)]
+    sets, pos, want = [], [], []
+    for h, w in sizes:
+        gt = rng.uniform(0, 1, (4, 2)) * [w - 60, h - 60]
+        chips = generate_positive_chips(
+            np.c_[gt, gt + rng.uniform(5, 60, (4, 2))], h, w, cfg).chips
+        n = int(rng.integers(0, 150))
+        xy = rng.uniform(0, 1, (n, 2)) * [w, h]
+        wh = np.exp(rng.normal(np.log(40), 0.9, (n, 2)))
+        rows = np.c_[xy, xy + wh, np.round(rng.uniform(0, 1, n), 1)]
+        rows[rng.uniform(0, 1, n) < 0.05, 0] = np.nan
+        sets.append(rows)
+        pos.append(chips)
+        want.append(generate_negative_chips(rows, h, w, cfg, chips))
+    hw = np.array(sizes, float)
+    positive = ChipSet.concat(pos)
+    pos_start = np.cumsum([0] + [len(p) for p in pos])
+    got, counts = negative.negative_chips_batch(
+        np.concatenate(sets), np.cumsum([0] + [len(r) for r in sets]),
+        hw[:, 0], hw[:, 1], cfg, positive, pos_start, shared_scales=True)
+    repeated = [r for r in sets for _ in range(3)]
+    again, again_counts = negative.negative_chips_batch(
+        np.concatenate(repeated), np.cumsum([0] + [len(r) for r in repeated]),
+        hw[:, 0], hw[:, 1], cfg, positive, pos_start)
+    assert counts.tolist() == again_counts.tolist() == [len(x) for x in want]
+    want = ChipSet.concat(want)
+    for f in ('boxes', 'boxes_scaled', 'scale_index', 'scale_factor',
+              'is_positive'):
+        np.testing.assert_array_equal(getattr(got, f), getattr(want, f),
+                                      err_msg=f)
+        np.testing.assert_array_equal(getattr(again, f), getattr(want, f),
+                                      err_msg=f)
+    with pytest.raises(ValueError, match=r'5 \+ 1 entries'):
+        negative.negative_chips_batch(
+            np.concatenate(repeated), np.cumsum([0] + [len(r) for r in
+                                                    repeated]),
+            hw[:, 0], hw[:, 1], cfg, positive, pos_start, shared_scales=True)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.floats(-50, 3000), st.floats(0, 700),
                           st.sampled_from([100, 511, 512, 513, 600, 1067,

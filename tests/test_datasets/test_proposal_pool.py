@@ -175,6 +175,12 @@ def test_pooled_chip_table_differs_from_the_per_scale_one_as_expected(
                             workers=0)
     for k in chip_table.TABLE_FIELDS:
         np.testing.assert_array_equal(pooled[k], want[k])
+    # the pooled file went to the covers as one row set per image (read
+    # in one slice), the dict as the set repeated per scale: one table,
+    # one count of the rows read
+    assert chip_table._file_rows(ProposalFile(dst), list(rec.img_ids))[2] \
+        == 1
+    assert pooled['stats'] == want['stats']
     pos = per_scale['is_positive']
     assert pos.sum() == pooled['is_positive'].sum()
     for k in chip_table.TABLE_FIELDS:
