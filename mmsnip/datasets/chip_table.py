@@ -185,6 +185,25 @@ def _file_rows(props, img_ids: list):
     return props.rows(lo, hi), start, runs
 
 
+def _rows_per_scale(path: str, read: tuple, num_scales: int):
+    """:func:`_file_rows`' ``read`` of file ``path`` as one row set per
+    scale, ``(rows, row_start (N * S + 1,))``: a version-4 file's set
+    repeated for every scale."""
+    rows, start, runs = read
+    if runs == num_scales:
+        return rows, start
+    if runs != 1:  # check_proposals refuses such a file first
+        raise ValueError(
+            f'proposal file "{path}": {runs} row sets per image, the chip '
+            f'config has {num_scales} scales')
+    first = np.repeat(start[:-1], num_scales)
+    count = np.repeat(np.diff(start), num_scales)
+    start = np.zeros(len(count) + 1, np.int64)
+    np.cumsum(count, out=start[1:])
+    index = np.arange(start[-1]) - np.repeat(start[:-1] - first, count)
+    return rows[index], start
+
+
 def _proposal_rows(props, img_ids: list, num_scales: int):
     """The proposals of ``img_ids`` as flat rows.
 
@@ -198,21 +217,7 @@ def _proposal_rows(props, img_ids: list, num_scales: int):
     """
     read = _file_rows(props, img_ids)
     if read is not None:
-        rows, start, runs = read
-        if runs == num_scales:
-            return rows, start
-        if runs != 1:  # check_proposals refuses such a file first
-            raise ValueError(
-                f'proposal file "{props.path}": {runs} row sets per '
-                f'image, the chip config has {num_scales} scales')
-        # one row set per image for every scale: repeat it per scale
-        first = np.repeat(start[:-1], num_scales)
-        count = np.repeat(np.diff(start), num_scales)
-        start = np.zeros(len(count) + 1, np.int64)
-        np.cumsum(count, out=start[1:])
-        index = np.arange(start[-1]) - np.repeat(start[:-1] - first,
-                                                 count)
-        return rows[index], start
+        return _rows_per_scale(props.path, read, num_scales)
     arrays = []
     for i in img_ids:
         per_scale = list(props[i])
@@ -321,7 +326,9 @@ def _build_range(first: int, last: int) -> dict:
                 rows, row_start, _ = read
                 img = np.repeat(np.arange(hi - lo), np.diff(row_start))
             else:
-                rows, row_start = _proposal_rows(props, ids, num_scales)
+                rows, row_start = _proposal_rows(props, ids, num_scales) \
+                    if read is None else \
+                    _rows_per_scale(props.path, read, num_scales)
                 img = np.repeat(np.arange(len(row_start) - 1) //
                                 num_scales, np.diff(row_start))
             heights, widths = records.heights[lo:hi], records.widths[lo:hi]
