@@ -236,6 +236,36 @@ def test_snip_runner_refuses_ddod_on_small_chips(tiny_demo_root,
     assert runner.train_loop is not None
 
 
+def test_snip_runner_warns_when_the_chips_are_inside_a_wrapper(
+        tiny_demo_root, tmp_path):
+    """A RepeatDataset around the SniperDataset (negatives=False, which
+    the wrapper refusal allows) has no chip table of its own: the
+    smallest chips are not probed, and the log says so instead of
+    nothing (its first batch of a size the network cannot take would be
+    the first sign)."""
+    import logging
+
+    from mmengine.config import Config
+
+    from mmsnip.engine import SnipRunner
+    cfg = Config.fromfile(tiny_config(
+        tiny_demo_root, str(tmp_path / 'w'), str(tmp_path / 'cfg.py'),
+        base=osp.join(REPO_ROOT, 'configs/sniper',
+                      'sniper_faster-rcnn_r18-w16_fpn_12e_demo.py')))
+    assert not cfg.train_dataloader.dataset.get('negatives')
+    cfg.train_dataloader.dataset = dict(
+        type='RepeatDataset', times=1, dataset=cfg.train_dataloader.dataset)
+    cfg.train_dataloader.sampler = dict(type='DefaultSampler')
+    runner = SnipRunner.from_cfg(cfg)
+    with logged_messages(logging.WARNING) as warnings:
+        assert runner.train_loop is not None
+    assert [w for w in warnings if 'smallest chips' in w] == [
+        'SnipRunner: the detector was not run on the smallest chips '
+        'before training: train_dataloader.dataset (RepeatDataset) has no '
+        'chip table of its own (a wrapper around the SniperDataset?); a '
+        'chip the network cannot take fails at its first batch']
+
+
 class _Unimplemented(nn.Module):
     """A detector whose ``_forward`` is not implemented (no message)."""
 
