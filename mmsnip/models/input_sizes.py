@@ -15,7 +15,7 @@ lets through.
 """
 import logging
 import math
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -212,6 +212,25 @@ def _not_judged(what: str, reason: str) -> None:
               logger='current', level=logging.WARNING)
 
 
+def _judged(model: nn.Module,
+            probe: Callable[[], Optional[str]]) -> Optional[str]:
+    """``probe()``, which runs the whole network (:func:`_runs`), with
+    the detector in eval mode and without gradients, its mode restored
+    after: the probe's message, or None if it finds no problem or the
+    network cannot run on a bare zero input at all (:class:`_NotJudged`:
+    nothing is claimed, a warning says the check was not made)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return probe()
+    except _NotJudged as reason:
+        _not_judged('the detector cannot run on a bare input', str(reason))
+        return None
+    finally:
+        model.train(was_training)
+
+
 def _fixed_pad(model: nn.Module) -> Optional[Tuple[int, int]]:
     """``(h, w)`` of a ``BatchFixedSizePad`` among the data preprocessor's
     ``batch_augments`` (every training batch padded to at least it)."""
@@ -304,44 +323,38 @@ def chip_input_problem(model: nn.Module, chip_size: int) -> Optional[str]:
         return '; '.join(problems)
     _, channels, up = _probe_setup(model)
     size = up(chip_size)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            failed = _runs(model, size, size, channels)
-            if failed is None:
-                return None
-            high = next((up(s) for s in (2 * size, 4 * size)
-                         if _runs(model, up(s), up(s), channels) is None),
-                        None)
-            if high is None:
-                _not_judged(f'the detector fails on {size} x {size} chips '
-                            f'and on larger inputs up to {4 * size} px too',
-                            f'{failed[0]}: {failed[1]}')
-                return None
-            low = size  # fails at low, runs at high: the smallest it takes
-            while up(low + 1) < high:
-                mid = max(up((low + high) // 2), up(low + 1))
-                if mid >= high:
-                    break
-                if _runs(model, mid, mid, channels) is None:
-                    high = mid
-                else:
-                    low = mid
-    except _NotJudged as reason:
-        _not_judged('the detector cannot run on a bare input', str(reason))
-        return None
-    finally:
-        model.train(was_training)
-    where, error = failed
-    return (
-        f'{where} fails on {size} x {size} inputs, the size of the chips '
-        f'(chip_cfg.chip_size={chip_size}) ({error}); the detector takes '
-        f'inputs of {high} px and more: set chip_cfg.chip_size={high} or '
-        'more, and pad every batch to it (chips are smaller at image '
-        'borders and on small canvases): model.data_preprocessor.'
-        f"batch_augments=[dict(type='BatchFixedSizePad', size=({high}, "
-        f'{high}))]')
+
+    def probe() -> Optional[str]:
+        failed = _runs(model, size, size, channels)
+        if failed is None:
+            return None
+        high = next((up(s) for s in (2 * size, 4 * size)
+                     if _runs(model, up(s), up(s), channels) is None), None)
+        if high is None:
+            _not_judged(f'the detector fails on {size} x {size} chips '
+                        f'and on larger inputs up to {4 * size} px too',
+                        f'{failed[0]}: {failed[1]}')
+            return None
+        low = size  # fails at low, runs at high: the smallest it takes
+        while up(low + 1) < high:
+            mid = max(up((low + high) // 2), up(low + 1))
+            if mid >= high:
+                break
+            if _runs(model, mid, mid, channels) is None:
+                high = mid
+            else:
+                low = mid
+        where, error = failed
+        return (
+            f'{where} fails on {size} x {size} inputs, the size of the '
+            f'chips (chip_cfg.chip_size={chip_size}) ({error}); the '
+            f'detector takes inputs of {high} px and more: set chip_cfg.'
+            f'chip_size={high} or more, and pad every batch to it (chips '
+            'are smaller at image borders and on small canvases): '
+            'model.data_preprocessor.batch_augments=[dict(type='
+            f"'BatchFixedSizePad', size=({high}, {high}))]")
+
+    return _judged(model, probe)
 
 
 def small_chip_problem(model: nn.Module, shapes, chip_size: int,
@@ -386,26 +399,21 @@ def small_chip_problem(model: nn.Module, shapes, chip_size: int,
         shape = tuple(int(v) for v in padded[k])
         if shape not in tried:
             tried.append(shape)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for h, w in tried:
-                failed = _runs(model, h, w, channels)
-                if failed is not None:
-                    break
-            else:
-                return None
-    except _NotJudged as reason:
-        _not_judged('the detector cannot run on a bare input', str(reason))
+
+    def probe() -> Optional[str]:
+        for h, w in tried:
+            failed = _runs(model, h, w, channels)
+            if failed is not None:
+                return (
+                    f'{failed[0]} fails on a {w} x {h} input '
+                    f'({failed[1]}), the size (width x height, padded) of '
+                    f'{where} smaller than chip_cfg.chip_size={chip_size} '
+                    '(image borders, small canvases), which a batch of '
+                    'such chips is: training would stop at the first one; '
+                    'pad every batch to the chip size, '
+                    'model.data_preprocessor.batch_augments=[dict('
+                    "type='BatchFixedSizePad', "
+                    f'size=({chip_size}, {chip_size}))]')
         return None
-    finally:
-        model.train(was_training)
-    return (
-        f'{failed[0]} fails on a {w} x {h} input ({failed[1]}), the size '
-        f'(width x height, padded) of {where} smaller than chip_cfg.'
-        f'chip_size={chip_size} (image borders, small canvases), which a '
-        'batch of such chips is: training would stop at the first one; '
-        'pad every batch to the chip size, model.data_preprocessor.'
-        f"batch_augments=[dict(type='BatchFixedSizePad', size=({chip_size}"
-        f', {chip_size}))]')
+
+    return _judged(model, probe)
