@@ -369,11 +369,13 @@ def test_a_pad_stage_pads_views_and_keeps_their_scale(tiny_demo_root):
 
 
 def test_snip_runner_refuses_ddod_on_small_test_views(tiny_demo_root,
-                                                      tmp_path):
+                                                      tmp_path, monkeypatch):
     """Through SnipRunner, as tools/test.py --tta builds it: the SNIPER
     demo config with DDOD (320 px chips, padded) and a pyramid scale that
     halves the images: refused when the test loop is built, before the
     first image; with a Pad stage to 288 px it builds."""
+    import logging
+
     from mmengine.config import Config, ConfigDict
     from mmengine.hub import get_config
 
@@ -401,6 +403,19 @@ def test_snip_runner_refuses_ddod_on_small_test_views(tiny_demo_root,
                        r'a .* input .* tta_model.scales\[1\] \(factor=0.5\) '
                        'resizes "val_'):
         runner.test_loop
+    # a data list without image sizes: not checked, and the log says so
+    from mmdet.datasets import CocoDataset
+    full = CocoDataset.get_data_info
+    monkeypatch.setattr(CocoDataset, 'get_data_info', lambda self, i: {
+        k: v for k, v in full(self, i).items() if k != 'height'})
+    runner = SnipRunner.from_cfg(copy.deepcopy(cfg))
+    with logged_messages(logging.WARNING) as warnings:
+        assert runner.test_loop is not None
+    assert [w for w in warnings if 'views' in w] == [
+        'SnipRunner: the detector was not run on the smallest views of the '
+        'test pyramid: test_dataloader.dataset (CocoDataset) gives no '
+        'image sizes ("height" / "width" in its data list)']
+    monkeypatch.undo()
     cfg.tta_pipeline[1].transforms.insert(1, [dict(type='Pad',
                                                    size=(288, 288))])
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
