@@ -26,8 +26,7 @@ from mmsnip.utils.dataset_audit import (ERROR, audit_config, summary,
                                         unchecked_loaders)
 from mmsnip.utils.preflight import (DATALOADER_KEYS, UserInputError,
                                     check_data_paths, load_config,
-                                    registry_classes, registry_is_coco,
-                                    run_cli)
+                                    registry_classes, run_cli)
 
 
 def parse_args(argv=None):
@@ -65,12 +64,11 @@ def main():
     cfg = load_config(args.config, args.cfg_options)
     keys = args.keys or list(DATALOADER_KEYS)
     check_data_paths(cfg, keys, audit=False)
-    unchecked = unchecked_loaders(cfg, keys, registry_is_coco)
+    unchecked = unchecked_loaders(cfg, keys)
     problems = audit_config(
         cfg,
         keys,
         default_classes=registry_classes,
-        is_coco=registry_is_coco,
         images=True,
         full_decode=args.full_decode,
         workers=args.workers or 0,

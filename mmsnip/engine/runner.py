@@ -9,6 +9,7 @@ and mmsnip's ``tools/train.py``/``tools/test.py``, ``mim`` and the
 """
 import copy
 import math
+import os.path as osp
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -529,7 +530,11 @@ class SnipRunner(Runner):
        (:func:`mmsnip.models.input_sizes.chip_input_problem`; once the
        chip table is built, in :meth:`build_train_loop`, the smallest
        chips too, unless every batch is padded to the chip size:
-       :func:`~mmsnip.models.input_sizes.small_chip_problem`), and, with
+       :func:`~mmsnip.models.input_sizes.small_chip_problem`; in
+       ``tools/test.py --tta``, once the test dataset is built, in
+       :meth:`build_test_loop`, the smallest views of a ``SnipTTAModel``
+       pyramid: :func:`~mmsnip.models.input_sizes.pyramid_view_problem`),
+       and, with
        :func:`mmsnip.models.snip_labels.check_scale_aware`, a module that
        would still train on out-of-range objects is an error naming it,
        unless the config opts out with
@@ -576,6 +581,46 @@ class SnipRunner(Runner):
             if problem:
                 raise UserInputError(f'{self.cfg.filename or "the config"}'
                                      f': {problem}')
+        return loop
+
+    def build_test_loop(self, loop):
+        """MMEngine's, then (the test dataset now built) the detector of a
+        ``SnipTTAModel`` (``tools/test.py --tta``) on the pyramid's
+        smallest views of the test images
+        (:func:`mmsnip.models.input_sizes.pyramid_view_problem`), before
+        the first image."""
+        loop = super().build_test_loop(loop)
+        from mmengine.model import is_model_wrapper
+
+        from mmsnip.models.input_sizes import pyramid_view_problem
+        from mmsnip.models.test_time_augs import SnipTTAModel
+        tta = self.model.module if is_model_wrapper(self.model) \
+            else self.model
+        dataset = getattr(getattr(loop, 'dataloader', None), 'dataset',
+                          None)
+        if not isinstance(tta, SnipTTAModel) or dataset is None:
+            return loop
+        if hasattr(dataset, 'full_init'):
+            dataset.full_init()  # lazy_init=True: the data list, built now
+        infos = [dataset.get_data_info(i) for i in range(len(dataset))]
+        dataset_cfg = (self.cfg.get('test_dataloader') or {}).get(
+            'dataset') or {}
+        if not all('height' in d and 'width' in d for d in infos):
+            self.logger.warning(
+                'SnipRunner: the detector was not run on the smallest '
+                'views of the test pyramid: test_dataloader.dataset '
+                f'({type(dataset).__name__}) gives no image sizes ("height"'
+                ' / "width" in its data list)')
+            return loop
+        problem = pyramid_view_problem(
+            tta.module, [(d['height'], d['width']) for d in infos],
+            tta.scales, [osp.basename(str(d.get('img_path', i)))
+                         for i, d in enumerate(infos)],
+            f'test_dataloader.dataset ({type(dataset).__name__})',
+            _view_pad(dataset_cfg.get('pipeline')))
+        if problem:
+            raise UserInputError(f'{self.cfg.filename or "the config"}'
+                                 f': {problem}')
         return loop
 
     def train(self):
@@ -661,6 +706,30 @@ class SnipRunner(Runner):
         check_scale_aware(
             model, source, settings['allow_unaware'], logger=runner.logger)
         return runner
+
+
+def _view_pad(pipeline) -> Optional[Tuple[int, int]]:
+    """``(height, width)`` every view of a test pyramid's pipeline is
+    padded to at least: a stage of its ``TestTimeAug`` after the first
+    (the resizes, as ``SnipTTAModel`` needs them) made of ``Pad(size=(w,
+    h))`` steps only (mmcv pads to at least that size), the smallest of
+    them; None if there is none."""
+    pads = []
+    for step in pipeline or []:
+        if not type_in(step, ('TestTimeAug', ), 'TRANSFORMS'):
+            continue
+        for stage in (step.get('transforms') or [])[1:]:
+            sizes = [t.get('size') for t in stage or []
+                     if isinstance(t, dict)
+                     and type_in(t, ('Pad', ), 'TRANSFORMS')]
+            if stage and len(sizes) == len(stage) and all(
+                    isinstance(v, (list, tuple)) and len(v) == 2
+                    for v in sizes):
+                pads.append((min(int(v[1]) for v in sizes),
+                             min(int(v[0]) for v in sizes)))
+    if not pads:
+        return None
+    return max(p[0] for p in pads), max(p[1] for p in pads)
 
 
 def _sniper_chip_size(cfg: Config) -> Optional[int]:

@@ -11,11 +11,13 @@ YOLOv3's neck) needs a multiple of the network's largest stride, and
 otherwise fails with a tensor size mismatch deep in the first batch of
 such a size. :func:`input_size_problem` finds that before any data is
 loaded, by running the backbone and neck once on a size the preprocessor
-lets through.
+lets through. The whole network (heads too) is run on the sizes it gets:
+SNIPER's chips (:func:`chip_input_problem`, :func:`small_chip_problem`)
+and the views of the SNIP pyramid test (:func:`pyramid_view_problem`).
 """
 import logging
 import math
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -212,6 +214,58 @@ def _not_judged(what: str, reason: str) -> None:
               logger='current', level=logging.WARNING)
 
 
+def _judged(model: nn.Module,
+            probe: Callable[[], Optional[str]]) -> Optional[str]:
+    """``probe()``, which runs the whole network (:func:`_runs`), with
+    the detector in eval mode and without gradients, its mode restored
+    after: the probe's message, or None if it finds no problem or the
+    network cannot run on a bare zero input at all (:class:`_NotJudged`:
+    nothing is claimed, a warning says the check was not made)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return probe()
+    except _NotJudged as reason:
+        _not_judged('the detector cannot run on a bare input', str(reason))
+        return None
+    finally:
+        model.train(was_training)
+
+
+def _smallest_square(model: nn.Module, size: int, channels: int,
+                     up: Callable[[int], int]) -> Optional[int]:
+    """The smallest square input (padded by ``up``) the whole network
+    runs on, above ``size``, on which it fails: searched up to ``4 x
+    size`` (then bisected), None if it fails up to there too. Run by a
+    probe of :func:`_judged`."""
+    high = next((up(s) for s in (2 * size, 4 * size)
+                 if _runs(model, up(s), up(s), channels) is None), None)
+    if high is None:
+        return None
+    low = size  # fails at low, runs at high: the smallest it takes
+    while up(low + 1) < high:
+        mid = max(up((low + high) // 2), up(low + 1))
+        if mid >= high:
+            break
+        if _runs(model, mid, mid, channels) is None:
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+def _smallest_shapes(padded: np.ndarray) -> List[int]:
+    """Rows of ``(N, 2)`` ``(height, width)`` shapes to probe: the
+    shortest, the narrowest and the smallest, each once."""
+    rows: List[int] = []
+    for k in (np.argmin(padded[:, 0]), np.argmin(padded[:, 1]),
+              np.argmin(padded.prod(1))):
+        if not any((padded[r] == padded[k]).all() for r in rows):
+            rows.append(int(k))
+    return rows
+
+
 def _fixed_pad(model: nn.Module) -> Optional[Tuple[int, int]]:
     """``(h, w)`` of a ``BatchFixedSizePad`` among the data preprocessor's
     ``batch_augments`` (every training batch padded to at least it)."""
@@ -223,6 +277,24 @@ def _fixed_pad(model: nn.Module) -> Optional[Tuple[int, int]]:
     return None
 
 
+def _ssd_priors(model: nn.Module) -> List[Tuple[str, nn.Module]]:
+    """``(entry, prior generator)`` of each ``SSDAnchorGenerator`` of a
+    detector, once each (a head holds one object under two names), e.g.
+    ``('model.bbox_head.prior_generator (SSDAnchorGenerator)', ...)``."""
+    from mmdet.models.task_modules.prior_generators import \
+        SSDAnchorGenerator
+    found, seen = [], set()
+    for name, module in model.named_modules():
+        for attr in ('prior_generator', 'anchor_generator'):
+            prior = getattr(module, attr, None)  # one object, two names
+            if isinstance(prior, SSDAnchorGenerator) and \
+                    id(prior) not in seen:
+                seen.add(id(prior))
+                found.append((f'model.{name}.{attr} '
+                              f'({type(prior).__name__})', prior))
+    return found
+
+
 def _ssd_prior_problems(model: nn.Module, chip_size: int,
                         fixed: Optional[Tuple[int, int]]) -> List[str]:
     """SSD's priors (``SSDAnchorGenerator``) are laid out for one input
@@ -231,43 +303,34 @@ def _ssd_prior_problems(model: nn.Module, chip_size: int,
     the feature maps only on ``input_size x input_size`` inputs. On other
     chips they sit beside the features they are predicted from, which
     trains without an error."""
-    from mmdet.models.task_modules.prior_generators import \
-        SSDAnchorGenerator
-    problems, seen = [], set()
-    for name, module in model.named_modules():
-        for attr in ('prior_generator', 'anchor_generator'):
-            prior = getattr(module, attr, None)  # one object, two names
-            if not isinstance(prior, SSDAnchorGenerator) or \
-                    id(prior) in seen:
-                continue
-            seen.add(id(prior))
-            size = int(getattr(prior, 'input_size', 0))
-            if size == chip_size and fixed == (size, size):
-                continue
-            strides = tuple(int(s[0]) for s in prior.strides)
-            fix = [] if size == chip_size else [
-                f'set chip_cfg.chip_size={size} (for 512 px chips, '
-                'mmdet::ssd/ssd512_coco.py lays its priors out for 512)']
-            if fixed != (size, size):
-                fix.append(
-                    'pad every batch to it: model.data_preprocessor.'
-                    "batch_augments=[dict(type='BatchFixedSizePad', "
-                    f'size=({size}, {size}))]')
-            got = [] if size == chip_size else [
-                f'the chips are chip_cfg.chip_size={chip_size} px']
-            if fixed != (chip_size, chip_size):
-                got.append('chips are smaller than that at image borders '
-                           'and on small canvases (no BatchFixedSizePad '
-                           f'to ({size}, {size}))')
-            problems.append(
-                f'model.{name}.{attr} ({type(prior).__name__}) lays out '
-                f'its priors for {size} x {size} inputs (centres on the '
-                f'strides {strides}, sizes from input_size={size}), but '
-                + ', and '.join(got) + ': on other sizes the priors sit '
-                'beside the features they are predicted from, silently; '
-                + ' and '.join(fix) + '. The SNIP pyramid test resizes '
-                'images to other sizes, where these priors are misplaced '
-                'too')
+    problems = []
+    for entry, prior in _ssd_priors(model):
+        size = int(getattr(prior, 'input_size', 0))
+        if size == chip_size and fixed == (size, size):
+            continue
+        strides = tuple(int(s[0]) for s in prior.strides)
+        fix = [] if size == chip_size else [
+            f'set chip_cfg.chip_size={size} (for 512 px chips, '
+            'mmdet::ssd/ssd512_coco.py lays its priors out for 512)']
+        if fixed != (size, size):
+            fix.append(
+                'pad every batch to it: model.data_preprocessor.'
+                "batch_augments=[dict(type='BatchFixedSizePad', "
+                f'size=({size}, {size}))]')
+        got = [] if size == chip_size else [
+            f'the chips are chip_cfg.chip_size={chip_size} px']
+        if fixed != (chip_size, chip_size):
+            got.append('chips are smaller than that at image borders '
+                       'and on small canvases (no BatchFixedSizePad '
+                       f'to ({size}, {size}))')
+        problems.append(
+            f'{entry} lays out its priors for {size} x {size} inputs '
+            f'(centres on the strides {strides}, sizes from '
+            f'input_size={size}), but ' + ', and '.join(got) + ': on '
+            'other sizes the priors sit beside the features they are '
+            'predicted from, silently; ' + ' and '.join(fix) + '. The '
+            'SNIP pyramid test resizes images to other sizes, where these '
+            'priors are misplaced too')
     return problems
 
 
@@ -304,44 +367,28 @@ def chip_input_problem(model: nn.Module, chip_size: int) -> Optional[str]:
         return '; '.join(problems)
     _, channels, up = _probe_setup(model)
     size = up(chip_size)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            failed = _runs(model, size, size, channels)
-            if failed is None:
-                return None
-            high = next((up(s) for s in (2 * size, 4 * size)
-                         if _runs(model, up(s), up(s), channels) is None),
-                        None)
-            if high is None:
-                _not_judged(f'the detector fails on {size} x {size} chips '
-                            f'and on larger inputs up to {4 * size} px too',
-                            f'{failed[0]}: {failed[1]}')
-                return None
-            low = size  # fails at low, runs at high: the smallest it takes
-            while up(low + 1) < high:
-                mid = max(up((low + high) // 2), up(low + 1))
-                if mid >= high:
-                    break
-                if _runs(model, mid, mid, channels) is None:
-                    high = mid
-                else:
-                    low = mid
-    except _NotJudged as reason:
-        _not_judged('the detector cannot run on a bare input', str(reason))
-        return None
-    finally:
-        model.train(was_training)
-    where, error = failed
-    return (
-        f'{where} fails on {size} x {size} inputs, the size of the chips '
-        f'(chip_cfg.chip_size={chip_size}) ({error}); the detector takes '
-        f'inputs of {high} px and more: set chip_cfg.chip_size={high} or '
-        'more, and pad every batch to it (chips are smaller at image '
-        'borders and on small canvases): model.data_preprocessor.'
-        f"batch_augments=[dict(type='BatchFixedSizePad', size=({high}, "
-        f'{high}))]')
+
+    def probe() -> Optional[str]:
+        failed = _runs(model, size, size, channels)
+        if failed is None:
+            return None
+        high = _smallest_square(model, size, channels, up)
+        if high is None:
+            _not_judged(f'the detector fails on {size} x {size} chips '
+                        f'and on larger inputs up to {4 * size} px too',
+                        f'{failed[0]}: {failed[1]}')
+            return None
+        where, error = failed
+        return (
+            f'{where} fails on {size} x {size} inputs, the size of the '
+            f'chips (chip_cfg.chip_size={chip_size}) ({error}); the '
+            f'detector takes inputs of {high} px and more: set chip_cfg.'
+            f'chip_size={high} or more, and pad every batch to it (chips '
+            'are smaller at image borders and on small canvases): '
+            'model.data_preprocessor.batch_augments=[dict(type='
+            f"'BatchFixedSizePad', size=({high}, {high}))]")
+
+    return _judged(model, probe)
 
 
 def small_chip_problem(model: nn.Module, shapes, chip_size: int,
@@ -380,32 +427,133 @@ def small_chip_problem(model: nn.Module, shapes, chip_size: int,
     if fixed is not None:
         padded = np.maximum(padded, fixed)
     # the shortest, the narrowest and the smallest chip (as batched alone)
-    tried = []
-    for k in (np.argmin(padded[:, 0]), np.argmin(padded[:, 1]),
-              np.argmin(padded.prod(1))):
-        shape = tuple(int(v) for v in padded[k])
-        if shape not in tried:
-            tried.append(shape)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for h, w in tried:
-                failed = _runs(model, h, w, channels)
-                if failed is not None:
-                    break
-            else:
-                return None
-    except _NotJudged as reason:
-        _not_judged('the detector cannot run on a bare input', str(reason))
+    tried = [tuple(int(v) for v in padded[k])
+             for k in _smallest_shapes(padded)]
+
+    def probe() -> Optional[str]:
+        for h, w in tried:
+            failed = _runs(model, h, w, channels)
+            if failed is not None:
+                return (
+                    f'{failed[0]} fails on a {w} x {h} input '
+                    f'({failed[1]}), the size (width x height, padded) of '
+                    f'{where} smaller than chip_cfg.chip_size={chip_size} '
+                    '(image borders, small canvases), which a batch of '
+                    'such chips is: training would stop at the first one; '
+                    'pad every batch to the chip size, '
+                    'model.data_preprocessor.batch_augments=[dict('
+                    "type='BatchFixedSizePad', "
+                    f'size=({chip_size}, {chip_size}))]')
         return None
-    finally:
-        model.train(was_training)
-    return (
-        f'{failed[0]} fails on a {w} x {h} input ({failed[1]}), the size '
-        f'(width x height, padded) of {where} smaller than chip_cfg.'
-        f'chip_size={chip_size} (image borders, small canvases), which a '
-        'batch of such chips is: training would stop at the first one; '
-        'pad every batch to the chip size, model.data_preprocessor.'
-        f"batch_augments=[dict(type='BatchFixedSizePad', size=({chip_size}"
-        f', {chip_size}))]')
+
+    return _judged(model, probe)
+
+
+def pyramid_view_problem(model: nn.Module, image_shapes, scales,
+                         images: Optional[Sequence[str]] = None,
+                         where: str = 'test_dataloader.dataset',
+                         pad: Optional[Tuple[int, int]] = None
+                         ) -> Optional[str]:
+    """A message if the detector cannot take the views of the SNIP
+    pyramid test (``SnipTTAModel``), else None. Each view is a whole
+    image resized by one scale's factor rule, whatever its size and
+    aspect ratio, and a batch of views of one image is padded only to
+    ``pad_size_divisor`` (``batch_augments`` such as
+    ``BatchFixedSizePad`` run in training only):
+
+    - SSD's priors are laid out for one ``input_size``: a view of another
+      size (any view of the pyramid, in practice) is refused; there they
+      sit beside their features, silently;
+    - a network that fails on the smallest views (DDOD's deformable head
+      under 288 px) is refused before the test, naming the module, the
+      view (scale and image) and the smallest square it takes; one that
+      fails on every size up to 4 x the view's, or cannot run on a bare
+      input, is not judged (a warning says so).
+
+    Runs the whole network (:func:`_runs`) on the shortest, the
+    narrowest and the smallest view (each padded alone), in eval mode
+    without gradients.
+
+    Args:
+        model (nn.Module): The detector the TTA model wraps.
+        image_shapes (array): ``(N, 2)`` ``(height, width)`` of the test
+            images, ORIGINAL pixels.
+        scales (Sequence[ScaleSpec]): ``tta_model.scales``.
+        images (Sequence[str], optional): The images' names (``N``), for
+            the message.
+        where (str): The dataset, for the message.
+        pad (tuple[int, int], optional): ``(height, width)`` every view
+            is padded to at least by the test pipeline (a ``Pad(size=(w,
+            h))`` after the resizes), SCALED pixels.
+
+    Returns:
+        str | None: Naming the module, the view and the fix.
+    """
+    shapes = np.asarray(image_shapes, np.float64).reshape(-1, 2)
+    if getattr(model, '_forward', None) is None or not len(shapes) or \
+            not scales or not list(model.parameters()):
+        return None
+    divisor, channels, up = _probe_setup(model)
+    # (scale, image) -> view shape, as ScaleSpec.scaled_shape (vectorized)
+    views = np.concatenate([
+        np.maximum(np.round(
+            shapes * spec.factors_for(shapes[:, 0], shapes[:, 1])[:, None]),
+            1) for spec in scales])
+    if pad is not None:
+        views_in = np.maximum(views, np.asarray(pad, np.float64))
+    else:
+        views_in = views
+    padded = (np.ceil(views_in / divisor) * divisor).astype(np.int64)
+
+    def view(k: int) -> str:
+        scale, image = divmod(k, len(shapes))
+        spec = scales[scale]
+        name = f'"{images[image]}"' if images is not None else \
+            f'image {image}'
+        oh, ow = (int(v) for v in shapes[image])
+        vh, vw = (int(v) for v in views[k])
+        return (f'tta_model.scales[{scale}] ({spec.rule}='
+                f'{getattr(spec, spec.rule)}) resizes {name} of {where} '
+                f'({ow} x {oh}) to {vw} x {vh}')
+
+    problems = []
+    for entry, prior in _ssd_priors(model):
+        size = int(getattr(prior, 'input_size', 0))
+        other = np.flatnonzero((padded != size).any(1))
+        if len(other):
+            problems.append(
+                f'{entry} lays out its priors for {size} x {size} inputs, '
+                f'but the test pyramid\'s views have other sizes '
+                f'({view(int(other[0]))}): there the priors sit beside the '
+                'features they are predicted from, silently; test this '
+                'detector without --tta (its own test pipeline resizes '
+                f'every image to {size} x {size})')
+    if problems:
+        return '; '.join(problems)
+
+    def probe() -> Optional[str]:
+        for k in _smallest_shapes(padded):
+            h, w = (int(v) for v in padded[k])
+            failed = _runs(model, h, w, channels)
+            if failed is None:
+                continue
+            low = up(min(h, w))
+            high = low if _runs(model, low, low, channels) is None else \
+                _smallest_square(model, low, channels, up)
+            if high is None:
+                _not_judged(f'the detector fails on a {w} x {h} view and '
+                            f'on larger inputs up to {4 * low} px too',
+                            f'{failed[0]}: {failed[1]}')
+                return None
+            return (
+                f'{failed[0]} fails on a {w} x {h} input ({failed[1]}), '
+                'the size (width x height, padded) of a view of the SNIP '
+                f'pyramid test: {view(k)}, so the test would stop there; '
+                f'the detector takes inputs of {high} px and more: pad '
+                'every view to it, a stage [dict(type=\'Pad\', '
+                f'size=({high}, {high}))] after the resizes in '
+                "tta_pipeline's TestTimeAug transforms, or leave that "
+                'scale out of tta_model.scales and tta_pipeline')
+        return None
+
+    return _judged(model, probe)

@@ -7,6 +7,10 @@
   user's subclass. A test of "is this entry an ``X``" resolves the type
   through the registry and counts subclasses; it never compares the
   ``type`` string.
+- **COCO readers** (:func:`reads_coco`): whether a dataset or metric
+  config reads its ``ann_file`` as COCO json with MMDetection's label
+  rule, by its class (``CocoDataset`` / ``CocoMetric`` and subclasses,
+  not LVIS's or COCO panoptic's), never by a ``'Coco'`` in its name.
 - **Pipeline steps** (:func:`pipeline_steps`, :func:`mask_loader`):
   which steps of a pipeline are an ``X`` (a ``LoadAnnotations`` that loads
   masks, a ``CropChip``), by the same rule.
@@ -69,6 +73,38 @@ def type_in(cfg: Any, names, registry: str) -> Optional[str]:
     ``SnipDataset``, which subclasses ``SniperDataset``."""
     return next((name for name in type_lineage(cfg, registry)
                  if name in names), None)
+
+
+# The classes that read ``ann_file`` as COCO instance json and label a box
+# by its class's position in ``metainfo.classes`` as the file's
+# "categories" order them (pycocotools ``get_cat_ids``), per registry:
+# ``registry: (reader, subclasses that read other files)``. In mmdet 3.3
+# ``LVISV05Dataset`` (and ``LVISV1Dataset`` under it) and
+# ``CocoPanopticDataset`` (and ``ADE20KPanopticDataset``) subclass
+# ``CocoDataset``, ``LVISMetric`` subclasses ``CocoMetric``; names such
+# as ``RefCocoDataset``, ``CocoCaptionDataset`` or ``DODCocoMetric`` are
+# other classes altogether.
+COCO_READERS = {
+    'DATASETS': ('CocoDataset', ('LVISV05Dataset', 'CocoPanopticDataset')),
+    'METRICS': ('CocoMetric', ('LVISMetric', )),
+}
+
+
+def reads_coco(cfg: Any, registry: str) -> bool:
+    """Whether a dataset (``registry='DATASETS'``) or metric
+    (``'METRICS'``) config dict, or a built object, reads its
+    ``ann_file`` as COCO json with MMDetection's label rule: its class is
+    ``CocoDataset`` / ``CocoMetric`` or a subclass (a user's
+    ``MyDataset(CocoDataset)``, ``Objects365V1Dataset``,
+    ``CocoOccludedSeparatedMetric``), not one of LVIS or COCO panoptic
+    (:data:`COCO_READERS`). By :func:`type_in`: scope prefixes
+    (``'mmdet.CocoDataset'``, ``'mmsnip.X'``) count, and a type the
+    registry does not know is only its own name (building it names it)."""
+    if registry not in COCO_READERS:
+        raise ValueError(f'reads_coco: registry must be one of '
+                         f'{sorted(COCO_READERS)}, not {registry!r}')
+    reader, others = COCO_READERS[registry]
+    return type_in(cfg, (reader, ) + others, registry) == reader
 
 
 def pipeline_steps(pipelines: List[list], name: str) -> List[Any]:

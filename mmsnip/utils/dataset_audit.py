@@ -75,7 +75,8 @@ COCO-sized file (118k images, 860k annotations) takes about 2 s after
 one small read per image, in ``workers`` processes. Importing it needs only
 numpy, json and PIL (no torch: the one-file checks of ``load_coco``);
 reading a config (:func:`sources_from_config`) asks the registry which
-pipeline steps load images and masks, which imports mmdet and torch.
+dataset and metric types read COCO json and which pipeline steps load
+images and masks, which imports mmdet and torch.
 
 Users: :func:`mmsnip.utils.preflight.check_annotations` (before every
 ``tools/train.py`` / ``test.py`` run), ``tools/check_dataset.py`` (all of
@@ -96,7 +97,8 @@ from typing import (Callable, Dict, Iterable, Iterator, List, Optional,
 import numpy as np
 
 from .checks import is_number
-from .config_tree import dataset_leaves, mask_loader, pipeline_steps
+from .config_tree import (dataset_leaves, mask_loader, pipeline_steps,
+                          reads_coco)
 
 ERROR = 'error'
 WARNING = 'warning'
@@ -1394,21 +1396,16 @@ def _applies_orientation(pipelines: list) -> bool:
     return True
 
 
-def is_coco_type(type_name: str) -> bool:
-    """Dataset / metric types whose ``ann_file`` is COCO json with the
-    label rule above (``CocoDataset`` and subclasses by name; not LVIS)."""
-    base = str(type_name).split('.')[-1]
-    return ('Coco' in base or base in ('CocoMetric', )) \
-        and 'LVIS' not in base and 'Panoptic' not in base
-
-
 def sources_from_config(
         cfg,
         keys: Sequence[str] = ('train_dataloader', 'val_dataloader',
                                'test_dataloader'),
-        default_classes: Optional[ClassResolver] = None,
-        is_coco: Callable[[str], bool] = is_coco_type) -> List[AnnSource]:
-    """The COCO annotation files of a config's dataloaders and evaluators.
+        default_classes: Optional[ClassResolver] = None) -> List[AnnSource]:
+    """The COCO annotation files of a config's dataloaders and evaluators:
+    the ``ann_file`` of each dataset and evaluator whose class reads COCO
+    json with MMDetection's label rule
+    (:func:`mmsnip.utils.config_tree.reads_coco`: ``CocoDataset``,
+    ``CocoMetric`` and their subclasses, not LVIS or panoptic).
 
     Args:
         cfg (Config | dict): A full config.
@@ -1417,7 +1414,6 @@ def sources_from_config(
         default_classes (callable, optional): Dataset type name -> its
             default ``METAINFO['classes']``, for datasets without
             ``metainfo.classes`` (e.g. the COCO 80 of ``CocoDataset``).
-        is_coco (callable): Whether a dataset / metric type reads COCO json.
 
     Returns:
         list[AnnSource]: In config order (train first); one per use of a
@@ -1433,7 +1429,7 @@ def sources_from_config(
         first_leaf = None
         for name, ds, pipelines in dataset_leaves(loader['dataset'],
                                                   f'{loader_key}.dataset'):
-            if not ds.get('ann_file') or not is_coco(ds.get('type', '')):
+            if not ds.get('ann_file') or not reads_coco(ds, 'DATASETS'):
                 continue
             root = ds.get('data_root') or ''
             prefix = ds.get('data_prefix') or {}
@@ -1464,7 +1460,7 @@ def sources_from_config(
             evaluators = [evaluators]
         for i, ev in enumerate(evaluators or []):
             if not isinstance(ev, dict) or not ev.get('ann_file') or \
-                    not is_coco(ev.get('type', '')):
+                    not reads_coco(ev, 'METRICS'):
                 continue
             name = eval_key if len(evaluators) == 1 else f'{eval_key}[{i}]'
             out.append(
@@ -1549,10 +1545,9 @@ def audit_config(cfg,
                  keys: Sequence[str] = ('train_dataloader', 'val_dataloader',
                                         'test_dataloader'),
                  default_classes: Optional[ClassResolver] = None,
-                 is_coco: Callable[[str], bool] = is_coco_type,
                  **kwargs) -> List[Problem]:
     """:func:`audit_sources` of :func:`sources_from_config` (see there for
-    ``keys``, ``default_classes``, ``is_coco``; ``kwargs`` go to
+    ``keys`` and ``default_classes``; ``kwargs`` go to
     :func:`audit_sources`).
 
     Files that do not exist are left to the path checks
@@ -1560,16 +1555,13 @@ def audit_config(cfg,
     directory is a ``bad_file`` error.
     """
     sources = [
-        s for s in sources_from_config(cfg, keys, default_classes, is_coco)
+        s for s in sources_from_config(cfg, keys, default_classes)
         if '://' not in s.ann_file and osp.exists(s.ann_file)
     ]
     return audit_sources(sources, **kwargs)
 
 
-def unchecked_loaders(cfg,
-                      keys: Sequence[str],
-                      is_coco: Callable[[str], bool] = is_coco_type
-                      ) -> Dict[str, str]:
+def unchecked_loaders(cfg, keys: Sequence[str]) -> Dict[str, str]:
     """The dataloaders of ``keys`` that give the audit no COCO file,
     with the reason: ``{'val_dataloader': 'is None in the config'}``."""
     out = {}
@@ -1580,7 +1572,7 @@ def unchecked_loaders(cfg,
                         else 'is not in the config')
         elif not isinstance(loader.get('dataset'), dict):
             out[key] = 'has no dataset'
-        elif not sources_from_config(cfg, (key, ), None, is_coco):
+        elif not sources_from_config(cfg, (key, )):
             out[key] = ('has no COCO annotation file (no ann_file of a '
                         'COCO dataset type)')
     return out

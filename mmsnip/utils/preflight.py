@@ -15,8 +15,7 @@ from mmengine.config import Config
 from .checks import is_integer
 from .config_tree import config_entries, type_in, walk_dataset_cfgs
 from .dataset_audit import (ANN_FIELDS, COCO_LISTS, ERROR, IMAGE_FIELDS,
-                            audit_config, is_coco_type, join_root, read_coco,
-                            summary)
+                            audit_config, join_root, read_coco, summary)
 
 if TYPE_CHECKING:
     from mmsnip.chips import ChipConfig
@@ -238,24 +237,6 @@ def registry_classes(type_name: str) -> Optional[Tuple[str, ...]]:
     return tuple(classes) if classes else None
 
 
-def registry_is_coco(type_name: str) -> bool:
-    """Whether a dataset / metric type reads COCO json with MMDetection's
-    label rule: ``CocoDataset``, ``CocoMetric`` and registered subclasses
-    of ``CocoDataset`` (a user's own ``MyDataset(CocoDataset)``), not
-    LVIS or panoptic."""
-    if is_coco_type(type_name):
-        return True
-    try:
-        from mmdet.datasets import CocoDataset
-
-        from mmsnip.registry import DATASETS
-        cls = DATASETS.get(type_name)
-    except Exception:  # an unknown type fails later with mmengine's error
-        return False
-    return isinstance(cls, type) and issubclass(cls, CocoDataset) and \
-        not any(k in cls.__name__ for k in ('LVIS', 'Panoptic'))
-
-
 def dataset_classes(ds: dict) -> Optional[Tuple[str, ...]]:
     """The classes a dataset config sets for its labels: its
     ``metainfo.classes`` (a panoptic dataset's ``thing_classes``, the
@@ -396,7 +377,7 @@ def check_annotations(cfg: Config, keys=DATALOADER_KEYS,
         list[Problem]: The warnings.
     """
     problems = audit_config(cfg, keys, default_classes=registry_classes,
-                            is_coco=registry_is_coco, images=True,
+                            images=True,
                             max_images=max_images)
     errs = [p for p in problems if p.severity == ERROR]
     warns = [p for p in problems if p.severity != ERROR]

@@ -3,6 +3,7 @@
 preprocessor lets through is named before any data is loaded; through
 tools/train.py with the shipped RTMDet config unpadded."""
 import copy
+import os
 import os.path as osp
 import sys
 
@@ -236,6 +237,36 @@ def test_snip_runner_refuses_ddod_on_small_chips(tiny_demo_root,
     assert runner.train_loop is not None
 
 
+def test_snip_runner_warns_when_the_chips_are_inside_a_wrapper(
+        tiny_demo_root, tmp_path):
+    """A RepeatDataset around the SniperDataset (negatives=False, which
+    the wrapper refusal allows) has no chip table of its own: the
+    smallest chips are not probed, and the log says so instead of
+    nothing (its first batch of a size the network cannot take would be
+    the first sign)."""
+    import logging
+
+    from mmengine.config import Config
+
+    from mmsnip.engine import SnipRunner
+    cfg = Config.fromfile(tiny_config(
+        tiny_demo_root, str(tmp_path / 'w'), str(tmp_path / 'cfg.py'),
+        base=osp.join(REPO_ROOT, 'configs/sniper',
+                      'sniper_faster-rcnn_r18-w16_fpn_12e_demo.py')))
+    assert not cfg.train_dataloader.dataset.get('negatives')
+    cfg.train_dataloader.dataset = dict(
+        type='RepeatDataset', times=1, dataset=cfg.train_dataloader.dataset)
+    cfg.train_dataloader.sampler = dict(type='DefaultSampler')
+    runner = SnipRunner.from_cfg(cfg)
+    with logged_messages(logging.WARNING) as warnings:
+        assert runner.train_loop is not None
+    assert [w for w in warnings if 'smallest chips' in w] == [
+        'SnipRunner: the detector was not run on the smallest chips '
+        'before training: train_dataloader.dataset (RepeatDataset) has no '
+        'chip table of its own (a wrapper around the SniperDataset?); a '
+        'chip the network cannot take fails at its first batch']
+
+
 class _Unimplemented(nn.Module):
     """A detector whose ``_forward`` is not implemented (no message)."""
 
@@ -257,3 +288,136 @@ def test_a_forward_that_is_not_implemented_is_not_judged(monkeypatch):
     assert input_sizes.chip_input_problem(_Unimplemented(), 256) is None
     assert said == [('the detector cannot run on a bare input',
                      'NotImplementedError: ')]
+
+
+def test_pyramid_views_ddod_and_ssd():
+    """The SNIP pyramid test feeds whole images resized per scale, padded
+    only to pad_size_divisor: DDOD fails on views under 288 px (refused,
+    naming the scale and the image), SSD's priors fit one input size
+    (refused for any other view size); a Pad stage of the tta_pipeline
+    to the size the detector takes passes."""
+    from mmsnip.chips import ScaleSpec
+    from mmsnip.models.input_sizes import pyramid_view_problem
+    scales = [ScaleSpec(max_side=512, valid_range=(0, 80)),
+              ScaleSpec(factor=0.5, valid_range=(60, None))]
+    sizes = [[400, 600], [200, 600]]  # (height, width) ORIGINAL
+    model = _mmdet_model('ddod/ddod_r50_fpn_1x_coco.py').train()
+    problem = pyramid_view_problem(model, sizes, scales, ['a.jpg', 'b.jpg'])
+    assert problem == (
+        'model.bbox_head.cls_convs.0 (ConvModule), in model.bbox_head.'
+        'cls_convs.0.conv (DeformConv2dPack) fails on a 320 x 128 input '
+        '(RuntimeError: input image is smaller than kernel), the size '
+        '(width x height, padded) of a view of the SNIP pyramid test: '
+        'tta_model.scales[1] (factor=0.5) resizes "b.jpg" of '
+        'test_dataloader.dataset (600 x 200) to 300 x 100, so the test '
+        'would stop there; the detector takes inputs of 288 px and more: '
+        "pad every view to it, a stage [dict(type='Pad', size=(288, 288))]"
+        " after the resizes in tta_pipeline's TestTimeAug transforms, or "
+        'leave that scale out of tta_model.scales and tta_pipeline')
+    assert model.training  # mode restored
+    assert pyramid_view_problem(model, sizes[:1], scales[:1]) is None
+    assert pyramid_view_problem(model, sizes, scales, pad=(288, 288)) \
+        is None
+    ssd = _mmdet_model('ssd/ssd300_coco.py')
+    problem = pyramid_view_problem(ssd, [[400, 600]], [ScaleSpec(
+        factor=1.0)])
+    assert problem.startswith(
+        'model.bbox_head.prior_generator (SSDAnchorGenerator) lays out its '
+        "priors for 300 x 300 inputs, but the test pyramid's views have "
+        'other sizes (tta_model.scales[0] (factor=1.0) resizes image 0 of '
+        'test_dataloader.dataset (600 x 400) to 600 x 400)')
+    assert problem.endswith('test this detector without --tta (its own '
+                            'test pipeline resizes every image to 300 x '
+                            '300)')
+    assert pyramid_view_problem(ssd, [[300, 300]], [ScaleSpec(
+        factor=1.0)]) is None
+
+
+def test_a_pad_stage_pads_views_and_keeps_their_scale(tiny_demo_root):
+    """The fix the view check names: mmdet's Pad(size=(w, h)) after the
+    resizes pads a view to at least that size and keeps its
+    scale_factor (SnipTTAModel matches views to scales by it); the runner
+    reads it from the pipeline (_view_pad)."""
+    from mmengine.dataset import Compose
+
+    from mmsnip.engine.runner import _view_pad
+    from mmsnip.utils import register_all_modules
+    register_all_modules(init_default_scope=True)
+    pipeline = [
+        dict(type='LoadImageFromFile'),
+        dict(type='TestTimeAug', transforms=[
+            [dict(type='ResizeToScale', scale=dict(factor=0.5)),
+             dict(type='ResizeToScale', scale=dict(factor=1.0))],
+            [dict(type='Pad', size=(288, 288))],
+            [dict(type='PackDetInputs', meta_keys=(
+                'img_id', 'img_path', 'ori_shape', 'img_shape',
+                'scale_factor'))]])]
+    assert _view_pad(pipeline) == (288, 288)
+    assert _view_pad(pipeline[:1]) is None
+    image = osp.join(tiny_demo_root, 'val', sorted(os.listdir(
+        osp.join(tiny_demo_root, 'val')))[0])
+    views = Compose(pipeline)(dict(img_path=image, img_id=0))
+    unpadded = copy.deepcopy(pipeline)
+    del unpadded[1]['transforms'][1]
+    plain = Compose(unpadded)(dict(img_path=image, img_id=0))
+    for view, alone in zip(views['inputs'], plain['inputs']):
+        assert view.shape[1:] == tuple(max(v, 288)
+                                       for v in alone.shape[1:])
+    assert min(plain['inputs'][0].shape[1:]) < 288  # half: padded
+    assert [s.scale_factor for s in views['data_samples']] == [
+        s.scale_factor for s in plain['data_samples']]
+
+
+def test_snip_runner_refuses_ddod_on_small_test_views(tiny_demo_root,
+                                                      tmp_path, monkeypatch):
+    """Through SnipRunner, as tools/test.py --tta builds it: the SNIPER
+    demo config with DDOD (320 px chips, padded) and a pyramid scale that
+    halves the images: refused when the test loop is built, before the
+    first image; with a Pad stage to 288 px it builds."""
+    import logging
+
+    from mmengine.config import Config, ConfigDict
+    from mmengine.hub import get_config
+
+    from mmsnip.engine import SnipRunner
+    from mmsnip.utils.preflight import UserInputError
+    cfg = Config.fromfile(tiny_config(
+        tiny_demo_root, str(tmp_path / 'w'), str(tmp_path / 'cfg.py'),
+        base=osp.join(REPO_ROOT, 'configs/sniper',
+                      'sniper_faster-rcnn_r18-w16_fpn_12e_demo.py')))
+    model = get_config('mmdet::ddod/ddod_r50_fpn_1x_coco.py').model
+    model.backbone.update(depth=18, init_cfg=None)
+    model.neck.in_channels = [64, 128, 256, 512]
+    model.bbox_head.num_classes = 5
+    model.data_preprocessor.batch_augments = [
+        dict(type='BatchFixedSizePad', size=(320, 320))]
+    for chip_cfg in (cfg.chip_cfg, cfg.train_dataloader.dataset.chip_cfg):
+        chip_cfg.chip_size = 320
+    cfg.tta_model.scales[1]['factor'] = 0.5
+    resizes = cfg.tta_pipeline[1].transforms[0]
+    resizes[1]['scale'] = dict(factor=0.5)
+    cfg.model = ConfigDict(**cfg.tta_model, module=model)  # --tta
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    runner = SnipRunner.from_cfg(copy.deepcopy(cfg))
+    with pytest.raises(UserInputError, match=r'DeformConv2dPack\) fails on '
+                       r'a .* input .* tta_model.scales\[1\] \(factor=0.5\) '
+                       'resizes "val_'):
+        runner.test_loop
+    # a data list without image sizes: not checked, and the log says so
+    from mmdet.datasets import CocoDataset
+    full = CocoDataset.get_data_info
+    monkeypatch.setattr(CocoDataset, 'get_data_info', lambda self, i: {
+        k: v for k, v in full(self, i).items() if k != 'height'})
+    runner = SnipRunner.from_cfg(copy.deepcopy(cfg))
+    with logged_messages(logging.WARNING) as warnings:
+        assert runner.test_loop is not None
+    assert [w for w in warnings if 'views' in w] == [
+        'SnipRunner: the detector was not run on the smallest views of the '
+        'test pyramid: test_dataloader.dataset (CocoDataset) gives no '
+        'image sizes ("height" / "width" in its data list)']
+    monkeypatch.undo()
+    cfg.tta_pipeline[1].transforms.insert(1, [dict(type='Pad',
+                                                   size=(288, 288))])
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    runner = SnipRunner.from_cfg(copy.deepcopy(cfg))
+    assert runner.test_loop is not None

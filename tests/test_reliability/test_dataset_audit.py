@@ -433,17 +433,83 @@ def test_default_classes_none_in_the_file_is_an_error(demo):
     assert f'set metainfo=dict(classes={CLASSES})' in p.message
 
 
-def test_registered_coco_subclasses_are_audited():
+@pytest.fixture
+def coco_lookalikes():
+    """Registered for one test: ``MyCocoStyleDataset``, a
+    ``BaseDetDataset`` with its own label rule and "Coco" in its name
+    (mmdet's registry, as a project registers), and ``FieldPhotos``, a
+    ``CocoDataset`` subclass (mmsnip's registry: ``'mmsnip.X'``)."""
+    from mmdet.datasets import BaseDetDataset, CocoDataset
+    from mmdet.registry import DATASETS as MMDET_DATASETS
+
+    from mmsnip.registry import DATASETS
+
+    class MyCocoStyleDataset(BaseDetDataset):
+        pass
+
+    class FieldPhotos(CocoDataset):
+        pass
+
+    MMDET_DATASETS.register_module(module=MyCocoStyleDataset)
+    DATASETS.register_module(module=FieldPhotos)
+    yield
+    MMDET_DATASETS._module_dict.pop('MyCocoStyleDataset')
+    DATASETS._module_dict.pop('FieldPhotos')
+
+
+def test_coco_readers_by_class_not_by_name(coco_lookalikes):
+    """A type reads COCO json with mmdet's label rule iff its class is
+    CocoDataset / CocoMetric or a subclass, LVIS and panoptic excepted
+    (they subclass them), whatever its name and scope prefix."""
     from mmsnip.utils import register_all_modules
-    from mmsnip.utils.preflight import registry_classes, registry_is_coco
+    from mmsnip.utils.config_tree import reads_coco
+    from mmsnip.utils.preflight import registry_classes
     register_all_modules(init_default_scope=False)
-    assert registry_is_coco('CocoDataset') and registry_is_coco('CocoMetric')
-    assert registry_is_coco('Objects365V1Dataset')  # CocoDataset subclass
-    assert not registry_is_coco('VOCDataset')
-    assert not registry_is_coco('LVISV1Dataset')  # LVIS ids and files
-    assert not registry_is_coco('NoSuchDataset')
+
+    def dataset(kind):
+        return reads_coco(dict(type=kind), 'DATASETS')
+
+    for kind in ('CocoDataset', 'mmdet.CocoDataset', 'Objects365V1Dataset',
+                 'FieldPhotos', 'mmsnip.FieldPhotos', 'ADE20KInstanceDataset'):
+        assert dataset(kind), kind
+    for kind in ('MyCocoStyleDataset', 'mmdet.MyCocoStyleDataset',
+                 'RefCocoDataset', 'CocoCaptionDataset', 'VOCDataset',
+                 'LVISV05Dataset', 'LVISV1Dataset', 'CocoPanopticDataset',
+                 'ADE20KPanopticDataset', 'NoSuchDataset', 'SniperDataset'):
+        assert not dataset(kind), kind
+    for kind in ('CocoMetric', 'mmdet.CocoMetric',
+                 'CocoOccludedSeparatedMetric'):
+        assert reads_coco(dict(type=kind), 'METRICS'), kind
+    for kind in ('LVISMetric', 'CocoPanopticMetric', 'DODCocoMetric',
+                 'VOCMetric'):
+        assert not reads_coco(dict(type=kind), 'METRICS'), kind
+    with pytest.raises(ValueError, match='must be one of'):
+        reads_coco(dict(type='CocoDataset'), 'MODELS')
     classes = registry_classes('CocoDataset')
     assert len(classes) == 80 and classes[:2] == ('person', 'bicycle')
+
+
+def test_a_coco_name_is_not_audited_a_coco_class_is(demo, coco_lookalikes):
+    """MyCocoStyleDataset labels its boxes its own way: its file is not
+    held to CocoDataset's rule (the name rule audited it, and a category
+    order it does not care about was an error); a CocoDataset subclass of
+    any name is."""
+    cfg = cfg_of(demo, val_classes=('square', 'disc', 'triangle', 'cross',
+                                    'ring'))
+    cfg['val_evaluator'] = []
+    val = cfg['val_dataloader']['dataset']
+    for kind in ('MyCocoStyleDataset', 'mmdet.MyCocoStyleDataset'):
+        val['type'] = kind
+        assert [s.source for s in sources_from_config(cfg)] == [
+            'train_dataloader.dataset.dataset.dataset']
+        assert audit_config(cfg, images=False) == []
+        assert unchecked_loaders(cfg, ('val_dataloader', )) == {
+            'val_dataloader': 'has no COCO annotation file (no ann_file of '
+            'a COCO dataset type)'}
+    for kind in ('FieldPhotos', 'mmsnip.FieldPhotos'):
+        val['type'] = kind
+        (p, ) = audit_config(cfg, images=False)
+        assert (p.kind, p.source) == (CLASS_ORDER, 'val_dataloader.dataset')
 
 
 def test_duplicate_category_name_and_id(demo):
