@@ -72,7 +72,8 @@ def _chip(valid_range, with_mask: bool) -> DetDataSample:
 def _chip_losses(model, valid_range) -> dict:
     """The model's training losses on one chip holding :data:`BOX`."""
     with_mask = getattr(model, 'with_mask', False) or getattr(
-        getattr(model, 'roi_head', None), 'with_mask', False)
+        getattr(model, 'roi_head', None), 'with_mask', False) or hasattr(
+            getattr(model, 'bbox_head', None), 'loss_mask')  # RTMDet-Ins
     torch.manual_seed(1)
     img = torch.randint(0, 255, (3, SIZE, SIZE), dtype=torch.uint8)
     data = model.data_preprocessor(
@@ -110,6 +111,14 @@ def test_out_of_range_object_trains_no_positive(path):
     'htc/htc-without-semantic_r50_fpn_1x_coco.py',
     'sabl/sabl-faster-rcnn_r50_fpn_1x_coco.py',
     'libra_rcnn/libra-faster-rcnn_r50_fpn_1x_coco.py',
+    'rpn/rpn_r50_fpn_1x_coco.py',
+    'dynamic_rcnn/dynamic-rcnn_r50_fpn_1x_coco.py',
+    'ghm/retinanet_r50_fpn_ghm-1x_coco.py',
+    'pisa/retinanet-r50_fpn_pisa_1x_coco.py',
+    # the encoder's proposals are matched and trained too (enc_loss_*)
+    'deformable_detr/deformable-detr-refine-twostage_r50_16xb2-50e_coco.py',
+    # its box head learns the masks of its positives
+    'rtmdet/rtmdet-ins_tiny_8xb32-300e_coco.py',
 ])
 def test_other_mmdet_families_follow_the_rule(base, tmp_path):
     """mmdet families without a shipped config that SnipRunner accepts
@@ -138,6 +147,30 @@ def test_other_mmdet_families_follow_the_rule(base, tmp_path):
     # Mask heads that assign grid cells to objects themselves.
     ('solo/solo_r50_fpn_1x_coco.py', 'model.mask_head (SOLOHead)'),
     ('solov2/solov2_r50_fpn_1x_coco.py', 'model.mask_head (SOLOV2Head)'),
+    # Heads that assign priors to objects themselves.
+    ('foveabox/fovea_r50_fpn_4xb4-1x_coco.py', 'model.bbox_head (FoveaHead)'),
+    ('centernet/centernet-update_r50-caffe_fpn_ms-1x_coco.py',
+     'model.bbox_head (CenterNetUpdateHead)'),
+    ('cornernet/cornernet_hourglass104_8xb6-210e-mstest_coco.py',
+     'model.bbox_head (CornerHead)'),
+    # FCOSHead subclasses mmsnip has no scale-aware version of.
+    ('autoassign/autoassign_r50-caffe_fpn_1x_coco.py',
+     'model.bbox_head (AutoAssignHead)'),
+    ('condinst/condinst_r50_fpn_ms-poly-90k_coco_instance.py',
+     'model.bbox_head (CondInstBboxHead)'),
+    # Assigners mmsnip has no rewrite for.
+    ('reppoints/reppoints-moment_r50_fpn-gn_head-gn_1x_coco.py',
+     'model.bbox_head.init_assigner (PointAssigner)'),
+    ('guided_anchoring/ga-faster-rcnn_r50_fpn_1x_coco.py',
+     'model.rpn_head.ga_assigner (ApproxMaxIoUAssigner)'),
+    ('crowddet/crowddet-rcnn_r50_fpn_8xb2-30e_crowdhuman.py',
+     'model.roi_head.bbox_assigner (MultiInstanceAssigner)'),
+    # One-to-one matching without a scale-aware version.
+    ('sparse_rcnn/sparse-rcnn_r50_fpn_1x_coco.py',
+     'model.roi_head.bbox_assigner[0] (HungarianAssigner)'),
+    ('mask2former/mask2former_r50_8xb2-lsj-50e_coco.py',
+     'model.panoptic_head.assigner (HungarianAssigner)'),
+    ('ddq/ddq-detr-4scale_r50_8xb2-12e_coco.py', 'model (DDQDETR)'),
 ])
 def test_unaware_detectors_refused_by_name(base, module, tmp_path):
     model = _build(mmdet_child(base, tmp_path))
