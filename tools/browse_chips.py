@@ -7,7 +7,8 @@
 Each output PNG shows, per scale, the image with its boxes (green: valid at
 that scale, grey: not valid there, red: crowd) and the chips (blue:
 positive, orange: negative). Use it to check scales and valid ranges before
-training.
+training. With ``--config``, only the categories its training keeps
+(``metainfo.classes``) are drawn and make chips.
 """
 import os.path as osp
 
@@ -17,7 +18,7 @@ import numpy as np
 from mmsnip.chips import (ChipConfig, box_sizes, generate_negative_chips,
                           generate_positive_chips, in_range, sanitize_boxes)
 from mmsnip.datasets.coco_file import (BOX_IMAGE_FIELDS, annotations_by_image,
-                                       coco_boxes, load_coco,
+                                       coco_boxes, coco_for_config,
                                        load_coco_proposals)
 from mmsnip.utils.cli import ArgumentParser, number, positive_int
 from mmsnip.utils.fileio import check_output_dir, write_image
@@ -92,13 +93,16 @@ def draw_image_chips(img, boxes, crowd, cfg, proposals=None, size=480):
 def main():
     args = parse_args()
     check_output_dir(args.out_dir)
-    cfg = ChipConfig.paper_coco() if args.paper_defaults else \
-        chip_config_of(load_config(args.config))
-    # the pictures need every image's file as well as its size
-    coco = load_coco(args.ann_file, BOX_IMAGE_FIELDS + ('file_name', ))
+    config = None if args.paper_defaults else load_config(args.config)
+    cfg = ChipConfig.paper_coco() if config is None else \
+        chip_config_of(config)
+    # the pictures need every image's file as well as its size; with a
+    # config, the categories its training keeps
+    coco, classes = coco_for_config(args.ann_file, config,
+                                    BOX_IMAGE_FIELDS + ('file_name', ))
     proposals = load_coco_proposals(args.proposals, coco, len(
         cfg.scales)) if args.proposals else None
-    by_image = annotations_by_image(coco)
+    by_image = annotations_by_image(coco, classes)
     images = coco['images']
     if args.image_ids:
         ids = {i['id'] for i in images}

@@ -74,6 +74,57 @@ def test_export_chips_leaves_out_ignore_boxes(tiny_demo_root, tmp_path):
     assert exports[0] == exports[1]
 
 
+def test_export_chips_keeps_the_classes_of_the_config(tiny_demo_root,
+                                                      tmp_path):
+    """A config that trains on some of the file's categories exports the
+    chips training makes: those of the other categories' boxes are left
+    out (CocoDataset drops them), as if the file lacked them, and counted.
+    Was: every category made chips."""
+    ann = osp.join(tiny_demo_root, 'annotations', 'instances_train.json')
+    with open(ann) as f:
+        data = json.load(f)
+    dropped = data['categories'][-1]
+    kept = [c['name'] for c in data['categories'][:-1]]
+    assert any(a['category_id'] == dropped['id']
+               for a in data['annotations'])
+    cfg = tmp_path / 'subset.py'
+    cfg.write_text(
+        f'_base_ = {SNIPER_CFG!r}\n'
+        f'train_dataloader = dict(dataset=dict(dataset=dict('
+        f'metainfo=dict(classes={tuple(kept)!r}))))\n')
+    without = dict(data, annotations=[
+        a for a in data['annotations'] if a['category_id'] != dropped['id']
+    ])
+    without_file = str(tmp_path / 'without.json')
+    with open(without_file, 'w') as f:
+        json.dump(without, f)
+    exports, stdout = [], []
+    for path, config in ((ann, str(cfg)), (without_file, SNIPER_CFG)):
+        out = str(tmp_path / f'{len(exports)}.out.json')
+        stdout.append(run_tool(['tools/export_chips.py', path, '--config',
+                                config, '--out', out]).stdout)
+        with open(out) as f:
+            exports.append(json.load(f))
+    num = len(data['annotations']) - len(without['annotations'])
+    assert f'{num} annotations of category ids [{dropped["id"]}] left ' \
+        'out' in stdout[0]
+    assert 'left out' not in stdout[1]
+    first, second = exports
+    assert first['summary'].pop('other_categories') == num
+    assert second['summary'].pop('other_categories') == 0
+    assert first['images'] == second['images']
+    assert first['summary'] == second['summary']
+    # a class the file lacks is refused, as tools/train.py does
+    cfg.write_text(
+        f'_base_ = {SNIPER_CFG!r}\n'
+        f'train_dataloader = dict(dataset=dict(dataset=dict('
+        f'metainfo=dict(classes=("rnig", )))))\n')
+    proc = run_tool(['tools/export_chips.py', ann, '--config', str(cfg),
+                     '--out', str(tmp_path / 'x.json')], check=False)
+    assert proc.returncode == 2 and "no category named ['rnig']" in \
+        proc.stderr
+
+
 def test_browse_chips_writes_pictures(tiny_demo_root, tmp_path):
     ann = osp.join(tiny_demo_root, 'annotations', 'instances_train.json')
     proc = run_tool([
