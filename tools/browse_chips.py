@@ -19,7 +19,7 @@ from mmsnip.chips import (ChipConfig, box_sizes, generate_negative_chips,
                           generate_positive_chips, in_range, sanitize_boxes)
 from mmsnip.datasets.coco_file import (BOX_IMAGE_FIELDS, annotations_by_image,
                                        coco_boxes, coco_for_config,
-                                       load_coco_proposals)
+                                       load_coco_proposals, training_source)
 from mmsnip.utils.cli import ArgumentParser, number, positive_int
 from mmsnip.utils.fileio import check_output_dir, write_image
 from mmsnip.utils.preflight import (UserInputError, chip_config_of,
@@ -90,6 +90,32 @@ def draw_image_chips(img, boxes, crowd, cfg, proposals=None, size=480):
     return np.hstack(panels)
 
 
+def check_decoded_size(img: np.ndarray, info: dict, path: str) -> None:
+    """The decoded image has its annotated size: the chips are computed
+    for ``info['width']`` x ``info['height']`` (ORIGINAL pixels), as in
+    training, which refuses such an image (``CropChip``).
+
+    Raises:
+        UserInputError: Naming the image, both sizes and the fix.
+    """
+    h, w = img.shape[:2]
+    ann_w, ann_h = info['width'], info['height']
+    if (h, w) == (ann_h, ann_w):
+        return
+    exif = (' Width and height are swapped: the file probably has an EXIF '
+            'orientation (5-8) that the loader applies; if the boxes were '
+            "drawn on the stored pixels, load with color_type='color_"
+            "ignore_orientation' in the config, else fix the annotation."
+            if (h, w) == (ann_w, ann_h) else '')
+    raise UserInputError(
+        f'image "{path}" (image id {info["id"]}) decodes to {w}x{h} px but '
+        f'its annotation says {ann_w}x{ann_h} (width x height): the chips '
+        'and boxes are computed for the annotated size, and training '
+        'refuses this image. Fix the annotation\'s width/height or the '
+        'image (tools/check_dataset.py CONFIG lists every such image).'
+        + exif)
+
+
 def main():
     args = parse_args()
     check_output_dir(args.out_dir)
@@ -112,12 +138,18 @@ def main():
                 f'--image-ids {unknown} not in "{args.ann_file}" '
                 f'({len(ids)} images)')
         images = [i for i in images if i['id'] in set(args.image_ids)]
+    # decode as the config's loader does (EXIF orientation or not)
+    source = None if config is None else training_source(config)
+    flags = cv2.IMREAD_COLOR if source is None or \
+        source.apply_orientation else \
+        cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
     for info in images[:args.num if not args.image_ids else None]:
         path = osp.join(args.img_dir, info['file_name'])
-        img = cv2.imread(path)
+        img = cv2.imread(path, flags)
         if img is None:
             raise UserInputError(
                 f'image "{path}" (image id {info["id"]}) cannot be read')
+        check_decoded_size(img, info, path)
         anns = by_image[info['id']]
         boxes, crowd = coco_boxes(anns)
         props = proposals[info['id']] if proposals else None

@@ -237,14 +237,27 @@ def coco_for_config(path: str, cfg,
     return coco, classes
 
 
+def training_source(cfg):
+    """The first COCO dataset inside a config's ``train_dataloader``
+    (wrappers such as ``SniperDataset`` unwrapped), as the dataset audit
+    reads it (:class:`~mmsnip.utils.dataset_audit.AnnSource`: its
+    classes, whether its loader applies EXIF orientation), or None when
+    the config trains on no COCO dataset."""
+    from mmsnip.utils.dataset_audit import sources_from_config
+    from mmsnip.utils.preflight import registry_classes, registry_is_coco
+    sources = sources_from_config(cfg, ('train_dataloader', ),
+                                  default_classes=registry_classes,
+                                  is_coco=registry_is_coco)
+    return sources[0] if sources else None
+
+
 def training_classes(cfg) -> Optional[Tuple[str, ...]]:
     """The class names the training dataset of a config keeps.
 
-    Those of the first COCO dataset inside ``train_dataloader.dataset``
-    (wrappers such as ``SniperDataset`` unwrapped): its
-    ``metainfo.classes``, or its type's default classes (COCO's 80 for
-    ``CocoDataset``), as ``CocoDataset`` applies them: annotations of
-    other categories never reach the chips.
+    Those of :func:`training_source`: its ``metainfo.classes``, or its
+    type's default classes (COCO's 80 for ``CocoDataset``), as
+    ``CocoDataset`` applies them: annotations of other categories never
+    reach the chips.
 
     Args:
         cfg (Config): A loaded config.
@@ -253,12 +266,8 @@ def training_classes(cfg) -> Optional[Tuple[str, ...]]:
         tuple[str] | None: The names; None when the config trains on no
         COCO dataset (then no category is left out).
     """
-    from mmsnip.utils.dataset_audit import sources_from_config
-    from mmsnip.utils.preflight import registry_classes, registry_is_coco
-    sources = sources_from_config(cfg, ('train_dataloader', ),
-                                  default_classes=registry_classes,
-                                  is_coco=registry_is_coco)
-    return sources[0].classes if sources else None
+    source = training_source(cfg)
+    return None if source is None else source.classes
 
 
 def coco_boxes(anns: Sequence[dict]) -> Tuple[np.ndarray, np.ndarray]:

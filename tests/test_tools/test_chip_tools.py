@@ -143,6 +143,37 @@ def test_browse_chips_writes_pictures(tiny_demo_root, tmp_path):
         proc.stderr, proc.stderr[-2000:]
 
 
+def test_browse_chips_refuses_an_image_of_another_size(tiny_demo_root,
+                                                      tmp_path):
+    """An image that decodes to another size than its annotation is an
+    error naming it, as in training (CropChip), not a picture of chips
+    computed for the decoded size. Was: drawn without a word."""
+    ann = osp.join(tiny_demo_root, 'annotations', 'instances_train.json')
+    with open(ann) as f:
+        data = json.load(f)
+    img = data['images'][0]
+    img['width'] += 1
+    bad = str(tmp_path / 'bad.json')
+    with open(bad, 'w') as f:
+        json.dump(data, f)
+    proc = run_tool([
+        'tools/browse_chips.py', bad, osp.join(tiny_demo_root, 'train'),
+        '--config', SNIPER_CFG, '--image-ids', str(img['id']),
+        '--out-dir', str(tmp_path / 'vis')], check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f'(image id {img["id"]}) decodes to {img["width"] - 1}x' \
+        f'{img["height"]} px but its annotation says {img["width"]}x' \
+        f'{img["height"]}' in proc.stderr
+    assert not list((tmp_path / 'vis').glob('*.png'))
+    # width and height swapped (EXIF orientation): the hint says so
+    tool = load_tool('tools/browse_chips.py')
+    with pytest.raises(Exception, match='EXIF orientation'):
+        tool.check_decoded_size(np.zeros((30, 20, 3), np.uint8),
+                                dict(id=1, width=30, height=20), 'a.jpg')
+    tool.check_decoded_size(np.zeros((30, 20, 3), np.uint8),
+                            dict(id=1, width=20.0, height=30), 'a.jpg')
+
+
 def test_benchmark_chips_tiny_run(tmp_path):
     out = str(tmp_path / 'bench.json')
     proc = run_tool(['tools/benchmark_chips.py', '--num-images', '20',
