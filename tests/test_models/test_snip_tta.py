@@ -68,8 +68,30 @@ def test_view_from_another_scale_is_an_error():
 
 
 def test_no_detections():
-    merged = _model()._merge_single_sample([_view(1.0, [], [])])
+    merged = _model()._merge_single_sample(
+        [_view(f, [], []) for f in (0.512, 1.0, 2.0)])
     assert merged.pred_instances.bboxes.shape == (0, 4)
+
+
+def test_a_scale_without_a_view_is_an_error():
+    """A tta_pipeline without the resize of a scale: that scale never runs
+    and the objects of its range are missed, so an error naming it (was:
+    merged without it, no word; pixels_per_scale 0 for it)."""
+    views = [_view(0.512, [[0, 0, 200, 200]], [0.9]),
+             _view(1.0, [[300, 300, 350, 350]], [0.7])]
+    with pytest.raises(ValueError, match=r'gives 2 view\(s\) of x.jpg, none '
+                       r'of them resized to tta_model.scales\[2\] '
+                       r'\(factor=2.0, valid_range=\(0.0, 48.0\)\).*'
+                       r'ResizeToScale\(scale=dict\(factor=2.0\)\)'):
+        _model()._merge_single_sample(views)
+    # a scale that resizes the image as a viewed one, with its range: fine
+    model = SnipTTAModel(
+        scales=[dict(max_side=512, valid_range=(0, None)),
+                dict(factor=1.0, valid_range=(0, None))],
+        module=_Detector())
+    merged = model._merge_single_sample(
+        [_view(1.0, [[0, 0, 50, 50]], [0.9], ori=(384, 512))])
+    assert len(merged.pred_instances) == 1
 
 
 class _CappingDetector(torch.nn.Module):
@@ -106,7 +128,8 @@ def _fine_view_batch():
 
 def _small_found(view_max_per_img):
     detector = _CappingDetector()
-    tta = SnipTTAModel(scales=SCALES, module=detector,
+    # the fine scale alone: the batch has its view only
+    tta = SnipTTAModel(scales=SCALES[2:], module=detector,
                        view_max_per_img=view_max_per_img)
     pred = tta.test_step(_fine_view_batch())[0].pred_instances
     sizes = (pred.bboxes[:, 2:] - pred.bboxes[:, :2]).prod(1).sqrt()
@@ -127,7 +150,8 @@ def test_view_cap_lets_the_valid_range_filter_first():
 
 def test_view_cap_is_restored_after_the_call_and_an_error():
     detector = _CappingDetector()
-    tta = SnipTTAModel(scales=SCALES, module=detector, view_max_per_img=-1)
+    tta = SnipTTAModel(scales=SCALES[2:], module=detector,
+                       view_max_per_img=-1)
     tta.test_step(_fine_view_batch())
     assert detector.roi_head.test_cfg.max_per_img == 100
     detector.fail = True

@@ -171,6 +171,49 @@ class SnipTTAModel(DetTTAModel):
                 return position
         return [self.scale_of_view(meta) for meta in metas]
 
+    def _check_every_scale_viewed(self, views: Sequence[int],
+                                  meta: dict) -> None:
+        """Every scale of ``scales`` got a view of the image (or one that
+        resizes it alike, with the same valid range).
+
+        Args:
+            views (Sequence[int]): The scale of each view
+                (:meth:`scales_of_views`).
+            meta (dict): A view's metainfo (``ori_shape``, ``img_path``).
+
+        Raises:
+            ValueError: A scale without a view, naming it and the fix: a
+                ``tta_pipeline`` without its resize never runs the scale,
+                so the objects of its valid range would be missed without
+                a word.
+        """
+        seen = set(views)
+        h, w = meta['ori_shape'][:2]
+        missing = [
+            i for i, spec in enumerate(self.scales) if i not in seen
+            and not any(self.scales[j].valid_range == spec.valid_range
+                        and self.scales[j].scaled_shape(h, w) ==
+                        spec.scaled_shape(h, w) for j in seen)
+        ]
+        if not missing:
+            return
+        names = ', '.join(
+            f'scales[{i}] ({self.scales[i].rule}='
+            f'{getattr(self.scales[i], self.scales[i].rule)}, valid_range='
+            f'{self.scales[i].valid_range})' for i in missing)
+        rules = ', '.join(
+            f'ResizeToScale(scale=dict({self.scales[i].rule}='
+            f'{getattr(self.scales[i], self.scales[i].rule)}))'
+            for i in missing)
+        raise ValueError(
+            f'{type(self).__name__}: the tta_pipeline gives '
+            f'{len(views)} view(s) of {meta.get("img_path")}, none of '
+            f'them resized to tta_model.{names}: that scale would never '
+            'run, and the objects of its valid range would be missed. '
+            "Give the tta_pipeline's TestTimeAug one resize per scale of "
+            f'tta_model.scales, in their order (here also {rules}), or '
+            'remove the scale from tta_model.scales')
+
     def _merge_single_sample(
             self, data_samples: List[DetDataSample]) -> DetDataSample:
         timer = StageTimer(_device(self.module), ('merge', ))
@@ -187,6 +230,7 @@ class SnipTTAModel(DetTTAModel):
         masks = MaskPaster(first.metainfo['ori_shape'][:2],
                            first.pred_instances.bboxes.device)
         views = self.scales_of_views([s.metainfo for s in data_samples])
+        self._check_every_scale_viewed(views, first.metainfo)
         for sample, scale in zip(data_samples, views):
             meta = sample.metainfo
             pixels[scale] += int(np.prod(meta['img_shape'][:2]))
