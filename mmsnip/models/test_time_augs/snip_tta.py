@@ -98,7 +98,7 @@ class SnipTTAModel(DetTTAModel):
         timer = StageTimer(_device(self.module), ('total', ))
         with timer('total'), view_cap(self.module, self.view_max_per_img,
                                       type(self).__name__):
-            results = super().test_step(data)
+            results = self._test_views(data)
         merge = sum(r.metainfo['stage_seconds']['merge'] for r in results)
         share = max(timer.seconds['total'] - merge, 0.0) / max(
             len(results), 1)
@@ -106,6 +106,48 @@ class SnipTTAModel(DetTTAModel):
             result.set_metainfo(dict(stage_seconds=dict(
                 result.metainfo['stage_seconds'], detector=share)))
         return results
+
+    def _test_views(self, data) -> List[DetDataSample]:
+        """mmengine's ``BaseTTAModel.test_step`` (one forward pass per
+        view, then :meth:`merge_preds`), with each view's forward pass
+        split by input shape: images of different sizes are not padded
+        to a common canvas, so every image's predictions are those of a
+        batch of one, whatever the batch holds.
+
+        Padding matters at a pyramid's fine scales: a 6000 x 400 panorama
+        and a 600 x 1200 portrait at 2x share a 12000 x 2400 canvas, the
+        RPN spends its proposals on the padding, and the detections of
+        both images change (most of them, on such a batch).
+        """
+        if not isinstance(data, dict):
+            return super().test_step(data)
+        num_views = len(data[next(iter(data))])
+        predictions = []
+        for v in range(num_views):
+            view = {key: value[v] for key, value in data.items()}
+            inputs = view.get('inputs')
+            if not isinstance(inputs, (list, tuple)) or len(inputs) < 2:
+                predictions.append(self.module.test_step(view))
+                continue
+            groups = {}
+            for i, img in enumerate(inputs):
+                groups.setdefault(tuple(getattr(img, 'shape', ())),
+                                  []).append(i)
+            if len(groups) == 1:
+                predictions.append(self.module.test_step(view))
+                continue
+            out = [None] * len(inputs)
+            for members in groups.values():
+                part = {
+                    key: [value[i] for i in members]
+                    if isinstance(value, (list, tuple))
+                    and len(value) == len(inputs) else value
+                    for key, value in view.items()
+                }
+                for i, pred in zip(members, self.module.test_step(part)):
+                    out[i] = pred
+            predictions.append(out)
+        return self.merge_preds(list(zip(*predictions)))
 
     def _match(self, meta: dict) -> Tuple[int, List[int]]:
         """The scale whose factor is nearest the view's ``scale_factor``
