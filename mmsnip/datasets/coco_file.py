@@ -217,23 +217,34 @@ def coco_for_config(path: str, cfg,
 
     Raises:
         UserInputError: :func:`load_coco`'s errors (with the classes, the
-            file must have ``categories``), or a class of the config not
-            among the file's categories (``CocoDataset`` would shift the
-            labels of the classes after it; ``tools/train.py`` refuses
-            it too).
+            file must have ``categories``), a class the config sets
+            (``metainfo.classes``) not among the file's categories
+            (``CocoDataset`` would shift the labels of the classes after
+            it; ``tools/train.py`` refuses it too), or, without
+            ``metainfo.classes``, none of the dataset type's default
+            classes in the file (some of them is fine: ``CocoDataset``
+            keeps those).
     """
-    classes = None if cfg is None else training_classes(cfg)
+    source = None if cfg is None else training_source(cfg)
+    classes = None if source is None else source.classes
     coco = load_coco(path, image_fields, categories=classes is not None)
     if classes is not None:
         names = {c.get('name') for c in coco['categories']
                  if isinstance(c, dict)}
         missing = [c for c in classes if c not in names]
-        if missing:
+        if missing and source.explicit_classes:
             raise UserInputError(
                 f'{path}: categories: has no category named {missing} of '
                 f'the {len(classes)} classes the config trains on '
-                f'(metainfo.classes of its train_dataloader dataset): '
-                'fix the spelling in the config or the file')
+                f'({source.source} metainfo.classes): fix the spelling in '
+                'the config or the file')
+        if len(missing) == len(classes):
+            raise UserInputError(
+                f'{path}: categories: has none of the {len(classes)} '
+                f'default classes of {source.source} (it sets no '
+                'metainfo.classes), so CocoDataset would drop every '
+                'annotation; set metainfo=dict(classes=(...)) to the '
+                'file\'s category names')
     return coco, classes
 
 

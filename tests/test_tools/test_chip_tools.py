@@ -123,6 +123,29 @@ def test_export_chips_keeps_the_classes_of_the_config(tiny_demo_root,
                      '--out', str(tmp_path / 'x.json')], check=False)
     assert proc.returncode == 2 and "no category named ['rnig']" in \
         proc.stderr
+    # no metainfo.classes: CocoDataset's 80 defaults; a file with some of
+    # them keeps those (no error for the 79 it lacks), one with none of
+    # them is refused
+    cfg.write_text(
+        f'_base_ = {SNIPER_CFG!r}\n'
+        'train_dataloader = dict(dataset=dict(dataset=dict('
+        'metainfo=None)))\n')
+    renamed = dict(data, categories=[
+        dict(c, name='person' if i == 0 else c['name'])
+        for i, c in enumerate(data['categories'])])
+    with open(tmp_path / 'person.json', 'w') as f:
+        json.dump(renamed, f)
+    proc = run_tool(['tools/export_chips.py', str(tmp_path / 'person.json'),
+                     '--config', str(cfg), '--out',
+                     str(tmp_path / 'p.json')])
+    person = renamed['categories'][0]['id']
+    assert sum(a['category_id'] != person for a in data['annotations']) \
+        == json.load(open(tmp_path / 'p.json'))['summary'][
+            'other_categories']
+    proc = run_tool(['tools/export_chips.py', ann, '--config', str(cfg),
+                     '--out', str(tmp_path / 'n.json')], check=False)
+    assert proc.returncode == 2 and 'has none of the 80 default classes' \
+        in proc.stderr
 
 
 def test_browse_chips_writes_pictures(tiny_demo_root, tmp_path):
