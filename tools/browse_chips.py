@@ -7,7 +7,8 @@
 Each output PNG shows, per scale, the image with its boxes (green: valid at
 that scale, grey: not valid there, red: crowd) and the chips (blue:
 positive, orange: negative). Use it to check scales and valid ranges before
-training.
+training. With ``--config``, only the categories its training keeps
+(``metainfo.classes``) are drawn and make chips.
 """
 import os.path as osp
 
@@ -17,8 +18,8 @@ import numpy as np
 from mmsnip.chips import (ChipConfig, box_sizes, generate_negative_chips,
                           generate_positive_chips, in_range, sanitize_boxes)
 from mmsnip.datasets.coco_file import (BOX_IMAGE_FIELDS, annotations_by_image,
-                                       coco_boxes, load_coco,
-                                       load_coco_proposals)
+                                       coco_boxes, coco_for_config,
+                                       load_coco_proposals, training_source)
 from mmsnip.utils.cli import ArgumentParser, number, positive_int
 from mmsnip.utils.fileio import check_output_dir, write_image
 from mmsnip.utils.preflight import (UserInputError, chip_config_of,
@@ -89,16 +90,45 @@ def draw_image_chips(img, boxes, crowd, cfg, proposals=None, size=480):
     return np.hstack(panels)
 
 
+def check_decoded_size(img: np.ndarray, info: dict, path: str) -> None:
+    """The decoded image has its annotated size: the chips are computed
+    for ``info['width']`` x ``info['height']`` (ORIGINAL pixels), as in
+    training, which refuses such an image (``CropChip``).
+
+    Raises:
+        UserInputError: Naming the image, both sizes and the fix.
+    """
+    h, w = img.shape[:2]
+    ann_w, ann_h = info['width'], info['height']
+    if (h, w) == (ann_h, ann_w):
+        return
+    exif = (' Width and height are swapped: the file probably has an EXIF '
+            'orientation (5-8) that the loader applies; if the boxes were '
+            "drawn on the stored pixels, load with color_type='color_"
+            "ignore_orientation' in the config, else fix the annotation."
+            if (h, w) == (ann_w, ann_h) else '')
+    raise UserInputError(
+        f'image "{path}" (image id {info["id"]}) decodes to {w}x{h} px but '
+        f'its annotation says {ann_w}x{ann_h} (width x height): the chips '
+        'and boxes are computed for the annotated size, and training '
+        'refuses this image. Fix the annotation\'s width/height or the '
+        'image (tools/check_dataset.py CONFIG lists every such image).'
+        + exif)
+
+
 def main():
     args = parse_args()
     check_output_dir(args.out_dir)
-    cfg = ChipConfig.paper_coco() if args.paper_defaults else \
-        chip_config_of(load_config(args.config))
-    # the pictures need every image's file as well as its size
-    coco = load_coco(args.ann_file, BOX_IMAGE_FIELDS + ('file_name', ))
+    config = None if args.paper_defaults else load_config(args.config)
+    cfg = ChipConfig.paper_coco() if config is None else \
+        chip_config_of(config)
+    # the pictures need every image's file as well as its size; with a
+    # config, the categories its training keeps
+    coco, classes = coco_for_config(args.ann_file, config,
+                                    BOX_IMAGE_FIELDS + ('file_name', ))
     proposals = load_coco_proposals(args.proposals, coco, len(
         cfg.scales)) if args.proposals else None
-    by_image = annotations_by_image(coco)
+    by_image = annotations_by_image(coco, classes)
     images = coco['images']
     if args.image_ids:
         ids = {i['id'] for i in images}
@@ -108,12 +138,18 @@ def main():
                 f'--image-ids {unknown} not in "{args.ann_file}" '
                 f'({len(ids)} images)')
         images = [i for i in images if i['id'] in set(args.image_ids)]
+    # decode as the config's loader does (EXIF orientation or not)
+    source = None if config is None else training_source(config)
+    flags = cv2.IMREAD_COLOR if source is None or \
+        source.apply_orientation else \
+        cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
     for info in images[:args.num if not args.image_ids else None]:
         path = osp.join(args.img_dir, info['file_name'])
-        img = cv2.imread(path)
+        img = cv2.imread(path, flags)
         if img is None:
             raise UserInputError(
                 f'image "{path}" (image id {info["id"]}) cannot be read')
+        check_decoded_size(img, info, path)
         anns = by_image[info['id']]
         boxes, crowd = coco_boxes(anns)
         props = proposals[info['id']] if proposals else None

@@ -24,6 +24,10 @@ they are valid. Coverage is 1.0 by construction; annotations larger than a
 chip at a scale where they are valid cannot be enclosed and are listed
 apart.
 
+With ``--config``, annotations of categories outside the classes its
+training dataset keeps (``metainfo.classes``, or the dataset type's
+default classes) are left out and counted, as ``CocoDataset`` drops them
+(``mmsnip.datasets.coco_file.coco_for_config``).
 Annotations are read and checked by ``mmsnip.datasets.coco_file.load_coco``
 (the dataset audit's checks): a ``bbox`` that is not four finite numbers,
 an image size that is not positive, an annotation of an image the file
@@ -46,7 +50,8 @@ from mmsnip.chips import (ChipConfig, ChipSet, box_sizes,
                           generate_negative_chips, generate_positive_chips,
                           inside_matrix, sample_negative_chips, sanitize_boxes)
 from mmsnip.datasets.coco_file import (annotations_by_image, coco_boxes,
-                                       load_coco, load_coco_proposals)
+                                       coco_for_config, left_out_by_classes,
+                                       load_coco_proposals)
 from mmsnip.utils.cli import ArgumentParser, non_negative_int
 from mmsnip.utils.fileio import check_output_file, write_json
 from mmsnip.utils.preflight import (UserInputError, chip_config_of,
@@ -113,18 +118,21 @@ def main():
     check_output_file(args.out, '--out', inputs={
         'ANN_FILE': args.ann_file, '--config': args.config,
         '--proposals': args.proposals})
-    cfg = ChipConfig.paper_coco() if args.paper_defaults else \
-        chip_config_of(load_config(args.config))
+    config = None if args.paper_defaults else load_config(args.config)
+    cfg = ChipConfig.paper_coco() if config is None else \
+        chip_config_of(config)
     full_cfg = cfg
     scale_ids = np.arange(len(cfg.scales))
     if args.scales:
         cfg = select_scales(cfg, args.scales)
         scale_ids = np.array(args.scales)
-    coco = load_coco(args.ann_file)
+    # the classes training keeps: other categories give no chip
+    coco, classes = coco_for_config(args.ann_file, config)
     proposals: Optional[Mapping] = load_coco_proposals(
         args.proposals, coco, len(full_cfg.scales)) if args.proposals \
         else None
-    by_image = annotations_by_image(coco)
+    by_image = annotations_by_image(coco, classes)
+    num_other, other_ids = left_out_by_classes(coco, classes)
     k2 = float(cfg.chip_size)**2
     out, stats = [], defaultdict(float)
     uncoverable, dropped = [], []
@@ -190,6 +198,7 @@ def main():
                                         1e6),
         pyramid_mpix_per_image=stats['pyramid_pixels'] / n / 1e6,
         coverage=coverage, valid_annotations=int(stats['valid']),
+        other_categories=num_other,
         uncoverable=[dict(image_id=i, ann_id=a, scale_index=s, size=z)
                      for i, a, s, z in uncoverable],
         dropped=[dict(image_id=i, ann_id=a) for i, a in dropped])
@@ -198,6 +207,10 @@ def main():
                                summary=summary, images=out))
 
     print(f'{len(coco["images"])} images -> {args.out}')
+    if num_other:
+        print(f'{num_other} annotations of category ids {other_ids} left '
+              f'out: not among the {len(classes)} classes the config '
+              'trains on (CocoDataset drops them)')
     print('positive chips per image: '
           f'{summary["positive_chips_per_image"]:.2f}')
     if proposals is not None:

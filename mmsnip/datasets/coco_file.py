@@ -14,7 +14,9 @@ and indexes it:
 - :func:`annotations_by_image`: annotations grouped per image id, without
   those ``CocoDataset`` drops (:func:`coco_dataset_keeps`: a true
   ``"ignore"``, a width or height under 1 pixel, ``"area"`` <= 0, no
-  overlap with the image).
+  overlap with the image; with ``classes``, a category not among them).
+- :func:`training_classes`: the classes a config's training dataset
+  keeps (``metainfo.classes``, or its type's default classes).
 - :func:`coco_boxes`: ``[x, y, w, h]`` -> ``(N, 4)`` xyxy boxes and crowd
   flags.
 - :func:`category_labels`: category id -> label, by MMDetection's rule.
@@ -130,7 +132,9 @@ def _kept(anns: Sequence[dict], imgs: Sequence[dict]) -> np.ndarray:
     return ~dropped & ~ignored
 
 
-def annotations_by_image(coco: dict) -> Dict[int, List[dict]]:
+def annotations_by_image(coco: dict,
+                         classes: Optional[Sequence[str]] = None
+                         ) -> Dict[int, List[dict]]:
     """The annotations of a COCO dict grouped by image, as training reads
     them.
 
@@ -139,12 +143,17 @@ def annotations_by_image(coco: dict) -> Dict[int, List[dict]]:
     height under 1 pixel; ``"area"`` <= 0; no overlap with the image) is
     left out, so the chips and object counts of the tools are those of
     training (the dataset audit warns of such boxes,
-    ``dataset_audit.DROPPED_BOXES`` and ``IGNORE_FLAG``). The category
-    filter (classes left out of ``metainfo.classes``) depends on the
-    config and is the caller's.
+    ``dataset_audit.DROPPED_BOXES`` and ``IGNORE_FLAG``). With
+    ``classes`` (the config's ``metainfo.classes``,
+    :func:`training_classes`), so is an annotation whose ``category_id``
+    is not the id of one of them in the file's ``categories``:
+    ``CocoDataset`` drops those too (:func:`category_labels`).
 
     Args:
-        coco (dict): A file :func:`load_coco` accepted.
+        coco (dict): A file :func:`load_coco` accepted (with
+            ``categories=True`` when ``classes`` is given).
+        classes (Sequence[str], optional): Class names training keeps;
+            None keeps every category.
 
     Returns:
         dict: ``image id -> [annotation dicts]`` with every image of
@@ -163,10 +172,113 @@ def annotations_by_image(coco: dict) -> Dict[int, List[dict]]:
                              f'{ann["image_id"]!r}, which is not in "images"')
     kept = _kept(coco['annotations'],
                  [images[ann['image_id']] for ann in coco['annotations']])
+    if classes is not None:
+        labels = category_labels(coco, classes)
+        kept &= np.array([_category_key(ann.get('category_id')) in labels
+                          for ann in coco['annotations']], bool)
     for ann, keep in zip(coco['annotations'], kept):
         if keep:
             by_image[ann['image_id']].append(ann)
     return by_image
+
+
+def _category_key(cid):
+    """A ``category_id`` as a dict key (a list or dict id matches no
+    category)."""
+    return cid if isinstance(cid, (int, float, str)) else None
+
+
+def left_out_by_classes(coco: dict, classes: Optional[Sequence[str]]
+                        ) -> Tuple[int, List]:
+    """How many annotations :func:`annotations_by_image` leaves out for
+    their category with ``classes``, and their category ids (sorted by
+    ``repr``, at most 10), for the tools' reports."""
+    if classes is None:
+        return 0, []
+    labels = category_labels(coco, classes)
+    ids = [ann.get('category_id') for ann in coco['annotations']
+           if _category_key(ann.get('category_id')) not in labels]
+    unique = {repr(cid): cid for cid in ids}
+    return len(ids), [unique[k] for k in sorted(unique)][:10]
+
+
+def coco_for_config(path: str, cfg,
+                    image_fields: Sequence[str] = BOX_IMAGE_FIELDS
+                    ) -> Tuple[dict, Optional[Tuple[str, ...]]]:
+    """:func:`load_coco` for a tool given a config: the file and the
+    classes its training keeps (:func:`training_classes`; None without a
+    config or a COCO training dataset).
+
+    Args:
+        path (str): The annotation file.
+        cfg (Config, optional): The tool's ``--config``; None
+            (``--paper-defaults``) keeps every category.
+        image_fields (Sequence[str]): As for :func:`load_coco`.
+
+    Raises:
+        UserInputError: :func:`load_coco`'s errors (with the classes, the
+            file must have ``categories``), a class the config sets
+            (``metainfo.classes``) not among the file's categories
+            (``CocoDataset`` would shift the labels of the classes after
+            it; ``tools/train.py`` refuses it too), or, without
+            ``metainfo.classes``, none of the dataset type's default
+            classes in the file (some of them is fine: ``CocoDataset``
+            keeps those).
+    """
+    source = None if cfg is None else training_source(cfg)
+    classes = None if source is None else source.classes
+    coco = load_coco(path, image_fields, categories=classes is not None)
+    if classes is not None:
+        names = {c.get('name') for c in coco['categories']
+                 if isinstance(c, dict)}
+        missing = [c for c in classes if c not in names]
+        if missing and source.explicit_classes:
+            raise UserInputError(
+                f'{path}: categories: has no category named {missing} of '
+                f'the {len(classes)} classes the config trains on '
+                f'({source.source} metainfo.classes): fix the spelling in '
+                'the config or the file')
+        if len(missing) == len(classes):
+            raise UserInputError(
+                f'{path}: categories: has none of the {len(classes)} '
+                f'default classes of {source.source} (it sets no '
+                'metainfo.classes), so CocoDataset would drop every '
+                'annotation; set metainfo=dict(classes=(...)) to the '
+                'file\'s category names')
+    return coco, classes
+
+
+def training_source(cfg):
+    """The first COCO dataset inside a config's ``train_dataloader``
+    (wrappers such as ``SniperDataset`` unwrapped), as the dataset audit
+    reads it (:class:`~mmsnip.utils.dataset_audit.AnnSource`: its
+    classes, whether its loader applies EXIF orientation), or None when
+    the config trains on no COCO dataset."""
+    from mmsnip.utils.dataset_audit import sources_from_config
+    from mmsnip.utils.preflight import registry_classes, registry_is_coco
+    sources = sources_from_config(cfg, ('train_dataloader', ),
+                                  default_classes=registry_classes,
+                                  is_coco=registry_is_coco)
+    return sources[0] if sources else None
+
+
+def training_classes(cfg) -> Optional[Tuple[str, ...]]:
+    """The class names the training dataset of a config keeps.
+
+    Those of :func:`training_source`: its ``metainfo.classes``, or its
+    type's default classes (COCO's 80 for ``CocoDataset``), as
+    ``CocoDataset`` applies them: annotations of other categories never
+    reach the chips.
+
+    Args:
+        cfg (Config): A loaded config.
+
+    Returns:
+        tuple[str] | None: The names; None when the config trains on no
+        COCO dataset (then no category is left out).
+    """
+    source = training_source(cfg)
+    return None if source is None else source.classes
 
 
 def coco_boxes(anns: Sequence[dict]) -> Tuple[np.ndarray, np.ndarray]:

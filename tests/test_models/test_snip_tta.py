@@ -68,8 +68,30 @@ def test_view_from_another_scale_is_an_error():
 
 
 def test_no_detections():
-    merged = _model()._merge_single_sample([_view(1.0, [], [])])
+    merged = _model()._merge_single_sample(
+        [_view(f, [], []) for f in (0.512, 1.0, 2.0)])
     assert merged.pred_instances.bboxes.shape == (0, 4)
+
+
+def test_a_scale_without_a_view_is_an_error():
+    """A tta_pipeline without the resize of a scale: that scale never runs
+    and the objects of its range are missed, so an error naming it (was:
+    merged without it, no word; pixels_per_scale 0 for it)."""
+    views = [_view(0.512, [[0, 0, 200, 200]], [0.9]),
+             _view(1.0, [[300, 300, 350, 350]], [0.7])]
+    with pytest.raises(ValueError, match=r'gives 2 view\(s\) of x.jpg, none '
+                       r'of them resized to tta_model.scales\[2\] '
+                       r'\(factor=2.0, valid_range=\(0.0, 48.0\)\).*'
+                       r'ResizeToScale\(scale=dict\(factor=2.0\)\)'):
+        _model()._merge_single_sample(views)
+    # a scale that resizes the image as a viewed one, with its range: fine
+    model = SnipTTAModel(
+        scales=[dict(max_side=512, valid_range=(0, None)),
+                dict(factor=1.0, valid_range=(0, None))],
+        module=_Detector())
+    merged = model._merge_single_sample(
+        [_view(1.0, [[0, 0, 50, 50]], [0.9], ori=(384, 512))])
+    assert len(merged.pred_instances) == 1
 
 
 class _CappingDetector(torch.nn.Module):
@@ -106,7 +128,8 @@ def _fine_view_batch():
 
 def _small_found(view_max_per_img):
     detector = _CappingDetector()
-    tta = SnipTTAModel(scales=SCALES, module=detector,
+    # the fine scale alone: the batch has its view only
+    tta = SnipTTAModel(scales=SCALES[2:], module=detector,
                        view_max_per_img=view_max_per_img)
     pred = tta.test_step(_fine_view_batch())[0].pred_instances
     sizes = (pred.bboxes[:, 2:] - pred.bboxes[:, :2]).prod(1).sqrt()
@@ -127,7 +150,8 @@ def test_view_cap_lets_the_valid_range_filter_first():
 
 def test_view_cap_is_restored_after_the_call_and_an_error():
     detector = _CappingDetector()
-    tta = SnipTTAModel(scales=SCALES, module=detector, view_max_per_img=-1)
+    tta = SnipTTAModel(scales=SCALES[2:], module=detector,
+                       view_max_per_img=-1)
     tta.test_step(_fine_view_batch())
     assert detector.roi_head.test_cfg.max_per_img == 100
     detector.fail = True
@@ -186,3 +210,62 @@ def test_scales_with_swapped_ranges_are_refused_at_build():
                        r'\(factor=2.0\) is finer than scales\[1\] '
                        r'\(factor=1.0\) but its valid_range'):
         SnipTTAModel(scales=swapped, module=_Detector())
+
+
+class _PaddingDetector(torch.nn.Module):
+    """A detector whose output depends on the batch's padded canvas (as
+    an RPN's top-k over padding does): one box whose width is the batch's
+    widest input, in the image's ORIGINAL pixels (``1 / scale_factor``).
+    Records the input shapes of each forward pass."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def test_step(self, data):
+        shapes = [tuple(img.shape[1:]) for img in data['inputs']]
+        self.calls.append(shapes)
+        width = max(w for _, w in shapes)
+        for sample in data['data_samples']:
+            f = sample.metainfo['scale_factor'][0]
+            sample.pred_instances = InstanceData(
+                bboxes=torch.tensor([[0.0, 0.0, 20.0 / f, 20.0 / f]]),
+                scores=torch.tensor([width / 1e4]),
+                labels=torch.zeros(1, dtype=torch.long))
+        return data['data_samples']
+
+
+def _batch(images):
+    """A dataloader batch of ``images`` ((h, w) ORIGINAL px) with the
+    views of ``SCALES`` (one resize per scale), as ``TestTimeAug`` and
+    ``pseudo_collate`` make it: ``inputs[view][image]``."""
+    inputs, samples = [], []
+    for spec in SnipTTAModel(scales=SCALES, module=_Detector()).scales:
+        inputs.append([]), samples.append([])
+        for h, w in images:
+            sh, sw = spec.scaled_shape(h, w)
+            inputs[-1].append(torch.zeros(3, sh, sw))
+            samples[-1].append(DetDataSample(metainfo=dict(
+                ori_shape=(h, w), img_shape=(sh, sw),
+                scale_factor=(sw / w, sh / h), img_path=f'{h}x{w}.jpg')))
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def test_a_batch_of_different_sizes_gives_each_image_its_own_result():
+    """Images of different sizes in one test batch are run in groups of
+    one input shape, so each image's result is that of a batch of one
+    (was: all padded to the batch's largest view; with a 6000 x 400
+    panorama and a 1200 x 600 portrait at 2x, most detections changed)."""
+    images = [(400, 6000), (1200, 600), (1200, 600)]
+    detector = _PaddingDetector()
+    tta = SnipTTAModel(scales=SCALES, module=detector)
+    batched = tta.test_step(_batch(images))
+    assert all(len(set(shapes)) == 1 for shapes in detector.calls)
+    # the two portraits share their forward passes
+    assert sorted(len(shapes) for shapes in detector.calls) == [1, 1, 1,
+                                                                2, 2, 2]
+    for image, result in zip(images, batched):
+        alone = tta.test_step(_batch([image]))[0]
+        assert result.pred_instances.scores.tolist() == \
+            alone.pred_instances.scores.tolist()
+        assert result.metainfo['pixels'] == alone.metainfo['pixels']

@@ -74,6 +74,80 @@ def test_export_chips_leaves_out_ignore_boxes(tiny_demo_root, tmp_path):
     assert exports[0] == exports[1]
 
 
+def test_export_chips_keeps_the_classes_of_the_config(tiny_demo_root,
+                                                      tmp_path):
+    """A config that trains on some of the file's categories exports the
+    chips training makes: those of the other categories' boxes are left
+    out (CocoDataset drops them), as if the file lacked them, and counted.
+    Was: every category made chips."""
+    ann = osp.join(tiny_demo_root, 'annotations', 'instances_train.json')
+    with open(ann) as f:
+        data = json.load(f)
+    dropped = data['categories'][-1]
+    kept = [c['name'] for c in data['categories'][:-1]]
+    assert any(a['category_id'] == dropped['id']
+               for a in data['annotations'])
+    cfg = tmp_path / 'subset.py'
+    cfg.write_text(
+        f'_base_ = {SNIPER_CFG!r}\n'
+        f'train_dataloader = dict(dataset=dict(dataset=dict('
+        f'metainfo=dict(classes={tuple(kept)!r}))))\n')
+    without = dict(data, annotations=[
+        a for a in data['annotations'] if a['category_id'] != dropped['id']
+    ])
+    without_file = str(tmp_path / 'without.json')
+    with open(without_file, 'w') as f:
+        json.dump(without, f)
+    exports, stdout = [], []
+    for path, config in ((ann, str(cfg)), (without_file, SNIPER_CFG)):
+        out = str(tmp_path / f'{len(exports)}.out.json')
+        stdout.append(run_tool(['tools/export_chips.py', path, '--config',
+                                config, '--out', out]).stdout)
+        with open(out) as f:
+            exports.append(json.load(f))
+    num = len(data['annotations']) - len(without['annotations'])
+    assert f'{num} annotations of category ids [{dropped["id"]}] left ' \
+        'out' in stdout[0]
+    assert 'left out' not in stdout[1]
+    first, second = exports
+    assert first['summary'].pop('other_categories') == num
+    assert second['summary'].pop('other_categories') == 0
+    assert first['images'] == second['images']
+    assert first['summary'] == second['summary']
+    # a class the file lacks is refused, as tools/train.py does
+    cfg.write_text(
+        f'_base_ = {SNIPER_CFG!r}\n'
+        f'train_dataloader = dict(dataset=dict(dataset=dict('
+        f'metainfo=dict(classes=("rnig", )))))\n')
+    proc = run_tool(['tools/export_chips.py', ann, '--config', str(cfg),
+                     '--out', str(tmp_path / 'x.json')], check=False)
+    assert proc.returncode == 2 and "no category named ['rnig']" in \
+        proc.stderr
+    # no metainfo.classes: CocoDataset's 80 defaults; a file with some of
+    # them keeps those (no error for the 79 it lacks), one with none of
+    # them is refused
+    cfg.write_text(
+        f'_base_ = {SNIPER_CFG!r}\n'
+        'train_dataloader = dict(dataset=dict(dataset=dict('
+        'metainfo=None)))\n')
+    renamed = dict(data, categories=[
+        dict(c, name='person' if i == 0 else c['name'])
+        for i, c in enumerate(data['categories'])])
+    with open(tmp_path / 'person.json', 'w') as f:
+        json.dump(renamed, f)
+    proc = run_tool(['tools/export_chips.py', str(tmp_path / 'person.json'),
+                     '--config', str(cfg), '--out',
+                     str(tmp_path / 'p.json')])
+    person = renamed['categories'][0]['id']
+    assert sum(a['category_id'] != person for a in data['annotations']) \
+        == json.load(open(tmp_path / 'p.json'))['summary'][
+            'other_categories']
+    proc = run_tool(['tools/export_chips.py', ann, '--config', str(cfg),
+                     '--out', str(tmp_path / 'n.json')], check=False)
+    assert proc.returncode == 2 and 'has none of the 80 default classes' \
+        in proc.stderr
+
+
 def test_browse_chips_writes_pictures(tiny_demo_root, tmp_path):
     ann = osp.join(tiny_demo_root, 'annotations', 'instances_train.json')
     proc = run_tool([
@@ -90,6 +164,37 @@ def test_browse_chips_writes_pictures(tiny_demo_root, tmp_path):
         str(tmp_path / 'vis2')], check=False)
     assert proc.returncode == 2 and 'error: --image-ids [999] not in' in \
         proc.stderr, proc.stderr[-2000:]
+
+
+def test_browse_chips_refuses_an_image_of_another_size(tiny_demo_root,
+                                                      tmp_path):
+    """An image that decodes to another size than its annotation is an
+    error naming it, as in training (CropChip), not a picture of chips
+    computed for the decoded size. Was: drawn without a word."""
+    ann = osp.join(tiny_demo_root, 'annotations', 'instances_train.json')
+    with open(ann) as f:
+        data = json.load(f)
+    img = data['images'][0]
+    img['width'] += 1
+    bad = str(tmp_path / 'bad.json')
+    with open(bad, 'w') as f:
+        json.dump(data, f)
+    proc = run_tool([
+        'tools/browse_chips.py', bad, osp.join(tiny_demo_root, 'train'),
+        '--config', SNIPER_CFG, '--image-ids', str(img['id']),
+        '--out-dir', str(tmp_path / 'vis')], check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f'(image id {img["id"]}) decodes to {img["width"] - 1}x' \
+        f'{img["height"]} px but its annotation says {img["width"]}x' \
+        f'{img["height"]}' in proc.stderr
+    assert not list((tmp_path / 'vis').glob('*.png'))
+    # width and height swapped (EXIF orientation): the hint says so
+    tool = load_tool('tools/browse_chips.py')
+    with pytest.raises(Exception, match='EXIF orientation'):
+        tool.check_decoded_size(np.zeros((30, 20, 3), np.uint8),
+                                dict(id=1, width=30, height=20), 'a.jpg')
+    tool.check_decoded_size(np.zeros((30, 20, 3), np.uint8),
+                            dict(id=1, width=20.0, height=30), 'a.jpg')
 
 
 def test_benchmark_chips_tiny_run(tmp_path):

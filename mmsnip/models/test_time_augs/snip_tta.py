@@ -98,7 +98,7 @@ class SnipTTAModel(DetTTAModel):
         timer = StageTimer(_device(self.module), ('total', ))
         with timer('total'), view_cap(self.module, self.view_max_per_img,
                                       type(self).__name__):
-            results = super().test_step(data)
+            results = self._test_views(data)
         merge = sum(r.metainfo['stage_seconds']['merge'] for r in results)
         share = max(timer.seconds['total'] - merge, 0.0) / max(
             len(results), 1)
@@ -106,6 +106,48 @@ class SnipTTAModel(DetTTAModel):
             result.set_metainfo(dict(stage_seconds=dict(
                 result.metainfo['stage_seconds'], detector=share)))
         return results
+
+    def _test_views(self, data) -> List[DetDataSample]:
+        """mmengine's ``BaseTTAModel.test_step`` (one forward pass per
+        view, then :meth:`merge_preds`), with each view's forward pass
+        split by input shape: images of different sizes are not padded
+        to a common canvas, so every image's predictions are those of a
+        batch of one, whatever the batch holds.
+
+        Padding matters at a pyramid's fine scales: a 6000 x 400 panorama
+        and a 600 x 1200 portrait at 2x share a 12000 x 2400 canvas, the
+        RPN spends its proposals on the padding, and the detections of
+        both images change (most of them, on such a batch).
+        """
+        if not isinstance(data, dict):
+            return super().test_step(data)
+        num_views = len(data[next(iter(data))])
+        predictions = []
+        for v in range(num_views):
+            view = {key: value[v] for key, value in data.items()}
+            inputs = view.get('inputs')
+            if not isinstance(inputs, (list, tuple)) or len(inputs) < 2:
+                predictions.append(self.module.test_step(view))
+                continue
+            groups = {}
+            for i, img in enumerate(inputs):
+                groups.setdefault(tuple(getattr(img, 'shape', ())),
+                                  []).append(i)
+            if len(groups) == 1:
+                predictions.append(self.module.test_step(view))
+                continue
+            out = [None] * len(inputs)
+            for members in groups.values():
+                part = {
+                    key: [value[i] for i in members]
+                    if isinstance(value, (list, tuple))
+                    and len(value) == len(inputs) else value
+                    for key, value in view.items()
+                }
+                for i, pred in zip(members, self.module.test_step(part)):
+                    out[i] = pred
+            predictions.append(out)
+        return self.merge_preds(list(zip(*predictions)))
 
     def _match(self, meta: dict) -> Tuple[int, List[int]]:
         """The scale whose factor is nearest the view's ``scale_factor``
@@ -171,6 +213,49 @@ class SnipTTAModel(DetTTAModel):
                 return position
         return [self.scale_of_view(meta) for meta in metas]
 
+    def _check_every_scale_viewed(self, views: Sequence[int],
+                                  meta: dict) -> None:
+        """Every scale of ``scales`` got a view of the image (or one that
+        resizes it alike, with the same valid range).
+
+        Args:
+            views (Sequence[int]): The scale of each view
+                (:meth:`scales_of_views`).
+            meta (dict): A view's metainfo (``ori_shape``, ``img_path``).
+
+        Raises:
+            ValueError: A scale without a view, naming it and the fix: a
+                ``tta_pipeline`` without its resize never runs the scale,
+                so the objects of its valid range would be missed without
+                a word.
+        """
+        seen = set(views)
+        h, w = meta['ori_shape'][:2]
+        missing = [
+            i for i, spec in enumerate(self.scales) if i not in seen
+            and not any(self.scales[j].valid_range == spec.valid_range
+                        and self.scales[j].scaled_shape(h, w) ==
+                        spec.scaled_shape(h, w) for j in seen)
+        ]
+        if not missing:
+            return
+        names = ', '.join(
+            f'scales[{i}] ({self.scales[i].rule}='
+            f'{getattr(self.scales[i], self.scales[i].rule)}, valid_range='
+            f'{self.scales[i].valid_range})' for i in missing)
+        rules = ', '.join(
+            f'ResizeToScale(scale=dict({self.scales[i].rule}='
+            f'{getattr(self.scales[i], self.scales[i].rule)}))'
+            for i in missing)
+        raise ValueError(
+            f'{type(self).__name__}: the tta_pipeline gives '
+            f'{len(views)} view(s) of {meta.get("img_path")}, none of '
+            f'them resized to tta_model.{names}: that scale would never '
+            'run, and the objects of its valid range would be missed. '
+            "Give the tta_pipeline's TestTimeAug one resize per scale of "
+            f'tta_model.scales, in their order (here also {rules}), or '
+            'remove the scale from tta_model.scales')
+
     def _merge_single_sample(
             self, data_samples: List[DetDataSample]) -> DetDataSample:
         timer = StageTimer(_device(self.module), ('merge', ))
@@ -187,6 +272,7 @@ class SnipTTAModel(DetTTAModel):
         masks = MaskPaster(first.metainfo['ori_shape'][:2],
                            first.pred_instances.bboxes.device)
         views = self.scales_of_views([s.metainfo for s in data_samples])
+        self._check_every_scale_viewed(views, first.metainfo)
         for sample, scale in zip(data_samples, views):
             meta = sample.metainfo
             pixels[scale] += int(np.prod(meta['img_shape'][:2]))
