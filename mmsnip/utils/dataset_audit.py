@@ -28,7 +28,8 @@ entry (image id and file name, annotation id, category):
   ``iscrowd`` (``COCOeval`` fails on them after the whole test: errors),
   and with ``classwise=True`` category ids that do not ascend in the
   file's order (each per-class AP shown under another class's name: an
-  error).
+  error) or that are strings (the per-class table fails after the whole
+  test: an error).
 - **segmentations**, only for a file whose dataset loads masks
   (``LoadAnnotations(with_mask=True)``): missing or empty ones (a
   ``KeyError`` mid-training), polygons none of which has 3 points (mmdet
@@ -129,6 +130,7 @@ EVALUATOR_IMAGES = 'evaluator_images'  # metric file lacks dataset images
 IGNORE_FLAG = 'ignore_flag'  # CocoDataset drops them (warning)
 ZERO_ANN_ID = 'zero_annotation_id'  # COCOeval never matches (warning)
 CLASSWISE_ORDER = 'classwise_order'  # per-class AP under other names
+CLASSWISE_ID_TYPE = 'classwise_id_type'  # string category id, classwise
 BAD_ISCROWD = 'bad_iscrowd'  # "iscrowd" not 0 / 1 (missing: scored file)
 ANN_ID_TYPE = 'annotation_id_type'  # not an integer in a scored file
 BAD_SEGMENTATION = 'bad_segmentation'  # masks loaded: none / broken
@@ -939,7 +941,10 @@ def audit_evaluated_files(
     - ``classwise=True`` with the classes' category ids not ascending in
       the file's order: ``COCOeval`` sorts the ids, mmdet's per-class
       table follows the file's order, so each class's AP is printed
-      (and logged as ``coco/<class>_precision``) under another name.
+      (and logged as ``coco/<class>_precision``) under another name;
+      or with a category id that is a string: the table looks it up
+      with pycocotools' ``loadCats``, which reads a string as a list of
+      ids (its characters) and fails after the whole test.
     """
     out = []
     for ev, coco in files:
@@ -1000,6 +1005,27 @@ def audit_evaluated_files(
                     'the annotations from 1', WARNING, ZERO_ANN_ID,
                     ev.source))
         if not ev.classwise:
+            continue
+        named = [c for c in coco['categories']
+                 if isinstance(c, dict) and isinstance(c.get('name'), str)
+                 and (keep is None or c['name'] in keep)]
+        text = [c for c in named if isinstance(c.get('id'), str)]
+        if text:
+            shown = ', '.join(f'{c["name"]} ({c["id"]!r})'
+                              for c in text[:3])
+            out.append(
+                Problem(
+                    ev.ann_file, 'categories',
+                    f'{len(text)} class(es) have a category id that is a '
+                    f'string ({shown}{", ..." if len(text) > 3 else ""}), '
+                    f'and {ev.source} sets classwise=True: mmdet\'s '
+                    'per-class table looks each id up with pycocotools\' '
+                    'loadCats, which takes a string for a list of ids (its '
+                    'characters) and fails with a KeyError after the whole '
+                    'test (COCOeval also sorts such ids as text); give the '
+                    'categories integer ids (their annotations\' '
+                    '"category_id" with them), or set classwise=False',
+                    ERROR, CLASSWISE_ID_TYPE, ev.source))
             continue
         cats = [(c['id'], c['name']) for c in coco['categories']
                 if isinstance(c, dict) and isinstance(c.get('name'), str)

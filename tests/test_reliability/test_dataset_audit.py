@@ -1,6 +1,8 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 """The dataset audit (mmsnip.utils.dataset_audit): one problem per bad entry,
 naming the file and the entry (docs/reliability.md)."""
+import contextlib
+import io
 import json
 import shutil
 
@@ -11,7 +13,8 @@ from PIL import Image
 
 from mmsnip.utils.dataset_audit import (
     ANN_ID_TYPE, BAD_BBOX, BAD_FILE, BAD_ISCROWD, BAD_SEGMENTATION,
-    BBOX_FORMAT, CATEGORY_ID, CLASS_MISSING, CLASS_ORDER, CLASSWISE_ORDER,
+    BBOX_FORMAT, CATEGORY_ID, CLASS_MISSING, CLASS_ORDER, CLASSWISE_ID_TYPE,
+    CLASSWISE_ORDER,
     DROPPED_BOXES, DUPLICATE_ANN_ID, DUPLICATE_IMAGE_ID, ERROR, IGNORE_FLAG,
     IMAGE_FILE, IMAGE_SIZE, IMAGES_SKIPPED, MISSING_CATEGORY, MISSING_IMAGE,
     NO_IMAGES, SEGMENTATION_POLYGONS, WARNING, ZERO_ANN_ID, AnnSource,
@@ -680,6 +683,34 @@ def test_classwise_ap_needs_ascending_category_ids(demo):
     assert 'ids in the order [disc (9), square (3), triangle (4)' \
         in p.message
     assert 'or set classwise=False' in p.message
+
+
+def test_classwise_ap_needs_integer_category_ids(demo):
+    """CocoMetric(classwise=True) looks each category id up with
+    pycocotools' loadCats, which iterates a string id's characters (a
+    KeyError after the whole test): refused; without the table, not."""
+    for split in ('train', 'val'):
+        coco = read(demo, split)
+        new_id = {1: '7', 2: '42', 3: '1000', 4: '8', 5: '9'}
+        for cat in coco['categories']:
+            cat['id'] = new_id[cat['id']]
+        for ann in coco['annotations']:
+            ann['category_id'] = new_id[ann['category_id']]
+        write(demo, coco, split)
+    cfg = cfg_of(demo)
+    assert audit_config(cfg, images=False) == []  # no per-class table
+    cfg['val_evaluator'][0]['classwise'] = True
+    p = only(audit_config(cfg, images=False), CLASSWISE_ID_TYPE)
+    assert (p.severity, p.source, p.entry) == (
+        ERROR, 'val_evaluator[0]', 'categories')
+    assert "a string (" in p.message and "'42'" in p.message
+    assert 'or set classwise=False' in p.message
+    # the crash it prevents, as mmdet's CocoMetric meets it
+    from pycocotools.coco import COCO
+    with contextlib.redirect_stdout(io.StringIO()):
+        api = COCO(cfg['val_evaluator'][0]['ann_file'])
+    with pytest.raises(KeyError):
+        api.loadCats('42')
 
 
 @pytest.mark.parametrize('value', ['0', '1', None, 2, 0.5, [0]])
