@@ -1027,10 +1027,8 @@ def audit_evaluated_files(
                     '"category_id" with them), or set classwise=False',
                     ERROR, CLASSWISE_ID_TYPE, ev.source))
             continue
-        cats = [(c['id'], c['name']) for c in coco['categories']
-                if isinstance(c, dict) and isinstance(c.get('name'), str)
-                and type(c.get('id')) is int
-                and (keep is None or c['name'] in keep)]
+        cats = [(c['id'], c['name']) for c in named
+                if type(c.get('id')) is int]
         ids = [cid for cid, _ in cats]
         if ids != sorted(ids):
             shown = ', '.join(f'{name} ({cid})' for cid, name in cats[:8])
