@@ -15,8 +15,9 @@ and indexes it:
   those ``CocoDataset`` drops (:func:`coco_dataset_keeps`: a true
   ``"ignore"``, a width or height under 1 pixel, ``"area"`` <= 0, no
   overlap with the image; with ``classes``, a category not among them).
-- :func:`training_classes`: the classes a config's training dataset
-  keeps (``metainfo.classes``, or its type's default classes).
+- :func:`training_source`: a config's training dataset as the audit
+  reads it: the classes it keeps (``metainfo.classes``, or its type's
+  default classes) and whether its loader applies EXIF orientation.
 - :func:`coco_boxes`: ``[x, y, w, h]`` -> ``(N, 4)`` xyxy boxes and crowd
   flags.
 - :func:`category_labels`: category id -> label, by MMDetection's rule.
@@ -145,7 +146,7 @@ def annotations_by_image(coco: dict,
     training (the dataset audit warns of such boxes,
     ``dataset_audit.DROPPED_BOXES`` and ``IGNORE_FLAG``). With
     ``classes`` (the config's ``metainfo.classes``,
-    :func:`training_classes`), so is an annotation whose ``category_id``
+    :func:`training_source`), so is an annotation whose ``category_id``
     is not the id of one of them in the file's ``categories``:
     ``CocoDataset`` drops those too (:func:`category_labels`).
 
@@ -206,7 +207,7 @@ def coco_for_config(path: str, cfg,
                     image_fields: Sequence[str] = BOX_IMAGE_FIELDS
                     ) -> Tuple[dict, Optional[Tuple[str, ...]]]:
     """:func:`load_coco` for a tool given a config: the file and the
-    classes its training keeps (:func:`training_classes`; None without a
+    classes its training keeps (:func:`training_source`; None without a
     config or a COCO training dataset).
 
     Args:
@@ -255,30 +256,10 @@ def training_source(cfg):
     classes, whether its loader applies EXIF orientation), or None when
     the config trains on no COCO dataset."""
     from mmsnip.utils.dataset_audit import sources_from_config
-    from mmsnip.utils.preflight import registry_classes, registry_is_coco
+    from mmsnip.utils.preflight import registry_classes
     sources = sources_from_config(cfg, ('train_dataloader', ),
-                                  default_classes=registry_classes,
-                                  is_coco=registry_is_coco)
+                                  default_classes=registry_classes)
     return sources[0] if sources else None
-
-
-def training_classes(cfg) -> Optional[Tuple[str, ...]]:
-    """The class names the training dataset of a config keeps.
-
-    Those of :func:`training_source`: its ``metainfo.classes``, or its
-    type's default classes (COCO's 80 for ``CocoDataset``), as
-    ``CocoDataset`` applies them: annotations of other categories never
-    reach the chips.
-
-    Args:
-        cfg (Config): A loaded config.
-
-    Returns:
-        tuple[str] | None: The names; None when the config trains on no
-        COCO dataset (then no category is left out).
-    """
-    source = training_source(cfg)
-    return None if source is None else source.classes
 
 
 def coco_boxes(anns: Sequence[dict]) -> Tuple[np.ndarray, np.ndarray]:
