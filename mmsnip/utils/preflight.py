@@ -362,6 +362,60 @@ def check_tta_config(cfg: Config) -> None:
             'docs/sniper.md), or write MMDetection\'s flip test out as '
             "tta_model = dict(type='DetTTAModel', tta_cfg=...) with its "
             'tta_pipeline to test that instead')
+    problem = tta_resize_problem(cfg.tta_model, cfg.tta_pipeline)
+    if problem:
+        raise UserInputError(f'{config}: {problem}')
+
+
+def tta_resize_problem(tta_model, tta_pipeline) -> Optional[str]:
+    """A message if a scale of a ``SnipTTAModel`` has no resize in the
+    ``tta_pipeline``, else None.
+
+    The pyramid test runs a scale only on the views its ``TestTimeAug``
+    resizes to it; ``SnipTTAModel`` refuses a missing one at the first
+    image (after the dataset and the checkpoint load). Here it is found
+    from the config, before anything is built, where the first stage of
+    the ``TestTimeAug`` is ``ResizeToScale`` steps only (their resize
+    rule against each scale's: ``factor``, ``max_side`` or
+    ``short_max``); other resizes are left to the model's check.
+    """
+    from mmsnip.chips import ScaleSpec
+    if not isinstance(tta_model, dict) or not type_in(
+            tta_model, ('SnipTTAModel', ), 'MODELS'):
+        return None
+    stages = next((step.get('transforms') for step in tta_pipeline or []
+                   if isinstance(step, dict)
+                   and type_in(step, ('TestTimeAug', ), 'TRANSFORMS')),
+                  None)
+    resizes = stages[0] if stages else None
+    if not resizes or not all(
+            isinstance(t, dict) and isinstance(t.get('scale'), dict)
+            and type_in(t, ('ResizeToScale', ), 'TRANSFORMS')
+            for t in resizes):
+        return None
+    try:
+        scales = [ScaleSpec.from_dict(dict(s))
+                  for s in tta_model.get('scales') or []]
+        rules = {ScaleSpec.from_dict(dict(t['scale'])).resize_rule
+                 for t in resizes}
+    except (TypeError, ValueError):  # building them says what is wrong
+        return None
+    missing = [i for i, spec in enumerate(scales)
+               if spec.resize_rule not in rules]
+    if not missing:
+        return None
+    names = ', '.join(f'scales[{i}] ({scales[i].rule}='
+                      f'{getattr(scales[i], scales[i].rule)})'
+                      for i in missing)
+    fix = ', '.join(f"dict(type='mmsnip.ResizeToScale', scale=dict("
+                    f'{scales[i].rule}={getattr(scales[i], scales[i].rule)}'
+                    '))' for i in missing)
+    return (f'tta_model ({tta_model.get("type")}) has {names}, but no '
+            'ResizeToScale in the first stage of tta_pipeline\'s '
+            'TestTimeAug resizes to it: that scale would never run and the '
+            'objects of its valid range would be missed. Add ' + fix +
+            ' to that stage, one resize per scale of tta_model.scales in '
+            'their order, or remove the scale from tta_model.scales')
 
 
 def check_annotations(cfg: Config, keys=DATALOADER_KEYS,

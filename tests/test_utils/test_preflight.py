@@ -52,6 +52,43 @@ def test_amp_without_a_gpu_is_one_error(monkeypatch):
     check_amp_device(cfg)  # an NPU machine: mmengine runs AMP there
 
 
+def test_tta_pipeline_without_a_resize_for_a_scale_is_an_error():
+    """A scale of SnipTTAModel that no ResizeToScale of the tta_pipeline
+    resizes to never runs: found from the config (tools/test.py --tta),
+    before the dataset and the checkpoint load; the shipped pipelines
+    pass, and a pipeline of other resizes is left to the model."""
+    from mmsnip.utils.preflight import (UserInputError, check_tta_config,
+                                        tta_resize_problem)
+    scales = [dict(max_side=512, valid_range=(120, None)),
+              dict(factor=1.667, valid_range=(32, 150)),
+              dict(factor=3.0, valid_range=(0, 80))]
+
+    def pipeline(resizes):
+        return [dict(type='LoadImageFromFile'),
+                dict(type='TestTimeAug', transforms=[
+                    resizes, [dict(type='PackDetInputs')]])]
+
+    def resize(scale):
+        return dict(type='mmsnip.ResizeToScale', scale=scale)
+
+    model = dict(type='mmsnip.SnipTTAModel', scales=scales)
+    full = pipeline([resize(s) for s in scales])
+    assert tta_resize_problem(model, full) is None
+    # the resize rule counts, not the valid range written beside it
+    assert tta_resize_problem(model, pipeline(
+        [resize(dict(max_side=512)), resize(dict(factor=1.667)),
+         resize(dict(factor=3.0))])) is None
+    two = pipeline([resize(s) for s in scales[:2]])
+    with pytest.raises(UserInputError, match=r'has scales\[2\] \(factor=3.0'
+                       r'\), but no ResizeToScale'):
+        check_tta_config(Config(dict(tta_model=model, tta_pipeline=two)))
+    assert "scale=dict(factor=3.0))" in tta_resize_problem(model, two)
+    # mmdet's Resize, or another TTA model: not judged here
+    assert tta_resize_problem(model, pipeline(
+        [dict(type='Resize', scale=(1333, 800), keep_ratio=True)])) is None
+    assert tta_resize_problem(dict(type='DetTTAModel'), two) is None
+
+
 def test_tta_without_a_test_time_model_is_one_error():
     """tools/test.py --tta on a config without tta_model or tta_pipeline
     (or with None): an error, not MMDetection's silent flip test."""
