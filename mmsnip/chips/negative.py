@@ -258,10 +258,19 @@ def negative_chips_batch(proposals: np.ndarray, row_start: np.ndarray,
         if neg_cfg.filter_range:
             fits &= in_range(box_sizes(boxes)[:, None],
                              (ranges[:, 0], ranges[:, 1]))
-        idx, scale = np.nonzero(fits)  # row by row, scale by scale
-        seg = row_img[idx] * num_scales + scale
-        order = np.argsort(seg, kind='stable')
-        idx, seg = idx[order], seg[order]
+        # each scale's rows, placed canvas by canvas (image, then scale)
+        # without a sort: the rows of an image are consecutive
+        in_scale = [np.flatnonzero(fits[:, k]) for k in range(num_scales)]
+        counts = np.stack([np.bincount(row_img[r], minlength=n)
+                           for r in in_scale], axis=1)  # (n, S)
+        seg_start = np.cumsum(counts.ravel()) - counts.ravel()
+        col_start = np.cumsum(counts, axis=0) - counts
+        idx = np.empty(int(counts.sum()), np.int64)
+        for k, r in enumerate(in_scale):
+            img_k = row_img[r]
+            idx[seg_start[img_k * num_scales + k] + np.arange(len(r)) -
+                col_start[img_k, k]] = r
+        seg = np.repeat(np.arange(n * num_scales), counts.ravel())
     else:
         seg = row_set
         if neg_cfg.filter_range:
