@@ -195,17 +195,11 @@ def test_ssd_priors_are_laid_out_for_one_input_size():
     assert chip_input_problem(padded, 300) is None
 
 
-def test_snip_runner_refuses_ddod_on_small_chips(tiny_demo_root,
-                                                 tmp_path):
-    """Through SnipRunner: the SNIPER demo config with mmdet's DDOD as its
-    detector. 256 px chips: refused when the model is built; 320 px chips:
-    refused once the chip table is built (the coarse scale's canvases are
-    smaller), before the first iteration; padded batches train."""
+def _demo_config_with_ddod(tiny_demo_root, tmp_path):
+    """The tiny SNIPER demo config and mmdet's DDOD at ResNet-18 for its
+    5 classes (to set as its ``model``)."""
     from mmengine.config import Config
     from mmengine.hub import get_config
-
-    from mmsnip.engine import SnipRunner
-    from mmsnip.utils.preflight import UserInputError
     cfg = Config.fromfile(tiny_config(
         tiny_demo_root, str(tmp_path / 'w'), str(tmp_path / 'cfg.py'),
         base=osp.join(REPO_ROOT, 'configs/sniper',
@@ -214,6 +208,18 @@ def test_snip_runner_refuses_ddod_on_small_chips(tiny_demo_root,
     model.backbone.update(depth=18, init_cfg=None)
     model.neck.in_channels = [64, 128, 256, 512]
     model.bbox_head.num_classes = 5
+    return cfg, model
+
+
+def test_snip_runner_refuses_ddod_on_small_chips(tiny_demo_root,
+                                                 tmp_path):
+    """Through SnipRunner: the SNIPER demo config with mmdet's DDOD as its
+    detector. 256 px chips: refused when the model is built; 320 px chips:
+    refused once the chip table is built (the coarse scale's canvases are
+    smaller), before the first iteration; padded batches train."""
+    from mmsnip.engine import SnipRunner
+    from mmsnip.utils.preflight import UserInputError
+    cfg, model = _demo_config_with_ddod(tiny_demo_root, tmp_path)
     cfg.model = model
     with pytest.raises(UserInputError, match=r'DeformConv2dPack\) fails on '
                        '256 x 256 inputs, the size of the chips'):
@@ -376,19 +382,11 @@ def test_snip_runner_refuses_ddod_on_small_test_views(tiny_demo_root,
     first image; with a Pad stage to 288 px it builds."""
     import logging
 
-    from mmengine.config import Config, ConfigDict
-    from mmengine.hub import get_config
+    from mmengine.config import ConfigDict
 
     from mmsnip.engine import SnipRunner
     from mmsnip.utils.preflight import UserInputError
-    cfg = Config.fromfile(tiny_config(
-        tiny_demo_root, str(tmp_path / 'w'), str(tmp_path / 'cfg.py'),
-        base=osp.join(REPO_ROOT, 'configs/sniper',
-                      'sniper_faster-rcnn_r18-w16_fpn_12e_demo.py')))
-    model = get_config('mmdet::ddod/ddod_r50_fpn_1x_coco.py').model
-    model.backbone.update(depth=18, init_cfg=None)
-    model.neck.in_channels = [64, 128, 256, 512]
-    model.bbox_head.num_classes = 5
+    cfg, model = _demo_config_with_ddod(tiny_demo_root, tmp_path)
     model.data_preprocessor.batch_augments = [
         dict(type='BatchFixedSizePad', size=(320, 320))]
     for chip_cfg in (cfg.chip_cfg, cfg.train_dataloader.dataset.chip_cfg):

@@ -663,17 +663,22 @@ def test_annotation_id_zero_really_loses_a_match():
     assert ap(0) < 0.5
 
 
-def test_classwise_ap_needs_ascending_category_ids(demo):
-    """CocoMetric(classwise=True) prints COCOeval's per-class AP (sorted
-    ids) under the file's class order: refused when they differ."""
+def renumber_categories(demo, new_id: dict) -> None:
+    """Give the categories (and their annotations) of both demo files the
+    ids ``new_id[old id]``."""
     for split in ('train', 'val'):
         coco = read(demo, split)
-        new_id = {1: 9, 2: 3, 3: 4, 4: 5, 5: 6}  # disc last by id
         for cat in coco['categories']:
             cat['id'] = new_id[cat['id']]
         for ann in coco['annotations']:
             ann['category_id'] = new_id[ann['category_id']]
         write(demo, coco, split)
+
+
+def test_classwise_ap_needs_ascending_category_ids(demo):
+    """CocoMetric(classwise=True) prints COCOeval's per-class AP (sorted
+    ids) under the file's class order: refused when they differ."""
+    renumber_categories(demo, {1: 9, 2: 3, 3: 4, 4: 5, 5: 6})  # disc last
     cfg = cfg_of(demo)
     assert audit_config(cfg, images=False) == []  # no per-class table
     cfg['val_evaluator'][0]['classwise'] = True
@@ -689,14 +694,7 @@ def test_classwise_ap_needs_integer_category_ids(demo):
     """CocoMetric(classwise=True) looks each category id up with
     pycocotools' loadCats, which iterates a string id's characters (a
     KeyError after the whole test): refused; without the table, not."""
-    for split in ('train', 'val'):
-        coco = read(demo, split)
-        new_id = {1: '7', 2: '42', 3: '1000', 4: '8', 5: '9'}
-        for cat in coco['categories']:
-            cat['id'] = new_id[cat['id']]
-        for ann in coco['annotations']:
-            ann['category_id'] = new_id[ann['category_id']]
-        write(demo, coco, split)
+    renumber_categories(demo, {1: '7', 2: '42', 3: '1000', 4: '8', 5: '9'})
     cfg = cfg_of(demo)
     assert audit_config(cfg, images=False) == []  # no per-class table
     cfg['val_evaluator'][0]['classwise'] = True
