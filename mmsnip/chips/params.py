@@ -450,7 +450,7 @@ def scale_table(cfg: ChipConfig) -> Sequence[str]:
     lines = []
     for i, s in enumerate(cfg.scales):
         lo, hi = s.valid_range
-        line = (f'scale {i}: {s.rule}={getattr(s, s.rule)}  valid '
+        line = (f'scale {i}: {s.rule_text}  valid '
                 f'{lo:g}-{hi:g} px (original)')
         if s.factor is not None:
             slo, shi = s.valid_range_scaled(s.factor)

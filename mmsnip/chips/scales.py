@@ -122,6 +122,14 @@ class ScaleSpec:
         raise AssertionError('unreachable: checked in __post_init__')
 
     @property
+    def rule_text(self) -> str:
+        """The factor rule as a config writes it, for messages:
+        ``'factor=3.0'``, ``'max_side=512'``,
+        ``'short_max=(800.0, 1200.0)'``.
+        """
+        return f'{self.rule}={getattr(self, self.rule)}'
+
+    @property
     def resize_rule(self) -> tuple:
         """The factor rule in canonical form, ``(rule, value)``: scales with
         equal resize rules resize every image alike. ``short_max`` is
@@ -554,10 +562,6 @@ def _strictly_finer(fine: ScaleSpec, coarse: ScaleSpec) -> bool:
         coarse.finer_or_equal(fine) is not True
 
 
-def _rule_text(spec: ScaleSpec) -> str:
-    return f'{spec.rule}={getattr(spec, spec.rule)}'
-
-
 def check_range_order(scales: Sequence[ScaleSpec],
                       where: str = 'ChipConfig.scales') -> None:
     """Finer scales must not admit larger objects (Sec. 3.2): of two
@@ -573,8 +577,8 @@ def check_range_order(scales: Sequence[ScaleSpec],
             if fine.valid_range[0] > coarse.valid_range[0] or \
                     fine.valid_range[1] > coarse.valid_range[1]:
                 raise ValueError(
-                    f'{where}[{i}] ({_rule_text(fine)}) is finer than '
-                    f'scales[{j}] ({_rule_text(coarse)}) but its '
+                    f'{where}[{i}] ({fine.rule_text}) is finer than '
+                    f'scales[{j}] ({coarse.rule_text}) but its '
                     f'valid_range {fine.valid_range} admits larger objects '
                     f'than {coarse.valid_range}: finer scales take smaller '
                     'objects (SNIP, Sec. 3.2); give the finer scale the lower '
@@ -591,8 +595,8 @@ def check_coarse_to_fine(scales: Sequence[ScaleSpec], where: str) -> None:
         for j in range(i + 1, len(scales)):
             if _strictly_finer(fine, scales[j]):
                 raise ValueError(
-                    f'{where}[{i}] ({_rule_text(fine)}) is finer than '
-                    f'{where}[{j}] ({_rule_text(scales[j])}), listed after '
+                    f'{where}[{i}] ({fine.rule_text}) is finer than '
+                    f'{where}[{j}] ({scales[j].rule_text}), listed after '
                     'it: the cascade runs coarse to fine (the first scale '
                     'on the whole image, each next one inside the '
                     "previous one's FocusChips); list the scales from the "

@@ -253,11 +253,10 @@ class SniperDataset:
                 f'the same factor on all {num_images} images of the '
                 'dataset')
             raise ValueError(
-                f'SniperDataset: chip_cfg.scales[{i}] ({a.rule}='
-                f'{getattr(a, a.rule)}) and scales[{j}] ({b.rule}='
-                f'{getattr(b, b.rule)}) are {where}: every chip of it would '
-                'be made twice; remove one of them (give the remaining one '
-                'the union of their valid ranges)')
+                f'SniperDataset: chip_cfg.scales[{i}] ({a.rule_text}) '
+                f'and scales[{j}] ({b.rule_text}) are {where}: every chip '
+                'of it would be made twice; remove one of them (give the '
+                'remaining one the union of their valid ranges)')
 
     def _check_tiny_scales(self, records: ImageRecords) -> None:
         """A scale whose valid objects are all under ``MIN_OBJECT_PX``
@@ -287,7 +286,7 @@ class SniperDataset:
             need = MIN_OBJECT_PX / float(np.max(np.minimum(
                 hi, np.sqrt(records.heights * records.widths))))
             what = (f'{type(self).__name__}: chip_cfg.scales[{s}] '
-                    f'({spec.rule}={getattr(spec, spec.rule)}, '
+                    f'({spec.rule_text}, '
                     f'valid_range=({lo:g}, '
                     f'{hi:g}))')
             fix = (f'raise its factor (to at least {need:.3g} for '

@@ -512,8 +512,8 @@ def pyramid_view_problem(model: nn.Module, image_shapes, scales,
             f'image {image}'
         oh, ow = (int(v) for v in shapes[image])
         vh, vw = (int(v) for v in views[k])
-        return (f'tta_model.scales[{scale}] ({spec.rule}='
-                f'{getattr(spec, spec.rule)}) resizes {name} of {where} '
+        return (f'tta_model.scales[{scale}] ({spec.rule_text}) '
+                f'resizes {name} of {where} '
                 f'({ow} x {oh}) to {vw} x {vh}')
 
     problems = []

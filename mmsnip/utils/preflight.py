@@ -404,12 +404,10 @@ def tta_resize_problem(tta_model, tta_pipeline) -> Optional[str]:
                if spec.resize_rule not in rules]
     if not missing:
         return None
-    names = ', '.join(f'scales[{i}] ({scales[i].rule}='
-                      f'{getattr(scales[i], scales[i].rule)})'
+    names = ', '.join(f'scales[{i}] ({scales[i].rule_text})'
                       for i in missing)
     fix = ', '.join(f"dict(type='mmsnip.ResizeToScale', scale=dict("
-                    f'{scales[i].rule}={getattr(scales[i], scales[i].rule)}'
-                    '))' for i in missing)
+                    f'{scales[i].rule_text}))' for i in missing)
     return (f'tta_model ({tta_model.get("type")}) has {names}, but no '
             'ResizeToScale in the first stage of tta_pipeline\'s '
             'TestTimeAug resizes to it: that scale would never run and the '

@@ -177,8 +177,7 @@ class SnipTTAModel(DetTTAModel):
         if len(ranges) > 1:
             h, w = meta['ori_shape'][:2]
             names = ' and '.join(
-                f'scales[{i}] ({self.scales[i].rule}='
-                f'{getattr(self.scales[i], self.scales[i].rule)})'
+                f'scales[{i}] ({self.scales[i].rule_text})'
                 for i in tied)
             raise ValueError(
                 f'{type(self).__name__}: tta_model.{names} resize '
@@ -240,12 +239,10 @@ class SnipTTAModel(DetTTAModel):
         if not missing:
             return
         names = ', '.join(
-            f'scales[{i}] ({self.scales[i].rule}='
-            f'{getattr(self.scales[i], self.scales[i].rule)}, valid_range='
+            f'scales[{i}] ({self.scales[i].rule_text}, valid_range='
             f'{self.scales[i].valid_range})' for i in missing)
         rules = ', '.join(
-            f'ResizeToScale(scale=dict({self.scales[i].rule}='
-            f'{getattr(self.scales[i], self.scales[i].rule)}))'
+            f'ResizeToScale(scale=dict({self.scales[i].rule_text}))'
             for i in missing)
         raise ValueError(
             f'{type(self).__name__}: the tta_pipeline gives '
