@@ -174,19 +174,22 @@ def annotations_by_image(coco: dict,
     kept = _kept(coco['annotations'],
                  [images[ann['image_id']] for ann in coco['annotations']])
     if classes is not None:
-        labels = category_labels(coco, classes)
-        kept &= np.array([_category_key(ann.get('category_id')) in labels
-                          for ann in coco['annotations']], bool)
+        kept &= in_classes(coco, classes)
     for ann, keep in zip(coco['annotations'], kept):
         if keep:
             by_image[ann['image_id']].append(ann)
     return by_image
 
 
-def _category_key(cid):
-    """A ``category_id`` as a dict key (a list or dict id matches no
-    category)."""
-    return cid if isinstance(cid, (int, float, str)) else None
+def in_classes(coco: dict, classes: Sequence[str]) -> np.ndarray:
+    """``(A,)`` bool per annotation: its ``category_id`` is the id of
+    one of ``classes`` in the file's ``categories`` (what ``CocoDataset``
+    keeps, :func:`category_labels`; a list or dict id matches none)."""
+    labels = category_labels(coco, classes)
+    return np.array([
+        (cid if isinstance(cid, (int, float, str)) else None) in labels
+        for cid in (ann.get('category_id') for ann in coco['annotations'])
+    ], bool)
 
 
 def left_out_by_classes(coco: dict, classes: Optional[Sequence[str]]
@@ -196,9 +199,9 @@ def left_out_by_classes(coco: dict, classes: Optional[Sequence[str]]
     ``repr``, at most 10), for the tools' reports."""
     if classes is None:
         return 0, []
-    labels = category_labels(coco, classes)
-    ids = [ann.get('category_id') for ann in coco['annotations']
-           if _category_key(ann.get('category_id')) not in labels]
+    kept = in_classes(coco, classes)
+    ids = [ann.get('category_id')
+           for ann, keep in zip(coco['annotations'], kept) if not keep]
     unique = {repr(cid): cid for cid in ids}
     return len(ids), [unique[k] for k in sorted(unique)][:10]
 
