@@ -17,7 +17,7 @@ from typing import Tuple
 import numpy as np
 
 from .boxes import FIT_EPS
-from .positive import grid_runs, off_grid_starts, run_thresholds
+from .positive import grid_counts, off_grid_starts, run_thresholds
 
 # Cells of the count grids held at once (float32: 8 MiB of difference grids
 # and 8 MiB of their integration), whatever the number of canvases.
@@ -108,11 +108,13 @@ def axis_runs(lo_edge: np.ndarray, hi_edge: np.ndarray, canvas: np.ndarray,
     """
     length = np.asarray(length, np.int64)
     canvas = np.asarray(canvas, np.int64)
-    first, last = grid_runs(lo_edge, hi_edge, length, chip_size, stride)
+    extent = np.minimum(length, chip_size)
+    upto_first, upto_last = run_thresholds(lo_edge, hi_edge, extent)
+    first, last = (grid_counts(t, length, chip_size, stride)
+                   for t in (upto_first, upto_last))
     none = np.zeros(0, np.int64)
     if not off_grid:
         return AxisRuns(first, last, none, none)
-    extent = np.minimum(length, chip_size)
     stuck = (first >= last) & (hi_edge - lo_edge <= extent + FIT_EPS)
     if not stuck.any():
         return AxisRuns(first, last, none, none)
@@ -131,18 +133,19 @@ def axis_runs(lo_edge: np.ndarray, hi_edge: np.ndarray, canvas: np.ndarray,
     ends = np.cumsum(count)
     index = np.arange(ends[-1]) - np.repeat(ends - count, count)
     grid = grid_start(index, np.repeat(side, count), chip_size, stride)
+    extra_keys = np.unique(owner * _KEY + extra[whole].astype(np.int64))
     keys = np.unique(np.concatenate([
-        np.repeat(listed, count) * _KEY + grid,
-        owner * _KEY + extra[whole].astype(np.int64)]))
-    # Their boxes' runs: starts <= an integer threshold, counted in the
-    # canvas's keys (thresholds as grid_runs takes them).
+        np.repeat(listed, count) * _KEY + grid, extra_keys]))
+    # Their boxes' runs: the grid starts <= the thresholds (counted above)
+    # plus the canvas's off-grid starts <= them, counted in the few
+    # off-grid keys. No off-grid start is a grid start: it lies in its
+    # stuck box's feasible interval, which holds no grid start.
     box = np.flatnonzero(np.isin(canvas, listed))
     base = canvas[box] * _KEY
-    below = keys.searchsorted(base)
-    upto_first, upto_last = (np.maximum(t, -1) for t in run_thresholds(
-        lo_edge[box], hi_edge[box], extent[box]))
-    first[box] = keys.searchsorted(base + upto_first, side='right') - below
-    last[box] = keys.searchsorted(base + upto_last, side='right') - below
+    below = extra_keys.searchsorted(base)
+    for runs, upto in ((first, upto_first), (last, upto_last)):
+        runs[box] += extra_keys.searchsorted(
+            base + np.maximum(upto[box], -1), side='right') - below
     return AxisRuns(first, last, keys, fractional)
 
 

@@ -285,8 +285,8 @@ def negative_chips_batch(proposals: np.ndarray, row_start: np.ndarray,
     canvas = np.empty((n, num_scales, 2))
     for k, hw in enumerate(zip(h_img.tolist(), w_img.tolist())):
         factor[k], canvas[k] = zip(*cfg.geometry(*hw))
-    scaled = to_canvas(boxes[idx], factor[img, scale][:, None],
-                       canvas[img, scale])
+    scaled = to_canvas(boxes[idx], factor.reshape(-1)[seg][:, None],
+                       canvas.reshape(-1, 2)[seg])
     # Sec. 3.3.3: remove the proposals covered by C^i_pos ("covered" as in
     # the cover, FIT_EPS): every (proposal, positive chip of its image and
     # scale) pair, tested at once, one coordinate column at a time.

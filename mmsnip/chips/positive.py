@@ -197,14 +197,18 @@ def grid_runs(lo_edge: np.ndarray, hi_edge: np.ndarray, length,
     """
     length = np.asarray(length, np.int64)
     extent = np.minimum(length, chip_size)
+    return tuple(grid_counts(t, length, chip_size, stride)
+                 for t in run_thresholds(lo_edge, hi_edge, extent))
+
+
+def grid_counts(upto: np.ndarray, length: np.ndarray, chip_size: int,
+                stride: int) -> np.ndarray:
+    """``(N,)`` int64: how many starts of the grid of :func:`chip_starts`
+    on a side ``length[n]`` are ``<= upto[n]`` (``(N,)`` int64 each,
+    SCALED pixels; :func:`grid_runs`)."""
     span = length - chip_size  # > 0: the border start L - K exists
-
-    def starts_upto(t):
-        t = t.astype(np.int64)
-        grid = np.clip(t // stride + 1, 0, -(-span // stride))
-        return np.where(span > 0, grid + (span <= t), t >= 0)
-
-    return tuple(map(starts_upto, run_thresholds(lo_edge, hi_edge, extent)))
+    grid = np.clip(upto // stride + 1, 0, -(-span // stride))
+    return np.where(span > 0, grid + (span <= upto), upto >= 0)
 
 
 def run_thresholds(lo_edge: np.ndarray, hi_edge: np.ndarray,
@@ -1123,12 +1127,18 @@ def to_canvas(boxes: np.ndarray, factor, canvas_hw) -> np.ndarray:
     Returns:
         np.ndarray: ``(N, 4)`` float64 xyxy, SCALED pixels.
     """
+    # the product in the inputs' dtype, then float64 (the same values as
+    # np.minimum(boxes * factor, limit)); (x, y) corner pairs clipped to
+    # (w, h) in place, without a gathered (N, 4) limit
+    scaled = np.asarray(boxes * factor, np.float64)
     if np.ndim(canvas_hw) == 2:
-        limit = np.asarray(canvas_hw, np.float64)[:, [1, 0, 1, 0]]
+        limit = np.asarray(canvas_hw, np.float64)[:, None, ::-1]
     else:
         h, w = canvas_hw
-        limit = [w, h, w, h]
-    return np.minimum(boxes * factor, limit)
+        limit = np.array([w, h], np.float64)
+    corners = scaled.reshape(-1, 2, 2)
+    np.minimum(corners, limit, out=corners)
+    return scaled
 
 
 def make_chip_set(chips_scaled: np.ndarray, scale_index: int, factor: float,
