@@ -12,12 +12,13 @@ images holds about 500 covers of about 160 proposals, about 6 picks each.
 """
 import dataclasses
 import functools
-from typing import Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 
 from .boxes import FIT_EPS
-from .positive import grid_counts, off_grid_starts, run_thresholds
+from .positive import (axis_candidates, grid_counts, off_grid_starts,
+                       run_thresholds)
 
 # Cells of the count grids held at once (float32: 8 MiB of difference grids
 # and 8 MiB of their integration), whatever the number of canvases.
@@ -55,17 +56,20 @@ class AxisRuns:
         first, last (np.ndarray): ``(B,)`` int64: box ``b`` fits in the
             chips of start indices ``[first[b], last[b])`` of its canvas.
         keys (np.ndarray): Sorted int64 ``canvas * 2 ** 32 + start``: every
-            start of the canvases with off-grid starts (the stride grid's
-            and theirs); other canvases have the stride grid.
-        fractional (np.ndarray): Canvases with an off-grid start that is
-            not an integer (rare: a box within a pixel of the chip's side),
-            sorted: their runs above lack those starts, callers search them
-            canvas by canvas (:func:`~mmsnip.chips.positive.greedy_cover`).
+            start of the canvases with integer off-grid starts (the stride
+            grid's and theirs); canvases in neither ``keys`` nor
+            ``searched`` have the stride grid.
+        searched (dict): ``{canvas: (S,) float64 starts}``, SCALED pixels,
+            of the canvases with an off-grid start that is not an integer
+            (rare: a box within a pixel of the chip's side), whose starts
+            and runs are searched canvas by canvas
+            (:func:`~mmsnip.chips.positive.axis_candidates`).
     """
     first: np.ndarray
     last: np.ndarray
     keys: np.ndarray
-    fractional: np.ndarray
+    searched: Dict[int, np.ndarray] = dataclasses.field(
+        default_factory=dict)
 
     def starts(self, index: np.ndarray, canvas: np.ndarray, length,
                chip_size: int, stride: int) -> np.ndarray:
@@ -80,6 +84,9 @@ class AxisRuns:
             base = canvas[listed] * _KEY
             out[listed] = self.keys[self.keys.searchsorted(base) +
                                     index[listed]] - base
+        for c, starts in self.searched.items():
+            mine = canvas == c
+            out[mine] = starts[index[mine]]
         return out
 
 
@@ -114,26 +121,31 @@ def axis_runs(lo_edge: np.ndarray, hi_edge: np.ndarray, canvas: np.ndarray,
                    for t in (upto_first, upto_last))
     none = np.zeros(0, np.int64)
     if not off_grid:
-        return AxisRuns(first, last, none, none)
+        return AxisRuns(first, last, none)
     stuck = (first >= last) & (hi_edge - lo_edge <= extent + FIT_EPS)
     if not stuck.any():
-        return AxisRuns(first, last, none, none)
+        return AxisRuns(first, last, none)
     extra = off_grid_starts(lo_edge[stuck], hi_edge[stuck], length[stuck],
                             extent[stuck])
-    whole = extra == np.floor(extra)
-    fractional = np.unique(canvas[stuck][~whole])
-    owner = canvas[stuck][whole]
+    stuck_canvas = canvas[stuck]
+    fractional = extra != np.floor(extra)
+    searched_ids = np.unique(stuck_canvas[fractional])
+    searched = _search_canvases(lo_edge, hi_edge, canvas, length,
+                                searched_ids, chip_size, stride, first, last)
+    # the integer off-grid starts of the other canvases, as keys
+    listing = ~fractional & ~np.isin(stuck_canvas, searched_ids)
+    owner = stuck_canvas[listing]
     if not len(owner):
-        return AxisRuns(first, last, none, fractional)
+        return AxisRuns(first, last, none, searched)
     # Every start of the canvases with off-grid starts, as sorted keys
     # (duplicates, such as two boxes' equal starts, once).
     listed, at = np.unique(owner, return_index=True)
-    side = length[stuck][whole][at]
+    side = length[stuck][listing][at]
     count = grid_length(side, chip_size, stride)
     ends = np.cumsum(count)
     index = np.arange(ends[-1]) - np.repeat(ends - count, count)
     grid = grid_start(index, np.repeat(side, count), chip_size, stride)
-    extra_keys = np.unique(owner * _KEY + extra[whole].astype(np.int64))
+    extra_keys = np.unique(owner * _KEY + extra[listing].astype(np.int64))
     keys = np.unique(np.concatenate([
         np.repeat(listed, count) * _KEY + grid, extra_keys]))
     # Their boxes' runs: the grid starts <= the thresholds (counted above)
@@ -146,7 +158,30 @@ def axis_runs(lo_edge: np.ndarray, hi_edge: np.ndarray, canvas: np.ndarray,
     for runs, upto in ((first, upto_first), (last, upto_last)):
         runs[box] += extra_keys.searchsorted(
             base + np.maximum(upto[box], -1), side='right') - below
-    return AxisRuns(first, last, keys, fractional)
+    return AxisRuns(first, last, keys, searched)
+
+
+def _search_canvases(lo_edge: np.ndarray, hi_edge: np.ndarray,
+                     canvas: np.ndarray, length: np.ndarray,
+                     searched: np.ndarray, chip_size: int, stride: int,
+                     first: np.ndarray, last: np.ndarray
+                     ) -> Dict[int, np.ndarray]:
+    """The starts and runs of the canvases ``searched`` (sorted ids), canvas
+    by canvas (:func:`~mmsnip.chips.positive.axis_candidates`, off-grid
+    starts on): their boxes' runs are written into ``first`` and ``last``;
+    returns ``{canvas: (S,) float64 starts}``."""
+    if not len(searched):
+        return {}
+    rows = np.flatnonzero(np.isin(canvas, searched))
+    rows = rows[np.argsort(canvas[rows], kind='stable')]
+    bounds = np.searchsorted(canvas[rows], searched[1:])
+    found = {}
+    for c, mine in zip(searched.tolist(), np.split(rows, bounds)):
+        starts, _, first[mine], last[mine] = axis_candidates(
+            lo_edge[mine], hi_edge[mine], int(length[mine[0]]), chip_size,
+            stride, off_grid=True)
+        found[c] = starts
+    return found
 
 
 def greedy_cover_runs(lo_x: np.ndarray, hi_x: np.ndarray, lo_y: np.ndarray,

@@ -326,12 +326,10 @@ def negative_chips_batch(proposals: np.ndarray, row_start: np.ndarray,
     seg_size = np.bincount(seg, minlength=num_segs)
     # Sec. 3.3.3: greedily pick chips covering at least M proposals; most
     # canvases in one batched loop (no chip can hold M proposals of a
-    # canvas with fewer), the others (a fractional off-grid start, a huge
-    # grid) one by one.
+    # canvas with fewer), the others (a huge grid) one by one.
     cells = grid_length(canvas[..., 0], cfg.chip_size, cfg.chip_stride) * \
         grid_length(canvas[..., 1], cfg.chip_size, cfg.chip_stride)
     batched = cells.reshape(-1) <= MAX_GRID_CELLS
-    batched[along[0].fractional] = batched[along[1].fractional] = False
     fits = batched[seg] & (along[0].first < along[0].last) & \
         (along[1].first < along[1].last)
     picks, _ = greedy_cover_runs(

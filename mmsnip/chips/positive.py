@@ -182,7 +182,7 @@ def grid_runs(lo_edge: np.ndarray, hi_edge: np.ndarray, length,
     K``). The same integers as ``searchsorted`` on the starts
     (property-tested), for grid starts only: boxes that need an off-grid
     start (``first >= last`` but short enough) must go through
-    :func:`_axis_candidates` or :func:`~mmsnip.chips.cover_batch.axis_runs`.
+    :func:`axis_candidates` or :func:`~mmsnip.chips.cover_batch.axis_runs`.
 
     Args:
         lo_edge, hi_edge (np.ndarray): ``(N,)`` float box edges along one
@@ -251,7 +251,7 @@ def off_grid_starts(lo_edge: np.ndarray, hi_edge: np.ndarray, length,
                     np.clip(np.round((lo + hi) / 2), lo_int, hi_int), lo)
 
 
-def _axis_candidates(lo_edge: np.ndarray, hi_edge: np.ndarray, length: int,
+def axis_candidates(lo_edge: np.ndarray, hi_edge: np.ndarray, length: int,
                      chip_size: int, stride: int, off_grid: bool):
     """Candidate starts along one axis and every box's run in them.
 
@@ -543,10 +543,10 @@ def greedy_cover(boxes_scaled: np.ndarray, canvas_hw: Tuple[int, int],
                                    chip_stride, min_count, off_grid)
     if h <= chip_size and w <= chip_size:
         return _cover_one_candidate(boxes_scaled, h, w, min_count)
-    starts_x, ext_x, lo_x, hi_x = _axis_candidates(
+    starts_x, ext_x, lo_x, hi_x = axis_candidates(
         boxes_scaled[:, 0], boxes_scaled[:, 2], w, chip_size, chip_stride,
         off_grid)
-    starts_y, ext_y, lo_y, hi_y = _axis_candidates(
+    starts_y, ext_y, lo_y, hi_y = axis_candidates(
         boxes_scaled[:, 1], boxes_scaled[:, 3], h, chip_size, chip_stride,
         off_grid)
     coverable = (lo_x < hi_x) & (lo_y < hi_y)
@@ -591,11 +591,11 @@ def _cover_one_candidate(boxes_scaled: np.ndarray, h: int, w: int,
 
 def _runs_small(lo_edges, hi_edges, length: int, chip_size: int,
                 stride: int, off_grid: bool):
-    """:func:`_axis_candidates` on Python floats (a few boxes).
+    """:func:`axis_candidates` on Python floats (a few boxes).
 
     Returns:
         tuple: ``(starts (sequence of float), extent, first (list[int]),
-        last (list[int]))``, the same numbers as :func:`_axis_candidates`.
+        last (list[int]))``, the same numbers as :func:`axis_candidates`.
     """
     extent = min(chip_size, length)
     starts = _cached_start_list(length, chip_size, stride)

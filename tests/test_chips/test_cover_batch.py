@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from mmsnip.chips import cover_batch, greedy_cover
 from mmsnip.chips.cover_batch import axis_runs, greedy_cover_runs
-from mmsnip.chips.positive import _axis_candidates
+from mmsnip.chips.positive import axis_candidates
 
 # (canvas h, canvas w, boxes: x, y, width, height as fractions)
 canvases = st.lists(st.tuples(
@@ -52,10 +52,7 @@ def test_greedy_cover_runs_equals_greedy_cover(cases, k_d, min_count,
         picks, covered = greedy_cover_runs(
             runs[0].first[fits], runs[0].last[fits], runs[1].first[fits],
             runs[1].last[fits], canvas[fits], min_count)
-    fractional = set(runs[0].fractional) | set(runs[1].fractional)
     for c, (h, w, _) in enumerate(cases):
-        if c in fractional:
-            continue  # their starts are searched canvas by canvas
         mine = picks[:, 0] == c
         x1, y1 = (runs[a].starts(picks[mine, 1 + a], picks[mine, 0],
                                  np.full(mine.sum(), (w, h)[a]), k, d)
@@ -77,7 +74,7 @@ def test_greedy_cover_runs_equals_greedy_cover(cases, k_d, min_count,
                 max_size=40))
 def test_axis_runs_equal_the_search_per_canvas(cases, k_d, near_chip):
     # Boxes between grid positions get off-grid starts; sides within a
-    # pixel of the chip's make fractional ones (left to the caller).
+    # pixel of the chip's make fractional ones.
     k, d = k_d
     boxes, canvas, side = _flat(cases)
     for a in (0, 1):
@@ -94,11 +91,11 @@ def test_axis_runs_equal_the_search_per_canvas(cases, k_d, near_chip):
             mine = canvas == c
             if not mine.any():
                 continue
-            starts, _, first, last = _axis_candidates(
+            starts, _, first, last = axis_candidates(
                 lo[mine], hi[mine], int(length[mine][0]), k, d, True)
-            if c in got.fractional:
-                assert (starts != np.floor(starts)).any()
-                continue
+            # canvases with a fractional start are searched, the others
+            # counted in keys
+            assert (c in got.searched) == (starts != np.floor(starts)).any()
             np.testing.assert_array_equal(got.first[mine], first)
             np.testing.assert_array_equal(got.last[mine], last)
             index = np.arange(len(starts))
