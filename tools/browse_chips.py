@@ -124,7 +124,8 @@ def main():
         chip_config_of(config)
     # the pictures need every image's file as well as its size; with a
     # config, the categories its training keeps
-    coco, classes = coco_for_config(args.ann_file, config,
+    source = None if config is None else training_source(config)
+    coco, classes = coco_for_config(args.ann_file, source,
                                     BOX_IMAGE_FIELDS + ('file_name', ))
     proposals = load_coco_proposals(args.proposals, coco, len(
         cfg.scales)) if args.proposals else None
@@ -139,7 +140,6 @@ def main():
                 f'({len(ids)} images)')
         images = [i for i in images if i['id'] in set(args.image_ids)]
     # decode as the config's loader does (EXIF orientation or not)
-    source = None if config is None else training_source(config)
     flags = cv2.IMREAD_COLOR if source is None or \
         source.apply_orientation else \
         cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION

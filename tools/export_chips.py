@@ -51,7 +51,7 @@ from mmsnip.chips import (ChipConfig, ChipSet, box_sizes,
                           inside_matrix, sample_negative_chips, sanitize_boxes)
 from mmsnip.datasets.coco_file import (annotations_by_image, coco_boxes,
                                        coco_for_config, left_out_by_classes,
-                                       load_coco_proposals)
+                                       load_coco_proposals, training_source)
 from mmsnip.utils.cli import ArgumentParser, non_negative_int
 from mmsnip.utils.fileio import check_output_file, write_json
 from mmsnip.utils.preflight import (UserInputError, chip_config_of,
@@ -127,7 +127,8 @@ def main():
         cfg = select_scales(cfg, args.scales)
         scale_ids = np.array(args.scales)
     # the classes training keeps: other categories give no chip
-    coco, classes = coco_for_config(args.ann_file, config)
+    coco, classes = coco_for_config(
+        args.ann_file, None if config is None else training_source(config))
     proposals: Optional[Mapping] = load_coco_proposals(
         args.proposals, coco, len(full_cfg.scales)) if args.proposals \
         else None

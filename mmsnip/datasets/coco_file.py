@@ -206,17 +206,19 @@ def left_out_by_classes(coco: dict, classes: Optional[Sequence[str]]
     return len(ids), [unique[k] for k in sorted(unique)][:10]
 
 
-def coco_for_config(path: str, cfg,
+def coco_for_config(path: str, source,
                     image_fields: Sequence[str] = BOX_IMAGE_FIELDS
                     ) -> Tuple[dict, Optional[Tuple[str, ...]]]:
     """:func:`load_coco` for a tool given a config: the file and the
-    classes its training keeps (:func:`training_source`; None without a
-    config or a COCO training dataset).
+    classes its training keeps (None without a config or a COCO training
+    dataset).
 
     Args:
         path (str): The annotation file.
-        cfg (Config, optional): The tool's ``--config``; None
-            (``--paper-defaults``) keeps every category.
+        source (AnnSource, optional): The config's training dataset
+            (:func:`training_source` of the tool's ``--config``); None
+            (``--paper-defaults``, no COCO training dataset) keeps every
+            category.
         image_fields (Sequence[str]): As for :func:`load_coco`.
 
     Raises:
@@ -229,7 +231,6 @@ def coco_for_config(path: str, cfg,
             classes in the file (some of them is fine: ``CocoDataset``
             keeps those).
     """
-    source = None if cfg is None else training_source(cfg)
     classes = None if source is None else source.classes
     coco = load_coco(path, image_fields, categories=classes is not None)
     if classes is not None:
