@@ -344,8 +344,11 @@ def focus_stack_keep_mask(dets, chip, img_hw: Tuple[float, float],
     * a detection touching an inner chip side is dropped, whatever else.
 
     "Touching" means within ``border_tol`` of the chip side (plus 1e-6 px
-    for rounding; detections beyond the side also touch). A detection is
-    also dropped when its size is outside the scale's valid range.
+    for rounding; detections beyond the side also touch). A chip side is
+    on the image border only within those 1e-6 px, whatever
+    ``border_tol``: a side a few pixels inside the image is an inner side.
+    A detection is also dropped when its size is outside the scale's
+    valid range.
 
     Example:
         For a chip ``[0, 200, 200, 400]`` of a 1000 x 1000 image, whose left
@@ -371,8 +374,12 @@ def focus_stack_keep_mask(dets, chip, img_hw: Tuple[float, float],
     chip = np.asarray(chip, np.float64).reshape(4)
     h, w = img_hw
     tol = border_tol + FIT_EPS
-    on_image = np.array([chip[0] <= tol, chip[1] <= tol,
-                         chip[2] >= w - tol, chip[3] >= h - tol])
+    # A side is on the image border up to float rounding only: border_tol
+    # widens "touching", never the image border (a chip side 5 px inside
+    # the image is an inner side; the released code: 0.5 px on its integer
+    # chips).
+    on_image = np.array([chip[0] <= FIT_EPS, chip[1] <= FIT_EPS,
+                         chip[2] >= w - FIT_EPS, chip[3] >= h - FIT_EPS])
     touches = np.concatenate([dets[:, :2] <= chip[:2] + tol,
                               dets[:, 2:] >= chip[2:] - tol], axis=1)
     # Sec. 3.4.3: drop detections at a chip border that is not the image's.

@@ -283,3 +283,27 @@ def test_scale_spec_range_in_scaled_pixels():
     # SCALED = CHIP pixels, what the RCNN proposal filter compares with.
     spec = ScaleSpec(factor=3.0, valid_range=(32, 150))
     assert spec.valid_range_scaled(3.0) == (96.0, 450.0)
+
+
+def test_stacking_tolerance_does_not_move_the_image_border():
+    # Sec. 3.4.3: only a chip side ON the image border spares a detection
+    # touching it. With border_tol = 10 (the released code's delta) the
+    # chip [5, 200, 300, 400] of a 1000 x 1000 image has an inner left
+    # side at x = 5: a detection starting there may be a cropped object
+    # reaching x = 0, and is dropped (the released check_valid: cx1 = 5 >=
+    # 0.5 and |dx1 - cx1| < 10). The tolerance widens "touching", not the
+    # image border.
+    dets = np.array([[5, 250, 100, 300], [12, 250, 100, 300],
+                     [20, 250, 100, 300]], float)
+    keep = focus_stack_keep_mask(dets, [5, 200, 300, 400], (1000, 1000),
+                                 (0, 1000), border_tol=10)
+    assert keep.tolist() == [False, False, True]
+    # the same detections in a chip that does start at the image border
+    keep = focus_stack_keep_mask(dets, [0, 200, 300, 400], (1000, 1000),
+                                 (0, 1000), border_tol=10)
+    assert keep.tolist() == [True, True, True]
+    # right / bottom: a chip ending 4 px before the image's right side
+    keep = focus_stack_keep_mask(np.array([[900, 250, 996, 300]], float),
+                                 [700, 200, 996, 400], (1000, 1000),
+                                 (0, 1000), border_tol=10)
+    assert keep.tolist() == [False]
