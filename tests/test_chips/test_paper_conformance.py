@@ -307,3 +307,33 @@ def test_stacking_tolerance_does_not_move_the_image_border():
                                  [700, 200, 996, 400], (1000, 1000),
                                  (0, 1000), border_tol=10)
     assert keep.tolist() == [False]
+
+
+def test_training_table_paths_follow_the_same_hand_examples():
+    # The chip table builds chips with the batched functions: the hand
+    # examples above through them (two images in one batch).
+    from mmsnip.chips.negative import negative_chips_batch
+    from mmsnip.chips.positive import positive_chips_batch
+    boxes = np.array([[10, 10, 50, 50], [500, 500, 590, 590],
+                      [10, 10, 50, 50]], float)
+    chips, counts = positive_chips_batch(boxes, [0, 2, 3], [600, 300],
+                                         [600, 400], _one_scale())
+    assert counts.tolist() == [2, 1]
+    assert _sorted(chips.boxes[:2]).tolist() == [[0, 0, 512, 512],
+                                                 [88, 88, 600, 600]]
+    assert chips.boxes[2].tolist() == [0, 0, 400, 300]
+    # negatives: image 0 holds the cluster and the 200 px proposal, image
+    # 1 the three proposals its positive chip covers; range (0, 100)
+    for m, filter_range, expected in ((3, True, [1, 0]), (4, True, [0, 0]),
+                                      (4, False, [1, 0])):
+        cfg = _one_scale((0, 100), min_proposals=m,
+                         filter_range=filter_range)
+        pos, pos_counts = positive_chips_batch(
+            np.array([[10, 10, 50, 50]] * 2, float), [0, 1, 2],
+            [1000, 1000], [1000, 1000], cfg)
+        rows = np.array([p + [1.0] for p in CLUSTER + LARGE + COVERED])
+        _, neg_counts = negative_chips_batch(
+            rows, np.array([0, 4, 7]), np.array([1000, 1000]),
+            np.array([1000, 1000]), cfg, pos,
+            np.concatenate([[0], np.cumsum(pos_counts)]))
+        assert neg_counts.tolist() == expected, (m, filter_range)
