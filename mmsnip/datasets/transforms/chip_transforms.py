@@ -1,6 +1,7 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 """Transforms that turn an image + a chip into a training sample."""
 import itertools
+import math
 from typing import Optional
 
 import mmcv
@@ -278,7 +279,8 @@ class CropChip(BaseTransform):
       check the chip against (:func:`chip_output_problem`): ``shape``
       ``(h, w)`` and ``box_wh`` (``(n, 2)`` float32 width and height of
       each box of ``gt_bboxes``, CHIP pixels).
-    - chip_valid_range (tuple[float, float]): valid range in CHIP pixels.
+    - chip_valid_range (tuple[float, float]): valid range in CHIP pixels
+      (the ORIGINAL range times ``sqrt(fx * fy)``, as box sizes scale).
     - chip_scale_index (int), chip_is_positive (bool).
 
     Args:
@@ -312,8 +314,14 @@ class CropChip(BaseTransform):
         results['chip_box'] = window.astype(np.float32)
         results['chip_scale_index'] = chip['scale_index']
         results['chip_is_positive'] = chip['is_positive']
-        results['chip_valid_range'] = (float(chip['valid_range'][0] * fx),
-                                       float(chip['valid_range'][1] * fx))
+        # Sec. 3.2.1: the range in CHIP pixels scales as a box's size,
+        # sqrt(area), does: by sqrt(fx * fy) (fx and fy differ slightly
+        # once the window is rounded to whole pixels), so a proposal equal
+        # to a valid box is in range.
+        size_factor = math.sqrt(fx * fy)
+        results['chip_valid_range'] = (
+            float(chip['valid_range'][0] * size_factor),
+            float(chip['valid_range'][1] * size_factor))
 
         boxes = results['gt_bboxes'].numpy() if 'gt_bboxes' in results \
             else np.zeros((0, 4), np.float32)
