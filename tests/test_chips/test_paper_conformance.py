@@ -337,3 +337,27 @@ def test_training_table_paths_follow_the_same_hand_examples():
             np.array([1000, 1000]), cfg, pos,
             np.concatenate([[0], np.cumsum(pos_counts)]))
         assert neg_counts.tolist() == expected, (m, filter_range)
+
+
+def test_pooled_proposals_follow_the_same_negative_example():
+    # Proposals shared by all scales (a pooled file): two scales, factor 1
+    # with range (0, 100) and factor 0.5 with range (100, inf). At the
+    # first the cluster counts (3 in range), at the second only the 200 px
+    # proposal: with M = 3 a chip at the first scale only.
+    from mmsnip.chips.negative import negative_chips_batch
+    from mmsnip.chips.positive import positive_chips_batch
+    cfg = ChipConfig.from_dict(dict(
+        chip_size=512, chip_stride=32,
+        scales=[dict(factor=1.0, valid_range=(0, 100)),
+                dict(factor=0.5, valid_range=(100, None))],
+        negative=dict(min_proposals=3)))
+    pos, pos_counts = positive_chips_batch(
+        np.array([[10, 10, 50, 50]], float), [0, 1], [1000], [1000], cfg)
+    rows = np.array([p + [1.0] for p in CLUSTER + LARGE + COVERED])
+    chips, counts = negative_chips_batch(
+        rows, np.array([0, 7]), np.array([1000]), np.array([1000]), cfg,
+        pos, np.array([0, len(pos)]), shared_scales=True)
+    assert counts.tolist() == [1]
+    assert chips.scale_index.tolist() == [0]
+    single = generate_negative_chips(rows, 1000, 1000, cfg, pos)
+    assert single.boxes.tolist() == chips.boxes.tolist()
