@@ -128,17 +128,20 @@ def greedy_nms(boxes: np.ndarray, iou: float) -> np.ndarray:
     with np.errstate(over='ignore', invalid='ignore'):  # as mmcv: inf
         width = x2 - x1
         area = width * (y2 - y1)
+    # x-sorted copies: a pair (p, q), p < q, has x1[q] >= x1[p]
     by_x = np.argsort(x1, kind='stable')
+    x1, y1, x2, y2 = x1[by_x], y1[by_x], x2[by_x], y2[by_x]
+    width, area = width[by_x], area[by_x]
     with np.errstate(over='ignore', invalid='ignore'):
         side = np.minimum(width, y2 - y1)
     if float(np.float32(iou)) >= SWEEP_MIN_IOU and \
             (side[side > 0] >= SWEEP_MIN_SIDE).all():
         reach = float(np.float32(iou)) * (1 - SWEEP_MARGIN)
-        end = x2[by_x].astype(np.float64) - reach * width[by_x]
+        end = x2.astype(np.float64) - reach * width.astype(np.float64)
     else:
-        end = x2[by_x]
-    # the pairs (sorted position p, q), p < q < stop[p], in one go
-    stop = np.searchsorted(x1[by_x], end, side='left')
+        end = x2
+    # every pair (p, q) with p < q < stop[p], in one go
+    stop = np.searchsorted(x1, end, side='left')
     after = np.arange(1, n + 1)
     count = np.maximum(stop - after, 0)
     total = int(count.sum())
@@ -147,16 +150,18 @@ def greedy_nms(boxes: np.ndarray, iou: float) -> np.ndarray:
     first = np.cumsum(count) - count
     p = np.repeat(np.arange(n), count)
     q = np.arange(total) - np.repeat(first - after, count)
-    i, j = np.minimum(by_x[p], by_x[q]), np.maximum(by_x[p], by_x[q])
-    w = np.minimum(x2[i], x2[j]) - np.maximum(x1[i], x1[j])
-    h = np.minimum(y2[i], y2[j]) - np.maximum(y1[i], y1[j])
     # w or h <= 0: mmcv's intersection is 0, never over the threshold
-    meet = (w > 0) & (h > 0)
-    i, j = i[meet], j[meet]
+    h = np.minimum(y2[p], y2[q]) - np.maximum(y1[p], y1[q])
+    meet = h > 0
+    p, q, h = p[meet], q[meet], h[meet]
+    w = np.minimum(x2[p], x2[q]) - x1[q]  # max(x1[p], x1[q]) = x1[q]
+    meet = w > 0
+    p, q = p[meet], q[meet]
     with np.errstate(over='ignore', invalid='ignore', divide='ignore'):
         inter = w[meet] * h[meet]
-        over = inter / ((area[i] + area[j]) - inter) > np.float32(iou)
-    i, j = i[over], j[over]
+        over = inter / ((area[p] + area[q]) - inter) > np.float32(iou)
+    i, j = by_x[p[over]], by_x[q[over]]
+    i, j = np.minimum(i, j), np.maximum(i, j)  # rank order
     if not len(i):
         return keep
     # in rank order: a row suppresses others only if it is kept itself

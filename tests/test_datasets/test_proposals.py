@@ -895,6 +895,106 @@ def test_pooled_file_round_trips_from_every_old_format(tmp_path, fmt):
     assert ProposalFile(copies).pool_iou == 0.7
 
 
+def previous_pooled_conversion(src, dst, top_n=None, score_dtype='uint8',
+                               pool_iou=0.7):
+    """convert_proposals(src, dst, pool_iou=...) as it was before the
+    conversion streamed (git a2db560): every image pooled by mmcv's nms
+    (through torch) into one dict, then written."""
+    import torch
+
+    from mmsnip.datasets.proposal_pool import pool_proposals
+    from mmsnip.datasets.proposals import _top_n, proposal_array
+    props, num_scales, _ = open_proposals(src)
+    data = {}
+    for k in props:
+        per_scale = [torch.as_tensor(_top_n(proposal_array(rows, ''), top_n))
+                     for rows in props[k]]
+        data[k] = [pool_proposals(per_scale, pool_iou).numpy()] * num_scales
+    write_proposal_groups(dst, list(data), num_scales, lambda: [data],
+                          score_dtype=score_dtype, owner='save_proposals',
+                          scales=getattr(props, 'scales', None),
+                          shared_scales=score_dtype == 'uint8',
+                          pool_iou=pool_iou)
+
+
+def npz_members(path):
+    """Every member of an ``.npz`` file, as bytes (the zip's own time
+    stamps aside)."""
+    import zipfile
+    with zipfile.ZipFile(path) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+def random_pooling_source(rng, path, fmt, num_images=14, num_scales=3):
+    """A per-scale proposal file of random rows that pool hard: boxes on
+    a coarse grid (duplicates, IoUs at the threshold), equal scores,
+    empty images and scales, zero and negative widths, NaN and infinite
+    scores and coordinates (legacy pickles hold them as given)."""
+    props = {}
+    for k in rng.permutation(num_images * 3)[:num_images].tolist():
+        per_scale = []
+        for _ in range(num_scales):
+            n = int(rng.integers(0, 40)) if rng.uniform() > 0.15 else 0
+            xy = rng.integers(0, 20, (n, 2)) * 4.0
+            wh = rng.integers(-1, 12, (n, 2)) * 4.0
+            rows = np.c_[xy, xy + wh, rng.integers(0, 6, n) / 5]
+            odd = rng.uniform(0, 1, rows.shape) < 0.02
+            rows[odd] = rng.choice([np.nan, np.inf, -np.inf], int(odd.sum()))
+            per_scale.append(rows if fmt == 'legacy'
+                             else np.nan_to_num(rows, nan=0, posinf=80,
+                                                neginf=0))
+        props[k] = per_scale
+    if fmt == 'legacy':
+        legacy(path, props, num_scales)
+    else:
+        save_proposals(path, props, num_scales, score_dtype=fmt)
+
+
+@pytest.mark.parametrize('fmt', ['legacy', 'uint8', 'float16'])
+def test_streamed_pooling_writes_the_previous_file(tmp_path, fmt):
+    """The streamed, parallel pooling (numpy NMS, blocks of images over
+    processes, the pool kept as bits and read again) writes exactly the
+    file the previous conversion wrote (every member, byte for byte), for
+    1 and 2 workers, blocks of 1, 5 and 256 images, any top_n and score
+    dtype; the file opens and reads as before."""
+    from mmsnip.datasets import proposals as mod
+    rng = np.random.default_rng(['legacy', 'uint8', 'float16'].index(fmt))
+    for trial in range(4):
+        src = str(tmp_path / f'src{trial}.pkl')
+        random_pooling_source(rng, src, fmt)
+        top_n = (None, 7)[trial % 2]
+        out_dtype = ('uint8', 'float16')[trial // 2 % 2]
+        iou = (0.7, 0.5)[trial % 2]
+        want = str(tmp_path / f'want{trial}.npz')
+        previous_pooled_conversion(src, want, top_n, out_dtype, iou)
+        for workers, block in ((1, 5), (2, 1), (2, 5), (1, 256)):
+            got = str(tmp_path / f'got{trial}-{workers}-{block}.npz')
+            with mock.patch.object(mod, 'POOL_BLOCK_IMAGES', block):
+                info = convert_proposals(src, got, top_n=top_n,
+                                         score_dtype=out_dtype,
+                                         pool_iou=iou, workers=workers)
+            assert npz_members(got) == npz_members(want)
+            assert info['version'] == (4 if out_dtype == 'uint8' else 2)
+        pooled = load_proposals(got, list(ProposalFile(want)), 3,
+                                verify=True)
+        assert pooled.pool_iou == iou
+        for k in pooled:
+            for a, b in zip(pooled[k], ProposalFile(want)[k]):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_pooling_progress_and_workers(tmp_path, capsys):
+    src, dst = str(tmp_path / 'src.npz'), str(tmp_path / 'dst.npz')
+    save_proposals(src, PER_SCALE, 2)
+    convert_proposals(src, dst, pool_iou=0.7, workers=2, progress=True)
+    out = capsys.readouterr().out
+    assert '2/2' in out and 'ETA' in out
+    for bad in (0, 1.5, 'two'):
+        with pytest.raises(ValueError, match=r'convert_proposals workers '
+                           r'must be an integer >= 1, got'):
+            convert_proposals(src, dst, pool_iou=0.7, workers=bad)
+
+
 def test_pooling_takes_top_n_per_scale_first_and_its_iou(tmp_path):
     src, dst = str(tmp_path / 'src.npz'), str(tmp_path / 'dst.npz')
     save_proposals(src, PER_SCALE, 2)
@@ -992,10 +1092,11 @@ def test_convert_tool_pools_and_names_its_usage_errors(tmp_path, capsys):
         return subprocess.run([sys.executable, tool, *args], cwd=ROOT,
                               capture_output=True, text=True)
 
-    done = run(src, dst, '--pool-scales')
+    done = run(src, dst, '--pool-scales', '--workers', '2')
     assert done.returncode == 0, done.stderr
     assert 'format version 4 (pooled over the scales at IoU 0.7: each ' \
         'image\'s pool serves every scale)' in done.stdout
+    assert '2/2' in done.stdout and 'ETA' in done.stdout  # progress bar
     assert ProposalFile(dst).pool_iou == 0.7
     done = run(dst, str(tmp_path / 'again.npz'), '--pool-scales')
     assert done.returncode == 2 and len(done.stderr.splitlines()) == 1
@@ -1004,8 +1105,11 @@ def test_convert_tool_pools_and_names_its_usage_errors(tmp_path, capsys):
     parse = load_tool(tool).parse_args
     assert parse([src, dst, '--pool-scales', '0.5']).pool_scales == 0.5
     assert parse([src, dst]).pool_scales is None  # per scale by default
+    assert parse([src, dst, '--pool-scales']).workers is None  # the cores
     for argv, match in (
             (['--pool-scales', '0'], 'must be a finite number in (0, 1]'),
+            (['--workers', '2'], '--workers: only with --pool-scales'),
+            (['--pool-scales', '--workers', '0'], 'argument --workers'),
             (['--pool-scales', '--from-mmdet', '--ann-file', 'a.json',
               '--img-prefix', 'x/', '--num-scales', '2'],
              '--pool-scales: not with --from-mmdet')):
