@@ -313,8 +313,11 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
                           pool_iou: Optional[float] = None) -> None:
     """Write a compact proposal file from proposals that arrive in groups
     (a miner's shards), holding one group at a time besides the file's own
-    arrays (9 bytes per proposal): the same file as
-    :func:`save_proposals` of all groups merged into one dict.
+    arrays (9 bytes per proposal), or only its scores (1 byte per
+    proposal; 2 in version 2) when the groups give the images in file
+    order (ids sorted, each image's scales in turn): their boxes then go
+    into the file as they come (:func:`_write_streamed`). The same file
+    as :func:`save_proposals` of all groups merged into one dict.
 
     Args:
         path (str): The file (written atomically).
@@ -323,7 +326,8 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
         num_scales (int): ``S``.
         groups (callable): Returns an iterable of dicts ``img_id -> [
             (P_s, 5) or (P_s, 4) array per scale ]`` (ORIGINAL pixels);
-            called twice (sizes, then rows).
+            called twice (sizes, then rows), the same rows in the same
+            order each time.
         top_n, box_dtype, score_dtype, scales: As :func:`save_proposals`.
         owner (str): The function named in errors.
         shared_scales (bool): Every image has the same rows at every
@@ -407,10 +411,14 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
                 f'{owner}: {len(missing)} images have no proposals (e.g. '
                 f'img_id {missing[:5]})', missing)
 
-    # Pass 1: sizes, the finite score range, the largest coordinate.
+    # Pass 1: sizes, the finite score range, the largest coordinate, and
+    # whether the row sets come in file order (then pass 2 streams).
     counts = np.zeros((len(keys), runs), np.int64)
     lo, hi, big, big_at = np.inf, -np.inf, 0.0, None
+    in_file_order, last = True, -1
     for n, s, rows in scale_rows():
+        in_file_order &= n * runs + s > last
+        last = n * runs + s
         counts[n, s] = len(rows)
         score = rows[:, 4].astype(np.float64)
         score = score[np.isfinite(score)]
@@ -431,26 +439,37 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
     np.cumsum(counts.ravel(), out=offsets[1:])
     dtype = np.float32 if box_dtype == 'float32' or (
         box_dtype == 'auto' and big > FLOAT16_MAX_COORD) else np.float16
-    # Pass 2: the rows into place (version 3: by descending score, NaN
-    # last, stable; scores quantised).
-    boxes = np.empty((offsets[-1], 4), dtype)
+    # Pass 2: the rows (version 3: by descending score, NaN last, stable;
+    # scores quantised), into the file as they come when in file order,
+    # else into place in memory first.
     version3 = score_dtype == 'uint8'
+
+    def placed_rows():
+        """``(run index, boxes (P, 4), scores (P,))`` as stored."""
+        for n, s, rows in scale_rows():
+            if version3:
+                score = rows[:, 4].astype(np.float64)
+                rank = _by_score(score)
+                yield n * runs + s, rows[rank, :4].astype(dtype), \
+                    score_codes(score[rank], lo, hi)
+            else:
+                yield n * runs + s, rows[:, :4].astype(dtype), \
+                    rows[:, 4].astype(np.float16)
+
+    meta = _file_meta(path, num_scales, top_n,
+                      (lo, hi) if version3 else None, scales=scales,
+                      shared_scales=shared_scales, pool_iou=pool_iou)
     scores = np.empty(offsets[-1], np.uint8 if version3 else np.float16)
-    for n, s, rows in scale_rows():
-        a = offsets[n * runs + s]
-        b = a + len(rows)
-        if version3:
-            score = rows[:, 4].astype(np.float64)
-            rank = _by_score(score)
-            boxes[a:b] = rows[rank, :4]
-            scores[a:b] = score_codes(score[rank], lo, hi)
-        else:
-            boxes[a:b] = rows[:, :4]
-            scores[a:b] = rows[:, 4]
-    _write_arrays(path, num_scales, top_n, (lo, hi) if version3 else None,
-                  dict(img_ids=id_array, offsets=offsets, boxes=boxes,
-                       scores=scores), scales=scales,
-                  shared_scales=shared_scales, pool_iou=pool_iou)
+    if in_file_order:
+        _write_streamed(path, meta, id_array, offsets, dtype, scores,
+                        placed_rows(), owner)
+        return
+    boxes = np.empty((offsets[-1], 4), dtype)
+    for run, run_boxes, run_scores in placed_rows():
+        a, b = offsets[run], offsets[run + 1]
+        boxes[a:b], scores[a:b] = run_boxes, run_scores
+    _write_file(path, meta, dict(img_ids=id_array, offsets=offsets,
+                                 boxes=boxes, scores=scores))
 
 
 def score_codes(scores: np.ndarray, score_min: float, score_max: float
@@ -593,12 +612,23 @@ def _write_arrays(path: str, num_scales: int, top_n: Optional[int],
                   scales: Optional[list] = None,
                   shared_scales: bool = False,
                   pool_iou: Optional[float] = None) -> None:
-    """Write a compact file's arrays with their meta data and
-    ``content_id``, atomically (:func:`atomic_open`; the folder is
-    created): version 3 with the codes' ``score_range`` ``(min, max)``
-    (version 4 with ``shared_scales``), version 2 (float16 scores)
-    without; ``scales`` (ScaleSpecs or :func:`scale_record` dicts) and
-    ``pool_iou`` recorded when given."""
+    """Write a compact file's arrays with their meta data
+    (:func:`_file_meta`) and ``content_id``, atomically
+    (:func:`atomic_open`; the folder is created)."""
+    _write_file(path, _file_meta(path, num_scales, top_n, score_range,
+                                 scales, shared_scales, pool_iou), arrays)
+
+
+def _file_meta(path: str, num_scales: int, top_n: Optional[int],
+               score_range: Optional[tuple],
+               scales: Optional[list] = None,
+               shared_scales: bool = False,
+               pool_iou: Optional[float] = None) -> dict:
+    """A compact file's meta data but its ``content_id``: version 3 with
+    the codes' ``score_range`` ``(min, max)`` (version 4 with
+    ``shared_scales``), version 2 (float16 scores) without; ``scales``
+    (ScaleSpecs or :func:`scale_record` dicts) and ``pool_iou`` recorded
+    when given."""
     meta = dict(format=FORMAT, num_scales=int(num_scales), top_n=top_n)
     if pool_iou is not None:
         meta['pool_iou'] = float(pool_iou)
@@ -616,12 +646,88 @@ def _write_arrays(path: str, num_scales: int, top_n: Optional[int],
                     score_max=score_range[1])
         if shared_scales:
             meta.update(version=SHARED_VERSION, shared_scales=True)
-    meta['content_id'] = _content_digests(meta, arrays)[0]
+    return meta
+
+
+def _write_file(path: str, meta: dict,
+                arrays: Dict[str, np.ndarray]) -> None:
+    """``arrays`` and ``meta`` (given its ``content_id`` here) as an
+    uncompressed ``.npz``, atomically; the folder is created."""
+    meta = dict(meta, content_id=_content_digests(meta, arrays)[0])
     arrays = dict(arrays, meta=np.frombuffer(json.dumps(meta).encode(),
                                              np.uint8))
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     with atomic_open(path) as f:
         np.savez(f, **arrays)
+
+
+# Bytes of boxes gathered before each write of _write_streamed.
+STREAM_CHUNK_BYTES = 1 << 22
+
+
+def _write_streamed(path: str, meta: dict, img_ids: np.ndarray,
+                    offsets: np.ndarray, box_dtype, scores: np.ndarray,
+                    runs: Iterator[tuple], owner: str) -> None:
+    """The file :func:`_write_file` writes, its boxes written as they come
+    (``np.savez``'s members: the same zip of ``.npy`` members, in the
+    same order, the ``content_id`` hashed on the way): it holds the
+    scores (1 or 2 bytes per row) instead of every array.
+
+    Args:
+        meta (dict): :func:`_file_meta`.
+        img_ids, offsets (np.ndarray): The index, ``(N,)`` and ``(N * R +
+            1,)``.
+        box_dtype: float16 or float32.
+        scores (np.ndarray): ``(T,)`` of the scores' stored dtype, filled
+            here.
+        runs (Iterator[tuple]): ``(run index, (P, 4) boxes, (P,) scores)``
+            for every run index ``0, 1, ..., N * R - 1`` in turn.
+    """
+    from numpy.lib import format as npy
+    digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
+    for name, arr in (('img_ids', img_ids), ('offsets', offsets)):
+        digest.update(name.encode() + arr.dtype.str.encode())
+        digest.update(np.ascontiguousarray(arr).tobytes())
+    box_dtype = np.dtype(box_dtype)
+    digest.update(b'boxes' + box_dtype.str.encode())
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    with atomic_open(path) as f, zipfile.ZipFile(
+            f, 'w', zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, arr in (('img_ids', img_ids), ('offsets', offsets)):
+            with zf.open(name + '.npy', 'w', force_zip64=True) as member:
+                npy.write_array(member, arr, allow_pickle=False)
+        with zf.open('boxes.npy', 'w', force_zip64=True) as member:
+            npy.write_array_header_1_0(member, dict(
+                descr=npy.dtype_to_descr(box_dtype), fortran_order=False,
+                shape=(int(offsets[-1]), 4)))
+            pending, size, expected = [], 0, 0
+            for run, run_boxes, run_scores in runs:
+                if run != expected:
+                    raise ValueError(f'{owner}: the groups gave row set '
+                                     f'{run} where {expected} was due (in '
+                                     'another order than the first time)')
+                a, b = offsets[run], offsets[run + 1]
+                scores[a:b] = run_scores
+                pending.append(run_boxes)
+                size += run_boxes.nbytes
+                expected += 1
+                if size >= STREAM_CHUNK_BYTES:
+                    chunk = np.concatenate(pending).tobytes()
+                    digest.update(chunk)
+                    member.write(chunk)
+                    pending, size = [], 0
+            chunk = np.concatenate(pending + [np.zeros((0, 4), box_dtype)]
+                                   ).tobytes()
+            digest.update(chunk)
+            member.write(chunk)
+        digest.update(b'scores' + scores.dtype.str.encode())
+        digest.update(scores.data)
+        with zf.open('scores.npy', 'w', force_zip64=True) as member:
+            npy.write_array(member, scores, allow_pickle=False)
+        meta = dict(meta, content_id=digest.hexdigest())
+        with zf.open('meta.npy', 'w', force_zip64=True) as member:
+            npy.write_array(member, np.frombuffer(
+                json.dumps(meta).encode(), np.uint8), allow_pickle=False)
 
 
 def _content_digests(meta: dict, arrays: Dict[str, np.ndarray],
@@ -1370,7 +1476,12 @@ class _PoolJob:
                              f'{top_n}')
         self.src, self.props, self.num_scales = src, props, num_scales
         self.top_n, self.iou = top_n, pool_iou
-        self.keys = list(props)
+        # in file order (a legacy pickle's dict may hold any), so that
+        # write_proposal_groups streams the pools into the file
+        keys = list(props)
+        order = np.argsort(image_id_array(keys, f'proposal file "{src}"'),
+                           kind='stable')
+        self.keys = [keys[k] for k in order.tolist()]
         self.blocks = [(a, min(a + POOL_BLOCK_IMAGES, len(self.keys)))
                        for a in range(0, len(self.keys), POOL_BLOCK_IMAGES)]
         # per block: (rows per image (B,) int64, np.packbits of the kept

@@ -2,6 +2,7 @@
 """Proposal files: compact version 3 (memory-mapped npz, 8-bit scores),
 version 2 (float16 scores) and legacy (pickle) all round-trip; precision
 bounds; conversion (function and tool); errors name the file."""
+import contextlib
 import hashlib
 import json
 import os
@@ -910,7 +911,10 @@ def previous_pooled_conversion(src, dst, top_n=None, score_dtype='uint8',
         per_scale = [torch.as_tensor(_top_n(proposal_array(rows, ''), top_n))
                      for rows in props[k]]
         data[k] = [pool_proposals(per_scale, pool_iou).numpy()] * num_scales
-    write_proposal_groups(dst, list(data), num_scales, lambda: [data],
+    # images in reverse: placed in memory and written by np.savez, as
+    # every file was before the writer streamed
+    backwards = dict(reversed(list(data.items())))
+    write_proposal_groups(dst, list(data), num_scales, lambda: [backwards],
                           score_dtype=score_dtype, owner='save_proposals',
                           scales=getattr(props, 'scales', None),
                           shared_scales=score_dtype == 'uint8',
@@ -923,6 +927,61 @@ def npz_members(path):
     import zipfile
     with zipfile.ZipFile(path) as zf:
         return {name: zf.read(name) for name in zf.namelist()}
+
+
+@pytest.mark.parametrize('layout', ['v3', 'v2', 'v4', 'float32', 'empty'])
+def test_writer_streams_rows_in_file_order_to_the_same_file(tmp_path,
+                                                            layout):
+    """Groups in file order are streamed into the file (boxes written as
+    they come); in any other order placed in memory and written by
+    np.savez: the same members, byte for byte, and the same content_id.
+    A callable that changes its order between the passes is an error."""
+    from mmsnip.datasets import proposals as mod
+    rng = np.random.default_rng(3)
+    ids = [] if layout == 'empty' else sorted(
+        rng.permutation(500)[:40].tolist())
+    scale = 3000 if layout == 'float32' else 500  # > 2048: float32 boxes
+    props = {}
+    for k in ids:
+        rows = [np.c_[rng.uniform(0, scale, (n, 4)), rng.uniform(0, 1, n)]
+                for n in rng.integers(0, 9, 2)]
+        props[k] = [rows[0]] * 2 if layout == 'v4' else rows
+    kwargs = dict(score_dtype='float16' if layout == 'v2' else 'uint8',
+                  shared_scales=layout == 'v4', top_n=6)
+    ordered, shuffled = str(tmp_path / 'a.npz'), str(tmp_path / 'b.npz')
+    with mock.patch.object(mod, 'STREAM_CHUNK_BYTES', 64), \
+            mock.patch.object(mod, '_write_file',
+                              side_effect=AssertionError('not streamed')):
+        write_proposal_groups(ordered, ids, 2, lambda: [
+            {k: props[k]} for k in ids], **kwargs)
+    order = rng.permutation(len(ids)).tolist()
+    # no images: nothing out of order, streamed too
+    with mock.patch.object(mod, '_write_streamed',
+                           side_effect=AssertionError('streamed')) \
+            if ids else contextlib.nullcontext():
+        write_proposal_groups(shuffled, ids, 2, lambda: [
+            {ids[i]: props[ids[i]]} for i in order], **kwargs)
+    if len(ids) > 1:
+        assert order != sorted(order)
+    assert npz_members(ordered) == npz_members(shuffled)
+    file = ProposalFile(ordered)
+    file.verify()
+    assert file.version == {'v2': 2, 'v4': 4}.get(layout, 3)
+    assert file._boxes.dtype == (np.float32 if layout == 'float32'
+                                 else np.float16)
+    calls = []
+
+    def fickle():
+        calls.append(1)
+        return [{k: props[k]} for k in (ids if len(calls) == 1
+                                        else ids[::-1])]
+
+    if len(ids) > 1:
+        with pytest.raises(ValueError, match='fickle: the groups gave row '
+                           'set'):
+            write_proposal_groups(str(tmp_path / 'c.npz'), ids, 2, fickle,
+                                  owner='fickle', **kwargs)
+        assert not osp.exists(str(tmp_path / 'c.npz'))
 
 
 def random_pooling_source(rng, path, fmt, num_images=14, num_scales=3):
