@@ -1396,9 +1396,10 @@ def convert_proposals(src: str, dst: str, top_n: Optional[int] = None,
             over the images (mmengine's ``ProgressBar``).
 
     Pooling streams: it holds one bit per source row (which rows the pool
-    keeps) and the written file's arrays (9 bytes per pooled row), not
-    the pooled rows (:func:`write_proposal_groups` reads the source again
-    and takes the kept rows).
+    keeps) and the written file's scores (1 byte per pooled row; 2 in
+    version 2), not the pooled rows: :func:`write_proposal_groups` gets
+    the images in file order, each pool read again from the source and
+    its kept rows, and writes the boxes as they come.
 
     Returns:
         dict: ``images``, ``proposals`` (rows written), ``bytes_in``,

@@ -28,10 +28,11 @@ NMS at IoU 0.7 (or ``IOU``), as the released SNIPER code does
 image (version 4, recording the IoU): every scale's negatives then come
 from the pool's proposals in its valid range
 (:mod:`mmsnip.datasets.proposal_pool`). Off by default. The pooling
-streams (it holds one bit per source row and the written file's arrays,
-not the pool), runs blocks of images over ``--workers`` processes
-(default: the usable cores; the file is the same for any number) and
-shows a progress bar with ETA.
+streams (it holds one bit per source row and the written file's scores,
+1 byte per pooled row, not the pool), runs its NMS in numpy (the rows
+mmcv's CPU ``nms`` keeps) over blocks of images in ``--workers``
+processes (default: the usable cores; the file is the same for any
+number) and shows a progress bar with ETA.
 
 ``--from-mmdet`` reads instead the pickle of MMDetection's
 ``DumpProposals`` metric (``{"folder/file.jpg": InstanceData(bboxes,
