@@ -702,11 +702,13 @@ def _write_streamed(path: str, meta: dict, img_ids: np.ndarray,
                 shape=(int(offsets[-1]), 4)))
             pending, size, expected = [], 0, 0
             for run, run_boxes, run_scores in runs:
-                if run != expected:
-                    raise ValueError(f'{owner}: the groups gave row set '
-                                     f'{run} where {expected} was due (in '
-                                     'another order than the first time)')
-                a, b = offsets[run], offsets[run + 1]
+                a, b = offsets[expected], offsets[expected + 1]
+                if run != expected or len(run_boxes) != b - a:
+                    raise ValueError(
+                        f'{owner}: the groups gave row set {run} of '
+                        f'{len(run_boxes)} rows where {expected} of '
+                        f'{b - a} was due (other rows or another order '
+                        'than the first time)')
                 scores[a:b] = run_scores
                 pending.append(run_boxes)
                 size += run_boxes.nbytes

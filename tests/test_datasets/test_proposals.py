@@ -1052,6 +1052,13 @@ def test_pooling_progress_and_workers(tmp_path, capsys):
         with pytest.raises(ValueError, match=r'convert_proposals workers '
                            r'must be an integer >= 1, got'):
             convert_proposals(src, dst, pool_iou=0.7, workers=bad)
+    # no fork (not Linux): an error naming the fix, not a silent 1
+    with mock.patch('multiprocessing.get_all_start_methods',
+                    return_value=['spawn']), \
+            pytest.raises(ValueError, match=r'convert_proposals: workers=2 '
+                          'needs the fork start method .* pass workers=1 '
+                          r'\(--workers 1\)'):
+        convert_proposals(src, dst, pool_iou=0.7, workers=2)
 
 
 def test_pooling_takes_top_n_per_scale_first_and_its_iou(tmp_path):
