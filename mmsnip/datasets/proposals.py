@@ -84,7 +84,7 @@ import numpy as np
 
 from mmsnip.utils.checks import check_integer, is_integer, is_number
 from mmsnip.utils.fileio import atomic_open
-from .proposal_pool import check_pool_iou
+from .proposal_pool import check_pool_iou, pool_keep, pool_order
 
 FORMAT = 'mmsnip.proposals'
 VERSION = 3
@@ -1504,7 +1504,6 @@ class _PoolJob:
     def pool_block(self, first: int, last: int) -> tuple:
         """Images ``first:last`` pooled: ``(rows per image, packed kept
         flags)``."""
-        from .proposal_pool import pool_keep
         counts, flags = [], []
         for key in self.keys[first:last]:
             rows = self.stacked_rows(key)
@@ -1542,17 +1541,18 @@ class _PoolJob:
                 with ctx.Pool(workers) as pool:
                     for first_last, block in zip(self.blocks, pool.imap(
                             _pool_block, self.blocks)):
-                        self._keep(first_last, block, bar)
+                        self._add_block(first_last, block, bar)
             else:
                 for first_last in self.blocks:
-                    self._keep(first_last, self.pool_block(*first_last),
-                               bar)
+                    self._add_block(first_last,
+                                    self.pool_block(*first_last), bar)
         finally:
             _POOL_JOB.clear()
         if bar is not None:
             bar.file.write('\n')
 
-    def _keep(self, first_last: tuple, block: tuple, bar) -> None:
+    def _add_block(self, first_last: tuple, block: tuple, bar) -> None:
+        """Keep a block's :meth:`pool_block` result; advance ``bar``."""
         self.kept.append(block)
         if bar is not None:
             bar.update(first_last[1] - first_last[0])
@@ -1561,7 +1561,6 @@ class _PoolJob:
         """The pools, a block of images per group: ``img_id -> [(P, 5)
         pool] * S`` (one array object), rows by descending score
         (:func:`~mmsnip.datasets.proposal_pool.pool_order`)."""
-        from .proposal_pool import pool_order
         for (first, last), (counts, packed) in zip(self.blocks, self.kept):
             flags = np.unpackbits(packed, count=int(counts.sum()))
             flags = np.split(flags.astype(bool), np.cumsum(counts)[:-1])
