@@ -36,7 +36,9 @@ Table: a train2017-sized dataset (118,287 images, 7.3 boxes each, about
 
 It writes the proposal file (compact format, version 3; size and time),
 opens it, verifies its rows (``ProposalFile.verify``, which a cold build
-also does first), then builds the chip table cold (empty cache) and starts warm
+also does first); with ``--pool-scales`` also pools it over the scales
+(as ``--mode pool``, one fresh process with the default workers), then
+builds the chip table cold (empty cache) and starts warm
 (cache present), each in a fresh process, and reports wall time, CPU
 seconds (the process and its build workers), the inner dataset's own load
 time, and the peak resident memory of the process and of its build
@@ -57,11 +59,25 @@ It times at most ``--chips`` chips per path, fewer when worker 0's share
 of an epoch is smaller (its "chips" column; a line after the table says
 so).
 
-Table and merge write their files into a new folder made inside
+Table, merge and pool write their files into a new folder made inside
 ``--work-dir`` (``tempfile.mkdtemp``) and remove that folder at the end,
 also after a failure, unless ``--keep`` (and ``--work-dir`` itself only
 when the run made it and it is left empty); nothing else in
 ``--work-dir`` is read, changed or removed.
+
+Pool: ``tools/misc/convert_proposals.py --pool-scales`` (each image's
+proposals of all scales through one NMS, the released code's pooling) of
+the table's train2017-sized per-scale proposal file, each conversion in
+a fresh process (wall and CPU seconds, peak resident memory of the
+process and of its pooling workers), once per ``--pool-workers`` value
+(default: 1 and the usable cores); ``--baseline DIR`` first runs the
+conversion of the mmsnip package in ``DIR`` (an earlier commit's, e.g.
+``git archive de96184 mmsnip | tar -x -C DIR``) on the same file. Every
+written file must equal the first one (its ``content_id``)::
+
+    OMP_NUM_THREADS=1 python tools/benchmark_chips.py --mode pool \\
+        [--num-images 118287] [--proposals 300] [--pool-workers 1 2] \\
+        [--baseline DIR] [--work-dir work_dirs/benchmark_pool]
 
 Merge: the last step of ``tools/mine_proposals.py`` at train2017 size,
 shards of 50 images (float32 rows, pickled as the miner writes them)
@@ -107,7 +123,8 @@ DATAPATH_IMAGES = {'coco': 48, 'aerial': 8}
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--mode',
-                        choices=['engine', 'table', 'datapath', 'merge'],
+                        choices=['engine', 'table', 'datapath', 'merge',
+                                 'pool'],
                         default='engine')
     parser.add_argument('--num-images', type=positive_int, default=None,
                         help='engine: 5000; table and merge: 118287 '
@@ -124,19 +141,21 @@ def build_parser() -> ArgumentParser:
                         'core; 0: build in the process); datapath: '
                         'DataLoader workers (default 2, at least 1)')
     parser.add_argument('--work-dir', default=None,
-                        help='table, merge: a new folder is made inside '
-                        'this one (default work_dirs/benchmark_chip_table '
-                        'or work_dirs/benchmark_merge) for the files '
-                        '(at train2017 size about 1.1 GB for table, 3.1 GB '
-                        'for merge) and removed at the end unless --keep, '
+                        help='table, merge, pool: a new folder is made '
+                        'inside this one (default work_dirs/benchmark_'
+                        'chip_table, work_dirs/benchmark_merge or '
+                        'work_dirs/benchmark_pool) for the files (at '
+                        'train2017 size about 1.1 GB for table, 3.1 GB for '
+                        'merge, 2 GB for pool) and removed at the end unless '
+                        '--keep, '
                         'with --work-dir itself only if this run made it '
                         'and it is left empty; nothing else in --work-dir '
                         'is touched. datapath: the generated images go to '
                         '<work-dir>/<preset> (default '
                         'work_dirs/benchmark_datapath, kept)')
     parser.add_argument('--keep', action='store_true',
-                        help='table, merge: keep the new folder (its path '
-                        'is printed)')
+                        help='table, merge, pool: keep the new folder (its '
+                        'path is printed)')
     parser.add_argument('--presets', nargs='+', default=['coco', 'aerial'],
                         choices=sorted(DATAPATH_CONFIGS),
                         help='datapath: demo data presets')
@@ -154,6 +173,13 @@ def build_parser() -> ArgumentParser:
                         help='table: also build the negatives from the '
                         'proposals pooled over the scales (the released '
                         'code\'s rule, mine_proposals.py --pool-scales)')
+    parser.add_argument('--pool-workers', type=positive_int, nargs='+',
+                        default=None,
+                        help='pool: pooling processes of each conversion '
+                        'timed (default: 1 and the usable cores)')
+    parser.add_argument('--baseline', default=None, metavar='DIR',
+                        help='pool: also time the conversion of the mmsnip '
+                        'package in DIR (an earlier commit\'s)')
     parser.add_argument('--seed', type=non_negative_int, default=0)
     parser.add_argument('--out', help='write the results as JSON here')
     return parser
@@ -642,12 +668,11 @@ def _table(args, work: str) -> dict:
     tables = [('positives', False, 'proposals.npz'),
               ('negatives', True, 'proposals.npz')]
     if args.pool_scales:
-        from mmsnip.datasets.proposal_pool import POOL_IOU
-        from mmsnip.datasets.proposals import convert_proposals
-        start = time.perf_counter()
-        convert_proposals(prop_path, osp.join(work, 'pooled.npz'),
-                          pool_iou=POOL_IOU)
-        result['pooled_convert_s'] = time.perf_counter() - start
+        pooled = _pool_run(prop_path, osp.join(work, 'pooled.npz'))
+        result['pooled_convert_s'] = pooled['wall_s']
+        result['pooled_convert_peak_rss_mb'] = pooled['peak_rss_mb']
+        result['pooled_convert_workers_rss_mb'] = \
+            pooled['peak_rss_workers_mb']
         result['pooled_file_bytes'] = osp.getsize(
             osp.join(work, 'pooled.npz'))
         tables.append(('negatives (pooled)', True, 'pooled.npz'))
@@ -674,7 +699,9 @@ def _table(args, work: str) -> dict:
     if args.pool_scales:
         print(f'pooled over the scales (NMS 0.7 per image, '
               'tools/misc/convert_proposals.py --pool-scales) in '
-              f'{result["pooled_convert_s"]:.1f} s: '
+              f'{result["pooled_convert_s"]:.1f} s, peak RSS '
+              f'{result["pooled_convert_peak_rss_mb"]:.0f} MB (workers '
+              f'{result["pooled_convert_workers_rss_mb"]:.0f} MB): '
               f'{result["pooled_file_bytes"] / 1e9:.3f} GB')
     for name, _, _ in tables:
         for when in ('cold', 'warm'):
@@ -797,6 +824,110 @@ def datapath(args) -> dict:
     return result
 
 
+# -- pool ------------------------------------------------------------------
+# A conversion --pool-scales in a fresh interpreter: argv SRC DST WORKERS
+# ('default': the function's default; an older convert_proposals has no
+# workers argument); prints a JSON line.
+POOL_CHILD = r'''
+import json, resource, sys, time
+from mmsnip.datasets.proposals import ProposalFile, convert_proposals
+src, dst, workers = sys.argv[1:4]
+kwargs = {} if workers == 'default' else dict(workers=int(workers))
+usage = resource.getrusage(resource.RUSAGE_SELF)
+start = time.perf_counter()
+convert_proposals(src, dst, pool_iou=0.7, **kwargs)
+wall = time.perf_counter() - start
+done = resource.getrusage(resource.RUSAGE_SELF)
+kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+with open('/proc/self/status') as f:  # VmHWM: this process, kB
+    peak = [int(line.split()[1]) for line in f if line.startswith('VmHWM')]
+print(json.dumps(dict(
+    wall_s=wall, peak_rss_mb=peak[0] / 1024,
+    cpu_s=done.ru_utime + done.ru_stime - usage.ru_utime - usage.ru_stime
+    + kids.ru_utime + kids.ru_stime,
+    peak_rss_workers_mb=kids.ru_maxrss / 1024,
+    content_id=ProposalFile(dst).content_id,
+    package=sys.modules['mmsnip'].__file__)))
+'''
+
+
+def _pool_run(src: str, dst: str, workers=None,
+              package_dir: str = None) -> dict:
+    """``convert_proposals(src, dst, pool_iou=0.7, workers=workers)`` in a
+    fresh process, with the mmsnip package in ``package_dir`` (default:
+    this one's): ``wall_s``, ``cpu_s`` (the call, with its workers),
+    ``peak_rss_mb`` (VmHWM, imports included), ``peak_rss_workers_mb``
+    (the largest worker), ``content_id`` of the written file, ``package``
+    (the ``__init__.py`` of the mmsnip it ran)."""
+    import subprocess
+    import sys
+
+    import mmsnip
+    package_dir = package_dir or osp.dirname(osp.dirname(mmsnip.__file__))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [osp.abspath(package_dir)] + [
+            p for p in [os.environ.get('PYTHONPATH')] if p]))
+    # run in dst's folder: "python -c" puts the working folder first on
+    # sys.path, and this one may hold another mmsnip
+    proc = subprocess.run(
+        [sys.executable, '-c', POOL_CHILD, osp.abspath(src),
+         osp.abspath(dst), 'default' if workers is None else str(workers)],
+        env=env, capture_output=True, text=True,
+        cwd=osp.dirname(osp.abspath(dst)))
+    if proc.returncode:
+        raise RuntimeError(f'pooling child exited {proc.returncode}: '
+                           f'{proc.stderr.strip()[-2000:]}')
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def pool(args) -> dict:
+    """``convert_proposals(..., pool_iou=0.7)`` of the table's train2017-
+    sized proposal file, per ``--pool-workers`` and ``--baseline``."""
+    work_dir = args.work_dir or 'work_dirs/benchmark_pool'
+    with _scratch_dir(work_dir, 'pool-', args.keep) as work:
+        return _pool(args, work)
+
+
+def _pool(args, work: str) -> dict:
+    from mmsnip.utils.processes import usable_cores
+    num = 118287 if args.num_images is None else args.num_images
+    env = environment()
+    data = synthetic_dataset(num, args.seed)
+    src = osp.join(work, 'proposals.npz')
+    write_synthetic_proposals(src, data, args.proposals, 3, args.seed + 1)
+    del data
+    runs = [('baseline', None, args.baseline)] if args.baseline else []
+    for workers in args.pool_workers or sorted({1, usable_cores()}):
+        runs.append((f'workers {workers}', workers, None))
+    result = dict(num_images=num, proposals_per_scale=args.proposals,
+                  work_dir=work, proposal_file_bytes=osp.getsize(src),
+                  baseline=args.baseline, runs={}, **env)
+    for name, workers, package_dir in runs:
+        dst = osp.join(work, 'pooled.npz')
+        result['runs'][name] = _pool_run(src, dst, workers, package_dir)
+        result['pooled_file_bytes'] = osp.getsize(dst)
+        os.remove(dst)
+    ids = {r['content_id'] for r in result['runs'].values()}
+    result['same_file'] = len(ids) == 1
+    result['load_average_after'] = load_average()
+    print(f'{num} images x 3 scales x {args.proposals} proposals '
+          f'({result["proposal_file_bytes"] / 1e9:.3f} GB) pooled at IoU '
+          f'0.7 into {result["pooled_file_bytes"] / 1e9:.3f} GB')
+    print('| conversion | wall s | CPU s | peak RSS MB (process / worker) |')
+    print('| --- | --- | --- | --- |')
+    for name, r in result['runs'].items():
+        print(f'| {name} | {r["wall_s"]:.1f} | {r["cpu_s"]:.1f} | '
+              f'{r["peak_rss_mb"]:.0f} / {r["peak_rss_workers_mb"]:.0f} |')
+    print(f'({env["cpu"]}, {env["cores"]} cores, {env["date"]}, load '
+          f'average {env["load_average_before"]} -> '
+          f'{result["load_average_after"]}); the same file every run: '
+          f'{"yes" if result["same_file"] else "NO"}')
+    if not result['same_file']:
+        raise RuntimeError('the conversions wrote different files: '
+                           f'{sorted(ids)}')
+    return result
+
+
 # -- merge -----------------------------------------------------------------
 MERGE_SHARD = 50  # images per shard, as tools/mine_proposals.py writes
 
@@ -852,7 +983,8 @@ def _merge(args, work: str) -> dict:
 
 def main(argv=None):
     args = parse_args(argv)
-    modes = dict(engine=engine, table=table, datapath=datapath, merge=merge)
+    modes = dict(engine=engine, table=table, datapath=datapath, merge=merge,
+                 pool=pool)
     result = modes[args.mode](args)
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)

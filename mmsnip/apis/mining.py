@@ -216,8 +216,9 @@ def merge_shards(folder: str, out_file: str, img_ids: Sequence,
                  pool_iou: Optional[float] = None) -> int:
     """Write the proposal file of a miner's shards (``folder``), shard by
     shard (:func:`~mmsnip.datasets.proposals.write_proposal_groups`): it
-    holds the file's arrays (9 bytes per proposal) and one shard, not
-    every shard at once.
+    holds the file's arrays (9 bytes per proposal; only the scores, 1
+    byte, when the shards give the images in the file's order, ids
+    sorted) and one shard, not every shard at once.
 
     Args:
         folder (str): The shards (``rank<r>-<first>.pkl``).

@@ -40,6 +40,7 @@ from mmsnip.chips.negative import as_proposals, negative_chips_batch
 from mmsnip.chips.positive import positive_chips_batch
 from mmsnip.utils.checks import check_integer, is_number
 from mmsnip.utils.fileio import atomic_open
+from mmsnip.utils.processes import usable_cores
 from .proposals import ProposalFile, check_image_ids
 
 # Version of the cache file layout and of the chip engine's output; bump it
@@ -359,10 +360,7 @@ def default_workers(num_images: int) -> int:
     :data:`PARALLEL_MIN_IMAGES` images, else the usable cores (<= 16)."""
     if num_images < PARALLEL_MIN_IMAGES:
         return 0
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
+    cores = usable_cores()
     return min(cores, 16) if cores > 1 else 0
 
 

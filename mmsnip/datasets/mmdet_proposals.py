@@ -41,8 +41,8 @@ from mmengine.structures import InstanceData
 
 from mmsnip.utils.checks import is_integer
 from .coco_file import load_coco
-from .proposals import (FORMAT, ProposalFile, is_legacy_file,
-                        proposal_array, read_pickle,
+from .proposals import (FORMAT, ProposalFile, image_id_array,
+                        is_legacy_file, proposal_array, read_pickle,
                         write_proposal_groups)
 
 # Keys shown in an error at most.
@@ -259,8 +259,10 @@ def convert_mmdet_proposals(src: str, dst: str, ann_file: str,
     the module docstring), no chip scales recorded: version 4, one row set
     per image (``score_dtype='float16'``: version 2, a copy per scale).
 
-    Holds the dump and the written file's arrays, one image's rows at a
-    time besides (:func:`write_proposal_groups`).
+    Holds the dump and the written file's scores (1 byte per row; 2 in
+    version 2): it hands the images to :func:`write_proposal_groups` in
+    the file's order (ids sorted), which then writes their boxes as they
+    come.
 
     Args:
         src (str): The dump (``DumpProposals(proposals_file=...)``).
@@ -305,8 +307,14 @@ def convert_mmdet_proposals(src: str, dst: str, ann_file: str,
             'proposals over exactly the images of this annotation file, or '
             'pass the annotation file the dump was made with')
 
+    # in file order (ids sorted), so that the writer streams the rows
+    items = list(keys.items())
+    order = np.argsort(image_id_array([i for _, i in items], where),
+                       kind='stable')
+
     def groups():
-        for key, img_id in keys.items():
+        for k in order.tolist():
+            key, img_id = items[k]
             rows = dump_rows(dump[key], f'{where}: entry {key!r}')
             yield {img_id: [rows] * num_scales}
 

@@ -82,9 +82,9 @@ from typing import (Callable, Dict, Iterable, Iterator, List, Optional,
 
 import numpy as np
 
-from mmsnip.utils.checks import is_integer, is_number
+from mmsnip.utils.checks import check_integer, is_integer, is_number
 from mmsnip.utils.fileio import atomic_open
-from .proposal_pool import check_pool_iou
+from .proposal_pool import check_pool_iou, pool_keep, pool_order
 
 FORMAT = 'mmsnip.proposals'
 VERSION = 3
@@ -313,8 +313,11 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
                           pool_iou: Optional[float] = None) -> None:
     """Write a compact proposal file from proposals that arrive in groups
     (a miner's shards), holding one group at a time besides the file's own
-    arrays (9 bytes per proposal): the same file as
-    :func:`save_proposals` of all groups merged into one dict.
+    arrays (9 bytes per proposal), or only its scores (1 byte per
+    proposal; 2 in version 2) when the groups give the images in file
+    order (ids sorted, each image's scales in turn): their boxes then go
+    into the file as they come (:func:`_write_streamed`). The same file
+    as :func:`save_proposals` of all groups merged into one dict.
 
     Args:
         path (str): The file (written atomically).
@@ -323,7 +326,8 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
         num_scales (int): ``S``.
         groups (callable): Returns an iterable of dicts ``img_id -> [
             (P_s, 5) or (P_s, 4) array per scale ]`` (ORIGINAL pixels);
-            called twice (sizes, then rows).
+            called twice (sizes, then rows), the same rows in the same
+            order each time.
         top_n, box_dtype, score_dtype, scales: As :func:`save_proposals`.
         owner (str): The function named in errors.
         shared_scales (bool): Every image has the same rows at every
@@ -407,10 +411,14 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
                 f'{owner}: {len(missing)} images have no proposals (e.g. '
                 f'img_id {missing[:5]})', missing)
 
-    # Pass 1: sizes, the finite score range, the largest coordinate.
+    # Pass 1: sizes, the finite score range, the largest coordinate, and
+    # whether the row sets come in file order (then pass 2 streams).
     counts = np.zeros((len(keys), runs), np.int64)
     lo, hi, big, big_at = np.inf, -np.inf, 0.0, None
+    in_file_order, last = True, -1
     for n, s, rows in scale_rows():
+        in_file_order &= n * runs + s > last
+        last = n * runs + s
         counts[n, s] = len(rows)
         score = rows[:, 4].astype(np.float64)
         score = score[np.isfinite(score)]
@@ -431,26 +439,37 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
     np.cumsum(counts.ravel(), out=offsets[1:])
     dtype = np.float32 if box_dtype == 'float32' or (
         box_dtype == 'auto' and big > FLOAT16_MAX_COORD) else np.float16
-    # Pass 2: the rows into place (version 3: by descending score, NaN
-    # last, stable; scores quantised).
-    boxes = np.empty((offsets[-1], 4), dtype)
+    # Pass 2: the rows (version 3: by descending score, NaN last, stable;
+    # scores quantised), into the file as they come when in file order,
+    # else into place in memory first.
     version3 = score_dtype == 'uint8'
+
+    def placed_rows():
+        """``(run index, boxes (P, 4), scores (P,))`` as stored."""
+        for n, s, rows in scale_rows():
+            if version3:
+                score = rows[:, 4].astype(np.float64)
+                rank = _by_score(score)
+                yield n * runs + s, rows[rank, :4].astype(dtype), \
+                    score_codes(score[rank], lo, hi)
+            else:
+                yield n * runs + s, rows[:, :4].astype(dtype), \
+                    rows[:, 4].astype(np.float16)
+
+    meta = _file_meta(path, num_scales, top_n,
+                      (lo, hi) if version3 else None, scales=scales,
+                      shared_scales=shared_scales, pool_iou=pool_iou)
     scores = np.empty(offsets[-1], np.uint8 if version3 else np.float16)
-    for n, s, rows in scale_rows():
-        a = offsets[n * runs + s]
-        b = a + len(rows)
-        if version3:
-            score = rows[:, 4].astype(np.float64)
-            rank = _by_score(score)
-            boxes[a:b] = rows[rank, :4]
-            scores[a:b] = score_codes(score[rank], lo, hi)
-        else:
-            boxes[a:b] = rows[:, :4]
-            scores[a:b] = rows[:, 4]
-    _write_arrays(path, num_scales, top_n, (lo, hi) if version3 else None,
-                  dict(img_ids=id_array, offsets=offsets, boxes=boxes,
-                       scores=scores), scales=scales,
-                  shared_scales=shared_scales, pool_iou=pool_iou)
+    if in_file_order:
+        _write_streamed(path, meta, id_array, offsets, dtype, scores,
+                        placed_rows(), owner)
+        return
+    boxes = np.empty((offsets[-1], 4), dtype)
+    for run, run_boxes, run_scores in placed_rows():
+        a, b = offsets[run], offsets[run + 1]
+        boxes[a:b], scores[a:b] = run_boxes, run_scores
+    _write_file(path, meta, dict(img_ids=id_array, offsets=offsets,
+                                 boxes=boxes, scores=scores))
 
 
 def score_codes(scores: np.ndarray, score_min: float, score_max: float
@@ -593,12 +612,23 @@ def _write_arrays(path: str, num_scales: int, top_n: Optional[int],
                   scales: Optional[list] = None,
                   shared_scales: bool = False,
                   pool_iou: Optional[float] = None) -> None:
-    """Write a compact file's arrays with their meta data and
-    ``content_id``, atomically (:func:`atomic_open`; the folder is
-    created): version 3 with the codes' ``score_range`` ``(min, max)``
-    (version 4 with ``shared_scales``), version 2 (float16 scores)
-    without; ``scales`` (ScaleSpecs or :func:`scale_record` dicts) and
-    ``pool_iou`` recorded when given."""
+    """Write a compact file's arrays with their meta data
+    (:func:`_file_meta`) and ``content_id``, atomically
+    (:func:`atomic_open`; the folder is created)."""
+    _write_file(path, _file_meta(path, num_scales, top_n, score_range,
+                                 scales, shared_scales, pool_iou), arrays)
+
+
+def _file_meta(path: str, num_scales: int, top_n: Optional[int],
+               score_range: Optional[tuple],
+               scales: Optional[list] = None,
+               shared_scales: bool = False,
+               pool_iou: Optional[float] = None) -> dict:
+    """A compact file's meta data but its ``content_id``: version 3 with
+    the codes' ``score_range`` ``(min, max)`` (version 4 with
+    ``shared_scales``), version 2 (float16 scores) without; ``scales``
+    (ScaleSpecs or :func:`scale_record` dicts) and ``pool_iou`` recorded
+    when given."""
     meta = dict(format=FORMAT, num_scales=int(num_scales), top_n=top_n)
     if pool_iou is not None:
         meta['pool_iou'] = float(pool_iou)
@@ -616,12 +646,90 @@ def _write_arrays(path: str, num_scales: int, top_n: Optional[int],
                     score_max=score_range[1])
         if shared_scales:
             meta.update(version=SHARED_VERSION, shared_scales=True)
-    meta['content_id'] = _content_digests(meta, arrays)[0]
+    return meta
+
+
+def _write_file(path: str, meta: dict,
+                arrays: Dict[str, np.ndarray]) -> None:
+    """``arrays`` and ``meta`` (given its ``content_id`` here) as an
+    uncompressed ``.npz``, atomically; the folder is created."""
+    meta = dict(meta, content_id=_content_digests(meta, arrays)[0])
     arrays = dict(arrays, meta=np.frombuffer(json.dumps(meta).encode(),
                                              np.uint8))
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     with atomic_open(path) as f:
         np.savez(f, **arrays)
+
+
+# Bytes of boxes gathered before each write of _write_streamed.
+STREAM_CHUNK_BYTES = 1 << 22
+
+
+def _write_streamed(path: str, meta: dict, img_ids: np.ndarray,
+                    offsets: np.ndarray, box_dtype, scores: np.ndarray,
+                    runs: Iterator[tuple], owner: str) -> None:
+    """The file :func:`_write_file` writes, its boxes written as they come
+    (``np.savez``'s members: the same zip of ``.npy`` members, in the
+    same order, the ``content_id`` hashed on the way): it holds the
+    scores (1 or 2 bytes per row) instead of every array.
+
+    Args:
+        meta (dict): :func:`_file_meta`.
+        img_ids, offsets (np.ndarray): The index, ``(N,)`` and ``(N * R +
+            1,)``.
+        box_dtype: float16 or float32.
+        scores (np.ndarray): ``(T,)`` of the scores' stored dtype, filled
+            here.
+        runs (Iterator[tuple]): ``(run index, (P, 4) boxes, (P,) scores)``
+            for every run index ``0, 1, ..., N * R - 1`` in turn.
+    """
+    from numpy.lib import format as npy
+    digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
+    for name, arr in (('img_ids', img_ids), ('offsets', offsets)):
+        digest.update(name.encode() + arr.dtype.str.encode())
+        digest.update(np.ascontiguousarray(arr).tobytes())
+    box_dtype = np.dtype(box_dtype)
+    digest.update(b'boxes' + box_dtype.str.encode())
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    with atomic_open(path) as f, zipfile.ZipFile(
+            f, 'w', zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, arr in (('img_ids', img_ids), ('offsets', offsets)):
+            with zf.open(name + '.npy', 'w', force_zip64=True) as member:
+                npy.write_array(member, arr, allow_pickle=False)
+        with zf.open('boxes.npy', 'w', force_zip64=True) as member:
+            npy.write_array_header_1_0(member, dict(
+                descr=npy.dtype_to_descr(box_dtype), fortran_order=False,
+                shape=(int(offsets[-1]), 4)))
+            pending, size, expected = [], 0, 0
+            for run, run_boxes, run_scores in runs:
+                a, b = offsets[expected], offsets[expected + 1]
+                if run != expected or len(run_boxes) != b - a:
+                    raise ValueError(
+                        f'{owner}: the groups gave row set {run} of '
+                        f'{len(run_boxes)} rows where {expected} of '
+                        f'{b - a} was due (other rows or another order '
+                        'than the first time)')
+                scores[a:b] = run_scores
+                pending.append(run_boxes)
+                size += run_boxes.nbytes
+                expected += 1
+                if size >= STREAM_CHUNK_BYTES:
+                    chunk = np.concatenate(pending).tobytes()
+                    digest.update(chunk)
+                    member.write(chunk)
+                    pending, size = [], 0
+            chunk = np.concatenate(pending + [np.zeros((0, 4), box_dtype)]
+                                   ).tobytes()
+            digest.update(chunk)
+            member.write(chunk)
+        digest.update(b'scores' + scores.dtype.str.encode())
+        digest.update(scores.data)
+        with zf.open('scores.npy', 'w', force_zip64=True) as member:
+            npy.write_array(member, scores, allow_pickle=False)
+        meta = dict(meta, content_id=digest.hexdigest())
+        with zf.open('meta.npy', 'w', force_zip64=True) as member:
+            npy.write_array(member, np.frombuffer(
+                json.dumps(meta).encode(), np.uint8), allow_pickle=False)
 
 
 def _content_digests(meta: dict, arrays: Dict[str, np.ndarray],
@@ -1265,7 +1373,9 @@ def convert_proposals(src: str, dst: str, top_n: Optional[int] = None,
                       box_dtype: str = 'auto',
                       score_dtype: str = 'uint8',
                       drop_scales: bool = False,
-                      pool_iou: Optional[float] = None) -> dict:
+                      pool_iou: Optional[float] = None,
+                      workers: Optional[int] = None,
+                      progress: bool = False) -> dict:
     """Rewrite a proposal file (legacy pickle or compact) compactly
     (:func:`save_proposals`; version 3 unless ``score_dtype='float16'``;
     a version-4 file, whose rows serve every scale, stays version 4).
@@ -1280,6 +1390,18 @@ def convert_proposals(src: str, dst: str, top_n: Optional[int] = None,
             pooling) and store the pool once per image (version 4,
             recording ``pool_iou``). None (default): rows stay per scale
             (a pooled source stays pooled).
+        workers (int, optional): Processes pooling blocks of
+            :data:`POOL_BLOCK_IMAGES` images (``pool_iou`` only; 1: this
+            one; > 1 needs the ``fork`` start method, Linux); None: the
+            usable cores. The file is the same for any number.
+        progress (bool): With ``pool_iou``, show a progress bar with ETA
+            over the images (mmengine's ``ProgressBar``).
+
+    Pooling streams: it holds one bit per source row (which rows the pool
+    keeps) and the written file's scores (1 byte per pooled row; 2 in
+    version 2), not the pooled rows: :func:`write_proposal_groups` gets
+    the images in file order, each pool read again from the source and
+    its kept rows, and writes the boxes as they come.
 
     Returns:
         dict: ``images``, ``proposals`` (rows written), ``bytes_in``,
@@ -1288,7 +1410,8 @@ def convert_proposals(src: str, dst: str, top_n: Optional[int] = None,
     Raises:
         ValueError: Naming ``src`` (and the img_id and scale of bad rows);
             with ``pool_iou``, a source of one row set per image (pooled
-            already, converted from an mmdet dump, or of one scale).
+            already, converted from an mmdet dump, or of one scale);
+            ``workers`` not an integer >= 1, or > 1 without ``fork``.
     """
     props, num_scales, _ = open_proposals(src)
     if isinstance(props, ProposalFile):
@@ -1296,16 +1419,20 @@ def convert_proposals(src: str, dst: str, top_n: Optional[int] = None,
     scales = None if drop_scales else getattr(props, 'scales', None)
     runs = getattr(props, 'runs_per_image', num_scales)
     if pool_iou is not None:
-        data = _pooled(src, props, runs, num_scales, top_n, pool_iou)
-        top_n, shared = None, score_dtype == 'uint8'
+        pool = _PoolJob(src, props, runs, num_scales, top_n, pool_iou)
+        pool.keep_rows(workers, progress)
+        groups, top_n, shared = pool.groups, None, score_dtype == 'uint8'
     else:
         pool_iou = getattr(props, 'pool_iou', None)  # kept
         # a version-4 file stays shared (unless written as version 2)
         shared = runs == 1 < num_scales and score_dtype == 'uint8'
         data = {k: [props[k][0]] * num_scales if shared else props[k]
                 for k in props}
+
+        def groups():
+            return [data]
     try:
-        write_proposal_groups(dst, list(data), num_scales, lambda: [data],
+        write_proposal_groups(dst, list(props), num_scales, groups,
                               top_n=top_n, box_dtype=box_dtype,
                               score_dtype=score_dtype,
                               owner='save_proposals', scales=scales,
@@ -1318,28 +1445,132 @@ def convert_proposals(src: str, dst: str, top_n: Optional[int] = None,
                 version=written.version)
 
 
-def _pooled(src: str, props, runs: int, num_scales: int,
-            top_n: Optional[int], pool_iou: float) -> dict:
-    """``img_id -> [pooled rows] * num_scales`` (one array object) of a
-    file's per-scale rows (:func:`convert_proposals`)."""
-    from .proposal_pool import pool_proposals  # torch: on first use
-    pool_iou = check_pool_iou(pool_iou, f'proposal file "{src}"')
-    if runs == 1:
-        pooled = getattr(props, 'pool_iou', None)
-        raise ValueError(
-            f'proposal file "{src}" holds one row set per image for every '
-            'scale (' + (f'pooled already, at IoU {pooled:g}'
-                         if pooled is not None else
-                         'converted from an mmdet dump' if num_scales > 1
-                         else 'one scale') +
-            '): there is nothing to pool. Convert it without --pool-scales '
-            '(pool_iou=None), or pool a file mined per scale')
-    if top_n is not None and int(top_n) < 1:
-        raise ValueError(f'save_proposals: top_n must be >= 1, got {top_n}')
-    data = {}
-    for k in props:
-        per_scale = [_top_n(proposal_array(
-            rows, f'proposal file "{src}": img_id {k!r}, scale {s}'), top_n)
-            for s, rows in enumerate(props[k])]
-        data[k] = [pool_proposals(per_scale, pool_iou)] * num_scales
-    return data
+# Images per pooling task of convert_proposals (a block's rows are pooled
+# by one process; about 0.3 s at 900 proposals per image).
+POOL_BLOCK_IMAGES = 256
+# The pooling job of the forked workers (set before the pool starts).
+_POOL_JOB: dict = {}
+
+
+class _PoolJob:
+    """Pooling a file's images (:func:`convert_proposals`): first which
+    rows each image's pool keeps (one NMS per image, blocks of images over
+    processes, one bit per row kept here), then the pools themselves, as
+    often as :func:`write_proposal_groups` reads them, from the source
+    and those bits."""
+
+    def __init__(self, src: str, props, runs: int, num_scales: int,
+                 top_n: Optional[int], pool_iou: float):
+        pool_iou = check_pool_iou(pool_iou, f'proposal file "{src}"')
+        if runs == 1:
+            pooled = getattr(props, 'pool_iou', None)
+            raise ValueError(
+                f'proposal file "{src}" holds one row set per image for '
+                'every scale (' + (
+                    f'pooled already, at IoU {pooled:g}'
+                    if pooled is not None else
+                    'converted from an mmdet dump' if num_scales > 1
+                    else 'one scale') +
+                '): there is nothing to pool. Convert it without '
+                '--pool-scales (pool_iou=None), or pool a file mined per '
+                'scale')
+        if top_n is not None and int(top_n) < 1:
+            raise ValueError('save_proposals: top_n must be >= 1, got '
+                             f'{top_n}')
+        self.src, self.props, self.num_scales = src, props, num_scales
+        self.top_n, self.iou = top_n, pool_iou
+        # in file order (a legacy pickle's dict may hold any), so that
+        # write_proposal_groups streams the pools into the file
+        keys = list(props)
+        order = np.argsort(image_id_array(keys, f'proposal file "{src}"'),
+                           kind='stable')
+        self.keys = [keys[k] for k in order.tolist()]
+        self.blocks = [(a, min(a + POOL_BLOCK_IMAGES, len(self.keys)))
+                       for a in range(0, len(self.keys), POOL_BLOCK_IMAGES)]
+        # per block: (rows per image (B,) int64, np.packbits of the kept
+        # flags of its stacked rows)
+        self.kept = []
+
+    def stacked_rows(self, key) -> np.ndarray:
+        """One image's rows of every scale, scale 0 first, as ``(P, 5)``
+        float32 (ORIGINAL pixels), each scale's checked
+        (:func:`proposal_array`) and cut to ``top_n``."""
+        where = f'proposal file "{self.src}": img_id {key!r}'
+        per_scale = [_top_n(proposal_array(rows, f'{where}, scale {s}'),
+                            self.top_n)
+                     for s, rows in enumerate(self.props[key])]
+        return np.concatenate(per_scale)
+
+    def pool_block(self, first: int, last: int) -> tuple:
+        """Images ``first:last`` pooled: ``(rows per image, packed kept
+        flags)``."""
+        counts, flags = [], []
+        for key in self.keys[first:last]:
+            rows = self.stacked_rows(key)
+            counts.append(len(rows))
+            flags.append(pool_keep(rows, self.iou))
+        flags = np.concatenate(flags) if flags else np.zeros(0, bool)
+        return np.array(counts, np.int64), np.packbits(flags)
+
+    def keep_rows(self, workers: Optional[int], progress: bool) -> None:
+        """Pool every image (``workers`` processes, None: the usable
+        cores), keeping which rows each pool holds."""
+        import multiprocessing
+        from mmsnip.utils.processes import usable_cores
+        workers = usable_cores() if workers is None else check_integer(
+            workers, 'convert_proposals workers')
+        if workers > 1 and \
+                'fork' not in multiprocessing.get_all_start_methods():
+            raise ValueError(
+                f'convert_proposals: workers={workers} needs the fork '
+                'start method (Linux), which this system lacks; pass '
+                'workers=1 (--workers 1)')
+        bar = None
+        if progress and self.keys:
+            import sys
+
+            from mmengine.utils import ProgressBar
+
+            # sys.stdout now: the default is the one of mmengine's import
+            bar = ProgressBar(len(self.keys), file=sys.stdout)
+        workers = min(workers, len(self.blocks))
+        _POOL_JOB['job'] = self
+        try:
+            if workers > 1:
+                ctx = multiprocessing.get_context('fork')
+                with ctx.Pool(workers) as pool:
+                    for first_last, block in zip(self.blocks, pool.imap(
+                            _pool_block, self.blocks)):
+                        self._add_block(first_last, block, bar)
+            else:
+                for first_last in self.blocks:
+                    self._add_block(first_last,
+                                    self.pool_block(*first_last), bar)
+        finally:
+            _POOL_JOB.clear()
+        if bar is not None:
+            bar.file.write('\n')
+
+    def _add_block(self, first_last: tuple, block: tuple, bar) -> None:
+        """Keep a block's :meth:`pool_block` result; advance ``bar``."""
+        self.kept.append(block)
+        if bar is not None:
+            bar.update(first_last[1] - first_last[0])
+
+    def groups(self) -> Iterator[dict]:
+        """The pools, a block of images per group: ``img_id -> [(P, 5)
+        pool] * S`` (one array object), rows by descending score
+        (:func:`~mmsnip.datasets.proposal_pool.pool_order`)."""
+        for (first, last), (counts, packed) in zip(self.blocks, self.kept):
+            flags = np.unpackbits(packed, count=int(counts.sum()))
+            flags = np.split(flags.astype(bool), np.cumsum(counts)[:-1])
+            group = {}
+            for key, keep in zip(self.keys[first:last], flags):
+                kept = self.stacked_rows(key)[keep]
+                group[key] = [kept[pool_order(kept[:, 4])]] * self.num_scales
+            yield group
+
+
+def _pool_block(first_last: tuple) -> tuple:
+    """:meth:`_PoolJob.pool_block` in a forked worker."""
+    return _POOL_JOB['job'].pool_block(*first_last)

@@ -16,7 +16,8 @@ from conftest import load_tool, run_tool
 from mmsnip.datasets.mmdet_proposals import (convert_mmdet_proposals,
                                              mmdet_proposal_key)
 from mmsnip.datasets.proposals import (SCORE_LEVELS, ProposalFile,
-                                       load_proposals, save_proposals)
+                                       load_proposals, save_proposals,
+                                       write_proposal_groups)
 
 TOOL = 'tools/misc/convert_proposals.py'
 # Rows per image of the tiny demo set (one image without proposals).
@@ -214,6 +215,31 @@ def raw_dump(tmp_path, data, name='raw.pkl'):
     with open(path, 'wb') as f:
         pickle.dump(data, f)
     return path
+
+
+def test_images_go_to_the_writer_in_file_order(tmp_path):
+    """The annotation file lists images in any order; the conversion hands
+    them to the writer by id, which then streams the rows into the file
+    (never holding every array): the file save_proposals writes."""
+    from unittest import mock
+
+    from mmsnip.datasets import proposals as mod
+    names = [f'{i}.jpg' for i in range(6)]
+    ann = small_coco(tmp_path, names)
+    coco = json.loads(open(ann).read())
+    coco['images'] = coco['images'][::-1]  # ids 6, 5, ..., 1
+    open(ann, 'w').write(json.dumps(coco))
+    src = small_dump(tmp_path, [osp.join('data', 'train', n)
+                                for n in names])
+    dst = str(tmp_path / 'props.npz')
+    with mock.patch.object(mod, '_write_file',
+                           side_effect=AssertionError('not streamed')):
+        convert_mmdet_proposals(src, dst, ann, 'train/', 2)
+    rows = np.float32([[1, 2, 30, 40, 0.9], [5, 5, 9, 9, 0.4]])
+    ref = str(tmp_path / 'ref.npz')
+    write_proposal_groups(ref, range(1, 7), 2, lambda: [
+        {i: [rows] * 2 for i in range(1, 7)}], shared_scales=True)
+    assert ProposalFile(dst).content_id == ProposalFile(ref).content_id
 
 
 def test_keys_follow_mmdets_formula():

@@ -13,7 +13,9 @@ from mmsnip.chips.boxes import box_sizes, in_range
 from mmsnip.datasets import chip_table
 from mmsnip.datasets.chip_table import (ImageRecords, _proposal_rows,
                                         build_chip_table)
-from mmsnip.datasets.proposal_pool import POOL_IOU, pool_proposals
+from mmsnip.datasets.proposal_pool import (POOL_IOU, greedy_nms,
+                                           pool_keep, pool_order,
+                                           pool_proposals)
 from mmsnip.datasets.proposals import (ProposalFile, convert_proposals,
                                        save_proposals)
 
@@ -104,6 +106,74 @@ def test_threshold_ties_nan_and_empty():
         with pytest.raises(ValueError, match='pool_proposals: pool_iou must '
                            r'be a number in \(0, 1\], got'):
             pool_proposals([np.zeros((0, 5))], bad)
+
+
+KINDS = ('grid', 'continuous', 'near', 'tiny', 'huge')
+
+
+def hard_rows(rng, kind, n, thr):
+    """``(n, 5)`` float32 rows of one kind of hard case for the numpy NMS:
+    coordinates on a coarse grid (equal and duplicate boxes, equal scores,
+    IoUs at the thresholds); continuous ones; boxes each followed by a
+    box inside it, flush with its right side and ``thr`` (within 3e-7) as
+    wide (IoU ``thr``: where the sweep's bound is tight; rounding decides);
+    such pairs with sides near 1e-22 px (subnormal areas, rounded by up to
+    a tenth) or boxes with sides near 1e19 px (overflow).
+    3% of the values are NaN or infinite."""
+    if kind == 'grid':
+        xy = rng.integers(0, 12, (n, 2)).astype(float)
+        wh = rng.integers(-1, 8, (n, 2)).astype(float)
+    elif kind == 'huge':
+        xy = rng.uniform(-1e19, 1e19, (n, 2))
+        wh = rng.uniform(0, 3e19, (n, 2))
+    else:
+        xy = rng.uniform(0, 200, (n, 2))
+        wh = np.exp(rng.normal(np.log(40), 0.8, (n, 2)))
+    boxes = np.c_[xy, xy + wh]
+    if kind in ('near', 'tiny'):
+        ratio = thr * (1 + rng.uniform(-3e-7, 3e-7, n)) if kind == 'near' \
+            else rng.uniform(0.3, 1, n)
+        inner = boxes.copy()
+        inner[:, 0] = boxes[:, 2] - ratio * (boxes[:, 2] - boxes[:, 0])
+        boxes = np.stack([boxes, inner], 1).reshape(-1, 4)[:n]
+        if kind == 'tiny':
+            boxes = boxes * 3e-24
+    score = rng.integers(0, 4, n) / 4 if kind == 'grid' else \
+        np.sort(rng.uniform(0, 1, n))[::-1]
+    rows = np.c_[boxes, score].astype(np.float32)
+    odd = rng.uniform(0, 1, rows.shape) < 0.03
+    rows[odd] = rng.choice(np.float32([np.nan, np.inf, -np.inf]),
+                           int(odd.sum()))
+    return rows
+
+
+@pytest.mark.parametrize('kind', KINDS)
+def test_numpy_pool_keeps_exactly_mmcvs_rows(kind):
+    """Arrays pool in numpy (greedy_nms's sweep), tensors through mmcv's
+    nms: on the CPU the same rows, bit for bit, in the same order."""
+    rng = np.random.default_rng(KINDS.index(kind))
+    for trial in range(150):
+        thr = (0.7, 0.5, 0.3, 1.0, 0.05, float(np.float32(0.7)))[trial % 6]
+        per_scale = [hard_rows(rng, kind, int(rng.integers(0, 70)), thr)
+                     for _ in range(int(rng.integers(1, 4)))]
+        got = pool_proposals(per_scale, thr)
+        want = pool_proposals([torch.as_tensor(p) for p in per_scale], thr)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, want.numpy())
+        keep = pool_keep(np.concatenate(per_scale), thr)
+        assert keep.sum() == len(got)
+
+
+def test_greedy_nms_suppresses_only_through_kept_rows():
+    # row 1 overlaps row 0 (dropped); row 2 overlaps row 1 only: kept,
+    # since row 1 suppresses nothing once dropped
+    boxes = np.float32([[0, 0, 10, 10], [0, 0, 10, 8], [0, 0, 10, 6]])
+    np.testing.assert_array_equal(greedy_nms(boxes, 0.7), [1, 0, 1])
+    np.testing.assert_array_equal(greedy_nms(boxes, 0.8), [1, 1, 1])
+    np.testing.assert_array_equal(greedy_nms(boxes, 0.5), [1, 0, 0])
+    assert greedy_nms(np.zeros((0, 4), np.float32), 0.7).shape == (0, )
+    np.testing.assert_array_equal(pool_order(np.float32(
+        [.5, np.nan, np.inf, .5, -np.inf])), [2, 0, 3, 4, 1])
 
 
 def records(num=30, seed=0):

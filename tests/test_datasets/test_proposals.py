@@ -2,6 +2,7 @@
 """Proposal files: compact version 3 (memory-mapped npz, 8-bit scores),
 version 2 (float16 scores) and legacy (pickle) all round-trip; precision
 bounds; conversion (function and tool); errors name the file."""
+import contextlib
 import hashlib
 import json
 import os
@@ -895,6 +896,171 @@ def test_pooled_file_round_trips_from_every_old_format(tmp_path, fmt):
     assert ProposalFile(copies).pool_iou == 0.7
 
 
+def previous_pooled_conversion(src, dst, top_n=None, score_dtype='uint8',
+                               pool_iou=0.7):
+    """convert_proposals(src, dst, pool_iou=...) as it was before the
+    conversion streamed (git a2db560): every image pooled by mmcv's nms
+    (through torch) into one dict, then written."""
+    import torch
+
+    from mmsnip.datasets.proposal_pool import pool_proposals
+    from mmsnip.datasets.proposals import _top_n, proposal_array
+    props, num_scales, _ = open_proposals(src)
+    data = {}
+    for k in props:
+        per_scale = [torch.as_tensor(_top_n(proposal_array(rows, ''), top_n))
+                     for rows in props[k]]
+        data[k] = [pool_proposals(per_scale, pool_iou).numpy()] * num_scales
+    # images in reverse: placed in memory and written by np.savez, as
+    # every file was before the writer streamed
+    backwards = dict(reversed(list(data.items())))
+    write_proposal_groups(dst, list(data), num_scales, lambda: [backwards],
+                          score_dtype=score_dtype, owner='save_proposals',
+                          scales=getattr(props, 'scales', None),
+                          shared_scales=score_dtype == 'uint8',
+                          pool_iou=pool_iou)
+
+
+def npz_members(path):
+    """Every member of an ``.npz`` file, as bytes (the zip's own time
+    stamps aside)."""
+    import zipfile
+    with zipfile.ZipFile(path) as zf:
+        return {name: zf.read(name) for name in zf.namelist()}
+
+
+@pytest.mark.parametrize('layout', ['v3', 'v2', 'v4', 'float32', 'empty'])
+def test_writer_streams_rows_in_file_order_to_the_same_file(tmp_path,
+                                                            layout):
+    """Groups in file order are streamed into the file (boxes written as
+    they come); in any other order placed in memory and written by
+    np.savez: the same members, byte for byte, and the same content_id.
+    A callable that changes its order between the passes is an error."""
+    from mmsnip.datasets import proposals as mod
+    rng = np.random.default_rng(3)
+    ids = [] if layout == 'empty' else sorted(
+        rng.permutation(500)[:40].tolist())
+    scale = 3000 if layout == 'float32' else 500  # > 2048: float32 boxes
+    props = {}
+    for k in ids:
+        rows = [np.c_[rng.uniform(0, scale, (n, 4)), rng.uniform(0, 1, n)]
+                for n in rng.integers(0, 9, 2)]
+        props[k] = [rows[0]] * 2 if layout == 'v4' else rows
+    kwargs = dict(score_dtype='float16' if layout == 'v2' else 'uint8',
+                  shared_scales=layout == 'v4', top_n=6)
+    ordered, shuffled = str(tmp_path / 'a.npz'), str(tmp_path / 'b.npz')
+    with mock.patch.object(mod, 'STREAM_CHUNK_BYTES', 64), \
+            mock.patch.object(mod, '_write_file',
+                              side_effect=AssertionError('not streamed')):
+        write_proposal_groups(ordered, ids, 2, lambda: [
+            {k: props[k]} for k in ids], **kwargs)
+    order = rng.permutation(len(ids)).tolist()
+    # no images: nothing out of order, streamed too
+    with mock.patch.object(mod, '_write_streamed',
+                           side_effect=AssertionError('streamed')) \
+            if ids else contextlib.nullcontext():
+        write_proposal_groups(shuffled, ids, 2, lambda: [
+            {ids[i]: props[ids[i]]} for i in order], **kwargs)
+    if len(ids) > 1:
+        assert order != sorted(order)
+    assert npz_members(ordered) == npz_members(shuffled)
+    file = ProposalFile(ordered)
+    file.verify()
+    assert file.version == {'v2': 2, 'v4': 4}.get(layout, 3)
+    assert file._boxes.dtype == (np.float32 if layout == 'float32'
+                                 else np.float16)
+    calls = []
+
+    def fickle():
+        calls.append(1)
+        return [{k: props[k]} for k in (ids if len(calls) == 1
+                                        else ids[::-1])]
+
+    if len(ids) > 1:
+        with pytest.raises(ValueError, match='fickle: the groups gave row '
+                           'set'):
+            write_proposal_groups(str(tmp_path / 'c.npz'), ids, 2, fickle,
+                                  owner='fickle', **kwargs)
+        assert not osp.exists(str(tmp_path / 'c.npz'))
+
+
+def random_pooling_source(rng, path, fmt, num_images=14, num_scales=3):
+    """A per-scale proposal file of random rows that pool hard: boxes on
+    a coarse grid (duplicates, IoUs at the threshold), equal scores,
+    empty images and scales, zero and negative widths, NaN and infinite
+    scores and coordinates (legacy pickles hold them as given)."""
+    props = {}
+    for k in rng.permutation(num_images * 3)[:num_images].tolist():
+        per_scale = []
+        for _ in range(num_scales):
+            n = int(rng.integers(0, 40)) if rng.uniform() > 0.15 else 0
+            xy = rng.integers(0, 20, (n, 2)) * 4.0
+            wh = rng.integers(-1, 12, (n, 2)) * 4.0
+            rows = np.c_[xy, xy + wh, rng.integers(0, 6, n) / 5]
+            odd = rng.uniform(0, 1, rows.shape) < 0.02
+            rows[odd] = rng.choice([np.nan, np.inf, -np.inf], int(odd.sum()))
+            per_scale.append(rows if fmt == 'legacy'
+                             else np.nan_to_num(rows, nan=0, posinf=80,
+                                                neginf=0))
+        props[k] = per_scale
+    if fmt == 'legacy':
+        legacy(path, props, num_scales)
+    else:
+        save_proposals(path, props, num_scales, score_dtype=fmt)
+
+
+@pytest.mark.parametrize('fmt', ['legacy', 'uint8', 'float16'])
+def test_streamed_pooling_writes_the_previous_file(tmp_path, fmt):
+    """The streamed, parallel pooling (numpy NMS, blocks of images over
+    processes, the pool kept as bits and read again) writes exactly the
+    file the previous conversion wrote (every member, byte for byte), for
+    1 and 2 workers, blocks of 1, 5 and 256 images, any top_n and score
+    dtype; the file opens and reads as before."""
+    from mmsnip.datasets import proposals as mod
+    rng = np.random.default_rng(['legacy', 'uint8', 'float16'].index(fmt))
+    for trial in range(4):
+        src = str(tmp_path / f'src{trial}.pkl')
+        random_pooling_source(rng, src, fmt)
+        top_n = (None, 7)[trial % 2]
+        out_dtype = ('uint8', 'float16')[trial // 2 % 2]
+        iou = (0.7, 0.5)[trial % 2]
+        want = str(tmp_path / f'want{trial}.npz')
+        previous_pooled_conversion(src, want, top_n, out_dtype, iou)
+        for workers, block in ((1, 5), (2, 1), (2, 5), (1, 256)):
+            got = str(tmp_path / f'got{trial}-{workers}-{block}.npz')
+            with mock.patch.object(mod, 'POOL_BLOCK_IMAGES', block):
+                info = convert_proposals(src, got, top_n=top_n,
+                                         score_dtype=out_dtype,
+                                         pool_iou=iou, workers=workers)
+            assert npz_members(got) == npz_members(want)
+            assert info['version'] == (4 if out_dtype == 'uint8' else 2)
+        pooled = load_proposals(got, list(ProposalFile(want)), 3,
+                                verify=True)
+        assert pooled.pool_iou == iou
+        for k in pooled:
+            for a, b in zip(pooled[k], ProposalFile(want)[k]):
+                np.testing.assert_array_equal(a, b)
+
+
+def test_pooling_progress_and_workers(tmp_path, capsys):
+    src, dst = str(tmp_path / 'src.npz'), str(tmp_path / 'dst.npz')
+    save_proposals(src, PER_SCALE, 2)
+    convert_proposals(src, dst, pool_iou=0.7, workers=2, progress=True)
+    out = capsys.readouterr().out
+    assert '2/2' in out and 'ETA' in out
+    for bad in (0, 1.5, 'two'):
+        with pytest.raises(ValueError, match=r'convert_proposals workers '
+                           r'must be an integer >= 1, got'):
+            convert_proposals(src, dst, pool_iou=0.7, workers=bad)
+    # no fork (not Linux): an error naming the fix, not a silent 1
+    with mock.patch('multiprocessing.get_all_start_methods',
+                    return_value=['spawn']), \
+            pytest.raises(ValueError, match=r'convert_proposals: workers=2 '
+                          'needs the fork start method .* pass workers=1 '
+                          r'\(--workers 1\)'):
+        convert_proposals(src, dst, pool_iou=0.7, workers=2)
+
+
 def test_pooling_takes_top_n_per_scale_first_and_its_iou(tmp_path):
     src, dst = str(tmp_path / 'src.npz'), str(tmp_path / 'dst.npz')
     save_proposals(src, PER_SCALE, 2)
@@ -992,10 +1158,11 @@ def test_convert_tool_pools_and_names_its_usage_errors(tmp_path, capsys):
         return subprocess.run([sys.executable, tool, *args], cwd=ROOT,
                               capture_output=True, text=True)
 
-    done = run(src, dst, '--pool-scales')
+    done = run(src, dst, '--pool-scales', '--workers', '2')
     assert done.returncode == 0, done.stderr
     assert 'format version 4 (pooled over the scales at IoU 0.7: each ' \
         'image\'s pool serves every scale)' in done.stdout
+    assert '2/2' in done.stdout and 'ETA' in done.stdout  # progress bar
     assert ProposalFile(dst).pool_iou == 0.7
     done = run(dst, str(tmp_path / 'again.npz'), '--pool-scales')
     assert done.returncode == 2 and len(done.stderr.splitlines()) == 1
@@ -1004,8 +1171,11 @@ def test_convert_tool_pools_and_names_its_usage_errors(tmp_path, capsys):
     parse = load_tool(tool).parse_args
     assert parse([src, dst, '--pool-scales', '0.5']).pool_scales == 0.5
     assert parse([src, dst]).pool_scales is None  # per scale by default
+    assert parse([src, dst, '--pool-scales']).workers is None  # the cores
     for argv, match in (
             (['--pool-scales', '0'], 'must be a finite number in (0, 1]'),
+            (['--workers', '2'], '--workers: only with --pool-scales'),
+            (['--pool-scales', '--workers', '0'], 'argument --workers'),
             (['--pool-scales', '--from-mmdet', '--ann-file', 'a.json',
               '--img-prefix', 'x/', '--num-scales', '2'],
              '--pool-scales: not with --from-mmdet')):

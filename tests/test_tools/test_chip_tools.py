@@ -269,6 +269,7 @@ def test_benchmark_chips_table_tiny_run(tmp_path):
     assert pooled['cold']['chips'] == pooled['warm']['chips'] > \
         pos['cold']['chips']
     assert 0 < result['pooled_file_bytes'] <= result['proposal_file_bytes']
+    assert result['pooled_convert_peak_rss_mb'] > 0
     assert 'chips (positives + negative pool)' in proc.stdout
     assert '| negatives (pooled) | cold |' in proc.stdout
     assert not (tmp_path / 'w').exists()  # made by the tool, removed
@@ -296,6 +297,30 @@ def test_benchmark_chips_never_removes_what_it_did_not_make(mode, keep,
     assert osp.isdir(made) == keep
     assert sorted(p.name for p in work_dir.iterdir()) == sorted(
         ['exp', 'notes.txt'] + ([osp.basename(made)] if keep else []))
+
+
+def test_benchmark_chips_pool_tiny_run(tmp_path):
+    """--mode pool: the same per-scale file pooled by a baseline package
+    (here this one) and by 1 and 2 workers, each in a fresh process; the
+    same file every time."""
+    out = str(tmp_path / 'pool.json')
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    proc = run_tool(['tools/benchmark_chips.py', '--mode', 'pool',
+                     '--num-images', '600', '--proposals', '20',
+                     '--pool-workers', '1', '2', '--baseline', root,
+                     '--work-dir', str(tmp_path / 'w'), '--out', out])
+    assert '| workers 2 |' in proc.stdout
+    assert 'the same file every run: yes' in proc.stdout
+    with open(out) as f:
+        result = json.load(f)
+    assert list(result['runs']) == ['baseline', 'workers 1', 'workers 2']
+    assert result['same_file'] and result['num_images'] == 600
+    for r in result['runs'].values():
+        assert r['wall_s'] > 0 and r['peak_rss_mb'] > 0
+        assert r['package'] == osp.join(root, 'mmsnip', '__init__.py')
+    # 3 blocks of images: 2 worker processes
+    assert result['runs']['workers 2']['peak_rss_workers_mb'] > 0
+    assert not (tmp_path / 'w').exists()
 
 
 def test_benchmark_chips_merge_tiny_run(tmp_path):

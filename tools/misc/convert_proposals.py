@@ -3,7 +3,7 @@
 
     python tools/misc/convert_proposals.py old.pkl new.npz [--top-n 300] \
         [--box-dtype auto|float16|float32] [--score-dtype uint8|float16] \
-        [--drop-scales] [--pool-scales [IOU]]
+        [--drop-scales] [--pool-scales [IOU] [--workers N]]
     python tools/misc/convert_proposals.py rpn_dump.pkl new.npz \
         --from-mmdet --ann-file ANN.json --img-prefix train2017/ \
         --num-scales 3 [--top-n 300]
@@ -27,7 +27,12 @@ NMS at IoU 0.7 (or ``IOU``), as the released SNIPER code does
 (``--top-n`` applies to each scale first), and stores the pool once per
 image (version 4, recording the IoU): every scale's negatives then come
 from the pool's proposals in its valid range
-(:mod:`mmsnip.datasets.proposal_pool`). Off by default.
+(:mod:`mmsnip.datasets.proposal_pool`). Off by default. The pooling
+streams (it holds one bit per source row and the written file's scores,
+1 byte per pooled row, not the pool), runs its NMS in numpy (the rows
+mmcv's CPU ``nms`` keeps) over blocks of images in ``--workers``
+processes (default: the usable cores; the file is the same for any
+number) and shows a progress bar with ETA.
 
 ``--from-mmdet`` reads instead the pickle of MMDetection's
 ``DumpProposals`` metric (``{"folder/file.jpg": InstanceData(bboxes,
@@ -82,6 +87,10 @@ def parse_args(argv=None):
         'pool each image\'s rows of all scales through one NMS at IoU '
         f'{POOL_IOU} (or IOU), as the released code does; stored once per '
         'image'))
+    parser.add_argument('--workers', type=positive_int, default=None,
+                        help='--pool-scales: processes pooling blocks of '
+                        'images (default: the usable cores; the file is '
+                        'the same for any number)')
     mmdet = parser.add_argument_group(
         'proposals dumped by mmdet\'s DumpProposals metric')
     mmdet.add_argument('--from-mmdet', action='store_true',
@@ -111,6 +120,9 @@ def parse_args(argv=None):
         parser.error('--pool-scales: not with --from-mmdet (a dump holds '
                      'one set of proposals per image: nothing to pool); '
                      'leave it out')
+    if args.workers is not None and args.pool_scales is None:
+        parser.error('--workers: only with --pool-scales (the other '
+                     'conversions run in one process); leave it out')
     if given and not args.from_mmdet:
         parser.error(f'{", ".join(given)}: only with --from-mmdet (src is '
                      'a dump of mmdet\'s DumpProposals); add it, or leave '
@@ -137,7 +149,8 @@ def main(argv=None) -> int:
                     args.src, args.dst, top_n=args.top_n,
                     box_dtype=args.box_dtype, score_dtype=args.score_dtype,
                     drop_scales=args.drop_scales,
-                    pool_iou=args.pool_scales)
+                    pool_iou=args.pool_scales, workers=args.workers,
+                    progress=True)
     except (ValueError, FileNotFoundError) as e:
         if isinstance(e, UserInputError):
             raise
