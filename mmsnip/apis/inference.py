@@ -336,9 +336,12 @@ class MultiScaleInferencer:
                 steps, where = cfg.tta_pipeline, 'tta_pipeline'
             self.pipeline = Compose(inference_pipeline(steps, where))
         self.model = net.to(self.device).eval()
+        self.cfg_name = cfg_name
+        self._inputs_taken: List[Tuple[int, int]] = []
         if mode != 'single':
             # The multi-scale modes feed the detector images and chips of
-            # any size (mmsnip/models/input_sizes.py).
+            # any size (mmsnip/models/input_sizes.py); the whole network
+            # on the inputs of each call's images: _check_input_sizes.
             from mmsnip.models.input_sizes import input_size_problem
             problem = input_size_problem(detector)
             if problem:
@@ -374,6 +377,41 @@ class MultiScaleInferencer:
                 'meta.dataset_meta and test_dataloader.dataset no '
                 'metainfo=dict(classes=...)); add the metainfo')
         return tuple(classes)
+
+    def _check_input_sizes(self, items: List[Tuple[Input, str]]) -> None:
+        """The multi-scale modes: the detector on the smallest inputs the
+        test-time model would feed it for these images (views, whole
+        images, FocusChips, tiles:
+        :func:`mmsnip.models.input_sizes.tta_input_problem`), before the
+        first image runs. Sizes from the arrays and the files' headers
+        (EXIF orientation applied, as :func:`read_image` decodes); a file
+        whose header cannot be read is left to :func:`read_image`. Inputs
+        at least as large as ones already run are not run again.
+
+        Raises:
+            UserInputError: Naming the module, the input and the fix.
+        """
+        from mmsnip.models.input_sizes import tta_input_problem
+        from mmsnip.utils.dataset_audit import image_size
+        shapes, names = [], []
+        for item, name in items:
+            if isinstance(item, np.ndarray):
+                hw = item.shape[:2] if item.ndim == 3 else None
+            else:
+                size, _ = image_size(item)
+                hw = None if size is None else size[::-1]
+            if hw is not None and min(hw) > 0:
+                shapes.append(hw)
+                names.append(name)
+        if not shapes:
+            return
+        views = self.model.input_views(shapes, names, 'the inputs',
+                                       self.cfg.get('tta_pipeline'))
+        problem = tta_input_problem(self.model.module, views,
+                                    "with mode='single'",
+                                    self._inputs_taken)
+        if problem:
+            raise UserInputError(f'config "{self.cfg_name}": {problem}')
 
     # ------------------------------------------------------------------
     def _batches(self, items, batch_size: int) -> Iterator[list]:
@@ -450,6 +488,8 @@ class MultiScaleInferencer:
             raise UserInputError(f'batch_size must be an integer >= 1, got '
                                  f'{batch_size!r}')
         items = list_inputs(inputs)
+        if self.mode != 'single':
+            self._check_input_sizes(items)
         save_vis = bool(out_dir) and not no_save_vis
         save_pred = bool(out_dir) and not no_save_pred
         if category_ids is not None and len(category_ids) != len(self.classes):

@@ -25,6 +25,7 @@ from mmsnip.chips import (CascadeTrace, FocusScale, ScaleTrace, cap_chips,
                           stack_keep_masks)
 from mmsnip.chips.focus_plan import TRANSITION_KEYS
 from mmsnip.registry import MODELS
+from ..input_sizes import InputViews, cascade_views
 from .chip_runner import (ChipRunner, Crop, StageTimer, crop_resize,
                           detections_in_image, windows_of)
 from .merge import MaskPaster, MergeConfig, add_masks, merge_detections
@@ -203,6 +204,31 @@ class AutoFocusTTAModel(BaseTTAModel):
 
     def merge_preds(self, data_samples_list):  # pragma: no cover
         raise NotImplementedError('AutoFocusTTAModel runs its own cascade')
+
+    def input_views(self, image_shapes, images=None,
+                    where: str = 'test_dataloader.dataset',
+                    pipeline=None) -> InputViews:
+        """The smallest inputs this cascade can feed the detector: the
+        whole image at the coarsest scale, the smallest possible FocusChip
+        at each later one (:func:`~mmsnip.models.input_sizes.
+        cascade_views`).
+
+        Args:
+            image_shapes (array): ``(N, 2)`` ``(height, width)`` of the
+                test images, ORIGINAL pixels.
+            images (Sequence[str], optional): Their names, for messages.
+            where (str): The dataset, for messages.
+            pipeline (list[dict], optional): The test pipeline config
+                (unused: the cascade cuts its inputs from the image as
+                loaded).
+
+        Returns:
+            InputViews: For
+            :func:`~mmsnip.models.input_sizes.tta_input_problem`.
+        """
+        return cascade_views(image_shapes, self.scales,
+                             self.module.focus_head.stride, self.oracle,
+                             images, where)
 
     @torch.no_grad()
     def test_step(self, data: dict) -> List[DetDataSample]:

@@ -12,6 +12,7 @@ from torch import Tensor
 from mmsnip.chips import chip_starts
 from mmsnip.registry import MODELS
 from mmsnip.utils.checks import check_integer, check_positive
+from ..input_sizes import InputViews, tile_views
 from .chip_runner import (ChipRunner, StageTimer, crop_resize,
                           detections_in_image)
 from .merge import MaskPaster, MergeConfig, add_masks, merge_detections
@@ -110,6 +111,29 @@ class SlicedTTAModel(BaseTTAModel):
         x0, y0 = x0.ravel(), y0.ravel()
         return np.stack([x0, y0, np.minimum(x0 + self.tile_size, img_w),
                          np.minimum(y0 + self.tile_size, img_h)], axis=1)
+
+    def input_views(self, image_shapes, images=None,
+                    where: str = 'test_dataloader.dataset',
+                    pipeline=None) -> InputViews:
+        """The inputs this test feeds the detector: its tiles and, with
+        ``full_image``, the whole image
+        (:func:`~mmsnip.models.input_sizes.tile_views`).
+
+        Args:
+            image_shapes (array): ``(N, 2)`` ``(height, width)`` of the
+                test images, ORIGINAL pixels.
+            images (Sequence[str], optional): Their names, for messages.
+            where (str): The dataset, for messages.
+            pipeline (list[dict], optional): The test pipeline config
+                (unused: the tiles are cut from the image as loaded).
+
+        Returns:
+            InputViews: For
+            :func:`~mmsnip.models.input_sizes.tta_input_problem`.
+        """
+        return tile_views(image_shapes, self.tile_size, self.factor,
+                          self.full_image_factor if self.full_image
+                          else None, images, where)
 
     def _check_full_image(self, img_h: int, img_w: int, sample) -> None:
         """The whole image resized by ``full_image_factor`` must keep at

@@ -10,6 +10,7 @@ from mmengine.config import ConfigDict
 
 from mmsnip.chips import ScaleSpec, box_sizes, check_range_order, in_range
 from mmsnip.registry import MODELS
+from ..input_sizes import InputViews, pipeline_view_pad, pyramid_views
 from .chip_runner import StageTimer
 from .merge import MaskPaster, MergeConfig, add_masks, merge_detections
 from .view_cap import check_view_cap, view_cap
@@ -90,6 +91,28 @@ class SnipTTAModel(DetTTAModel):
         ]
         # one rule with the chips: a finer scale keeps smaller objects
         check_range_order(self.scales, f'{type(self).__name__}.scales')
+
+    def input_views(self, image_shapes, images=None,
+                    where: str = 'test_dataloader.dataset',
+                    pipeline=None) -> InputViews:
+        """The views this pyramid feeds the detector: each image resized
+        by each of ``scales``, padded by a ``Pad`` stage of ``pipeline``
+        (:func:`~mmsnip.models.input_sizes.pyramid_views`).
+
+        Args:
+            image_shapes (array): ``(N, 2)`` ``(height, width)`` of the
+                test images, ORIGINAL pixels.
+            images (Sequence[str], optional): Their names, for messages.
+            where (str): The dataset, for messages.
+            pipeline (list[dict], optional): The test pipeline config
+                (``tta_pipeline``; its ``Pad`` stage counts).
+
+        Returns:
+            InputViews: For
+            :func:`~mmsnip.models.input_sizes.tta_input_problem`.
+        """
+        return pyramid_views(image_shapes, self.scales, images, where,
+                             pipeline_view_pad(pipeline))
 
     def test_step(self, data) -> List[DetDataSample]:
         """Views through the detector (its cap replaced by
