@@ -781,3 +781,32 @@ def test_sliced_full_image_under_a_pixel_is_an_error(autofocus,
                        r'full_image_factor=0.0001 resizes .*val_000000.jpg'
                        r' .* to under one pixel per side'):
         _run_autofocus(sliced, _image(tiny_demo_root))
+
+
+@pytest.mark.parametrize('step', [
+    dict(type='mmdet.Resize', scale=(100, 100), keep_ratio=True),
+    dict(type='mmdet.Pad', size=(512, 512)),
+    dict(type='mmdet.RandomFlip', prob=1.0)], ids=lambda s: s['type'])
+def test_a_pipeline_that_changes_the_image_is_refused(autofocus,
+                                                      tiny_demo_root, step):
+    """The chip modes cut their chips from the image as the tta_pipeline
+    loads it and report boxes in its pixels as the image's: a pipeline
+    that resizes, pads or flips it (a detector's own test pipeline,
+    Resize(1333, 800)) gave boxes in the resized pixels under the
+    original ori_shape, silently (AP of another frame). Refused, naming
+    the image and the fix."""
+    pipeline = Compose([
+        dict(type='LoadImageFromFile'), step,
+        dict(type='mmdet.PackDetInputs', meta_keys=(
+            'img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor',
+            'flip', 'flip_direction'))])
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        data = pseudo_collate([pipeline(_image(tiny_demo_root))])
+        sliced = MODELS.build(dict(type='SlicedTTAModel', module=autofocus,
+                                   tile_size=128, overlap=32))
+    for tta in (_autofocus_tta(autofocus, threshold=0.3), sliced):
+        name = type(tta).__name__
+        with pytest.raises(ValueError, match=(
+                f'{name}: .*val_000000.jpg .*311 x 265.* (is|was) .*'
+                'tta_pipeline.*chip_tta_pipeline')):
+            tta.test_step(data)

@@ -26,8 +26,8 @@ from mmsnip.chips import (CascadeTrace, FocusScale, ScaleTrace, cap_chips,
 from mmsnip.chips.focus_plan import TRANSITION_KEYS
 from mmsnip.registry import MODELS
 from ..input_sizes import InputViews, cascade_views
-from .chip_runner import (ChipRunner, Crop, StageTimer, crop_resize,
-                          detections_in_image, windows_of)
+from .chip_runner import (ChipRunner, Crop, StageTimer, check_whole_image,
+                          crop_resize, detections_in_image, windows_of)
 from .merge import MaskPaster, MergeConfig, add_masks, merge_detections
 
 
@@ -289,6 +289,8 @@ class AutoFocusTTAModel(BaseTTAModel):
             :class:`~mmsnip.chips.CascadeTrace` per image (else ``None``).
         """
         self._check_focus_head()
+        for image, sample in zip(images, samples):
+            check_whole_image(image, sample.metainfo, type(self).__name__)
         device = next(self.module.parameters()).device
         timer = StageTimer(device, self.STAGES)
         with timer('crop_resize'):

@@ -82,6 +82,46 @@ def crop_resize(image: Tensor, box: np.ndarray, factor: float) -> Crop:
                 (out_w / (x2 - x1), out_h / (y2 - y1)))
 
 
+def check_whole_image(image: Tensor, meta: dict, owner: str) -> None:
+    """The chip-based test modes cut their windows from the image as the
+    test pipeline loaded it and report the boxes in its pixels as the
+    image's (ORIGINAL pixels, which ``CocoMetric`` and the result files
+    assume): the image must be the whole image as it is, unresized,
+    unpadded and unflipped.
+
+    Args:
+        image (Tensor): ``(C, H, W)``, as the pipeline packed it.
+        meta (dict): Its metainfo (``ori_shape``, ``img_path``,
+            ``flip``); without ``ori_shape`` nothing is checked.
+        owner (str): The test-time model, for the message.
+
+    Raises:
+        ValueError: The pipeline resized, padded or flipped the image,
+            naming it and the fix.
+    """
+    ori = meta.get('ori_shape')
+    h, w = (int(v) for v in image.shape[-2:])
+    changed = []
+    if ori is not None and tuple(int(v) for v in ori[:2]) != (h, w):
+        changed.append(f'is {w} x {h} as packed (resized or padded by '
+                       'the tta_pipeline)')
+    if meta.get('flip'):
+        changed.append(f'was flipped ({meta.get("flip_direction")}) by '
+                       'the tta_pipeline')
+    if not changed:
+        return
+    oh, ow = (int(v) for v in ori[:2]) if ori is not None else (h, w)
+    raise ValueError(
+        f'{owner}: {meta.get("img_path", "an image")} ({ow} x {oh}) '
+        + ' and '.join(changed) + f': {owner} cuts its chips from the '
+        'image as packed and reports their boxes as the image\'s, so they '
+        "would be in other pixels than the image's. Load and pack the "
+        'whole image as it is: no Resize, Pad or RandomFlip in '
+        'tta_pipeline (tta_pipeline = {{_base_.chip_tta_pipeline}} of '
+        'configs/_base_/autofocus/chip_test.py); the model resizes its '
+        'chips itself')
+
+
 class StageTimer:
     """Seconds spent per inference stage of one image.
 

@@ -13,8 +13,8 @@ from mmsnip.chips import chip_starts
 from mmsnip.registry import MODELS
 from mmsnip.utils.checks import check_integer, check_positive
 from ..input_sizes import InputViews, tile_views
-from .chip_runner import (ChipRunner, StageTimer, crop_resize,
-                          detections_in_image)
+from .chip_runner import (ChipRunner, StageTimer, check_whole_image,
+                          crop_resize, detections_in_image)
 from .merge import MaskPaster, MergeConfig, add_masks, merge_detections
 
 
@@ -172,6 +172,8 @@ class SlicedTTAModel(BaseTTAModel):
         inputs, samples = data['inputs'], data['data_samples']
         device = next(self.module.parameters()).device
         out = []
+        for image, sample in zip(inputs, samples):
+            check_whole_image(image, sample.metainfo, type(self).__name__)
         for image, sample in zip(inputs, samples):
             timer = StageTimer(device, self.STAGES)
             with timer('crop_resize'):
