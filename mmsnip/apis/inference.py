@@ -53,6 +53,7 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import load_checkpoint
 
 from mmsnip.engine.checkpoint import check_checkpoint_fits
+from mmsnip.models.test_time_augs.shape_groups import grouped_test_step
 from mmsnip.utils.config_tree import base_type, type_in
 from mmsnip.utils.fileio import check_output_dir, write_image, write_json
 from mmsnip.utils.preflight import (UserInputError, load_config,
@@ -510,7 +511,10 @@ class MultiScaleInferencer:
             data = pseudo_collate([d for d, _ in packed])
             with torch.no_grad(), DefaultScope.overwrite_default_scope(
                     'mmsnip'):
-                results = self.model.test_step(data)
+                # every image as in a batch of one (the multi-scale
+                # models do so themselves)
+                results = grouped_test_step(self.model, data) \
+                    if self.mode == 'single' else self.model.test_step(data)
             for (_, name), (_, img), result in zip(batch, packed, results):
                 result = self._with_pixels(result)
                 if save_vis or show or return_vis:

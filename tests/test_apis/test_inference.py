@@ -288,3 +288,20 @@ def test_image_demo_missing_folder(ckpts, tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('error: ')
     assert 'nowhere' in lines[0]
+
+
+@pytest.mark.parametrize('name,mode', CASES)
+def test_a_batch_of_mixed_sizes_gives_each_image_its_own_result(
+        inferencers, val_images, name, mode):
+    """batch_size > 1 with images of different sizes: every image's
+    predictions are those of a batch of one, in every mode. In single
+    mode the detector padded the batch to its largest image, and the
+    RPN proposals and detections of the smaller ones changed."""
+    import cv2
+    infer = inferencers(name, mode)
+    image = mmcv.imread(val_images[0])
+    wide = cv2.resize(image, (image.shape[1] * 2, image.shape[0] // 2))
+    inputs = [image, wide, image[:120, :90].copy()]
+    together = infer(inputs, batch_size=3)['predictions']
+    for item, result in zip(inputs, together):
+        assert_same(result, infer(item)['predictions'][0])

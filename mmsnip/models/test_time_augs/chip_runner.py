@@ -112,7 +112,7 @@ def check_whole_image(image: Tensor, meta: dict, owner: str) -> None:
         return
     oh, ow = (int(v) for v in ori[:2]) if ori is not None else (h, w)
     raise ValueError(
-        f'{owner}: {meta.get("img_path", "an image")} ({ow} x {oh}) '
+        f'{owner}: {meta.get("img_path") or "an image"} ({ow} x {oh}) '
         + ' and '.join(changed) + f': {owner} cuts its chips from the '
         'image as packed and reports their boxes as the image\'s, so they '
         "would be in other pixels than the image's. Load and pack the "

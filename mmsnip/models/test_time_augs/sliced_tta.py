@@ -143,7 +143,7 @@ class SlicedTTAModel(BaseTTAModel):
             raise ValueError(
                 f'{type(self).__name__}: tta_model.full_image_factor='
                 f'{self.full_image_factor!r} resizes '
-                f'{sample.metainfo.get("img_path", "an image")} ({img_w}x'
+                f'{sample.metainfo.get("img_path") or "an image"} ({img_w}x'
                 f'{img_h}) to under one pixel per side; use a factor of '
                 f'at least {1 / min(img_h, img_w):.3g} (1.0: unresized)')
 

@@ -13,6 +13,7 @@ from mmsnip.registry import MODELS
 from ..input_sizes import InputViews, pipeline_view_pad, pyramid_views
 from .chip_runner import StageTimer
 from .merge import MaskPaster, MergeConfig, add_masks, merge_detections
+from .shape_groups import grouped_test_step
 from .view_cap import check_view_cap, view_cap
 
 
@@ -133,9 +134,10 @@ class SnipTTAModel(DetTTAModel):
     def _test_views(self, data) -> List[DetDataSample]:
         """mmengine's ``BaseTTAModel.test_step`` (one forward pass per
         view, then :meth:`merge_preds`), with each view's forward pass
-        split by input shape: images of different sizes are not padded
-        to a common canvas, so every image's predictions are those of a
-        batch of one, whatever the batch holds.
+        split by input shape (:func:`.shape_groups.grouped_test_step`):
+        images of different sizes are not padded to a common canvas, so
+        every image's predictions are those of a batch of one, whatever
+        the batch holds.
 
         Padding matters at a pyramid's fine scales: a 6000 x 400 panorama
         and a 600 x 1200 portrait at 2x share a 12000 x 2400 canvas, the
@@ -145,31 +147,11 @@ class SnipTTAModel(DetTTAModel):
         if not isinstance(data, dict):
             return super().test_step(data)
         num_views = len(data[next(iter(data))])
-        predictions = []
-        for v in range(num_views):
-            view = {key: value[v] for key, value in data.items()}
-            inputs = view.get('inputs')
-            if not isinstance(inputs, (list, tuple)) or len(inputs) < 2:
-                predictions.append(self.module.test_step(view))
-                continue
-            groups = {}
-            for i, img in enumerate(inputs):
-                groups.setdefault(tuple(getattr(img, 'shape', ())),
-                                  []).append(i)
-            if len(groups) == 1:
-                predictions.append(self.module.test_step(view))
-                continue
-            out = [None] * len(inputs)
-            for members in groups.values():
-                part = {
-                    key: [value[i] for i in members]
-                    if isinstance(value, (list, tuple))
-                    and len(value) == len(inputs) else value
-                    for key, value in view.items()
-                }
-                for i, pred in zip(members, self.module.test_step(part)):
-                    out[i] = pred
-            predictions.append(out)
+        predictions = [
+            grouped_test_step(self.module,
+                               {key: value[v] for key, value in data.items()})
+            for v in range(num_views)
+        ]
         return self.merge_preds(list(zip(*predictions)))
 
     def _match(self, meta: dict) -> Tuple[int, List[int]]:
