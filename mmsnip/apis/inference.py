@@ -57,7 +57,7 @@ from mmsnip.models.test_time_augs.shape_groups import grouped_test_step
 from mmsnip.utils.config_tree import base_type, type_in
 from mmsnip.utils.fileio import check_output_dir, write_image, write_json
 from mmsnip.utils.preflight import (UserInputError, load_config,
-                                    registry_classes)
+                                    num_classes_entries, registry_classes)
 
 #: File extensions a folder input is searched for (lower case).
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
@@ -361,23 +361,45 @@ class MultiScaleInferencer:
     def _classes(cfg: Config, ckpt: dict, cfg_name: str) -> Tuple[str, ...]:
         """Class names: the checkpoint's ``meta.dataset_meta`` (what the
         Runner saves), else the test dataset's ``metainfo``, else its
-        type's default ``METAINFO`` (e.g. the 80 COCO names)."""
+        type's default ``METAINFO`` (e.g. the 80 COCO names); one for
+        each label the model predicts.
+
+        Raises:
+            UserInputError: No names, or fewer names than a
+                ``num_classes`` of the model (its labels from there on
+                would have none), naming the entry and the names' source.
+        """
         meta = (ckpt or {}).get('meta', {}) or {}
         classes = (meta.get('dataset_meta') or {}).get('classes')
-        if classes:
-            return tuple(classes)
+        source = "the checkpoint's meta.dataset_meta"
         ds = cfg.get('test_dataloader', {}).get('dataset', {})
+        path = 'test_dataloader.dataset'
         while ds and 'dataset' in ds:
-            ds = ds.dataset
-        classes = (ds.get('metainfo') or {}).get('classes') if ds else None
+            ds, path = ds.dataset, f'{path}.dataset'
+        if not classes:
+            classes = (ds.get('metainfo') or {}).get('classes') if ds \
+                else None
+            source = f'{path}.metainfo'
         if not classes and ds and isinstance(ds.get('type'), str):
             classes = registry_classes(ds['type'])
+            source = f'the default classes of {path} ({ds["type"]})'
         if not classes:
             raise UserInputError(
                 f'config "{cfg_name}": no class names (the checkpoint has no '
                 'meta.dataset_meta and test_dataloader.dataset no '
                 'metainfo=dict(classes=...)); add the metainfo')
-        return tuple(classes)
+        classes = tuple(classes)
+        for entry, value in num_classes_entries(cfg.get('model') or {}):
+            if value > len(classes):
+                raise UserInputError(
+                    f'config "{cfg_name}": {entry}={value} but the '
+                    f'{len(classes)} class names {classes} of {source} '
+                    f'name only labels 0..{len(classes) - 1}: the model\'s '
+                    f'labels {len(classes)}..{value - 1} would have no name '
+                    f'(nor a COCO category); give the names of all {value} '
+                    f'classes, {path}.metainfo=dict(classes=(...)), or a '
+                    'checkpoint saved with them')
+        return classes
 
     def _check_input_sizes(self, items: List[Tuple[Input, str]]) -> None:
         """The multi-scale modes: the detector on the smallest inputs the
