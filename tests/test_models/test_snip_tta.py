@@ -269,3 +269,19 @@ def test_a_batch_of_different_sizes_gives_each_image_its_own_result():
         assert result.pred_instances.scores.tolist() == \
             alone.pred_instances.scores.tolist()
         assert result.metainfo['pixels'] == alone.metainfo['pixels']
+
+
+def test_views_without_scale_factor_are_refused_before_the_detector():
+    """A tta_pipeline whose PackDetInputs meta_keys leave out
+    scale_factor (or ori_shape, img_shape): the detector's heads failed
+    with a bare AssertionError (mmdet's bbox head), after the forward
+    pass. Refused before the detector runs, naming the keys and the
+    fix."""
+    metas = [dict(img_id=0, img_path='x.jpg', ori_shape=(100, 80),
+                  img_shape=(51, 41)) for _ in SCALES]
+    data = dict(inputs=[[torch.zeros(3, 51, 41)] for _ in SCALES],
+                data_samples=[[DetDataSample(metainfo=m)] for m in metas])
+    with pytest.raises(ValueError, match=(
+            r"SnipTTAModel: the views of x.jpg have no 'scale_factor' in "
+            r"their metainfo.*meta_keys")):
+        _model().test_step(data)

@@ -146,6 +146,9 @@ class SnipTTAModel(DetTTAModel):
         """
         if not isinstance(data, dict):
             return super().test_step(data)
+        for samples in data.get('data_samples') or []:
+            for sample in samples:
+                self._check_view_meta(sample.metainfo)
         num_views = len(data[next(iter(data))])
         predictions = [
             grouped_test_step(self.module,
@@ -153,6 +156,27 @@ class SnipTTAModel(DetTTAModel):
             for v in range(num_views)
         ]
         return self.merge_preds(list(zip(*predictions)))
+
+    #: Metainfo a view needs: its scale is found by ``scale_factor``, and
+    #: the detector maps its boxes back to ``ori_shape`` with it.
+    VIEW_META_KEYS = ('ori_shape', 'img_shape', 'scale_factor')
+
+    def _check_view_meta(self, meta: dict) -> None:
+        """A view's metainfo must hold :attr:`VIEW_META_KEYS` (a
+        ``tta_pipeline`` whose ``PackDetInputs`` ``meta_keys`` leave one
+        out fails in mmdet's heads with a bare ``AssertionError``)."""
+        missing = [k for k in self.VIEW_META_KEYS if k not in meta]
+        if missing:
+            names = ', '.join(repr(k) for k in missing)
+            raise ValueError(
+                f'{type(self).__name__}: the views of '
+                f'{meta.get("img_path") or "an image"} have no {names} in '
+                "their metainfo: the tta_pipeline's PackDetInputs meta_keys "
+                'leave it out, and the pyramid finds each view\'s scale by '
+                'its scale_factor, which the detector also maps the boxes '
+                f'back with; add {names} to meta_keys (mmdet\'s default '
+                "meta_keys have them: ('img_id', 'img_path', 'ori_shape', "
+                "'img_shape', 'scale_factor', 'flip', 'flip_direction'))")
 
     def _match(self, meta: dict) -> Tuple[int, List[int]]:
         """The scale whose factor is nearest the view's ``scale_factor``
