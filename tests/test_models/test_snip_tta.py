@@ -285,3 +285,22 @@ def test_views_without_scale_factor_are_refused_before_the_detector():
             r"SnipTTAModel: the views of x.jpg have no 'scale_factor' in "
             r"their metainfo.*meta_keys")):
         _model().test_step(data)
+
+
+def test_a_view_of_a_very_thin_image_is_matched_by_its_shape():
+    """An 8000 x 6 panorama strip at max_side=512 is 512 x 1 (a side is
+    at least one pixel): its scale_factor (0.064, 1/6) averages 0.115,
+    not the scale's 0.064, and the view was refused as if the
+    tta_pipeline did not match the scales. ResizeToScale makes exactly
+    ScaleSpec.scaled_shape, so a view of that shape is that scale's."""
+    def meta(shape):
+        return dict(ori_shape=(6, 8000), img_shape=shape, img_path='x.jpg',
+                    scale_factor=(shape[1] / 8000, shape[0] / 6))
+
+    model = _model()
+    metas = [meta((1, 512)), meta((6, 8000)), meta((12, 16000))]
+    assert model.scales_of_views(metas) == [0, 1, 2]
+    assert [model.scale_of_view(m) for m in metas] == [0, 1, 2]
+    with pytest.raises(ValueError, match=r'SnipTTAModel: a view of x.jpg '
+                       r'\(8000x6\) was resized by 0.5000 to 4000x3'):
+        model.scale_of_view(meta((3, 4000)))

@@ -38,10 +38,12 @@ class SnipTTAModel(DetTTAModel):
 
     A view's scale is recognised by its position among the image's views
     (one resize per scale, in the order of ``scales``, flips after them,
-    as the shipped ``tta_pipeline``), checked against its
-    ``scale_factor``, which must match the factor that scale gives for the
-    image (within 2%); where the position does not fit, by the factor
-    alone (:meth:`scales_of_views`). A ``tta_pipeline`` that disagrees
+    as the shipped ``tta_pipeline``), checked against its shape (that
+    scale's ``ScaleSpec.scaled_shape`` of the image, which
+    ``ResizeToScale`` makes) or else its ``scale_factor``, which must
+    match the factor that scale gives for the image (within 2%); where
+    the position does not fit, by the shape or factor alone
+    (:meth:`scales_of_views`). A ``tta_pipeline`` that disagrees
     with ``scales``, or views that neither tells apart (two scales that
     resize an image alike, out of order), is an error, not a silent wrong
     filter. ``scales`` must be ordered as the chips' (a finer scale keeps
@@ -179,22 +181,37 @@ class SnipTTAModel(DetTTAModel):
                 "'img_shape', 'scale_factor', 'flip', 'flip_direction'))")
 
     def _match(self, meta: dict) -> Tuple[int, List[int]]:
-        """The scale whose factor is nearest the view's ``scale_factor``
-        (an error beyond 2%) and every scale that resizes this image to
-        the same shape as it (views of those cannot be told apart)."""
+        """The scale of a view and every scale that resizes this image to
+        the same shape as it (views of those cannot be told apart).
+
+        A scale whose canvas (``ScaleSpec.scaled_shape``, what
+        ``ResizeToScale`` makes) is the view's ``img_shape`` is its
+        scale: exact also where rounding a side to a whole pixel (at
+        least one) changes its factor, as on an 8000 x 6 strip at
+        ``max_side=512`` (512 x 1: factors 0.064 and 1/6). Otherwise
+        (another resize, a ``Pad`` stage) the scale whose factor is
+        nearest the view's mean ``scale_factor``, an error beyond 2%.
+        """
         h, w = meta['ori_shape'][:2]
-        actual = float(np.mean(meta['scale_factor']))
-        expected = np.array([s.factor_for(h, w) for s in self.scales])
-        err = np.abs(expected / actual - 1)
-        best = int(err.argmin())
-        if err[best] > 0.02:
-            raise ValueError(
-                f'SnipTTAModel: a view of {meta.get("img_path")} was resized '
-                f'by {actual:.4f}, but the scales give {expected.round(4)}; '
-                'make tta_pipeline match tta_model.scales')
-        shape = self.scales[best].scaled_shape(h, w)
-        tied = [i for i, s in enumerate(self.scales)
-                if s.scaled_shape(h, w) == shape]
+        shapes = [s.scaled_shape(h, w) for s in self.scales]
+        view_shape = tuple(int(v) for v in meta['img_shape'][:2])
+        if view_shape in shapes:
+            best = shapes.index(view_shape)
+        else:
+            actual = float(np.mean(meta['scale_factor']))
+            expected = np.array([s.factor_for(h, w) for s in self.scales])
+            err = np.abs(expected / actual - 1)
+            best = int(err.argmin())
+            if err[best] > 0.02:
+                vh, vw = view_shape
+                raise ValueError(
+                    f'SnipTTAModel: a view of '
+                    f'{meta.get("img_path") or "an image"} ({w}x{h}) was '
+                    f'resized by {actual:.4f} to {vw}x{vh}, but the scales '
+                    f'give {expected.round(4)}; make tta_pipeline match '
+                    'tta_model.scales')
+        tied = [i for i, shape in enumerate(shapes)
+                if shape == shapes[best]]
         return best, tied
 
     def scale_of_view(self, meta: dict) -> int:
