@@ -210,7 +210,7 @@ def test_sliced_inference_tiles_and_merges(autofocus, tiny_demo_root):
     assert result.metainfo['pixels_per_scale'][1] == h * w
     b = result.pred_instances.bboxes
     assert len(b) == 0 or ((b[:, 2] <= w + 1e-3) & (b[:, 3] <= h + 1e-3)).all()
-    with pytest.raises(ValueError, match='overlap < tile_size'):
+    with pytest.raises(ValueError, match='must be less than'):
         MODELS.build(dict(type='mmsnip.SlicedTTAModel', module=autofocus,
                           tile_size=64, overlap=64))
 
@@ -742,6 +742,10 @@ def test_batch_settings_name_the_config_key(autofocus):
     with pytest.raises(ValueError, match=r'AutoFocusTTAModel: '
                        r'tta_model.max_batch must be an integer >= 1'):
         _build_autofocus(autofocus, SCALES, max_batch=0)
+    with pytest.raises(ValueError, match=r'AutoFocusTTAModel: '
+                       r'tta_model.max_pad_ratio must be a finite number '
+                       r'in \[0, inf\], got nan'):
+        _build_autofocus(autofocus, SCALES, max_pad_ratio=float('nan'))
     with pytest.raises(ValueError, match=r'SlicedTTAModel: '
                        r'tta_model.batch_size must be an integer >= 1'):
         with DefaultScope.overwrite_default_scope('mmsnip'):
@@ -760,6 +764,8 @@ def test_batch_settings_name_the_config_key(autofocus):
     (dict(tile_size=100.5), r'tta_model.tile_size must be an integer >= 1'),
     (dict(tile_size=0), r'tta_model.tile_size must be an integer >= 1'),
     (dict(overlap=-1), r'tta_model.overlap must be an integer >= 0'),
+    (dict(tile_size=8), r'tta_model.overlap=64 must be less than '
+     r'tta_model.tile_size=8'),
 ])
 def test_sliced_settings_are_validated_at_build(autofocus, setting,
                                                 message):

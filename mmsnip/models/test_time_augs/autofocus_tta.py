@@ -377,7 +377,7 @@ class AutoFocusTTAModel(BaseTTAModel):
         print_log(
             f'{type(self).__name__}: objects of these sizes (sqrt(area), '
             'ORIGINAL px) are lost whatever the FocusPixel maps predict in '
-            f'{run.sample.metainfo.get("img_path", "an image")} ({w}x{h}): '
+            f'{run.sample.metainfo.get("img_path") or "an image"} ({w}x{h}): '
             + '; '.join(lines) + '. A scale hands on to the next only '
             f'objects of {rule.a:g}-{rule.b:g} px at its factor '
             '(FocusPixelHead.thresholds a, b, CHIP px), so its valid range '
@@ -450,7 +450,7 @@ class AutoFocusTTAModel(BaseTTAModel):
             print_log(
                 f'{type(self).__name__}: max_chips={self.max_chips} dropped '
                 f'{dropped} of {len(planned)} FocusChips for scale {s + 1} '
-                f'of {run.sample.metainfo.get("img_path", "an image")} '
+                f'of {run.sample.metainfo.get("img_path") or "an image"} '
                 '(the smallest; objects only they held are lost). Later '
                 'drops are counted in each prediction\'s metainfo '
                 '"focus_chips_dropped"; max_chips=None runs every chip.',

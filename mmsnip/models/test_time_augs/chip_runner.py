@@ -31,7 +31,7 @@ from mmdet.structures.bbox import get_box_tensor
 from torch import Tensor
 
 from mmsnip.chips import Windows, group_by_shape
-from mmsnip.utils.checks import is_integer
+from mmsnip.utils.checks import check_number, is_integer
 from .view_cap import check_view_cap, inner_detector, view_cap
 
 
@@ -316,8 +316,9 @@ class ChipRunner:
                 f'{owner}: tta_model.{batch_key} must be an integer >= 1 '
                 f'(chips per forward pass) or None (no limit), got '
                 f'{max_batch!r}')
-        if max_pad_ratio is not None:
-            group_by_shape([], max_pad_ratio, max_batch)  # validates it
+        if max_pad_ratio is not None:  # NaN would batch every chip alone
+            max_pad_ratio = check_number(
+                max_pad_ratio, f'{owner}: tta_model.max_pad_ratio', 0)
         check_proposal_budget(module, rpn_proposals_per_mpix, owner)
         check_view_cap(module, view_max_per_img, owner)
         self.owner, self.view_max_per_img = owner, view_max_per_img

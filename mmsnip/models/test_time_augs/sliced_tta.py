@@ -88,9 +88,11 @@ class SlicedTTAModel(BaseTTAModel):
             rpn_proposals_per_mpix=rpn_proposals_per_mpix,
             min_rpn_proposals=min_rpn_proposals, owner=owner,
             batch_key='batch_size')
-        if not 0 <= overlap < tile_size:
-            raise ValueError(f'SlicedTTAModel needs 0 <= overlap < '
-                             f'tile_size, got {overlap}, {tile_size}')
+        if overlap >= tile_size:
+            raise ValueError(
+                f'{owner}: tta_model.overlap={overlap} must be less than '
+                f'tta_model.tile_size={tile_size} (tiles step by tile_size '
+                '- overlap ORIGINAL px)')
         self.tile_size, self.overlap = tile_size, overlap
         self.factor = factor
         self.full_image, self.full_image_factor = full_image, \
