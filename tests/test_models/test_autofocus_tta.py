@@ -816,3 +816,29 @@ def test_a_pipeline_that_changes_the_image_is_refused(autofocus,
                 f'{name}: .*val_000000.jpg .*311 x 265.* (is|was) .*'
                 'tta_pipeline.*chip_tta_pipeline')):
             tta.test_step(data)
+
+
+def test_oracle_without_ground_truth_in_the_sample_is_refused(
+        autofocus, tiny_demo_root):
+    """oracle=True plans the FocusChips from the test sample's ground
+    truth: a tta_pipeline without LoadAnnotations (or
+    MultiScaleInferencer, which removes it) gave an AttributeError
+    ('InstanceData' object has no attribute 'bboxes'). Refused, naming
+    the image and the fix; an image without objects is fine."""
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        tta = MODELS.build(dict(type='AutoFocusTTAModel', module=autofocus,
+                                scales=SCALES, oracle=True))
+    with pytest.raises(ValueError, match=(
+            r'AutoFocusTTAModel: oracle=True .*val_000000.jpg has no '
+            r'ground truth .*LoadAnnotations')):
+        tta.test_step(_packed(_image(tiny_demo_root)))
+    pipeline = Compose([
+        dict(type='LoadImageFromFile'),
+        dict(type='mmdet.LoadAnnotations', with_bbox=True),
+        dict(type='mmdet.PackDetInputs',
+             meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape'))])
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        data = pseudo_collate([pipeline(dict(_image(tiny_demo_root),
+                                             instances=[]))])
+    (result, ) = tta.test_step(data)
+    assert result.metainfo['chips_per_scale'] == [1, 0, 0]

@@ -262,6 +262,21 @@ class AutoFocusTTAModel(BaseTTAModel):
                 'full pyramid (SnipTTAModel), or FocusChips from ground truth '
                 '(oracle=True)')
 
+    def _check_ground_truth(self, sample: DetDataSample) -> None:
+        """``oracle``: the sample must carry its ground truth boxes
+        (``gt_instances.bboxes``; none for an image without objects)."""
+        if 'gt_instances' in sample and 'bboxes' in sample.gt_instances:
+            return
+        raise ValueError(
+            f'{type(self).__name__}: oracle=True plans the FocusChips from '
+            'the ground truth, but '
+            f'{sample.metainfo.get("img_path") or "an image"} has no ground '
+            'truth in its test sample: the tta_pipeline loads no '
+            "annotations; add dict(type='LoadAnnotations', with_bbox=True) "
+            'before PackDetInputs (as chip_tta_pipeline of '
+            'configs/_base_/autofocus/chip_test.py), or set oracle=False '
+            '(images without annotations, MultiScaleInferencer)')
+
     @torch.no_grad()
     def predict_cascade(self, images: Sequence[Tensor],
                         samples: Sequence[DetDataSample],
@@ -291,6 +306,8 @@ class AutoFocusTTAModel(BaseTTAModel):
         self._check_focus_head()
         for image, sample in zip(images, samples):
             check_whole_image(image, sample.metainfo, type(self).__name__)
+            if self.oracle:
+                self._check_ground_truth(sample)
         device = next(self.module.parameters()).device
         timer = StageTimer(device, self.STAGES)
         with timer('crop_resize'):
