@@ -304,3 +304,13 @@ def test_a_view_of_a_very_thin_image_is_matched_by_its_shape():
     with pytest.raises(ValueError, match=r'SnipTTAModel: a view of x.jpg '
                        r'\(8000x6\) was resized by 0.5000 to 4000x3'):
         model.scale_of_view(meta((3, 4000)))
+
+
+def test_no_scales_is_refused_at_build():
+    """scales=[] (a config whose scales come from a chip_cfg without
+    them) ran and failed at the first image with a ZeroDivisionError in
+    scales_of_views; refused when the model is built, as
+    AutoFocusTTAModel's."""
+    with pytest.raises(ValueError, match='SnipTTAModel.scales must hold '
+                       'at least one scale'):
+        SnipTTAModel(scales=[], module=_Detector())

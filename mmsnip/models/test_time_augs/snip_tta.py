@@ -8,7 +8,8 @@ from mmdet.models.test_time_augs import DetTTAModel
 from mmdet.structures import DetDataSample
 from mmengine.config import ConfigDict
 
-from mmsnip.chips import ScaleSpec, box_sizes, check_range_order, in_range
+from mmsnip.chips import (ScaleSpec, box_sizes, check_range_order,
+                          check_some_scales, in_range)
 from mmsnip.registry import MODELS
 from ..input_sizes import InputViews, pipeline_view_pad, pyramid_views
 from .chip_runner import StageTimer
@@ -92,6 +93,7 @@ class SnipTTAModel(DetTTAModel):
             s if isinstance(s, ScaleSpec) else ScaleSpec.from_dict(dict(s))
             for s in scales
         ]
+        check_some_scales(self.scales, f'{type(self).__name__}.scales')
         # one rule with the chips: a finer scale keeps smaller objects
         check_range_order(self.scales, f'{type(self).__name__}.scales')
 
