@@ -75,6 +75,19 @@ def coco_metric_for(cfg: Config, dataset, indices: Sequence[int]):
                 f'the test dataset\'s annotation file "{data_ann}": set both '
                 '(e.g. --cfg-options test_dataloader.dataset.ann_file=... '
                 'test_evaluator.0.ann_file=...)')
+        objects = sum(not instance.get('ignore_flag')
+                      for i in indices for instance in
+                      dataset.get_data_info(i).get('instances') or [])
+        if not objects:
+            # COCOeval's AP is -1 without ground truth: every setting alike
+            raise UserInputError(
+                f'the {len(indices)} evaluated image(s) of the test dataset '
+                f'("{data_ann}") have no annotated objects: COCO AP is -1 '
+                'there whatever the model finds, so AP comparisons and '
+                'calibrations would rank their settings by nothing; '
+                'evaluate on a split with ground truth (--cfg-options '
+                'test_dataloader.dataset.ann_file=... '
+                'test_evaluator.0.ann_file=...)')
         metric = METRICS.build(dict(coco_cfg, format_only=False))
     metric.dataset_meta = dataset.metainfo
     metric.img_ids = [dataset.get_data_info(i)['img_id'] for i in indices]

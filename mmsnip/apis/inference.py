@@ -53,10 +53,11 @@ from mmengine.registry import DefaultScope
 from mmengine.runner import load_checkpoint
 
 from mmsnip.engine.checkpoint import check_checkpoint_fits
+from mmsnip.models.test_time_augs.shape_groups import grouped_test_step
 from mmsnip.utils.config_tree import base_type, type_in
 from mmsnip.utils.fileio import check_output_dir, write_image, write_json
 from mmsnip.utils.preflight import (UserInputError, load_config,
-                                    registry_classes)
+                                    num_classes_entries, registry_classes)
 
 #: File extensions a folder input is searched for (lower case).
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
@@ -336,9 +337,12 @@ class MultiScaleInferencer:
                 steps, where = cfg.tta_pipeline, 'tta_pipeline'
             self.pipeline = Compose(inference_pipeline(steps, where))
         self.model = net.to(self.device).eval()
+        self.cfg_name = cfg_name
+        self._inputs_taken: List[Tuple[int, int]] = []
         if mode != 'single':
             # The multi-scale modes feed the detector images and chips of
-            # any size (mmsnip/models/input_sizes.py).
+            # any size (mmsnip/models/input_sizes.py); the whole network
+            # on the inputs of each call's images: _check_input_sizes.
             from mmsnip.models.input_sizes import input_size_problem
             problem = input_size_problem(detector)
             if problem:
@@ -357,23 +361,80 @@ class MultiScaleInferencer:
     def _classes(cfg: Config, ckpt: dict, cfg_name: str) -> Tuple[str, ...]:
         """Class names: the checkpoint's ``meta.dataset_meta`` (what the
         Runner saves), else the test dataset's ``metainfo``, else its
-        type's default ``METAINFO`` (e.g. the 80 COCO names)."""
+        type's default ``METAINFO`` (e.g. the 80 COCO names); one for
+        each label the model predicts.
+
+        Raises:
+            UserInputError: No names, or fewer names than a
+                ``num_classes`` of the model (its labels from there on
+                would have none), naming the entry and the names' source.
+        """
         meta = (ckpt or {}).get('meta', {}) or {}
         classes = (meta.get('dataset_meta') or {}).get('classes')
-        if classes:
-            return tuple(classes)
+        source = "the checkpoint's meta.dataset_meta"
         ds = cfg.get('test_dataloader', {}).get('dataset', {})
+        path = 'test_dataloader.dataset'
         while ds and 'dataset' in ds:
-            ds = ds.dataset
-        classes = (ds.get('metainfo') or {}).get('classes') if ds else None
+            ds, path = ds.dataset, f'{path}.dataset'
+        if not classes:
+            classes = (ds.get('metainfo') or {}).get('classes') if ds \
+                else None
+            source = f'{path}.metainfo'
         if not classes and ds and isinstance(ds.get('type'), str):
             classes = registry_classes(ds['type'])
+            source = f'the default classes of {path} ({ds["type"]})'
         if not classes:
             raise UserInputError(
                 f'config "{cfg_name}": no class names (the checkpoint has no '
                 'meta.dataset_meta and test_dataloader.dataset no '
                 'metainfo=dict(classes=...)); add the metainfo')
-        return tuple(classes)
+        classes = tuple(classes)
+        for entry, value in num_classes_entries(cfg.get('model') or {}):
+            if value > len(classes):
+                raise UserInputError(
+                    f'config "{cfg_name}": {entry}={value} but the '
+                    f'{len(classes)} class names {classes} of {source} '
+                    f'name only labels 0..{len(classes) - 1}: the model\'s '
+                    f'labels {len(classes)}..{value - 1} would have no name '
+                    f'(nor a COCO category); give the names of all {value} '
+                    f'classes, {path}.metainfo=dict(classes=(...)), or a '
+                    'checkpoint saved with them')
+        return classes
+
+    def _check_input_sizes(self, items: List[Tuple[Input, str]]) -> None:
+        """The multi-scale modes: the detector on the smallest inputs the
+        test-time model would feed it for these images (views, whole
+        images, FocusChips, tiles:
+        :func:`mmsnip.models.input_sizes.tta_input_problem`), before the
+        first image runs. Sizes from the arrays and the files' headers
+        (EXIF orientation applied, as :func:`read_image` decodes); a file
+        whose header cannot be read is left to :func:`read_image`. Inputs
+        at least as large as ones already run are not run again.
+
+        Raises:
+            UserInputError: Naming the module, the input and the fix.
+        """
+        from mmsnip.models.input_sizes import tta_input_problem
+        from mmsnip.utils.dataset_audit import image_size
+        shapes, names = [], []
+        for item, name in items:
+            if isinstance(item, np.ndarray):
+                hw = item.shape[:2] if item.ndim == 3 else None
+            else:
+                size, _ = image_size(item)
+                hw = None if size is None else size[::-1]
+            if hw is not None and min(hw) > 0:
+                shapes.append(hw)
+                names.append(name)
+        if not shapes:
+            return
+        views = self.model.input_views(shapes, names, 'the inputs',
+                                       self.cfg.get('tta_pipeline'))
+        problem = tta_input_problem(self.model.module, views,
+                                    "with mode='single'",
+                                    self._inputs_taken)
+        if problem:
+            raise UserInputError(f'config "{self.cfg_name}": {problem}')
 
     # ------------------------------------------------------------------
     def _batches(self, items, batch_size: int) -> Iterator[list]:
@@ -450,6 +511,8 @@ class MultiScaleInferencer:
             raise UserInputError(f'batch_size must be an integer >= 1, got '
                                  f'{batch_size!r}')
         items = list_inputs(inputs)
+        if self.mode != 'single':
+            self._check_input_sizes(items)
         save_vis = bool(out_dir) and not no_save_vis
         save_pred = bool(out_dir) and not no_save_pred
         if category_ids is not None and len(category_ids) != len(self.classes):
@@ -470,7 +533,10 @@ class MultiScaleInferencer:
             data = pseudo_collate([d for d, _ in packed])
             with torch.no_grad(), DefaultScope.overwrite_default_scope(
                     'mmsnip'):
-                results = self.model.test_step(data)
+                # every image as in a batch of one (the multi-scale
+                # models do so themselves)
+                results = grouped_test_step(self.model, data) \
+                    if self.mode == 'single' else self.model.test_step(data)
             for (_, name), (_, img), result in zip(batch, packed, results):
                 result = self._with_pixels(result)
                 if save_vis or show or return_vis:

@@ -30,7 +30,8 @@ from .positive import (ChipGroundTruth, ChipSet, PositiveChipResult,
                        chip_ground_truth, chip_starts, generate_positive_chips,
                        greedy_cover, make_chip_set, to_canvas)
 from .scales import (ChipConfig, NegativeConfig, ScaleSpec,
-                     check_coarse_to_fine, check_range_order, range_gap)
+                     check_coarse_to_fine, check_range_order,
+                     check_some_scales, range_gap)
 
 __all__ = [
     'CalibrationError', 'CalibrationResult', 'OperatingPoint', 'Reference',
@@ -53,7 +54,7 @@ __all__ = [
     'generate_positive_chips', 'greedy_cover', 'grow_to_min_size',
     'in_range', 'inside_matrix', 'make_chip_set', 'merge_overlapping',
     'object_sizes', 'oracle_focus_chips', 'range_gap', 'rectangle_counts',
-    'check_coarse_to_fine', 'check_range_order',
+    'check_coarse_to_fine', 'check_range_order', 'check_some_scales',
     'sample_images', 'sample_negative_chips', 'sample_negative_chips_batch',
     'sanitize_boxes', 'NEGATIVE_SAMPLING_RULE',
     'scale_table', 'suggest_params', 'to_canvas'

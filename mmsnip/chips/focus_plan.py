@@ -39,7 +39,8 @@ from .focus import (PAPER_DILATION, PAPER_LABEL_SIZES, PAPER_MIN_SIZE,
                     focus_stack_keep_mask, merge_overlapping,
                     oracle_focus_chips)
 from .boxes import box_sizes, in_range
-from .scales import ScaleSpec, check_coarse_to_fine, check_range_order
+from .scales import (ScaleSpec, check_coarse_to_fine, check_range_order,
+                     check_some_scales)
 
 # The FocusChip keys of a scale dict (``AutoFocusTTAModel.scales``).
 TRANSITION_KEYS = ('threshold', 'dilation', 'min_size', 'min_size_frame',
@@ -202,8 +203,7 @@ def focus_scales(scales: Sequence[dict],
     scales taking smaller objects
     (:func:`~mmsnip.chips.scales.check_range_order`); errors name
     ``owner.scales[i]``."""
-    if not len(scales):
-        raise ValueError(f'{owner}.scales must hold at least one scale')
+    check_some_scales(scales, f'{owner}.scales')
     out = [FocusScale.from_dict(s, f'{owner}.scales[{i}]')
            for i, s in enumerate(scales)]
     specs = [s.spec for s in out]

@@ -379,8 +379,7 @@ class ChipConfig:
                 getattr(self, name), f'ChipConfig.{name}'))
         object.__setattr__(self, 'negative', _sub_config(
             NegativeConfig, self.negative, 'negative'))
-        if not scales:
-            raise ValueError('ChipConfig.scales must not be empty')
+        check_some_scales(scales, 'ChipConfig.scales')
         check_integer(self.chip_size, 'ChipConfig.chip_size')
         check_integer(self.chip_stride, 'ChipConfig.chip_stride')
         if self.chip_size % self.chip_stride:
@@ -560,6 +559,14 @@ def _strictly_finer(fine: ScaleSpec, coarse: ScaleSpec) -> bool:
     alike)."""
     return fine.finer_or_equal(coarse) is True and \
         coarse.finer_or_equal(fine) is not True
+
+
+def check_some_scales(scales: Sequence, where: str) -> None:
+    """A pyramid needs at least one scale: else a ``ValueError`` naming
+    ``where`` (``ChipConfig.scales``, ``SnipTTAModel.scales``,
+    ``AutoFocusTTAModel.scales``)."""
+    if not len(scales):
+        raise ValueError(f'{where} must hold at least one scale')
 
 
 def check_range_order(scales: Sequence[ScaleSpec],

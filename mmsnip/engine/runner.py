@@ -532,8 +532,11 @@ class SnipRunner(Runner):
        chips too, unless every batch is padded to the chip size:
        :func:`~mmsnip.models.input_sizes.small_chip_problem`; in
        ``tools/test.py --tta``, once the test dataset is built, in
-       :meth:`build_test_loop`, the smallest views of a ``SnipTTAModel``
-       pyramid: :func:`~mmsnip.models.input_sizes.pyramid_view_problem`),
+       :meth:`build_test_loop`, the smallest inputs of a test-time model:
+       the views of a ``SnipTTAModel`` pyramid, the whole images and
+       FocusChips of an ``AutoFocusTTAModel``, the tiles of a
+       ``SlicedTTAModel``:
+       :func:`~mmsnip.models.input_sizes.tta_input_problem`),
        and, with
        :func:`mmsnip.models.snip_labels.check_scale_aware`, a module that
        would still train on out-of-range objects is an error naming it,
@@ -585,20 +588,21 @@ class SnipRunner(Runner):
 
     def build_test_loop(self, loop):
         """MMEngine's, then (the test dataset now built) the detector of a
-        ``SnipTTAModel`` (``tools/test.py --tta``) on the pyramid's
-        smallest views of the test images
-        (:func:`mmsnip.models.input_sizes.pyramid_view_problem`), before
-        the first image."""
+        test-time model (``tools/test.py --tta``: ``SnipTTAModel``,
+        ``AutoFocusTTAModel``, ``SlicedTTAModel``, any with
+        ``input_views``) on the smallest inputs it would feed it for the
+        test images (:func:`mmsnip.models.input_sizes.tta_input_problem`),
+        before the first image."""
         loop = super().build_test_loop(loop)
-        from mmengine.model import is_model_wrapper
+        from mmengine.model import BaseTTAModel, is_model_wrapper
 
-        from mmsnip.models.input_sizes import pyramid_view_problem
-        from mmsnip.models.test_time_augs import SnipTTAModel
+        from mmsnip.models.input_sizes import tta_input_problem
         tta = self.model.module if is_model_wrapper(self.model) \
             else self.model
         dataset = getattr(getattr(loop, 'dataloader', None), 'dataset',
                           None)
-        if not isinstance(tta, SnipTTAModel) or dataset is None:
+        if not isinstance(tta, BaseTTAModel) or dataset is None or \
+                not hasattr(tta, 'input_views'):
             return loop
         if hasattr(dataset, 'full_init'):
             dataset.full_init()  # lazy_init=True: the data list, built now
@@ -608,16 +612,17 @@ class SnipRunner(Runner):
         if not all('height' in d and 'width' in d for d in infos):
             self.logger.warning(
                 'SnipRunner: the detector was not run on the smallest '
-                'views of the test pyramid: test_dataloader.dataset '
+                f'inputs of {type(tta).__name__}: test_dataloader.dataset '
                 f'({type(dataset).__name__}) gives no image sizes ("height"'
                 ' / "width" in its data list)')
             return loop
-        problem = pyramid_view_problem(
-            tta.module, [(d['height'], d['width']) for d in infos],
-            tta.scales, [osp.basename(str(d.get('img_path', i)))
-                         for i, d in enumerate(infos)],
+        views = tta.input_views(
+            [(d['height'], d['width']) for d in infos],
+            [osp.basename(str(d.get('img_path', i)))
+             for i, d in enumerate(infos)],
             f'test_dataloader.dataset ({type(dataset).__name__})',
-            _view_pad(dataset_cfg.get('pipeline')))
+            dataset_cfg.get('pipeline'))
+        problem = tta_input_problem(tta.module, views)
         if problem:
             raise UserInputError(f'{self.cfg.filename or "the config"}'
                                  f': {problem}')
@@ -706,30 +711,6 @@ class SnipRunner(Runner):
         check_scale_aware(
             model, source, settings['allow_unaware'], logger=runner.logger)
         return runner
-
-
-def _view_pad(pipeline) -> Optional[Tuple[int, int]]:
-    """``(height, width)`` every view of a test pyramid's pipeline is
-    padded to at least: a stage of its ``TestTimeAug`` after the first
-    (the resizes, as ``SnipTTAModel`` needs them) made of ``Pad(size=(w,
-    h))`` steps only (mmcv pads to at least that size), the smallest of
-    them; None if there is none."""
-    pads = []
-    for step in pipeline or []:
-        if not type_in(step, ('TestTimeAug', ), 'TRANSFORMS'):
-            continue
-        for stage in (step.get('transforms') or [])[1:]:
-            sizes = [t.get('size') for t in stage or []
-                     if isinstance(t, dict)
-                     and type_in(t, ('Pad', ), 'TRANSFORMS')]
-            if stage and len(sizes) == len(stage) and all(
-                    isinstance(v, (list, tuple)) and len(v) == 2
-                    for v in sizes):
-                pads.append((min(int(v[1]) for v in sizes),
-                             min(int(v[0]) for v in sizes)))
-    if not pads:
-        return None
-    return max(p[0] for p in pads), max(p[1] for p in pads)
 
 
 def _sniper_chip_size(cfg: Config) -> Optional[int]:

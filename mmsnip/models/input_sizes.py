@@ -13,10 +13,12 @@ such a size. :func:`input_size_problem` finds that before any data is
 loaded, by running the backbone and neck once on a size the preprocessor
 lets through. The whole network (heads too) is run on the sizes it gets:
 SNIPER's chips (:func:`chip_input_problem`, :func:`small_chip_problem`)
-and the views of the SNIP pyramid test (:func:`pyramid_view_problem`).
+and the inputs of the test-time models (:func:`tta_input_problem` on
+the views of the SNIP pyramid, the AutoFocus cascade or the tiles).
 """
 import logging
 import math
+from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -26,6 +28,9 @@ from torch import nn
 
 # Sizes that every common stride (up to 128, P7) divides.
 _SAFE_MULTIPLE = 128
+# Square sizes (px) the search for the smallest input a detector takes
+# reaches beyond 4 x a thin view's shorter side.
+_COMMON_SIZES = (512, 1024)
 
 
 def _probe_sizes(divisor: int):
@@ -234,12 +239,14 @@ def _judged(model: nn.Module,
 
 
 def _smallest_square(model: nn.Module, size: int, channels: int,
-                     up: Callable[[int], int]) -> Optional[int]:
+                     up: Callable[[int], int],
+                     more: Sequence[int] = ()) -> Optional[int]:
     """The smallest square input (padded by ``up``) the whole network
     runs on, above ``size``, on which it fails: searched up to ``4 x
-    size`` (then bisected), None if it fails up to there too. Run by a
-    probe of :func:`_judged`."""
-    high = next((up(s) for s in (2 * size, 4 * size)
+    size`` and the sizes ``more`` above it (then bisected), None if it
+    fails up to there too. Run by a probe of :func:`_judged`."""
+    tries = [2 * size, 4 * size] + sorted(m for m in more if m > 4 * size)
+    high = next((up(s) for s in tries
                  if _runs(model, up(s), up(s), channels) is None), None)
     if high is None:
         return None
@@ -449,72 +456,320 @@ def small_chip_problem(model: nn.Module, shapes, chip_size: int,
     return _judged(model, probe)
 
 
-def pyramid_view_problem(model: nn.Module, image_shapes, scales,
-                         images: Optional[Sequence[str]] = None,
-                         where: str = 'test_dataloader.dataset',
-                         pad: Optional[Tuple[int, int]] = None
-                         ) -> Optional[str]:
-    """A message if the detector cannot take the views of the SNIP
-    pyramid test (``SnipTTAModel``), else None. Each view is a whole
-    image resized by one scale's factor rule, whatever its size and
-    aspect ratio, and a batch of views of one image is padded only to
-    ``pad_size_divisor`` (``batch_augments`` such as
-    ``BatchFixedSizePad`` run in training only):
+@dataclass
+class InputViews:
+    """The smallest inputs a test-time model can feed its detector, per
+    test image, before the data preprocessor pads them to
+    ``pad_size_divisor`` (each padded alone: a batch of one).
 
-    - SSD's priors are laid out for one ``input_size``: a view of another
-      size (any view of the pyramid, in practice) is refused; there they
-      sit beside their features, silently;
-    - a network that fails on the smallest views (DDOD's deformable head
-      under 288 px) is refused before the test, naming the module, the
-      view (scale and image) and the smallest square it takes; one that
-      fails on every size up to 4 x the view's, or cannot run on a bare
-      input, is not judged (a warning says so).
+    Built by the test-time models (``input_views`` of ``SnipTTAModel``,
+    ``AutoFocusTTAModel``, ``SlicedTTAModel``: :func:`pyramid_views`,
+    :func:`cascade_views`, :func:`tile_views`) and judged by
+    :func:`tta_input_problem`.
 
-    Runs the whole network (:func:`_runs`) on the shortest, the
-    narrowest and the smallest view (each padded alone), in eval mode
-    without gradients.
+    Attributes:
+        shapes (np.ndarray): ``(N, 2)`` int ``(height, width)`` of each
+            view, SCALED pixels (network input, before the preprocessor's
+            padding).
+        what (str): What one view is, for the message: ``'a view of the
+            SNIP pyramid test'``.
+        plural (str): The views, for the SSD message: ``"the test
+            pyramid's views"``.
+        describe (Callable[[int], str]): View ``k`` in words: the setting
+            that makes it, the image (name, ORIGINAL size) and its size.
+        fix (Callable[[int, int], str]): The fix for view ``k`` given the
+            smallest square (SCALED px) the detector takes.
+    """
+    shapes: np.ndarray
+    what: str
+    plural: str
+    describe: Callable[[int], str]
+    fix: Callable[[int, int], str]
+
+
+def _scaled(shapes: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """``(N, 2)`` sizes times ``(N,)`` factors, rounded, >= 1 (as
+    ``ScaleSpec.scaled_shape`` and ``crop_resize`` round)."""
+    return np.maximum(np.round(shapes * factors[:, None]), 1)
+
+
+def _image_names(images: Optional[Sequence[str]], count: int) -> List[str]:
+    return [f'"{name}"' for name in images] if images is not None else \
+        [f'image {i}' for i in range(count)]
+
+
+def pyramid_views(image_shapes, scales, images: Optional[Sequence[str]] = None,
+                  where: str = 'test_dataloader.dataset',
+                  pad: Optional[Tuple[int, int]] = None) -> InputViews:
+    """The views of the SNIP pyramid test (``SnipTTAModel``): each test
+    image resized by each scale's factor rule (``ScaleSpec.scaled_shape``),
+    padded to ``pad`` by a ``Pad`` stage of the ``tta_pipeline``
+    (:func:`pipeline_view_pad`).
 
     Args:
-        model (nn.Module): The detector the TTA model wraps.
         image_shapes (array): ``(N, 2)`` ``(height, width)`` of the test
             images, ORIGINAL pixels.
         scales (Sequence[ScaleSpec]): ``tta_model.scales``.
-        images (Sequence[str], optional): The images' names (``N``), for
-            the message.
+        images (Sequence[str], optional): The images' names (``N``).
         where (str): The dataset, for the message.
-        pad (tuple[int, int], optional): ``(height, width)`` every view
-            is padded to at least by the test pipeline (a ``Pad(size=(w,
-            h))`` after the resizes), SCALED pixels.
+        pad (tuple[int, int], optional): ``(height, width)`` every view is
+            padded to at least, SCALED pixels.
+
+    Returns:
+        InputViews: ``S * N`` views, scale-major.
+    """
+    shapes = np.asarray(image_shapes, np.float64).reshape(-1, 2)
+    names = _image_names(images, len(shapes))
+    resized = np.concatenate([
+        _scaled(shapes, spec.factors_for(shapes[:, 0], shapes[:, 1]))
+        for spec in scales]) if len(scales) else np.zeros((0, 2))
+    views = resized if pad is None else np.maximum(
+        resized, np.asarray(pad, np.float64))
+
+    def describe(k: int) -> str:
+        scale, image = divmod(k, len(shapes))
+        oh, ow = (int(v) for v in shapes[image])
+        vh, vw = (int(v) for v in resized[k])
+        return (f'tta_model.scales[{scale}] ({scales[scale].rule_text}) '
+                f'resizes {names[image]} of {where} ({ow} x {oh}) to '
+                f'{vw} x {vh}')
+
+    def fix(k: int, high: int) -> str:
+        return ("pad every view to it, a stage [dict(type='Pad', "
+                f'size=({high}, {high}))] after the resizes in '
+                "tta_pipeline's TestTimeAug transforms, or leave that "
+                'scale out of tta_model.scales and tta_pipeline')
+
+    return InputViews(views.astype(np.int64),
+                     'a view of the SNIP pyramid test',
+                     "the test pyramid's views", describe, fix)
+
+
+def cascade_views(image_shapes, scales, stride: int, oracle: bool = False,
+                  images: Optional[Sequence[str]] = None,
+                  where: str = 'test_dataloader.dataset') -> InputViews:
+    """The smallest inputs of the AutoFocus cascade
+    (``AutoFocusTTAModel``), per scale and test image: at the coarsest
+    scale the whole image resized by its factor rule; at each later scale
+    its smallest possible FocusChip, resized by that scale's factor.
+
+    A FocusChip of scale ``s`` is planned on a crop of scale ``s - 1``
+    (Algorithm 2: :func:`mmsnip.chips.focus_chips`): at least one map cell
+    (``stride`` px of that scale; not with ``oracle``), grown to
+    ``min_size`` (``k``, :meth:`FocusScale.min_size_here`) and clipped to
+    that crop, hence to the image. Where the previous scale selects every
+    pixel (:data:`~mmsnip.chips.EVERY_PIXEL`) it is the whole crop. So, in
+    scale-``s`` pixels: ``min(max(k, cell), chip(s - 1) * f_s /
+    f_{s-1})`` per side, the whole image at ``s = 0``.
+
+    Args:
+        image_shapes (array): ``(N, 2)`` ``(height, width)`` ORIGINAL px.
+        scales (Sequence[FocusScale]): ``tta_model.scales``, coarse to
+            fine.
+        stride (int): The FocusPixel map's stride (``focus_head.stride``).
+        oracle (bool): Chips from the ground truth (no map cell).
+        images (Sequence[str], optional): The images' names (``N``).
+        where (str): The dataset, for the message.
+
+    Returns:
+        InputViews: ``S * N`` views, scale-major.
+    """
+    shapes = np.asarray(image_shapes, np.float64).reshape(-1, 2)
+    names = _image_names(images, len(shapes))
+    factors = [s.spec.factors_for(shapes[:, 0], shapes[:, 1])
+               for s in scales]
+    chips = [shapes * factors[0][:, None]] if len(scales) else []
+    sizes = [np.zeros(len(shapes))]  # per scale: the k of its chips
+    for s in range(1, len(scales)):
+        prev, ratio = scales[s - 1], factors[s] / factors[s - 1]
+        parent = chips[-1] * ratio[:, None]
+        if prev.selects_every_pixel and not oracle:
+            chips.append(parent)
+            sizes.append(np.zeros(len(shapes)))
+            continue
+        k = np.array([prev.min_size_here(a, b) for a, b in zip(
+            factors[s - 1], factors[s])]) * ratio
+        cell = 0.0 if oracle else stride * ratio
+        side = np.maximum(k, cell)
+        chips.append(np.minimum(side[:, None], parent))
+        sizes.append(k)
+    views = np.concatenate([np.maximum(np.round(c), 1) for c in chips]) \
+        if chips else np.zeros((0, 2))
+
+    def describe(k: int) -> str:
+        s, image = divmod(k, len(shapes))
+        oh, ow = (int(v) for v in shapes[image])
+        vh, vw = (int(v) for v in views[k])
+        name = f'{names[image]} of {where} ({ow} x {oh})'
+        rule = f'tta_model.scales[{s}] ({scales[s].spec.rule_text})'
+        if s == 0:
+            return f'{rule} resizes {name} to {vw} x {vh} (the whole image)'
+        if scales[s - 1].selects_every_pixel and not oracle:
+            return (f'{rule} resizes {name} to {vw} x {vh} (the whole '
+                    f'image: scales[{s - 1}] selects every pixel)')
+        return (f'a FocusChip of {rule} in {name} is {vw} x {vh} or less '
+                f'(at least scales[{s - 1}].min_size='
+                f'{scales[s - 1].min_size:g}, {sizes[s][image]:.4g} px '
+                'at that scale, clipped to the chip it is planned on and '
+                'to the image)')
+
+    def fix(k: int, high: int) -> str:
+        s, image = divmod(k, len(shapes))
+        small = min(shapes[image]) * factors[0][image]
+        out = []
+        if s and not (scales[s - 1].selects_every_pixel and not oracle) \
+                and sizes[s][image] < high:
+            prev = scales[s - 1]
+            need = high / (factors[s][image] / factors[s - 1][image]) \
+                if prev.min_size_frame == 'current' else high
+            out.append(f'raise tta_model.scales[{s - 1}].min_size to '
+                       f'{math.ceil(need)} or more (min_size_frame='
+                       f"'{prev.min_size_frame}')")
+        if small < high:
+            out.append(
+                f'give tta_model.scales[0] a factor rule that resizes '
+                f'{names[image]} to {high} px or more per side (factor >= '
+                f'{high / min(shapes[image]):.3g}), as the cascade pads '
+                'its inputs only to pad_size_divisor')
+        if not out:  # a chip clipped by the image at that scale
+            out.append(f'leave scales[{s}] out of tta_model.scales')
+        return ', and '.join(out)
+
+    return InputViews(views.astype(np.int64),
+                     'an input of the AutoFocus cascade (AutoFocusTTAModel)',
+                     "the AutoFocus cascade's inputs", describe, fix)
+
+
+def tile_views(image_shapes, tile_size: int, factor: float,
+               full_image_factor: Optional[float] = None,
+               images: Optional[Sequence[str]] = None,
+               where: str = 'test_dataloader.dataset') -> InputViews:
+    """The inputs of the sliced test (``SlicedTTAModel``) per test image:
+    its tiles, ``tile_size`` ORIGINAL px (clipped to an image smaller
+    than a tile: :func:`mmsnip.chips.chip_starts` anchors the last tile at
+    the border, so the others are whole) resized by ``factor``; with
+    ``full_image_factor``, the whole image resized by it too.
+
+    Args:
+        image_shapes (array): ``(N, 2)`` ``(height, width)`` ORIGINAL px.
+        tile_size (int): ``tta_model.tile_size``, ORIGINAL px.
+        factor (float): ``tta_model.factor``.
+        full_image_factor (float, optional): ``tta_model.
+            full_image_factor`` when ``full_image`` is set, else None.
+        images (Sequence[str], optional): The images' names (``N``).
+        where (str): The dataset, for the message.
+
+    Returns:
+        InputViews: ``N`` tile views, then ``N`` whole-image views.
+    """
+    shapes = np.asarray(image_shapes, np.float64).reshape(-1, 2)
+    names = _image_names(images, len(shapes))
+    count = len(shapes)
+    tiles = _scaled(np.minimum(shapes, tile_size), np.full(count, factor))
+    views = [tiles]
+    if full_image_factor is not None:
+        views.append(_scaled(shapes, np.full(count, full_image_factor)))
+    views = np.concatenate(views)
+
+    def describe(k: int) -> str:
+        tile, image = divmod(k, count)
+        oh, ow = (int(v) for v in shapes[image])
+        vh, vw = (int(v) for v in views[k])
+        name = f'{names[image]} of {where} ({ow} x {oh})'
+        if tile:
+            return (f'tta_model.full_image_factor={full_image_factor:g} '
+                    f'resizes {name} to {vw} x {vh}')
+        return (f'a tile of tta_model.tile_size={tile_size} at factor='
+                f'{factor:g} of {name} is {vw} x {vh}')
+
+    def fix(k: int, high: int) -> str:
+        tile, image = divmod(k, count)
+        small = float(min(shapes[image]))
+        if tile:
+            return (f'set tta_model.full_image_factor to '
+                    f'{high / small:.3g} or more, or full_image=False')
+        out = []
+        if tile_size * factor < high:
+            out.append(f'set tta_model.tile_size to '
+                       f'{math.ceil(high / factor)} or more (tiles are '
+                       f'tile_size x factor={factor:g} px)')
+        if small * factor < high:
+            out.append(f'set tta_model.factor to {high / small:.3g} or '
+                       f'more ({names[image]} is smaller than a tile)')
+        return ', and '.join(out)
+
+    return InputViews(views.astype(np.int64),
+                     'an input of the sliced test (SlicedTTAModel)',
+                     "the sliced test's inputs", describe, fix)
+
+
+def pipeline_view_pad(pipeline) -> Optional[Tuple[int, int]]:
+    """``(height, width)`` every view of a test pyramid's pipeline is
+    padded to at least: a stage of its ``TestTimeAug`` after the first
+    (the resizes, as ``SnipTTAModel`` needs them) made of ``Pad(size=(w,
+    h))`` steps only (mmcv pads to at least that size), the smallest of
+    them; None if there is none."""
+    from mmsnip.utils.config_tree import type_in
+    pads = []
+    for step in pipeline or []:
+        if not type_in(step, ('TestTimeAug', ), 'TRANSFORMS'):
+            continue
+        for stage in (step.get('transforms') or [])[1:]:
+            sizes = [t.get('size') for t in stage or []
+                     if isinstance(t, dict)
+                     and type_in(t, ('Pad', ), 'TRANSFORMS')]
+            if stage and len(sizes) == len(stage) and all(
+                    isinstance(v, (list, tuple)) and len(v) == 2
+                    for v in sizes):
+                pads.append((min(int(v[1]) for v in sizes),
+                             min(int(v[0]) for v in sizes)))
+    if not pads:
+        return None
+    return max(p[0] for p in pads), max(p[1] for p in pads)
+
+
+def tta_input_problem(model: nn.Module, views: InputViews,
+                      without: str = 'without --tta',
+                      taken: Optional[List[Tuple[int, int]]] = None
+                      ) -> Optional[str]:
+    """A message if the detector cannot take the smallest inputs a
+    test-time model feeds it (:class:`InputViews`), else None. The views
+    are padded only to ``pad_size_divisor`` (``batch_augments`` such as
+    ``BatchFixedSizePad`` run in training only):
+
+    - SSD's priors are laid out for one ``input_size``: a view of another
+      size is refused; there they sit beside their features, silently;
+    - a network that fails on the smallest views (DDOD's deformable head
+      under 288 px) is refused before the test, naming the module, the
+      view (setting and image) and the smallest square it takes, with the
+      view's fix; one that fails on every size up to 4 x the view's, or
+      cannot run on a bare input, is not judged (a warning says so).
+
+    Runs the whole network (:func:`_runs`) on the shortest, the
+    narrowest and the smallest view (each padded alone), in eval mode
+    without gradients: at most three forward passes when it takes them
+    (a search of a few more when it fails: up to 4 x the view's shorter
+    side, and 512 and 1024 px for thin views).
+
+    Args:
+        model (nn.Module): The detector the test-time model wraps.
+        views (InputViews): From the test-time model's ``input_views``.
+        without (str): How to test without the test-time model, for the
+            SSD message (``tools/test.py``: ``'without --tta'``).
+        taken (list[tuple[int, int]], optional): Padded ``(height,
+            width)`` inputs the network was run on fine before (by an
+            earlier call), extended in place: a view at least as large on
+            both sides is not run again (a network that takes an input
+            takes larger ones; SSD's priors are checked apart, by size).
 
     Returns:
         str | None: Naming the module, the view and the fix.
     """
-    shapes = np.asarray(image_shapes, np.float64).reshape(-1, 2)
-    if getattr(model, '_forward', None) is None or not len(shapes) or \
-            not scales or not list(model.parameters()):
+    if getattr(model, '_forward', None) is None or not len(views.shapes) \
+            or not list(model.parameters()):
         return None
     divisor, channels, up = _probe_setup(model)
-    # (scale, image) -> view shape, as ScaleSpec.scaled_shape (vectorized)
-    views = np.concatenate([
-        np.maximum(np.round(
-            shapes * spec.factors_for(shapes[:, 0], shapes[:, 1])[:, None]),
-            1) for spec in scales])
-    if pad is not None:
-        views_in = np.maximum(views, np.asarray(pad, np.float64))
-    else:
-        views_in = views
-    padded = (np.ceil(views_in / divisor) * divisor).astype(np.int64)
-
-    def view(k: int) -> str:
-        scale, image = divmod(k, len(shapes))
-        spec = scales[scale]
-        name = f'"{images[image]}"' if images is not None else \
-            f'image {image}'
-        oh, ow = (int(v) for v in shapes[image])
-        vh, vw = (int(v) for v in views[k])
-        return (f'tta_model.scales[{scale}] ({spec.rule_text}) '
-                f'resizes {name} of {where} '
-                f'({ow} x {oh}) to {vw} x {vh}')
+    padded = (np.ceil(views.shapes / divisor) * divisor).astype(np.int64)
 
     problems = []
     for entry, prior in _ssd_priors(model):
@@ -523,37 +778,42 @@ def pyramid_view_problem(model: nn.Module, image_shapes, scales,
         if len(other):
             problems.append(
                 f'{entry} lays out its priors for {size} x {size} inputs, '
-                f'but the test pyramid\'s views have other sizes '
-                f'({view(int(other[0]))}): there the priors sit beside the '
-                'features they are predicted from, silently; test this '
-                'detector without --tta (its own test pipeline resizes '
-                f'every image to {size} x {size})')
+                f'but {views.plural} have other sizes '
+                f'({views.describe(int(other[0]))}): there the priors sit '
+                'beside the features they are predicted from, silently; '
+                f'test this detector {without} (its own test pipeline '
+                f'resizes every image to {size} x {size})')
     if problems:
         return '; '.join(problems)
 
     def probe() -> Optional[str]:
         for k in _smallest_shapes(padded):
             h, w = (int(v) for v in padded[k])
+            if taken is not None and any(h >= a and w >= b
+                                         for a, b in taken):
+                continue
             failed = _runs(model, h, w, channels)
             if failed is None:
+                if taken is not None:
+                    taken.append((h, w))
                 continue
             low = up(min(h, w))
+            # a thin view (a panorama's) is far below what the network
+            # needs: the search goes on to the common input sizes
             high = low if _runs(model, low, low, channels) is None else \
-                _smallest_square(model, low, channels, up)
+                _smallest_square(model, low, channels, up, _COMMON_SIZES)
             if high is None:
                 _not_judged(f'the detector fails on a {w} x {h} view and '
-                            f'on larger inputs up to {4 * low} px too',
+                            'on larger inputs up to '
+                            f'{max(4 * low, *_COMMON_SIZES)} px too',
                             f'{failed[0]}: {failed[1]}')
                 return None
             return (
                 f'{failed[0]} fails on a {w} x {h} input ({failed[1]}), '
-                'the size (width x height, padded) of a view of the SNIP '
-                f'pyramid test: {view(k)}, so the test would stop there; '
-                f'the detector takes inputs of {high} px and more: pad '
-                'every view to it, a stage [dict(type=\'Pad\', '
-                f'size=({high}, {high}))] after the resizes in '
-                "tta_pipeline's TestTimeAug transforms, or leave that "
-                'scale out of tta_model.scales and tta_pipeline')
+                f'the size (width x height, padded) of {views.what}: '
+                f'{views.describe(k)}, so the test would stop there; the '
+                f'detector takes inputs of {high} px and more: '
+                f'{views.fix(k, high)}')
         return None
 
     return _judged(model, probe)

@@ -288,3 +288,40 @@ def test_image_demo_missing_folder(ckpts, tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('error: ')
     assert 'nowhere' in lines[0]
+
+
+@pytest.mark.parametrize('name,mode', CASES)
+def test_a_batch_of_mixed_sizes_gives_each_image_its_own_result(
+        inferencers, val_images, name, mode):
+    """batch_size > 1 with images of different sizes: every image's
+    predictions are those of a batch of one, in every mode. In single
+    mode the detector padded the batch to its largest image, and the
+    RPN proposals and detections of the smaller ones changed."""
+    import cv2
+    infer = inferencers(name, mode)
+    image = mmcv.imread(val_images[0])
+    wide = cv2.resize(image, (image.shape[1] * 2, image.shape[0] // 2))
+    inputs = [image, wide, image[:120, :90].copy()]
+    together = infer(inputs, batch_size=3)['predictions']
+    for item, result in zip(inputs, together):
+        assert_same(result, infer(item)['predictions'][0])
+
+
+def test_fewer_class_names_than_the_model_predicts(ckpts, val_images):
+    """Class names (the checkpoint's or the test dataset's metainfo)
+    fewer than the model's num_classes: labels from there on have no
+    name. Refused when the inferencer is built, naming the entry and the
+    names' source (was: an IndexError in pred2dict once such a label was
+    predicted, after the images before it had run)."""
+    from mmengine.config import Config
+
+    from mmsnip.apis import MultiScaleInferencer
+    from mmsnip.utils.preflight import UserInputError
+    path, ckpt = ckpts['sniper']
+    cfg = Config.fromfile(path)
+    cfg.test_dataloader.dataset.metainfo = dict(classes=('disc', 'square'))
+    with pytest.raises(UserInputError, match=(
+            r'model.roi_head.bbox_head.num_classes=5 but the 2 class names '
+            r"\('disc', 'square'\) of test_dataloader.dataset.metainfo "
+            r'name only labels 0..1.*metainfo=dict\(classes=')):
+        MultiScaleInferencer(cfg, ckpt, mode='single', device='cpu')

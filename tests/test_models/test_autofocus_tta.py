@@ -210,7 +210,7 @@ def test_sliced_inference_tiles_and_merges(autofocus, tiny_demo_root):
     assert result.metainfo['pixels_per_scale'][1] == h * w
     b = result.pred_instances.bboxes
     assert len(b) == 0 or ((b[:, 2] <= w + 1e-3) & (b[:, 3] <= h + 1e-3)).all()
-    with pytest.raises(ValueError, match='overlap < tile_size'):
+    with pytest.raises(ValueError, match='must be less than'):
         MODELS.build(dict(type='mmsnip.SlicedTTAModel', module=autofocus,
                           tile_size=64, overlap=64))
 
@@ -742,6 +742,10 @@ def test_batch_settings_name_the_config_key(autofocus):
     with pytest.raises(ValueError, match=r'AutoFocusTTAModel: '
                        r'tta_model.max_batch must be an integer >= 1'):
         _build_autofocus(autofocus, SCALES, max_batch=0)
+    with pytest.raises(ValueError, match=r'AutoFocusTTAModel: '
+                       r'tta_model.max_pad_ratio must be a finite number '
+                       r'in \[0, inf\], got nan'):
+        _build_autofocus(autofocus, SCALES, max_pad_ratio=float('nan'))
     with pytest.raises(ValueError, match=r'SlicedTTAModel: '
                        r'tta_model.batch_size must be an integer >= 1'):
         with DefaultScope.overwrite_default_scope('mmsnip'):
@@ -760,6 +764,8 @@ def test_batch_settings_name_the_config_key(autofocus):
     (dict(tile_size=100.5), r'tta_model.tile_size must be an integer >= 1'),
     (dict(tile_size=0), r'tta_model.tile_size must be an integer >= 1'),
     (dict(overlap=-1), r'tta_model.overlap must be an integer >= 0'),
+    (dict(tile_size=8), r'tta_model.overlap=64 must be less than '
+     r'tta_model.tile_size=8'),
 ])
 def test_sliced_settings_are_validated_at_build(autofocus, setting,
                                                 message):
@@ -781,3 +787,58 @@ def test_sliced_full_image_under_a_pixel_is_an_error(autofocus,
                        r'full_image_factor=0.0001 resizes .*val_000000.jpg'
                        r' .* to under one pixel per side'):
         _run_autofocus(sliced, _image(tiny_demo_root))
+
+
+@pytest.mark.parametrize('step', [
+    dict(type='mmdet.Resize', scale=(100, 100), keep_ratio=True),
+    dict(type='mmdet.Pad', size=(512, 512)),
+    dict(type='mmdet.RandomFlip', prob=1.0)], ids=lambda s: s['type'])
+def test_a_pipeline_that_changes_the_image_is_refused(autofocus,
+                                                      tiny_demo_root, step):
+    """The chip modes cut their chips from the image as the tta_pipeline
+    loads it and report boxes in its pixels as the image's: a pipeline
+    that resizes, pads or flips it (a detector's own test pipeline,
+    Resize(1333, 800)) gave boxes in the resized pixels under the
+    original ori_shape, silently (AP of another frame). Refused, naming
+    the image and the fix."""
+    pipeline = Compose([
+        dict(type='LoadImageFromFile'), step,
+        dict(type='mmdet.PackDetInputs', meta_keys=(
+            'img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor',
+            'flip', 'flip_direction'))])
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        data = pseudo_collate([pipeline(_image(tiny_demo_root))])
+        sliced = MODELS.build(dict(type='SlicedTTAModel', module=autofocus,
+                                   tile_size=128, overlap=32))
+    for tta in (_autofocus_tta(autofocus, threshold=0.3), sliced):
+        name = type(tta).__name__
+        with pytest.raises(ValueError, match=(
+                f'{name}: .*val_000000.jpg .*311 x 265.* (is|was) .*'
+                'tta_pipeline.*chip_tta_pipeline')):
+            tta.test_step(data)
+
+
+def test_oracle_without_ground_truth_in_the_sample_is_refused(
+        autofocus, tiny_demo_root):
+    """oracle=True plans the FocusChips from the test sample's ground
+    truth: a tta_pipeline without LoadAnnotations (or
+    MultiScaleInferencer, which removes it) gave an AttributeError
+    ('InstanceData' object has no attribute 'bboxes'). Refused, naming
+    the image and the fix; an image without objects is fine."""
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        tta = MODELS.build(dict(type='AutoFocusTTAModel', module=autofocus,
+                                scales=SCALES, oracle=True))
+    with pytest.raises(ValueError, match=(
+            r'AutoFocusTTAModel: oracle=True .*val_000000.jpg has no '
+            r'ground truth .*LoadAnnotations')):
+        tta.test_step(_packed(_image(tiny_demo_root)))
+    pipeline = Compose([
+        dict(type='LoadImageFromFile'),
+        dict(type='mmdet.LoadAnnotations', with_bbox=True),
+        dict(type='mmdet.PackDetInputs',
+             meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape'))])
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        data = pseudo_collate([pipeline(dict(_image(tiny_demo_root),
+                                             instances=[]))])
+    (result, ) = tta.test_step(data)
+    assert result.metainfo['chips_per_scale'] == [1, 0, 0]

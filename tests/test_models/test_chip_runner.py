@@ -45,7 +45,8 @@ def test_bad_settings_and_metas():
     with pytest.raises(ValueError, match='ChipRunner: tta_model.max_batch '
                        'must be an integer >= 1'):
         ChipRunner(_Detector(), max_pad_ratio=None, max_batch=0)
-    with pytest.raises(ValueError, match='max_pad_ratio must be >= 0'):
+    with pytest.raises(ValueError, match='ChipRunner: tta_model.'
+                       'max_pad_ratio must be a finite number in'):
         ChipRunner(_Detector(), max_pad_ratio=-1)
     with pytest.raises(TypeError, match='X needs an AutoFocus detector'):
         ChipRunner(_Detector(), with_focus=True, owner='X')

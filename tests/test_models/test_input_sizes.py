@@ -303,7 +303,11 @@ def test_pyramid_views_ddod_and_ssd():
     (refused for any other view size); a Pad stage of the tta_pipeline
     to the size the detector takes passes."""
     from mmsnip.chips import ScaleSpec
-    from mmsnip.models.input_sizes import pyramid_view_problem
+    from mmsnip.models.input_sizes import pyramid_views, tta_input_problem
+
+    def pyramid_view_problem(model, sizes, scales, images=None, pad=None):
+        return tta_input_problem(model, pyramid_views(
+            sizes, scales, images, pad=pad))
     scales = [ScaleSpec(max_side=512, valid_range=(0, 80)),
               ScaleSpec(factor=0.5, valid_range=(60, None))]
     sizes = [[400, 600], [200, 600]]  # (height, width) ORIGINAL
@@ -343,10 +347,11 @@ def test_a_pad_stage_pads_views_and_keeps_their_scale(tiny_demo_root):
     """The fix the view check names: mmdet's Pad(size=(w, h)) after the
     resizes pads a view to at least that size and keeps its
     scale_factor (SnipTTAModel matches views to scales by it); the runner
-    reads it from the pipeline (_view_pad)."""
+    reads it from the pipeline (pipeline_view_pad)."""
     from mmengine.dataset import Compose
 
-    from mmsnip.engine.runner import _view_pad
+    from mmsnip.models.input_sizes import \
+        pipeline_view_pad as _view_pad
     from mmsnip.utils import register_all_modules
     register_all_modules(init_default_scope=True)
     pipeline = [
@@ -409,9 +414,9 @@ def test_snip_runner_refuses_ddod_on_small_test_views(tiny_demo_root,
     runner = SnipRunner.from_cfg(copy.deepcopy(cfg))
     with logged_messages(logging.WARNING) as warnings:
         assert runner.test_loop is not None
-    assert [w for w in warnings if 'views' in w] == [
-        'SnipRunner: the detector was not run on the smallest views of the '
-        'test pyramid: test_dataloader.dataset (CocoDataset) gives no '
+    assert [w for w in warnings if 'smallest inputs' in w] == [
+        'SnipRunner: the detector was not run on the smallest inputs of '
+        'SnipTTAModel: test_dataloader.dataset (CocoDataset) gives no '
         'image sizes ("height" / "width" in its data list)']
     monkeypatch.undo()
     cfg.tta_pipeline[1].transforms.insert(1, [dict(type='Pad',
@@ -419,3 +424,187 @@ def test_snip_runner_refuses_ddod_on_small_test_views(tiny_demo_root,
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
     runner = SnipRunner.from_cfg(copy.deepcopy(cfg))
     assert runner.test_loop is not None
+
+
+def _focus_scales(min_size=128, first=dict(factor=1.0)):
+    from mmsnip.chips import focus_scales
+    return focus_scales([
+        dict(first, valid_range=(40, None), threshold=0.5, dilation=3,
+             min_size=min_size),
+        dict(factor=2.0, valid_range=(0, 60))], 'AutoFocusTTAModel.scales')
+
+
+def test_cascade_and_tile_views_ddod_refused_others_accepted():
+    """AutoFocusTTAModel feeds the detector whole images at its first
+    scale and FocusChips (at least min_size, clipped to the image) at the
+    later ones; SlicedTTAModel tiles (tile_size x factor, clipped to a
+    smaller image) and the whole image at full_image_factor. DDOD is
+    refused on each kind of view under 288 px, naming the view and the
+    setting to change; Faster R-CNN and RetinaNet take them all."""
+    from mmsnip.models.input_sizes import (cascade_views, tile_views,
+                                           tta_input_problem)
+    ddod = _mmdet_model('ddod/ddod_r50_fpn_1x_coco.py')
+    # FocusChips of 128 px (min_size, in the next scale's pixels)
+    views = cascade_views([[400, 600]], _focus_scales(), 16,
+                          images=['a.jpg'])
+    assert views.shapes.tolist() == [[400, 600], [128, 128]]
+    assert tta_input_problem(ddod, views) == (
+        'model.bbox_head.cls_convs.0 (ConvModule), in model.bbox_head.'
+        'cls_convs.0.conv (DeformConv2dPack) fails on a 128 x 128 input '
+        '(RuntimeError: input image is smaller than kernel), the size '
+        '(width x height, padded) of an input of the AutoFocus cascade '
+        '(AutoFocusTTAModel): a FocusChip of tta_model.scales[1] '
+        '(factor=2.0) in "a.jpg" of test_dataloader.dataset (600 x 400) '
+        'is 128 x 128 or less (at least scales[0].min_size=128, 128 px at '
+        'that scale, clipped to the chip it is planned on and to the '
+        'image), so the test would stop there; the detector takes inputs '
+        'of 288 px and more: raise tta_model.scales[0].min_size to 288 or '
+        "more (min_size_frame='next')")
+    assert tta_input_problem(ddod, cascade_views(
+        [[400, 600]], _focus_scales(288), 16)) is None
+    # a panorama: the whole image at max_side=512 is 512 x 32
+    panorama = cascade_views([[500, 8000]], _focus_scales(
+        288, dict(max_side=512)), 16, images=['pano.jpg'])
+    problem = tta_input_problem(ddod, panorama)
+    assert 'fails on a 512 x 32 input' in problem
+    assert ('tta_model.scales[0] (max_side=512) resizes "pano.jpg" of '
+            'test_dataloader.dataset (8000 x 500) to 512 x 32 (the whole '
+            'image)') in problem
+    assert problem.endswith(
+        'give tta_model.scales[0] a factor rule that resizes "pano.jpg" to '
+        '288 px or more per side (factor >= 0.576), as the cascade pads '
+        'its inputs only to pad_size_divisor')
+    tiles = tile_views([[400, 600]], 128, 2.0, 0.25, ['a.jpg'])
+    assert tiles.shapes.tolist() == [[256, 256], [100, 150]]
+    problem = tta_input_problem(ddod, tile_views([[400, 600]], 128, 2.0,
+                                                 images=['a.jpg']))
+    assert ('of an input of the sliced test (SlicedTTAModel): a tile of '
+            'tta_model.tile_size=128 at factor=2 of "a.jpg" of '
+            'test_dataloader.dataset (600 x 400) is 256 x 256, so the test '
+            'would stop there') in problem
+    assert problem.endswith('set tta_model.tile_size to 144 or more (tiles '
+                            'are tile_size x factor=2 px)')
+    problem = tta_input_problem(ddod, tile_views([[400, 600]], 160, 2.0,
+                                                 0.25, ['a.jpg']))
+    assert 'tta_model.full_image_factor=0.25 resizes "a.jpg"' in problem
+    assert problem.endswith('set tta_model.full_image_factor to 0.72 or '
+                            'more, or full_image=False')
+    assert tta_input_problem(ddod, tile_views([[400, 600]], 160, 2.0)) \
+        is None
+    for path in ('faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
+                 'retinanet/retinanet_r50_fpn_1x_coco.py'):
+        model = _mmdet_model(path)
+        assert tta_input_problem(model, views) is None, path
+        assert tta_input_problem(model, panorama) is None, path
+        assert tta_input_problem(model, tiles) is None, path
+
+
+def test_ssd_is_refused_under_the_cascade_and_tiles():
+    """SSD300's priors fit 300 x 300 inputs only: 300 px tiles of large
+    images pass, a whole-image pass of another size does not."""
+    from mmsnip.models.input_sizes import (cascade_views, tile_views,
+                                           tta_input_problem)
+    ssd = _mmdet_model('ssd/ssd300_coco.py')
+    assert tta_input_problem(ssd, tile_views([[400, 600]], 300, 1.0)) \
+        is None
+    problem = tta_input_problem(ssd, tile_views([[400, 600]], 300, 1.0,
+                                                1.0))
+    assert "but the sliced test's inputs have other sizes (tta_model." \
+        'full_image_factor=1 resizes image 0' in problem
+    problem = tta_input_problem(ssd, cascade_views(
+        [[400, 600]], _focus_scales(), 16), without="with mode='single'")
+    assert "but the AutoFocus cascade's inputs have other sizes" in problem
+    assert problem.endswith("test this detector with mode='single' (its "
+                            'own test pipeline resizes every image to 300 '
+                            'x 300)')
+
+
+def _with_ddod(cfg, model, autofocus: bool):
+    """``cfg`` with DDOD as its detector (inside its AutoFocus wrapper at
+    the stride-16 level), chips of 320 px padded, wrapped in its
+    ``tta_model`` as tools/test.py --tta does."""
+    from mmengine.config import ConfigDict
+    model.data_preprocessor.batch_augments = [
+        dict(type='BatchFixedSizePad', size=(320, 320))]
+    for chip_cfg in (cfg.chip_cfg, cfg.train_dataloader.dataset.chip_cfg):
+        chip_cfg.chip_size = 320
+    if autofocus:
+        cfg.model.detector = model
+        cfg.model.focus_head.update(in_channels=256, feat_channels=256)
+        cfg.model.focus_level = 1
+        cfg.tta_model.rpn_proposals_per_mpix = None  # DDOD has no RPN
+        model = cfg.model
+    cfg.model = ConfigDict(**cfg.tta_model, module=model)  # --tta
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    return cfg
+
+
+@pytest.mark.parametrize('kind', ['autofocus', 'sliced'])
+def test_snip_runner_refuses_ddod_on_small_cascade_and_tile_inputs(
+        kind, tiny_demo_root, tmp_path):
+    """Through SnipRunner, as tools/test.py --tta builds it: the AutoFocus
+    demo config around DDOD (FocusChips of min_size=128) and the sliced
+    demo config with DDOD (the whole image at 0.32x) are refused when the
+    test loop is built, before the first image; the demo detector
+    (Faster R-CNN) builds."""
+    from mmengine.config import Config
+
+    from mmsnip.engine import SnipRunner
+    from mmsnip.utils.preflight import UserInputError
+    base = {'autofocus': 'autofocus_faster-rcnn_r18-w16_fpn_12e_demo.py',
+            'sliced': 'sliced_faster-rcnn_r18-w16_fpn_4e-neg_demo.py'}[kind]
+    _, ddod = _demo_config_with_ddod(tiny_demo_root, tmp_path)
+    path = tiny_config(tiny_demo_root, str(tmp_path / 'w'),
+                       str(tmp_path / f'{kind}.py'),
+                       base=osp.join(REPO_ROOT, 'configs/autofocus', base))
+    cfg = _with_ddod(Config.fromfile(path), ddod, kind == 'autofocus')
+    runner = SnipRunner.from_cfg(copy.deepcopy(cfg))
+    match = {'autofocus': r'DeformConv2dPack\) fails on a 128 x 128 input'
+             r'.* a FocusChip of tta_model.scales\[1\] \(factor=1.0\) in '
+             r'"val_.*raise tta_model.scales\[0\].min_size to 288',
+             'sliced': r'DeformConv2dPack\) fails on a .* input .* '
+             r'tta_model.full_image_factor=0.32 resizes "val_'}[kind]
+    with pytest.raises(UserInputError, match=match):
+        runner.test_loop
+    plain = Config.fromfile(path)
+    plain.model = dict(**plain.tta_model, module=plain.model)
+    plain.test_dataloader.dataset.pipeline = plain.tta_pipeline
+    assert SnipRunner.from_cfg(plain).test_loop is not None
+
+
+def test_inferencer_refuses_ddod_on_small_inputs(tiny_demo_root, tmp_path,
+                                                 monkeypatch):
+    """MultiScaleInferencer's multi-scale modes run the whole network on
+    the smallest inputs of each call's images before the first one: a
+    40 x 30 image in pyramid mode with DDOD is refused, naming the view
+    and the input; a large image is accepted, and an input already
+    covered by one run before is not run again."""
+    import numpy as np
+    from mmengine.registry import DefaultScope
+
+    from mmsnip.apis import MultiScaleInferencer
+    from mmsnip.registry import MODELS
+    from mmsnip.utils.preflight import UserInputError
+    cfg, model = _demo_config_with_ddod(tiny_demo_root, tmp_path)
+    cfg.model = model
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        built = MODELS.build(cfg.model)
+    ckpt = str(tmp_path / 'ddod.pth')
+    torch.save(dict(state_dict=built.state_dict()), ckpt)
+    infer = MultiScaleInferencer(cfg, ckpt, mode='pyramid', device='cpu')
+    tiny = np.zeros((30, 40, 3), np.uint8)
+    with pytest.raises(UserInputError, match=(
+            r'DeformConv2dPack\) fails on a 64 x 32 input .* of a view of '
+            r'the SNIP pyramid test: tta_model.scales\[1\] \(factor=1.0\) '
+            r'resizes "00000000.jpg" of the inputs \(40 x 30\) to 40 x 30')):
+        infer(tiny)
+    runs = []
+    original = input_sizes._runs
+    monkeypatch.setattr(input_sizes, '_runs', lambda *a: runs.append(
+        a[1:3]) or original(*a))
+    large = np.zeros((320, 400, 3), np.uint8)
+    assert len(infer(large)['predictions']) == 1
+    assert runs  # the smallest views run once
+    runs.clear()
+    assert len(infer([large, large])['predictions']) == 2
+    assert runs == []  # not again

@@ -269,3 +269,48 @@ def test_a_batch_of_different_sizes_gives_each_image_its_own_result():
         assert result.pred_instances.scores.tolist() == \
             alone.pred_instances.scores.tolist()
         assert result.metainfo['pixels'] == alone.metainfo['pixels']
+
+
+def test_views_without_scale_factor_are_refused_before_the_detector():
+    """A tta_pipeline whose PackDetInputs meta_keys leave out
+    scale_factor (or ori_shape, img_shape): the detector's heads failed
+    with a bare AssertionError (mmdet's bbox head), after the forward
+    pass. Refused before the detector runs, naming the keys and the
+    fix."""
+    metas = [dict(img_id=0, img_path='x.jpg', ori_shape=(100, 80),
+                  img_shape=(51, 41)) for _ in SCALES]
+    data = dict(inputs=[[torch.zeros(3, 51, 41)] for _ in SCALES],
+                data_samples=[[DetDataSample(metainfo=m)] for m in metas])
+    with pytest.raises(ValueError, match=(
+            r"SnipTTAModel: the views of x.jpg have no 'scale_factor' in "
+            r"their metainfo.*meta_keys")):
+        _model().test_step(data)
+
+
+def test_a_view_of_a_very_thin_image_is_matched_by_its_shape():
+    """An 8000 x 6 panorama strip at max_side=512 is 512 x 1 (a side is
+    at least one pixel): its scale_factor (0.064, 1/6) averages 0.115,
+    not the scale's 0.064, and the view was refused as if the
+    tta_pipeline did not match the scales. ResizeToScale makes exactly
+    ScaleSpec.scaled_shape, so a view of that shape is that scale's."""
+    def meta(shape):
+        return dict(ori_shape=(6, 8000), img_shape=shape, img_path='x.jpg',
+                    scale_factor=(shape[1] / 8000, shape[0] / 6))
+
+    model = _model()
+    metas = [meta((1, 512)), meta((6, 8000)), meta((12, 16000))]
+    assert model.scales_of_views(metas) == [0, 1, 2]
+    assert [model.scale_of_view(m) for m in metas] == [0, 1, 2]
+    with pytest.raises(ValueError, match=r'SnipTTAModel: a view of x.jpg '
+                       r'\(8000x6\) was resized by 0.5000 to 4000x3'):
+        model.scale_of_view(meta((3, 4000)))
+
+
+def test_no_scales_is_refused_at_build():
+    """scales=[] (a config whose scales come from a chip_cfg without
+    them) ran and failed at the first image with a ZeroDivisionError in
+    scales_of_views; refused when the model is built, as
+    AutoFocusTTAModel's."""
+    with pytest.raises(ValueError, match='SnipTTAModel.scales must hold '
+                       'at least one scale'):
+        SnipTTAModel(scales=[], module=_Detector())

@@ -25,8 +25,9 @@ from mmsnip.chips import (CascadeTrace, FocusScale, ScaleTrace, cap_chips,
                           stack_keep_masks)
 from mmsnip.chips.focus_plan import TRANSITION_KEYS
 from mmsnip.registry import MODELS
-from .chip_runner import (ChipRunner, Crop, StageTimer, crop_resize,
-                          detections_in_image, windows_of)
+from ..input_sizes import InputViews, cascade_views
+from .chip_runner import (ChipRunner, Crop, StageTimer, check_whole_image,
+                          crop_resize, detections_in_image, windows_of)
 from .merge import MaskPaster, MergeConfig, add_masks, merge_detections
 
 
@@ -204,6 +205,31 @@ class AutoFocusTTAModel(BaseTTAModel):
     def merge_preds(self, data_samples_list):  # pragma: no cover
         raise NotImplementedError('AutoFocusTTAModel runs its own cascade')
 
+    def input_views(self, image_shapes, images=None,
+                    where: str = 'test_dataloader.dataset',
+                    pipeline=None) -> InputViews:
+        """The smallest inputs this cascade can feed the detector: the
+        whole image at the coarsest scale, the smallest possible FocusChip
+        at each later one (:func:`~mmsnip.models.input_sizes.
+        cascade_views`).
+
+        Args:
+            image_shapes (array): ``(N, 2)`` ``(height, width)`` of the
+                test images, ORIGINAL pixels.
+            images (Sequence[str], optional): Their names, for messages.
+            where (str): The dataset, for messages.
+            pipeline (list[dict], optional): The test pipeline config
+                (unused: the cascade cuts its inputs from the image as
+                loaded).
+
+        Returns:
+            InputViews: For
+            :func:`~mmsnip.models.input_sizes.tta_input_problem`.
+        """
+        return cascade_views(image_shapes, self.scales,
+                             self.module.focus_head.stride, self.oracle,
+                             images, where)
+
     @torch.no_grad()
     def test_step(self, data: dict) -> List[DetDataSample]:
         inputs, samples = data['inputs'], data['data_samples']
@@ -236,6 +262,21 @@ class AutoFocusTTAModel(BaseTTAModel):
                 'full pyramid (SnipTTAModel), or FocusChips from ground truth '
                 '(oracle=True)')
 
+    def _check_ground_truth(self, sample: DetDataSample) -> None:
+        """``oracle``: the sample must carry its ground truth boxes
+        (``gt_instances.bboxes``; none for an image without objects)."""
+        if 'gt_instances' in sample and 'bboxes' in sample.gt_instances:
+            return
+        raise ValueError(
+            f'{type(self).__name__}: oracle=True plans the FocusChips from '
+            'the ground truth, but '
+            f'{sample.metainfo.get("img_path") or "an image"} has no ground '
+            'truth in its test sample: the tta_pipeline loads no '
+            "annotations; add dict(type='LoadAnnotations', with_bbox=True) "
+            'before PackDetInputs (as chip_tta_pipeline of '
+            'configs/_base_/autofocus/chip_test.py), or set oracle=False '
+            '(images without annotations, MultiScaleInferencer)')
+
     @torch.no_grad()
     def predict_cascade(self, images: Sequence[Tensor],
                         samples: Sequence[DetDataSample],
@@ -263,6 +304,10 @@ class AutoFocusTTAModel(BaseTTAModel):
             :class:`~mmsnip.chips.CascadeTrace` per image (else ``None``).
         """
         self._check_focus_head()
+        for image, sample in zip(images, samples):
+            check_whole_image(image, sample.metainfo, type(self).__name__)
+            if self.oracle:
+                self._check_ground_truth(sample)
         device = next(self.module.parameters()).device
         timer = StageTimer(device, self.STAGES)
         with timer('crop_resize'):
@@ -349,7 +394,7 @@ class AutoFocusTTAModel(BaseTTAModel):
         print_log(
             f'{type(self).__name__}: objects of these sizes (sqrt(area), '
             'ORIGINAL px) are lost whatever the FocusPixel maps predict in '
-            f'{run.sample.metainfo.get("img_path", "an image")} ({w}x{h}): '
+            f'{run.sample.metainfo.get("img_path") or "an image"} ({w}x{h}): '
             + '; '.join(lines) + '. A scale hands on to the next only '
             f'objects of {rule.a:g}-{rule.b:g} px at its factor '
             '(FocusPixelHead.thresholds a, b, CHIP px), so its valid range '
@@ -422,7 +467,7 @@ class AutoFocusTTAModel(BaseTTAModel):
             print_log(
                 f'{type(self).__name__}: max_chips={self.max_chips} dropped '
                 f'{dropped} of {len(planned)} FocusChips for scale {s + 1} '
-                f'of {run.sample.metainfo.get("img_path", "an image")} '
+                f'of {run.sample.metainfo.get("img_path") or "an image"} '
                 '(the smallest; objects only they held are lost). Later '
                 'drops are counted in each prediction\'s metainfo '
                 '"focus_chips_dropped"; max_chips=None runs every chip.',

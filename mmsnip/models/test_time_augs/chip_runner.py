@@ -31,7 +31,7 @@ from mmdet.structures.bbox import get_box_tensor
 from torch import Tensor
 
 from mmsnip.chips import Windows, group_by_shape
-from mmsnip.utils.checks import is_integer
+from mmsnip.utils.checks import check_number, is_integer
 from .view_cap import check_view_cap, inner_detector, view_cap
 
 
@@ -80,6 +80,46 @@ def crop_resize(image: Tensor, box: np.ndarray, factor: float) -> Crop:
                              align_corners=False)
     return Crop(crop[0].round().clamp(0, 255), (x1, y1),
                 (out_w / (x2 - x1), out_h / (y2 - y1)))
+
+
+def check_whole_image(image: Tensor, meta: dict, owner: str) -> None:
+    """The chip-based test modes cut their windows from the image as the
+    test pipeline loaded it and report the boxes in its pixels as the
+    image's (ORIGINAL pixels, which ``CocoMetric`` and the result files
+    assume): the image must be the whole image as it is, unresized,
+    unpadded and unflipped.
+
+    Args:
+        image (Tensor): ``(C, H, W)``, as the pipeline packed it.
+        meta (dict): Its metainfo (``ori_shape``, ``img_path``,
+            ``flip``); without ``ori_shape`` nothing is checked.
+        owner (str): The test-time model, for the message.
+
+    Raises:
+        ValueError: The pipeline resized, padded or flipped the image,
+            naming it and the fix.
+    """
+    ori = meta.get('ori_shape')
+    h, w = (int(v) for v in image.shape[-2:])
+    changed = []
+    if ori is not None and tuple(int(v) for v in ori[:2]) != (h, w):
+        changed.append(f'is {w} x {h} as packed (resized or padded by '
+                       'the tta_pipeline)')
+    if meta.get('flip'):
+        changed.append(f'was flipped ({meta.get("flip_direction")}) by '
+                       'the tta_pipeline')
+    if not changed:
+        return
+    oh, ow = (int(v) for v in ori[:2]) if ori is not None else (h, w)
+    raise ValueError(
+        f'{owner}: {meta.get("img_path") or "an image"} ({ow} x {oh}) '
+        + ' and '.join(changed) + f': {owner} cuts its chips from the '
+        'image as packed and reports their boxes as the image\'s, so they '
+        "would be in other pixels than the image's. Load and pack the "
+        'whole image as it is: no Resize, Pad or RandomFlip in '
+        'tta_pipeline (tta_pipeline = {{_base_.chip_tta_pipeline}} of '
+        'configs/_base_/autofocus/chip_test.py); the model resizes its '
+        'chips itself')
 
 
 class StageTimer:
@@ -276,8 +316,9 @@ class ChipRunner:
                 f'{owner}: tta_model.{batch_key} must be an integer >= 1 '
                 f'(chips per forward pass) or None (no limit), got '
                 f'{max_batch!r}')
-        if max_pad_ratio is not None:
-            group_by_shape([], max_pad_ratio, max_batch)  # validates it
+        if max_pad_ratio is not None:  # NaN would batch every chip alone
+            max_pad_ratio = check_number(
+                max_pad_ratio, f'{owner}: tta_model.max_pad_ratio', 0)
         check_proposal_budget(module, rpn_proposals_per_mpix, owner)
         check_view_cap(module, view_max_per_img, owner)
         self.owner, self.view_max_per_img = owner, view_max_per_img

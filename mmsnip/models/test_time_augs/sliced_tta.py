@@ -12,8 +12,9 @@ from torch import Tensor
 from mmsnip.chips import chip_starts
 from mmsnip.registry import MODELS
 from mmsnip.utils.checks import check_integer, check_positive
-from .chip_runner import (ChipRunner, StageTimer, crop_resize,
-                          detections_in_image)
+from ..input_sizes import InputViews, tile_views
+from .chip_runner import (ChipRunner, StageTimer, check_whole_image,
+                          crop_resize, detections_in_image)
 from .merge import MaskPaster, MergeConfig, add_masks, merge_detections
 
 
@@ -87,9 +88,11 @@ class SlicedTTAModel(BaseTTAModel):
             rpn_proposals_per_mpix=rpn_proposals_per_mpix,
             min_rpn_proposals=min_rpn_proposals, owner=owner,
             batch_key='batch_size')
-        if not 0 <= overlap < tile_size:
-            raise ValueError(f'SlicedTTAModel needs 0 <= overlap < '
-                             f'tile_size, got {overlap}, {tile_size}')
+        if overlap >= tile_size:
+            raise ValueError(
+                f'{owner}: tta_model.overlap={overlap} must be less than '
+                f'tta_model.tile_size={tile_size} (tiles step by tile_size '
+                '- overlap ORIGINAL px)')
         self.tile_size, self.overlap = tile_size, overlap
         self.factor = factor
         self.full_image, self.full_image_factor = full_image, \
@@ -111,6 +114,29 @@ class SlicedTTAModel(BaseTTAModel):
         return np.stack([x0, y0, np.minimum(x0 + self.tile_size, img_w),
                          np.minimum(y0 + self.tile_size, img_h)], axis=1)
 
+    def input_views(self, image_shapes, images=None,
+                    where: str = 'test_dataloader.dataset',
+                    pipeline=None) -> InputViews:
+        """The inputs this test feeds the detector: its tiles and, with
+        ``full_image``, the whole image
+        (:func:`~mmsnip.models.input_sizes.tile_views`).
+
+        Args:
+            image_shapes (array): ``(N, 2)`` ``(height, width)`` of the
+                test images, ORIGINAL pixels.
+            images (Sequence[str], optional): Their names, for messages.
+            where (str): The dataset, for messages.
+            pipeline (list[dict], optional): The test pipeline config
+                (unused: the tiles are cut from the image as loaded).
+
+        Returns:
+            InputViews: For
+            :func:`~mmsnip.models.input_sizes.tta_input_problem`.
+        """
+        return tile_views(image_shapes, self.tile_size, self.factor,
+                          self.full_image_factor if self.full_image
+                          else None, images, where)
+
     def _check_full_image(self, img_h: int, img_w: int, sample) -> None:
         """The whole image resized by ``full_image_factor`` must keep at
         least one pixel per side (else it would be silently clamped)."""
@@ -119,7 +145,7 @@ class SlicedTTAModel(BaseTTAModel):
             raise ValueError(
                 f'{type(self).__name__}: tta_model.full_image_factor='
                 f'{self.full_image_factor!r} resizes '
-                f'{sample.metainfo.get("img_path", "an image")} ({img_w}x'
+                f'{sample.metainfo.get("img_path") or "an image"} ({img_w}x'
                 f'{img_h}) to under one pixel per side; use a factor of '
                 f'at least {1 / min(img_h, img_w):.3g} (1.0: unresized)')
 
@@ -148,6 +174,8 @@ class SlicedTTAModel(BaseTTAModel):
         inputs, samples = data['inputs'], data['data_samples']
         device = next(self.module.parameters()).device
         out = []
+        for image, sample in zip(inputs, samples):
+            check_whole_image(image, sample.metainfo, type(self).__name__)
         for image, sample in zip(inputs, samples):
             timer = StageTimer(device, self.STAGES)
             with timer('crop_resize'):

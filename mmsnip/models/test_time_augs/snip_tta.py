@@ -8,10 +8,13 @@ from mmdet.models.test_time_augs import DetTTAModel
 from mmdet.structures import DetDataSample
 from mmengine.config import ConfigDict
 
-from mmsnip.chips import ScaleSpec, box_sizes, check_range_order, in_range
+from mmsnip.chips import (ScaleSpec, box_sizes, check_range_order,
+                          check_some_scales, in_range)
 from mmsnip.registry import MODELS
+from ..input_sizes import InputViews, pipeline_view_pad, pyramid_views
 from .chip_runner import StageTimer
 from .merge import MaskPaster, MergeConfig, add_masks, merge_detections
+from .shape_groups import grouped_test_step
 from .view_cap import check_view_cap, view_cap
 
 
@@ -36,10 +39,12 @@ class SnipTTAModel(DetTTAModel):
 
     A view's scale is recognised by its position among the image's views
     (one resize per scale, in the order of ``scales``, flips after them,
-    as the shipped ``tta_pipeline``), checked against its
-    ``scale_factor``, which must match the factor that scale gives for the
-    image (within 2%); where the position does not fit, by the factor
-    alone (:meth:`scales_of_views`). A ``tta_pipeline`` that disagrees
+    as the shipped ``tta_pipeline``), checked against its shape (that
+    scale's ``ScaleSpec.scaled_shape`` of the image, which
+    ``ResizeToScale`` makes) or else its ``scale_factor``, which must
+    match the factor that scale gives for the image (within 2%); where
+    the position does not fit, by the shape or factor alone
+    (:meth:`scales_of_views`). A ``tta_pipeline`` that disagrees
     with ``scales``, or views that neither tells apart (two scales that
     resize an image alike, out of order), is an error, not a silent wrong
     filter. ``scales`` must be ordered as the chips' (a finer scale keeps
@@ -88,8 +93,31 @@ class SnipTTAModel(DetTTAModel):
             s if isinstance(s, ScaleSpec) else ScaleSpec.from_dict(dict(s))
             for s in scales
         ]
+        check_some_scales(self.scales, f'{type(self).__name__}.scales')
         # one rule with the chips: a finer scale keeps smaller objects
         check_range_order(self.scales, f'{type(self).__name__}.scales')
+
+    def input_views(self, image_shapes, images=None,
+                    where: str = 'test_dataloader.dataset',
+                    pipeline=None) -> InputViews:
+        """The views this pyramid feeds the detector: each image resized
+        by each of ``scales``, padded by a ``Pad`` stage of ``pipeline``
+        (:func:`~mmsnip.models.input_sizes.pyramid_views`).
+
+        Args:
+            image_shapes (array): ``(N, 2)`` ``(height, width)`` of the
+                test images, ORIGINAL pixels.
+            images (Sequence[str], optional): Their names, for messages.
+            where (str): The dataset, for messages.
+            pipeline (list[dict], optional): The test pipeline config
+                (``tta_pipeline``; its ``Pad`` stage counts).
+
+        Returns:
+            InputViews: For
+            :func:`~mmsnip.models.input_sizes.tta_input_problem`.
+        """
+        return pyramid_views(image_shapes, self.scales, images, where,
+                             pipeline_view_pad(pipeline))
 
     def test_step(self, data) -> List[DetDataSample]:
         """Views through the detector (its cap replaced by
@@ -110,9 +138,10 @@ class SnipTTAModel(DetTTAModel):
     def _test_views(self, data) -> List[DetDataSample]:
         """mmengine's ``BaseTTAModel.test_step`` (one forward pass per
         view, then :meth:`merge_preds`), with each view's forward pass
-        split by input shape: images of different sizes are not padded
-        to a common canvas, so every image's predictions are those of a
-        batch of one, whatever the batch holds.
+        split by input shape (:func:`.shape_groups.grouped_test_step`):
+        images of different sizes are not padded to a common canvas, so
+        every image's predictions are those of a batch of one, whatever
+        the batch holds.
 
         Padding matters at a pyramid's fine scales: a 6000 x 400 panorama
         and a 600 x 1200 portrait at 2x share a 12000 x 2400 canvas, the
@@ -121,51 +150,70 @@ class SnipTTAModel(DetTTAModel):
         """
         if not isinstance(data, dict):
             return super().test_step(data)
+        for samples in data.get('data_samples') or []:
+            for sample in samples:
+                self._check_view_meta(sample.metainfo)
         num_views = len(data[next(iter(data))])
-        predictions = []
-        for v in range(num_views):
-            view = {key: value[v] for key, value in data.items()}
-            inputs = view.get('inputs')
-            if not isinstance(inputs, (list, tuple)) or len(inputs) < 2:
-                predictions.append(self.module.test_step(view))
-                continue
-            groups = {}
-            for i, img in enumerate(inputs):
-                groups.setdefault(tuple(getattr(img, 'shape', ())),
-                                  []).append(i)
-            if len(groups) == 1:
-                predictions.append(self.module.test_step(view))
-                continue
-            out = [None] * len(inputs)
-            for members in groups.values():
-                part = {
-                    key: [value[i] for i in members]
-                    if isinstance(value, (list, tuple))
-                    and len(value) == len(inputs) else value
-                    for key, value in view.items()
-                }
-                for i, pred in zip(members, self.module.test_step(part)):
-                    out[i] = pred
-            predictions.append(out)
+        predictions = [
+            grouped_test_step(self.module,
+                               {key: value[v] for key, value in data.items()})
+            for v in range(num_views)
+        ]
         return self.merge_preds(list(zip(*predictions)))
 
-    def _match(self, meta: dict) -> Tuple[int, List[int]]:
-        """The scale whose factor is nearest the view's ``scale_factor``
-        (an error beyond 2%) and every scale that resizes this image to
-        the same shape as it (views of those cannot be told apart)."""
-        h, w = meta['ori_shape'][:2]
-        actual = float(np.mean(meta['scale_factor']))
-        expected = np.array([s.factor_for(h, w) for s in self.scales])
-        err = np.abs(expected / actual - 1)
-        best = int(err.argmin())
-        if err[best] > 0.02:
+    #: Metainfo a view needs: its scale is found by ``scale_factor``, and
+    #: the detector maps its boxes back to ``ori_shape`` with it.
+    VIEW_META_KEYS = ('ori_shape', 'img_shape', 'scale_factor')
+
+    def _check_view_meta(self, meta: dict) -> None:
+        """A view's metainfo must hold :attr:`VIEW_META_KEYS` (a
+        ``tta_pipeline`` whose ``PackDetInputs`` ``meta_keys`` leave one
+        out fails in mmdet's heads with a bare ``AssertionError``)."""
+        missing = [k for k in self.VIEW_META_KEYS if k not in meta]
+        if missing:
+            names = ', '.join(repr(k) for k in missing)
             raise ValueError(
-                f'SnipTTAModel: a view of {meta.get("img_path")} was resized '
-                f'by {actual:.4f}, but the scales give {expected.round(4)}; '
-                'make tta_pipeline match tta_model.scales')
-        shape = self.scales[best].scaled_shape(h, w)
-        tied = [i for i, s in enumerate(self.scales)
-                if s.scaled_shape(h, w) == shape]
+                f'{type(self).__name__}: the views of '
+                f'{meta.get("img_path") or "an image"} have no {names} in '
+                "their metainfo: the tta_pipeline's PackDetInputs meta_keys "
+                'leave it out, and the pyramid finds each view\'s scale by '
+                'its scale_factor, which the detector also maps the boxes '
+                f'back with; add {names} to meta_keys (mmdet\'s default '
+                "meta_keys have them: ('img_id', 'img_path', 'ori_shape', "
+                "'img_shape', 'scale_factor', 'flip', 'flip_direction'))")
+
+    def _match(self, meta: dict) -> Tuple[int, List[int]]:
+        """The scale of a view and every scale that resizes this image to
+        the same shape as it (views of those cannot be told apart).
+
+        A scale whose canvas (``ScaleSpec.scaled_shape``, what
+        ``ResizeToScale`` makes) is the view's ``img_shape`` is its
+        scale: exact also where rounding a side to a whole pixel (at
+        least one) changes its factor, as on an 8000 x 6 strip at
+        ``max_side=512`` (512 x 1: factors 0.064 and 1/6). Otherwise
+        (another resize, a ``Pad`` stage) the scale whose factor is
+        nearest the view's mean ``scale_factor``, an error beyond 2%.
+        """
+        h, w = meta['ori_shape'][:2]
+        shapes = [s.scaled_shape(h, w) for s in self.scales]
+        view_shape = tuple(int(v) for v in meta['img_shape'][:2])
+        if view_shape in shapes:
+            best = shapes.index(view_shape)
+        else:
+            actual = float(np.mean(meta['scale_factor']))
+            expected = np.array([s.factor_for(h, w) for s in self.scales])
+            err = np.abs(expected / actual - 1)
+            best = int(err.argmin())
+            if err[best] > 0.02:
+                vh, vw = view_shape
+                raise ValueError(
+                    f'SnipTTAModel: a view of '
+                    f'{meta.get("img_path") or "an image"} ({w}x{h}) was '
+                    f'resized by {actual:.4f} to {vw}x{vh}, but the scales '
+                    f'give {expected.round(4)}; make tta_pipeline match '
+                    'tta_model.scales')
+        tied = [i for i, shape in enumerate(shapes)
+                if shape == shapes[best]]
         return best, tied
 
     def scale_of_view(self, meta: dict) -> int:
