@@ -138,7 +138,8 @@ def test_chip_config_validation():
         make(negative=dict(num=2))
     with pytest.raises(ValueError, match='unknown ScaleSpec'):
         ChipConfig.from_dict(dict(scales=[dict(factor=1, range=(0, 1))]))
-    with pytest.raises(ValueError, match='ChipConfig.scales must hold at least one scale'):
+    with pytest.raises(ValueError,
+                       match='ChipConfig.scales must hold at least one'):
         ChipConfig.from_dict(dict(scales=[]))
     with pytest.raises(ValueError, match='needs `scales`'):
         ChipConfig.from_dict(dict(chip_size=512))
