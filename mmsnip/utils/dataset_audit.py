@@ -129,6 +129,7 @@ IMAGES_SKIPPED = 'images_not_checked'  # over max_images (warning)
 EVALUATOR_IMAGES = 'evaluator_images'  # metric file lacks dataset images
 IGNORE_FLAG = 'ignore_flag'  # CocoDataset drops them (warning)
 ZERO_ANN_ID = 'zero_annotation_id'  # COCOeval never matches (warning)
+NO_GROUND_TRUTH = 'no_ground_truth'  # scored file: AP -1 (warning)
 CLASSWISE_ORDER = 'classwise_order'  # per-class AP under other names
 CLASSWISE_ID_TYPE = 'classwise_id_type'  # string category id, classwise
 BAD_ISCROWD = 'bad_iscrowd'  # "iscrowd" not 0 / 1 (missing: scored file)
@@ -201,6 +202,9 @@ class AnnSource:
             whose predictions it scores (``'val_dataloader'``).
         classwise (bool): For an evaluator's file, whether the metric
             reports AP per class (``CocoMetric(classwise=True)``).
+        format_only (bool): For an evaluator's file,
+            ``CocoMetric(format_only=True)``: it writes the results and
+            scores nothing.
         with_mask (bool): Whether the dataset's pipeline loads masks
             (``LoadAnnotations(with_mask=True)``): the segmentations are
             audited then (:func:`audit_masks`), and only then.
@@ -215,6 +219,7 @@ class AnnSource:
     apply_orientation: bool = True
     evaluates: Optional[str] = None
     classwise: bool = False
+    format_only: bool = False
     with_mask: bool = False
     poly2mask: bool = True
 
@@ -927,6 +932,9 @@ def audit_evaluated_files(
     ``ann_file`` (``CocoMetric(ann_file=...)``; without one, mmdet writes
     the ground truth anew, with ids it chooses):
 
+    - no annotation to score (a warning): without a non-crowd box of the
+      classes, ``COCOeval`` reports AP -1 for every metric; a split
+      without labels (test-dev) wants ``format_only=True``;
     - an annotation of id 0 (a warning: one box): ``COCOeval`` records
       the matched ground truth's id and then tests it for truth, so a
       detection matched to annotation 0 counts as a false positive (AP a
@@ -955,11 +963,13 @@ def audit_evaluated_files(
             c['id'] for c in coco['categories'] if isinstance(c, dict)
             and c.get('name') in keep}
         zero, not_int, no_crowd = [], [], []
+        objects = 0  # non-crowd boxes of the classes: COCOeval's truth
         for i, ann in enumerate(coco['annotations']):
             if not isinstance(ann, dict) or (
                     scored is not None
                     and ann.get('category_id') not in scored):
                 continue
+            objects += not ann.get('iscrowd')
             aid = ann.get('id')
             if type(aid) is not int:
                 not_int.append(i)
@@ -968,6 +978,20 @@ def audit_evaluated_files(
             if 'iscrowd' not in ann:
                 no_crowd.append(i)
         anns = coco['annotations']
+        if not objects and not ev.format_only:
+            what = 'annotation' if scored is None else \
+                'annotation of the classes'
+            out.append(
+                Problem(
+                    ev.ann_file, 'annotations',
+                    f'has no {what} (crowd regions aside) that '
+                    f'{ev.source} could score: pycocotools\' COCOeval '
+                    'reports AP -1 for every metric without ground truth; '
+                    'for a split without labels (such as test-dev) set '
+                    f'format_only=True and outfile_prefix in {ev.source} '
+                    'to write the results for an evaluation server, else '
+                    'give it the annotated file', WARNING, NO_GROUND_TRUTH,
+                    ev.source))
         if not_int:
             shown = [f'annotations[{i}] (id {anns[i].get("id")!r})'
                      for i in not_int[:3]]
@@ -1493,6 +1517,7 @@ def sources_from_config(
                     source=name,
                     evaluates=loader_key,
                     classwise=bool(ev.get('classwise', False)),
+                    format_only=bool(ev.get('format_only', False)),
                     classes=first_leaf.classes if first_leaf else None,
                     explicit_classes=bool(first_leaf
                                           and first_leaf.explicit_classes)))

@@ -17,7 +17,8 @@ from mmsnip.utils.dataset_audit import (
     CLASSWISE_ORDER,
     DROPPED_BOXES, DUPLICATE_ANN_ID, DUPLICATE_IMAGE_ID, ERROR, IGNORE_FLAG,
     IMAGE_FILE, IMAGE_SIZE, IMAGES_SKIPPED, MISSING_CATEGORY, MISSING_IMAGE,
-    NO_IMAGES, SEGMENTATION_POLYGONS, WARNING, ZERO_ANN_ID, AnnSource,
+    NO_GROUND_TRUTH, NO_IMAGES, SEGMENTATION_POLYGONS, WARNING, ZERO_ANN_ID,
+    AnnSource,
     audit_config, audit_sources, errors, image_size, label_names,
     sources_from_config, unchecked_loaders)
 from mmsnip.utils.preflight import UserInputError, check_annotations
@@ -629,6 +630,39 @@ def test_annotation_id_zero_in_a_scored_file(demo):
     cfg = cfg_of(demo, train_classes=others, val_classes=others)
     assert ZERO_ANN_ID not in [p.kind for p in audit_config(
         cfg, images=False)]
+
+
+def test_a_scored_file_without_ground_truth(demo):
+    """COCOeval reports AP -1 for every metric on a file without a
+    non-crowd box of the classes (a test-dev split): a warning naming the
+    evaluator and format_only; none with format_only=True."""
+    original = read(demo, 'val')
+    coco = dict(original, annotations=[
+        dict(a, iscrowd=1) for a in original['annotations'][:1]])
+    write(demo, coco, 'val')
+    cfg = cfg_of(demo)
+    p = only(audit_config(cfg, images=False), NO_GROUND_TRUTH)
+    assert (p.severity, p.source, p.entry) == (
+        WARNING, 'val_evaluator[0]', 'annotations')
+    assert p.file.endswith('instances_val.json')
+    assert 'has no annotation of the classes (crowd regions aside)' in \
+        p.message and 'AP -1' in p.message
+    assert 'set format_only=True and outfile_prefix in val_evaluator[0]' \
+        in p.message
+    cfg['val_evaluator'][0]['format_only'] = True
+    assert audit_config(cfg, images=False) == []
+    # boxes of a category outside the classes are not scored either
+    names = {c['id']: c['name'] for c in original['categories']}
+    kept = names[original['annotations'][0]['category_id']]
+    write(demo, dict(original, annotations=[
+        a for a in original['annotations']
+        if names[a['category_id']] == kept]), 'val')
+    others = tuple(c for c in CLASSES if c != kept)
+    assert [p.kind for p in audit_config(
+        cfg_of(demo, val_classes=others), images=False)
+            if p.source == 'val_evaluator[0]'] == [NO_GROUND_TRUTH]
+    assert NO_GROUND_TRUTH not in [p.kind for p in audit_config(
+        cfg_of(demo), images=False)]
 
 
 def test_annotation_id_zero_really_loses_a_match():
