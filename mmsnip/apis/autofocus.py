@@ -75,9 +75,9 @@ def coco_metric_for(cfg: Config, dataset, indices: Sequence[int]):
                 f'the test dataset\'s annotation file "{data_ann}": set both '
                 '(e.g. --cfg-options test_dataloader.dataset.ann_file=... '
                 'test_evaluator.0.ann_file=...)')
-        objects = sum(not instance.get('ignore_flag')
-                      for i in indices for instance in
-                      dataset.get_data_info(i).get('instances') or [])
+        infos = [dataset.get_data_info(i) for i in indices]
+        objects = sum(not instance.get('ignore_flag') for info in infos
+                      for instance in info.get('instances') or [])
         if not objects:
             # COCOeval's AP is -1 without ground truth: every setting alike
             raise UserInputError(
@@ -90,7 +90,7 @@ def coco_metric_for(cfg: Config, dataset, indices: Sequence[int]):
                 'test_evaluator.0.ann_file=...)')
         metric = METRICS.build(dict(coco_cfg, format_only=False))
     metric.dataset_meta = dataset.metainfo
-    metric.img_ids = [dataset.get_data_info(i)['img_id'] for i in indices]
+    metric.img_ids = [info['img_id'] for info in infos]
     return metric
 
 
