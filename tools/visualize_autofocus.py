@@ -220,8 +220,13 @@ def main():
         save_png(out, canvas, args.colors)
         summary.update(image=info['img_path'], img_id=name)
         write_json(osp.splitext(out)[0] + '.json', summary, indent=1)
+        note = ''
+        if args.oracle and (gt is None or not len(gt)):
+            note = (' (no object in its ground truth: the oracle plans no '
+                    'FocusChip, only the coarsest scale runs)')
         print(f'{out}: chips per scale {summary["chips_per_scale"]}, pixels '
-              f'{sum(summary["pixels_per_scale"]) / 1e6:.2f} M', flush=True)
+              f'{sum(summary["pixels_per_scale"]) / 1e6:.2f} M{note}',
+              flush=True)
 
 
 if __name__ == '__main__':

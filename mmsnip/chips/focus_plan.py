@@ -33,7 +33,7 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
-from mmsnip.utils.checks import check_integer, check_number
+from mmsnip.utils.checks import UserInputError, check_integer, check_number
 from .focus import (PAPER_DILATION, PAPER_LABEL_SIZES, PAPER_MIN_SIZE,
                     PAPER_STRIDE, PAPER_THRESHOLD, focus_chips,
                     focus_stack_keep_mask, merge_overlapping,
@@ -99,12 +99,12 @@ class FocusLabelRule:
             check_number(getattr(self, name), f'{self.where}: {name}', 0,
                          finite=name == 'a')
         if not self.a < self.b <= self.c:
-            raise ValueError(f'{self.where} need 0 <= a < b <= c, got '
-                             f'(a, b, c) = {(self.a, self.b, self.c)}')
+            raise UserInputError(f'{self.where} need 0 <= a < b <= c, got '
+                                 f'(a, b, c) = {(self.a, self.b, self.c)}')
         check_integer(self.stride, f'{self.where}: stride')
         if not isinstance(self.boundary_ignore, bool):
-            raise ValueError(f'{self.where}: boundary_ignore must be a '
-                             f'bool, got {self.boundary_ignore!r}')
+            raise UserInputError(f'{self.where}: boundary_ignore must be a '
+                                 f'bool, got {self.boundary_ignore!r}')
 
     @property
     def thresholds(self) -> Tuple[float, float, float]:
@@ -152,12 +152,13 @@ class FocusScale:
         check_integer(self.dilation, f'{self.where}.dilation')
         check_number(self.min_size, f'{self.where}.min_size', 0)
         if self.min_size_frame not in MIN_SIZE_FRAMES:
-            raise ValueError(f'{self.where}.min_size_frame must be one of '
-                             f'{MIN_SIZE_FRAMES}, got '
-                             f'{self.min_size_frame!r}')
+            raise UserInputError(
+                f'{self.where}.min_size_frame must be one of '
+                f'{MIN_SIZE_FRAMES}, got {self.min_size_frame!r}')
         if not isinstance(self.inclusive_threshold, bool):
-            raise ValueError(f'{self.where}.inclusive_threshold must be a '
-                             f'bool, got {self.inclusive_threshold!r}')
+            raise UserInputError(
+                f'{self.where}.inclusive_threshold must be a bool, got '
+                f'{self.inclusive_threshold!r}')
         if self.border_tol is not None:
             check_number(self.border_tol, f'{self.where}.border_tol', 0)
 
@@ -178,8 +179,8 @@ class FocusScale:
         try:
             spec = ScaleSpec.from_dict(cfg)
         except (ValueError, TypeError) as e:
-            raise ValueError(f'{where}: {e} (FocusChip keys: '
-                             f'{", ".join(TRANSITION_KEYS)})') from e
+            raise UserInputError(f'{where}: {e} (FocusChip keys: '
+                                 f'{", ".join(TRANSITION_KEYS)})') from e
         return cls(spec, where=where, **focus)
 
     def min_size_here(self, factor: float, next_factor: float) -> float:

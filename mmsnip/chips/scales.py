@@ -18,7 +18,8 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from mmsnip.utils.checks import check_integer, check_positive, is_number
+from mmsnip.utils.checks import (UserInputError, check_integer,
+                                  check_positive, is_number)
 
 INF = float('inf')
 # The smallest object (sqrt(area), SCALED pixels) a scale is worth
@@ -67,7 +68,7 @@ class ScaleSpec:
         rules = [r for r in ('factor', 'max_side', 'short_max')
                  if getattr(self, r) is not None]
         if len(rules) != 1:
-            raise ValueError(
+            raise UserInputError(
                 'ScaleSpec needs exactly one of factor, max_side, short_max; '
                 f'got {rules or "none"}')
         if self.factor is not None:
@@ -77,23 +78,24 @@ class ScaleSpec:
         if self.short_max is not None:
             sm = _pair(self.short_max)
             if sm is None:
-                raise ValueError('ScaleSpec.short_max must be (short, max), '
-                                 f'e.g. (800, 1200), got {self.short_max!r}'
-                                 ' (one number: max_side)')
+                raise UserInputError(
+                    'ScaleSpec.short_max must be (short, max), e.g. (800, '
+                    f'1200), got {self.short_max!r} (one number: max_side)')
             sm = tuple(check_positive(v, 'ScaleSpec.short_max side')
                        for v in sm)
             object.__setattr__(self, 'short_max', sm)
         vr = _pair(self.valid_range)
         if vr is None or not is_number(vr[0]) or not (
                 vr[1] is None or is_number(vr[1], finite=False)):
-            raise ValueError(
+            raise UserInputError(
                 'ScaleSpec.valid_range must be (min, max): two numbers, '
                 'max None for no upper bound, e.g. (32, 150) or (120, '
                 f'None), got {self.valid_range!r}')
         vr = (float(vr[0]), INF if vr[1] is None else float(vr[1]))
         if not (0 <= vr[0] < vr[1]) or math.isinf(vr[0]):
-            raise ValueError('ScaleSpec.valid_range must be (min, max) with '
-                             f'0 <= min < max, got {self.valid_range!r}')
+            raise UserInputError(
+                'ScaleSpec.valid_range must be (min, max) with 0 <= min < '
+                f'max, got {self.valid_range!r}')
         object.__setattr__(self, 'valid_range', vr)
 
     @classmethod
@@ -103,13 +105,14 @@ class ScaleSpec:
         if isinstance(cfg, cls):
             return cfg
         if not isinstance(cfg, Mapping):
-            raise ValueError(
+            raise UserInputError(
                 'a scale must be a dict with one factor rule and its '
                 'valid_range, e.g. dict(factor=2.0, valid_range=(0, 80)), '
                 f'got {cfg!r}')
         unknown = set(cfg) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
-            raise ValueError(f'unknown ScaleSpec field(s) {sorted(unknown)}')
+            raise UserInputError(
+                f'unknown ScaleSpec field(s) {sorted(unknown)}')
         return cls(**cfg)
 
     @property
@@ -257,7 +260,8 @@ class NegativeConfig:
         m = self.min_proposals
         if isinstance(m, (list, tuple)):
             if not m:
-                raise ValueError('negative.min_proposals must not be empty')
+                raise UserInputError(
+                    'negative.min_proposals must not be empty')
             m = tuple(check_integer(v, 'negative.min_proposals') for v in m)
         else:
             m = check_integer(m, 'negative.min_proposals')
@@ -290,7 +294,7 @@ def _check_bool(value, name: str) -> bool:
     ``ValueError`` naming ``name``: a string such as ``'False'`` or
     ``'no'`` (``--cfg-options off_grid=flase``) would be truthy."""
     if not isinstance(value, (bool, np.bool_)):
-        raise ValueError(f'{name} must be True or False, got {value!r}')
+        raise UserInputError(f'{name} must be True or False, got {value!r}')
     return bool(value)
 
 
@@ -299,11 +303,12 @@ def _sub_config(cls, value, name: str):
     if isinstance(value, cls):
         return value
     if not isinstance(value, dict):
-        raise ValueError(f'ChipConfig.{name} must be a dict, got {value!r}')
+        raise UserInputError(
+            f'ChipConfig.{name} must be a dict, got {value!r}')
     unknown = set(value) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
-        raise ValueError(f'unknown ChipConfig.{name} field(s) '
-                         f'{sorted(unknown)}')
+        raise UserInputError(f'unknown ChipConfig.{name} field(s) '
+                             f'{sorted(unknown)}')
     return cls(**value)
 
 
@@ -363,15 +368,15 @@ class ChipConfig:
     def __post_init__(self):
         if isinstance(self.scales, (str, Mapping)) or not isinstance(
                 self.scales, Sequence):
-            raise ValueError('ChipConfig.scales must be a list of scale '
-                             f'dicts, got {self.scales!r}')
+            raise UserInputError('ChipConfig.scales must be a list of scale '
+                                 f'dicts, got {self.scales!r}')
         scales = []
         for i, spec in enumerate(self.scales):
             try:
                 scales.append(ScaleSpec.from_dict(spec))
             except (TypeError, ValueError) as e:
                 # TypeError: a ScaleSpec field missing or given twice
-                raise ValueError(f'ChipConfig.scales[{i}]: {e}') from e
+                raise UserInputError(f'ChipConfig.scales[{i}]: {e}') from e
         scales = tuple(scales)
         object.__setattr__(self, 'scales', scales)
         for name in ('off_grid', 'allow_range_gaps'):
@@ -383,18 +388,18 @@ class ChipConfig:
         check_integer(self.chip_size, 'ChipConfig.chip_size')
         check_integer(self.chip_stride, 'ChipConfig.chip_stride')
         if self.chip_size % self.chip_stride:
-            raise ValueError(
+            raise UserInputError(
                 f'ChipConfig.chip_size ({self.chip_size}) must be a multiple '
                 f'of chip_stride ({self.chip_stride})')
         m = self.negative.min_proposals
         if isinstance(m, tuple) and len(m) != len(scales):
-            raise ValueError(
+            raise UserInputError(
                 f'ChipConfig.negative.min_proposals has {len(m)} values for '
                 f'{len(scales)} scales')
         check_range_order(scales)
         gap = range_gap([s.valid_range for s in scales])
         if gap is not None and not self.allow_range_gaps:
-            raise ValueError(
+            raise UserInputError(
                 f'ChipConfig.scales: objects of size {gap[0]:g}-{gap[1]:g} '
                 'px are valid at no scale; make adjacent valid ranges '
                 'overlap or set allow_range_gaps=True')
@@ -518,22 +523,22 @@ class ChipConfig:
         if isinstance(cfg, cls):
             return cfg
         if not isinstance(cfg, Mapping):
-            raise ValueError(f'ChipConfig must be a dict, got {cfg!r}')
+            raise UserInputError(f'ChipConfig must be a dict, got {cfg!r}')
         cfg = dict(cfg)
         if 'scales' not in cfg:
-            raise ValueError('ChipConfig needs `scales`')
+            raise UserInputError('ChipConfig needs `scales`')
         for alias, (section, name) in _ALIASES.items():
             if alias not in cfg:
                 continue
             sub = dict(cfg.get(section) or {})
             if name in sub:
-                raise ValueError(f'ChipConfig: both {alias} and '
-                                 f'{section}.{name} are set')
+                raise UserInputError(f'ChipConfig: both {alias} and '
+                                     f'{section}.{name} are set')
             sub[name] = cfg.pop(alias)
             cfg[section] = sub
         if 'focus' in cfg:
             # An earlier ChipConfig had a `focus` section that nothing read.
-            raise ValueError(
+            raise UserInputError(
                 'ChipConfig.focus is not a chip setting: AutoFocus labels '
                 'are set in model.focus_head (FocusPixelHead thresholds=(a, '
                 'b, c), stride) and FocusChips per transition in '
@@ -541,7 +546,8 @@ class ChipConfig:
                 'chip_cfg.focus')
         unknown = set(cfg) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
-            raise ValueError(f'unknown ChipConfig field(s) {sorted(unknown)}')
+            raise UserInputError(
+                f'unknown ChipConfig field(s) {sorted(unknown)}')
         return cls(**cfg)
 
     @classmethod
@@ -566,7 +572,7 @@ def check_some_scales(scales: Sequence, where: str) -> None:
     ``where`` (``ChipConfig.scales``, ``SnipTTAModel.scales``,
     ``AutoFocusTTAModel.scales``)."""
     if not len(scales):
-        raise ValueError(f'{where} must hold at least one scale')
+        raise UserInputError(f'{where} must hold at least one scale')
 
 
 def check_range_order(scales: Sequence[ScaleSpec],
@@ -583,7 +589,7 @@ def check_range_order(scales: Sequence[ScaleSpec],
                 continue
             if fine.valid_range[0] > coarse.valid_range[0] or \
                     fine.valid_range[1] > coarse.valid_range[1]:
-                raise ValueError(
+                raise UserInputError(
                     f'{where}[{i}] ({fine.rule_text}) is finer than '
                     f'scales[{j}] ({coarse.rule_text}) but its '
                     f'valid_range {fine.valid_range} admits larger objects '
@@ -601,7 +607,7 @@ def check_coarse_to_fine(scales: Sequence[ScaleSpec], where: str) -> None:
     for i, fine in enumerate(scales):
         for j in range(i + 1, len(scales)):
             if _strictly_finer(fine, scales[j]):
-                raise ValueError(
+                raise UserInputError(
                     f'{where}[{i}] ({fine.rule_text}) is finer than '
                     f'{where}[{j}] ({scales[j].rule_text}), listed after '
                     'it: the cascade runs coarse to fine (the first scale '

@@ -11,14 +11,25 @@ mmdet) imports it like every other layer does. The rules, everywhere:
 - NaN is never a number; infinity only where ``finite=False`` says so.
 
 The ``check_*`` functions return the value as a Python ``int``/``float``
-or raise a ``ValueError`` naming the setting (``name``); callers that name
-their owner or the fix in their own words use :func:`is_integer` and
-:func:`is_number` and raise their own error.
+or raise a :class:`UserInputError` naming the setting (``name``); callers
+that name their owner or the fix in their own words use
+:func:`is_integer` and :func:`is_number` and raise their own error.
 """
 import math
 import numbers
 
 INF = math.inf
+
+
+class UserInputError(ValueError):
+    """A problem with a user-supplied file, path or config value.
+
+    Tools print ``error: <message>`` and exit with status 2 on it
+    (:func:`mmsnip.utils.preflight.run_cli`) instead of a traceback. Any
+    layer raises it for a setting or input the user can fix, also while
+    a model runs (a test-time model refusing its views at the first
+    image); a ``ValueError``, so ``except ValueError`` still catches it.
+    """
 
 
 def is_integer(value) -> bool:
@@ -45,28 +56,32 @@ def is_number(value, finite: bool = True) -> bool:
 def check_number(value, name: str, low: float = -INF, high: float = INF,
                  finite: bool = True) -> float:
     """``float(value)`` if :func:`is_number` (with ``finite``) and in
-    ``[low, high]``, else ``ValueError: {name} must be a finite number in
-    [low, high], got {value!r}``."""
+    ``[low, high]``, else ``UserInputError: {name} must be a finite number
+    in [low, high], got {value!r}``."""
     if not is_number(value, finite) or not low <= value <= high:
         bounds = f'in [{low:g}, {high:g}]'
-        raise ValueError(f'{name} must be a{" finite" if finite else ""} '
-                         f'number {bounds}, got {value!r}')
+        raise UserInputError(
+            f'{name} must be a{" finite" if finite else ""} number '
+            f'{bounds}, got {value!r}')
     return float(value)
 
 
 def check_positive(value, name: str) -> float:
-    """``float(value)`` if it is a finite number > 0, else ``ValueError:
-    {name} must be a finite number > 0, got {value!r}``."""
+    """``float(value)`` if it is a finite number > 0, else
+    ``UserInputError: {name} must be a finite number > 0, got {value!r}``.
+    """
     if not is_number(value) or value <= 0:
-        raise ValueError(f'{name} must be a finite number > 0, got {value!r}')
+        raise UserInputError(
+            f'{name} must be a finite number > 0, got {value!r}')
     return float(value)
 
 
 def check_integer(value, name: str, minimum: int = 1) -> int:
     """``int(value)`` if it is an integer >= ``minimum``, else
-    ``ValueError: {name} must be an integer >= {minimum}, got {value!r}``.
+    ``UserInputError: {name} must be an integer >= {minimum}, got
+    {value!r}``.
     """
     if not is_integer(value) or value < minimum:
-        raise ValueError(f'{name} must be an integer >= {minimum}, got '
-                         f'{value!r}')
+        raise UserInputError(
+            f'{name} must be an integer >= {minimum}, got {value!r}')
     return int(value)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Tuple
 
 from mmengine.config import Config
 
-from .checks import is_integer
+from .checks import UserInputError, is_integer
 from .config_tree import config_entries, type_in, walk_dataset_cfgs
 from .dataset_audit import (ANN_FIELDS, COCO_LISTS, ERROR, IMAGE_FIELDS,
                             audit_config, join_root, read_coco, summary)
@@ -21,13 +21,6 @@ if TYPE_CHECKING:
     from mmsnip.chips import ChipConfig
 
 DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
-
-
-class UserInputError(ValueError):
-    """A problem with a user-supplied file, path or config value.
-
-    Tools print ``error: <message>`` and exit with status 2 on it.
-    """
 
 
 def load_config(path: str, options: Optional[dict] = None) -> Config:

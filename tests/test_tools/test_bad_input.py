@@ -78,3 +78,30 @@ def test_bad_chip_cfg_values_are_one_error_line(tiny_demo_root, tmp_path):
                         check=False)
         line = _single_error_line(proc)
         assert f'{entry}: ' in line and want in line, line
+
+
+SLICED_DEMO = osp.join('configs', 'autofocus',
+                       'sliced_faster-rcnn_r18-w16_fpn_4e-neg_demo.py')
+
+
+def test_bad_test_time_model_settings_are_one_error_line(tiny_demo_root,
+                                                         tmp_path):
+    """tools/test.py --tta with test-time model settings the model refuses,
+    when it is built (tta_cfg, batch_size) and at the first image (a
+    whole-image view under one pixel): one `error:` line each (was: a
+    traceback ending in the same message)."""
+    from conftest import REPO_ROOT, tiny_checkpoint
+    cfg, ckpt = tiny_checkpoint(tiny_demo_root, tmp_path,
+                                osp.join(REPO_ROOT, SLICED_DEMO))
+    for option, want in (
+            ('tta_model.tta_cfg.nms.iou_threshold=2',
+             'tta_cfg.nms.iou_threshold must be a number in [0, 1]'),
+            ('tta_model.batch_size=0',
+             'tta_model.batch_size must be an integer >= 1'),
+            ('tta_model.full_image_factor=0.0001',
+             'to under one pixel per side')):
+        proc = run_tool(['tools/test.py', cfg, ckpt, '--tta',
+                         '--work-dir', str(tmp_path / 'w'),
+                         '--cfg-options', option], check=False)
+        line = _single_error_line(proc)
+        assert want in line, line

@@ -96,6 +96,32 @@ def test_tool_writes_one_picture_per_image(autofocus_ckpt, tiny_demo_root,
         assert summary['scales'][0]['chips'] == [[0, 0, hw[1], hw[0]]]
 
 
+def test_oracle_on_an_image_without_objects_says_so(autofocus_ckpt,
+                                                    tiny_demo_root,
+                                                    tmp_path):
+    """--oracle on an image whose ground truth holds no object: the
+    picture has no FocusChip (nothing to zoom into) and the tool's line
+    says why, instead of leaving a bare chip count [1, 0, 0]."""
+    cfg_path, ckpt, _ = autofocus_ckpt
+    ann = _ann(tiny_demo_root)
+    empty, full = ann['images'][0]['id'], ann['images'][1]['id']
+    ann['annotations'] = [a for a in ann['annotations']
+                          if a['image_id'] != empty]
+    ann_file = tmp_path / 'val.json'
+    ann_file.write_text(json.dumps(ann))
+    out = tmp_path / 'vis'
+    proc = run_tool([TOOL, cfg_path, ckpt, '--out-dir', str(out),
+                     '--oracle', '--ann-file', str(ann_file), '--img-dir',
+                     osp.join(tiny_demo_root, 'val'), '--image-ids',
+                     str(empty), str(full)])
+    lines = {ln.split(':')[0]: ln for ln in proc.stdout.splitlines()}
+    line = lines[str(out / f'autofocus_{empty}_oracle.png')]
+    assert 'chips per scale [1, 0, 0]' in line
+    assert 'no object in its ground truth' in line
+    assert 'no object' not in lines[
+        str(out / f'autofocus_{full}_oracle.png')]
+
+
 def test_no_focus_pixels_leaves_finer_scales_unrun(autofocus_ckpt,
                                                    tiny_demo_root, tmp_path):
     cfg_path, ckpt, _ = autofocus_ckpt

@@ -25,6 +25,7 @@ from mmsnip.chips import (CascadeTrace, FocusScale, ScaleTrace, cap_chips,
                           stack_keep_masks)
 from mmsnip.chips.focus_plan import TRANSITION_KEYS
 from mmsnip.registry import MODELS
+from mmsnip.utils.checks import UserInputError
 from ..input_sizes import InputViews, cascade_views
 from .chip_runner import (ChipRunner, Crop, StageTimer, check_whole_image,
                           crop_resize, detections_in_image, windows_of)
@@ -267,7 +268,7 @@ class AutoFocusTTAModel(BaseTTAModel):
         (``gt_instances.bboxes``; none for an image without objects)."""
         if 'gt_instances' in sample and 'bboxes' in sample.gt_instances:
             return
-        raise ValueError(
+        raise UserInputError(
             f'{type(self).__name__}: oracle=True plans the FocusChips from '
             'the ground truth, but '
             f'{sample.metainfo.get("img_path") or "an image"} has no ground '

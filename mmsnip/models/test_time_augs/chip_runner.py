@@ -31,7 +31,7 @@ from mmdet.structures.bbox import get_box_tensor
 from torch import Tensor
 
 from mmsnip.chips import Windows, group_by_shape
-from mmsnip.utils.checks import check_number, is_integer
+from mmsnip.utils.checks import UserInputError, check_number, is_integer
 from .view_cap import check_view_cap, inner_detector, view_cap
 
 
@@ -111,7 +111,7 @@ def check_whole_image(image: Tensor, meta: dict, owner: str) -> None:
     if not changed:
         return
     oh, ow = (int(v) for v in ori[:2]) if ori is not None else (h, w)
-    raise ValueError(
+    raise UserInputError(
         f'{owner}: {meta.get("img_path") or "an image"} ({ow} x {oh}) '
         + ' and '.join(changed) + f': {owner} cuts its chips from the '
         'image as packed and reports their boxes as the image\'s, so they '
@@ -208,8 +208,8 @@ def check_proposal_budget(module, per_mpix: Optional[float],
         return
     detector = inner_detector(module)
     if not per_mpix > 0:
-        raise ValueError(f'{owner}: rpn_proposals_per_mpix must be > 0, '
-                         f'got {per_mpix}')
+        raise UserInputError(f'{owner}: rpn_proposals_per_mpix must be > 0, '
+                             f'got {per_mpix}')
     if getattr(getattr(detector, 'rpn_head', None), 'test_cfg',
                None) is None:
         raise TypeError(f'{owner}: rpn_proposals_per_mpix needs a '
@@ -312,7 +312,7 @@ class ChipRunner:
                 'the full pyramid without one')
         if max_batch is not None and not (is_integer(max_batch)
                                           and max_batch >= 1):
-            raise ValueError(
+            raise UserInputError(
                 f'{owner}: tta_model.{batch_key} must be an integer >= 1 '
                 f'(chips per forward pass) or None (no limit), got '
                 f'{max_batch!r}')

@@ -25,7 +25,7 @@ from mmdet.structures.bbox import bbox_overlaps, get_box_tensor
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from mmsnip.utils.checks import is_integer, is_number
+from mmsnip.utils.checks import UserInputError, is_integer, is_number
 
 # The keys each ``nms.type`` accepts (mmcv's ``nms`` / ``soft_nms``
 # arguments that matter for merging) and their defaults.
@@ -47,8 +47,8 @@ def _check_fraction(where: str, name: str, value, low_open=False) -> float:
     if not is_number(value) or not (0 < value <= 1 if low_open else
                                      0 <= value <= 1):
         interval = '(0, 1]' if low_open else '[0, 1]'
-        raise ValueError(f'tta_cfg.{where}.{name} must be a number in '
-                         f'{interval}, got {value!r}')
+        raise UserInputError(f'tta_cfg.{where}.{name} must be a number in '
+                             f'{interval}, got {value!r}')
     return float(value)
 
 
@@ -77,8 +77,8 @@ class BoxVoting:
         _check_fraction('box_voting', 'iou_threshold', self.iou_threshold,
                         low_open=True)
         if self.scoring not in VOTING_SCORES:
-            raise ValueError(f'tta_cfg.box_voting.scoring must be one of '
-                             f'{VOTING_SCORES}, got {self.scoring!r}')
+            raise UserInputError(f'tta_cfg.box_voting.scoring must be one of '
+                                 f'{VOTING_SCORES}, got {self.scoring!r}')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,33 +112,34 @@ class MergeConfig:
         cfg = dict(cfg)
         unknown = sorted(set(cfg) - set(MERGE_KEYS))
         if unknown:
-            raise ValueError(f'tta_cfg: unknown key(s) {unknown}; '
-                             f'expected some of {list(MERGE_KEYS)}')
+            raise UserInputError(f'tta_cfg: unknown key(s) {unknown}; '
+                                 f'expected some of {list(MERGE_KEYS)}')
         if not isinstance(cfg.get('nms'), dict):
-            raise ValueError('tta_cfg.nms must be a dict like dict(type='
-                             f"'nms', iou_threshold=0.5), got "
-                             f'{cfg.get("nms")!r}')
+            raise UserInputError('tta_cfg.nms must be a dict like dict(type='
+                                 f"'nms', iou_threshold=0.5), got "
+                                 f'{cfg.get("nms")!r}')
         nms = dict(cfg['nms'])
         kind = nms.pop('type', 'nms')
         if kind not in NMS_KEYS:
-            raise ValueError(f'tta_cfg.nms.type must be one of '
-                             f'{sorted(NMS_KEYS)}, got {kind!r}')
+            raise UserInputError(f'tta_cfg.nms.type must be one of '
+                                 f'{sorted(NMS_KEYS)}, got {kind!r}')
         agnostic = cfg.get('class_agnostic', None)
         if 'class_agnostic' in nms:
             alias = nms.pop('class_agnostic')
             if agnostic is not None and bool(agnostic) != bool(alias):
-                raise ValueError(
+                raise UserInputError(
                     'tta_cfg.class_agnostic and tta_cfg.nms.class_agnostic '
                     f'disagree ({agnostic} vs {alias}); set one of them')
             agnostic = alias
         unknown = sorted(set(nms) - set(NMS_KEYS[kind]))
         if unknown:
-            raise ValueError(f'tta_cfg.nms (type={kind!r}): unknown key(s) '
-                             f'{unknown}; expected some of '
-                             f'{sorted(NMS_KEYS[kind])}')
+            raise UserInputError(
+                f'tta_cfg.nms (type={kind!r}): unknown key(s) {unknown}; '
+                f'expected some of {sorted(NMS_KEYS[kind])}')
         nms = dict(NMS_KEYS[kind], **nms)
         if nms['iou_threshold'] is None:
-            raise ValueError("tta_cfg.nms (type='nms') needs iou_threshold")
+            raise UserInputError(
+                "tta_cfg.nms (type='nms') needs iou_threshold")
         nms['iou_threshold'] = _check_fraction('nms', 'iou_threshold',
                                                nms['iou_threshold'])
         if kind == 'nms':
@@ -146,29 +147,31 @@ class MergeConfig:
                 'nms', 'score_threshold', nms['score_threshold'])
         else:
             if nms['method'] not in SOFT_NMS_METHODS:
-                raise ValueError(f'tta_cfg.nms.method must be one of '
-                                 f'{SOFT_NMS_METHODS}, got {nms["method"]!r}')
+                raise UserInputError(
+                    f'tta_cfg.nms.method must be one of {SOFT_NMS_METHODS}, '
+                    f'got {nms["method"]!r}')
             sigma = nms['sigma']
             if not is_number(sigma, finite=False) or not sigma > 0:
-                raise ValueError(
+                raise UserInputError(
                     f'tta_cfg.nms.sigma must be a number > 0, got {sigma!r}')
             nms['min_score'] = _check_fraction('nms', 'min_score',
                                                nms['min_score'])
         max_per_img = cfg.get('max_per_img', 100)
         if not is_integer(max_per_img) or max_per_img <= 0:
-            raise ValueError('tta_cfg.max_per_img must be an int > 0, got '
-                             f'{max_per_img!r}')
+            raise UserInputError('tta_cfg.max_per_img must be an int > 0, got '
+                                 f'{max_per_img!r}')
         voting = cfg.get('box_voting')
         if voting is not None and not isinstance(voting, BoxVoting):
             if not isinstance(voting, dict):
-                raise ValueError('tta_cfg.box_voting must be a dict like '
-                                 f'dict(iou_threshold=0.8), got {voting!r}')
+                raise UserInputError(
+                    'tta_cfg.box_voting must be a dict like '
+                    f'dict(iou_threshold=0.8), got {voting!r}')
             fields = {f.name for f in dataclasses.fields(BoxVoting)}
             unknown = sorted(set(voting) - fields)
             if unknown:
-                raise ValueError(f'tta_cfg.box_voting: unknown key(s) '
-                                 f'{unknown}; expected some of '
-                                 f'{sorted(fields)}')
+                raise UserInputError(f'tta_cfg.box_voting: unknown key(s) '
+                                     f'{unknown}; expected some of '
+                                     f'{sorted(fields)}')
             voting = BoxVoting(**voting)
         return cls(nms=dict(nms, type=kind), max_per_img=int(max_per_img),
                    class_agnostic=bool(agnostic), box_voting=voting)

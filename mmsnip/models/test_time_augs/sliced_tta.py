@@ -11,7 +11,8 @@ from torch import Tensor
 
 from mmsnip.chips import chip_starts
 from mmsnip.registry import MODELS
-from mmsnip.utils.checks import check_integer, check_positive
+from mmsnip.utils.checks import (UserInputError, check_integer,
+                                  check_positive)
 from ..input_sizes import InputViews, tile_views
 from .chip_runner import (ChipRunner, StageTimer, check_whole_image,
                           crop_resize, detections_in_image)
@@ -76,7 +77,7 @@ class SlicedTTAModel(BaseTTAModel):
                             ('full_image_factor', full_image_factor)):
             check_positive(value, f'{owner}: tta_model.{name}')
         if tile_size * factor < 1:
-            raise ValueError(
+            raise UserInputError(
                 f'{owner}: tta_model.factor={factor!r} resizes a tile of '
                 f'tile_size={tile_size} px to {tile_size * factor:.3g} px, '
                 'under one pixel; use a factor of at least '
@@ -89,7 +90,7 @@ class SlicedTTAModel(BaseTTAModel):
             min_rpn_proposals=min_rpn_proposals, owner=owner,
             batch_key='batch_size')
         if overlap >= tile_size:
-            raise ValueError(
+            raise UserInputError(
                 f'{owner}: tta_model.overlap={overlap} must be less than '
                 f'tta_model.tile_size={tile_size} (tiles step by tile_size '
                 '- overlap ORIGINAL px)')
@@ -142,7 +143,7 @@ class SlicedTTAModel(BaseTTAModel):
         least one pixel per side (else it would be silently clamped)."""
         side = min(img_h, img_w) * self.full_image_factor
         if round(side) < 1:
-            raise ValueError(
+            raise UserInputError(
                 f'{type(self).__name__}: tta_model.full_image_factor='
                 f'{self.full_image_factor!r} resizes '
                 f'{sample.metainfo.get("img_path") or "an image"} ({img_w}x'

@@ -11,6 +11,7 @@ from mmengine.config import ConfigDict
 from mmsnip.chips import (ScaleSpec, box_sizes, check_range_order,
                           check_some_scales, in_range)
 from mmsnip.registry import MODELS
+from mmsnip.utils.checks import UserInputError
 from ..input_sizes import InputViews, pipeline_view_pad, pyramid_views
 from .chip_runner import StageTimer
 from .merge import MaskPaster, MergeConfig, add_masks, merge_detections
@@ -172,7 +173,7 @@ class SnipTTAModel(DetTTAModel):
         missing = [k for k in self.VIEW_META_KEYS if k not in meta]
         if missing:
             names = ', '.join(repr(k) for k in missing)
-            raise ValueError(
+            raise UserInputError(
                 f'{type(self).__name__}: the views of '
                 f'{meta.get("img_path") or "an image"} have no {names} in '
                 "their metainfo: the tta_pipeline's PackDetInputs meta_keys "
@@ -206,7 +207,7 @@ class SnipTTAModel(DetTTAModel):
             best = int(err.argmin())
             if err[best] > 0.02:
                 vh, vw = view_shape
-                raise ValueError(
+                raise UserInputError(
                     f'SnipTTAModel: a view of '
                     f'{meta.get("img_path") or "an image"} ({w}x{h}) was '
                     f'resized by {actual:.4f} to {vw}x{vh}, but the scales '
@@ -227,7 +228,7 @@ class SnipTTAModel(DetTTAModel):
             names = ' and '.join(
                 f'scales[{i}] ({self.scales[i].rule_text})'
                 for i in tied)
-            raise ValueError(
+            raise UserInputError(
                 f'{type(self).__name__}: tta_model.{names} resize '
                 f'{meta.get("img_path")} ({w}x{h}) alike, so their views '
                 'cannot be told apart by size, and the views are not in the '
@@ -292,7 +293,7 @@ class SnipTTAModel(DetTTAModel):
         rules = ', '.join(
             f'ResizeToScale(scale=dict({self.scales[i].rule_text}))'
             for i in missing)
-        raise ValueError(
+        raise UserInputError(
             f'{type(self).__name__}: the tta_pipeline gives '
             f'{len(views)} view(s) of {meta.get("img_path")}, none of '
             f'them resized to tta_model.{names}: that scale would never '

@@ -38,6 +38,8 @@ from mmdet.models.dense_heads import (DETRHead, GroundingDINOHead,
                                      YOLOXHead)
 from mmdet.models.roi_heads import SparseRoIHead
 
+from mmsnip.utils.checks import UserInputError
+
 NO_CAP = -1
 # What "no cap" becomes where the cap slices a list: dense heads take
 # ``results[:max_per_img]``, so -1 itself would drop the last detection.
@@ -103,7 +105,7 @@ def check_view_cap(module, max_per_img: Optional[int],
         return []
     if isinstance(max_per_img, bool) or not isinstance(max_per_img, int) \
             or not (max_per_img >= 1 or max_per_img == NO_CAP):
-        raise ValueError(
+        raise UserInputError(
             f'{owner}: view_max_per_img must be an int >= 1, -1 (no cap) '
             f'or None (the detector\'s own cap), got {max_per_img!r}')
     caps = detection_caps(module)
@@ -115,7 +117,7 @@ def check_view_cap(module, max_per_img: Optional[int],
         if never and max_per_img == NO_CAP:
             return caps  # nothing to lift
         if never:
-            raise ValueError(
+            raise UserInputError(
                 f'{owner}: view_max_per_img={max_per_img}, but '
                 f'{never[0]} has no per-image cap to replace (it keeps '
                 'every detection after NMS): set view_max_per_img=-1 or '
