@@ -95,7 +95,8 @@ def test_bad_test_time_model_settings_are_one_error_line(tiny_demo_root,
                                 osp.join(REPO_ROOT, SLICED_DEMO))
     for option, want in (
             ('tta_model.tta_cfg.nms.iou_threshold=2',
-             'tta_cfg.nms.iou_threshold must be a number in [0, 1]'),
+             'SlicedTTAModel: tta_model.tta_cfg.nms.iou_threshold must be '
+             'a number in [0, 1]'),
             ('tta_model.batch_size=0',
              'tta_model.batch_size must be an integer >= 1'),
             ('tta_model.full_image_factor=0.0001',

@@ -193,7 +193,8 @@ class AutoFocusTTAModel(BaseTTAModel):
             view_max_per_img=view_max_per_img)
         self.tta_cfg = ConfigDict(tta_cfg or dict(
             nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
-        self.merge_cfg = MergeConfig.from_dict(self.tta_cfg)
+        self.merge_cfg = MergeConfig.from_dict(self.tta_cfg,
+                                               owner=type(self).__name__)
 
     # The runner's settings, readable and settable here (tests and sweeps
     # change them on a built model).

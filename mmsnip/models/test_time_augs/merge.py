@@ -102,8 +102,20 @@ class MergeConfig:
     box_voting: Optional[BoxVoting] = None
 
     @classmethod
-    def from_dict(cls, cfg) -> 'MergeConfig':
-        """Validate a ``tta_cfg`` dict; errors name the offending key."""
+    def from_dict(cls, cfg, owner: Optional[str] = None) -> 'MergeConfig':
+        """Validate a ``tta_cfg`` dict; errors name the offending key
+        (``tta_cfg.nms.iou_threshold``), as a config entry of ``owner``
+        (``'{owner}: tta_model.tta_cfg...'``) when a test-time model
+        passes its name."""
+        try:
+            return cls._validated(cfg)
+        except UserInputError as e:
+            if owner is None:
+                raise
+            raise UserInputError(f'{owner}: tta_model.{e}') from None
+
+    @classmethod
+    def _validated(cls, cfg) -> 'MergeConfig':
         if isinstance(cfg, MergeConfig):
             return cfg
         if cfg is None:

@@ -100,7 +100,8 @@ class SlicedTTAModel(BaseTTAModel):
             full_image_factor
         self.tta_cfg = ConfigDict(tta_cfg or dict(
             nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
-        self.merge_cfg = MergeConfig.from_dict(self.tta_cfg)
+        self.merge_cfg = MergeConfig.from_dict(self.tta_cfg,
+                                               owner=type(self).__name__)
 
     def merge_preds(self, data_samples_list):  # pragma: no cover
         raise NotImplementedError('SlicedTTAModel merges its own tiles')

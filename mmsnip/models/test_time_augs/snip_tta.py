@@ -85,7 +85,8 @@ class SnipTTAModel(DetTTAModel):
                  view_max_per_img: Optional[int] = None, **kwargs):
         tta_cfg = ConfigDict(tta_cfg or dict(
             nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
-        merge_cfg = MergeConfig.from_dict(tta_cfg)  # fail early
+        merge_cfg = MergeConfig.from_dict(  # fail early
+            tta_cfg, owner=type(self).__name__)
         super().__init__(tta_cfg=tta_cfg, **kwargs)
         check_view_cap(self.module, view_max_per_img, type(self).__name__)
         self.view_max_per_img = view_max_per_img
