@@ -17,7 +17,8 @@ from mmengine import ConfigDict
 from mmengine.config import DictAction
 
 from mmdet.utils import setup_cache_size_limit_of_dynamo
-from mmsnip.engine import build_runner, refuse_chip_eval
+from mmsnip.engine import (build_runner, refuse_chip_eval,
+                           require_snip_runner)
 from mmsnip.utils import register_all_modules
 from mmsnip.utils.dist import setup_cpu_distributed
 from mmsnip.utils.fileio import check_input_file, check_output_file
@@ -116,6 +117,7 @@ def main():
     if args.tta:
         check_tta_config(cfg)
         apply_tta(cfg)
+    require_snip_runner(cfg, test=True)
 
     if args.out is not None:
         # before the test, not after it: a bad --out fails in a second

@@ -737,18 +737,35 @@ def build_runner(cfg: Config) -> Runner:
     return ROOT_RUNNERS.build(cfg)
 
 
-def require_snip_runner(cfg: Config) -> None:
-    """Refuse to train SNIP/SNIPER data with a runner that would not make
-    the labels scale-aware (called by ``tools/train.py``)."""
-    if not trains_on_chips(cfg):
+def require_snip_runner(cfg: Config, test: bool = False) -> None:
+    """Refuse a runner that would skip what mmsnip's data and test-time
+    models need: training SNIP/SNIPER data (``tools/train.py``, the
+    training benchmark: nothing would make the detector's labels
+    scale-aware), or, with ``test=True`` (``tools/test.py``), testing one
+    of mmsnip's test-time models (``cfg.model`` once ``--tta`` wrapped it:
+    a class with ``input_views``, whose smallest inputs
+    :meth:`SnipRunner.build_test_loop` runs the detector on before the
+    first image)."""
+    if type_in(dict(type=cfg.get('runner_type')), ('SnipRunner', ),
+               'RUNNERS'):
         return
-    if not type_in(dict(type=cfg.get('runner_type')), ('SnipRunner', ),
-                   'RUNNERS'):
-        raise UserInputError(
-            f'{cfg.filename or "the config"}: trains on SniperDataset / '
-            'SnipDataset data but runner_type is '
-            f'{cfg.get("runner_type", "Runner (the default)")!r}, so '
-            "nothing makes the detector's labels scale-aware: set "
-            "runner_type = 'mmsnip.engine.SnipRunner' (or inherit "
-            'configs/_base_/sniper/coco_chips.py or '
-            'configs/_base_/default_runtime.py)')
+    model = cfg.get('model')
+    model_cls = resolve_type(model.get('type'), 'MODELS') \
+        if isinstance(model, dict) else None
+    if not test and trains_on_chips(cfg):
+        what = ('trains on SniperDataset / SnipDataset data', "nothing "
+                "makes the detector's labels scale-aware")
+    elif test and hasattr(model_cls, 'input_views'):
+        what = (f'tests {model_cls.__name__} (tta_model)',
+                'the detector is not run on the smallest inputs '
+                f'{model_cls.__name__} feeds it before the first image, '
+                'and a checkpoint that does not fit the model is loaded '
+                'with a warning only')
+    else:
+        return
+    raise UserInputError(
+        f'{cfg.filename or "the config"}: {what[0]} but runner_type is '
+        f'{cfg.get("runner_type", "Runner (the default)")!r}, so '
+        f"{what[1]}: set runner_type = 'mmsnip.engine.SnipRunner' (or "
+        'inherit configs/_base_/sniper/coco_chips.py or '
+        'configs/_base_/default_runtime.py)')

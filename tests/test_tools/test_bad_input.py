@@ -89,7 +89,8 @@ def test_bad_test_time_model_settings_are_one_error_line(tiny_demo_root,
     """tools/test.py --tta with test-time model settings the model refuses,
     when it is built (tta_cfg, batch_size) and at the first image (a
     whole-image view under one pixel): one `error:` line each (was: a
-    traceback ending in the same message)."""
+    traceback ending in the same message). A runner that would not check
+    the test-time model's inputs (MMEngine's Runner) is refused too."""
     from conftest import REPO_ROOT, tiny_checkpoint
     cfg, ckpt = tiny_checkpoint(tiny_demo_root, tmp_path,
                                 osp.join(REPO_ROOT, SLICED_DEMO))
@@ -100,7 +101,9 @@ def test_bad_test_time_model_settings_are_one_error_line(tiny_demo_root,
             ('tta_model.batch_size=0',
              'tta_model.batch_size must be an integer >= 1'),
             ('tta_model.full_image_factor=0.0001',
-             'to under one pixel per side')):
+             'to under one pixel per side'),
+            ('runner_type=Runner',
+             "tests SlicedTTAModel (tta_model) but runner_type is 'Runner'")):
         proc = run_tool(['tools/test.py', cfg, ckpt, '--tta',
                          '--work-dir', str(tmp_path / 'w'),
                          '--cfg-options', option], check=False)
