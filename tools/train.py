@@ -18,7 +18,7 @@ from mmsnip.engine import (build_runner, refuse_chip_eval,
 from mmsnip.utils import register_all_modules
 from mmsnip.utils.dist import setup_cpu_distributed
 from mmsnip.utils.preflight import (check_amp_device, check_chip_cfgs,
-                                    check_data_paths,
+                                    check_data_paths, check_load_from,
                                     check_num_classes, explain_failure,
                                     load_config, run_cli)
 
@@ -113,6 +113,8 @@ def main():
     keys = ['train_dataloader']
     if cfg.get('val_cfg'):
         keys.append('val_dataloader')
+    check_load_from(cfg, '--resume' if args.resume not in (None, 'auto')
+                    else None)
     check_chip_cfgs(cfg, keys)
     check_num_classes(cfg, keys)
     check_amp_device(cfg)

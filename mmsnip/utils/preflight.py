@@ -213,6 +213,26 @@ def check_data_paths(cfg: Config, keys=DATALOADER_KEYS,
         check_annotations(cfg, keys)
 
 
+def check_load_from(cfg: Config, flag: Optional[str] = None) -> None:
+    """Raise :class:`UserInputError` when ``cfg.load_from`` (the checkpoint
+    to resume from or to initialise with) is a local path that is not a
+    file. URLs and storage-backend paths (``scheme://...``) are left to
+    the runner. A run without ``load_from`` (auto-resume: the work
+    folder's latest checkpoint, if any) passes.
+
+    Args:
+        cfg (Config): A full config.
+        flag (str, optional): The command-line option that set it (e.g.
+            ``'--resume'``), named in the message; else ``load_from``.
+    """
+    path = cfg.get('load_from')
+    if not path or not isinstance(path, str) or '://' in path:
+        return
+    from .fileio import check_input_file
+    check_input_file(osp.expanduser(path), f'{flag or "load_from"} '
+                     'checkpoint')
+
+
 # The tools read image headers before a run only up to this many images
 # (a few seconds); above it, `tools/check_dataset.py CONFIG` reads them all.
 PREFLIGHT_MAX_IMAGES = 5000

@@ -78,3 +78,19 @@ def test_bad_chip_cfg_values_are_one_error_line(tiny_demo_root, tmp_path):
                         check=False)
         line = _single_error_line(proc)
         assert f'{entry}: ' in line and want in line, line
+
+
+def test_missing_resume_or_load_from_checkpoint(tiny_demo_root, tmp_path):
+    """A `--resume` or `load_from` checkpoint that does not exist (a typo)
+    is one error line before anything is built (was: a FileNotFoundError
+    traceback after the chip table and the model were built)."""
+    cfg = tiny_config(tiny_demo_root, str(tmp_path / 'w'),
+                      str(tmp_path / 'cfg.py'), base=SNIPER_DEMO)
+    for args, what in (
+            (['--resume', str(tmp_path / 'none.pth')], '--resume'),
+            (['--cfg-options', f'load_from={tmp_path}'], 'load_from')):
+        proc = run_tool(['tools/train.py', cfg] + args, check=False)
+        line = _single_error_line(proc)
+        assert line.startswith(f'error: {what} checkpoint "{tmp_path}'), \
+            line
+        assert 'SniperDataset:' not in proc.stdout + proc.stderr
