@@ -11,6 +11,7 @@ training. With ``--config``, only the categories its training keeps
 (``metainfo.classes``) are drawn and make chips.
 """
 import os.path as osp
+import re
 
 import cv2
 import numpy as np
@@ -29,6 +30,27 @@ VALID, INVALID, CROWD = (60, 200, 60), (150, 150, 150), (40, 40, 230)
 POSITIVE, NEGATIVE = (230, 120, 30), (0, 150, 255)
 
 
+def image_id(text: str):
+    """An ``--image-ids`` value: an int for an integer, else the string
+    (COCO files of string ids: file names, VOC-style stems)."""
+    return int(text) if re.fullmatch(r'[+-]?[0-9]+', text) else text
+
+
+def picture_name(img_id, used: set) -> str:
+    """``chips_<id>.png`` for an image, its id made a plain file name
+    (characters other than letters, digits, ``.``, ``_``, ``-``
+    replaced by ``_``: string ids may hold folders), and ``_2``, ``_3``,
+    ... added if another image of the run has the name; added to
+    ``used``."""
+    stem = 'chips_' + re.sub(r'[^A-Za-z0-9._-]', '_', str(img_id))
+    name, n = stem + '.png', 1
+    while name in used:
+        n += 1
+        name = f'{stem}_{n}.png'
+    used.add(name)
+    return name
+
+
 def parse_args(argv=None):
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('ann_file')
@@ -37,7 +59,9 @@ def parse_args(argv=None):
     source.add_argument('--config')
     source.add_argument('--paper-defaults', action='store_true')
     parser.add_argument('--proposals')
-    parser.add_argument('--image-ids', type=int, nargs='*')
+    parser.add_argument('--image-ids', type=image_id, nargs='*',
+                        help='ids of the images to draw (integers, or the '
+                        "file's string ids)")
     parser.add_argument('--num', type=positive_int, default=4)
     parser.add_argument('--panel-size', type=number(int, 32), default=480,
                         help='longer side of each panel, px')
@@ -132,17 +156,20 @@ def main():
     by_image = annotations_by_image(coco, classes)
     images = coco['images']
     if args.image_ids:
-        ids = {i['id'] for i in images}
-        unknown = [i for i in args.image_ids if i not in ids]
+        # an integer given finds the id 7 or "7" (ids are unique per file)
+        ids = {str(i['id']) for i in images}
+        wanted = {str(i) for i in args.image_ids}
+        unknown = [i for i in args.image_ids if str(i) not in ids]
         if unknown:
             raise UserInputError(
                 f'--image-ids {unknown} not in "{args.ann_file}" '
                 f'({len(ids)} images)')
-        images = [i for i in images if i['id'] in set(args.image_ids)]
+        images = [i for i in images if str(i['id']) in wanted]
     # decode as the config's loader does (EXIF orientation or not)
     flags = cv2.IMREAD_COLOR if source is None or \
         source.apply_orientation else \
         cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    used = set()
     for info in images[:args.num if not args.image_ids else None]:
         path = osp.join(args.img_dir, info['file_name'])
         img = cv2.imread(path, flags)
@@ -155,7 +182,7 @@ def main():
         props = proposals[info['id']] if proposals else None
         canvas = draw_image_chips(img, boxes, crowd, cfg, props,
                                   args.panel_size)
-        out = osp.join(args.out_dir, f'chips_{info["id"]}.png')
+        out = osp.join(args.out_dir, picture_name(info['id'], used))
         write_image(out, canvas)
         print(out)
 

@@ -197,6 +197,46 @@ def test_browse_chips_refuses_an_image_of_another_size(tiny_demo_root,
                             dict(id=1, width=20.0, height=30), 'a.jpg')
 
 
+def test_browse_chips_takes_string_image_ids(tiny_demo_root, tmp_path):
+    """COCO files whose image ids are strings (file names with folders,
+    as some converters write them): --image-ids takes them, and each
+    picture gets a file name of its own. Was: `--image-ids` refused any
+    id that is not an integer, and `chips_set/a.jpg.png` could not be
+    written (no folder "set"): one error line after the first drawing."""
+    ann = osp.join(tiny_demo_root, 'annotations', 'instances_train.json')
+    with open(ann) as f:
+        data = json.load(f)
+    ids = {img['id']: f'set/{img["file_name"]}' for img in data['images']}
+    for img in data['images']:
+        img['id'] = ids[img['id']]
+    for a in data['annotations']:
+        a['image_id'] = ids[a['image_id']]
+    # another image whose id is the first one's made safe for a file name
+    twin = dict(data['images'][1], id=f'set_{data["images"][0]["file_name"]}')
+    data['images'].append(twin)
+    named = str(tmp_path / 'named.json')
+    with open(named, 'w') as f:
+        json.dump(data, f)
+    first = data['images'][0]['id']
+    out = tmp_path / 'vis'
+    proc = run_tool([
+        'tools/browse_chips.py', named, osp.join(tiny_demo_root, 'train'),
+        '--config', SNIPER_CFG, '--image-ids', first, twin['id'],
+        '--out-dir', str(out)], check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    written = proc.stdout.split()
+    assert len(written) == len(set(written)) == 2
+    assert sorted(osp.basename(p) for p in written) == sorted(
+        p.name for p in out.glob('*.png'))
+    assert osp.dirname(written[0]) == str(out)
+    proc = run_tool([
+        'tools/browse_chips.py', named, osp.join(tiny_demo_root, 'train'),
+        '--config', SNIPER_CFG, '--image-ids', '7', '--out-dir',
+        str(out)], check=False)
+    assert proc.returncode == 2 and "error: --image-ids [7] not in" in \
+        proc.stderr, proc.stderr[-2000:]
+
+
 def test_benchmark_chips_tiny_run(tmp_path):
     out = str(tmp_path / 'bench.json')
     proc = run_tool(['tools/benchmark_chips.py', '--num-images', '20',
