@@ -1188,6 +1188,30 @@ def looks_like_mmdet_dump(data) -> bool:
     return True
 
 
+def mmdet2_list_hint(data) -> str:
+    """A sentence for an error about ``data`` (an unpickled object) that
+    looks like an MMDetection 2.x proposal file (``tools/test.py --out``
+    of an RPN: a list of ``(P, 5)`` arrays, one per image in the order of
+    the dataset that wrote it, no image ids or file names), else ``''``.
+    Such a file cannot be converted safely: nothing in it says which
+    image an array belongs to."""
+    if not isinstance(data, (list, tuple)) or not data:
+        return ''
+    for entry in data[:3]:
+        shape = getattr(entry, 'shape', None)
+        if shape is None or len(shape) != 2 or shape[1] not in (4, 5):
+            return ''
+    return (f': it holds a list of {len(data)} arrays, like an '
+            'MMDetection 2.x proposal file (one (P, 5) array per image, '
+            'in the order of the dataset that wrote it, without image ids '
+            'or file names), so which image each array belongs to is not '
+            'recorded and it cannot be converted safely. Mine the '
+            'proposals with tools/mine_proposals.py, or dump them with '
+            "MMDetection 3.x's DumpProposals metric and convert that: "
+            'tools/misc/convert_proposals.py SRC DST --from-mmdet '
+            '--ann-file ANN --img-prefix PREFIX --num-scales S')
+
+
 def _load_legacy(path: str) -> tuple:
     """``(LegacyProposals, num_scales)`` of a version-1 pickle, every
     entry checked (:func:`proposal_array`).
@@ -1207,7 +1231,7 @@ def _load_legacy(path: str) -> tuple:
                 '({file_name: InstanceData(bboxes, scores)}); convert it: '
                 'tools/misc/convert_proposals.py SRC DST --from-mmdet '
                 '--ann-file ANN --img-prefix PREFIX --num-scales S'
-                if looks_like_mmdet_dump(data) else ''))
+                if looks_like_mmdet_dump(data) else mmdet2_list_hint(data)))
     bad = f'proposal file "{path}" (legacy version 1) is damaged:'
     num_scales = data.get('num_scales')
     if not is_integer(num_scales) or num_scales < 1:
