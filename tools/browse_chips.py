@@ -151,8 +151,9 @@ def main():
     source = None if config is None else training_source(config)
     coco, classes = coco_for_config(args.ann_file, source,
                                     BOX_IMAGE_FIELDS + ('file_name', ))
-    proposals = load_coco_proposals(args.proposals, coco, len(
-        cfg.scales)) if args.proposals else None
+    proposals = load_coco_proposals(
+        args.proposals, coco, len(cfg.scales),
+        scales=cfg.scales) if args.proposals else None
     by_image = annotations_by_image(coco, classes)
     images = coco['images']
     if args.image_ids:

@@ -37,6 +37,39 @@ def test_export_chips_with_negatives(tiny_demo_root, tmp_path):
     assert all(len(c['box']) == 4 for c in chips)
 
 
+def test_tools_refuse_proposals_mined_for_other_scales(tiny_demo_root,
+                                                      tmp_path):
+    """export_chips.py and browse_chips.py refuse a proposal file mined for
+    other chip scales than the config's, as training does (was: accepted,
+    its rows of each scale used at another scale, so the exported or drawn
+    negative chips were not training's, without a word)."""
+    from mmsnip.chips import ChipConfig
+    ann = osp.join(tiny_demo_root, 'annotations', 'instances_train.json')
+    with open(ann) as f:
+        images = json.load(f)['images']
+    mined = ChipConfig.from_dict(dict(scales=[
+        dict(max_side=512, valid_range=(100, None)),
+        dict(factor=1.5, valid_range=(32, 160)),  # the config: 1.0
+        dict(factor=2.0, valid_range=(0, 48))]))
+    row = np.array([[0, 0, 20, 20, 1.0]])
+    prop_file = str(tmp_path / 'props.pkl')
+    save_proposals(prop_file, {img['id']: [row] * 3 for img in images},
+                   num_scales=3, scales=mined.scales)
+    for tool, args in (
+            ('tools/export_chips.py', ['--out', str(tmp_path / 'c.json')]),
+            ('tools/browse_chips.py', [osp.join(tiny_demo_root, 'train'),
+                                       '--out-dir', str(tmp_path / 'v')])):
+        proc = run_tool([tool, ann, '--config', SNIPER_CFG, '--proposals',
+                         prop_file] + args, check=False)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert proc.stderr.startswith(
+            f'error: proposal file "{prop_file}" was mined for chip_cfg.'
+            'scales[1] factor=1.5, the chip config has factor=1.0'), \
+            proc.stderr[-2000:]
+    assert not osp.exists(tmp_path / 'c.json')
+    assert not list((tmp_path / 'v').glob('*.png'))
+
+
 def test_export_chips_bad_input(tmp_path):
     bad = tmp_path / 'bad.json'
     bad.write_text('{"images": [')
