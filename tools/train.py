@@ -113,12 +113,12 @@ def main():
     keys = ['train_dataloader']
     if cfg.get('val_cfg'):
         keys.append('val_dataloader')
-    check_load_from(cfg, '--resume' if args.resume not in (None, 'auto')
-                    else None)
     check_chip_cfgs(cfg, keys)
     check_num_classes(cfg, keys)
     check_amp_device(cfg)
     check_data_paths(cfg, keys)
+    check_load_from(cfg, '--resume' if args.resume not in (None, 'auto')
+                    else None)
     require_snip_runner(cfg)
     refuse_chip_eval(cfg, keys)
 

@@ -322,9 +322,6 @@ def mine_proposals(cfg: Config,
     chip_cfg = ChipConfig.from_dict(dict(sniper.chip_cfg))
     dataset = DATASETS.build(sniper.dataset)
     dataset.full_init()
-    # the chip dataset's own loader (EXIF orientation, colour type and
-    # backend as in training)
-    load = _image_loader(sniper)
     ids, paths = [], []
     for i in range(len(dataset)):
         info = dataset.get_data_info(i)
@@ -332,6 +329,9 @@ def mine_proposals(cfg: Config,
         paths.append(info['img_path'])
     # One entry per img_id: two images of one id would share it.
     check_image_ids(ids, paths, 'mine_proposals')
+    # the chip dataset's own loader (EXIF orientation, colour type and
+    # backend as in training)
+    load = _image_loader(sniper)
 
     model = MODELS.build(cfg.model)
     if getattr(model, 'rpn_head', None) is None:
