@@ -28,6 +28,8 @@ from mmsnip.utils.preflight import (UserInputError, chip_config_of,
 
 VALID, INVALID, CROWD = (60, 200, 60), (150, 150, 150), (40, 40, 230)
 POSITIVE, NEGATIVE = (230, 120, 30), (0, 150, 255)
+# Height of the strip above each panel that names its scale, px.
+LABEL_HEIGHT = 18
 
 
 def image_id(text: str):
@@ -70,18 +72,25 @@ def parse_args(argv=None):
 
 
 def draw_scale_panel(img, boxes, crowd, cfg, s, positive, negative, size):
-    """One scale: boxes coloured by validity, chips of that scale."""
+    """One scale: a label strip above the image (longer side ``size`` px,
+    each side at least 1 px) with its boxes coloured by validity and the
+    chips of that scale; ``(LABEL_HEIGHT + h, max(w, label width), 3)``
+    uint8 BGR."""
     spec = cfg.scales[s]
-    scale = size / max(img.shape[:2])
-    panel = cv2.resize(img, None, fx=scale, fy=scale,
-                       interpolation=cv2.INTER_AREA)
+    img_h, img_w = img.shape[:2]
+    scale = size / max(img_h, img_w)
+    # a panorama strip (8000 x 6 px) keeps a row of pixels
+    out_w = max(1, int(round(img_w * scale)))
+    out_h = max(1, int(round(img_h * scale)))
+    panel = cv2.resize(img, (out_w, out_h), interpolation=cv2.INTER_AREA)
+    to_panel = np.array([out_w / img_w, out_h / img_h] * 2)
     valid = in_range(box_sizes(boxes), spec.valid_range)
-    for box, ok, is_crowd in zip(boxes * scale, valid, crowd):
+    for box, ok, is_crowd in zip(boxes * to_panel, valid, crowd):
         color = CROWD if is_crowd else VALID if ok else INVALID
         x1, y1, x2, y2 = box.round().astype(int)
         cv2.rectangle(panel, (x1, y1), (x2, y2), color, 1)
     for chips, color in ((positive, POSITIVE), (negative, NEGATIVE)):
-        for box in chips.boxes[chips.scale_index == s] * scale:
+        for box in chips.boxes[chips.scale_index == s] * to_panel:
             x1, y1, x2, y2 = box.round().astype(int)
             cv2.rectangle(panel, (x1, y1), (x2 - 1, y2 - 1), color, 2)
     hi = 'inf' if np.isinf(spec.valid_range[1]) else \
@@ -90,10 +99,15 @@ def draw_scale_panel(img, boxes, crowd, cfg, s, positive, negative, size):
             f'max side {spec.max_side:g}' if spec.max_side else
             f'short/max {spec.short_max}')
     label = f'scale {s}: {rule}, valid ({spec.valid_range[0]:g}, {hi}) px'
-    cv2.rectangle(panel, (0, 0), (panel.shape[1], 18), (255, 255, 255), -1)
-    cv2.putText(panel, label, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42,
+    (text_w, _), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.42,
+                                     1)
+    width = max(out_w, text_w + 8)
+    strip = np.full((LABEL_HEIGHT, width, 3), 255, np.uint8)
+    cv2.putText(strip, label, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42,
                 (0, 0, 0), 1, cv2.LINE_AA)
-    return panel
+    panel = cv2.copyMakeBorder(panel, 0, 0, 0, width - out_w,
+                               cv2.BORDER_CONSTANT, value=(255, 255, 255))
+    return np.vstack([strip, panel])
 
 
 def draw_image_chips(img, boxes, crowd, cfg, proposals=None, size=480):

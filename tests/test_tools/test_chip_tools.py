@@ -270,6 +270,28 @@ def test_browse_chips_takes_string_image_ids(tiny_demo_root, tmp_path):
         proc.stderr, proc.stderr[-2000:]
 
 
+@pytest.mark.parametrize('shape', [(6, 8000), (8000, 6), (300, 8000),
+                                   (40, 50)])
+def test_browse_chips_draws_thin_and_small_images(shape):
+    """A panorama strip (8000 x 6 px) is drawn, not a cv2 assertion: every
+    panel is at least one pixel on each side, and the scale label sits in
+    a strip of its own above the image (was: `cv2.error: !dsize.empty()`
+    when a side scaled under half a pixel; the label covered the top 18
+    panel pixels, a thin image wholly)."""
+    from mmsnip.chips import ChipConfig
+    tool = load_tool('tools/browse_chips.py')
+    h, w = shape
+    boxes = np.array([[0, 0, min(w, 30), min(h, 5)]], np.float64)
+    img = np.full((h, w, 3), 100, np.uint8)
+    cfg = ChipConfig.paper_coco()
+    canvas = tool.draw_image_chips(img, boxes, np.zeros(1, bool), cfg,
+                                   None, 480)
+    assert canvas.ndim == 3 and canvas.dtype == np.uint8
+    assert canvas.shape[0] > tool.LABEL_HEIGHT
+    # below the label strip, the image's own pixels are drawn
+    assert (canvas[tool.LABEL_HEIGHT:] == 100).any()
+
+
 def test_benchmark_chips_tiny_run(tmp_path):
     out = str(tmp_path / 'bench.json')
     proc = run_tool(['tools/benchmark_chips.py', '--num-images', '20',
