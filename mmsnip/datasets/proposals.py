@@ -1212,6 +1212,31 @@ def mmdet2_list_hint(data) -> str:
             '--ann-file ANN --img-prefix PREFIX --num-scales S')
 
 
+def mining_shard_hint(path: str, data=None) -> str:
+    """A sentence for an error about ``path`` when it is the shard folder
+    of an unfinished ``tools/mine_proposals.py`` run (``OUT.pkl.parts``)
+    or, given its unpickled ``data``, one of its shards (a dict ``img_id
+    -> [(P, 5) array per scale]`` without the file's ``format``), else
+    ``''``: the way to the proposal file is to finish the run."""
+    path = path.rstrip('/\\')
+    folder = path if data is None else osp.dirname(path)
+    if data is not None:
+        if not isinstance(data, dict) or not data or 'format' in data:
+            return ''
+        for _, value in zip(range(3), data.values()):
+            if not isinstance(value, (list, tuple)) or not all(
+                    getattr(a, 'ndim', 0) == 2 for a in value):
+                return ''
+    elif not path.endswith('.parts'):
+        return ''
+    out = folder[:-len('.parts')] if folder.endswith('.parts') else 'OUT'
+    return (': it looks like a shard of an unfinished '
+            'tools/mine_proposals.py run (OUT.pkl.parts/rank*.pkl, merged '
+            'into OUT.pkl only when every image is mined): run the same '
+            'mine_proposals command again: it resumes from the shards in '
+            f'"{out}.parts" and merges them into "{out}", the proposal file')
+
+
 def _load_legacy(path: str) -> tuple:
     """``(LegacyProposals, num_scales)`` of a version-1 pickle, every
     entry checked (:func:`proposal_array`).
@@ -1231,7 +1256,8 @@ def _load_legacy(path: str) -> tuple:
                 '({file_name: InstanceData(bboxes, scores)}); convert it: '
                 'tools/misc/convert_proposals.py SRC DST --from-mmdet '
                 '--ann-file ANN --img-prefix PREFIX --num-scales S'
-                if looks_like_mmdet_dump(data) else mmdet2_list_hint(data)))
+                if looks_like_mmdet_dump(data) else mmdet2_list_hint(data)
+                or mining_shard_hint(path, data)))
     bad = f'proposal file "{path}" (legacy version 1) is damaged:'
     num_scales = data.get('num_scales')
     if not is_integer(num_scales) or num_scales < 1:
@@ -1268,6 +1294,9 @@ def open_proposals(path: str):
         that changes with the content (the compact file's ``content_id``;
         for a pickle, the sha256 of its bytes).
     """
+    if osp.isdir(path):
+        raise ValueError(f'proposal file "{path}" is a folder, not a file'
+                         + mining_shard_hint(path))
     if not osp.isfile(path):
         raise FileNotFoundError(f'proposal file "{path}" does not exist')
     if not is_legacy_file(path):
