@@ -46,8 +46,8 @@ def check_decoded_size(results: dict) -> None:
         ImageSizeError: Naming the image, both sizes and the fix (width and
             height swapped: the EXIF orientation the loader applied).
     """
-    ori_h, ori_w = tuple(results.get('ori_shape',
-                                     results['img'].shape))[:2]
+    ori = results.get('ori_shape')
+    ori_h, ori_w = tuple(results['img'].shape if ori is None else ori)[:2]
     annotated = (results.get('height'), results.get('width'))
     if None in annotated or annotated == (ori_h, ori_w):
         return
