@@ -1319,6 +1319,50 @@ def _same_scale(recorded: dict, spec) -> bool:
         recorded.get('value') == mine['value']
 
 
+def check_proposal_scales(path: str, props, file_scales: int,
+                          num_scales: int,
+                          scales: Optional[Sequence] = None) -> None:
+    """Errors naming ``path`` for a file of another chip config: another
+    number of scales, or (when the file records them and ``scales`` is
+    given) other scales than recorded. The part of
+    :func:`check_proposals` that needs no dataset: ``tools/train.py``
+    runs it before building anything
+    (:func:`mmsnip.utils.preflight.check_proposal_files`).
+
+    Args:
+        path (str): The file (for messages).
+        props (Mapping): Its proposals (:func:`open_proposals`).
+        file_scales (int): Its number of scales.
+        num_scales (int): Scales of the chip config.
+        scales (Sequence[ScaleSpec], optional): The chip config's scales.
+
+    Raises:
+        ValueError: Naming the file, the scale and the fix.
+    """
+    if file_scales != num_scales:
+        raise ValueError(
+            f'proposal file "{path}" has proposals for {file_scales} '
+            f'scales, the chip config has {num_scales}. Fix: mine them '
+            'with this chip config (tools/mine_proposals.py); a file '
+            'converted from an mmdet dump: convert it again with '
+            f'--num-scales {num_scales}')
+    recorded = getattr(props, 'scales', None)
+    if recorded is not None and scales is not None:
+        for s, (rec, spec) in enumerate(zip(recorded, scales)):
+            if not _same_scale(rec, spec):
+                mine = scale_record([spec])[0]
+                raise ValueError(
+                    f'proposal file "{path}" was mined for chip_cfg.scales'
+                    f'[{s}] {rec.get("rule")}={rec.get("value")!r}, the '
+                    f'chip config has {mine["rule"]}={mine["value"]!r} '
+                    '(scales in another order, or changed): its rows of '
+                    'each scale would be used at another scale. Fix: mine '
+                    'the proposals again with this chip config '
+                    '(tools/mine_proposals.py), or use the config they '
+                    'were mined with; to use them anyway, drop the record: '
+                    'tools/misc/convert_proposals.py SRC DST --drop-scales')
+
+
 def check_proposals(path: str, props, file_scales, img_ids: Sequence,
                     num_scales: int, img_paths: Optional[Sequence] = None,
                     scales: Optional[Sequence] = None) -> None:
@@ -1344,28 +1388,7 @@ def check_proposals(path: str, props, file_scales, img_ids: Sequence,
             find one entry (``'5'`` and ``'05'`` in a file of integer
             ids), an id of two images.
     """
-    if file_scales != num_scales:
-        raise ValueError(
-            f'proposal file "{path}" has proposals for {file_scales} '
-            f'scales, the chip config has {num_scales}. Fix: mine them '
-            'with this chip config (tools/mine_proposals.py); a file '
-            'converted from an mmdet dump: convert it again with '
-            f'--num-scales {num_scales}')
-    recorded = getattr(props, 'scales', None)
-    if recorded is not None and scales is not None:
-        for s, (rec, spec) in enumerate(zip(recorded, scales)):
-            if not _same_scale(rec, spec):
-                mine = scale_record([spec])[0]
-                raise ValueError(
-                    f'proposal file "{path}" was mined for chip_cfg.scales'
-                    f'[{s}] {rec.get("rule")}={rec.get("value")!r}, the '
-                    f'chip config has {mine["rule"]}={mine["value"]!r} '
-                    '(scales in another order, or changed): its rows of '
-                    'each scale would be used at another scale. Fix: mine '
-                    'the proposals again with this chip config '
-                    '(tools/mine_proposals.py), or use the config they '
-                    'were mined with; to use them anyway, drop the record: '
-                    'tools/misc/convert_proposals.py SRC DST --drop-scales')
+    check_proposal_scales(path, props, file_scales, num_scales, scales)
     if img_paths is not None:
         check_image_ids(img_ids, img_paths, f'proposal file "{path}"')
     missing = [i for i in img_ids if i not in props]
