@@ -11,6 +11,7 @@ training. With ``--config``, only the categories its training keeps
 (``metainfo.classes``) are drawn and make chips.
 """
 import os.path as osp
+import re
 
 import cv2
 import numpy as np
@@ -27,6 +28,29 @@ from mmsnip.utils.preflight import (UserInputError, chip_config_of,
 
 VALID, INVALID, CROWD = (60, 200, 60), (150, 150, 150), (40, 40, 230)
 POSITIVE, NEGATIVE = (230, 120, 30), (0, 150, 255)
+# Height of the strip above each panel that names its scale, px.
+LABEL_HEIGHT = 18
+
+
+def image_id(text: str):
+    """An ``--image-ids`` value: an int for an integer, else the string
+    (COCO files of string ids: file names, VOC-style stems)."""
+    return int(text) if re.fullmatch(r'[+-]?[0-9]+', text) else text
+
+
+def picture_name(img_id, used: set) -> str:
+    """``chips_<id>.png`` for an image, its id made a plain file name
+    (characters other than letters, digits, ``.``, ``_``, ``-``
+    replaced by ``_``: string ids may hold folders), and ``_2``, ``_3``,
+    ... added if another image of the run has the name; added to
+    ``used``."""
+    stem = 'chips_' + re.sub(r'[^A-Za-z0-9._-]', '_', str(img_id))
+    name, n = stem + '.png', 1
+    while name in used:
+        n += 1
+        name = f'{stem}_{n}.png'
+    used.add(name)
+    return name
 
 
 def parse_args(argv=None):
@@ -37,7 +61,9 @@ def parse_args(argv=None):
     source.add_argument('--config')
     source.add_argument('--paper-defaults', action='store_true')
     parser.add_argument('--proposals')
-    parser.add_argument('--image-ids', type=int, nargs='*')
+    parser.add_argument('--image-ids', type=image_id, nargs='*',
+                        help='ids of the images to draw (integers, or the '
+                        "file's string ids)")
     parser.add_argument('--num', type=positive_int, default=4)
     parser.add_argument('--panel-size', type=number(int, 32), default=480,
                         help='longer side of each panel, px')
@@ -46,18 +72,25 @@ def parse_args(argv=None):
 
 
 def draw_scale_panel(img, boxes, crowd, cfg, s, positive, negative, size):
-    """One scale: boxes coloured by validity, chips of that scale."""
+    """One scale: a label strip above the image (longer side ``size`` px,
+    each side at least 1 px) with its boxes coloured by validity and the
+    chips of that scale; ``(LABEL_HEIGHT + h, max(w, label width), 3)``
+    uint8 BGR."""
     spec = cfg.scales[s]
-    scale = size / max(img.shape[:2])
-    panel = cv2.resize(img, None, fx=scale, fy=scale,
-                       interpolation=cv2.INTER_AREA)
+    img_h, img_w = img.shape[:2]
+    scale = size / max(img_h, img_w)
+    # a panorama strip (8000 x 6 px) keeps a row of pixels
+    out_w = max(1, int(round(img_w * scale)))
+    out_h = max(1, int(round(img_h * scale)))
+    panel = cv2.resize(img, (out_w, out_h), interpolation=cv2.INTER_AREA)
+    to_panel = np.array([out_w / img_w, out_h / img_h] * 2)
     valid = in_range(box_sizes(boxes), spec.valid_range)
-    for box, ok, is_crowd in zip(boxes * scale, valid, crowd):
+    for box, ok, is_crowd in zip(boxes * to_panel, valid, crowd):
         color = CROWD if is_crowd else VALID if ok else INVALID
         x1, y1, x2, y2 = box.round().astype(int)
         cv2.rectangle(panel, (x1, y1), (x2, y2), color, 1)
     for chips, color in ((positive, POSITIVE), (negative, NEGATIVE)):
-        for box in chips.boxes[chips.scale_index == s] * scale:
+        for box in chips.boxes[chips.scale_index == s] * to_panel:
             x1, y1, x2, y2 = box.round().astype(int)
             cv2.rectangle(panel, (x1, y1), (x2 - 1, y2 - 1), color, 2)
     hi = 'inf' if np.isinf(spec.valid_range[1]) else \
@@ -66,10 +99,15 @@ def draw_scale_panel(img, boxes, crowd, cfg, s, positive, negative, size):
             f'max side {spec.max_side:g}' if spec.max_side else
             f'short/max {spec.short_max}')
     label = f'scale {s}: {rule}, valid ({spec.valid_range[0]:g}, {hi}) px'
-    cv2.rectangle(panel, (0, 0), (panel.shape[1], 18), (255, 255, 255), -1)
-    cv2.putText(panel, label, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42,
+    (text_w, _), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.42,
+                                     1)
+    width = max(out_w, text_w + 8)
+    strip = np.full((LABEL_HEIGHT, width, 3), 255, np.uint8)
+    cv2.putText(strip, label, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42,
                 (0, 0, 0), 1, cv2.LINE_AA)
-    return panel
+    panel = cv2.copyMakeBorder(panel, 0, 0, 0, width - out_w,
+                               cv2.BORDER_CONSTANT, value=(255, 255, 255))
+    return np.vstack([strip, panel])
 
 
 def draw_image_chips(img, boxes, crowd, cfg, proposals=None, size=480):
@@ -127,22 +165,26 @@ def main():
     source = None if config is None else training_source(config)
     coco, classes = coco_for_config(args.ann_file, source,
                                     BOX_IMAGE_FIELDS + ('file_name', ))
-    proposals = load_coco_proposals(args.proposals, coco, len(
-        cfg.scales)) if args.proposals else None
+    proposals = load_coco_proposals(
+        args.proposals, coco, len(cfg.scales),
+        scales=cfg.scales) if args.proposals else None
     by_image = annotations_by_image(coco, classes)
     images = coco['images']
     if args.image_ids:
-        ids = {i['id'] for i in images}
-        unknown = [i for i in args.image_ids if i not in ids]
+        # an integer given finds the id 7 or "7" (ids are unique per file)
+        ids = {str(i['id']) for i in images}
+        wanted = {str(i) for i in args.image_ids}
+        unknown = [i for i in args.image_ids if str(i) not in ids]
         if unknown:
             raise UserInputError(
                 f'--image-ids {unknown} not in "{args.ann_file}" '
                 f'({len(ids)} images)')
-        images = [i for i in images if i['id'] in set(args.image_ids)]
+        images = [i for i in images if str(i['id']) in wanted]
     # decode as the config's loader does (EXIF orientation or not)
     flags = cv2.IMREAD_COLOR if source is None or \
         source.apply_orientation else \
         cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    used = set()
     for info in images[:args.num if not args.image_ids else None]:
         path = osp.join(args.img_dir, info['file_name'])
         img = cv2.imread(path, flags)
@@ -155,7 +197,7 @@ def main():
         props = proposals[info['id']] if proposals else None
         canvas = draw_image_chips(img, boxes, crowd, cfg, props,
                                   args.panel_size)
-        out = osp.join(args.out_dir, f'chips_{info["id"]}.png')
+        out = osp.join(args.out_dir, picture_name(info['id'], used))
         write_image(out, canvas)
         print(out)
 

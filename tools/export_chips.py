@@ -130,8 +130,8 @@ def main():
     coco, classes = coco_for_config(
         args.ann_file, None if config is None else training_source(config))
     proposals: Optional[Mapping] = load_coco_proposals(
-        args.proposals, coco, len(full_cfg.scales)) if args.proposals \
-        else None
+        args.proposals, coco, len(full_cfg.scales),
+        scales=full_cfg.scales) if args.proposals else None
     by_image = annotations_by_image(coco, classes)
     num_other, other_ids = left_out_by_classes(coco, classes)
     k2 = float(cfg.chip_size)**2

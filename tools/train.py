@@ -18,9 +18,9 @@ from mmsnip.engine import (build_runner, refuse_chip_eval,
 from mmsnip.utils import register_all_modules
 from mmsnip.utils.dist import setup_cpu_distributed
 from mmsnip.utils.preflight import (check_amp_device, check_chip_cfgs,
-                                    check_data_paths,
-                                    check_num_classes, explain_failure,
-                                    load_config, run_cli)
+                                    check_data_paths, check_load_from,
+                                    check_num_classes, check_proposal_files,
+                                    explain_failure, load_config, run_cli)
 
 
 def parse_args(argv=None):
@@ -117,6 +117,9 @@ def main():
     check_num_classes(cfg, keys)
     check_amp_device(cfg)
     check_data_paths(cfg, keys)
+    check_proposal_files(cfg, keys)
+    check_load_from(cfg, '--resume' if args.resume not in (None, 'auto')
+                    else None)
     require_snip_runner(cfg)
     refuse_chip_eval(cfg, keys)
 

@@ -40,6 +40,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
+from mmcv.transforms import LoadImageFromFile
 from mmengine.config import Config
 from mmengine.dataset import Compose, pseudo_collate
 from mmengine.dist import barrier, get_dist_info
@@ -53,6 +54,7 @@ from mmsnip.datasets.proposal_pool import check_pool_iou, pool_proposals
 from mmsnip.datasets.proposals import (MissingProposalsError, ProposalFile,
                                        check_image_ids,
                                        write_proposal_groups)
+from mmsnip.datasets.transforms import ImageSizeError, check_decoded_size
 from mmsnip.registry import DATASETS, MODELS
 from mmsnip.utils.config_tree import type_in
 from mmsnip.utils.fileio import atomic_open
@@ -74,6 +76,25 @@ def _train_dataset_cfg(cfg: Config) -> dict:
 
 class MiningResumeError(ValueError):
     """``<out>.parts`` holds shards mined with other settings."""
+
+
+def _image_loader(sniper: dict) -> LoadImageFromFile:
+    """The image loader of the chip dataset's pipeline (its first
+    ``LoadImageFromFile`` or subclass), built: mining must see the pixels
+    training sees, in the frame of the annotation (a loader that ignores
+    EXIF orientation, another ``color_type`` or decoding backend).
+
+    Raises:
+        ValueError: The pipeline has no ``LoadImageFromFile``.
+    """
+    for transform in Compose(sniper.get('pipeline') or []).transforms:
+        if isinstance(transform, LoadImageFromFile):
+            return transform
+    raise ValueError(
+        'mine_proposals: train_dataloader.dataset.pipeline has no '
+        'LoadImageFromFile (or subclass), and mining decodes the images '
+        'with the loader training uses; put LoadImageFromFile first in '
+        'that pipeline')
 
 
 def _sha256(path: str) -> str:
@@ -308,6 +329,9 @@ def mine_proposals(cfg: Config,
         paths.append(info['img_path'])
     # One entry per img_id: two images of one id would share it.
     check_image_ids(ids, paths, 'mine_proposals')
+    # the chip dataset's own loader (EXIF orientation, colour type and
+    # backend as in training)
+    load = _image_loader(sniper)
 
     model = MODELS.build(cfg.model)
     if getattr(model, 'rpn_head', None) is None:
@@ -350,10 +374,9 @@ def mine_proposals(cfg: Config,
     rpn_cfg.max_per_img = num_per_scale
     rpn_cfg.nms = dict(type='nms', iou_threshold=nms_iou)
 
-    backend_args = sniper.dataset.get('backend_args')
+    # each image decoded once by `load`, then resized to every scale
     pipelines = [
         Compose([
-            dict(type='LoadImageFromFile', backend_args=backend_args),
             dict(type='ResizeToScale', scale=dataclasses.asdict(spec)),
             dict(type='PackDetInputs',
                  meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
@@ -380,10 +403,21 @@ def mine_proposals(cfg: Config,
     for n, idx in enumerate(todo):
         first = idx if first is None else first
         info = dataset.get_data_info(idx)
+        loaded = load(dict(info))
+        if loaded is None:  # LoadImageFromFile(ignore_empty=True)
+            raise ValueError(
+                f'mine_proposals: {info["img_path"]} (img_id '
+                f'{info["img_id"]}) could not be loaded (the loader '
+                'returned nothing: a missing or empty file); every image '
+                'needs proposals: fix or remove it')
+        try:
+            check_decoded_size(loaded)
+        except ImageSizeError as e:
+            raise ValueError(f'mine_proposals: {e}') from None
         per_scale = []
         for pipeline in pipelines:
             data = model.data_preprocessor(
-                pseudo_collate([pipeline(dict(info))]), False)
+                pseudo_collate([pipeline(dict(loaded))]), False)
             feats = model.extract_feat(data['inputs'])
             result = model.rpn_head.predict(
                 feats, data['data_samples'], rescale=True)[0]

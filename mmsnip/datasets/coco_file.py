@@ -317,7 +317,8 @@ def category_labels(coco: dict,
     }
 
 
-def load_coco_proposals(path: str, coco: dict, num_scales: int) -> Mapping:
+def load_coco_proposals(path: str, coco: dict, num_scales: int,
+                        scales: Optional[Sequence] = None) -> Mapping:
     """The proposals of a proposal file for every image of ``coco``.
 
     Args:
@@ -327,6 +328,11 @@ def load_coco_proposals(path: str, coco: dict, num_scales: int) -> Mapping:
             in the proposal file.
         num_scales (int): Scales of the chip config (the file must have as
             many).
+        scales (Sequence[ScaleSpec], optional): The chip config's scales:
+            a file that records other scales (mined for another chip
+            config, or its scales in another order) is refused, as
+            training refuses it (the tools pass them; None checks only
+            the number).
 
     Returns:
         Mapping: ``image id -> [(P, 5) array [x1, y1, x2, y2, score]
@@ -334,14 +340,15 @@ def load_coco_proposals(path: str, coco: dict, num_scales: int) -> Mapping:
 
     Raises:
         UserInputError: The file is missing, of another dataset, of
-            another number of scales, or damaged (a compact file's rows
-            are checked against its ``content_id``,
+            another number of scales or other recorded scales, or damaged
+            (a compact file's rows are checked against its
+            ``content_id``,
             :meth:`~mmsnip.datasets.proposals.ProposalFile.verify`); the
             message names the file.
     """
     from .proposals import load_proposals
     try:
         return load_proposals(path, [img['id'] for img in coco['images']],
-                              num_scales, verify=True)
+                              num_scales, verify=True, scales=scales)
     except (ValueError, FileNotFoundError) as e:
         raise UserInputError(str(e)) from e

@@ -42,8 +42,8 @@ from mmengine.structures import InstanceData
 from mmsnip.utils.checks import is_integer
 from .coco_file import load_coco
 from .proposals import (FORMAT, ProposalFile, image_id_array,
-                        is_legacy_file, proposal_array, read_pickle,
-                        write_proposal_groups)
+                        is_legacy_file, mmdet2_list_hint, proposal_array,
+                        read_pickle, write_proposal_groups)
 
 # Keys shown in an error at most.
 SHOW = 5
@@ -126,7 +126,8 @@ def read_mmdet_dump(path: str) -> dict:
     if not isinstance(data, dict):
         raise ValueError(f'{where} holds a {type(data).__name__}, not the '
                          'dict {file_name: InstanceData(bboxes, scores)} '
-                         'of mmdet\'s DumpProposals')
+                         'of mmdet\'s DumpProposals' +
+                         mmdet2_list_hint(data))
     bad = [k for k in data if not isinstance(k, str)]
     if bad:
         raise ValueError(f'{where}: key {bad[0]!r} is not a file name: '

@@ -1188,6 +1188,55 @@ def looks_like_mmdet_dump(data) -> bool:
     return True
 
 
+def mmdet2_list_hint(data) -> str:
+    """A sentence for an error about ``data`` (an unpickled object) that
+    looks like an MMDetection 2.x proposal file (``tools/test.py --out``
+    of an RPN: a list of ``(P, 5)`` arrays, one per image in the order of
+    the dataset that wrote it, no image ids or file names), else ``''``.
+    Such a file cannot be converted safely: nothing in it says which
+    image an array belongs to."""
+    if not isinstance(data, (list, tuple)) or not data:
+        return ''
+    for entry in data[:3]:
+        shape = getattr(entry, 'shape', None)
+        if shape is None or len(shape) != 2 or shape[1] not in (4, 5):
+            return ''
+    return (f': it holds a list of {len(data)} arrays, like an '
+            'MMDetection 2.x proposal file (one (P, 5) array per image, '
+            'in the order of the dataset that wrote it, without image ids '
+            'or file names), so which image each array belongs to is not '
+            'recorded and it cannot be converted safely. Mine the '
+            'proposals with tools/mine_proposals.py, or dump them with '
+            "MMDetection 3.x's DumpProposals metric and convert that: "
+            'tools/misc/convert_proposals.py SRC DST --from-mmdet '
+            '--ann-file ANN --img-prefix PREFIX --num-scales S')
+
+
+def mining_shard_hint(path: str, data=None) -> str:
+    """A sentence for an error about ``path`` when it is the shard folder
+    of an unfinished ``tools/mine_proposals.py`` run (``OUT.pkl.parts``)
+    or, given its unpickled ``data``, one of its shards (a dict ``img_id
+    -> [(P, 5) array per scale]`` without the file's ``format``), else
+    ``''``: the way to the proposal file is to finish the run."""
+    path = path.rstrip('/\\')
+    folder = path if data is None else osp.dirname(path)
+    if data is not None:
+        if not isinstance(data, dict) or not data or 'format' in data:
+            return ''
+        for _, value in zip(range(3), data.values()):
+            if not isinstance(value, (list, tuple)) or not all(
+                    getattr(a, 'ndim', 0) == 2 for a in value):
+                return ''
+    elif not path.endswith('.parts'):
+        return ''
+    out = folder[:-len('.parts')] if folder.endswith('.parts') else 'OUT'
+    return (': it looks like a shard of an unfinished '
+            'tools/mine_proposals.py run (OUT.pkl.parts/rank*.pkl, merged '
+            'into OUT.pkl only when every image is mined): run the same '
+            'mine_proposals command again: it resumes from the shards in '
+            f'"{out}.parts" and merges them into "{out}", the proposal file')
+
+
 def _load_legacy(path: str) -> tuple:
     """``(LegacyProposals, num_scales)`` of a version-1 pickle, every
     entry checked (:func:`proposal_array`).
@@ -1207,7 +1256,8 @@ def _load_legacy(path: str) -> tuple:
                 '({file_name: InstanceData(bboxes, scores)}); convert it: '
                 'tools/misc/convert_proposals.py SRC DST --from-mmdet '
                 '--ann-file ANN --img-prefix PREFIX --num-scales S'
-                if looks_like_mmdet_dump(data) else ''))
+                if looks_like_mmdet_dump(data) else mmdet2_list_hint(data)
+                or mining_shard_hint(path, data)))
     bad = f'proposal file "{path}" (legacy version 1) is damaged:'
     num_scales = data.get('num_scales')
     if not is_integer(num_scales) or num_scales < 1:
@@ -1244,6 +1294,9 @@ def open_proposals(path: str):
         that changes with the content (the compact file's ``content_id``;
         for a pickle, the sha256 of its bytes).
     """
+    if osp.isdir(path):
+        raise ValueError(f'proposal file "{path}" is a folder, not a file'
+                         + mining_shard_hint(path))
     if not osp.isfile(path):
         raise FileNotFoundError(f'proposal file "{path}" does not exist')
     if not is_legacy_file(path):
@@ -1264,6 +1317,50 @@ def _same_scale(recorded: dict, spec) -> bool:
     mine = scale_record([spec])[0]
     return recorded.get('rule') == mine['rule'] and \
         recorded.get('value') == mine['value']
+
+
+def check_proposal_scales(path: str, props, file_scales: int,
+                          num_scales: int,
+                          scales: Optional[Sequence] = None) -> None:
+    """Errors naming ``path`` for a file of another chip config: another
+    number of scales, or (when the file records them and ``scales`` is
+    given) other scales than recorded. The part of
+    :func:`check_proposals` that needs no dataset: ``tools/train.py``
+    runs it before building anything
+    (:func:`mmsnip.utils.preflight.check_proposal_files`).
+
+    Args:
+        path (str): The file (for messages).
+        props (Mapping): Its proposals (:func:`open_proposals`).
+        file_scales (int): Its number of scales.
+        num_scales (int): Scales of the chip config.
+        scales (Sequence[ScaleSpec], optional): The chip config's scales.
+
+    Raises:
+        ValueError: Naming the file, the scale and the fix.
+    """
+    if file_scales != num_scales:
+        raise ValueError(
+            f'proposal file "{path}" has proposals for {file_scales} '
+            f'scales, the chip config has {num_scales}. Fix: mine them '
+            'with this chip config (tools/mine_proposals.py); a file '
+            'converted from an mmdet dump: convert it again with '
+            f'--num-scales {num_scales}')
+    recorded = getattr(props, 'scales', None)
+    if recorded is not None and scales is not None:
+        for s, (rec, spec) in enumerate(zip(recorded, scales)):
+            if not _same_scale(rec, spec):
+                mine = scale_record([spec])[0]
+                raise ValueError(
+                    f'proposal file "{path}" was mined for chip_cfg.scales'
+                    f'[{s}] {rec.get("rule")}={rec.get("value")!r}, the '
+                    f'chip config has {mine["rule"]}={mine["value"]!r} '
+                    '(scales in another order, or changed): its rows of '
+                    'each scale would be used at another scale. Fix: mine '
+                    'the proposals again with this chip config '
+                    '(tools/mine_proposals.py), or use the config they '
+                    'were mined with; to use them anyway, drop the record: '
+                    'tools/misc/convert_proposals.py SRC DST --drop-scales')
 
 
 def check_proposals(path: str, props, file_scales, img_ids: Sequence,
@@ -1291,28 +1388,7 @@ def check_proposals(path: str, props, file_scales, img_ids: Sequence,
             find one entry (``'5'`` and ``'05'`` in a file of integer
             ids), an id of two images.
     """
-    if file_scales != num_scales:
-        raise ValueError(
-            f'proposal file "{path}" has proposals for {file_scales} '
-            f'scales, the chip config has {num_scales}. Fix: mine them '
-            'with this chip config (tools/mine_proposals.py); a file '
-            'converted from an mmdet dump: convert it again with '
-            f'--num-scales {num_scales}')
-    recorded = getattr(props, 'scales', None)
-    if recorded is not None and scales is not None:
-        for s, (rec, spec) in enumerate(zip(recorded, scales)):
-            if not _same_scale(rec, spec):
-                mine = scale_record([spec])[0]
-                raise ValueError(
-                    f'proposal file "{path}" was mined for chip_cfg.scales'
-                    f'[{s}] {rec.get("rule")}={rec.get("value")!r}, the '
-                    f'chip config has {mine["rule"]}={mine["value"]!r} '
-                    '(scales in another order, or changed): its rows of '
-                    'each scale would be used at another scale. Fix: mine '
-                    'the proposals again with this chip config '
-                    '(tools/mine_proposals.py), or use the config they '
-                    'were mined with; to use them anyway, drop the record: '
-                    'tools/misc/convert_proposals.py SRC DST --drop-scales')
+    check_proposal_scales(path, props, file_scales, num_scales, scales)
     if img_paths is not None:
         check_image_ids(img_ids, img_paths, f'proposal file "{path}"')
     missing = [i for i in img_ids if i not in props]

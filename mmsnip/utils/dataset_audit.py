@@ -21,7 +21,9 @@ entry (image id and file name, annotation id, category):
   boxes under 1 px or outside their image, an ``"area"`` <= 0 under a
   real box (an error when that is most of the file: ``"area"`` never
   filled), annotations with a true ``"ignore"`` (which ``COCOeval``
-  scores unless they are crowd).
+  scores unless they are crowd); a warning too for a true
+  ``"ignore_flag"`` or ``"difficult"``, which neither reader reads (the
+  box trains and is scored as an object).
 - **files an evaluator scores** (``CocoMetric(ann_file=...)``), for
   pycocotools' ``COCOeval``: an annotation of id 0 (never matched: a
   warning), annotation ids that are not integers and annotations without
@@ -128,6 +130,8 @@ EXIF_ORIENTATION = 'exif_orientation'  # rotated, same size (warning)
 IMAGES_SKIPPED = 'images_not_checked'  # over max_images (warning)
 EVALUATOR_IMAGES = 'evaluator_images'  # metric file lacks dataset images
 IGNORE_FLAG = 'ignore_flag'  # CocoDataset drops them (warning)
+# "ignore_flag" / "difficult": read by neither reader (warning)
+UNREAD_IGNORE_FIELD = 'unread_ignore_field'
 ZERO_ANN_ID = 'zero_annotation_id'  # COCOeval never matches (warning)
 NO_GROUND_TRUTH = 'no_ground_truth'  # scored file: AP -1 (warning)
 CLASSWISE_ORDER = 'classwise_order'  # per-class AP under other names
@@ -137,6 +141,9 @@ ANN_ID_TYPE = 'annotation_id_type'  # not an integer in a scored file
 BAD_SEGMENTATION = 'bad_segmentation'  # masks loaded: none / broken
 SEGMENTATION_POLYGONS = 'segmentation_polygons'  # some dropped (warning)
 
+# Fields that mark a box to ignore elsewhere (MMDetection's internal data
+# lists, VOC) but that CocoDataset and COCOeval do not read.
+_UNREAD_IGNORE_FIELDS = ('ignore_flag', 'difficult')
 # What CocoDataset needs: the lists of a file, the fields of its entries.
 COCO_LISTS = ('images', 'annotations', 'categories')
 IMAGE_FIELDS = ('id', 'file_name', 'height', 'width')
@@ -564,6 +571,23 @@ def audit_coco(coco: dict,
             'detect); to ignore a region in both, set "iscrowd": 1 and '
             'remove "ignore"; to train on them, remove "ignore"',
             IGNORE_FLAG, WARNING)
+    unread = []
+    for i, ann in enumerate(anns):
+        if not isinstance(ann, dict) or ann.get('ignore') or \
+                ann.get('iscrowd'):
+            continue  # dropped, or a crowd region: ignored anyway
+        field = next((f for f in _UNREAD_IGNORE_FIELDS if ann.get(f)), None)
+        if field:
+            unread.append(f'{_ann_entry(ann, i)} "{field}"')
+    if unread:
+        add(unread[0].rsplit(' "', 1)[0], f'{len(unread)} annotation(s) '
+            'have a true "ignore_flag" or "difficult" '
+            f'({_first(unread)}), which neither CocoDataset nor COCOeval '
+            'reads: they train and are scored as objects (MMDetection '
+            'keeps "ignore_flag" in its own data lists; a COCO file marks a '
+            'region to ignore with "iscrowd"); to ignore them, set '
+            '"iscrowd": 1; to train on them, remove the field',
+            UNREAD_IGNORE_FIELD, WARNING)
     if rows:
         # NaN / inf, which JSON readers accept: one problem per entry
         arr = np.asarray(boxes, float)

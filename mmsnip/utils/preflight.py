@@ -206,6 +206,58 @@ def check_data_paths(cfg: Config, keys=DATALOADER_KEYS,
         check_annotations(cfg, keys)
 
 
+def check_proposal_files(cfg: Config, keys=DATALOADER_KEYS) -> None:
+    """Raise :class:`UserInputError` for the compact proposal file of a
+    chip dataset (``negatives=True``, wrappers unwrapped) that cannot be
+    opened or was made for another chip config: another number of scales,
+    or other scales than it records
+    (:func:`mmsnip.datasets.proposals.check_proposal_scales`, the check
+    the dataset runs when built). Only the file's index is read; a legacy
+    pickle (read whole) and the file's images are checked when the
+    dataset is built.
+    """
+    from mmsnip.chips import ChipConfig
+    from mmsnip.datasets.proposals import (ProposalFile,
+                                           check_proposal_scales,
+                                           is_legacy_file)
+    for key in keys:
+        loader = cfg.get(key) or {}
+        for name, ds in walk_dataset_cfgs(loader.get('dataset'),
+                                          f'{key}.dataset'):
+            path, chip_cfg = ds.get('proposal_file'), ds.get('chip_cfg')
+            if not (ds.get('negatives') and isinstance(path, str)
+                    and chip_cfg is not None and osp.isfile(path)) or \
+                    is_legacy_file(path):
+                continue
+            try:
+                scales = ChipConfig.from_dict(chip_cfg).scales
+                props = ProposalFile(path)
+                check_proposal_scales(path, props, props.num_scales,
+                                      len(scales), scales)
+            except ValueError as e:
+                raise UserInputError(f'{name}.proposal_file: {e}') from e
+
+
+def check_load_from(cfg: Config, flag: Optional[str] = None) -> None:
+    """Raise :class:`UserInputError` when ``cfg.load_from`` (the checkpoint
+    to resume from or to initialise with) is a local path that is not a
+    file. URLs and storage-backend paths (``scheme://...``) are left to
+    the runner. A run without ``load_from`` (auto-resume: the work
+    folder's latest checkpoint, if any) passes.
+
+    Args:
+        cfg (Config): A full config.
+        flag (str, optional): The command-line option that set it (e.g.
+            ``'--resume'``), named in the message; else ``load_from``.
+    """
+    path = cfg.get('load_from')
+    if not path or not isinstance(path, str) or '://' in path:
+        return
+    from .fileio import check_input_file
+    check_input_file(osp.expanduser(path), f'{flag or "load_from"} '
+                     'checkpoint')
+
+
 # The tools read image headers before a run only up to this many images
 # (a few seconds); above it, `tools/check_dataset.py CONFIG` reads them all.
 PREFLIGHT_MAX_IMAGES = 5000

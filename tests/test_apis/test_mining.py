@@ -218,3 +218,58 @@ def test_pooled_shards_merge_once_per_image(tmp_path):
     assert (got.version, got.pool_iou) == (4, 0.7)
     for rows in got[1]:
         np.testing.assert_allclose(rows, pool, atol=0.002)
+
+
+def _demo_copy(tiny_demo_root, root, exif: int = 0) -> tuple:
+    """A copy of the tiny demo data whose first training image is re-saved
+    (quality 95), with ``exif`` tagged with that EXIF orientation (the same
+    stored pixels, so its annotation is of the stored frame). Returns
+    ``(root, img_id)``."""
+    import json
+    import shutil
+
+    from PIL import Image
+    shutil.copytree(tiny_demo_root, root)
+    ann = json.load(open(osp.join(root, 'annotations/instances_train.json')))
+    first = ann['images'][0]
+    assert first['width'] != first['height']  # a rotation changes the size
+    path = osp.join(root, 'train', first['file_name'])
+    tags = Image.Exif()
+    if exif:
+        tags[0x0112] = exif
+    Image.open(path).save(path, exif=tags.tobytes(), quality=95)
+    return str(root), first['id']
+
+
+def test_mining_decodes_the_images_as_training_does(stage1, tiny_demo_root,
+                                                     tmp_path):
+    """Mining loads each image with the chip dataset's own loader (was:
+    always LoadImageFromFile(color_type='color'), which applies EXIF
+    orientation: with a training loader that ignores it, the proposals of
+    a rotated camera photo were mined on other pixels, in a frame of
+    swapped width and height, and trained as negatives silently)."""
+    from mmsnip.apis import mine_proposals
+    from mmsnip.utils import register_all_modules
+    register_all_modules()
+    cfg_path, ckpt = stage1
+    plain, img_id = _demo_copy(tiny_demo_root, tmp_path / 'plain')
+    rotated, _ = _demo_copy(tiny_demo_root, tmp_path / 'rotated', exif=6)
+    mined = {}
+    for name, root in (('plain', plain), ('rotated', rotated)):
+        cfg = Config.fromfile(cfg_path)
+        sniper = cfg.train_dataloader.dataset
+        sniper.dataset.data_root = root + '/'
+        sniper.pipeline[0].color_type = 'color_ignore_orientation'
+        out = str(tmp_path / f'{name}.pkl')
+        mine_proposals(cfg, ckpt, out, num_per_scale=10, device='cpu')
+        mined[name] = load_proposals(out, [img_id], num_scales=3)[img_id]
+    for a, b in zip(mined['plain'], mined['rotated']):
+        np.testing.assert_array_equal(a, b)
+    # The default loader applies the orientation: the image decodes with
+    # width and height swapped, which training refuses too (CropChip).
+    cfg = Config.fromfile(cfg_path)
+    cfg.train_dataloader.dataset.dataset.data_root = rotated + '/'
+    with pytest.raises(ValueError, match=r'mine_proposals: .*img_id '
+                       f'{img_id}' r'\): the image decodes to .* EXIF'):
+        mine_proposals(cfg, ckpt, str(tmp_path / 'p.pkl'), num_per_scale=10,
+                       device='cpu')

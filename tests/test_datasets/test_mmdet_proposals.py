@@ -486,3 +486,32 @@ def test_an_image_without_an_entry_is_one_error_line_from_the_tool(
     assert run.stderr.startswith(f'error: mmdet proposal dump "{dump}" has '
                                  'no entry for 1 of the 2 images')
     assert not osp.exists(dst)
+
+
+def test_an_mmdet2_list_file_says_what_it_is(tmp_path):
+    """MMDetection 2.x proposal files (`tools/test.py --out` of an RPN: a
+    list of (P, 5) arrays in the dataset's order, no ids or file names)
+    are named as such, with why they cannot be converted and what to do,
+    as a SniperDataset's proposal_file, in convert_proposals.py and with
+    --from-mmdet (was: "is not an mmsnip proposal file" / "holds a list"
+    alone). A list of something else gets no such hint."""
+    ann = small_coco(tmp_path, ['1.jpg', '2.jpg'])
+    rows = [np.array([[1, 2, 30, 40, 0.9]], np.float32), np.zeros((0, 5))]
+    old = raw_dump(tmp_path, rows, 'old.pkl')
+    hint = (r'holds a list of 2 arrays, like an MMDetection 2\.x proposal '
+            r'file .* cannot be converted safely\. Mine the proposals with '
+            r'tools/mine_proposals\.py, or dump them with MMDetection 3\.x')
+    with pytest.raises(ValueError, match='not an mmsnip proposal file.*'
+                       + hint):
+        load_proposals(old, [1, 2], 1)
+    with pytest.raises(ValueError, match=r'holds a list, not the dict .*'
+                       + hint):
+        convert_mmdet_proposals(old, str(tmp_path / 'p.npz'), ann,
+                                'train/', 1)
+    run = run_tool([TOOL, old, str(tmp_path / 'o.npz')], check=False)
+    assert run.returncode == 2 and len(run.stderr.splitlines()) == 1
+    assert 'like an MMDetection 2.x proposal file' in run.stderr
+    other = raw_dump(tmp_path, [1, 2], 'other.pkl')
+    with pytest.raises(ValueError) as info:
+        load_proposals(other, [1, 2], 1)
+    assert 'MMDetection 2.x' not in str(info.value)

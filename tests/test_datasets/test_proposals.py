@@ -1183,3 +1183,32 @@ def test_convert_tool_pools_and_names_its_usage_errors(tmp_path, capsys):
             parse([src, dst] + argv)
         err = capsys.readouterr().err
         assert e.value.code == 2 and match in err, err
+
+
+def test_a_mining_shard_or_its_folder_says_how_to_finish_mining(tmp_path):
+    """The shards of an interrupted tools/mine_proposals.py run
+    (OUT.pkl.parts/rank0-*.pkl, {img_id: [(P, 5) per scale]}) or their
+    folder, given as a proposal file, say what they are and how to get
+    the file (was: "is not an mmsnip proposal file", and for the folder
+    "does not exist", although it does)."""
+    from mmsnip.apis.mining import _write_shard
+    parts = tmp_path / 'props.pkl.parts'
+    parts.mkdir()
+    _write_shard(str(parts), 0, 0, {5: [np.zeros((2, 5), np.float32)] * 3})
+    shard = str(next(parts.glob('rank0-*.pkl')))
+    hint = (r'looks like a shard of an unfinished tools/mine_proposals\.py '
+            r'run .*: run the same mine_proposals command again: it '
+            r'resumes from the shards in ".*props\.pkl\.parts" and merges '
+            r'them into ".*props\.pkl"')
+    with pytest.raises(ValueError, match='not an mmsnip proposal file.*'
+                       + hint):
+        load_proposals(shard, [5], 3)
+    with pytest.raises(ValueError, match=r'props\.pkl\.parts" is a folder, '
+                       r'not a file.*' + hint):
+        load_proposals(str(parts), [5], 3)
+    other = tmp_path / 'folder'
+    other.mkdir()
+    with pytest.raises(ValueError) as info:
+        load_proposals(str(other), [5], 3)
+    assert str(info.value) == f'proposal file "{other}" is a folder, not a ' \
+        'file'

@@ -17,8 +17,8 @@ from mmsnip.utils.dataset_audit import (
     CLASSWISE_ORDER,
     DROPPED_BOXES, DUPLICATE_ANN_ID, DUPLICATE_IMAGE_ID, ERROR, IGNORE_FLAG,
     IMAGE_FILE, IMAGE_SIZE, IMAGES_SKIPPED, MISSING_CATEGORY, MISSING_IMAGE,
-    NO_GROUND_TRUTH, NO_IMAGES, SEGMENTATION_POLYGONS, WARNING, ZERO_ANN_ID,
-    AnnSource,
+    NO_GROUND_TRUTH, NO_IMAGES, SEGMENTATION_POLYGONS, UNREAD_IGNORE_FIELD,
+    WARNING, ZERO_ANN_ID, AnnSource,
     audit_config, audit_sources, errors, image_size, label_names,
     sources_from_config, unchecked_loaders)
 from mmsnip.utils.preflight import UserInputError, check_annotations
@@ -600,6 +600,30 @@ def test_ignore_flag_is_a_warning(demo):
     assert p.message.startswith('2 annotation(s) have a true "ignore" '
                                 '(annotation 3 (image 1), annotation 4')
     assert 'set "iscrowd": 1 and remove "ignore"' in p.message
+
+
+def test_unread_ignore_fields_are_a_warning(demo):
+    """A true "ignore_flag" (MMDetection's internal field name, written by
+    converters from its data lists) or "difficult" (VOC's, in a converted
+    file) is read by neither CocoDataset nor COCOeval: the box trains and
+    is scored as an object. Was: nothing. A crowd box or a true "ignore"
+    is ignored anyway (no word), and so is a false flag."""
+    coco = read(demo)
+    anns = coco['annotations']
+    anns[1]['ignore_flag'] = 1
+    anns[2]['difficult'] = True
+    anns[3]['ignore_flag'] = 1
+    anns[3]['iscrowd'] = 1  # a crowd region: ignored anyway
+    anns[4]['difficult'] = 0
+    write(demo, coco)
+    p = only(audit(demo), UNREAD_IGNORE_FIELD)
+    assert (p.severity, p.entry) == (WARNING, 'annotation 2 (image 1)')
+    assert p.message.startswith(
+        '2 annotation(s) have a true "ignore_flag" or "difficult" '
+        '(annotation 2 (image 1) "ignore_flag", annotation 3 (image 1) '
+        '"difficult"), which neither CocoDataset nor COCOeval reads: they '
+        'train and are scored as objects'), p.message
+    assert 'set "iscrowd": 1' in p.message
 
 
 def test_annotation_id_zero_in_a_scored_file(demo):

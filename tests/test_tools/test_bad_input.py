@@ -109,3 +109,64 @@ def test_bad_test_time_model_settings_are_one_error_line(tiny_demo_root,
                          '--cfg-options', option], check=False)
         line = _single_error_line(proc)
         assert want in line, line
+
+
+def test_missing_resume_or_load_from_checkpoint(tiny_demo_root, tmp_path):
+    """A `--resume` or `load_from` checkpoint that does not exist (a typo)
+    is one error line before anything is built (was: a FileNotFoundError
+    traceback after the chip table and the model were built)."""
+    cfg = tiny_config(tiny_demo_root, str(tmp_path / 'w'),
+                      str(tmp_path / 'cfg.py'), base=SNIPER_DEMO)
+    for args, what in (
+            (['--resume', str(tmp_path / 'none.pth')], '--resume'),
+            (['--cfg-options', f'load_from={tmp_path}'], 'load_from')):
+        proc = run_tool(['tools/train.py', cfg] + args, check=False)
+        line = _single_error_line(proc)
+        assert line.startswith(f'error: {what} checkpoint "{tmp_path}'), \
+            line
+        assert 'SniperDataset:' not in proc.stdout + proc.stderr
+
+
+def test_proposals_of_other_scales_are_one_error_line(tiny_demo_root,
+                                                      tmp_path):
+    """tools/train.py on a stage-2 config whose proposal file was mined
+    for other chip scales (or damaged): one error line naming the entry
+    and the file, before anything is built (was: the dataset's ValueError
+    as a traceback, after the annotations were parsed)."""
+    import json
+
+    import numpy as np
+
+    from mmsnip.chips import ChipConfig
+    from mmsnip.datasets import save_proposals
+    stage2 = osp.join('configs', 'sniper',
+                      'sniper_faster-rcnn_r18-w16_fpn_4e-neg_demo.py')
+    cfg = tiny_config(tiny_demo_root, str(tmp_path / 'w'),
+                      str(tmp_path / 'cfg.py'), base=stage2)
+    with open(osp.join(tiny_demo_root, 'annotations',
+                       'instances_train.json')) as f:
+        ids = [img['id'] for img in json.load(f)['images']]
+    mined = ChipConfig.from_dict(dict(scales=[
+        dict(max_side=512, valid_range=(100, None)),
+        dict(factor=1.5, valid_range=(32, 160)),  # the config: 1.0
+        dict(factor=2.0, valid_range=(0, 48))]))
+    props = str(tmp_path / 'props.pkl')
+    save_proposals(props, {i: [np.array([[0, 0, 20, 20, 1.0]])] * 3
+                           for i in ids}, num_scales=3, scales=mined.scales)
+    ckpt = tmp_path / 'stage1.pth'
+    ckpt.write_bytes(b'')
+    args = ['--cfg-options', f'train_dataloader.dataset.proposal_file={props}',
+            f'load_from={ckpt}']
+    proc = run_tool(['tools/train.py', cfg] + args, check=False)
+    line = _single_error_line(proc)
+    assert line.startswith(
+        'error: train_dataloader.dataset.proposal_file: proposal file '
+        f'"{props}" was mined for chip_cfg.scales[1] factor=1.5, the chip '
+        'config has factor=1.0'), line
+    assert 'SniperDataset:' not in proc.stdout + proc.stderr
+    with open(props, 'r+b') as f:  # damaged: its structure
+        f.truncate(200)
+    line = _single_error_line(run_tool(['tools/train.py', cfg] + args,
+                                       check=False))
+    assert line.startswith('error: train_dataloader.dataset.proposal_file: '
+                           f'proposal file "{props}" is not readable'), line

@@ -37,6 +37,39 @@ def test_export_chips_with_negatives(tiny_demo_root, tmp_path):
     assert all(len(c['box']) == 4 for c in chips)
 
 
+def test_tools_refuse_proposals_mined_for_other_scales(tiny_demo_root,
+                                                      tmp_path):
+    """export_chips.py and browse_chips.py refuse a proposal file mined for
+    other chip scales than the config's, as training does (was: accepted,
+    its rows of each scale used at another scale, so the exported or drawn
+    negative chips were not training's, without a word)."""
+    from mmsnip.chips import ChipConfig
+    ann = osp.join(tiny_demo_root, 'annotations', 'instances_train.json')
+    with open(ann) as f:
+        images = json.load(f)['images']
+    mined = ChipConfig.from_dict(dict(scales=[
+        dict(max_side=512, valid_range=(100, None)),
+        dict(factor=1.5, valid_range=(32, 160)),  # the config: 1.0
+        dict(factor=2.0, valid_range=(0, 48))]))
+    row = np.array([[0, 0, 20, 20, 1.0]])
+    prop_file = str(tmp_path / 'props.pkl')
+    save_proposals(prop_file, {img['id']: [row] * 3 for img in images},
+                   num_scales=3, scales=mined.scales)
+    for tool, args in (
+            ('tools/export_chips.py', ['--out', str(tmp_path / 'c.json')]),
+            ('tools/browse_chips.py', [osp.join(tiny_demo_root, 'train'),
+                                       '--out-dir', str(tmp_path / 'v')])):
+        proc = run_tool([tool, ann, '--config', SNIPER_CFG, '--proposals',
+                         prop_file] + args, check=False)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert proc.stderr.startswith(
+            f'error: proposal file "{prop_file}" was mined for chip_cfg.'
+            'scales[1] factor=1.5, the chip config has factor=1.0'), \
+            proc.stderr[-2000:]
+    assert not osp.exists(tmp_path / 'c.json')
+    assert not list((tmp_path / 'v').glob('*.png'))
+
+
 def test_export_chips_bad_input(tmp_path):
     bad = tmp_path / 'bad.json'
     bad.write_text('{"images": [')
@@ -195,6 +228,68 @@ def test_browse_chips_refuses_an_image_of_another_size(tiny_demo_root,
                                 dict(id=1, width=30, height=20), 'a.jpg')
     tool.check_decoded_size(np.zeros((30, 20, 3), np.uint8),
                             dict(id=1, width=20.0, height=30), 'a.jpg')
+
+
+def test_browse_chips_takes_string_image_ids(tiny_demo_root, tmp_path):
+    """COCO files whose image ids are strings (file names with folders,
+    as some converters write them): --image-ids takes them, and each
+    picture gets a file name of its own. Was: `--image-ids` refused any
+    id that is not an integer, and `chips_set/a.jpg.png` could not be
+    written (no folder "set"): one error line after the first drawing."""
+    ann = osp.join(tiny_demo_root, 'annotations', 'instances_train.json')
+    with open(ann) as f:
+        data = json.load(f)
+    ids = {img['id']: f'set/{img["file_name"]}' for img in data['images']}
+    for img in data['images']:
+        img['id'] = ids[img['id']]
+    for a in data['annotations']:
+        a['image_id'] = ids[a['image_id']]
+    # another image whose id is the first one's made safe for a file name
+    twin = dict(data['images'][1], id=f'set_{data["images"][0]["file_name"]}')
+    data['images'].append(twin)
+    named = str(tmp_path / 'named.json')
+    with open(named, 'w') as f:
+        json.dump(data, f)
+    first = data['images'][0]['id']
+    out = tmp_path / 'vis'
+    proc = run_tool([
+        'tools/browse_chips.py', named, osp.join(tiny_demo_root, 'train'),
+        '--config', SNIPER_CFG, '--image-ids', first, twin['id'],
+        '--out-dir', str(out)], check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    written = proc.stdout.split()
+    assert len(written) == len(set(written)) == 2
+    assert sorted(osp.basename(p) for p in written) == sorted(
+        p.name for p in out.glob('*.png'))
+    assert osp.dirname(written[0]) == str(out)
+    proc = run_tool([
+        'tools/browse_chips.py', named, osp.join(tiny_demo_root, 'train'),
+        '--config', SNIPER_CFG, '--image-ids', '7', '--out-dir',
+        str(out)], check=False)
+    assert proc.returncode == 2 and "error: --image-ids [7] not in" in \
+        proc.stderr, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize('shape', [(6, 8000), (8000, 6), (300, 8000),
+                                   (40, 50)])
+def test_browse_chips_draws_thin_and_small_images(shape):
+    """A panorama strip (8000 x 6 px) is drawn, not a cv2 assertion: every
+    panel is at least one pixel on each side, and the scale label sits in
+    a strip of its own above the image (was: `cv2.error: !dsize.empty()`
+    when a side scaled under half a pixel; the label covered the top 18
+    panel pixels, a thin image wholly)."""
+    from mmsnip.chips import ChipConfig
+    tool = load_tool('tools/browse_chips.py')
+    h, w = shape
+    boxes = np.array([[0, 0, min(w, 30), min(h, 5)]], np.float64)
+    img = np.full((h, w, 3), 100, np.uint8)
+    cfg = ChipConfig.paper_coco()
+    canvas = tool.draw_image_chips(img, boxes, np.zeros(1, bool), cfg,
+                                   None, 480)
+    assert canvas.ndim == 3 and canvas.dtype == np.uint8
+    assert canvas.shape[0] > tool.LABEL_HEIGHT
+    # below the label strip, the image's own pixels are drawn
+    assert (canvas[tool.LABEL_HEIGHT:] == 100).any()
 
 
 def test_benchmark_chips_tiny_run(tmp_path):

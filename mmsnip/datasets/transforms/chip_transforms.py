@@ -35,6 +35,39 @@ class ImageSizeError(ValueError):
     problem of the file or the annotation, not of the pipeline)."""
 
 
+def check_decoded_size(results: dict) -> None:
+    """The image as loaded (``ori_shape``, else the shape of ``img``:
+    ``(h, w)`` pixels) has the annotated size (``height``, ``width`` of
+    the data info), which the chips were computed for; without ``height``
+    / ``width`` nothing is checked. ``CropChip`` and proposal mining
+    (:func:`mmsnip.apis.mine_proposals`) both check it.
+
+    Raises:
+        ImageSizeError: Naming the image, both sizes and the fix (width and
+            height swapped: the EXIF orientation the loader applied).
+    """
+    ori = results.get('ori_shape')
+    ori_h, ori_w = tuple(results['img'].shape if ori is None else ori)[:2]
+    annotated = (results.get('height'), results.get('width'))
+    if None in annotated or annotated == (ori_h, ori_w):
+        return
+    exif = ''
+    if annotated == (ori_w, ori_h):
+        exif = (' Width and height are swapped: the file probably has '
+                'an EXIF orientation (5-8) that the loader applies '
+                '(LoadImageFromFile\'s color_type=\'color\' rotates '
+                'the pixels); if the boxes were drawn on the stored '
+                'pixels, load with color_type=\'color_ignore_'
+                'orientation\', else fix the annotation.')
+    raise ImageSizeError(
+        f'{results.get("img_path")} (img_id {results.get("img_id")}): '
+        f'the image decodes to {ori_w}x{ori_h} px but its annotation '
+        f'says {annotated[1]}x{annotated[0]} (width x height); its '
+        'chips and boxes are computed in the annotated size. Fix the '
+        'annotation\'s width/height or the image file '
+        f'(tools/check_dataset.py CONFIG lists every such image).{exif}')
+
+
 def chip_input_problem(results: dict) -> Optional[str]:
     """What makes ``results`` unfit for ``CropChip``, or None.
 
@@ -295,7 +328,7 @@ class CropChip(BaseTransform):
         chip = results['chip']
         img = results['img']
         img_h, img_w = img.shape[:2]
-        self._check_decoded(results, img_h, img_w)
+        check_decoded_size(results)
         problem = chip_input_problem(results)
         if problem:
             raise ValueError(f'CropChip: {problem} before it; '
@@ -351,29 +384,6 @@ class CropChip(BaseTransform):
             results['gt_seg_map'] = self._crop_seg(
                 results, window, img_h, img_w, out_w, out_h)
         return results
-
-    @staticmethod
-    def _check_decoded(results: dict, img_h: int, img_w: int) -> None:
-        """The image as loaded (``ori_shape``) has the annotated size."""
-        ori_h, ori_w = tuple(results.get('ori_shape', (img_h, img_w)))[:2]
-        annotated = (results.get('height'), results.get('width'))
-        if None in annotated or annotated == (ori_h, ori_w):
-            return
-        exif = ''
-        if annotated == (ori_w, ori_h):
-            exif = (' Width and height are swapped: the file probably has '
-                    'an EXIF orientation (5-8) that the loader applies '
-                    '(LoadImageFromFile\'s color_type=\'color\' rotates '
-                    'the pixels); if the boxes were drawn on the stored '
-                    'pixels, load with color_type=\'color_ignore_'
-                    'orientation\', else fix the annotation.')
-        raise ImageSizeError(
-            f'{results.get("img_path")} (img_id {results.get("img_id")}): '
-            f'the image decodes to {ori_w}x{ori_h} px but its annotation '
-            f'says {annotated[1]}x{annotated[0]} (width x height); its '
-            'chips and boxes are computed in the annotated size. Fix the '
-            'annotation\'s width/height or the image file '
-            f'(tools/check_dataset.py CONFIG lists every such image).{exif}')
 
     @staticmethod
     def _crop_seg(results: dict, window: np.ndarray, img_h: int,
