@@ -38,7 +38,7 @@ from mmsnip.chips import ChipConfig, ChipSet
 from mmsnip.chips.boxes import sanitize_boxes
 from mmsnip.chips.negative import as_proposals, negative_chips_batch
 from mmsnip.chips.positive import positive_chips_batch
-from mmsnip.utils.checks import check_integer, is_number
+from mmsnip.utils.checks import UserInputError, check_integer, is_number
 from mmsnip.utils.fileio import atomic_open
 from mmsnip.utils.processes import usable_cores
 from .proposals import ProposalFile, check_image_ids
@@ -122,7 +122,7 @@ class ImageRecords:
         for info in infos:
             h, w = info.get('height'), info.get('width')
             if not (is_number(h) and is_number(w) and h > 0 and w > 0):
-                raise ValueError(
+                raise UserInputError(
                     f'SniperDataset: {where(info)} has height={h!r}, '
                     f'width={w!r}; chips need its size in the annotations')
             inst = info.get('instances') or []
@@ -149,9 +149,9 @@ class ImageRecords:
 
 
 def _bbox_error(info: dict, where: Callable[[dict], str],
-                error: Exception) -> ValueError:
+                error: Exception) -> UserInputError:
     """The error of an instance without a bbox of 4 numbers."""
-    return ValueError(
+    return UserInputError(
         f'SniperDataset: {where(info)}: an instance has no [x1, y1, x2, y2] '
         f'bbox of numbers ({type(error).__name__}: {error})')
 

@@ -48,7 +48,7 @@ from mmsnip.chips import (ChipConfig, ChipSet, box_issues, box_sizes,
                           sanitize_boxes)
 from mmsnip.chips.scales import MIN_OBJECT_PX
 from mmsnip.registry import DATASETS
-from mmsnip.utils.checks import is_integer, is_number
+from mmsnip.utils.checks import UserInputError, is_integer, is_number
 from mmsnip.utils.preflight import coco_problem
 from .chip_table import (CACHE_VERSION, ChipTableCache, ImageRecords,
                          build_chip_table)
@@ -69,8 +69,8 @@ DEFAULT_DECODE_CACHE_MB = 256
 
 def _check_setting(name: str, value, ok: bool, want: str) -> None:
     if not ok:
-        raise ValueError(f'SniperDataset: {name} must be {want}, got '
-                         f'{value!r}')
+        raise UserInputError(f'SniperDataset: {name} must be {want}, got '
+                             f'{value!r}')
 
 
 @DATASETS.register_module()
@@ -148,13 +148,13 @@ class SniperDataset:
         self.chip_cfg = chip_cfg if isinstance(chip_cfg, ChipConfig) else \
             ChipConfig.from_dict(chip_cfg)
         if negatives and not proposal_file:
-            raise ValueError(
+            raise UserInputError(
                 'SniperDataset: negatives=True needs a proposal_file (mine '
                 'one with tools/mine_proposals.py); set negatives=False to '
                 'train on positive chips only')
         if proposal_file and not negatives:
-            raise ValueError('SniperDataset: proposal_file is set but '
-                             'negatives=False; drop one of the two')
+            raise UserInputError('SniperDataset: proposal_file is set but '
+                                 'negatives=False; drop one of the two')
         _check_setting('seed', seed, is_integer(seed) and seed >= 0,
                        'an int >= 0')
         _check_setting('max_refetch', max_refetch,
@@ -180,7 +180,7 @@ class SniperDataset:
         self.pipeline = Compose(pipeline)
         problem = geometric_before_crop(self.pipeline.transforms)
         if problem:
-            raise ValueError(f'{type(self).__name__}: {problem}')
+            raise UserInputError(f'{type(self).__name__}: {problem}')
         if decode_cache_mb is None:
             decode_cache_mb = DEFAULT_DECODE_CACHE_MB if isinstance(
                 next(iter(self.pipeline.transforms), None),
@@ -252,7 +252,7 @@ class SniperDataset:
             where = 'the same scale' if num_images is None else (
                 f'the same factor on all {num_images} images of the '
                 'dataset')
-            raise ValueError(
+            raise UserInputError(
                 f'SniperDataset: chip_cfg.scales[{i}] ({a.rule_text}) '
                 f'and scales[{j}] ({b.rule_text}) are {where}: every chip '
                 'of it would be made twice; remove one of them (give the '
@@ -293,7 +293,7 @@ class SniperDataset:
                    'factor=, or a larger max_side / short_max) or remove '
                    'the scale')
             if tiny.all():
-                raise ValueError(
+                raise UserInputError(
                     f'{what} makes every object valid at it smaller than '
                     f'{MIN_OBJECT_PX:g} px on all {len(records)} images '
                     f'({example}): its chips would hold specks, smaller '
@@ -368,7 +368,7 @@ class SniperDataset:
             else:
                 found = (f'its {len(records)} images have no usable '
                          '(non-crowd, non-empty) box')
-            raise ValueError(
+            raise UserInputError(
                 f'SniperDataset: {where}: no positive chip: {found} '
                 f'(chip_cfg {ranges}). Training would write untrained '
                 'checkpoints. Fix: widen chip_cfg.scales[*].valid_range to '
@@ -385,14 +385,14 @@ class SniperDataset:
             src += (f' (one set of rows per image, read at each of the '
                     f'{num_scales} scales: counts are per scale)')
         if total == 0:
-            raise ValueError(
+            raise UserInputError(
                 f'SniperDataset: negatives=True but {src} holds no '
                 f'proposal for any of the dataset\'s {len(records)} images '
                 '(every entry is empty): negative chips cannot be mined. '
                 'Fix: mine it again with tools/mine_proposals.py (is the '
                 'stage-1 RPN trained?), or set negatives=False')
         if finite == 0:
-            raise ValueError(
+            raise UserInputError(
                 f'SniperDataset: negatives=True but {src} has no usable '
                 f'proposal ({total} rows, all with NaN/inf coordinates) for '
                 'the dataset: negative chips cannot be mined. Fix: mine it '
@@ -441,7 +441,7 @@ class SniperDataset:
 
         unusable = total - finite + dropped
         if 2 * unusable > total or 2 * outside > finite:
-            raise ValueError(
+            raise UserInputError(
                 f'SniperDataset: negatives=True but {src} is mostly '
                 f'unusable for this dataset: of its {total} proposals '
                 f'{problems()}. Negative chips from the rest would be few, '
@@ -515,7 +515,7 @@ class SniperDataset:
 
         if issues['not_finite'].any():
             k = int(np.flatnonzero(issues['not_finite'])[0])
-            raise ValueError(
+            raise UserInputError(
                 f'SniperDataset: {where(k)}: instance '
                 f'{k - records.box_start[img[k]]} has a non-finite bbox '
                 f'{boxes[k].tolist()}')
@@ -820,8 +820,8 @@ class SnipDataset(SniperDataset):
 
     def __init__(self, *args, **kwargs):
         if kwargs.get('negatives') or kwargs.get('proposal_file'):
-            raise ValueError('SnipDataset trains on whole images: it takes '
-                             'no negatives or proposal_file')
+            raise UserInputError('SnipDataset trains on whole images: it '
+                                 'takes no negatives or proposal_file')
         super().__init__(*args, **kwargs)
 
     _use_cache = False  # one row per (image, scale): cheaper than a cache read
@@ -892,8 +892,8 @@ def _build_inner(cfg: dict):
                 problem = coco_problem(json.load(f))
         if problem is None:
             raise
-        raise ValueError(f'SniperDataset: {ann}: {problem} (MMDetection: '
-                         f'{type(e).__name__}: {e})') from e
+        raise UserInputError(f'SniperDataset: {ann}: {problem} (MMDetection: '
+                             f'{type(e).__name__}: {e})') from e
 
 
 def _check_classes(dataset) -> None:
@@ -912,7 +912,7 @@ def _check_classes(dataset) -> None:
     classes = dataset.metainfo.get('classes') or ()
     ann = getattr(dataset, 'ann_file', '')
     if len(cat_ids) != len(classes):
-        raise ValueError(
+        raise UserInputError(
             f'SniperDataset: {ann}: metainfo classes has {len(classes)} '
             f'names but only {len(cat_ids)} of them are in the file\'s '
             '"categories"; check the spelling of the classes')

@@ -170,3 +170,20 @@ def test_proposals_of_other_scales_are_one_error_line(tiny_demo_root,
                                        check=False))
     assert line.startswith('error: train_dataloader.dataset.proposal_file: '
                            f'proposal file "{props}" is not readable'), line
+
+
+def test_dataset_refusals_are_one_error_line(tiny_demo_root, tmp_path):
+    """tools/train.py on chip settings that leave no positive chip: the
+    dataset's refusal (built inside the runner) is one `error:` line
+    (was: a traceback ending in `ValueError: SniperDataset: ...`)."""
+    cfg = tiny_config(tiny_demo_root, str(tmp_path / 'w'),
+                      str(tmp_path / 'cfg.py'), base=SNIPER_DEMO)
+    ranges = ['(120,None)', '(110,160)', '(100,130)']  # objects: 12-96 px
+    options = [f'{entry}.scales.{i}.valid_range={r}'
+               for entry in ('chip_cfg', 'train_dataloader.dataset.chip_cfg')
+               for i, r in enumerate(ranges)]
+    proc = run_tool(['tools/train.py', cfg, '--cfg-options', *options],
+                    check=False)
+    line = _single_error_line(proc)
+    assert line.startswith('error: SniperDataset: ') and \
+        'no positive chip' in line, line

@@ -12,7 +12,7 @@ from torch.utils.data import Sampler
 
 from mmsnip.chips import NEGATIVE_SAMPLING_RULE
 from mmsnip.registry import DATA_SAMPLERS
-from mmsnip.utils.checks import is_integer
+from mmsnip.utils.checks import UserInputError, is_integer
 
 
 @DATA_SAMPLERS.register_module()
@@ -80,11 +80,13 @@ class SniperSampler(Sampler):
             raise TypeError('SniperSampler needs a SniperDataset, got '
                             f'{type(dataset).__name__}')
         if not is_integer(image_window) or image_window < 0:
-            raise ValueError('SniperSampler: image_window must be an int '
-                             f'>= 0 (images per window), got {image_window!r}')
+            raise UserInputError(
+                'SniperSampler: image_window must be an int >= 0 (images '
+                f'per window), got {image_window!r}')
         if seed is not None and not (is_integer(seed) and seed >= 0):
-            raise ValueError('SniperSampler: seed must be None (the run\'s '
-                             f'seed) or an int >= 0, got {seed!r}')
+            raise UserInputError(
+                "SniperSampler: seed must be None (the run's seed) or an int "
+                f'>= 0, got {seed!r}')
         self.image_window = int(image_window)
         rank, world_size = get_dist_info()
         self.rank, self.world_size = rank, world_size
@@ -141,7 +143,7 @@ class SniperSampler(Sampler):
             ranks = '; '.join(
                 f'rank {d["rank"]}: {d["chips"]} chips per epoch, table '
                 f'{d["key"]}, ann_file {d["ann_file"]}' for d in every)
-            raise ValueError(
+            raise UserInputError(
                 'SniperSampler: the ranks built different chip tables '
                 f'({ranks}): their annotation files, images or proposal '
                 'files differ (e.g. a stale copy on one node); every rank '
@@ -275,7 +277,7 @@ class SniperSampler(Sampler):
         """
         size = self.dataset.epoch_size()
         if int(state['epoch_size']) != size:
-            raise ValueError(
+            raise UserInputError(
                 f'SniperSampler: the checkpoint was trained on '
                 f'{state["epoch_size"]} chips per epoch, this dataset has '
                 f'{size}: the chip config, data or proposals changed. '
@@ -283,7 +285,7 @@ class SniperSampler(Sampler):
                 '`load_from` instead of `resume`')
         window = int(state.get('image_window', 0))
         if window != self.image_window and int(state['consumed']):
-            raise ValueError(
+            raise UserInputError(
                 f'SniperSampler: the checkpoint stopped mid-epoch with '
                 f'image_window={window}, this sampler has '
                 f'image_window={self.image_window}: the rest of the epoch '
@@ -293,7 +295,7 @@ class SniperSampler(Sampler):
         draws = getattr(self.dataset, 'draws_negatives', None)
         if rule != NEGATIVE_SAMPLING_RULE and int(state['consumed']) and \
                 draws is not None and draws():
-            raise ValueError(
+            raise UserInputError(
                 f'SniperSampler: the checkpoint stopped mid-epoch under '
                 f'negative-sampling rule {rule}, this version of mmsnip '
                 f'draws an epoch\'s negatives by rule '
@@ -305,7 +307,7 @@ class SniperSampler(Sampler):
         consumed = int(state['consumed'])
         shuffle = state.get('shuffle')
         if consumed and shuffle is not None and bool(shuffle) != self.shuffle:
-            raise ValueError(
+            raise UserInputError(
                 f'SniperSampler: the checkpoint stopped mid-epoch with '
                 f'shuffle={bool(shuffle)}, this sampler has '
                 f'shuffle={self.shuffle}: the rest of the epoch would not be '
@@ -316,7 +318,7 @@ class SniperSampler(Sampler):
         expected = state.get('epoch_fingerprint')
         if consumed and expected is not None and \
                 self.epoch_fingerprint() != expected:
-            raise ValueError(
+            raise UserInputError(
                 f'SniperSampler: the checkpoint stopped in epoch '
                 f'{self.epoch} after {consumed} of its {size} chips, and '
                 "this run's epoch holds other chips or another order (its "
