@@ -147,10 +147,20 @@ def _image_sized_mask_entries(model) -> Iterator[str]:
 def _preprocessor_entry(cfg: Config) -> Tuple[str, dict]:
     """``(config entry, dict)`` of the model's data preprocessor: the
     model's own, else that of the model it wraps (a TTA model's
-    ``module``, as ``tools/test.py --tta`` builds it; ``AutoFocus``'s
-    ``detector``)."""
+    ``module``, as ``tools/test.py --tta`` builds it); for ``AutoFocus``
+    the one it builds, its own merged over its ``detector``'s
+    (:func:`~mmsnip.models.detectors.autofocus.merged_data_preprocessor`),
+    named by the wrapper's entry if it sets one (its keys win)."""
+    from mmsnip.models.detectors.autofocus import merged_data_preprocessor
     path, node = 'model', cfg.get('model') or {}
     while isinstance(node, dict):
+        if isinstance(node.get('detector'), dict):
+            own = node.get('data_preprocessor')
+            merged = merged_data_preprocessor(
+                own, node['detector'].get('data_preprocessor'))
+            if merged:
+                return (f'{path}.data_preprocessor' if own else
+                        f'{path}.detector.data_preprocessor', merged)
         if node.get('data_preprocessor'):
             return f'{path}.data_preprocessor', node['data_preprocessor']
         key = next((k for k in ('module', 'detector')

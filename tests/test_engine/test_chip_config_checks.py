@@ -328,3 +328,33 @@ def test_rtmdet_ins_on_chips_of_two_sizes_needs_pad_mask():
         else:
             losses = model.loss(data['inputs'], data['data_samples'])
             assert torch.isfinite(losses['loss_mask'])
+
+
+def test_autofocus_preprocessor_is_checked_as_built():
+    """AutoFocus merges its own data_preprocessor over the detector's; the
+    chip checks read the same merge: a partial one on the wrapper
+    (``pad_size_divisor=32``) leaves the detector's resizing batch
+    augment in place, so it is still refused, naming the entry that
+    turns it off (was: the wrapper's partial dict alone was checked, and
+    YOLOX's BatchSyncRandomResize trained on the chips unseen)."""
+    from mmengine.hub import get_config
+    detector = get_config('mmdet::yolox/yolox_s_8xb8-300e_coco.py').model
+    assert detector.data_preprocessor.batch_augments
+    cfg = Config.fromfile(SNIPER_DEMO)
+    cfg.model = dict(type='mmsnip.AutoFocus', detector=detector,
+                     data_preprocessor=dict(pad_size_divisor=32))
+    problems = [p for p in chip_training_problems(cfg)
+                if 'batch_augments' in p]
+    assert problems == [
+        'model.data_preprocessor.batch_augments: BatchSyncRandomResize '
+        'rescales chips and their boxes but not their valid range; chips '
+        'are already at their scale: set '
+        'model.data_preprocessor.batch_augments=None']
+    cfg.model.data_preprocessor.batch_augments = None  # the fix named
+    assert not [p for p in chip_training_problems(cfg)
+                if 'batch_augments' in p]
+    cfg.model.pop('data_preprocessor')  # the detector's own
+    (problem, ) = [p for p in chip_training_problems(cfg)
+                   if 'batch_augments' in p]
+    assert problem.startswith('model.detector.data_preprocessor.'
+                              'batch_augments: BatchSyncRandomResize')

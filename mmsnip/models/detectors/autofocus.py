@@ -10,6 +10,35 @@ from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from torch import Tensor
 
 from mmsnip.registry import MODELS
+from mmsnip.utils.preflight import UserInputError
+
+
+def merged_data_preprocessor(own: Optional[dict],
+                             detector: Optional[dict]) -> Optional[dict]:
+    """The data preprocessor config an ``AutoFocus`` model builds.
+
+    ``own`` (the wrapper's ``data_preprocessor``) is merged over the
+    wrapped detector's, key by key, as MMEngine merges a child config into
+    its base: ``model = dict(data_preprocessor=dict(pad_size_divisor=32))``
+    in an AutoFocus config changes that key of the detector's
+    preprocessor and keeps its type, mean, std and batch augments. With
+    ``_delete_=True`` in ``own``, ``own`` replaces it. One home for the
+    rule: :class:`AutoFocus` builds it, ``SnipRunner`` checks it.
+
+    Args:
+        own (dict, optional): ``model.data_preprocessor``.
+        detector (dict, optional): ``model.detector.data_preprocessor``.
+
+    Returns:
+        dict | None: The merged config (a new dict), None if neither is
+        set.
+    """
+    if not own:
+        return copy.deepcopy(detector) if detector else None
+    own = dict(copy.deepcopy(own))
+    if own.pop('_delete_', False) or not detector:
+        return own
+    return {**copy.deepcopy(detector), **own}
 
 
 @contextmanager
@@ -48,7 +77,13 @@ class AutoFocus(BaseDetector):
             whose stride is ``focus_head.stride`` (checked), e.g. 2 for an
             FPN starting at stride 4 (Faster R-CNN), 1 for one starting at
             stride 8 (RetinaNet, FCOS).
-        data_preprocessor (dict, optional): Defaults to the detector's.
+        data_preprocessor (dict, optional): Merged over the detector's
+            (:func:`merged_data_preprocessor`); left out, the detector's.
+        train_cfg, test_cfg: Not used (the wrapped detector keeps its
+            own, ``detector.train_cfg`` / ``detector.test_cfg``); given
+            (``--cfg-options model.test_cfg.X=V``, an mmdet habit), an
+            error naming ``model.detector.<name>``, which would have
+            changed nothing here.
     """
 
     def __init__(self,
@@ -56,11 +91,21 @@ class AutoFocus(BaseDetector):
                  focus_head: ConfigType,
                  focus_level: int = 2,
                  data_preprocessor: OptConfigType = None,
+                 train_cfg: OptConfigType = None,
+                 test_cfg: OptConfigType = None,
                  init_cfg: OptMultiConfig = None):
+        for name, value in (('train_cfg', train_cfg),
+                            ('test_cfg', test_cfg)):
+            if value is not None:
+                raise UserInputError(
+                    f'AutoFocus: model.{name} is not used: the wrapped '
+                    f'detector has its own; set model.detector.{name} '
+                    f'instead (e.g. --cfg-options model.detector.{name}.'
+                    f'KEY=VALUE), got model.{name}={dict(value)}')
         detector = copy.deepcopy(detector)
-        inner_preprocessor = detector.pop('data_preprocessor', None)
         super().__init__(
-            data_preprocessor=data_preprocessor or inner_preprocessor,
+            data_preprocessor=merged_data_preprocessor(
+                data_preprocessor, detector.pop('data_preprocessor', None)),
             init_cfg=init_cfg)
         self.detector = MODELS.build(detector)
         self.focus_head = MODELS.build(focus_head)

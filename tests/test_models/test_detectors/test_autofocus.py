@@ -102,3 +102,51 @@ def test_focus_level_problems_are_found_when_the_model_is_built():
                                                    focus_level=9)))
     assert problem.startswith('AutoFocus.focus_level=9 but the detector has')
     assert 'set focus_level to the level of stride' in problem
+
+
+def test_train_and_test_cfg_of_the_wrapper_are_errors_naming_the_fix():
+    """mmdet habit: ``--cfg-options model.test_cfg.rcnn.score_thr=0.3``
+    on an AutoFocus config set a ``test_cfg`` on the wrapper, which has
+    none of its own (was: ``TypeError: AutoFocus.__init__() got an
+    unexpected keyword argument 'test_cfg'``, a traceback)."""
+    import pytest
+
+    from mmsnip.utils.preflight import UserInputError
+    for name in ('train_cfg', 'test_cfg'):
+        cfg = _autofocus(faster_rcnn())
+        cfg[name] = dict(rcnn=dict(score_thr=0.3))
+        with pytest.raises(UserInputError) as e:
+            _build(cfg)
+        assert str(e.value).startswith(
+            f'AutoFocus: model.{name} is not used: the wrapped detector '
+            f'has its own; set model.detector.{name} instead')
+        assert '\n' not in str(e.value)
+
+
+def test_a_partial_data_preprocessor_is_merged_over_the_detectors():
+    """``model = dict(data_preprocessor=dict(pad_size_divisor=64))`` on an
+    AutoFocus config (the fix mmsnip's input-size error names) changes
+    that key of the detector's preprocessor, as MMEngine merges a child
+    config (was: ``KeyError: ... must contain the key "type"``, and with
+    a ``type`` the detector's mean and std were dropped silently);
+    ``_delete_=True`` replaces it."""
+    detector = faster_rcnn()
+    inner = detector.data_preprocessor
+    model = _build(ConfigDict(_autofocus(detector),
+                              data_preprocessor=dict(pad_size_divisor=64)))
+    pre = model.data_preprocessor
+    assert pre.pad_size_divisor == 64
+    assert type(pre).__name__ == 'DetDataPreprocessor'
+    assert torch.allclose(pre.mean.flatten(), torch.tensor(inner.mean))
+    assert torch.allclose(pre.std.flatten(), torch.tensor(inner.std))
+    model = _build(ConfigDict(_autofocus(faster_rcnn()),
+                              data_preprocessor=dict(
+                                  _delete_=True,
+                                  type='DetDataPreprocessor',
+                                  pad_size_divisor=8)))
+    assert model.data_preprocessor.pad_size_divisor == 8
+    assert not hasattr(model.data_preprocessor, 'mean')  # replaced whole
+    # left out: the detector's, as before
+    model = _build(_autofocus(faster_rcnn()))
+    assert model.data_preprocessor.pad_size_divisor == \
+        inner.pad_size_divisor
