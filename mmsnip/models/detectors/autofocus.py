@@ -136,8 +136,11 @@ class AutoFocus(BaseDetector):
 
     def focus_features(self, feats: Tuple[Tensor],
                        batch_inputs: Tensor) -> Tensor:
-        """The feature map the focus head reads, checked against its stride.
-        """
+        """The feature map the focus head reads: ``feats[focus_level]``,
+        ``(B, C, H, W)``, checked against the head's stride and
+        ``in_channels`` (``C``); a mismatch is a ``ValueError`` naming the
+        setting to change (the runner's input check reports it before
+        training)."""
         stride = self.focus_head.stride
         width = batch_inputs.shape[-1]
         strides = ', '.join(f'{i}: {width / f.shape[-1]:g}'
@@ -156,6 +159,13 @@ class AutoFocus(BaseDetector):
                 f'{width / feat.shape[-1]:g}, but focus_head.stride is '
                 f'{stride} (level: stride {strides}); pick the focus_level '
                 'of that stride')
+        channels = self.focus_head.in_channels
+        if feat.shape[1] != channels:
+            raise ValueError(
+                f'AutoFocus: focus_head.in_channels={channels} but feature '
+                f'level {self.focus_level} (stride {stride}) has '
+                f'{feat.shape[1]} channels; set '
+                f'model.focus_head.in_channels={feat.shape[1]}')
         return feat
 
     def loss(self, batch_inputs: Tensor,

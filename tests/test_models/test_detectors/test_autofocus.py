@@ -150,3 +150,26 @@ def test_a_partial_data_preprocessor_is_merged_over_the_detectors():
     model = _build(_autofocus(faster_rcnn()))
     assert model.data_preprocessor.pad_size_divisor == \
         inner.pad_size_divisor
+
+
+def test_focus_head_channels_other_than_the_levels_are_an_error():
+    """docs/autofocus.md's snippet has ``in_channels=256``; a neck of
+    other width (YOLOX-s: 128, RTMDet-tiny: 96) failed at the first
+    iteration, after the chip table was built, with ``RuntimeError: Given
+    groups=1, weight of size [64, 256, 3, 3], expected input ... to have
+    256 channels, but got 32``. Now the runner's input check names the
+    entry and the value to set, before training."""
+    import pytest
+
+    from mmsnip.models.input_sizes import input_size_problem
+    cfg = _autofocus(retinanet(), focus_level=1)
+    cfg.focus_head.in_channels = 256
+    model = _build(cfg)
+    problem = input_size_problem(model)
+    assert problem == (
+        'AutoFocus: focus_head.in_channels=256 but feature level 1 '
+        '(stride 16) has 32 channels; set '
+        'model.focus_head.in_channels=32')
+    data = _batch(model)
+    with pytest.raises(ValueError, match='focus_head.in_channels=256'):
+        model.loss(data['inputs'], data['data_samples'])
