@@ -57,7 +57,8 @@ from mmsnip.models.test_time_augs.shape_groups import grouped_test_step
 from mmsnip.utils.config_tree import base_type, type_in
 from mmsnip.utils.fileio import check_output_dir, write_image, write_json
 from mmsnip.utils.preflight import (UserInputError, load_config,
-                                    num_classes_entries, registry_classes)
+                                    num_classes_entries, registry_classes,
+                                    tta_views_problem)
 
 #: File extensions a folder input is searched for (lower case).
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
@@ -296,6 +297,10 @@ class MultiScaleInferencer:
                 f'mode={mode!r} is not provided by config "{cfg_name}" '
                 f'(its tta_model: {tta}; modes it provides: '
                 f'{", ".join(provided)}): {HOW_TO[mode]}')
+        if mode != 'single':
+            problem = tta_views_problem(cfg.tta_model, cfg.tta_pipeline)
+            if problem:
+                raise UserInputError(f'config "{cfg_name}": {problem}')
         self.cfg, self.mode = cfg, mode
         self.device = device or ('cuda'
                                  if torch.cuda.is_available() else 'cpu')

@@ -362,9 +362,43 @@ def check_tta_config(cfg: Config) -> None:
             'docs/sniper.md), or write MMDetection\'s flip test out as '
             "tta_model = dict(type='DetTTAModel', tta_cfg=...) with its "
             'tta_pipeline to test that instead')
-    problem = tta_resize_problem(cfg.tta_model, cfg.tta_pipeline)
+    problem = tta_resize_problem(cfg.tta_model, cfg.tta_pipeline) or \
+        tta_views_problem(cfg.tta_model, cfg.tta_pipeline)
     if problem:
         raise UserInputError(f'{config}: {problem}')
+
+
+# Test-time models that cut their chips from the whole image as loaded.
+CHIP_TTA_MODELS = ('AutoFocusTTAModel', 'SlicedTTAModel')
+
+
+def tta_views_problem(tta_model, tta_pipeline) -> Optional[str]:
+    """A message if a chip-based test-time model (``AutoFocusTTAModel``,
+    ``SlicedTTAModel``) gets a ``tta_pipeline`` with a ``TestTimeAug``,
+    else None.
+
+    Those models take each image once, whole; a ``TestTimeAug`` packs
+    several views of it (the SNIP pyramid's ``snip_tta_pipeline``, kept
+    from a SNIPER base by a config that swapped only ``tta_model``). The
+    model refuses such a batch at the first image
+    (``mmsnip.models.test_time_augs.chip_runner.check_one_view``); here
+    it is found from the config, before anything is built.
+    """
+    name = type_in(tta_model, CHIP_TTA_MODELS, 'MODELS') \
+        if isinstance(tta_model, dict) else None
+    if name is None:
+        return None
+    step = next((i for i, t in enumerate(tta_pipeline or [])
+                 if isinstance(t, dict)
+                 and type_in(t, ('TestTimeAug', ), 'TRANSFORMS')), None)
+    if step is None:
+        return None
+    return (f'tta_model ({name}) takes each image once, whole, and '
+            f'resizes its chips itself, but tta_pipeline[{step}] is a '
+            'TestTimeAug (several views of each image, e.g. '
+            'snip_tta_pipeline of the SNIPER base, for SnipTTAModel): set '
+            'tta_pipeline = {{_base_.chip_tta_pipeline}} '
+            '(configs/_base_/autofocus/chip_test.py)')
 
 
 def tta_resize_problem(tta_model, tta_pipeline) -> Optional[str]:
