@@ -22,8 +22,8 @@ Modes (what the config must provide):
 ``pyramid``   ``SnipTTAModel`` (the full pyramid, one ``ResizeToScale``
               view per scale in ``tta_pipeline``), or ``AutoFocusTTAModel``
               run with every FocusPixel selected (``threshold=0``,
-              inclusive, at every scale:
-              :data:`mmsnip.chips.focus_plan.EVERY_PIXEL`; every FocusChip
+              inclusive, at every scale that plans chips:
+              :func:`mmsnip.chips.full_pyramid_scales`; every FocusChip
               is the whole image, which equals the full pyramid on the same
               scales).
 ``tiling``    ``SlicedTTAModel`` (uniform tiles, SAHI-like).
@@ -334,10 +334,9 @@ class MultiScaleInferencer:
                 if mode == 'pyramid' and \
                         _tta_kind(cfg) == 'AutoFocusTTAModel':
                     # every FocusPixel selected: each FocusChip is the image
-                    from mmsnip.chips.focus_plan import EVERY_PIXEL
-                    tta_cfg['scales'] = [
-                        dict(s, **EVERY_PIXEL) for s in tta_cfg['scales']
-                    ]
+                    from mmsnip.chips import full_pyramid_scales
+                    tta_cfg['scales'] = full_pyramid_scales(
+                        tta_cfg['scales'])
                 net = MODELS.build(ConfigDict(**tta_cfg, module=detector))
                 steps, where = cfg.tta_pipeline, 'tta_pipeline'
             self.pipeline = Compose(inference_pipeline(steps, where))

@@ -349,3 +349,17 @@ def test_a_chip_mode_with_a_pipeline_of_views_is_refused(ckpts, tmp_path):
         MultiScaleInferencer(str(child), af_ckpt, mode='autofocus',
                              device='cpu')
     MultiScaleInferencer(str(child), af_ckpt, mode='single', device='cpu')
+
+
+def test_pyramid_mode_adds_no_setting_to_the_finest_scale(ckpts):
+    """mode='pyramid' on an AutoFocus config selects every FocusPixel on
+    the scales that plan chips; it logged 'scales[2] (the finest) sets
+    threshold, inclusive_threshold, which have no effect ... Remove them
+    there' for settings it had added itself."""
+    from conftest import logged_messages
+
+    from mmsnip.apis import MultiScaleInferencer
+    cfg, ckpt = ckpts['autofocus']
+    with logged_messages() as messages:
+        MultiScaleInferencer(cfg, ckpt, mode='pyramid', device='cpu')
+    assert not [m for m in messages if 'have no effect' in m]
