@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Tuple
 from mmengine.config import Config
 
 from .checks import is_integer
-from .config_tree import config_entries, type_in, walk_dataset_cfgs
+from .config_tree import (base_type, config_entries, type_in,
+                          walk_dataset_cfgs)
 from .dataset_audit import (ANN_FIELDS, COCO_LISTS, ERROR, IMAGE_FIELDS,
                             audit_config, join_root, read_coco, summary)
 
@@ -363,9 +364,28 @@ def check_tta_config(cfg: Config) -> None:
             "tta_model = dict(type='DetTTAModel', tta_cfg=...) with its "
             'tta_pipeline to test that instead')
     problem = tta_resize_problem(cfg.tta_model, cfg.tta_pipeline) or \
-        tta_views_problem(cfg.tta_model, cfg.tta_pipeline)
+        tta_views_problem(cfg.tta_model, cfg.tta_pipeline) or \
+        tta_module_problem(cfg.tta_model, cfg.get('model'))
     if problem:
         raise UserInputError(f'{config}: {problem}')
+
+
+def tta_module_problem(tta_model, model) -> Optional[str]:
+    """A message if ``tta_model`` is an ``AutoFocusTTAModel`` but the
+    config's ``model`` (the module ``--tta`` wraps) is not an
+    ``AutoFocus`` model, else None. The model refuses it when built (a
+    ``TypeError``); here it is found from the config."""
+    if not isinstance(tta_model, dict) or not isinstance(model, dict) or \
+            not type_in(tta_model, ('AutoFocusTTAModel', ), 'MODELS') or \
+            type_in(model, ('AutoFocus', ), 'MODELS'):
+        return None
+    name = base_type(model.get('type'))
+    return ('tta_model (AutoFocusTTAModel) runs the cascade of an '
+            'AutoFocus model (a detector with a FocusPixel head), but model '
+            f"is a {name}: wrap it, model = dict(_delete_=True, type="
+            "'mmsnip.AutoFocus', detector=..., focus_head=..., "
+            'focus_level=...) (docs/autofocus.md), or test the full pyramid '
+            'with SnipTTAModel')
 
 
 # Test-time models that cut their chips from the whole image as loaded.
