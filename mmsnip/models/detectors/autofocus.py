@@ -41,6 +41,24 @@ def merged_data_preprocessor(own: Optional[dict],
     return {**copy.deepcopy(detector), **own}
 
 
+def _misplaced_keys_problem(keys: dict) -> str:
+    """The message for keys ``AutoFocus`` does not take (see its
+    ``**misplaced``)."""
+    cfgs = [k for k in ('train_cfg', 'test_cfg') if k in keys]
+    if set(keys) == set(cfgs):
+        name = cfgs[0]
+        return (f'AutoFocus: model.{name} is not used: the wrapped detector '
+                f'has its own; set model.detector.{name} instead (e.g. '
+                f'--cfg-options model.detector.{name}.KEY=VALUE), got '
+                f'model.{name}={dict(keys[name] or {})}')
+    return (f'AutoFocus: model has keys of a detector at its top level '
+            f'({", ".join(sorted(keys))}): the AutoFocus model dict was '
+            "merged into the base config's detector; write it with "
+            "_delete_=True: model = dict(_delete_=True, "
+            "type='mmsnip.AutoFocus', detector={{_base_.model}}, "
+            'focus_head=..., focus_level=...) (docs/autofocus.md)')
+
+
 @contextmanager
 def reuse_features(detector, feats: Tuple[Tensor]):
     """Make ``detector.extract_feat`` return ``feats`` inside the block.
@@ -79,11 +97,13 @@ class AutoFocus(BaseDetector):
             stride 8 (RetinaNet, FCOS).
         data_preprocessor (dict, optional): Merged over the detector's
             (:func:`merged_data_preprocessor`); left out, the detector's.
-        train_cfg, test_cfg: Not used (the wrapped detector keeps its
-            own, ``detector.train_cfg`` / ``detector.test_cfg``); given
-            (``--cfg-options model.test_cfg.X=V``, an mmdet habit), an
-            error naming ``model.detector.<name>``, which would have
-            changed nothing here.
+        **misplaced: Not taken; any is an error naming the fix. A
+            ``train_cfg`` / ``test_cfg`` (``--cfg-options
+            model.test_cfg.X=V``, an mmdet habit; the wrapped detector
+            keeps its own): set ``model.detector.<name>``. Detector keys
+            (``backbone``, ``neck``...: the AutoFocus dict was merged into
+            the detector's, ``_delete_=True`` left out): write it with
+            ``_delete_=True``.
     """
 
     def __init__(self,
@@ -91,17 +111,10 @@ class AutoFocus(BaseDetector):
                  focus_head: ConfigType,
                  focus_level: int = 2,
                  data_preprocessor: OptConfigType = None,
-                 train_cfg: OptConfigType = None,
-                 test_cfg: OptConfigType = None,
-                 init_cfg: OptMultiConfig = None):
-        for name, value in (('train_cfg', train_cfg),
-                            ('test_cfg', test_cfg)):
-            if value is not None:
-                raise UserInputError(
-                    f'AutoFocus: model.{name} is not used: the wrapped '
-                    f'detector has its own; set model.detector.{name} '
-                    f'instead (e.g. --cfg-options model.detector.{name}.'
-                    f'KEY=VALUE), got model.{name}={dict(value)}')
+                 init_cfg: OptMultiConfig = None,
+                 **misplaced):
+        if misplaced:
+            raise UserInputError(_misplaced_keys_problem(misplaced))
         detector = copy.deepcopy(detector)
         super().__init__(
             data_preprocessor=merged_data_preprocessor(

@@ -123,6 +123,27 @@ def test_train_and_test_cfg_of_the_wrapper_are_errors_naming_the_fix():
         assert '\n' not in str(e.value)
 
 
+def test_an_autofocus_dict_merged_into_the_detector_is_an_error():
+    """The docs' AutoFocus model dict without ``_delete_=True`` merges into
+    the base's detector dict: AutoFocus got its backbone, neck, heads,
+    train_cfg and test_cfg (was: ``TypeError: AutoFocus.__init__() got an
+    unexpected keyword argument 'backbone'``, a traceback)."""
+    import pytest
+
+    from mmsnip.utils.preflight import UserInputError
+    detector = faster_rcnn()
+    merged = ConfigDict(detector, **_autofocus(faster_rcnn()))
+    with pytest.raises(UserInputError) as e:
+        _build(merged)
+    assert str(e.value) == (
+        'AutoFocus: model has keys of a detector at its top level '
+        '(backbone, neck, roi_head, rpn_head, test_cfg, train_cfg): the '
+        "AutoFocus model dict was merged into the base config's detector; "
+        "write it with _delete_=True: model = dict(_delete_=True, "
+        "type='mmsnip.AutoFocus', detector={{_base_.model}}, "
+        'focus_head=..., focus_level=...) (docs/autofocus.md)')
+
+
 def test_a_partial_data_preprocessor_is_merged_over_the_detectors():
     """``model = dict(data_preprocessor=dict(pad_size_divisor=64))`` on an
     AutoFocus config (the fix mmsnip's input-size error names) changes
