@@ -140,6 +140,28 @@ def test_top_level_chip_cfg_must_be_the_chips(tmp_path):
     assert not _chip_cfg_problems(cfg)
 
 
+def test_a_chip_cfg_with_delete_in_a_replaced_dataset_passes(tmp_path):
+    """The SNIPER template replaces the dataset (``_delete_=True``); a
+    child's own ``chip_cfg = dict(_delete_=True, ...)`` given to it keeps
+    MMEngine's ``_delete_``: accepted, and equal to the top-level one
+    (was: ``error: ... train_dataloader.dataset.chip_cfg: unknown
+    ChipConfig field(s) ['_delete_']``)."""
+    from mmsnip.utils.preflight import check_chip_cfgs
+    child = tmp_path / 'child.py'
+    child.write_text(
+        f'_base_ = {SNIPER_DEMO!r}\n'
+        'chip_cfg = dict(_delete_=True, chip_size=128, scales=[\n'
+        '    dict(factor=1.0, valid_range=(0, None))])\n'
+        'train_dataloader = dict(dataset=dict(\n'
+        '    _delete_=True, type=\'SniperDataset\', chip_cfg=chip_cfg,\n'
+        '    pipeline={{_base_.sniper_train_pipeline}},\n'
+        '    dataset={{_base_.train_dataloader.dataset.dataset}}))\n')
+    cfg = Config.fromfile(str(child))
+    assert cfg.train_dataloader.dataset.chip_cfg.get('_delete_')
+    check_chip_cfgs(cfg)
+    assert not _chip_cfg_problems(cfg)
+
+
 @pytest.mark.parametrize('path', SHIPPED,
                          ids=[osp.relpath(p, REPO_ROOT) for p in SHIPPED])
 def test_shipped_configs_pass_the_chip_config_checks(path):
