@@ -172,8 +172,8 @@ class AutoFocus(BaseDetector):
                 f'{width / feat.shape[-1]:g}, but focus_head.stride is '
                 f'{stride} (level: stride {strides}); pick the focus_level '
                 'of that stride')
-        channels = self.focus_head.in_channels
-        if feat.shape[1] != channels:
+        channels = getattr(self.focus_head, 'in_channels', None)
+        if channels is not None and feat.shape[1] != channels:
             raise ValueError(
                 f'AutoFocus: focus_head.in_channels={channels} but feature '
                 f'level {self.focus_level} (stride {stride}) has '
