@@ -35,10 +35,10 @@ import os.path as osp
 from mmengine.config import DictAction
 
 from mmsnip.apis import evaluate_cascade, load_autofocus
-from mmsnip.chips import (EVERY_PIXEL, CalibrationError, Reference, Target,
+from mmsnip.chips import (CalibrationError, Reference, Target,
                           apply_setting, calibrate_greedy, config_snippet,
                           format_focus_recall, format_setting,
-                          setting_of)
+                          full_pyramid_scales, setting_of)
 from mmsnip.utils import register_all_modules
 from mmsnip.utils.cli import (ArgumentParser, non_negative_float,
                               non_negative_int, positive_float, positive_int,
@@ -141,7 +141,7 @@ def main():
               flush=True)
 
     tr = args.transition
-    run('full pyramid', [dict(s, **EVERY_PIXEL) for s in base])
+    run('full pyramid', full_pyramid_scales(base))
     for t, d, k in itertools.product(args.thresholds, args.dilations,
                                      args.min_sizes):
         run('autofocus', settings(base, tr, t, d, k), t=t, d=d, k=k)
@@ -213,7 +213,7 @@ def calibrate(args, cfg, base):
         m = evaluate_cascade(model, cfg, scales, args.num_images)
         return m, 100 * m['AP']
 
-    ref_metrics, ref_ap = measure([dict(s, **EVERY_PIXEL) for s in base])
+    ref_metrics, ref_ap = measure(full_pyramid_scales(base))
     reference = Reference(ref_ap, ref_metrics['pixels'])
     print(f'full pyramid: AP {ref_ap:.1f} pixels '
           f'{reference.pixels / 1e6:.3f} M; target: '

@@ -20,7 +20,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 
-from mmsnip.chips import EVERY_PIXEL, FocusScale
+from mmsnip.chips import FocusScale, full_pyramid_scales
 from mmsnip.engine import build_runner
 from mmsnip.models.test_time_augs.chip_runner import crop_resize, pack_crops
 from mmsnip.utils.config_tree import type_in
@@ -353,7 +353,7 @@ def inference_methods(cfg: Config, methods: Sequence[str],
         elif method == 'pyramid':
             rows.append(('pyramid', {}, dict(
                 type='AutoFocusTTAModel',
-                scales=[dict(s, **EVERY_PIXEL) for s in base], **common)))
+                scales=full_pyramid_scales(base), **common)))
         elif method == 'autofocus':
             for t in thresholds:
                 scales = base if t is None else [

@@ -22,8 +22,8 @@ Modes (what the config must provide):
 ``pyramid``   ``SnipTTAModel`` (the full pyramid, one ``ResizeToScale``
               view per scale in ``tta_pipeline``), or ``AutoFocusTTAModel``
               run with every FocusPixel selected (``threshold=0``,
-              inclusive, at every scale:
-              :data:`mmsnip.chips.focus_plan.EVERY_PIXEL`; every FocusChip
+              inclusive, at every scale that plans chips:
+              :func:`mmsnip.chips.full_pyramid_scales`; every FocusChip
               is the whole image, which equals the full pyramid on the same
               scales).
 ``tiling``    ``SlicedTTAModel`` (uniform tiles, SAHI-like).
@@ -57,7 +57,8 @@ from mmsnip.models.test_time_augs.shape_groups import grouped_test_step
 from mmsnip.utils.config_tree import base_type, type_in
 from mmsnip.utils.fileio import check_output_dir, write_image, write_json
 from mmsnip.utils.preflight import (UserInputError, load_config,
-                                    num_classes_entries, registry_classes)
+                                    num_classes_entries, registry_classes,
+                                    tta_views_problem)
 
 #: File extensions a folder input is searched for (lower case).
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif',
@@ -296,6 +297,10 @@ class MultiScaleInferencer:
                 f'mode={mode!r} is not provided by config "{cfg_name}" '
                 f'(its tta_model: {tta}; modes it provides: '
                 f'{", ".join(provided)}): {HOW_TO[mode]}')
+        if mode != 'single':
+            problem = tta_views_problem(cfg.tta_model, cfg.tta_pipeline)
+            if problem:
+                raise UserInputError(f'config "{cfg_name}": {problem}')
         self.cfg, self.mode = cfg, mode
         self.device = device or ('cuda'
                                  if torch.cuda.is_available() else 'cpu')
@@ -329,10 +334,9 @@ class MultiScaleInferencer:
                 if mode == 'pyramid' and \
                         _tta_kind(cfg) == 'AutoFocusTTAModel':
                     # every FocusPixel selected: each FocusChip is the image
-                    from mmsnip.chips.focus_plan import EVERY_PIXEL
-                    tta_cfg['scales'] = [
-                        dict(s, **EVERY_PIXEL) for s in tta_cfg['scales']
-                    ]
+                    from mmsnip.chips import full_pyramid_scales
+                    tta_cfg['scales'] = full_pyramid_scales(
+                        tta_cfg['scales'])
                 net = MODELS.build(ConfigDict(**tta_cfg, module=detector))
                 steps, where = cfg.tta_pipeline, 'tta_pipeline'
             self.pipeline = Compose(inference_pipeline(steps, where))

@@ -56,6 +56,22 @@ EVERY_PIXEL = dict(threshold=0.0, inclusive_threshold=True)
 NO_PIXEL = dict(threshold=1.0, inclusive_threshold=False)
 
 
+def full_pyramid_scales(scales: Sequence[dict]) -> List[dict]:
+    """``AutoFocusTTAModel.scales`` that make the cascade the full
+    pyramid: :data:`EVERY_PIXEL` on every scale that plans the next
+    one's chips, the finest scale as it is (FocusChip settings there have
+    no effect, and the model warns about them as the user's).
+
+    Args:
+        scales (Sequence[dict]): Scale dicts, coarse to fine.
+
+    Returns:
+        list[dict]: New dicts; ``scales`` is not changed.
+    """
+    return [dict(s, **EVERY_PIXEL) if i + 1 < len(scales) else dict(s)
+            for i, s in enumerate(scales)]
+
+
 def cascade_limits(max_chips: Optional[int], border_tol: float,
                    owner: str = 'AutoFocusTTAModel'
                    ) -> Tuple[Optional[int], float]:

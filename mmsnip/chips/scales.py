@@ -525,6 +525,9 @@ class ChipConfig:
         if not isinstance(cfg, Mapping):
             raise UserInputError(f'ChipConfig must be a dict, got {cfg!r}')
         cfg = dict(cfg)
+        # MMEngine's merge directive, left in a chip_cfg that replaced a
+        # whole dataset's (nothing to merge it into): not a setting.
+        cfg.pop('_delete_', None)
         if 'scales' not in cfg:
             raise UserInputError('ChipConfig needs `scales`')
         for alias, (section, name) in _ALIASES.items():

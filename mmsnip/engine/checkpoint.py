@@ -152,22 +152,9 @@ def check_checkpoint_fits(model, checkpoint: dict, filename: str,
         if isinstance(checkpoint, dict) else {}
     state = {k[len('module.'):] if k.startswith('module.') else k: v
              for k, v in state.items()}
-    total = fitting = 0
-    missing, mismatched = [], []
-    for key, value in model.state_dict().items():
-        total += value.numel()
-        found = next((state[k] for k in _model_keys(key) if k in state),
-                     None)
-        if found is None:
-            missing.append(key)
-        elif tuple(getattr(found, 'shape', ())) != tuple(value.shape):
-            mismatched.append(f'{key} {tuple(found.shape)} vs '
-                              f'{tuple(value.shape)}')
-        else:
-            fitting += value.numel()
-    if not total:
+    share, missing, mismatched = _fit(model, state)
+    if share is None:
         return None
-    share = fitting / total
     if exact_shapes and mismatched and share >= min_share:
         raise UserInputError(
             f'checkpoint "{filename}" has weights of another shape than '
@@ -187,9 +174,47 @@ def check_checkpoint_fits(model, checkpoint: dict, filename: str,
             f'of this config\'s model ({name}: {len(missing)} entries '
             f'missing, {len(mismatched)} of another shape; {examples}): '
             'it is of another model, and the rest would stay randomly '
-            'initialised. Give a checkpoint trained with this config (or '
-            'its base)')
+            'initialised. ' + _autofocus_hint(model, state, min_share))
     return share
+
+
+def _fit(model, state: dict) -> tuple:
+    """``(share, missing, mismatched)`` of ``model``'s values that
+    ``state`` holds under the same key (:func:`_model_keys`) with the
+    same shape; share None for a model without values."""
+    total = fitting = 0
+    missing, mismatched = [], []
+    for key, value in model.state_dict().items():
+        total += value.numel()
+        found = next((state[k] for k in _model_keys(key) if k in state),
+                     None)
+        if found is None:
+            missing.append(key)
+        elif tuple(getattr(found, 'shape', ())) != tuple(value.shape):
+            mismatched.append(f'{key} {tuple(found.shape)} vs '
+                              f'{tuple(value.shape)}')
+        else:
+            fitting += value.numel()
+    return (fitting / total if total else None), missing, mismatched
+
+
+def _autofocus_hint(model, state: dict, min_share: float) -> str:
+    """The fix for a checkpoint that does not fit: for an ``AutoFocus``
+    checkpoint (``detector.*``, ``focus_head.*``) whose detector fits a
+    plain detector config, say so; otherwise ask for a checkpoint of this
+    config."""
+    prefix = 'detector.'
+    inner = {k[len(prefix):]: v for k, v in state.items()
+             if k.startswith(prefix)}
+    share = _fit(model, inner)[0] if inner else None
+    if share is None or share < min_share:
+        return 'Give a checkpoint trained with this config (or its base)'
+    return (f'It is an AutoFocus model\'s (its {prefix}* weights fit '
+            f'{share:.0%}): test it with the AutoFocus config it was '
+            "trained with (MultiScaleInferencer(..., mode='pyramid') or "
+            'tools/benchmark.py infer run its full pyramid), or save its '
+            'detector as a plain checkpoint: the entries under '
+            f"'{prefix}' without that prefix")
 
 
 CheckpointLoader.register_scheme(

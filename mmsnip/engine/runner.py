@@ -21,7 +21,7 @@ from mmsnip.registry import RUNNERS
 from mmsnip.utils.config_tree import (base_type, config_entries, mask_loader,
                                       resolve_type, type_in, type_lineage,
                                       walk_dataset_cfgs)
-from mmsnip.utils.preflight import UserInputError
+from mmsnip.utils.preflight import UserInputError, tta_module_problem
 
 # Training datasets that carry SNIP's per-box scale validity.
 CHIP_DATASETS = ('SniperDataset', 'SnipDataset')
@@ -147,10 +147,20 @@ def _image_sized_mask_entries(model) -> Iterator[str]:
 def _preprocessor_entry(cfg: Config) -> Tuple[str, dict]:
     """``(config entry, dict)`` of the model's data preprocessor: the
     model's own, else that of the model it wraps (a TTA model's
-    ``module``, as ``tools/test.py --tta`` builds it; ``AutoFocus``'s
-    ``detector``)."""
+    ``module``, as ``tools/test.py --tta`` builds it); for ``AutoFocus``
+    the one it builds, its own merged over its ``detector``'s
+    (:func:`~mmsnip.models.detectors.autofocus.merged_data_preprocessor`),
+    named by the wrapper's entry if it sets one (its keys win)."""
+    from mmsnip.models.detectors.autofocus import merged_data_preprocessor
     path, node = 'model', cfg.get('model') or {}
     while isinstance(node, dict):
+        if isinstance(node.get('detector'), dict):
+            own = node.get('data_preprocessor')
+            merged = merged_data_preprocessor(
+                own, node['detector'].get('data_preprocessor'))
+            if merged:
+                return (f'{path}.data_preprocessor' if own else
+                        f'{path}.detector.data_preprocessor', merged)
         if node.get('data_preprocessor'):
             return f'{path}.data_preprocessor', node['data_preprocessor']
         key = next((k for k in ('module', 'detector')
@@ -513,7 +523,11 @@ class SnipRunner(Runner):
        and, in ``tools/test.py --tta``, a test pyramid with other valid
        ranges than the chips' (:func:`tta_range_problem`; a warning when
        training, where ``tta_model`` is not used; opt out with
-       ``snip_test = dict(allow_other_ranges=True)``, logged);
+       ``snip_test = dict(allow_other_ranges=True)``, logged), and warns
+       when training a model that is not ``AutoFocus`` under an
+       ``AutoFocusTTAModel`` ``tta_model``
+       (:func:`~mmsnip.utils.preflight.tta_module_problem`: no FocusPixel
+       head is trained; ``tools/test.py --tta`` refuses it);
     2. rewrites the model config with
        :func:`mmsnip.models.snip_labels.make_scale_aware_cfg` (the user's
        assigners keep their settings; each change is logged and the dumped
@@ -699,6 +713,12 @@ class SnipRunner(Runner):
                                'snip_test.allow_other_ranges)')
         elif range_problem:
             runner.logger.warning(f'SnipRunner: {range_problem}')
+        module_problem = None if is_range_tta_model(cfg.get('model')) \
+            else tta_module_problem(cfg.get('tta_model'), cfg.get('model'))
+        if module_problem:  # training: tta_model is not built here
+            runner.logger.warning(
+                f'SnipRunner: {module_problem}; this training has no '
+                'FocusPixel head, and tools/test.py --tta will refuse it')
         model = runner.model.module if hasattr(runner.model,
                                                'module') else runner.model
         size_problem = input_size_problem(model)

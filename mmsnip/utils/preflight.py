@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Tuple
 from mmengine.config import Config
 
 from .checks import UserInputError, is_integer
-from .config_tree import config_entries, type_in, walk_dataset_cfgs
+from .config_tree import (base_type, config_entries, type_in,
+                          walk_dataset_cfgs)
 from .dataset_audit import (ANN_FIELDS, COCO_LISTS, ERROR, IMAGE_FIELDS,
                             audit_config, join_root, read_coco, summary)
 
@@ -407,9 +408,62 @@ def check_tta_config(cfg: Config) -> None:
             'docs/sniper.md), or write MMDetection\'s flip test out as '
             "tta_model = dict(type='DetTTAModel', tta_cfg=...) with its "
             'tta_pipeline to test that instead')
-    problem = tta_resize_problem(cfg.tta_model, cfg.tta_pipeline)
+    problem = tta_resize_problem(cfg.tta_model, cfg.tta_pipeline) or \
+        tta_views_problem(cfg.tta_model, cfg.tta_pipeline) or \
+        tta_module_problem(cfg.tta_model, cfg.get('model'))
     if problem:
         raise UserInputError(f'{config}: {problem}')
+
+
+def tta_module_problem(tta_model, model) -> Optional[str]:
+    """A message if ``tta_model`` is an ``AutoFocusTTAModel`` but the
+    config's ``model`` (the module ``--tta`` wraps) is not an
+    ``AutoFocus`` model, else None. The model refuses it when built (a
+    ``TypeError``); here it is found from the config."""
+    if not isinstance(tta_model, dict) or not isinstance(model, dict) or \
+            not type_in(tta_model, ('AutoFocusTTAModel', ), 'MODELS') or \
+            type_in(model, ('AutoFocus', ), 'MODELS'):
+        return None
+    name = base_type(model.get('type'))
+    return ('tta_model (AutoFocusTTAModel) runs the cascade of an '
+            'AutoFocus model (a detector with a FocusPixel head), but model '
+            f"is a {name}: wrap it, model = dict(_delete_=True, type="
+            "'mmsnip.AutoFocus', detector=..., focus_head=..., "
+            'focus_level=...) (docs/autofocus.md), or test the full pyramid '
+            'with SnipTTAModel')
+
+
+# Test-time models that cut their chips from the whole image as loaded.
+CHIP_TTA_MODELS = ('AutoFocusTTAModel', 'SlicedTTAModel')
+
+
+def tta_views_problem(tta_model, tta_pipeline) -> Optional[str]:
+    """A message if a chip-based test-time model (``AutoFocusTTAModel``,
+    ``SlicedTTAModel``) gets a ``tta_pipeline`` with a ``TestTimeAug``,
+    else None.
+
+    Those models take each image once, whole; a ``TestTimeAug`` packs
+    several views of it (the SNIP pyramid's ``snip_tta_pipeline``, kept
+    from a SNIPER base by a config that swapped only ``tta_model``). The
+    model refuses such a batch at the first image
+    (``mmsnip.models.test_time_augs.chip_runner.check_one_view``); here
+    it is found from the config, before anything is built.
+    """
+    name = type_in(tta_model, CHIP_TTA_MODELS, 'MODELS') \
+        if isinstance(tta_model, dict) else None
+    if name is None:
+        return None
+    step = next((i for i, t in enumerate(tta_pipeline or [])
+                 if isinstance(t, dict)
+                 and type_in(t, ('TestTimeAug', ), 'TRANSFORMS')), None)
+    if step is None:
+        return None
+    return (f'tta_model ({name}) takes each image once, whole, and '
+            f'resizes its chips itself, but tta_pipeline[{step}] is a '
+            'TestTimeAug (several views of each image, e.g. '
+            'snip_tta_pipeline of the SNIPER base, for SnipTTAModel): set '
+            'tta_pipeline = {{_base_.chip_tta_pipeline}} '
+            '(configs/_base_/autofocus/chip_test.py)')
 
 
 def tta_resize_problem(tta_model, tta_pipeline) -> Optional[str]:

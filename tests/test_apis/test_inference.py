@@ -325,3 +325,41 @@ def test_fewer_class_names_than_the_model_predicts(ckpts, val_images):
             r"\('disc', 'square'\) of test_dataloader.dataset.metainfo "
             r'name only labels 0..1.*metainfo=dict\(classes=')):
         MultiScaleInferencer(cfg, ckpt, mode='single', device='cpu')
+
+
+def test_a_chip_mode_with_a_pipeline_of_views_is_refused(ckpts, tmp_path):
+    """An AutoFocus config that kept the SNIPER base's pyramid
+    tta_pipeline (a TestTimeAug) is refused when the inferencer is built,
+    naming the fix (was: an AttributeError at the first image); the
+    single mode does not read the tta_pipeline."""
+    from mmsnip.apis import MultiScaleInferencer
+    from mmsnip.utils.preflight import UserInputError
+    af_cfg, af_ckpt = ckpts['autofocus']
+    child = tmp_path / 'views.py'
+    child.write_text(
+        f'_base_ = {af_cfg!r}\n'
+        "tta_pipeline = [dict(type='LoadImageFromFile'), dict(\n"
+        "    type='TestTimeAug', transforms=[\n"
+        "        [dict(type='mmsnip.ResizeToScale', scale=dict(factor=1.0))],"
+        "\n        [dict(type='PackDetInputs')]])]\n")
+    with pytest.raises(UserInputError, match=(
+            r'views.py": tta_model \(AutoFocusTTAModel\) takes each image '
+            r'once, whole.*tta_pipeline\[1\] is a TestTimeAug.*'
+            r'chip_tta_pipeline')):
+        MultiScaleInferencer(str(child), af_ckpt, mode='autofocus',
+                             device='cpu')
+    MultiScaleInferencer(str(child), af_ckpt, mode='single', device='cpu')
+
+
+def test_pyramid_mode_adds_no_setting_to_the_finest_scale(ckpts):
+    """mode='pyramid' on an AutoFocus config selects every FocusPixel on
+    the scales that plan chips; it logged 'scales[2] (the finest) sets
+    threshold, inclusive_threshold, which have no effect ... Remove them
+    there' for settings it had added itself."""
+    from conftest import logged_messages
+
+    from mmsnip.apis import MultiScaleInferencer
+    cfg, ckpt = ckpts['autofocus']
+    with logged_messages() as messages:
+        MultiScaleInferencer(cfg, ckpt, mode='pyramid', device='cpu')
+    assert not [m for m in messages if 'have no effect' in m]

@@ -307,3 +307,21 @@ def test_size_gaps_are_exactly_the_sizes_no_scale_reaches_and_keeps(seed):
                      [v for r in ranges for v in r if v is not None])
     clear = np.abs(sizes[:, None] - edges[None]).min(1) > 1e-6
     np.testing.assert_array_equal(in_gap[clear], ~detected[clear])
+
+
+def test_full_pyramid_scales_select_every_pixel_where_chips_are_planned():
+    """The full pyramid as a cascade (MultiScaleInferencer's pyramid mode,
+    autofocus_sweep's and benchmark's reference): EVERY_PIXEL on every
+    scale that plans the next one; the finest keeps what it had, so
+    AutoFocusTTAModel's 'the finest sets threshold... Remove them there'
+    warning no longer blames the user for settings the tools added."""
+    from mmsnip.chips import full_pyramid_scales
+    scales = [dict(max_side=512, valid_range=(100, None), threshold=0.3),
+              dict(factor=1.0, valid_range=(32, 160), threshold=0.2),
+              dict(factor=2.0, valid_range=(0, 48), border_tol=1.0)]
+    assert full_pyramid_scales(scales) == [
+        dict(scales[0], **EVERY_PIXEL), dict(scales[1], **EVERY_PIXEL),
+        scales[2]]
+    assert scales[0]['threshold'] == 0.3  # the input is not changed
+    assert full_pyramid_scales(scales[2:]) == [scales[2]]
+    assert full_pyramid_scales([]) == []

@@ -120,6 +120,18 @@ def test_from_dict_nested_and_flat_aliases():
         scales=scales, negative=dict(min_proposals=5, num_per_image=1))))
 
 
+def test_mmengine_delete_key_left_in_a_chip_cfg_is_no_field():
+    """``chip_cfg = dict(_delete_=True, ...)`` (the runner's advice when
+    keys of the base's chip_cfg are removed) handed to a dataset that
+    replaced its base's whole (``dataset=dict(_delete_=True, ...)``, the
+    SNIPER template) keeps MMEngine's ``_delete_``: nothing merged it away.
+    It is MMEngine's merge directive, not a setting (was: ``unknown
+    ChipConfig field(s) ['_delete_']``)."""
+    scales = [dict(factor=1.0, valid_range=(0, 100))]
+    assert ChipConfig.from_dict(dict(_delete_=True, scales=scales)) == \
+        ChipConfig.from_dict(dict(scales=scales))
+
+
 def test_chip_config_validation():
     scales = [dict(factor=1, valid_range=(0, 100))]
 

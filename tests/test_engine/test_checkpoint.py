@@ -130,6 +130,32 @@ def test_checkpoint_of_another_model_is_refused():
         'vs (2, 10)): it is of another model')
 
 
+def test_an_autofocus_checkpoint_in_a_plain_config_names_the_fix():
+    """An AutoFocus checkpoint (detector.*, focus_head.*) tested with the
+    plain detector's config (the SNIPER config it was built on): still
+    refused, but the message says what it is and what to do (was: only
+    'it is of another model')."""
+    from mmsnip.engine.checkpoint import check_checkpoint_fits
+    from mmsnip.utils.preflight import UserInputError
+    model = torch.nn.Sequential(torch.nn.Linear(10, 10),
+                                torch.nn.Linear(10, 2))
+    autofocus = {f'detector.{k}': v for k, v in model.state_dict().items()}
+    autofocus['focus_head.cls.weight'] = torch.zeros(2, 4, 1, 1)
+    with pytest.raises(UserInputError) as e:
+        check_checkpoint_fits(model, dict(state_dict=autofocus), 'af.pth')
+    assert str(e.value).endswith(
+        'it is of another model, and the rest would stay randomly '
+        'initialised. It is an AutoFocus model\'s (its detector.* weights '
+        'fit 100%): test it with the AutoFocus config it was trained with '
+        "(MultiScaleInferencer(..., mode='pyramid') or tools/benchmark.py "
+        'infer run its full pyramid), or save its detector as a plain '
+        "checkpoint: the entries under 'detector.' without that prefix")
+    other = {f'backbone.{k}': v for k, v in model.state_dict().items()}
+    with pytest.raises(UserInputError) as e:
+        check_checkpoint_fits(model, other, 'b.pth')
+    assert 'AutoFocus' not in str(e.value)
+
+
 def test_tools_refuse_a_checkpoint_of_another_model(tiny_demo_root,
                                                     tmp_path):
     """tools/test.py with every key renamed (another project's layout):

@@ -140,6 +140,28 @@ def test_top_level_chip_cfg_must_be_the_chips(tmp_path):
     assert not _chip_cfg_problems(cfg)
 
 
+def test_a_chip_cfg_with_delete_in_a_replaced_dataset_passes(tmp_path):
+    """The SNIPER template replaces the dataset (``_delete_=True``); a
+    child's own ``chip_cfg = dict(_delete_=True, ...)`` given to it keeps
+    MMEngine's ``_delete_``: accepted, and equal to the top-level one
+    (was: ``error: ... train_dataloader.dataset.chip_cfg: unknown
+    ChipConfig field(s) ['_delete_']``)."""
+    from mmsnip.utils.preflight import check_chip_cfgs
+    child = tmp_path / 'child.py'
+    child.write_text(
+        f'_base_ = {SNIPER_DEMO!r}\n'
+        'chip_cfg = dict(_delete_=True, chip_size=128, scales=[\n'
+        '    dict(factor=1.0, valid_range=(0, None))])\n'
+        'train_dataloader = dict(dataset=dict(\n'
+        '    _delete_=True, type=\'SniperDataset\', chip_cfg=chip_cfg,\n'
+        '    pipeline={{_base_.sniper_train_pipeline}},\n'
+        '    dataset={{_base_.train_dataloader.dataset.dataset}}))\n')
+    cfg = Config.fromfile(str(child))
+    assert cfg.train_dataloader.dataset.chip_cfg.get('_delete_')
+    check_chip_cfgs(cfg)
+    assert not _chip_cfg_problems(cfg)
+
+
 @pytest.mark.parametrize('path', SHIPPED,
                          ids=[osp.relpath(p, REPO_ROOT) for p in SHIPPED])
 def test_shipped_configs_pass_the_chip_config_checks(path):
@@ -328,3 +350,33 @@ def test_rtmdet_ins_on_chips_of_two_sizes_needs_pad_mask():
         else:
             losses = model.loss(data['inputs'], data['data_samples'])
             assert torch.isfinite(losses['loss_mask'])
+
+
+def test_autofocus_preprocessor_is_checked_as_built():
+    """AutoFocus merges its own data_preprocessor over the detector's; the
+    chip checks read the same merge: a partial one on the wrapper
+    (``pad_size_divisor=32``) leaves the detector's resizing batch
+    augment in place, so it is still refused, naming the entry that
+    turns it off (was: the wrapper's partial dict alone was checked, and
+    YOLOX's BatchSyncRandomResize trained on the chips unseen)."""
+    from mmengine.hub import get_config
+    detector = get_config('mmdet::yolox/yolox_s_8xb8-300e_coco.py').model
+    assert detector.data_preprocessor.batch_augments
+    cfg = Config.fromfile(SNIPER_DEMO)
+    cfg.model = dict(type='mmsnip.AutoFocus', detector=detector,
+                     data_preprocessor=dict(pad_size_divisor=32))
+    problems = [p for p in chip_training_problems(cfg)
+                if 'batch_augments' in p]
+    assert problems == [
+        'model.data_preprocessor.batch_augments: BatchSyncRandomResize '
+        'rescales chips and their boxes but not their valid range; chips '
+        'are already at their scale: set '
+        'model.data_preprocessor.batch_augments=None']
+    cfg.model.data_preprocessor.batch_augments = None  # the fix named
+    assert not [p for p in chip_training_problems(cfg)
+                if 'batch_augments' in p]
+    cfg.model.pop('data_preprocessor')  # the detector's own
+    (problem, ) = [p for p in chip_training_problems(cfg)
+                   if 'batch_augments' in p]
+    assert problem.startswith('model.detector.data_preprocessor.'
+                              'batch_augments: BatchSyncRandomResize')

@@ -168,3 +168,26 @@ def test_the_walkthrough_snippet_tests_with_its_own_ranges(tmp_path):
     assert cfg.train_dataloader.dataset.chip_cfg == \
         aerial.train_dataloader.dataset.chip_cfg
     assert cfg.tta_model.scales == aerial.tta_model.scales
+
+
+def test_training_a_plain_detector_under_an_autofocus_tta_model_warns(
+        tiny_demo_root, tmp_path):
+    """A config whose tta_model is AutoFocusTTAModel but whose model is
+    not AutoFocus (a later ``model = dict(...)`` in the same file replaced
+    the AutoFocus one, or only tta_model was swapped) trains the detector
+    without a FocusPixel head, which only tools/test.py --tta refused, at
+    the end. The runner says so when training starts; tools/test.py --tta
+    refuses it from the config (test_preflight.py)."""
+    from mmsnip.engine import SnipRunner
+    from mmsnip.utils import register_all_modules
+    register_all_modules(init_default_scope=False)
+    cfg = Config.fromfile(tiny_config(tiny_demo_root, str(tmp_path / 'w'),
+                                      str(tmp_path / 'cfg.py'),
+                                      base=SNIPER_DEMO))
+    cfg.tta_model = dict(type='mmsnip.AutoFocusTTAModel',
+                         scales=cfg.tta_model.scales)
+    log = open(SnipRunner.from_cfg(cfg).logger.log_file).read()
+    assert ('WARNING - SnipRunner: tta_model (AutoFocusTTAModel) runs the '
+            'cascade of an AutoFocus model (a detector with a FocusPixel '
+            'head), but model is a FasterRCNN') in log
+    assert 'this training has no FocusPixel head' in log

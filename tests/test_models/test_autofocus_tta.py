@@ -818,6 +818,36 @@ def test_a_pipeline_that_changes_the_image_is_refused(autofocus,
             tta.test_step(data)
 
 
+def test_a_pipeline_of_several_views_is_refused(autofocus, tiny_demo_root):
+    """An AutoFocus config that swapped tta_model but kept the SNIPER
+    base's tta_pipeline (snip_tta_pipeline: a TestTimeAug of the
+    pyramid's resizes) fed the chip modes a tuple of views per image:
+    ``AttributeError: 'tuple' object has no attribute 'metainfo'`` deep
+    in the cascade. Refused, naming the views and the fix."""
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        pipeline = Compose([
+            dict(type='LoadImageFromFile'),
+            dict(type='TestTimeAug', transforms=[
+                [dict(type='ResizeToScale', scale=s) for s in SCALES],
+                [dict(type='mmdet.PackDetInputs', meta_keys=(
+                    'img_id', 'img_path', 'ori_shape', 'img_shape',
+                    'scale_factor'))]])])
+        data = pseudo_collate([pipeline(_image(tiny_demo_root))])
+        sliced = MODELS.build(dict(type='SlicedTTAModel', module=autofocus,
+                                   tile_size=128, overlap=32))
+    for tta in (_autofocus_tta(autofocus, threshold=0.3), sliced):
+        name = type(tta).__name__
+        with pytest.raises(ValueError) as e:
+            tta.test_step(data)
+        assert str(e.value) == (
+            f'{name}: the tta_pipeline makes 3 views of each image (a '
+            'TestTimeAug, e.g. snip_tta_pipeline of the SNIPER base, '
+            f'for SnipTTAModel), but {name} takes each image once, whole, '
+            'and resizes its chips itself: set tta_pipeline = '
+            '{{_base_.chip_tta_pipeline}} (configs/_base_/autofocus/'
+            'chip_test.py)')
+
+
 def test_oracle_without_ground_truth_in_the_sample_is_refused(
         autofocus, tiny_demo_root):
     """oracle=True plans the FocusChips from the test sample's ground

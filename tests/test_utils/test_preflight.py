@@ -89,6 +89,60 @@ def test_tta_pipeline_without_a_resize_for_a_scale_is_an_error():
     assert tta_resize_problem(dict(type='DetTTAModel'), two) is None
 
 
+def test_chip_tta_model_with_a_pipeline_of_views_is_an_error():
+    """AutoFocusTTAModel / SlicedTTAModel take each image once, whole; a
+    tta_pipeline with a TestTimeAug (the SNIPER base's
+    snip_tta_pipeline, kept by a config that swapped only tta_model) is
+    found from the config by tools/test.py --tta, before anything is
+    built (was: an AttributeError deep in the cascade)."""
+    from mmsnip.utils.preflight import UserInputError, check_tta_config
+    views = [dict(type='LoadImageFromFile'),
+             dict(type='TestTimeAug', transforms=[
+                 [dict(type='mmsnip.ResizeToScale', scale=dict(factor=1.0))],
+                 [dict(type='PackDetInputs')]])]
+    whole = [dict(type='LoadImageFromFile'), dict(type='PackDetInputs')]
+    for name in ('mmsnip.AutoFocusTTAModel', 'SlicedTTAModel'):
+        model = dict(type=name, scales=[dict(factor=1.0)])
+        with pytest.raises(UserInputError) as e:
+            check_tta_config(Config(dict(tta_model=model,
+                                         tta_pipeline=views)))
+        short = name.split('.')[-1]
+        assert str(e.value) == (
+            f'the config: tta_model ({short}) takes each image once, whole, '
+            'and resizes its chips itself, but tta_pipeline[1] is a '
+            'TestTimeAug (several views of each image, e.g. '
+            'snip_tta_pipeline of the SNIPER base, for SnipTTAModel): set '
+            'tta_pipeline = {{_base_.chip_tta_pipeline}} '
+            '(configs/_base_/autofocus/chip_test.py)')
+        check_tta_config(Config(dict(tta_model=model, tta_pipeline=whole)))
+    check_tta_config(Config(dict(
+        tta_model=dict(type='mmsnip.SnipTTAModel',
+                       scales=[dict(factor=1.0)]), tta_pipeline=views)))
+
+
+def test_autofocus_tta_model_around_a_plain_detector_is_an_error():
+    """tools/test.py --tta with tta_model AutoFocusTTAModel but a model
+    that is not AutoFocus (a config that swapped only tta_model, or a
+    later `model = dict(...)` in the same file that replaced the AutoFocus
+    one): one error line from the config (was: a TypeError traceback when
+    the runner built the model)."""
+    from mmsnip.utils.preflight import UserInputError, check_tta_config
+    pipeline = [dict(type='LoadImageFromFile'), dict(type='PackDetInputs')]
+    tta = dict(type='mmsnip.AutoFocusTTAModel', scales=[dict(factor=1.0)])
+    cfg = Config(dict(model=dict(type='RTMDet'), tta_model=tta,
+                      tta_pipeline=pipeline))
+    with pytest.raises(UserInputError) as e:
+        check_tta_config(cfg)
+    assert str(e.value) == (
+        'the config: tta_model (AutoFocusTTAModel) runs the cascade of an '
+        'AutoFocus model (a detector with a FocusPixel head), but model is '
+        "a RTMDet: wrap it, model = dict(_delete_=True, type="
+        "'mmsnip.AutoFocus', detector=..., focus_head=..., focus_level=...)"
+        ' (docs/autofocus.md), or test the full pyramid with SnipTTAModel')
+    cfg.model = dict(type='mmsnip.AutoFocus', detector=dict(type='RTMDet'))
+    check_tta_config(cfg)
+
+
 def test_tta_without_a_test_time_model_is_one_error():
     """tools/test.py --tta on a config without tta_model or tta_pipeline
     (or with None): an error, not MMDetection's silent flip test."""

@@ -94,6 +94,7 @@ class FocusPixelHead(BaseModule):
         self.thresholds = self.rule.thresholds
         self.loss_weight = loss_weight
         self.num_convs = num_convs
+        self.in_channels = in_channels
         self.conv = nn.Conv2d(in_channels, feat_channels, 3, padding=1)
         if num_convs == 2:
             self.conv_1x1 = nn.Conv2d(feat_channels, feat_channels, 1)

@@ -10,6 +10,53 @@ from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from torch import Tensor
 
 from mmsnip.registry import MODELS
+from mmsnip.utils.preflight import UserInputError
+
+
+def merged_data_preprocessor(own: Optional[dict],
+                             detector: Optional[dict]) -> Optional[dict]:
+    """The data preprocessor config an ``AutoFocus`` model builds.
+
+    ``own`` (the wrapper's ``data_preprocessor``) is merged over the
+    wrapped detector's, key by key, as MMEngine merges a child config into
+    its base: ``model = dict(data_preprocessor=dict(pad_size_divisor=32))``
+    in an AutoFocus config changes that key of the detector's
+    preprocessor and keeps its type, mean, std and batch augments. With
+    ``_delete_=True`` in ``own``, ``own`` replaces it. One home for the
+    rule: :class:`AutoFocus` builds it, ``SnipRunner`` checks it.
+
+    Args:
+        own (dict, optional): ``model.data_preprocessor``.
+        detector (dict, optional): ``model.detector.data_preprocessor``.
+
+    Returns:
+        dict | None: The merged config (a new dict), None if neither is
+        set.
+    """
+    if not own:
+        return copy.deepcopy(detector) if detector else None
+    own = dict(copy.deepcopy(own))
+    if own.pop('_delete_', False) or not detector:
+        return own
+    return {**copy.deepcopy(detector), **own}
+
+
+def _misplaced_keys_problem(keys: dict) -> str:
+    """The message for keys ``AutoFocus`` does not take (see its
+    ``**misplaced``)."""
+    cfgs = [k for k in ('train_cfg', 'test_cfg') if k in keys]
+    if set(keys) == set(cfgs):
+        name = cfgs[0]
+        return (f'AutoFocus: model.{name} is not used: the wrapped detector '
+                f'has its own; set model.detector.{name} instead (e.g. '
+                f'--cfg-options model.detector.{name}.KEY=VALUE), got '
+                f'model.{name}={dict(keys[name] or {})}')
+    return (f'AutoFocus: model has keys of a detector at its top level '
+            f'({", ".join(sorted(keys))}): the AutoFocus model dict was '
+            "merged into the base config's detector; write it with "
+            "_delete_=True: model = dict(_delete_=True, "
+            "type='mmsnip.AutoFocus', detector={{_base_.model}}, "
+            'focus_head=..., focus_level=...) (docs/autofocus.md)')
 
 
 @contextmanager
@@ -48,7 +95,15 @@ class AutoFocus(BaseDetector):
             whose stride is ``focus_head.stride`` (checked), e.g. 2 for an
             FPN starting at stride 4 (Faster R-CNN), 1 for one starting at
             stride 8 (RetinaNet, FCOS).
-        data_preprocessor (dict, optional): Defaults to the detector's.
+        data_preprocessor (dict, optional): Merged over the detector's
+            (:func:`merged_data_preprocessor`); left out, the detector's.
+        **misplaced: Not taken; any is an error naming the fix. A
+            ``train_cfg`` / ``test_cfg`` (``--cfg-options
+            model.test_cfg.X=V``, an mmdet habit; the wrapped detector
+            keeps its own): set ``model.detector.<name>``. Detector keys
+            (``backbone``, ``neck``...: the AutoFocus dict was merged into
+            the detector's, ``_delete_=True`` left out): write it with
+            ``_delete_=True``.
     """
 
     def __init__(self,
@@ -56,11 +111,14 @@ class AutoFocus(BaseDetector):
                  focus_head: ConfigType,
                  focus_level: int = 2,
                  data_preprocessor: OptConfigType = None,
-                 init_cfg: OptMultiConfig = None):
+                 init_cfg: OptMultiConfig = None,
+                 **misplaced):
+        if misplaced:
+            raise UserInputError(_misplaced_keys_problem(misplaced))
         detector = copy.deepcopy(detector)
-        inner_preprocessor = detector.pop('data_preprocessor', None)
         super().__init__(
-            data_preprocessor=data_preprocessor or inner_preprocessor,
+            data_preprocessor=merged_data_preprocessor(
+                data_preprocessor, detector.pop('data_preprocessor', None)),
             init_cfg=init_cfg)
         self.detector = MODELS.build(detector)
         self.focus_head = MODELS.build(focus_head)
@@ -91,8 +149,11 @@ class AutoFocus(BaseDetector):
 
     def focus_features(self, feats: Tuple[Tensor],
                        batch_inputs: Tensor) -> Tensor:
-        """The feature map the focus head reads, checked against its stride.
-        """
+        """The feature map the focus head reads: ``feats[focus_level]``,
+        ``(B, C, H, W)``, checked against the head's stride and
+        ``in_channels`` (``C``); a mismatch is a ``ValueError`` naming the
+        setting to change (the runner's input check reports it before
+        training)."""
         stride = self.focus_head.stride
         width = batch_inputs.shape[-1]
         strides = ', '.join(f'{i}: {width / f.shape[-1]:g}'
@@ -111,6 +172,13 @@ class AutoFocus(BaseDetector):
                 f'{width / feat.shape[-1]:g}, but focus_head.stride is '
                 f'{stride} (level: stride {strides}); pick the focus_level '
                 'of that stride')
+        channels = getattr(self.focus_head, 'in_channels', None)
+        if channels is not None and feat.shape[1] != channels:
+            raise ValueError(
+                f'AutoFocus: focus_head.in_channels={channels} but feature '
+                f'level {self.focus_level} (stride {stride}) has '
+                f'{feat.shape[1]} channels; set '
+                f'model.focus_head.in_channels={feat.shape[1]}')
         return feat
 
     def loss(self, batch_inputs: Tensor,

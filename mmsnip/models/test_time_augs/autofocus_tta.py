@@ -27,8 +27,9 @@ from mmsnip.chips.focus_plan import TRANSITION_KEYS
 from mmsnip.registry import MODELS
 from mmsnip.utils.checks import UserInputError
 from ..input_sizes import InputViews, cascade_views
-from .chip_runner import (ChipRunner, Crop, StageTimer, check_whole_image,
-                          crop_resize, detections_in_image, windows_of)
+from .chip_runner import (ChipRunner, Crop, StageTimer, check_one_view,
+                          check_whole_image, crop_resize,
+                          detections_in_image, windows_of)
 from .merge import MaskPaster, MergeConfig, add_masks, merge_detections
 
 
@@ -235,6 +236,7 @@ class AutoFocusTTAModel(BaseTTAModel):
     @torch.no_grad()
     def test_step(self, data: dict) -> List[DetDataSample]:
         inputs, samples = data['inputs'], data['data_samples']
+        check_one_view(samples, type(self).__name__)
         if isinstance(inputs, Tensor):
             inputs = list(inputs)
         return self.predict_cascade(inputs, samples)[0]

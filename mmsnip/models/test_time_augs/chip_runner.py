@@ -82,6 +82,30 @@ def crop_resize(image: Tensor, box: np.ndarray, factor: float) -> Crop:
                 (out_w / (x2 - x1), out_h / (y2 - y1)))
 
 
+def check_one_view(samples: Sequence, owner: str) -> None:
+    """The chip-based test modes take each image once, whole: a test
+    batch of one ``DetDataSample`` per image. A ``tta_pipeline`` with a
+    ``TestTimeAug`` (the SNIP pyramid's, kept from a SNIPER base) packs
+    several views of each image instead: ``samples`` is then one tuple of
+    samples per view.
+
+    Args:
+        samples (Sequence): ``data['data_samples']`` of a test batch.
+        owner (str): The test-time model, for the message.
+
+    Raises:
+        ValueError: Naming the number of views and the fix.
+    """
+    if samples and isinstance(samples[0], (list, tuple)):
+        raise ValueError(
+            f'{owner}: the tta_pipeline makes {len(samples)} views of each '
+            'image (a TestTimeAug, e.g. snip_tta_pipeline of the SNIPER '
+            f'base, for SnipTTAModel), but {owner} takes each image once, '
+            'whole, and resizes its chips itself: set tta_pipeline = '
+            '{{_base_.chip_tta_pipeline}} (configs/_base_/autofocus/'
+            'chip_test.py)')
+
+
 def check_whole_image(image: Tensor, meta: dict, owner: str) -> None:
     """The chip-based test modes cut their windows from the image as the
     test pipeline loaded it and report the boxes in its pixels as the

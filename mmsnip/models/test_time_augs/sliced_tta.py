@@ -14,8 +14,9 @@ from mmsnip.registry import MODELS
 from mmsnip.utils.checks import (UserInputError, check_integer,
                                   check_positive)
 from ..input_sizes import InputViews, tile_views
-from .chip_runner import (ChipRunner, StageTimer, check_whole_image,
-                          crop_resize, detections_in_image)
+from .chip_runner import (ChipRunner, StageTimer, check_one_view,
+                          check_whole_image, crop_resize,
+                          detections_in_image)
 from .merge import MaskPaster, MergeConfig, add_masks, merge_detections
 
 
@@ -174,6 +175,7 @@ class SlicedTTAModel(BaseTTAModel):
     @torch.no_grad()
     def test_step(self, data: dict) -> List[DetDataSample]:
         inputs, samples = data['inputs'], data['data_samples']
+        check_one_view(samples, type(self).__name__)
         device = next(self.module.parameters()).device
         out = []
         for image, sample in zip(inputs, samples):

@@ -102,3 +102,95 @@ def test_focus_level_problems_are_found_when_the_model_is_built():
                                                    focus_level=9)))
     assert problem.startswith('AutoFocus.focus_level=9 but the detector has')
     assert 'set focus_level to the level of stride' in problem
+
+
+def test_train_and_test_cfg_of_the_wrapper_are_errors_naming_the_fix():
+    """mmdet habit: ``--cfg-options model.test_cfg.rcnn.score_thr=0.3``
+    on an AutoFocus config set a ``test_cfg`` on the wrapper, which has
+    none of its own (was: ``TypeError: AutoFocus.__init__() got an
+    unexpected keyword argument 'test_cfg'``, a traceback)."""
+    import pytest
+
+    from mmsnip.utils.preflight import UserInputError
+    for name in ('train_cfg', 'test_cfg'):
+        cfg = _autofocus(faster_rcnn())
+        cfg[name] = dict(rcnn=dict(score_thr=0.3))
+        with pytest.raises(UserInputError) as e:
+            _build(cfg)
+        assert str(e.value).startswith(
+            f'AutoFocus: model.{name} is not used: the wrapped detector '
+            f'has its own; set model.detector.{name} instead')
+        assert '\n' not in str(e.value)
+
+
+def test_an_autofocus_dict_merged_into_the_detector_is_an_error():
+    """The docs' AutoFocus model dict without ``_delete_=True`` merges into
+    the base's detector dict: AutoFocus got its backbone, neck, heads,
+    train_cfg and test_cfg (was: ``TypeError: AutoFocus.__init__() got an
+    unexpected keyword argument 'backbone'``, a traceback)."""
+    import pytest
+
+    from mmsnip.utils.preflight import UserInputError
+    detector = faster_rcnn()
+    merged = ConfigDict(detector, **_autofocus(faster_rcnn()))
+    with pytest.raises(UserInputError) as e:
+        _build(merged)
+    assert str(e.value) == (
+        'AutoFocus: model has keys of a detector at its top level '
+        '(backbone, neck, roi_head, rpn_head, test_cfg, train_cfg): the '
+        "AutoFocus model dict was merged into the base config's detector; "
+        "write it with _delete_=True: model = dict(_delete_=True, "
+        "type='mmsnip.AutoFocus', detector={{_base_.model}}, "
+        'focus_head=..., focus_level=...) (docs/autofocus.md)')
+
+
+def test_a_partial_data_preprocessor_is_merged_over_the_detectors():
+    """``model = dict(data_preprocessor=dict(pad_size_divisor=64))`` on an
+    AutoFocus config (the fix mmsnip's input-size error names) changes
+    that key of the detector's preprocessor, as MMEngine merges a child
+    config (was: ``KeyError: ... must contain the key "type"``, and with
+    a ``type`` the detector's mean and std were dropped silently);
+    ``_delete_=True`` replaces it."""
+    detector = faster_rcnn()
+    inner = detector.data_preprocessor
+    model = _build(ConfigDict(_autofocus(detector),
+                              data_preprocessor=dict(pad_size_divisor=64)))
+    pre = model.data_preprocessor
+    assert pre.pad_size_divisor == 64
+    assert type(pre).__name__ == 'DetDataPreprocessor'
+    assert torch.allclose(pre.mean.flatten(), torch.tensor(inner.mean))
+    assert torch.allclose(pre.std.flatten(), torch.tensor(inner.std))
+    model = _build(ConfigDict(_autofocus(faster_rcnn()),
+                              data_preprocessor=dict(
+                                  _delete_=True,
+                                  type='DetDataPreprocessor',
+                                  pad_size_divisor=8)))
+    assert model.data_preprocessor.pad_size_divisor == 8
+    assert not hasattr(model.data_preprocessor, 'mean')  # replaced whole
+    # left out: the detector's, as before
+    model = _build(_autofocus(faster_rcnn()))
+    assert model.data_preprocessor.pad_size_divisor == \
+        inner.pad_size_divisor
+
+
+def test_focus_head_channels_other_than_the_levels_are_an_error():
+    """docs/autofocus.md's snippet has ``in_channels=256``; a neck of
+    other width (YOLOX-s: 128, RTMDet-tiny: 96) failed at the first
+    iteration, after the chip table was built, with ``RuntimeError: Given
+    groups=1, weight of size [64, 256, 3, 3], expected input ... to have
+    256 channels, but got 32``. Now the runner's input check names the
+    entry and the value to set, before training."""
+    import pytest
+
+    from mmsnip.models.input_sizes import input_size_problem
+    cfg = _autofocus(retinanet(), focus_level=1)
+    cfg.focus_head.in_channels = 256
+    model = _build(cfg)
+    problem = input_size_problem(model)
+    assert problem == (
+        'AutoFocus: focus_head.in_channels=256 but feature level 1 '
+        '(stride 16) has 32 channels; set '
+        'model.focus_head.in_channels=32')
+    data = _batch(model)
+    with pytest.raises(ValueError, match='focus_head.in_channels=256'):
+        model.loss(data['inputs'], data['data_samples'])
