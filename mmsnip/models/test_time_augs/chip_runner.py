@@ -94,10 +94,10 @@ def check_one_view(samples: Sequence, owner: str) -> None:
         owner (str): The test-time model, for the message.
 
     Raises:
-        ValueError: Naming the number of views and the fix.
+        UserInputError: Naming the number of views and the fix.
     """
     if samples and isinstance(samples[0], (list, tuple)):
-        raise ValueError(
+        raise UserInputError(
             f'{owner}: the tta_pipeline makes {len(samples)} views of each '
             'image (a TestTimeAug, e.g. snip_tta_pipeline of the SNIPER '
             f'base, for SnipTTAModel), but {owner} takes each image once, '
