@@ -82,7 +82,8 @@ from typing import (Callable, Dict, Iterable, Iterator, List, Optional,
 
 import numpy as np
 
-from mmsnip.utils.checks import check_integer, is_integer, is_number
+from mmsnip.utils.checks import (UserInputError, check_integer, is_integer,
+                                  is_number)
 from mmsnip.utils.fileio import atomic_open
 from .proposal_pool import check_pool_iou, pool_keep, pool_order
 
@@ -204,7 +205,7 @@ def check_image_ids(img_ids: Sequence, img_paths: Sequence,
         where (str): Who checks, for the message.
 
     Raises:
-        ValueError: Naming the id, both paths and the fix.
+        UserInputError: Naming the id, both paths and the fix.
     """
     first = {}
     for img_id, img_path in zip(img_ids, img_paths):
@@ -213,7 +214,7 @@ def check_image_ids(img_ids: Sequence, img_paths: Sequence,
         except TypeError:  # unhashable: refused elsewhere
             continue
         if seen != img_path:
-            raise ValueError(
+            raise UserInputError(
                 f'{where}: img_id {img_id!r} names two different images, '
                 f'"{seen}" and "{img_path}" (e.g. a ConcatDataset of '
                 'annotation files that each number their images from 1): '
@@ -636,8 +637,9 @@ def _file_meta(path: str, num_scales: int, top_n: Optional[int],
         record = [s if isinstance(s, dict) else scale_record([s])[0]
                   for s in scales]
         if len(record) != num_scales:
-            raise ValueError(f'proposal file "{path}": {len(record)} scales '
-                             f'recorded for {num_scales} scales of rows')
+            raise UserInputError(
+                f'proposal file "{path}": {len(record)} scales recorded for '
+                f'{num_scales} scales of rows')
         meta['scales'] = record
     if score_range is None:
         meta['version'] = 2
@@ -932,37 +934,37 @@ class ProposalFile(Mapping):
         try:
             arrays = _npz_memmap(path)
         except Exception as e:  # zipfile and numpy raise many kinds
-            raise ValueError(f'proposal file "{path}" is not readable '
-                             f'({type(e).__name__}: {e}): truncated, '
-                             'damaged or not a proposal file') from e
+            raise UserInputError(f'proposal file "{path}" is not readable '
+                                 f'({type(e).__name__}: {e}): truncated, '
+                                 'damaged or not a proposal file') from e
         missing = [m for m in _MEMBERS if m not in arrays]
         if missing:
-            raise ValueError(f'proposal file "{path}" is not an mmsnip '
-                             f'proposal file (no {missing})')
+            raise UserInputError(f'proposal file "{path}" is not an mmsnip '
+                                 f'proposal file (no {missing})')
         try:
             meta = json.loads(bytes(np.asarray(arrays['meta'])).decode())
         except (ValueError, UnicodeDecodeError) as e:
-            raise ValueError(f'proposal file "{path}" is damaged: '
-                             f'unreadable meta data ({e}); copy it again '
-                             'or mine it again') from e
+            raise UserInputError(f'proposal file "{path}" is damaged: '
+                                 f'unreadable meta data ({e}); copy it again '
+                                 'or mine it again') from e
         if not isinstance(meta, dict):
             meta = {}
         version = meta.get('version')
         if meta.get('format') != FORMAT or type(version) is not int:
-            raise ValueError(f'proposal file "{path}" is not an mmsnip '
-                             f'proposal file (format {FORMAT!r})')
+            raise UserInputError(f'proposal file "{path}" is not an mmsnip '
+                                 f'proposal file (format {FORMAT!r})')
         if version not in READ_VERSIONS:
             newer = version > max(READ_VERSIONS)
-            raise ValueError(
+            raise UserInputError(
                 f'proposal file "{path}" has format version {version}; this '
                 f'mmsnip reads versions {list(READ_VERSIONS)} (and legacy '
                 'pickles)' + (': it was written by a newer mmsnip; upgrade '
-                              'mmsnip' if newer else ''))
+                                  'mmsnip' if newer else ''))
         problem = _meta_problem(meta) or _arrays_problem(arrays, meta)
         if problem:
-            raise ValueError(f'proposal file "{path}" is damaged: {problem}'
-                             ' (truncated or corrupt); copy it again or mine'
-                             ' it again')
+            raise UserInputError(
+                f'proposal file "{path}" is damaged: {problem} (truncated or '
+                'corrupt); copy it again or mine it again')
         self._meta = meta
         self.version = version
         self.num_scales = meta['num_scales']
@@ -996,10 +998,10 @@ class ProposalFile(Mapping):
                                        arrays_only=self.version == 2,
                                        descriptor=self._file())
         except (OSError, EOFError) as e:  # changed since it was opened
-            raise ValueError(f'proposal file "{self.path}" is not '
-                             f'readable ({type(e).__name__}: {e})') from e
+            raise UserInputError(f'proposal file "{self.path}" is not '
+                                 f'readable ({type(e).__name__}: {e})') from e
         if self.content_id not in digests:
-            raise ValueError(
+            raise UserInputError(
                 f'proposal file "{self.path}" is damaged: its content does '
                 'not match the content_id it was written with (a corrupt '
                 'copy or a disk error); copy it again or mine it again')
@@ -1168,9 +1170,9 @@ def read_pickle(path: str, where: str, expected: str):
         with open(path, 'rb') as f:
             return pickle.load(f)
     except Exception as e:  # noqa: BLE001 - unpickling raises any kind
-        raise ValueError(f'{where} is not readable ({type(e).__name__}: '
-                         f'{e}): truncated, damaged or not {expected}'
-                         ) from None
+        raise UserInputError(f'{where} is not readable ({type(e).__name__}: '
+                             f'{e}): truncated, damaged or not {expected}'
+                             ) from None
 
 
 def looks_like_mmdet_dump(data) -> bool:
@@ -1249,7 +1251,7 @@ def _load_legacy(path: str) -> tuple:
     """
     data = read_pickle(path, f'proposal file "{path}"', 'a proposal file')
     if not isinstance(data, dict) or data.get('format') != FORMAT:
-        raise ValueError(
+        raise UserInputError(
             f'proposal file "{path}" is not an mmsnip proposal file (format '
             f'{FORMAT!r})' + (
                 ': it looks like a dump of mmdet\'s DumpProposals '
@@ -1261,20 +1263,20 @@ def _load_legacy(path: str) -> tuple:
     bad = f'proposal file "{path}" (legacy version 1) is damaged:'
     num_scales = data.get('num_scales')
     if not is_integer(num_scales) or num_scales < 1:
-        raise ValueError(f'{bad} num_scales {num_scales!r} is not a '
-                         'positive integer; mine it again')
+        raise UserInputError(f'{bad} num_scales {num_scales!r} is not a '
+                             'positive integer; mine it again')
     props = data.get('proposals')
     if not isinstance(props, Mapping):
-        raise ValueError(f'{bad} it needs a dict \'proposals\' (img_id -> '
-                         f'[(P, 5) array per scale]), got '
-                         f'{type(props).__name__}; mine it again')
+        raise UserInputError(f'{bad} it needs a dict \'proposals\' (img_id -> '
+                             f'[(P, 5) array per scale]), got '
+                             f'{type(props).__name__}; mine it again')
     ids = image_id_array(list(props), f'proposal file "{path}"')
     out = {}
     for img_id, per_scale in props.items():
         where = f'proposal file "{path}": img_id {img_id!r}'
         if not isinstance(per_scale, (list, tuple)) or \
                 len(per_scale) != num_scales:
-            raise ValueError(
+            raise UserInputError(
                 f'{where} must hold a list of {num_scales} arrays (one per '
                 f'scale), got {type(per_scale).__name__}' +
                 (f' of {len(per_scale)}'
@@ -1295,8 +1297,8 @@ def open_proposals(path: str):
         for a pickle, the sha256 of its bytes).
     """
     if osp.isdir(path):
-        raise ValueError(f'proposal file "{path}" is a folder, not a file'
-                         + mining_shard_hint(path))
+        raise UserInputError(f'proposal file "{path}" is a folder, not a file'
+                             + mining_shard_hint(path))
     if not osp.isfile(path):
         raise FileNotFoundError(f'proposal file "{path}" does not exist')
     if not is_legacy_file(path):
@@ -1340,7 +1342,7 @@ def check_proposal_scales(path: str, props, file_scales: int,
         ValueError: Naming the file, the scale and the fix.
     """
     if file_scales != num_scales:
-        raise ValueError(
+        raise UserInputError(
             f'proposal file "{path}" has proposals for {file_scales} '
             f'scales, the chip config has {num_scales}. Fix: mine them '
             'with this chip config (tools/mine_proposals.py); a file '
@@ -1351,7 +1353,7 @@ def check_proposal_scales(path: str, props, file_scales: int,
         for s, (rec, spec) in enumerate(zip(recorded, scales)):
             if not _same_scale(rec, spec):
                 mine = scale_record([spec])[0]
-                raise ValueError(
+                raise UserInputError(
                     f'proposal file "{path}" was mined for chip_cfg.scales'
                     f'[{s}] {rec.get("rule")}={rec.get("value")!r}, the '
                     f'chip config has {mine["rule"]}={mine["value"]!r} '
@@ -1393,7 +1395,7 @@ def check_proposals(path: str, props, file_scales, img_ids: Sequence,
         check_image_ids(img_ids, img_paths, f'proposal file "{path}"')
     missing = [i for i in img_ids if i not in props]
     if missing:
-        raise ValueError(
+        raise UserInputError(
             f'proposal file "{path}" lacks {len(missing)} of the dataset\'s '
             f'{len(img_ids)} images (e.g. img_id {missing[:5]}): it was '
             'mined for another dataset or is incomplete')
@@ -1403,7 +1405,7 @@ def check_proposals(path: str, props, file_scales, img_ids: Sequence,
         for i in dict.fromkeys(img_ids):
             other = owner.setdefault(finder(i), i)
             if other != i:
-                raise ValueError(
+                raise UserInputError(
                     f'proposal file "{path}": the dataset\'s img_ids '
                     f'{other!r} and {i!r} both find its entry '
                     f'{finder(i)!r} (a file of integer ids finds strings '
@@ -1413,7 +1415,7 @@ def check_proposals(path: str, props, file_scales, img_ids: Sequence,
     if isinstance(props, dict):
         for i in img_ids:
             if len(props[i]) != num_scales:
-                raise ValueError(
+                raise UserInputError(
                     f'proposal file "{path}": img_id {i} has '
                     f'{len(props[i])} scales, expected {num_scales}')
 
@@ -1514,7 +1516,7 @@ def convert_proposals(src: str, dst: str, top_n: Optional[int] = None,
                               owner='save_proposals', scales=scales,
                               shared_scales=shared, pool_iou=pool_iou)
     except ValueError as e:
-        raise ValueError(f'proposal file "{src}": {e}') from None
+        raise UserInputError(f'proposal file "{src}": {e}') from None
     written = ProposalFile(dst)
     return dict(images=len(written), proposals=int(written.offsets[-1]),
                 bytes_in=osp.getsize(src), bytes_out=osp.getsize(dst),
@@ -1540,7 +1542,7 @@ class _PoolJob:
         pool_iou = check_pool_iou(pool_iou, f'proposal file "{src}"')
         if runs == 1:
             pooled = getattr(props, 'pool_iou', None)
-            raise ValueError(
+            raise UserInputError(
                 f'proposal file "{src}" holds one row set per image for '
                 'every scale (' + (
                     f'pooled already, at IoU {pooled:g}'
