@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from mmsnip.chips import FOCUS, IGNORE, FocusLabelRule, focus_pixel_labels
 from mmsnip.registry import MODELS
-from mmsnip.utils.checks import is_integer
+from mmsnip.utils.checks import UserInputError, is_integer
 
 
 @MODELS.register_module()
@@ -78,15 +78,17 @@ class FocusPixelHead(BaseModule):
                      type='Normal', layer='Conv2d', std=0.01)):
         super().__init__(init_cfg=init_cfg)
         if len(tuple(thresholds)) != 3:
-            raise ValueError('FocusPixelHead.thresholds must be (a, b, c), '
-                             f'got {thresholds!r}')
+            raise UserInputError(
+                f'FocusPixelHead.thresholds must be (a, b, c), got '
+                f'{thresholds!r}')
         if labels_from not in ('whole', 'clipped'):
-            raise ValueError("FocusPixelHead.labels_from must be 'whole' "
-                             f"or 'clipped', got {labels_from!r}")
+            raise UserInputError("FocusPixelHead.labels_from must be 'whole' "
+                                 f"or 'clipped', got {labels_from!r}")
         self.labels_from = labels_from
         if not is_integer(num_convs) or num_convs not in (1, 2):
-            raise ValueError('FocusPixelHead.num_convs must be 1 (3x3) or 2 '
-                             f'(3x3 + 1x1, the paper), got {num_convs!r}')
+            raise UserInputError(
+                'FocusPixelHead.num_convs must be 1 (3x3) or 2 (3x3 + 1x1, '
+                f'the paper), got {num_convs!r}')
         self.rule = FocusLabelRule(*thresholds, stride=stride,
                                    boundary_ignore=boundary_ignore,
                                    where='FocusPixelHead.thresholds')

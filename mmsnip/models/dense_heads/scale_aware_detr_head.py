@@ -46,7 +46,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor
 
 from mmsnip.registry import MODELS
-from mmsnip.utils.checks import is_number
+from mmsnip.utils.checks import UserInputError, is_number
 from ..utils import scale_valid_mask, select_gt
 
 __all__ = [
@@ -131,7 +131,7 @@ class ScaleAwareDETRMixin:
         cfg = self.train_cfg or {}
         thr = cfg.get('invalid_iou_thr', DEFAULT_INVALID_IOU_THR)
         if not is_number(thr) or not 0 <= thr <= 1:
-            raise ValueError(
+            raise UserInputError(
                 f'{type(self).__name__}: train_cfg.invalid_iou_thr must be '
                 f'a number in [0, 1], got {thr!r}; fix model.train_cfg.'
                 f'invalid_iou_thr in the config (default '

@@ -9,6 +9,7 @@ from mmdet.utils import InstanceList, OptInstanceList, reduce_mean
 from torch import Tensor
 
 from mmsnip.registry import MODELS
+from mmsnip.utils.checks import UserInputError
 
 
 @MODELS.register_module()
@@ -39,7 +40,7 @@ class ScaleAwareVFNetHead(VFNetHead):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if not self.use_atss:
-            raise ValueError(
+            raise UserInputError(
                 'ScaleAwareVFNetHead: use_atss=False assigns labels with '
                 "FCOS's rule, which does not read gt_instances.scale_valid; "
                 'set use_atss=True (the VFNet default) so that the '
