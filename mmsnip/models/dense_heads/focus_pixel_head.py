@@ -79,7 +79,7 @@ class FocusPixelHead(BaseModule):
         super().__init__(init_cfg=init_cfg)
         if len(tuple(thresholds)) != 3:
             raise UserInputError(
-                f'FocusPixelHead.thresholds must be (a, b, c), got '
+                'FocusPixelHead.thresholds must be (a, b, c), got '
                 f'{thresholds!r}')
         if labels_from not in ('whole', 'clipped'):
             raise UserInputError("FocusPixelHead.labels_from must be 'whole' "
