@@ -1,0 +1,89 @@
+# Copyright (c) mmsnip contributors. All rights reserved.
+"""Python snippets and numbers of the docs that a reader copies: each is
+taken from the doc as written and run or compared against the code (no
+training, no timings).
+"""
+import re
+
+import pytest
+from mmengine.config import Config
+
+from conftest import REPO_ROOT
+
+PYTHON_BLOCK = re.compile(r'```python\n(.*?)```', re.S)
+
+
+def python_blocks(doc: str) -> list:
+    with open(f'{REPO_ROOT}/{doc}') as f:
+        return PYTHON_BLOCK.findall(f.read())
+
+
+def block_with(doc: str, text: str) -> str:
+    found = [b for b in python_blocks(doc) if text in b]
+    assert len(found) == 1, f'{doc}: one python block with {text!r}'
+    return found[0]
+
+
+def test_chips_md_chip_cfg_is_the_paper_setting():
+    """chips.md's annotated chip_cfg builds, and it is what it says:
+    ``ChipConfig.paper_coco()``, every default spelled out."""
+    from mmsnip.chips import ChipConfig
+    scope = {}
+    exec(block_with('docs/chips.md', 'chip_cfg = dict('), scope)
+    assert ChipConfig.from_dict(scope['chip_cfg']) == \
+        ChipConfig.paper_coco()
+
+
+def test_custom_dataset_md_aerial_chip_cfg_is_the_config():
+    """The aerial chip_cfg shown in custom_dataset.md is the one of the
+    config it names."""
+    from mmsnip.chips import ChipConfig
+    block = block_with('docs/custom_dataset.md', 'chip_size=256')
+    scope = {}
+    exec(block.split('train_dataloader')[0], scope)
+    cfg = Config.fromfile(f'{REPO_ROOT}/configs/aerial/'
+                          'sniper_faster-rcnn_r18-w16_fpn_8e_aerial.py')
+    shown = dict(scope['chip_cfg'])
+    shown.pop('_delete_')
+    assert ChipConfig.from_dict(shown) == ChipConfig.from_dict(
+        cfg.train_dataloader.dataset.chip_cfg)
+
+
+def test_autofocus_md_config_snippet_builds(tmp_path):
+    """autofocus.md's "turn it on for a SNIPER config" block, on the R50
+    SNIPER config (a 256-channel FPN from stride 4), builds the AutoFocus
+    detector and its cascade test model."""
+    from mmengine.registry import init_default_scope
+
+    from mmsnip.registry import MODELS
+    block = block_with('docs/autofocus.md', "type='mmsnip.AutoFocus'")
+    base = f'{REPO_ROOT}/configs/sniper/sniper_faster-rcnn_r50_fpn_1x_coco.py'
+    block = block.replace("'../sniper/your_sniper_config.py'", repr(base))
+    block = block.replace('ann_file=...', "ann_file='val.json'")
+    path = tmp_path / 'autofocus_snippet.py'
+    path.write_text(block)
+    cfg = Config.fromfile(str(path))
+    init_default_scope('mmsnip')
+    model = MODELS.build(cfg.model)
+    assert type(model).__name__ == 'AutoFocus'
+    tta = MODELS.build(dict(cfg.tta_model, module=model))
+    assert type(tta).__name__ == 'AutoFocusTTAModel'
+    assert len(tta.scales) == 3
+
+
+@pytest.mark.parametrize('split', ['train', 'val'])
+def test_demo_data_md_counts(tmp_path, split):
+    """demo_data.md's counts of the coco preset are those the seed gives."""
+    from mmsnip.utils.demo_data import DEFAULT_COUNTS, PRESETS, generate_split
+    with open(f'{REPO_ROOT}/docs/demo_data.md') as f:
+        text = ' '.join(f.read().split())
+    num, seed = (DEFAULT_COUNTS['coco'][0], 0) if split == 'train' else \
+        (DEFAULT_COUNTS['coco'][1], 1000003)
+    coco = generate_split(str(tmp_path), split, num, seed, PRESETS['coco'])
+    crowd = sum(a['iscrowd'] for a in coco['annotations'])
+    objects = len(coco['annotations']) - crowd
+    with_boxes = {a['image_id'] for a in coco['annotations']}
+    empty = sum(im['id'] not in with_boxes for im in coco['images'])
+    shown = (f'{split} {num} images ({empty} empty), {objects} objects, '
+             f'{crowd} crowd regions')
+    assert shown in text
