@@ -71,19 +71,52 @@ def test_autofocus_md_config_snippet_builds(tmp_path):
     assert len(tta.scales) == 3
 
 
-@pytest.mark.parametrize('split', ['train', 'val'])
-def test_demo_data_md_counts(tmp_path, split):
-    """demo_data.md's counts of the coco preset are those the seed gives."""
+@pytest.fixture(scope='module')
+def demo_root(tmp_path_factory):
+    """The coco preset as `make_demo_dataset.py data/demo` writes it."""
     from mmsnip.utils.demo_data import DEFAULT_COUNTS, PRESETS, generate_split
+    root = tmp_path_factory.mktemp('demo')
+    num_train, num_val = DEFAULT_COUNTS['coco']
+    splits = dict(
+        train=generate_split(str(root), 'train', num_train, 0,
+                             PRESETS['coco']),
+        val=generate_split(str(root), 'val', num_val, 1000003,
+                           PRESETS['coco']))
+    return str(root), splits
+
+
+@pytest.mark.parametrize('split', ['train', 'val'])
+def test_demo_data_md_counts(demo_root, split):
+    """demo_data.md's counts of the coco preset are those the seed gives."""
     with open(f'{REPO_ROOT}/docs/demo_data.md') as f:
         text = ' '.join(f.read().split())
-    num, seed = (DEFAULT_COUNTS['coco'][0], 0) if split == 'train' else \
-        (DEFAULT_COUNTS['coco'][1], 1000003)
-    coco = generate_split(str(tmp_path), split, num, seed, PRESETS['coco'])
+    coco = demo_root[1][split]
     crowd = sum(a['iscrowd'] for a in coco['annotations'])
     objects = len(coco['annotations']) - crowd
     with_boxes = {a['image_id'] for a in coco['annotations']}
     empty = sum(im['id'] not in with_boxes for im in coco['images'])
-    shown = (f'{split} {num} images ({empty} empty), {objects} objects, '
-             f'{crowd} crowd regions')
+    shown = (f'{split} {len(coco["images"])} images ({empty} empty), '
+             f'{objects} objects, {crowd} crowd regions')
     assert shown in text
+
+
+def test_sniper_md_dataset_summary_is_the_demo_stage1_line(demo_root):
+    """The SniperDataset summary sniper.md quotes for the demo stage-1
+    config is the line that config's dataset logs."""
+    from mmengine.registry import init_default_scope
+
+    from conftest import logged_messages
+    from mmsnip.registry import DATASETS
+    with open(f'{REPO_ROOT}/docs/sniper.md') as f:
+        text = ' '.join(f.read().split())
+    quoted = re.search(r'stage-1 config: `(SniperDataset: 48 images[^`]*)`',
+                       text).group(1)
+    cfg = Config.fromfile(f'{REPO_ROOT}/configs/sniper/'
+                          'sniper_faster-rcnn_r18-w16_fpn_12e_demo.py')
+    dataset = cfg.train_dataloader.dataset
+    dataset.dataset.data_root = demo_root[0] + '/'
+    dataset.cache_dir = ''
+    init_default_scope('mmsnip')
+    with logged_messages() as messages:
+        DATASETS.build(dataset)
+    assert quoted in messages
