@@ -120,3 +120,28 @@ def test_sniper_md_dataset_summary_is_the_demo_stage1_line(demo_root):
     with logged_messages() as messages:
         DATASETS.build(dataset)
     assert quoted in messages
+
+
+def test_config_patterns_in_docs_match_configs():
+    """A file named by a pattern in the docs matches at least one file; a
+    config pattern (`*_300e_coco.py`) a shipped config's basename."""
+    import fnmatch
+    import glob
+    import os.path as osp
+    names = [osp.basename(p) for p in glob.glob(
+        f'{REPO_ROOT}/configs/**/*.py', recursive=True)]
+    docs = ['README.md'] + sorted(
+        osp.relpath(p, REPO_ROOT)
+        for p in glob.glob(f'{REPO_ROOT}/docs/*.md'))
+    checked = 0
+    for doc in docs:
+        with open(f'{REPO_ROOT}/{doc}') as f:
+            spans = re.findall(r'`([^`\s]*\*[^`\s]*\.py)`', f.read())
+        for span in spans:
+            if '/' in span and not span.startswith('configs/sniper/'):
+                found = glob.glob(f'{REPO_ROOT}/{span}')
+            else:  # a basename pattern: any folder of configs/
+                found = fnmatch.filter(names, osp.basename(span))
+            assert found, f'{doc}: {span}'
+            checked += 1
+    assert checked >= 4
