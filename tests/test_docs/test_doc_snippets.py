@@ -145,3 +145,22 @@ def test_config_patterns_in_docs_match_configs():
             assert found, f'{doc}: {span}'
             checked += 1
     assert checked >= 4
+
+
+def test_get_started_md_config_bases_load(tmp_path):
+    """get_started.md's example of mmdet parts plus mmsnip's runtime loads
+    with the mmsnip scope; a whole mmdet config beside that runtime is the
+    duplicate-key error the doc names."""
+    block = block_with('docs/get_started.md', '../_base_/default_runtime.py')
+    runtime = f'{REPO_ROOT}/configs/_base_/default_runtime.py'
+    path = tmp_path / 'parts.py'
+    path.write_text(' '.join(block.split()).replace(
+        "'../_base_/default_runtime.py'", repr(runtime)))
+    cfg = Config.fromfile(str(path))
+    assert cfg.default_scope == 'mmsnip'
+    assert cfg.runner_type == 'mmsnip.engine.SnipRunner'
+    whole = tmp_path / 'whole.py'
+    whole.write_text("_base_ = ['mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_"
+                     f"coco.py', {runtime!r}]")
+    with pytest.raises(KeyError, match='Duplicate key is not allowed'):
+        Config.fromfile(str(whole))
