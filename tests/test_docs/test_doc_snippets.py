@@ -164,3 +164,17 @@ def test_get_started_md_config_bases_load(tmp_path):
                      f"coco.py', {runtime!r}]")
     with pytest.raises(KeyError, match='Duplicate key is not allowed'):
         Config.fromfile(str(whole))
+
+
+def test_autofocus_md_calibration_snippet_is_what_the_tool_writes():
+    """autofocus.md's calibration.py for the demo config and the pick
+    (0.05, 3, 128), (0.2, 3, 128) is the text the sweep tool's writer
+    gives (its comment lines aside)."""
+    from mmsnip.chips.calibration import apply_setting, config_snippet
+    config = 'configs/autofocus/autofocus_faster-rcnn_r18-w16_fpn_12e_demo.py'
+    cfg = Config.fromfile(f'{REPO_ROOT}/{config}')
+    scales = apply_setting([dict(s) for s in cfg.tta_model.scales],
+                           [(0.05, 3, 128.0), (0.2, 3, 128.0)])
+    written = config_snippet(scales, base=f'../../{config}')
+    assert written.strip() == block_with(
+        'docs/autofocus.md', "_base_ = '../../configs").strip()
