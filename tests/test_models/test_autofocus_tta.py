@@ -66,6 +66,21 @@ def _packed(*infos):
         return pseudo_collate([pipeline(dict(info)) for info in infos])
 
 
+def _packed_with_boxes(info, boxes):
+    """One unresized image as ``_packed`` packs it, with ``boxes`` (a list
+    of [x1, y1, x2, y2], label 0) loaded as its ground truth (what an
+    oracle tta_pipeline with LoadAnnotations gives)."""
+    pipeline = Compose([
+        dict(type='LoadImageFromFile'),
+        dict(type='mmdet.LoadAnnotations', with_bbox=True),
+        dict(type='mmdet.PackDetInputs',
+             meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape'))])
+    instances = [dict(bbox=list(b), bbox_label=0, ignore_flag=0)
+                 for b in boxes]
+    with DefaultScope.overwrite_default_scope('mmsnip'):
+        return pseudo_collate([pipeline(dict(info, instances=instances))])
+
+
 def _run_autofocus(tta, info):
     return tta.test_step(_packed(info))[0]
 
@@ -327,15 +342,7 @@ def test_plain_checkpoint_is_refused_unless_oracle(tiny_demo_root):
         oracle = MODELS.build(dict(
             type='AutoFocusTTAModel', module=model, oracle=True,
             scales=[dict(s, dilation=3, min_size=64) for s in SCALES]))
-    pipeline = Compose([
-        dict(type='LoadImageFromFile'),
-        dict(type='mmdet.LoadAnnotations', with_bbox=True),
-        dict(type='mmdet.PackDetInputs',
-             meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape'))])
-    with DefaultScope.overwrite_default_scope('mmsnip'):
-        data = pseudo_collate([pipeline(dict(
-            info, instances=[dict(bbox=[10, 10, 30, 30], bbox_label=0,
-                                  ignore_flag=0)]))])
+    data = _packed_with_boxes(info, [[10, 10, 30, 30]])
     assert oracle.test_step(data)[0].metainfo['pixels'] > 0
     model.load_state_dict(model.state_dict())
     assert model.focus_head_loaded is True
@@ -862,13 +869,6 @@ def test_oracle_without_ground_truth_in_the_sample_is_refused(
             r'AutoFocusTTAModel: oracle=True .*val_000000.jpg has no '
             r'ground truth .*LoadAnnotations')):
         tta.test_step(_packed(_image(tiny_demo_root)))
-    pipeline = Compose([
-        dict(type='LoadImageFromFile'),
-        dict(type='mmdet.LoadAnnotations', with_bbox=True),
-        dict(type='mmdet.PackDetInputs',
-             meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape'))])
-    with DefaultScope.overwrite_default_scope('mmsnip'):
-        data = pseudo_collate([pipeline(dict(_image(tiny_demo_root),
-                                             instances=[]))])
-    (result, ) = tta.test_step(data)
+    (result, ) = tta.test_step(_packed_with_boxes(_image(tiny_demo_root),
+                                                  []))
     assert result.metainfo['chips_per_scale'] == [1, 0, 0]
