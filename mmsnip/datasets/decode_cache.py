@@ -38,6 +38,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 from mmcv.transforms import LoadImageFromFile
 
+from mmsnip.utils.checks import UserInputError
+
 from .transforms.chip_transforms import (AFTER_CHIP_FIX, BEFORE_CHIP_FIX,
                                          CropChip, ImageSizeError,
                                          chip_input_problem,
@@ -118,12 +120,12 @@ def check_shared_loader(transforms: Sequence[Callable], owner: str) -> None:
     """The pipeline's first transform must be a ``LoadImageFromFile``.
 
     Raises:
-        ValueError: Naming ``owner`` and the fix (put the loader first or
+        UserInputError: Naming ``owner`` and the fix (put the loader first or
             disable the cache).
     """
     first = transforms[0] if len(transforms) else None
     if not isinstance(first, LoadImageFromFile):
-        raise ValueError(
+        raise UserInputError(
             f'{owner}: decode_cache_mb > 0 shares one decode among the '
             'chips of an image by running the pipeline\'s first transform, '
             'which must be LoadImageFromFile (or a subclass), once per '
@@ -182,7 +184,7 @@ def run_transforms(transforms: Sequence[Callable], data: dict,
 
     Raises:
         TransformError: A transform raised (its error is ``__cause__``).
-        ValueError: A transform broke the chip (named, with the fix), or
+        UserInputError: A transform broke the chip (named, with the fix), or
             wrote into a read-only cached image (named, with the fixes).
     """
     crop_at = next((i for i, t in enumerate(transforms)
@@ -195,7 +197,7 @@ def run_transforms(transforms: Sequence[Callable], data: dict,
         except Exception as e:
             name = type(t).__name__
             if _fails_only_read_only(t, data, img):
-                raise ValueError(
+                raise UserInputError(
                     f'{name} writes into the image in place, but with '
                     'decode_cache_mb > 0 the image before CropChip is '
                     'shared by the chips of the image and read-only '
@@ -212,7 +214,7 @@ def run_transforms(transforms: Sequence[Callable], data: dict,
         problem = chip_input_problem(data) if before else \
             chip_output_problem(data)
         if problem:
-            raise ValueError(
+            raise UserInputError(
                 f'{type(t).__name__} (pipeline transform {i}, '
                 f'{"before" if before else "after"} CropChip): {problem}; '
                 f'{BEFORE_CHIP_FIX if before else AFTER_CHIP_FIX}')
@@ -237,7 +239,7 @@ def run_pipeline_shared(transforms: Sequence[Callable], info: dict,
         file: nothing is cached then).
 
     Raises:
-        TransformError, ValueError: As :func:`run_transforms`.
+        TransformError, UserInputError: As :func:`run_transforms`.
     """
     key = info['img_path']
     loaded = cache.get(key)

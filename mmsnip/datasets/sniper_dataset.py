@@ -787,14 +787,23 @@ class SniperDataset:
                 # mmcv / cv2 errors (a truncated JPEG, an image smaller than
                 # annotated) name no dataset entry: name it. The image
                 # check helps only when the file is the likely cause.
-                what = str(e) if isinstance(e, TransformError) else \
+                what = str(e) if isinstance(
+                    e, (TransformError, UserInputError)) else \
                     f'{type(e).__name__}: {e}'
+                cause = e.error if isinstance(e, TransformError) else e
+                # An image the loader could not read (an ImageSizeError
+                # says what to check itself), a size or the pipeline's
+                # order: the user's to fix, one line from the tools; a
+                # transform's own bug: a traceback.
+                unreadable = isinstance(e, TransformError) and \
+                    e.is_decode_error and \
+                    not isinstance(cause, UserInputError)
                 hint = ('. Check the images with `python '
                         'tools/check_dataset.py CONFIG --full-decode`'
-                        if isinstance(e, TransformError)
-                        and e.is_decode_error else '')
-                cause = e.error if isinstance(e, TransformError) else e
-                raise RuntimeError(
+                        if unreadable else '')
+                error = UserInputError if unreadable or isinstance(
+                    cause, UserInputError) else RuntimeError
+                raise error(
                     f'SniperDataset: chip {idx} of {self._where(info)} '
                     f'failed in the pipeline: {what}{hint}') from cause
             if data is not None:

@@ -611,15 +611,40 @@ def explain_failure(cfg: Config, keys=DATALOADER_KEYS) -> None:
                     raise UserInputError(f'{name}.{field}: {e}') from None
 
 
+def user_message(error: UserInputError) -> str:
+    """What the user reads of ``error``: its message, also when it was
+    raised in a DataLoader worker process.
+
+    PyTorch re-raises a worker's error in the main process as the same
+    class whose message is ``Caught UserInputError in DataLoader worker
+    process 0.`` and the worker's whole traceback; that gives the
+    original message and, on a line of its own, where it was raised.
+    """
+    text = str(error)
+    head, found, rest = text.partition('\nOriginal Traceback')
+    kind = type(error)
+    caught = f'Caught {kind.__name__} '
+    if not (found and head.startswith(caught)):
+        return text
+    # traceback.format_exception ends with "module.Class: message\n"
+    name = f'\n{kind.__module__}.{kind.__qualname__}: '
+    at = rest.rfind(name)
+    if at < 0:
+        return text
+    where = head[len(caught):].rstrip('.')
+    return f'{rest[at + len(name):].rstrip()}\n  (raised {where})'
+
+
 def run_cli(main) -> None:
     """Run a tool's ``main()``; print a :class:`UserInputError` on one line.
 
     Exits with status 2 (as argparse does for usage errors) instead of
-    showing a traceback for mistakes in user input.
+    showing a traceback for mistakes in user input (:func:`user_message`:
+    also those raised in a DataLoader worker process).
     """
     import sys
     try:
         main()
     except UserInputError as e:
-        print(f'error: {e}', file=sys.stderr)
+        print(f'error: {user_message(e)}', file=sys.stderr)
         sys.exit(2)

@@ -13,6 +13,7 @@ from mmdet.datasets import BaseDetDataset
 
 from mmsnip.datasets import SniperDataset
 from mmsnip.utils import register_all_modules
+from mmsnip.utils.checks import UserInputError
 
 register_all_modules()
 
@@ -206,7 +207,8 @@ def test_missing_image_file_names_the_path(tmp_path):
     path = coco_file(tmp_path, [image(1, name='gone.png')],
                      [ann(1, 1, [10, 10, 30, 30])])
     ds = build(coco_ds(path))  # the chip table needs no pixels
-    with pytest.raises(RuntimeError, match=r'image 1 \(.*gone\.png\)') as e:
+    with pytest.raises(UserInputError,
+                       match=r'image 1 \(.*gone\.png\)') as e:
         ds[0]
     assert isinstance(e.value.__cause__, FileNotFoundError)
 

@@ -1,6 +1,7 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 """A chip whose image cannot be loaded as annotated fails with an error
-naming the dataset entry (docs/reliability.md)."""
+naming the dataset entry (docs/reliability.md); the tools print it as one
+`error:` line, also when a DataLoader worker process raised it."""
 import copy
 
 import cv2
@@ -10,6 +11,8 @@ from mmdet.datasets import BaseDetDataset
 
 from mmsnip.datasets import SniperDataset
 from mmsnip.utils import register_all_modules
+from mmsnip.utils.checks import UserInputError
+from mmsnip.utils.preflight import run_cli
 
 register_all_modules()
 
@@ -52,7 +55,7 @@ def test_clean_image_loads(tmp_path):
 def test_unreadable_image_names_the_entry(tmp_path):
     path = tmp_path / 'a.jpg'
     path.write_bytes(b'\xff\xd8\xff\xe0 not really a jpeg')
-    with pytest.raises(RuntimeError, match=r'image 7 \(.*a\.jpg\).*'
+    with pytest.raises(UserInputError, match=r'image 7 \(.*a\.jpg\).*'
                        r'check_dataset\.py CONFIG --full-decode'):
         _dataset(path)[0]
 
@@ -60,7 +63,30 @@ def test_unreadable_image_names_the_entry(tmp_path):
 def test_image_smaller_than_annotated_names_the_entry(tmp_path):
     path = tmp_path / 'a.png'
     cv2.imwrite(str(path), np.full((80, 120, 3), 90, np.uint8))
-    with pytest.raises(RuntimeError,
+    with pytest.raises(UserInputError,
                        match=r'image 7 .*decodes to 120x80 px but its '
                        r'annotation says 120x100'):
         _dataset(path)[0]
+
+
+def test_worker_errors_are_one_error_line(tmp_path, capsys):
+    """An image of another size than annotated, found by CropChip in a
+    DataLoader worker process (after the tools' checks, which read image
+    headers only up to a few thousand images): the tools print the
+    dataset's message as one `error:` line and say where it was raised
+    (was: PyTorch's "Caught RuntimeError in DataLoader worker process 0"
+    and the worker's whole traceback)."""
+    from torch.utils.data import DataLoader
+    path = tmp_path / 'a.png'
+    cv2.imwrite(str(path), np.full((80, 120, 3), 90, np.uint8))
+    loader = DataLoader(_dataset(path), num_workers=1,
+                        collate_fn=lambda batch: batch)
+    with pytest.raises(SystemExit) as code:
+        run_cli(lambda: next(iter(loader)))
+    assert code.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: SniperDataset: chip 0 of ') and \
+        'decodes to 120x80 px but its annotation says 120x100' in err, err
+    assert err.splitlines()[1:] == [
+        '  (raised in DataLoader worker process 0)'], err
+    assert 'Traceback' not in err

@@ -12,6 +12,7 @@ from mmdet.structures.bbox import HorizontalBoxes
 
 from mmsnip.chips import ScaleSpec, chip_ground_truth
 from mmsnip.registry import TRANSFORMS
+from mmsnip.utils.checks import UserInputError
 
 # The per-box arrays of a chip: one entry per box of ``gt_bboxes``.
 PER_BOX_KEYS = ('gt_bboxes_labels', 'gt_ignore_flags', 'gt_masks',
@@ -30,7 +31,7 @@ AFTER_CHIP_FIX = (
     'scale_factor) out of step with the boxes: remove it')
 
 
-class ImageSizeError(ValueError):
+class ImageSizeError(UserInputError):
     """The image decodes to another size than its annotation says (a
     problem of the file or the annotation, not of the pipeline)."""
 
@@ -331,7 +332,7 @@ class CropChip(BaseTransform):
         check_decoded_size(results)
         problem = chip_input_problem(results)
         if problem:
-            raise ValueError(f'CropChip: {problem} before it; '
+            raise UserInputError(f'CropChip: {problem} before it; '
                              f'{BEFORE_CHIP_FIX}')
         factor = chip['scale_factor']
         window, out_w, out_h = chip_window(
@@ -393,7 +394,7 @@ class CropChip(BaseTransform):
         chip."""
         seg = results['gt_seg_map']
         if seg.shape[:2] != (img_h, img_w):
-            raise ValueError(
+            raise UserInputError(
                 f'CropChip: {results.get("img_path")}: gt_seg_map is '
                 f'{seg.shape[1]}x{seg.shape[0]} px but the image '
                 f'{img_w}x{img_h}; the segmentation map must have the '
@@ -439,9 +440,9 @@ class PackChipInputs(PackDetInputs):
     def transform(self, results: dict) -> dict:
         problem = chip_output_problem(results)
         if problem:
-            raise ValueError(f'PackChipInputs: a transform between CropChip '
-                             f'and it changed the chip: {problem}. '
-                             f'{AFTER_CHIP_FIX}')
+            raise UserInputError(
+                f'PackChipInputs: a transform between CropChip and it '
+                f'changed the chip: {problem}. {AFTER_CHIP_FIX}')
         packed = super().transform(results)
         if 'chip_valid_range' in results:
             sample = packed['data_samples']
