@@ -9,12 +9,12 @@ PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 PYTHON=${PYTHON:-python}
 
-PYTHONPATH="$(dirname $0)/..":$PYTHONPATH \
+PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
 $PYTHON -m torch.distributed.launch \
     --nproc_per_node=$GPUS \
     --master_addr=$MASTER_ADDR \
     --master_port=$PORT \
-    $(dirname "$0")/mine_proposals.py \
-    $CONFIG \
-    $CHECKPOINT \
+    "$(dirname "$0")"/mine_proposals.py \
+    "$CONFIG" \
+    "$CHECKPOINT" \
     --launcher pytorch "${@:4}"
