@@ -98,3 +98,18 @@ def test_slurm_scripts_keep_paths_with_spaces_whole(tmp_path, script, args,
     assert argv[at - 2:at] == ['python', '-u'], argv
     assert argv[at + 1:] == expected, argv
     assert pythonpath.split(os.pathsep)[0] == osp.join(tools, '..')
+
+
+@pytest.mark.parametrize('script,args', [
+    ('dist_train.sh', [CFG, '2']),
+    ('dist_test.sh', [CFG, CKPT, '2']),
+    ('dist_mine.sh', [CFG, CKPT, '2', '--out', 'p.pkl']),
+])
+def test_dist_scripts_pass_the_node_settings(tmp_path, script, args):
+    """NNODES, NODE_RANK, MASTER_ADDR and PORT reach the launcher (mmdet's
+    convention) in every dist script, dist_mine.sh's too."""
+    argv, _, _ = _launch(tmp_path, script, args, env=dict(
+        NNODES='2', NODE_RANK='1', MASTER_ADDR='10.0.0.1', PORT='1234'))
+    for flag in ('--nnodes=2', '--node_rank=1', '--master_addr=10.0.0.1',
+                 '--master_port=1234', '--nproc_per_node=2'):
+        assert flag in argv, (flag, argv)
