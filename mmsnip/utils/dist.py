@@ -14,11 +14,13 @@ threads still running at interpreter teardown can abort a finished run
 """
 import atexit
 import gc
+import logging
 import os
 
 import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config
+from mmengine.logging import print_log
 
 
 def setup_cpu_distributed(cfg: Config) -> bool:
@@ -61,3 +63,35 @@ def _destroy_process_group() -> None:
     if torch_dist.is_initialized():
         torch_dist.destroy_process_group()
         gc.collect()
+
+
+def warn_show_dir_rank0_only(cfg: Config, world_size: int) -> bool:
+    """Warn that a distributed test paints only rank 0's images.
+
+    ``tools/test.py --show-dir`` turns on the test config's
+    ``default_hooks.visualization`` (``draw``, ``test_out_dir``). Every
+    rank runs that hook on its share of the images, but MMEngine's
+    ``Visualizer`` draws on the main process only (its drawing methods
+    are ``master_only``, open-mmlab/mmengine#1081): with ``world_size``
+    processes only about one image in ``world_size`` is painted, while
+    the metrics and ``--out`` cover all of them.
+
+    Args:
+        cfg (Config): The test config, after ``--show-dir`` was applied.
+        world_size (int): Processes of the run.
+
+    Returns:
+        bool: True if the warning was logged.
+    """
+    hook = (cfg.get('default_hooks') or {}).get('visualization') or {}
+    if world_size < 2 or not hook.get('draw') or \
+            not hook.get('test_out_dir'):
+        return False
+    print_log(
+        f'--show-dir "{hook["test_out_dir"]}": only rank 0 paints its '
+        f'images (about 1 in {world_size}): MMEngine\'s Visualizer draws '
+        'on the main process only (open-mmlab/mmengine#1081); the '
+        'metrics and --out cover every image. To paint every image, run '
+        'tools/test.py with --show-dir in one process',
+        logger='current', level=logging.WARNING)
+    return True

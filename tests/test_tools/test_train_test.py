@@ -9,7 +9,8 @@ import sys
 
 import torch
 
-from conftest import REPO_ROOT, free_port, run_tool, tiny_config
+from conftest import (BASELINE_CONFIG as BASELINE, REPO_ROOT, free_port,
+                      run_tool, tiny_config)
 
 
 def _metrics(work_dir):
@@ -82,3 +83,37 @@ def test_sniper_train_then_full_pyramid_tta_test(tiny_demo_root, tmp_path):
         osp.join(work_dir, 'epoch_1.pth'), '--tta', '--work-dir', test_dir
     ])
     assert _metrics(test_dir) is not None
+
+
+def test_dist_test_two_cpu_processes_equals_one(tiny_demo_root, tmp_path):
+    """dist_test.sh on 2 processes, 3 images (one rank pads its share with
+    a repeat): every image once in --out, the predictions and mAP of one
+    process; --show-dir says that only rank 0 paints."""
+    import pickle
+
+    from conftest import tiny_checkpoint
+    cfg, ckpt = tiny_checkpoint(tiny_demo_root, tmp_path, BASELINE)
+    outs = {}
+    for procs in (1, 2):
+        out = str(tmp_path / f'p{procs}.pkl')
+        work = str(tmp_path / f'test{procs}')
+        if procs == 1:
+            run_tool(['tools/test.py', cfg, ckpt, '--out', out,
+                      '--work-dir', work])
+        else:
+            proc = run_tool(
+                ['bash', 'tools/dist_test.sh', cfg, ckpt, '2', '--out', out,
+                 '--work-dir', work, '--show-dir', 'vis'],
+                env=dict(PORT=str(free_port()), PYTHON=sys.executable,
+                         OMP_NUM_THREADS='1'))
+            log = proc.stdout + proc.stderr
+            assert '--show-dir "vis": only rank 0 paints' in log, log[-3000:]
+        with open(out, 'rb') as f:
+            outs[procs] = {r['img_id']: r['pred_instances'] for r in
+                           pickle.load(f)}
+        outs[procs, 'mAP'] = _metrics(work)['coco/bbox_mAP_50']
+    assert sorted(outs[2]) == sorted(outs[1]) == [1, 2, 3]
+    for img_id, one in outs[1].items():
+        assert torch.allclose(outs[2][img_id]['bboxes'], one['bboxes'])
+        assert torch.equal(outs[2][img_id]['labels'], one['labels'])
+    assert outs[2, 'mAP'] == outs[1, 'mAP']

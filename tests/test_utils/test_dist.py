@@ -51,3 +51,23 @@ def test_exit_teardown_ends_the_gloo_threads_of_a_held_group():
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "before ['gloo" in proc.stdout  # the group had threads
     assert proc.stdout.strip().endswith('after []'), proc.stdout
+
+
+def test_show_dir_of_a_distributed_test_is_said_to_be_rank0_only():
+    """MMEngine's Visualizer paints on the main process only: a test on N
+    processes with --show-dir paints about 1 image in N, said once."""
+    from mmengine.config import Config
+
+    from conftest import logged_messages
+    from mmsnip.utils.dist import warn_show_dir_rank0_only
+    cfg = Config(dict(default_hooks=dict(visualization=dict(
+        type='DetVisualizationHook', draw=True, test_out_dir='vis'))))
+    with logged_messages() as messages:
+        assert warn_show_dir_rank0_only(cfg, 2)
+        assert not warn_show_dir_rank0_only(cfg, 1)
+        cfg.default_hooks.visualization.test_out_dir = None  # --show only
+        assert not warn_show_dir_rank0_only(cfg, 2)
+        assert not warn_show_dir_rank0_only(Config(), 2)
+    assert len(messages) == 1, messages
+    assert messages[0].startswith(
+        '--show-dir "vis": only rank 0 paints its images (about 1 in 2)')
