@@ -22,6 +22,8 @@ import torch.distributed as torch_dist
 from mmengine.config import Config
 from mmengine.logging import print_log
 
+from mmsnip.utils.checks import UserInputError
+
 
 def setup_cpu_distributed(cfg: Config) -> bool:
     """Prepare ``cfg`` for a CPU-only distributed run, if this is one.
@@ -31,14 +33,20 @@ def setup_cpu_distributed(cfg: Config) -> bool:
 
     Returns:
         bool: True if a gloo process group was started here.
+
+    Raises:
+        UserInputError: Another launcher than ``pytorch`` (slurm, mpi)
+            on a machine without CUDA.
     """
     launcher = cfg.get('launcher', 'none')
     if launcher == 'none' or torch.cuda.is_available():
         return False
     if launcher != 'pytorch':
-        raise NotImplementedError(
-            f'launcher "{launcher}" on a machine without CUDA: only '
-            '"pytorch" (tools/dist_train.sh, dist_test.sh) is supported')
+        raise UserInputError(
+            f'launcher "{launcher}" on a machine without CUDA: a CPU-only '
+            'distributed run needs the "pytorch" launcher (tools/'
+            'dist_train.sh, dist_test.sh, dist_mine.sh); use one of those, '
+            'or --launcher none for one process')
     if not torch_dist.is_initialized():
         torch_dist.init_process_group(
             backend='gloo',

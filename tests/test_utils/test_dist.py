@@ -71,3 +71,32 @@ def test_show_dir_of_a_distributed_test_is_said_to_be_rank0_only():
     assert len(messages) == 1, messages
     assert messages[0].startswith(
         '--show-dir "vis": only rank 0 paints its images (about 1 in 2)')
+
+
+def test_cpu_only_slurm_or_mpi_launcher_is_a_user_error(tiny_demo_root,
+                                                         tmp_path,
+                                                         monkeypatch):
+    """Without CUDA only the pytorch launcher (dist_*.sh) starts a CPU
+    process group: slurm_*.sh or --launcher mpi there end with one
+    `error:` line naming the way out (was: a NotImplementedError
+    traceback from every rank)."""
+    import torch
+    from mmengine.config import Config
+
+    from conftest import run_tool, tiny_config
+    from mmsnip.utils.checks import UserInputError
+    from mmsnip.utils.dist import setup_cpu_distributed
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    for launcher in ('slurm', 'mpi'):
+        with pytest.raises(UserInputError, match=rf'launcher "{launcher}" '
+                           'on a machine without CUDA'):
+            setup_cpu_distributed(Config(dict(launcher=launcher)))
+    if torch.cuda.is_available():
+        return
+    cfg = tiny_config(tiny_demo_root, str(tmp_path / 'work'),
+                      str(tmp_path / 'cfg.py'))
+    proc = run_tool(['tools/test.py', cfg, cfg, '--launcher', 'slurm'],
+                    check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        'error: launcher "slurm" on a machine without CUDA'), proc.stderr
