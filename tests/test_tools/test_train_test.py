@@ -69,6 +69,30 @@ def test_dist_train_two_cpu_processes(tiny_demo_root, tmp_path):
     assert osp.isfile(osp.join(work_dir, 'epoch_1.pth'))
 
 
+def test_dist_train_refuses_a_sampler_without_round_up(tiny_demo_root,
+                                                       tmp_path):
+    """round_up=False on 2 processes: 27 chips in batches of 13 give rank
+    0 two batches and rank 1 one, and DDP's all-reduce of rank 0's second
+    batch failed ('Connection closed by peer'; NCCL hangs). Refused on
+    every rank before the first iteration, naming the setting."""
+    cfg = tiny_config(
+        tiny_demo_root, str(tmp_path / 'work'), str(tmp_path / 'ru.py'),
+        base=osp.join(REPO_ROOT, 'configs/sniper/'
+                      'sniper_faster-rcnn_r18-w16_fpn_12e_demo.py'))
+    proc = run_tool(
+        ['bash', 'tools/dist_train.sh', cfg, '2', '--cfg-options',
+         'train_dataloader.sampler.round_up=False',
+         'train_dataloader.batch_size=13'],
+        env=dict(PORT=str(free_port()), PYTHON=sys.executable,
+                 OMP_NUM_THREADS='1'), check=False)
+    assert proc.returncode != 0
+    # one error per rank (their lines may interleave), no gloo failure
+    message = 'ru.py: train_dataloader.sampler.round_up=False on 2 processes'
+    assert proc.stderr.count('error: ') == 2, proc.stderr[-3000:]
+    assert proc.stderr.count(message) == 2, proc.stderr[-3000:]
+    assert 'pair.cc' not in proc.stderr
+
+
 def test_sniper_train_then_full_pyramid_tta_test(tiny_demo_root, tmp_path):
     work_dir = str(tmp_path / 'sniper')
     cfg = tiny_config(
