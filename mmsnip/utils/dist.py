@@ -36,9 +36,13 @@ def setup_cpu_distributed(cfg: Config) -> bool:
 
     Raises:
         UserInputError: Another launcher than ``pytorch`` (slurm, mpi)
-            on a machine without CUDA.
+            on a machine without CUDA; the ``pytorch`` launcher in a
+            process not started by a launcher
+            (:func:`check_pytorch_launch_env`).
     """
     launcher = cfg.get('launcher', 'none')
+    if launcher == 'pytorch':
+        check_pytorch_launch_env()
     if launcher == 'none' or torch.cuda.is_available():
         return False
     if launcher != 'pytorch':
@@ -62,6 +66,25 @@ def setup_cpu_distributed(cfg: Config) -> bool:
     env_cfg = cfg.setdefault('env_cfg', {})
     env_cfg.setdefault('dist_cfg', {})['backend'] = 'gloo'
     return True
+
+
+LAUNCH_ENV = ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
+
+
+def check_pytorch_launch_env() -> None:
+    """Raise :class:`UserInputError` unless this process was started by a
+    PyTorch launcher (``torchrun``, ``python -m torch.distributed.launch``,
+    the ``dist_*.sh`` scripts), which sets :data:`LAUNCH_ENV`: ``--launcher
+    pytorch`` in a process started by hand would fail in a ``KeyError``.
+    """
+    missing = [var for var in LAUNCH_ENV if var not in os.environ]
+    if missing:
+        raise UserInputError(
+            f'--launcher pytorch: {", ".join(missing)} not set: this '
+            'process was not started by a PyTorch launcher; start the run '
+            'with tools/dist_train.sh CONFIG N (dist_test.sh, '
+            'dist_mine.sh) or torchrun, or use --launcher none for one '
+            'process')
 
 
 def _destroy_process_group() -> None:

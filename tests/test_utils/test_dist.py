@@ -100,3 +100,31 @@ def test_cpu_only_slurm_or_mpi_launcher_is_a_user_error(tiny_demo_root,
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1].startswith(
         'error: launcher "slurm" on a machine without CUDA'), proc.stderr
+
+
+def test_pytorch_launcher_without_its_environment_is_a_user_error(
+        tiny_demo_root, tmp_path, monkeypatch):
+    """`python tools/train.py CONFIG --launcher pytorch` started by hand
+    (not by dist_train.sh / torchrun, which set RANK, WORLD_SIZE,
+    MASTER_ADDR, MASTER_PORT): one `error:` line naming the scripts (was:
+    `KeyError: 'RANK'`, a traceback)."""
+    from mmengine.config import Config
+
+    from conftest import run_tool, tiny_config
+    from mmsnip.utils.checks import UserInputError
+    from mmsnip.utils.dist import setup_cpu_distributed
+    for var in ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv('WORLD_SIZE', '2')
+    with pytest.raises(UserInputError, match=r'--launcher pytorch: RANK, '
+                       r'MASTER_ADDR, MASTER_PORT not set'):
+        setup_cpu_distributed(Config(dict(launcher='pytorch')))
+    monkeypatch.delenv('WORLD_SIZE')
+    cfg = tiny_config(tiny_demo_root, str(tmp_path / 'work'),
+                      str(tmp_path / 'cfg.py'))
+    proc = run_tool(['tools/test.py', cfg, cfg, '--launcher', 'pytorch'],
+                    check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        'error: --launcher pytorch: RANK, WORLD_SIZE, MASTER_ADDR, '
+        'MASTER_PORT not set'), proc.stderr
