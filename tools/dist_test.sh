@@ -4,6 +4,11 @@
 CONFIG=$1
 CHECKPOINT=$2
 GPUS=$3
+if [[ ! "$GPUS" =~ ^[1-9][0-9]*$ ]]; then
+    echo "usage: bash $0 CONFIG CHECKPOINT NUM_PROCS [test.py args]" >&2
+    echo "error: NUM_PROCS must be a whole number >= 1, got '$GPUS'" >&2
+    exit 2
+fi
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}

@@ -5,6 +5,11 @@
 
 CONFIG=$1
 GPUS=$2
+if [[ ! "$GPUS" =~ ^[1-9][0-9]*$ ]]; then
+    echo "usage: bash $0 CONFIG NUM_PROCS [train.py args]" >&2
+    echo "error: NUM_PROCS must be a whole number >= 1, got '$GPUS'" >&2
+    exit 2
+fi
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}

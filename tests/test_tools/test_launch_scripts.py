@@ -52,7 +52,7 @@ def _launch(tmp_path, script, args, env=None):
     proc = subprocess.run(['bash', str(tools / script)] + args,
                           env=full_env, capture_output=True, text=True,
                           timeout=60)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
     with open(out) as f:
         record = json.load(f)
     return record['argv'], record['pythonpath'], str(tools)
@@ -113,3 +113,24 @@ def test_dist_scripts_pass_the_node_settings(tmp_path, script, args):
     for flag in ('--nnodes=2', '--node_rank=1', '--master_addr=10.0.0.1',
                  '--master_port=1234', '--nproc_per_node=2'):
         assert flag in argv, (flag, argv)
+
+
+@pytest.mark.parametrize('script,args', [
+    ('dist_train.sh', ['cfg.py']),
+    ('dist_train.sh', ['cfg.py', '--resume']),
+    ('dist_test.sh', ['cfg.py', 'ckpt.pth']),
+    ('dist_test.sh', ['cfg.py', '2', 'ckpt.pth']),
+    ('dist_mine.sh', ['cfg.py', 'ckpt.pth', '0', '--out', 'p.pkl']),
+])
+def test_dist_scripts_refuse_a_missing_process_count(tmp_path, script,
+                                                     args):
+    """NUM_PROCS left out or misplaced: a usage line and exit 2 before
+    anything starts (was: torch's `ValueError: Unsupported nproc_per_node
+    value`, a traceback)."""
+    with pytest.raises(AssertionError) as failed:
+        _launch(tmp_path, script, args)
+    message = str(failed.value)
+    assert message.startswith('(2, '), message
+    assert 'usage: bash ' in message and \
+        'NUM_PROCS must be a whole number >= 1, got' in message, message
+    assert not (tmp_path / 'argv.json').exists()  # nothing launched
