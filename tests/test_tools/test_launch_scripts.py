@@ -2,7 +2,6 @@
 """tools/dist_*.sh and slurm_*.sh hand their arguments to the launcher
 intact: paths with spaces (the repository's too) and extra arguments stay
 one argument each. The launcher is a stub that records its argv."""
-import json
 import os
 import os.path as osp
 import shutil
@@ -13,11 +12,10 @@ import pytest
 
 from conftest import REPO_ROOT
 
-RECORD = '''#!/usr/bin/env python3
-import json, os, sys
-with open(os.environ['ARGV_OUT'], 'w') as f:
-    json.dump(dict(argv=sys.argv[1:], pythonpath=os.environ.get(
-        'PYTHONPATH', '')), f)
+# argv NUL-separated, then PYTHONPATH beside it
+RECORD = '''#!/usr/bin/env bash
+printf '%s\\0' "$@" > "$ARGV_OUT"
+printf '%s' "$PYTHONPATH" > "$ARGV_OUT.pythonpath"
 '''
 
 
@@ -43,7 +41,7 @@ def _launch(tmp_path, script, args, env=None):
     bin_dir.mkdir(exist_ok=True)
     for name in ('python', 'srun'):
         _stub(str(bin_dir), name)
-    out = str(tmp_path / 'argv.json')
+    out = str(tmp_path / 'argv')
     full_env = dict(os.environ, ARGV_OUT=out,
                     PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}',
                     PYTHONPATH='')
@@ -54,8 +52,10 @@ def _launch(tmp_path, script, args, env=None):
                           timeout=60)
     assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
     with open(out) as f:
-        record = json.load(f)
-    return record['argv'], record['pythonpath'], str(tools)
+        argv = f.read().split('\0')[:-1]
+    with open(out + '.pythonpath') as f:
+        pythonpath = f.read()
+    return argv, pythonpath, str(tools)
 
 
 CFG = '/data/my configs/a b.py'
@@ -133,4 +133,4 @@ def test_dist_scripts_refuse_a_missing_process_count(tmp_path, script,
     assert message.startswith('(2, '), message
     assert 'usage: bash ' in message and \
         'NUM_PROCS must be a whole number >= 1, got' in message, message
-    assert not (tmp_path / 'argv.json').exists()  # nothing launched
+    assert not (tmp_path / 'argv').exists()  # nothing launched
