@@ -4,21 +4,26 @@
 CONFIG=$1
 CHECKPOINT=$2
 GPUS=$3
+if [[ ! "$GPUS" =~ ^[1-9][0-9]*$ ]]; then
+    echo "usage: bash $0 CONFIG CHECKPOINT NUM_PROCS [test.py args]" >&2
+    echo "error: NUM_PROCS must be a whole number >= 1, got '$GPUS'" >&2
+    exit 2
+fi
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
 PYTHON=${PYTHON:-python}
 
-PYTHONPATH="$(dirname $0)/..":$PYTHONPATH \
+PYTHONPATH="$(dirname "$0")/..":$PYTHONPATH \
 $PYTHON -m torch.distributed.launch \
     --nnodes=$NNODES \
     --node_rank=$NODE_RANK \
     --master_addr=$MASTER_ADDR \
     --nproc_per_node=$GPUS \
     --master_port=$PORT \
-    $(dirname "$0")/test.py \
-    $CONFIG \
-    $CHECKPOINT \
+    "$(dirname "$0")"/test.py \
+    "$CONFIG" \
+    "$CHECKPOINT" \
     --launcher pytorch \
     "${@:4}"

@@ -20,7 +20,8 @@ from mmdet.utils import setup_cache_size_limit_of_dynamo
 from mmsnip.engine import (build_runner, refuse_chip_eval,
                            require_snip_runner)
 from mmsnip.utils import register_all_modules
-from mmsnip.utils.dist import setup_cpu_distributed
+from mmsnip.utils.dist import (setup_cpu_distributed,
+                               warn_show_dir_rank0_only)
 from mmsnip.utils.fileio import check_input_file, check_output_file
 from mmsnip.utils.preflight import (check_chip_cfgs, check_data_paths,
                                     check_num_classes, check_tta_config,
@@ -128,6 +129,7 @@ def main():
     check_data_paths(cfg, keys)
     setup_cpu_distributed(cfg)
     runner = build_runner(cfg)
+    warn_show_dir_rank0_only(cfg, runner.world_size)
 
     if args.out is not None:
         from mmdet.evaluation import DumpDetResults

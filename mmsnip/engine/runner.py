@@ -504,6 +504,27 @@ def _sampler_problems(loader: dict) -> List[str]:
     return problems
 
 
+def uneven_shards_problem(sampler, world_size: int) -> Optional[str]:
+    """Why a train ``sampler`` cannot drive DDP on ``world_size``
+    processes, or None.
+
+    ``round_up=False`` (``SniperSampler``, mmengine's ``DefaultSampler``)
+    gives the ranks shares that differ by one item, so one rank can have
+    a batch more than another (27 chips in batches of 13 on 2 ranks: 2
+    and 1); DDP's gradient all-reduce of that batch then has no partner
+    (gloo: "Connection closed by peer"; NCCL: a hang).
+    """
+    if world_size < 2 or getattr(sampler, 'round_up', True) is not False:
+        return None
+    return (f'train_dataloader.sampler.round_up=False on {world_size} '
+            'processes: the ranks get shares of the epoch that differ by '
+            'one item, so one can have a batch more than another, and '
+            'DDP\'s gradient all-reduce of that batch fails ("Connection '
+            'closed by peer") or hangs; set train_dataloader.sampler.'
+            'round_up=True (the default: the last items repeat so every '
+            'rank has as many)')
+
+
 @RUNNERS.register_module()
 class SnipRunner(Runner):
     """``Runner`` that applies SNIP's label rule to any detector.
@@ -567,8 +588,15 @@ class SnipRunner(Runner):
         """MMEngine's, then (the chip table now built) the detector on
         the smallest chips of a ``SniperDataset``
         (:func:`mmsnip.models.input_sizes.small_chip_problem`), before the
-        first iteration."""
+        first iteration. On several processes a train sampler with
+        ``round_up=False`` is refused (:func:`uneven_shards_problem`)."""
         loop = super().build_train_loop(loop)
+        problem = uneven_shards_problem(
+            getattr(getattr(loop, 'dataloader', None), 'sampler', None),
+            self.world_size)
+        if problem:
+            raise UserInputError(
+                f'{self.cfg.filename or "the config"}: {problem}')
         chip_size = getattr(self, '_snip_chip_size', None)
         dataset = getattr(getattr(loop, 'dataloader', None), 'dataset',
                           None)

@@ -14,11 +14,15 @@ threads still running at interpreter teardown can abort a finished run
 """
 import atexit
 import gc
+import logging
 import os
 
 import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config
+from mmengine.logging import print_log
+
+from mmsnip.utils.checks import UserInputError
 
 
 def setup_cpu_distributed(cfg: Config) -> bool:
@@ -29,14 +33,24 @@ def setup_cpu_distributed(cfg: Config) -> bool:
 
     Returns:
         bool: True if a gloo process group was started here.
+
+    Raises:
+        UserInputError: Another launcher than ``pytorch`` (slurm, mpi)
+            on a machine without CUDA; the ``pytorch`` launcher in a
+            process not started by a launcher
+            (:func:`check_pytorch_launch_env`).
     """
     launcher = cfg.get('launcher', 'none')
+    if launcher == 'pytorch':
+        check_pytorch_launch_env()
     if launcher == 'none' or torch.cuda.is_available():
         return False
     if launcher != 'pytorch':
-        raise NotImplementedError(
-            f'launcher "{launcher}" on a machine without CUDA: only '
-            '"pytorch" (tools/dist_train.sh, dist_test.sh) is supported')
+        raise UserInputError(
+            f'launcher "{launcher}" on a machine without CUDA: a CPU-only '
+            'distributed run needs the "pytorch" launcher (tools/'
+            'dist_train.sh, dist_test.sh, dist_mine.sh); use one of those, '
+            'or --launcher none for one process')
     if not torch_dist.is_initialized():
         torch_dist.init_process_group(
             backend='gloo',
@@ -54,6 +68,25 @@ def setup_cpu_distributed(cfg: Config) -> bool:
     return True
 
 
+LAUNCH_ENV = ('RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT')
+
+
+def check_pytorch_launch_env() -> None:
+    """Raise :class:`UserInputError` unless this process was started by a
+    PyTorch launcher (``torchrun``, ``python -m torch.distributed.launch``,
+    the ``dist_*.sh`` scripts), which sets :data:`LAUNCH_ENV`: ``--launcher
+    pytorch`` in a process started by hand would fail in a ``KeyError``.
+    """
+    missing = [var for var in LAUNCH_ENV if var not in os.environ]
+    if missing:
+        raise UserInputError(
+            f'--launcher pytorch: {", ".join(missing)} not set: this '
+            'process was not started by a PyTorch launcher; start the run '
+            'with tools/dist_train.sh CONFIG N (dist_test.sh, '
+            'dist_mine.sh) or torchrun, or use --launcher none for one '
+            'process')
+
+
 def _destroy_process_group() -> None:
     """End the gloo group :func:`setup_cpu_distributed` started (at exit):
     destroy it, then free what still refers to it, so that its threads end
@@ -61,3 +94,35 @@ def _destroy_process_group() -> None:
     if torch_dist.is_initialized():
         torch_dist.destroy_process_group()
         gc.collect()
+
+
+def warn_show_dir_rank0_only(cfg: Config, world_size: int) -> bool:
+    """Warn that a distributed test paints only rank 0's images.
+
+    ``tools/test.py --show-dir`` turns on the test config's
+    ``default_hooks.visualization`` (``draw``, ``test_out_dir``). Every
+    rank runs that hook on its share of the images, but MMEngine's
+    ``Visualizer`` draws on the main process only (its drawing methods
+    are ``master_only``, open-mmlab/mmengine#1081): with ``world_size``
+    processes only about one image in ``world_size`` is painted, while
+    the metrics and ``--out`` cover all of them.
+
+    Args:
+        cfg (Config): The test config, after ``--show-dir`` was applied.
+        world_size (int): Processes of the run.
+
+    Returns:
+        bool: True if the warning was logged.
+    """
+    hook = (cfg.get('default_hooks') or {}).get('visualization') or {}
+    if world_size < 2 or not hook.get('draw') or \
+            not hook.get('test_out_dir'):
+        return False
+    print_log(
+        f'--show-dir "{hook["test_out_dir"]}": only rank 0 paints its '
+        f'images (about 1 in {world_size}): MMEngine\'s Visualizer draws '
+        'on the main process only (open-mmlab/mmengine#1081); the '
+        'metrics and --out cover every image. To paint every image, run '
+        'tools/test.py with --show-dir in one process',
+        logger='current', level=logging.WARNING)
+    return True

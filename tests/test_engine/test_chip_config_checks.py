@@ -380,3 +380,18 @@ def test_autofocus_preprocessor_is_checked_as_built():
                    if 'batch_augments' in p]
     assert problem.startswith('model.detector.data_preprocessor.'
                               'batch_augments: BatchSyncRandomResize')
+
+
+def test_uneven_shards_are_a_problem_only_on_several_processes():
+    """round_up=False (SniperSampler, mmengine's DefaultSampler) can give
+    one rank a batch more than another: refused for DDP training."""
+    from types import SimpleNamespace
+
+    from mmsnip.engine.runner import uneven_shards_problem
+    even, uneven = SimpleNamespace(round_up=True), \
+        SimpleNamespace(round_up=False)
+    assert uneven_shards_problem(uneven, 1) is None
+    assert uneven_shards_problem(even, 2) is None
+    assert uneven_shards_problem(object(), 2) is None  # no such option
+    assert uneven_shards_problem(uneven, 2).startswith(
+        'train_dataloader.sampler.round_up=False on 2 processes')

@@ -9,7 +9,8 @@ import sys
 
 import torch
 
-from conftest import REPO_ROOT, free_port, run_tool, tiny_config
+from conftest import (BASELINE_CONFIG as BASELINE, REPO_ROOT, free_port,
+                      run_tool, tiny_config)
 
 
 def _metrics(work_dir):
@@ -68,6 +69,30 @@ def test_dist_train_two_cpu_processes(tiny_demo_root, tmp_path):
     assert osp.isfile(osp.join(work_dir, 'epoch_1.pth'))
 
 
+def test_dist_train_refuses_a_sampler_without_round_up(tiny_demo_root,
+                                                       tmp_path):
+    """round_up=False on 2 processes: 27 chips in batches of 13 give rank
+    0 two batches and rank 1 one, and DDP's all-reduce of rank 0's second
+    batch failed ('Connection closed by peer'; NCCL hangs). Refused on
+    every rank before the first iteration, naming the setting."""
+    cfg = tiny_config(
+        tiny_demo_root, str(tmp_path / 'work'), str(tmp_path / 'ru.py'),
+        base=osp.join(REPO_ROOT, 'configs/sniper/'
+                      'sniper_faster-rcnn_r18-w16_fpn_12e_demo.py'))
+    proc = run_tool(
+        ['bash', 'tools/dist_train.sh', cfg, '2', '--cfg-options',
+         'train_dataloader.sampler.round_up=False',
+         'train_dataloader.batch_size=13'],
+        env=dict(PORT=str(free_port()), PYTHON=sys.executable,
+                 OMP_NUM_THREADS='1'), check=False)
+    assert proc.returncode != 0
+    # one error per rank (their lines may interleave), no gloo failure
+    message = 'ru.py: train_dataloader.sampler.round_up=False on 2 processes'
+    assert proc.stderr.count('error: ') == 2, proc.stderr[-3000:]
+    assert proc.stderr.count(message) == 2, proc.stderr[-3000:]
+    assert 'pair.cc' not in proc.stderr
+
+
 def test_sniper_train_then_full_pyramid_tta_test(tiny_demo_root, tmp_path):
     work_dir = str(tmp_path / 'sniper')
     cfg = tiny_config(
@@ -82,3 +107,37 @@ def test_sniper_train_then_full_pyramid_tta_test(tiny_demo_root, tmp_path):
         osp.join(work_dir, 'epoch_1.pth'), '--tta', '--work-dir', test_dir
     ])
     assert _metrics(test_dir) is not None
+
+
+def test_dist_test_two_cpu_processes_equals_one(tiny_demo_root, tmp_path):
+    """dist_test.sh on 2 processes, 3 images (one rank pads its share with
+    a repeat): every image once in --out, the predictions and mAP of one
+    process; --show-dir says that only rank 0 paints."""
+    import pickle
+
+    from conftest import tiny_checkpoint
+    cfg, ckpt = tiny_checkpoint(tiny_demo_root, tmp_path, BASELINE)
+    outs = {}
+    for procs in (1, 2):
+        out = str(tmp_path / f'p{procs}.pkl')
+        work = str(tmp_path / f'test{procs}')
+        if procs == 1:
+            run_tool(['tools/test.py', cfg, ckpt, '--out', out,
+                      '--work-dir', work])
+        else:
+            proc = run_tool(
+                ['bash', 'tools/dist_test.sh', cfg, ckpt, '2', '--out', out,
+                 '--work-dir', work, '--show-dir', 'vis'],
+                env=dict(PORT=str(free_port()), PYTHON=sys.executable,
+                         OMP_NUM_THREADS='1'))
+            log = proc.stdout + proc.stderr
+            assert '--show-dir "vis": only rank 0 paints' in log, log[-3000:]
+        with open(out, 'rb') as f:
+            outs[procs] = {r['img_id']: r['pred_instances'] for r in
+                           pickle.load(f)}
+        outs[procs, 'mAP'] = _metrics(work)['coco/bbox_mAP_50']
+    assert sorted(outs[2]) == sorted(outs[1]) == [1, 2, 3]
+    for img_id, one in outs[1].items():
+        assert torch.allclose(outs[2][img_id]['bboxes'], one['bboxes'])
+        assert torch.equal(outs[2][img_id]['labels'], one['labels'])
+    assert outs[2, 'mAP'] == outs[1, 'mAP']
