@@ -26,7 +26,8 @@ from mmsnip.utils.fileio import check_input_file, check_output_file
 from mmsnip.utils.preflight import (check_chip_cfgs, check_data_paths,
                                     check_num_classes, check_tta_config,
                                     explain_failure,
-                                    input_files, load_config, run_cli)
+                                    input_files, load_config, merge_options,
+                                    run_cli)
 
 
 def parse_args(argv=None):
@@ -92,8 +93,7 @@ def main():
 
     cfg = load_config(args.config)
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    merge_options(cfg, args.cfg_options)
 
     # work_dir is determined in this priority: CLI > segment in file > filename
     if args.work_dir is not None:

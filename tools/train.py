@@ -20,7 +20,8 @@ from mmsnip.utils.dist import setup_cpu_distributed
 from mmsnip.utils.preflight import (check_amp_device, check_chip_cfgs,
                                     check_data_paths, check_load_from,
                                     check_num_classes, check_proposal_files,
-                                    explain_failure, load_config, run_cli)
+                                    explain_failure, load_config,
+                                    merge_options, run_cli)
 
 
 def parse_args(argv=None):
@@ -77,8 +78,7 @@ def main():
 
     cfg = load_config(args.config)
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    merge_options(cfg, args.cfg_options)
 
     # work_dir is determined in this priority: CLI > segment in file > filename
     if args.work_dir is not None:

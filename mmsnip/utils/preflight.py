@@ -29,7 +29,8 @@ def load_config(path: str, options: Optional[dict] = None) -> Config:
 
     Args:
         path (str): Path of a ``.py`` config file.
-        options (dict, optional): ``--cfg-options`` to merge into it.
+        options (dict, optional): ``--cfg-options`` to merge into it
+            (:func:`merge_options`).
 
     Returns:
         Config: The loaded config.
@@ -45,13 +46,26 @@ def load_config(path: str, options: Optional[dict] = None) -> Config:
         where = e.filename if e.filename and e.filename[0] != '<' else path
         raise UserInputError(
             f'config file "{where}" line {e.lineno}: {e.msg}') from e
-    except (FileNotFoundError, AssertionError, KeyError, NameError) as e:
+    except (FileNotFoundError, AssertionError, KeyError, NameError,
+            TypeError) as e:
+        # TypeError: a child's dict over a base's value of another type
         raise UserInputError(
             f'config file "{path}" could not be loaded: '
             f'{type(e).__name__}: {e}') from e
-    if options:
-        cfg.merge_from_dict(options)
+    merge_options(cfg, options)
     return cfg
+
+
+def merge_options(cfg: Config, options: Optional[dict]) -> None:
+    """Merge ``--cfg-options`` into ``cfg``, one option at a time, so
+    that an option MMEngine cannot merge (``model.backbone.depth.x=1``:
+    a dict over an int) is named in a :class:`UserInputError`."""
+    for key, value in (options or {}).items():
+        try:
+            cfg.merge_from_dict({key: value})
+        except (TypeError, KeyError) as e:
+            raise UserInputError(f'--cfg-options {key}={value!r}: {e}') \
+                from e
 
 
 def chip_config_of(cfg: Config) -> 'ChipConfig':

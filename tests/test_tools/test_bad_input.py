@@ -26,6 +26,30 @@ def test_config_with_syntax_error(tmp_path):
     assert 'bad.py' in _single_error_line(proc)
 
 
+def test_config_that_mmengine_cannot_merge(tiny_demo_root, tmp_path):
+    """A child config or a --cfg-options entry that sets a dict over a
+    base value of another type (MMEngine's merge TypeError): one line
+    naming the file or the option (was: a TypeError traceback)."""
+    child = tmp_path / 'child.py'
+    child.write_text("_base_ = 'mmdet::_base_/default_runtime.py'\n"
+                     "log_level = dict(x=1)\n")
+    line = _single_error_line(run_tool(['tools/train.py', str(child)],
+                                       check=False))
+    assert line.startswith(f'error: config file "{child}" could not be '
+                           'loaded: TypeError: log_level=') and \
+        '_delete_=True' in line, line
+    cfg = tiny_config(tiny_demo_root, str(tmp_path / 'w'),
+                      str(tmp_path / 'cfg.py'))
+    for tool in (['tools/train.py', cfg],
+                 ['tools/test.py', cfg, str(tmp_path / 'none.pth')]):
+        proc = run_tool(tool + ['--cfg-options', 'log_level=INFO',
+                                'model.backbone.depth.x=1'], check=False)
+        line = _single_error_line(proc)
+        assert line.startswith("error: --cfg-options "
+                               "model.backbone.depth.x=1: depth={'x': 1} "
+                               'in child config cannot inherit'), line
+
+
 def test_missing_dataset_path(tmp_path):
     cfg = tiny_config(str(tmp_path / 'no_such_root'), str(tmp_path / 'w'),
                       str(tmp_path / 'cfg.py'))
