@@ -128,18 +128,16 @@ def main():
                         **input_files(cfg, keys)))
     check_data_paths(cfg, keys)
     setup_cpu_distributed(cfg)
-    runner = build_runner(cfg)
-    warn_show_dir_rank0_only(cfg, runner.world_size)
-
-    if args.out is not None:
-        from mmdet.evaluation import DumpDetResults
-        runner.test_evaluator.metrics.append(
-            DumpDetResults(out_file_path=args.out))
-
     try:
+        runner = build_runner(cfg)
+        warn_show_dir_rank0_only(cfg, runner.world_size)
+        if args.out is not None:
+            from mmdet.evaluation import DumpDetResults
+            runner.test_evaluator.metrics.append(
+                DumpDetResults(out_file_path=args.out))
         runner.test()
-    except Exception:
-        explain_failure(cfg, keys)
+    except Exception as e:
+        explain_failure(cfg, keys, e)
         raise
 
 

@@ -124,11 +124,10 @@ def main():
     refuse_chip_eval(cfg, keys)
 
     setup_cpu_distributed(cfg)
-    runner = build_runner(cfg)
     try:
-        runner.train()
-    except Exception:
-        explain_failure(cfg, keys)
+        build_runner(cfg).train()
+    except Exception as e:
+        explain_failure(cfg, keys, e)
         raise
 
 

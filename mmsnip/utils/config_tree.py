@@ -14,10 +14,12 @@
 - **Pipeline steps** (:func:`pipeline_steps`, :func:`mask_loader`):
   which steps of a pipeline are an ``X`` (a ``LoadAnnotations`` that loads
   masks, a ``CropChip``), by the same rule.
-- **Walkers** (:func:`config_entries`, :func:`walk_dataset_cfgs`,
-  :func:`dataset_leaves`): every entry of a model config with its dotted
-  path (``model.roi_head.bbox_head[1].num_classes``), and every dataset
-  config nested in a dataloader's (``dataset=``, ``datasets=[...]``).
+- **Walkers** (:func:`config_entries`, :func:`typed_entries`,
+  :func:`walk_dataset_cfgs`, :func:`dataset_leaves`): every entry of a
+  model config with its dotted path
+  (``model.roi_head.bbox_head[1].num_classes``), every dict with a
+  ``type`` in a whole config, and every dataset config nested in a
+  dataloader's (``dataset=``, ``datasets=[...]``).
 
 Importing this module imports neither torch nor mmdet; :func:`resolve_type`
 imports the registries when it is first called.
@@ -146,6 +148,25 @@ def config_entries(node: Any, path: str,
                     yield from walk(value, here, key)
 
     yield from walk(node, path, '')
+
+
+def typed_entries(cfg: Any) -> Iterator[Tuple[str, dict]]:
+    """``(path, dict)`` of every dict with a ``type`` in a whole config
+    (a ``Config`` or a dict), depth first, in config order:
+    ``('model', {...})``, ``('model.backbone', {...})``, ...,
+    ``('train_dataloader.dataset.pipeline[2]', {...})``."""
+    def walk(node, path):
+        if isinstance(node, dict):
+            if 'type' in node:
+                yield path, node
+            for key, value in node.items():
+                yield from walk(value, f'{path}.{key}' if path else key)
+        elif isinstance(node, (list, tuple)):
+            for i, value in enumerate(node):
+                yield from walk(value, f'{path}[{i}]')
+
+    for key in cfg.keys():
+        yield from walk(cfg[key], key)
 
 
 def walk_dataset_cfgs(ds: Any, name: str) -> Iterator[Tuple[str, dict]]:

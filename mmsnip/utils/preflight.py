@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Tuple
 
 from mmengine.config import Config
 
+from .build_errors import config_entry_problem
 from .checks import UserInputError, is_integer
 from .config_tree import (base_type, config_entries, type_in,
                           walk_dataset_cfgs)
@@ -46,6 +47,15 @@ def load_config(path: str, options: Optional[dict] = None) -> Config:
         where = e.filename if e.filename and e.filename[0] != '<' else path
         raise UserInputError(
             f'config file "{where}" line {e.lineno}: {e.msg}') from e
+    except ImportError as e:  # its custom_imports
+        # MMEngine: sys.path, from "Failed to import X", from the reason
+        failed, reason = e.__cause__ or e, e
+        while (reason.__cause__ or reason.__context__) is not None:
+            reason = reason.__cause__ or reason.__context__
+        raise UserInputError(
+            f'config file "{path}": its custom_imports failed: {failed} '
+            f'({type(reason).__name__}: {reason}); put the folder that '
+            'holds the module on PYTHONPATH, or fix the name') from e
     except (FileNotFoundError, AssertionError, KeyError, NameError,
             TypeError) as e:
         # TypeError: a child's dict over a base's value of another type
@@ -609,12 +619,20 @@ def check_coco_file(path: str) -> None:
         raise UserInputError(f'annotation file "{path}": {problem}')
 
 
-def explain_failure(cfg: Config, keys=DATALOADER_KEYS) -> None:
-    """After a failure, raise a clear error if an annotation file is bad.
+def explain_failure(cfg: Config, keys=DATALOADER_KEYS,
+                    error: Optional[BaseException] = None) -> None:
+    """After a failure, raise a clear error if the config built an entry
+    wrongly (``error``: a type no registry knows, a keyword its class does
+    not take, :func:`~mmsnip.utils.build_errors.config_entry_problem`) or
+    an annotation file is bad.
 
     Only ``.json`` annotation files are parsed, and only once something
     failed, so a healthy run never pays for a second parse.
     """
+    if error is not None:
+        problem = config_entry_problem(cfg, error)
+        if problem:
+            raise UserInputError(problem) from error
     for name, ds in iter_dataset_cfgs(cfg, keys):
         for field, path in dataset_paths(ds):
             if field == 'ann_file' and path.endswith('.json') \

@@ -50,6 +50,40 @@ def test_config_that_mmengine_cannot_merge(tiny_demo_root, tmp_path):
                                'in child config cannot inherit'), line
 
 
+def test_config_entry_that_does_not_build(tiny_demo_root, tmp_path):
+    """A type no registry knows, a keyword its class does not take, a
+    custom_imports module that is not importable: one line naming the
+    config entry and the closest names (was: MMEngine's KeyError /
+    TypeError / ImportError traceback naming no entry)."""
+    cfg = tiny_config(tiny_demo_root, str(tmp_path / 'w'),
+                      str(tmp_path / 'cfg.py'), base=SNIPER_DEMO)
+    ckpt = tmp_path / 'any.pth'
+    ckpt.write_bytes(b'')  # the model fails to build before it is read
+    for tool, option, want in (
+            ('train.py', 'train_dataloader.dataset.pipeline.3.type=RandmFlip',
+             "error: train_dataloader.dataset.pipeline[3]: type "
+             "'RandmFlip' is not in the mmsnip::transform registry; did you "
+             "mean 'RandomFlip'"),
+            ('test.py', 'model.backbone.dept=18',
+             "error: model.backbone: ResNet takes no argument 'dept'; did "
+             "you mean 'depth'")):
+        args = [f'tools/{tool}', cfg] + \
+            ([str(ckpt)] if tool == 'test.py' else [])
+        line = _single_error_line(run_tool(
+            args + ['--cfg-options', option], check=False))
+        assert want in line, line
+    child = tmp_path / 'child.py'
+    child.write_text(f"_base_ = {cfg!r}\n"
+                     "custom_imports = dict(imports=['no_such_module'])\n")
+    line = _single_error_line(run_tool(['tools/train.py', str(child)],
+                                       check=False))
+    assert line == (
+        f'error: config file "{child}": its custom_imports failed: Failed '
+        "to import no_such_module (ModuleNotFoundError: No module named "
+        "'no_such_module'); put the folder that holds the module on "
+        'PYTHONPATH, or fix the name'), line
+
+
 def test_missing_dataset_path(tmp_path):
     cfg = tiny_config(str(tmp_path / 'no_such_root'), str(tmp_path / 'w'),
                       str(tmp_path / 'cfg.py'))
