@@ -18,7 +18,8 @@ than version 3. ``--top-n`` keeps the highest-scoring proposals per image
 and scale. The record of the chip scales the proposals were mined for
 (files of ``tools/mine_proposals.py``) is kept; ``--drop-scales`` leaves
 it out, so that a chip config of other scales reads the file (at your
-risk: each scale's rows were mined at the recorded scale). Training
+risk: each scale's rows were mined at the recorded scale). The images'
+names (which readers compare with their dataset's) are kept. Training
 reads every format, so converting is optional; it saves memory and start
 time on large datasets.
 
@@ -44,7 +45,7 @@ scores)}``, ORIGINAL pixels) and keys it by the image ids of
 proposals per image serves every one of ``--num-scales`` scales (the chip
 config's number of scales) and is stored once (version 4; with
 ``--score-dtype float16``, version 2, once per scale), with no chip
-scales recorded.
+scales recorded and each image's ``file_name`` as its name.
 
 A bad input file (not a proposal file, damaged, rows of another shape
 than ``(P, 5)`` / ``(P, 4)``; with ``--from-mmdet``: an mmsnip file, an
