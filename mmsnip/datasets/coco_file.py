@@ -329,6 +329,15 @@ def coco_image_names(coco: dict) -> List[str]:
             if img.get('file_name') else None for img in coco['images']]
 
 
+def coco_names(path: str) -> Dict:
+    """``image id -> name`` (:func:`coco_image_names`) of every image of
+    the COCO annotation file ``path`` (checked: :func:`load_coco` with
+    ``id`` and ``file_name``)."""
+    coco = load_coco(path, image_fields=('id', 'file_name'), ann_fields=())
+    return dict(zip((img['id'] for img in coco['images']),
+                    coco_image_names(coco)))
+
+
 def load_coco_proposals(path: str, coco: dict, num_scales: int,
                         scales: Optional[Sequence] = None,
                         entry: str = '--proposals') -> Mapping:

@@ -1773,7 +1773,9 @@ def convert_proposals(src: str, dst: str, top_n: Optional[int] = None,
                       drop_scales: bool = False,
                       pool_iou: Optional[float] = None,
                       workers: Optional[int] = None,
-                      progress: bool = False) -> dict:
+                      progress: bool = False,
+                      img_names: Optional[Mapping] = None,
+                      names_from: str = 'the names given') -> dict:
     """Rewrite a proposal file (legacy pickle or compact) compactly
     (:func:`save_proposals`; version 3 unless ``score_dtype='float16'``;
     a version-4 file, whose rows serve every scale, stays version 4).
@@ -1795,6 +1797,12 @@ def convert_proposals(src: str, dst: str, top_n: Optional[int] = None,
             usable cores. The file is the same for any number.
         progress (bool): With ``pool_iou``, show a progress bar with ETA
             over the images (mmengine's ``ProgressBar``).
+        img_names (Mapping, optional): ``img_id -> name``
+            (:func:`image_name`) of the images of the dataset the file was
+            mined for (found by :func:`stored_id`), recorded instead of
+            the source's names (a file written without names); every
+            image of the file needs one. None keeps the source's names.
+        names_from (str): What gave ``img_names``, for messages.
 
     Pooling streams: it holds one bit per source row (which rows the pool
     keeps) and the written file's scores (1 byte per pooled row; 2 in
@@ -1819,6 +1827,8 @@ def convert_proposals(src: str, dst: str, top_n: Optional[int] = None,
     runs = getattr(props, 'runs_per_image', num_scales)
     # kept (a legacy pickle has none); list(props) is the file order
     names = props.names() if getattr(props, 'has_names', False) else None
+    if img_names is not None:
+        names = _names_of(src, props, img_names, names_from)
     if pool_iou is not None:
         pool = _PoolJob(src, props, runs, num_scales, top_n, pool_iou)
         pool.keep_rows(workers, progress)
@@ -1845,6 +1855,29 @@ def convert_proposals(src: str, dst: str, top_n: Optional[int] = None,
     return dict(images=len(written), proposals=int(written.offsets[-1]),
                 bytes_in=osp.getsize(src), bytes_out=osp.getsize(dst),
                 version=written.version)
+
+
+def _names_of(src: str, props, img_names: Mapping,
+              names_from: str) -> List[str]:
+    """The names of ``props``' images (in its order) from ``img_names``
+    (dataset id -> name, found by :func:`stored_id`).
+
+    Raises:
+        UserInputError: Naming ``src``, for images without a name.
+    """
+    by_key = {}
+    for img_id, name in img_names.items():
+        key = props.key(img_id)
+        if key is not None:
+            by_key.setdefault(key, name)
+    lacking = [k for k in props if k not in by_key]
+    if lacking:
+        raise UserInputError(
+            f'proposal file "{src}": {len(lacking)} of its {len(props)} '
+            f'images have no name in {names_from} (e.g. img_id '
+            f'{lacking[:5]}): they are not of the dataset it was mined '
+            'for; give that dataset\'s annotation file')
+    return [by_key[k] for k in props]
 
 
 # Images per pooling task of convert_proposals (a block's rows are pooled

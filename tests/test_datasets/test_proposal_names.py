@@ -233,3 +233,39 @@ def test_preflight_refuses_a_file_of_other_images(tmp_path):
                        r'the file, "other.jpg" in the dataset'):
         check_proposal_files(cfg, ['train_dataloader'])
     assert osp.isfile(path)
+
+
+def test_convert_adds_names_from_the_annotation_file(tmp_path):
+    """A file written without names gets the file_name of each image of
+    the annotation file it was mined for (convert_proposals.py
+    --names-from); an annotation file lacking some of its images is
+    refused."""
+    from conftest import run_tool
+    src = _file(tmp_path, None, 'old.npz')
+    ann = str(tmp_path / 'ann.json')
+    images = [dict(id=i, file_name=f'train/{i:04d}.jpg', height=200,
+                   width=300) for i in range(4)]
+    with open(ann, 'w') as f:
+        json.dump(dict(images=images, annotations=[], categories=[]), f)
+    dst = str(tmp_path / 'new.npz')
+    run_tool(['tools/misc/convert_proposals.py', src, dst, '--names-from',
+              ann])
+    assert ProposalFile(dst).names() == [TRAIN[i] for i in range(3)]
+    _sniper(dst, data=_data(TRAIN))
+    with pytest.raises(UserInputError, match='made for other images'):
+        _sniper(dst, data=_data(VAL))
+    with open(ann, 'w') as f:
+        json.dump(dict(images=images[1:], annotations=[], categories=[]), f)
+    with pytest.raises(UserInputError, match=r'old.npz": 1 of its 3 images '
+                       r'have no name in the names given \(e.g. img_id '
+                       r'\[0\]\)'):
+        convert_proposals(src, dst, img_names={
+            img['id']: img['file_name'] for img in images[1:]})
+    run = run_tool(['tools/misc/convert_proposals.py', src, dst,
+                    '--names-from', ann], check=False)
+    assert run.returncode == 2 and 'ann.json' in run.stderr
+    run = run_tool(['tools/misc/convert_proposals.py', src, dst,
+                    '--names-from', ann, '--from-mmdet', '--ann-file', ann,
+                    '--img-prefix', 'x/', '--num-scales', '2'], check=False)
+    assert run.returncode == 2 and \
+        '--names-from: not with --from-mmdet' in run.stderr
