@@ -318,7 +318,8 @@ def same_image_name(a: str, b: str) -> bool:
 
 def names_blob(names: Sequence[str], owner: str) -> np.ndarray:
     """The :data:`NAMES_MEMBER` array of ``names``: ``(B,)`` uint8, their
-    UTF-8 joined by NUL.
+    UTF-8 joined by NUL, each with ``/`` separators (``'a\\b.jpg'`` is
+    stored as ``'a/b.jpg'``, as :func:`image_name` makes it).
 
     Raises:
         ValueError: Naming ``owner``: a name that is not a string or holds
@@ -328,7 +329,8 @@ def names_blob(names: Sequence[str], owner: str) -> np.ndarray:
     if bad:
         raise ValueError(f'{owner}: image names must be strings without '
                          f'NUL, got {bad[:3]!r}')
-    return np.frombuffer('\0'.join(names).encode('utf-8'), np.uint8)
+    return np.frombuffer('\0'.join(map(_slashed, names)).encode('utf-8'),
+                         np.uint8)
 
 
 def check_image_names(path: str, props, img_ids: Sequence,
