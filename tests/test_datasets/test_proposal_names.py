@@ -270,3 +270,39 @@ def test_convert_adds_names_from_the_annotation_file(tmp_path):
                     '--img-prefix', 'x/', '--num-scales', '2'], check=False)
     assert run.returncode == 2 and \
         '--names-from: not with --from-mmdet' in run.stderr
+
+
+def test_train_tool_refuses_a_file_of_other_images_in_one_line(
+        tiny_demo_root, tmp_path):
+    """tools/train.py on a stage-2 config whose proposal file records
+    other names for the demo's image ids: one error line naming the
+    entry, the file and the fix, before the model is built."""
+    from conftest import run_tool, tiny_config
+    stage2 = osp.join('configs', 'sniper',
+                      'sniper_faster-rcnn_r18-w16_fpn_4e-neg_demo.py')
+    cfg = tiny_config(tiny_demo_root, str(tmp_path / 'w'),
+                      str(tmp_path / 'cfg.py'), base=stage2)
+    with open(osp.join(tiny_demo_root, 'annotations',
+                       'instances_train.json')) as f:
+        ids = [img['id'] for img in json.load(f)['images']]
+    props = str(tmp_path / 'props.npz')
+    save_proposals(props, {i: [np.array([[0, 0, 20, 20, 1.0]])] * 3
+                           for i in ids}, num_scales=3,
+                   img_names={i: f'val/{i:06d}.jpg' for i in ids})
+    ckpt = tmp_path / 'stage1.pth'
+    ckpt.write_bytes(b'')
+    proc = run_tool(['tools/train.py', cfg, '--cfg-options',
+                     f'train_dataloader.dataset.proposal_file={props}',
+                     f'load_from={ckpt}'], check=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [ln for ln in proc.stderr.splitlines()
+              if ln.startswith('error:')]
+    assert len(errors) == 1 and 'Traceback' not in proc.stderr, \
+        proc.stderr[-3000:]
+    assert errors[0].startswith(
+        'error: train_dataloader.dataset.proposal_file: proposal file '
+        f'"{props}" was made for other images: all {len(ids)} of the '
+        f"dataset's {len(ids)} images have another file name in it "
+        f'(img_id {ids[0]!r}: "val/{ids[0]:06d}.jpg" in the file'), errors
+    assert 'point train_dataloader.dataset.proposal_file at' in errors[0]
+    assert 'SniperDataset:' not in proc.stdout + proc.stderr
