@@ -264,7 +264,8 @@ def write_synthetic_proposals(path: str, data: dict, per_scale: int,
     """A compact proposal file (version 3) with ``per_scale`` random
     proposals per image and scale (:func:`random_proposals`'
     distribution), generated in chunks straight into float16 boxes and
-    float32 scores."""
+    float32 scores; image ``i`` is named :func:`synthetic_name` (the
+    ``img_path`` of the table's dataset)."""
     from mmsnip.datasets.proposals import write_proposal_arrays
     rng = np.random.default_rng(seed)
     n = len(data['heights'])
@@ -283,7 +284,13 @@ def write_synthetic_proposals(path: str, data: dict, per_scale: int,
         scores[a * rows:b * rows] = rng.uniform(0, 1, k)
     offsets = np.arange(n * num_scales + 1, dtype=np.int64) * per_scale
     write_proposal_arrays(path, np.arange(n), offsets, boxes, scores,
-                          num_scales)
+                          num_scales,
+                          img_names=[synthetic_name(i) for i in range(n)])
+
+
+def synthetic_name(i: int) -> str:
+    """The file name of synthetic image ``i`` (COCO style)."""
+    return f'{i:012d}.jpg'
 
 
 # -- the released generator's algorithm ------------------------------------
@@ -603,7 +610,7 @@ def _synthetic_coco_class():
                 h, w = data['heights'].tolist(), data['widths'].tolist()
                 start = data['box_start'].tolist()
                 boxes = data['boxes'].tolist()
-            return [dict(img_id=i, img_path=f'{i:012d}.jpg', height=h[i],
+            return [dict(img_id=i, img_path=synthetic_name(i), height=h[i],
                          width=w[i], instances=[
                              dict(bbox=b, bbox_label=0, ignore_flag=0)
                              for b in boxes[start[i]:start[i + 1]]])
@@ -654,7 +661,8 @@ def _table(args, work: str) -> dict:
     del data
     start = time.perf_counter()
     props, scales, _ = open_proposals(prop_path)
-    check_proposals(prop_path, props, scales, list(range(num)), 3)
+    check_proposals(prop_path, props, scales, list(range(num)), 3,
+                    img_names=[synthetic_name(i) for i in range(num)])
     open_s = time.perf_counter() - start
     start = time.perf_counter()
     props.verify()  # what a cold chip-table build does first

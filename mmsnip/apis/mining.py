@@ -52,8 +52,8 @@ from mmsnip.chips import ChipConfig
 from mmsnip.engine.checkpoint import check_checkpoint_fits
 from mmsnip.datasets.proposal_pool import check_pool_iou, pool_proposals
 from mmsnip.datasets.proposals import (MissingProposalsError, ProposalFile,
-                                       check_image_ids,
-                                       write_proposal_groups)
+                                       check_image_ids, image_name,
+                                       image_prefix, write_proposal_groups)
 from mmsnip.datasets.transforms import ImageSizeError, check_decoded_size
 from mmsnip.registry import DATASETS, MODELS
 from mmsnip.utils.config_tree import type_in
@@ -234,7 +234,8 @@ def _mined_ids(folder: str) -> set:
 
 def merge_shards(folder: str, out_file: str, img_ids: Sequence,
                  num_scales: int, scales: Optional[Sequence] = None,
-                 pool_iou: Optional[float] = None) -> int:
+                 pool_iou: Optional[float] = None,
+                 img_names: Optional[Sequence[str]] = None) -> int:
     """Write the proposal file of a miner's shards (``folder``), shard by
     shard (:func:`~mmsnip.datasets.proposals.write_proposal_groups`): it
     holds the file's arrays (9 bytes per proposal; only the scores, 1
@@ -251,6 +252,10 @@ def merge_shards(folder: str, out_file: str, img_ids: Sequence,
         pool_iou (float, optional): The shards hold pooled proposals (one
             array object for every scale of an image), pooled at this IoU:
             written once per image (version 4) with ``pool_iou`` recorded.
+        img_names (Sequence[str], optional): The name of each image of
+            ``img_ids`` (:func:`~mmsnip.datasets.proposals.image_name`),
+            recorded in the file so that readers refuse a dataset of other
+            images with these ids.
 
     Returns:
         int: Proposals written (all images and scales).
@@ -263,7 +268,7 @@ def merge_shards(folder: str, out_file: str, img_ids: Sequence,
         write_proposal_groups(out_file, img_ids, num_scales,
                               lambda: _shards(folder), scales=scales,
                               shared_scales=pool_iou is not None,
-                              pool_iou=pool_iou)
+                              pool_iou=pool_iou, img_names=img_names)
     except MissingProposalsError as e:
         absent = set(e.missing)
         missing = [i for i in img_ids if i in absent]  # the dataset's order
@@ -437,10 +442,14 @@ def mine_proposals(cfg: Config,
     barrier()
     if rank != 0:
         return None
-    # One entry per image id (a list file may name an image twice).
-    ids = list(dict.fromkeys(ids))
+    # One entry per image id (a list file may name an image twice), with
+    # its name (the readers check it against their dataset's)
+    prefix = image_prefix(getattr(dataset, 'data_prefix', None))
+    names = dict(zip(ids, (image_name(p, prefix) for p in paths)))
+    ids = list(names)
     rows = merge_shards(parts, out_file, ids, len(chip_cfg.scales),
-                        scales=chip_cfg.scales, pool_iou=pool_iou)
+                        scales=chip_cfg.scales, pool_iou=pool_iou,
+                        img_names=list(names.values()))
     shutil.rmtree(parts)
     print_log(f'wrote {out_file}: {len(ids)} images, '
               f'{rows / max(len(ids), 1):.0f} proposals per image '

@@ -32,6 +32,7 @@ Example (a file with one image and two boxes)::
     by_image = annotations_by_image(coco)   # {7: [ann_1, ann_2]}
     boxes, crowd = coco_boxes(by_image[7])  # (2, 4) xyxy, (2,) bool
 """
+import os.path as osp
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -317,8 +318,29 @@ def category_labels(coco: dict,
     }
 
 
+def coco_image_names(coco: dict) -> List[str]:
+    """The name a proposal file records for each image of ``coco``
+    (:func:`~mmsnip.datasets.proposals.image_name`): its ``file_name``
+    (``CocoDataset``'s ``img_path`` relative to its image folder; the
+    basename of an absolute one); None for an image without one (not
+    compared)."""
+    from .proposals import image_name
+    return [image_name(osp.join('images', str(img['file_name'])), 'images')
+            if img.get('file_name') else None for img in coco['images']]
+
+
+def coco_names(path: str) -> Dict:
+    """``image id -> name`` (:func:`coco_image_names`) of every image of
+    the COCO annotation file ``path`` (checked: :func:`load_coco` with
+    ``id`` and ``file_name``)."""
+    coco = load_coco(path, image_fields=('id', 'file_name'), ann_fields=())
+    return dict(zip((img['id'] for img in coco['images']),
+                    coco_image_names(coco)))
+
+
 def load_coco_proposals(path: str, coco: dict, num_scales: int,
-                        scales: Optional[Sequence] = None) -> Mapping:
+                        scales: Optional[Sequence] = None,
+                        entry: str = '--proposals') -> Mapping:
     """The proposals of a proposal file for every image of ``coco``.
 
     Args:
@@ -333,13 +355,18 @@ def load_coco_proposals(path: str, coco: dict, num_scales: int,
             config, or its scales in another order) is refused, as
             training refuses it (the tools pass them; None checks only
             the number).
+        entry (str): The option that names the file, for the fix of a
+            file made for other images.
 
     Returns:
         Mapping: ``image id -> [(P, 5) array [x1, y1, x2, y2, score]
         (ORIGINAL pixels) per scale]``.
 
     Raises:
-        UserInputError: The file is missing, of another dataset, of
+        UserInputError: The file is missing, of another dataset (other
+            ids, or other image names than its images' ``file_name``
+            where it records names,
+            :func:`~mmsnip.datasets.proposals.check_image_names`), of
             another number of scales or other recorded scales, or damaged
             (a compact file's rows are checked against its
             ``content_id``,
@@ -349,6 +376,8 @@ def load_coco_proposals(path: str, coco: dict, num_scales: int,
     from .proposals import load_proposals
     try:
         return load_proposals(path, [img['id'] for img in coco['images']],
-                              num_scales, verify=True, scales=scales)
+                              num_scales, verify=True, scales=scales,
+                              img_names=coco_image_names(coco),
+                              entry=entry)
     except (ValueError, FileNotFoundError) as e:
         raise UserInputError(str(e)) from e

@@ -24,9 +24,12 @@ never a guess acted upon).
 The dump holds one set of proposals per image (one RPN pass at one
 scale); the written file serves it at every one of ``num_scales`` chip
 scales and records no chip scales (any chip config of ``num_scales``
-scales reads it). Negative-chip mining then filters each scale's set by
-that scale's valid range (Sec. 3.3.3), whereas ``tools/mine_proposals.py``
-runs the RPN at every chip scale, as the paper does. The set is stored
+scales reads it), but records each image's ``file_name`` as its name
+(:func:`~mmsnip.datasets.coco_file.coco_image_names`), which readers
+compare with their dataset's. Negative-chip mining then filters each
+scale's set by that scale's valid range (Sec. 3.3.3), whereas
+``tools/mine_proposals.py`` runs the RPN at every chip scale, as the
+paper does. The set is stored
 once per image (version 4, ``shared_scales``): 9 bytes per proposal, not
 per proposal and scale; with ``score_dtype='float16'`` (version 2, for
 readers older than version 3) it is stored once per scale.
@@ -40,7 +43,7 @@ import numpy as np
 from mmengine.structures import InstanceData
 
 from mmsnip.utils.checks import is_integer
-from .coco_file import load_coco
+from .coco_file import coco_image_names, load_coco
 from .proposals import (FORMAT, ProposalFile, image_id_array,
                         is_legacy_file, mmdet2_list_hint, proposal_array,
                         read_pickle, write_proposal_groups)
@@ -319,10 +322,14 @@ def convert_mmdet_proposals(src: str, dst: str, ann_file: str,
             rows = dump_rows(dump[key], f'{where}: entry {key!r}')
             yield {img_id: [rows] * num_scales}
 
+    # the images' file_name, recorded: readers refuse other images
+    name_of = dict(zip((img['id'] for img in coco['images']),
+                       coco_image_names(coco)))
     write_proposal_groups(dst, list(keys.values()), num_scales, groups,
                           top_n=top_n, box_dtype=box_dtype,
                           score_dtype=score_dtype, owner=where,
-                          shared_scales=score_dtype == 'uint8')
+                          shared_scales=score_dtype == 'uint8',
+                          img_names=[name_of[i] for i in keys.values()])
     written = ProposalFile(dst)
     return dict(images=len(written), proposals=int(written.offsets[-1]),
                 bytes_in=osp.getsize(src), bytes_out=osp.getsize(dst),

@@ -26,6 +26,10 @@ Every format below is read; the content decides, not the file name:
                 where float16 steps would exceed 1 px)
       scores    (T,) uint8 codes: score = score_min + code * step,
                 step = (score_max - score_min) / 254; 255 = NaN
+      img_names (optional, any compact version) (B,) uint8: each
+                image's name (:func:`image_name`), in the order of
+                img_ids, UTF-8, joined by NUL; its sha256 is
+                ``names_sha256`` in meta (absent: no names)
 
   The rows of each image and scale are stored by descending score (ties
   keep their input order, NaN scores last), so ranking by the stored
@@ -60,6 +64,26 @@ Every format below is read; the content decides, not the file name:
   version=1, num_scales=S, proposals={img_id: [array (P_s, 5), ...]})``,
   loaded whole. Convert it with ``tools/misc/convert_proposals.py``.
 
+**Image names.** Ids, the number of scales and image sizes can all
+match a file of another split (train and val both numbered ``1..N``,
+every image of one camera size), whose proposals would silently give
+wrong negative chips. So writers that know the images record each one's
+name: its ``img_path`` relative to the dataset's image folder
+(``data_prefix['img']``), the basename without one (:func:`image_name`:
+relative, so the name survives a moved data root; not the basename
+alone, which would not tell ``a/1.jpg`` from ``b/1.jpg``). Readers that
+match the file to a dataset refuse other names
+(:func:`check_image_names`; a basename matches a longer relative path
+ending in it, :func:`same_image_name`). Opening reads no name; the check
+reads them once (about 2 MB for train2017). The names are an optional
+member, not a new version: files without them (versions 1 to 4 of
+earlier writers, converted files of such sources) read exactly as
+before, and an older mmsnip reads a file with names as before: it
+ignores the member, and ``names_sha256`` sits in the meta data, which
+the ``content_id`` covers, so an older reader's verification still
+passes while the ``content_id`` (and a chip-table cache key) changes
+with the names.
+
 A compact file of a later version than this mmsnip reads is refused with
 an error naming the file and both versions; a damaged one with an error
 naming the file: opening checks the structure, :meth:`ProposalFile.verify`
@@ -73,6 +97,7 @@ import json
 import os
 import os.path as osp
 import pickle
+import posixpath
 import re
 import weakref
 import zipfile
@@ -102,6 +127,12 @@ SCORE_NAN = 255
 FLOAT16_MAX_COORD = 2048.0
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 _MEMBERS = ('meta', 'img_ids', 'offsets', 'boxes', 'scores')
+# Optional member of every compact version: the images' file names
+# (image_name), UTF-8, in file order, joined by NUL (no file name holds
+# one); its sha256 is ``names_sha256`` in the meta data.
+NAMES_MEMBER = 'img_names'
+# Mismatching images shown in the error of check_image_names.
+SHOWN_NAMES = 3
 # A string id a file of integer ids finds: ASCII digits, optionally in
 # groups joined by single underscores (the old writer stored int(img_id):
 # VOC's '000005' as 5, VOC 2012's '2008_000005' as 2008000005). No signs,
@@ -224,6 +255,144 @@ def check_image_ids(img_ids: Sequence, img_paths: Sequence,
                 'then mine the proposals again')
 
 
+def _slashed(path: str) -> str:
+    """``path`` normalised, with ``/`` separators (a Windows path too)."""
+    path = str(path).replace('\\', '/')
+    return posixpath.normpath(path) if path else path
+
+
+def image_name(img_path: str, img_prefix: Optional[str] = None) -> str:
+    """The name under which a proposal file records an image: its
+    ``img_path`` relative to the dataset's image folder (``data_prefix
+    ['img']``, data root joined, as MMDetection builds ``img_path``;
+    ``''``: the working folder), or its basename when it is not under
+    that folder or there is none. ``/`` separators.
+
+    Relative to the image folder, not absolute: the name stays the same
+    when the data root moves to another machine or folder, and is the
+    annotation's ``file_name`` for COCO-style datasets; the basename
+    alone would not tell ``a/1.jpg`` from ``b/1.jpg`` within a dataset.
+    Readers compare names with :func:`same_image_name`, which accepts a
+    basename against a longer relative path (datasets that split
+    ``data_prefix`` and ``file_name`` differently).
+
+    Example:
+        >>> image_name('data/coco/train2017/a.jpg', 'data/coco/train2017/')
+        'a.jpg'
+        >>> image_name('/elsewhere/sub/a.jpg', 'data/coco/train2017')
+        'a.jpg'
+    """
+    path = _slashed(img_path)
+    if img_prefix is not None:
+        prefix = _slashed(img_prefix)
+        if prefix in ('', '.'):
+            if not (path.startswith('/') or ':' in path.split('/')[0]):
+                return path  # relative to the working folder
+        elif path.startswith(prefix.rstrip('/') + '/'):
+            return path[len(prefix.rstrip('/')) + 1:]
+    return path.rsplit('/', 1)[-1]
+
+
+def image_prefix(data_prefix) -> Optional[str]:
+    """The image folder of a dataset's ``data_prefix`` (``'img'``, else
+    MMEngine's default key ``'img_path'``), for :func:`image_name`; None
+    when there is none (a wrapper such as ``ConcatDataset``: names are
+    then basenames)."""
+    if not isinstance(data_prefix, Mapping):
+        return None
+    prefix = data_prefix.get('img', data_prefix.get('img_path'))
+    return prefix if isinstance(prefix, str) else None
+
+
+def same_image_name(a: str, b: str) -> bool:
+    """Two recorded image names (:func:`image_name`) name the same image:
+    equal, or equal on their common trailing folders and file name
+    (``'train2017/a.jpg'`` and ``'a.jpg'``; not ``'val/1.jpg'`` and
+    ``'train/1.jpg'``)."""
+    if a == b:
+        return True
+    pa, pb = a.split('/'), b.split('/')
+    k = min(len(pa), len(pb))
+    return pa[-k:] == pb[-k:]
+
+
+def names_blob(names: Sequence[str], owner: str) -> np.ndarray:
+    """The :data:`NAMES_MEMBER` array of ``names``: ``(B,)`` uint8, their
+    UTF-8 joined by NUL, each with ``/`` separators (``'a\\b.jpg'`` is
+    stored as ``'a/b.jpg'``, as :func:`image_name` makes it).
+
+    Raises:
+        ValueError: Naming ``owner``: a name that is not a string or holds
+            a NUL.
+    """
+    bad = [n for n in names if not isinstance(n, str) or '\0' in n]
+    if bad:
+        raise ValueError(f'{owner}: image names must be strings without '
+                         f'NUL, got {bad[:3]!r}')
+    return np.frombuffer('\0'.join(map(_slashed, names)).encode('utf-8'),
+                         np.uint8)
+
+
+def check_image_names(path: str, props, img_ids: Sequence,
+                      img_names: Sequence[str],
+                      entry: str = 'proposal_file') -> None:
+    """Refuse a proposal file made for other images: one that records
+    image names (:attr:`ProposalFile.has_names`) under which an image id
+    of the dataset has another name (:func:`same_image_name`). Ids, the
+    number of scales and image sizes can all match a file of another
+    split numbered the same way (train and val both ``1..N``, one camera
+    size); its proposals would give wrong negative chips. A file without
+    names passes (nothing to compare).
+
+    Args:
+        path (str): The file (for messages).
+        props (Mapping): Its proposals (:func:`open_proposals`), every id
+            of ``img_ids`` in it.
+        img_ids (Sequence): The dataset's ``N`` image ids.
+        img_names (Sequence[str]): Their ``N`` names (:func:`image_name`;
+            None or ``''``: not known, not compared).
+        entry (str): The setting that names the file, for the fix.
+
+    Raises:
+        UserInputError: Naming the file, how many images differ, the
+            first :data:`SHOWN_NAMES` ids with both names, and the fix.
+    """
+    if not getattr(props, 'has_names', False):
+        return
+    ids, mine = list(img_ids), list(img_names)
+    if len(ids) != len(mine):
+        raise ValueError(f'check_image_names: {len(mine)} names for '
+                         f'{len(ids)} images')
+    if not ids:
+        return
+    # vectorized: train2017's 118k names in about 30 ms
+    pos = props.positions(ids)
+    theirs = props.name_array()[np.maximum(pos, 0)]
+    compared = (pos >= 0) & np.array([bool(n) for n in mine])
+    differ = np.flatnonzero(compared & (theirs != np.array(mine, object)))
+    bad = {}
+    for j in differ.tolist():
+        k = int(pos[j])
+        if k not in bad and not same_image_name(theirs[j],
+                                                _slashed(mine[j])):
+            bad[k] = (ids[j], theirs[j], mine[j])
+    if not bad:
+        return
+    bad = list(bad.values())
+    num = int(np.unique(pos[compared]).size)
+    shown = '; '.join(f'img_id {i!r}: "{a}" in the file, "{b}" in the '
+                      'dataset' for i, a, b in bad[:SHOWN_NAMES])
+    count = f'all {len(bad)}' if len(bad) == num else str(len(bad))
+    raise UserInputError(
+        f'proposal file "{path}" was made for other images: {count} of '
+        f'the dataset\'s {num} images have another file name in it '
+        f'({shown}{"; ..." if len(bad) > SHOWN_NAMES else ""}): the same '
+        'image ids (and sizes) but another split or dataset, whose '
+        'proposals would give wrong negative chips. Fix: mine the '
+        'proposals again for this dataset (tools/mine_proposals.py), or '
+        f'point {entry} at the file mined for it')
+
+
 def scale_record(scales) -> List[dict]:
     """The chip scales a file was mined for, as stored in its meta data:
     ``[{'rule': 'factor', 'value': 1.667, 'valid_range': [32, 150]},
@@ -262,7 +431,8 @@ def save_proposals(path: str,
                    num_scales: int, top_n: Optional[int] = None,
                    box_dtype: str = 'auto',
                    score_dtype: str = 'uint8',
-                   scales: Optional[list] = None) -> None:
+                   scales: Optional[list] = None,
+                   img_names: Optional[Mapping] = None) -> None:
     """Write a compact proposal file atomically (:func:`atomic_open`).
 
     Args:
@@ -288,6 +458,10 @@ def save_proposals(path: str,
             proposals were mined at, recorded in the meta data
             (:func:`scale_record`) so that readers refuse a config of
             other scales; None records nothing.
+        img_names (Mapping, optional): ``img_id -> name`` of every image
+            (:func:`image_name`), recorded so that readers refuse a
+            dataset whose images of these ids have other names; None
+            records none (readers then compare ids only).
 
     Example:
         >>> save_proposals('props.npz', {7: [np.array([[5, 5, 9, 9, .2],
@@ -297,10 +471,18 @@ def save_proposals(path: str,
         array([[ 0. ,  0. , 10. , 10. ,  0.9],
                [ 5. ,  5. ,  9. ,  9. ,  0.2]], dtype=float32)
     """
+    names = None
+    if img_names is not None:
+        lacking = [k for k in proposals if k not in img_names]
+        if lacking:
+            raise ValueError(f'save_proposals: img_names lacks img_id '
+                             f'{lacking[:5]!r}')
+        names = [img_names[k] for k in proposals]
     write_proposal_groups(path, list(proposals), num_scales,
                           lambda: [proposals], top_n=top_n,
                           box_dtype=box_dtype, score_dtype=score_dtype,
-                          owner='save_proposals', scales=scales)
+                          owner='save_proposals', scales=scales,
+                          img_names=names)
 
 
 def write_proposal_groups(path: str, img_ids, num_scales: int,
@@ -311,7 +493,9 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
                           owner: str = 'write_proposal_groups',
                           scales: Optional[list] = None,
                           shared_scales: bool = False,
-                          pool_iou: Optional[float] = None) -> None:
+                          pool_iou: Optional[float] = None,
+                          img_names: Optional[Sequence[str]] = None
+                          ) -> None:
     """Write a compact proposal file from proposals that arrive in groups
     (a miner's shards), holding one group at a time besides the file's own
     arrays (9 bytes per proposal), or only its scores (1 byte per
@@ -338,6 +522,9 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
             by one NMS at this IoU
             (:func:`~mmsnip.datasets.proposal_pool.pool_proposals`):
             recorded in the meta data (``pool_iou``); None: they were not.
+        img_names (Sequence[str], optional): The name of each image of
+            ``img_ids`` (:func:`image_name`), stored in file order
+            (:data:`NAMES_MEMBER`); None stores none.
 
     Raises:
         MissingProposalsError: An image in no group (after reading them
@@ -372,6 +559,13 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
     position = {k: n for n, k in enumerate(keys)}
     if len(position) != len(keys):
         raise ValueError(f'{owner}: img_ids repeat an image')
+    names = None
+    if img_names is not None:
+        img_names = list(img_names)
+        if len(img_names) != len(keys):
+            raise ValueError(f'{owner}: {len(img_names)} image names for '
+                             f'{len(keys)} images')
+        names = names_blob([img_names[k] for k in order.tolist()], owner)
 
     def scale_rows():
         """``(image position, scale, (P, 5) float32 rows)`` of every
@@ -459,18 +653,20 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
 
     meta = _file_meta(path, num_scales, top_n,
                       (lo, hi) if version3 else None, scales=scales,
-                      shared_scales=shared_scales, pool_iou=pool_iou)
+                      shared_scales=shared_scales, pool_iou=pool_iou,
+                      names=names)
     scores = np.empty(offsets[-1], np.uint8 if version3 else np.float16)
     if in_file_order:
         _write_streamed(path, meta, id_array, offsets, dtype, scores,
-                        placed_rows(), owner)
+                        placed_rows(), owner, names)
         return
     boxes = np.empty((offsets[-1], 4), dtype)
     for run, run_boxes, run_scores in placed_rows():
         a, b = offsets[run], offsets[run + 1]
         boxes[a:b], scores[a:b] = run_boxes, run_scores
-    _write_file(path, meta, dict(img_ids=id_array, offsets=offsets,
-                                 boxes=boxes, scores=scores))
+    _write_file(path, meta, _with_names(
+        dict(img_ids=id_array, offsets=offsets, boxes=boxes,
+             scores=scores), names))
 
 
 def score_codes(scores: np.ndarray, score_min: float, score_max: float
@@ -563,7 +759,9 @@ def write_proposal_arrays(path: str, img_ids: np.ndarray,
                           offsets: np.ndarray, boxes: np.ndarray,
                           scores: np.ndarray, num_scales: int,
                           top_n: Optional[int] = None,
-                          score_dtype: str = 'uint8') -> None:
+                          score_dtype: str = 'uint8',
+                          img_names: Optional[Sequence[str]] = None
+                          ) -> None:
     """Write a compact proposal file from its arrays (see the module
     docstring for the layout); :func:`save_proposals` without the per-image
     dict, for writers that already hold flat arrays (a miner's shards, the
@@ -581,11 +779,21 @@ def write_proposal_arrays(path: str, img_ids: np.ndarray,
         score_dtype (str): ``'uint8'`` (version 3: rows sorted by
             descending score within each image and scale, scores
             quantised) or ``'float16'`` (version 2).
+        img_names (Sequence[str], optional): ``(N,)`` names of the
+            images (:func:`image_name`), in the order of ``img_ids``;
+            None stores none.
     """
     if score_dtype not in ('uint8', 'float16'):
         raise ValueError("write_proposal_arrays: score_dtype must be "
                          f"'uint8' or 'float16', got {score_dtype!r}")
     img_ids = image_id_array(img_ids, 'write_proposal_arrays')
+    names = None
+    if img_names is not None:
+        img_names = list(img_names)
+        if len(img_names) != len(img_ids):
+            raise ValueError(f'write_proposal_arrays: {len(img_names)} '
+                             f'image names for {len(img_ids)} images')
+        names = names_blob(img_names, 'write_proposal_arrays')
     offsets = np.asarray(offsets, np.int64)
     problem = _index_problem(img_ids, offsets, num_scales, len(boxes),
                              len(scores))
@@ -604,7 +812,7 @@ def write_proposal_arrays(path: str, img_ids: np.ndarray,
                                            *score_range)
     _write_arrays(path, num_scales, top_n, score_range,
                   dict(img_ids=img_ids, offsets=offsets, boxes=boxes,
-                       scores=scores))
+                       scores=scores), names=names)
 
 
 def _write_arrays(path: str, num_scales: int, top_n: Optional[int],
@@ -612,25 +820,40 @@ def _write_arrays(path: str, num_scales: int, top_n: Optional[int],
                   arrays: Dict[str, np.ndarray],
                   scales: Optional[list] = None,
                   shared_scales: bool = False,
-                  pool_iou: Optional[float] = None) -> None:
-    """Write a compact file's arrays with their meta data
-    (:func:`_file_meta`) and ``content_id``, atomically
-    (:func:`atomic_open`; the folder is created)."""
+                  pool_iou: Optional[float] = None,
+                  names: Optional[np.ndarray] = None) -> None:
+    """Write a compact file's arrays (and ``names``, a
+    :func:`names_blob`) with their meta data (:func:`_file_meta`) and
+    ``content_id``, atomically (:func:`atomic_open`; the folder is
+    created)."""
     _write_file(path, _file_meta(path, num_scales, top_n, score_range,
-                                 scales, shared_scales, pool_iou), arrays)
+                                 scales, shared_scales, pool_iou, names),
+                _with_names(arrays, names))
+
+
+def _with_names(arrays: Dict[str, np.ndarray],
+                names: Optional[np.ndarray]) -> Dict[str, np.ndarray]:
+    """``arrays`` plus the :data:`NAMES_MEMBER` ``names``, if any."""
+    return arrays if names is None else dict(arrays,
+                                             **{NAMES_MEMBER: names})
 
 
 def _file_meta(path: str, num_scales: int, top_n: Optional[int],
                score_range: Optional[tuple],
                scales: Optional[list] = None,
                shared_scales: bool = False,
-               pool_iou: Optional[float] = None) -> dict:
+               pool_iou: Optional[float] = None,
+               names: Optional[np.ndarray] = None) -> dict:
     """A compact file's meta data but its ``content_id``: version 3 with
     the codes' ``score_range`` ``(min, max)`` (version 4 with
     ``shared_scales``), version 2 (float16 scores) without; ``scales``
     (ScaleSpecs or :func:`scale_record` dicts) and ``pool_iou`` recorded
-    when given."""
+    when given; ``names_sha256`` of the :func:`names_blob` ``names``
+    when given (so the ``content_id`` covers the names, while a reader
+    that hashes only the four arrays still verifies the file)."""
     meta = dict(format=FORMAT, num_scales=int(num_scales), top_n=top_n)
+    if names is not None:
+        meta['names_sha256'] = hashlib.sha256(names.tobytes()).hexdigest()
     if pool_iou is not None:
         meta['pool_iou'] = float(pool_iou)
     if scales is not None:
@@ -669,7 +892,8 @@ STREAM_CHUNK_BYTES = 1 << 22
 
 def _write_streamed(path: str, meta: dict, img_ids: np.ndarray,
                     offsets: np.ndarray, box_dtype, scores: np.ndarray,
-                    runs: Iterator[tuple], owner: str) -> None:
+                    runs: Iterator[tuple], owner: str,
+                    names: Optional[np.ndarray] = None) -> None:
     """The file :func:`_write_file` writes, its boxes written as they come
     (``np.savez``'s members: the same zip of ``.npy`` members, in the
     same order, the ``content_id`` hashed on the way): it holds the
@@ -684,6 +908,7 @@ def _write_streamed(path: str, meta: dict, img_ids: np.ndarray,
             here.
         runs (Iterator[tuple]): ``(run index, (P, 4) boxes, (P,) scores)``
             for every run index ``0, 1, ..., N * R - 1`` in turn.
+        names (np.ndarray, optional): The :data:`NAMES_MEMBER` array.
     """
     from numpy.lib import format as npy
     digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
@@ -728,6 +953,10 @@ def _write_streamed(path: str, meta: dict, img_ids: np.ndarray,
         digest.update(scores.data)
         with zf.open('scores.npy', 'w', force_zip64=True) as member:
             npy.write_array(member, scores, allow_pickle=False)
+        if names is not None:
+            with zf.open(NAMES_MEMBER + '.npy', 'w',
+                         force_zip64=True) as member:
+                npy.write_array(member, names, allow_pickle=False)
         meta = dict(meta, content_id=digest.hexdigest())
         with zf.open('meta.npy', 'w', force_zip64=True) as member:
             npy.write_array(member, np.frombuffer(
@@ -927,6 +1156,9 @@ class ProposalFile(Mapping):
         pool_iou (float | None): The IoU of the NMS that pooled the rows
             of all scales (:mod:`mmsnip.datasets.proposal_pool`); None:
             each scale's rows were mined at that scale (older files too).
+        has_names (bool): The file records each image's name
+            (:meth:`names`); False for files written before names were
+            recorded and files of writers that did not know them.
     """
 
     def __init__(self, path: str):
@@ -975,6 +1207,10 @@ class ProposalFile(Mapping):
         self.img_ids = np.asarray(arrays['img_ids'])
         self.offsets = np.asarray(arrays['offsets'])
         self._boxes, self._scores = arrays['boxes'], arrays['scores']
+        # mapped, read on first use (names())
+        self._names_blob = arrays.get(NAMES_MEMBER)
+        self._names = self._name_array = self._ids_sorted = None
+        self.has_names = self._names_blob is not None
         # versions 3 and 4: code -> score; version 2: scores as stored.
         self._score_table = score_table(
             float(meta['score_min']), float(meta['score_max'])) \
@@ -1005,6 +1241,71 @@ class ProposalFile(Mapping):
                 f'proposal file "{self.path}" is damaged: its content does '
                 'not match the content_id it was written with (a corrupt '
                 'copy or a disk error); copy it again or mine it again')
+        if self.has_names:  # read again, checked against names_sha256
+            self._names = self._name_array = None
+            self.names()
+
+    def names(self) -> List[str]:
+        """The images' names (:func:`image_name`) in file order (that of
+        :attr:`img_ids`), read and checked against ``names_sha256`` on
+        first use (train2017: about 2 MB).
+
+        Raises:
+            ValueError: The file records no names (:attr:`has_names`).
+            UserInputError: Naming the file, when the names do not match
+                their recorded sha256 or number.
+        """
+        if not self.has_names:
+            raise ValueError(f'proposal file "{self.path}" records no '
+                             'image names')
+        if self._names is None:
+            blob = _read_rows(self._names_blob, 0, len(self._names_blob),
+                              self._file()).tobytes()
+            names = blob.decode('utf-8', 'replace').split('\0') \
+                if len(self.img_ids) else []
+            if hashlib.sha256(blob).hexdigest() != \
+                    self._meta['names_sha256'] or \
+                    len(names) != len(self.img_ids):
+                raise UserInputError(
+                    f'proposal file "{self.path}" is damaged: its image '
+                    'names do not match the names_sha256 they were written '
+                    'with (a corrupt copy or a disk error); copy it again '
+                    'or mine it again')
+            self._names = names
+        return self._names
+
+    def name_array(self) -> np.ndarray:
+        """:meth:`names` as an ``(N,)`` object array (made once)."""
+        if self._name_array is None:
+            self._name_array = np.array(self.names(), object)
+        return self._name_array
+
+    def positions(self, img_ids: Sequence) -> np.ndarray:
+        """``(len(img_ids),)`` int64: :meth:`position` of each id, -1
+        for an id the file lacks; vectorized for integer ids in a file
+        of sorted integer ids (what the writers write)."""
+        ids = list(img_ids)
+        arr = np.asarray(ids) if ids else np.zeros(0, np.int64)
+        stored = self.img_ids
+        if self._int_ids and arr.dtype.kind in 'iu' and arr.ndim == 1 \
+                and len(stored) and self._sorted_ids():
+            pos = np.minimum(np.searchsorted(stored, arr), len(stored) - 1)
+            return np.where(stored[pos] == arr, pos, -1).astype(np.int64)
+        out = [self.position(i) for i in ids]
+        return np.array([-1 if k is None else k for k in out], np.int64)
+
+    def _sorted_ids(self) -> bool:
+        """The file's ids are strictly increasing (checked once)."""
+        if self._ids_sorted is None:
+            self._ids_sorted = bool(
+                (self.img_ids[1:] > self.img_ids[:-1]).all())
+        return self._ids_sorted
+
+    def name(self, img_id) -> Optional[str]:
+        """The recorded name of ``img_id`` (:meth:`names`), or None when
+        the file has no such image."""
+        k = self.position(img_id)
+        return None if k is None else self.names()[k]
 
     def _file(self) -> Optional[int]:
         """The file, open for :func:`_read_rows` (opened on first use,
@@ -1087,6 +1388,10 @@ def _meta_problem(meta: dict) -> Optional[str]:
         lo, hi = meta.get('score_min'), meta.get('score_max')
         if not (is_number(lo) and is_number(hi)) or lo > hi:
             return f'score range [{lo!r}, {hi!r}] is not finite and ordered'
+    names_sha256 = meta.get('names_sha256')
+    if names_sha256 is not None and not (
+            isinstance(names_sha256, str) and len(names_sha256) == 64):
+        return f'names_sha256 {names_sha256!r} is not a sha256'
     pool_iou = meta.get('pool_iou')
     if pool_iou is not None and not (
             is_number(pool_iou) and 0 < pool_iou <= 1):
@@ -1111,6 +1416,13 @@ def _arrays_problem(arrays: Dict[str, np.ndarray],
             boxes.dtype not in (np.float16, np.float32):
         return f'boxes must be (T, 4) float16 or float32, got ' \
             f'{boxes.shape} {boxes.dtype}'
+    names = arrays.get(NAMES_MEMBER)
+    if (names is None) != (meta.get('names_sha256') is None):
+        return f'the member {NAMES_MEMBER} and names_sha256 come only ' \
+            'together'
+    if names is not None and (names.ndim != 1 or names.dtype != np.uint8):
+        return f'{NAMES_MEMBER} must be (B,) uint8, got {names.shape} ' \
+            f'{names.dtype}'
     want = np.float16 if version == 2 else np.uint8
     if scores.ndim != 1 or scores.dtype != want:
         return f'version {version} needs (T,) {np.dtype(want).name} ' \
@@ -1367,7 +1679,9 @@ def check_proposal_scales(path: str, props, file_scales: int,
 
 def check_proposals(path: str, props, file_scales, img_ids: Sequence,
                     num_scales: int, img_paths: Optional[Sequence] = None,
-                    scales: Optional[Sequence] = None) -> None:
+                    scales: Optional[Sequence] = None,
+                    img_names: Optional[Sequence[str]] = None,
+                    entry: str = 'proposal_file') -> None:
     """Errors naming ``path`` for a file of another dataset or config.
 
     Args:
@@ -1383,12 +1697,17 @@ def check_proposals(path: str, props, file_scales, img_ids: Sequence,
             checked against the file's record of the scales it was mined
             for, if it has one (older files and files of
             :func:`save_proposals` without ``scales`` have none).
+        img_names (Sequence[str], optional): The ``N`` images' names
+            (:func:`image_name`), compared with those the file records,
+            if it records any (:func:`check_image_names`).
+        entry (str): The setting that names the file, for the fix.
 
     Raises:
         ValueError: Naming the file: another number of scales or other
             scales than recorded, images it lacks, two dataset ids that
             find one entry (``'5'`` and ``'05'`` in a file of integer
-            ids), an id of two images.
+            ids), an id of two images, images of other names than
+            recorded.
     """
     check_proposal_scales(path, props, file_scales, num_scales, scales)
     if img_paths is not None:
@@ -1412,6 +1731,8 @@ def check_proposals(path: str, props, file_scales, img_ids: Sequence,
                     'of digits): two images would share proposals. Fix: '
                     'mine the proposals again for this dataset (its ids '
                     'are then stored as strings)')
+    if img_names is not None:
+        check_image_names(path, props, img_ids, img_names, entry)
     if isinstance(props, dict):
         for i in img_ids:
             if len(props[i]) != num_scales:
@@ -1431,7 +1752,8 @@ def load_proposals(path: str, img_ids: Sequence, num_scales: int,
         verify (bool): Also check a compact file's rows against its
             ``content_id`` (:meth:`ProposalFile.verify`; reads the file
             once).
-        **check: ``img_paths``, ``scales`` of :func:`check_proposals`.
+        **check: ``img_paths``, ``scales``, ``img_names``, ``entry`` of
+            :func:`check_proposals`.
 
     Returns:
         Mapping: ``img_id -> [ (P, 5) float32 array per scale ]``; a
@@ -1453,12 +1775,15 @@ def convert_proposals(src: str, dst: str, top_n: Optional[int] = None,
                       drop_scales: bool = False,
                       pool_iou: Optional[float] = None,
                       workers: Optional[int] = None,
-                      progress: bool = False) -> dict:
+                      progress: bool = False,
+                      img_names: Optional[Mapping] = None,
+                      names_from: str = 'the names given') -> dict:
     """Rewrite a proposal file (legacy pickle or compact) compactly
     (:func:`save_proposals`; version 3 unless ``score_dtype='float16'``;
     a version-4 file, whose rows serve every scale, stays version 4).
     The record of the scales the proposals were mined for is kept, unless
-    ``drop_scales`` (then any chip config of as many scales reads it).
+    ``drop_scales`` (then any chip config of as many scales reads it);
+    so are the images' names, if the source records them.
 
     Args:
         pool_iou (float, optional): Pool each image's rows of all scales
@@ -1474,6 +1799,12 @@ def convert_proposals(src: str, dst: str, top_n: Optional[int] = None,
             usable cores. The file is the same for any number.
         progress (bool): With ``pool_iou``, show a progress bar with ETA
             over the images (mmengine's ``ProgressBar``).
+        img_names (Mapping, optional): ``img_id -> name``
+            (:func:`image_name`) of the images of the dataset the file was
+            mined for (found by :func:`stored_id`), recorded instead of
+            the source's names (a file written without names); every
+            image of the file needs one. None keeps the source's names.
+        names_from (str): What gave ``img_names``, for messages.
 
     Pooling streams: it holds one bit per source row (which rows the pool
     keeps) and the written file's scores (1 byte per pooled row; 2 in
@@ -1496,6 +1827,10 @@ def convert_proposals(src: str, dst: str, top_n: Optional[int] = None,
         props.verify()
     scales = None if drop_scales else getattr(props, 'scales', None)
     runs = getattr(props, 'runs_per_image', num_scales)
+    # kept (a legacy pickle has none); list(props) is the file order
+    names = props.names() if getattr(props, 'has_names', False) else None
+    if img_names is not None:
+        names = _names_of(src, props, img_names, names_from)
     if pool_iou is not None:
         pool = _PoolJob(src, props, runs, num_scales, top_n, pool_iou)
         pool.keep_rows(workers, progress)
@@ -1514,13 +1849,37 @@ def convert_proposals(src: str, dst: str, top_n: Optional[int] = None,
                               top_n=top_n, box_dtype=box_dtype,
                               score_dtype=score_dtype,
                               owner='save_proposals', scales=scales,
-                              shared_scales=shared, pool_iou=pool_iou)
+                              shared_scales=shared, pool_iou=pool_iou,
+                              img_names=names)
     except ValueError as e:
         raise UserInputError(f'proposal file "{src}": {e}') from None
     written = ProposalFile(dst)
     return dict(images=len(written), proposals=int(written.offsets[-1]),
                 bytes_in=osp.getsize(src), bytes_out=osp.getsize(dst),
                 version=written.version)
+
+
+def _names_of(src: str, props, img_names: Mapping,
+              names_from: str) -> List[str]:
+    """The names of ``props``' images (in its order) from ``img_names``
+    (dataset id -> name, found by :func:`stored_id`).
+
+    Raises:
+        UserInputError: Naming ``src``, for images without a name.
+    """
+    by_key = {}
+    for img_id, name in img_names.items():
+        key = props.key(img_id)
+        if key is not None:
+            by_key.setdefault(key, name)
+    lacking = [k for k in props if k not in by_key]
+    if lacking:
+        raise UserInputError(
+            f'proposal file "{src}": {len(lacking)} of its {len(props)} '
+            f'images have no name in {names_from} (e.g. img_id '
+            f'{lacking[:5]}): they are not of the dataset it was mined '
+            'for; give that dataset\'s annotation file')
+    return [by_key[k] for k in props]
 
 
 # Images per pooling task of convert_proposals (a block's rows are pooled

@@ -55,7 +55,8 @@ from .chip_table import (CACHE_VERSION, ChipTableCache, ImageRecords,
 from .decode_cache import (DecodedImageCache, TransformError,
                            check_shared_loader, run_pipeline_shared,
                            run_transforms)
-from .proposals import ProposalFile, check_proposals, open_proposals
+from .proposals import (ProposalFile, check_proposals, image_name,
+                        image_prefix, open_proposals)
 from .transforms import geometric_before_crop
 
 # Share of a proposal file's rows that may be unusable (dropped as empty,
@@ -308,15 +309,28 @@ class SniperDataset:
 
     def _open_proposals(self, records: ImageRecords):
         """``(proposals, identity)`` of the proposal file (checked against
-        the dataset: its images, one image per img_id, the scales), or
-        ``(None, None)`` without negatives."""
+        the dataset: its images, one image per img_id, the scales, the
+        images' names where the file records them), or ``(None, None)``
+        without negatives. Checked on every build, before the chip-table
+        cache is looked up: a cached table never skips the checks."""
         if not self.negatives:
             return None, None
         props, file_scales, identity = open_proposals(self.proposal_file)
+        prefix = image_prefix(getattr(self.dataset, 'data_prefix', None))
         check_proposals(self.proposal_file, props, file_scales,
                         records.img_ids, len(self.chip_cfg.scales),
                         img_paths=records.img_paths,
-                        scales=self.chip_cfg.scales)
+                        scales=self.chip_cfg.scales,
+                        img_names=[image_name(p, prefix)
+                                   for p in records.img_paths])
+        if not getattr(props, 'has_names', False):
+            print_log(
+                f'SniperDataset: proposal file "{self.proposal_file}" '
+                'records no image file names (written before mmsnip '
+                'recorded them, a legacy pickle, or a converted mmdet '
+                'dump of an older mmsnip): it is matched to the dataset '
+                'by image ids, scales and sizes only; mine it again to '
+                'have the file names checked too', logger='current')
         pool_iou = getattr(props, 'pool_iou', None)
         if pool_iou is not None:
             print_log(
@@ -571,7 +585,13 @@ class SniperDataset:
     def _cache_key(self, records: ImageRecords,
                    proposal_identity: Optional[str]) -> str:
         """sha256 (24 hex digits) of the cache layout version, the chip
-        settings, the images' records and the proposal file's content."""
+        settings, the images' records and the proposal file's content.
+
+        The content id covers the file's image names (``names_sha256``);
+        they decide no chip, only whether the file is accepted, which
+        :meth:`_open_proposals` checks on every build before the cache is
+        looked up, so the cache layout (``CACHE_VERSION``) is unchanged
+        and a cached table never skips that check."""
         digest = hashlib.sha256()
         digest.update(json.dumps(
             [CACHE_VERSION, repr(self.chip_cfg), proposal_identity],

@@ -14,7 +14,7 @@ from mmengine.config import Config
 
 from .build_errors import config_entry_problem
 from .checks import UserInputError, is_integer
-from .config_tree import (base_type, config_entries, type_in,
+from .config_tree import (base_type, config_entries, reads_coco, type_in,
                           walk_dataset_cfgs)
 from .dataset_audit import (ANN_FIELDS, COCO_LISTS, ERROR, IMAGE_FIELDS,
                             audit_config, join_root, read_coco, summary)
@@ -237,9 +237,13 @@ def check_proposal_files(cfg: Config, keys=DATALOADER_KEYS) -> None:
     opened or was made for another chip config: another number of scales,
     or other scales than it records
     (:func:`mmsnip.datasets.proposals.check_proposal_scales`, the check
-    the dataset runs when built). Only the file's index is read; a legacy
-    pickle (read whole) and the file's images are checked when the
-    dataset is built.
+    the dataset runs when built), or, where the file records image names,
+    made for other images: the chip dataset's inner dataset reads a COCO
+    annotation file of at most :data:`PREFLIGHT_MAX_NAMES_BYTES` whose
+    images (ids and ``file_name``) the file names otherwise
+    (:func:`_check_proposal_images`). Only the file's index (and names)
+    is read; a legacy pickle (read whole), a larger annotation file and
+    other datasets are checked when the dataset is built.
     """
     from mmsnip.chips import ChipConfig
     from mmsnip.datasets.proposals import (ProposalFile,
@@ -259,8 +263,56 @@ def check_proposal_files(cfg: Config, keys=DATALOADER_KEYS) -> None:
                 props = ProposalFile(path)
                 check_proposal_scales(path, props, props.num_scales,
                                       len(scales), scales)
+                if props.has_names:
+                    _check_proposal_images(path, props, len(scales),
+                                           ds.get('dataset'),
+                                           f'{name}.proposal_file')
             except ValueError as e:
                 raise UserInputError(f'{name}.proposal_file: {e}') from e
+
+
+# check_proposal_files compares a proposal file's image names with a COCO
+# annotation file up to this size (val2017's is 25 MB; json.load of
+# train2017's 448 MB takes about 9 s, which the dataset's build pays once
+# anyway: it checks the names itself).
+PREFLIGHT_MAX_NAMES_BYTES = 64 * 2**20
+
+
+def _check_proposal_images(path: str, props, num_scales: int, inner,
+                           entry: str) -> None:
+    """The images of a proposal file that records names against those
+    of ``inner`` (the chip dataset's dataset config), when it reads a
+    COCO file of at most :data:`PREFLIGHT_MAX_NAMES_BYTES`
+    (:func:`mmsnip.datasets.proposals.check_image_names`, as the dataset
+    checks them when built); anything else is left to the build."""
+    if not isinstance(inner, dict) or not inner.get('ann_file') or \
+            not reads_coco(inner, 'DATASETS'):
+        return
+    ann_file = join_root(inner.get('data_root') or '', inner['ann_file'])
+    if '://' in ann_file or not osp.isfile(ann_file) or \
+            osp.getsize(ann_file) > PREFLIGHT_MAX_NAMES_BYTES:
+        return
+    coco, _ = read_coco(ann_file, ('images', ))
+    if coco is None or not all(isinstance(img, dict) and 'id' in img
+                               for img in coco['images']):
+        return  # the audit and the build name the problem
+    from mmsnip.datasets.coco_file import coco_image_names
+    from mmsnip.datasets.proposals import check_image_names
+    # images the file lacks are left to the build (filter_cfg may drop
+    # them from the dataset)
+    found = [(img['id'], name) for img, name in zip(
+        coco['images'], coco_image_names(coco))
+        if _hashable(img['id']) and img['id'] in props]
+    check_image_names(path, props, [i for i, _ in found],
+                      [n for _, n in found], entry)
+
+
+def _hashable(value) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 def check_load_from(cfg: Config, flag: Optional[str] = None) -> None:

@@ -86,6 +86,14 @@ def test_every_image_gets_its_rows_at_every_scale(demo_dump, tiny_demo_root,
     props = load_proposals(dst, sorted(rows), 3)
     assert props.scales is None  # any 3-scale chip config reads it
     assert props.runs_per_image == 1
+    # each image's file_name is recorded: the chip dataset (img_path
+    # relative to data_prefix.img) finds the same names
+    from mmsnip.datasets.proposals import image_name
+    images = demo_images(tiny_demo_root)
+    for img_id, img_path, _, _ in images:
+        assert props.name(img_id) == image_name(
+            img_path, osp.join(tiny_demo_root, 'train/'))
+    assert props.name(images[0][0]) == osp.basename(images[0][1])
     for img_id, want in rows.items():
         want = want[np.argsort(-want[:, 4], kind='stable')]
         got = props[img_id]
@@ -238,7 +246,8 @@ def test_images_go_to_the_writer_in_file_order(tmp_path):
     rows = np.float32([[1, 2, 30, 40, 0.9], [5, 5, 9, 9, 0.4]])
     ref = str(tmp_path / 'ref.npz')
     write_proposal_groups(ref, range(1, 7), 2, lambda: [
-        {i: [rows] * 2 for i in range(1, 7)}], shared_scales=True)
+        {i: [rows] * 2 for i in range(1, 7)}], shared_scales=True,
+        img_names=names)  # image i is names[i - 1]
     assert ProposalFile(dst).content_id == ProposalFile(ref).content_id
 
 

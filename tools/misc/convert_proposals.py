@@ -3,7 +3,8 @@
 
     python tools/misc/convert_proposals.py old.pkl new.npz [--top-n 300] \
         [--box-dtype auto|float16|float32] [--score-dtype uint8|float16] \
-        [--drop-scales] [--pool-scales [IOU] [--workers N]]
+        [--drop-scales] [--pool-scales [IOU] [--workers N]] \
+        [--names-from ANN.json]
     python tools/misc/convert_proposals.py rpn_dump.pkl new.npz \
         --from-mmdet --ann-file ANN.json --img-prefix train2017/ \
         --num-scales 3 [--top-n 300]
@@ -18,7 +19,12 @@ than version 3. ``--top-n`` keeps the highest-scoring proposals per image
 and scale. The record of the chip scales the proposals were mined for
 (files of ``tools/mine_proposals.py``) is kept; ``--drop-scales`` leaves
 it out, so that a chip config of other scales reads the file (at your
-risk: each scale's rows were mined at the recorded scale). Training
+risk: each scale's rows were mined at the recorded scale). The images'
+names (which readers compare with their dataset's) are kept;
+``--names-from ANN.json`` records instead the ``file_name`` of each image
+of that COCO annotation file, the one the proposals were mined for (a
+file written without names: readers then refuse other images with the
+same ids). Training
 reads every format, so converting is optional; it saves memory and start
 time on large datasets.
 
@@ -44,13 +50,14 @@ scores)}``, ORIGINAL pixels) and keys it by the image ids of
 proposals per image serves every one of ``--num-scales`` scales (the chip
 config's number of scales) and is stored once (version 4; with
 ``--score-dtype float16``, version 2, once per scale), with no chip
-scales recorded.
+scales recorded and each image's ``file_name`` as its name.
 
 A bad input file (not a proposal file, damaged, rows of another shape
 than ``(P, 5)`` / ``(P, 4)``; with ``--from-mmdet``: an mmsnip file, an
 image without an entry, an entry of no image, two images of one key, bad
 or non-finite rows) is one ``error:`` line naming it and exit status 2.
 """
+from mmsnip.datasets.coco_file import coco_names
 from mmsnip.datasets.mmdet_proposals import convert_mmdet_proposals
 from mmsnip.datasets.proposal_pool import POOL_IOU, pool_scales_option
 from mmsnip.datasets.proposals import convert_proposals
@@ -91,6 +98,10 @@ def parse_args(argv=None):
                         help='--pool-scales: processes pooling blocks of '
                         'images (default: the usable cores; the file is '
                         'the same for any number)')
+    parser.add_argument('--names-from', default=None, metavar='ANN',
+                        help='COCO annotation file the proposals were mined '
+                        'for: record each image\'s file_name as its name '
+                        '(for a file written without names)')
     mmdet = parser.add_argument_group(
         'proposals dumped by mmdet\'s DumpProposals metric')
     mmdet.add_argument('--from-mmdet', action='store_true',
@@ -120,6 +131,10 @@ def parse_args(argv=None):
         parser.error('--pool-scales: not with --from-mmdet (a dump holds '
                      'one set of proposals per image: nothing to pool); '
                      'leave it out')
+    if args.from_mmdet and args.names_from is not None:
+        parser.error('--names-from: not with --from-mmdet (the dump\'s '
+                     'conversion records the file names of --ann-file); '
+                     'leave it out')
     if args.workers is not None and args.pool_scales is None:
         parser.error('--workers: only with --pool-scales (the other '
                      'conversions run in one process); leave it out')
@@ -135,8 +150,11 @@ def main(argv=None) -> int:
     check_input_file(args.src, 'src')
     if args.ann_file is not None:
         check_input_file(args.ann_file, '--ann-file')
+    if args.names_from is not None:
+        check_input_file(args.names_from, '--names-from')
     check_output_file(args.dst, 'dst', inputs={
-        'src': args.src, '--ann-file': args.ann_file})
+        'src': args.src, '--ann-file': args.ann_file,
+        '--names-from': args.names_from})
     try:
         with checked_write(args.dst):
             if args.from_mmdet:
@@ -150,7 +168,9 @@ def main(argv=None) -> int:
                     box_dtype=args.box_dtype, score_dtype=args.score_dtype,
                     drop_scales=args.drop_scales,
                     pool_iou=args.pool_scales, workers=args.workers,
-                    progress=True)
+                    progress=True, img_names=None if args.names_from is None
+                    else coco_names(args.names_from),
+                    names_from=f'--names-from "{args.names_from}"')
     except (ValueError, FileNotFoundError) as e:
         if isinstance(e, UserInputError):
             raise
