@@ -24,8 +24,8 @@ from mmsnip.utils.dist import (setup_cpu_distributed,
                                warn_show_dir_rank0_only)
 from mmsnip.utils.fileio import check_input_file, check_output_file
 from mmsnip.utils.preflight import (check_chip_cfgs, check_data_paths,
-                                    check_num_classes, check_tta_config,
-                                    explain_failure,
+                                    check_num_classes, check_run_settings,
+                                    check_tta_config, explain_failure,
                                     input_files, load_config, merge_options,
                                     run_cli)
 
@@ -112,6 +112,7 @@ def main():
 
     keys = ['test_dataloader']
     # entries named as the config writes them, before --tta wraps the model
+    check_run_settings(cfg, keys)
     check_chip_cfgs(cfg, keys)
     refuse_chip_eval(cfg, keys)
     check_num_classes(cfg, keys)

@@ -16,12 +16,13 @@ from mmdet.utils import setup_cache_size_limit_of_dynamo
 from mmsnip.engine import (build_runner, refuse_chip_eval,
                            require_snip_runner)
 from mmsnip.utils import register_all_modules
+from mmsnip.utils.checks import UserInputError
 from mmsnip.utils.dist import setup_cpu_distributed
 from mmsnip.utils.preflight import (check_amp_device, check_chip_cfgs,
                                     check_data_paths, check_load_from,
                                     check_num_classes, check_proposal_files,
-                                    explain_failure, load_config,
-                                    merge_options, run_cli)
+                                    check_run_settings, explain_failure,
+                                    load_config, merge_options, run_cli)
 
 
 def parse_args(argv=None):
@@ -92,15 +93,15 @@ def main():
         cfg.optim_wrapper.loss_scale = 'dynamic'
 
     if args.auto_scale_lr:
-        if 'auto_scale_lr' in cfg and \
-                'enable' in cfg.auto_scale_lr and \
-                'base_batch_size' in cfg.auto_scale_lr:
-            cfg.auto_scale_lr.enable = True
-        else:
-            raise RuntimeError('Can not find "auto_scale_lr" or '
-                               '"auto_scale_lr.enable" or '
-                               '"auto_scale_lr.base_batch_size" in your'
-                               ' configuration file.')
+        scale_lr = cfg.get('auto_scale_lr')
+        if not isinstance(scale_lr, dict) or \
+                'base_batch_size' not in scale_lr:
+            raise UserInputError(
+                '--auto-scale-lr needs auto_scale_lr = dict(enable=False, '
+                'base_batch_size=N) in the config (N: the total batch size '
+                'the learning rate was set for, e.g. 16 for mmdet\'s '
+                f'8 GPUs x 2 images); the config has {scale_lr!r}')
+        scale_lr.enable = True
 
     # resume is determined in this priority: resume from > auto_resume
     if args.resume == 'auto':
@@ -113,6 +114,7 @@ def main():
     keys = ['train_dataloader']
     if cfg.get('val_cfg'):
         keys.append('val_dataloader')
+    check_run_settings(cfg, keys)
     check_chip_cfgs(cfg, keys)
     check_num_classes(cfg, keys)
     check_amp_device(cfg)

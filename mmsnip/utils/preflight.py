@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Tuple
 from mmengine.config import Config
 
 from .build_errors import config_entry_problem
-from .checks import UserInputError, is_integer
+from .checks import (UserInputError, check_integer, check_number,
+                     is_integer)
 from .config_tree import (base_type, config_entries, reads_coco, type_in,
                           walk_dataset_cfgs)
 from .dataset_audit import (ANN_FIELDS, COCO_LISTS, ERROR, IMAGE_FIELDS,
@@ -114,6 +115,41 @@ def chip_config_of(cfg: Config) -> 'ChipConfig':
         return ChipConfig.from_dict(chip_cfg)
     except (TypeError, ValueError) as e:
         raise UserInputError(f'config "{path}": chip_cfg: {e}') from e
+
+
+def check_run_settings(cfg: Config, keys=DATALOADER_KEYS) -> None:
+    """Raise :class:`UserInputError` naming the entry for a dataloader or
+    schedule setting that PyTorch or MMEngine would refuse only once the
+    runner is built, with a traceback that names no entry: a dataloader's
+    ``batch_size`` (integer >= 1), ``num_workers`` (integer >= 0) and
+    ``persistent_workers`` (needs workers), ``train_cfg``'s
+    ``max_epochs`` / ``max_iters`` / ``val_interval`` (integers >= 1; 0
+    epochs fails in the LR schedule), the optimizer's ``lr`` (a finite
+    number >= 0). Only the entries ``keys`` names, and ``train_cfg`` and
+    ``optim_wrapper`` when ``train_dataloader`` is one of them.
+    """
+    for key in keys:
+        loader = cfg.get(key)
+        if not isinstance(loader, dict):
+            continue
+        if 'batch_size' in loader:
+            check_integer(loader['batch_size'], f'{key}.batch_size')
+        workers = loader.get('num_workers', 0)
+        check_integer(workers, f'{key}.num_workers', minimum=0)
+        if loader.get('persistent_workers') and workers == 0:
+            raise UserInputError(
+                f'{key}.persistent_workers=True needs worker processes, '
+                f'but {key}.num_workers is 0: set persistent_workers=False '
+                'or num_workers >= 1')
+    if 'train_dataloader' not in keys:
+        return
+    train_cfg = cfg.get('train_cfg') or {}
+    for field in ('max_epochs', 'max_iters', 'val_interval'):
+        if train_cfg.get(field) is not None:
+            check_integer(train_cfg[field], f'train_cfg.{field}')
+    optimizer = (cfg.get('optim_wrapper') or {}).get('optimizer') or {}
+    if isinstance(optimizer, dict) and 'lr' in optimizer:
+        check_number(optimizer['lr'], 'optim_wrapper.optimizer.lr', low=0)
 
 
 def check_chip_cfgs(cfg: Config, keys=DATALOADER_KEYS) -> None:

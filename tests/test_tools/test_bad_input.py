@@ -84,6 +84,43 @@ def test_config_entry_that_does_not_build(tiny_demo_root, tmp_path):
         'PYTHONPATH, or fix the name'), line
 
 
+def test_bad_loader_and_schedule_settings_are_one_error_line(
+        tiny_demo_root, tmp_path):
+    """Dataloader and schedule values PyTorch or MMEngine refuse only once
+    the runner is built: one line naming the entry, before anything is
+    built (was: a traceback naming no entry, e.g. `ValueError: end should
+    be larger than begin` for 0 epochs)."""
+    cfg = tiny_config(tiny_demo_root, str(tmp_path / 'w'),
+                      str(tmp_path / 'cfg.py'))
+    for option, want in (
+            ('train_dataloader.batch_size=0',
+             'train_dataloader.batch_size must be an integer >= 1, got 0'),
+            ('train_dataloader.num_workers=-1',
+             'train_dataloader.num_workers must be an integer >= 0'),
+            ('train_dataloader.persistent_workers=True',
+             'train_dataloader.persistent_workers=True needs worker '
+             'processes'),
+            ('train_cfg.max_epochs=0',
+             'train_cfg.max_epochs must be an integer >= 1, got 0'),
+            ('optim_wrapper.optimizer.lr=-0.1',
+             'optim_wrapper.optimizer.lr must be a finite number')):
+        line = _single_error_line(run_tool(
+            ['tools/train.py', cfg, '--cfg-options', option], check=False))
+        assert line.startswith(f'error: {want}'), line
+    line = _single_error_line(run_tool(
+        ['tools/train.py', cfg, '--auto-scale-lr', '--cfg-options',
+         'auto_scale_lr=None'], check=False))
+    assert line.startswith('error: --auto-scale-lr needs auto_scale_lr = '
+                           'dict(enable=False, base_batch_size=N)'), line
+    ckpt = tmp_path / 'any.pth'
+    ckpt.write_bytes(b'')  # refused before it is read
+    line = _single_error_line(run_tool(
+        ['tools/test.py', cfg, str(ckpt), '--cfg-options',
+         'test_dataloader.batch_size=0'], check=False))
+    assert line.startswith('error: test_dataloader.batch_size must be'), \
+        line
+
+
 def test_missing_dataset_path(tmp_path):
     cfg = tiny_config(str(tmp_path / 'no_such_root'), str(tmp_path / 'w'),
                       str(tmp_path / 'cfg.py'))
