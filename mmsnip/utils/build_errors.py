@@ -52,7 +52,7 @@ def _did_you_mean(word: str, names) -> str:
             if close else '')
 
 
-def _registry_names(scope: str, name: str) -> List[str]:
+def _registry_names(name: str) -> List[str]:
     """Every type a config may name in the registry node ``name`` (its
     whole family: mmengine's root, mmdet's and mmsnip's children)."""
     from mmengine.registry import Registry
@@ -117,8 +117,7 @@ def config_entry_problem(cfg: Any, error: BaseException) -> Optional[str]:
             return None
         where = f'{found["scope"]}::{found["registry"]}'
         hint = _did_you_mean(base_type(bad),
-                             _registry_names(found['scope'],
-                                             found['registry']))
+                             _registry_names(found['registry']))
         return (f'{_entries(paths)}: type {bad!r} is not in the {where} '
                 f'registry{hint} (a module of your own: register it and '
                 'import it with custom_imports)')
