@@ -137,8 +137,8 @@ def main():
             runner.test_evaluator.metrics.append(
                 DumpDetResults(out_file_path=args.out))
         runner.test()
-    except Exception as e:
-        explain_failure(cfg, keys, e)
+    except Exception:
+        explain_failure(cfg, keys)
         raise
 
 

@@ -128,8 +128,8 @@ def main():
     setup_cpu_distributed(cfg)
     try:
         build_runner(cfg).train()
-    except Exception as e:
-        explain_failure(cfg, keys, e)
+    except Exception:
+        explain_failure(cfg, keys)
         raise
 
 

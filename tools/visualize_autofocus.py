@@ -134,8 +134,8 @@ def select_items(cfg, args):
     check_data_paths(cfg, ['test_dataloader'])
     try:
         dataset, pipeline, indices = test_subset(cfg, None)
-    except Exception as e:
-        explain_failure(cfg, ['test_dataloader'], e)
+    except Exception:
+        explain_failure(cfg, ['test_dataloader'])
         raise
     infos = [dataset.get_data_info(i) for i in indices]
     by_id = {info['img_id']: info for info in infos}

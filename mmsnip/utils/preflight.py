@@ -8,7 +8,9 @@ from deep inside pycocotools).
 """
 import logging
 import os.path as osp
-from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Tuple
+from collections import deque
+from typing import (TYPE_CHECKING, Deque, Dict, Iterator, List, Optional,
+                    Tuple)
 
 from mmengine.config import Config
 
@@ -24,6 +26,9 @@ if TYPE_CHECKING:
     from mmsnip.chips import ChipConfig
 
 DATALOADER_KEYS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+# The last configs load_config gave in this process: run_cli names the
+# entry of one that failed to build (a tool loads one or a few).
+_loaded_configs: Deque[Config] = deque(maxlen=4)
 
 
 def load_config(path: str, options: Optional[dict] = None) -> Config:
@@ -64,6 +69,7 @@ def load_config(path: str, options: Optional[dict] = None) -> Config:
             f'config file "{path}" could not be loaded: '
             f'{type(e).__name__}: {e}') from e
     merge_options(cfg, options)
+    _loaded_configs.append(cfg)
     return cfg
 
 
@@ -707,20 +713,13 @@ def check_coco_file(path: str) -> None:
         raise UserInputError(f'annotation file "{path}": {problem}')
 
 
-def explain_failure(cfg: Config, keys=DATALOADER_KEYS,
-                    error: Optional[BaseException] = None) -> None:
-    """After a failure, raise a clear error if the config built an entry
-    wrongly (``error``: a type no registry knows, a keyword its class does
-    not take, :func:`~mmsnip.utils.build_errors.config_entry_problem`) or
-    an annotation file is bad.
+def explain_failure(cfg: Config, keys=DATALOADER_KEYS) -> None:
+    """After a failure, raise a clear error if an annotation file is bad.
 
     Only ``.json`` annotation files are parsed, and only once something
-    failed, so a healthy run never pays for a second parse.
+    failed, so a healthy run never pays for a second parse. (A config
+    entry that failed to build is named by :func:`run_cli`.)
     """
-    if error is not None:
-        problem = config_entry_problem(cfg, error)
-        if problem:
-            raise UserInputError(problem) from error
     for name, ds in iter_dataset_cfgs(cfg, keys):
         for field, path in dataset_paths(ds):
             if field == 'ann_file' and path.endswith('.json') \
@@ -760,11 +759,21 @@ def run_cli(main) -> None:
 
     Exits with status 2 (as argparse does for usage errors) instead of
     showing a traceback for mistakes in user input (:func:`user_message`:
-    also those raised in a DataLoader worker process).
+    also those raised in a DataLoader worker process), and for a config
+    entry of a config :func:`load_config` gave that failed to build (a
+    type no registry knows, a keyword its class does not take:
+    :func:`~mmsnip.utils.build_errors.config_entry_problem`).
     """
     import sys
     try:
         main()
     except UserInputError as e:
         print(f'error: {user_message(e)}', file=sys.stderr)
+        sys.exit(2)
+    except (KeyError, TypeError) as e:
+        problem = next(filter(None, (config_entry_problem(cfg, e) for cfg
+                                     in reversed(_loaded_configs))), None)
+        if problem is None:
+            raise
+        print(f'error: {problem}', file=sys.stderr)
         sys.exit(2)

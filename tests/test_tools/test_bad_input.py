@@ -53,8 +53,9 @@ def test_config_that_mmengine_cannot_merge(tiny_demo_root, tmp_path):
 def test_config_entry_that_does_not_build(tiny_demo_root, tmp_path):
     """A type no registry knows, a keyword its class does not take, a
     custom_imports module that is not importable: one line naming the
-    config entry and the closest names (was: MMEngine's KeyError /
-    TypeError / ImportError traceback naming no entry)."""
+    config entry and the closest names, from every tool that loads a
+    config (was: MMEngine's KeyError / TypeError / ImportError traceback
+    naming no entry)."""
     cfg = tiny_config(tiny_demo_root, str(tmp_path / 'w'),
                       str(tmp_path / 'cfg.py'), base=SNIPER_DEMO)
     ckpt = tmp_path / 'any.pth'
@@ -66,9 +67,14 @@ def test_config_entry_that_does_not_build(tiny_demo_root, tmp_path):
              "mean 'RandomFlip'"),
             ('test.py', 'model.backbone.dept=18',
              "error: model.backbone: ResNet takes no argument 'dept'; did "
-             "you mean 'depth'")):
-        args = [f'tools/{tool}', cfg] + \
-            ([str(ckpt)] if tool == 'test.py' else [])
+             "you mean 'depth'"),
+            ('mine_proposals.py', 'model.rpn_head.type=RPNHaed',
+             "error: model.rpn_head: type 'RPNHaed' is not in the "
+             "mmdet::model registry; did you mean 'RPNHead'")):
+        args = [f'tools/{tool}', cfg] + {
+            'test.py': [str(ckpt)],
+            'mine_proposals.py': [str(ckpt), '--out',
+                                  str(tmp_path / 'p.pkl')]}.get(tool, [])
         line = _single_error_line(run_tool(
             args + ['--cfg-options', option], check=False))
         assert want in line, line
