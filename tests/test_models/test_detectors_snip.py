@@ -105,6 +105,23 @@ def retinanet():
     return model
 
 
+def tridentnet(test_branch_idx: int = 1):
+    """mmdet's TridentNet (C4, three branches sharing their weights; R-50
+    at 128 px: its shared head has no narrower setting), small box
+    budgets, every detection kept at test. ``test_branch_idx=-1`` tests
+    with all branches merged, else with that branch only."""
+    model = get_config(
+        'mmdet::tridentnet/tridentnet_r50-caffe_1x_coco.py').model
+    model.backbone.update(init_cfg=None, test_branch_idx=test_branch_idx)
+    model.roi_head.shared_head.init_cfg = None
+    model.roi_head.update(test_branch_idx=test_branch_idx)
+    model.roi_head.bbox_head.num_classes = 3
+    model.train_cfg.rpn_proposal.update(nms_pre=200, max_per_img=64)
+    model.test_cfg.rpn.update(nms_pre=200, max_per_img=64)
+    model.test_cfg.rcnn.score_thr = 0.0
+    return model
+
+
 def fcos():
     model = _tiny(
         get_config('mmdet::fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py').model)
