@@ -131,3 +131,20 @@ def test_grouped_test_step_gives_trident_one_image_per_pass():
                                       data_samples=samples(1)))[0]
                  for img in inputs]
     assert all(_same(b, a) for b, a in zip(both, alone))
+
+
+def test_trident_with_all_branches_gives_one_prediction_per_image():
+    """mmdet's TridentNet testing with every branch returns its data
+    samples repeated per branch (3 for one image); a pyramid view of one
+    image (SnipTTAModel, MultiScaleInferencer) must give one prediction,
+    or the merge scores the image three times."""
+    from mmsnip.models.test_time_augs.shape_groups import grouped_test_step
+    from mmdet.structures import DetDataSample
+    model = _trident(-1)
+    data = dict(inputs=[torch.zeros(3, 64, 64, dtype=torch.uint8)],
+                data_samples=[DetDataSample(metainfo=dict(
+                    img_id=0, img_shape=(64, 64), ori_shape=(64, 64),
+                    scale_factor=(1.0, 1.0)))])
+    with torch.no_grad():
+        assert len(model.test_step(dict(data))) == 3  # mmdet's
+        assert len(grouped_test_step(model, data)) == 1

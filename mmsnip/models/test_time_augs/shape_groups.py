@@ -34,14 +34,17 @@ def grouped_test_step(module, data: dict) -> List:
         list: One prediction per input, in the order of ``inputs``.
     """
     inputs = data.get('inputs')
-    if not isinstance(inputs, (list, tuple)) or len(inputs) < 2:
-        return module.test_step(data)
+    # TridentNet with every branch also returns its samples repeated per
+    # branch: one per image is kept (the zip below)
     alone = one_image_per_pass(module)
+    if not isinstance(inputs, (list, tuple)) or \
+            (len(inputs) < 2 and not alone):
+        return module.test_step(data)
     groups = {}
     for i, img in enumerate(inputs):
         key = i if alone else tuple(getattr(img, 'shape', ()))
         groups.setdefault(key, []).append(i)
-    if len(groups) == 1:
+    if len(groups) == 1 and not alone:
         return module.test_step(data)
     out = [None] * len(inputs)
     for members in groups.values():
