@@ -9,6 +9,7 @@ from mmdet.structures import DetDataSample
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from torch import Tensor
 
+from mmsnip.models.branches import feature_copies
 from mmsnip.registry import MODELS
 from mmsnip.utils.preflight import UserInputError
 
@@ -79,7 +80,9 @@ class AutoFocus(BaseDetector):
     """Any MMDetection detector plus a FocusPixel head.
 
     Training (on SNIPER chips) adds the focus loss to the detector's losses;
-    the features are extracted once and shared. Inference on whole images
+    the features are extracted once and shared. A multi-branch detector
+    (TridentNet) trains the head on every branch's map of each chip, as
+    its own heads (:mod:`mmsnip.models.branches`). Inference on whole images
     is the wrapped detector's; the coarse-to-fine cascade is
     ``AutoFocusTTAModel``'s job.
 
@@ -186,18 +189,23 @@ class AutoFocus(BaseDetector):
         feats = self.extract_feat(batch_inputs)
         with reuse_features(self.detector, feats):
             losses = self.detector.loss(batch_inputs, batch_data_samples)
+        # TridentNet: one map per branch and chip, branch-major, as the
+        # detector repeats its samples (mmsnip.models.branches)
+        copies = feature_copies(self.detector, self.detector.training)
         losses.update(
             self.focus_head.loss(
                 self.focus_features(feats, batch_inputs),
-                batch_data_samples))
+                list(batch_data_samples) * copies))
         return losses
 
     def predict(self,
                 batch_inputs: Tensor,
                 batch_data_samples: List[DetDataSample],
                 rescale: bool = True) -> List[DetDataSample]:
+        # TridentNet with every branch returns its samples repeated per
+        # branch (mmsnip.models.branches): one per image
         return self.detector.predict(batch_inputs, batch_data_samples,
-                                     rescale)
+                                     rescale)[:len(batch_data_samples)]
 
     def predict_with_focus(self, batch_inputs: Tensor,
                            batch_data_samples: List[DetDataSample],
@@ -212,17 +220,23 @@ class AutoFocus(BaseDetector):
 
         Returns:
             tuple: the detector's predictions and ``(B, H, W)`` focus
-            probabilities on the ``focus_level`` map.
+            probabilities on the ``focus_level`` map (TridentNet: of the
+            branch it tests with, or the mean of every branch's with
+            ``test_branch_idx=-1``).
         """
         timer = timer or (lambda stage: nullcontext())
         with timer('detector'):
             feats = self.extract_feat(batch_inputs)
             with reuse_features(self.detector, feats):
-                results = self.detector.predict(batch_inputs,
-                                                batch_data_samples, rescale)
+                results = self.detector.predict(
+                    batch_inputs, batch_data_samples,
+                    rescale)[:len(batch_data_samples)]
         with timer('focus_map'):
             focus = self.focus_head.predict(
                 self.focus_features(feats, batch_inputs))
+            copies = feature_copies(self.detector, self.detector.training)
+            if copies > 1:  # TridentNet with every branch: their mean
+                focus = focus.view(copies, -1, *focus.shape[-2:]).mean(0)
         return results, focus
 
     def _forward(self, batch_inputs: Tensor,
