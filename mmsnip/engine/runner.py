@@ -55,6 +55,38 @@ def _proposal_readers(model, path: str) -> Iterator[str]:
     yield from _proposal_readers(model.get('detector'), f'{path}.detector')
 
 
+def _semi_supervised(model, path: str) -> Iterator[str]:
+    """``'<path> (<type>)'`` of a semi-supervised detector config (mmdet's
+    ``SemiBaseDetector``: SoftTeacher), the model or an AutoFocus
+    wrapper's ``detector``."""
+    if not isinstance(model, dict):
+        return
+    if type_in(model, ('SemiBaseDetector', ), 'MODELS'):
+        yield f'{path} ({base_type(model.get("type"))})'
+        return
+    yield from _semi_supervised(model.get('detector'), f'{path}.detector')
+
+
+def semi_supervised_problem(cfg: Config) -> Optional[str]:
+    """A semi-supervised detector trained on chips: its unlabeled branch
+    trains the student on the teacher's pseudo-boxes of whole images, which
+    carry no scale validity (``scale_valid`` absent: every box valid), so
+    it would train on objects of every size at every scale; and its
+    labeled branch takes ``MultiBranch`` data. mmsnip supports neither."""
+    for entry in _semi_supervised(cfg.get('model'), 'model'):
+        return (
+            f'{entry} is a semi-supervised detector (mmdet\'s '
+            'SemiBaseDetector): its unlabeled branch trains the student on '
+            'the teacher\'s pseudo-boxes of whole images, which carry no '
+            'scale validity, so every pseudo-box would train as valid at '
+            'any size (SNIP\'s label rule off), and its labeled branch '
+            'takes MultiBranch data, which chip pipelines do not make; '
+            'mmsnip does not train it on SNIPER chips: train its detector '
+            '(model.detector) on chips as the model, or train it on whole '
+            'images without a SniperDataset / SnipDataset')
+    return None
+
+
 def chip_kind(ds: dict) -> Optional[str]:
     """``'SniperDataset'`` / ``'SnipDataset'`` if a dataset config is one
     of them (a subclass or scope-prefixed name too), else None."""
@@ -79,8 +111,12 @@ def chip_training_problems(cfg: Config) -> List[str]:
     chip dataset's (:func:`_sampler_problems`).
 
     Returns:
-        list[str]: One message per problem with its fix.
+        list[str]: One message per problem with its fix; a semi-supervised
+        detector (:func:`semi_supervised_problem`) is the only one named.
     """
+    semi = semi_supervised_problem(cfg)
+    if semi:
+        return [semi]
     problems = []
     for hook in cfg.get('custom_hooks') or []:
         name = type_in(hook, _SWITCH_HOOKS, 'HOOKS')
@@ -539,8 +575,8 @@ class SnipRunner(Runner):
        would train a chip dataset's whole table every epoch, batch
        samplers that regroup its chips, a chip pipeline without
        ``CropChip`` / ``LoadAnnotations`` / ``PackChipInputs`` last, and a
-       top-level ``chip_cfg`` other than the chip dataset's
-       (:func:`chip_training_problems`),
+       top-level ``chip_cfg`` other than the chip dataset's, and a
+       semi-supervised detector (:func:`chip_training_problems`),
        and, in ``tools/test.py --tta``, a test pyramid with other valid
        ranges than the chips' (:func:`tta_range_problem`; a warning when
        training, where ``tta_model`` is not used; opt out with
