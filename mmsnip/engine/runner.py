@@ -309,7 +309,7 @@ def _chip_pipeline_problems(loader: dict) -> List[str]:
                 "LoadAnnotations(with_bbox=True), CropChip, then RandomFlip "
                 'or photometric transforms, and PackChipInputs last (as '
                 "configs/_base_/sniper/coco_chips.py's "
-                'sniper_train_pipeline)')
+                'chip_pipeline)')
     return problems
 
 
