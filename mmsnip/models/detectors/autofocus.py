@@ -11,6 +11,7 @@ from torch import Tensor
 
 from mmsnip.models.branches import feature_copies
 from mmsnip.registry import MODELS
+from mmsnip.utils.config_tree import base_type, type_in
 from mmsnip.utils.preflight import UserInputError
 
 
@@ -118,6 +119,15 @@ class AutoFocus(BaseDetector):
                  **misplaced):
         if misplaced:
             raise UserInputError(_misplaced_keys_problem(misplaced))
+        if type_in(detector, ('SemiBaseDetector', ), 'MODELS'):
+            name = base_type(detector.get('type'))
+            raise UserInputError(
+                f'AutoFocus: model.detector ({name}) is a semi-supervised '
+                'detector: its loss takes the labeled and unlabeled '
+                'branches\' batches, and its pseudo-boxes of whole images '
+                'carry no scale validity; AutoFocus wraps a plain detector:'
+                ' set model.detector to its detector '
+                '(model.detector.detector)')
         detector = copy.deepcopy(detector)
         super().__init__(
             data_preprocessor=merged_data_preprocessor(

@@ -232,3 +232,26 @@ def test_tridentnet_focus_head_learns_and_predicts_on_its_branches():
             assert torch.allclose(focus, maps.view(3, 2, 8, 8).mean(0))
         else:
             assert torch.allclose(focus, maps)
+
+
+def test_a_semi_supervised_detector_inside_is_an_error():
+    """AutoFocus around SoftTeacher (mmdet's semi-supervised wrapper): its
+    loss takes the labeled and unlabeled branches' batches and its
+    pseudo-boxes carry no scale validity; refused when built, naming the
+    entry and the fix (was: built, then a traceback at the first
+    iteration)."""
+    import pytest
+    from mmengine.hub import get_config
+
+    from mmsnip.utils.preflight import UserInputError
+    semi = get_config('mmdet::soft_teacher/soft-teacher_faster-rcnn_'
+                      'r50-caffe_fpn_180k_semi-0.1-coco.py').model
+    semi.detector.backbone.init_cfg = None
+    cfg = _autofocus(semi)
+    cfg.focus_head.in_channels = 256
+    with pytest.raises(UserInputError) as e:
+        _build(cfg)
+    assert str(e.value).startswith(
+        'AutoFocus: model.detector (SoftTeacher) is a semi-supervised '
+        'detector')
+    assert 'model.detector.detector' in str(e.value)
