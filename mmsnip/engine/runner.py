@@ -87,6 +87,25 @@ def semi_supervised_problem(cfg: Config) -> Optional[str]:
     return None
 
 
+def autofocus_in_semi_problem(cfg: Config) -> Optional[str]:
+    """An ``AutoFocus`` as a semi-supervised detector's ``detector``, chips
+    or not: SoftTeacher asks its teacher and student for ``rpn_head`` and
+    ``roi_head``, which AutoFocus wraps rather than has, and the
+    pseudo-boxes carry no scale validity."""
+    model = cfg.get('model')
+    if not isinstance(model, dict) or \
+            not type_in(model, ('SemiBaseDetector', ), 'MODELS') or \
+            not type_in(model.get('detector'), ('AutoFocus', ), 'MODELS'):
+        return None
+    return (f'model.detector (AutoFocus) inside model '
+            f'({base_type(model.get("type"))}), a semi-supervised '
+            'detector: it labels and trains through its detector\'s '
+            'rpn_head and roi_head, which AutoFocus wraps rather than has, '
+            'and its pseudo-boxes carry no scale validity; mmsnip has no '
+            'semi-supervised AutoFocus: train the AutoFocus model on its '
+            'own (model = the AutoFocus dict)')
+
+
 def chip_kind(ds: dict) -> Optional[str]:
     """``'SniperDataset'`` / ``'SnipDataset'`` if a dataset config is one
     of them (a subclass or scope-prefixed name too), else None."""
@@ -567,8 +586,10 @@ class SnipRunner(Runner):
 
     Any config: a chip dataset in ``val_dataloader`` (with ``val_cfg``) is
     refused (:func:`refuse_chip_eval`; ``tools/test.py`` refuses one in
-    ``test_dataloader``). When the config trains on
-    ``SniperDataset`` / ``SnipDataset`` data, :meth:`from_cfg`
+    ``test_dataloader``), and so is an ``AutoFocus`` inside a
+    semi-supervised detector (:func:`autofocus_in_semi_problem`). When
+    the config trains on ``SniperDataset`` / ``SnipDataset`` data,
+    :meth:`from_cfg`
 
     1. refuses switch hooks and resizing batch augments that would undo
        the chips' scale information, samplers and dataset wrappers that
@@ -738,6 +759,9 @@ class SnipRunner(Runner):
                                                snip_label_settings)
         refuse_chip_eval(cfg, ['val_dataloader'] if cfg.get('val_cfg')
                          else [])
+        nested = autofocus_in_semi_problem(cfg)
+        if nested:
+            raise UserInputError(f'{cfg.filename or "the config"}: {nested}')
         if not trains_on_chips(cfg):
             return super().from_cfg(cfg)
         source = cfg.filename or 'the config'

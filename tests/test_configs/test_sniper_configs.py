@@ -500,3 +500,24 @@ def test_semi_supervised_detectors_refused(tiny_demo_root, tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert 'error:' in proc.stderr and problem in proc.stderr
     assert 'Traceback' not in proc.stderr
+
+
+def test_autofocus_inside_a_semi_supervised_detector_refused(tmp_path):
+    """SoftTeacher with an AutoFocus detector (no chips needed to reach
+    it): SoftTeacher asks its teacher for rpn_head / roi_head, which
+    AutoFocus wraps (was: ``AssertionError: Bbox head must be
+    implemented.`` at the first iteration); SnipRunner refuses it from the
+    config, naming the entry and the fix."""
+    from mmsnip.engine import SnipRunner
+    from mmsnip.engine.runner import autofocus_in_semi_problem
+    from mmsnip.utils.preflight import UserInputError
+    cfg = _mmdet_child('soft_teacher/soft-teacher_faster-rcnn_r50-caffe_'
+                       'fpn_180k_semi-0.1-coco.py', tmp_path)
+    assert autofocus_in_semi_problem(cfg) is None
+    cfg.model.detector = dict(type='mmsnip.AutoFocus',
+                              detector=cfg.model.detector)
+    cfg.work_dir = str(tmp_path / 'w')
+    with pytest.raises(UserInputError) as e:
+        SnipRunner.from_cfg(cfg)
+    assert 'model.detector (AutoFocus) inside model (SoftTeacher)' in str(
+        e.value)
