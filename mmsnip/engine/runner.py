@@ -55,6 +55,57 @@ def _proposal_readers(model, path: str) -> Iterator[str]:
     yield from _proposal_readers(model.get('detector'), f'{path}.detector')
 
 
+def _semi_supervised(model, path: str) -> Iterator[str]:
+    """``'<path> (<type>)'`` of a semi-supervised detector config (mmdet's
+    ``SemiBaseDetector``: SoftTeacher), the model or an AutoFocus
+    wrapper's ``detector``."""
+    if not isinstance(model, dict):
+        return
+    if type_in(model, ('SemiBaseDetector', ), 'MODELS'):
+        yield f'{path} ({base_type(model.get("type"))})'
+        return
+    yield from _semi_supervised(model.get('detector'), f'{path}.detector')
+
+
+def semi_supervised_problem(cfg: Config) -> Optional[str]:
+    """A semi-supervised detector trained on chips: its unlabeled branch
+    trains the student on the teacher's pseudo-boxes of whole images, which
+    carry no scale validity (``scale_valid`` absent: every box valid), so
+    it would train on objects of every size at every scale; and its
+    labeled branch takes ``MultiBranch`` data. mmsnip supports neither."""
+    for entry in _semi_supervised(cfg.get('model'), 'model'):
+        return (
+            f'{entry} is a semi-supervised detector (mmdet\'s '
+            'SemiBaseDetector): its unlabeled branch trains the student on '
+            'the teacher\'s pseudo-boxes of whole images, which carry no '
+            'scale validity, so every pseudo-box would train as valid at '
+            'any size (SNIP\'s label rule off), and its labeled branch '
+            'takes MultiBranch data, which chip pipelines do not make; '
+            'mmsnip does not train it on SNIPER chips: train its detector '
+            '(model.detector) on chips as the model, or train it on whole '
+            'images without a SniperDataset / SnipDataset')
+    return None
+
+
+def autofocus_in_semi_problem(cfg: Config) -> Optional[str]:
+    """An ``AutoFocus`` as a semi-supervised detector's ``detector``, chips
+    or not: SoftTeacher asks its teacher and student for ``rpn_head`` and
+    ``roi_head``, which AutoFocus wraps rather than has, and the
+    pseudo-boxes carry no scale validity."""
+    model = cfg.get('model')
+    if not isinstance(model, dict) or \
+            not type_in(model, ('SemiBaseDetector', ), 'MODELS') or \
+            not type_in(model.get('detector'), ('AutoFocus', ), 'MODELS'):
+        return None
+    return (f'model.detector (AutoFocus) inside model '
+            f'({base_type(model.get("type"))}), a semi-supervised '
+            'detector: it labels and trains through its detector\'s '
+            'rpn_head and roi_head, which AutoFocus wraps rather than has, '
+            'and its pseudo-boxes carry no scale validity; mmsnip has no '
+            'semi-supervised AutoFocus: train the AutoFocus model on its '
+            'own (model = the AutoFocus dict)')
+
+
 def chip_kind(ds: dict) -> Optional[str]:
     """``'SniperDataset'`` / ``'SnipDataset'`` if a dataset config is one
     of them (a subclass or scope-prefixed name too), else None."""
@@ -79,8 +130,12 @@ def chip_training_problems(cfg: Config) -> List[str]:
     chip dataset's (:func:`_sampler_problems`).
 
     Returns:
-        list[str]: One message per problem with its fix.
+        list[str]: One message per problem with its fix; a semi-supervised
+        detector (:func:`semi_supervised_problem`) is the only one named.
     """
+    semi = semi_supervised_problem(cfg)
+    if semi:
+        return [semi]
     problems = []
     for hook in cfg.get('custom_hooks') or []:
         name = type_in(hook, _SWITCH_HOOKS, 'HOOKS')
@@ -273,7 +328,7 @@ def _chip_pipeline_problems(loader: dict) -> List[str]:
                 "LoadAnnotations(with_bbox=True), CropChip, then RandomFlip "
                 'or photometric transforms, and PackChipInputs last (as '
                 "configs/_base_/sniper/coco_chips.py's "
-                'sniper_train_pipeline)')
+                'chip_pipeline)')
     return problems
 
 
@@ -531,16 +586,18 @@ class SnipRunner(Runner):
 
     Any config: a chip dataset in ``val_dataloader`` (with ``val_cfg``) is
     refused (:func:`refuse_chip_eval`; ``tools/test.py`` refuses one in
-    ``test_dataloader``). When the config trains on
-    ``SniperDataset`` / ``SnipDataset`` data, :meth:`from_cfg`
+    ``test_dataloader``), and so is an ``AutoFocus`` inside a
+    semi-supervised detector (:func:`autofocus_in_semi_problem`). When
+    the config trains on ``SniperDataset`` / ``SnipDataset`` data,
+    :meth:`from_cfg`
 
     1. refuses switch hooks and resizing batch augments that would undo
        the chips' scale information, samplers and dataset wrappers that
        would train a chip dataset's whole table every epoch, batch
        samplers that regroup its chips, a chip pipeline without
        ``CropChip`` / ``LoadAnnotations`` / ``PackChipInputs`` last, and a
-       top-level ``chip_cfg`` other than the chip dataset's
-       (:func:`chip_training_problems`),
+       top-level ``chip_cfg`` other than the chip dataset's, and a
+       semi-supervised detector (:func:`chip_training_problems`),
        and, in ``tools/test.py --tta``, a test pyramid with other valid
        ranges than the chips' (:func:`tta_range_problem`; a warning when
        training, where ``tta_model`` is not used; opt out with
@@ -702,6 +759,9 @@ class SnipRunner(Runner):
                                                snip_label_settings)
         refuse_chip_eval(cfg, ['val_dataloader'] if cfg.get('val_cfg')
                          else [])
+        nested = autofocus_in_semi_problem(cfg)
+        if nested:
+            raise UserInputError(f'{cfg.filename or "the config"}: {nested}')
         if not trains_on_chips(cfg):
             return super().from_cfg(cfg)
         source = cfg.filename or 'the config'

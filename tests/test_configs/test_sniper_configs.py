@@ -8,7 +8,8 @@ import os.path as osp
 import pytest
 from conftest import REPO_ROOT, run_tool
 from mmengine.config import Config
-from shipped_configs import SHIPPED, mmdet_child, tiny_sniper_config
+from shipped_configs import (DEMO_CLASSES, SHIPPED, mmdet_child,
+                             tiny_sniper_config)
 
 from mmsnip.engine.runner import chip_training_problems, trains_on_chips
 from mmsnip.models.snip_labels import make_scale_aware_cfg
@@ -434,3 +435,89 @@ def test_coco_chips_beside_an_mmdet_config_with_custom_imports(tmp_path):
     cfg = Config.fromfile(str(child), import_custom_modules=False)
     assert cfg.custom_imports.imports == ['mmpretrain.models']
     assert cfg.runner_type == 'mmsnip.engine.SnipRunner'
+
+
+SOFT_TEACHER_CHIPS = """
+_base_ = [
+    'mmdet::soft_teacher/'
+    'soft-teacher_faster-rcnn_r50-caffe_fpn_180k_semi-0.1-coco.py',
+    '{sniper_base}'
+]
+root = '{root}/'
+classes = {classes!r}
+lab = _base_.labeled_dataset
+lab.update(data_root=root, ann_file='annotations/instances_train.json',
+           data_prefix=dict(img='train/'), metainfo=dict(classes=classes))
+unlabeled = _base_.unlabeled_dataset
+unlabeled.update(data_root=root, ann_file='annotations/instances_val.json',
+                 data_prefix=dict(img='val/'), metainfo=dict(classes=classes))
+model = dict(detector=dict(roi_head=dict(bbox_head=dict(
+    num_classes=len(classes)))))
+labeled = dict(
+    type='mmsnip.SniperDataset', chip_cfg=_base_.chip_cfg, dataset=lab,
+    pipeline=[
+        dict(type='LoadImageFromFile'),
+        dict(type='LoadAnnotations', with_bbox=True),
+        dict(type='mmsnip.CropChip'),
+        dict(type='MultiBranch', branch_field=_base_.branch_field,
+             sup=dict(type='mmsnip.PackChipInputs'))])
+train_dataloader = dict(dataset=dict(datasets=[labeled, unlabeled]))
+val_cfg = None
+val_dataloader = None
+val_evaluator = None
+"""
+
+
+def test_semi_supervised_detectors_refused(tiny_demo_root, tmp_path):
+    """SoftTeacher with SNIPER chips in its labeled branch (a user's config
+    on mmdet's): its unlabeled branch trains the student on pseudo-boxes
+    of whole images, which carry no scale validity (every one would train
+    as valid); refused as the one problem, naming the model and the fix
+    (was: the pipeline's MultiBranch refused as a missing PackChipInputs,
+    and with PackChipInputs last, AttributeError: 'list' object has no
+    attribute 'keys' at the first iteration)."""
+    path = tmp_path / 'soft_teacher_chips.py'
+    path.write_text(SOFT_TEACHER_CHIPS.format(
+        sniper_base=osp.join(REPO_ROOT, 'configs/_base_/sniper/'
+                             'coco_chips.py'), root=tiny_demo_root,
+        classes=DEMO_CLASSES))
+    cfg = Config.fromfile(str(path))
+    assert trains_on_chips(cfg)
+    problem = ('model (SoftTeacher) is a semi-supervised detector (mmdet\'s '
+               'SemiBaseDetector)')
+    problems = _assert_one_problem(cfg, problem)
+    assert 'pseudo-boxes' in problems[0] and 'model.detector' in problems[0]
+    # The chip pipeline ending with PackChipInputs: the same one problem.
+    cfg.train_dataloader.dataset.datasets[0].pipeline[-1] = dict(
+        type='mmsnip.PackChipInputs')
+    _assert_one_problem(cfg, problem)
+    # Inside an AutoFocus wrapper.
+    cfg.model = dict(type='mmsnip.AutoFocus', detector=cfg.model)
+    _assert_one_problem(cfg, problem.replace('model ', 'model.detector ', 1))
+    # Through tools/train.py: one error line, exit 2, before training.
+    proc = run_tool(['tools/train.py', str(path), '--work-dir',
+                     str(tmp_path / 'w')], check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert 'error:' in proc.stderr and problem in proc.stderr
+    assert 'Traceback' not in proc.stderr
+
+
+def test_autofocus_inside_a_semi_supervised_detector_refused(tmp_path):
+    """SoftTeacher with an AutoFocus detector (no chips needed to reach
+    it): SoftTeacher asks its teacher for rpn_head / roi_head, which
+    AutoFocus wraps (was: ``AssertionError: Bbox head must be
+    implemented.`` at the first iteration); SnipRunner refuses it from the
+    config, naming the entry and the fix."""
+    from mmsnip.engine import SnipRunner
+    from mmsnip.engine.runner import autofocus_in_semi_problem
+    from mmsnip.utils.preflight import UserInputError
+    cfg = _mmdet_child('soft_teacher/soft-teacher_faster-rcnn_r50-caffe_'
+                       'fpn_180k_semi-0.1-coco.py', tmp_path)
+    assert autofocus_in_semi_problem(cfg) is None
+    cfg.model.detector = dict(type='mmsnip.AutoFocus',
+                              detector=cfg.model.detector)
+    cfg.work_dir = str(tmp_path / 'w')
+    with pytest.raises(UserInputError) as e:
+        SnipRunner.from_cfg(cfg)
+    assert 'model.detector (AutoFocus) inside model (SoftTeacher)' in str(
+        e.value)

@@ -71,6 +71,10 @@ def test_chip_pipeline_must_crop_and_pack_scale_validity(steps, missing):
         assert what in problems[0]
     assert "SNIP's label rule is off" in problems[0]
     assert 'PackChipInputs last' in problems[0]
+    # the pipeline it points to is in the file it names
+    import re
+    path, name = re.search(r"\(as (\S+)'s (\w+)\)", problems[0]).groups()
+    assert name in Config.fromfile(osp.join(REPO_ROOT, path))
 
 
 @pytest.mark.parametrize('steps', [

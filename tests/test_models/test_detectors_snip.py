@@ -105,6 +105,23 @@ def retinanet():
     return model
 
 
+def tridentnet(test_branch_idx: int = 1):
+    """mmdet's TridentNet (C4, three branches sharing their weights; R-50
+    at 128 px: its shared head has no narrower setting), small box
+    budgets, every detection kept at test. ``test_branch_idx=-1`` tests
+    with all branches merged, else with that branch only."""
+    model = get_config(
+        'mmdet::tridentnet/tridentnet_r50-caffe_1x_coco.py').model
+    model.backbone.update(init_cfg=None, test_branch_idx=test_branch_idx)
+    model.roi_head.shared_head.init_cfg = None
+    model.roi_head.update(test_branch_idx=test_branch_idx)
+    model.roi_head.bbox_head.num_classes = 3
+    model.train_cfg.rpn_proposal.update(nms_pre=200, max_per_img=64)
+    model.test_cfg.rpn.update(nms_pre=200, max_per_img=64)
+    model.test_cfg.rcnn.score_thr = 0.0
+    return model
+
+
 def fcos():
     model = _tiny(
         get_config('mmdet::fcos/fcos_r50-caffe_fpn_gn-head_1x_coco.py').model)
@@ -324,3 +341,58 @@ def test_plain_data_trains_as_mmdet(models):
             data_samples=samples), True)
     losses = _flat(model.loss(data['inputs'], data['data_samples']))
     assert all(torch.isfinite(v).all() for v in losses.values())
+
+
+def test_tridentnet_every_branch_follows_each_chips_validity():
+    """TridentNet (mmdet's config, rewritten as SnipRunner does) repeats the
+    batch's data samples once per branch, branch-major like its features:
+    each of the 3 x 2 assigner calls sees its own chip's boxes,
+    ``scale_valid`` and ``valid_range``, and applies the rule: in the RPN
+    no anchor is positive for an invalid box and every anchor with IoU >
+    0.3 with one is ignored, alike in every branch; in the RoI head every
+    proposal outside the valid range is ignored (in range, it takes the
+    label of any box: Sec. 3.3.4)."""
+    from mmdet.structures.bbox import bbox_overlaps
+
+    from mmsnip.chips import box_sizes, in_range
+    from mmsnip.models.snip_labels import (make_scale_aware_cfg,
+                                           scale_aware_problems)
+    cfg, changes = make_scale_aware_cfg(tridentnet())
+    assert len(changes) == 2  # the RPN and R-CNN assigners
+    torch.manual_seed(0)
+    model = _build(cfg).train()
+    assert scale_aware_problems(model) == []
+    seen = {'rpn': [], 'rcnn': []}
+
+    def spy(assigner, tag):
+        original = assigner.assign
+
+        def assign(pred, gt, *args, **kwargs):
+            result = original(pred, gt, *args, **kwargs)
+            seen[tag].append((pred.priors.detach(), gt, result.gt_inds))
+            return result
+
+        return assign
+
+    rpn, rcnn = model.rpn_head.assigner, model.roi_head.bbox_assigner
+    rpn.assign, rcnn.assign = spy(rpn, 'rpn'), spy(rcnn, 'rcnn')
+    _loss(model, 'tridentnet', MIXED)
+    for tag in ('rpn', 'rcnn'):
+        assert len(seen[tag]) == 6  # 3 branches x 2 chips
+        for k, (priors, gt, inds) in enumerate(seen[tag]):
+            boxes, valid, _ = MIXED[k % 2]
+            assert gt.bboxes.tolist() == boxes
+            assert scale_valid_mask(gt).tolist() == valid
+            assert valid_range_of(gt) == VALID_RANGE
+            invalid = torch.tensor(valid).logical_not().nonzero()[:, 0]
+            if tag == 'rpn':
+                assert not torch.isin(inds - 1, invalid).any()
+                iou = bbox_overlaps(priors, gt.bboxes[invalid])
+                assert (inds[(iou > 0.3).any(1)] == -1).all()
+            else:
+                sizes = box_sizes(priors.double().numpy())
+                outside = ~in_range(sizes, VALID_RANGE)
+                assert (inds[torch.from_numpy(outside)] == -1).all()
+    for k in range(2):  # the branches of a chip: the same anchors, labels
+        assert torch.equal(seen['rpn'][k][2], seen['rpn'][k + 2][2])
+        assert torch.equal(seen['rpn'][k][2], seen['rpn'][k + 4][2])

@@ -131,3 +131,26 @@ def test_detr_head_without_num_queries_is_named():
     with pytest.raises(TypeError, match='Module has a DETRHead but no '
                        'num_queries: the size of its topk cap is unknown'):
         check_view_cap(model, -1, 'X')
+
+
+def test_semi_supervised_caps_are_the_predicting_detectors():
+    """SoftTeacher predicts with its teacher (``semi_test_cfg.predict_on``,
+    or its student): the pyramid's view cap is that detector's (was:
+    ``TypeError: SnipTTAModel: view_max_per_img=-1 found no per-image
+    detection cap in SoftTeacher``, whose fix, a test_cfg with
+    max_per_img, it already has)."""
+    from mmsnip.models import SnipTTAModel
+    model = get_config('mmdet::soft_teacher/soft-teacher_faster-rcnn_'
+                       'r50-caffe_fpn_180k_semi-0.1-coco.py').model
+    model.detector.backbone.init_cfg = None
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        model = MODELS.build(model)
+    for side in ('teacher', 'student'):
+        model.semi_test_cfg = dict(predict_on=side)
+        cfg = getattr(model, side).roi_head.test_cfg
+        assert [c for _, c, _ in detection_caps(model)] == [cfg]
+        with view_cap(model, 7):
+            assert cfg['max_per_img'] == 7
+        assert cfg['max_per_img'] == 100
+    SnipTTAModel(scales=[dict(factor=1.0, valid_range=(0, None))],
+                 module=model, view_max_per_img=-1)

@@ -9,7 +9,9 @@ from mmdet.structures import DetDataSample
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from torch import Tensor
 
+from mmsnip.models.branches import feature_copies
 from mmsnip.registry import MODELS
+from mmsnip.utils.config_tree import base_type, type_in
 from mmsnip.utils.preflight import UserInputError
 
 
@@ -79,7 +81,9 @@ class AutoFocus(BaseDetector):
     """Any MMDetection detector plus a FocusPixel head.
 
     Training (on SNIPER chips) adds the focus loss to the detector's losses;
-    the features are extracted once and shared. Inference on whole images
+    the features are extracted once and shared. A multi-branch detector
+    (TridentNet) trains the head on every branch's map of each chip, as
+    its own heads (:mod:`mmsnip.models.branches`). Inference on whole images
     is the wrapped detector's; the coarse-to-fine cascade is
     ``AutoFocusTTAModel``'s job.
 
@@ -115,6 +119,15 @@ class AutoFocus(BaseDetector):
                  **misplaced):
         if misplaced:
             raise UserInputError(_misplaced_keys_problem(misplaced))
+        if type_in(detector, ('SemiBaseDetector', ), 'MODELS'):
+            name = base_type(detector.get('type'))
+            raise UserInputError(
+                f'AutoFocus: model.detector ({name}) is a semi-supervised '
+                'detector: its loss takes the labeled and unlabeled '
+                'branches\' batches, and its pseudo-boxes of whole images '
+                'carry no scale validity; AutoFocus wraps a plain detector:'
+                ' set model.detector to its detector '
+                '(model.detector.detector)')
         detector = copy.deepcopy(detector)
         super().__init__(
             data_preprocessor=merged_data_preprocessor(
@@ -186,18 +199,23 @@ class AutoFocus(BaseDetector):
         feats = self.extract_feat(batch_inputs)
         with reuse_features(self.detector, feats):
             losses = self.detector.loss(batch_inputs, batch_data_samples)
+        # TridentNet: one map per branch and chip, branch-major, as the
+        # detector repeats its samples (mmsnip.models.branches)
+        copies = feature_copies(self.detector, self.detector.training)
         losses.update(
             self.focus_head.loss(
                 self.focus_features(feats, batch_inputs),
-                batch_data_samples))
+                list(batch_data_samples) * copies))
         return losses
 
     def predict(self,
                 batch_inputs: Tensor,
                 batch_data_samples: List[DetDataSample],
                 rescale: bool = True) -> List[DetDataSample]:
+        # TridentNet with every branch returns its samples repeated per
+        # branch (mmsnip.models.branches): one per image
         return self.detector.predict(batch_inputs, batch_data_samples,
-                                     rescale)
+                                     rescale)[:len(batch_data_samples)]
 
     def predict_with_focus(self, batch_inputs: Tensor,
                            batch_data_samples: List[DetDataSample],
@@ -212,17 +230,23 @@ class AutoFocus(BaseDetector):
 
         Returns:
             tuple: the detector's predictions and ``(B, H, W)`` focus
-            probabilities on the ``focus_level`` map.
+            probabilities on the ``focus_level`` map (TridentNet: of the
+            branch it tests with, or the mean of every branch's with
+            ``test_branch_idx=-1``).
         """
         timer = timer or (lambda stage: nullcontext())
         with timer('detector'):
             feats = self.extract_feat(batch_inputs)
             with reuse_features(self.detector, feats):
-                results = self.detector.predict(batch_inputs,
-                                                batch_data_samples, rescale)
+                results = self.detector.predict(
+                    batch_inputs, batch_data_samples,
+                    rescale)[:len(batch_data_samples)]
         with timer('focus_map'):
             focus = self.focus_head.predict(
                 self.focus_features(feats, batch_inputs))
+            copies = feature_copies(self.detector, self.detector.training)
+            if copies > 1:  # TridentNet with every branch: their mean
+                focus = focus.view(copies, -1, *focus.shape[-2:]).mean(0)
         return results, focus
 
     def _forward(self, batch_inputs: Tensor,

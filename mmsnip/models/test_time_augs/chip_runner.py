@@ -28,9 +28,11 @@ import torch
 import torch.nn.functional as F
 from mmdet.structures import DetDataSample
 from mmdet.structures.bbox import get_box_tensor
+from mmengine.logging import print_log
 from torch import Tensor
 
 from mmsnip.chips import Windows, group_by_shape
+from mmsnip.models.branches import one_image_per_pass
 from mmsnip.utils.checks import UserInputError, check_number, is_integer
 from .view_cap import check_view_cap, inner_detector, view_cap
 
@@ -308,7 +310,10 @@ class ChipRunner:
             pads at most this fraction of its real pixels. ``None``: crops
             are batched in their input order, ``max_batch`` at a time
             (uniform tiles).
-        max_batch (int, optional): At most this many crops per forward.
+        max_batch (int, optional): At most this many crops per forward;
+            1 for TridentNet testing with every branch, which merges the
+            branches of one image per forward pass only
+            (:func:`mmsnip.models.branches.one_image_per_pass`; logged).
         rpn_proposals_per_mpix (float, optional): :func:`proposal_budget`.
         min_rpn_proposals (int): Floor of that budget.
         view_max_per_img (int, optional): The detector's per-image cap
@@ -345,6 +350,13 @@ class ChipRunner:
                 max_pad_ratio, f'{owner}: tta_model.max_pad_ratio', 0)
         check_proposal_budget(module, rpn_proposals_per_mpix, owner)
         check_view_cap(module, view_max_per_img, owner)
+        if max_batch != 1 and one_image_per_pass(module):
+            max_batch = 1
+            print_log(
+                f'{owner}: {type(inner_detector(module)).__name__} tests '
+                'with every branch (test_branch_idx=-1), whose merge is '
+                'right for one image per forward pass only: one chip per '
+                f'pass (tta_model.{batch_key} not used)', logger='current')
         self.owner, self.view_max_per_img = owner, view_max_per_img
         self.module, self.with_focus = module, with_focus
         self.max_pad_ratio, self.max_batch = max_pad_ratio, max_batch

@@ -7,14 +7,21 @@ small image tested beside a large one (a 6000 x 400 panorama beside a
 600 x 1200 portrait) runs on a canvas mostly of padding: the RPN spends
 its proposals there and the image's detections change. Splitting the
 batch by input shape keeps every image's result independent of what it
-is batched with.
+is batched with. A detector that predicts right only one image per
+forward pass (TridentNet testing with every branch:
+:func:`mmsnip.models.branches.one_image_per_pass`) gets one image per
+group.
 """
 from typing import List
+
+from mmsnip.models.branches import one_image_per_pass
 
 
 def grouped_test_step(module, data: dict) -> List:
     """``module.test_step`` on the images of ``data`` grouped by input
-    shape, each group a batch of its own; predictions in input order.
+    shape (one image per group for a detector of
+    :func:`~mmsnip.models.branches.one_image_per_pass`), each group a
+    batch of its own; predictions in input order.
 
     Args:
         module: The detector (``test_step(data) -> [DetDataSample]``).
@@ -27,12 +34,17 @@ def grouped_test_step(module, data: dict) -> List:
         list: One prediction per input, in the order of ``inputs``.
     """
     inputs = data.get('inputs')
-    if not isinstance(inputs, (list, tuple)) or len(inputs) < 2:
+    # TridentNet with every branch also returns its samples repeated per
+    # branch: one per image is kept (the zip below)
+    alone = one_image_per_pass(module)
+    if not isinstance(inputs, (list, tuple)) or \
+            (len(inputs) < 2 and not alone):
         return module.test_step(data)
     groups = {}
     for i, img in enumerate(inputs):
-        groups.setdefault(tuple(getattr(img, 'shape', ())), []).append(i)
-    if len(groups) == 1:
+        key = i if alone else tuple(getattr(img, 'shape', ()))
+        groups.setdefault(key, []).append(i)
+    if len(groups) == 1 and not alone:
         return module.test_step(data)
     out = [None] * len(inputs)
     for members in groups.values():

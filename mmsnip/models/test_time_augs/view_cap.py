@@ -51,8 +51,16 @@ _NEVER_CAPPED = (YOLOXHead, )
 
 
 def inner_detector(module):
-    """The detector inside an ``AutoFocus`` wrapper, else ``module``."""
-    return getattr(module, 'detector', module)
+    """The detector that predicts: the one inside an ``AutoFocus``
+    wrapper, a semi-supervised detector's (mmdet's ``SemiBaseDetector``,
+    SoftTeacher: its ``semi_test_cfg.predict_on``, the teacher by
+    default), else ``module``."""
+    if hasattr(module, 'detector'):
+        return module.detector
+    semi = getattr(module, 'semi_test_cfg', None)
+    if isinstance(semi, dict) and hasattr(module, 'teacher'):
+        return getattr(module, semi.get('predict_on', 'teacher'))
+    return module
 
 
 def _topk_size(detector, name: str, head) -> Optional[int]:
