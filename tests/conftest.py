@@ -184,6 +184,23 @@ def tiny_config(data_root: str, work_dir: str, out_path: str,
     return out_path
 
 
+def tiny_stage2_config(data_root: str, tmp_dir) -> tuple:
+    """A :func:`tiny_config` of the demo's stage-2 SNIPER config (negative
+    chips from a proposal file) and the ids of its training images.
+
+    Returns:
+        tuple: ``(config path, [image id, ...])``.
+    """
+    import json
+    cfg = tiny_config(data_root, str(tmp_dir / 'w'), str(tmp_dir / 'cfg.py'),
+                      base=osp.join('configs', 'sniper',
+                                    'sniper_faster-rcnn_r18-w16_fpn_4e-neg_'
+                                    'demo.py'))
+    with open(osp.join(data_root, 'annotations',
+                       'instances_train.json')) as f:
+        return cfg, [img['id'] for img in json.load(f)['images']]
+
+
 def tiny_checkpoint(data_root: str, tmp_dir, base: str,
                     name: str = 'model') -> tuple:
     """A :func:`tiny_config` of ``base`` and a randomly initialised

@@ -333,6 +333,23 @@ def names_blob(names: Sequence[str], owner: str) -> np.ndarray:
                          np.uint8)
 
 
+def _names_member(img_names: Optional[Sequence[str]], order: np.ndarray,
+                  owner: str) -> Optional[np.ndarray]:
+    """The :func:`names_blob` of ``img_names`` (one per image, in the
+    writer's input order) taken in file ``order``; None without names.
+
+    Raises:
+        ValueError: Naming ``owner``: not one name per image.
+    """
+    if img_names is None:
+        return None
+    img_names = list(img_names)
+    if len(img_names) != len(order):
+        raise ValueError(f'{owner}: {len(img_names)} image names for '
+                         f'{len(order)} images')
+    return names_blob([img_names[k] for k in order.tolist()], owner)
+
+
 def check_image_names(path: str, props, img_ids: Sequence,
                       img_names: Sequence[str],
                       entry: str = 'proposal_file') -> None:
@@ -559,13 +576,7 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
     position = {k: n for n, k in enumerate(keys)}
     if len(position) != len(keys):
         raise ValueError(f'{owner}: img_ids repeat an image')
-    names = None
-    if img_names is not None:
-        img_names = list(img_names)
-        if len(img_names) != len(keys):
-            raise ValueError(f'{owner}: {len(img_names)} image names for '
-                             f'{len(keys)} images')
-        names = names_blob([img_names[k] for k in order.tolist()], owner)
+    names = _names_member(img_names, order, owner)
 
     def scale_rows():
         """``(image position, scale, (P, 5) float32 rows)`` of every
@@ -787,13 +798,8 @@ def write_proposal_arrays(path: str, img_ids: np.ndarray,
         raise ValueError("write_proposal_arrays: score_dtype must be "
                          f"'uint8' or 'float16', got {score_dtype!r}")
     img_ids = image_id_array(img_ids, 'write_proposal_arrays')
-    names = None
-    if img_names is not None:
-        img_names = list(img_names)
-        if len(img_names) != len(img_ids):
-            raise ValueError(f'write_proposal_arrays: {len(img_names)} '
-                             f'image names for {len(img_ids)} images')
-        names = names_blob(img_names, 'write_proposal_arrays')
+    names = _names_member(img_names, np.arange(len(img_ids)),
+                          'write_proposal_arrays')
     offsets = np.asarray(offsets, np.int64)
     problem = _index_problem(img_ids, offsets, num_scales, len(boxes),
                              len(scores))

@@ -277,14 +277,8 @@ def test_train_tool_refuses_a_file_of_other_images_in_one_line(
     """tools/train.py on a stage-2 config whose proposal file records
     other names for the demo's image ids: one error line naming the
     entry, the file and the fix, before the model is built."""
-    from conftest import run_tool, tiny_config
-    stage2 = osp.join('configs', 'sniper',
-                      'sniper_faster-rcnn_r18-w16_fpn_4e-neg_demo.py')
-    cfg = tiny_config(tiny_demo_root, str(tmp_path / 'w'),
-                      str(tmp_path / 'cfg.py'), base=stage2)
-    with open(osp.join(tiny_demo_root, 'annotations',
-                       'instances_train.json')) as f:
-        ids = [img['id'] for img in json.load(f)['images']]
+    from conftest import run_tool, tiny_stage2_config
+    cfg, ids = tiny_stage2_config(tiny_demo_root, tmp_path)
     props = str(tmp_path / 'props.npz')
     save_proposals(props, {i: [np.array([[0, 0, 20, 20, 1.0]])] * 3
                            for i in ids}, num_scales=3,

@@ -234,19 +234,12 @@ def test_proposals_of_other_scales_are_one_error_line(tiny_demo_root,
     for other chip scales (or damaged): one error line naming the entry
     and the file, before anything is built (was: the dataset's ValueError
     as a traceback, after the annotations were parsed)."""
-    import json
-
     import numpy as np
+    from conftest import tiny_stage2_config
 
     from mmsnip.chips import ChipConfig
     from mmsnip.datasets import save_proposals
-    stage2 = osp.join('configs', 'sniper',
-                      'sniper_faster-rcnn_r18-w16_fpn_4e-neg_demo.py')
-    cfg = tiny_config(tiny_demo_root, str(tmp_path / 'w'),
-                      str(tmp_path / 'cfg.py'), base=stage2)
-    with open(osp.join(tiny_demo_root, 'annotations',
-                       'instances_train.json')) as f:
-        ids = [img['id'] for img in json.load(f)['images']]
+    cfg, ids = tiny_stage2_config(tiny_demo_root, tmp_path)
     mined = ChipConfig.from_dict(dict(scales=[
         dict(max_side=512, valid_range=(100, None)),
         dict(factor=1.5, valid_range=(32, 160)),  # the config: 1.0
