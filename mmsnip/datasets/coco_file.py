@@ -32,7 +32,6 @@ Example (a file with one image and two boxes)::
     by_image = annotations_by_image(coco)   # {7: [ann_1, ann_2]}
     boxes, crowd = coco_boxes(by_image[7])  # (2, 4) xyxy, (2,) bool
 """
-import os.path as osp
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -319,13 +318,15 @@ def category_labels(coco: dict,
 
 
 def coco_image_names(coco: dict) -> List[str]:
-    """The name a proposal file records for each image of ``coco``
-    (:func:`~mmsnip.datasets.proposals.image_name`): its ``file_name``
-    (``CocoDataset``'s ``img_path`` relative to its image folder; the
-    basename of an absolute one); None for an image without one (not
-    compared)."""
+    """The name a proposal file records for each image of ``coco`` when
+    only the annotation file is known
+    (:func:`~mmsnip.datasets.proposals.image_name` without the image
+    folder's name, which :func:`~mmsnip.datasets.proposals.
+    same_image_name` matches with a dataset's longer name): its
+    ``file_name`` (the basename of an absolute one); None for an image
+    without one (not compared)."""
     from .proposals import image_name
-    return [image_name(osp.join('images', str(img['file_name'])), 'images')
+    return [image_name(str(img['file_name']), '')
             if img.get('file_name') else None for img in coco['images']]
 
 

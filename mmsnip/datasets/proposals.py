@@ -68,13 +68,15 @@ Every format below is read; the content decides, not the file name:
 match a file of another split (train and val both numbered ``1..N``,
 every image of one camera size), whose proposals would silently give
 wrong negative chips. So writers that know the images record each one's
-name: its ``img_path`` relative to the dataset's image folder
-(``data_prefix['img']``), the basename without one (:func:`image_name`:
-relative, so the name survives a moved data root; not the basename
-alone, which would not tell ``a/1.jpg`` from ``b/1.jpg``). Readers that
-match the file to a dataset refuse other names
-(:func:`check_image_names`; a basename matches a longer relative path
-ending in it, :func:`same_image_name`). Opening reads no name; the check
+name: the name of the dataset's image folder (``data_prefix['img']``)
+and the ``img_path`` below it, the basename without one
+(:func:`image_name`: relative, so the name survives a moved data root;
+with the folder's name, so ``train/0001.jpg`` and ``val/0001.jpg`` of
+two splits differ). Readers that match the file to a dataset refuse
+other names (:func:`check_image_names`; a name matches a longer one
+ending in it, :func:`same_image_name`: the ``file_name`` alone, written
+where only an annotation file is known, matches the folder's name and
+it). Opening reads no name; the check
 reads them once (about 2 MB for train2017). The names are an optional
 member, not a new version: files without them (versions 1 to 4 of
 earlier writers, converted files of such sources) read exactly as
@@ -264,32 +266,40 @@ def _slashed(path: str) -> str:
 def image_name(img_path: str, img_prefix: Optional[str] = None) -> str:
     """The name under which a proposal file records an image: its
     ``img_path`` relative to the dataset's image folder (``data_prefix
-    ['img']``, data root joined, as MMDetection builds ``img_path``;
-    ``''``: the working folder), or its basename when it is not under
-    that folder or there is none. ``/`` separators.
+    ['img']``, data root joined, as MMDetection builds ``img_path``),
+    after that folder's own name; relative to the working folder for
+    ``''``; the basename when it is not under that folder or there is
+    none. ``/`` separators.
 
-    Relative to the image folder, not absolute: the name stays the same
-    when the data root moves to another machine or folder, and is the
-    annotation's ``file_name`` for COCO-style datasets; the basename
-    alone would not tell ``a/1.jpg`` from ``b/1.jpg`` within a dataset.
-    Readers compare names with :func:`same_image_name`, which accepts a
-    basename against a longer relative path (datasets that split
-    ``data_prefix`` and ``file_name`` differently).
+    The image folder's name and the path below it, not the absolute path:
+    the name stays the same when the data root moves to another machine
+    or folder, and tells the splits of a dataset apart whose image files
+    are named alike (``train/0001.jpg``, ``val/0001.jpg``: each split its
+    own ``data_prefix`` and the same ``file_name``); the basename alone
+    would not. Readers compare names with :func:`same_image_name`, which
+    accepts a name against a longer one ending in it (a basename written
+    from an annotation file alone, ``convert_proposals.py --names-from``;
+    datasets that split ``data_prefix`` and ``file_name`` differently).
 
     Example:
         >>> image_name('data/coco/train2017/a.jpg', 'data/coco/train2017/')
-        'a.jpg'
+        'train2017/a.jpg'
+        >>> image_name('data/coco/train2017/a.jpg', 'data/coco/')
+        'coco/train2017/a.jpg'
         >>> image_name('/elsewhere/sub/a.jpg', 'data/coco/train2017')
         'a.jpg'
     """
     path = _slashed(img_path)
     if img_prefix is not None:
-        prefix = _slashed(img_prefix)
+        prefix = _slashed(img_prefix).rstrip('/')
         if prefix in ('', '.'):
             if not (path.startswith('/') or ':' in path.split('/')[0]):
                 return path  # relative to the working folder
-        elif path.startswith(prefix.rstrip('/') + '/'):
-            return path[len(prefix.rstrip('/')) + 1:]
+        elif path.startswith(prefix + '/'):
+            folder = prefix.rsplit('/', 1)[-1]
+            below = path[len(prefix) + 1:]
+            return f'{folder}/{below}' if folder not in ('', '..') \
+                else below
     return path.rsplit('/', 1)[-1]
 
 

@@ -48,14 +48,16 @@ def test_mining_writes_proposals_for_every_image_and_scale(stage1, tmp_path):
         for p in props[i]:
             assert p.shape[1] == 5 and len(p) <= 20
     assert not osp.exists(out + '.parts')
-    # each image's name is recorded: img_path relative to data_prefix.img
+    # each image's name is recorded: the image folder's name, then
+    # img_path relative to data_prefix.img
     ds_cfg = Config.fromfile(cfg_path).train_dataloader.dataset
     inner = SniperDataset(**{k: v for k, v in ds_cfg.items()
                              if k != 'type'}).dataset
+    folder = osp.basename(inner.data_prefix['img'].rstrip('/'))
     for k in range(len(inner)):
         info = inner.get_data_info(k)
-        assert props.name(info['img_id']) == osp.relpath(
-            info['img_path'], inner.data_prefix['img'])
+        assert props.name(info['img_id']) == osp.join(folder, osp.relpath(
+            info['img_path'], inner.data_prefix['img']))
 
     # The proposals feed stage 2's negative chips.
     cfg = Config.fromfile(cfg_path)

@@ -86,13 +86,13 @@ def test_every_image_gets_its_rows_at_every_scale(demo_dump, tiny_demo_root,
     props = load_proposals(dst, sorted(rows), 3)
     assert props.scales is None  # any 3-scale chip config reads it
     assert props.runs_per_image == 1
-    # each image's file_name is recorded: the chip dataset (img_path
-    # relative to data_prefix.img) finds the same names
-    from mmsnip.datasets.proposals import image_name
+    # each image's file_name is recorded: the chip dataset's names (the
+    # image folder's name, then img_path relative to it) end in them
+    from mmsnip.datasets.proposals import image_name, same_image_name
     images = demo_images(tiny_demo_root)
     for img_id, img_path, _, _ in images:
-        assert props.name(img_id) == image_name(
-            img_path, osp.join(tiny_demo_root, 'train/'))
+        assert same_image_name(props.name(img_id), image_name(
+            img_path, osp.join(tiny_demo_root, 'train/')))
     assert props.name(images[0][0]) == osp.basename(images[0][1])
     for img_id, want in rows.items():
         want = want[np.argsort(-want[:, 4], kind='stable')]

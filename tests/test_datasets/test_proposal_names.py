@@ -49,13 +49,17 @@ def _file(tmp_path, names, name='p.npz', **kw):
 
 def test_image_name_is_relative_to_the_image_folder():
     assert image_name('data/coco/train2017/a.jpg',
-                      'data/coco/train2017/') == 'a.jpg'
+                      'data/coco/train2017/') == 'train2017/a.jpg'
     assert image_name('/mnt/x/train2017/sub/a.jpg',
-                      '/mnt/x/train2017') == 'sub/a.jpg'
+                      '/mnt/x/train2017') == 'train2017/sub/a.jpg'
+    assert image_name('data/coco/train2017/a.jpg', 'data/coco') == \
+        'coco/train2017/a.jpg'
+    assert image_name('train/a.jpg', '') == 'train/a.jpg'
     # not under the folder, or no folder: the basename
     assert image_name('elsewhere/a.jpg', 'data/coco/train2017') == 'a.jpg'
     assert image_name('data/train/a.jpg', None) == 'a.jpg'
-    assert image_name('data\\train\\a.jpg', 'data\\train') == 'a.jpg'
+    assert image_name('data\\train\\a.jpg', 'data\\train') == \
+        'train/a.jpg'
 
 
 def test_a_file_of_other_images_with_the_same_ids_and_sizes_is_refused(
@@ -75,6 +79,29 @@ def test_a_file_of_other_images_with_the_same_ids_and_sizes_is_refused(
     assert 'img_id 1: "val/0001.jpg"' in msg
     assert 'mine the proposals again for this dataset' in msg
     assert 'proposal_file' in msg
+
+
+def test_splits_whose_files_are_named_alike_are_told_apart(tmp_path):
+    """The drone-dataset case: train and val each in their own image
+    folder (``data_prefix``), both numbering their files 0000.jpg ... and
+    their ids 0..N, every image one size. The image folder's name is part
+    of the recorded name, so val's file is refused for train; a moved
+    data root still matches."""
+    def split(root, folder):
+        prefix = f'{root}/{folder}/'
+        return dict(data=_data({i: f'{prefix}{i:04d}.jpg' for i in range(3)}),
+                    data_prefix=dict(img=prefix))
+
+    path = str(tmp_path / 'p.npz')
+    val = split('/data/drone', 'val')
+    save_proposals(path, {i: _rows(i) for i in range(3)}, 2, img_names={
+        d['img_id']: image_name(d['img_path'], val['data_prefix']['img'])
+        for d in val['data']})
+    assert ProposalFile(path).names()[0] == 'val/0000.jpg'
+    _sniper(path, **split('/mnt/elsewhere/drone', 'val'))  # moved root
+    with pytest.raises(UserInputError, match=r'img_id 0: "val/0000.jpg" in '
+                       r'the file, "train/0000.jpg" in the dataset'):
+        _sniper(path, **split('/data/drone', 'train'))
 
 
 def test_a_moved_data_folder_or_another_split_of_the_path_still_matches(

@@ -674,9 +674,10 @@ def test_tools_loader_verifies_the_rows(tmp_path):
         load_coco_proposals(path, coco, 2)
 
 
-def _sniper(proposal_file, cache_dir='', data=None):
+def _sniper(proposal_file, cache_dir='', data=None, data_prefix=None):
     """A SniperDataset of three 200 x 300 images (ids 0, 1, 2) with
-    negatives from ``proposal_file``."""
+    negatives from ``proposal_file`` (its inner dataset's ``data_prefix``
+    if given)."""
     import copy
 
     from mmdet.datasets import BaseDetDataset
@@ -696,7 +697,9 @@ def _sniper(proposal_file, cache_dir='', data=None):
                              bbox=[10, 10, 40, 40], bbox_label=0,
                              ignore_flag=0)]) for i in range(3)]
     return SniperDataset(
-        dataset=Raw(ann_file='', pipeline=[], serialize_data=False),
+        dataset=Raw(ann_file='', pipeline=[], serialize_data=False,
+                    **({} if data_prefix is None else
+                       dict(data_prefix=data_prefix))),
         chip_cfg=dict(chip_size=128, chip_stride=32, neg_min_proposals=2,
                       neg_per_image=1,
                       scales=[dict(factor=1.0, valid_range=(16, None)),
