@@ -24,9 +24,10 @@ never a guess acted upon).
 The dump holds one set of proposals per image (one RPN pass at one
 scale); the written file serves it at every one of ``num_scales`` chip
 scales and records no chip scales (any chip config of ``num_scales``
-scales reads it), but records each image's ``file_name`` as its name
-(:func:`~mmsnip.datasets.coco_file.coco_image_names`), which readers
-compare with their dataset's. Negative-chip mining then filters each
+scales reads it), but records each image's name (the name of the
+``img_prefix`` folder and its ``file_name``,
+:func:`~mmsnip.datasets.proposals.image_name`), which readers compare
+with their dataset's. Negative-chip mining then filters each
 scale's set by that scale's valid range (Sec. 3.3.3), whereas
 ``tools/mine_proposals.py`` runs the RPN at every chip scale, as the
 paper does. The set is stored
@@ -43,8 +44,8 @@ import numpy as np
 from mmengine.structures import InstanceData
 
 from mmsnip.utils.checks import is_integer
-from .coco_file import coco_image_names, load_coco
-from .proposals import (FORMAT, ProposalFile, image_id_array,
+from .coco_file import load_coco
+from .proposals import (FORMAT, ProposalFile, image_id_array, image_name,
                         is_legacy_file, mmdet2_list_hint, proposal_array,
                         read_pickle, write_proposal_groups)
 
@@ -322,9 +323,10 @@ def convert_mmdet_proposals(src: str, dst: str, ann_file: str,
             rows = dump_rows(dump[key], f'{where}: entry {key!r}')
             yield {img_id: [rows] * num_scales}
 
-    # the images' file_name, recorded: readers refuse other images
-    name_of = dict(zip((img['id'] for img in coco['images']),
-                       coco_image_names(coco)))
+    # the images' names (the image folder's name and file_name, as the
+    # chip dataset names them), recorded: readers refuse other images
+    name_of = {img['id']: image_name(osp.join(img_prefix, img['file_name']),
+                                     img_prefix) for img in coco['images']}
     write_proposal_groups(dst, list(keys.values()), num_scales, groups,
                           top_n=top_n, box_dtype=box_dtype,
                           score_dtype=score_dtype, owner=where,

@@ -86,6 +86,17 @@ def _callee(cfg_type: Any) -> Optional[Any]:
     return None
 
 
+def _lineage(cfg_type: Any) -> List[str]:
+    """Names of the class a config ``type`` builds and of its bases (a
+    user's subclass without its own ``__init__`` fails in its parent's:
+    ``ResNet.__init__()``); just the type's name if no registry knows it
+    or it builds a function."""
+    built = _callee(cfg_type)
+    if isinstance(built, type):
+        return [c.__name__ for c in built.__mro__]
+    return [base_type(cfg_type)]
+
+
 def _parameters(callee: Any) -> List[str]:
     try:
         return list(inspect.signature(callee).parameters)
@@ -128,7 +139,7 @@ def config_entry_problem(cfg: Any, error: BaseException) -> Optional[str]:
         return None
     callee = (wrong or missing)['callee'].split('.')[-1]
     hits = [(p, d) for p, d in typed_entries(cfg)
-            if base_type(d['type']) == callee]
+            if callee in _lineage(d['type'])]
     if wrong:
         key = wrong['key']
         hits = [(p, d) for p, d in hits if key in d]

@@ -86,14 +86,15 @@ def test_every_image_gets_its_rows_at_every_scale(demo_dump, tiny_demo_root,
     props = load_proposals(dst, sorted(rows), 3)
     assert props.scales is None  # any 3-scale chip config reads it
     assert props.runs_per_image == 1
-    # each image's file_name is recorded: the chip dataset's names (the
-    # image folder's name, then img_path relative to it) end in them
-    from mmsnip.datasets.proposals import image_name, same_image_name
+    # each image's name is recorded as the chip dataset names it: the
+    # image folder's name, then img_path relative to it
+    from mmsnip.datasets.proposals import image_name
     images = demo_images(tiny_demo_root)
     for img_id, img_path, _, _ in images:
-        assert same_image_name(props.name(img_id), image_name(
-            img_path, osp.join(tiny_demo_root, 'train/')))
-    assert props.name(images[0][0]) == osp.basename(images[0][1])
+        assert props.name(img_id) == image_name(
+            img_path, osp.join(tiny_demo_root, 'train/'))
+    assert props.name(images[0][0]) == \
+        f'train/{osp.basename(images[0][1])}'
     for img_id, want in rows.items():
         want = want[np.argsort(-want[:, 4], kind='stable')]
         got = props[img_id]
@@ -247,7 +248,7 @@ def test_images_go_to_the_writer_in_file_order(tmp_path):
     ref = str(tmp_path / 'ref.npz')
     write_proposal_groups(ref, range(1, 7), 2, lambda: [
         {i: [rows] * 2 for i in range(1, 7)}], shared_scales=True,
-        img_names=names)  # image i is names[i - 1]
+        img_names=[f'train/{n}' for n in names])  # image i: names[i - 1]
     assert ProposalFile(dst).content_id == ProposalFile(ref).content_id
 
 

@@ -60,6 +60,24 @@ def test_wrong_or_missing_keyword_names_the_entry():
         'entry does not set')
 
 
+def test_a_subclass_failing_in_its_parents_init_is_named():
+    """A user's ResNet subclass without its own __init__: Python names
+    the parent (`ResNet.__init__()`), the config the subclass."""
+    from mmdet.models import ResNet
+
+    @MODELS.register_module(force=True)
+    class _MyResNet(ResNet):
+        pass
+
+    cfg = _config()
+    cfg.model.backbone = dict(type='_MyResNet', dept=18)
+    error = _error(lambda c: MODELS.build(c), dict(cfg.model.backbone))
+    assert str(error).startswith('ResNet.__init__() got an unexpected')
+    assert config_entry_problem(cfg, error) == (
+        "model.backbone: ResNet takes no argument 'dept'; did you mean "
+        "'depth' or 'deep_stem'?")
+
+
 def test_errors_the_config_does_not_explain_keep_their_traceback():
     cfg = _config()
     # a type or keyword of a dict built by code, not in the config
