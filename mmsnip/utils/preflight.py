@@ -306,8 +306,7 @@ def check_proposal_files(cfg: Config, keys=DATALOADER_KEYS) -> None:
                 check_proposal_scales(path, props, props.num_scales,
                                       len(scales), scales)
                 if props.has_names:
-                    _check_proposal_images(path, props, len(scales),
-                                           ds.get('dataset'),
+                    _check_proposal_images(path, props, ds.get('dataset'),
                                            f'{name}.proposal_file')
             except ValueError as e:
                 raise UserInputError(f'{name}.proposal_file: {e}') from e
@@ -320,8 +319,7 @@ def check_proposal_files(cfg: Config, keys=DATALOADER_KEYS) -> None:
 PREFLIGHT_MAX_NAMES_BYTES = 64 * 2**20
 
 
-def _check_proposal_images(path: str, props, num_scales: int, inner,
-                           entry: str) -> None:
+def _check_proposal_images(path: str, props, inner, entry: str) -> None:
     """The images of a proposal file that records names against those
     of ``inner`` (the chip dataset's dataset config), when it reads a
     COCO file of at most :data:`PREFLIGHT_MAX_NAMES_BYTES`
