@@ -178,3 +178,26 @@ def test_autofocus_md_calibration_snippet_is_what_the_tool_writes():
     written = config_snippet(scales, base=f'../../{config}')
     assert written.strip() == block_with(
         'docs/autofocus.md', "_base_ = '../../configs").strip()
+
+
+def test_sniper_md_other_images_message_is_the_code_s(tmp_path):
+    """The refusal sniper.md quotes for a proposal file of another split
+    (train vs val, ids 0..2, alike-named files) is the message the
+    readers give (``; ...`` in the doc: the other images it names)."""
+    import numpy as np
+
+    from mmsnip.datasets.proposals import load_proposals, save_proposals
+    from mmsnip.utils.checks import UserInputError
+    with open(f'{REPO_ROOT}/docs/sniper.md') as f:
+        quoted = re.search(r'```text\n(proposal file "P" was made for other '
+                           r'images[^\n]*)\n```', f.read()).group(1)
+    path = str(tmp_path / 'p.npz')
+    rows = [np.float32([[0, 0, 20, 20, 1.0]])]
+    save_proposals(path, {i: rows for i in range(3)}, 1,
+                   img_names={i: f'val/{i:04d}.jpg' for i in range(3)})
+    with pytest.raises(UserInputError) as e:
+        load_proposals(path, [0, 1, 2], 1, entry='proposal_file',
+                       img_names=[f'train/{i:04d}.jpg' for i in range(3)])
+    message = str(e.value).replace(path, 'P')
+    head, tail = quoted.split('; ...)')
+    assert message.startswith(head) and message.endswith(tail), message
