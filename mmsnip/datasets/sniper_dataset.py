@@ -323,6 +323,16 @@ class SniperDataset:
                         scales=self.chip_cfg.scales,
                         img_names=[image_name(p, prefix)
                                    for p in records.img_paths])
+        for name in _datasets_dropping_empty_images(self.dataset):
+            print_log(
+                f'SniperDataset: negatives=True, but {name} drops its '
+                'images without annotations (filter_cfg=dict('
+                'filter_empty_gt=True), MMDetection\'s COCO default): they '
+                'give no negative chips, while the paper mines negatives on '
+                'every image; set filter_cfg=dict(filter_empty_gt=False) in '
+                'the wrapped dataset to keep them (configs/sniper/'
+                'sniper_faster-rcnn_r50_fpn_7e_coco.py does), or keep it to '
+                'leave them out', logger='current', level=logging.WARNING)
         if not getattr(props, 'has_names', False):
             print_log(
                 f'SniperDataset: proposal file "{self.proposal_file}" '
@@ -899,6 +909,22 @@ def _sanitize_instances(info: dict) -> dict:
     info['instances'] = [dict(inst[j], bbox=clipped[j].tolist())
                          for j in np.flatnonzero(keep)]
     return info
+
+
+def _datasets_dropping_empty_images(dataset) -> List[str]:
+    """Names of the datasets in ``dataset`` (itself or, through MMEngine's
+    wrappers, the ones it wraps) that drop images without annotations:
+    ``filter_cfg.filter_empty_gt`` true outside ``test_mode``."""
+    inner = getattr(dataset, 'datasets', None) or [
+        d for d in [getattr(dataset, 'dataset', None)] if d is not None]
+    if inner:
+        return [n for d in inner for n in _datasets_dropping_empty_images(d)]
+    filter_cfg = getattr(dataset, 'filter_cfg', None) or {}
+    if not filter_cfg.get('filter_empty_gt', False) or getattr(
+            dataset, 'test_mode', False):
+        return []
+    ann = getattr(dataset, 'ann_file', None)
+    return [f'{type(dataset).__name__}' + (f' "{ann}"' if ann else '')]
 
 
 def _build_inner(cfg: dict):

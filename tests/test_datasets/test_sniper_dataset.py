@@ -1,12 +1,13 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 import copy
+import logging
 import os.path as osp
 import re
 
 import numpy as np
 import pytest
 
-from conftest import npz_member_rows
+from conftest import logged_messages, npz_member_rows
 from mmsnip.chips import (ChipConfig, generate_positive_chips, inside_matrix,
                           sample_negative_chips)
 from mmsnip.datasets import SniperDataset, save_proposals
@@ -141,6 +142,34 @@ def test_negatives_and_epoch_sampling(tiny_demo_root, tmp_path):
         np.random.seed(trial)
         item = ds[len(ds) - 1]  # the pool's last negative
         assert item['data_samples'].metainfo['chip_is_positive']
+
+
+def test_negatives_on_a_dataset_that_drops_empty_images_warn(
+        tiny_demo_root, tmp_path):
+    """MMDetection's COCO default ``filter_empty_gt=True`` drops the images
+    without annotations, which then give no negative chips: with negatives
+    a warning names the wrapped dataset and the fix, also through a
+    wrapper; positives only or ``filter_empty_gt=False``: no warning."""
+    path = str(tmp_path / 'props.pkl')
+    save_proposals(path, _proposals(build(tiny_demo_root)), num_scales=3)
+
+    def warnings(dataset, **kw):
+        with logged_messages(logging.WARNING) as messages:
+            SniperDataset(dataset=dataset, chip_cfg=CHIP_CFG,
+                          pipeline=PIPELINE, cache_dir='', **kw)
+        return [m for m in messages if 'filter_empty_gt' in m]
+
+    dropping = dict(coco(tiny_demo_root),
+                    filter_cfg=dict(filter_empty_gt=True))
+    negatives = dict(negatives=True, proposal_file=path)
+    found = warnings(dropping, **negatives)
+    assert len(found) == 1
+    assert 'CocoDataset "' in found[0] and 'instances_train.json' in found[0]
+    assert 'filter_cfg=dict(filter_empty_gt=False)' in found[0]
+    assert len(warnings(dict(type='RepeatDataset', times=1,
+                             dataset=dropping), **negatives)) == 1
+    assert not warnings(dropping)
+    assert not warnings(coco(tiny_demo_root), **negatives)
 
 
 def test_chip_fingerprint_tells_the_chips_of_an_epoch(tiny_demo_root,
