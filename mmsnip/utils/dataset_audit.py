@@ -156,6 +156,7 @@ _NUM = (int, float)  # JSON numbers; bool is not one
 # pycocotools' COCOeval takes int() of it (false / true and 0.0 / 1.0 equal
 # 0 / 1 in Python and read the same in both).
 _CROWD = (0, 1)
+_NO_SIZE = (np.nan, np.nan)  # an annotation's image of unknown size
 # Formats cv2.imdecode (mmcv's default backend) cannot read.
 _CV2_UNREADABLE = ('GIF', )
 
@@ -368,10 +369,41 @@ def audit_coco(coco: dict,
     def add(entry, msg, kind, severity=ERROR):
         out.append(Problem(path, entry, msg, severity, kind, source))
 
-    # categories
+    cat_ids = _audit_categories(coco['categories'], add) \
+        if categories else None
+    sizes, first = _audit_images(coco['images'], image_fields, add)
+    anns = coco['annotations']
+    boxes, no_image, no_cat = _audit_annotations(anns, sizes, first, cat_ids,
+                                                 ann_fields, add)
+    _audit_ignore_fields(anns, add)
+    if boxes.rows:
+        out.extend(_box_problems(anns, boxes, path, source))
+    for iid, entries in no_image.items():
+        add(
+            f'image {iid}', f'is not in "images" but {len(entries)} '
+            f'annotation(s) refer to it ({_first(entries)}): '
+            'MMDetection drops them silently; add the image or remove '
+            'the annotations', MISSING_IMAGE)
+    for cid, entries in no_cat.items():
+        add(
+            f'category {cid}', f'is not in "categories" but '
+            f'{len(entries)} annotation(s) use it ({_first(entries)}): '
+            'MMDetection drops them silently; add the category or fix '
+            'their "category_id"', MISSING_CATEGORY)
+    return out
+
+
+# How audit_coco's parts report a problem: add(entry, message, kind,
+# severity=ERROR).
+_Add = Callable[..., None]
+
+
+def _audit_categories(cats: list, add: _Add) -> Dict:
+    """Check ``categories`` (ids and names given once); returns each valid
+    category id's position in the list."""
     cat_ids: Dict = {}
     names: Dict[str, int] = {}
-    for i, cat in enumerate(coco['categories'] if categories else ()):
+    for i, cat in enumerate(cats):
         if not isinstance(cat, dict) or not _hashable_id(cat.get('id')) \
                 or not isinstance(cat.get('name'), str):
             add(f'categories[{i}]', 'needs an "id" (number) and a "name" '
@@ -392,15 +424,20 @@ def audit_coco(coco: dict,
                 'it shifts; merge the two categories', BAD_CATEGORY)
         else:
             names[name] = i
+    return cat_ids
 
-    # images
-    images = coco['images']
+
+def _audit_images(images: list, image_fields: Sequence[str],
+                  add: _Add) -> Tuple[Dict, Dict]:
+    """Check ``images`` (fields, ids, sizes, file names); returns
+    ``(sizes, first)``: image id -> ``(width, height)`` for the images of
+    a valid size, image id -> index of its first entry."""
     if not images:
         add(
             'file', 'has no images ("images" is empty): the dataset would '
             'be empty; check that this is the right file', NO_IMAGES)
-    sizes: Dict = {}  # image id -> (width, height)
-    first: Dict = {}  # image id -> index of its first entry
+    sizes: Dict = {}
+    first: Dict = {}
     by_name: Dict[str, int] = {}
     for i, img in enumerate(images):
         # fast path: a well-formed new image (most of them)
@@ -464,27 +501,45 @@ def audit_coco(coco: dict,
                     DUPLICATE_FILE_NAME, WARNING)
             else:
                 by_name[name] = i
+    return sizes, first
 
-    # annotations
-    anns = coco['annotations']
+
+@dataclasses.dataclass
+class _BoxRows:
+    """The annotations with a numeric box and area, for the vectorised
+    checks: their positions in ``annotations``, ``bbox`` (xywh, ORIGINAL
+    pixels), ``area`` (w * h where the file has none) and their image's
+    ``(width, height)`` (NaN when unknown)."""
+    rows: List[int] = dataclasses.field(default_factory=list)
+    boxes: List[list] = dataclasses.field(default_factory=list)
+    areas: List = dataclasses.field(default_factory=list)
+    img_wh: List[tuple] = dataclasses.field(default_factory=list)
+
+
+def _audit_annotations(anns: list, sizes: Dict, first: Dict,
+                       cat_ids: Optional[Dict], ann_fields: Sequence[str],
+                       add: _Add) -> Tuple[_BoxRows, Dict, Dict]:
+    """Check each annotation's fields, id, ``iscrowd``, ``area`` and
+    ``bbox`` type (``cat_ids`` None: categories not checked). Returns the
+    boxes for :func:`_box_problems` and the missing image / category ids
+    -> the entries that refer to them."""
     ann_first: Dict = {}
-    no_image: Dict = defaultdict(list)  # missing image id -> ann entries
-    no_cat: Dict = defaultdict(list)  # missing category id -> entries
-    rows: List[int] = []  # annotations with a numeric box and area
-    boxes: List[list] = []
-    areas: List = []
-    img_wh: List[tuple] = []  # their image's (width, height), NaN unknown
+    no_image: Dict = defaultdict(list)
+    no_cat: Dict = defaultdict(list)
+    found = _BoxRows()
+    rows, boxes, areas, img_wh = (found.rows, found.boxes, found.areas,
+                                  found.img_wh)
     bad_crowd: List[str] = []  # entries with an "iscrowd" not 0 / 1
     for i, ann in enumerate(anns):
-        # fast path: a well-formed annotation (finiteness checked below,
-        # vectorised)
+        # fast path: a well-formed annotation (finiteness checked by
+        # _box_problems, vectorised)
         try:
             aid, iid, cid, box, area = (ann['id'], ann['image_id'],
                                         ann['category_id'], ann['bbox'],
                                         ann['area'])
             ok = (
                 type(aid) is int and aid not in ann_first and iid in sizes
-                and (cid in cat_ids or not categories)
+                and (cat_ids is None or cid in cat_ids)
                 and type(box) is list and len(box) == 4
                 and type(box[0]) in _NUM and type(box[1]) in _NUM
                 and type(box[2]) in _NUM and type(box[3]) in _NUM
@@ -527,7 +582,7 @@ def audit_coco(coco: dict,
             no_image[_fmt_id(iid) if _hashable_id(iid) else repr(iid)] \
                 .append(entry)
         cid = ann.get('category_id')
-        if categories and 'category_id' in ann and (
+        if cat_ids is not None and 'category_id' in ann and (
                 not _hashable_id(cid) or cid not in cat_ids):
             no_cat[_fmt_id(cid) if _hashable_id(cid) else repr(cid)] \
                 .append(entry)
@@ -548,10 +603,8 @@ def audit_coco(coco: dict,
                 rows.append(i)
                 boxes.append(box)
                 areas.append(area if 'area' in ann else box[2] * box[3])
-                img_wh.append(
-                    sizes.get(iid, (
-                        np.nan, np.nan)) if _hashable_id(iid) else (np.nan,
-                                                                    np.nan))
+                img_wh.append(sizes.get(iid, _NO_SIZE)
+                              if _hashable_id(iid) else _NO_SIZE)
     if bad_crowd:
         add(bad_crowd[0].split(' iscrowd=')[0],
             f'{len(bad_crowd)} annotation(s) have an "iscrowd" that is not '
@@ -560,6 +613,12 @@ def audit_coco(coco: dict,
             'and pycocotools\' COCOeval reads int(iscrowd) (a string is a '
             'crowd region there, null fails after the whole test); write 0 '
             '(an object) or 1 (a crowd region) as a number', BAD_ISCROWD)
+    return found, no_image, no_cat
+
+
+def _audit_ignore_fields(anns: list, add: _Add) -> None:
+    """Warn about annotations whose ``ignore`` / ``ignore_flag`` /
+    ``difficult`` the readers treat otherwise than a user expects."""
     flagged = [i for i, ann in enumerate(anns)
                if isinstance(ann, dict) and ann.get('ignore')]
     if flagged:
@@ -588,34 +647,29 @@ def audit_coco(coco: dict,
             'region to ignore with "iscrowd"); to ignore them, set '
             '"iscrowd": 1; to train on them, remove the field',
             UNREAD_IGNORE_FIELD, WARNING)
-    if rows:
-        # NaN / inf, which JSON readers accept: one problem per entry
-        arr = np.asarray(boxes, float)
-        area_arr = np.asarray(areas, float)
-        finite = np.isfinite(arr).all(1) & np.isfinite(area_arr)
-        for k in np.flatnonzero(~finite):
-            ann = anns[rows[k]]
-            add(
-                _ann_entry(ann, rows[k]),
-                _bad_bbox(ann['bbox']) if not np.isfinite(arr[k]).all() else
-                f'has area={ann.get("area")!r}: it must be a finite number',
-                BAD_BBOX if not np.isfinite(arr[k]).all() else BAD_ANNOTATION)
-        wh = np.asarray(img_wh, float)
-        out.extend(
-            _dropped_boxes(anns, rows, arr, area_arr, wh, path, source))
-        out.extend(_corner_boxes(anns, rows, arr, wh, path, source))
-    for iid, entries in no_image.items():
-        add(
-            f'image {iid}', f'is not in "images" but {len(entries)} '
-            f'annotation(s) refer to it ({_first(entries)}): '
-            'MMDetection drops them silently; add the image or remove '
-            'the annotations', MISSING_IMAGE)
-    for cid, entries in no_cat.items():
-        add(
-            f'category {cid}', f'is not in "categories" but '
-            f'{len(entries)} annotation(s) use it ({_first(entries)}): '
-            'MMDetection drops them silently; add the category or fix '
-            'their "category_id"', MISSING_CATEGORY)
+
+
+def _box_problems(anns: list, found: _BoxRows, path: str,
+                  source: str) -> List[Problem]:
+    """The vectorised checks of the numeric boxes: NaN / inf (one problem
+    per entry), then the boxes ``CocoDataset`` drops and corner boxes."""
+    out: List[Problem] = []
+    arr = np.asarray(found.boxes, float)
+    area_arr = np.asarray(found.areas, float)
+    finite = np.isfinite(arr).all(1) & np.isfinite(area_arr)
+    for k in np.flatnonzero(~finite):
+        row = found.rows[k]
+        ann = anns[row]
+        box_ok = bool(np.isfinite(arr[k]).all())
+        out.append(Problem(
+            path, _ann_entry(ann, row),
+            f'has area={ann.get("area")!r}: it must be a finite number'
+            if box_ok else _bad_bbox(ann['bbox']),
+            ERROR, BAD_ANNOTATION if box_ok else BAD_BBOX, source))
+    wh = np.asarray(found.img_wh, float)
+    out.extend(
+        _dropped_boxes(anns, found.rows, arr, area_arr, wh, path, source))
+    out.extend(_corner_boxes(anns, found.rows, arr, wh, path, source))
     return out
 
 
