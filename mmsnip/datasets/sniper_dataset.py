@@ -353,18 +353,19 @@ class SniperDataset:
 
     def _check_degraded(self, records: ImageRecords, stats: dict,
                         sets_per_image: Optional[int] = None) -> None:
-        """Refuse a table nothing can be trained on; warn about proposals
-        that were dropped or gave no negative chip.
+        """Refuse a table nothing can be trained on, or without the
+        negatives asked for; warn about proposals that were dropped.
 
         Raises:
-            ValueError: No positive chip (naming ``chip_cfg.scales`` and
-                the boxes' sizes), or ``negatives=True`` with a proposal
-                file without rows for the dataset, or whose proposals are
-                all NaN/inf, or mostly unusable (more than half NaN/inf or
-                empty after clipping to their image, or more than half
-                reaching over 1 px beyond it: xywh boxes, a file of
-                another dataset), naming the file, the counts, an example
-                image and the likely cause; fewer such rows: a warning.
+            UserInputError: No positive chip (naming ``chip_cfg.scales``
+                and the boxes' sizes), or ``negatives=True`` with a
+                proposal file without rows for the dataset, or whose
+                proposals are all NaN/inf, or mostly unusable (more than
+                half NaN/inf or empty after clipping to their image, or
+                more than half reaching over 1 px beyond it: xywh boxes, a
+                file of another dataset), or that gives no negative chip,
+                naming the file, the counts, an example image and the
+                likely cause; fewer unusable rows: a warning.
         """
         where = getattr(self.dataset, 'ann_file', None) or \
             type(self.dataset).__name__
@@ -492,15 +493,16 @@ class SniperDataset:
                 level=logging.WARNING if dropped + outside >=
                 FEW_BAD_PROPOSALS * total else logging.INFO)
         if len(self.chips) == self.num_positive:
-            print_log(
+            raise UserInputError(
                 f'SniperDataset: negatives=True but {src} gives no negative '
                 f'chip: each of its {finite} proposals is inside a positive '
                 'chip, outside its scale\'s valid range, or in a region '
                 'with fewer than chip_cfg.negative.min_proposals '
                 f'({self.chip_cfg.negative.min_proposals}) proposals per '
-                'chip. Training runs on positive chips only; lower '
-                'min_proposals or set negatives=False to say so',
-                logger='current', level=logging.WARNING)
+                'chip, so training would run on positive chips only. Fix: '
+                'lower chip_cfg.negative.min_proposals, or set '
+                'negatives=False '
+                '(and drop proposal_file) to train on positive chips only')
 
     # -- chip table -----------------------------------------------------
     def _where(self, info: dict) -> str:

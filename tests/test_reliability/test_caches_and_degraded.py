@@ -13,6 +13,7 @@ from mmdet.datasets import BaseDetDataset
 from mmsnip.datasets import SniperDataset, save_proposals
 from mmsnip.datasets import chip_table
 from mmsnip.utils import register_all_modules
+from mmsnip.utils.checks import UserInputError
 
 register_all_modules()
 
@@ -188,14 +189,16 @@ def test_negative_pool_emptied_by_the_proposal_file_is_an_error(tmp_path):
     assert path in msg and 'no usable proposal' in msg
     assert '180 rows, all with NaN/inf' in msg
     assert 'set negatives=False' in msg
-    # finite proposals that yield no chip (min_proposals too high): loud
+    # finite proposals that yield no chip (min_proposals too high): training
+    # would run on positives only, which negatives=False says explicitly
     save_proposals(path, _proposals(), num_scales=2)
-    with mock.patch(DS_LOG) as log:
-        ds = build(negatives=True, proposal_file=path,
-                   chip_cfg=dict(CHIP_CFG, neg_min_proposals=1000))
-    assert len(ds) == ds.num_positive
-    (msg, ) = warnings(log)
-    assert 'gives no negative chip' in msg and 'min_proposals (1000)' in msg
+    with pytest.raises(UserInputError) as err:
+        build(negatives=True, proposal_file=path,
+              chip_cfg=dict(CHIP_CFG, neg_min_proposals=1000))
+    msg = str(err.value)
+    assert path in msg and 'gives no negative chip' in msg
+    assert 'chip_cfg.negative.min_proposals (1000)' in msg
+    assert 'set negatives=False' in msg
 
 
 @pytest.mark.parametrize('a,b', [

@@ -382,7 +382,7 @@ def test_benchmark_chips_never_removes_what_it_did_not_make(mode, keep,
     (work_dir / 'notes.txt').write_text('mine')
     out = str(tmp_path / 'result.json')
     run_tool(['tools/benchmark_chips.py', '--mode', mode, '--num-images',
-              '5', '--proposals', '2', '--workers', '0', '--work-dir',
+              '5', '--workers', '0', '--work-dir',
               str(work_dir), '--out', out] + (['--keep'] if keep else []))
     assert (work_dir / 'exp' / 'epoch_12.pth').read_bytes() == b'weights'
     assert (work_dir / 'notes.txt').read_text() == 'mine'
