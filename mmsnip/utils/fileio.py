@@ -187,13 +187,15 @@ def check_input_file(path: str, what: str) -> str:
 
 
 @contextlib.contextmanager
-def checked_write(path: str) -> Iterator[None]:
+def checked_write(path: str, advice: str = '') -> Iterator[None]:
     """Turn an ``OSError`` of the block into ``UserInputError`` naming
-    ``path`` (a full disk, a folder removed mid-run)."""
+    ``path`` (a full disk, a folder removed mid-run), followed by
+    ``'; ' + advice`` when given (e.g. how to resume)."""
     try:
         yield
     except OSError as e:
-        raise _user_error(f'cannot write "{path}": {_reason(e)}') from None
+        raise _user_error(f'cannot write "{path}": {_reason(e)}' +
+                          (f'; {advice}' if advice else '')) from None
 
 
 def write_json(path: str, obj, **kwargs) -> None:
