@@ -606,7 +606,8 @@ class ChipTableCache:
         arrays = {k: table[k] for k in TABLE_FIELDS}
         arrays['meta'] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
         try:
-            with atomic_open(path) as f:
+            # (a build killed mid-write left its temporary file: removed)
+            with atomic_open(path, remove_leftovers=True) as f:
                 np.savez(f, **arrays)
         except OSError as e:
             _warn(f'could not write chip cache {path} ({e}); continuing '

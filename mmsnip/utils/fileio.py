@@ -5,7 +5,11 @@ Every file mmsnip writes (chip caches, proposal files and shards, exported
 chips, demo annotations, pictures) goes through :func:`atomic_open`:
 readers never see a half-written file, a failed write leaves no temporary
 file behind, and the final file gets the permissions the user's umask
-gives (``tempfile.mkstemp`` alone would create it ``0600``).
+gives (``tempfile.mkstemp`` alone would create it ``0600``). A writer
+killed mid-write (SIGTERM, SIGKILL: no clean-up runs) leaves its
+temporary file, named with its host and process; files written once per
+run (chip caches, proposal files) pass ``remove_leftovers=True``, so the
+next write of the same file removes those of writers that are gone.
 
 The tools use the checked helpers below it: :func:`check_output_dir` and
 :func:`check_output_file` before any work, :func:`write_json`,
@@ -16,6 +20,8 @@ False) and :func:`save_figure` for the writes; a failure is a
 import contextlib
 import os
 import os.path as osp
+import re
+import socket
 import tempfile
 from typing import IO, Dict, Iterator, Optional
 
@@ -26,8 +32,67 @@ def _umask() -> int:
     return mask
 
 
+def _pid_namespace() -> int:
+    """The inode of this process's pid namespace (Linux), else 0."""
+    try:
+        return os.stat('/proc/self/ns/pid').st_ino
+    except OSError:
+        return 0
+
+
+def _host_and_namespace() -> str:
+    """``HOST-PIDNS``: where the pids of temporary files' names are
+    valid."""
+    host = re.sub(r'[^A-Za-z0-9_.-]', '_', socket.gethostname())
+    return f'{host}-{_pid_namespace()}'
+
+
+def _writer_tag(pid: Optional[int] = None) -> str:
+    """``HOST-PIDNS-PID`` of process ``pid`` of this host and namespace
+    (default: this one), the owner part of a temporary file's name."""
+    return f'{_host_and_namespace()}-{os.getpid() if pid is None else pid}'
+
+
+# ``.{name}.{HOST-PIDNS-PID}.{mkstemp's random part}.tmp``
+_TMP_OWNER = re.compile(r'(?P<tag>.+-\d+)-(?P<pid>\d+)\.[a-z0-9_]+\.tmp')
+
+
+def _pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # another user's: alive
+        return False
+    return False
+
+
+def _remove_leftovers(folder: str, name: str) -> None:
+    """Remove the temporary files of ``folder/name`` that writers of this
+    host and pid namespace left when they were killed (their process is
+    gone). A live writer's, another host's or container's, and names
+    without an owner are kept."""
+    if not _pid_namespace():  # pids cannot be judged: keep them all
+        return
+    prefix, here = f'.{name}.', _host_and_namespace()
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for other in names:
+        owner = _TMP_OWNER.fullmatch(other[len(prefix):]) \
+            if other.startswith(prefix) else None
+        if owner is None or owner['tag'] != here:
+            continue
+        pid = int(owner['pid'])
+        if pid != os.getpid() and _pid_gone(pid):
+            with contextlib.suppress(OSError):
+                os.remove(osp.join(folder, other))
+
+
 @contextlib.contextmanager
-def atomic_open(path: str, mode: str = 'wb') -> Iterator[IO]:
+def atomic_open(path: str, mode: str = 'wb',
+                remove_leftovers: bool = False) -> Iterator[IO]:
     """Open a temporary file beside ``path``; rename it onto ``path`` on
     success, remove it on any failure.
 
@@ -40,16 +105,24 @@ def atomic_open(path: str, mode: str = 'wb') -> Iterator[IO]:
         path (str): Final file. Its folder must exist and be writable
             (``OSError`` otherwise, raised before anything is written).
         mode (str): ``'wb'`` (default) or ``'w'`` (text, UTF-8).
+        remove_leftovers (bool): First remove the temporary files of
+            ``path`` that killed writers of this host left (their process
+            is gone). It lists the folder: for files written once per
+            run, not for each file of a folder of many.
 
     Yields:
-        IO: The open temporary file.
+        IO: The open temporary file, named
+        ``.{name}.{HOST-PIDNS-PID}.{random}.tmp``.
     """
     if mode not in ('wb', 'w'):
         raise ValueError(f"atomic_open: mode must be 'wb' or 'w', got "
                          f'{mode!r}')
     folder = osp.dirname(osp.abspath(path))
+    if remove_leftovers:
+        _remove_leftovers(folder, osp.basename(path))
     fd, tmp = tempfile.mkstemp(
-        dir=folder, prefix=f'.{osp.basename(path)}.', suffix='.tmp')
+        dir=folder, prefix=f'.{osp.basename(path)}.{_writer_tag()}.',
+        suffix='.tmp')
     try:
         kwargs = {} if mode == 'wb' else dict(encoding='utf-8')
         with os.fdopen(fd, mode, **kwargs) as f:
@@ -64,9 +137,10 @@ def atomic_open(path: str, mode: str = 'wb') -> Iterator[IO]:
         raise
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
+def atomic_write_bytes(path: str, data: bytes,
+                       remove_leftovers: bool = False) -> None:
     """Write ``data`` to ``path`` with :func:`atomic_open`."""
-    with atomic_open(path, 'wb') as f:
+    with atomic_open(path, 'wb', remove_leftovers) as f:
         f.write(data)
 
 
