@@ -10,6 +10,8 @@ killed mid-write (SIGTERM, SIGKILL: no clean-up runs) leaves its
 temporary file, named with its host and process; files written once per
 run (chip caches, proposal files) pass ``remove_leftovers=True``, so the
 next write of the same file removes those of writers that are gone.
+:func:`atomic_folder` does the same for a folder of files (the demo
+data's images).
 
 The tools use the checked helpers below it: :func:`check_output_dir` and
 :func:`check_output_file` before any work, :func:`write_json`,
@@ -21,6 +23,7 @@ import contextlib
 import os
 import os.path as osp
 import re
+import shutil
 import socket
 import tempfile
 from typing import IO, Dict, Iterator, Optional
@@ -86,8 +89,16 @@ def _remove_leftovers(folder: str, name: str) -> None:
             continue
         pid = int(owner['pid'])
         if pid != os.getpid() and _pid_gone(pid):
-            with contextlib.suppress(OSError):
-                os.remove(osp.join(folder, other))
+            _remove(osp.join(folder, other))
+
+
+def _remove(path: str) -> None:
+    """Remove a file or a folder tree; errors ignored."""
+    if osp.isdir(path) and not osp.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            os.remove(path)
 
 
 @contextlib.contextmanager
@@ -134,6 +145,38 @@ def atomic_open(path: str, mode: str = 'wb',
     except BaseException:
         with contextlib.suppress(OSError):
             os.remove(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str) -> Iterator[str]:
+    """Yield a new temporary folder beside ``path`` to fill; on success
+    it replaces ``path`` (an old folder there is removed first, so
+    ``path`` is briefly absent), on any failure it is removed. Folders
+    that killed writers of ``path`` left are removed first (as
+    :func:`atomic_open` with ``remove_leftovers``).
+
+    Example::
+
+        with atomic_folder('data/demo/train') as tmp:
+            write_image(osp.join(tmp, 'a.jpg'), img)
+
+    Yields:
+        str: The temporary folder, ``.{name}.{HOST-PIDNS-PID}.{random}.tmp``.
+    """
+    folder, name = osp.split(osp.abspath(path))
+    _remove_leftovers(folder, name)
+    tmp = tempfile.mkdtemp(dir=folder, prefix=f'.{name}.{_writer_tag()}.',
+                           suffix='.tmp')
+    try:
+        yield tmp
+        if osp.isdir(path) and not osp.islink(path):
+            shutil.rmtree(path)
+        elif osp.lexists(path):
+            os.remove(path)
+        os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
         raise
 
 
