@@ -355,6 +355,31 @@ def _hashable(value) -> bool:
     return True
 
 
+def set_work_dir(cfg: Config, work_dir: Optional[str], config: str) -> str:
+    """Set ``cfg.work_dir`` as MMDetection's tools do (``--work-dir``, else
+    the config's ``work_dir``, else ``./work_dirs/<config name>``) and
+    check that the folder can be made and written in
+    (:func:`~mmsnip.utils.fileio.check_output_dir`), before anything is
+    built (MMEngine's runner makes it first thing, with a traceback).
+
+    Returns:
+        str: The work folder.
+
+    Raises:
+        UserInputError: e.g. ``--work-dir "a_file/w": cannot create the
+            folder (Not a directory)`` (``work_dir "..."`` when the config
+            set it).
+    """
+    from .fileio import check_output_dir
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(config))[0])
+    return check_output_dir(cfg.work_dir, 'work_dir' if work_dir is None
+                            else '--work-dir')
+
+
 def check_load_from(cfg: Config, flag: Optional[str] = None) -> None:
     """Raise :class:`UserInputError` when ``cfg.load_from`` (the checkpoint
     to resume from or to initialise with) is a local path that is not a

@@ -157,3 +157,21 @@ def test_tta_without_a_test_time_model_is_one_error():
             check_tta_config(Config(cfg))
     check_tta_config(Config(dict(tta_model=dict(type='SnipTTAModel'),
                                  tta_pipeline=pipeline)))
+
+
+def test_set_work_dir(tmp_path, monkeypatch):
+    """--work-dir, else the config's work_dir, else work_dirs/<name>; a
+    folder that cannot be made is named with where it came from."""
+    from mmsnip.utils.checks import UserInputError
+    from mmsnip.utils.preflight import set_work_dir
+    monkeypatch.chdir(tmp_path)
+    cfg = Config(dict(work_dir=str(tmp_path / 'cfg')))
+    assert set_work_dir(cfg, None, 'x/my_cfg.py') == str(tmp_path / 'cfg')
+    assert set_work_dir(cfg, 'cli', 'x/my_cfg.py') == cfg.work_dir == 'cli'
+    assert set_work_dir(Config(), None, 'x/my_cfg.py') == osp.join(
+        './work_dirs', 'my_cfg')
+    assert osp.isdir(tmp_path / 'work_dirs' / 'my_cfg')
+    (tmp_path / 'a_file').write_text('x')
+    with pytest.raises(UserInputError, match=r'^work_dir "a_file/w": '
+                       r'cannot create the folder \(Not a directory\)$'):
+        set_work_dir(Config(dict(work_dir='a_file/w')), None, 'c.py')
