@@ -128,7 +128,8 @@ def main():
         runner = build_runner(cfg)
         warn_show_dir_rank0_only(cfg, runner.world_size)
         if args.out is not None:
-            from mmdet.evaluation import DumpDetResults
+            # mmdet's, written atomically (no partial file at --out)
+            from mmsnip.evaluation import DumpDetResults
             runner.test_evaluator.metrics.append(
                 DumpDetResults(out_file_path=args.out))
         runner.test()
