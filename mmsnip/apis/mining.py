@@ -35,7 +35,6 @@ import json
 import os
 import os.path as osp
 import pickle
-import shutil
 from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
@@ -57,7 +56,8 @@ from mmsnip.datasets.proposals import (MissingProposalsError, ProposalFile,
 from mmsnip.datasets.transforms import ImageSizeError, check_decoded_size
 from mmsnip.registry import DATASETS, MODELS
 from mmsnip.utils.config_tree import type_in
-from mmsnip.utils.fileio import atomic_open, checked_write, write_json
+from mmsnip.utils.fileio import (atomic_open, checked_write, remove_folder,
+                                 write_json)
 
 SETTINGS_FILE = 'settings.json'
 
@@ -172,8 +172,8 @@ def prepare_parts(parts: str, settings: dict, restart: bool = False) -> None:
         MiningResumeError: The folder holds shards of other settings, or
             shards without a settings record (an older mmsnip).
     """
-    if restart and osp.isdir(parts):
-        shutil.rmtree(parts)
+    if restart:  # as a whole: an interruption leaves no half folder
+        remove_folder(parts)
     os.makedirs(parts, exist_ok=True)
     record = osp.join(parts, SETTINGS_FILE)
     if not osp.isfile(record):
@@ -462,7 +462,7 @@ def mine_proposals(cfg: Config,
     rows = merge_shards(parts, out_file, ids, len(chip_cfg.scales),
                         scales=chip_cfg.scales, pool_iou=pool_iou,
                         img_names=list(names.values()))
-    shutil.rmtree(parts)
+    remove_folder(parts)
     print_log(f'wrote {out_file}: {len(ids)} images, '
               f'{rows / max(len(ids), 1):.0f} proposals per image '
               '(all scales)', logger='current')

@@ -180,6 +180,23 @@ def atomic_folder(path: str) -> Iterator[str]:
         raise
 
 
+def remove_folder(path: str) -> None:
+    """Remove the folder ``path`` (if there is one), renamed aside first
+    (``.{name}.{HOST-PIDNS-PID}.{random}.tmp``), so that an interruption
+    never leaves it half there: ``path`` is gone at once, and what an
+    interrupted removal leaves aside goes with the next
+    :func:`remove_folder` or :func:`atomic_folder` of that name once its
+    process is gone (a killed writer's leftover)."""
+    if not osp.isdir(path) or osp.islink(path):
+        return
+    folder, name = osp.split(osp.abspath(path))
+    _remove_leftovers(folder, name)
+    aside = tempfile.mkdtemp(dir=folder, prefix=f'.{name}.{_writer_tag()}.',
+                             suffix='.tmp')
+    os.replace(path, aside)  # onto the new, empty folder: atomic
+    shutil.rmtree(aside)
+
+
 def atomic_write_bytes(path: str, data: bytes,
                        remove_leftovers: bool = False) -> None:
     """Write ``data`` to ``path`` with :func:`atomic_open`."""

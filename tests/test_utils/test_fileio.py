@@ -86,3 +86,27 @@ def test_leftovers_of_other_files_and_old_names_are_kept(tmp_path):
     fileio.atomic_write_bytes(str(tmp_path / 'out.npz'), b'y',
                               remove_leftovers=True)
     assert sorted(os.listdir(tmp_path)) == sorted(names[1:] + ['out.npz'])
+
+
+def test_a_folder_removal_interrupted_leaves_nothing_at_its_path(
+        tmp_path, monkeypatch):
+    """remove_folder renames the folder aside first: interrupted while it
+    deletes (Ctrl-C, a kill), ``path`` is already gone, never half there
+    (the rest goes as a killed writer's leftover)."""
+    import shutil
+    folder = tmp_path / 'p.pkl.parts'
+    folder.mkdir()
+    for name in ('settings.json', 'rank0-00000000.pkl'):
+        (folder / name).write_bytes(b'x')
+
+    def interrupted(path, *a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(shutil, 'rmtree', interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            fileio.remove_folder(str(folder))
+    assert not folder.exists()
+    (aside,) = os.listdir(tmp_path)
+    assert aside.startswith('.p.pkl.parts.' + fileio._writer_tag() + '.')
+    fileio.remove_folder(str(tmp_path / 'missing'))  # nothing to do
