@@ -151,10 +151,10 @@ def atomic_open(path: str, mode: str = 'wb',
 @contextlib.contextmanager
 def atomic_folder(path: str) -> Iterator[str]:
     """Yield a new temporary folder beside ``path`` to fill; on success
-    it replaces ``path`` (an old folder there is removed first, so
-    ``path`` is briefly absent), on any failure it is removed. Folders
-    that killed writers of ``path`` left are removed first (as
-    :func:`atomic_open` with ``remove_leftovers``).
+    it replaces ``path`` (an old folder there is removed first,
+    :func:`remove_folder`, so ``path`` is briefly absent), on any failure
+    it is removed. Folders that killed writers of ``path`` left are
+    removed first (as :func:`atomic_open` with ``remove_leftovers``).
 
     Example::
 
@@ -171,7 +171,7 @@ def atomic_folder(path: str) -> Iterator[str]:
     try:
         yield tmp
         if osp.isdir(path) and not osp.islink(path):
-            shutil.rmtree(path)
+            remove_folder(path)
         elif osp.lexists(path):
             os.remove(path)
         os.replace(tmp, path)
