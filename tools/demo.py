@@ -4,7 +4,11 @@
 Every step is the command a user would type (tools/make_demo_dataset.py,
 tools/train.py, tools/test.py), run as a subprocess, so the demo exercises
 the real entry points. Steps whose outputs exist are skipped, so a second
-`make demo` only prints the table (`--force` re-runs everything).
+`make demo` only prints the table (`--force` re-runs everything, from the
+start). A training counts as done when MMEngine's ``last_checkpoint``
+names its last epoch (a checkpoint cut short does not count; an
+interrupted training resumes), test metrics and mined proposals when they
+are newer than the weights they come from.
 
     python tools/demo.py [--force] [--full]
 
@@ -48,7 +52,8 @@ SLICED = 'configs/autofocus/sliced_faster-rcnn_r18-w16_fpn_4e-neg_demo.py'
 # Test-only rows: the config whose trained weights they test.
 TEST_ONLY = {SLICED: SNIPER_STAGE2}
 # (row name, config, extra test.py arguments, notes, preparation command:
-# run before training unless its output file (the last argument) exists).
+# run before training unless its output file (the last argument) exists
+# and is newer than the weights it comes from (the third argument)).
 EXPERIMENTS = [
     ('single-scale baseline',
      'configs/baseline/faster-rcnn_r18-w16_fpn_12e_demo.py', [],
@@ -183,18 +188,68 @@ def _minutes(seconds: float) -> str:
     return f'{int(seconds // 60)}m{int(seconds % 60):02d}s'
 
 
-def latest_metrics(work_dir):
-    """The metrics dict of the newest test run logged under ``work_dir``."""
+def _mtime(path: str) -> float:
+    return osp.getmtime(path) if osp.exists(path) else float('inf')
+
+
+def latest_metrics(work_dir, after=None):
+    """The metrics dict of the newest test run logged under ``work_dir``
+    (after the file ``after`` was written, e.g. the tested checkpoint:
+    metrics of older weights do not count), or None."""
     found = []
+    since = 0.0 if after is None else _mtime(after)
     for path in glob.glob(osp.join(work_dir, '*', '*.json')):
         if osp.basename(osp.dirname(path)) + '.json' != osp.basename(path):
             continue  # only mmengine's <timestamp>/<timestamp>.json logs
+        if osp.getmtime(path) < since:
+            continue
         with open(path) as f:
             lines = [json.loads(line) for line in f if line.strip()]
         for record in lines:
             if 'coco/bbox_mAP' in record:
                 found.append((osp.getmtime(path), record))
     return max(found, key=lambda x: x[0])[1] if found else None
+
+
+def training_done(work_dir: str, max_epochs: int) -> bool:
+    """Whether the training in ``work_dir`` saved its last epoch's
+    checkpoint whole: MMEngine names a checkpoint in ``last_checkpoint``
+    only after saving it, so an ``epoch_N.pth`` cut short (a full disk, a
+    kill while saving) does not count."""
+    final = osp.join(work_dir, f'epoch_{max_epochs}.pth')
+    try:
+        with open(osp.join(work_dir, 'last_checkpoint')) as f:
+            named = f.read().strip()
+    except OSError:
+        return False
+    return osp.isfile(final) and \
+        osp.basename(named) == osp.basename(final)
+
+
+def train_command(py, config, work_dir, max_epochs, force):
+    """The command that trains ``config`` in ``work_dir``, or None when
+    its training is done (:func:`training_done`) and not ``force``d. An
+    interrupted run resumes from its latest checkpoint (``--resume``,
+    which replaces ``load_from``: only for a run that saved one); with
+    ``force`` it starts over."""
+    if not force and training_done(work_dir, max_epochs):
+        return None
+    resume = ['--resume'] if not force and osp.isfile(
+        osp.join(work_dir, 'last_checkpoint')) else []
+    return [py, 'tools/train.py', config, '--work-dir', work_dir] + resume
+
+
+def prepare_command(py, prepare, force, after=None):
+    """The preparation command (proposal mining; its output is the last
+    argument), or None when its output exists, written after the file
+    ``after`` (the weights it comes from), and not ``force``d. With
+    ``force`` it starts over (``--restart``: the shards of an interrupted
+    run may be of other weights)."""
+    out = prepare[-1]
+    if not force and osp.isfile(out) and (
+            after is None or _mtime(out) >= _mtime(after)):
+        return None
+    return [py] + prepare + (['--restart'] if force else [])
 
 
 def main():
@@ -211,30 +266,30 @@ def main():
     for name, config, test_args, notes, prepare in experiments:
         work_dir = osp.join(WORK_DIR, _stem(config))
         os.makedirs(work_dir, exist_ok=True)
-        # Train unless the last epoch's checkpoint exists; an interrupted
-        # run resumes from its latest checkpoint (--resume).
+        # Train unless the last epoch's checkpoint was saved; an
+        # interrupted run resumes from its latest checkpoint (--resume).
+        # Steps older than the weights they come from run again.
         trained = TEST_ONLY.get(config, config)
         max_epochs = Config.fromfile(trained).train_cfg.max_epochs
         final = osp.join(WORK_DIR, _stem(trained), f'epoch_{max_epochs}.pth')
-        if prepare and (args.force or not osp.isfile(prepare[-1])):
+        command = prepare and prepare_command(py, prepare, args.force,
+                                              after=prepare[2])
+        if command:
             print(f'[{name}] preparing (log: {work_dir}/prepare.log)')
-            run([py] + prepare, osp.join(work_dir, 'prepare.log'))
-        if config not in TEST_ONLY and (args.force or not osp.isfile(final)):
+            run(command, osp.join(work_dir, 'prepare.log'))
+        command = config not in TEST_ONLY and train_command(
+            py, config, work_dir, max_epochs, args.force)
+        if command:
             print(f'[{name}] training (log: {work_dir}/train.log)')
-            # --resume only for an interrupted run: it replaces load_from
-            # (the stage-2 and AutoFocus configs start from other weights).
-            resume = ['--resume'] if osp.isfile(
-                osp.join(work_dir, 'last_checkpoint')) else []
-            run([py, 'tools/train.py', config, '--work-dir', work_dir] +
-                resume, osp.join(work_dir, 'train.log'))
+            run(command, osp.join(work_dir, 'train.log'))
         checkpoint = final
         test_dir = osp.join(work_dir, 'test')
-        if args.force or latest_metrics(test_dir) is None:
+        if args.force or latest_metrics(test_dir, after=checkpoint) is None:
             print(f'[{name}] testing (log: {work_dir}/test.log)')
             run([py, 'tools/test.py', config, checkpoint, '--work-dir',
                  test_dir] + test_args,
                 osp.join(work_dir, 'test.log'))
-        metrics = latest_metrics(test_dir)
+        metrics = latest_metrics(test_dir, after=checkpoint)
         mpix = train_mpix_per_epoch(trained, DATA_ROOT)
         rows.append((name, metrics, mpix, notes))
 

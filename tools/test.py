@@ -11,7 +11,6 @@ test set through ``tta_pipeline``.
 """
 import argparse
 import os
-import os.path as osp
 
 from mmengine import ConfigDict
 from mmengine.config import DictAction
@@ -27,7 +26,7 @@ from mmsnip.utils.preflight import (check_chip_cfgs, check_data_paths,
                                     check_num_classes, check_run_settings,
                                     check_tta_config, explain_failure,
                                     input_files, load_config, merge_options,
-                                    run_cli)
+                                    run_cli, set_work_dir)
 
 
 def parse_args(argv=None):
@@ -95,12 +94,8 @@ def main():
     cfg.launcher = args.launcher
     merge_options(cfg, args.cfg_options)
 
-    # work_dir is determined in this priority: CLI > segment in file > filename
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    # work_dir: CLI > segment in file > filename; checked writable
+    set_work_dir(cfg, args.work_dir, args.config)
 
     if '://' not in args.checkpoint:
         check_input_file(args.checkpoint, 'checkpoint file')
@@ -133,7 +128,8 @@ def main():
         runner = build_runner(cfg)
         warn_show_dir_rank0_only(cfg, runner.world_size)
         if args.out is not None:
-            from mmdet.evaluation import DumpDetResults
+            # mmdet's, written atomically (no partial file at --out)
+            from mmsnip.evaluation import DumpDetResults
             runner.test_evaluator.metrics.append(
                 DumpDetResults(out_file_path=args.out))
         runner.test()

@@ -7,7 +7,6 @@
 """
 import argparse
 import os
-import os.path as osp
 
 from mmengine.config import DictAction
 
@@ -22,7 +21,8 @@ from mmsnip.utils.preflight import (check_amp_device, check_chip_cfgs,
                                     check_data_paths, check_load_from,
                                     check_num_classes, check_proposal_files,
                                     check_run_settings, explain_failure,
-                                    load_config, merge_options, run_cli)
+                                    load_config, merge_options, run_cli,
+                                    set_work_dir)
 
 
 def parse_args(argv=None):
@@ -81,12 +81,8 @@ def main():
     cfg.launcher = args.launcher
     merge_options(cfg, args.cfg_options)
 
-    # work_dir is determined in this priority: CLI > segment in file > filename
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    # work_dir: CLI > segment in file > filename; checked writable
+    set_work_dir(cfg, args.work_dir, args.config)
 
     if args.amp is True:
         cfg.optim_wrapper.type = 'AmpOptimWrapper'

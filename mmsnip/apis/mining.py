@@ -35,7 +35,6 @@ import json
 import os
 import os.path as osp
 import pickle
-import shutil
 from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
@@ -57,7 +56,8 @@ from mmsnip.datasets.proposals import (MissingProposalsError, ProposalFile,
 from mmsnip.datasets.transforms import ImageSizeError, check_decoded_size
 from mmsnip.registry import DATASETS, MODELS
 from mmsnip.utils.config_tree import type_in
-from mmsnip.utils.fileio import atomic_open
+from mmsnip.utils.fileio import (atomic_open, checked_write, remove_folder,
+                                 write_json)
 
 SETTINGS_FILE = 'settings.json'
 
@@ -172,8 +172,8 @@ def prepare_parts(parts: str, settings: dict, restart: bool = False) -> None:
         MiningResumeError: The folder holds shards of other settings, or
             shards without a settings record (an older mmsnip).
     """
-    if restart and osp.isdir(parts):
-        shutil.rmtree(parts)
+    if restart:  # as a whole: an interruption leaves no half folder
+        remove_folder(parts)
     os.makedirs(parts, exist_ok=True)
     record = osp.join(parts, SETTINGS_FILE)
     if not osp.isfile(record):
@@ -183,8 +183,7 @@ def prepare_parts(parts: str, settings: dict, restart: bool = False) -> None:
                 f'({SETTINGS_FILE}), so they may come from another '
                 'checkpoint or settings; rerun with --restart (restart=True) '
                 'to discard them, or delete the folder')
-        with atomic_open(record, 'w') as f:
-            json.dump(settings, f, indent=1)
+        write_json(record, settings, indent=1)
     check_parts(parts, settings)
 
 
@@ -209,9 +208,16 @@ def check_parts(parts: str, settings: dict) -> None:
             'settings to resume')
 
 
+# Said when a shard or the merged file cannot be written (a full disk).
+RESUME_ADVICE = ('the shards written so far are kept: make room and run '
+                 'the same command again to resume')
+
+
 def _write_shard(folder: str, rank: int, first: int, data: dict) -> None:
+    """Write a shard atomically; ``UserInputError`` naming it if it cannot
+    be written (:func:`~mmsnip.utils.fileio.checked_write`)."""
     path = osp.join(folder, f'rank{rank}-{first:08d}.pkl')
-    with atomic_open(path) as f:
+    with checked_write(path, RESUME_ADVICE), atomic_open(path) as f:
         pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
@@ -263,12 +269,15 @@ def merge_shards(folder: str, out_file: str, img_ids: Sequence,
     Raises:
         RuntimeError: An image of ``img_ids`` that no shard holds (found
             in the writer's first pass over the shards; nothing written).
+        UserInputError: ``out_file`` cannot be written (a full disk),
+            naming it; nothing is left at ``out_file``.
     """
     try:
-        write_proposal_groups(out_file, img_ids, num_scales,
-                              lambda: _shards(folder), scales=scales,
-                              shared_scales=pool_iou is not None,
-                              pool_iou=pool_iou, img_names=img_names)
+        with checked_write(out_file, RESUME_ADVICE):
+            write_proposal_groups(out_file, img_ids, num_scales,
+                                  lambda: _shards(folder), scales=scales,
+                                  shared_scales=pool_iou is not None,
+                                  pool_iou=pool_iou, img_names=img_names)
     except MissingProposalsError as e:
         absent = set(e.missing)
         missing = [i for i in img_ids if i in absent]  # the dataset's order
@@ -318,6 +327,9 @@ def mine_proposals(cfg: Config,
         ValueError: Two different images (paths) with one ``img_id``
             (:func:`~mmsnip.datasets.proposals.check_image_ids`), before
             anything is mined.
+        UserInputError: A shard, the settings record or ``out_file``
+            cannot be written (a full disk), naming the file; the shards
+            written so far are kept, so the same call resumes.
     """
     rank, world_size = get_dist_info()
     if pool_iou is not None:
@@ -450,7 +462,7 @@ def mine_proposals(cfg: Config,
     rows = merge_shards(parts, out_file, ids, len(chip_cfg.scales),
                         scales=chip_cfg.scales, pool_iou=pool_iou,
                         img_names=list(names.values()))
-    shutil.rmtree(parts)
+    remove_folder(parts)
     print_log(f'wrote {out_file}: {len(ids)} images, '
               f'{rows / max(len(ids), 1):.0f} proposals per image '
               '(all scales)', logger='current')

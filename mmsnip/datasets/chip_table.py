@@ -17,8 +17,10 @@ A chip table is the list of every chip of a dataset (parallel arrays; see
   folder means no cache (with a warning); files are written with
   :func:`~mmsnip.utils.fileio.atomic_open` (no temporary file left, the
   user's umask). Several processes (distributed ranks) wanting the same
-  table: the first takes ``chips-<key>.npz.lock`` and builds, the others
-  wait for the file and load it (a timeout names the lock file).
+  table: the first takes ``chips-<key>.npz.lock`` and builds (refreshing
+  the lock, so that a build killed on another host is told from a live
+  one), the others wait for the file and load it (a timeout names the
+  lock file).
 """
 import dataclasses
 import hashlib
@@ -28,6 +30,7 @@ import multiprocessing
 import os
 import os.path as osp
 import socket
+import threading
 import time
 from typing import Callable, Optional
 
@@ -537,6 +540,29 @@ def _owner_is_gone(owner: dict) -> bool:
     return not _pid_alive(owner['pid'])
 
 
+class _Heartbeat:
+    """Refresh a lock's modification time every ``every`` seconds in a
+    thread, so that processes of other hosts can tell a live build from
+    one that was killed (:meth:`ChipTableCache.load_or_build`)."""
+
+    def __init__(self, lock: str, every: float):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(lock, every), daemon=True)
+        self._thread.start()
+
+    def _run(self, lock: str, every: float) -> None:
+        while not self._stop.wait(every):
+            try:
+                os.utime(lock)
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 class ChipTableCache:
     """``<folder>/chips-<key>.npz`` with a build lock beside it.
 
@@ -545,6 +571,13 @@ class ChipTableCache:
         wait_timeout (float): Seconds to wait for another process's build
             (its lock file) before giving up with :class:`CacheWaitTimeout`.
         poll (float): Seconds between looks at the lock.
+        heartbeat (float): The builder refreshes its lock's modification
+            time this often (seconds; recorded in the lock).
+        stale_after (float): A lock whose record says it is refreshed but
+            that has not changed for this many seconds of waiting is
+            taken over: its build was killed (on another host or in
+            another container, where its pid cannot be judged). Well above
+            ``heartbeat`` and NFS's attribute caching (60 s).
 
     Layout of a cache file (``np.savez``, uncompressed, no pickle): the
     :data:`TABLE_FIELDS` arrays and ``meta``, a JSON string (uint8 bytes)
@@ -553,10 +586,13 @@ class ChipTableCache:
     """
 
     def __init__(self, folder: str, wait_timeout: float = 1800.0,
-                 poll: float = 0.5):
+                 poll: float = 0.5, heartbeat: float = 10.0,
+                 stale_after: float = 180.0):
         self.folder = folder
         self.wait_timeout = float(wait_timeout)
         self.poll = float(poll)
+        self.heartbeat = float(heartbeat)
+        self.stale_after = float(stale_after)
 
     def path(self, key: str) -> str:
         return osp.join(self.folder, f'chips-{key}.npz')
@@ -606,7 +642,8 @@ class ChipTableCache:
         arrays = {k: table[k] for k in TABLE_FIELDS}
         arrays['meta'] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
         try:
-            with atomic_open(path) as f:
+            # (a build killed mid-write left its temporary file: removed)
+            with atomic_open(path, remove_leftovers=True) as f:
                 np.savez(f, **arrays)
         except OSError as e:
             _warn(f'could not write chip cache {path} ({e}); continuing '
@@ -619,7 +656,8 @@ class ChipTableCache:
         """Create ``lock`` holding its owner (host, pid, time), or False if
         it exists. The content is written first and linked into place, so
         another process never reads a half-written lock."""
-        owner = json.dumps(_owner_record())
+        owner = json.dumps(dict(_owner_record(), heartbeat=self.heartbeat))
+        self._written = owner  # what tells our lock from a later one
         tmp = f'{lock}.{socket.gethostname()}.{os.getpid()}.tmp'
         try:
             with open(tmp, 'w') as f:
@@ -706,6 +744,7 @@ class ChipTableCache:
         lock = self.path(key) + '.lock'
         deadline = time.monotonic() + self.wait_timeout
         announced = False
+        silence = _Silence()
         while True:
             try:
                 if self._try_lock(lock):
@@ -713,10 +752,14 @@ class ChipTableCache:
             except OSError as e:  # e.g. EACCES on a network file system
                 return self._build_uncached(
                     build, f'cannot create the lock {lock} ({e})')
-            stale = self._stale(lock)
+            stale, why = self._stale(lock), 'its process is gone'
+            if stale is None and silence.seconds(lock) > self.stale_after \
+                    and self._refreshed(lock):
+                stale = silence.inode
+                why = (f'not refreshed for {self.stale_after:.0f} s: its '
+                       f'build was killed; {self._describe(lock)}')
             if stale is not None:
-                _warn(f'removing stale chip-cache lock {lock} (its process '
-                      'is gone)')
+                _warn(f'removing stale chip-cache lock {lock} ({why})')
                 try:
                     # Only the lock judged stale: another waiter may have
                     # replaced it with its own since.
@@ -748,6 +791,7 @@ class ChipTableCache:
                 table = self.load(key, num_images)
                 if table is not None:
                     return table
+        heartbeat = _Heartbeat(lock, self.heartbeat)
         try:
             # Another process may have finished just before our lock.
             table = self.load(key, num_images) \
@@ -757,10 +801,21 @@ class ChipTableCache:
                 self.save(key, table, num_images)
             return table
         finally:
-            try:
-                os.remove(lock)
-            except OSError:
-                pass
+            heartbeat.stop()
+            # ours only: another process may have taken it over (ours
+            # judged stale while this one was stopped, e.g. by Ctrl-Z)
+            if _read(lock) == self._written:
+                try:
+                    os.remove(lock)
+                except OSError:
+                    pass
+
+    def _refreshed(self, lock: str) -> bool:
+        """Whether the lock's record says its owner refreshes it (an
+        mmsnip that does; older locks and unknown owners never count as
+        silent)."""
+        owner = self._owner(lock)
+        return owner is not None and is_number(owner.get('heartbeat'))
 
     @staticmethod
     def _build_uncached(build: Callable[[], dict], why: str) -> dict:
@@ -769,6 +824,23 @@ class ChipTableCache:
         _warn(f'chip cache: {why}; building the chip table in this '
               'process without the cache')
         return build()
+
+
+class _Silence:
+    """How long a lock has been seen unchanged (same inode, modification
+    time and size) by this process, on its own monotonic clock: hosts'
+    clocks need not agree."""
+
+    def __init__(self):
+        self.inode, self._seen, self._since = None, None, 0.0
+
+    def seconds(self, lock: str) -> float:
+        seen = _file_id(lock)
+        now = time.monotonic()
+        if seen is None or seen != self._seen:
+            self._seen, self._since = seen, now
+            self.inode = None if seen is None else seen[0]
+        return 0.0 if seen is None else now - self._since
 
 
 def _file_id(path: str):

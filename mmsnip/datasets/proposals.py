@@ -898,7 +898,8 @@ def _write_file(path: str, meta: dict,
     arrays = dict(arrays, meta=np.frombuffer(json.dumps(meta).encode(),
                                              np.uint8))
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    with atomic_open(path) as f:
+    # a writer killed mid-write left its temporary file: removed here
+    with atomic_open(path, remove_leftovers=True) as f:
         np.savez(f, **arrays)
 
 
@@ -934,7 +935,7 @@ def _write_streamed(path: str, meta: dict, img_ids: np.ndarray,
     box_dtype = np.dtype(box_dtype)
     digest.update(b'boxes' + box_dtype.str.encode())
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    with atomic_open(path) as f, zipfile.ZipFile(
+    with atomic_open(path, remove_leftovers=True) as f, zipfile.ZipFile(
             f, 'w', zipfile.ZIP_STORED, allowZip64=True) as zf:
         for name, arr in (('img_ids', img_ids), ('offsets', offsets)):
             with zf.open(name + '.npy', 'w', force_zip64=True) as member:

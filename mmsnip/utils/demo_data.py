@@ -23,14 +23,12 @@ import dataclasses
 import json
 import os
 import os.path as osp
-import shutil
-import tempfile
 from typing import Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
 
-from mmsnip.utils.fileio import atomic_open, write_image
+from mmsnip.utils.fileio import atomic_folder, atomic_open, write_image
 
 CATEGORIES = ('disc', 'square', 'triangle', 'cross', 'ring')
 # BGR base colour per category (OpenCV images are BGR).
@@ -322,10 +320,13 @@ def generate_split(out_dir: str, split: str, num_images: int, seed: int,
                    params: DemoDataParams, force: bool = False) -> dict:
     """Write ``out_dir/{split}/*.jpg`` and the split's COCO json.
 
-    Images go to a temporary folder that is renamed into place, then the
-    annotation file is written atomically; a split counts as complete only
-    when its json exists with the same parameters, so an interrupted run is
-    redone, and a complete one is skipped unless ``force``.
+    Images go to a temporary folder that is renamed into place
+    (:func:`~mmsnip.utils.fileio.atomic_folder`: removed if interrupted,
+    and by the next run if the process was killed), then the annotation
+    file is written atomically; a split counts as complete only when its
+    json exists with the same parameters (the json is removed before the
+    images change), so an interrupted run is redone, and a complete one is
+    skipped unless ``force``.
 
     Returns:
         dict: The COCO annotation dict.
@@ -338,22 +339,23 @@ def generate_split(out_dir: str, split: str, num_images: int, seed: int,
         with open(ann_path) as f:
             return json.load(f)
     os.makedirs(osp.join(out_dir, 'annotations'), exist_ok=True)
-    tmp_dir = tempfile.mkdtemp(dir=out_dir, prefix=f'.{split}-')
+    # The json marks a complete split: gone before its images change, so
+    # an interruption from here on never leaves a "complete" split.
+    if osp.lexists(ann_path):
+        os.remove(ann_path)
     images, annotations = [], []
-    for i in range(num_images):
-        img, anns = generate_image(params, seed, i)
-        name = f'{split}_{i:06d}.jpg'
-        write_image(osp.join(tmp_dir, name), img,
-                    [cv2.IMWRITE_JPEG_QUALITY, params.jpeg_quality])
-        images.append(dict(id=i + 1, file_name=name, width=img.shape[1],
-                           height=img.shape[0]))
-        for ann in anns:
-            annotations.append(dict(id=len(annotations) + 1, image_id=i + 1,
-                                    **ann))
-    img_dir = osp.join(out_dir, split)
-    if osp.exists(img_dir):
-        shutil.rmtree(img_dir)
-    os.replace(tmp_dir, img_dir)
+    # removed if interrupted; a killed run's is removed by the next run
+    with atomic_folder(osp.join(out_dir, split)) as tmp_dir:
+        for i in range(num_images):
+            img, anns = generate_image(params, seed, i)
+            name = f'{split}_{i:06d}.jpg'
+            write_image(osp.join(tmp_dir, name), img,
+                        [cv2.IMWRITE_JPEG_QUALITY, params.jpeg_quality])
+            images.append(dict(id=i + 1, file_name=name,
+                               width=img.shape[1], height=img.shape[0]))
+            for ann in anns:
+                annotations.append(dict(id=len(annotations) + 1,
+                                        image_id=i + 1, **ann))
     coco = dict(
         info=dict(description='mmsnip synthetic demo data',
                   mmsnip_demo=info),

@@ -5,7 +5,13 @@ Every file mmsnip writes (chip caches, proposal files and shards, exported
 chips, demo annotations, pictures) goes through :func:`atomic_open`:
 readers never see a half-written file, a failed write leaves no temporary
 file behind, and the final file gets the permissions the user's umask
-gives (``tempfile.mkstemp`` alone would create it ``0600``).
+gives (``tempfile.mkstemp`` alone would create it ``0600``). A writer
+killed mid-write (SIGTERM, SIGKILL: no clean-up runs) leaves its
+temporary file, named with its host and process; files written once per
+run (chip caches, proposal files) pass ``remove_leftovers=True``, so the
+next write of the same file removes those of writers that are gone.
+:func:`atomic_folder` does the same for a folder of files (the demo
+data's images).
 
 The tools use the checked helpers below it: :func:`check_output_dir` and
 :func:`check_output_file` before any work, :func:`write_json`,
@@ -16,6 +22,9 @@ False) and :func:`save_figure` for the writes; a failure is a
 import contextlib
 import os
 import os.path as osp
+import re
+import shutil
+import socket
 import tempfile
 from typing import IO, Dict, Iterator, Optional
 
@@ -26,8 +35,75 @@ def _umask() -> int:
     return mask
 
 
+def _pid_namespace() -> int:
+    """The inode of this process's pid namespace (Linux), else 0."""
+    try:
+        return os.stat('/proc/self/ns/pid').st_ino
+    except OSError:
+        return 0
+
+
+def _host_and_namespace() -> str:
+    """``HOST-PIDNS``: where the pids of temporary files' names are
+    valid."""
+    host = re.sub(r'[^A-Za-z0-9_.-]', '_', socket.gethostname())
+    return f'{host}-{_pid_namespace()}'
+
+
+def _writer_tag(pid: Optional[int] = None) -> str:
+    """``HOST-PIDNS-PID`` of process ``pid`` of this host and namespace
+    (default: this one), the owner part of a temporary file's name."""
+    return f'{_host_and_namespace()}-{os.getpid() if pid is None else pid}'
+
+
+# ``.{name}.{HOST-PIDNS-PID}.{mkstemp's random part}.tmp``
+_TMP_OWNER = re.compile(r'(?P<tag>.+-\d+)-(?P<pid>\d+)\.[a-z0-9_]+\.tmp')
+
+
+def _pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # another user's: alive
+        return False
+    return False
+
+
+def _remove_leftovers(folder: str, name: str) -> None:
+    """Remove the temporary files of ``folder/name`` that writers of this
+    host and pid namespace left when they were killed (their process is
+    gone). A live writer's, another host's or container's, and names
+    without an owner are kept."""
+    if not _pid_namespace():  # pids cannot be judged: keep them all
+        return
+    prefix, here = f'.{name}.', _host_and_namespace()
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for other in names:
+        owner = _TMP_OWNER.fullmatch(other[len(prefix):]) \
+            if other.startswith(prefix) else None
+        if owner is None or owner['tag'] != here:
+            continue
+        pid = int(owner['pid'])
+        if pid != os.getpid() and _pid_gone(pid):
+            _remove(osp.join(folder, other))
+
+
+def _remove(path: str) -> None:
+    """Remove a file or a folder tree; errors ignored."""
+    if osp.isdir(path) and not osp.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+
+
 @contextlib.contextmanager
-def atomic_open(path: str, mode: str = 'wb') -> Iterator[IO]:
+def atomic_open(path: str, mode: str = 'wb',
+                remove_leftovers: bool = False) -> Iterator[IO]:
     """Open a temporary file beside ``path``; rename it onto ``path`` on
     success, remove it on any failure.
 
@@ -40,16 +116,24 @@ def atomic_open(path: str, mode: str = 'wb') -> Iterator[IO]:
         path (str): Final file. Its folder must exist and be writable
             (``OSError`` otherwise, raised before anything is written).
         mode (str): ``'wb'`` (default) or ``'w'`` (text, UTF-8).
+        remove_leftovers (bool): First remove the temporary files of
+            ``path`` that killed writers of this host left (their process
+            is gone). It lists the folder: for files written once per
+            run, not for each file of a folder of many.
 
     Yields:
-        IO: The open temporary file.
+        IO: The open temporary file, named
+        ``.{name}.{HOST-PIDNS-PID}.{random}.tmp``.
     """
     if mode not in ('wb', 'w'):
         raise ValueError(f"atomic_open: mode must be 'wb' or 'w', got "
                          f'{mode!r}')
     folder = osp.dirname(osp.abspath(path))
+    if remove_leftovers:
+        _remove_leftovers(folder, osp.basename(path))
     fd, tmp = tempfile.mkstemp(
-        dir=folder, prefix=f'.{osp.basename(path)}.', suffix='.tmp')
+        dir=folder, prefix=f'.{osp.basename(path)}.{_writer_tag()}.',
+        suffix='.tmp')
     try:
         kwargs = {} if mode == 'wb' else dict(encoding='utf-8')
         with os.fdopen(fd, mode, **kwargs) as f:
@@ -64,9 +148,59 @@ def atomic_open(path: str, mode: str = 'wb') -> Iterator[IO]:
         raise
 
 
-def atomic_write_bytes(path: str, data: bytes) -> None:
+@contextlib.contextmanager
+def atomic_folder(path: str) -> Iterator[str]:
+    """Yield a new temporary folder beside ``path`` to fill; on success
+    it replaces ``path`` (an old folder there is removed first,
+    :func:`remove_folder`, so ``path`` is briefly absent), on any failure
+    it is removed. Folders that killed writers of ``path`` left are
+    removed first (as :func:`atomic_open` with ``remove_leftovers``).
+
+    Example::
+
+        with atomic_folder('data/demo/train') as tmp:
+            write_image(osp.join(tmp, 'a.jpg'), img)
+
+    Yields:
+        str: The temporary folder, ``.{name}.{HOST-PIDNS-PID}.{random}.tmp``.
+    """
+    folder, name = osp.split(osp.abspath(path))
+    _remove_leftovers(folder, name)
+    tmp = tempfile.mkdtemp(dir=folder, prefix=f'.{name}.{_writer_tag()}.',
+                           suffix='.tmp')
+    try:
+        yield tmp
+        if osp.isdir(path) and not osp.islink(path):
+            remove_folder(path)
+        elif osp.lexists(path):
+            os.remove(path)
+        os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def remove_folder(path: str) -> None:
+    """Remove the folder ``path`` (if there is one), renamed aside first
+    (``.{name}.{HOST-PIDNS-PID}.{random}.tmp``), so that an interruption
+    never leaves it half there: ``path`` is gone at once, and what an
+    interrupted removal leaves aside goes with the next
+    :func:`remove_folder` or :func:`atomic_folder` of that name once its
+    process is gone (a killed writer's leftover)."""
+    if not osp.isdir(path) or osp.islink(path):
+        return
+    folder, name = osp.split(osp.abspath(path))
+    _remove_leftovers(folder, name)
+    aside = tempfile.mkdtemp(dir=folder, prefix=f'.{name}.{_writer_tag()}.',
+                             suffix='.tmp')
+    os.replace(path, aside)  # onto the new, empty folder: atomic
+    shutil.rmtree(aside)
+
+
+def atomic_write_bytes(path: str, data: bytes,
+                       remove_leftovers: bool = False) -> None:
     """Write ``data`` to ``path`` with :func:`atomic_open`."""
-    with atomic_open(path, 'wb') as f:
+    with atomic_open(path, 'wb', remove_leftovers) as f:
         f.write(data)
 
 
@@ -187,13 +321,15 @@ def check_input_file(path: str, what: str) -> str:
 
 
 @contextlib.contextmanager
-def checked_write(path: str) -> Iterator[None]:
+def checked_write(path: str, advice: str = '') -> Iterator[None]:
     """Turn an ``OSError`` of the block into ``UserInputError`` naming
-    ``path`` (a full disk, a folder removed mid-run)."""
+    ``path`` (a full disk, a folder removed mid-run), followed by
+    ``'; ' + advice`` when given (e.g. how to resume)."""
     try:
         yield
     except OSError as e:
-        raise _user_error(f'cannot write "{path}": {_reason(e)}') from None
+        raise _user_error(f'cannot write "{path}": {_reason(e)}' +
+                          (f'; {advice}' if advice else '')) from None
 
 
 def write_json(path: str, obj, **kwargs) -> None:

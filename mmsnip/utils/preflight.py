@@ -355,6 +355,31 @@ def _hashable(value) -> bool:
     return True
 
 
+def set_work_dir(cfg: Config, work_dir: Optional[str], config: str) -> str:
+    """Set ``cfg.work_dir`` as MMDetection's tools do (``--work-dir``, else
+    the config's ``work_dir``, else ``./work_dirs/<config name>``) and
+    check that the folder can be made and written in
+    (:func:`~mmsnip.utils.fileio.check_output_dir`), before anything is
+    built (MMEngine's runner makes it first thing, with a traceback).
+
+    Returns:
+        str: The work folder.
+
+    Raises:
+        UserInputError: e.g. ``--work-dir "a_file/w": cannot create the
+            folder (Not a directory)`` (``work_dir "..."`` when the config
+            set it).
+    """
+    from .fileio import check_output_dir
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(config))[0])
+    return check_output_dir(cfg.work_dir, 'work_dir' if work_dir is None
+                            else '--work-dir')
+
+
 def check_load_from(cfg: Config, flag: Optional[str] = None) -> None:
     """Raise :class:`UserInputError` when ``cfg.load_from`` (the checkpoint
     to resume from or to initialise with) is a local path that is not a
@@ -362,17 +387,65 @@ def check_load_from(cfg: Config, flag: Optional[str] = None) -> None:
     the runner. A run without ``load_from`` (auto-resume: the work
     folder's latest checkpoint, if any) passes.
 
+    Auto-resume (``resume=True`` without ``load_from``: ``--resume``
+    without a path) resumes from the checkpoint the work folder's
+    ``last_checkpoint`` names (MMEngine's rule). When that file is gone:
+    the checkpoint of the same name in the work folder, if there is one
+    (the folder was moved: ``last_checkpoint`` holds an absolute path;
+    set as ``cfg.load_from``, logged), else an error listing the
+    checkpoints there.
+
     Args:
         cfg (Config): A full config.
         flag (str, optional): The command-line option that set it (e.g.
             ``'--resume'``), named in the message; else ``load_from``.
     """
     path = cfg.get('load_from')
+    if not path and cfg.get('resume') is True and cfg.get('work_dir'):
+        _check_auto_resume(cfg)
+        return
     if not path or not isinstance(path, str) or '://' in path:
         return
     from .fileio import check_input_file
     check_input_file(osp.expanduser(path), f'{flag or "load_from"} '
                      'checkpoint')
+
+
+def _check_auto_resume(cfg: Config) -> None:
+    """:func:`check_load_from` for auto-resume (see there)."""
+    import glob
+    import re
+    record = osp.join(cfg.work_dir, 'last_checkpoint')
+    try:
+        with open(record) as f:
+            named = f.read().strip()
+    except OSError:
+        return  # none: MMEngine starts afresh
+    if not named or '://' in named or osp.isfile(named):
+        return
+    here = osp.join(cfg.work_dir, osp.basename(named))
+    if osp.isfile(here):
+        from mmengine.logging import print_log
+        print_log(f'--resume: "{record}" names "{named}", which does not '
+                  f'exist; resuming from "{here}", the checkpoint of that '
+                  'name in the work folder (the folder was moved)',
+                  logger='current', level=logging.WARNING)
+        cfg.load_from = here
+        return
+
+    def number(p):
+        found = re.findall(r'\d+', osp.basename(p))
+        return (int(found[-1]) if found else -1, p)
+
+    there = sorted(glob.glob(osp.join(cfg.work_dir, '*.pth')), key=number)
+    fix = (f'resume from one that exists: --resume {there[-1]} '
+           f'(checkpoints there: '
+           f'{", ".join(osp.basename(p) for p in there)})' if there else
+           'no checkpoint is left there: delete that file to start over')
+    raise UserInputError(
+        f'--resume: "{record}" names the checkpoint "{named}", which does '
+        f'not exist (deleted, or removed before a newer one was saved '
+        f'whole: max_keep_ckpts); {fix}')
 
 
 # The tools read image headers before a run only up to this many images

@@ -1,5 +1,7 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 """tools/mine_proposals.py on the tiny demo data: output, resume, errors."""
+import errno
+import os
 import os.path as osp
 import pickle
 import sys
@@ -283,3 +285,69 @@ def test_mining_decodes_the_images_as_training_does(stage1, tiny_demo_root,
                        f'{img_id}' r'\): the image decodes to .* EXIF'):
         mine_proposals(cfg, ckpt, str(tmp_path / 'p.pkl'), num_per_scale=10,
                        device='cpu')
+
+
+def test_a_full_disk_while_mining_is_one_error_and_a_rerun_resumes(
+        stage1, tmp_path):
+    """A shard that cannot be written (a full disk; here a file-size
+    limit, EFBIG): one ``error:`` line naming the shard, exit 2, no
+    temporary file; the same command resumes once there is room."""
+    cfg_path, ckpt = stage1
+    out = str(tmp_path / 'props.pkl')
+    cmd = [sys.executable, 'tools/mine_proposals.py', cfg_path, ckpt,
+           '--out', out, '--num-per-scale', '300', '--shard-size', '6']
+    # 20 KiB: the config mmengine copies fits, a shard of 6 images not
+    proc = run_tool(['bash', '-c', 'ulimit -f 20 && exec "$@"', 'bash'] +
+                    cmd, check=False)
+    errors = [ln for ln in proc.stderr.splitlines()
+              if ln.startswith('error:')]
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr, \
+        proc.stderr[-3000:]
+    assert len(errors) == 1 and 'File too large' in errors[0]
+    assert osp.join(out + '.parts', 'rank0-') in errors[0]
+    assert sorted(os.listdir(out + '.parts')) == ['settings.json']
+    run_tool(cmd[1:])
+    assert len(ProposalFile(out)) == len(_image_ids(cfg_path))
+    assert not osp.exists(out + '.parts')
+
+
+def test_failed_writes_of_the_miner_name_the_file(tmp_path, monkeypatch):
+    """The settings record, a shard and the merged file: a write that
+    fails (ENOSPC at fsync, as a full network disk reports it) is a
+    ``UserInputError`` naming the file; nothing is left behind."""
+    from mmsnip.apis.mining import _write_shard
+    from mmsnip.utils import fileio
+    from mmsnip.utils.checks import UserInputError
+    parts = str(tmp_path / 'p.pkl.parts')
+    ckpt = tmp_path / 'c.pth'
+    ckpt.write_bytes(b'weights')
+    from mmsnip.chips import ChipConfig
+    cfg = ChipConfig.from_dict(dict(scales=[dict(factor=1.0)]))
+    settings = mining_settings(str(ckpt), cfg, [(1, 'a.jpg')], 5, 0.7)
+    rows = [np.array([[1, 2, 30, 40, 0.5]], np.float32)]
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    with monkeypatch.context() as m:
+        m.setattr(fileio.os, 'fsync', full)
+        with pytest.raises(UserInputError, match='cannot write ".*'
+                           'settings.json": No space left on device'):
+            prepare_parts(parts, settings)
+    assert os.listdir(parts) == []
+    prepare_parts(parts, settings)
+    with monkeypatch.context() as m:
+        m.setattr(fileio.os, 'fsync', full)
+        with pytest.raises(UserInputError, match='cannot write ".*'
+                           'rank0-00000000.pkl": No space left on device'):
+            _write_shard(parts, 0, 0, {1: rows})
+    _write_shard(parts, 0, 0, {1: rows})
+    out = str(tmp_path / 'p.pkl')
+    with monkeypatch.context() as m:
+        m.setattr(fileio.os, 'fsync', full)
+        with pytest.raises(UserInputError, match=r'cannot write ".*p\.pkl"'
+                           ': No space left on device'):
+            merge_shards(parts, out, [1], 1)
+    assert sorted(os.listdir(tmp_path)) == ['c.pth', 'p.pkl.parts']
+    assert sorted(os.listdir(parts)) == ['rank0-00000000.pkl',
+                                         'settings.json']

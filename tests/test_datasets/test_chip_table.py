@@ -428,3 +428,82 @@ def test_records_hold_every_box_in_order():
     np.testing.assert_array_equal(rec.crowd, [False, True, False])
     np.testing.assert_array_equal(rec.heights, [50, 5, 8])
     assert rec.img_ids == [7, 'b', 9]
+
+
+def _lock_of_another_node(lock, **fields):
+    """A lock written by a build on host node-7 (its pid means nothing
+    here) that refreshes it (``heartbeat``, seconds)."""
+    with open(lock, 'w') as f:
+        json.dump(dict(host='node-7', pid=4242, time=time.time(),
+                       heartbeat=1.0, **fields), f)
+
+
+def test_a_silent_lock_of_another_node_is_taken_over(tmp_path):
+    """A build killed on another node (or in another container) leaves a
+    lock no pid here can judge; it stopped being refreshed, so after
+    ``stale_after`` seconds without a change it is taken over (was:
+    waited for until cache_wait_timeout, 30 min, then an error asking to
+    delete it by hand)."""
+    rec = records(5)
+    cache = ChipTableCache(str(tmp_path), wait_timeout=60, poll=0.02,
+                           stale_after=0.3)
+    lock = cache.path('k') + '.lock'
+    _lock_of_another_node(lock)
+    with mock.patch.object(chip_table, '_warn') as warn:
+        table = cache.load_or_build(
+            'k', len(rec), lambda: build_chip_table(rec, CFG, workers=0))
+    assert len(table['boxes']) > 0
+    assert sorted(os.listdir(tmp_path)) == ['chips-k.npz']
+    (msg, ), _ = warn.call_args
+    assert 'chips-k.npz.lock' in msg and 'not refreshed' in msg
+    assert 'process 4242 on host node-7' in msg
+
+
+def test_a_refreshed_lock_of_another_node_is_waited_for(tmp_path):
+    """A live build on another node refreshes its lock: waited for until
+    cache_wait_timeout, never taken over; a lock of an mmsnip that does
+    not refresh its locks (no ``heartbeat``) is never judged silent."""
+    lock = str(tmp_path / 'chips-k.npz.lock')
+    real_sleep, beats = time.sleep, iter(range(1, 10 ** 6))
+
+    def refreshed(seconds):  # the other node's heartbeat, each poll
+        n = next(beats)
+        os.utime(lock, ns=(n * 10 ** 9, n * 10 ** 9))
+        real_sleep(seconds)
+
+    cache = ChipTableCache(str(tmp_path), wait_timeout=0.6, poll=0.02,
+                           stale_after=0.1)
+    _lock_of_another_node(lock)
+    with mock.patch.object(chip_table.time, 'sleep', refreshed), \
+            pytest.raises(CacheWaitTimeout, match='node-7'):
+        cache.load_or_build('k', 1, lambda: {})
+    os.remove(lock)
+    with open(lock, 'w') as f:  # an older mmsnip's lock: no heartbeat
+        json.dump(dict(host='node-7', pid=4242, time=time.time()), f)
+    with pytest.raises(CacheWaitTimeout, match='node-7'):
+        cache.load_or_build('k', 1, lambda: {})
+
+
+def test_the_builder_refreshes_its_lock_and_removes_only_its_own(
+        tmp_path):
+    """While it builds, the lock's owner refreshes it every ``heartbeat``
+    seconds (its record says so); at the end it removes its lock, not one
+    another process took over meanwhile."""
+    rec = records(1)
+    cache = ChipTableCache(str(tmp_path), heartbeat=0.02)
+    lock = cache.path('k') + '.lock'
+
+    def build():
+        owner = ChipTableCache._owner(lock)
+        assert owner['heartbeat'] == 0.02
+        first = os.stat(lock).st_mtime_ns
+        deadline = time.monotonic() + 30
+        while os.stat(lock).st_mtime_ns == first:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        os.remove(lock)  # taken over by another process
+        _lock_of_another_node(lock)
+        return build_chip_table(rec, CFG, workers=0)
+
+    cache.load_or_build('k', len(rec), build)
+    assert ChipTableCache._owner(lock)['host'] == 'node-7'

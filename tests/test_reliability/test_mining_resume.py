@@ -161,3 +161,26 @@ def test_merged_file_records_the_scales(tmp_path):
     with pytest.raises(ValueError,
                        match=r'was mined for chip_cfg.scales\[0\]'):
         load_proposals(out, [1], 3, scales=scales[::-1])
+
+
+def test_restart_interrupted_while_deleting_starts_afresh(tmp_path,
+                                                          monkeypatch):
+    """``--restart`` (or the end of mining) interrupted while the shards
+    are deleted: the folder is gone as a whole, so the next run starts
+    afresh (was: shards left without settings.json, refused until rerun
+    with --restart, even after a finished merge)."""
+    import shutil
+    parts = str(tmp_path / 'props.pkl.parts')
+    prepare_parts(parts, _settings(tmp_path))
+    _shard(parts)
+
+    def interrupted(path, *a, **k):
+        os.remove(osp.join(path, SETTINGS_FILE))
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(shutil, 'rmtree', interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            prepare_parts(parts, _settings(tmp_path, num=20), restart=True)
+    prepare_parts(parts, _settings(tmp_path, num=20))  # no error
+    assert os.listdir(parts) == [SETTINGS_FILE]

@@ -228,6 +228,29 @@ def test_missing_resume_or_load_from_checkpoint(tiny_demo_root, tmp_path):
         assert 'SniperDataset:' not in proc.stdout + proc.stderr
 
 
+def test_a_work_dir_that_cannot_be_made_is_one_error_line(tiny_demo_root,
+                                                         tmp_path):
+    """``--work-dir`` (or the config's ``work_dir``) under a file, so it
+    cannot be created: one error line naming it, before anything is
+    built, from tools/train.py and tools/test.py (was: MMEngine's
+    NotADirectoryError traceback). The config's work_dir:
+    tests/test_utils/test_preflight.py::test_set_work_dir."""
+    cfg = tiny_config(tiny_demo_root, str(tmp_path / 'w'),
+                      str(tmp_path / 'cfg.py'), base=SNIPER_DEMO)
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('x')
+    ckpt = tmp_path / 'model.pth'
+    ckpt.write_bytes(b'')
+    for cmd in (['tools/train.py', cfg],
+                ['tools/test.py', cfg, str(ckpt)]):
+        proc = run_tool(cmd + ['--work-dir', str(blocker / 'w')],
+                        check=False)
+        line = _single_error_line(proc)
+        assert line == (f'error: --work-dir "{blocker}/w": cannot create '
+                        'the folder (Not a directory)'), line
+        assert 'SniperDataset:' not in proc.stdout + proc.stderr
+
+
 def test_proposals_of_other_scales_are_one_error_line(tiny_demo_root,
                                                       tmp_path):
     """tools/train.py on a stage-2 config whose proposal file was mined

@@ -1,13 +1,19 @@
 # Copyright (c) mmsnip contributors. All rights reserved.
 import dataclasses
+import glob
 import hashlib
 import json
+import os
 import os.path as osp
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
-from conftest import run_tool
+from conftest import REPO_ROOT, run_tool
 from mmsnip.utils.demo_data import (CATEGORIES, PRESETS, DemoDataParams,
                                     generate_image, generate_split)
 
@@ -103,3 +109,63 @@ def test_cli_skips_complete_split_and_force_regenerates(tmp_path):
     run_tool(args + ['--force'])
     assert osp.getmtime(ann) > before
     assert len(list((tmp_path / 'data' / 'val').iterdir())) == 1
+
+
+def _images(root, split):
+    folder = osp.join(root, split)
+    return {n: open(osp.join(folder, n), 'rb').read()
+            for n in sorted(os.listdir(folder))}
+
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM,
+                                 signal.SIGKILL])
+def test_an_interrupted_split_leaves_nothing_and_reruns_alike(tmp_path,
+                                                              sig):
+    """Ctrl-C, a scheduler's SIGTERM or SIGKILL while the images are
+    written: the next run removes the killed run's temporary folder and
+    writes the split as an uninterrupted run does (no folder piles up)."""
+    out = tmp_path / 'data'
+    args = [sys.executable, 'tools/make_demo_dataset.py', str(out),
+            '--num-train', '40', '--num-val', '1', '--min-side', '200',
+            '--max-side', '240', '--max-obj', '80']
+    proc = subprocess.Popen(
+        args, cwd=REPO_ROOT, env=dict(os.environ, PYTHONPATH=REPO_ROOT),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 60
+    while not glob.glob(str(out / '.train*' / 'train_000002.jpg')):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    os.kill(proc.pid, sig)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    run_tool(args[1:])
+    assert sorted(os.listdir(out)) == ['annotations', 'train', 'val']
+    run_tool(args[1:2] + [str(tmp_path / 'whole')] + args[3:])
+    assert _digest(out, 'train') == _digest(tmp_path / 'whole', 'train')
+    assert _images(out, 'train') == _images(tmp_path / 'whole', 'train')
+
+
+def test_force_interrupted_while_replacing_images_is_redone(tmp_path,
+                                                            monkeypatch):
+    """--force over a complete split, interrupted after the old images
+    were removed and before the new ones are in place: the split no longer
+    counts as complete, so the next run writes it again (was: skipped,
+    with its image folder missing)."""
+    out = str(tmp_path / 'd')
+    generate_split(out, 'train', 2, 5, TINY)
+    real = os.replace
+
+    def interrupted(src, dst):
+        if osp.basename(dst) == 'train':
+            raise KeyboardInterrupt
+        return real(src, dst)
+
+    with monkeypatch.context() as m:
+        m.setattr(os, 'replace', interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            generate_split(out, 'train', 2, 5, TINY, force=True)
+    assert sorted(os.listdir(out)) == ['annotations']
+    coco = generate_split(out, 'train', 2, 5, TINY)
+    assert sorted(os.listdir(osp.join(out, 'train'))) == [
+        i['file_name'] for i in coco['images']]

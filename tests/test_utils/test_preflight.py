@@ -157,3 +157,50 @@ def test_tta_without_a_test_time_model_is_one_error():
             check_tta_config(Config(cfg))
     check_tta_config(Config(dict(tta_model=dict(type='SnipTTAModel'),
                                  tta_pipeline=pipeline)))
+
+
+def test_set_work_dir(tmp_path, monkeypatch):
+    """--work-dir, else the config's work_dir, else work_dirs/<name>; a
+    folder that cannot be made is named with where it came from."""
+    from mmsnip.utils.checks import UserInputError
+    from mmsnip.utils.preflight import set_work_dir
+    monkeypatch.chdir(tmp_path)
+    cfg = Config(dict(work_dir=str(tmp_path / 'cfg')))
+    assert set_work_dir(cfg, None, 'x/my_cfg.py') == str(tmp_path / 'cfg')
+    assert set_work_dir(cfg, 'cli', 'x/my_cfg.py') == cfg.work_dir == 'cli'
+    assert set_work_dir(Config(), None, 'x/my_cfg.py') == osp.join(
+        './work_dirs', 'my_cfg')
+    assert osp.isdir(tmp_path / 'work_dirs' / 'my_cfg')
+    (tmp_path / 'a_file').write_text('x')
+    with pytest.raises(UserInputError, match=r'^work_dir "a_file/w": '
+                       r'cannot create the folder \(Not a directory\)$'):
+        set_work_dir(Config(dict(work_dir='a_file/w')), None, 'c.py')
+
+
+def test_auto_resume_from_a_checkpoint_that_is_gone(tmp_path):
+    """``--resume`` without a path resumes from the checkpoint the work
+    folder's ``last_checkpoint`` names. Named but gone: the one of that
+    name in the work folder (the folder was moved: the file holds an
+    absolute path), else one error line listing those there (was: a
+    FileNotFoundError traceback after the dataset and model were
+    built)."""
+    from mmsnip.utils.checks import UserInputError
+    from mmsnip.utils.preflight import check_load_from
+    work = tmp_path / 'moved'
+    work.mkdir()
+    cfg = Config(dict(work_dir=str(work), resume=True, load_from=None))
+    check_load_from(cfg)  # no last_checkpoint: a fresh start
+    assert cfg.load_from is None
+    (work / 'last_checkpoint').write_text('/old/place/epoch_3.pth')
+    for name in ('epoch_2.pth', 'epoch_3.pth', 'epoch_10.pth'):
+        (work / name).write_bytes(b'PK')
+    check_load_from(cfg)
+    assert cfg.load_from == str(work / 'epoch_3.pth')
+    cfg.load_from = None
+    (work / 'epoch_3.pth').unlink()
+    with pytest.raises(UserInputError, match=(
+            r'^--resume: .*moved/last_checkpoint" names the checkpoint '
+            r'"/old/place/epoch_3.pth", which does not exist.*--resume '
+            r'.*moved/epoch_10.pth \(checkpoints there: epoch_2.pth, '
+            r'epoch_10.pth\)')):
+        check_load_from(cfg)
