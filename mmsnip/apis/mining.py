@@ -356,50 +356,11 @@ def mine_proposals(cfg: Config,
                          f'(two-stage detector), got {type(model).__name__}')
     parts = out_file + '.parts'
     images = [(i, osp.basename(p)) for i, p in zip(ids, paths)]
-    settings = mining_settings(checkpoint, chip_cfg, images, num_per_scale,
-                               nms_iou, pool_iou)
-    error = None
-    if rank == 0:
-        try:
-            prepare_parts(parts, settings, restart)
-        except MiningResumeError as e:
-            error = e
-    barrier()
-    if rank != 0:
-        try:
-            check_parts(parts, settings)
-        except MiningResumeError as e:
-            error = e
-    if error is not None:
-        raise error
-    loaded = load_checkpoint(model, checkpoint, map_location='cpu',
-                             logger='current')
-    # judged on what mining runs: backbone, neck and RPN head (of the
-    # detector inside an AutoFocus: its keys keep their "detector.")
-    inner = getattr(model, 'detector', model)
-    used = torch.nn.ModuleDict({
-        name: getattr(inner, name) for name in ('backbone', 'neck',
-                                                'rpn_head')
-        if isinstance(getattr(inner, name, None), torch.nn.Module)})
-    if inner is not model:
-        used = torch.nn.ModuleDict(dict(detector=used))
-    check_checkpoint_fits(used, loaded, checkpoint,
-                          name=f'{type(inner).__name__} backbone, neck and '
-                          'RPN head')
+    _prepare_parts_on_all_ranks(parts, mining_settings(
+        checkpoint, chip_cfg, images, num_per_scale, nms_iou, pool_iou),
+        restart)
+    _load_rpn(model, checkpoint, num_per_scale, nms_iou)
     model.to(device).eval()
-    rpn_cfg = model.rpn_head.test_cfg
-    rpn_cfg.max_per_img = num_per_scale
-    rpn_cfg.nms = dict(type='nms', iou_threshold=nms_iou)
-
-    # each image decoded once by `load`, then resized to every scale
-    pipelines = [
-        Compose([
-            dict(type='ResizeToScale', scale=dataclasses.asdict(spec)),
-            dict(type='PackDetInputs',
-                 meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                            'scale_factor'))
-        ]) for spec in chip_cfg.scales
-    ]
 
     done = _mined_ids(parts)
     mine = [i for i in range(rank, len(dataset), world_size)]
@@ -409,43 +370,28 @@ def mine_proposals(cfg: Config,
               f'{len(chip_cfg.scales)} scales; rank {rank} has {len(todo)} '
               f'of its {len(mine)} images left', logger='current')
     if pool_iou is not None:
-        print_log(f'mining proposals: pooled over the {len(pipelines)} '
-                  f'scales (one NMS at IoU {pool_iou:g} per image, the '
-                  'released code\'s rule): every scale\'s negatives will '
-                  'come from the pool\'s proposals in its valid range',
-                  logger='current')
+        print_log(f'mining proposals: pooled over the '
+                  f'{len(chip_cfg.scales)} scales (one NMS at IoU '
+                  f'{pool_iou:g} per image, the released code\'s rule): '
+                  'every scale\'s negatives will come from the pool\'s '
+                  'proposals in its valid range', logger='current')
+    # each image decoded once by `load`, then resized to every scale
+    pipelines = [
+        Compose([
+            dict(type='ResizeToScale', scale=dataclasses.asdict(spec)),
+            dict(type='PackDetInputs',
+                 meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                            'scale_factor'))
+        ]) for spec in chip_cfg.scales
+    ]
     bar = ProgressBar(len(todo)) if rank == 0 else None
     shard: Dict[Union[int, str], List[np.ndarray]] = {}
     first = None
     for n, idx in enumerate(todo):
         first = idx if first is None else first
         info = dataset.get_data_info(idx)
-        loaded = load(dict(info))
-        if loaded is None:  # LoadImageFromFile(ignore_empty=True)
-            raise ValueError(
-                f'mine_proposals: {info["img_path"]} (img_id '
-                f'{info["img_id"]}) could not be loaded (the loader '
-                'returned nothing: a missing or empty file); every image '
-                'needs proposals: fix or remove it')
-        try:
-            check_decoded_size(loaded)
-        except ImageSizeError as e:
-            raise ValueError(f'mine_proposals: {e}') from None
-        per_scale = []
-        for pipeline in pipelines:
-            data = model.data_preprocessor(
-                pseudo_collate([pipeline(dict(loaded))]), False)
-            feats = model.extract_feat(data['inputs'])
-            result = model.rpn_head.predict(
-                feats, data['data_samples'], rescale=True)[0]
-            per_scale.append(torch.cat(
-                [result.bboxes, result.scores[:, None]], dim=1).float())
-        if pool_iou is None:
-            per_scale = [p.cpu().numpy() for p in per_scale]
-        else:  # one array object for every scale
-            per_scale = [pool_proposals(per_scale, pool_iou).cpu().numpy()
-                         ] * len(per_scale)
-        shard[info['img_id']] = per_scale
+        shard[info['img_id']] = _image_proposals(
+            model, _decoded(load, info), pipelines, pool_iou)
         if len(shard) == shard_size or n == len(todo) - 1:
             _write_shard(parts, rank, first, shard)
             shard, first = {}, None
@@ -467,3 +413,89 @@ def mine_proposals(cfg: Config,
               f'{rows / max(len(ids), 1):.0f} proposals per image '
               '(all scales)', logger='current')
     return out_file
+
+
+def _prepare_parts_on_all_ranks(parts: str, settings: dict,
+                                restart: bool) -> None:
+    """Rank 0 prepares the shard folder (:func:`prepare_parts`), then every
+    other rank checks it (:func:`check_parts`); a
+    :class:`MiningResumeError` is raised on the rank that found it, after
+    the barrier (no rank waits for ever)."""
+    rank, _ = get_dist_info()
+    error = None
+    if rank == 0:
+        try:
+            prepare_parts(parts, settings, restart)
+        except MiningResumeError as e:
+            error = e
+    barrier()
+    if rank != 0:
+        try:
+            check_parts(parts, settings)
+        except MiningResumeError as e:
+            error = e
+    if error is not None:
+        raise error
+
+
+def _load_rpn(model: torch.nn.Module, checkpoint: str, num_per_scale: int,
+              nms_iou: float) -> None:
+    """Load the stage-1 weights into ``model``, checked on what mining runs
+    (backbone, neck and RPN head; of the detector inside an AutoFocus: its
+    keys keep their ``detector.``), and set the RPN to keep
+    ``num_per_scale`` proposals after an NMS at ``nms_iou``."""
+    loaded = load_checkpoint(model, checkpoint, map_location='cpu',
+                             logger='current')
+    inner = getattr(model, 'detector', model)
+    used = torch.nn.ModuleDict({
+        name: getattr(inner, name) for name in ('backbone', 'neck',
+                                                'rpn_head')
+        if isinstance(getattr(inner, name, None), torch.nn.Module)})
+    if inner is not model:
+        used = torch.nn.ModuleDict(dict(detector=used))
+    check_checkpoint_fits(used, loaded, checkpoint,
+                          name=f'{type(inner).__name__} backbone, neck and '
+                          'RPN head')
+    rpn_cfg = model.rpn_head.test_cfg
+    rpn_cfg.max_per_img = num_per_scale
+    rpn_cfg.nms = dict(type='nms', iou_threshold=nms_iou)
+
+
+def _decoded(load, info: dict) -> dict:
+    """The image of data info ``info`` decoded by ``load`` (the chip
+    pipeline's loader), its size checked against the annotated one."""
+    loaded = load(dict(info))
+    if loaded is None:  # LoadImageFromFile(ignore_empty=True)
+        raise ValueError(
+            f'mine_proposals: {info["img_path"]} (img_id '
+            f'{info["img_id"]}) could not be loaded (the loader '
+            'returned nothing: a missing or empty file); every image '
+            'needs proposals: fix or remove it')
+    try:
+        check_decoded_size(loaded)
+    except ImageSizeError as e:
+        raise ValueError(f'mine_proposals: {e}') from None
+    return loaded
+
+
+def _image_proposals(model: torch.nn.Module, loaded: dict,
+                     pipelines: List[Compose],
+                     pool_iou: Optional[float]) -> List[np.ndarray]:
+    """The RPN's proposals of one decoded image at every scale (one
+    pipeline per scale): ``(P, 5)`` float32 ``[x1, y1, x2, y2, score]``
+    arrays in ORIGINAL pixels, one per scale; with ``pool_iou``, each
+    scale's entry is the same pooled array."""
+    per_scale = []
+    for pipeline in pipelines:
+        data = model.data_preprocessor(
+            pseudo_collate([pipeline(dict(loaded))]), False)
+        feats = model.extract_feat(data['inputs'])
+        result = model.rpn_head.predict(
+            feats, data['data_samples'], rescale=True)[0]
+        per_scale.append(torch.cat(
+            [result.bboxes, result.scores[:, None]], dim=1).float())
+    if pool_iou is None:
+        return [p.cpu().numpy() for p in per_scale]
+    # one array object for every scale
+    return [pool_proposals(per_scale, pool_iou).cpu().numpy()
+            ] * len(per_scale)
