@@ -29,10 +29,15 @@ def test_factor_rules():
 
 
 @pytest.mark.parametrize('h, w', [(0, 640), (480, -1), (math.nan, 5),
-                                  (math.inf, 5)])
+                                  (480, 0), (math.inf, 5), (5, math.inf)])
 def test_bad_image_size(h, w):
     with pytest.raises(ValueError, match='image size must be positive'):
         ScaleSpec(factor=2).factor_for(h, w)
+
+
+def test_any_positive_finite_image_size_is_accepted():
+    # the bound is 0, not 1: a sub-pixel side is positive
+    assert ScaleSpec(max_side=2).factor_for(0.5, 0.25) == 4.0
 
 
 def test_chip_config_geometry_and_ranges_are_the_scales_own():
@@ -238,6 +243,34 @@ def test_resize_rule_is_canonical():
     # Compared by canonical rule: short_max (S, S) against max_side.
     assert ScaleSpec(short_max=(600, 600)).finer_or_equal(
         ScaleSpec(max_side=512)) is True
+
+
+@pytest.mark.parametrize('mine, theirs, order', [
+    ((800, 1333), (480, 800), True),
+    ((480, 800), (800, 1333), False),
+    # one side equal, the other larger: ordered for every image
+    ((800, 1333), (800, 1200), True),
+    ((800, 1200), (800, 1333), False),
+    # a larger short side but a smaller max side: depends on the image
+    ((1000, 1100), (800, 1333), None),
+    ((800, 1333), (1000, 1100), None),
+    # a smaller short side but a larger max side: depends on the image
+    ((600, 1400), (800, 1333), None),
+])
+def test_short_max_rules_are_ordered_side_by_side(mine, theirs, order):
+    # Sec. 3.2 range order: finer only if finer for every image size
+    assert ScaleSpec(short_max=mine).finer_or_equal(
+        ScaleSpec(short_max=theirs)) is order
+
+
+def test_equal_rules_are_finer_or_equal_both_ways():
+    for rule in (dict(factor=2), dict(max_side=512),
+                 dict(short_max=(800, 1333))):
+        assert ScaleSpec(**rule).finer_or_equal(ScaleSpec(**rule)) is True
+
+
+def test_a_scale_without_valid_range_admits_every_size():
+    assert ScaleSpec(factor=2).valid_range == (0.0, math.inf)
 
 
 def test_same_resize_pairs_by_rule_and_on_a_dataset():
