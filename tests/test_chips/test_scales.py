@@ -283,6 +283,9 @@ def test_same_resize_pairs_by_rule_and_on_a_dataset():
     assert cfg.same_resize_pairs([480, 640, 427], [640, 480, 640]) == \
         [(0, 1), (0, 2), (1, 2)]
     assert cfg.same_resize_pairs([480, 500], [640, 800]) == [(1, 2)]
+    # portrait images 640 px high: the long side is the height
+    assert cfg.same_resize_pairs([640, 640], [480, 300]) == \
+        [(0, 1), (0, 2), (1, 2)]
 
 
 def _three_scales():
@@ -342,3 +345,20 @@ def test_largest_valid_scaled_worked_example():
     np.testing.assert_allclose(got[1], [150 * 64 / 640, 100 * 64 / 100])
     np.testing.assert_allclose(got[2], [160, 160])
     assert (got[0] < MIN_OBJECT_PX).all() and not (got[2] < 8).any()
+
+
+def test_negative_defaults_and_no_negatives():
+    # Sec. 3.3.3 defaults: M = 10 proposals, 2 chips per image per epoch
+    neg = NegativeConfig()
+    assert (neg.min_proposals, neg.num_per_image) == (10, 2)
+    assert (neg.max_proposals, neg.filter_range) == (None, True)
+    # 0 chips per image (no negatives) is a setting, not an error
+    assert NegativeConfig(num_per_image=0).num_per_image == 0
+    with pytest.raises(ValueError, match='negative.num_per_image'):
+        NegativeConfig(num_per_image=-1)
+
+
+@pytest.mark.parametrize('bad', ['abc', dict(factor=2)])
+def test_scales_must_be_a_list(bad):
+    with pytest.raises(ValueError, match='must be a list of scale dicts'):
+        ChipConfig(scales=bad)
