@@ -186,6 +186,10 @@ def test_chip_config_validation():
     ([(dict(factor=3), (32, 150)), (dict(factor=1.667), (0, 80))], False),
     # nested ranges where the finer admits larger objects: error
     ([(dict(factor=2), (0, 200)), (dict(factor=1), (0, 150))], False),
+    # the finer scale's min above the coarser one's: error
+    ([(dict(factor=2), (50, 100)), (dict(factor=1), (20, 200))], False),
+    # equal ends are allowed (<=): the same max
+    ([(dict(factor=2), (0, 100)), (dict(factor=1), (50, 100))], True),
     # SNIP with a catch-all coarse scale: fine
     ([(dict(factor=2), (0, 80)), (dict(factor=1), (0, None))], True),
     ([(dict(max_side=1000), (60, None)), (dict(max_side=2000), (0, 80))],
