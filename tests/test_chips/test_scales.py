@@ -366,3 +366,15 @@ def test_negative_defaults_and_no_negatives():
 def test_scales_must_be_a_list(bad):
     with pytest.raises(ValueError, match='must be a list of scale dicts'):
         ChipConfig(scales=bad)
+
+
+def test_a_cascade_runs_coarse_to_fine():
+    # Sec. 3.4: AutoFocus processes the coarsest scale first
+    coarse, mid, fine = (ScaleSpec(factor=f) for f in (1.0, 2.0, 3.0))
+    scales.check_coarse_to_fine([coarse, mid, fine], 'scales')
+    with pytest.raises(ValueError, match=r'scales\[0\] \(factor=2.0\) '
+                       r'is finer than scales\[1\] \(factor=1.0\)'):
+        scales.check_coarse_to_fine([mid, coarse], 'scales')
+    with pytest.raises(ValueError, match=r'scales\[1\] \(factor=3.0\) '
+                       r'is finer than scales\[2\] \(factor=2.0\)'):
+        scales.check_coarse_to_fine([coarse, fine, mid], 'scales')
