@@ -128,6 +128,11 @@ def test_inside_is_exact_by_default_and_overlap_is_per_axis():
     bottom = np.array([[0, 20, 100, 30]], float)
     assert not boxes_overlap(top, bottom).any()
     assert not boxes_overlap(bottom, top).any()
+    # touching along y is not overlapping; half a pixel of overlap is
+    below = np.array([[0, 10, 100, 30], [0, 9.5, 100, 30]])
+    assert boxes_overlap(top, below).tolist() == [[False, True]]
+    beside = np.array([[99.5, 0, 120, 10]])
+    assert boxes_overlap(top, beside).tolist() == [[True]]
 
 
 def test_rectangle_counts():
