@@ -116,6 +116,19 @@ def test_bad_proposals_are_ignored_or_rejected():
         _negatives(np.zeros((3, 6)))
 
 
+def test_proposal_arrays_with_and_without_scores():
+    from mmsnip.chips.negative import as_proposals
+    # no proposals at all, in any empty shape: (0, 5)
+    for empty in ([], np.zeros((0, 4)), np.zeros((0, 5))):
+        assert as_proposals(empty, 0).shape == (0, 5)
+    # a missing score column is filled with ones
+    np.testing.assert_array_equal(as_proposals([[1, 2, 3, 4]], 0),
+                                  [[1, 2, 3, 4, 1]])
+    # one number is no proposal
+    with pytest.raises(ValueError, match='proposals of scale 2'):
+        as_proposals([5.0], 2)
+
+
 def test_per_scale_proposals_and_mismatch():
     cfg = ChipConfig.paper_coco()
     pos = generate_positive_chips(NO_GT, 480, 640, cfg).chips
