@@ -500,3 +500,15 @@ def test_a_given_cover_picks_the_negative_chips():
                                   cover=first_chip_only)
     np.testing.assert_array_equal(got.boxes_scaled, one_chip)
     assert len(generate_negative_chips(props, 1000, 1000, CFG, pos)) == 2
+
+
+def test_top_k_counts_each_image_on_its_own():
+    # Sec. 3.3.3 with max_proposals: the top k kept rows of EACH segment
+    # (image, scale); a one-row segment before does not use up k
+    from mmsnip.chips.negative import _top_k_mask
+    seg = np.array([0, 1, 1, 1, 1])
+    score = np.array([0.9, 0.5, 0.8, 0.7, 0.6])
+    keep = np.array([True, True, False, True, True])
+    # segment 1 by score: row 2 (dropped), rows 3 and 4 (the top 2), row 1
+    np.testing.assert_array_equal(_top_k_mask(seg, score, keep, 2),
+                                  [True, False, False, True, True])
