@@ -183,6 +183,10 @@ def test_gather_rows_equals_cat_then_index():
              torch.arange(10, 14).reshape(2, 2)]
     inds = torch.tensor([4, 0, 3, 2])
     assert torch.equal(gather_rows(parts, inds), torch.cat(parts)[inds])
+    # indices outside the 5 rows of the concatenation are refused
+    for bad in ([0, 5], [-1, 1]):
+        with pytest.raises(IndexError, match='out of range for 5 rows'):
+            gather_rows(parts, torch.tensor(bad))
 
 
 @pytest.mark.parametrize('cfg, match', [
