@@ -119,6 +119,21 @@ def test_box_voting_returns_the_score_weighted_box():
     assert out.scores.tolist() == pytest.approx([0.75])
 
 
+def test_box_voting_with_small_scores_and_a_lone_voter():
+    cfg = dict(NMS, box_voting=dict(iou_threshold=0.8))
+    # voter weights 0.5 + 0.4 = 0.9 (under 1) still move the box
+    out = _merge([A, C], [0.5, 0.4], [0, 0], cfg)
+    assert out.bboxes[0, 3].item() == pytest.approx((0.5 * 10 + 0.4 * 12)
+                                                    / 0.9)
+    # a box of score 0 has no weight to vote with: it stays as it is
+    out = _merge([A], [0.0], [0], cfg)
+    assert out.bboxes.tolist() == [A]
+    # 'mean' scoring of a box that is its own only voter: its score
+    out = _merge([A], [0.9], [0], dict(NMS, box_voting=dict(
+        iou_threshold=0.8, scoring='mean')))
+    assert out.scores.tolist() == pytest.approx([0.9])
+
+
 def test_max_per_img():
     boxes = [[20 * i, 0, 20 * i + 10, 10] for i in range(5)]
     out = _merge(boxes, [0.1, 0.5, 0.3, 0.9, 0.2], [0] * 5,
