@@ -370,3 +370,8 @@ def test_oracle_refuses_a_bad_image_size_or_factor(h, w, factor):
 def test_oracle_of_a_one_pixel_image():
     chips, _ = oracle_focus_chips(np.zeros((0, 4)), 1, 1, 1.0)
     assert chips.shape == (0, 4)
+    # a 10 px image at factor 0.04: its canvas is 1 x 1 px (round(0.4)
+    # = 0, at least 1), so its FocusChip (a = 0) is that pixel
+    chips, orig = oracle_focus_chips([[0, 0, 10, 10]], 10, 10, 0.04, a=0)
+    np.testing.assert_array_equal(chips, [[0, 0, 1, 1]])
+    np.testing.assert_allclose(orig, [[0, 0, 25, 25]])
