@@ -325,3 +325,21 @@ def test_full_pyramid_scales_select_every_pixel_where_chips_are_planned():
     assert scales[0]['threshold'] == 0.3  # the input is not changed
     assert full_pyramid_scales(scales[2:]) == [scales[2]]
     assert full_pyramid_scales([]) == []
+
+
+def test_border_tol_may_be_any_finite_value_from_0():
+    from mmsnip.chips.focus_plan import cascade_limits
+    # Sec. 3.4.3: the paper's tolerance is 0; fractions of a pixel too
+    for tol in (0.0, 0.5):
+        assert cascade_limits(None, tol) == (None, tol)
+        assert _scale(border_tol=tol).border_tol == tol
+    with pytest.raises(ValueError, match='border_tol'):
+        cascade_limits(None, -0.5)
+
+
+def test_only_t_0_inclusive_selects_every_pixel():
+    assert _scale(threshold=0.0, inclusive_threshold=True) \
+        .selects_every_pixel
+    assert not _scale(threshold=0.0).selects_every_pixel
+    assert not _scale(threshold=0.5,
+                      inclusive_threshold=True).selects_every_pixel
