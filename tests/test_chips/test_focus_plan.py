@@ -343,3 +343,9 @@ def test_only_t_0_inclusive_selects_every_pixel():
     assert not _scale(threshold=0.0).selects_every_pixel
     assert not _scale(threshold=0.5,
                       inclusive_threshold=True).selects_every_pixel
+
+
+def test_focus_recall_of_a_single_scale_has_no_transition():
+    counts = focus_recall(np.array([[0, 0, 10, 10.]]),
+                          [np.array([[0, 0, 100, 100.]])], [(0, None)])
+    assert counts.shape == (0, 2)
