@@ -193,6 +193,20 @@ def test_mask_paster_pastes_windows_and_flips():
         paster(torch.tensor([2]))
 
 
+def test_mask_paster_flips_back_vertical_and_diagonal_views():
+    # two masks of one pixel each in a 3 x 4 window, flipped per mask
+    masks = torch.zeros((2, 3, 4), dtype=torch.bool)
+    masks[0, 0, 1] = True
+    masks[1, 2, 0] = True
+    paster = MaskPaster((3, 4))
+    paster.add(masks, flip_direction='vertical')
+    paster.add(masks, flip_direction='diagonal')
+    out = paster(torch.tensor([0, 1, 2, 3]))
+    # vertical: y -> 3 - 1 - y; diagonal: also x -> 4 - 1 - x
+    assert [m.nonzero().tolist() for m in out] == [
+        [[2, 1]], [[0, 0]], [[2, 2]], [[0, 3]]]
+
+
 def test_gather_rows_equals_cat_then_index():
     parts = [torch.arange(6).reshape(3, 2), torch.zeros((0, 2), dtype=int),
              torch.arange(10, 14).reshape(2, 2)]
