@@ -72,6 +72,14 @@ def test_downscaled_chip_with_fractional_window():
                                atol=1e-4)
 
 
+def test_a_degenerate_chip_window_is_at_least_one_pixel():
+    # a zero-size chip box still cuts 1 x 1 ORIGINAL px (here 2 x 2 out)
+    window, out_w, out_h = chip_window(np.array([5., 5, 5, 5]), 2.0, 10,
+                                       10, 512)
+    np.testing.assert_array_equal(window, [5, 5, 6, 6])
+    assert (out_w, out_h) == (2, 2)
+
+
 def test_crowd_and_empty_chips_pack():
     out = CropChip()(_results([0, 0, 64, 64], 1.0, [[5, 5, 20, 20],
                                                     [200, 200, 220, 220]],
