@@ -78,6 +78,9 @@ def test_a_degenerate_chip_window_is_at_least_one_pixel():
                                        10, 512)
     np.testing.assert_array_equal(window, [5, 5, 6, 6])
     assert (out_w, out_h) == (2, 2)
+    # and its output is at least 1 x 1 px (round(1 x 0.1) = 0)
+    assert chip_window(np.array([5., 5, 5, 5]), 0.1, 10, 10, 512)[1:] == \
+        (1, 1)
 
 
 def test_crowd_and_empty_chips_pack():
