@@ -60,6 +60,18 @@ def test_validity_uses_the_whole_box_and_slivers_are_invalid():
     assert out['chip_valid_range'] == (0.0, 80.0)  # chip pixels
 
 
+def test_slivers_at_the_left_and_top_sides_are_invalid():
+    # min_visible = 2 CHIP px of width AND height: 0.5 ORIGINAL px x 2
+    chip = [50, 40, 114, 104]
+    boxes = [[45, 60, 50.5, 70],    # CHIP [0, 40, 1, 60]: 1 px wide
+             [60, 35, 70, 40.5],    # CHIP [20, 0, 40, 1]: 1 px high
+             [45, 60, 51, 70]]      # CHIP [0, 40, 2, 60]: 2 px, valid
+    out = CropChip()(_results(chip, 2.0, boxes, valid_range=(0, 40)))
+    np.testing.assert_allclose(out['gt_bboxes'].numpy(), [
+        [0, 40, 1, 60], [20, 0, 40, 1], [0, 40, 2, 60]])
+    np.testing.assert_array_equal(out['gt_scale_valid'], [False, False, True])
+
+
 def test_downscaled_chip_with_fractional_window():
     window, out_w, out_h = chip_window(np.array([10.4, 0, 330.2, 300]), 0.4,
                                        300, 400, 128)
