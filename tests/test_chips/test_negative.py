@@ -512,3 +512,13 @@ def test_top_k_counts_each_image_on_its_own():
     # segment 1 by score: row 2 (dropped), rows 3 and 4 (the top 2), row 1
     np.testing.assert_array_equal(_top_k_mask(seg, score, keep, 2),
                                   [True, False, False, True, True])
+
+
+@pytest.mark.parametrize('boxes_shape, keep_len', [((2, 3), 2), ((2, 4), 3)])
+def test_batch_refuses_mis_shaped_sanitized_rows(boxes_shape, keep_len):
+    from mmsnip.chips.negative import negative_chips_batch
+    sanitized = (np.zeros(boxes_shape), np.ones(keep_len, bool))
+    with pytest.raises(ValueError, match=r'sanitized must be \(2, 4\) '
+                       r'boxes and \(2,\) keep'):
+        negative_chips_batch(np.zeros((2, 5)), [0, 2], [100], [100], CFG,
+                             ChipSet.empty(), [0, 0], sanitized=sanitized)
