@@ -150,6 +150,15 @@ def test_whole_box_sizes_are_passed_in_chip_pixels():
                                out['gt_box_sizes'])
 
 
+def test_whole_box_sizes_of_sub_pixel_thin_boxes():
+    # Sec. 3.4.1 labels by sqrt(area) in CHIP px: a 0.25 x 20 ORIGINAL px
+    # box at factor 2 is 0.5 x 40 CHIP px, sqrt(20); and 40 x 0.5 the same
+    out = CropChip()(_results([50, 40, 114, 104], 2.0,
+                              [[60, 50, 60.25, 70], [60, 50, 80, 50.25]]))
+    np.testing.assert_allclose(out['gt_box_sizes'], [np.sqrt(20.0)] * 2,
+                               rtol=1e-6)
+
+
 def _chip(**kw):
     """A 128x128 chip (window [50, 40, 114, 104] at factor 2) of three
     boxes, one cut by the chip border."""
