@@ -229,6 +229,7 @@ def test_gather_rows_equals_cat_then_index():
     (dict(NMS, max_per_img=0), 'max_per_img'),
     (dict(NMS, max_per_img=1.5), 'max_per_img'),
     (dict(NMS, box_voting=dict(iou_threshold=0)), 'box_voting'),
+    (dict(NMS, box_voting=dict(iou_threshold=1.5)), 'box_voting'),
     (dict(NMS, box_voting=dict(iou=0.8)), 'box_voting'),
     (dict(NMS, box_voting=dict(scoring='max')), 'scoring'),
     (dict(NMS, box_voting=0.8), 'box_voting'),
