@@ -375,3 +375,9 @@ def test_oracle_of_a_one_pixel_image():
     chips, orig = oracle_focus_chips([[0, 0, 10, 10]], 10, 10, 0.04, a=0)
     np.testing.assert_array_equal(chips, [[0, 0, 1, 1]])
     np.testing.assert_allclose(orig, [[0, 0, 25, 25]])
+
+
+@pytest.mark.parametrize('chip_hw', [(0, 10), (10, 0)])
+def test_focus_labels_refuse_an_empty_chip(chip_hw):
+    with pytest.raises(ValueError, match='positive chip size'):
+        focus_pixel_labels(np.zeros((0, 4)), chip_hw)
