@@ -243,6 +243,13 @@ def test_bad_config_errors(cfg, match):
         MergeConfig.from_dict(cfg)
 
 
+def test_soft_nms_sigma_may_be_infinite():
+    # gaussian decay exp(-iou^2 / sigma) with sigma = inf: no decay
+    cfg = MergeConfig.from_dict(dict(nms=dict(type='soft_nms',
+                                              sigma=math.inf)))
+    assert cfg.nms['sigma'] == math.inf
+
+
 def test_config_defaults_and_bad_parts():
     cfg = MergeConfig.from_dict(None)
     assert cfg.nms == dict(type='nms', iou_threshold=0.5,
