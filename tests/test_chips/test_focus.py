@@ -14,6 +14,15 @@ def test_constants():
     assert (IGNORE, BACKGROUND, FOCUS) == (-1, 0, 1)
 
 
+def test_paper_defaults():
+    from mmsnip.chips import focus
+    # Sec. 3.4.1: a, b, c = 5, 64, 90; Sec. 4.4.1: d = 3; the original
+    # code's k = 256 after the coarsest scale; t = 0.5; stride 16
+    assert focus.PAPER_LABEL_SIZES == (5.0, 64.0, 90.0)
+    assert (focus.PAPER_STRIDE, focus.PAPER_THRESHOLD, focus.PAPER_DILATION,
+            focus.PAPER_MIN_SIZE) == (16, 0.5, 3, 256.0)
+
+
 def test_focus_pixel_labels_rules():
     boxes = np.array([
         [0, 0, 20, 20],      # 20 px: FOCUS
