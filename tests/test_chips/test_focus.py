@@ -197,6 +197,14 @@ def test_focus_chips_empty_and_bad_input():
         focus_chips(np.zeros(5), 0.5, 3, 64, 16)
     with pytest.raises(ValueError, match='dilation >= 1'):
         focus_chips(np.zeros((5, 5)), 0.5, 0, 64, 16)
+    for kw in (dict(stride=0), dict(factor=0.0), dict(min_size=-1)):
+        with pytest.raises(ValueError, match='dilation >= 1'):
+            focus_chips(np.zeros((5, 5)), **kw)
+    # a stride-1 map: cells are pixels
+    prob = np.zeros((4, 4), np.float32)
+    prob[1, 2] = 1
+    chips, _ = focus_chips(prob, 0.5, 1, 0, stride=1)
+    np.testing.assert_array_equal(chips, [[2, 1, 3, 2]])
 
 
 @settings(max_examples=100, deadline=None)
