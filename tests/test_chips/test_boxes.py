@@ -112,6 +112,29 @@ def test_inside_and_overlap_matrices():
     assert inside_matrix(np.zeros((0, 4)), chips).shape == (2, 0)
 
 
+def test_inside_is_exact_by_default_and_overlap_is_per_axis():
+    # Sec. 3.3.2: covered = completely enclosed; 0.05 px past is outside
+    chip = np.array([[0, 0, 100, 100]], float)
+    past = np.array([[0, 0, 100.05, 50]])
+    assert not inside_matrix(past, chip).any()
+    assert inside_matrix(past, chip, tol=0.1).all()
+    # tall side-by-side boxes: overlapping in y, apart in x (both orders)
+    left = np.array([[0, 0, 10, 100]], float)
+    right = np.array([[20, 0, 30, 100]], float)
+    assert not boxes_overlap(left, right).any()
+    assert not boxes_overlap(right, left).any()
+    # wide boxes one above the other: overlapping in x, apart in y
+    top = np.array([[0, 0, 100, 10]], float)
+    bottom = np.array([[0, 20, 100, 30]], float)
+    assert not boxes_overlap(top, bottom).any()
+    assert not boxes_overlap(bottom, top).any()
+    # touching along y is not overlapping; half a pixel of overlap is
+    below = np.array([[0, 10, 100, 30], [0, 9.5, 100, 30]])
+    assert boxes_overlap(top, below).tolist() == [[False, True]]
+    beside = np.array([[99.5, 0, 120, 10]])
+    assert boxes_overlap(top, beside).tolist() == [[True]]
+
+
 def test_rectangle_counts():
     r0, r1 = np.array([0, 1, 2]), np.array([2, 3, 2])
     c0, c1 = np.array([0, 1, 0]), np.array([2, 4, 4])  # last one is empty

@@ -14,6 +14,15 @@ def test_constants():
     assert (IGNORE, BACKGROUND, FOCUS) == (-1, 0, 1)
 
 
+def test_paper_defaults():
+    from mmsnip.chips import focus
+    # Sec. 3.4.1: a, b, c = 5, 64, 90; Sec. 4.4.1: d = 3; the original
+    # code's k = 256 after the coarsest scale; t = 0.5; stride 16
+    assert focus.PAPER_LABEL_SIZES == (5.0, 64.0, 90.0)
+    assert (focus.PAPER_STRIDE, focus.PAPER_THRESHOLD, focus.PAPER_DILATION,
+            focus.PAPER_MIN_SIZE) == (16, 0.5, 3, 256.0)
+
+
 def test_focus_pixel_labels_rules():
     boxes = np.array([
         [0, 0, 20, 20],      # 20 px: FOCUS
@@ -64,6 +73,14 @@ def test_focus_wins_and_boundary_sizes():
         focus_pixel_labels(boxes, (80, 128), a=10, b=5)
     with pytest.raises(ValueError, match='stride > 0'):
         focus_pixel_labels(boxes, (0, 128))
+
+
+def test_focus_labels_on_a_stride_1_map():
+    # Sec. 3.4.1 at s = 1: a 2 px box (<= a = 5) ignores its 2 x 2 cells
+    labels = focus_pixel_labels([[0, 0, 2, 2]], (3, 4), stride=1)
+    np.testing.assert_array_equal(labels, [[-1, -1, 0, 0],
+                                           [-1, -1, 0, 0],
+                                           [0, 0, 0, 0]])
 
 
 def test_focus_labels_cells_edges_and_degenerate_boxes():
@@ -180,6 +197,14 @@ def test_focus_chips_empty_and_bad_input():
         focus_chips(np.zeros(5), 0.5, 3, 64, 16)
     with pytest.raises(ValueError, match='dilation >= 1'):
         focus_chips(np.zeros((5, 5)), 0.5, 0, 64, 16)
+    for kw in (dict(stride=0), dict(factor=0.0), dict(min_size=-1)):
+        with pytest.raises(ValueError, match='dilation >= 1'):
+            focus_chips(np.zeros((5, 5)), **kw)
+    # a stride-1 map: cells are pixels
+    prob = np.zeros((4, 4), np.float32)
+    prob[1, 2] = 1
+    chips, _ = focus_chips(prob, 0.5, 1, 0, stride=1)
+    np.testing.assert_array_equal(chips, [[2, 1, 3, 2]])
 
 
 @settings(max_examples=100, deadline=None)
@@ -324,3 +349,52 @@ def test_labels_from_whole_box_sizes():
                                sizes=[np.nan]) == 0).all()
     with pytest.raises(ValueError, match='2 sizes for 1 boxes'):
         focus_pixel_labels(clipped, (128, 128), 16, sizes=[1.0, 2.0])
+
+
+def test_merged_chips_are_sorted_by_y1_then_x1():
+    boxes = np.array([[0, 50, 10, 60], [20, 0, 30, 10], [0, 0, 10, 10]])
+    np.testing.assert_array_equal(merge_overlapping(boxes), [
+        [0, 0, 10, 10], [20, 0, 30, 10], [0, 50, 10, 60]])
+
+
+def test_default_canvas_of_a_wide_map_is_its_own_shape():
+    # Algorithm 2 on a 2 x 4 map, s = 16: canvas (32, 64). The blob cell
+    # [48, 16, 64, 32] grown to k = 48 is clipped to the 32 px height.
+    prob = np.zeros((2, 4), np.float32)
+    prob[1, 3] = 1
+    chips, _ = focus_chips(prob, 0.5, 1, 48, 16)
+    np.testing.assert_array_equal(chips, [[16, 0, 64, 32]])
+
+
+def test_stacking_is_exact_at_inner_sides_by_default():
+    # Sec. 3.4.3 (border_tol 0): 0.05 px short of the inner right side of
+    # chip [100, 0, 300, 200] is not touching it: kept
+    det = [[150, 50, 299.95, 100]]
+    chip = [100, 0, 300, 200]
+    assert focus_stack_keep_mask(det, chip, (1000, 1000),
+                                 (0, np.inf)).tolist() == [True]
+    assert focus_stack_keep_mask(det, chip, (1000, 1000), (0, np.inf),
+                                 border_tol=0.1).tolist() == [False]
+
+
+@pytest.mark.parametrize('h, w, factor', [(0, 10, 1.0), (10, -1, 1.0),
+                                          (10, 10, 0.0)])
+def test_oracle_refuses_a_bad_image_size_or_factor(h, w, factor):
+    with pytest.raises(ValueError, match='positive image size and factor'):
+        oracle_focus_chips(np.zeros((0, 4)), h, w, factor)
+
+
+def test_oracle_of_a_one_pixel_image():
+    chips, _ = oracle_focus_chips(np.zeros((0, 4)), 1, 1, 1.0)
+    assert chips.shape == (0, 4)
+    # a 10 px image at factor 0.04: its canvas is 1 x 1 px (round(0.4)
+    # = 0, at least 1), so its FocusChip (a = 0) is that pixel
+    chips, orig = oracle_focus_chips([[0, 0, 10, 10]], 10, 10, 0.04, a=0)
+    np.testing.assert_array_equal(chips, [[0, 0, 1, 1]])
+    np.testing.assert_allclose(orig, [[0, 0, 25, 25]])
+
+
+@pytest.mark.parametrize('chip_hw', [(0, 10), (10, 0)])
+def test_focus_labels_refuse_an_empty_chip(chip_hw):
+    with pytest.raises(ValueError, match='positive chip size'):
+        focus_pixel_labels(np.zeros((0, 4)), chip_hw)

@@ -325,3 +325,48 @@ def test_full_pyramid_scales_select_every_pixel_where_chips_are_planned():
     assert scales[0]['threshold'] == 0.3  # the input is not changed
     assert full_pyramid_scales(scales[2:]) == [scales[2]]
     assert full_pyramid_scales([]) == []
+
+
+def test_border_tol_may_be_any_finite_value_from_0():
+    from mmsnip.chips.focus_plan import cascade_limits
+    # Sec. 3.4.3: the paper's tolerance is 0; fractions of a pixel too
+    for tol in (0.0, 0.5):
+        assert cascade_limits(None, tol) == (None, tol)
+        assert _scale(border_tol=tol).border_tol == tol
+    with pytest.raises(ValueError, match='border_tol'):
+        cascade_limits(None, -0.5)
+
+
+def test_only_t_0_inclusive_selects_every_pixel():
+    assert _scale(threshold=0.0, inclusive_threshold=True) \
+        .selects_every_pixel
+    assert not _scale(threshold=0.0).selects_every_pixel
+    assert not _scale(threshold=0.5,
+                      inclusive_threshold=True).selects_every_pixel
+
+
+def test_focus_recall_of_a_single_scale_has_no_transition():
+    counts = focus_recall(np.array([[0, 0, 10, 10.]]),
+                          [np.array([[0, 0, 100, 100.]])], [(0, None)])
+    assert counts.shape == (0, 2)
+
+
+def test_a_range_touching_the_reach_keeps_no_size():
+    # factor 0.8 reaches (5 / 0.8, 64 / 0.8) = (6.25, 80) for the next
+    # scale, whose range (80, 100) starts where that ends: it keeps no
+    # size, and 6.25-120 px is one gap (scale 0 keeps from 120 px on)
+    assert cascade_size_gaps([0.8, 2.0], [(120, None), (80, 100)],
+                             FocusLabelRule()) == [SizeGap(6.25, 120, 0)]
+
+
+def test_with_a_0_every_size_from_0_is_reached():
+    rule = FocusLabelRule(a=0, b=64, c=90)
+    assert cascade_size_gaps([1.0], [(0, None)], rule) == []
+
+
+def test_empty_traces():
+    from mmsnip.chips.focus_plan import CascadeTrace, ScaleTrace
+    trace = ScaleTrace(1.0, np.zeros((0, 4)), np.zeros((0, 2)),
+                       np.zeros(0), np.zeros((0, 2)), [], [])
+    assert [a.shape for a in trace.kept()] == [(0, 4), (0, ), (0, )]
+    assert CascadeTrace((10, 10), 16).oracle is False

@@ -116,6 +116,19 @@ def test_bad_proposals_are_ignored_or_rejected():
         _negatives(np.zeros((3, 6)))
 
 
+def test_proposal_arrays_with_and_without_scores():
+    from mmsnip.chips.negative import as_proposals
+    # no proposals at all, in any empty shape: (0, 5)
+    for empty in ([], np.zeros((0, 4)), np.zeros((0, 5))):
+        assert as_proposals(empty, 0).shape == (0, 5)
+    # a missing score column is filled with ones
+    np.testing.assert_array_equal(as_proposals([[1, 2, 3, 4]], 0),
+                                  [[1, 2, 3, 4, 1]])
+    # one number is no proposal
+    with pytest.raises(ValueError, match='proposals of scale 2'):
+        as_proposals([5.0], 2)
+
+
 def test_per_scale_proposals_and_mismatch():
     cfg = ChipConfig.paper_coco()
     pos = generate_positive_chips(NO_GT, 480, 640, cfg).chips
@@ -487,3 +500,25 @@ def test_a_given_cover_picks_the_negative_chips():
                                   cover=first_chip_only)
     np.testing.assert_array_equal(got.boxes_scaled, one_chip)
     assert len(generate_negative_chips(props, 1000, 1000, CFG, pos)) == 2
+
+
+def test_top_k_counts_each_image_on_its_own():
+    # Sec. 3.3.3 with max_proposals: the top k kept rows of EACH segment
+    # (image, scale); a one-row segment before does not use up k
+    from mmsnip.chips.negative import _top_k_mask
+    seg = np.array([0, 1, 1, 1, 1])
+    score = np.array([0.9, 0.5, 0.8, 0.7, 0.6])
+    keep = np.array([True, True, False, True, True])
+    # segment 1 by score: row 2 (dropped), rows 3 and 4 (the top 2), row 1
+    np.testing.assert_array_equal(_top_k_mask(seg, score, keep, 2),
+                                  [True, False, False, True, True])
+
+
+@pytest.mark.parametrize('boxes_shape, keep_len', [((2, 3), 2), ((2, 4), 3)])
+def test_batch_refuses_mis_shaped_sanitized_rows(boxes_shape, keep_len):
+    from mmsnip.chips.negative import negative_chips_batch
+    sanitized = (np.zeros(boxes_shape), np.ones(keep_len, bool))
+    with pytest.raises(ValueError, match=r'sanitized must be \(2, 4\) '
+                       r'boxes and \(2,\) keep'):
+        negative_chips_batch(np.zeros((2, 5)), [0, 2], [100], [100], CFG,
+                             ChipSet.empty(), [0, 0], sanitized=sanitized)

@@ -91,6 +91,32 @@ def test_off_grid_chip_for_a_box_between_grid_positions():
     assert res.uncoverable.all() and len(res.chips) == 0
 
 
+def test_to_canvas_clips_x_to_the_width_and_y_to_the_height():
+    # a 10 px box at factor 1.04 is 10.4 px: over a rounded-down canvas
+    # side it is clipped to that side, per box (canvas (h, w)) or shared
+    boxes = np.array([[0, 0, 10, 10.], [5, 5, 10, 10]])
+    np.testing.assert_allclose(positive.to_canvas(
+        boxes, np.array([[1.04], [1.04]]), np.array([[10., 20], [20, 10]])),
+        [[0, 0, 10.4, 10], [5.2, 5.2, 10, 10.4]])
+    np.testing.assert_allclose(positive.to_canvas(boxes, 1.04, (10, 20)),
+                               [[0, 0, 10.4, 10], [5.2, 5.2, 10.4, 10]])
+
+
+@pytest.mark.parametrize('x1, start', [
+    # feasible starts [512.05 - 512, 2.9] = [0.05, 2.9]: middle 1.475 -> 1
+    (2.9, 1.0),
+    # feasible starts [0.05, 0.5] hold no integer: the interval's start
+    (0.5, 0.05)])
+def test_off_grid_start_near_the_canvas_origin(x1, start):
+    box = np.array([[x1, 0, 512.05, 100]])
+    chips, covered, _ = greedy_cover(box, (200, 1000), 512, 32)
+    np.testing.assert_allclose(chips, [[start, 0, start + 512, 200]])
+    assert covered.all()
+    # the array path's start (boxes of many canvases)
+    np.testing.assert_allclose(positive.off_grid_starts(
+        box[:, 0], box[:, 2], 1000, 512), [start])
+
+
 def test_paper_scales_pick_the_right_boxes():
     cfg = ChipConfig.paper_coco()
     # 640x480 image: a 20 px box is valid at the fine scales only, a 200 px

@@ -29,10 +29,15 @@ def test_factor_rules():
 
 
 @pytest.mark.parametrize('h, w', [(0, 640), (480, -1), (math.nan, 5),
-                                  (math.inf, 5)])
+                                  (480, 0), (math.inf, 5), (5, math.inf)])
 def test_bad_image_size(h, w):
     with pytest.raises(ValueError, match='image size must be positive'):
         ScaleSpec(factor=2).factor_for(h, w)
+
+
+def test_any_positive_finite_image_size_is_accepted():
+    # the bound is 0, not 1: a sub-pixel side is positive
+    assert ScaleSpec(max_side=2).factor_for(0.5, 0.25) == 4.0
 
 
 def test_chip_config_geometry_and_ranges_are_the_scales_own():
@@ -181,6 +186,10 @@ def test_chip_config_validation():
     ([(dict(factor=3), (32, 150)), (dict(factor=1.667), (0, 80))], False),
     # nested ranges where the finer admits larger objects: error
     ([(dict(factor=2), (0, 200)), (dict(factor=1), (0, 150))], False),
+    # the finer scale's min above the coarser one's: error
+    ([(dict(factor=2), (50, 100)), (dict(factor=1), (20, 200))], False),
+    # equal ends are allowed (<=): the same max
+    ([(dict(factor=2), (0, 100)), (dict(factor=1), (50, 100))], True),
     # SNIP with a catch-all coarse scale: fine
     ([(dict(factor=2), (0, 80)), (dict(factor=1), (0, None))], True),
     ([(dict(max_side=1000), (60, None)), (dict(max_side=2000), (0, 80))],
@@ -240,6 +249,34 @@ def test_resize_rule_is_canonical():
         ScaleSpec(max_side=512)) is True
 
 
+@pytest.mark.parametrize('mine, theirs, order', [
+    ((800, 1333), (480, 800), True),
+    ((480, 800), (800, 1333), False),
+    # one side equal, the other larger: ordered for every image
+    ((800, 1333), (800, 1200), True),
+    ((800, 1200), (800, 1333), False),
+    # a larger short side but a smaller max side: depends on the image
+    ((1000, 1100), (800, 1333), None),
+    ((800, 1333), (1000, 1100), None),
+    # a smaller short side but a larger max side: depends on the image
+    ((600, 1400), (800, 1333), None),
+])
+def test_short_max_rules_are_ordered_side_by_side(mine, theirs, order):
+    # Sec. 3.2 range order: finer only if finer for every image size
+    assert ScaleSpec(short_max=mine).finer_or_equal(
+        ScaleSpec(short_max=theirs)) is order
+
+
+def test_equal_rules_are_finer_or_equal_both_ways():
+    for rule in (dict(factor=2), dict(max_side=512),
+                 dict(short_max=(800, 1333))):
+        assert ScaleSpec(**rule).finer_or_equal(ScaleSpec(**rule)) is True
+
+
+def test_a_scale_without_valid_range_admits_every_size():
+    assert ScaleSpec(factor=2).valid_range == (0.0, math.inf)
+
+
 def test_same_resize_pairs_by_rule_and_on_a_dataset():
     cfg = ChipConfig(scales=[dict(factor=0.8, valid_range=(100, None)),
                              dict(max_side=512, valid_range=(40, 150)),
@@ -250,6 +287,9 @@ def test_same_resize_pairs_by_rule_and_on_a_dataset():
     assert cfg.same_resize_pairs([480, 640, 427], [640, 480, 640]) == \
         [(0, 1), (0, 2), (1, 2)]
     assert cfg.same_resize_pairs([480, 500], [640, 800]) == [(1, 2)]
+    # portrait images 640 px high: the long side is the height
+    assert cfg.same_resize_pairs([640, 640], [480, 300]) == \
+        [(0, 1), (0, 2), (1, 2)]
 
 
 def _three_scales():
@@ -309,3 +349,32 @@ def test_largest_valid_scaled_worked_example():
     np.testing.assert_allclose(got[1], [150 * 64 / 640, 100 * 64 / 100])
     np.testing.assert_allclose(got[2], [160, 160])
     assert (got[0] < MIN_OBJECT_PX).all() and not (got[2] < 8).any()
+
+
+def test_negative_defaults_and_no_negatives():
+    # Sec. 3.3.3 defaults: M = 10 proposals, 2 chips per image per epoch
+    neg = NegativeConfig()
+    assert (neg.min_proposals, neg.num_per_image) == (10, 2)
+    assert (neg.max_proposals, neg.filter_range) == (None, True)
+    # 0 chips per image (no negatives) is a setting, not an error
+    assert NegativeConfig(num_per_image=0).num_per_image == 0
+    with pytest.raises(ValueError, match='negative.num_per_image'):
+        NegativeConfig(num_per_image=-1)
+
+
+@pytest.mark.parametrize('bad', ['abc', dict(factor=2)])
+def test_scales_must_be_a_list(bad):
+    with pytest.raises(ValueError, match='must be a list of scale dicts'):
+        ChipConfig(scales=bad)
+
+
+def test_a_cascade_runs_coarse_to_fine():
+    # Sec. 3.4: AutoFocus processes the coarsest scale first
+    coarse, mid, fine = (ScaleSpec(factor=f) for f in (1.0, 2.0, 3.0))
+    scales.check_coarse_to_fine([coarse, mid, fine], 'scales')
+    with pytest.raises(ValueError, match=r'scales\[0\] \(factor=2.0\) '
+                       r'is finer than scales\[1\] \(factor=1.0\)'):
+        scales.check_coarse_to_fine([mid, coarse], 'scales')
+    with pytest.raises(ValueError, match=r'scales\[1\] \(factor=3.0\) '
+                       r'is finer than scales\[2\] \(factor=2.0\)'):
+        scales.check_coarse_to_fine([coarse, fine, mid], 'scales')

@@ -60,6 +60,18 @@ def test_validity_uses_the_whole_box_and_slivers_are_invalid():
     assert out['chip_valid_range'] == (0.0, 80.0)  # chip pixels
 
 
+def test_slivers_at_the_left_and_top_sides_are_invalid():
+    # min_visible = 2 CHIP px of width AND height: 0.5 ORIGINAL px x 2
+    chip = [50, 40, 114, 104]
+    boxes = [[45, 60, 50.5, 70],    # CHIP [0, 40, 1, 60]: 1 px wide
+             [60, 35, 70, 40.5],    # CHIP [20, 0, 40, 1]: 1 px high
+             [45, 60, 51, 70]]      # CHIP [0, 40, 2, 60]: 2 px, valid
+    out = CropChip()(_results(chip, 2.0, boxes, valid_range=(0, 40)))
+    np.testing.assert_allclose(out['gt_bboxes'].numpy(), [
+        [0, 40, 1, 60], [20, 0, 40, 1], [0, 40, 2, 60]])
+    np.testing.assert_array_equal(out['gt_scale_valid'], [False, False, True])
+
+
 def test_downscaled_chip_with_fractional_window():
     window, out_w, out_h = chip_window(np.array([10.4, 0, 330.2, 300]), 0.4,
                                        300, 400, 128)
@@ -70,6 +82,17 @@ def test_downscaled_chip_with_fractional_window():
     assert out['img'].shape[:2] == (120, 128)
     np.testing.assert_allclose(out['gt_bboxes'].numpy(), [[0, 0, 128, 120]],
                                atol=1e-4)
+
+
+def test_a_degenerate_chip_window_is_at_least_one_pixel():
+    # a zero-size chip box still cuts 1 x 1 ORIGINAL px (here 2 x 2 out)
+    window, out_w, out_h = chip_window(np.array([5., 5, 5, 5]), 2.0, 10,
+                                       10, 512)
+    np.testing.assert_array_equal(window, [5, 5, 6, 6])
+    assert (out_w, out_h) == (2, 2)
+    # and its output is at least 1 x 1 px (round(1 x 0.1) = 0)
+    assert chip_window(np.array([5., 5, 5, 5]), 0.1, 10, 10, 512)[1:] == \
+        (1, 1)
 
 
 def test_crowd_and_empty_chips_pack():
@@ -125,6 +148,15 @@ def test_whole_box_sizes_are_passed_in_chip_pixels():
     packed = PackChipInputs()(out)['data_samples'].gt_instances
     np.testing.assert_allclose(packed.box_sizes.numpy(),
                                out['gt_box_sizes'])
+
+
+def test_whole_box_sizes_of_sub_pixel_thin_boxes():
+    # Sec. 3.4.1 labels by sqrt(area) in CHIP px: a 0.25 x 20 ORIGINAL px
+    # box at factor 2 is 0.5 x 40 CHIP px, sqrt(20); and 40 x 0.5 the same
+    out = CropChip()(_results([50, 40, 114, 104], 2.0,
+                              [[60, 50, 60.25, 70], [60, 50, 80, 50.25]]))
+    np.testing.assert_allclose(out['gt_box_sizes'], [np.sqrt(20.0)] * 2,
+                               rtol=1e-6)
 
 
 def _chip(**kw):

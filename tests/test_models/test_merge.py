@@ -119,6 +119,21 @@ def test_box_voting_returns_the_score_weighted_box():
     assert out.scores.tolist() == pytest.approx([0.75])
 
 
+def test_box_voting_with_small_scores_and_a_lone_voter():
+    cfg = dict(NMS, box_voting=dict(iou_threshold=0.8))
+    # voter weights 0.5 + 0.4 = 0.9 (under 1) still move the box
+    out = _merge([A, C], [0.5, 0.4], [0, 0], cfg)
+    assert out.bboxes[0, 3].item() == pytest.approx((0.5 * 10 + 0.4 * 12)
+                                                    / 0.9)
+    # a box of score 0 has no weight to vote with: it stays as it is
+    out = _merge([A], [0.0], [0], cfg)
+    assert out.bboxes.tolist() == [A]
+    # 'mean' scoring of a box that is its own only voter: its score
+    out = _merge([A], [0.9], [0], dict(NMS, box_voting=dict(
+        iou_threshold=0.8, scoring='mean')))
+    assert out.scores.tolist() == pytest.approx([0.9])
+
+
 def test_max_per_img():
     boxes = [[20 * i, 0, 20 * i + 10, 10] for i in range(5)]
     out = _merge(boxes, [0.1, 0.5, 0.3, 0.9, 0.2], [0] * 5,
@@ -178,11 +193,29 @@ def test_mask_paster_pastes_windows_and_flips():
         paster(torch.tensor([2]))
 
 
+def test_mask_paster_flips_back_vertical_and_diagonal_views():
+    # two masks of one pixel each in a 3 x 4 window, flipped per mask
+    masks = torch.zeros((2, 3, 4), dtype=torch.bool)
+    masks[0, 0, 1] = True
+    masks[1, 2, 0] = True
+    paster = MaskPaster((3, 4))
+    paster.add(masks, flip_direction='vertical')
+    paster.add(masks, flip_direction='diagonal')
+    out = paster(torch.tensor([0, 1, 2, 3]))
+    # vertical: y -> 3 - 1 - y; diagonal: also x -> 4 - 1 - x
+    assert [m.nonzero().tolist() for m in out] == [
+        [[2, 1]], [[0, 0]], [[2, 2]], [[0, 3]]]
+
+
 def test_gather_rows_equals_cat_then_index():
     parts = [torch.arange(6).reshape(3, 2), torch.zeros((0, 2), dtype=int),
              torch.arange(10, 14).reshape(2, 2)]
     inds = torch.tensor([4, 0, 3, 2])
     assert torch.equal(gather_rows(parts, inds), torch.cat(parts)[inds])
+    # indices outside the 5 rows of the concatenation are refused
+    for bad in ([0, 5], [-1, 1]):
+        with pytest.raises(IndexError, match='out of range for 5 rows'):
+            gather_rows(parts, torch.tensor(bad))
 
 
 @pytest.mark.parametrize('cfg, match', [
@@ -196,6 +229,7 @@ def test_gather_rows_equals_cat_then_index():
     (dict(NMS, max_per_img=0), 'max_per_img'),
     (dict(NMS, max_per_img=1.5), 'max_per_img'),
     (dict(NMS, box_voting=dict(iou_threshold=0)), 'box_voting'),
+    (dict(NMS, box_voting=dict(iou_threshold=1.5)), 'box_voting'),
     (dict(NMS, box_voting=dict(iou=0.8)), 'box_voting'),
     (dict(NMS, box_voting=dict(scoring='max')), 'scoring'),
     (dict(NMS, box_voting=0.8), 'box_voting'),
@@ -207,6 +241,13 @@ def test_gather_rows_equals_cat_then_index():
 def test_bad_config_errors(cfg, match):
     with pytest.raises(ValueError, match=match):
         MergeConfig.from_dict(cfg)
+
+
+def test_soft_nms_sigma_may_be_infinite():
+    # gaussian decay exp(-iou^2 / sigma) with sigma = inf: no decay
+    cfg = MergeConfig.from_dict(dict(nms=dict(type='soft_nms',
+                                              sigma=math.inf)))
+    assert cfg.nms['sigma'] == math.inf
 
 
 def test_config_defaults_and_bad_parts():

@@ -375,3 +375,21 @@ def test_what_the_assigner_ignores_around_an_invalid_box_stays_ignored():
     res = ScaleValidAssigner(_IgnoreBandAssigner()).assign(preds, gt)
     assert res.gt_inds.tolist() == [1, -1, -1, -1, 0]
     assert res.labels.tolist() == [LABEL_A, -1, -1, -1, -1]
+
+
+def test_reindexing_into_the_full_list_by_hand():
+    """Step (b) with boxes [valid, invalid, valid]: the valid-only result
+    numbers the valid boxes 1, 2; they are boxes 1 and 3 of the full
+    list. Step (c): a prior the full assignment gives to the invalid box
+    and that (a) left negative is ignored."""
+    from mmsnip.models.task_modules.assigners.scale_valid_assigner import \
+        merge_assign_results
+    valid = torch.tensor([True, False, True])
+    result = AssignResult(2, torch.tensor([1, 2, 0, 0]), None,
+                          labels=torch.tensor([5, 7, -1, -1]))
+    full = AssignResult(3, torch.tensor([1, 3, 2, 0]), None,
+                        labels=torch.tensor([5, 7, 6, -1]))
+    merged = merge_assign_results(result, full, valid)
+    assert merged.num_gts == 3
+    assert merged.gt_inds.tolist() == [1, 3, -1, 0]
+    assert merged.labels.tolist() == [5, 7, -1, -1]
