@@ -471,8 +471,10 @@ def test_a_refreshed_lock_of_another_node_is_waited_for(tmp_path):
         os.utime(lock, ns=(n * 10 ** 9, n * 10 ** 9))
         real_sleep(seconds)
 
-    cache = ChipTableCache(str(tmp_path), wait_timeout=0.6, poll=0.02,
-                           stale_after=0.1)
+    # stale_after well above a poll: a loaded machine's pause between
+    # the refresh and the look must not read as silence
+    cache = ChipTableCache(str(tmp_path), wait_timeout=1.5, poll=0.02,
+                           stale_after=1.0)
     _lock_of_another_node(lock)
     with mock.patch.object(chip_table.time, 'sleep', refreshed), \
             pytest.raises(CacheWaitTimeout, match='node-7'):
