@@ -184,6 +184,7 @@ def test_training_resumed_mid_epoch_continues_exactly(tiny_demo_root,
     cfg.default_hooks.checkpoint = dict(
         type='CheckpointHook', by_epoch=False, interval=3)
     cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
+    _three_images(cfg)
     cfg.dump(cfg_path)
 
     epoch0, _ = _train(tmp_path, cfg_path, tmp_path / 'epoch0.txt')
