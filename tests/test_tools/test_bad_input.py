@@ -2,8 +2,13 @@
 """Bad input gives a one-line `error:` naming the thing, exit status 2."""
 import os.path as osp
 import shutil
+import subprocess
+import sys
 
-from conftest import run_tool, tiny_config
+import pytest
+from conftest import REPO_ROOT, load_tool, run_tool, tiny_config
+
+from mmsnip.utils.preflight import run_cli
 
 
 def _single_error_line(proc):
@@ -12,6 +17,28 @@ def _single_error_line(proc):
     assert len(errors) == 1, proc.stderr[-3000:]
     assert 'Traceback' not in proc.stderr
     return errors[0]
+
+
+def _in_process(args, monkeypatch, capsys):
+    """``python ARGS`` (a tool and its arguments) run in this process as
+    its ``__main__`` does: ``run_cli(main)`` with ``sys.argv`` = ``ARGS``,
+    from the repository root. Each test runs one such case through a real
+    ``run_tool`` process; the others this way, saving a process start (the
+    same function prints the same line).
+
+    Returns:
+        subprocess.CompletedProcess: its exit status, stdout and stderr.
+    """
+    tool = load_tool(args[0])
+    monkeypatch.chdir(REPO_ROOT)
+    monkeypatch.setenv('LOCAL_RANK', '0')
+    monkeypatch.setattr(sys, 'argv', list(args))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        run_cli(tool.main)
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, exited.value.code, out.out,
+                                       out.err)
 
 
 def test_missing_config():
@@ -91,7 +118,7 @@ def test_config_entry_that_does_not_build(tiny_demo_root, tmp_path):
 
 
 def test_bad_loader_and_schedule_settings_are_one_error_line(
-        tiny_demo_root, tmp_path):
+        tiny_demo_root, tmp_path, monkeypatch, capsys):
     """Dataloader and schedule values PyTorch or MMEngine refuse only once
     the runner is built: one line naming the entry, before anything is
     built (was: a traceback naming no entry, e.g. `ValueError: end should
@@ -110,19 +137,21 @@ def test_bad_loader_and_schedule_settings_are_one_error_line(
              'train_cfg.max_epochs must be an integer >= 1, got 0'),
             ('optim_wrapper.optimizer.lr=-0.1',
              'optim_wrapper.optimizer.lr must be a finite number')):
-        line = _single_error_line(run_tool(
-            ['tools/train.py', cfg, '--cfg-options', option], check=False))
+        args = ['tools/train.py', cfg, '--cfg-options', option]
+        line = _single_error_line(
+            run_tool(args, check=False) if option.endswith('size=0') else
+            _in_process(args, monkeypatch, capsys))
         assert line.startswith(f'error: {want}'), line
-    line = _single_error_line(run_tool(
+    line = _single_error_line(_in_process(
         ['tools/train.py', cfg, '--auto-scale-lr', '--cfg-options',
-         'auto_scale_lr=None'], check=False))
+         'auto_scale_lr=None'], monkeypatch, capsys))
     assert line.startswith('error: --auto-scale-lr needs auto_scale_lr = '
                            'dict(enable=False, base_batch_size=N)'), line
     ckpt = tmp_path / 'any.pth'
     ckpt.write_bytes(b'')  # refused before it is read
-    line = _single_error_line(run_tool(
+    line = _single_error_line(_in_process(
         ['tools/test.py', cfg, str(ckpt), '--cfg-options',
-         'test_dataloader.batch_size=0'], check=False))
+         'test_dataloader.batch_size=0'], monkeypatch, capsys))
     assert line.startswith('error: test_dataloader.batch_size must be'), \
         line
 
