@@ -53,7 +53,8 @@ def test_config_with_syntax_error(tmp_path):
     assert 'bad.py' in _single_error_line(proc)
 
 
-def test_config_that_mmengine_cannot_merge(tiny_demo_root, tmp_path):
+def test_config_that_mmengine_cannot_merge(tiny_demo_root, tmp_path,
+                                           monkeypatch, capsys):
     """A child config or a --cfg-options entry that sets a dict over a
     base value of another type (MMEngine's merge TypeError): one line
     naming the file or the option (was: a TypeError traceback)."""
@@ -69,15 +70,17 @@ def test_config_that_mmengine_cannot_merge(tiny_demo_root, tmp_path):
                       str(tmp_path / 'cfg.py'))
     for tool in (['tools/train.py', cfg],
                  ['tools/test.py', cfg, str(tmp_path / 'none.pth')]):
-        proc = run_tool(tool + ['--cfg-options', 'log_level=INFO',
-                                'model.backbone.depth.x=1'], check=False)
+        proc = _in_process(tool + ['--cfg-options', 'log_level=INFO',
+                                   'model.backbone.depth.x=1'],
+                           monkeypatch, capsys)
         line = _single_error_line(proc)
         assert line.startswith("error: --cfg-options "
                                "model.backbone.depth.x=1: depth={'x': 1} "
                                'in child config cannot inherit'), line
 
 
-def test_config_entry_that_does_not_build(tiny_demo_root, tmp_path):
+def test_config_entry_that_does_not_build(tiny_demo_root, tmp_path,
+                                          monkeypatch, capsys):
     """A type no registry knows, a keyword its class does not take, a
     custom_imports module that is not importable: one line naming the
     config entry and the closest names, from every tool that loads a
