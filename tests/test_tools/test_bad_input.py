@@ -105,14 +105,16 @@ def test_config_entry_that_does_not_build(tiny_demo_root, tmp_path,
             'test.py': [str(ckpt)],
             'mine_proposals.py': [str(ckpt), '--out',
                                   str(tmp_path / 'p.pkl')]}.get(tool, [])
-        line = _single_error_line(run_tool(
-            args + ['--cfg-options', option], check=False))
+        args += ['--cfg-options', option]
+        line = _single_error_line(
+            run_tool(args, check=False) if tool == 'train.py' else
+            _in_process(args, monkeypatch, capsys))
         assert want in line, line
     child = tmp_path / 'child.py'
     child.write_text(f"_base_ = {cfg!r}\n"
                      "custom_imports = dict(imports=['no_such_module'])\n")
-    line = _single_error_line(run_tool(['tools/train.py', str(child)],
-                                       check=False))
+    line = _single_error_line(_in_process(['tools/train.py', str(child)],
+                                          monkeypatch, capsys))
     assert line == (
         f'error: config file "{child}": its custom_imports failed: Failed '
         "to import no_such_module (ModuleNotFoundError: No module named "
