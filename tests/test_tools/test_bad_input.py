@@ -291,7 +291,8 @@ def test_a_work_dir_that_cannot_be_made_is_one_error_line(tiny_demo_root,
 
 
 def test_proposals_of_other_scales_are_one_error_line(tiny_demo_root,
-                                                      tmp_path):
+                                                      tmp_path, monkeypatch,
+                                                      capsys):
     """tools/train.py on a stage-2 config whose proposal file was mined
     for other chip scales (or damaged): one error line naming the entry
     and the file, before anything is built (was: the dataset's ValueError
@@ -322,8 +323,8 @@ def test_proposals_of_other_scales_are_one_error_line(tiny_demo_root,
     assert 'SniperDataset:' not in proc.stdout + proc.stderr
     with open(props, 'r+b') as f:  # damaged: its structure
         f.truncate(200)
-    line = _single_error_line(run_tool(['tools/train.py', cfg] + args,
-                                       check=False))
+    line = _single_error_line(_in_process(['tools/train.py', cfg] + args,
+                                          monkeypatch, capsys))
     assert line.startswith('error: train_dataloader.dataset.proposal_file: '
                            f'proposal file "{props}" is not readable'), line
 
