@@ -2,13 +2,8 @@
 """Bad input gives a one-line `error:` naming the thing, exit status 2."""
 import os.path as osp
 import shutil
-import subprocess
-import sys
 
-import pytest
-from conftest import REPO_ROOT, load_tool, run_tool, tiny_config
-
-from mmsnip.utils.preflight import run_cli
+from conftest import run_in_process, run_tool, tiny_config
 
 
 def _single_error_line(proc):
@@ -17,28 +12,6 @@ def _single_error_line(proc):
     assert len(errors) == 1, proc.stderr[-3000:]
     assert 'Traceback' not in proc.stderr
     return errors[0]
-
-
-def _in_process(args, monkeypatch, capsys):
-    """``python ARGS`` (a tool and its arguments) run in this process as
-    its ``__main__`` does: ``run_cli(main)`` with ``sys.argv`` = ``ARGS``,
-    from the repository root. Each test runs one such case through a real
-    ``run_tool`` process; the others this way, saving a process start (the
-    same function prints the same line).
-
-    Returns:
-        subprocess.CompletedProcess: its exit status, stdout and stderr.
-    """
-    tool = load_tool(args[0])
-    monkeypatch.chdir(REPO_ROOT)
-    monkeypatch.setenv('LOCAL_RANK', '0')
-    monkeypatch.setattr(sys, 'argv', list(args))
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exited:
-        run_cli(tool.main)
-    out = capsys.readouterr()
-    return subprocess.CompletedProcess(args, exited.value.code, out.out,
-                                       out.err)
 
 
 def test_missing_config():
@@ -70,9 +43,9 @@ def test_config_that_mmengine_cannot_merge(tiny_demo_root, tmp_path,
                       str(tmp_path / 'cfg.py'))
     for tool in (['tools/train.py', cfg],
                  ['tools/test.py', cfg, str(tmp_path / 'none.pth')]):
-        proc = _in_process(tool + ['--cfg-options', 'log_level=INFO',
-                                   'model.backbone.depth.x=1'],
-                           monkeypatch, capsys)
+        proc = run_in_process(tool + ['--cfg-options', 'log_level=INFO',
+                                      'model.backbone.depth.x=1'],
+                              monkeypatch, capsys)
         line = _single_error_line(proc)
         assert line.startswith("error: --cfg-options "
                                "model.backbone.depth.x=1: depth={'x': 1} "
@@ -108,13 +81,13 @@ def test_config_entry_that_does_not_build(tiny_demo_root, tmp_path,
         args += ['--cfg-options', option]
         line = _single_error_line(
             run_tool(args, check=False) if tool == 'train.py' else
-            _in_process(args, monkeypatch, capsys))
+            run_in_process(args, monkeypatch, capsys))
         assert want in line, line
     child = tmp_path / 'child.py'
     child.write_text(f"_base_ = {cfg!r}\n"
                      "custom_imports = dict(imports=['no_such_module'])\n")
-    line = _single_error_line(_in_process(['tools/train.py', str(child)],
-                                          monkeypatch, capsys))
+    line = _single_error_line(run_in_process(
+        ['tools/train.py', str(child)], monkeypatch, capsys))
     assert line == (
         f'error: config file "{child}": its custom_imports failed: Failed '
         "to import no_such_module (ModuleNotFoundError: No module named "
@@ -145,16 +118,16 @@ def test_bad_loader_and_schedule_settings_are_one_error_line(
         args = ['tools/train.py', cfg, '--cfg-options', option]
         line = _single_error_line(
             run_tool(args, check=False) if option.endswith('size=0') else
-            _in_process(args, monkeypatch, capsys))
+            run_in_process(args, monkeypatch, capsys))
         assert line.startswith(f'error: {want}'), line
-    line = _single_error_line(_in_process(
+    line = _single_error_line(run_in_process(
         ['tools/train.py', cfg, '--auto-scale-lr', '--cfg-options',
          'auto_scale_lr=None'], monkeypatch, capsys))
     assert line.startswith('error: --auto-scale-lr needs auto_scale_lr = '
                            'dict(enable=False, base_batch_size=N)'), line
     ckpt = tmp_path / 'any.pth'
     ckpt.write_bytes(b'')  # refused before it is read
-    line = _single_error_line(_in_process(
+    line = _single_error_line(run_in_process(
         ['tools/test.py', cfg, str(ckpt), '--cfg-options',
          'test_dataloader.batch_size=0'], monkeypatch, capsys))
     assert line.startswith('error: test_dataloader.batch_size must be'), \
@@ -212,7 +185,7 @@ def test_bad_chip_cfg_values_are_one_error_line(tiny_demo_root, tmp_path,
              'ChipConfig.off_grid must be True or False')):
         args = ['tools/train.py', cfg, '--cfg-options', option]
         proc = run_tool(args, check=False) if 'off_grid' in option else \
-            _in_process(args, monkeypatch, capsys)
+            run_in_process(args, monkeypatch, capsys)
         line = _single_error_line(proc)
         assert f'{entry}: ' in line and want in line, line
 
@@ -246,7 +219,7 @@ def test_bad_test_time_model_settings_are_one_error_line(tiny_demo_root,
         args = ['tools/test.py', cfg, ckpt, '--tta', '--work-dir',
                 str(tmp_path / 'w'), '--cfg-options', option]
         proc = run_tool(args, check=False) if 'factor' in option else \
-            _in_process(args, monkeypatch, capsys)
+            run_in_process(args, monkeypatch, capsys)
         line = _single_error_line(proc)
         assert want in line, line
 
@@ -323,8 +296,8 @@ def test_proposals_of_other_scales_are_one_error_line(tiny_demo_root,
     assert 'SniperDataset:' not in proc.stdout + proc.stderr
     with open(props, 'r+b') as f:  # damaged: its structure
         f.truncate(200)
-    line = _single_error_line(_in_process(['tools/train.py', cfg] + args,
-                                          monkeypatch, capsys))
+    line = _single_error_line(run_in_process(
+        ['tools/train.py', cfg] + args, monkeypatch, capsys))
     assert line.startswith('error: train_dataloader.dataset.proposal_file: '
                            f'proposal file "{props}" is not readable'), line
 
