@@ -227,11 +227,14 @@ def test_bad_input(autofocus_ckpt, tmp_path, monkeypatch, capsys):
 
 @pytest.mark.skipif(torch.cuda.is_available(),
                     reason='--amp is refused only without CUDA')
-def test_amp_needs_cuda(autofocus_ckpt, tmp_path):
+def test_amp_needs_cuda(autofocus_ckpt, tmp_path, monkeypatch, capsys):
+    """infer as a process, train through run_cli(main) in this process."""
     cfg_path, ckpt = autofocus_ckpt
     for cmd in (['infer', cfg_path, ckpt], ['train', SNIPER]):
-        proc = run_tool(['tools/benchmark.py'] + cmd + [
-            '--amp', '--out-dir', str(tmp_path / 'amp')], check=False)
+        args = ['tools/benchmark.py'] + cmd + [
+            '--amp', '--out-dir', str(tmp_path / 'amp')]
+        proc = run_tool(args, check=False) if cmd[0] == 'infer' else \
+            run_in_process(args, monkeypatch, capsys)
         assert proc.returncode == 2, proc.stderr
         assert '--amp needs a CUDA device' in proc.stderr
         assert not (tmp_path / 'amp').exists()
