@@ -60,6 +60,30 @@ def load_tool(path: str):
     return module
 
 
+def run_in_process(args, monkeypatch, capsys):
+    """``python ARGS`` (a tool and its arguments) run in this process as
+    its ``__main__`` does: ``run_cli(main)`` with ``sys.argv`` = ``ARGS``,
+    from the repository root; for a tool that exits (a bad input's
+    `error:` line, status 2). A test of several bad inputs runs one
+    through a real :func:`run_tool` process and the others this way,
+    saving a process start each (the same function prints the same line).
+
+    Returns:
+        subprocess.CompletedProcess: its exit status, stdout and stderr.
+    """
+    from mmsnip.utils.preflight import run_cli
+    tool = load_tool(args[0])
+    monkeypatch.chdir(REPO_ROOT)
+    monkeypatch.setenv('LOCAL_RANK', '0')
+    monkeypatch.setattr(sys, 'argv', list(args))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        run_cli(tool.main)
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, exited.value.code, out.out,
+                                       out.err)
+
+
 @contextlib.contextmanager
 def logged_messages(level=logging.INFO):
     """The messages of MMEngine's current logger at ``level`` or above,

@@ -3,7 +3,7 @@
 import os.path as osp
 import shutil
 
-from conftest import run_tool, tiny_config
+from conftest import run_in_process, run_tool, tiny_config
 
 
 def _single_error_line(proc):
@@ -26,7 +26,8 @@ def test_config_with_syntax_error(tmp_path):
     assert 'bad.py' in _single_error_line(proc)
 
 
-def test_config_that_mmengine_cannot_merge(tiny_demo_root, tmp_path):
+def test_config_that_mmengine_cannot_merge(tiny_demo_root, tmp_path,
+                                           monkeypatch, capsys):
     """A child config or a --cfg-options entry that sets a dict over a
     base value of another type (MMEngine's merge TypeError): one line
     naming the file or the option (was: a TypeError traceback)."""
@@ -42,15 +43,17 @@ def test_config_that_mmengine_cannot_merge(tiny_demo_root, tmp_path):
                       str(tmp_path / 'cfg.py'))
     for tool in (['tools/train.py', cfg],
                  ['tools/test.py', cfg, str(tmp_path / 'none.pth')]):
-        proc = run_tool(tool + ['--cfg-options', 'log_level=INFO',
-                                'model.backbone.depth.x=1'], check=False)
+        proc = run_in_process(tool + ['--cfg-options', 'log_level=INFO',
+                                      'model.backbone.depth.x=1'],
+                              monkeypatch, capsys)
         line = _single_error_line(proc)
         assert line.startswith("error: --cfg-options "
                                "model.backbone.depth.x=1: depth={'x': 1} "
                                'in child config cannot inherit'), line
 
 
-def test_config_entry_that_does_not_build(tiny_demo_root, tmp_path):
+def test_config_entry_that_does_not_build(tiny_demo_root, tmp_path,
+                                          monkeypatch, capsys):
     """A type no registry knows, a keyword its class does not take, a
     custom_imports module that is not importable: one line naming the
     config entry and the closest names, from every tool that loads a
@@ -75,14 +78,16 @@ def test_config_entry_that_does_not_build(tiny_demo_root, tmp_path):
             'test.py': [str(ckpt)],
             'mine_proposals.py': [str(ckpt), '--out',
                                   str(tmp_path / 'p.pkl')]}.get(tool, [])
-        line = _single_error_line(run_tool(
-            args + ['--cfg-options', option], check=False))
+        args += ['--cfg-options', option]
+        line = _single_error_line(
+            run_tool(args, check=False) if tool == 'train.py' else
+            run_in_process(args, monkeypatch, capsys))
         assert want in line, line
     child = tmp_path / 'child.py'
     child.write_text(f"_base_ = {cfg!r}\n"
                      "custom_imports = dict(imports=['no_such_module'])\n")
-    line = _single_error_line(run_tool(['tools/train.py', str(child)],
-                                       check=False))
+    line = _single_error_line(run_in_process(
+        ['tools/train.py', str(child)], monkeypatch, capsys))
     assert line == (
         f'error: config file "{child}": its custom_imports failed: Failed '
         "to import no_such_module (ModuleNotFoundError: No module named "
@@ -91,7 +96,7 @@ def test_config_entry_that_does_not_build(tiny_demo_root, tmp_path):
 
 
 def test_bad_loader_and_schedule_settings_are_one_error_line(
-        tiny_demo_root, tmp_path):
+        tiny_demo_root, tmp_path, monkeypatch, capsys):
     """Dataloader and schedule values PyTorch or MMEngine refuse only once
     the runner is built: one line naming the entry, before anything is
     built (was: a traceback naming no entry, e.g. `ValueError: end should
@@ -110,19 +115,21 @@ def test_bad_loader_and_schedule_settings_are_one_error_line(
              'train_cfg.max_epochs must be an integer >= 1, got 0'),
             ('optim_wrapper.optimizer.lr=-0.1',
              'optim_wrapper.optimizer.lr must be a finite number')):
-        line = _single_error_line(run_tool(
-            ['tools/train.py', cfg, '--cfg-options', option], check=False))
+        args = ['tools/train.py', cfg, '--cfg-options', option]
+        line = _single_error_line(
+            run_tool(args, check=False) if option.endswith('size=0') else
+            run_in_process(args, monkeypatch, capsys))
         assert line.startswith(f'error: {want}'), line
-    line = _single_error_line(run_tool(
+    line = _single_error_line(run_in_process(
         ['tools/train.py', cfg, '--auto-scale-lr', '--cfg-options',
-         'auto_scale_lr=None'], check=False))
+         'auto_scale_lr=None'], monkeypatch, capsys))
     assert line.startswith('error: --auto-scale-lr needs auto_scale_lr = '
                            'dict(enable=False, base_batch_size=N)'), line
     ckpt = tmp_path / 'any.pth'
     ckpt.write_bytes(b'')  # refused before it is read
-    line = _single_error_line(run_tool(
+    line = _single_error_line(run_in_process(
         ['tools/test.py', cfg, str(ckpt), '--cfg-options',
-         'test_dataloader.batch_size=0'], check=False))
+         'test_dataloader.batch_size=0'], monkeypatch, capsys))
     assert line.startswith('error: test_dataloader.batch_size must be'), \
         line
 
@@ -161,7 +168,8 @@ SNIPER_DEMO = osp.join('configs', 'sniper',
                        'sniper_faster-rcnn_r18-w16_fpn_12e_demo.py')
 
 
-def test_bad_chip_cfg_values_are_one_error_line(tiny_demo_root, tmp_path):
+def test_bad_chip_cfg_values_are_one_error_line(tiny_demo_root, tmp_path,
+                                                monkeypatch, capsys):
     """--cfg-options values ChipConfig cannot use: one `error:` line naming
     the entry, the scale and the field (was: a TypeError traceback, or a
     string such as 'flase' read as True)."""
@@ -175,8 +183,9 @@ def test_bad_chip_cfg_values_are_one_error_line(tiny_demo_root, tmp_path):
              'scales[0]: ScaleSpec.valid_range must be (min, max)'),
             (f'{entry}.off_grid=flase',
              'ChipConfig.off_grid must be True or False')):
-        proc = run_tool(['tools/train.py', cfg, '--cfg-options', option],
-                        check=False)
+        args = ['tools/train.py', cfg, '--cfg-options', option]
+        proc = run_tool(args, check=False) if 'off_grid' in option else \
+            run_in_process(args, monkeypatch, capsys)
         line = _single_error_line(proc)
         assert f'{entry}: ' in line and want in line, line
 
@@ -186,7 +195,9 @@ SLICED_DEMO = osp.join('configs', 'autofocus',
 
 
 def test_bad_test_time_model_settings_are_one_error_line(tiny_demo_root,
-                                                         tmp_path):
+                                                         tmp_path,
+                                                         monkeypatch,
+                                                         capsys):
     """tools/test.py --tta with test-time model settings the model refuses,
     when it is built (tta_cfg, batch_size) and at the first image (a
     whole-image view under one pixel): one `error:` line each (was: a
@@ -205,9 +216,10 @@ def test_bad_test_time_model_settings_are_one_error_line(tiny_demo_root,
              'to under one pixel per side'),
             ('runner_type=Runner',
              "tests SlicedTTAModel (tta_model) but runner_type is 'Runner'")):
-        proc = run_tool(['tools/test.py', cfg, ckpt, '--tta',
-                         '--work-dir', str(tmp_path / 'w'),
-                         '--cfg-options', option], check=False)
+        args = ['tools/test.py', cfg, ckpt, '--tta', '--work-dir',
+                str(tmp_path / 'w'), '--cfg-options', option]
+        proc = run_tool(args, check=False) if 'factor' in option else \
+            run_in_process(args, monkeypatch, capsys)
         line = _single_error_line(proc)
         assert want in line, line
 
@@ -252,7 +264,8 @@ def test_a_work_dir_that_cannot_be_made_is_one_error_line(tiny_demo_root,
 
 
 def test_proposals_of_other_scales_are_one_error_line(tiny_demo_root,
-                                                      tmp_path):
+                                                      tmp_path, monkeypatch,
+                                                      capsys):
     """tools/train.py on a stage-2 config whose proposal file was mined
     for other chip scales (or damaged): one error line naming the entry
     and the file, before anything is built (was: the dataset's ValueError
@@ -283,8 +296,8 @@ def test_proposals_of_other_scales_are_one_error_line(tiny_demo_root,
     assert 'SniperDataset:' not in proc.stdout + proc.stderr
     with open(props, 'r+b') as f:  # damaged: its structure
         f.truncate(200)
-    line = _single_error_line(run_tool(['tools/train.py', cfg] + args,
-                                       check=False))
+    line = _single_error_line(run_in_process(
+        ['tools/train.py', cfg] + args, monkeypatch, capsys))
     assert line.startswith('error: train_dataloader.dataset.proposal_file: '
                            f'proposal file "{props}" is not readable'), line
 

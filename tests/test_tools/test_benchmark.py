@@ -7,8 +7,8 @@ import subprocess
 import pytest
 import torch
 
-from conftest import (REPO_ROOT, load_tool, run_tool, tiny_checkpoint,
-                      tiny_config)
+from conftest import (REPO_ROOT, load_tool, run_in_process, run_tool,
+                      tiny_checkpoint, tiny_config)
 
 AUTOFOCUS = osp.join(REPO_ROOT, 'configs/autofocus/'
                      'autofocus_faster-rcnn_r18-w16_fpn_12e_demo.py')
@@ -187,14 +187,17 @@ def test_loader_measures_each_collate(tiny_demo_root, tmp_path):
     assert not (tmp_path / 'x').exists()
 
 
-def test_bad_input(autofocus_ckpt, tmp_path):
+def test_bad_input(autofocus_ckpt, tmp_path, monkeypatch, capsys):
+    """One `error:` line, exit 2. The sahi case runs the tool as a process
+    (its import path is the point); the others its ``run_cli(main)`` in
+    this process (:func:`run_in_process`)."""
     cfg_path, ckpt = autofocus_ckpt
-    proc = run_tool(['tools/benchmark.py', 'infer', cfg_path,
-                     str(tmp_path / 'missing.pth'), '--out-dir',
-                     str(tmp_path)], check=False)
+    proc = run_in_process(['tools/benchmark.py', 'infer', cfg_path,
+                           str(tmp_path / 'missing.pth'), '--out-dir',
+                           str(tmp_path)], monkeypatch, capsys)
     assert proc.returncode == 2 and 'missing.pth' in proc.stderr
-    proc = run_tool(['tools/benchmark.py', 'infer', SNIPER, ckpt,
-                     '--out-dir', str(tmp_path)], check=False)
+    proc = run_in_process(['tools/benchmark.py', 'infer', SNIPER, ckpt,
+                           '--out-dir', str(tmp_path)], monkeypatch, capsys)
     assert proc.returncode == 2 and 'AutoFocusTTAModel' in proc.stderr
     # sahi among the methods (the default) without the package: refused
     # before any measurement, naming the fix
@@ -215,20 +218,23 @@ def test_bad_input(autofocus_ckpt, tmp_path):
                            if not k.startswith('focus_head.')}
     plain = str(tmp_path / 'plain.pth')
     torch.save(state, plain)
-    proc = run_tool(['tools/benchmark.py', 'infer', cfg_path, plain,
-                     '--methods', 'pyramid', 'autofocus', '--out-dir',
-                     str(tmp_path / 'p')], check=False)
+    proc = run_in_process(['tools/benchmark.py', 'infer', cfg_path, plain,
+                           '--methods', 'pyramid', 'autofocus', '--out-dir',
+                           str(tmp_path / 'p')], monkeypatch, capsys)
     assert proc.returncode == 2 and 'plain.pth" has no FocusPixel head' \
         in proc.stderr and '[infer] limit' not in proc.stdout
 
 
 @pytest.mark.skipif(torch.cuda.is_available(),
                     reason='--amp is refused only without CUDA')
-def test_amp_needs_cuda(autofocus_ckpt, tmp_path):
+def test_amp_needs_cuda(autofocus_ckpt, tmp_path, monkeypatch, capsys):
+    """infer as a process, train through run_cli(main) in this process."""
     cfg_path, ckpt = autofocus_ckpt
     for cmd in (['infer', cfg_path, ckpt], ['train', SNIPER]):
-        proc = run_tool(['tools/benchmark.py'] + cmd + [
-            '--amp', '--out-dir', str(tmp_path / 'amp')], check=False)
+        args = ['tools/benchmark.py'] + cmd + [
+            '--amp', '--out-dir', str(tmp_path / 'amp')]
+        proc = run_tool(args, check=False) if cmd[0] == 'infer' else \
+            run_in_process(args, monkeypatch, capsys)
         assert proc.returncode == 2, proc.stderr
         assert '--amp needs a CUDA device' in proc.stderr
         assert not (tmp_path / 'amp').exists()

@@ -5,7 +5,8 @@ import logging
 import os.path as osp
 
 import pytest
-from conftest import REPO_ROOT, logged_messages, run_tool, tiny_config
+from conftest import (REPO_ROOT, logged_messages, run_in_process, run_tool,
+                      tiny_config)
 from mmengine.config import Config
 
 from mmsnip.utils import register_all_modules
@@ -122,14 +123,20 @@ def test_fewer_is_an_error_more_a_warning(tmp_path):
         check_num_classes(coco, TRAIN)
 
 
-def test_train_and_test_refuse(tiny_demo_root, tmp_path):
+def test_train_and_test_refuse(tiny_demo_root, tmp_path, monkeypatch,
+                               capsys):
+    """tools/train.py as a process, tools/test.py's run_cli(main) in this
+    one: the same one error line."""
     cfg = tiny_config(tiny_demo_root, str(tmp_path / 'work'),
                       str(tmp_path / 'cfg.py'), base=SNIPER_DEMO)
     ckpt = tmp_path / 'any.pth'
     ckpt.write_bytes(b'')  # refused before it is read
     option = ['--cfg-options', 'model.roi_head.bbox_head.num_classes=4']
     for args in (['tools/train.py', cfg], ['tools/test.py', cfg, str(ckpt)]):
-        proc = run_tool(args + option, check=False)
+        if args[0] == 'tools/train.py':
+            proc = run_tool(args + option, check=False)
+        else:
+            proc = run_in_process(args + option, monkeypatch, capsys)
         assert proc.returncode == 2, proc.stderr[-2000:]
         errors = [line for line in proc.stderr.splitlines()
                   if line.startswith('error:')]
