@@ -43,7 +43,7 @@ from mmsnip.chips.negative import as_proposals, negative_chips_batch
 from mmsnip.chips.positive import positive_chips_batch
 from mmsnip.utils.checks import UserInputError, check_integer, is_number
 from mmsnip.utils.fileio import atomic_open
-from mmsnip.utils.processes import usable_cores
+from mmsnip.utils.processes import pid_alive, usable_cores
 from .proposals import ProposalFile, check_image_ids
 
 # Version of the cache file layout and of the chip engine's output; bump it
@@ -465,16 +465,6 @@ def _warn(msg: str) -> None:
     print_log(msg, logger='current', level=logging.WARNING)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _read(path: str) -> Optional[str]:
     try:
         with open(path) as f:
@@ -537,7 +527,7 @@ def _owner_is_gone(owner: dict) -> bool:
         start = owner.get('start')
         if type(start) is int:
             return _start_ticks(owner['pid']) != start
-    return not _pid_alive(owner['pid'])
+    return not pid_alive(owner['pid'])
 
 
 class _Heartbeat:

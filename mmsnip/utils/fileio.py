@@ -28,6 +28,8 @@ import socket
 import tempfile
 from typing import IO, Dict, Iterator, Optional
 
+from .processes import pid_alive
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -60,16 +62,6 @@ def _writer_tag(pid: Optional[int] = None) -> str:
 _TMP_OWNER = re.compile(r'(?P<tag>.+-\d+)-(?P<pid>\d+)\.[a-z0-9_]+\.tmp')
 
 
-def _pid_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # another user's: alive
-        return False
-    return False
-
-
 def _remove_leftovers(folder: str, name: str) -> None:
     """Remove the temporary files of ``folder/name`` that writers of this
     host and pid namespace left when they were killed (their process is
@@ -88,7 +80,7 @@ def _remove_leftovers(folder: str, name: str) -> None:
         if owner is None or owner['tag'] != here:
             continue
         pid = int(owner['pid'])
-        if pid != os.getpid() and _pid_gone(pid):
+        if pid != os.getpid() and not pid_alive(pid):
             _remove(osp.join(folder, other))
 
 
