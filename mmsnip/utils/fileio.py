@@ -58,6 +58,13 @@ def _writer_tag(pid: Optional[int] = None) -> str:
     return f'{_host_and_namespace()}-{os.getpid() if pid is None else pid}'
 
 
+def _owned_prefix(name: str) -> str:
+    """``.{name}.{HOST-PIDNS-PID}.``: the start of this process's
+    temporary files and folders for ``name`` (``tempfile`` adds a random
+    part and ``.tmp``), which :func:`_remove_leftovers` reads back."""
+    return f'.{name}.{_writer_tag()}.'
+
+
 # ``.{name}.{HOST-PIDNS-PID}.{mkstemp's random part}.tmp``
 _TMP_OWNER = re.compile(r'(?P<tag>.+-\d+)-(?P<pid>\d+)\.[a-z0-9_]+\.tmp')
 
@@ -124,8 +131,7 @@ def atomic_open(path: str, mode: str = 'wb',
     if remove_leftovers:
         _remove_leftovers(folder, osp.basename(path))
     fd, tmp = tempfile.mkstemp(
-        dir=folder, prefix=f'.{osp.basename(path)}.{_writer_tag()}.',
-        suffix='.tmp')
+        dir=folder, prefix=_owned_prefix(osp.basename(path)), suffix='.tmp')
     try:
         kwargs = {} if mode == 'wb' else dict(encoding='utf-8')
         with os.fdopen(fd, mode, **kwargs) as f:
@@ -158,12 +164,12 @@ def atomic_folder(path: str) -> Iterator[str]:
     """
     folder, name = osp.split(osp.abspath(path))
     _remove_leftovers(folder, name)
-    tmp = tempfile.mkdtemp(dir=folder, prefix=f'.{name}.{_writer_tag()}.',
+    tmp = tempfile.mkdtemp(dir=folder, prefix=_owned_prefix(name),
                            suffix='.tmp')
     try:
         yield tmp
         if osp.isdir(path) and not osp.islink(path):
-            remove_folder(path)
+            _remove_folder_aside(folder, name)  # leftovers removed above
         elif osp.lexists(path):
             os.remove(path)
         os.replace(tmp, path)
@@ -183,9 +189,15 @@ def remove_folder(path: str) -> None:
         return
     folder, name = osp.split(osp.abspath(path))
     _remove_leftovers(folder, name)
-    aside = tempfile.mkdtemp(dir=folder, prefix=f'.{name}.{_writer_tag()}.',
+    _remove_folder_aside(folder, name)
+
+
+def _remove_folder_aside(folder: str, name: str) -> None:
+    """Rename the folder ``folder/name`` aside (onto a new, empty folder
+    of an owned name: atomic), then delete it."""
+    aside = tempfile.mkdtemp(dir=folder, prefix=_owned_prefix(name),
                              suffix='.tmp')
-    os.replace(path, aside)  # onto the new, empty folder: atomic
+    os.replace(osp.join(folder, name), aside)
     shutil.rmtree(aside)
 
 
