@@ -501,8 +501,8 @@ class SniperDataset:
                 f'({self.chip_cfg.negative.min_proposals}) proposals per '
                 'chip, so training would run on positive chips only. Fix: '
                 'lower chip_cfg.negative.min_proposals, or set '
-                'negatives=False '
-                '(and drop proposal_file) to train on positive chips only')
+                'negatives=False (and drop proposal_file) to train on '
+                'positive chips only')
 
     # -- chip table -----------------------------------------------------
     def _where(self, info: dict) -> str:
