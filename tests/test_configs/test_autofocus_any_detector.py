@@ -29,12 +29,7 @@ def test_one_epoch_then_cascade(config, tiny_demo_root, tmp_path):
     loaded = Config.fromfile(cfg)
     if 'score_thr' in (loaded.model.detector.get('test_cfg') or {}):
         loaded.model.detector.test_cfg.score_thr = 0.0
-    # The epoch on 2 of the demo's 6 training images (about 11 chips).
-    ds = loaded.train_dataloader.dataset
-    while 'dataset' in ds:
-        ds = ds.dataset
-    ds.indices = 2
-    loaded.dump(cfg)
+        loaded.dump(cfg)
     train = run_tool(['tools/train.py', cfg], timeout=900)
     log = train.stdout + train.stderr
     # Labels made scale-aware: mmdet's assigners rewritten (RetinaNet,
