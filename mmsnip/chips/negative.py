@@ -222,7 +222,6 @@ def negative_chips_batch(proposals: np.ndarray, row_start: np.ndarray,
         image.
     """
     num_scales = len(cfg.scales)
-    neg_cfg = cfg.negative
     row_start = np.asarray(row_start, np.int64)
     n = len(heights)
     sets = n if shared_scales else n * num_scales
@@ -239,65 +238,142 @@ def negative_chips_batch(proposals: np.ndarray, row_start: np.ndarray,
     if sanitized is None:
         boxes, keep = sanitize_boxes(props[:, :4], h_img[row_img],
                                      w_img[row_img])
-    else:  # the caller's; keep is narrowed in place below
-        boxes, keep = sanitized[0], np.array(sanitized[1], bool)
+    else:  # the caller's
+        boxes, keep = sanitized[0], np.asarray(sanitized[1], bool)
         if boxes.shape != (len(props), 4) or keep.shape != (len(props), ):
             raise ValueError(
                 f'sanitized must be ({len(props)}, 4) boxes and '
                 f'({len(props)},) keep, got {boxes.shape}, {keep.shape}')
-    if neg_cfg.max_proposals is not None:
+    if cfg.negative.max_proposals is not None:
         keep = _top_k_mask(row_set, props[:, 4], keep,
-                           neg_cfg.max_proposals)
-    # Sec. 3.3.3: only proposals whose size lies in R_i count (with
-    # filter_range, the paper): the kept rows of each (image, scale)
-    # canvas, as ``idx`` into the rows and the canvas ``seg`` = image * S
-    # + scale, grouped by canvas in row order.
-    ranges = cfg.valid_ranges
+                           cfg.negative.max_proposals)
     if shared_scales:
-        fits = np.repeat(keep[:, None], num_scales, axis=1)
-        if neg_cfg.filter_range:
-            fits &= in_range(box_sizes(boxes)[:, None],
-                             (ranges[:, 0], ranges[:, 1]))
-        # each scale's rows, placed canvas by canvas (image, then scale)
-        # without a sort: the rows of an image are consecutive
-        in_scale = [np.flatnonzero(fits[:, k]) for k in range(num_scales)]
-        counts = np.stack([np.bincount(row_img[r], minlength=n)
-                           for r in in_scale], axis=1)  # (n, S)
-        seg_start = np.cumsum(counts.ravel()) - counts.ravel()
-        col_start = np.cumsum(counts, axis=0) - counts
-        idx = np.empty(int(counts.sum()), np.int64)
-        for k, r in enumerate(in_scale):
-            img_k = row_img[r]
-            idx[seg_start[img_k * num_scales + k] + np.arange(len(r)) -
-                col_start[img_k, k]] = r
-        seg = np.repeat(np.arange(n * num_scales), counts.ravel())
+        idx, seg = _pooled_canvas_rows(boxes, keep, row_img, n, cfg)
     else:
-        seg = row_set
-        if neg_cfg.filter_range:
-            scale = seg % num_scales
-            keep &= in_range(box_sizes(boxes),
-                             (ranges[scale, 0], ranges[scale, 1]))
-        idx = np.flatnonzero(keep)
-        seg = seg[idx]
-    img, scale = np.divmod(seg, num_scales)
-    # Factor and canvas per image and scale.
-    factor = np.empty((n, num_scales))
-    canvas = np.empty((n, num_scales, 2))
-    for k, hw in enumerate(zip(h_img.tolist(), w_img.tolist())):
-        factor[k], canvas[k] = zip(*cfg.geometry(*hw))
+        idx, seg = _canvas_rows(boxes, keep, row_set, cfg)
+    factor, canvas = _canvas_geometry(h_img, w_img, cfg)
     scaled = to_canvas(boxes[idx], factor.reshape(-1)[seg][:, None],
                        canvas.reshape(-1, 2)[seg])
-    # Sec. 3.3.3: remove the proposals covered by C^i_pos ("covered" as in
-    # the cover, FIT_EPS): every (proposal, positive chip of its image and
-    # scale) pair, tested at once, one coordinate column at a time.
-    pos_start = np.asarray(pos_start, np.int64)
+    # Sec. 3.3.3: remove the proposals covered by C^i_pos.
+    free = ~_covered_by_positives(scaled, seg, positive,
+                                  np.asarray(pos_start, np.int64),
+                                  num_scales)
+    chips, chip_seg = _cover_canvases(scaled[free], seg[free], canvas, cfg)
+    k_img, k_scale = np.divmod(chip_seg, num_scales)
+    counts = np.bincount(k_img, minlength=n).astype(np.int64)
+    return chip_set_from_rows(chips, k_scale, factor[k_img, k_scale],
+                              canvas[k_img, k_scale], h_img[k_img],
+                              w_img[k_img], False), counts
+
+
+def _canvas_rows(boxes: np.ndarray, keep: np.ndarray, row_set: np.ndarray,
+                 cfg: ChipConfig) -> Tuple[np.ndarray, np.ndarray]:
+    """The rows that count on each canvas, one row set per (image, scale).
+
+    Sec. 3.3.3: with ``cfg.negative.filter_range`` (the paper) only the
+    kept proposals whose size lies in their scale's ``R_i``.
+
+    Args:
+        boxes (np.ndarray): ``(R, 4)`` sanitised boxes, ORIGINAL pixels.
+        keep (np.ndarray): ``(R,)`` bool rows still in play.
+        row_set (np.ndarray): ``(R,)`` int ``image * S + scale`` of each
+            row, non-decreasing.
+        cfg (ChipConfig): Scales and valid ranges.
+
+    Returns:
+        tuple: ``(idx, seg)``, ``(K,)`` int each: the rows, and their
+        canvas ``image * S + scale``, grouped by canvas in row order.
+    """
+    if cfg.negative.filter_range:
+        scale = row_set % len(cfg.scales)
+        ranges = cfg.valid_ranges
+        keep = keep & in_range(box_sizes(boxes),
+                               (ranges[scale, 0], ranges[scale, 1]))
+    idx = np.flatnonzero(keep)
+    return idx, row_set[idx]
+
+
+def _pooled_canvas_rows(boxes: np.ndarray, keep: np.ndarray,
+                        row_img: np.ndarray, n: int, cfg: ChipConfig
+                        ) -> Tuple[np.ndarray, np.ndarray]:
+    """:func:`_canvas_rows` for one row set per image serving every scale
+    (a file pooled over the scales): each row counts on the canvas of
+    every scale whose ``R_i`` holds its size (every scale without
+    ``filter_range``).
+
+    Args:
+        boxes (np.ndarray): ``(R, 4)`` sanitised boxes, ORIGINAL pixels.
+        keep (np.ndarray): ``(R,)`` bool rows still in play.
+        row_img (np.ndarray): ``(R,)`` int image of each row,
+            non-decreasing.
+        n (int): Number of images.
+        cfg (ChipConfig): Scales and valid ranges.
+
+    Returns:
+        tuple: ``(idx, seg)`` as :func:`_canvas_rows` (a row appears once
+        per canvas it counts on).
+    """
+    num_scales = len(cfg.scales)
+    ranges = cfg.valid_ranges
+    fits = np.repeat(keep[:, None], num_scales, axis=1)
+    if cfg.negative.filter_range:
+        fits &= in_range(box_sizes(boxes)[:, None],
+                         (ranges[:, 0], ranges[:, 1]))
+    # each scale's rows, placed canvas by canvas (image, then scale)
+    # without a sort: the rows of an image are consecutive
+    in_scale = [np.flatnonzero(fits[:, k]) for k in range(num_scales)]
+    counts = np.stack([np.bincount(row_img[r], minlength=n)
+                       for r in in_scale], axis=1)  # (n, S)
+    seg_start = np.cumsum(counts.ravel()) - counts.ravel()
+    col_start = np.cumsum(counts, axis=0) - counts
+    idx = np.empty(int(counts.sum()), np.int64)
+    for k, r in enumerate(in_scale):
+        img_k = row_img[r]
+        idx[seg_start[img_k * num_scales + k] + np.arange(len(r)) -
+            col_start[img_k, k]] = r
+    return idx, np.repeat(np.arange(n * num_scales), counts.ravel())
+
+
+def _canvas_geometry(heights: np.ndarray, widths: np.ndarray,
+                     cfg: ChipConfig) -> Tuple[np.ndarray, np.ndarray]:
+    """Each image's scale factors ``(N, S)`` and canvas sizes ``(N, S, 2)``
+    (``(h, w)``, scaled pixels), as ``cfg.geometry`` gives them."""
+    factor = np.empty((len(heights), len(cfg.scales)))
+    canvas = np.empty((len(heights), len(cfg.scales), 2))
+    for k, hw in enumerate(zip(heights.tolist(), widths.tolist())):
+        factor[k], canvas[k] = zip(*cfg.geometry(*hw))
+    return factor, canvas
+
+
+def _covered_by_positives(scaled: np.ndarray, seg: np.ndarray,
+                          positive: ChipSet, pos_start: np.ndarray,
+                          num_scales: int) -> np.ndarray:
+    """Which proposals lie inside a positive chip of their own canvas
+    ("inside" as in the cover: within ``FIT_EPS``).
+
+    Every (proposal, positive chip of its image and scale) pair is tested
+    at once, one coordinate column at a time.
+
+    Args:
+        scaled (np.ndarray): ``(K, 4)`` proposals, SCALED pixels of their
+            canvas.
+        seg (np.ndarray): ``(K,)`` int canvas ``image * S + scale``.
+        positive (ChipSet): The positive chips of all images, image by
+            image.
+        pos_start (np.ndarray): ``(N + 1,)`` int: image ``n``'s positive
+            chips are rows ``pos_start[n]:pos_start[n + 1]``.
+        num_scales (int): ``S``.
+
+    Returns:
+        np.ndarray: ``(K,)`` bool.
+    """
+    n = len(pos_start) - 1
     pos_key = np.repeat(np.arange(n), np.diff(pos_start)) * num_scales + \
         positive.scale_index
     pos_order = np.argsort(pos_key, kind='stable')
     pos_key = pos_key[pos_order]
     # each canvas's run of positive chips, looked up per row
-    num_segs = n * num_scales
-    seg_first = np.searchsorted(pos_key, np.arange(num_segs + 1))
+    seg_first = np.searchsorted(pos_key, np.arange(n * num_scales + 1))
     first = seg_first[seg]
     per = seg_first[seg + 1] - first
     pair_row = np.repeat(np.arange(len(seg)), per)
@@ -309,24 +385,47 @@ def negative_chips_batch(proposals: np.ndarray, row_start: np.ndarray,
         chip = positive.boxes_scaled[:, j][pair_chip]
         inside &= (box >= chip - FIT_EPS) if j < 2 else \
             (box <= chip + FIT_EPS)
-    covered = np.bincount(pair_row[inside], minlength=len(seg)) > 0
-    keep = ~covered
-    scaled, seg = scaled[keep], seg[keep]
-    img, scale = img[keep], scale[keep]
-    # Each proposal's index runs in its canvas's candidate starts, for
-    # every canvas at once (greedy_cover would search them canvas by
-    # canvas).
+    return np.bincount(pair_row[inside], minlength=len(seg)) > 0
+
+
+def _cover_canvases(scaled: np.ndarray, seg: np.ndarray, canvas: np.ndarray,
+                    cfg: ChipConfig) -> Tuple[np.ndarray, np.ndarray]:
+    """Sec. 3.3.3: on every canvas, greedily pick chips covering at least
+    ``M`` of its proposals (``cfg.negative.min_proposals_for(scale)``).
+
+    Most canvases go through one batched loop
+    (:func:`~mmsnip.chips.cover_batch.greedy_cover_runs`, each
+    proposal's index runs in its canvas's candidate starts found for all
+    canvases at once); a canvas with a huge grid (over
+    ``MAX_GRID_CELLS`` starts) goes through
+    :func:`~mmsnip.chips.positive.greedy_cover` on its own. A canvas with
+    fewer than ``M`` proposals has no chip.
+
+    Args:
+        scaled (np.ndarray): ``(K, 4)`` proposals, SCALED pixels, grouped
+            by canvas.
+        seg (np.ndarray): ``(K,)`` int canvas ``image * S + scale``,
+            non-decreasing.
+        canvas (np.ndarray): ``(N, S, 2)`` canvas ``(h, w)`` per image and
+            scale.
+        cfg (ChipConfig): Chip size, stride, ``off_grid``, negatives.
+
+    Returns:
+        tuple: ``(chips, chip_seg)``: ``(C, 4)`` chips, SCALED pixels of
+        their canvas, canvas by canvas (image, then scale), each canvas in
+        greedy order; ``(C,)`` int their canvas.
+    """
+    n, num_scales = canvas.shape[:2]
+    num_segs = n * num_scales
+    img, scale = np.divmod(seg, num_scales)
     side_h = canvas[img, scale, 0].astype(np.int64)
     side_w = canvas[img, scale, 1].astype(np.int64)
     along = [axis_runs(scaled[:, axis], scaled[:, axis + 2], seg, side,
                        cfg.chip_size, cfg.chip_stride, cfg.off_grid)
              for axis, side in ((0, side_w), (1, side_h))]
-    seg_min = np.tile([neg_cfg.min_proposals_for(s)
+    seg_min = np.tile([cfg.negative.min_proposals_for(s)
                        for s in range(num_scales)], n)
     seg_size = np.bincount(seg, minlength=num_segs)
-    # Sec. 3.3.3: greedily pick chips covering at least M proposals; most
-    # canvases in one batched loop (no chip can hold M proposals of a
-    # canvas with fewer), the others (a huge grid) one by one.
     cells = grid_length(canvas[..., 0], cfg.chip_size, cfg.chip_stride) * \
         grid_length(canvas[..., 1], cfg.chip_size, cfg.chip_stride)
     batched = cells.reshape(-1) <= MAX_GRID_CELLS
@@ -358,12 +457,7 @@ def negative_chips_batch(proposals: np.ndarray, row_start: np.ndarray,
     # Image by image, scale by scale, each canvas in greedy order.
     chip_seg = np.concatenate(chip_seg)
     order = np.argsort(chip_seg, kind='stable')
-    chips, chip_seg = np.concatenate(chips)[order], chip_seg[order]
-    k_img, k_scale = np.divmod(chip_seg, num_scales)
-    counts = np.bincount(k_img, minlength=n).astype(np.int64)
-    return chip_set_from_rows(chips, k_scale, factor[k_img, k_scale],
-                              canvas[k_img, k_scale], h_img[k_img],
-                              w_img[k_img], False), counts
+    return np.concatenate(chips)[order], chip_seg[order]
 
 
 # The rule of sample_negative_chips; stored in SniperSampler's checkpoint
