@@ -104,8 +104,8 @@ import re
 import weakref
 import zipfile
 from collections.abc import Mapping
-from typing import (Callable, Dict, Iterable, Iterator, List, Optional,
-                    Sequence, Union)
+from typing import (Callable, Dict, Iterable, Iterator, List, NamedTuple,
+                    Optional, Sequence, Tuple, Union)
 
 import numpy as np
 
@@ -562,6 +562,70 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
             5)`` / ``(P, 4)`` (:func:`proposal_array`), a coordinate over
             2048 with ``box_dtype='float16'``.
     """
+    pool_iou = _check_write_options(box_dtype, score_dtype, top_n,
+                                    pool_iou, shared_scales, owner)
+    # row sets per image: one for every scale, or one per scale
+    runs = 1 if shared_scales else num_scales
+    keys = list(img_ids)
+    id_array = image_id_array(keys, owner)
+    order = np.argsort(id_array, kind='stable')
+    id_array = id_array[order]
+    keys = [keys[k] for k in order.tolist()]
+    position = {k: n for n, k in enumerate(keys)}
+    if len(position) != len(keys):
+        raise ValueError(f'{owner}: img_ids repeat an image')
+    names = _names_member(img_names, order, owner)
+
+    def row_sets():
+        return _group_row_sets(groups, keys, position, num_scales,
+                               shared_scales, top_n, owner)
+
+    # Pass 1: sizes, the finite score range, the largest coordinate, and
+    # whether the row sets come in file order (then pass 2 streams).
+    survey = _survey_row_sets(row_sets(), len(keys), runs)
+    big, (big_img, big_scale) = survey.largest_coord
+    if box_dtype == 'float16' and big > FLOAT16_MAX_COORD:
+        raise ValueError(
+            f'{owner}: box_dtype=\'float16\' but img_id '
+            f'{keys[big_img]!r}, scale {big_scale} has a coordinate of '
+            f'{big:g} px: float16 steps exceed 1 px beyond '
+            f'{FLOAT16_MAX_COORD:g} px (and overflow to inf beyond 65504); '
+            'use box_dtype=\'auto\' or \'float32\'')
+    lo, hi = survey.score_range
+    offsets = np.zeros(survey.counts.size + 1, np.int64)
+    np.cumsum(survey.counts.ravel(), out=offsets[1:])
+    dtype = np.float32 if box_dtype == 'float32' or (
+        box_dtype == 'auto' and big > FLOAT16_MAX_COORD) else np.float16
+    # Pass 2: the rows as stored, into the file as they come when in file
+    # order, else into place in memory first.
+    version3 = score_dtype == 'uint8'
+    stored = _stored_row_sets(row_sets(), runs, dtype,
+                              (lo, hi) if version3 else None)
+    meta = _file_meta(path, num_scales, top_n,
+                      (lo, hi) if version3 else None, scales=scales,
+                      shared_scales=shared_scales, pool_iou=pool_iou,
+                      names=names)
+    scores = np.empty(offsets[-1], np.uint8 if version3 else np.float16)
+    if survey.in_file_order:
+        _write_streamed(path, meta, id_array, offsets, dtype, scores,
+                        stored, owner, names)
+        return
+    boxes = np.empty((offsets[-1], 4), dtype)
+    for run, run_boxes, run_scores in stored:
+        a, b = offsets[run], offsets[run + 1]
+        boxes[a:b], scores[a:b] = run_boxes, run_scores
+    _write_file(path, meta, _with_names(
+        dict(img_ids=id_array, offsets=offsets, boxes=boxes,
+             scores=scores), names))
+
+
+def _check_write_options(box_dtype: str, score_dtype: str,
+                         top_n: Optional[int], pool_iou: Optional[float],
+                         shared_scales: bool, owner: str
+                         ) -> Optional[float]:
+    """Refuse :func:`write_proposal_groups` options it cannot honour
+    (``ValueError`` naming ``owner``); returns ``pool_iou`` checked
+    (:func:`~mmsnip.datasets.proposal_pool.check_pool_iou`)."""
     if box_dtype not in ('auto', 'float16', 'float32'):
         raise ValueError(f"{owner}: box_dtype must be 'auto', 'float16' or "
                          f"'float32', got {box_dtype!r}")
@@ -576,63 +640,92 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
         raise ValueError(f"{owner}: shared_scales needs score_dtype "
                          "'uint8' (version 4 is version 3 with shared "
                          "rows)")
-    # row sets per image: one for every scale, or one per scale
-    runs = 1 if shared_scales else num_scales
-    keys = list(img_ids)
-    id_array = image_id_array(keys, owner)
-    order = np.argsort(id_array, kind='stable')
-    id_array = id_array[order]
-    keys = [keys[k] for k in order.tolist()]
-    position = {k: n for n, k in enumerate(keys)}
-    if len(position) != len(keys):
-        raise ValueError(f'{owner}: img_ids repeat an image')
-    names = _names_member(img_names, order, owner)
+    return pool_iou
 
-    def scale_rows():
-        """``(image position, scale, (P, 5) float32 rows)`` of every
-        group, top_n applied; scales given the same array object (a
+
+def _group_row_sets(groups: Callable[[], Iterable[dict]], keys: list,
+                    position: Dict, num_scales: int, shared_scales: bool,
+                    top_n: Optional[int], owner: str
+                    ) -> Iterator[Tuple[int, int, np.ndarray]]:
+    """The row sets of every group of :func:`write_proposal_groups`, each
+    image checked once.
+
+    Yields:
+        tuple: ``(n, s, rows)``: the image's position in ``keys`` (file
+        order), the scale, its ``(P, 5)`` float32 rows (ORIGINAL pixels)
+        with ``top_n`` applied. Scales given the same array object (a
         shared proposal set) are checked and cut once; with
-        ``shared_scales`` only scale 0 is yielded."""
-        seen = np.zeros(len(keys), bool)
-        for group in groups():
-            for img_id, per_scale in group.items():
-                n = position.get(img_id)
-                if n is None or seen[n]:
-                    raise ValueError(
-                        f'{owner}: img_id {img_id!r} is ' +
-                        ('in two groups' if n is not None else
-                         'not among the file\'s images'))
-                seen[n] = True
-                per_scale = list(per_scale)
-                if len(per_scale) != num_scales:
-                    raise ValueError(f'{owner}: img_id {img_id} has '
-                                     f'{len(per_scale)} scales, expected '
-                                     f'{num_scales}')
-                if shared_scales and any(r is not per_scale[0]
-                                         for r in per_scale):
-                    raise ValueError(
-                        f'{owner}: img_id {img_id!r} has other rows at '
-                        'other scales; shared_scales needs one array '
-                        'object for every scale')
-                given = done = None
-                for s, rows in enumerate(per_scale[:runs]):
-                    if rows is not given:
-                        where = f'{owner}: img_id {img_id!r}, scale {s}'
-                        given = rows
-                        done = _top_n(proposal_array(rows, where), top_n)
-                    yield n, s, done
-        if not seen.all():
-            missing = [keys[n] for n in np.flatnonzero(~seen)]
-            raise MissingProposalsError(
-                f'{owner}: {len(missing)} images have no proposals (e.g. '
-                f'img_id {missing[:5]})', missing)
+        ``shared_scales`` only scale 0 is yielded.
 
-    # Pass 1: sizes, the finite score range, the largest coordinate, and
-    # whether the row sets come in file order (then pass 2 streams).
-    counts = np.zeros((len(keys), runs), np.int64)
-    lo, hi, big, big_at = np.inf, -np.inf, 0.0, None
+    Raises:
+        ValueError: Naming ``owner``: an image in two groups or not in
+            ``keys``, a wrong number of scales, other rows at other scales
+            with ``shared_scales``, mis-shaped rows.
+        MissingProposalsError: After the last group, images of ``keys``
+            that no group gave.
+    """
+    runs = 1 if shared_scales else num_scales
+    seen = np.zeros(len(keys), bool)
+    for group in groups():
+        for img_id, per_scale in group.items():
+            n = position.get(img_id)
+            if n is None or seen[n]:
+                raise ValueError(
+                    f'{owner}: img_id {img_id!r} is ' +
+                    ('in two groups' if n is not None else
+                     'not among the file\'s images'))
+            seen[n] = True
+            per_scale = list(per_scale)
+            if len(per_scale) != num_scales:
+                raise ValueError(f'{owner}: img_id {img_id} has '
+                                 f'{len(per_scale)} scales, expected '
+                                 f'{num_scales}')
+            if shared_scales and any(r is not per_scale[0]
+                                     for r in per_scale):
+                raise ValueError(
+                    f'{owner}: img_id {img_id!r} has other rows at '
+                    'other scales; shared_scales needs one array '
+                    'object for every scale')
+            given = done = None
+            for s, rows in enumerate(per_scale[:runs]):
+                if rows is not given:
+                    where = f'{owner}: img_id {img_id!r}, scale {s}'
+                    given = rows
+                    done = _top_n(proposal_array(rows, where), top_n)
+                yield n, s, done
+    if not seen.all():
+        missing = [keys[n] for n in np.flatnonzero(~seen)]
+        raise MissingProposalsError(
+            f'{owner}: {len(missing)} images have no proposals (e.g. '
+            f'img_id {missing[:5]})', missing)
+
+
+class _RowSurvey(NamedTuple):
+    """What :func:`_survey_row_sets` learns in one pass over the rows.
+
+    Attributes:
+        counts (np.ndarray): ``(N, runs)`` int64 rows per image and run.
+        score_range (tuple): The finite scores' ``(min, max)``; ``(0, 0)``
+            without any.
+        largest_coord (tuple): ``(value, (n, s))``: the largest finite
+            absolute coordinate (ORIGINAL pixels; 0 without any) and where.
+        in_file_order (bool): The row sets came image by image in file
+            order, each image's runs in turn.
+    """
+    counts: np.ndarray
+    score_range: Tuple[float, float]
+    largest_coord: Tuple[float, Tuple[int, int]]
+    in_file_order: bool
+
+
+def _survey_row_sets(row_sets: Iterable[Tuple[int, int, np.ndarray]],
+                     num_images: int, runs: int) -> _RowSurvey:
+    """Pass 1 of :func:`write_proposal_groups` over
+    :func:`_group_row_sets`'s ``(n, s, rows)``."""
+    counts = np.zeros((num_images, runs), np.int64)
+    lo, hi, big, big_at = np.inf, -np.inf, 0.0, (0, 0)
     in_file_order, last = True, -1
-    for n, s, rows in scale_rows():
+    for n, s, rows in row_sets:
         in_file_order &= n * runs + s > last
         last = n * runs + s
         counts[n, s] = len(rows)
@@ -642,52 +735,34 @@ def write_proposal_groups(path: str, img_ids, num_scales: int,
             lo, hi = min(lo, float(score.min())), max(hi, float(score.max()))
         coords = rows[:, :4][np.isfinite(rows[:, :4])]
         if coords.size and float(np.abs(coords).max()) > big:
-            big, big_at = float(np.abs(coords).max()), (keys[n], s)
-    if box_dtype == 'float16' and big > FLOAT16_MAX_COORD:
-        raise ValueError(
-            f'{owner}: box_dtype=\'float16\' but img_id {big_at[0]!r}, '
-            f'scale {big_at[1]} has a coordinate of {big:g} px: float16 '
-            f'steps exceed 1 px beyond {FLOAT16_MAX_COORD:g} px (and '
-            'overflow to inf beyond 65504); use box_dtype=\'auto\' or '
-            '\'float32\'')
-    lo, hi = (lo, hi) if lo <= hi else (0.0, 0.0)
-    offsets = np.zeros(counts.size + 1, np.int64)
-    np.cumsum(counts.ravel(), out=offsets[1:])
-    dtype = np.float32 if box_dtype == 'float32' or (
-        box_dtype == 'auto' and big > FLOAT16_MAX_COORD) else np.float16
-    # Pass 2: the rows (version 3: by descending score, NaN last, stable;
-    # scores quantised), into the file as they come when in file order,
-    # else into place in memory first.
-    version3 = score_dtype == 'uint8'
+            big, big_at = float(np.abs(coords).max()), (n, s)
+    return _RowSurvey(counts, (lo, hi) if lo <= hi else (0.0, 0.0),
+                      (big, big_at), in_file_order)
 
-    def placed_rows():
-        """``(run index, boxes (P, 4), scores (P,))`` as stored."""
-        for n, s, rows in scale_rows():
-            if version3:
-                score = rows[:, 4].astype(np.float64)
-                rank = _by_score(score)
-                yield n * runs + s, rows[rank, :4].astype(dtype), \
-                    score_codes(score[rank], lo, hi)
-            else:
-                yield n * runs + s, rows[:, :4].astype(dtype), \
-                    rows[:, 4].astype(np.float16)
 
-    meta = _file_meta(path, num_scales, top_n,
-                      (lo, hi) if version3 else None, scales=scales,
-                      shared_scales=shared_scales, pool_iou=pool_iou,
-                      names=names)
-    scores = np.empty(offsets[-1], np.uint8 if version3 else np.float16)
-    if in_file_order:
-        _write_streamed(path, meta, id_array, offsets, dtype, scores,
-                        placed_rows(), owner, names)
-        return
-    boxes = np.empty((offsets[-1], 4), dtype)
-    for run, run_boxes, run_scores in placed_rows():
-        a, b = offsets[run], offsets[run + 1]
-        boxes[a:b], scores[a:b] = run_boxes, run_scores
-    _write_file(path, meta, _with_names(
-        dict(img_ids=id_array, offsets=offsets, boxes=boxes,
-             scores=scores), names))
+def _stored_row_sets(row_sets: Iterable[Tuple[int, int, np.ndarray]],
+                     runs: int, box_dtype, score_range: Optional[tuple]
+                     ) -> Iterator[Tuple[int, np.ndarray, np.ndarray]]:
+    """Pass 2 of :func:`write_proposal_groups`: each row set as stored.
+
+    With ``score_range`` (version 3): rows by descending score (NaN last,
+    stable), scores as uint8 codes of that range (:func:`score_codes`);
+    without (version 2): rows in input order, float16 scores.
+
+    Yields:
+        tuple: ``(run, boxes, scores)``: the run index ``n * runs + s``,
+        ``(P, 4)`` boxes of ``box_dtype`` (ORIGINAL pixels), ``(P,)``
+        scores.
+    """
+    for n, s, rows in row_sets:
+        if score_range is not None:
+            score = rows[:, 4].astype(np.float64)
+            rank = _by_score(score)
+            yield n * runs + s, rows[rank, :4].astype(box_dtype), \
+                score_codes(score[rank], *score_range)
+        else:
+            yield n * runs + s, rows[:, :4].astype(box_dtype), \
+                rows[:, 4].astype(np.float16)
 
 
 def score_codes(scores: np.ndarray, score_min: float, score_max: float
