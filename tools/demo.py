@@ -34,6 +34,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import List, NamedTuple
 
 from mmengine.config import Config
 
@@ -46,14 +47,25 @@ DATA_ROOT = 'data/demo'
 WORK_DIR = 'work_dirs/demo'
 
 SNIPER_STAGE1 = 'configs/sniper/sniper_faster-rcnn_r18-w16_fpn_12e_demo.py'
+SNIPER_STAGE1_WEIGHTS = osp.join(
+    WORK_DIR, osp.splitext(osp.basename(SNIPER_STAGE1))[0], 'epoch_12.pth')
 PROPOSALS = 'data/demo/proposals/stage1_train.pkl'
 SNIPER_STAGE2 = 'configs/sniper/sniper_faster-rcnn_r18-w16_fpn_4e-neg_demo.py'
 SLICED = 'configs/autofocus/sliced_faster-rcnn_r18-w16_fpn_4e-neg_demo.py'
 # Test-only rows: the config whose trained weights they test.
 TEST_ONLY = {SLICED: SNIPER_STAGE2}
-# (row name, config, extra test.py arguments, notes, preparation command:
-# run before training unless its output file (the last argument) exists
-# and is newer than the weights it comes from (the third argument)).
+
+
+class Preparation(NamedTuple):
+    """A step run before a row's training: ``args`` (a tool and its
+    arguments) read ``weights`` and write ``output``; skipped while
+    ``output`` is newer than ``weights`` (see :func:`prepare_command`)."""
+    args: List[str]
+    weights: str
+    output: str
+
+
+# (row name, config, extra test.py arguments, notes, Preparation or None)
 EXPERIMENTS = [
     ('single-scale baseline',
      'configs/baseline/faster-rcnn_r18-w16_fpn_12e_demo.py', [],
@@ -62,11 +74,9 @@ EXPERIMENTS = [
      'train: 256 px chips at 3 scales; test: SNIP full pyramid', None),
     ('SNIPER + negative chips (stage 2)', SNIPER_STAGE2,
      ['--tta'], 'stage 1 + 4 epochs with mined negatives; test: SNIP full '
-     'pyramid', [
-         'tools/mine_proposals.py', SNIPER_STAGE1,
-         osp.join(WORK_DIR, osp.splitext(osp.basename(SNIPER_STAGE1))[0],
-                  'epoch_12.pth'), '--out', PROPOSALS
-     ]),
+     'pyramid', Preparation(
+         ['tools/mine_proposals.py', SNIPER_STAGE1, SNIPER_STAGE1_WEIGHTS,
+          '--out', PROPOSALS], SNIPER_STAGE1_WEIGHTS, PROPOSALS)),
     ('uniform tiling (SAHI-style)', SLICED, ['--tta'],
      'stage-2 detector, not trained again; test: 256 px tiles at x2 + '
      'the whole image at 0.32x', None),
@@ -239,17 +249,15 @@ def train_command(py, config, work_dir, max_epochs, force):
     return [py, 'tools/train.py', config, '--work-dir', work_dir] + resume
 
 
-def prepare_command(py, prepare, force, after=None):
-    """The preparation command (proposal mining; its output is the last
-    argument), or None when its output exists, written after the file
-    ``after`` (the weights it comes from), and not ``force``d. With
-    ``force`` it starts over (``--restart``: the shards of an interrupted
-    run may be of other weights)."""
-    out = prepare[-1]
-    if not force and osp.isfile(out) and (
-            after is None or _mtime(out) >= _mtime(after)):
+def prepare_command(py, prepare: Preparation, force):
+    """The preparation command (proposal mining), or None when its output
+    exists, written after its weights, and not ``force``d. With ``force``
+    it starts over (``--restart``: the shards of an interrupted run may be
+    of other weights)."""
+    if not force and osp.isfile(prepare.output) and (
+            _mtime(prepare.output) >= _mtime(prepare.weights)):
         return None
-    return [py] + prepare + (['--restart'] if force else [])
+    return [py] + prepare.args + (['--restart'] if force else [])
 
 
 def main():
@@ -272,8 +280,7 @@ def main():
         trained = TEST_ONLY.get(config, config)
         max_epochs = Config.fromfile(trained).train_cfg.max_epochs
         final = osp.join(WORK_DIR, _stem(trained), f'epoch_{max_epochs}.pth')
-        command = prepare and prepare_command(py, prepare, args.force,
-                                              after=prepare[2])
+        command = prepare and prepare_command(py, prepare, args.force)
         if command:
             print(f'[{name}] preparing (log: {work_dir}/prepare.log)')
             run(command, osp.join(work_dir, 'prepare.log'))

@@ -76,13 +76,18 @@ def test_force_trains_and_mines_again_from_the_start(tmp_path):
     work = _work_dir(tmp_path, {1: True, 2: True}, named=2)
     assert demo.train_command(py, cfg, work, 2, force=True) == [
         py, 'tools/train.py', cfg, '--work-dir', work]
-    prepare = ['tools/mine_proposals.py', 'c.py', 'w.pth', '--out',
-               str(tmp_path / 'p.pkl')]
+    weights, out = tmp_path / 'w.pth', tmp_path / 'p.pkl'
+    weights.write_bytes(b'PK')
+    args = ['tools/mine_proposals.py', 'c.py', str(weights), '--out',
+            str(out)]
+    prepare = demo.Preparation(args, str(weights), str(out))
     assert demo.prepare_command(py, prepare, force=True) == \
-        [py] + prepare + ['--restart']
-    assert demo.prepare_command(py, prepare, force=False) == [py] + prepare
-    (tmp_path / 'p.pkl').write_bytes(b'mined')
+        [py] + args + ['--restart']
+    assert demo.prepare_command(py, prepare, force=False) == [py] + args
+    out.write_bytes(b'mined')
     assert demo.prepare_command(py, prepare, force=False) is None
+    assert demo.prepare_command(py, prepare, force=True) == \
+        [py] + args + ['--restart']
 
 
 def test_steps_older_than_their_checkpoint_run_again(tmp_path):
@@ -108,10 +113,10 @@ def test_steps_older_than_their_checkpoint_run_again(tmp_path):
     out = tmp_path / 'p.pkl'
     out.write_bytes(b'mined')
     os.utime(out, (1000, 1000))
-    prepare = ['tools/mine_proposals.py', 'c.py', str(ckpt), '--out',
-               str(out)]
-    assert demo.prepare_command('python', prepare, force=False,
-                                after=str(ckpt)) == ['python'] + prepare
+    args = ['tools/mine_proposals.py', 'c.py', str(ckpt), '--out',
+            str(out)]
+    prepare = demo.Preparation(args, str(ckpt), str(out))
+    assert demo.prepare_command('python', prepare,
+                                force=False) == ['python'] + args
     os.utime(out)
-    assert demo.prepare_command('python', prepare, force=False,
-                                after=str(ckpt)) is None
+    assert demo.prepare_command('python', prepare, force=False) is None
