@@ -40,7 +40,7 @@ from mmengine.config import Config
 
 from mmsnip.utils.cli import ArgumentParser
 from mmsnip.utils.fileio import check_output_dir
-from mmsnip.utils.preflight import run_cli
+from mmsnip.utils.preflight import last_checkpoint, run_cli
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 DATA_ROOT = 'data/demo'
@@ -227,12 +227,8 @@ def training_done(work_dir: str, max_epochs: int) -> bool:
     only after saving it, so an ``epoch_N.pth`` cut short (a full disk, a
     kill while saving) does not count."""
     final = osp.join(work_dir, f'epoch_{max_epochs}.pth')
-    try:
-        with open(osp.join(work_dir, 'last_checkpoint')) as f:
-            named = f.read().strip()
-    except OSError:
-        return False
-    return osp.isfile(final) and \
+    named = last_checkpoint(work_dir)
+    return named is not None and osp.isfile(final) and \
         osp.basename(named) == osp.basename(final)
 
 
@@ -244,8 +240,8 @@ def train_command(py, config, work_dir, max_epochs, force):
     ``force`` it starts over."""
     if not force and training_done(work_dir, max_epochs):
         return None
-    resume = ['--resume'] if not force and osp.isfile(
-        osp.join(work_dir, 'last_checkpoint')) else []
+    resume = ['--resume'] if not force and last_checkpoint(
+        work_dir) is not None else []
     return [py, 'tools/train.py', config, '--work-dir', work_dir] + resume
 
 

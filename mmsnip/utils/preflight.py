@@ -411,17 +411,30 @@ def check_load_from(cfg: Config, flag: Optional[str] = None) -> None:
                      'checkpoint')
 
 
+def last_checkpoint(work_dir: str) -> Optional[str]:
+    """The checkpoint a work folder's ``last_checkpoint`` record names
+    (MMEngine writes it after saving a checkpoint whole; the path as
+    written, not checked), or None without a readable, non-empty record.
+
+    MMEngine's own ``find_latest_checkpoint`` reads the same file but
+    logs a line when there is none.
+    """
+    try:
+        with open(osp.join(work_dir, 'last_checkpoint')) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
+
+
 def _check_auto_resume(cfg: Config) -> None:
     """:func:`check_load_from` for auto-resume (see there)."""
     import glob
     import re
     record = osp.join(cfg.work_dir, 'last_checkpoint')
-    try:
-        with open(record) as f:
-            named = f.read().strip()
-    except OSError:
+    named = last_checkpoint(cfg.work_dir)
+    if named is None:
         return  # none: MMEngine starts afresh
-    if not named or '://' in named or osp.isfile(named):
+    if '://' in named or osp.isfile(named):
         return
     here = osp.join(cfg.work_dir, osp.basename(named))
     if osp.isfile(here):

@@ -204,3 +204,18 @@ def test_auto_resume_from_a_checkpoint_that_is_gone(tmp_path):
             r'.*moved/epoch_10.pth \(checkpoints there: epoch_2.pth, '
             r'epoch_10.pth\)')):
         check_load_from(cfg)
+
+
+def test_last_checkpoint_reads_mmengines_record(tmp_path):
+    """The one reader of a work folder's ``last_checkpoint`` (tools/demo.py
+    and auto-resume): the path as written, None without a record or with
+    an empty one."""
+    from mmsnip.utils.preflight import last_checkpoint
+    assert last_checkpoint(str(tmp_path)) is None
+    (tmp_path / 'last_checkpoint').write_text('  \n')
+    assert last_checkpoint(str(tmp_path)) is None
+    (tmp_path / 'last_checkpoint').write_text('/w/epoch_3.pth\n')
+    assert last_checkpoint(str(tmp_path)) == '/w/epoch_3.pth'
+    (tmp_path / 'last_checkpoint').unlink()
+    (tmp_path / 'last_checkpoint').mkdir()  # unreadable as a file
+    assert last_checkpoint(str(tmp_path)) is None
