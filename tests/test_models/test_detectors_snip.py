@@ -112,7 +112,13 @@ def tridentnet(test_branch_idx: int = 1):
     with all branches merged, else with that branch only."""
     model = get_config(
         'mmdet::tridentnet/tridentnet_r50-caffe_1x_coco.py').model
-    model.backbone.update(init_cfg=None, test_branch_idx=test_branch_idx)
+    # No pretrained weights here; mmdet's TridentConv is not an nn.Conv2d,
+    # so ResNet's own Kaiming init (layer='Conv2d') leaves its weights
+    # uninitialised memory (NaN in some processes): name it.
+    model.backbone.update(
+        init_cfg=[dict(type='Kaiming', layer=['Conv2d', 'TridentConv']),
+                  dict(type='Constant', val=1, layer='_BatchNorm')],
+        test_branch_idx=test_branch_idx)
     model.roi_head.shared_head.init_cfg = None
     model.roi_head.update(test_branch_idx=test_branch_idx)
     model.roi_head.bbox_head.num_classes = 3
@@ -361,7 +367,7 @@ def test_tridentnet_every_branch_follows_each_chips_validity():
     assert len(changes) == 2  # the RPN and R-CNN assigners
     torch.manual_seed(0)
     model = _build(cfg)
-    model.init_weights()  # TridentConv's weights are uninitialised memory
+    model.init_weights()  # TridentConv's too (tridentnet()'s init_cfg)
     model.train()
     assert scale_aware_problems(model) == []
     seen = {'rpn': [], 'rcnn': []}

@@ -209,8 +209,8 @@ def test_tridentnet_focus_head_learns_and_predicts_on_its_branches():
         cfg.focus_head.in_channels = 1024  # C4: one level, stride 16
         torch.manual_seed(0)
         model = _build(cfg)
-        # TridentConv's weights are uninitialised memory until then (NaN
-        # in a process that reused it)
+        # tridentnet()'s init_cfg names TridentConv, whose weights are
+        # uninitialised memory until then (NaN in some processes)
         model.init_weights()
         data = _batch(model)
         feats = model.extract_feat(data['inputs'])
