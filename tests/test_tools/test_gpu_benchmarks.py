@@ -102,3 +102,41 @@ def test_without_cuda_stops_after_the_environment_step(tmp_path):
     assert {'setup.log', 'environment.log', 'summary.log'} <= names
     assert 'environment: exit 1' in summary
     assert not (work / 'train_amp').exists()  # nothing measured on the CPU
+
+
+def test_steps_selects_the_measurements_to_run(tmp_path):
+    """``STEPS`` runs only the named measurement steps (a second device
+    call for the steps the first had no time for); setup and environment
+    run as always; a name that is not a step is refused before anything
+    runs. A fake interpreter stands in for the kit's python3."""
+    kit, out, site = _fake_kit(tmp_path), tmp_path / 'out', tmp_path / 's'
+    proc = run_tool(['bash', SCRIPT, str(out)], check=False, env=dict(
+        STEPS='train_amp infer_fast'))
+    assert proc.returncode == 2 and not out.exists()
+    assert 'STEPS names "infer_fast", not a measurement step' in \
+        proc.stderr
+    assert 'infer_warmup16 train_amp_pseudo_collate infer_one_batch' in \
+        proc.stderr
+    calls = tmp_path / 'calls.log'
+    fake = tmp_path / 'python'
+    fake.write_text(f'#!/bin/sh\necho "$*" >>{calls}\ncat >/dev/null\n')
+    fake.chmod(0o755)
+    ckpt = tmp_path / 'af.pth'
+    ckpt.write_bytes(b'PK')
+    proc = run_tool(['bash', SCRIPT, str(out), str(ckpt)], check=False,
+                    env=dict(MMSNIP_GPU_KIT=str(kit), SITE_DIR=str(site),
+                             DEADLINE='400', WORK_DIR=str(tmp_path / 'w'),
+                             PYTHON=str(fake),
+                             STEPS='infer_one_batch train_amp'))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ran = re.findall(r'^== (\w+) \(limit', proc.stdout, re.M)
+    assert [s for s in ran if s != 'demo_data'] == [
+        'setup', 'environment', 'train_amp', 'infer_one_batch']
+    for name in ('infer_warmup16', 'train_amp_pseudo_collate',
+                 'train_more', 'infer_warmup2'):
+        assert f'== {name}: not selected (STEPS=infer_one_batch ' \
+            'train_amp)' in proc.stdout
+    tools = [line.split()[:2] for line in calls.read_text().splitlines()
+             if line.startswith('tools/benchmark.py')]
+    assert tools == [['tools/benchmark.py', 'train'],
+                     ['tools/benchmark.py', 'infer']]

@@ -63,6 +63,11 @@
 #   PYTHON              the interpreter (default: python3 with the kit, the
 #                       one it installs for; else python, else python3)
 #   DEADLINE=570 DEADLINE_MARGIN=15
+#   STEPS="NAME ..."   only these measurement steps (of train_amp,
+#                       infer_warmupN, train_amp_pseudo_collate,
+#                       infer_one_batch, train_more, infer_warmup2), in
+#                       the order above; setup, environment and demo_data
+#                       run as always (default: every step)
 #   TRAIN_ITERS=30 TRAIN_WORKERS=12 INFER_IMAGES=16
 #   SETUP_TIMEOUT=420 TRAIN_TIMEOUT=300 INFER_TIMEOUT=150 (seconds a step)
 # The mmcv wheel the kit builds is not kept (over the 16 MiB a file may
@@ -100,6 +105,18 @@ for var in DEADLINE DEADLINE_MARGIN TRAIN_ITERS TRAIN_WORKERS INFER_IMAGES \
     esac
     # decimal, also with leading zeros (bash reads 08 as octal)
     [ -n "${!var:-}" ] && printf -v "$var" '%d' "$((10#${!var}))"
+done
+# The measurement steps, in the order they run; STEPS selects some.
+MEASURED="train_amp infer_warmup${INFER_IMAGES:-16} train_amp_pseudo_collate"
+MEASURED="$MEASURED infer_one_batch train_more infer_warmup2"
+read -r -a SELECTED <<<"${STEPS:-}"
+for name in "${SELECTED[@]}"; do
+    case " $MEASURED " in
+        *" $name "*) ;;
+        *) die "STEPS names \"$name\", not a measurement step of this" \
+            "script; they are: $MEASURED (setup, environment and" \
+            "demo_data always run)" ;;
+    esac
 done
 CKPT=
 if [ $# -eq 2 ]; then
@@ -157,6 +174,11 @@ step() {  # step NAME LIMIT MIN COMMAND...: run under a time limit, log,
           # report, archive; skipped when less than MIN s are left
     local name=$1 limit=$2 need=$3 start=$SECONDS left rc
     shift 3
+    if [ -n "${STEPS:-}" ] && [[ " $MEASURED " == *" $name "* ]] &&
+        [[ " $STEPS " != *" $name "* ]]; then
+        say "== $name: not selected (STEPS=$STEPS)"
+        return 0
+    fi
     # less the 10 s timeout may wait after its signal before killing
     left=$((DEADLINE - SECONDS - MARGIN - 10))
     if [ "$left" -lt "$need" ]; then
