@@ -127,7 +127,7 @@ def test_steps_selects_the_measurements_to_run(tmp_path):
                     env=dict(MMSNIP_GPU_KIT=str(kit), SITE_DIR=str(site),
                              DEADLINE='400', WORK_DIR=str(tmp_path / 'w'),
                              PYTHON=str(fake),
-                             STEPS='infer_one_batch train_amp'))
+                             STEPS='infer_one_batch\ttrain_amp  '))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     ran = re.findall(r'^== (\w+) \(limit', proc.stdout, re.M)
     assert [s for s in ran if s != 'demo_data'] == [

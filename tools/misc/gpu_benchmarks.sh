@@ -115,9 +115,10 @@ for name in "${SELECTED[@]}"; do
         *" $name "*) ;;
         *) die "STEPS names \"$name\", not a measurement step of this" \
             "script; they are: $MEASURED (setup, environment and" \
-            "demo_data always run)" ;;
+            "demo_data run as always)" ;;
     esac
 done
+CHOSEN=" ${SELECTED[*]} "  # space-separated, padded; "  " when none
 CKPT=
 if [ $# -eq 2 ]; then
     [ -f "$2" ] || die "checkpoint \"$2\" does not exist"
@@ -174,9 +175,9 @@ step() {  # step NAME LIMIT MIN COMMAND...: run under a time limit, log,
           # report, archive; skipped when less than MIN s are left
     local name=$1 limit=$2 need=$3 start=$SECONDS left rc
     shift 3
-    if [ -n "${STEPS:-}" ] && [[ " $MEASURED " == *" $name "* ]] &&
-        [[ " $STEPS " != *" $name "* ]]; then
-        say "== $name: not selected (STEPS=$STEPS)"
+    if [ "${#SELECTED[@]}" -gt 0 ] && [[ " $MEASURED " == *" $name "* ]] &&
+        [[ "$CHOSEN" != *" $name "* ]]; then
+        say "== $name: not selected (STEPS=${SELECTED[*]})"
         return 0
     fi
     # less the 10 s timeout may wait after its signal before killing
