@@ -642,20 +642,20 @@ class ChipTableCache:
         return True
 
     # the lock -------------------------------------------------------------
-    def _try_lock(self, lock: str) -> bool:
-        """Create ``lock`` holding its owner (host, pid, time), or False if
-        it exists. The content is written first and linked into place, so
-        another process never reads a half-written lock."""
+    def _try_lock(self, lock: str) -> Optional[str]:
+        """Create ``lock`` holding its owner (host, pid, time); returns the
+        content written (what tells this lock from a later one), or None
+        if it exists. The content is written first and linked into place,
+        so another process never reads a half-written lock."""
         owner = json.dumps(dict(_owner_record(), heartbeat=self.heartbeat))
-        self._written = owner  # what tells our lock from a later one
         tmp = f'{lock}.{socket.gethostname()}.{os.getpid()}.tmp'
         try:
             with open(tmp, 'w') as f:
                 f.write(owner)
             os.link(tmp, lock)
-            return True
+            return owner
         except FileExistsError:
-            return False
+            return None
         except OSError:
             pass  # no hard links here: create it in place
         finally:
@@ -666,10 +666,10 @@ class ChipTableCache:
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
         except FileExistsError:
-            return False
+            return None
         with os.fdopen(fd, 'w') as f:
             f.write(owner)
-        return True
+        return owner
 
     @staticmethod
     def _owner(lock: str) -> Optional[dict]:
@@ -737,7 +737,8 @@ class ChipTableCache:
         silence = _Silence()
         while True:
             try:
-                if self._try_lock(lock):
+                ours = self._try_lock(lock)
+                if ours is not None:
                     break
             except OSError as e:  # e.g. EACCES on a network file system
                 return self._build_uncached(
@@ -794,7 +795,7 @@ class ChipTableCache:
             heartbeat.stop()
             # ours only: another process may have taken it over (ours
             # judged stale while this one was stopped, e.g. by Ctrl-Z)
-            if _read(lock) == self._written:
+            if _read(lock) == ours:
                 try:
                     os.remove(lock)
                 except OSError:
