@@ -542,11 +542,17 @@ class _Heartbeat:
         self._thread.start()
 
     def _run(self, lock: str, every: float) -> None:
+        warned = False
         while not self._stop.wait(every):
             try:
                 os.utime(lock)
-            except OSError:
-                pass
+            except OSError as e:
+                if not warned:  # once: it keeps trying
+                    _warn(f'cannot refresh the chip-cache lock {lock} '
+                          f'({e}): processes of other hosts may take this '
+                          'build for a killed one and build the same '
+                          'table again')
+                    warned = True
 
     def stop(self) -> None:
         self._stop.set()

@@ -509,3 +509,22 @@ def test_the_builder_refreshes_its_lock_and_removes_only_its_own(
 
     cache.load_or_build('k', len(rec), build)
     assert ChipTableCache._owner(lock)['host'] == 'node-7'
+
+
+def test_a_lock_that_cannot_be_refreshed_is_said_once(tmp_path):
+    """The builder's heartbeat cannot touch its lock (removed by hand, a
+    read-only mount): one warning naming the lock and what follows (was:
+    ignored, so another host's waiter took over without a word here)."""
+    lock = str(tmp_path / 'chips-k.npz.lock')  # never created
+    with mock.patch.object(chip_table, '_warn') as warn:
+        beat = chip_table._Heartbeat(lock, 0.005)
+        deadline = time.monotonic() + 30
+        while not warn.called:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        time.sleep(0.05)  # several more failed refreshes
+        beat.stop()
+    (msg, ), _ = warn.call_args
+    assert warn.call_count == 1
+    assert msg.startswith(f'cannot refresh the chip-cache lock {lock} (')
+    assert 'build the same table again' in msg
